@@ -1,0 +1,202 @@
+//! `WebhookEndpoint`: verify → parse → deduplicate → dispatch → answer, shared by every adapter.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+use crate::error::error_json;
+use crate::{
+    EventHandler, Freshness, MemoryReplayGuard, ReplayGuard, ReplayKey, VerifiedBody, Verifier,
+    WebhookError,
+};
+
+/// How long processed events are remembered by default: 24 hours.
+const DEFAULT_REPLAY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The framework-independent core of a ready-made webhook endpoint. Adapters read the headers
+/// and a bounded body, call [`handle`](Self::handle) and send the [`EndpointResponse`].
+///
+/// Answers: 200 for a processed event, a duplicate or an unknown status; the 4xx of
+/// [`WebhookError::status`] for bad input; 500 only when the application's handler fails.
+///
+/// Deduplication uses the event's [`IdempotencyKey`](crate::IdempotencyKey) (session id and
+/// kind, so a re-sent event with a fresh signature is caught too), or the delivery's replay key
+/// for unknown events. When the replay guard's store fails, the event is processed anyway
+/// (fail-open) and a warning is logged: Suki does not re-deliver, so refusing would lose it.
+pub struct WebhookEndpoint<H> {
+    verifier: Verifier,
+    handler: Arc<H>,
+    guard: Arc<dyn ReplayGuard>,
+    ttl: Duration,
+}
+
+impl<H> Clone for WebhookEndpoint<H> {
+    fn clone(&self) -> Self {
+        Self {
+            verifier: self.verifier.clone(),
+            handler: Arc::clone(&self.handler),
+            guard: Arc::clone(&self.guard),
+            ttl: self.ttl,
+        }
+    }
+}
+
+impl<H> fmt::Debug for WebhookEndpoint<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookEndpoint")
+            .field("verifier", &self.verifier)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an endpoint answers: a status and a small JSON body.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct EndpointResponse {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The JSON body (`{"status": ...}` on success, `{"error", "message"}` otherwise).
+    pub body: Bytes,
+}
+
+impl EndpointResponse {
+    fn ok(outcome: &'static str) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body: Bytes::from(format!(r#"{{"status":"{outcome}"}}"#)),
+        }
+    }
+
+    /// The rejection for `err`.
+    pub fn rejection(err: &WebhookError) -> Self {
+        Self {
+            status: err.status(),
+            body: Bytes::from(err.to_json()),
+        }
+    }
+
+    fn handler_failed() -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: Bytes::from(error_json(
+                "handler_failed",
+                "the application's event handler failed",
+            )),
+        }
+    }
+}
+
+impl<H: EventHandler> WebhookEndpoint<H> {
+    /// An endpoint with an in-memory replay guard and a 24-hour replay TTL.
+    pub fn new(verifier: Verifier, handler: H) -> Self {
+        Self {
+            verifier,
+            handler: Arc::new(handler),
+            guard: Arc::new(MemoryReplayGuard::default()),
+            ttl: DEFAULT_REPLAY_TTL,
+        }
+    }
+
+    /// Uses `guard` to deduplicate (e.g. one shared by a fleet of receivers).
+    #[must_use]
+    pub fn replay_guard(mut self, guard: impl ReplayGuard) -> Self {
+        self.guard = Arc::new(guard);
+        self
+    }
+
+    /// How long a processed event is remembered (default 24 hours).
+    #[must_use]
+    pub fn replay_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The verifier (adapters read its body limit).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The application's handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// Handles a request given its headers and complete body.
+    pub async fn handle(&self, headers: &HeaderMap, body: Bytes) -> EndpointResponse {
+        match self.verifier.verify_bytes(headers, body) {
+            Ok(verified) => self.handle_verified(verified).await,
+            Err(err) => self.reject(WebhookError::Verify(err)),
+        }
+    }
+
+    /// Handles a request given the header values as text (frameworks on other `http` versions).
+    pub async fn handle_parts(
+        &self,
+        generated_at: Option<&str>,
+        signature: Option<&str>,
+        body: Bytes,
+    ) -> EndpointResponse {
+        match self
+            .verifier
+            .verify_parts_bytes(generated_at, signature, body)
+        {
+            Ok(verified) => self.handle_verified(verified).await,
+            Err(err) => self.reject(WebhookError::Verify(err)),
+        }
+    }
+
+    /// The answer for a request rejected before verification completed (e.g. the body
+    /// exceeded the limit while reading), logged like any other rejection.
+    pub fn reject(&self, err: WebhookError) -> EndpointResponse {
+        tracing::debug!(
+            code = err.code(),
+            status = err.status().as_u16(),
+            "suki webhook rejected"
+        );
+        EndpointResponse::rejection(&err)
+    }
+
+    /// Parses, deduplicates and dispatches an already verified delivery.
+    pub async fn handle_verified(&self, verified: VerifiedBody) -> EndpointResponse {
+        let event = match verified.parse() {
+            Ok(event) => event,
+            Err(err) => return self.reject(WebhookError::Payload(err)),
+        };
+        let meta = verified.meta;
+        let kind = event.kind();
+        let key = event
+            .idempotency_key()
+            .map_or(meta.replay_key, |k| ReplayKey::for_event(&k));
+        let claimed = match self.guard.check_and_mark(key, self.ttl).await {
+            Ok(Freshness::Fresh) => true,
+            Ok(Freshness::Duplicate | Freshness::InFlight) => {
+                tracing::debug!(kind = kind.as_str(), "suki webhook duplicate acknowledged");
+                return EndpointResponse::ok("duplicate");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, kind = kind.as_str(), "replay guard failed; processing without deduplication");
+                false
+            }
+        };
+        match self.handler.handle(event, meta).await {
+            Ok(()) => {
+                if claimed && let Err(err) = self.guard.commit(key, self.ttl).await {
+                    tracing::warn!(error = %err, "replay guard could not record a processed event");
+                }
+                tracing::debug!(kind = kind.as_str(), "suki webhook processed");
+                EndpointResponse::ok("processed")
+            }
+            Err(_) => {
+                if claimed && let Err(err) = self.guard.release(key).await {
+                    tracing::warn!(error = %err, "replay guard could not release a failed event");
+                }
+                // The handler's error text may hold payload content; it is not logged.
+                tracing::error!(kind = kind.as_str(), "suki webhook handler failed");
+                EndpointResponse::handler_failed()
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Test kit (feature `testing`): event builders, signed requests, the shared vectors and fixtures.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::Deserialize;
+
+pub use crate::FixedClock;
+use crate::{
+    EncounterId, ErrorCode, Link, LinkKind, Links, SessionCompleted, SessionEnded, SessionFailed,
+    SessionId, SignedHeaders, UnixMillis, WebhookEvent, WebhookSecret,
+};
+
+/// A completed session with every documented `_links` key pointing at Suki's paths.
+pub fn completed(session_id: &str, encounter_id: &str) -> WebhookEvent {
+    WebhookEvent::Completed(SessionCompleted {
+        session_id: SessionId::from(session_id),
+        encounter_id: EncounterId::from(encounter_id),
+        sessions: vec![SessionId::from(session_id)],
+        additional_info: None,
+        links: links_for(session_id, encounter_id),
+    })
+}
+
+/// The six documented links for a session, relative to the API base URL.
+pub fn links_for(session_id: &str, encounter_id: &str) -> Links {
+    let s = format!("/api/v1/ambient/session/{session_id}");
+    let e = format!("/api/v1/ambient/encounter/{encounter_id}");
+    Links::default()
+        .with(
+            LinkKind::Contents,
+            Link::get(format!("{s}/content"), "contents"),
+        )
+        .with(
+            LinkKind::EncounterContent,
+            Link::get(format!("{e}/content"), "encounter_content"),
+        )
+        .with(
+            LinkKind::StructuredData,
+            Link::get(format!("{s}/structured-data"), "structured_data"),
+        )
+        .with(
+            LinkKind::EncounterStructuredData,
+            Link::get(format!("{e}/structured-data"), "encounter_structured_data"),
+        )
+        .with(LinkKind::Status, Link::get(format!("{s}/status"), "status"))
+        .with(
+            LinkKind::Transcripts,
+            Link::get(format!("{s}/transcript"), "transcripts"),
+        )
+}
+
+/// A failed session (`ERROR_CODE_TRANSCRIPTION`).
+pub fn failed(session_id: &str, encounter_id: &str) -> WebhookEvent {
+    WebhookEvent::Failed(SessionFailed {
+        session_id: SessionId::from(session_id),
+        encounter_id: EncounterId::from(encounter_id),
+        error_code: ErrorCode::Transcription,
+        error_detail: "Error in transcription".to_owned(),
+    })
+}
+
+/// A timed-out session (status `timeout`).
+pub fn timed_out(session_id: &str, encounter_id: &str) -> WebhookEvent {
+    WebhookEvent::TimedOut(ended("timeout", session_id, encounter_id))
+}
+
+/// A cancelled session (status `cancelled`).
+pub fn cancelled(session_id: &str, encounter_id: &str) -> WebhookEvent {
+    WebhookEvent::Cancelled(ended("cancelled", session_id, encounter_id))
+}
+
+fn ended(status: &str, session_id: &str, encounter_id: &str) -> SessionEnded {
+    SessionEnded {
+        status: status.to_owned(),
+        session_id: SessionId::from(session_id),
+        encounter_id: EncounterId::from(encounter_id),
+        additional_info: None,
+    }
+}
+
+/// Headers and body of a delivery of `body` signed with `secret` at `at`.
+pub fn signed(secret: &str, at: UnixMillis, body: impl Into<Bytes>) -> (HeaderMap, Bytes) {
+    let body = body.into();
+    let headers = SignedHeaders::new(&WebhookSecret::from(secret), at, &body).to_header_map();
+    (headers, body)
+}
+
+/// The `shared/` folder beside the workspace root (found from `CARGO_MANIFEST_DIR` upwards, or
+/// `SUKI_SHARED_DIR`).
+///
+/// # Panics
+/// When it cannot be found: tests that rely on the shared vectors must not pass without them.
+pub fn shared_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SUKI_SHARED_DIR") {
+        return PathBuf::from(dir);
+    }
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
+        .ancestors()
+        .map(|dir| dir.join("shared"))
+        .find(|dir| dir.join("vectors/signatures.json").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "shared/ (with vectors/signatures.json) not found above {}; set SUKI_SHARED_DIR",
+                start.display()
+            )
+        })
+}
+
+/// The bytes of a fixture, e.g. `fixture("webhooks/success.json")`.
+///
+/// # Panics
+/// When the file cannot be read.
+pub fn fixture(relative: &str) -> Vec<u8> {
+    let path = shared_dir().join("fixtures").join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+}
+
+/// Every fixture file under `fixtures/<dir>`, sorted by name.
+///
+/// # Panics
+/// When the folder cannot be read.
+pub fn fixtures_in(dir: &str) -> Vec<(String, Vec<u8>)> {
+    let root = shared_dir().join("fixtures").join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display()))
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = file_name(&p);
+            let bytes =
+                std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+            (name, bytes)
+        })
+        .collect()
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// One case of `vectors/signatures.json`.
+#[derive(Clone, Debug)]
+pub struct SignatureVector {
+    /// Case name.
+    pub name: String,
+    /// The secret (UTF-8 string).
+    pub secret: String,
+    /// The `generated-at` header (empty = absent).
+    pub generated_at: String,
+    /// The `X-API-Key` header (empty = absent).
+    pub signature: String,
+    /// The verifier's clock.
+    pub now_ms: u64,
+    /// The tolerance.
+    pub tolerance_ms: u64,
+    /// `None` for `ok`, `Some(code)` for `error:<code>`.
+    pub expected_error: Option<String>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct VectorFile {
+    vectors: Vec<RawVector>,
+}
+
+#[derive(Deserialize)]
+struct RawVector {
+    name: String,
+    secret: String,
+    generated_at: String,
+    signature: String,
+    now_ms: u64,
+    tolerance_ms: u64,
+    expect: String,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    body_base64: Option<String>,
+}
+
+/// Loads `vectors/signatures.json`.
+///
+/// # Panics
+/// When the file is missing or malformed.
+pub fn signature_vectors() -> Vec<SignatureVector> {
+    let path = shared_dir().join("vectors/signatures.json");
+    let text =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let file: VectorFile =
+        serde_json::from_slice(&text).unwrap_or_else(|e| panic!("bad vectors file: {e}"));
+    assert!(!file.vectors.is_empty(), "vectors file holds no vectors");
+    file.vectors
+        .into_iter()
+        .map(|v| {
+            let body = match (v.body, v.body_base64) {
+                (Some(text), None) => text.into_bytes(),
+                (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap_or_else(|e| panic!("vector {}: bad base64: {e}", v.name)),
+                _ => panic!("vector {} needs exactly one of body, body_base64", v.name),
+            };
+            let expected_error = match v.expect.as_str() {
+                "ok" => None,
+                other => Some(
+                    other
+                        .strip_prefix("error:")
+                        .unwrap_or_else(|| panic!("vector {}: bad expect {other}", v.name))
+                        .to_owned(),
+                ),
+            };
+            SignatureVector {
+                name: v.name,
+                secret: v.secret,
+                generated_at: v.generated_at,
+                signature: v.signature,
+                now_ms: v.now_ms,
+                tolerance_ms: v.tolerance_ms,
+                expected_error,
+                body,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,752 @@
+//! Verification: `Verifier` checks `generated-at` and `X-API-Key` against the raw body.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hmac::Mac;
+use http::HeaderMap;
+
+use crate::sign::{HmacSha256, feed, keyed};
+use crate::{
+    ConfigError, PayloadError, ReplayKey, Signature, VerifyError, WebhookEvent, WebhookSecret,
+};
+
+/// Header carrying the Unix time in milliseconds at which Suki built the request.
+pub const GENERATED_AT_HEADER: &str = "generated-at";
+/// Header carrying the hex HMAC-SHA-256 signature (Suki calls it `X-API-Key`; it is not a key).
+pub const SIGNATURE_HEADER: &str = "x-api-key";
+/// Default allowed distance between `generated-at` and the verifier's clock, either way.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+/// Default body limit: 256 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Unix time in milliseconds, the unit of `generated-at`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct UnixMillis(pub u64);
+
+impl UnixMillis {
+    /// The system clock now.
+    pub fn now() -> Self {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Self(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The number of milliseconds.
+    pub fn into_inner(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for UnixMillis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<u64> for UnixMillis {
+    fn from(ms: u64) -> Self {
+        Self(ms)
+    }
+}
+
+/// A source of the current time for the freshness check.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> UnixMillis;
+}
+
+/// The system clock (the default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixMillis {
+        UnixMillis::now()
+    }
+}
+
+/// A clock that stands still until told to move; clones share the same time. For tests.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use suki_ambient_core::{Clock, FixedClock, UnixMillis};
+///
+/// let clock = FixedClock::new(UnixMillis(1_000));
+/// clock.advance(Duration::from_millis(500));
+/// assert_eq!(clock.now(), UnixMillis(1_500));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct FixedClock(Arc<AtomicU64>);
+
+impl FixedClock {
+    /// A clock showing `at`.
+    pub fn new(at: UnixMillis) -> Self {
+        Self(Arc::new(AtomicU64::new(at.0)))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, at: UnixMillis) {
+        self.0.store(at.0, Ordering::SeqCst);
+    }
+
+    /// Moves the time forward.
+    pub fn advance(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> UnixMillis {
+        UnixMillis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Builds a [`Verifier`]; see [`Verifier::builder`].
+#[must_use]
+pub struct VerifierBuilder {
+    secrets: Vec<WebhookSecret>,
+    tolerance: Option<Duration>,
+    clock: Arc<dyn Clock>,
+    max_body_bytes: usize,
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("secrets", &self.secrets.len())
+            .field("tolerance", &self.tolerance)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifierBuilder {
+    /// Adds a secret. Call again to accept several during a rotation: any of them verifies, and
+    /// [`Verified::secret_index`] says which (in the order they were added).
+    pub fn secret(mut self, secret: impl Into<WebhookSecret>) -> Self {
+        self.secrets.push(secret.into());
+        self
+    }
+
+    /// Adds several secrets, in order.
+    pub fn secrets<S: Into<WebhookSecret>>(mut self, secrets: impl IntoIterator<Item = S>) -> Self {
+        self.secrets.extend(secrets.into_iter().map(Into::into));
+        self
+    }
+
+    /// How far `generated-at` may be from the clock, in the past or the future (inclusive).
+    /// Default [`DEFAULT_TOLERANCE`] (5 minutes). Millisecond precision.
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = Some(tolerance);
+        self
+    }
+
+    /// Skips the freshness check (the format of `generated-at` is still checked, and it is still
+    /// part of the signed text). For replaying recorded deliveries in tests or a backfill.
+    pub fn ignore_timestamp(mut self) -> Self {
+        self.tolerance = None;
+        self
+    }
+
+    /// The clock for the freshness check (default [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The largest body accepted, in bytes (default [`DEFAULT_MAX_BODY_BYTES`], 256 KiB). Every
+    /// adapter enforces it while reading the body.
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Builds the verifier, keying one HMAC state per secret.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when no secret was given, a secret is empty, or the body limit is zero.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if self.secrets.is_empty() {
+            return Err(ConfigError::NoSecret);
+        }
+        if let Some(index) = self.secrets.iter().position(WebhookSecret::is_empty) {
+            return Err(ConfigError::EmptySecret { index });
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::ZeroBodyLimit);
+        }
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                keys: self.secrets.iter().map(keyed).collect(),
+                tolerance_ms: self
+                    .tolerance
+                    .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                clock: self.clock,
+                max_body_bytes: self.max_body_bytes,
+            }),
+        })
+    }
+}
+
+/// Verifies Suki's webhook deliveries. Cheap to clone (an `Arc`), `Send + Sync`.
+///
+/// The checks, in order: both headers present and non-empty → body within the limit →
+/// `generated-at` is 1 to 19 ASCII digits → within the tolerance → `X-API-Key` decodes to 32
+/// bytes → constant-time comparison against each secret's HMAC of `generated-at:body`.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One pre-keyed HMAC state per secret, cloned per request.
+    keys: Vec<HmacSha256>,
+    tolerance_ms: Option<u64>,
+    clock: Arc<dyn Clock>,
+    max_body_bytes: usize,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("secrets", &self.inner.keys.len())
+            .field("tolerance_ms", &self.inner.tolerance_ms)
+            .field("max_body_bytes", &self.inner.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// Starts a builder: at least one `.secret(..)`, then `.build()`.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder {
+            secrets: Vec::new(),
+            tolerance: Some(DEFAULT_TOLERANCE),
+            clock: Arc::new(SystemClock),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// The body limit in bytes that adapters enforce while reading.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+
+    /// The freshness tolerance, `None` when timestamps are ignored.
+    pub fn tolerance(&self) -> Option<Duration> {
+        self.inner.tolerance_ms.map(Duration::from_millis)
+    }
+
+    /// How many secrets are accepted.
+    pub fn secret_count(&self) -> usize {
+        self.inner.keys.len()
+    }
+
+    /// Verifies a delivery from its headers and raw body.
+    ///
+    /// A header sent twice is malformed (its meaning would be ambiguous); an empty one is missing.
+    ///
+    /// # Errors
+    /// The first check that fails, as a [`VerifyError`].
+    pub fn verify<'b>(
+        &self,
+        headers: &HeaderMap,
+        body: &'b [u8],
+    ) -> Result<Verified<'b>, VerifyError> {
+        self.verify_parts(
+            header_text(headers, GENERATED_AT_HEADER),
+            header_text(headers, SIGNATURE_HEADER),
+            body,
+        )
+    }
+
+    /// Verifies a delivery from the two header values as text (for frameworks on other `http`
+    /// versions). An empty value counts as a missing header.
+    ///
+    /// # Errors
+    /// The first check that fails, as a [`VerifyError`].
+    pub fn verify_parts<'b>(
+        &self,
+        generated_at: &str,
+        signature: &str,
+        body: &'b [u8],
+    ) -> Result<Verified<'b>, VerifyError> {
+        if generated_at.is_empty() {
+            return Err(VerifyError::MissingHeader {
+                name: GENERATED_AT_HEADER,
+            });
+        }
+        if signature.is_empty() {
+            return Err(VerifyError::MissingHeader {
+                name: SIGNATURE_HEADER,
+            });
+        }
+        self.check(generated_at, signature, body)
+    }
+
+    /// Like [`verify_parts`](Self::verify_parts) for optional header values (`None` = absent).
+    ///
+    /// # Errors
+    /// The first check that fails, as a [`VerifyError`].
+    pub fn verify_optional<'b>(
+        &self,
+        generated_at: Option<&str>,
+        signature: Option<&str>,
+        body: &'b [u8],
+    ) -> Result<Verified<'b>, VerifyError> {
+        self.verify_parts(generated_at.unwrap_or(""), signature.unwrap_or(""), body)
+    }
+
+    /// [`verify`](Self::verify) for an owned body: keeps the buffer, without copying, in a
+    /// [`VerifiedBody`] to parse now or later.
+    ///
+    /// # Errors
+    /// The first check that fails, as a [`VerifyError`].
+    pub fn verify_bytes(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<VerifiedBody, VerifyError> {
+        let meta = self.verify(headers, &body)?.meta();
+        Ok(VerifiedBody { meta, body })
+    }
+
+    /// [`verify_optional`](Self::verify_optional) for an owned body.
+    ///
+    /// # Errors
+    /// The first check that fails, as a [`VerifyError`].
+    pub fn verify_parts_bytes(
+        &self,
+        generated_at: Option<&str>,
+        signature: Option<&str>,
+        body: Bytes,
+    ) -> Result<VerifiedBody, VerifyError> {
+        let meta = self.verify_optional(generated_at, signature, &body)?.meta();
+        Ok(VerifiedBody { meta, body })
+    }
+
+    /// Checks the headers alone (presence and well-formedness, freshness), before the body is
+    /// read: adapters call it to reject early. The full [`verify`](Self::verify) repeats it.
+    ///
+    /// # Errors
+    /// The first header check that fails.
+    pub fn precheck_headers(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
+        self.precheck_parts(
+            header_text(headers, GENERATED_AT_HEADER),
+            header_text(headers, SIGNATURE_HEADER),
+        )
+    }
+
+    /// [`precheck_headers`](Self::precheck_headers) for header values as text.
+    ///
+    /// # Errors
+    /// The first header check that fails.
+    pub fn precheck_parts(&self, generated_at: &str, signature: &str) -> Result<(), VerifyError> {
+        if generated_at.is_empty() {
+            return Err(VerifyError::MissingHeader {
+                name: GENERATED_AT_HEADER,
+            });
+        }
+        if signature.is_empty() {
+            return Err(VerifyError::MissingHeader {
+                name: SIGNATURE_HEADER,
+            });
+        }
+        self.check_timestamp(generated_at)?;
+        Signature::from_hex(signature)?;
+        Ok(())
+    }
+
+    fn check_timestamp(&self, generated_at: &str) -> Result<UnixMillis, VerifyError> {
+        let at = parse_millis(generated_at).ok_or(VerifyError::InvalidTimestamp)?;
+        if let Some(tolerance_ms) = self.inner.tolerance_ms {
+            let now = self.inner.clock.now();
+            if now.0 >= at.0 {
+                let age_ms = now.0 - at.0;
+                if age_ms > tolerance_ms {
+                    return Err(VerifyError::TimestampTooOld {
+                        age_ms,
+                        tolerance_ms,
+                    });
+                }
+            } else {
+                let skew_ms = at.0 - now.0;
+                if skew_ms > tolerance_ms {
+                    return Err(VerifyError::TimestampInFuture {
+                        skew_ms,
+                        tolerance_ms,
+                    });
+                }
+            }
+        }
+        Ok(at)
+    }
+
+    fn check<'b>(
+        &self,
+        generated_at: &str,
+        signature: &str,
+        body: &'b [u8],
+    ) -> Result<Verified<'b>, VerifyError> {
+        if body.len() > self.inner.max_body_bytes {
+            return Err(VerifyError::BodyTooLarge {
+                limit: self.inner.max_body_bytes,
+            });
+        }
+        let at = self.check_timestamp(generated_at)?;
+        let signature = Signature::from_hex(signature)?;
+        for (secret_index, key) in self.inner.keys.iter().enumerate() {
+            let mut mac = key.clone();
+            feed(&mut mac, generated_at, body);
+            // `verify_slice` compares in constant time.
+            if mac.verify_slice(&signature.0).is_ok() {
+                return Ok(Verified {
+                    body,
+                    generated_at: at,
+                    signature,
+                    secret_index,
+                });
+            }
+        }
+        Err(VerifyError::SignatureMismatch)
+    }
+}
+
+/// The text of a header for verification: `""` (missing) when absent or empty, and a value that
+/// fails its own format check (`"!"`) when sent twice or not visible ASCII, so that each problem
+/// is reported at its place in the order of checks.
+fn header_text<'h>(headers: &'h HeaderMap, name: &'static str) -> &'h str {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => "",
+        (Some(_), Some(_)) => "!",
+        (Some(value), None) => value.to_str().unwrap_or("!"),
+    }
+}
+
+/// 1 to 19 ASCII digits (always fits in `u64`); anything else is `None`.
+fn parse_millis(text: &str) -> Option<UnixMillis> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || bytes.len() > 19 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u64::from(b - b'0');
+    }
+    Some(UnixMillis(value))
+}
+
+/// What verification established about a delivery, besides its body.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WebhookMeta {
+    /// The authenticated `generated-at`.
+    pub generated_at: UnixMillis,
+    /// Which configured secret matched (order of `.secret(..)` calls).
+    pub secret_index: usize,
+    /// The key identifying this exact signed delivery.
+    pub replay_key: ReplayKey,
+}
+
+/// A delivery whose signature and timestamp checked out. Borrow of the raw body.
+///
+/// Parsing is a separate step ([`parse`](Self::parse)), so an application can verify, store the
+/// raw bytes, answer 2xx and parse in a worker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Verified<'b> {
+    body: &'b [u8],
+    generated_at: UnixMillis,
+    signature: Signature,
+    secret_index: usize,
+}
+
+impl fmt::Debug for Verified<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("body_len", &self.body.len())
+            .field("generated_at", &self.generated_at)
+            .field("secret_index", &self.secret_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'b> Verified<'b> {
+    /// The raw body, exactly as received.
+    pub fn body(&self) -> &'b [u8] {
+        self.body
+    }
+
+    /// The authenticated `generated-at`.
+    pub fn generated_at(&self) -> UnixMillis {
+        self.generated_at
+    }
+
+    /// Which configured secret matched.
+    pub fn secret_index(&self) -> usize {
+        self.secret_index
+    }
+
+    /// The verified signature.
+    pub fn signature(&self) -> Signature {
+        self.signature
+    }
+
+    /// The replay key of this delivery (SHA-256 of the authenticated timestamp and signature).
+    pub fn replay_key(&self) -> ReplayKey {
+        ReplayKey::for_delivery(self.generated_at, &self.signature)
+    }
+
+    /// Timestamp, secret index and replay key together.
+    pub fn meta(&self) -> WebhookMeta {
+        WebhookMeta {
+            generated_at: self.generated_at,
+            secret_index: self.secret_index,
+            replay_key: self.replay_key(),
+        }
+    }
+
+    /// Parses the body into a [`WebhookEvent`].
+    ///
+    /// # Errors
+    /// [`PayloadError`] when the body is not a valid webhook payload.
+    pub fn parse(&self) -> Result<WebhookEvent, PayloadError> {
+        WebhookEvent::from_slice(self.body)
+    }
+}
+
+/// An owned, verified, not yet parsed delivery: what to enqueue when parsing happens later.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedBody {
+    /// What verification established.
+    pub meta: WebhookMeta,
+    /// The raw body, exactly as received.
+    pub body: Bytes,
+}
+
+impl fmt::Debug for VerifiedBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedBody")
+            .field("meta", &self.meta)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl VerifiedBody {
+    /// Parses the body into a [`WebhookEvent`].
+    ///
+    /// # Errors
+    /// [`PayloadError`] when the body is not a valid webhook payload.
+    pub fn parse(&self) -> Result<WebhookEvent, PayloadError> {
+        WebhookEvent::from_slice(&self.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign;
+
+    fn verifier(now: u64) -> Verifier {
+        Verifier::builder()
+            .secret("k")
+            .clock(FixedClock::new(UnixMillis(now)))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn parse_millis_bounds() {
+        assert_eq!(parse_millis("0"), Some(UnixMillis(0)));
+        assert_eq!(
+            parse_millis("9999999999999999999"),
+            Some(UnixMillis(9_999_999_999_999_999_999))
+        );
+        assert_eq!(parse_millis("10000000000000000000"), None);
+        assert_eq!(parse_millis(""), None);
+        assert_eq!(parse_millis("+1"), None);
+        assert_eq!(parse_millis(" 1"), None);
+        assert_eq!(parse_millis("１"), None); // full-width digit
+    }
+
+    #[test]
+    fn tolerance_boundaries_are_inclusive_both_ways() {
+        let now = 1_766_122_020_941;
+        let v = verifier(now);
+        let tol = 300_000;
+        for (at, ok) in [
+            (now - tol, true),
+            (now - tol - 1, false),
+            (now + tol, true),
+            (now + tol + 1, false),
+        ] {
+            let ts = at.to_string();
+            let sig = sign(&WebhookSecret::from("k"), &ts, b"{}").to_hex();
+            assert_eq!(v.verify_parts(&ts, &sig, b"{}").is_ok(), ok, "{at}");
+        }
+        let ts = (now - tol - 1).to_string();
+        let sig = sign(&WebhookSecret::from("k"), &ts, b"{}").to_hex();
+        assert_eq!(
+            v.verify_parts(&ts, &sig, b"{}").unwrap_err(),
+            VerifyError::TimestampTooOld {
+                age_ms: tol + 1,
+                tolerance_ms: tol
+            }
+        );
+        let ts = (now + tol + 1).to_string();
+        let sig = sign(&WebhookSecret::from("k"), &ts, b"{}").to_hex();
+        assert_eq!(
+            v.verify_parts(&ts, &sig, b"{}").unwrap_err(),
+            VerifyError::TimestampInFuture {
+                skew_ms: tol + 1,
+                tolerance_ms: tol
+            }
+        );
+    }
+
+    #[test]
+    fn ignore_timestamp_accepts_any_age_but_not_any_format() {
+        let v = Verifier::builder()
+            .secret("k")
+            .ignore_timestamp()
+            .clock(FixedClock::new(UnixMillis(u64::MAX)))
+            .build()
+            .unwrap();
+        let sig = sign(&WebhookSecret::from("k"), "1", b"x").to_hex();
+        assert!(v.verify_parts("1", &sig, b"x").is_ok());
+        let sig = sign(&WebhookSecret::from("k"), "1.5", b"x").to_hex();
+        assert_eq!(
+            v.verify_parts("1.5", &sig, b"x").unwrap_err(),
+            VerifyError::InvalidTimestamp
+        );
+        assert_eq!(v.tolerance(), None);
+    }
+
+    #[test]
+    fn rotation_reports_the_matching_secret() {
+        let v = Verifier::builder()
+            .secret("old")
+            .secret("new")
+            .ignore_timestamp()
+            .build()
+            .unwrap();
+        let sig = |k: &str| sign(&WebhookSecret::from(k), "1", b"x").to_hex();
+        assert_eq!(
+            v.verify_parts("1", &sig("old"), b"x")
+                .unwrap()
+                .secret_index(),
+            0
+        );
+        assert_eq!(
+            v.verify_parts("1", &sig("new"), b"x")
+                .unwrap()
+                .secret_index(),
+            1
+        );
+        assert_eq!(
+            v.verify_parts("1", &sig("third"), b"x").unwrap_err(),
+            VerifyError::SignatureMismatch
+        );
+    }
+
+    #[test]
+    fn headers_missing_empty_duplicate_and_non_ascii() {
+        let v = verifier(1);
+        let sig = sign(&WebhookSecret::from("k"), "1", b"x").to_hex();
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            v.verify(&h, b"x").unwrap_err(),
+            VerifyError::MissingHeader {
+                name: GENERATED_AT_HEADER
+            }
+        );
+        h.insert(GENERATED_AT_HEADER, "1".parse().unwrap());
+        assert_eq!(v.verify(&h, b"x").unwrap_err().code(), "missing_signature");
+        h.insert(SIGNATURE_HEADER, "".parse().unwrap());
+        assert_eq!(v.verify(&h, b"x").unwrap_err().code(), "missing_signature");
+        h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
+        assert!(v.verify(&h, b"x").is_ok());
+        h.append(SIGNATURE_HEADER, sig.parse().unwrap());
+        assert_eq!(
+            v.verify(&h, b"x").unwrap_err(),
+            VerifyError::InvalidSignature
+        );
+        h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
+        h.append(GENERATED_AT_HEADER, "1".parse().unwrap());
+        assert_eq!(
+            v.verify(&h, b"x").unwrap_err(),
+            VerifyError::InvalidTimestamp
+        );
+        h.insert(
+            GENERATED_AT_HEADER,
+            http::HeaderValue::from_bytes(b"1\xff").unwrap(),
+        );
+        assert_eq!(
+            v.verify(&h, b"x").unwrap_err(),
+            VerifyError::InvalidTimestamp
+        );
+        // A missing header wins over a malformed one.
+        h.remove(SIGNATURE_HEADER);
+        assert_eq!(v.verify(&h, b"x").unwrap_err().code(), "missing_signature");
+    }
+
+    #[test]
+    fn body_limit() {
+        let v = Verifier::builder()
+            .secret("k")
+            .max_body_bytes(4)
+            .ignore_timestamp()
+            .build()
+            .unwrap();
+        let sig = sign(&WebhookSecret::from("k"), "1", b"12345").to_hex();
+        assert_eq!(
+            v.verify_parts("1", &sig, b"12345").unwrap_err(),
+            VerifyError::BodyTooLarge { limit: 4 }
+        );
+        let sig = sign(&WebhookSecret::from("k"), "1", b"1234").to_hex();
+        assert!(v.verify_parts("1", &sig, b"1234").is_ok());
+    }
+
+    #[test]
+    fn builder_refuses_unusable_configs() {
+        assert_eq!(
+            Verifier::builder().build().unwrap_err(),
+            ConfigError::NoSecret
+        );
+        assert_eq!(
+            Verifier::builder()
+                .secret("a")
+                .secret("")
+                .build()
+                .unwrap_err(),
+            ConfigError::EmptySecret { index: 1 }
+        );
+        assert_eq!(
+            Verifier::builder()
+                .secret("a")
+                .max_body_bytes(0)
+                .build()
+                .unwrap_err(),
+            ConfigError::ZeroBodyLimit
+        );
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let v = Verifier::builder().secret("MARKER-secret").build().unwrap();
+        assert!(!format!("{v:?}").contains("MARKER"));
+        let b = Verifier::builder().secret("MARKER-secret");
+        assert!(!format!("{b:?}").contains("MARKER"));
+    }
+}

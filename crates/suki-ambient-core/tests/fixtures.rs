@@ -1,0 +1,140 @@
+//! Suki's documented JSON examples parse into their typed models and round-trip through serde.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use suki_ambient_core::api::{
+    ApiErrorBody, CodeSystem, FormFillingStructuredData, LoginResponse, NoteContent, SessionStatus,
+    StatusResponse, StructuredData, Transcript,
+};
+use suki_ambient_core::testing::{fixture, fixtures_in};
+use suki_ambient_core::{ErrorCode, EventKind, LinkKind, WebhookEvent};
+
+/// deserialize → serialize → deserialize gives the same value, and nothing of the original
+/// JSON that the model keeps is lost.
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq>(bytes: &[u8]) -> T {
+    let first: T = serde_json::from_slice(bytes).unwrap();
+    let json = serde_json::to_vec(&first).unwrap();
+    let second: T = serde_json::from_slice(&json).unwrap();
+    assert!(first == second, "round trip changed the value");
+    first
+}
+
+#[test]
+fn success_webhook() {
+    let bytes = fixture("webhooks/success.json");
+    let event = WebhookEvent::from_slice(&bytes).unwrap();
+    assert_eq!(event, round_trip::<WebhookEvent>(&bytes));
+    let WebhookEvent::Completed(done) = &event else {
+        panic!("expected Completed, got {:?}", event.kind())
+    };
+    assert_eq!(
+        done.session_id.as_str(),
+        "a953839a-ddcd-407d-b9b0-3ed4b6be4be2"
+    );
+    assert_eq!(
+        done.encounter_id.as_str(),
+        "4d753ce1-bbff-43e1-950a-82dea2d86873"
+    );
+    assert_eq!(done.sessions.len(), 2);
+    assert_eq!(done.additional_info.as_ref().unwrap()["priority"], "high");
+    assert_eq!(done.links.contents().len(), 1);
+    assert_eq!(done.links.contents()[0].href, "/path/to/resource");
+    assert_eq!(
+        done.links.contents()[0].media_type.as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(done.links.transcripts().len(), 1);
+    assert!(done.links.structured_data().is_empty());
+    assert_eq!(done.links.iter().count(), 4);
+    assert_eq!(event.kind(), EventKind::Completed);
+    // Serialized form is the documented one, value for value.
+    let original: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(serde_json::to_value(&event).unwrap(), original);
+}
+
+#[test]
+fn failure_webhook() {
+    let bytes = fixture("webhooks/failure.json");
+    let event: WebhookEvent = round_trip(&bytes);
+    let WebhookEvent::Failed(failed) = &event else {
+        panic!("expected Failed")
+    };
+    assert_eq!(failed.error_code, ErrorCode::Transcription);
+    assert_eq!(failed.error_detail, "Error in transcription");
+    let original: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(serde_json::to_value(&event).unwrap(), original);
+}
+
+#[test]
+fn api_fixtures() {
+    let names: Vec<String> = fixtures_in("api").into_iter().map(|(n, _)| n).collect();
+    for (name, bytes) in fixtures_in("api") {
+        match name.as_str() {
+            "error.json" => {
+                let body: ApiErrorBody = round_trip(&bytes);
+                assert_eq!((body.code, body.error_id()), (401, "invalid_sdp_token"));
+            }
+            "form-filling-structured-data.json" => {
+                let data: FormFillingStructuredData = round_trip(&bytes);
+                let form = &data.structured_data.generated_values[0];
+                assert_eq!(form.title.as_deref(), Some("Adult Vitals"));
+                assert_eq!(form.form_type.as_deref(), Some("VITALS_ASSESSMENT"));
+                assert_eq!(form.other["patient_id"], "patient-123");
+                assert_eq!(data.structured_data.non_generated_values.len(), 1);
+                let original: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(
+                    serde_json::to_value(&data).unwrap(),
+                    original,
+                    "nothing lost"
+                );
+            }
+            "login-response.json" => {
+                let login: LoginResponse = round_trip(&bytes);
+                assert!(login.suki_token.starts_with("eyJ"));
+            }
+            "session-content.json" => {
+                let note: NoteContent = round_trip(&bytes);
+                assert_eq!(note.summary[0].loinc_code.as_deref(), Some("18776-5"));
+                assert_eq!(note.structured_data[0].data["medication"], "albuterol");
+                let original: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(
+                    serde_json::to_value(&note).unwrap(),
+                    original,
+                    "nothing lost"
+                );
+            }
+            "session-status.json" => {
+                let status: StatusResponse = round_trip(&bytes);
+                assert_eq!(status.status, SessionStatus::Completed);
+            }
+            "session-structured-data.json" => {
+                let data: StructuredData = round_trip(&bytes);
+                let dx = &data.structured_data.diagnoses.as_ref().unwrap().values[0];
+                assert_eq!(dx.codes[0].code, "30422");
+                assert_eq!(dx.codes[0].system, Some(CodeSystem::Imo));
+                assert_eq!(dx.laterality_indicator, Some(4));
+                let original: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(
+                    serde_json::to_value(&data).unwrap(),
+                    original,
+                    "nothing lost"
+                );
+            }
+            "session-transcript.json" => {
+                let t: Transcript = round_trip(&bytes);
+                let seg = &t.final_transcript[0];
+                assert_eq!(seg.lang_id.as_deref(), Some("en"));
+                assert_eq!(seg.end_offset.unwrap().seconds, 42);
+                assert_eq!(
+                    seg.end_time.as_deref(),
+                    Some("2024-12-04T09:40:48.792948332Z")
+                );
+                let original: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(serde_json::to_value(&t).unwrap(), original, "nothing lost");
+            }
+            other => panic!("fixture {other} has no typed model in this test: add one"),
+        }
+    }
+    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(LinkKind::ALL.len(), 6);
+}
