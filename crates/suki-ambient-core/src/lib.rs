@@ -70,3 +70,8 @@ pub use async_trait::async_trait;
 
 #[cfg(feature = "testing")]
 use tokio as _;
+
+/// The code in `docs/verification.md` compiles and runs.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/verification.md")]
+struct VerificationGuide;
