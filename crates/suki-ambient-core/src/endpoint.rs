@@ -9,7 +9,7 @@ use http::{HeaderMap, StatusCode};
 
 use crate::error::error_json;
 use crate::{
-    EventHandler, Freshness, MemoryReplayGuard, ReplayGuard, ReplayKey, VerifiedBody, Verifier,
+    EventHandler, Freshness, MemoryReplayGuard, ReplayGuard, ReplayKey, VerifiedDelivery, Verifier,
     WebhookError,
 };
 
@@ -160,7 +160,7 @@ impl<H: EventHandler> WebhookEndpoint<H> {
     }
 
     /// Parses, deduplicates and dispatches an already verified delivery.
-    pub async fn handle_verified(&self, verified: VerifiedBody) -> EndpointResponse {
+    pub async fn handle_verified(&self, verified: VerifiedDelivery) -> EndpointResponse {
         let event = match verified.parse() {
             Ok(event) => event,
             Err(err) => return self.reject(WebhookError::Payload(err)),

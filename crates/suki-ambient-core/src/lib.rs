@@ -61,15 +61,12 @@ pub use secret::WebhookSecret;
 pub use sign::{SIGNATURE_LEN, Signature, SignedHeaders, sign};
 pub use verify::{
     Clock, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, FixedClock, GENERATED_AT_HEADER,
-    SIGNATURE_HEADER, SystemClock, UnixMillis, Verified, VerifiedBody, Verifier, VerifierBuilder,
-    WebhookMeta,
+    SIGNATURE_HEADER, SystemClock, UnixMillis, Verified, VerifiedDelivery, Verifier,
+    VerifierBuilder, WebhookMeta, single_header_text,
 };
 
 #[doc(no_inline)]
 pub use async_trait::async_trait;
-
-#[cfg(feature = "testing")]
-use tokio as _;
 
 /// The code in `docs/verification.md` compiles and runs.
 #[cfg(doctest)]

@@ -306,7 +306,7 @@ impl Verifier {
     }
 
     /// [`verify`](Self::verify) for an owned body: keeps the buffer, without copying, in a
-    /// [`VerifiedBody`] to parse now or later.
+    /// [`VerifiedDelivery`] to parse now or later.
     ///
     /// # Errors
     /// The first check that fails, as a [`VerifyError`].
@@ -314,9 +314,9 @@ impl Verifier {
         &self,
         headers: &HeaderMap,
         body: Bytes,
-    ) -> Result<VerifiedBody, VerifyError> {
+    ) -> Result<VerifiedDelivery, VerifyError> {
         let meta = self.verify(headers, &body)?.meta();
-        Ok(VerifiedBody { meta, body })
+        Ok(VerifiedDelivery { meta, body })
     }
 
     /// [`verify_optional`](Self::verify_optional) for an owned body.
@@ -328,28 +328,40 @@ impl Verifier {
         generated_at: Option<&str>,
         signature: Option<&str>,
         body: Bytes,
-    ) -> Result<VerifiedBody, VerifyError> {
+    ) -> Result<VerifiedDelivery, VerifyError> {
         let meta = self.verify_optional(generated_at, signature, &body)?.meta();
-        Ok(VerifiedBody { meta, body })
+        Ok(VerifiedDelivery { meta, body })
     }
 
-    /// Checks the headers alone (presence and well-formedness, freshness), before the body is
-    /// read: adapters call it to reject early. The full [`verify`](Self::verify) repeats it.
+    /// Checks a request's head before its body is read, so adapters can reject early: both
+    /// headers present and well formed, the timestamp fresh, and a declared `Content-Length`
+    /// within the body limit. [`verify`](Self::verify) repeats the header checks.
     ///
     /// # Errors
-    /// The first header check that fails.
-    pub fn precheck_headers(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
-        self.precheck_parts(
+    /// The first check that fails.
+    pub fn check_head(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
+        let content_length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .map(|v| v.to_str().unwrap_or("!"));
+        self.check_head_parts(
             header_text(headers, GENERATED_AT_HEADER),
             header_text(headers, SIGNATURE_HEADER),
+            content_length,
         )
     }
 
-    /// [`precheck_headers`](Self::precheck_headers) for header values as text.
+    /// [`check_head`](Self::check_head) for header values as text (`""` = absent; see
+    /// [`single_header_text`]). A `Content-Length` that is not a number is left for the HTTP
+    /// layer to refuse.
     ///
     /// # Errors
-    /// The first header check that fails.
-    pub fn precheck_parts(&self, generated_at: &str, signature: &str) -> Result<(), VerifyError> {
+    /// The first check that fails.
+    pub fn check_head_parts(
+        &self,
+        generated_at: &str,
+        signature: &str,
+        content_length: Option<&str>,
+    ) -> Result<(), VerifyError> {
         if generated_at.is_empty() {
             return Err(VerifyError::MissingHeader {
                 name: GENERATED_AT_HEADER,
@@ -362,6 +374,12 @@ impl Verifier {
         }
         self.check_timestamp(generated_at)?;
         Signature::from_hex(signature)?;
+        let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.inner.max_body_bytes as u64) {
+            return Err(VerifyError::BodyTooLarge {
+                limit: self.inner.max_body_bytes,
+            });
+        }
         Ok(())
     }
 
@@ -420,15 +438,27 @@ impl Verifier {
     }
 }
 
-/// The text of a header for verification: `""` (missing) when absent or empty, and a value that
-/// fails its own format check (`"!"`) when sent twice or not visible ASCII, so that each problem
-/// is reported at its place in the order of checks.
 fn header_text<'h>(headers: &'h HeaderMap, name: &'static str) -> &'h str {
-    let mut values = headers.get_all(name).iter();
+    single_header_text(
+        headers
+            .get_all(name)
+            .iter()
+            .map(http::HeaderValue::as_bytes),
+    )
+}
+
+/// The text of one header as verification reads it, from all of its raw values (for adapters on
+/// other `http` versions): `""` (missing) when absent or empty; a text that fails the header's
+/// own format check when it was sent more than once or is not visible ASCII, so that each
+/// problem is reported at its place in the order of checks.
+pub fn single_header_text<'h>(mut values: impl Iterator<Item = &'h [u8]>) -> &'h str {
     match (values.next(), values.next()) {
         (None, _) => "",
         (Some(_), Some(_)) => "!",
-        (Some(value), None) => value.to_str().unwrap_or("!"),
+        (Some(value), None) => match std::str::from_utf8(value) {
+            Ok(text) if text.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => text,
+            _ => "!",
+        },
     }
 }
 
@@ -527,23 +557,23 @@ impl<'b> Verified<'b> {
 
 /// An owned, verified, not yet parsed delivery: what to enqueue when parsing happens later.
 #[derive(Clone, PartialEq, Eq)]
-pub struct VerifiedBody {
+pub struct VerifiedDelivery {
     /// What verification established.
     pub meta: WebhookMeta,
     /// The raw body, exactly as received.
     pub body: Bytes,
 }
 
-impl fmt::Debug for VerifiedBody {
+impl fmt::Debug for VerifiedDelivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifiedBody")
+        f.debug_struct("VerifiedDelivery")
             .field("meta", &self.meta)
             .field("body_len", &self.body.len())
             .finish()
     }
 }
 
-impl VerifiedBody {
+impl VerifiedDelivery {
     /// Parses the body into a [`WebhookEvent`].
     ///
     /// # Errors

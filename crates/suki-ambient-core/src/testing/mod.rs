@@ -235,3 +235,12 @@ pub fn signature_vectors() -> Vec<SignatureVector> {
         })
         .collect()
 }
+
+mod conformance;
+mod raw_http;
+
+pub use conformance::{
+    BODY_LIMIT, CURRENT_SECRET, ConformanceReport, PREVIOUS_SECRET, RecordingHandler, Seen,
+    Transport, run_conformance,
+};
+pub use raw_http::{RawBody, RawResponse, send_raw};

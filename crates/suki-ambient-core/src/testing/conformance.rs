@@ -1,0 +1,653 @@
+//! The adapter conformance suite: one set of HTTP checks every adapter's ready-made endpoint
+//! must pass over real HTTP on loopback.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::raw_http::{RawBody, RawResponse, send_raw};
+use crate::{
+    EventHandler, EventKind, HandlerError, SignedHeaders, UnixMillis, Verifier, WebhookEvent,
+    WebhookMeta, WebhookSecret,
+};
+
+/// The current secret of the conformance verifier.
+pub const CURRENT_SECRET: &str = "conformance-secret-current";
+/// The previous secret (still accepted: a rotation in progress).
+pub const PREVIOUS_SECRET: &str = "conformance-secret-previous";
+/// The conformance verifier's body limit.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+const MARKER: &str = "PHI-MARKER-Jane-Roe";
+
+/// An [`EventHandler`] that records what it was given, and fails once for chosen sessions.
+#[derive(Default, Debug)]
+pub struct RecordingHandler {
+    seen: Mutex<Vec<Seen>>,
+    fail_once: Mutex<HashSet<String>>,
+}
+
+/// One recorded call of a [`RecordingHandler`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The event kind.
+    pub kind: EventKind,
+    /// The session id, when present.
+    pub session_id: Option<String>,
+    /// Which secret verified it.
+    pub secret_index: usize,
+}
+
+impl RecordingHandler {
+    /// A handler that records everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next event of `session_id` makes the handler fail (once).
+    pub fn fail_once(&self, session_id: &str) {
+        self.fail_once
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session_id.to_owned());
+    }
+
+    /// Every call so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many calls were for `session_id`.
+    pub fn count(&self, session_id: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.session_id.as_deref() == Some(session_id))
+            .count()
+    }
+}
+
+#[async_trait]
+impl EventHandler for RecordingHandler {
+    async fn handle(&self, event: WebhookEvent, meta: WebhookMeta) -> Result<(), HandlerError> {
+        let session_id = event.session_id().map(|s| s.as_str().to_owned());
+        if let Some(id) = &session_id
+            && self
+                .fail_once
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(id)
+        {
+            return Err("conformance: handler asked to fail".into());
+        }
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Seen {
+                kind: event.kind(),
+                session_id,
+                secret_index: meta.secret_index,
+            });
+        Ok(())
+    }
+}
+
+/// How the suite reaches an adapter: serve its ready-made endpoint on 127.0.0.1.
+#[async_trait(?Send)]
+pub trait Transport {
+    /// Starts a server on an ephemeral loopback port whose ready-made endpoint uses `verifier`
+    /// and `handler`, and returns the endpoint's `http://127.0.0.1:PORT/path` URL. The server
+    /// may run until the test's runtime ends.
+    async fn serve(&self, verifier: Verifier, handler: Arc<RecordingHandler>) -> String;
+}
+
+/// What the suite checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConformanceReport {
+    /// Number of checks made (all passed).
+    pub checks: usize,
+}
+
+struct Suite {
+    url: String,
+    handler: Arc<RecordingHandler>,
+    failures: Vec<String>,
+    checks: usize,
+}
+
+fn signed(secret: &str, at: UnixMillis, body: &[u8]) -> Vec<(String, String)> {
+    let h = SignedHeaders::new(&WebhookSecret::from(secret), at, body);
+    vec![
+        ("generated-at".to_owned(), h.generated_at),
+        ("X-API-Key".to_owned(), h.signature),
+    ]
+}
+
+fn now() -> UnixMillis {
+    UnixMillis::now()
+}
+
+fn minutes(n: u64) -> u64 {
+    n * 60 * 1000
+}
+
+impl Suite {
+    async fn send(
+        &mut self,
+        name: &str,
+        headers: &[(String, String)],
+        body: RawBody,
+    ) -> Option<RawResponse> {
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        match send_raw(&self.url, &refs, body).await {
+            Ok(response) => Some(response),
+            Err(err) => {
+                self.failures.push(format!("{name}: request failed: {err}"));
+                None
+            }
+        }
+    }
+
+    fn expect(
+        &mut self,
+        name: &str,
+        response: Option<&RawResponse>,
+        status: u16,
+        code: Option<&str>,
+    ) {
+        self.checks += 1;
+        let Some(response) = response else { return };
+        if response.status != status {
+            self.failures.push(format!(
+                "{name}: expected status {status}, got {} ({})",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            ));
+            return;
+        }
+        let body = String::from_utf8_lossy(&response.body);
+        if body.contains(MARKER) {
+            self.failures
+                .push(format!("{name}: response echoes the payload"));
+        }
+        if let Some(code) = code {
+            let json = response.json();
+            if json["error"] != code || !json["message"].is_string() {
+                self.failures.push(format!(
+                    "{name}: expected {{\"error\":\"{code}\",\"message\":...}}, got {body}"
+                ));
+            }
+            let content_type = response.header("content-type").unwrap_or_default();
+            if !content_type.starts_with("application/json") {
+                self.failures.push(format!(
+                    "{name}: rejection content-type is {content_type:?}"
+                ));
+            }
+        }
+    }
+
+    async fn case(
+        &mut self,
+        name: &str,
+        headers: Vec<(String, String)>,
+        body: RawBody,
+        status: u16,
+        code: Option<&str>,
+    ) {
+        let response = self.send(name, &headers, body).await;
+        self.expect(name, response.as_ref(), status, code);
+    }
+
+    fn expect_count(&mut self, name: &str, session: &str, count: usize) {
+        self.checks += 1;
+        let got = self.handler.count(session);
+        if got != count {
+            self.failures.push(format!(
+                "{name}: handler ran {got} times for {session}, expected {count}"
+            ));
+        }
+    }
+}
+
+fn event_body(event: &WebhookEvent) -> Vec<u8> {
+    event.to_vec()
+}
+
+/// Runs every conformance check against `transport`'s ready-made endpoint.
+///
+/// The verifier accepts [`CURRENT_SECRET`] and [`PREVIOUS_SECRET`], tolerates ±5 minutes and
+/// limits bodies to [`BODY_LIMIT`]. Checks: a valid event of each kind (200, handler called
+/// once), unknown status (200), each missing or malformed header, tampered body, wrong secret,
+/// stale and future timestamps, oversize with Content-Length (answered without reading the body)
+/// and chunked without it, invalid JSON after a valid signature (400), duplicate and re-sent
+/// deliveries (200, handler once), rotation, a failing handler (500, then a re-delivery is
+/// processed), rejection bodies (`{"error","message"}`, JSON, no payload echo).
+///
+/// # Panics
+/// With the list of failed checks, when any fails.
+pub async fn run_conformance<T: Transport + ?Sized>(transport: &T) -> ConformanceReport {
+    let verifier = Verifier::builder()
+        .secret(CURRENT_SECRET)
+        .secret(PREVIOUS_SECRET)
+        .tolerance(Duration::from_secs(300))
+        .max_body_bytes(BODY_LIMIT)
+        .build()
+        .expect("conformance verifier config is valid");
+    let handler = Arc::new(RecordingHandler::new());
+    let url = transport.serve(verifier, Arc::clone(&handler)).await;
+    let mut s = Suite {
+        url,
+        handler: Arc::clone(&handler),
+        failures: Vec::new(),
+        checks: 0,
+    };
+
+    // Valid events of each kind.
+    let kinds = [
+        (
+            "completed",
+            super::completed("conf-completed", "enc-1"),
+            EventKind::Completed,
+        ),
+        (
+            "failed",
+            super::failed("conf-failed", "enc-1"),
+            EventKind::Failed,
+        ),
+        (
+            "timed out",
+            super::timed_out("conf-timed-out", "enc-1"),
+            EventKind::TimedOut,
+        ),
+        (
+            "cancelled",
+            super::cancelled("conf-cancelled", "enc-1"),
+            EventKind::Cancelled,
+        ),
+    ];
+    for (name, event, kind) in kinds {
+        let body = event_body(&event);
+        let session = event
+            .session_id()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        s.case(
+            &format!("valid {name}"),
+            signed(CURRENT_SECRET, now(), &body),
+            RawBody::Sized(body),
+            200,
+            None,
+        )
+        .await;
+        s.expect_count(&format!("valid {name}"), &session, 1);
+        s.checks += 1;
+        if !handler
+            .seen()
+            .iter()
+            .any(|seen| seen.kind == kind && seen.session_id.as_deref() == Some(&session))
+        {
+            s.failures
+                .push(format!("valid {name}: handler did not see a {kind} event"));
+        }
+    }
+
+    // The documented success fixture shape, sent chunked (no Content-Length), within the limit.
+    let body = event_body(&super::completed("conf-chunked", "enc-2"));
+    s.case(
+        "valid, chunked",
+        signed(CURRENT_SECRET, now(), &body),
+        RawBody::Chunked(body, 7),
+        200,
+        None,
+    )
+    .await;
+    s.expect_count("valid, chunked", "conf-chunked", 1);
+
+    // Unknown status: acknowledged, handed to on_unknown.
+    let body =
+        br#"{"status":"brand_new_status","session_id":"conf-unknown","encounter_id":"enc-3"}"#
+            .to_vec();
+    s.case(
+        "unknown status",
+        signed(CURRENT_SECRET, now(), &body),
+        RawBody::Sized(body),
+        200,
+        None,
+    )
+    .await;
+    s.checks += 1;
+    if !handler.seen().iter().any(|x| x.kind == EventKind::Unknown) {
+        s.failures
+            .push("unknown status: on_unknown not called".to_owned());
+    }
+
+    // Duplicate delivery (same bytes, same headers) and a re-send with a new signature.
+    let body = event_body(&super::completed("conf-dup", "enc-4"));
+    let headers = signed(CURRENT_SECRET, now(), &body);
+    s.case(
+        "duplicate: first",
+        headers.clone(),
+        RawBody::Sized(body.clone()),
+        200,
+        None,
+    )
+    .await;
+    s.case(
+        "duplicate: replay",
+        headers,
+        RawBody::Sized(body.clone()),
+        200,
+        None,
+    )
+    .await;
+    let resent = signed(CURRENT_SECRET, UnixMillis(now().0 - 1500), &body);
+    s.case(
+        "duplicate: re-sent",
+        resent,
+        RawBody::Sized(body),
+        200,
+        None,
+    )
+    .await;
+    s.expect_count("duplicate", "conf-dup", 1);
+
+    // Rotation: the previous secret verifies and is reported as index 1; a third does not.
+    let body = event_body(&super::completed("conf-rotated", "enc-5"));
+    s.case(
+        "rotation: previous secret",
+        signed(PREVIOUS_SECRET, now(), &body),
+        RawBody::Sized(body.clone()),
+        200,
+        None,
+    )
+    .await;
+    s.checks += 1;
+    if !handler
+        .seen()
+        .iter()
+        .any(|x| x.session_id.as_deref() == Some("conf-rotated") && x.secret_index == 1)
+    {
+        s.failures
+            .push("rotation: secret index 1 not reported".to_owned());
+    }
+    s.case(
+        "rotation: unknown secret",
+        signed("some-third-secret", now(), &body),
+        RawBody::Sized(body),
+        401,
+        Some("mismatch"),
+    )
+    .await;
+
+    // Missing and malformed headers.
+    let body = event_body(&super::completed("conf-bad", "enc-6"));
+    let good = signed(CURRENT_SECRET, now(), &body);
+    let only = |name: &str| {
+        good.iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    s.case(
+        "missing generated-at",
+        only("x-api-key"),
+        RawBody::Sized(body.clone()),
+        401,
+        Some("missing_timestamp"),
+    )
+    .await;
+    s.case(
+        "missing x-api-key",
+        only("generated-at"),
+        RawBody::Sized(body.clone()),
+        401,
+        Some("missing_signature"),
+    )
+    .await;
+    s.case(
+        "no headers",
+        vec![],
+        RawBody::Sized(body.clone()),
+        401,
+        None,
+    )
+    .await;
+    let mut empty_sig = only("generated-at");
+    empty_sig.push(("x-api-key".into(), String::new()));
+    s.case(
+        "empty x-api-key",
+        empty_sig,
+        RawBody::Sized(body.clone()),
+        401,
+        Some("missing_signature"),
+    )
+    .await;
+    for bad_ts in [
+        "17659777484.32",
+        "-1765977748432",
+        "abc",
+        "1765977748432ms",
+        "99999999999999999999999999",
+    ] {
+        let sig = crate::sign(&WebhookSecret::from(CURRENT_SECRET), bad_ts, &body).to_hex();
+        let headers = vec![
+            ("generated-at".into(), bad_ts.to_owned()),
+            ("x-api-key".into(), sig),
+        ];
+        s.case(
+            &format!("malformed timestamp {bad_ts}"),
+            headers,
+            RawBody::Sized(body.clone()),
+            400,
+            Some("malformed_timestamp"),
+        )
+        .await;
+    }
+    let mut twice = good.clone();
+    twice.push(("generated-at".into(), good[0].1.clone()));
+    s.case(
+        "generated-at sent twice",
+        twice,
+        RawBody::Sized(body.clone()),
+        400,
+        Some("malformed_timestamp"),
+    )
+    .await;
+    let sig = good[1].1.clone();
+    let b64 = "uT6Af9KLpChTU/L60rX90rYVLX4Aeg=="; // base64, not hex
+    for (label, bad_sig) in [
+        ("truncated", sig[..62].to_owned()),
+        ("non-hex", format!("{}g", &sig[..63])),
+        ("base64", b64.to_owned()),
+        ("too long", format!("{sig}00")),
+    ] {
+        let headers = vec![good[0].clone(), ("x-api-key".into(), bad_sig)];
+        s.case(
+            &format!("malformed signature ({label})"),
+            headers,
+            RawBody::Sized(body.clone()),
+            401,
+            Some("malformed_signature"),
+        )
+        .await;
+    }
+    let upper = vec![good[0].clone(), ("X-API-KEY".into(), sig.to_uppercase())];
+    s.case(
+        "uppercase hex, uppercase header name",
+        upper,
+        RawBody::Sized(body.clone()),
+        200,
+        None,
+    )
+    .await;
+
+    // Tampering, wrong secret, freshness.
+    let tampered_source = event_body(&super::completed("conf-tampered", MARKER));
+    let headers = signed(CURRENT_SECRET, now(), &tampered_source);
+    let mut tampered = tampered_source.clone();
+    let last = tampered.len() - 2;
+    tampered[last] ^= 0x01;
+    s.case(
+        "tampered body",
+        headers.clone(),
+        RawBody::Sized(tampered),
+        401,
+        Some("mismatch"),
+    )
+    .await;
+    let mut newline = tampered_source.clone();
+    newline.push(b'\n');
+    s.case(
+        "trailing newline added",
+        headers,
+        RawBody::Sized(newline),
+        401,
+        Some("mismatch"),
+    )
+    .await;
+    s.expect_count("tampered body", "conf-tampered", 0);
+    s.case(
+        "wrong secret",
+        signed("not-the-secret", now(), &body),
+        RawBody::Sized(body.clone()),
+        401,
+        Some("mismatch"),
+    )
+    .await;
+    s.case(
+        "stale",
+        signed(CURRENT_SECRET, UnixMillis(now().0 - minutes(10)), &body),
+        RawBody::Sized(body.clone()),
+        401,
+        Some("stale"),
+    )
+    .await;
+    s.case(
+        "future",
+        signed(CURRENT_SECRET, UnixMillis(now().0 + minutes(10)), &body),
+        RawBody::Sized(body.clone()),
+        401,
+        Some("future"),
+    )
+    .await;
+    let seconds = (now().0 / 1000).to_string();
+    let sig = crate::sign(&WebhookSecret::from(CURRENT_SECRET), &seconds, &body).to_hex();
+    s.case(
+        "seconds instead of ms",
+        vec![("generated-at".into(), seconds), ("x-api-key".into(), sig)],
+        RawBody::Sized(body.clone()),
+        401,
+        Some("stale"),
+    )
+    .await;
+
+    // Oversize: declared (answered without the body being sent), and chunked without a length.
+    let big = vec![b' '; BODY_LIMIT + 1];
+    let headers = signed(CURRENT_SECRET, now(), &big);
+    s.case(
+        "oversize, Content-Length, body never sent",
+        headers.clone(),
+        RawBody::DeclaredOnly(big.len() as u64),
+        413,
+        Some("body_too_large"),
+    )
+    .await;
+    s.case(
+        "oversize, Content-Length",
+        headers.clone(),
+        RawBody::Sized(big.clone()),
+        413,
+        Some("body_too_large"),
+    )
+    .await;
+    let huge = vec![b' '; 4 * BODY_LIMIT];
+    let headers = signed(CURRENT_SECRET, now(), &huge);
+    s.case(
+        "oversize, chunked",
+        headers,
+        RawBody::Chunked(huge, 8 * 1024),
+        413,
+        Some("body_too_large"),
+    )
+    .await;
+    let mut at_limit = event_body(&super::completed("conf-at-limit", "enc-7"));
+    at_limit.resize(BODY_LIMIT, b' ');
+    s.case(
+        "exactly at the limit, chunked",
+        signed(CURRENT_SECRET, now(), &at_limit),
+        RawBody::Chunked(at_limit, 4096),
+        200,
+        None,
+    )
+    .await;
+    s.expect_count("exactly at the limit", "conf-at-limit", 1);
+
+    // Verified but not a valid payload.
+    let not_json = format!("not json {MARKER}").into_bytes();
+    s.case(
+        "invalid JSON after a valid signature",
+        signed(CURRENT_SECRET, now(), &not_json),
+        RawBody::Sized(not_json),
+        400,
+        Some("invalid_payload"),
+    )
+    .await;
+    let wrong_type = format!(
+        r#"{{"status":"success","session_id":"s","encounter_id":"e","sessions":"{MARKER}"}}"#
+    )
+    .into_bytes();
+    s.case(
+        "wrong field type after a valid signature",
+        signed(CURRENT_SECRET, now(), &wrong_type),
+        RawBody::Sized(wrong_type),
+        400,
+        Some("invalid_payload"),
+    )
+    .await;
+    s.case(
+        "empty body after a valid signature",
+        signed(CURRENT_SECRET, now(), b""),
+        RawBody::Sized(Vec::new()),
+        400,
+        Some("invalid_payload"),
+    )
+    .await;
+
+    // The application's handler fails: 500; a re-delivery is then processed.
+    handler.fail_once("conf-handler-fails");
+    let body = event_body(&super::completed("conf-handler-fails", "enc-8"));
+    let headers = signed(CURRENT_SECRET, now(), &body);
+    s.case(
+        "handler failure",
+        headers.clone(),
+        RawBody::Sized(body.clone()),
+        500,
+        Some("handler_failed"),
+    )
+    .await;
+    s.case(
+        "re-delivery after handler failure",
+        headers,
+        RawBody::Sized(body),
+        200,
+        None,
+    )
+    .await;
+    s.expect_count("re-delivery after handler failure", "conf-handler-fails", 1);
+
+    assert!(
+        s.failures.is_empty(),
+        "{} of {} conformance checks failed:\n  {}",
+        s.failures.len(),
+        s.checks,
+        s.failures.join("\n  ")
+    );
+    ConformanceReport { checks: s.checks }
+}
