@@ -105,7 +105,10 @@ where
 }
 
 /// Checks the head, reads the body up to the limit, verifies.
-pub(crate) async fn read_verified(req: Request, verifier: &Verifier) -> Result<VerifiedDelivery, WebhookError> {
+pub(crate) async fn read_verified(
+    req: Request,
+    verifier: &Verifier,
+) -> Result<VerifiedDelivery, WebhookError> {
     let (parts, body) = req.into_parts();
     verify_request(&parts.headers, body, verifier).await
 }

@@ -44,4 +44,6 @@ pub use extract::{SukiWebhook, VerifiedBody};
 pub use layer::{VerifyWebhookLayer, VerifyWebhookService};
 pub use rejection::WebhookRejection;
 pub use router::{router, router_with};
-pub use suki_ambient_core::{EventHandler, VerifiedDelivery, Verifier, WebhookEndpoint, WebhookMeta};
+pub use suki_ambient_core::{
+    EventHandler, VerifiedDelivery, Verifier, WebhookEndpoint, WebhookMeta,
+};

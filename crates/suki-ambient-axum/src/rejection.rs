@@ -1,8 +1,8 @@
 //! `WebhookRejection`: the response for a refused webhook request.
 
 use axum::response::{IntoResponse, Response};
-use http::header::CONTENT_TYPE;
 use http::HeaderValue;
+use http::header::CONTENT_TYPE;
 use suki_ambient_core::{PayloadError, VerifyError, WebhookError};
 
 /// Why a request was refused; answers the status of [`WebhookError::status`] with

@@ -39,10 +39,15 @@ where
     S: Clone + Send + Sync + 'static,
     H: EventHandler,
 {
-    Router::new().route("/", post(handle::<H>)).with_state(endpoint)
+    Router::new()
+        .route("/", post(handle::<H>))
+        .with_state(endpoint)
 }
 
-async fn handle<H: EventHandler>(State(endpoint): State<WebhookEndpoint<H>>, req: Request) -> Response {
+async fn handle<H: EventHandler>(
+    State(endpoint): State<WebhookEndpoint<H>>,
+    req: Request,
+) -> Response {
     let response = match read_verified(req, endpoint.verifier()).await {
         Ok(delivery) => endpoint.handle_verified(delivery).await,
         Err(err) => endpoint.reject(err),

@@ -82,7 +82,11 @@ struct ViaLayer;
 #[suki_ambient_core::async_trait(?Send)]
 impl Transport for ViaLayer {
     async fn serve(&self, verifier: Verifier, handler: Arc<RecordingHandler>) -> String {
-        async fn receive(State(endpoint): State<Endpoint>, Extension(delivery): Extension<VerifiedDelivery>, body: axum::body::Bytes) -> Response {
+        async fn receive(
+            State(endpoint): State<Endpoint>,
+            Extension(delivery): Extension<VerifiedDelivery>,
+            body: axum::body::Bytes,
+        ) -> Response {
             assert_eq!(body, delivery.body, "the inner service sees the same body");
             respond(endpoint.handle_verified(delivery).await)
         }
@@ -121,7 +125,11 @@ struct AcceptsEverything;
 #[suki_ambient_core::async_trait(?Send)]
 impl Transport for AcceptsEverything {
     async fn serve(&self, _verifier: Verifier, _handler: Arc<RecordingHandler>) -> String {
-        serve(Router::new().route("/webhooks/suki", post(|_body: axum::body::Bytes| async { "ok" }))).await
+        serve(Router::new().route(
+            "/webhooks/suki",
+            post(|_body: axum::body::Bytes| async { "ok" }),
+        ))
+        .await
     }
 }
 

@@ -67,6 +67,10 @@ pub use verify::{
 
 #[doc(no_inline)]
 pub use async_trait::async_trait;
+#[doc(no_inline)]
+pub use bytes::Bytes;
+#[doc(no_inline)]
+pub use http::{HeaderMap, StatusCode};
 
 /// The code in `docs/verification.md` compiles and runs.
 #[cfg(doctest)]
