@@ -6,10 +6,10 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
 use actix_web::{FromRequest, HttpRequest, web};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use suki_ambient_core::{
-    GENERATED_AT_HEADER, SIGNATURE_HEADER, VerifiedDelivery, Verifier, VerifyError, WebhookError,
+    BodyBuffer, GENERATED_AT_HEADER, SIGNATURE_HEADER, VerifiedDelivery, Verifier, WebhookError,
     WebhookEvent, WebhookMeta, single_header_text,
 };
 
@@ -120,7 +120,7 @@ pub(crate) async fn verify_request(
         .get(CONTENT_LENGTH)
         .map(|v| v.to_str().unwrap_or("!"));
     verifier.check_head_parts(generated_at, signature, content_length)?;
-    let declared = content_length.and_then(|v| v.parse::<usize>().ok());
+    let declared = content_length.and_then(|v| v.parse::<u64>().ok());
     let body = read_limited(payload, verifier.max_body_bytes(), declared).await?;
     let meta = verifier
         .verify_parts(generated_at, signature, &body)?
@@ -129,30 +129,14 @@ pub(crate) async fn verify_request(
 }
 
 /// Reads a payload into one buffer, failing with `BodyTooLarge` as soon as it passes `limit`.
-/// A body that arrives in one chunk is kept without copying.
 pub(crate) async fn read_limited(
     mut payload: Payload,
     limit: usize,
-    declared: Option<usize>,
+    declared: Option<u64>,
 ) -> Result<Bytes, WebhookError> {
-    let too_large = || WebhookError::Verify(VerifyError::BodyTooLarge { limit });
-    let mut first: Option<Bytes> = None;
-    let mut buf = BytesMut::new();
+    let mut buffer = BodyBuffer::new(limit, declared);
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| WebhookError::BodyRead)?;
-        let so_far = first.as_ref().map_or(buf.len(), Bytes::len);
-        if so_far + chunk.len() > limit {
-            return Err(too_large());
-        }
-        match first.take() {
-            None if buf.is_empty() => first = Some(chunk),
-            None => buf.extend_from_slice(&chunk),
-            Some(head) => {
-                buf.reserve(declared.unwrap_or(0).clamp(head.len() + chunk.len(), limit));
-                buf.extend_from_slice(&head);
-                buf.extend_from_slice(&chunk);
-            }
-        }
+        buffer.push(chunk.map_err(|_| WebhookError::BodyRead)?)?;
     }
-    Ok(first.unwrap_or_else(|| buf.freeze()))
+    Ok(buffer.finish())
 }

@@ -32,6 +32,7 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod body;
 mod endpoint;
 mod error;
 mod event;
@@ -48,6 +49,7 @@ pub mod api;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use body::BodyBuffer;
 pub use endpoint::{EndpointResponse, WebhookEndpoint};
 pub use error::{ConfigError, PayloadError, PayloadErrorCategory, VerifyError, WebhookError};
 pub use event::{
