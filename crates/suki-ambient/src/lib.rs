@@ -7,3 +7,21 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub use suki_ambient_core::*;
+
+/// axum 0.8 integration (feature `axum`): see [`suki_ambient_axum`].
+#[cfg(feature = "axum")]
+pub mod axum {
+    pub use suki_ambient_axum::*;
+}
+
+/// actix-web 4 integration (feature `actix`): see [`suki_ambient_actix`].
+#[cfg(feature = "actix")]
+pub mod actix {
+    pub use suki_ambient_actix::*;
+}
+
+/// warp 0.4 integration (feature `warp`): see [`suki_ambient_warp`].
+#[cfg(feature = "warp")]
+pub mod warp {
+    pub use suki_ambient_warp::*;
+}

@@ -1,0 +1,96 @@
+//! A Suki webhook receiver on axum.
+//!
+//! ```sh
+//! SUKI_WEBHOOK_SECRET=... cargo run -p examples --bin axum_receiver
+//! ```
+//!
+//! Env: `SUKI_WEBHOOK_SECRET` (required), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
+
+use std::process::ExitCode;
+
+use axum::Router;
+use suki_ambient::{
+    EventHandler, HandlerError, SessionCompleted, SessionEnded, SessionFailed, UnknownEvent,
+    Verifier, WebhookMeta, async_trait,
+};
+
+/// What this service does with each event: here, log the kind and ids (never the content:
+/// it is patient data). A real one would enqueue the work and return at once.
+struct LogEvents;
+
+#[async_trait]
+impl EventHandler for LogEvents {
+    async fn on_completed(
+        &self,
+        e: SessionCompleted,
+        _meta: WebhookMeta,
+    ) -> Result<(), HandlerError> {
+        tracing::info!(kind = "completed", session_id = %e.session_id, encounter_id = %e.encounter_id, links = e.links.iter().count(), "suki event");
+        Ok(())
+    }
+    async fn on_failed(&self, e: SessionFailed, _meta: WebhookMeta) -> Result<(), HandlerError> {
+        tracing::info!(kind = "failed", session_id = %e.session_id, encounter_id = %e.encounter_id, error_code = %e.error_code, "suki event");
+        Ok(())
+    }
+    async fn on_timed_out(&self, e: SessionEnded, _meta: WebhookMeta) -> Result<(), HandlerError> {
+        tracing::info!(kind = "timed_out", session_id = %e.session_id, encounter_id = %e.encounter_id, "suki event");
+        Ok(())
+    }
+    async fn on_cancelled(&self, e: SessionEnded, _meta: WebhookMeta) -> Result<(), HandlerError> {
+        tracing::info!(kind = "cancelled", session_id = %e.session_id, encounter_id = %e.encounter_id, "suki event");
+        Ok(())
+    }
+    async fn on_unknown(&self, e: UnknownEvent, _meta: WebhookMeta) -> Result<(), HandlerError> {
+        tracing::warn!(kind = "unknown", session_id = ?e.session_id.as_ref().map(|s| s.as_str()), "suki event with an unknown status");
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let Ok(secret) = std::env::var("SUKI_WEBHOOK_SECRET") else {
+        eprintln!("error: set SUKI_WEBHOOK_SECRET to the webhook secret from Suki");
+        return ExitCode::FAILURE;
+    };
+    let verifier = match Verifier::builder().secret(secret).build() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = match tokio::net::TcpListener::bind(&bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {bind}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = Router::new().nest(
+        "/webhooks/suki",
+        suki_ambient::axum::router(verifier, LogEvents),
+    );
+    if let Ok(addr) = listener.local_addr() {
+        println!("listening on http://{addr}/webhooks/suki");
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    match axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Starts each example receiver binary and checks its answers over a real socket.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use suki_ambient::testing::{RawBody, send_raw};
+use suki_ambient::{SignedHeaders, UnixMillis, WebhookSecret, testing};
+
+const SECRET: &str = "example-test-secret";
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(binary: &str) -> Running {
+    let mut child = Command::new(binary)
+        .env("SUKI_WEBHOOK_SECRET", SECRET)
+        .env("BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{binary} printed {line:?}"))
+        .to_owned();
+    Running { child, url }
+}
+
+fn headers(at: UnixMillis, body: &[u8]) -> Vec<(&'static str, String)> {
+    let h = SignedHeaders::new(&WebhookSecret::from(SECRET), at, body);
+    vec![("generated-at", h.generated_at), ("X-API-Key", h.signature)]
+}
+
+async fn post(
+    url: &str,
+    headers: &[(&'static str, String)],
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let response = send_raw(url, &refs, RawBody::Sized(body)).await.unwrap();
+    (response.status, response.json())
+}
+
+async fn check(binary: &str) {
+    let server = start(binary);
+    let url = server.url.clone();
+    let now = UnixMillis::now();
+
+    let body = testing::completed("example-session", "example-encounter").to_vec();
+    assert_eq!(
+        post(&url, &headers(now, &body), body.clone()).await.0,
+        200,
+        "{binary}: valid"
+    );
+
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    let (status, json) = post(&url, &headers(now, &body), tampered).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (401, Some("mismatch")),
+        "{binary}: tampered"
+    );
+
+    let stale = UnixMillis(now.0 - 10 * 60 * 1000);
+    let (status, json) = post(&url, &headers(stale, &body), body.clone()).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (401, Some("stale")),
+        "{binary}: stale"
+    );
+
+    let big = vec![b' '; 1024 * 1024];
+    let (status, _) = post(&url, &headers(now, &big), big).await;
+    assert_eq!(status, 413, "{binary}: 1 MiB");
+
+    let not_json = b"this is not json".to_vec();
+    let (status, json) = post(&url, &headers(now, &not_json), not_json).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (400, Some("invalid_payload")),
+        "{binary}: not JSON"
+    );
+
+    let (status, _) = post(&url, &[], body).await;
+    assert_eq!(status, 401, "{binary}: unsigned");
+}
+
+#[tokio::test]
+async fn axum_receiver() {
+    check(env!("CARGO_BIN_EXE_axum_receiver")).await;
+}
+
+#[tokio::test]
+async fn actix_receiver() {
+    check(env!("CARGO_BIN_EXE_actix_receiver")).await;
+}
+
+#[tokio::test]
+async fn warp_receiver() {
+    check(env!("CARGO_BIN_EXE_warp_receiver")).await;
+}
+
+#[test]
+fn missing_secret_is_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_axum_receiver"))
+        .env_remove("SUKI_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SUKI_WEBHOOK_SECRET"));
+}
