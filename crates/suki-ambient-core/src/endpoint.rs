@@ -169,7 +169,7 @@ impl<H: EventHandler> WebhookEndpoint<H> {
         let kind = event.kind();
         let key = event
             .idempotency_key()
-            .map_or(meta.replay_key, |k| ReplayKey::for_event(&k));
+            .map_or_else(|| meta.replay_key(), |k| ReplayKey::for_event(&k));
         let claimed = match self.guard.check_and_mark(key, self.ttl).await {
             Ok(Freshness::Fresh) => true,
             Ok(Freshness::Duplicate | Freshness::InFlight) => {

@@ -485,8 +485,16 @@ pub struct WebhookMeta {
     pub generated_at: UnixMillis,
     /// Which configured secret matched (order of `.secret(..)` calls).
     pub secret_index: usize,
-    /// The key identifying this exact signed delivery.
-    pub replay_key: ReplayKey,
+    /// The verified signature.
+    pub signature: Signature,
+}
+
+impl WebhookMeta {
+    /// The key identifying this exact signed delivery (SHA-256 of the authenticated timestamp
+    /// and signature), computed on demand.
+    pub fn replay_key(&self) -> ReplayKey {
+        ReplayKey::for_delivery(self.generated_at, &self.signature)
+    }
 }
 
 /// A delivery whose signature and timestamp checked out. Borrow of the raw body.
@@ -537,12 +545,12 @@ impl<'b> Verified<'b> {
         ReplayKey::for_delivery(self.generated_at, &self.signature)
     }
 
-    /// Timestamp, secret index and replay key together.
+    /// Timestamp, secret index and signature together (the replay key derives from them).
     pub fn meta(&self) -> WebhookMeta {
         WebhookMeta {
             generated_at: self.generated_at,
             secret_index: self.secret_index,
-            replay_key: self.replay_key(),
+            signature: self.signature,
         }
     }
 

@@ -25,3 +25,8 @@ pub mod actix {
 pub mod warp {
     pub use suki_ambient_warp::*;
 }
+
+/// The code in `docs/adapters.md` compiles and runs.
+#[cfg(all(doctest, feature = "axum", feature = "actix", feature = "warp"))]
+#[doc = include_str!("../../../docs/adapters.md")]
+struct AdaptersGuide;

@@ -1,0 +1,1 @@
+//! Load benchmarks of the suki-ambient adapters: see `src/bin/adapter_load.rs`.
