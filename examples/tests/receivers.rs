@@ -124,3 +124,14 @@ fn missing_secret_is_a_clear_error() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("SUKI_WEBHOOK_SECRET"));
 }
+
+#[test]
+fn fetch_results_without_a_token_is_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_fetch_results"))
+        .arg("session-1")
+        .env_remove("SUKI_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SUKI_TOKEN"));
+}

@@ -51,7 +51,9 @@ pub mod testing;
 
 pub use body::BodyBuffer;
 pub use endpoint::{EndpointResponse, WebhookEndpoint};
-pub use error::{ConfigError, PayloadError, PayloadErrorCategory, VerifyError, WebhookError};
+pub use error::{
+    ConfigError, PayloadError, PayloadErrorCategory, VerifyError, WebhookError, decode_json,
+};
 pub use event::{
     ErrorCode, EventKind, IdempotencyKey, Link, LinkKind, Links, SessionCompleted, SessionEnded,
     SessionFailed, UnknownEvent, WebhookEvent,

@@ -26,7 +26,18 @@ pub mod warp {
     pub use suki_ambient_warp::*;
 }
 
+/// The client for Suki's follow-up APIs (feature `client`): see [`suki_ambient_client`].
+#[cfg(feature = "client")]
+pub mod client {
+    pub use suki_ambient_client::*;
+}
+
 /// The code in `docs/adapters.md` compiles and runs.
 #[cfg(all(doctest, feature = "axum", feature = "actix", feature = "warp"))]
 #[doc = include_str!("../../../docs/adapters.md")]
 struct AdaptersGuide;
+
+/// The code in `docs/client.md` compiles and runs.
+#[cfg(all(doctest, feature = "client"))]
+#[doc = include_str!("../../../docs/client.md")]
+struct ClientGuide;

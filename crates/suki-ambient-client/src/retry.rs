@@ -1,0 +1,165 @@
+//! `RetryPolicy`: bounded retries with exponential back-off, full jitter and `Retry-After`.
+
+use std::time::{Duration, SystemTime};
+
+/// How GET calls are retried after connect errors, timeouts, 429, 500, 502, 503 and 504.
+///
+/// The delay before retry `n` (1-based) is uniform in `[0, min(max_delay, base_delay · 2ⁿ⁻¹)]`
+/// ("full jitter"), unless the server sent `Retry-After` (seconds or an HTTP date), which is
+/// honoured up to `max_retry_after`. A retry that would end after the call's deadline is not
+/// attempted.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use suki_ambient_client::RetryPolicy;
+///
+/// let policy = RetryPolicy::default().max_attempts(5).base_delay(Duration::from_millis(100));
+/// assert_eq!(policy.attempts(), 5);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 4 attempts, 200 ms base delay, 5 s maximum back-off, `Retry-After` honoured up to 30 s.
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: one attempt.
+    pub fn none() -> Self {
+        Self::default().max_attempts(1)
+    }
+
+    /// Total attempts, the first included (at least 1).
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The back-off of the first retry (doubled for each further one, before jitter).
+    #[must_use]
+    pub fn base_delay(mut self, delay: Duration) -> Self {
+        self.base_delay = delay;
+        self
+    }
+
+    /// The largest back-off.
+    #[must_use]
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// The longest `Retry-After` honoured; a longer one is cut to this.
+    #[must_use]
+    pub fn max_retry_after(mut self, delay: Duration) -> Self {
+        self.max_retry_after = delay;
+        self
+    }
+
+    /// The configured number of attempts.
+    pub fn attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The delay before the next attempt after failed attempt number `attempt` (1-based).
+    pub(crate) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait.min(self.max_retry_after);
+        }
+        let exp = self.base_delay.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        let cap = exp.min(self.max_delay);
+        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(fastrand::u64(0..=nanos))
+    }
+}
+
+/// Parses `Retry-After`: delay-seconds or an HTTP date (relative to now). `None` when absent or
+/// unreadable.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_stays_within_the_exponential_cap() {
+        let p = RetryPolicy::default()
+            .base_delay(Duration::from_millis(100))
+            .max_delay(Duration::from_millis(350));
+        for _ in 0..1000 {
+            assert!(p.delay(1, None) <= Duration::from_millis(100));
+            assert!(p.delay(2, None) <= Duration::from_millis(200));
+            assert!(p.delay(3, None) <= Duration::from_millis(350));
+            assert!(p.delay(40, None) <= Duration::from_millis(350));
+        }
+        // Jitter actually varies.
+        let samples: std::collections::HashSet<_> = (0..50).map(|_| p.delay(3, None)).collect();
+        assert!(samples.len() > 10);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        let p = RetryPolicy::default().max_retry_after(Duration::from_secs(10));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(300))),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn retry_after_formats() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        let in_5s = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(5));
+        let parsed = parse_retry_after(&in_5s).unwrap();
+        assert!(
+            parsed <= Duration::from_secs(5) && parsed >= Duration::from_secs(3),
+            "{parsed:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn at_least_one_attempt() {
+        assert_eq!(RetryPolicy::default().max_attempts(0).attempts(), 1);
+        assert_eq!(RetryPolicy::none().attempts(), 1);
+    }
+}
