@@ -311,6 +311,35 @@ pub struct Links {
 }
 
 impl Links {
+    /// The six documented links of an Ambient session, relative to the API base URL, as Suki's
+    /// paths spell them (what the sandbox sends, and a way to fetch by ids alone).
+    pub fn for_session(session_id: &str, encounter_id: &str) -> Self {
+        let s = format!("/api/v1/ambient/session/{session_id}");
+        let e = format!("/api/v1/ambient/encounter/{encounter_id}");
+        Self::default()
+            .with(
+                LinkKind::Contents,
+                Link::get(format!("{s}/content"), "contents"),
+            )
+            .with(
+                LinkKind::EncounterContent,
+                Link::get(format!("{e}/content"), "encounter_content"),
+            )
+            .with(
+                LinkKind::StructuredData,
+                Link::get(format!("{s}/structured-data"), "structured_data"),
+            )
+            .with(
+                LinkKind::EncounterStructuredData,
+                Link::get(format!("{e}/structured-data"), "encounter_structured_data"),
+            )
+            .with(LinkKind::Status, Link::get(format!("{s}/status"), "status"))
+            .with(
+                LinkKind::Transcripts,
+                Link::get(format!("{s}/transcript"), "transcripts"),
+            )
+    }
+
     /// The links under a documented key (empty when absent).
     pub fn get(&self, kind: LinkKind) -> &[Link] {
         &self.known[kind.index()]

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 pub use crate::FixedClock;
 use crate::{
-    EncounterId, ErrorCode, Link, LinkKind, Links, SessionCompleted, SessionEnded, SessionFailed,
-    SessionId, SignedHeaders, UnixMillis, WebhookEvent, WebhookSecret,
+    EncounterId, ErrorCode, Links, SessionCompleted, SessionEnded, SessionFailed, SessionId,
+    SignedHeaders, UnixMillis, WebhookEvent, WebhookSecret,
 };
 
 /// A completed session with every documented `_links` key pointing at Suki's paths.
@@ -24,32 +24,10 @@ pub fn completed(session_id: &str, encounter_id: &str) -> WebhookEvent {
     })
 }
 
-/// The six documented links for a session, relative to the API base URL.
+/// The six documented links for a session, relative to the API base URL
+/// ([`Links::for_session`]).
 pub fn links_for(session_id: &str, encounter_id: &str) -> Links {
-    let s = format!("/api/v1/ambient/session/{session_id}");
-    let e = format!("/api/v1/ambient/encounter/{encounter_id}");
-    Links::default()
-        .with(
-            LinkKind::Contents,
-            Link::get(format!("{s}/content"), "contents"),
-        )
-        .with(
-            LinkKind::EncounterContent,
-            Link::get(format!("{e}/content"), "encounter_content"),
-        )
-        .with(
-            LinkKind::StructuredData,
-            Link::get(format!("{s}/structured-data"), "structured_data"),
-        )
-        .with(
-            LinkKind::EncounterStructuredData,
-            Link::get(format!("{e}/structured-data"), "encounter_structured_data"),
-        )
-        .with(LinkKind::Status, Link::get(format!("{s}/status"), "status"))
-        .with(
-            LinkKind::Transcripts,
-            Link::get(format!("{s}/transcript"), "transcripts"),
-        )
+    Links::for_session(session_id, encounter_id)
 }
 
 /// A failed session (`ERROR_CODE_TRANSCRIPTION`).

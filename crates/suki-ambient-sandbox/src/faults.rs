@@ -1,0 +1,129 @@
+//! Fault injection: answer chosen requests with a status, a delay, or a dropped connection.
+
+use std::time::Duration;
+
+/// A fault for requests whose path starts with a prefix: an error status (optionally with
+/// `Retry-After`), added latency, or a connection dropped mid-response.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use suki_ambient_sandbox::Fault;
+///
+/// // The next two calls to any session endpoint answer 503 with `Retry-After: 1`.
+/// let fault = Fault::status(503).retry_after("1").on("/api/v1/ambient/session/").times(2);
+/// // 30% of all API calls are slowed down by 50 ms.
+/// let slow = Fault::latency(Duration::from_millis(50)).share(0.3);
+/// # let _ = (fault, slow);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub(crate) prefix: String,
+    pub(crate) status: Option<u16>,
+    pub(crate) retry_after: Option<String>,
+    pub(crate) latency: Duration,
+    pub(crate) drop_connection: bool,
+    pub(crate) budget: Budget,
+}
+
+/// How many requests a fault applies to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Budget {
+    /// The next `n` matching requests.
+    Times(u64),
+    /// Each matching request with this probability, indefinitely.
+    Share(f64),
+}
+
+impl Fault {
+    fn new() -> Self {
+        Self {
+            prefix: "/api/".into(),
+            status: None,
+            retry_after: None,
+            latency: Duration::ZERO,
+            drop_connection: false,
+            budget: Budget::Times(1),
+        }
+    }
+
+    /// Answer with `status` and Suki's error body.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::new()
+        }
+    }
+
+    /// Delay the request by `latency`, then serve it normally.
+    pub fn latency(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::new()
+        }
+    }
+
+    /// Drop the connection after the response head (the body never arrives).
+    pub fn drop_connection() -> Self {
+        Self {
+            drop_connection: true,
+            ..Self::new()
+        }
+    }
+
+    /// Add a `Retry-After` header (seconds or an HTTP date) to the error status.
+    #[must_use]
+    pub fn retry_after(mut self, value: impl Into<String>) -> Self {
+        self.retry_after = Some(value.into());
+        self
+    }
+
+    /// Also delay by `latency` before answering.
+    #[must_use]
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Only requests whose path starts with `prefix` (default: every `/api/` request).
+    #[must_use]
+    pub fn on(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Apply to the next `n` matching requests (default 1).
+    #[must_use]
+    pub fn times(mut self, n: u64) -> Self {
+        self.budget = Budget::Times(n);
+        self
+    }
+
+    /// Apply to each matching request with probability `share` (0 to 1), until cleared.
+    #[must_use]
+    pub fn share(mut self, share: f64) -> Self {
+        self.budget = Budget::Share(share.clamp(0.0, 1.0));
+        self
+    }
+
+    /// Whether this fault fires for `path`, spending its budget if so.
+    pub(crate) fn fire(&mut self, path: &str) -> bool {
+        if !path.starts_with(&self.prefix) {
+            return false;
+        }
+        match &mut self.budget {
+            Budget::Times(0) => false,
+            Budget::Times(n) => {
+                *n -= 1;
+                true
+            }
+            Budget::Share(p) => fastrand::f64() < *p,
+        }
+    }
+
+    /// Spent faults can be dropped.
+    pub(crate) fn spent(&self) -> bool {
+        matches!(self.budget, Budget::Times(0))
+    }
+}

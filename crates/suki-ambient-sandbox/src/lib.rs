@@ -1,0 +1,45 @@
+//! A local Suki Ambient platform for demos and tests.
+//!
+//! [`Sandbox::builder`] starts, in your process, an HTTP server that behaves like Suki's API:
+//! `POST /api/v1/auth/login`, every follow-up endpoint with Suki's paths, the `sdp_suki_token`
+//! and `sdp_provider_id` rules, and Suki's error bodies. Through the [`SandboxHandle`] you create
+//! sessions and complete, fail, time out or cancel them: the sandbox then generates synthetic,
+//! clearly fake clinical content and delivers the signed webhook (`generated-at` in ms,
+//! `X-API-Key`) to your receiver, with `_links` pointing back at itself, and reports the
+//! receiver's answer. [`Fault`]s make chosen requests fail, slow down or drop the connection.
+//!
+//! # Example
+//!
+//! ```
+//! use suki_ambient_sandbox::Sandbox;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sandbox = Sandbox::builder().start().await?;
+//! let token = sandbox.issue_token(None);
+//! let session = sandbox.create_session(None);
+//! // No webhook URL configured: complete without delivering, then fetch like a client would.
+//! sandbox.complete_silently(&session.session_id)?;
+//! let url = format!("{}api/v1/ambient/session/{}/status", sandbox.base_url(), session.session_id);
+//! # let _ = (token, url);
+//! sandbox.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+mod faults;
+mod handle;
+mod routes;
+mod state;
+mod synth;
+
+pub use faults::Fault;
+pub use handle::{Delivery, Sandbox, SandboxBuilder, SandboxError, SandboxHandle, SandboxSession};
+pub use state::SessionKind;
+
+/// The partner id the sandbox accepts by default.
+pub const DEFAULT_PARTNER_ID: &str = "sandbox-partner";
+/// The partner token the sandbox accepts by default.
+pub const DEFAULT_PARTNER_TOKEN: &str = "sandbox-partner-token";

@@ -1,0 +1,324 @@
+//! The sandbox against the real client: Suki's paths, auth rules, errors, content, webhooks and
+//! faults.
+
+use std::time::Duration;
+
+use suki_ambient_client::{AmbientClient, ClientError, PartnerLogin, RetryPolicy};
+use suki_ambient_core::api::SessionStatus;
+use suki_ambient_core::{EventKind, SessionId, WebhookEvent};
+use suki_ambient_sandbox::{
+    DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Fault, Sandbox, SandboxError,
+};
+
+fn client(base: &str, token: String) -> AmbientClient {
+    AmbientClient::builder()
+        .base_url(base)
+        .token(token)
+        .retry(
+            RetryPolicy::default()
+                .base_delay(Duration::from_millis(5))
+                .max_delay(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn login_then_every_endpoint() {
+    let sandbox = Sandbox::builder().start().await.unwrap();
+    let c = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .auth(PartnerLogin::new(DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN))
+        .build()
+        .unwrap();
+    let first = sandbox.create_session(None);
+    let second = sandbox.create_session(Some(&first.encounter_id));
+    let id = &first.session_id;
+
+    assert_eq!(
+        c.session_status(id).await.unwrap().status,
+        SessionStatus::Running
+    );
+    // Content is not ready before completion.
+    let err = c.session_content(id, false).await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(409), Some("content_not_ready"))
+    );
+    let err = c.session_recording(id, false).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+
+    sandbox.complete_silently(id).unwrap();
+    sandbox.complete_silently(&second.session_id).unwrap();
+    assert_eq!(
+        c.session_status(id).await.unwrap().status,
+        SessionStatus::Completed
+    );
+    let note = c.session_content(id, false).await.unwrap();
+    assert_eq!(note.summary.len(), 2);
+    assert!(
+        note.summary
+            .iter()
+            .all(|s| s.content.as_deref().unwrap().starts_with("SYNTHETIC"))
+    );
+    let cumulative = c.session_content(&second.session_id, true).await.unwrap();
+    assert_eq!(
+        cumulative.summary.len(),
+        4,
+        "both sessions of the encounter"
+    );
+    let sd = c.session_structured_data(id).await.unwrap();
+    assert_eq!(sd.structured_data.diagnoses.unwrap().values.len(), 1);
+    assert_eq!(
+        sd.structured_data
+            .orders
+            .unwrap()
+            .medication_orders
+            .unwrap()
+            .partial_values
+            .len(),
+        1
+    );
+    let t = c.session_transcript(id).await.unwrap();
+    assert_eq!(t.final_transcript.len(), 4);
+    let enc = c.encounter_content(&first.encounter_id).await.unwrap();
+    assert_eq!(enc.summary.len(), 4);
+    let enc_sd = c
+        .encounter_structured_data(&first.encounter_id)
+        .await
+        .unwrap();
+    assert_eq!(enc_sd.structured_data.diagnoses.unwrap().values.len(), 2);
+    let rec = c.session_recording(id, true).await.unwrap();
+    assert_eq!(rec.recordings.len(), 1);
+
+    let form = sandbox.create_form_session();
+    sandbox.complete_silently(&form.session_id).unwrap();
+    assert_eq!(
+        c.form_filling_status(&form.session_id)
+            .await
+            .unwrap()
+            .status,
+        SessionStatus::Completed
+    );
+    assert_eq!(
+        c.form_filling_structured_data(&form.session_id)
+            .await
+            .unwrap()
+            .structured_data
+            .generated_values
+            .len(),
+        1
+    );
+
+    let err = c
+        .session_status(&SessionId::from("no-such-session"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(404), Some("session_not_found"))
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn auth_rules() {
+    let sandbox = Sandbox::builder()
+        .require_provider_id(true)
+        .start()
+        .await
+        .unwrap();
+    let s = sandbox.create_session(None);
+    // A made-up token.
+    let err = client(sandbox.base_url(), "nope".into())
+        .session_status(&s.session_id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Auth { status: 401, code } if code == "invalid_sdp_token"),
+        "{err:?}"
+    );
+    // A shared token without sdp_provider_id.
+    let shared = sandbox.issue_token(None);
+    let err = client(sandbox.base_url(), shared.clone())
+        .session_status(&s.session_id)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(400), Some("missing_sdp_provider_id_header"))
+    );
+    let with_provider = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(shared)
+        .provider_id("prov-1")
+        .build()
+        .unwrap();
+    with_provider.session_status(&s.session_id).await.unwrap();
+    // A provider token used for another provider.
+    let bound = sandbox.issue_token(Some("prov-1"));
+    let wrong = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(bound)
+        .provider_id("prov-2")
+        .build()
+        .unwrap();
+    let err = wrong.session_status(&s.session_id).await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(400), Some("invalid_sdp_provider_id"))
+    );
+    // Bad partner credentials.
+    let bad = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .auth(PartnerLogin::new(DEFAULT_PARTNER_ID, "wrong"))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        bad.session_status(&s.session_id).await.unwrap_err(),
+        ClientError::Auth { .. }
+    ));
+}
+
+#[tokio::test]
+async fn expired_tokens_trigger_one_relogin() {
+    let sandbox = Sandbox::builder().start().await.unwrap();
+    let s = sandbox.create_session(None);
+    let login = std::sync::Arc::new(PartnerLogin::new(DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN));
+    let c = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .auth_shared(login.clone())
+        .build()
+        .unwrap();
+    c.session_status(&s.session_id).await.unwrap();
+    sandbox.expire_tokens();
+    c.session_status(&s.session_id).await.unwrap();
+    assert_eq!(login.logins(), 2);
+}
+
+#[tokio::test]
+async fn faults_status_retry_after_latency_and_dropped_connections() {
+    let sandbox = Sandbox::builder().start().await.unwrap();
+    let s = sandbox.create_session(None);
+    let c = client(sandbox.base_url(), sandbox.issue_token(None));
+    sandbox.inject(Fault::status(503).retry_after("0").times(2));
+    c.session_status(&s.session_id).await.unwrap();
+    assert_eq!(
+        sandbox.requests("/api/v1/ambient/session/"),
+        3,
+        "two faults, then success"
+    );
+
+    sandbox.inject(
+        Fault::drop_connection()
+            .on("/api/v1/ambient/session/")
+            .times(1),
+    );
+    c.session_status(&s.session_id).await.unwrap();
+
+    sandbox.inject(Fault::status(404).on("/api/v1/ambient/session/").times(1));
+    let err = c.session_status(&s.session_id).await.unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(404),
+        "non-retryable faults surface at once"
+    );
+
+    sandbox.inject(Fault::latency(Duration::from_millis(300)).times(1));
+    let slow = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .timeout(Duration::from_millis(100))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        slow.session_status(&s.session_id).await.unwrap_err(),
+        ClientError::Timeout { .. }
+    ));
+
+    sandbox.inject(Fault::status(500).share(1.0));
+    assert_eq!(
+        c.session_status(&s.session_id).await.unwrap_err().status(),
+        Some(500)
+    );
+    sandbox.clear_faults();
+    c.session_status(&s.session_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_and_point_back() {
+    // A tiny receiver that verifies with the sandbox's secret and records the event.
+    let sandbox = Sandbox::builder().start().await.unwrap();
+    let verifier = sandbox.verifier_builder().build().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+                let verifier = verifier.clone();
+                let tx = tx.clone();
+                async move {
+                    match verifier.verify(&headers, &body) {
+                        Ok(v) => {
+                            tx.send(v.parse().unwrap()).unwrap();
+                            axum::http::StatusCode::OK
+                        }
+                        Err(e) => e.status(),
+                    }
+                }
+            }),
+        );
+        axum::serve(listener, app).await.unwrap();
+    });
+    let s = sandbox.create_session(None);
+    assert!(matches!(
+        sandbox.complete(&s.session_id).await,
+        Err(SandboxError::NoWebhookUrl)
+    ));
+    sandbox.set_webhook_url(Some(format!("http://{addr}/hook")));
+    let s = sandbox.create_session(None);
+    let delivery = sandbox.complete(&s.session_id).await.unwrap();
+    assert!(delivery.acknowledged(), "{delivery:?}");
+    let WebhookEvent::Completed(done) = rx.recv().await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(done.session_id, s.session_id);
+    assert_eq!(done.links.iter().count(), 6);
+    // The links lead back to the sandbox.
+    let c = client(sandbox.base_url(), sandbox.issue_token(None));
+    assert!(c.fetch_results(&done).await.is_ok());
+
+    for (session, kind) in [
+        (sandbox.create_session(None), EventKind::Failed),
+        (sandbox.create_session(None), EventKind::TimedOut),
+        (sandbox.create_session(None), EventKind::Cancelled),
+    ] {
+        let d = match kind {
+            EventKind::Failed => sandbox.fail(&session.session_id).await,
+            EventKind::TimedOut => sandbox.time_out(&session.session_id).await,
+            _ => sandbox.cancel(&session.session_id).await,
+        }
+        .unwrap();
+        assert_eq!((d.kind, d.status), (kind, 200));
+        assert_eq!(rx.recv().await.unwrap().kind(), kind);
+    }
+    assert!(matches!(
+        sandbox.cancel(&s.session_id).await,
+        Err(SandboxError::AlreadyEnded { .. })
+    ));
+    let tampered = sandbox
+        .deliver_tampered(&WebhookEvent::Completed(done))
+        .await
+        .unwrap();
+    assert_eq!(tampered.status, 401);
+
+    sandbox.set_webhook_url(Some("http://127.0.0.1:9/unreachable".into()));
+    let s = sandbox.create_session(None);
+    assert!(matches!(
+        sandbox.complete(&s.session_id).await,
+        Err(SandboxError::Delivery { .. })
+    ));
+}
