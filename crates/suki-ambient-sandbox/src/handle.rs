@@ -178,7 +178,10 @@ impl SandboxBuilder {
                     reason: format!("HTTP client: {e}"),
                 })?,
         });
-        let app = routes::router(Arc::clone(&shared));
+        let control = SandboxControl {
+            shared: Arc::clone(&shared),
+        };
+        let app = routes::router_with_admin(Arc::clone(&shared), crate::admin::router(control.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {
@@ -193,7 +196,7 @@ impl SandboxBuilder {
         });
         tracing::info!(base_url = %shared.base_url, "sandbox listening");
         Ok(SandboxHandle {
-            shared,
+            control,
             addr,
             shutdown: Some(tx),
             task: Some(task),
@@ -235,8 +238,9 @@ impl Delivery {
 }
 
 /// A running sandbox. Dropping it stops the server; [`shutdown`](Self::shutdown) waits for it.
+/// It dereferences to [`SandboxControl`], which drives sessions, deliveries and faults.
 pub struct SandboxHandle {
-    shared: Arc<Shared>,
+    control: SandboxControl,
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -245,6 +249,28 @@ pub struct SandboxHandle {
 impl fmt::Debug for SandboxHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SandboxHandle")
+            .field("base_url", &self.control.shared.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for SandboxHandle {
+    type Target = SandboxControl;
+    fn deref(&self) -> &SandboxControl {
+        &self.control
+    }
+}
+
+/// Drives a running sandbox: sessions, webhook deliveries, tokens and faults. Cheap to clone
+/// and `Send + Sync`, so tasks can share it.
+#[derive(Clone)]
+pub struct SandboxControl {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for SandboxControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxControl")
             .field("base_url", &self.shared.base_url)
             .finish_non_exhaustive()
     }
@@ -259,14 +285,31 @@ impl Drop for SandboxHandle {
 }
 
 impl SandboxHandle {
-    /// The API base URL, e.g. `http://127.0.0.1:40123/`.
-    pub fn base_url(&self) -> &str {
-        &self.shared.base_url
-    }
-
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A clonable controller of this sandbox.
+    pub fn control(&self) -> SandboxControl {
+        self.control.clone()
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl SandboxControl {
+    /// The API base URL, e.g. `http://127.0.0.1:40123/`.
+    pub fn base_url(&self) -> &str {
+        &self.shared.base_url
     }
 
     /// The webhook signing secret.
@@ -552,16 +595,6 @@ impl SandboxHandle {
         };
         tracing::debug!(kind = %kind, status, "sandbox delivered a webhook");
         Ok(delivery)
-    }
-
-    /// Stops the server and waits for it.
-    pub async fn shutdown(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
     }
 }
 

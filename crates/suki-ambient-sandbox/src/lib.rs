@@ -29,6 +29,7 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod admin;
 mod faults;
 mod handle;
 mod routes;
@@ -36,7 +37,9 @@ mod state;
 mod synth;
 
 pub use faults::Fault;
-pub use handle::{Delivery, Sandbox, SandboxBuilder, SandboxError, SandboxHandle, SandboxSession};
+pub use handle::{
+    Delivery, Sandbox, SandboxBuilder, SandboxControl, SandboxError, SandboxHandle, SandboxSession,
+};
 pub use state::SessionKind;
 
 /// The partner id the sandbox accepts by default.

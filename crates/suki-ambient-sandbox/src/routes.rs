@@ -19,10 +19,10 @@ use suki_ambient_core::api::{
 
 use crate::state::{SessionKind, Shared, TokenInfo};
 
-type AppState = Arc<Shared>;
+pub(crate) type AppState = Arc<Shared>;
 
 /// Suki's error answer: `{"code": status, "message": id}`.
-pub(crate) struct ApiError(StatusCode, &'static str);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) &'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -41,7 +41,8 @@ fn ok<T: Serialize>(body: &T) -> Response {
     json(StatusCode::OK, body)
 }
 
-pub(crate) fn router(state: AppState) -> Router {
+/// The API plus extra (admin) routes that share the fault and counting layer.
+pub(crate) fn router_with_admin(state: AppState, admin: Router<AppState>) -> Router {
     let api = Router::new()
         .route("/api/v1/ambient/session/{id}/status", get(session_status))
         .route(
@@ -78,6 +79,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/auth/login", post(login))
         .merge(api)
         .route("/sandbox/audio/{file}", get(audio))
+        .merge(admin)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not_found") })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), faults))
         .with_state(state)

@@ -1,0 +1,126 @@
+//! Admin routes under `/sandbox/`: drive the sandbox over HTTP (used by `suki-ambient sandbox`).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use serde::Deserialize;
+use suki_ambient_core::{EncounterId, SessionId};
+
+use crate::routes::{ApiError, AppState};
+use crate::{Fault, SandboxControl, SandboxError};
+
+pub(crate) fn router(control: SandboxControl) -> Router<AppState> {
+    Router::new()
+        .route("/sandbox/sessions", post(create))
+        .route("/sandbox/sessions/{id}/{action}", post(act))
+        .route("/sandbox/faults", post(add_fault).delete(clear_faults))
+        .route("/sandbox/tokens", delete(expire_tokens))
+        .with_state(control)
+}
+
+#[derive(Deserialize, Default)]
+struct CreateRequest {
+    #[serde(default)]
+    encounter_id: Option<String>,
+    #[serde(default)]
+    form_filling: bool,
+}
+
+async fn create(State(control): State<SandboxControl>, body: axum::body::Bytes) -> Response {
+    let request: CreateRequest = if body.is_empty() {
+        CreateRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(_) => return ApiError(StatusCode::BAD_REQUEST, "invalid_request").into_response(),
+        }
+    };
+    let session = if request.form_filling {
+        control.create_form_session()
+    } else {
+        control.create_session(request.encounter_id.map(EncounterId).as_ref())
+    };
+    let body = serde_json::json!({"session_id": session.session_id, "encounter_id": session.encounter_id});
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+async fn act(State(control): State<SandboxControl>, Path((id, action)): Path<(String, String)>) -> Response {
+    let id = SessionId(id);
+    let result = match action.as_str() {
+        "complete" => control.complete(&id).await,
+        "fail" => control.fail(&id).await,
+        "timeout" => control.time_out(&id).await,
+        "cancel" => control.cancel(&id).await,
+        _ => return ApiError(StatusCode::NOT_FOUND, "unknown_action").into_response(),
+    };
+    match result {
+        Ok(d) => axum::Json(serde_json::json!({
+            "delivered": true,
+            "kind": d.kind.as_str(),
+            "receiver_status": d.status,
+            "receiver_body": d.body,
+            "elapsed_ms": d.elapsed.as_millis() as u64,
+        }))
+        .into_response(),
+        Err(SandboxError::UnknownSession) => ApiError(StatusCode::NOT_FOUND, "session_not_found").into_response(),
+        Err(SandboxError::AlreadyEnded { .. }) => ApiError(StatusCode::CONFLICT, "session_already_ended").into_response(),
+        Err(err) => (StatusCode::BAD_GATEWAY, axum::Json(serde_json::json!({"delivered": false, "error": err.to_string()}))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FaultRequest {
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    retry_after: Option<String>,
+    #[serde(default)]
+    latency_ms: Option<u64>,
+    #[serde(default)]
+    drop_connection: bool,
+    #[serde(default)]
+    on: Option<String>,
+    #[serde(default)]
+    times: Option<u64>,
+    #[serde(default)]
+    share: Option<f64>,
+}
+
+async fn add_fault(State(control): State<SandboxControl>, body: axum::body::Bytes) -> Response {
+    let Ok(r) = serde_json::from_slice::<FaultRequest>(&body) else {
+        return ApiError(StatusCode::BAD_REQUEST, "invalid_request").into_response();
+    };
+    let latency = Duration::from_millis(r.latency_ms.unwrap_or(0));
+    let mut fault = match (r.status, r.drop_connection) {
+        (_, true) => Fault::drop_connection().with_latency(latency),
+        (Some(status), false) => Fault::status(status).with_latency(latency),
+        (None, false) => Fault::latency(latency),
+    };
+    if let Some(v) = r.retry_after {
+        fault = fault.retry_after(v);
+    }
+    if let Some(prefix) = r.on {
+        fault = fault.on(prefix);
+    }
+    fault = match (r.times, r.share) {
+        (_, Some(share)) => fault.share(share),
+        (Some(n), None) => fault.times(n),
+        (None, None) => fault,
+    };
+    control.inject(fault);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn clear_faults(State(control): State<SandboxControl>) -> StatusCode {
+    control.clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+async fn expire_tokens(State(control): State<SandboxControl>) -> StatusCode {
+    control.expire_tokens();
+    StatusCode::NO_CONTENT
+}
