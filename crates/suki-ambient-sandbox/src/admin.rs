@@ -44,11 +44,15 @@ async fn create(State(control): State<SandboxControl>, body: axum::body::Bytes) 
     } else {
         control.create_session(request.encounter_id.map(EncounterId).as_ref())
     };
-    let body = serde_json::json!({"session_id": session.session_id, "encounter_id": session.encounter_id});
+    let body =
+        serde_json::json!({"session_id": session.session_id, "encounter_id": session.encounter_id});
     (StatusCode::CREATED, axum::Json(body)).into_response()
 }
 
-async fn act(State(control): State<SandboxControl>, Path((id, action)): Path<(String, String)>) -> Response {
+async fn act(
+    State(control): State<SandboxControl>,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
     let id = SessionId(id);
     let result = match action.as_str() {
         "complete" => control.complete(&id).await,
@@ -66,9 +70,17 @@ async fn act(State(control): State<SandboxControl>, Path((id, action)): Path<(St
             "elapsed_ms": d.elapsed.as_millis() as u64,
         }))
         .into_response(),
-        Err(SandboxError::UnknownSession) => ApiError(StatusCode::NOT_FOUND, "session_not_found").into_response(),
-        Err(SandboxError::AlreadyEnded { .. }) => ApiError(StatusCode::CONFLICT, "session_already_ended").into_response(),
-        Err(err) => (StatusCode::BAD_GATEWAY, axum::Json(serde_json::json!({"delivered": false, "error": err.to_string()}))).into_response(),
+        Err(SandboxError::UnknownSession) => {
+            ApiError(StatusCode::NOT_FOUND, "session_not_found").into_response()
+        }
+        Err(SandboxError::AlreadyEnded { .. }) => {
+            ApiError(StatusCode::CONFLICT, "session_already_ended").into_response()
+        }
+        Err(err) => (
+            StatusCode::BAD_GATEWAY,
+            axum::Json(serde_json::json!({"delivered": false, "error": err.to_string()})),
+        )
+            .into_response(),
     }
 }
 

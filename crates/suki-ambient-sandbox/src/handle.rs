@@ -181,7 +181,8 @@ impl SandboxBuilder {
         let control = SandboxControl {
             shared: Arc::clone(&shared),
         };
-        let app = routes::router_with_admin(Arc::clone(&shared), crate::admin::router(control.clone()));
+        let app =
+            routes::router_with_admin(Arc::clone(&shared), crate::admin::router(control.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {

@@ -328,17 +328,42 @@ async fn admin_routes_drive_the_sandbox_over_http() {
     let sandbox = Sandbox::builder().start().await.unwrap();
     let http = reqwest::Client::new();
     let base = sandbox.base_url().to_owned();
-    let created = http.post(format!("{base}sandbox/sessions")).send().await.unwrap().bytes().await.unwrap();
+    let created = http
+        .post(format!("{base}sandbox/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let created: serde_json::Value = serde_json::from_slice(&created).unwrap();
     let id = created["session_id"].as_str().unwrap().to_owned();
     // No receiver configured: the action says so (502) but the session completed.
-    let answer = http.post(format!("{base}sandbox/sessions/{id}/complete")).send().await.unwrap();
+    let answer = http
+        .post(format!("{base}sandbox/sessions/{id}/complete"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 502);
     let c = client(&base, sandbox.issue_token(None));
-    assert_eq!(c.session_status(&SessionId::from(id.as_str())).await.unwrap().status, SessionStatus::Completed);
-    let again = http.post(format!("{base}sandbox/sessions/{id}/cancel")).send().await.unwrap();
+    assert_eq!(
+        c.session_status(&SessionId::from(id.as_str()))
+            .await
+            .unwrap()
+            .status,
+        SessionStatus::Completed
+    );
+    let again = http
+        .post(format!("{base}sandbox/sessions/{id}/cancel"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 409);
-    let unknown = http.post(format!("{base}sandbox/sessions/nope/fail")).send().await.unwrap();
+    let unknown = http
+        .post(format!("{base}sandbox/sessions/nope/fail"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), 404);
 
     let fault = http
@@ -348,8 +373,26 @@ async fn admin_routes_drive_the_sandbox_over_http() {
         .await
         .unwrap();
     assert_eq!(fault.status(), 204);
-    c.session_status(&SessionId::from(id.as_str())).await.unwrap();
-    assert_eq!(sandbox.requests("/api/v1/ambient/session/"), 3, "one call, then a faulted one and its retry");
-    assert_eq!(http.delete(format!("{base}sandbox/tokens")).send().await.unwrap().status(), 204);
-    assert!(matches!(c.session_status(&SessionId::from(id.as_str())).await.unwrap_err(), ClientError::Auth { .. }));
+    c.session_status(&SessionId::from(id.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(
+        sandbox.requests("/api/v1/ambient/session/"),
+        3,
+        "one call, then a faulted one and its retry"
+    );
+    assert_eq!(
+        http.delete(format!("{base}sandbox/tokens"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert!(matches!(
+        c.session_status(&SessionId::from(id.as_str()))
+            .await
+            .unwrap_err(),
+        ClientError::Auth { .. }
+    ));
 }

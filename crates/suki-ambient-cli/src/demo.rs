@@ -1,0 +1,273 @@
+//! `demo` (the whole flow in one process) and `sandbox` (serve the sandbox until Ctrl-C).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use suki_ambient_axum::router;
+use suki_ambient_client::{AmbientClient, PartnerLogin, SessionResults};
+use suki_ambient_core::{
+    EventHandler, HandlerError, SessionCompleted, SessionFailed, WebhookEvent, WebhookMeta,
+    WebhookSecret, async_trait,
+};
+use suki_ambient_sandbox::{DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Sandbox};
+use tokio::sync::mpsc;
+
+use crate::Failure;
+
+/// The demo receiver's handler: hands events to the demo and counts calls.
+struct DemoHandler {
+    events: mpsc::UnboundedSender<(WebhookEvent, WebhookMeta)>,
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl EventHandler for DemoHandler {
+    async fn on_completed(
+        &self,
+        event: SessionCompleted,
+        meta: WebhookMeta,
+    ) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        // A real receiver would enqueue the work and return at once, as here.
+        self.events.send((WebhookEvent::Completed(event), meta))?;
+        Ok(())
+    }
+
+    async fn on_failed(&self, event: SessionFailed, meta: WebhookMeta) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.events.send((WebhookEvent::Failed(event), meta))?;
+        Ok(())
+    }
+}
+
+fn step(n: u32, text: &str) {
+    println!("[{n}/6] {text}");
+}
+
+/// Runs the whole flow and prints what happens.
+pub(crate) async fn run() -> Result<ExitCode, Failure> {
+    let started = Instant::now();
+    println!("suki-ambient demo: the whole flow against a local sandbox (synthetic data only)\n");
+
+    // The sandbox signs with a fresh random secret; the receiver verifies with the same one.
+    // It is never printed.
+    let sandbox = Sandbox::builder().start().await?;
+    step(
+        1,
+        &format!("Started the Suki sandbox at {}", sandbox.base_url()),
+    );
+
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let verifier = sandbox.verifier_builder().build()?;
+    let app = axum::Router::new().nest(
+        "/webhooks/suki",
+        router(
+            verifier,
+            DemoHandler {
+                events: tx,
+                calls: Arc::clone(&calls),
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver_url = format!("http://{}/webhooks/suki", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    sandbox.set_webhook_url(Some(receiver_url.clone()));
+    step(
+        2,
+        &format!("Started an axum receiver at {receiver_url} (suki_ambient::axum::router)"),
+    );
+
+    let session = sandbox.create_session(None);
+    let delivery = sandbox.complete(&session.session_id).await?;
+    step(
+        3,
+        &format!(
+            "Completed session {}; the sandbox delivered the signed webhook → receiver answered {} {}",
+            session.session_id, delivery.status, delivery.body
+        ),
+    );
+    let (event, meta) = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .map_err(|_| Failure("the receiver did not hand over the event within 10 s".into()))?
+        .ok_or_else(|| Failure("the receiver stopped".into()))?;
+    let WebhookEvent::Completed(done) = event.clone() else {
+        return Err(Failure(format!(
+            "expected a completed event, got {}",
+            event.kind()
+        )));
+    };
+    println!(
+        "      receiver verified it (HMAC-SHA-256 over generated-at:body, secret #{}) and parsed a `{}` event",
+        meta.secret_index,
+        event.kind()
+    );
+
+    let client = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .auth(PartnerLogin::new(DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN))
+        .build()?;
+    let results = client.fetch_results(&done).await;
+    step(
+        4,
+        &format!(
+            "Followed the webhook's {} _links concurrently with the client (partner login, cached token):",
+            done.links.iter().count()
+        ),
+    );
+    print_results(&results)?;
+
+    let tampered = sandbox.deliver_tampered(&event).await?;
+    step(
+        5,
+        &format!(
+            "A tampered delivery (one byte changed after signing) → {} {}",
+            tampered.status, tampered.body
+        ),
+    );
+
+    let again = sandbox.deliver(&event).await?;
+    step(
+        6,
+        &format!(
+            "The same event delivered again → {} {}; the handler ran {} time(s) for it",
+            again.status,
+            again.body,
+            calls.load(Ordering::SeqCst)
+        ),
+    );
+
+    let failing = sandbox.create_session(None);
+    let failed = sandbox.fail(&failing.session_id).await?;
+    if let Ok(Some((WebhookEvent::Failed(f), _))) =
+        tokio::time::timeout(Duration::from_secs(10), events.recv()).await
+    {
+        println!(
+            "\nAlso: session {} failed → receiver answered {} and saw `failed` ({})",
+            f.session_id, failed.status, f.error_code
+        );
+    }
+
+    let ok = delivery.acknowledged()
+        && results.is_ok()
+        && tampered.status == 401
+        && again.acknowledged()
+        && calls.load(Ordering::SeqCst) == 2;
+    server.abort();
+    sandbox.shutdown().await;
+    println!("\nDone in {:.2} s.", started.elapsed().as_secs_f64());
+    if ok {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure(
+            "the demo did not go as expected (see above)".into(),
+        ))
+    }
+}
+
+fn print_results(results: &SessionResults) -> Result<(), Failure> {
+    if let Some((kind, err)) = results.errors().first() {
+        return Err(Failure(format!("fetching {kind} failed: {err}")));
+    }
+    if let Some(Ok(status)) = &results.status {
+        println!("      Status: {}", status.status);
+    }
+    if let Some(Ok(note)) = &results.contents {
+        println!("      Note:");
+        for section in &note.summary {
+            println!(
+                "        {} (LOINC {})",
+                section.title.as_deref().unwrap_or("(untitled)"),
+                section.loinc_code.as_deref().unwrap_or("-")
+            );
+            println!("          {}", section.content.as_deref().unwrap_or(""));
+        }
+    }
+    if let Some(Ok(data)) = &results.structured_data {
+        let body = &data.structured_data;
+        for dx in body.diagnoses.iter().flat_map(|d| &d.values) {
+            for code in &dx.codes {
+                println!(
+                    "      Diagnosis: {} {} ({})",
+                    code.code,
+                    code.description.as_deref().unwrap_or(""),
+                    code.system.as_ref().map_or("?", |s| s.as_str())
+                );
+            }
+        }
+        for med in body
+            .orders
+            .iter()
+            .flat_map(|o| &o.medication_orders)
+            .flat_map(|m| &m.partial_values)
+        {
+            println!(
+                "      Medication order: {} {} {} {}",
+                med.medication.as_deref().unwrap_or("?"),
+                med.dosage.as_deref().unwrap_or(""),
+                med.frequency.as_deref().unwrap_or(""),
+                med.route.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if let Some(Ok(t)) = &results.transcript {
+        println!("      Transcript ({} segments):", t.final_transcript.len());
+        for segment in &t.final_transcript {
+            let at = segment
+                .start_offset
+                .map(|o| o.to_duration().as_secs())
+                .unwrap_or(0);
+            println!(
+                "        [{:02}:{:02}] {}",
+                at / 60,
+                at % 60,
+                segment.transcript
+            );
+        }
+    }
+    if let Some(Ok(note)) = &results.encounter_content {
+        println!("      Encounter note: {} sections", note.summary.len());
+    }
+    Ok(())
+}
+
+/// `sandbox`: serve until Ctrl-C.
+pub(crate) async fn serve_sandbox(
+    bind: &str,
+    webhook_url: Option<String>,
+    secret: WebhookSecret,
+) -> Result<ExitCode, Failure> {
+    let mut builder = Sandbox::builder().bind(bind).webhook_secret(secret);
+    if let Some(url) = &webhook_url {
+        reqwest::Url::parse(url).map_err(|_| Failure(format!("not a URL: {url}")))?;
+        builder = builder.webhook_url(url.clone());
+    }
+    let sandbox = builder.start().await?;
+    let base = sandbox.base_url().to_owned();
+    println!("Suki sandbox at {base} (synthetic data; webhooks signed with SUKI_WEBHOOK_SECRET)");
+    match &webhook_url {
+        Some(url) => println!("Webhooks go to {url}"),
+        None => println!("No --webhook-url: sessions complete without delivering webhooks"),
+    }
+    println!();
+    println!("Log in (sandbox partner):");
+    println!(
+        "  curl -sS -X POST {base}api/v1/auth/login -H 'Content-Type: application/json' -d '{{\"partner_id\":\"{DEFAULT_PARTNER_ID}\",\"partner_token\":\"{DEFAULT_PARTNER_TOKEN}\"}}'"
+    );
+    println!("Drive it:");
+    println!("  curl -sS -X POST {base}sandbox/sessions                    # create a session");
+    println!(
+        "  curl -sS -X POST {base}sandbox/sessions/ID/complete        # or fail, timeout, cancel"
+    );
+    println!(
+        "  curl -sS -X POST {base}sandbox/faults -d '{{\"status\":503,\"retry_after\":\"1\",\"times\":2}}'"
+    );
+    println!("  curl -sS -X DELETE {base}sandbox/tokens                    # expire every token");
+    println!("\nCtrl-C to stop.");
+    tokio::signal::ctrl_c().await?;
+    sandbox.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,208 @@
+//! `verify --explain`: which common mistake would have produced the received signature.
+
+use base64::Engine as _;
+use suki_ambient_core::{Signature, UnixMillis, VerifyError, WebhookSecret, sign};
+
+/// Hints for a failed verification: each names a mistake under which the received signature
+/// (or timestamp) would have been right.
+pub(crate) fn explain(
+    err: &VerifyError,
+    secret: &str,
+    generated_at: &str,
+    signature: &str,
+    body: &[u8],
+    now: UnixMillis,
+) -> Vec<String> {
+    let mut hints = Vec::new();
+    match err {
+        VerifyError::TimestampTooOld { .. } | VerifyError::TimestampInFuture { .. } => {
+            if generated_at.len() <= 11 {
+                hints.push(format!(
+                    "generated-at looks like seconds ({generated_at}); Suki sends milliseconds ({})",
+                    now.0
+                ));
+            } else if generated_at.len() >= 15 {
+                hints.push(
+                    "generated-at looks like microseconds or nanoseconds; Suki sends milliseconds"
+                        .into(),
+                );
+            } else {
+                hints.push(
+                    "the clocks differ by more than the tolerance: check NTP on this host".into(),
+                );
+            }
+        }
+        VerifyError::InvalidSignature => {
+            if let Some(hint) = base64_hint(secret, generated_at, signature, body) {
+                hints.push(hint);
+            }
+        }
+        VerifyError::SignatureMismatch => {
+            let Ok(received) = Signature::from_hex(signature) else {
+                return hints;
+            };
+            for (mistake, candidate_secret, text) in candidates(secret, generated_at, body) {
+                if hmac(candidate_secret.as_bytes(), &text) == received.0 {
+                    hints.push(mistake);
+                }
+            }
+        }
+        _ => {}
+    }
+    if hints.is_empty() && matches!(err, VerifyError::SignatureMismatch) {
+        hints.push(
+            "no common mistake explains it: check the secret (staging vs production, a rotation) and that the body is byte for byte what was sent".into(),
+        );
+    }
+    hints
+}
+
+/// HMAC-SHA-256 of arbitrary bytes: the candidates are not all of Suki's `a:b` shape.
+fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    // PANIC: HMAC accepts keys of any length.
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// Suki's signed text: `at:body`.
+fn signed_text(at: &str, body: &[u8]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(at.len() + 1 + body.len());
+    text.extend_from_slice(at.as_bytes());
+    text.push(b':');
+    text.extend_from_slice(body);
+    text
+}
+
+/// (mistake, secret used, signed text) for each common mistake.
+fn candidates(secret: &str, at: &str, body: &[u8]) -> Vec<(String, String, Vec<u8>)> {
+    let std = |at: &str, body: Vec<u8>| signed_text(at, &body);
+    let mut out = Vec::new();
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        for (label, bytes) in [
+            ("compact", serde_json::to_vec(&value).unwrap_or_default()),
+            (
+                "pretty-printed",
+                serde_json::to_vec_pretty(&value).unwrap_or_default(),
+            ),
+            ("Python json.dumps-style", python_style(&value).into_bytes()),
+        ] {
+            if bytes != body {
+                out.push((
+                    format!("the signer re-serialized the JSON ({label}) before signing: sign and send the same raw bytes, never re-encoded JSON"),
+                    secret.to_owned(),
+                    std(at, bytes),
+                ));
+            }
+        }
+    }
+    let mut with_nl = body.to_vec();
+    with_nl.push(b'\n');
+    out.push(("a trailing newline was added to the body after signing (or the signer's copy had one): send the exact bytes (curl --data-binary)".into(), secret.to_owned(), std(at, with_nl)));
+    if let Some(stripped) = body.strip_suffix(b"\n") {
+        out.push((
+            "the body's trailing newline was stripped before signing (or added in transit)".into(),
+            secret.to_owned(),
+            std(at, stripped.to_vec()),
+        ));
+    }
+    let mut crlf = body.to_vec();
+    crlf.extend_from_slice(b"\r\n");
+    out.push((
+        "a trailing CRLF was added to the body".into(),
+        secret.to_owned(),
+        std(at, crlf),
+    ));
+    if let Ok(ms) = at.parse::<u64>() {
+        out.push((
+            format!(
+                "the signer used seconds ({}) in the signed text while the header has milliseconds",
+                ms / 1000
+            ),
+            secret.to_owned(),
+            std(&(ms / 1000).to_string(), body.to_vec()),
+        ));
+    }
+    let mut dot = at.as_bytes().to_vec();
+    dot.push(b'.');
+    dot.extend_from_slice(body);
+    out.push((
+        "the signer joined timestamp and body with '.' instead of ':'".into(),
+        secret.to_owned(),
+        dot,
+    ));
+    out.push((
+        "the signer MACed the body alone, without `generated-at:`".into(),
+        secret.to_owned(),
+        body.to_vec(),
+    ));
+    let mut concat = at.as_bytes().to_vec();
+    concat.extend_from_slice(body);
+    out.push((
+        "the signer joined timestamp and body with no separator".into(),
+        secret.to_owned(),
+        concat,
+    ));
+    for (label, variant) in [
+        (
+            "whitespace around the secret: the signer trimmed it, the verifier did not (trim the configured secret)",
+            secret.trim().to_owned(),
+        ),
+        (
+            "whitespace around the secret: the signer's copy ends with a newline (read from a file?)",
+            format!("{secret}\n"),
+        ),
+        (
+            "whitespace around the secret: the signer's copy ends with a space",
+            format!("{secret} "),
+        ),
+    ] {
+        if variant != secret {
+            out.push((label.into(), variant, std(at, body.to_vec())));
+        }
+    }
+    out
+}
+
+/// Python's default `json.dumps` separators: `", "` and `": "`.
+fn python_style(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Array(items) => {
+            format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(python_style)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        serde_json::Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!(
+                    "{}: {}",
+                    serde_json::Value::String(k.clone()),
+                    python_style(v)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn base64_hint(secret: &str, at: &str, signature: &str, body: &[u8]) -> Option<String> {
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+    ];
+    let decoded = engines
+        .iter()
+        .find_map(|e| e.decode(signature.trim()).ok())?;
+    let expected = sign(&WebhookSecret::from(secret), at, body);
+    (decoded.as_slice() == expected.0.as_slice())
+        .then(|| "X-API-Key is base64; Suki sends the signature as hex (64 hex digits)".to_owned())
+}

@@ -1,0 +1,308 @@
+//! `suki-ambient`: sign and verify Suki webhooks, send test deliveries, call the follow-up APIs,
+//! run the local sandbox, and demo the whole flow.
+
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+mod demo;
+mod explain;
+mod input;
+mod net;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use suki_ambient_core::{SignedHeaders, UnixMillis, Verifier};
+
+use crate::input::{read_body, secret};
+
+/// Sign, verify and send Suki Ambient webhooks; call the follow-up APIs; run a local sandbox.
+///
+/// Secrets come from SUKI_WEBHOOK_SECRET or --secret-file, never from the command line.
+#[derive(Parser, Debug)]
+#[command(name = "suki-ambient", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Sign a body: print the `generated-at` and `X-API-Key` headers.
+    Sign {
+        /// The body file (`-` or absent: standard input).
+        file: Option<PathBuf>,
+        /// The `generated-at` to sign with (Unix ms; default: now).
+        #[arg(long)]
+        generated_at: Option<String>,
+        /// Print a ready curl command posting the body to URL instead.
+        #[arg(long, value_name = "URL")]
+        curl: Option<String>,
+        /// Read the secret from this file (trailing newline ignored).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a delivery: `ok` (exit 0), or the error code on the last line (exit 1).
+    Verify {
+        /// The raw body file (`-` or absent: standard input).
+        file: Option<PathBuf>,
+        /// The `generated-at` header as received (empty: absent).
+        #[arg(long, allow_hyphen_values = true)]
+        generated_at: String,
+        /// The `X-API-Key` header as received (empty: absent).
+        #[arg(long, allow_hyphen_values = true)]
+        signature: String,
+        /// The clock to check freshness against (Unix ms; default: now).
+        #[arg(long)]
+        now_ms: Option<u64>,
+        /// Allowed distance from the clock, both ways (default 300000).
+        #[arg(long, default_value_t = 300_000)]
+        tolerance_ms: u64,
+        /// On failure, say which common mistake would have made it match.
+        #[arg(long)]
+        explain: bool,
+        /// Read the secret from this file (trailing newline ignored).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign an event and POST it to a receiver, like Suki would; print the answer.
+    Send {
+        /// The receiver's URL.
+        #[arg(long)]
+        url: String,
+        /// `completed`, `failed`, `timed-out`, `cancelled`, or a JSON file to send as is.
+        #[arg(long, default_value = "completed")]
+        event: String,
+        /// The session id of a generated event (default: random).
+        #[arg(long)]
+        session: Option<String>,
+        /// Read the secret from this file (trailing newline ignored).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call the follow-up APIs for a session (token from SUKI_TOKEN).
+    Fetch {
+        /// The API base URL (e.g. https://sdp.suki-stage.com or a sandbox).
+        #[arg(long)]
+        base_url: String,
+        /// The session id.
+        #[arg(long)]
+        session: String,
+        /// What to fetch.
+        #[arg(long, value_enum, default_value_t = What::All)]
+        what: What,
+        /// Sent as `sdp_provider_id`.
+        #[arg(long)]
+        provider_id: Option<String>,
+        /// Print the full JSON of each answer (this is patient data on a real account).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the local sandbox until Ctrl-C.
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Where to deliver webhooks.
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// Read the secret from this file (trailing newline ignored).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
+    /// Run the whole flow in one process: sandbox, receiver, webhook, client.
+    Demo,
+}
+
+/// What `fetch` fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum What {
+    Status,
+    Content,
+    Transcript,
+    StructuredData,
+    All,
+}
+
+/// A one-line error for the user.
+#[derive(Debug)]
+pub(crate) struct Failure(pub(crate) String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(err: E) -> Self {
+        Self(err.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(Failure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Sign {
+            file,
+            generated_at,
+            curl,
+            secret_file,
+            json,
+        } => {
+            let secret = secret(secret_file.as_deref())?;
+            let body = read_body(file.as_deref())?;
+            let at = match generated_at {
+                Some(text)
+                    if !text.is_empty()
+                        && text.len() <= 19
+                        && text.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    text
+                }
+                Some(text) => {
+                    return Err(Failure(format!(
+                        "--generated-at must be Unix time in milliseconds (digits only), got {text:?}"
+                    )));
+                }
+                None => UnixMillis::now().to_string(),
+            };
+            let signature = suki_ambient_core::sign(&secret, &at, &body).to_hex();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"generated-at": at, "x-api-key": signature})
+                );
+            } else if let Some(url) = curl {
+                let file_arg = match &file {
+                    Some(p) if p.as_os_str() != "-" => format!("@{}", p.display()),
+                    _ => "@-".to_owned(),
+                };
+                println!(
+                    "curl -sS -X POST '{url}' -H 'Content-Type: application/json' -H 'generated-at: {at}' -H 'X-API-Key: {signature}' --data-binary '{file_arg}'"
+                );
+            } else {
+                println!("generated-at: {at}");
+                println!("X-API-Key: {signature}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            file,
+            generated_at,
+            signature,
+            now_ms,
+            tolerance_ms,
+            explain,
+            secret_file,
+            json,
+        } => {
+            let secret_text = input::secret_text(secret_file.as_deref())?;
+            let secret = suki_ambient_core::WebhookSecret::from(secret_text.as_str());
+            let body = read_body(file.as_deref())?;
+            let now = now_ms.map_or_else(UnixMillis::now, UnixMillis);
+            let verifier = Verifier::builder()
+                .secret(secret)
+                .tolerance(Duration::from_millis(tolerance_ms))
+                .clock(suki_ambient_core::FixedClock::new(now))
+                .max_body_bytes(usize::MAX)
+                .build()?;
+            let result = verifier.verify_parts(&generated_at, &signature, &body);
+            let hints = match (&result, explain) {
+                (Err(err), true) => {
+                    explain::explain(err, &secret_text, &generated_at, &signature, &body, now)
+                }
+                _ => Vec::new(),
+            };
+            if json {
+                let out = match &result {
+                    Ok(v) => serde_json::json!({"ok": true, "secret_index": v.secret_index()}),
+                    Err(e) => {
+                        serde_json::json!({"ok": false, "error": e.code(), "message": e.to_string(), "hints": hints})
+                    }
+                };
+                println!("{out}");
+            } else {
+                match &result {
+                    Ok(_) => println!("ok"),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        for hint in &hints {
+                            println!("hint: {hint}");
+                        }
+                        println!("{}", e.code());
+                    }
+                }
+            }
+            Ok(if result.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Send {
+            url,
+            event,
+            session,
+            secret_file,
+            json,
+        } => {
+            let secret = secret(secret_file.as_deref())?;
+            let body = net::event_body(&event, session)?;
+            let headers = SignedHeaders::now(&secret, &body);
+            let (status, answer) = net::post_signed(&url, &headers, body).await?;
+            if json {
+                println!("{}", serde_json::json!({"status": status, "body": answer}));
+            } else {
+                println!("{status}");
+                println!("{answer}");
+            }
+            Ok(if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Fetch {
+            base_url,
+            session,
+            what,
+            provider_id,
+            json,
+        } => net::fetch(&base_url, &session, what, provider_id, json).await,
+        Command::Sandbox {
+            bind,
+            webhook_url,
+            secret_file,
+        } => {
+            let secret = secret(secret_file.as_deref())?;
+            demo::serve_sandbox(&bind, webhook_url, secret).await
+        }
+        Command::Demo => demo::run().await,
+    }
+}

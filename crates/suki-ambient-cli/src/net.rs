@@ -1,0 +1,181 @@
+//! `send` and `fetch`: talking to receivers and to the follow-up APIs.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use suki_ambient_client::{AmbientClient, ClientError};
+use suki_ambient_core::{
+    EncounterId, ErrorCode, Links, SessionCompleted, SessionEnded, SessionFailed, SessionId,
+    SignedHeaders, WebhookEvent,
+};
+
+use crate::{Failure, What};
+
+/// The body for `send --event`: a generated event, or a file's bytes as is.
+pub(crate) fn event_body(event: &str, session: Option<String>) -> Result<Vec<u8>, Failure> {
+    let session = session.unwrap_or_else(random_id);
+    let encounter = random_id();
+    let ended = |status: &str| SessionEnded {
+        status: status.into(),
+        session_id: SessionId::from(session.as_str()),
+        encounter_id: EncounterId::from(encounter.as_str()),
+        additional_info: None,
+    };
+    let event = match event {
+        "completed" => WebhookEvent::Completed(SessionCompleted {
+            session_id: SessionId::from(session.as_str()),
+            encounter_id: EncounterId::from(encounter.as_str()),
+            sessions: vec![SessionId::from(session.as_str())],
+            additional_info: None,
+            links: Links::for_session(&session, &encounter),
+        }),
+        "failed" => WebhookEvent::Failed(SessionFailed {
+            session_id: SessionId::from(session.as_str()),
+            encounter_id: EncounterId::from(encounter.as_str()),
+            error_code: ErrorCode::Transcription,
+            error_detail: "Error in transcription".into(),
+        }),
+        "timed-out" => WebhookEvent::TimedOut(ended("timeout")),
+        "cancelled" => WebhookEvent::Cancelled(ended("cancelled")),
+        file => {
+            return std::fs::read(file).map_err(|e| {
+                Failure(format!(
+                    "--event must be completed, failed, timed-out, cancelled or a readable file; cannot read {file}: {e}"
+                ))
+            });
+        }
+    };
+    Ok(event.to_vec())
+}
+
+fn random_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("cli-{:x}-{:x}", nanos, std::process::id())
+}
+
+/// POSTs a signed body; returns the status and the answer text.
+pub(crate) async fn post_signed(
+    url: &str,
+    headers: &SignedHeaders,
+    body: Vec<u8>,
+) -> Result<(u16, String), Failure> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| Failure(format!("not a URL: {url}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Failure(format!("not an http(s) URL: {url}")));
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Failure(format!("HTTP client: {e}")))?;
+    let mut request = http
+        .post(parsed)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    for (name, value) in headers.pairs() {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.map_err(|e| {
+        if e.is_connect() {
+            Failure(format!("cannot reach {url}: connection failed"))
+        } else if e.is_timeout() {
+            Failure(format!("{url} did not answer within 30 s"))
+        } else {
+            Failure(format!("request to {url} failed"))
+        }
+    })?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    Ok((status, text))
+}
+
+/// `fetch`: the chosen follow-up calls, printed as a summary or JSON.
+pub(crate) async fn fetch(
+    base_url: &str,
+    session: &str,
+    what: What,
+    provider_id: Option<String>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let token = std::env::var("SUKI_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Failure("no API token: set SUKI_TOKEN".into()))?;
+    let mut builder = AmbientClient::builder().base_url(base_url).token(token);
+    if let Some(provider) = provider_id {
+        builder = builder.provider_id(provider);
+    }
+    let client = builder.build()?;
+    let id = SessionId::from(session);
+    let wants = |w: What| what == w || what == What::All;
+    let mut failed = false;
+    let mut report = |name: &str,
+                      result: Result<serde_json::Value, ClientError>,
+                      summary: &dyn Fn(&serde_json::Value) -> String| {
+        match result {
+            Ok(value) if json => println!("{}", serde_json::json!({ name: value })),
+            Ok(value) => println!("{name}: {}", summary(&value)),
+            Err(err) => {
+                failed = true;
+                eprintln!("{name}: {err}");
+            }
+        }
+    };
+    if wants(What::Status) {
+        let r = client
+            .session_status(&id)
+            .await
+            .map(|v| serde_json::to_value(v).unwrap_or_default());
+        report("status", r, &|v| {
+            v["status"].as_str().unwrap_or("?").to_owned()
+        });
+    }
+    if wants(What::Content) {
+        let r = client
+            .session_content(&id, false)
+            .await
+            .map(|v| serde_json::to_value(v).unwrap_or_default());
+        report("content", r, &|v| {
+            let titles: Vec<&str> = v["summary"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["title"].as_str())
+                .collect();
+            format!("{} sections ({})", titles.len(), titles.join(", "))
+        });
+    }
+    if wants(What::Transcript) {
+        let r = client
+            .session_transcript(&id)
+            .await
+            .map(|v| serde_json::to_value(v).unwrap_or_default());
+        report("transcript", r, &|v| {
+            format!(
+                "{} segments",
+                v["final_transcript"].as_array().map_or(0, Vec::len)
+            )
+        });
+    }
+    if wants(What::StructuredData) {
+        let r = client
+            .session_structured_data(&id)
+            .await
+            .map(|v| serde_json::to_value(v).unwrap_or_default());
+        report("structured-data", r, &|v| {
+            format!(
+                "{} diagnoses",
+                v["structured_data"]["diagnoses"]["values"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            )
+        });
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

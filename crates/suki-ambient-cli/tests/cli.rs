@@ -1,0 +1,357 @@
+//! The `suki-ambient` binary: shared vectors, explanations, one-line errors, send, fetch, demo.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use suki_ambient_core::testing::signature_vectors;
+
+const BIN: &str = env!("CARGO_BIN_EXE_suki-ambient");
+
+fn run(args: &[&str], secret: Option<&str>, stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.env_remove("SUKI_WEBHOOK_SECRET")
+        .env_remove("SUKI_TOKEN");
+    if let Some(secret) = secret {
+        cmd.env("SUKI_WEBHOOK_SECRET", secret);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn last_line(o: &Output) -> String {
+    stdout(o).lines().last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn verify_agrees_with_every_shared_vector() {
+    for v in signature_vectors() {
+        let now = v.now_ms.to_string();
+        let tol = v.tolerance_ms.to_string();
+        let out = run(
+            &[
+                "verify",
+                "--generated-at",
+                &v.generated_at,
+                "--signature",
+                &v.signature,
+                "--now-ms",
+                &now,
+                "--tolerance-ms",
+                &tol,
+                "-",
+            ],
+            Some(&v.secret),
+            &v.body,
+        );
+        let expected = v.expected_error.clone().unwrap_or_else(|| "ok".into());
+        assert_eq!(last_line(&out), expected, "{}: {}", v.name, stderr(&out));
+        assert_eq!(
+            out.status.success(),
+            v.expected_error.is_none(),
+            "{}",
+            v.name
+        );
+    }
+}
+
+fn sign_headers(secret: &str, at: &str, body: &[u8]) -> String {
+    let out = run(
+        &["sign", "--generated-at", at, "--json"],
+        Some(secret),
+        body,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    json["x-api-key"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn sign_then_verify_and_the_plain_and_curl_outputs() {
+    let body = br#"{"status":"success"}"#;
+    let sig = sign_headers("k", "1766122020941", body);
+    let out = run(
+        &[
+            "verify",
+            "--generated-at",
+            "1766122020941",
+            "--signature",
+            &sig,
+            "--now-ms",
+            "1766122020941",
+        ],
+        Some("k"),
+        body,
+    );
+    assert_eq!(stdout(&out).trim(), "ok");
+    let plain = run(
+        &["sign", "--generated-at", "1766122020941"],
+        Some("k"),
+        body,
+    );
+    assert_eq!(
+        stdout(&plain),
+        format!("generated-at: 1766122020941\nX-API-Key: {sig}\n")
+    );
+    let curl = run(
+        &[
+            "sign",
+            "--generated-at",
+            "1766122020941",
+            "--curl",
+            "http://127.0.0.1:3000/webhooks/suki",
+        ],
+        Some("k"),
+        body,
+    );
+    assert!(stdout(&curl).starts_with("curl "), "{}", stdout(&curl));
+    assert!(stdout(&curl).contains("--data-binary"));
+}
+
+/// The signature a sender making `mistake` would produce, and the hint expected for it.
+fn explained(signature: &str, at: &str, body: &[u8], secret: &str) -> String {
+    let out = run(
+        &[
+            "verify",
+            "--explain",
+            "--generated-at",
+            at,
+            "--signature",
+            signature,
+            "--now-ms",
+            "1766122020941",
+            "-",
+        ],
+        Some(secret),
+        body,
+    );
+    assert!(!out.status.success());
+    stdout(&out)
+}
+
+#[test]
+fn explain_names_the_common_mistakes() {
+    let at = "1766122020941";
+    let body = br#"{"status":"success","session_id":"s"}"#.to_vec();
+    let pretty =
+        serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+            .unwrap();
+    let mut nl = body.clone();
+    nl.push(b'\n');
+    let cases: Vec<(String, &str)> = vec![
+        (sign_headers("k", at, &pretty), "re-serialized"),
+        (sign_headers("k", at, &nl), "trailing newline"),
+        (sign_headers("k", "1766122020", &body), "seconds"),
+        (sign_headers("k ", at, &body), "whitespace"),
+    ];
+    for (sig, needle) in cases {
+        let out = explained(&sig, at, &body, "k");
+        assert!(
+            out.contains(needle),
+            "expected a hint with {needle:?}:\n{out}"
+        );
+        assert_eq!(out.lines().last().unwrap(), "mismatch");
+    }
+    // '.' separator and body-only MACs, computed independently here.
+    use hmac::{KeyInit, Mac};
+    let mac = |data: &[u8]| {
+        let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"k").unwrap();
+        m.update(data);
+        m.finalize().into_bytes()
+    };
+    let dot = [at.as_bytes(), b".", &body].concat();
+    let out = explained(&hex(&mac(&dot)), at, &body, "k");
+    assert!(out.contains("'.'"), "{out}");
+    let out = explained(&hex(&mac(&body)), at, &body, "k");
+    assert!(out.contains("body alone"), "{out}");
+    // base64 instead of hex.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD
+        .encode(mac(&[at.as_bytes(), b":", &body].concat()));
+    let out = explained(&b64, at, &body, "k");
+    assert!(out.contains("base64"), "{out}");
+    assert_eq!(out.lines().last().unwrap(), "malformed_signature");
+    // Seconds in the header: stale, and said so.
+    let out = explained(
+        &sign_headers("k", "1766122020", &body),
+        "1766122020",
+        &body,
+        "k",
+    );
+    assert!(out.contains("looks like seconds"), "{out}");
+    // Nothing matches: a clear statement.
+    let out = explained(&"ab".repeat(32), at, &body, "k");
+    assert!(out.contains("no common mistake"), "{out}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    let cases: Vec<(Vec<&str>, Option<&str>, &str)> = vec![
+        (vec!["sign", "-"], None, "SUKI_WEBHOOK_SECRET"),
+        (
+            vec!["sign", "/no/such/file.json"],
+            Some("k"),
+            "cannot read /no/such/file.json",
+        ),
+        (
+            vec!["sign", "--secret-file", "/no/such/secret"],
+            None,
+            "cannot read the secret file",
+        ),
+        (vec!["send", "--url", "not a url"], Some("k"), "not a URL"),
+        (
+            vec!["send", "--url", "http://127.0.0.1:9/webhooks/suki"],
+            Some("k"),
+            "cannot reach",
+        ),
+        (
+            vec!["sign", "--generated-at", "12.5"],
+            Some("k"),
+            "milliseconds",
+        ),
+        (
+            vec![
+                "fetch",
+                "--base-url",
+                "http://127.0.0.1:9",
+                "--session",
+                "s",
+            ],
+            None,
+            "SUKI_TOKEN",
+        ),
+    ];
+    for (args, secret, needle) in cases {
+        let out = run(&args, secret, b"{}");
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"));
+    }
+    // A non-numeric timestamp in verify is a verification result, not a crash.
+    let out = run(
+        &[
+            "verify",
+            "--generated-at",
+            "abc",
+            "--signature",
+            &"0".repeat(64),
+        ],
+        Some("k"),
+        b"{}",
+    );
+    assert_eq!(last_line(&out), "malformed_timestamp");
+}
+
+#[test]
+fn the_demo_runs_the_whole_flow() {
+    let out = run(&["demo"], None, b"");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "[6/6]",
+        "processed",
+        "mismatch",
+        "duplicate",
+        "Diagnosis:",
+        "Transcript",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_and_fetch_against_the_sandbox_and_a_receiver() {
+    use suki_ambient_core::NoopHandler;
+    let sandbox = suki_ambient_sandbox::Sandbox::builder()
+        .start()
+        .await
+        .unwrap();
+    let verifier = suki_ambient_core::Verifier::builder()
+        .secret("cli-secret")
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks/suki", listener.local_addr().unwrap());
+    let app = axum::Router::new().nest(
+        "/webhooks/suki",
+        suki_ambient_axum::router(verifier, NoopHandler),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let send = |args: Vec<String>, secret: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&args, Some(secret), b"")
+        })
+    };
+    for event in ["completed", "failed", "timed-out", "cancelled"] {
+        let out = send(
+            vec![
+                "send".into(),
+                "--url".into(),
+                url.clone(),
+                "--event".into(),
+                event.into(),
+                "--json".into(),
+            ],
+            "cli-secret",
+        )
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{event}: {}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(json["status"], 200, "{event}");
+    }
+    let out = send(
+        vec!["send".into(), "--url".into(), url.clone()],
+        "wrong-secret",
+    )
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(stdout(&out).starts_with("401"));
+
+    let session = sandbox.create_session(None);
+    sandbox.complete_silently(&session.session_id).unwrap();
+    let token = sandbox.issue_token(None);
+    let base = sandbox.base_url().to_owned();
+    let id = session.session_id.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["fetch", "--base-url", &base, "--session", &id])
+            .env("SUKI_TOKEN", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("status: completed")
+            && text.contains("4 segments")
+            && text.contains("1 diagnoses"),
+        "{text}"
+    );
+}
