@@ -3,7 +3,10 @@
 //! This facade re-exports [`suki_ambient_core`] at its root; framework adapters and the API
 //! client are behind features (`axum`, `actix`, `warp`, `client`, `sandbox`, `testing`, `full`).
 //!
-#![doc = include_str!("../../../README.md")]
+#![cfg_attr(
+    all(feature = "axum", feature = "actix", feature = "warp", feature = "client"),
+    doc = include_str!("../../../README.md")
+)]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub use suki_ambient_core::*;
@@ -32,6 +35,12 @@ pub mod client {
     pub use suki_ambient_client::*;
 }
 
+/// The local Suki platform (feature `sandbox`): see [`suki_ambient_sandbox`].
+#[cfg(feature = "sandbox")]
+pub mod sandbox {
+    pub use suki_ambient_sandbox::*;
+}
+
 /// The code in `docs/adapters.md` compiles and runs.
 #[cfg(all(doctest, feature = "axum", feature = "actix", feature = "warp"))]
 #[doc = include_str!("../../../docs/adapters.md")]
@@ -41,3 +50,8 @@ struct AdaptersGuide;
 #[cfg(all(doctest, feature = "client"))]
 #[doc = include_str!("../../../docs/client.md")]
 struct ClientGuide;
+
+/// The code in `docs/sandbox.md` compiles.
+#[cfg(all(doctest, feature = "sandbox"))]
+#[doc = include_str!("../../../docs/sandbox.md")]
+struct SandboxGuide;
