@@ -57,19 +57,29 @@ pub fn start_receiver(framework: &str, verifier: Verifier, handler: Forward) -> 
     let framework = framework.to_owned();
     std::thread::spawn(move || match framework.as_str() {
         "axum" => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
-                let app = axum::Router::new().nest("/webhooks/suki", suki_ambient::axum::router(verifier, handler));
+                let app = axum::Router::new().nest(
+                    "/webhooks/suki",
+                    suki_ambient::axum::router(verifier, handler),
+                );
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 axum::serve(listener, app).await.unwrap();
             });
         }
         "warp" => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 use warp::Filter;
-                let route = warp::path!("webhooks" / "suki").and(suki_ambient::warp::webhook_filter(verifier, handler));
+                let route = warp::path!("webhooks" / "suki")
+                    .and(suki_ambient::warp::webhook_filter(verifier, handler));
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 warp::serve(route).incoming(listener).run().await;
@@ -79,7 +89,10 @@ pub fn start_receiver(framework: &str, verifier: Verifier, handler: Forward) -> 
             actix_web::rt::System::new().block_on(async move {
                 let endpoint = suki_ambient::WebhookEndpoint::new(verifier, handler);
                 let server = actix_web::HttpServer::new(move || {
-                    actix_web::App::new().route("/webhooks/suki", suki_ambient::actix::service_with(endpoint.clone()))
+                    actix_web::App::new().route(
+                        "/webhooks/suki",
+                        suki_ambient::actix::service_with(endpoint.clone()),
+                    )
                 })
                 .workers(1)
                 .bind(("127.0.0.1", 0))

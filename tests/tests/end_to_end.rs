@@ -21,7 +21,11 @@ async fn every_event_kind_through_every_adapter_and_back_through_the_client() {
     for framework in FRAMEWORKS {
         let sandbox = Sandbox::builder().start().await.unwrap();
         let (handler, mut events) = Forward::new();
-        let url = start_receiver(framework, sandbox.verifier_builder().build().unwrap(), handler.clone());
+        let url = start_receiver(
+            framework,
+            sandbox.verifier_builder().build().unwrap(),
+            handler.clone(),
+        );
         sandbox.set_webhook_url(Some(url));
         let client = AmbientClient::builder()
             .base_url(sandbox.base_url())
@@ -33,7 +37,12 @@ async fn every_event_kind_through_every_adapter_and_back_through_the_client() {
         // Completed: the receiver verifies, the client follows all six links.
         let s = sandbox.create_session(None);
         let d = sandbox.complete(&s.session_id).await.unwrap();
-        assert_eq!((d.kind, d.status), (EventKind::Completed, 200), "{framework}: {}", d.body);
+        assert_eq!(
+            (d.kind, d.status),
+            (EventKind::Completed, 200),
+            "{framework}: {}",
+            d.body
+        );
         let WebhookEvent::Completed(done) = next(&mut events).await else {
             panic!("{framework}: expected a completed event")
         };
@@ -41,7 +50,10 @@ async fn every_event_kind_through_every_adapter_and_back_through_the_client() {
         let results = client.fetch_results(&done).await;
         assert_eq!(results.fetched(), 6, "{framework}");
         assert!(results.is_ok(), "{framework}: {:?}", results.errors());
-        assert_eq!(results.transcript.unwrap().unwrap().final_transcript.len(), 4);
+        assert_eq!(
+            results.transcript.unwrap().unwrap().final_transcript.len(),
+            4
+        );
 
         // The other kinds.
         for kind in [EventKind::Failed, EventKind::TimedOut, EventKind::Cancelled] {
@@ -54,26 +66,48 @@ async fn every_event_kind_through_every_adapter_and_back_through_the_client() {
             .unwrap();
             assert_eq!((d.kind, d.status), (kind, 200), "{framework}");
             let event = next(&mut events).await;
-            assert_eq!((event.kind(), event.session_id()), (kind, Some(&s.session_id)), "{framework}");
+            assert_eq!(
+                (event.kind(), event.session_id()),
+                (kind, Some(&s.session_id)),
+                "{framework}"
+            );
         }
         assert_eq!(handler.calls(), 4, "{framework}");
 
         // A re-delivered webhook is acknowledged and not processed again.
-        let again = sandbox.deliver(&WebhookEvent::Completed(done.clone())).await.unwrap();
+        let again = sandbox
+            .deliver(&WebhookEvent::Completed(done.clone()))
+            .await
+            .unwrap();
         assert_eq!(again.status, 200, "{framework}");
-        assert!(again.body.contains("duplicate"), "{framework}: {}", again.body);
+        assert!(
+            again.body.contains("duplicate"),
+            "{framework}: {}",
+            again.body
+        );
         // A tampered one is refused.
-        let tampered = sandbox.deliver_tampered(&WebhookEvent::Completed(done.clone())).await.unwrap();
+        let tampered = sandbox
+            .deliver_tampered(&WebhookEvent::Completed(done.clone()))
+            .await
+            .unwrap();
         assert_eq!(tampered.status, 401, "{framework}");
         assert_eq!(handler.calls(), 4, "{framework}: no extra handler call");
 
         // The client recovers from 503 and 429 with Retry-After.
         sandbox.inject(Fault::status(503).on("/api/v1/ambient/session/").times(1));
-        sandbox.inject(Fault::status(429).retry_after("1").on("/api/v1/ambient/").times(1));
+        sandbox.inject(
+            Fault::status(429)
+                .retry_after("1")
+                .on("/api/v1/ambient/")
+                .times(1),
+        );
         let started = Instant::now();
         let results = client.fetch_results(&done).await;
         assert!(results.is_ok(), "{framework}: {:?}", results.errors());
-        assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "Retry-After honoured"
+        );
         sandbox.shutdown().await;
     }
 }
@@ -82,7 +116,11 @@ async fn every_event_kind_through_every_adapter_and_back_through_the_client() {
 async fn a_dropped_connection_and_an_expired_token_are_recovered_from() {
     let sandbox = Sandbox::builder().start().await.unwrap();
     let (handler, mut events) = Forward::new();
-    sandbox.set_webhook_url(Some(start_receiver("axum", sandbox.verifier_builder().build().unwrap(), handler)));
+    sandbox.set_webhook_url(Some(start_receiver(
+        "axum",
+        sandbox.verifier_builder().build().unwrap(),
+        handler,
+    )));
     let client = AmbientClient::builder()
         .base_url(sandbox.base_url())
         .auth(PartnerLogin::new(DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN))
@@ -91,8 +129,14 @@ async fn a_dropped_connection_and_an_expired_token_are_recovered_from() {
         .unwrap();
     let s = sandbox.create_session(None);
     sandbox.complete(&s.session_id).await.unwrap();
-    let WebhookEvent::Completed(done) = next(&mut events).await else { panic!() };
-    sandbox.inject(Fault::drop_connection().on("/api/v1/ambient/session/").times(2));
+    let WebhookEvent::Completed(done) = next(&mut events).await else {
+        panic!()
+    };
+    sandbox.inject(
+        Fault::drop_connection()
+            .on("/api/v1/ambient/session/")
+            .times(2),
+    );
     sandbox.expire_tokens();
     let results = client.fetch_results(&done).await;
     assert!(results.is_ok(), "{:?}", results.errors());
