@@ -92,7 +92,7 @@ enum Command {
     },
     /// Call the follow-up APIs for a session (token from SUKI_TOKEN).
     Fetch {
-        /// The API base URL (e.g. https://sdp.suki-stage.com or a sandbox).
+        /// The API base URL: Suki staging or production, or a sandbox.
         #[arg(long)]
         base_url: String,
         /// The session id.

@@ -80,7 +80,7 @@ pub struct Sandbox;
 impl Sandbox {
     /// A builder: listens on `127.0.0.1:0` (an ephemeral port), accepts the partner
     /// [`DEFAULT_PARTNER_ID`]/[`DEFAULT_PARTNER_TOKEN`], issues one-hour tokens, signs webhooks
-    /// with a random secret (see [`SandboxHandle::webhook_secret`]) unless one is given.
+    /// with a random secret (see [`SandboxControl::webhook_secret`]) unless one is given.
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder {
             bind: "127.0.0.1:0".into(),
