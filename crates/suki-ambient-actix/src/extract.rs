@@ -89,13 +89,9 @@ impl FromRequest for SukiWebhook {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        let payload = payload.take();
+        let verified = VerifiedBody::from_request(req, payload);
         Box::pin(async move {
-            let verifier = verifier(&req)?;
-            let delivery = verify_request(req.headers(), payload, &verifier)
-                .await
-                .map_err(WebhookRejection)?;
+            let delivery = verified.await?.into_inner();
             let event = delivery.parse().map_err(WebhookRejection::from)?;
             Ok(Self {
                 event,

@@ -90,8 +90,9 @@ where
     type Rejection = R;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, R> {
-        let verifier = Verifier::from_ref(state);
-        let delivery = read_verified(req, &verifier).await.map_err(R::from)?;
+        let delivery = VerifiedBody::<R>::from_request(req, state)
+            .await?
+            .into_inner();
         let event = delivery
             .parse()
             .map_err(|e| R::from(WebhookError::Payload(e)))?;
