@@ -13,6 +13,20 @@ use crate::{
     WebhookError,
 };
 
+/// What a [`WebhookEndpoint`] does when its [`ReplayGuard`]'s store fails (e.g. Redis is down).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GuardFailurePolicy {
+    /// Process the event without deduplication and log a warning (the default): Suki does not
+    /// re-deliver, so refusing would lose the only delivery, and processing twice is the lesser
+    /// harm for an idempotent handler.
+    #[default]
+    ProcessAnyway,
+    /// Refuse with 503 `replay_guard_unavailable`: for handlers that must never run twice and
+    /// senders that retry.
+    Reject,
+}
+
 /// How long processed events are remembered by default: 24 hours.
 const DEFAULT_REPLAY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -26,11 +40,13 @@ const DEFAULT_REPLAY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// kind, so a re-sent event with a fresh signature is caught too), or the delivery's replay key
 /// for unknown events. When the replay guard's store fails, the event is processed anyway
 /// (fail-open) and a warning is logged: Suki does not re-deliver, so refusing would lose it.
+/// [`on_guard_failure`](Self::on_guard_failure) changes that.
 pub struct WebhookEndpoint<H> {
     verifier: Verifier,
     handler: Arc<H>,
     guard: Arc<dyn ReplayGuard>,
     ttl: Duration,
+    on_guard_failure: GuardFailurePolicy,
 }
 
 impl<H> Clone for WebhookEndpoint<H> {
@@ -40,6 +56,7 @@ impl<H> Clone for WebhookEndpoint<H> {
             handler: Arc::clone(&self.handler),
             guard: Arc::clone(&self.guard),
             ttl: self.ttl,
+            on_guard_failure: self.on_guard_failure,
         }
     }
 }
@@ -78,6 +95,16 @@ impl EndpointResponse {
         }
     }
 
+    fn guard_unavailable() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: Bytes::from(error_json(
+                "replay_guard_unavailable",
+                "the replay guard's store is unavailable; try again later",
+            )),
+        }
+    }
+
     fn handler_failed() -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -97,7 +124,16 @@ impl<H: EventHandler> WebhookEndpoint<H> {
             handler: Arc::new(handler),
             guard: Arc::new(MemoryReplayGuard::default()),
             ttl: DEFAULT_REPLAY_TTL,
+            on_guard_failure: GuardFailurePolicy::default(),
         }
+    }
+
+    /// What to do when the replay guard's store fails (default
+    /// [`GuardFailurePolicy::ProcessAnyway`]).
+    #[must_use]
+    pub fn on_guard_failure(mut self, policy: GuardFailurePolicy) -> Self {
+        self.on_guard_failure = policy;
+        self
     }
 
     /// Uses `guard` to deduplicate (e.g. one shared by a fleet of receivers).
@@ -175,6 +211,10 @@ impl<H: EventHandler> WebhookEndpoint<H> {
             Ok(Freshness::Duplicate | Freshness::InFlight) => {
                 tracing::debug!(kind = kind.as_str(), "suki webhook duplicate acknowledged");
                 return EndpointResponse::ok("duplicate");
+            }
+            Err(err) if self.on_guard_failure == GuardFailurePolicy::Reject => {
+                tracing::warn!(error = %err, kind = kind.as_str(), "replay guard failed; refusing the delivery");
+                return EndpointResponse::guard_unavailable();
             }
             Err(err) => {
                 tracing::warn!(error = %err, kind = kind.as_str(), "replay guard failed; processing without deduplication");

@@ -50,7 +50,7 @@ pub mod api;
 pub mod testing;
 
 pub use body::BodyBuffer;
-pub use endpoint::{EndpointResponse, WebhookEndpoint};
+pub use endpoint::{EndpointResponse, GuardFailurePolicy, WebhookEndpoint};
 pub use error::{
     ConfigError, PayloadError, PayloadErrorCategory, VerifyError, WebhookError, decode_json,
 };

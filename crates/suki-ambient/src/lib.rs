@@ -41,6 +41,12 @@ pub mod sandbox {
     pub use suki_ambient_sandbox::*;
 }
 
+/// The Redis replay guard (feature `redis`): see [`suki_ambient_redis`].
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use suki_ambient_redis::*;
+}
+
 /// The code in `docs/adapters.md` compiles and runs.
 #[cfg(all(doctest, feature = "axum", feature = "actix", feature = "warp"))]
 #[doc = include_str!("../../../docs/adapters.md")]
