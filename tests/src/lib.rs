@@ -53,6 +53,18 @@ impl EventHandler for Forward {
 /// # Panics
 /// On an unknown framework or when the server cannot start.
 pub fn start_receiver(framework: &str, verifier: Verifier, handler: Forward) -> String {
+    start_receiver_with(framework, verifier, handler)
+}
+
+/// [`start_receiver`] with any handler.
+///
+/// # Panics
+/// On an unknown framework or when the server cannot start.
+pub fn start_receiver_with<H: EventHandler + Clone>(
+    framework: &str,
+    verifier: Verifier,
+    handler: H,
+) -> String {
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     let framework = framework.to_owned();
     std::thread::spawn(move || match framework.as_str() {
@@ -105,4 +117,128 @@ pub fn start_receiver(framework: &str, verifier: Verifier, handler: Forward) -> 
     });
     let addr = rx.recv().expect("receiver started");
     format!("http://{addr}/webhooks/suki")
+}
+
+/// A minimal HTTP/1.1 keep-alive client for load tests: one connection, one request at a time,
+/// reconnecting (and resending) when the server closed the connection before answering.
+pub mod http1 {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// One keep-alive connection.
+    pub struct Conn {
+        addr: SocketAddr,
+        stream: Option<TcpStream>,
+        buf: Vec<u8>,
+    }
+
+    /// A POST request's bytes (`Content-Length`, keep-alive).
+    pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        request
+    }
+
+    impl Conn {
+        /// A connection to `addr` (opened on first use).
+        pub fn new(addr: SocketAddr) -> Self {
+            Self {
+                addr,
+                stream: None,
+                buf: vec![0; 64 * 1024],
+            }
+        }
+
+        /// Sends `request`; returns the status and body of the answer.
+        ///
+        /// # Errors
+        /// When the server cannot be reached or answers garbage, after one reconnect.
+        pub async fn send(&mut self, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+            for attempt in 0..2 {
+                match self.try_send(request).await {
+                    Ok(Some(answer)) => return Ok(answer),
+                    // Closed before any answer: the request was not handled; resend once.
+                    Ok(None) if attempt == 0 => self.stream = None,
+                    Ok(None) => break,
+                    Err(e) if attempt == 0 && self.stream.is_some() => {
+                        let _ = e;
+                        self.stream = None;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(std::io::Error::other("connection closed without an answer"))
+        }
+
+        async fn try_send(&mut self, request: &[u8]) -> std::io::Result<Option<(u16, Vec<u8>)>> {
+            if self.stream.is_none() {
+                let stream = TcpStream::connect(self.addr).await?;
+                stream.set_nodelay(true)?;
+                self.stream = Some(stream);
+            }
+            let stream = self.stream.as_mut().expect("just connected");
+            if stream.write_all(request).await.is_err() {
+                return Ok(None);
+            }
+            let mut have = 0;
+            loop {
+                if have == self.buf.len() {
+                    self.buf.resize(have * 2, 0);
+                }
+                let n = match stream.read(&mut self.buf[have..]).await {
+                    Ok(n) => n,
+                    Err(_) if have == 0 => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                if n == 0 {
+                    if have == 0 {
+                        return Ok(None);
+                    }
+                    return Err(std::io::Error::other("connection closed mid-answer"));
+                }
+                have += n;
+                let Some(end) = self.buf[..have].windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let status: u16 = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| std::io::Error::other("bad status line"))?;
+                let mut len = 0;
+                let mut close = false;
+                for line in head.lines().skip(1) {
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            len = value.trim().parse().unwrap_or(0);
+                        }
+                        if name.eq_ignore_ascii_case("connection")
+                            && value.trim().eq_ignore_ascii_case("close")
+                        {
+                            close = true;
+                        }
+                    }
+                }
+                if have < end + 4 + len {
+                    continue;
+                }
+                let body = self.buf[end + 4..end + 4 + len].to_vec();
+                if close {
+                    self.stream = None;
+                }
+                return Ok(Some((status, body)));
+            }
+        }
+    }
 }
