@@ -355,3 +355,76 @@ async fn send_and_fetch_against_the_sandbox_and_a_receiver() {
         "{text}"
     );
 }
+
+#[test]
+fn no_secret_or_payload_in_cli_output() {
+    let secret = "CLI-SECRET-MARKER";
+    let body = br#"{"status":"success","session_id":"s","encounter_id":"e","additional_info":{"n":"CLI-PHI-MARKER"}}"#;
+    let sig = sign_headers(secret, "1766122020941", body);
+    let mut outputs = vec![
+        run(
+            &["sign", "--generated-at", "1766122020941"],
+            Some(secret),
+            body,
+        ),
+        run(
+            &[
+                "verify",
+                "--explain",
+                "--generated-at",
+                "1766122020941",
+                "--signature",
+                &sig,
+                "--now-ms",
+                "1766122020941",
+            ],
+            Some(secret),
+            b"{}",
+        ),
+        run(
+            &[
+                "verify",
+                "--explain",
+                "--json",
+                "--generated-at",
+                "1766122020941",
+                "--signature",
+                &"0".repeat(64),
+            ],
+            Some(secret),
+            body,
+        ),
+        run(
+            &["verify", "--generated-at", "1", "--signature", &sig],
+            Some(secret),
+            body,
+        ),
+        run(
+            &[
+                "send",
+                "--url",
+                "http://127.0.0.1:9/x",
+                "--event",
+                "completed",
+            ],
+            Some(secret),
+            b"",
+        ),
+    ];
+    outputs.push(run(
+        &["sign", "--secret-file", "/nonexistent/CLI-SECRET-MARKER"],
+        None,
+        body,
+    ));
+    for out in outputs {
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.contains("CLI-PHI-MARKER"), "{text}");
+        // The secret file's *path* may be named in an error; the secret's value never is.
+        assert!(
+            !text
+                .replace("/nonexistent/CLI-SECRET-MARKER", "")
+                .contains(secret),
+            "{text}"
+        );
+    }
+}
