@@ -48,7 +48,13 @@ pub mod redis {
 }
 
 /// The code in `docs/adapters.md` compiles and runs.
-#[cfg(all(doctest, feature = "axum", feature = "actix", feature = "warp"))]
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "actix",
+    feature = "warp",
+    feature = "redis"
+))]
 #[doc = include_str!("../../../docs/adapters.md")]
 struct AdaptersGuide;
 
