@@ -140,6 +140,14 @@ fn print_ratios() {
             sdk / floor,
             sdk / naive
         );
+        if size == 64 * 1024
+            && let Some(mhz) = cpu_mhz()
+        {
+            println!(
+                "         (at 64 KiB: {:.2} cycles/byte at the {mhz:.0} MHz /proc/cpuinfo reports)",
+                sdk * mhz / 1000.0 / size as f64
+            );
+        }
     }
     if let (Some(value), Some(typed), Some(both)) = (
         mean_ns("parse", "value"),
@@ -151,6 +159,18 @@ fn print_ratios() {
             typed / value
         );
     }
+}
+
+/// The CPU clock from /proc/cpuinfo (nominal: turbo and throttling are not seen).
+fn cpu_mhz() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn main() {

@@ -1,0 +1,247 @@
+//! `fetch_results` throughput and CPU per fetched result against the sandbox (in a child
+//! process, so only the client's CPU is counted), next to a baseline measured in the same run:
+//! plain `reqwest` GETs of the same six URLs with the same concurrency, no auth logic, retries or
+//! typed decoding.
+//!
+//! ```sh
+//! cargo run --release -p bench --bin client_load -- [EVENTS] [CONCURRENCY]
+//! ```
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use suki_ambient::client::AmbientClient;
+use suki_ambient::{EncounterId, Links, SessionCompleted, SessionId};
+use tokio::sync::Semaphore;
+
+/// Child: a sandbox with `events` completed sessions; prints the base URL, a token and the ids.
+fn serve(events: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let sandbox = suki_ambient::sandbox::Sandbox::builder()
+            .start()
+            .await
+            .expect("sandbox");
+        println!("{}", sandbox.base_url());
+        println!("{}", sandbox.issue_token(None));
+        for _ in 0..events {
+            let s = sandbox.create_session(None);
+            sandbox.complete_silently(&s.session_id).expect("complete");
+            println!("{} {}", s.session_id, s.encounter_id);
+        }
+        println!("ready");
+        std::future::pending::<()>().await;
+    });
+}
+
+/// User + system CPU time of this process.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// Established TCP connections from this process's host to `port` (both directions counted once).
+fn connections_to(port: u16) -> usize {
+    let hex_port = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2].ends_with(&hex_port) && f[3] == "01"
+        })
+        .count()
+}
+
+struct Run {
+    elapsed: Duration,
+    cpu: Duration,
+    results: usize,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("serve") {
+        serve(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000));
+        return;
+    }
+    let events: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(32);
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .args(["serve", &events.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("child");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .map(|l| l.expect("line"));
+    let base = lines.next().expect("base URL");
+    let token = lines.next().expect("token");
+    let mut sessions = Vec::new();
+    for line in lines.by_ref() {
+        if line == "ready" {
+            break;
+        }
+        let (s, e) = line.split_once(' ').expect("ids");
+        sessions.push(SessionCompleted {
+            session_id: SessionId::from(s),
+            encounter_id: EncounterId::from(e),
+            sessions: Vec::new(),
+            additional_info: None,
+            links: Links::for_session(s, e),
+        });
+    }
+    let port: u16 = base
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sessions = Arc::new(sessions);
+
+    let sdk = |rounds: usize| {
+        let client = AmbientClient::builder()
+            .base_url(&base)
+            .token(token.clone())
+            .build()
+            .expect("client");
+        let sessions = Arc::clone(&sessions);
+        rt.block_on(async move {
+            let limit = Arc::new(Semaphore::new(concurrency));
+            let cpu0 = cpu_time();
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for i in 0..rounds {
+                let done = sessions[i % sessions.len()].clone();
+                let client = client.clone();
+                let permit = Arc::clone(&limit).acquire_owned().await.expect("semaphore");
+                tasks.push(tokio::spawn(async move {
+                    let r = client.fetch_results(&done).await;
+                    drop(permit);
+                    assert!(r.is_ok(), "{:?}", r.errors());
+                    r.fetched()
+                }));
+            }
+            let mut results = 0;
+            for t in tasks {
+                results += t.await.expect("task");
+            }
+            let conns = connections_to(port);
+            (
+                Run {
+                    elapsed: started.elapsed(),
+                    cpu: cpu_time() - cpu0,
+                    results,
+                },
+                conns,
+            )
+        })
+    };
+    let raw = |rounds: usize| {
+        let http = reqwest::Client::new();
+        let sessions = Arc::clone(&sessions);
+        let base = base.clone();
+        let token = token.clone();
+        rt.block_on(async move {
+            let limit = Arc::new(Semaphore::new(concurrency));
+            let cpu0 = cpu_time();
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for i in 0..rounds {
+                let done = sessions[i % sessions.len()].clone();
+                let http = http.clone();
+                let base = base.clone();
+                let token = token.clone();
+                let permit = Arc::clone(&limit).acquire_owned().await.expect("semaphore");
+                tasks.push(tokio::spawn(async move {
+                    let mut n = 0;
+                    let gets = done.links.iter().map(|(_, link)| {
+                        let url = format!("{}{}", base.trim_end_matches('/'), link.href);
+                        let http = http.clone();
+                        let token = token.clone();
+                        async move {
+                            let r = http
+                                .get(url)
+                                .header("sdp_suki_token", token)
+                                .send()
+                                .await
+                                .expect("send");
+                            assert!(r.status().is_success());
+                            r.bytes().await.expect("body").len()
+                        }
+                    });
+                    for len in futures_util::future::join_all(gets).await {
+                        n += usize::from(len > 0);
+                    }
+                    drop(permit);
+                    n
+                }));
+            }
+            let mut results = 0;
+            for t in tasks {
+                results += t.await.expect("task");
+            }
+            Run {
+                elapsed: started.elapsed(),
+                cpu: cpu_time() - cpu0,
+                results,
+            }
+        })
+    };
+    // Warm up both, then alternate; best of three each.
+    let _ = sdk(200);
+    let _ = raw(200);
+    let mut best_sdk: Option<(Run, usize)> = None;
+    let mut best_raw: Option<Run> = None;
+    for _ in 0..3 {
+        let (s, conns) = sdk(events);
+        if best_sdk.as_ref().is_none_or(|(b, _)| s.elapsed < b.elapsed) {
+            best_sdk = Some((s, conns));
+        }
+        let r = raw(events);
+        if best_raw.as_ref().is_none_or(|b| r.elapsed < b.elapsed) {
+            best_raw = Some(r);
+        }
+    }
+    let (s, conns) = best_sdk.expect("runs");
+    let r = best_raw.expect("runs");
+    let per_s = |run: &Run| run.results as f64 / 6.0 / run.elapsed.as_secs_f64();
+    let cpu_per = |run: &Run| run.cpu.as_secs_f64() * 1e6 / run.results as f64;
+    println!(
+        "client: {events} fetch_results (6 links each), concurrency {concurrency}, sandbox in a child process; best of 3"
+    );
+    println!(
+        "sdk fetch_results: {:.0} events/s, {:.1} µs CPU per fetched result ({} results, {} pooled connections at the end)",
+        per_s(&s),
+        cpu_per(&s),
+        s.results,
+        conns
+    );
+    println!(
+        "raw reqwest GETs:  {:.0} events/s, {:.1} µs CPU per fetched result",
+        per_s(&r),
+        cpu_per(&r)
+    );
+    println!(
+        "ratio sdk/raw: throughput {:.3}x, CPU per result {:.3}x",
+        per_s(&s) / per_s(&r),
+        cpu_per(&s) / cpu_per(&r)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole benchmark suite, each figure next to a baseline measured in the same run.
+# Takes about 5 minutes after the release build on a 2-core machine. Results: docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== machine"; lscpu | grep -E "Model name|^CPU\(s\)|MHz" || true
+grep -qw sha_ni /proc/cpuinfo && echo "SHA-NI: present" || echo "SHA-NI: absent"
+echo "== verification and parsing (criterion)"
+cargo bench -p suki-ambient-core --bench verify 2>&1 | sed -n '/ratios measured/,$p'
+cargo build --release -p bench
+echo "== adapters under load"
+./target/release/adapter_load 2 64
+echo "== memory"
+./target/release/memory_load 1000
+echo "== client"
+./target/release/client_load 1000 32
