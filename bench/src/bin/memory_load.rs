@@ -76,11 +76,24 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// One delivery; a connection refused or reset before any answer (the accept queue overflowing
+/// under 1,000 simultaneous connects) is tried again, up to three times.
 async fn one(addr: SocketAddr, request: std::sync::Arc<Vec<u8>>) -> u16 {
+    for _ in 0..3 {
+        let status = once(addr, &request).await;
+        if status != 0 {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    0
+}
+
+async fn once(addr: SocketAddr, request: &[u8]) -> u16 {
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
         return 0;
     };
-    if stream.write_all(&request).await.is_err() {
+    if stream.write_all(request).await.is_err() {
         return 0;
     }
     let mut answer = Vec::new();

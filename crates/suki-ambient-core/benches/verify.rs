@@ -76,23 +76,29 @@ fn bench_verify(c: &mut Criterion) {
     }
     group.finish();
 
-    let success = std::fs::read(
-        suki_ambient_core::testing::shared_dir().join("fixtures/webhooks/success.json"),
-    )
-    .unwrap();
+    let shared = suki_ambient_core::testing::shared_dir();
+    let success = std::fs::read(shared.join("fixtures/webhooks/success.json")).unwrap();
+    let failure = std::fs::read(shared.join("fixtures/webhooks/failure.json")).unwrap();
+    let big = success_16k();
     let sig = sign(&WebhookSecret::from(SECRET), AT, &success).to_hex();
     let mut group = c.benchmark_group("parse");
     group
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    group.bench_function("value", |b| {
-        b.iter(|| {
-            black_box(serde_json::from_slice::<serde_json::Value>(black_box(&success)).unwrap())
+    for (name, bytes) in [
+        ("success", &success),
+        ("failure", &failure),
+        ("success_16k", &big),
+    ] {
+        group.bench_function(format!("value/{name}"), |b| {
+            b.iter(|| {
+                black_box(serde_json::from_slice::<serde_json::Value>(black_box(bytes)).unwrap())
+            });
         });
-    });
-    group.bench_function("typed", |b| {
-        b.iter(|| black_box(WebhookEvent::from_slice(black_box(&success)).unwrap()));
-    });
+        group.bench_function(format!("typed/{name}"), |b| {
+            b.iter(|| black_box(WebhookEvent::from_slice(black_box(bytes)).unwrap()));
+        });
+    }
     group.bench_function("verify_and_parse", |b| {
         b.iter(|| {
             let v = verifier
@@ -102,6 +108,27 @@ fn bench_verify(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+/// A 16 KiB success payload: the documented shape, six links, and a large `additional_info`.
+fn success_16k() -> Vec<u8> {
+    let mut event = suki_ambient_core::testing::completed(
+        "a953839a-ddcd-407d-b9b0-3ed4b6be4be2",
+        "4d753ce1-bbff-43e1-950a-82dea2d86873",
+    );
+    if let WebhookEvent::Completed(done) = &mut event {
+        let mut info = serde_json::Map::new();
+        let mut i = 0;
+        while serde_json::to_vec(&info).unwrap().len() < 14_500 {
+            info.insert(
+                format!("field_{i}"),
+                serde_json::json!({"priority": "high", "tags": ["a", "b", "c"], "n": i}),
+            );
+            i += 1;
+        }
+        done.additional_info = Some(info);
+    }
+    event.to_vec()
 }
 
 /// Mean time in ns of one benchmark, from criterion's saved estimates.
@@ -149,15 +176,20 @@ fn print_ratios() {
             );
         }
     }
-    if let (Some(value), Some(typed), Some(both)) = (
-        mean_ns("parse", "value"),
-        mean_ns("parse", "typed"),
-        mean_ns("parse", "verify_and_parse"),
-    ) {
-        println!(
-            "\nparse (documented success payload): Value {value:.0} ns, typed {typed:.0} ns, typed/Value {:.3}x; verify+parse {both:.0} ns",
-            typed / value
-        );
+    println!("\nparse: typed WebhookEvent vs serde_json::Value of the same bytes");
+    for name in ["success", "failure", "success_16k"] {
+        if let (Some(value), Some(typed)) = (
+            mean_ns("parse", &format!("value_{name}")),
+            mean_ns("parse", &format!("typed_{name}")),
+        ) {
+            println!(
+                "{name:>12}: Value {value:.0} ns, typed {typed:.0} ns, typed/Value {:.3}x",
+                typed / value
+            );
+        }
+    }
+    if let Some(both) = mean_ns("parse", "verify_and_parse") {
+        println!("verify + parse of the documented success payload: {both:.0} ns");
     }
 }
 
