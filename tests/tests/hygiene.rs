@@ -3,8 +3,6 @@
 //! the payloads; no marker may appear in any log line, error message, `Debug` output or HTTP
 //! response.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use integration_tests::{FRAMEWORKS, Forward, start_receiver};
@@ -19,29 +17,9 @@ const SECRET: &str = "SECRET-MARKER-9f2c";
 const PARTNER_TOKEN: &str = "PARTNER-TOKEN-MARKER-77aa";
 const PHI: &str = "PHI-MARKER-Jane-Q-Public";
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_token_or_payload_in_logs_errors_debug_or_responses() {
-    let capture = Capture::default();
+    let capture = suki_ambient::testing::LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(capture.clone())
@@ -168,7 +146,7 @@ async fn no_secret_token_or_payload_in_logs_errors_debug_or_responses() {
         .unwrap_err();
     shown.push(format!("{err} {err:?} {static_client:?}"));
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("suki_api"),
         "the client's spans were captured"

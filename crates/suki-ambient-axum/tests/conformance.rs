@@ -102,7 +102,13 @@ impl Transport for ViaLayer {
 #[tokio::test]
 async fn ready_made_router() {
     let report = run_conformance(&ReadyMade).await;
-    assert!(report.checks > 40);
+    assert!(report.checks > 40, "{report:?}");
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "conformance: {} checks passed",
+        report.checks
+    );
 }
 
 #[tokio::test]

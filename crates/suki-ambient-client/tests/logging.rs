@@ -1,8 +1,6 @@
 //! Tokens, partner tokens and response bodies never reach logs or errors, even at TRACE level;
 //! the `suki_api` span records method, path template, status and attempt.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use suki_ambient_client::{AmbientClient, PartnerLogin, RetryPolicy};
@@ -10,29 +8,9 @@ use suki_ambient_core::SessionId;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn no_secret_or_phi_in_logs_or_errors() {
-    let capture = Capture::default();
+    let capture = suki_ambient_core::testing::LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(capture.clone())
@@ -90,7 +68,7 @@ async fn no_secret_or_phi_in_logs_or_errors() {
     let content_err = client.session_content(&id, false).await.unwrap_err();
     let decode_err = client.session_structured_data(&id).await.unwrap_err();
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     let shown = format!(
         "{logs}\n{transcript:?}\n{content_err}\n{content_err:?}\n{decode_err}\n{decode_err:?}\n{client:?}"
     );

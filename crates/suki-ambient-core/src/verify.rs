@@ -279,16 +279,7 @@ impl Verifier {
         signature: &str,
         body: &'b [u8],
     ) -> Result<Verified<'b>, VerifyError> {
-        if generated_at.is_empty() {
-            return Err(VerifyError::MissingHeader {
-                name: GENERATED_AT_HEADER,
-            });
-        }
-        if signature.is_empty() {
-            return Err(VerifyError::MissingHeader {
-                name: SIGNATURE_HEADER,
-            });
-        }
+        require_present(generated_at, signature)?;
         self.check(generated_at, signature, body)
     }
 
@@ -362,16 +353,7 @@ impl Verifier {
         signature: &str,
         content_length: Option<&str>,
     ) -> Result<(), VerifyError> {
-        if generated_at.is_empty() {
-            return Err(VerifyError::MissingHeader {
-                name: GENERATED_AT_HEADER,
-            });
-        }
-        if signature.is_empty() {
-            return Err(VerifyError::MissingHeader {
-                name: SIGNATURE_HEADER,
-            });
-        }
+        require_present(generated_at, signature)?;
         self.check_timestamp(generated_at)?;
         Signature::from_hex(signature)?;
         let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
@@ -460,6 +442,21 @@ pub fn single_header_text<'h>(mut values: impl Iterator<Item = &'h [u8]>) -> &'h
             _ => "!",
         },
     }
+}
+
+/// Both headers must be present (an empty value counts as absent), `generated-at` first.
+fn require_present(generated_at: &str, signature: &str) -> Result<(), VerifyError> {
+    if generated_at.is_empty() {
+        return Err(VerifyError::MissingHeader {
+            name: GENERATED_AT_HEADER,
+        });
+    }
+    if signature.is_empty() {
+        return Err(VerifyError::MissingHeader {
+            name: SIGNATURE_HEADER,
+        });
+    }
+    Ok(())
 }
 
 /// 1 to 19 ASCII digits (always fits in `u64`); anything else is `None`.

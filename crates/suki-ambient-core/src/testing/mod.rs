@@ -222,3 +222,54 @@ pub use conformance::{
     Transport, run_conformance,
 };
 pub use raw_http::{RawBody, RawResponse, send_raw};
+
+/// A `tracing_subscriber` writer that keeps everything written, for tests that check what was
+/// logged (e.g. that no secret or payload content was).
+///
+/// # Example
+///
+/// ```
+/// use suki_ambient_core::testing::LogCapture;
+///
+/// let capture = LogCapture::default();
+/// let subscriber = tracing_subscriber::fmt().with_writer(capture.clone()).finish();
+/// tracing::subscriber::with_default(subscriber, || tracing::info!("hello"));
+/// assert!(capture.text().contains("hello"));
+/// ```
+#[derive(Clone, Default, Debug)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
