@@ -115,13 +115,10 @@ pub(crate) async fn verify_request(
     let content_length = headers
         .get(CONTENT_LENGTH)
         .map(|v| v.to_str().unwrap_or("!"));
-    verifier.check_head_parts(generated_at, signature, content_length)?;
+    let head = verifier.check_head_parts(generated_at, signature, content_length)?;
     let declared = content_length.and_then(|v| v.parse::<u64>().ok());
     let body = read_limited(payload, verifier.max_body_bytes(), declared).await?;
-    let meta = verifier
-        .verify_parts(generated_at, signature, &body)?
-        .meta();
-    Ok(VerifiedDelivery { meta, body })
+    Ok(verifier.verify_body_bytes(&head, body)?)
 }
 
 /// Reads a payload into one buffer, failing with `BodyTooLarge` as soon as it passes `limit`.

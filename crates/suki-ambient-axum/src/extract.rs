@@ -121,9 +121,9 @@ pub(crate) async fn verify_request(
     body: Body,
     verifier: &Verifier,
 ) -> Result<VerifiedDelivery, WebhookError> {
-    verifier.check_head(headers)?;
+    let head = verifier.check_head(headers)?;
     let bytes = read_limited(body, verifier.max_body_bytes()).await?;
-    Ok(verifier.verify_bytes(headers, bytes)?)
+    Ok(verifier.verify_body_bytes(&head, bytes)?)
 }
 
 /// Reads a body into one buffer, failing with `BodyTooLarge` as soon as it passes `limit`.

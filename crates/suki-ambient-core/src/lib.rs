@@ -64,7 +64,7 @@ pub use replay::{Freshness, MemoryReplayGuard, ReplayError, ReplayGuard, ReplayK
 pub use secret::WebhookSecret;
 pub use sign::{SIGNATURE_LEN, Signature, SignedHeaders, sign};
 pub use verify::{
-    Clock, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, FixedClock, GENERATED_AT_HEADER,
+    CheckedHead, Clock, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, FixedClock, GENERATED_AT_HEADER,
     SIGNATURE_HEADER, SystemClock, UnixMillis, Verified, VerifiedDelivery, Verifier,
     VerifierBuilder, WebhookMeta, single_header_text,
 };

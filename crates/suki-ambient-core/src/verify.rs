@@ -326,11 +326,12 @@ impl Verifier {
 
     /// Checks a request's head before its body is read, so adapters can reject early: both
     /// headers present and well formed, the timestamp fresh, and a declared `Content-Length`
-    /// within the body limit. [`verify`](Self::verify) repeats the header checks.
+    /// within the body limit. Finish with [`verify_body`](Self::verify_body) once the body is
+    /// read: the headers are not parsed twice.
     ///
     /// # Errors
     /// The first check that fails.
-    pub fn check_head(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
+    pub fn check_head<'h>(&self, headers: &'h HeaderMap) -> Result<CheckedHead<'h>, VerifyError> {
         let content_length = headers
             .get(http::header::CONTENT_LENGTH)
             .map(|v| v.to_str().unwrap_or("!"));
@@ -347,22 +348,69 @@ impl Verifier {
     ///
     /// # Errors
     /// The first check that fails.
-    pub fn check_head_parts(
+    pub fn check_head_parts<'h>(
         &self,
-        generated_at: &str,
+        generated_at: &'h str,
         signature: &str,
         content_length: Option<&str>,
-    ) -> Result<(), VerifyError> {
+    ) -> Result<CheckedHead<'h>, VerifyError> {
         require_present(generated_at, signature)?;
-        self.check_timestamp(generated_at)?;
-        Signature::from_hex(signature)?;
+        let at = self.check_timestamp(generated_at)?;
+        let signature = Signature::from_hex(signature)?;
         let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.inner.max_body_bytes as u64) {
             return Err(VerifyError::BodyTooLarge {
                 limit: self.inner.max_body_bytes,
             });
         }
-        Ok(())
+        Ok(CheckedHead {
+            generated_at,
+            at,
+            signature,
+        })
+    }
+
+    /// Finishes what [`check_head`](Self::check_head) started: the body limit and the HMAC.
+    ///
+    /// # Errors
+    /// [`VerifyError::BodyTooLarge`] or [`VerifyError::SignatureMismatch`].
+    pub fn verify_body<'b>(
+        &self,
+        head: &CheckedHead<'_>,
+        body: &'b [u8],
+    ) -> Result<Verified<'b>, VerifyError> {
+        if body.len() > self.inner.max_body_bytes {
+            return Err(VerifyError::BodyTooLarge {
+                limit: self.inner.max_body_bytes,
+            });
+        }
+        for (secret_index, key) in self.inner.keys.iter().enumerate() {
+            let mut mac = key.clone();
+            feed(&mut mac, head.generated_at, body);
+            // `verify_slice` compares in constant time.
+            if mac.verify_slice(&head.signature.0).is_ok() {
+                return Ok(Verified {
+                    body,
+                    generated_at: head.at,
+                    signature: head.signature,
+                    secret_index,
+                });
+            }
+        }
+        Err(VerifyError::SignatureMismatch)
+    }
+
+    /// [`verify_body`](Self::verify_body) for an owned body, kept without copying.
+    ///
+    /// # Errors
+    /// As [`verify_body`](Self::verify_body).
+    pub fn verify_body_bytes(
+        &self,
+        head: &CheckedHead<'_>,
+        body: Bytes,
+    ) -> Result<VerifiedDelivery, VerifyError> {
+        let meta = self.verify_body(head, &body)?.meta();
+        Ok(VerifiedDelivery { meta, body })
     }
 
     fn check_timestamp(&self, generated_at: &str) -> Result<UnixMillis, VerifyError> {
@@ -396,27 +444,14 @@ impl Verifier {
         signature: &str,
         body: &'b [u8],
     ) -> Result<Verified<'b>, VerifyError> {
+        // The documented order: presence, body size, timestamp, tolerance, signature.
         if body.len() > self.inner.max_body_bytes {
             return Err(VerifyError::BodyTooLarge {
                 limit: self.inner.max_body_bytes,
             });
         }
-        let at = self.check_timestamp(generated_at)?;
-        let signature = Signature::from_hex(signature)?;
-        for (secret_index, key) in self.inner.keys.iter().enumerate() {
-            let mut mac = key.clone();
-            feed(&mut mac, generated_at, body);
-            // `verify_slice` compares in constant time.
-            if mac.verify_slice(&signature.0).is_ok() {
-                return Ok(Verified {
-                    body,
-                    generated_at: at,
-                    signature,
-                    secret_index,
-                });
-            }
-        }
-        Err(VerifyError::SignatureMismatch)
+        let head = self.check_head_parts(generated_at, signature, None)?;
+        self.verify_body(&head, body)
     }
 }
 
@@ -473,6 +508,22 @@ fn parse_millis(text: &str) -> Option<UnixMillis> {
         value = value * 10 + u64::from(b - b'0');
     }
     Some(UnixMillis(value))
+}
+
+/// A request head that passed [`Verifier::check_head`]: the parsed timestamp and signature,
+/// waiting for the body ([`Verifier::verify_body`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckedHead<'h> {
+    generated_at: &'h str,
+    at: UnixMillis,
+    signature: Signature,
+}
+
+impl CheckedHead<'_> {
+    /// The authenticated-to-be timestamp.
+    pub fn generated_at(&self) -> UnixMillis {
+        self.at
+    }
 }
 
 /// What verification established about a delivery, besides its body.
@@ -783,5 +834,36 @@ mod tests {
         assert!(!format!("{v:?}").contains("MARKER"));
         let b = Verifier::builder().secret("MARKER-secret");
         assert!(!format!("{b:?}").contains("MARKER"));
+    }
+
+    #[test]
+    fn head_then_body_matches_verify() {
+        let v = Verifier::builder()
+            .secret("k")
+            .max_body_bytes(8)
+            .ignore_timestamp()
+            .build()
+            .unwrap();
+        let sig = sign(&WebhookSecret::from("k"), "12", b"body").to_hex();
+        let mut h = HeaderMap::new();
+        h.insert(GENERATED_AT_HEADER, "12".parse().unwrap());
+        h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
+        let head = v.check_head(&h).unwrap();
+        assert_eq!(head.generated_at(), UnixMillis(12));
+        let by_parts = v.verify_body(&head, b"body").unwrap();
+        assert_eq!(by_parts.meta(), v.verify(&h, b"body").unwrap().meta());
+        assert_eq!(
+            v.verify_body(&head, b"bodx").unwrap_err(),
+            VerifyError::SignatureMismatch
+        );
+        assert_eq!(
+            v.verify_body(&head, b"123456789").unwrap_err(),
+            VerifyError::BodyTooLarge { limit: 8 }
+        );
+        h.insert(http::header::CONTENT_LENGTH, "9".parse().unwrap());
+        assert_eq!(
+            v.check_head(&h).unwrap_err(),
+            VerifyError::BodyTooLarge { limit: 8 }
+        );
     }
 }

@@ -150,9 +150,9 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    verifier.check_head(headers)?;
+    let head = verifier.check_head(headers)?;
     let bytes = read_limited(body, verifier.max_body_bytes()).await?;
-    Ok(verifier.verify_bytes(headers, bytes)?)
+    Ok(verifier.verify_body_bytes(&head, bytes)?)
 }
 
 /// Reads the body stream into one buffer, failing with `BodyTooLarge` as soon as it passes
