@@ -133,12 +133,19 @@ impl SignedHeaders {
         ]
     }
 
-    /// Adds both headers to `headers`, replacing earlier values.
+    /// Adds both headers to `headers`, replacing earlier values. A value that is not valid
+    /// header text (possible only if the public fields were set by hand) is left out, so the
+    /// receiver reports the header as missing.
     pub fn apply(&self, headers: &mut HeaderMap) {
         for (name, value) in self.pairs() {
-            // PANIC: both values are ASCII digits or hex digits, always valid header values.
-            let value = HeaderValue::from_str(value).expect("digits and hex are valid headers");
-            headers.insert(name, value);
+            match HeaderValue::from_str(value) {
+                Ok(value) => {
+                    headers.insert(name, value);
+                }
+                Err(_) => {
+                    headers.remove(name);
+                }
+            }
         }
     }
 
@@ -164,6 +171,17 @@ mod tests {
             hex::encode(mac.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn hand_made_invalid_values_are_left_out_not_panicked_on() {
+        let bad = SignedHeaders {
+            generated_at: "1\n2".into(),
+            signature: "ab".into(),
+        };
+        let map = bad.to_header_map();
+        assert!(map.get(GENERATED_AT_HEADER).is_none());
+        assert_eq!(map.get(SIGNATURE_HEADER).unwrap(), "ab");
     }
 
     #[test]
