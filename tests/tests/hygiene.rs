@@ -20,12 +20,7 @@ const PHI: &str = "PHI-MARKER-Jane-Q-Public";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_token_or_payload_in_logs_errors_debug_or_responses() {
     let capture = suki_ambient::testing::LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .finish();
+    let subscriber = capture.trace_subscriber();
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let mut shown: Vec<String> = Vec::new();

@@ -11,12 +11,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 #[tokio::test]
 async fn no_secret_or_phi_in_logs_or_errors() {
     let capture = suki_ambient_core::testing::LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .finish();
+    let subscriber = capture.trace_subscriber();
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let server = MockServer::start().await;

@@ -89,29 +89,30 @@ impl EndpointResponse {
 
     /// The rejection for `err`.
     pub fn rejection(err: &WebhookError) -> Self {
-        Self {
-            status: err.status(),
-            body: Bytes::from(err.to_json()),
-        }
+        Self::error(err.status(), err.code(), &err.to_string())
     }
 
     fn guard_unavailable() -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            body: Bytes::from(error_json(
-                "replay_guard_unavailable",
-                "the replay guard's store is unavailable; try again later",
-            )),
-        }
+        Self::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replay_guard_unavailable",
+            "the replay guard's store is unavailable; try again later",
+        )
     }
 
     fn handler_failed() -> Self {
+        Self::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "handler_failed",
+            "the application's event handler failed",
+        )
+    }
+
+    /// `{"error": code, "message": message}` with `status`.
+    fn error(status: StatusCode, code: &str, message: &str) -> Self {
         Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            body: Bytes::from(error_json(
-                "handler_failed",
-                "the application's event handler failed",
-            )),
+            status,
+            body: Bytes::from(error_json(code, message)),
         }
     }
 }

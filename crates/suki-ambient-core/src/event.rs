@@ -340,6 +340,18 @@ impl Links {
             )
     }
 
+    /// The two links of a form-filling session (`status` and `structured_data`), relative to the
+    /// API base URL.
+    pub fn for_form_filling(session_id: &str) -> Self {
+        let s = format!("/api/v1/form-filling/session/{session_id}");
+        Self::default()
+            .with(LinkKind::Status, Link::get(format!("{s}/status"), "status"))
+            .with(
+                LinkKind::StructuredData,
+                Link::get(format!("{s}/structured-data"), "structured_data"),
+            )
+    }
+
     /// The links under a documented key (empty when absent).
     pub fn get(&self, kind: LinkKind) -> &[Link] {
         &self.known[kind.index()]

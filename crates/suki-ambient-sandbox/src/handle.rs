@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use suki_ambient_core::api::SessionStatus;
 use suki_ambient_core::{
-    EncounterId, ErrorCode, EventKind, Link, LinkKind, Links, SessionCompleted, SessionEnded,
-    SessionFailed, SessionId, SignedHeaders, UnixMillis, Verifier, VerifierBuilder, WebhookEvent,
-    WebhookSecret,
+    EncounterId, ErrorCode, EventKind, Links, SessionCompleted, SessionEnded, SessionFailed,
+    SessionId, SignedHeaders, UnixMillis, Verifier, VerifierBuilder, WebhookEvent, WebhookSecret,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -421,18 +420,7 @@ impl SandboxControl {
             .unwrap_or_default();
         let links = match kind {
             SessionKind::Ambient => Links::for_session(id.as_str(), &encounter_id),
-            SessionKind::FormFilling => {
-                let base = format!("/api/v1/form-filling/session/{id}");
-                Links::default()
-                    .with(
-                        LinkKind::Status,
-                        Link::get(format!("{base}/status"), "status"),
-                    )
-                    .with(
-                        LinkKind::StructuredData,
-                        Link::get(format!("{base}/structured-data"), "structured_data"),
-                    )
-            }
+            SessionKind::FormFilling => Links::for_form_filling(id.as_str()),
         };
         Ok(WebhookEvent::Completed(SessionCompleted {
             session_id: id.clone(),
