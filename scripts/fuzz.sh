@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for a bounded time (default 60 s each) from a seed corpus built from the
-# shared fixtures and signature vectors. Needs cargo-fuzz (`cargo install --locked cargo-fuzz`);
+# repository's testdata/ (fixtures and signature vectors). Needs cargo-fuzz (`cargo install --locked cargo-fuzz`);
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain build with the sanitizer flags cargo-fuzz uses.
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 set -euo pipefail
@@ -9,27 +9,26 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(verify_parts webhook_parse api_models)
-shared=${SUKI_SHARED_DIR:-../shared}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 
 # Seeds: committed ones (fuzz/seeds), plus the fixtures and vectors.
-python3 - "$shared" <<'PY'
+python3 - testdata <<'PY'
 import base64, json, os, sys
-shared = sys.argv[1]
+data = sys.argv[1]
 def put(target, name, data):
     d = os.path.join("fuzz", "corpus", target); os.makedirs(d, exist_ok=True)
     open(os.path.join(d, name), "wb").write(data)
-for v in json.load(open(os.path.join(shared, "vectors", "signatures.json")))["vectors"]:
+for v in json.load(open(os.path.join(data, "vectors", "signatures.json")))["vectors"]:
     body = base64.b64decode(v["body_base64"]) if "body_base64" in v else v["body"].encode()
     put("verify_parts", v["name"], v["generated_at"].encode() + b"\xff" + v["signature"].encode() + b"\xff" + body)
     put("webhook_parse", v["name"], body)
-for f in sorted(os.listdir(os.path.join(shared, "fixtures", "webhooks"))):
-    put("webhook_parse", f, open(os.path.join(shared, "fixtures", "webhooks", f), "rb").read())
+for f in sorted(os.listdir(os.path.join(data, "fixtures", "webhooks"))):
+    put("webhook_parse", f, open(os.path.join(data, "fixtures", "webhooks", f), "rb").read())
 models = {"session-status.json": 0, "session-transcript.json": 1, "session-content.json": 2,
           "session-structured-data.json": 3, "form-filling-structured-data.json": 5,
           "error.json": 6, "login-response.json": 7}
 for f, i in models.items():
-    put("api_models", f, bytes([i]) + open(os.path.join(shared, "fixtures", "api", f), "rb").read())
+    put("api_models", f, bytes([i]) + open(os.path.join(data, "fixtures", "api", f), "rb").read())
 PY
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t"

@@ -7,10 +7,10 @@ use actix_web::dev::Payload;
 use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
 use actix_web::{FromRequest, HttpRequest, web};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use suki_ambient_core::adapter::{self, log_rejection};
 use suki_ambient_core::{
-    BodyBuffer, GENERATED_AT_HEADER, SIGNATURE_HEADER, VerifiedDelivery, Verifier, WebhookError,
-    WebhookEvent, WebhookMeta, single_header_text,
+    GENERATED_AT_HEADER, SIGNATURE_HEADER, VerifiedDelivery, Verifier, WebhookError, WebhookEvent,
+    WebhookMeta, single_header_text,
 };
 
 use crate::WebhookRejection;
@@ -78,6 +78,7 @@ impl FromRequest for VerifiedBody {
             let verifier = verifier(&req)?;
             let delivery = verify_request(req.headers(), payload, &verifier)
                 .await
+                .inspect_err(|err| log_rejection(err, &verifier))
                 .map_err(WebhookRejection)?;
             Ok(Self(delivery))
         })
@@ -90,9 +91,16 @@ impl FromRequest for SukiWebhook {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let verified = VerifiedBody::from_request(req, payload);
+        let req = req.clone();
         Box::pin(async move {
             let delivery = verified.await?.into_inner();
-            let event = delivery.parse().map_err(WebhookRejection::from)?;
+            let event = delivery.parse().map_err(|e| {
+                let err = WebhookError::Payload(e);
+                if let Ok(verifier) = verifier(&req) {
+                    log_rejection(&err, &verifier);
+                }
+                WebhookRejection(err)
+            })?;
             Ok(Self {
                 event,
                 meta: delivery.meta,
@@ -102,34 +110,21 @@ impl FromRequest for SukiWebhook {
     }
 }
 
-/// Checks the headers (rejecting before the body is read), reads the body up to the limit,
-/// verifies.
+/// Checks the head (rejecting before the body is read), reads the body within the limit and
+/// deadline, verifies (not logged: each caller logs its own rejections).
 pub(crate) async fn verify_request(
     headers: &HeaderMap,
     payload: Payload,
     verifier: &Verifier,
 ) -> Result<VerifiedDelivery, WebhookError> {
+    // actix-web 4 is on `http` 0.2: the headers cross to the core as text.
     let text = |name: &str| single_header_text(headers.get_all(name).map(|v| v.as_bytes()));
-    let generated_at = text(GENERATED_AT_HEADER);
-    let signature = text(SIGNATURE_HEADER);
-    let content_length = headers
-        .get(CONTENT_LENGTH)
-        .map(|v| v.to_str().unwrap_or("!"));
-    let head = verifier.check_head_parts(generated_at, signature, content_length)?;
-    let declared = content_length.and_then(|v| v.parse::<u64>().ok());
-    let body = read_limited(payload, verifier.max_body_bytes(), declared).await?;
-    Ok(verifier.verify_body_bytes(&head, body)?)
-}
-
-/// Reads a payload into one buffer, failing with `BodyTooLarge` as soon as it passes `limit`.
-pub(crate) async fn read_limited(
-    mut payload: Payload,
-    limit: usize,
-    declared: Option<u64>,
-) -> Result<Bytes, WebhookError> {
-    let mut buffer = BodyBuffer::new(limit, declared);
-    while let Some(chunk) = payload.next().await {
-        buffer.push(chunk.map_err(|_| WebhookError::BodyRead)?)?;
-    }
-    Ok(buffer.finish())
+    adapter::verify_request_parts(
+        verifier,
+        text(GENERATED_AT_HEADER),
+        text(SIGNATURE_HEADER),
+        headers.get(CONTENT_LENGTH).map(|v| v.as_bytes()),
+        payload,
+    )
+    .await
 }

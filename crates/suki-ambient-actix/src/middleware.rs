@@ -8,6 +8,7 @@ use actix_web::body::EitherBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage, ResponseError};
 use suki_ambient_core::Verifier;
+use suki_ambient_core::adapter::log_rejection;
 
 use crate::WebhookRejection;
 use crate::extract::verify_request;
@@ -104,6 +105,7 @@ where
                         .map(ServiceResponse::map_into_left_body)
                 }
                 Err(err) => {
+                    log_rejection(&err, &verifier);
                     let response = WebhookRejection(err).error_response();
                     Ok(req.into_response(response).map_into_right_body())
                 }

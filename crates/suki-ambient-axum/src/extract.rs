@@ -6,10 +6,8 @@ use axum::body::Body;
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use suki_ambient_core::{
-    VerifiedDelivery, Verifier, VerifyError, WebhookError, WebhookEvent, WebhookMeta,
-};
+use suki_ambient_core::adapter::{self, log_rejection};
+use suki_ambient_core::{VerifiedDelivery, Verifier, WebhookError, WebhookEvent, WebhookMeta};
 
 use crate::WebhookRejection;
 
@@ -76,7 +74,10 @@ where
         let verifier = Verifier::from_ref(state);
         match read_verified(req, &verifier).await {
             Ok(delivery) => Ok(Self(delivery, PhantomData)),
-            Err(err) => Err(R::from(err)),
+            Err(err) => {
+                log_rejection(&err, &verifier);
+                Err(R::from(err))
+            }
         }
     }
 }
@@ -93,9 +94,11 @@ where
         let delivery = VerifiedBody::<R>::from_request(req, state)
             .await?
             .into_inner();
-        let event = delivery
-            .parse()
-            .map_err(|e| R::from(WebhookError::Payload(e)))?;
+        let event = delivery.parse().map_err(|e| {
+            let err = WebhookError::Payload(e);
+            log_rejection(&err, &Verifier::from_ref(state));
+            R::from(err)
+        })?;
         Ok(Self {
             event,
             meta: delivery.meta,
@@ -105,7 +108,8 @@ where
     }
 }
 
-/// Checks the head, reads the body up to the limit, verifies.
+/// Checks the head, reads the body within the limit and deadline, verifies (not logged: each
+/// caller logs its own rejections).
 pub(crate) async fn read_verified(
     req: Request,
     verifier: &Verifier,
@@ -114,25 +118,11 @@ pub(crate) async fn read_verified(
     verify_request(&parts.headers, body, verifier).await
 }
 
-/// Checks the headers (rejecting before the body is read), reads the body up to the limit,
-/// verifies.
+/// [`read_verified`] for a request already split into head and body.
 pub(crate) async fn verify_request(
     headers: &http::HeaderMap,
     body: Body,
     verifier: &Verifier,
 ) -> Result<VerifiedDelivery, WebhookError> {
-    let head = verifier.check_head(headers)?;
-    let bytes = read_limited(body, verifier.max_body_bytes()).await?;
-    Ok(verifier.verify_body_bytes(&head, bytes)?)
-}
-
-/// Reads a body into one buffer, failing with `BodyTooLarge` as soon as it passes `limit`.
-pub(crate) async fn read_limited(body: Body, limit: usize) -> Result<Bytes, WebhookError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(WebhookError::Verify(VerifyError::BodyTooLarge { limit }))
-        }
-        Err(_) => Err(WebhookError::BodyRead),
-    }
+    adapter::verify_request(verifier, headers, body.into_data_stream()).await
 }

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::Request;
 use suki_ambient_core::Verifier;
+use suki_ambient_core::adapter::log_rejection;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -101,7 +102,10 @@ where
                     parts.extensions.insert(delivery);
                     inner.call(Request::from_parts(parts, body)).await
                 }
-                Err(err) => Ok(WebhookRejection(err).into_response()),
+                Err(err) => {
+                    log_rejection(&err, &verifier);
+                    Ok(WebhookRejection(err).into_response())
+                }
             }
         })
     }

@@ -76,9 +76,8 @@ fn bench_verify(c: &mut Criterion) {
     }
     group.finish();
 
-    let shared = suki_ambient_core::testing::shared_dir();
-    let success = std::fs::read(shared.join("fixtures/webhooks/success.json")).unwrap();
-    let failure = std::fs::read(shared.join("fixtures/webhooks/failure.json")).unwrap();
+    let success = suki_ambient_core::testing::fixture("webhooks/success.json");
+    let failure = suki_ambient_core::testing::fixture("webhooks/failure.json");
     let big = success_16k();
     let sig = sign(&WebhookSecret::from(SECRET), AT, &success).to_hex();
     let mut group = c.benchmark_group("parse");

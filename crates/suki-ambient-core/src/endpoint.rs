@@ -87,9 +87,9 @@ impl EndpointResponse {
         }
     }
 
-    /// The rejection for `err`.
+    /// The rejection for `err` (its [`public message`](WebhookError::public_message)).
     pub fn rejection(err: &WebhookError) -> Self {
-        Self::error(err.status(), err.code(), &err.to_string())
+        Self::error(err.status(), err.code(), &err.public_message())
     }
 
     fn guard_unavailable() -> Self {
@@ -186,13 +186,10 @@ impl<H: EventHandler> WebhookEndpoint<H> {
     }
 
     /// The answer for a request rejected before verification completed (e.g. the body
-    /// exceeded the limit while reading), logged like any other rejection.
+    /// exceeded the limit while reading), logged at WARN like every rejection
+    /// ([`log_rejection`](crate::adapter::log_rejection)).
     pub fn reject(&self, err: WebhookError) -> EndpointResponse {
-        tracing::debug!(
-            code = err.code(),
-            status = err.status().as_u16(),
-            "suki webhook rejected"
-        );
+        crate::adapter::log_rejection(&err, &self.verifier);
         EndpointResponse::rejection(&err)
     }
 

@@ -337,6 +337,17 @@ pub enum ConfigError {
     /// The body limit is zero.
     #[error("max_body_bytes must be greater than zero")]
     ZeroBodyLimit,
+    /// The body timeout is zero.
+    #[error("body_timeout must be greater than zero")]
+    ZeroBodyTimeout,
+    /// The environment variable meant to hold a secret is unset or not UTF-8.
+    #[error("environment variable {name} is {}", if *not_unicode { "not valid UTF-8" } else { "not set" })]
+    SecretEnv {
+        /// The variable's name.
+        name: String,
+        /// Set, but not valid UTF-8.
+        not_unicode: bool,
+    },
 }
 
 #[cfg(test)]
@@ -403,30 +414,66 @@ pub enum WebhookError {
     /// The body could not be read (connection closed or broken framing).
     #[error("could not read the request body")]
     BodyRead,
+    /// The body did not arrive within the verifier's
+    /// [`body_timeout`](crate::VerifierBuilder::body_timeout).
+    #[error("the request body did not arrive within {} ms", timeout.as_millis())]
+    BodyTimeout {
+        /// The configured deadline.
+        timeout: std::time::Duration,
+    },
+    /// The request declared a body but none was left to read: something in the application read
+    /// it before the webhook extractor (e.g. actix-web's `web::Json`/`web::Bytes`, or another
+    /// middleware). A configuration error, answered with 500 so that it is noticed.
+    #[error(
+        "the request body was already consumed before the webhook extractor ran (an extractor \
+         such as web::Json, web::Bytes or String, or a middleware, read it first)"
+    )]
+    BodyAlreadyConsumed,
 }
 
 impl WebhookError {
-    /// The stable code: [`VerifyError::code`], `invalid_payload`, or `body_read_failed`.
+    /// The stable code: [`VerifyError::code`], `invalid_payload`, `body_read_failed`,
+    /// `body_timeout` or `body_already_consumed`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Verify(e) => e.code(),
             Self::Payload(e) => e.code(),
             Self::BodyRead => "body_read_failed",
+            Self::BodyTimeout { .. } => "body_timeout",
+            Self::BodyAlreadyConsumed => "body_already_consumed",
         }
     }
 
-    /// The HTTP status to answer with (always 4xx).
+    /// The HTTP status to answer with: 4xx for anything the sender did, 500 only for
+    /// [`BodyAlreadyConsumed`](Self::BodyAlreadyConsumed), the application's own mistake.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Verify(e) => e.status(),
             Self::Payload(e) => e.status(),
             Self::BodyRead => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyAlreadyConsumed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The rejection body: `{"error": "<code>", "message": "<display>"}`.
+    /// The message sent over HTTP: the [`Display`](std::fmt::Display) text, except that the
+    /// freshness errors do not say by how much the timestamp was off (that would tell anyone
+    /// the server's clock); logs and the error value keep the figures.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Verify(VerifyError::TimestampTooOld { .. }) => {
+                "`generated-at` is older than the tolerance allows".to_owned()
+            }
+            Self::Verify(VerifyError::TimestampInFuture { .. }) => {
+                "`generated-at` is further in the future than the tolerance allows".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The rejection body: `{"error": "<code>", "message": "<public message>"}`.
     pub fn to_json(&self) -> String {
-        error_json(self.code(), &self.to_string())
+        error_json(self.code(), &self.public_message())
     }
 }
 

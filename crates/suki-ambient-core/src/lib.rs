@@ -44,6 +44,7 @@ mod secret;
 mod sign;
 mod verify;
 
+pub mod adapter;
 pub mod api;
 
 #[cfg(feature = "testing")]
@@ -64,9 +65,9 @@ pub use replay::{Freshness, MemoryReplayGuard, ReplayError, ReplayGuard, ReplayK
 pub use secret::WebhookSecret;
 pub use sign::{SIGNATURE_LEN, Signature, SignedHeaders, sign};
 pub use verify::{
-    CheckedHead, Clock, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, FixedClock, GENERATED_AT_HEADER,
-    SIGNATURE_HEADER, SystemClock, UnixMillis, Verified, VerifiedDelivery, Verifier,
-    VerifierBuilder, WebhookMeta, single_header_text,
+    CheckedHead, Clock, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE,
+    FixedClock, GENERATED_AT_HEADER, SIGNATURE_HEADER, SystemClock, UnixMillis, Verified,
+    VerifiedDelivery, Verifier, VerifierBuilder, WebhookMeta, single_header_text,
 };
 
 #[doc(no_inline)]

@@ -37,6 +37,13 @@ impl WebhookSecret {
         self.0.is_empty()
     }
 
+    /// Whether the key starts or ends with ASCII whitespace: usually a copy-paste or a file's
+    /// trailing newline, which makes every signature mismatch.
+    pub fn has_surrounding_whitespace(&self) -> bool {
+        let ws = |b: &u8| b.is_ascii_whitespace();
+        self.0.first().is_some_and(ws) || self.0.last().is_some_and(ws)
+    }
+
     /// The key bytes, for the HMAC only.
     pub(crate) fn expose(&self) -> &[u8] {
         &self.0

@@ -22,6 +22,9 @@ pub const SIGNATURE_HEADER: &str = "x-api-key";
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// Default body limit: 256 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Default deadline for reading a body once the headers are in: 10 seconds. Suki's bodies are a
+/// few kilobytes and arrive in one piece; a sender that needs longer is holding the connection.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Unix time in milliseconds, the unit of `generated-at`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
@@ -116,6 +119,8 @@ pub struct VerifierBuilder {
     tolerance: Option<Duration>,
     clock: Arc<dyn Clock>,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    env_error: Option<ConfigError>,
 }
 
 impl fmt::Debug for VerifierBuilder {
@@ -124,6 +129,7 @@ impl fmt::Debug for VerifierBuilder {
             .field("secrets", &self.secrets.len())
             .field("tolerance", &self.tolerance)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_timeout", &self.body_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +139,32 @@ impl VerifierBuilder {
     /// [`Verified::secret_index`] says which (in the order they were added).
     pub fn secret(mut self, secret: impl Into<WebhookSecret>) -> Self {
         self.secrets.push(secret.into());
+        self
+    }
+
+    /// Adds the secret held by the environment variable `name` (e.g. `SUKI_WEBHOOK_SECRET`).
+    /// When it is unset or not UTF-8, [`build`](Self::build) fails with an error that names the
+    /// variable (and never shows a value).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use suki_ambient_core::{ConfigError, Verifier};
+    ///
+    /// let err = Verifier::builder().secret_from_env("SUKI_DOC_UNSET_VARIABLE").build().unwrap_err();
+    /// assert_eq!(err.to_string(), "environment variable SUKI_DOC_UNSET_VARIABLE is not set");
+    /// ```
+    pub fn secret_from_env(mut self, name: &str) -> Self {
+        match std::env::var(name) {
+            Ok(value) => self.secrets.push(WebhookSecret::from(value)),
+            Err(err) => {
+                let not_unicode = matches!(err, std::env::VarError::NotUnicode(_));
+                self.env_error.get_or_insert(ConfigError::SecretEnv {
+                    name: name.to_owned(),
+                    not_unicode,
+                });
+            }
+        }
         self
     }
 
@@ -169,11 +201,26 @@ impl VerifierBuilder {
         self
     }
 
-    /// Builds the verifier, keying one HMAC state per secret.
+    /// How long reading a body may take once the headers are in (default
+    /// [`DEFAULT_BODY_TIMEOUT`], 10 s). Every adapter enforces it; a body not complete by then is
+    /// answered `408 body_timeout`, so a sender trickling bytes cannot hold a connection.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Builds the verifier, keying one HMAC state per secret. Logs a warning (never the value)
+    /// for a secret that starts or ends with whitespace: it is used as given, and it is most
+    /// often a copy-paste mistake that makes every delivery fail with `mismatch`.
     ///
     /// # Errors
-    /// [`ConfigError`] when no secret was given, a secret is empty, or the body limit is zero.
+    /// [`ConfigError`] when an environment variable named by
+    /// [`secret_from_env`](Self::secret_from_env) is unset, no secret was given, a secret is
+    /// empty, or the body limit or body timeout is zero.
     pub fn build(self) -> Result<Verifier, ConfigError> {
+        if let Some(err) = self.env_error {
+            return Err(err);
+        }
         if self.secrets.is_empty() {
             return Err(ConfigError::NoSecret);
         }
@@ -183,6 +230,18 @@ impl VerifierBuilder {
         if self.max_body_bytes == 0 {
             return Err(ConfigError::ZeroBodyLimit);
         }
+        if self.body_timeout.is_zero() {
+            return Err(ConfigError::ZeroBodyTimeout);
+        }
+        for (index, secret) in self.secrets.iter().enumerate() {
+            if secret.has_surrounding_whitespace() {
+                tracing::warn!(
+                    secret_index = index,
+                    "webhook secret #{index} starts or ends with whitespace (a trailing newline?); \
+                     it is used as given, and deliveries signed without it will fail with `mismatch`"
+                );
+            }
+        }
         Ok(Verifier {
             inner: Arc::new(Inner {
                 keys: self.secrets.iter().map(keyed).collect(),
@@ -191,6 +250,7 @@ impl VerifierBuilder {
                     .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
                 clock: self.clock,
                 max_body_bytes: self.max_body_bytes,
+                body_timeout: self.body_timeout,
             }),
         })
     }
@@ -212,6 +272,7 @@ struct Inner {
     tolerance_ms: Option<u64>,
     clock: Arc<dyn Clock>,
     max_body_bytes: usize,
+    body_timeout: Duration,
 }
 
 impl fmt::Debug for Verifier {
@@ -220,6 +281,7 @@ impl fmt::Debug for Verifier {
             .field("secrets", &self.inner.keys.len())
             .field("tolerance_ms", &self.inner.tolerance_ms)
             .field("max_body_bytes", &self.inner.max_body_bytes)
+            .field("body_timeout", &self.inner.body_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -232,12 +294,19 @@ impl Verifier {
             tolerance: Some(DEFAULT_TOLERANCE),
             clock: Arc::new(SystemClock),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            env_error: None,
         }
     }
 
     /// The body limit in bytes that adapters enforce while reading.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
+    }
+
+    /// How long adapters wait for a body once the headers are in.
+    pub fn body_timeout(&self) -> Duration {
+        self.inner.body_timeout
     }
 
     /// The freshness tolerance, `None` when timestamps are ignored.
@@ -370,10 +439,13 @@ impl Verifier {
         })
     }
 
-    /// Finishes what [`check_head`](Self::check_head) started: the body limit and the HMAC.
+    /// Finishes what [`check_head`](Self::check_head) started: the body limit, the freshness
+    /// window once more (the body may have taken a while: a delivery must still be fresh when it
+    /// is complete), and the HMAC.
     ///
     /// # Errors
-    /// [`VerifyError::BodyTooLarge`] or [`VerifyError::SignatureMismatch`].
+    /// [`VerifyError::BodyTooLarge`], [`VerifyError::TimestampTooOld`] /
+    /// [`VerifyError::TimestampInFuture`], or [`VerifyError::SignatureMismatch`].
     pub fn verify_body<'b>(
         &self,
         head: &CheckedHead<'_>,
@@ -384,6 +456,7 @@ impl Verifier {
                 limit: self.inner.max_body_bytes,
             });
         }
+        self.check_freshness(head.at)?;
         for (secret_index, key) in self.inner.keys.iter().enumerate() {
             let mut mac = key.clone();
             feed(&mut mac, head.generated_at, body);
@@ -415,6 +488,12 @@ impl Verifier {
 
     fn check_timestamp(&self, generated_at: &str) -> Result<UnixMillis, VerifyError> {
         let at = parse_millis(generated_at).ok_or(VerifyError::InvalidTimestamp)?;
+        self.check_freshness(at)?;
+        Ok(at)
+    }
+
+    /// `at` is within the tolerance of the clock now (always, when timestamps are ignored).
+    fn check_freshness(&self, at: UnixMillis) -> Result<(), VerifyError> {
         if let Some(tolerance_ms) = self.inner.tolerance_ms {
             let now = self.inner.clock.now();
             if now.0 >= at.0 {
@@ -435,7 +514,7 @@ impl Verifier {
                 }
             }
         }
-        Ok(at)
+        Ok(())
     }
 
     fn check<'b>(
@@ -834,6 +913,52 @@ mod tests {
         assert!(!format!("{v:?}").contains("MARKER"));
         let b = Verifier::builder().secret("MARKER-secret");
         assert!(!format!("{b:?}").contains("MARKER"));
+    }
+
+    #[test]
+    fn freshness_is_checked_again_when_the_body_is_complete() {
+        let clock = FixedClock::new(UnixMillis(1_000_000));
+        let v = Verifier::builder()
+            .secret("k")
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let sig = sign(&WebhookSecret::from("k"), "1000000", b"body").to_hex();
+        let mut h = HeaderMap::new();
+        h.insert(GENERATED_AT_HEADER, "1000000".parse().unwrap());
+        h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
+        let head = v.check_head(&h).unwrap();
+        // The body trickles in for longer than the tolerance.
+        clock.advance(DEFAULT_TOLERANCE + Duration::from_millis(1));
+        assert_eq!(v.verify_body(&head, b"body").unwrap_err().code(), "stale");
+        clock.set(UnixMillis(1_000_000));
+        assert!(v.verify_body(&head, b"body").is_ok());
+    }
+
+    #[test]
+    fn secret_from_env_names_the_variable_and_defaults_hold() {
+        let err = Verifier::builder()
+            .secret_from_env("SUKI_TEST_SURELY_UNSET_VARIABLE")
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::SecretEnv {
+                name: "SUKI_TEST_SURELY_UNSET_VARIABLE".into(),
+                not_unicode: false
+            }
+        );
+        assert!(err.to_string().contains("SUKI_TEST_SURELY_UNSET_VARIABLE"));
+        let v = Verifier::builder().secret("k").build().unwrap();
+        assert_eq!(v.body_timeout(), DEFAULT_BODY_TIMEOUT);
+        assert_eq!(
+            Verifier::builder()
+                .secret("k")
+                .body_timeout(Duration::ZERO)
+                .build()
+                .unwrap_err(),
+            ConfigError::ZeroBodyTimeout
+        );
     }
 
     #[test]

@@ -138,3 +138,24 @@ fn api_fixtures() {
     assert_eq!(names.len(), 7, "{names:?}");
     assert_eq!(LinkKind::ALL.len(), 6);
 }
+
+#[test]
+fn the_embedded_fixtures_are_every_file_of_testdata() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fixtures");
+    let mut on_disk = Vec::new();
+    for dir in ["api", "webhooks"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            on_disk.push(format!("{dir}/{name}"));
+        }
+    }
+    on_disk.sort();
+    let embedded: Vec<_> = suki_ambient_core::testing::FIXTURES
+        .iter()
+        .map(|(name, bytes)| {
+            assert_eq!(bytes.to_vec(), std::fs::read(root.join(name)).unwrap());
+            (*name).to_owned()
+        })
+        .collect();
+    assert_eq!(embedded, on_disk);
+}

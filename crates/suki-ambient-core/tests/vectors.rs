@@ -1,4 +1,4 @@
-//! Every case of `shared/vectors/signatures.json`, through `verify` and `verify_parts`.
+//! Every case of `testdata/vectors/signatures.json`, through `verify` and `verify_parts`.
 
 use std::time::Duration;
 

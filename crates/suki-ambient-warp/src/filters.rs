@@ -1,10 +1,11 @@
 //! Filters: `verified_body`, `suki_webhook`, and the ready-made `webhook_filter`.
 
 use bytes::{Buf, Bytes};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
+use suki_ambient_core::adapter::{self, log_rejection};
 use suki_ambient_core::{
-    BodyBuffer, EventHandler, VerifiedDelivery, Verifier, WebhookEndpoint, WebhookError,
-    WebhookEvent, WebhookMeta,
+    EventHandler, VerifiedDelivery, Verifier, WebhookEndpoint, WebhookError, WebhookEvent,
+    WebhookMeta,
 };
 use warp::http::HeaderMap;
 use warp::reply::Response;
@@ -54,43 +55,54 @@ impl std::fmt::Debug for SukiWebhook {
 }
 
 /// Extracts a [`VerifiedBody`]; rejects with [`WebhookRejection`] (handle it with
-/// [`recover`](crate::recover)).
+/// [`recover`](crate::recover): without it, warp answers an unhandled rejection with 500).
 pub fn verified_body(
     verifier: Verifier,
 ) -> impl Filter<Extract = (VerifiedBody,), Error = Rejection> + Clone {
-    verified(verifier).and_then(
-        |result: Result<VerifiedDelivery, WebhookError>| async move {
+    verified(verifier.clone()).and_then(move |result: Result<VerifiedDelivery, WebhookError>| {
+        let verifier = verifier.clone();
+        async move {
             result
                 .map(VerifiedBody)
-                .map_err(|e| warp::reject::custom(WebhookRejection(e)))
-        },
-    )
+                .map_err(|err| reject(err, &verifier))
+        }
+    })
 }
 
 /// Extracts a [`SukiWebhook`]; rejects with [`WebhookRejection`] (handle it with
-/// [`recover`](crate::recover)).
+/// [`recover`](crate::recover): without it, warp answers an unhandled rejection with 500).
 pub fn suki_webhook(
     verifier: Verifier,
 ) -> impl Filter<Extract = (SukiWebhook,), Error = Rejection> + Clone {
-    verified(verifier).and_then(
-        |result: Result<VerifiedDelivery, WebhookError>| async move {
-            let delivery = result.map_err(|e| warp::reject::custom(WebhookRejection(e)))?;
+    verified(verifier.clone()).and_then(move |result: Result<VerifiedDelivery, WebhookError>| {
+        let verifier = verifier.clone();
+        async move {
+            let delivery = result.map_err(|err| reject(err, &verifier))?;
             let event = delivery
                 .parse()
-                .map_err(|e| warp::reject::custom(WebhookRejection::from(e)))?;
+                .map_err(|err| reject(WebhookError::Payload(err), &verifier))?;
             Ok::<_, Rejection>(SukiWebhook {
                 event,
                 meta: delivery.meta,
                 body: delivery.body,
             })
-        },
-    )
+        }
+    })
 }
 
-/// A ready-made endpoint for `POST` requests (compose it with your path): verifies,
-/// deduplicates through an in-memory replay guard, dispatches to `handler`, and answers 200
-/// (also for duplicates and unknown statuses), 4xx for bad input, 500 only when `handler`
-/// fails. It answers every POST itself: no rejection to recover.
+/// Logs a rejection and wraps it for warp.
+fn reject(err: WebhookError, verifier: &Verifier) -> Rejection {
+    log_rejection(&err, verifier);
+    warp::reject::custom(WebhookRejection(err))
+}
+
+/// A ready-made endpoint (compose it with your path): verifies, deduplicates through an
+/// in-memory replay guard, dispatches to `handler`, and answers 200 (also for duplicates and
+/// unknown statuses), 4xx for bad input, 500 only when `handler` fails.
+///
+/// It **never rejects**: every request that reaches it gets its answer from it (a method other
+/// than `POST` gets `405 method_not_allowed`), so no [`recover`](crate::recover) is needed, and
+/// a forgotten one cannot turn a bad signature into warp's 500 for unhandled rejections.
 ///
 /// ```
 /// use warp::Filter;
@@ -115,16 +127,38 @@ pub fn webhook_filter_with<H: EventHandler>(
     endpoint: WebhookEndpoint<H>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let verifier = endpoint.verifier().clone();
-    warp::post()
+    warp::method()
         .and(verified(verifier))
         .and(warp::any().map(move || endpoint.clone()))
-        .then(|result: Result<VerifiedDelivery, WebhookError>, endpoint: WebhookEndpoint<H>| async move {
-            let response = match result {
-                Ok(delivery) => endpoint.handle_verified(delivery).await,
-                Err(err) => endpoint.reject(err),
-            };
-            json_response(response.status, response.body)
-        })
+        .then(
+            |method: warp::http::Method,
+             result: Result<VerifiedDelivery, WebhookError>,
+             endpoint: WebhookEndpoint<H>| async move {
+                if method != warp::http::Method::POST {
+                    return method_not_allowed();
+                }
+                let response = match result {
+                    Ok(delivery) => endpoint.handle_verified(delivery).await,
+                    Err(err) => endpoint.reject(err),
+                };
+                json_response(response.status, response.body)
+            },
+        )
+}
+
+/// `405` with `Allow: POST`, as JSON like every other answer.
+fn method_not_allowed() -> Response {
+    let mut response = json_response(
+        warp::http::StatusCode::METHOD_NOT_ALLOWED,
+        bytes::Bytes::from_static(
+            br#"{"error":"method_not_allowed","message":"webhooks are delivered with POST"}"#,
+        ),
+    );
+    response.headers_mut().insert(
+        warp::http::header::ALLOW,
+        warp::http::HeaderValue::from_static("POST"),
+    );
+    response
 }
 
 /// The verification outcome of a request, as a value (never a rejection).
@@ -139,8 +173,8 @@ fn verified(
         })
 }
 
-/// Checks the headers (rejecting before the body is read), reads the body up to the limit,
-/// verifies.
+/// Checks the head (rejecting before the body is read), reads the body within the limit and
+/// deadline, verifies (not logged: each caller logs its own rejections).
 async fn verify_request<S, B>(
     headers: &HeaderMap,
     body: S,
@@ -150,23 +184,5 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    let head = verifier.check_head(headers)?;
-    let bytes = read_limited(body, verifier.max_body_bytes()).await?;
-    Ok(verifier.verify_body_bytes(&head, bytes)?)
-}
-
-/// Reads the body stream into one buffer, failing with `BodyTooLarge` as soon as it passes
-/// `limit`.
-async fn read_limited<S, B>(body: S, limit: usize) -> Result<Bytes, WebhookError>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    let mut body = std::pin::pin!(body);
-    let mut buffer = BodyBuffer::new(limit, None);
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|_| WebhookError::BodyRead)?;
-        buffer.push(chunk.copy_to_bytes(chunk.remaining()))?;
-    }
-    Ok(buffer.finish())
+    adapter::verify_request(verifier, headers, body).await
 }

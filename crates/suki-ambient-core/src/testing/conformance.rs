@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use super::raw_http::{RawBody, RawResponse, send_raw};
 use crate::{
-    EventHandler, EventKind, HandlerError, SignedHeaders, UnixMillis, Verifier, WebhookEvent,
-    WebhookMeta, WebhookSecret,
+    Clock, EventHandler, EventKind, FixedClock, HandlerError, SignedHeaders, UnixMillis, Verifier,
+    WebhookEvent, WebhookMeta, WebhookSecret,
 };
 
 /// The current secret of the conformance verifier.
@@ -19,6 +19,8 @@ pub const CURRENT_SECRET: &str = "conformance-secret-current";
 pub const PREVIOUS_SECRET: &str = "conformance-secret-previous";
 /// The conformance verifier's body limit.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// The conformance verifier's body-read deadline.
+pub const BODY_TIMEOUT: Duration = Duration::from_millis(1000);
 
 const MARKER: &str = "PHI-MARKER-Jane-Roe";
 
@@ -127,10 +129,6 @@ fn signed(secret: &str, at: UnixMillis, body: &[u8]) -> Vec<(String, String)> {
     ]
 }
 
-fn now() -> UnixMillis {
-    UnixMillis::now()
-}
-
 fn minutes(n: u64) -> u64 {
     n * 60 * 1000
 }
@@ -222,22 +220,29 @@ fn event_body(event: &WebhookEvent) -> Vec<u8> {
 
 /// Runs every conformance check against `transport`'s ready-made endpoint.
 ///
-/// The verifier accepts [`CURRENT_SECRET`] and [`PREVIOUS_SECRET`], tolerates ±5 minutes and
-/// limits bodies to [`BODY_LIMIT`]. Checks: a valid event of each kind (200, handler called
+/// The verifier accepts [`CURRENT_SECRET`] and [`PREVIOUS_SECRET`], tolerates ±5 minutes, limits
+/// bodies to [`BODY_LIMIT`] and their reading to [`BODY_TIMEOUT`], and reads a [`FixedClock`]
+/// that the suite moves. Checks: a valid event of each kind (200, handler called
 /// once), unknown status (200), each missing or malformed header, tampered body, wrong secret,
 /// stale and future timestamps, oversize with Content-Length (answered without reading the body)
 /// and chunked without it, invalid JSON after a valid signature (400), duplicate and re-sent
 /// deliveries (200, handler once), rotation, a failing handler (500, then a re-delivery is
-/// processed), rejection bodies (`{"error","message"}`, JSON, no payload echo).
+/// processed), rejection bodies (`{"error","message"}`, JSON, no payload echo, no clock figures),
+/// a body withheld or trickled (408 `body_timeout`), and a delivery that was fresh when its
+/// headers arrived but stale when its body was complete (401 `stale`).
 ///
 /// # Panics
 /// With the list of failed checks, when any fails.
 pub async fn run_conformance<T: Transport + ?Sized>(transport: &T) -> ConformanceReport {
+    let clock = FixedClock::new(UnixMillis::now());
+    let now = || clock.now();
     let verifier = Verifier::builder()
         .secret(CURRENT_SECRET)
         .secret(PREVIOUS_SECRET)
         .tolerance(Duration::from_secs(300))
         .max_body_bytes(BODY_LIMIT)
+        .body_timeout(BODY_TIMEOUT)
+        .clock(clock.clone())
         .build()
         .expect("conformance verifier config is valid");
     let handler = Arc::new(RecordingHandler::new());
@@ -537,6 +542,22 @@ pub async fn run_conformance<T: Transport + ?Sized>(transport: &T) -> Conformanc
         Some("future"),
     )
     .await;
+    let stale = s
+        .send(
+            "stale: no clock figures in the answer",
+            &signed(CURRENT_SECRET, UnixMillis(now().0 - minutes(10)), &body),
+            RawBody::Sized(body.clone()),
+        )
+        .await;
+    s.checks += 1;
+    if let Some(answer) = stale {
+        let text = String::from_utf8_lossy(&answer.body);
+        if text.chars().any(|c| c.is_ascii_digit()) {
+            s.failures.push(format!(
+                "stale: the answer discloses the server's clock: {text}"
+            ));
+        }
+    }
     let seconds = (now().0 / 1000).to_string();
     let sig = crate::sign(&WebhookSecret::from(CURRENT_SECRET), &seconds, &body).to_hex();
     s.case(
@@ -588,6 +609,49 @@ pub async fn run_conformance<T: Transport + ?Sized>(transport: &T) -> Conformanc
     )
     .await;
     s.expect_count("exactly at the limit", "conf-at-limit", 1);
+
+    // Slow senders: a body withheld after its headers, and one trickled a byte at a time, are cut
+    // at the body deadline.
+    let body = event_body(&super::completed("conf-slow", "enc-9"));
+    s.case(
+        "body withheld after the headers",
+        signed(CURRENT_SECRET, now(), &body),
+        RawBody::Withheld(body.len() as u64, body[..10].to_vec()),
+        408,
+        Some("body_timeout"),
+    )
+    .await;
+    s.case(
+        "body trickled a byte at a time",
+        signed(CURRENT_SECRET, now(), &body),
+        RawBody::Trickled(body.clone(), BODY_TIMEOUT / 8),
+        408,
+        Some("body_timeout"),
+    )
+    .await;
+    s.expect_count("slow senders", "conf-slow", 0);
+
+    // Fresh when the headers arrived, stale when the body was complete: the clock moves past the
+    // tolerance while the body is held back.
+    let body = event_body(&super::completed("conf-stale-by-the-end", "enc-10"));
+    let headers = signed(CURRENT_SECRET, now(), &body);
+    let pause = BODY_TIMEOUT / 2;
+    let held = RawBody::Paused(body.clone(), body.len() / 2, pause);
+    let advance = async {
+        tokio::time::sleep(pause / 3).await;
+        clock.advance(Duration::from_secs(301));
+    };
+    let (response, ()) = tokio::join!(
+        s.send("stale by the end of the body", &headers, held),
+        advance
+    );
+    s.expect(
+        "stale by the end of the body",
+        response.as_ref(),
+        401,
+        Some("stale"),
+    );
+    s.expect_count("stale by the end of the body", "conf-stale-by-the-end", 0);
 
     // Verified but not a valid payload.
     let not_json = format!("not json {MARKER}").into_bytes();

@@ -1,6 +1,5 @@
-//! Test kit (feature `testing`): event builders, signed requests, the shared vectors and fixtures.
-
-use std::path::{Path, PathBuf};
+//! Test kit (feature `testing`): event builders, signed requests, the signature vectors and
+//! Suki's documented JSON examples (embedded, so they work in any crate).
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -66,67 +65,59 @@ pub fn signed(secret: &str, at: UnixMillis, body: impl Into<Bytes>) -> (HeaderMa
     (headers, body)
 }
 
-/// The `shared/` folder beside the workspace root (found from `CARGO_MANIFEST_DIR` upwards, or
-/// `SUKI_SHARED_DIR`).
-///
-/// # Panics
-/// When it cannot be found: tests that rely on the shared vectors must not pass without them.
-pub fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SUKI_SHARED_DIR") {
-        return PathBuf::from(dir);
-    }
-    let start = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    start
-        .ancestors()
-        .map(|dir| dir.join("shared"))
-        .find(|dir| dir.join("vectors/signatures.json").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "shared/ (with vectors/signatures.json) not found above {}; set SUKI_SHARED_DIR",
-                start.display()
-            )
-        })
+/// Embeds one file of the repository's `testdata/fixtures/`.
+macro_rules! fixture_files {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_bytes!(concat!("../../../../testdata/fixtures/", $name)))),*]
+    };
 }
+
+/// Suki's documented JSON examples (`testdata/fixtures/`), embedded at build time so the test kit
+/// needs no files at run time: the path under `fixtures/` and the bytes.
+pub const FIXTURES: &[(&str, &[u8])] = fixture_files![
+    "api/error.json",
+    "api/form-filling-structured-data.json",
+    "api/login-response.json",
+    "api/session-content.json",
+    "api/session-status.json",
+    "api/session-structured-data.json",
+    "api/session-transcript.json",
+    "webhooks/failure.json",
+    "webhooks/success.json",
+];
+
+/// The signature vectors (`testdata/vectors/signatures.json`), computed with an independent
+/// HMAC implementation; embedded at build time.
+pub const SIGNATURE_VECTORS_JSON: &str =
+    include_str!("../../../../testdata/vectors/signatures.json");
 
 /// The bytes of a fixture, e.g. `fixture("webhooks/success.json")`.
 ///
 /// # Panics
-/// When the file cannot be read.
+/// When there is no such fixture (a typo in a test).
 pub fn fixture(relative: &str) -> Vec<u8> {
-    let path = shared_dir().join("fixtures").join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+    FIXTURES
+        .iter()
+        .find(|(name, _)| *name == relative)
+        .map(|(_, bytes)| bytes.to_vec())
+        .unwrap_or_else(|| panic!("no fixture named {relative} (see testing::FIXTURES)"))
 }
 
-/// Every fixture file under `fixtures/<dir>`, sorted by name.
+/// Every fixture under `fixtures/<dir>` (e.g. `"api"`), as (file name, bytes), sorted by name.
 ///
 /// # Panics
-/// When the folder cannot be read.
+/// When there is none (a typo in a test).
 pub fn fixtures_in(dir: &str) -> Vec<(String, Vec<u8>)> {
-    let root = shared_dir().join("fixtures").join(dir);
-    let mut files: Vec<_> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display()))
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let name = file_name(&p);
-            let bytes =
-                std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
-            (name, bytes)
+    let prefix = format!("{}/", dir.trim_end_matches('/'));
+    let files: Vec<_> = FIXTURES
+        .iter()
+        .filter_map(|(name, bytes)| {
+            name.strip_prefix(&prefix)
+                .map(|file| (file.to_owned(), bytes.to_vec()))
         })
-        .collect()
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+        .collect();
+    assert!(!files.is_empty(), "no fixtures under {dir}");
+    files
 }
 
 /// One case of `vectors/signatures.json`.
@@ -170,16 +161,13 @@ struct RawVector {
     body_base64: Option<String>,
 }
 
-/// Loads `vectors/signatures.json`.
+/// The signature vectors, decoded from [`SIGNATURE_VECTORS_JSON`].
 ///
 /// # Panics
-/// When the file is missing or malformed.
+/// When the embedded file is malformed.
 pub fn signature_vectors() -> Vec<SignatureVector> {
-    let path = shared_dir().join("vectors/signatures.json");
-    let text =
-        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let file: VectorFile =
-        serde_json::from_slice(&text).unwrap_or_else(|e| panic!("bad vectors file: {e}"));
+    let file: VectorFile = serde_json::from_str(SIGNATURE_VECTORS_JSON)
+        .unwrap_or_else(|e| panic!("bad vectors file: {e}"));
     assert!(!file.vectors.is_empty(), "vectors file holds no vectors");
     file.vectors
         .into_iter()
@@ -218,8 +206,8 @@ mod conformance;
 mod raw_http;
 
 pub use conformance::{
-    BODY_LIMIT, CURRENT_SECRET, ConformanceReport, PREVIOUS_SECRET, RecordingHandler, Seen,
-    Transport, run_conformance,
+    BODY_LIMIT, BODY_TIMEOUT, CURRENT_SECRET, ConformanceReport, PREVIOUS_SECRET, RecordingHandler,
+    Seen, Transport, run_conformance,
 };
 pub use raw_http::{RawBody, RawResponse, send_raw};
 

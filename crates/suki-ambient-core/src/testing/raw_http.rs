@@ -17,6 +17,13 @@ pub enum RawBody {
     DeclaredOnly(u64),
     /// `Transfer-Encoding: chunked`, no Content-Length, in chunks of the given size.
     Chunked(Vec<u8>, usize),
+    /// `Content-Length: declared`, then only these bytes, then nothing more (the connection stays
+    /// open): a body withheld.
+    Withheld(u64, Vec<u8>),
+    /// `Content-Length` and the bytes, one byte per interval: a body trickled.
+    Trickled(Vec<u8>, Duration),
+    /// `Content-Length` and the bytes: the first `split` of them, then a pause, then the rest.
+    Paused(Vec<u8>, usize, Duration),
 }
 
 /// A response: status and body (de-chunked).
@@ -77,19 +84,40 @@ pub async fn send_raw(
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         match &body {
-            RawBody::Sized(bytes) => head.push_str(&format!("Content-Length: {}\r\n", bytes.len())),
-            RawBody::DeclaredOnly(len) => head.push_str(&format!("Content-Length: {len}\r\n")),
+            RawBody::Sized(bytes) | RawBody::Trickled(bytes, _) | RawBody::Paused(bytes, ..) => {
+                head.push_str(&format!("Content-Length: {}\r\n", bytes.len()));
+            }
+            RawBody::DeclaredOnly(len) | RawBody::Withheld(len, _) => {
+                head.push_str(&format!("Content-Length: {len}\r\n"));
+            }
             RawBody::Chunked(..) => head.push_str("Transfer-Encoding: chunked\r\n"),
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
         let (mut reader, mut writer) = stream.into_split();
-        // Send the body concurrently with reading, so an early answer is seen.
+        // Send the body concurrently with reading, so an early answer is seen; the reading side
+        // decides when the exchange is over.
         let send = async move {
-            let result: std::io::Result<()> = async {
+            let _ignored: std::io::Result<()> = async {
                 match body {
-                    RawBody::Sized(bytes) => writer.write_all(&bytes).await?,
+                    RawBody::Sized(bytes) | RawBody::Withheld(_, bytes) => {
+                        writer.write_all(&bytes).await?;
+                    }
                     RawBody::DeclaredOnly(_) => {}
+                    RawBody::Trickled(bytes, interval) => {
+                        for byte in bytes.chunks(1) {
+                            writer.write_all(byte).await?;
+                            writer.flush().await?;
+                            tokio::time::sleep(interval).await;
+                        }
+                    }
+                    RawBody::Paused(bytes, split, pause) => {
+                        let (first, rest) = bytes.split_at(split.min(bytes.len()));
+                        writer.write_all(first).await?;
+                        writer.flush().await?;
+                        tokio::time::sleep(pause).await;
+                        writer.write_all(rest).await?;
+                    }
                     RawBody::Chunked(bytes, size) => {
                         for chunk in bytes.chunks(size.max(1)) {
                             writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
@@ -103,8 +131,9 @@ pub async fn send_raw(
             }
             .await;
             // Keep the write half open until the read side is done (dropping it would send FIN
-            // before a DeclaredOnly answer).
-            (result, writer)
+            // before a DeclaredOnly answer); write errors after an early answer are expected.
+            std::future::pending::<()>().await;
+            drop(writer);
         };
         let read = async move {
             let mut buf = Vec::new();
@@ -126,7 +155,10 @@ pub async fn send_raw(
             }
             Ok(buf)
         };
-        let (_, raw) = tokio::join!(send, read);
+        let raw = tokio::select! {
+            raw = read => raw,
+            () = send => unreachable!("the sending side never finishes"),
+        };
         parse_response(&raw?)
     })
     .await

@@ -1,0 +1,205 @@
+//! What adapter authors need: reading a request (head check, bounded body with its deadline,
+//! verification) and logging its rejection, the same way in every framework.
+
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use futures_core::Stream;
+use http::HeaderMap;
+
+use crate::{BodyBuffer, CheckedHead, VerifiedDelivery, Verifier, VerifyError, WebhookError};
+
+/// Verifies a request whose headers are an `http` 1.x [`HeaderMap`] and whose body is a stream
+/// of chunks: checks the head before reading anything (a missing header or a declared
+/// Content-Length over the limit is refused without reading the body), reads the body within
+/// the verifier's limit and [`body_timeout`](Verifier::body_timeout), then verifies it (the
+/// freshness window is checked again once the body is complete).
+///
+/// # Errors
+/// The first check that fails, as a [`WebhookError`].
+pub async fn verify_request<S, B, E>(
+    verifier: &Verifier,
+    headers: &HeaderMap,
+    body: S,
+) -> Result<VerifiedDelivery, WebhookError>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: Buf,
+{
+    let head = verifier.check_head(headers)?;
+    let declared = declared_length(
+        headers
+            .get(http::header::CONTENT_LENGTH)
+            .map(http::HeaderValue::as_bytes),
+    );
+    finish(verifier, &head, body, declared).await
+}
+
+/// [`verify_request`] for frameworks on another `http` version: the two header texts as
+/// [`single_header_text`](crate::single_header_text) gives them, and the raw Content-Length.
+///
+/// # Errors
+/// The first check that fails, as a [`WebhookError`].
+pub async fn verify_request_parts<S, B, E>(
+    verifier: &Verifier,
+    generated_at: &str,
+    signature: &str,
+    content_length: Option<&[u8]>,
+    body: S,
+) -> Result<VerifiedDelivery, WebhookError>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: Buf,
+{
+    let length_text = content_length.map(|v| std::str::from_utf8(v).unwrap_or("!"));
+    let head = verifier.check_head_parts(generated_at, signature, length_text)?;
+    finish(verifier, &head, body, declared_length(content_length)).await
+}
+
+async fn finish<S, B, E>(
+    verifier: &Verifier,
+    head: &CheckedHead<'_>,
+    body: S,
+    declared: Option<u64>,
+) -> Result<VerifiedDelivery, WebhookError>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: Buf,
+{
+    let bytes = read_body(verifier, body, declared).await?;
+    Ok(verifier.verify_body_bytes(head, bytes)?)
+}
+
+fn declared_length(value: Option<&[u8]>) -> Option<u64> {
+    value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Reads a body stream into one buffer (a body arriving in one chunk is not copied):
+/// - [`VerifyError::BodyTooLarge`] as soon as it passes [`Verifier::max_body_bytes`];
+/// - [`WebhookError::BodyTimeout`] when it is not complete within [`Verifier::body_timeout`],
+///   however slowly its bytes trickle in;
+/// - [`WebhookError::BodyAlreadyConsumed`] when `declared` says a body was sent but the stream is
+///   empty (something read it before the adapter);
+/// - [`WebhookError::BodyRead`] when the stream fails.
+///
+/// # Errors
+/// As above.
+pub async fn read_body<S, B, E>(
+    verifier: &Verifier,
+    body: S,
+    declared: Option<u64>,
+) -> Result<Bytes, WebhookError>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: Buf,
+{
+    let timeout = verifier.body_timeout();
+    let limit = verifier.max_body_bytes();
+    let read = async {
+        let mut body = pin!(body);
+        let mut buffer = BodyBuffer::new(limit, declared);
+        while let Some(chunk) = poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+            let mut chunk = chunk.map_err(|_| WebhookError::BodyRead)?;
+            buffer.push(chunk.copy_to_bytes(chunk.remaining()))?;
+        }
+        if buffer.is_empty() && declared.is_some_and(|len| len > 0) {
+            return Err(WebhookError::BodyAlreadyConsumed);
+        }
+        Ok(buffer.finish())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(WebhookError::BodyTimeout { timeout }))
+}
+
+/// How many warnings per rejection code [`log_rejection`] writes in one window.
+const LOG_BURST: u32 = 10;
+/// The window of [`LOG_BURST`].
+const LOG_WINDOW: Duration = Duration::from_secs(60);
+
+struct CodeWindow {
+    code: &'static str,
+    started: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+static WINDOWS: Mutex<Vec<CodeWindow>> = Mutex::new(Vec::new());
+
+/// Logs a refused delivery at WARN: its code, status and error (which never holds a header
+/// value or body content), and for a `mismatch` how many secrets were tried, since a wrong or
+/// mistyped secret makes every delivery fail that way and Suki never re-sends.
+///
+/// At most 10 lines per code per minute are written, so that a flood of bad requests cannot
+/// drown the logs; the first line of the next minute says how many were left out
+/// (`suppressed`). Every ready-made endpoint, extractor, layer, middleware and filter calls it.
+pub fn log_rejection(err: &WebhookError, verifier: &Verifier) {
+    let code = err.code();
+    let Some(suppressed) = admit(code, Instant::now()) else {
+        return;
+    };
+    let status = err.status().as_u16();
+    if matches!(err, WebhookError::Verify(VerifyError::SignatureMismatch)) {
+        tracing::warn!(
+            code,
+            status,
+            secrets_tried = verifier.secret_count(),
+            suppressed,
+            "suki webhook rejected: {err} (check the configured webhook secret)"
+        );
+    } else {
+        tracing::warn!(code, status, suppressed, "suki webhook rejected: {err}");
+    }
+}
+
+/// Whether a line for `code` may be written at `now`, and how many were left out before it.
+fn admit(code: &'static str, now: Instant) -> Option<u64> {
+    let mut windows = WINDOWS.lock().unwrap_or_else(PoisonError::into_inner);
+    let index = match windows.iter().position(|w| w.code == code) {
+        Some(index) => index,
+        None => {
+            windows.push(CodeWindow {
+                code,
+                started: now,
+                logged: 0,
+                suppressed: 0,
+            });
+            windows.len() - 1
+        }
+    };
+    let window = &mut windows[index];
+    if now.saturating_duration_since(window.started) >= LOG_WINDOW {
+        window.started = now;
+        window.logged = 0;
+    }
+    if window.logged < LOG_BURST {
+        window.logged += 1;
+        Some(std::mem::take(&mut window.suppressed))
+    } else {
+        window.suppressed += 1;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_a_burst_per_code_per_window_then_the_count_left_out() {
+        let start = Instant::now();
+        let code = "test_code_for_admit";
+        let admitted = (0..25).filter(|_| admit(code, start).is_some()).count();
+        assert_eq!(admitted, LOG_BURST as usize);
+        // Another code has its own budget.
+        assert_eq!(admit("another_test_code", start), Some(0));
+        // The next window starts with the number left out.
+        assert_eq!(admit(code, start + LOG_WINDOW), Some(15));
+        assert_eq!(admit(code, start + LOG_WINDOW), Some(0));
+    }
+}
