@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use suki_ambient::testing::{RawBody, send_raw};
 use suki_ambient::{SignedHeaders, UnixMillis, WebhookSecret, testing};
@@ -134,4 +135,104 @@ fn fetch_results_without_a_token_is_a_clear_error() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("SUKI_TOKEN"));
+}
+
+/// How long the server takes to close a connection that sends `opening` and then nothing more
+/// (reading and keeping whatever it answers), or `None` if it is still open after `patience`.
+async fn closed_after(
+    addr: &str,
+    opening: Vec<u8>,
+    patience: Duration,
+) -> (Option<Duration>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&opening).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_until_closed = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let closed = tokio::time::timeout(patience, read_until_closed)
+        .await
+        .is_ok();
+    (closed.then(|| started.elapsed()), answer)
+}
+
+/// Idle, half-header, body-withheld and idle-after-a-request connections are all closed by the
+/// server within its configured times (5 s for headers and idle keep-alive, 10 s for a body),
+/// instead of being held open forever.
+async fn slow_connections_are_closed(binary: &str) {
+    const HEADERS: Duration = Duration::from_secs(5);
+    const BODY: Duration = Duration::from_secs(10);
+    const SLACK: Duration = Duration::from_secs(3);
+    let server = start(binary);
+    let addr = server
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = testing::completed("slow-session", "slow-encounter").to_vec();
+    let signed = headers(UnixMillis::now(), &body);
+    let head = |extra: &str, length: usize| {
+        format!(
+            "POST /webhooks/suki HTTP/1.1\r\nHost: {addr}\r\n{}: {}\r\n{}: {}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n{extra}\r\n",
+            signed[0].0, signed[0].1, signed[1].0, signed[1].1
+        )
+    };
+    let mut withheld = head("", body.len()).into_bytes();
+    withheld.extend_from_slice(&body[..10]);
+    let mut complete = head("", body.len()).into_bytes();
+    complete.extend_from_slice(&body);
+    let half_header = format!("POST /webhooks/suki HTTP/1.1\r\nHost: {addr}\r\ngenerated-at: 1");
+    let patience = BODY + SLACK + SLACK;
+    let (idle, half, body_withheld, kept_alive) = tokio::join!(
+        closed_after(&addr, Vec::new(), patience),
+        closed_after(&addr, half_header.into_bytes(), patience),
+        closed_after(&addr, withheld, patience),
+        closed_after(&addr, complete, patience),
+    );
+    for (name, (closed, _), limit) in [
+        ("idle", &idle, HEADERS),
+        ("half-header", &half, HEADERS),
+        ("idle after a request", &kept_alive, HEADERS),
+        ("body withheld", &body_withheld, BODY),
+    ] {
+        let closed = closed.unwrap_or_else(|| panic!("{binary}: {name} connection still open"));
+        assert!(
+            closed <= limit + SLACK,
+            "{binary}: {name} connection closed after {closed:?}, limit {limit:?}"
+        );
+    }
+    let answered = String::from_utf8_lossy(&body_withheld.1);
+    assert!(
+        answered.starts_with("HTTP/1.1 408") && answered.contains("body_timeout"),
+        "{binary}: a withheld body is answered 408 body_timeout, got {answered:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&kept_alive.1).starts_with("HTTP/1.1 200"),
+        "{binary}: the complete request was answered"
+    );
+}
+
+#[tokio::test]
+async fn axum_receiver_closes_slow_connections() {
+    slow_connections_are_closed(env!("CARGO_BIN_EXE_axum_receiver")).await;
+}
+
+#[tokio::test]
+async fn actix_receiver_closes_slow_connections() {
+    slow_connections_are_closed(env!("CARGO_BIN_EXE_actix_receiver")).await;
+}
+
+#[tokio::test]
+async fn warp_receiver_closes_slow_connections() {
+    slow_connections_are_closed(env!("CARGO_BIN_EXE_warp_receiver")).await;
 }

@@ -6,11 +6,15 @@
 //!
 //! Env: `SUKI_WEBHOOK_SECRET` (required), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
 //! actix-web stops gracefully on Ctrl-C by itself.
+//!
+//! Served safely: 5 s to send the headers, 5 s of idle keep-alive, 10 s for the body (the
+//! verifier's `body_timeout`), at most 512 connections at once.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use actix_web::{App, HttpServer};
-use suki_ambient::{EventHandler, HandlerError, Verifier, WebhookEvent, WebhookMeta, async_trait};
+use suki_ambient::{EventHandler, HandlerError, WebhookEvent, WebhookMeta, async_trait};
 
 /// Logs the kind and ids of each event (never the content: it is patient data).
 struct LogEvents;
@@ -30,19 +34,11 @@ impl EventHandler for LogEvents {
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let Ok(secret) = std::env::var("SUKI_WEBHOOK_SECRET") else {
-        eprintln!("error: set SUKI_WEBHOOK_SECRET to the webhook secret from Suki");
-        return ExitCode::FAILURE;
-    };
-    let verifier = match Verifier::builder().secret(secret).build() {
+    examples::init_logging();
+    let verifier = match examples::verifier_from_env() {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e} (set it to the webhook secret from Suki)");
             return ExitCode::FAILURE;
         }
     };
@@ -56,6 +52,13 @@ async fn main() -> ExitCode {
         )
     })
     .workers(2)
+    // 5 s to send the request head (actix answers 408 and closes after it).
+    .client_request_timeout(Duration::from_secs(5))
+    // 5 s of idle keep-alive between requests, then the connection is closed.
+    .keep_alive(Duration::from_secs(5))
+    // At most 256 connections per worker (512 in all), well below the usual 1,024 descriptors.
+    .max_connections(256)
+    // The body has the verifier's `body_timeout` (10 s by default), enforced by the extractor.
     .bind(&bind);
     let server = match server {
         Ok(s) => s,

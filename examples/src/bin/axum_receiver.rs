@@ -5,13 +5,16 @@
 //! ```
 //!
 //! Env: `SUKI_WEBHOOK_SECRET` (required), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
+//!
+//! Served safely: 5 s to send the headers (also the idle keep-alive limit), 10 s for the body
+//! (the verifier's `body_timeout`), at most 512 connections at once (`examples::serve`).
 
 use std::process::ExitCode;
 
 use axum::Router;
 use suki_ambient::{
     EventHandler, HandlerError, SessionCompleted, SessionEnded, SessionFailed, UnknownEvent,
-    Verifier, WebhookMeta, async_trait,
+    WebhookMeta, async_trait,
 };
 
 /// What this service does with each event: here, log the kind and ids (never the content:
@@ -48,19 +51,11 @@ impl EventHandler for LogEvents {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let Ok(secret) = std::env::var("SUKI_WEBHOOK_SECRET") else {
-        eprintln!("error: set SUKI_WEBHOOK_SECRET to the webhook secret from Suki");
-        return ExitCode::FAILURE;
-    };
-    let verifier = match Verifier::builder().secret(secret).build() {
+    examples::init_logging();
+    let verifier = match examples::verifier_from_env() {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e} (set it to the webhook secret from Suki)");
             return ExitCode::FAILURE;
         }
     };
@@ -79,18 +74,8 @@ async fn main() -> ExitCode {
     if let Ok(addr) = listener.local_addr() {
         println!("listening on http://{addr}/webhooks/suki");
     }
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    };
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    // Not `axum::serve`: it has no header-read timeout or connection bound, so idle and
+    // half-sent connections would stay open forever. See `examples::serve` for the settings.
+    examples::serve(listener, app, examples::ctrl_c()).await;
+    ExitCode::SUCCESS
 }

@@ -5,10 +5,13 @@
 //! ```
 //!
 //! Env: `SUKI_WEBHOOK_SECRET` (required), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
+//!
+//! Served safely: 5 s to send the headers (also the idle keep-alive limit), 10 s for the body
+//! (the verifier's `body_timeout`), at most 512 connections at once (`examples::serve`).
 
 use std::process::ExitCode;
 
-use suki_ambient::{EventHandler, HandlerError, Verifier, WebhookEvent, WebhookMeta, async_trait};
+use suki_ambient::{EventHandler, HandlerError, WebhookEvent, WebhookMeta, async_trait};
 use warp::Filter;
 
 /// Logs the kind and ids of each event (never the content: it is patient data).
@@ -29,19 +32,11 @@ impl EventHandler for LogEvents {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let Ok(secret) = std::env::var("SUKI_WEBHOOK_SECRET") else {
-        eprintln!("error: set SUKI_WEBHOOK_SECRET to the webhook secret from Suki");
-        return ExitCode::FAILURE;
-    };
-    let verifier = match Verifier::builder().secret(secret).build() {
+    examples::init_logging();
+    let verifier = match examples::verifier_from_env() {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e} (set it to the webhook secret from Suki)");
             return ExitCode::FAILURE;
         }
     };
@@ -58,13 +53,8 @@ async fn main() -> ExitCode {
     if let Ok(addr) = listener.local_addr() {
         println!("listening on http://{addr}/webhooks/suki");
     }
-    warp::serve(route)
-        .incoming(listener)
-        .graceful(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-        .run()
-        .await;
+    // Not `warp::serve`: it has no header-read timeout or connection bound, so idle and
+    // half-sent connections would stay open forever. See `examples::serve` for the settings.
+    examples::serve(listener, warp::service(route), examples::ctrl_c()).await;
     ExitCode::SUCCESS
 }
