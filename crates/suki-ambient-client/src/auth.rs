@@ -139,6 +139,10 @@ impl fmt::Debug for PartnerLogin {
     }
 }
 
+/// The longest a token is used before logging in again, whatever its `exp` says: a day (Suki
+/// documents one hour; a server's far-future `exp` must not make the client keep a token forever).
+const MAX_TOKEN_USE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Default token lifetime when the JWT carries no readable `exp`: Suki documents one hour.
 const FALLBACK_REFRESH: Duration = Duration::from_secs(55 * 60);
 
@@ -245,7 +249,11 @@ impl PartnerLogin {
                 source,
             })?;
         let token = Token::new(login.suki_token);
-        let refresh_at = Instant::now() + refresh_after(token.expose(), SystemTime::now());
+        // `refresh_after` is bounded, so this cannot overflow; fall back to "now" regardless.
+        let now = Instant::now();
+        let refresh_at = now
+            .checked_add(refresh_after(token.expose(), SystemTime::now()))
+            .unwrap_or(now);
         Ok(Cached { token, refresh_at })
     }
 }
@@ -297,18 +305,16 @@ pub(crate) fn error_id(status: u16, body: &[u8]) -> String {
         })
 }
 
-/// How long to use a token: until its `exp` less a margin, or the fallback.
+/// How long to use a token: until its `exp` less a margin, or the fallback; never longer than
+/// [`MAX_TOKEN_USE`], whatever `exp` the server wrote.
 fn refresh_after(token: &str, now: SystemTime) -> Duration {
     let Some(exp) = jwt_exp(token) else {
         return FALLBACK_REFRESH;
     };
-    let now_secs = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    let lifetime = (exp as f64 - now_secs).max(0.0);
-    let margin = (lifetime / 10.0).min(60.0);
-    Duration::from_secs_f64(lifetime - margin)
+    let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let lifetime = exp.saturating_sub(now_secs).min(MAX_TOKEN_USE.as_secs());
+    let margin = (lifetime / 10).min(60);
+    Duration::from_secs(lifetime - margin)
 }
 
 /// The `exp` claim (Unix seconds) of a JWT, read without verifying it (Suki verifies it).
@@ -330,6 +336,19 @@ mod tests {
         format!("{}.{}.sig", enc(r#"{"alg":"none"}"#), enc(claims))
     }
 
+    proptest::proptest! {
+        /// Whatever `exp` a server writes and whatever the clock says, the refresh interval is
+        /// computed without panicking, stays within a day, and can be added to an `Instant`.
+        #[test]
+        fn refresh_never_panics_and_is_bounded(exp in proptest::num::u64::ANY, now in 0u64..=u64::MAX / 2) {
+            let claims = format!(r#"{{"exp":{exp}}}"#);
+            let at = UNIX_EPOCH.checked_add(Duration::from_secs(now)).unwrap_or(UNIX_EPOCH);
+            let after = refresh_after(&jwt(&claims), at);
+            proptest::prop_assert!(after <= MAX_TOKEN_USE);
+            proptest::prop_assert!(Instant::now().checked_add(after).is_some());
+        }
+    }
+
     #[test]
     fn refresh_uses_exp_with_a_margin() {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
@@ -339,6 +358,11 @@ mod tests {
         assert_eq!(refresh_after(&short, now), Duration::from_secs(9));
         let past = jwt(r#"{"exp":999000}"#);
         assert_eq!(refresh_after(&past, now), Duration::ZERO);
+        let forever = jwt(&format!(r#"{{"exp":{}}}"#, u64::MAX));
+        assert_eq!(
+            refresh_after(&forever, now),
+            MAX_TOKEN_USE - Duration::from_secs(60)
+        );
         assert_eq!(refresh_after("not-a-jwt", now), FALLBACK_REFRESH);
         assert_eq!(refresh_after(&jwt(r#"{"sub":"x"}"#), now), FALLBACK_REFRESH);
     }

@@ -121,6 +121,11 @@ impl AmbientClientBuilder {
     }
 
     /// Uses your `reqwest::Client` (its own timeouts and TLS settings apply too).
+    ///
+    /// Build it with `.redirect(reqwest::redirect::Policy::none())` (or a policy that never
+    /// leaves the base URL): `sdp_suki_token` is a custom header, which reqwest does not strip
+    /// when it follows a redirect to another host. Whatever the policy, an answer that came from
+    /// outside the base URL fails the call with [`ClientError::Redirect`].
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
@@ -174,6 +179,7 @@ impl AmbientClientBuilder {
             Some(http) => http,
             None => reqwest::Client::builder()
                 .user_agent(self.user_agent)
+                .redirect(redirect_policy(base_url.clone()))
                 .build()
                 .map_err(|_| config("the HTTP client could not be created"))?,
         };
@@ -465,6 +471,12 @@ impl AmbientClient {
                 reason: "href carries credentials",
             });
         }
+        // `join` has already resolved `.`/`..` segments (percent-encoded ones too).
+        if !within_base(&self.inner.base_url, &url) {
+            return Err(ClientError::InvalidLink {
+                reason: "href leaves the base URL's path; the token is only sent under it",
+            });
+        }
         Ok(url)
     }
 
@@ -490,7 +502,8 @@ impl AmbientClient {
             latency_ms = tracing::field::Empty,
         );
         let started = Instant::now();
-        let deadline = started + self.inner.deadline;
+        // `None`: a deadline too far away to represent, i.e. none.
+        let deadline = started.checked_add(self.inner.deadline);
         async move {
             let result = tokio::time::timeout(self.inner.deadline, self.attempts(&url, deadline))
                 .await
@@ -509,7 +522,7 @@ impl AmbientClient {
         .await
     }
 
-    async fn attempts(&self, url: &Url, deadline: Instant) -> Result<Bytes, ClientError> {
+    async fn attempts(&self, url: &Url, deadline: Option<Instant>) -> Result<Bytes, ClientError> {
         let retry = self.inner.retry;
         let mut attempt = 0u32;
         let mut relogged = false;
@@ -535,8 +548,11 @@ impl AmbientClient {
                         return Err(err);
                     }
                     let delay = retry.delay(attempt, retry_after);
-                    if Instant::now() + delay >= deadline {
-                        return Err(err);
+                    // A wait that passes the deadline (or any representable time: a server's
+                    // `Retry-After` is input) ends the call with the server's error.
+                    match Instant::now().checked_add(delay) {
+                        Some(resume) if deadline.is_none_or(|d| resume < d) => {}
+                        _ => return Err(err),
                     }
                     tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
                     tokio::time::sleep(delay).await;
@@ -545,9 +561,11 @@ impl AmbientClient {
         }
     }
 
-    async fn attempt(&self, url: &Url, deadline: Instant) -> Result<Bytes, Failure> {
+    async fn attempt(&self, url: &Url, deadline: Option<Instant>) -> Result<Bytes, Failure> {
         let inner = &self.inner;
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         let timeout = inner.timeout.min(remaining);
         let ctx = AuthContext {
             http: &inner.http,
@@ -587,6 +605,25 @@ impl AmbientClient {
             .map_err(|e| Failure::Error(ClientError::transport(e), None))?;
         let status = response.status().as_u16();
         tracing::Span::current().record("status", status);
+        if !within_base(&inner.base_url, response.url()) {
+            // A client of the application's own followed a redirect elsewhere.
+            return Err(Failure::Error(
+                ClientError::Redirect {
+                    status,
+                    reason: "the answer came from outside the API base URL",
+                },
+                None,
+            ));
+        }
+        if (300..400).contains(&status) {
+            return Err(Failure::Error(
+                ClientError::Redirect {
+                    status,
+                    reason: "a redirect away from the API base URL is not followed",
+                },
+                None,
+            ));
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -667,14 +704,18 @@ mod tests {
         let c = client("http://127.0.0.1:9/prefix");
         let ok = |href: &str| c.resolve(&Link::get(href, "x")).map(|u| u.to_string());
         assert_eq!(
-            ok("/api/v1/ambient/session/s/content?cumulative=true").unwrap(),
-            "http://127.0.0.1:9/api/v1/ambient/session/s/content?cumulative=true"
+            ok("api/v1/ambient/session/s/content?cumulative=true").unwrap(),
+            "http://127.0.0.1:9/prefix/api/v1/ambient/session/s/content?cumulative=true"
         );
         assert_eq!(
-            ok("http://127.0.0.1:9/api/x").unwrap(),
-            "http://127.0.0.1:9/api/x"
+            ok("http://127.0.0.1:9/prefix/api/x").unwrap(),
+            "http://127.0.0.1:9/prefix/api/x"
         );
         for bad in [
+            // Outside the base path: another application behind the same gateway.
+            "/api/v1/ambient/session/s/content",
+            "http://127.0.0.1:9/api/x",
+            "../admin",
             "https://evil.example/api",
             "//evil.example/x",
             "http://127.0.0.1:10/x",
@@ -735,3 +776,25 @@ mod tests {
         assert_eq!(path_template("/elsewhere"), "{link}");
     }
 }
+
+/// Whether `url` is on the base URL's origin and under its path (the base path ends with `/`).
+fn within_base(base: &Url, url: &Url) -> bool {
+    url.origin() == base.origin() && url.path().starts_with(base.path())
+}
+
+/// The default client's redirects: at most [`MAX_REDIRECTS`], and only within the base URL
+/// (same origin, so never https to http, and under the base path). Any other redirect is not
+/// followed: the 3xx answer comes back and the call fails with [`ClientError::Redirect`], before
+/// `sdp_suki_token` (a custom header, which reqwest would carry along) is sent anywhere else.
+fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS || !within_base(&base, attempt.url()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Same-origin redirects followed at most.
+const MAX_REDIRECTS: usize = 5;

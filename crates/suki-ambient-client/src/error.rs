@@ -93,6 +93,18 @@ pub enum ClientError {
         /// Why.
         reason: &'static str,
     },
+    /// The server redirected the call away from the API base URL (another origin, https to
+    /// http, or a path outside the base path), or too often. The client follows no such redirect,
+    /// so the token went nowhere else; with a client of your own
+    /// ([`with_client`](crate::AmbientClientBuilder::with_client)) that followed it, the call
+    /// fails once the answer comes from elsewhere.
+    #[error("redirect refused ({status}): {reason}")]
+    Redirect {
+        /// The redirect status (3xx), or the status of the answer that came from elsewhere.
+        status: u16,
+        /// Why.
+        reason: &'static str,
+    },
     /// The client is misconfigured (e.g. an invalid base URL).
     #[error("client configuration: {reason}")]
     Config {

@@ -110,6 +110,28 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any attempt number, any `Retry-After` (a server value) and any cap give a delay
+        /// without panicking, never above the cap that applies.
+        #[test]
+        fn delays_never_panic(
+            attempt in proptest::num::u32::ANY,
+            retry_after in proptest::option::of(proptest::num::u64::ANY),
+            cap_secs in proptest::num::u64::ANY,
+        ) {
+            let policy = RetryPolicy::default()
+                .max_retry_after(Duration::from_secs(cap_secs))
+                .max_delay(Duration::MAX);
+            let wait = retry_after.map(Duration::from_secs);
+            let delay = policy.delay(attempt, wait);
+            if let Some(wait) = wait {
+                proptest::prop_assert_eq!(delay, wait.min(Duration::from_secs(cap_secs)));
+            }
+            let text = retry_after.map(|s| s.to_string()).unwrap_or_default();
+            let _ = parse_retry_after(&text);
+        }
+    }
+
     #[test]
     fn full_jitter_stays_within_the_exponential_cap() {
         let p = RetryPolicy::default()
