@@ -3,6 +3,7 @@
 # repository's testdata/ (fixtures and signature vectors). Needs cargo-fuzz (`cargo install --locked cargo-fuzz`);
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain build with the sanitizer flags cargo-fuzz uses.
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#        FUZZ_RUNS=10000000 scripts/fuzz.sh 0   (a number of executions per target instead of a time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -33,7 +34,11 @@ PY
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t"
     [ -d "fuzz/seeds/$t" ] && cp -n fuzz/seeds/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
-    echo "==> fuzzing $t for ${seconds}s"
-    RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
+    if [ -n "${FUZZ_RUNS:-}" ]; then
+        limit=(-runs="$FUZZ_RUNS"); echo "==> fuzzing $t for $FUZZ_RUNS executions"
+    else
+        limit=(-max_total_time="$seconds"); echo "==> fuzzing $t for ${seconds}s"
+    fi
+    RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "fuzz/corpus/$t" -- "${limit[@]}" -print_final_stats=1 2>&1 \
         | tee "/tmp/suki-fuzz-$t.log" | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)" || true
 done

@@ -247,7 +247,9 @@ pub(crate) async fn serve_sandbox(
     }
     let sandbox = builder.start().await?;
     let base = sandbox.base_url().to_owned();
-    println!("Suki sandbox at {base} (synthetic data; webhooks signed with SUKI_WEBHOOK_SECRET)");
+    let token = sandbox.admin_token().to_owned();
+    println!("Suki sandbox at {base} (synthetic data; webhooks signed with the given secret)");
+    println!("Admin token (for the /sandbox/ routes): {token}");
     match &webhook_url {
         Some(url) => println!("Webhooks go to {url}"),
         None => println!("No --webhook-url: sessions complete without delivering webhooks"),
@@ -258,14 +260,15 @@ pub(crate) async fn serve_sandbox(
         "  curl -sS -X POST {base}api/v1/auth/login -H 'Content-Type: application/json' -d '{{\"partner_id\":\"{DEFAULT_PARTNER_ID}\",\"partner_token\":\"{DEFAULT_PARTNER_TOKEN}\"}}'"
     );
     println!("Drive it:");
-    println!("  curl -sS -X POST {base}sandbox/sessions                    # create a session");
+    let auth = format!("-H 'Authorization: Bearer {token}'");
+    println!("  curl -sS {auth} -X POST {base}sandbox/sessions              # create a session");
     println!(
-        "  curl -sS -X POST {base}sandbox/sessions/ID/complete        # or fail, timeout, cancel"
+        "  curl -sS {auth} -X POST {base}sandbox/sessions/ID/complete  # or fail, timeout, cancel"
     );
     println!(
-        "  curl -sS -X POST {base}sandbox/faults -d '{{\"status\":503,\"retry_after\":\"1\",\"times\":2}}'"
+        "  curl -sS {auth} -X POST {base}sandbox/faults -d '{{\"status\":503,\"retry_after\":\"1\",\"times\":2}}'"
     );
-    println!("  curl -sS -X DELETE {base}sandbox/tokens                    # expire every token");
+    println!("  curl -sS {auth} -X DELETE {base}sandbox/tokens              # expire every token");
     println!("\nCtrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     sandbox.shutdown().await;

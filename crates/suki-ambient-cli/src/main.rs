@@ -119,6 +119,11 @@ enum Command {
         /// Read the secret from this file (trailing newline ignored).
         #[arg(long)]
         secret_file: Option<PathBuf>,
+        /// Sign with SUKI_WEBHOOK_SECRET. Without this flag (or --secret-file) the sandbox refuses
+        /// to start while that variable is set, so that a production secret never signs sandbox
+        /// data by accident.
+        #[arg(long)]
+        use_env_secret: bool,
     },
     /// Run the whole flow in one process: sandbox, receiver, webhook, client.
     Demo,
@@ -299,7 +304,21 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             bind,
             webhook_url,
             secret_file,
+            use_env_secret,
         } => {
+            if secret_file.is_none() && !use_env_secret {
+                return Err(Failure(
+                    if std::env::var_os("SUKI_WEBHOOK_SECRET").is_some() {
+                        "SUKI_WEBHOOK_SECRET is set: the sandbox signs synthetic data, so it takes \
+                         that secret only with --use-env-secret (or pass --secret-file); a \
+                         production secret must not sign sandbox data by accident"
+                    } else {
+                        "no webhook secret: pass --secret-file FILE (the receiver must share it), \
+                         or set SUKI_WEBHOOK_SECRET and pass --use-env-secret"
+                    }
+                    .into(),
+                ));
+            }
             let secret = secret(secret_file.as_deref())?;
             demo::serve_sandbox(&bind, webhook_url, secret).await
         }

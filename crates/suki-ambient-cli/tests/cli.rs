@@ -428,3 +428,20 @@ fn no_secret_or_payload_in_cli_output() {
         );
     }
 }
+
+#[test]
+fn sandbox_refuses_the_environment_secret_unless_asked() {
+    let out = run(
+        &["sandbox", "--bind", "127.0.0.1:0"],
+        Some("a-production-secret"),
+        b"",
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--use-env-secret"), "{err}");
+    assert!(!err.contains("a-production-secret"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+    let out = run(&["sandbox", "--bind", "127.0.0.1:0"], None, b"");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--secret-file"));
+}

@@ -3,13 +3,15 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use serde::Deserialize;
 use suki_ambient_core::{EncounterId, SessionId};
 
+use crate::faults::{MAX_FAULT_LATENCY, MAX_RETRY_AFTER_LEN};
 use crate::routes::{ApiError, AppState};
 use crate::{Fault, SandboxControl, SandboxError};
 
@@ -19,7 +21,36 @@ pub(crate) fn router(control: SandboxControl) -> Router<AppState> {
         .route("/sandbox/sessions/{id}/{action}", post(act))
         .route("/sandbox/faults", post(add_fault).delete(clear_faults))
         .route("/sandbox/tokens", delete(expire_tokens))
+        .route_layer(middleware::from_fn_with_state(
+            control.clone(),
+            require_token,
+        ))
         .with_state(control)
+}
+
+/// Every admin route needs `Authorization: Bearer <admin token>`: a cross-site form or a
+/// `fetch` without it (a browser cannot add it to a cross-site request without a CORS
+/// preflight, which the sandbox never grants) is refused.
+async fn require_token(
+    State(control): State<SandboxControl>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !same(presented.as_bytes(), control.admin_token().as_bytes()) {
+        return ApiError(StatusCode::UNAUTHORIZED, "admin_token_required").into_response();
+    }
+    next.run(request).await
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Deserialize, Default)]
@@ -106,7 +137,18 @@ async fn add_fault(State(control): State<SandboxControl>, body: axum::body::Byte
     let Ok(r) = serde_json::from_slice::<FaultRequest>(&body) else {
         return ApiError(StatusCode::BAD_REQUEST, "invalid_request").into_response();
     };
+    // Every value is bounded: a fault must not be able to hang or break the sandbox itself.
     let latency = Duration::from_millis(r.latency_ms.unwrap_or(0));
+    if latency > MAX_FAULT_LATENCY
+        || r.status.is_some_and(|s| !(100..=599).contains(&s))
+        || r.retry_after
+            .as_ref()
+            .is_some_and(|v| v.len() > MAX_RETRY_AFTER_LEN)
+        || r.share.is_some_and(|p| !(0.0..=1.0).contains(&p))
+        || r.on.as_ref().is_some_and(|p| p.len() > 1024)
+    {
+        return ApiError(StatusCode::BAD_REQUEST, "invalid_fault").into_response();
+    }
     let mut fault = match (r.status, r.drop_connection) {
         (_, true) => Fault::drop_connection().with_latency(latency),
         (Some(status), false) => Fault::status(status).with_latency(latency),

@@ -2,6 +2,12 @@
 
 use std::time::Duration;
 
+/// The longest latency a fault may add: a minute. Longer values are cut to it, so that no fault
+/// can hang the sandbox for good.
+pub const MAX_FAULT_LATENCY: Duration = Duration::from_secs(60);
+/// The longest `Retry-After` value (in characters) a fault may carry.
+pub(crate) const MAX_RETRY_AFTER_LEN: usize = 64;
+
 /// A fault for requests whose path starts with a prefix: an error status (optionally with
 /// `Retry-After`), added latency, or a connection dropped mid-response.
 ///
@@ -56,12 +62,9 @@ impl Fault {
         }
     }
 
-    /// Delay the request by `latency`, then serve it normally.
+    /// Delay the request by `latency` (at most [`MAX_FAULT_LATENCY`]), then serve it normally.
     pub fn latency(latency: Duration) -> Self {
-        Self {
-            latency,
-            ..Self::new()
-        }
+        Self::new().with_latency(latency)
     }
 
     /// Drop the connection after the response head (the body never arrives).
@@ -79,10 +82,10 @@ impl Fault {
         self
     }
 
-    /// Also delay by `latency` before answering.
+    /// Also delay by `latency` before answering (at most [`MAX_FAULT_LATENCY`]).
     #[must_use]
     pub fn with_latency(mut self, latency: Duration) -> Self {
-        self.latency = latency;
+        self.latency = latency.min(MAX_FAULT_LATENCY);
         self
     }
 
@@ -103,13 +106,19 @@ impl Fault {
     /// Apply to each matching request with probability `share` (0 to 1), until cleared.
     #[must_use]
     pub fn share(mut self, share: f64) -> Self {
-        self.budget = Budget::Share(share.clamp(0.0, 1.0));
+        // NaN counts as never.
+        self.budget = Budget::Share(if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, 1.0)
+        });
         self
     }
 
-    /// Whether this fault fires for `path`, spending its budget if so.
+    /// Whether this fault fires for `path`, spending its budget if so. The sandbox's own admin
+    /// routes (`/sandbox/`) are never faulted: the route that clears faults must always work.
     pub(crate) fn fire(&mut self, path: &str) -> bool {
-        if !path.starts_with(&self.prefix) {
+        if path.starts_with("/sandbox/") || !path.starts_with(&self.prefix) {
             return false;
         }
         match &mut self.budget {

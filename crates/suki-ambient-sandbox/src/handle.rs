@@ -58,6 +58,8 @@ pub struct SandboxBuilder {
     partners: Vec<(String, String)>,
     token_ttl: Duration,
     require_provider_id: bool,
+    admin_token: Option<String>,
+    any_host: bool,
 }
 
 impl fmt::Debug for SandboxBuilder {
@@ -88,6 +90,8 @@ impl Sandbox {
             partners: Vec::new(),
             token_ttl: Duration::from_secs(3600),
             require_provider_id: false,
+            admin_token: None,
+            any_host: false,
         }
     }
 }
@@ -135,6 +139,21 @@ impl SandboxBuilder {
         self
     }
 
+    /// The bearer token the admin routes under `/sandbox/` require (default: random, see
+    /// [`SandboxControl::admin_token`]).
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    /// Accept any `Host` header. By default a sandbox bound to a loopback address answers only
+    /// requests whose `Host` is a loopback name (`localhost`, `127.0.0.1`, `[::1]`), so that a web
+    /// page cannot reach it through DNS rebinding; one bound elsewhere on purpose accepts any.
+    pub fn allow_any_host(mut self, allow: bool) -> Self {
+        self.any_host = allow;
+        self
+    }
+
     /// Binds and starts serving in the current tokio runtime.
     ///
     /// # Errors
@@ -150,10 +169,10 @@ impl SandboxBuilder {
             addr: self.bind.clone(),
             source,
         })?;
-        let secret = self.secret.unwrap_or_else(|| {
-            let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
-            WebhookSecret::from(hex_string(&bytes))
-        });
+        let secret = self
+            .secret
+            .unwrap_or_else(|| WebhookSecret::from(random_hex()));
+        let admin_token = self.admin_token.unwrap_or_else(random_hex);
         let partners = if self.partners.is_empty() {
             vec![(
                 DEFAULT_PARTNER_ID.to_owned(),
@@ -168,6 +187,8 @@ impl SandboxBuilder {
             partners,
             token_ttl: self.token_ttl,
             require_provider_id: self.require_provider_id,
+            admin_token,
+            loopback_hosts_only: addr.ip().is_loopback() && !self.any_host,
             base_url: format!("http://{addr}/"),
             webhook_url: Mutex::new(self.webhook_url),
             http: reqwest::Client::builder()
@@ -204,8 +225,10 @@ impl SandboxBuilder {
     }
 }
 
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// 32 random bytes as hex: the default webhook secret and admin token.
+fn random_hex() -> String {
+    let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
+    hex::encode(bytes)
 }
 
 /// Ids of a sandbox session.
@@ -341,9 +364,20 @@ impl SandboxControl {
         self.shared.world().tokens.clear();
     }
 
-    /// Injects a fault.
+    /// Injects a fault. At most [`MAX_FAULTS`](crate::MAX_FAULTS) are kept: past that, the oldest
+    /// goes.
     pub fn inject(&self, fault: Fault) {
-        self.shared.world().faults.push(fault);
+        let mut world = self.shared.world();
+        if world.faults.len() >= crate::MAX_FAULTS {
+            world.faults.remove(0);
+        }
+        world.faults.push(fault);
+    }
+
+    /// The bearer token of the admin routes under `/sandbox/`
+    /// (`Authorization: Bearer <token>`).
+    pub fn admin_token(&self) -> &str {
+        &self.shared.admin_token
     }
 
     /// Removes every fault.
@@ -353,13 +387,7 @@ impl SandboxControl {
 
     /// How many requests reached paths starting with `prefix` (faulted ones included).
     pub fn requests(&self, prefix: &str) -> u64 {
-        self.shared
-            .world()
-            .requests
-            .iter()
-            .filter(|(path, _)| path.starts_with(prefix))
-            .map(|(_, n)| n)
-            .sum()
+        self.shared.world().requests.under(prefix)
     }
 
     /// Starts an Ambient session (status `running`), in `encounter` or a new one.

@@ -36,7 +36,10 @@ mod routes;
 mod state;
 mod synth;
 
-pub use faults::Fault;
+pub use faults::{Fault, MAX_FAULT_LATENCY};
+
+/// The most faults a sandbox keeps at once (the oldest goes first).
+pub const MAX_FAULTS: usize = 1024;
 pub use handle::{
     Delivery, Sandbox, SandboxBuilder, SandboxControl, SandboxError, SandboxHandle, SandboxSession,
 };

@@ -82,7 +82,39 @@ pub(crate) fn router_with_admin(state: AppState, admin: Router<AppState>) -> Rou
         .merge(admin)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not_found") })
         .layer(middleware::from_fn_with_state(Arc::clone(&state), faults))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            loopback_host,
+        ))
         .with_state(state)
+}
+
+/// Refuses requests whose `Host` is not a loopback name when the sandbox is bound to loopback:
+/// a web page that rebinds its own domain to 127.0.0.1 sends its own domain as `Host`.
+async fn loopback_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.loopback_hosts_only {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !is_loopback_host(host) {
+            return ApiError(StatusCode::MISDIRECTED_REQUEST, "host_not_allowed").into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Counts requests and applies injected faults before anything else.
@@ -90,7 +122,7 @@ async fn faults(State(state): State<AppState>, request: Request, next: Next) -> 
     let path = request.uri().path().to_owned();
     let fired = {
         let mut world = state.world();
-        *world.requests.entry(path.clone()).or_default() += 1;
+        world.requests.count(&path);
         let fired = world
             .faults
             .iter_mut()

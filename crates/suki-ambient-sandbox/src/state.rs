@@ -42,7 +42,64 @@ pub(crate) struct World {
     pub(crate) completed: u64,
     pub(crate) token_serial: u64,
     pub(crate) faults: Vec<Fault>,
-    pub(crate) requests: HashMap<String, u64>,
+    pub(crate) requests: RequestCounts,
+}
+
+/// Request counts per path, bounded: at most [`MAX_COUNTED_PATHS`] distinct paths are counted
+/// one by one; requests to further paths are counted together, so that a scan of random paths
+/// cannot grow the sandbox's memory.
+#[derive(Debug, Default)]
+pub(crate) struct RequestCounts {
+    by_path: HashMap<String, u64>,
+    others: u64,
+}
+
+/// How many distinct paths [`RequestCounts`] keeps.
+pub(crate) const MAX_COUNTED_PATHS: usize = 10_000;
+
+impl RequestCounts {
+    pub(crate) fn count(&mut self, path: &str) {
+        if let Some(n) = self.by_path.get_mut(path) {
+            *n += 1;
+        } else if self.by_path.len() < MAX_COUNTED_PATHS {
+            self.by_path.insert(path.to_owned(), 1);
+        } else {
+            self.others += 1;
+        }
+    }
+
+    /// Requests to paths starting with `prefix`; those past the bound count for the prefix `/`
+    /// (and the empty one) only.
+    pub(crate) fn under(&self, prefix: &str) -> u64 {
+        let counted: u64 = self
+            .by_path
+            .iter()
+            .filter(|(path, _)| path.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum();
+        if "/".starts_with(prefix) {
+            counted + self.others
+        } else {
+            counted
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_counts_stay_bounded() {
+        let mut counts = RequestCounts::default();
+        for i in 0..MAX_COUNTED_PATHS + 5_000 {
+            counts.count(&format!("/scan/{i}"));
+        }
+        counts.count("/scan/0");
+        assert_eq!(counts.by_path.len(), MAX_COUNTED_PATHS);
+        assert_eq!(counts.under("/scan/0"), 2);
+        assert_eq!(counts.under("/"), (MAX_COUNTED_PATHS + 5_001) as u64);
+    }
 }
 
 pub(crate) struct Shared {
@@ -51,6 +108,8 @@ pub(crate) struct Shared {
     pub(crate) partners: Vec<(String, String)>,
     pub(crate) token_ttl: Duration,
     pub(crate) require_provider_id: bool,
+    pub(crate) admin_token: String,
+    pub(crate) loopback_hosts_only: bool,
     pub(crate) base_url: String,
     pub(crate) webhook_url: Mutex<Option<String>>,
     pub(crate) http: reqwest::Client,

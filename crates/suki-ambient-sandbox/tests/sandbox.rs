@@ -326,7 +326,15 @@ async fn webhooks_are_signed_and_point_back() {
 #[tokio::test]
 async fn admin_routes_drive_the_sandbox_over_http() {
     let sandbox = Sandbox::builder().start().await.unwrap();
-    let http = reqwest::Client::new();
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", sandbox.admin_token()).parse().unwrap(),
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(auth)
+        .build()
+        .unwrap();
     let base = sandbox.base_url().to_owned();
     let created = http
         .post(format!("{base}sandbox/sessions"))
@@ -395,4 +403,77 @@ async fn admin_routes_drive_the_sandbox_over_http() {
             .unwrap_err(),
         ClientError::Auth { .. }
     ));
+}
+
+#[tokio::test]
+async fn the_admin_routes_are_not_an_open_door() {
+    let sandbox = Sandbox::builder().start().await.unwrap();
+    let base = sandbox.base_url().to_owned();
+    let http = reqwest::Client::new();
+    let bearer = format!("Bearer {}", sandbox.admin_token());
+    // No token, a wrong token, a cross-site "simple" form POST: refused.
+    for auth in [None, Some("Bearer wrong"), Some("Basic abc")] {
+        let mut request = http
+            .post(format!("{base}sandbox/sessions"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "https://evil.example")
+            .body("x=1");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{auth:?}");
+    }
+    // A rebinding page sends its own name as Host: refused, even with the token.
+    let rebound = http
+        .post(format!("{base}sandbox/sessions"))
+        .header("host", "evil.example")
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 421);
+    let api = http
+        .get(format!("{base}api/v1/ambient/session/x/status"))
+        .header("host", "rebound.example:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 421);
+    // Every fault value is bounded: an endless latency is refused over HTTP...
+    for fault in [
+        format!(r#"{{"latency_ms":{}}}"#, u64::MAX),
+        r#"{"status":1000}"#.to_owned(),
+        r#"{"status":503,"share":7.5}"#.to_owned(),
+        format!(r#"{{"status":503,"retry_after":"{}"}}"#, "9".repeat(100)),
+    ] {
+        let answer = http
+            .post(format!("{base}sandbox/faults"))
+            .header("authorization", &bearer)
+            .body(fault.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{fault}");
+    }
+    // ...capped in the API, and never applied to the admin routes, so faults can always be
+    // cleared.
+    assert_eq!(
+        Fault::latency(Duration::MAX),
+        Fault::latency(suki_ambient_sandbox::MAX_FAULT_LATENCY)
+    );
+    sandbox.inject(
+        Fault::latency(suki_ambient_sandbox::MAX_FAULT_LATENCY)
+            .on("/")
+            .share(1.0),
+    );
+    let cleared = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.delete(format!("{base}sandbox/faults"))
+            .header("authorization", &bearer)
+            .send(),
+    )
+    .await
+    .expect("the admin route is not delayed by the fault")
+    .unwrap();
+    assert_eq!(cleared.status(), 204);
 }
