@@ -208,8 +208,11 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     Some(p) if p.as_os_str() != "-" => format!("@{}", p.display()),
                     _ => "@-".to_owned(),
                 };
+                // Quoted for a POSIX shell: a URL or path holding a quote, `$` or `;` stays one word.
                 println!(
-                    "curl -sS -X POST '{url}' -H 'Content-Type: application/json' -H 'generated-at: {at}' -H 'X-API-Key: {signature}' --data-binary '{file_arg}'"
+                    "curl -sS -X POST {} -H 'Content-Type: application/json' -H 'generated-at: {at}' -H 'X-API-Key: {signature}' --data-binary {}",
+                    net::shell_quote(&url),
+                    net::shell_quote(&file_arg)
                 );
             } else {
                 println!("generated-at: {at}");
@@ -281,6 +284,12 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             let body = net::event_body(&event, session)?;
             let headers = SignedHeaders::now(&secret, &body);
             let (status, answer) = net::post_signed(&url, &headers, body).await?;
+            if let Some(hint) = suki_ambient_sandbox::not_delivered_hint(status) {
+                return Err(Failure(format!(
+                    "not delivered: {} answered {status}; {hint}",
+                    net::display_url(&url)
+                )));
+            }
             if json {
                 println!("{}", serde_json::json!({"status": status, "body": answer}));
             } else {

@@ -62,9 +62,12 @@ pub(crate) async fn post_signed(
     headers: &SignedHeaders,
     body: Vec<u8>,
 ) -> Result<(u16, String), Failure> {
-    let parsed = reqwest::Url::parse(url).map_err(|_| Failure(format!("not a URL: {url}")))?;
+    let parsed = reqwest::Url::parse(url).map_err(|_| Failure("--url is not a URL".into()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(Failure(format!("not an http(s) URL: {url}")));
+        return Err(Failure(format!(
+            "not an http(s) URL: {}",
+            display_url(url)
+        )));
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -77,13 +80,14 @@ pub(crate) async fn post_signed(
     for (name, value) in headers.pairs() {
         request = request.header(name, value);
     }
+    let shown = display_url(url);
     let response = request.send().await.map_err(|e| {
         if e.is_connect() {
-            Failure(format!("cannot reach {url}: connection failed"))
+            Failure(format!("cannot reach {shown}: connection failed"))
         } else if e.is_timeout() {
-            Failure(format!("{url} did not answer within 30 s"))
+            Failure(format!("{shown} did not answer within 30 s"))
         } else {
-            Failure(format!("request to {url} failed"))
+            Failure(format!("request to {shown} failed"))
         }
     })?;
     let status = response.status().as_u16();
@@ -178,4 +182,44 @@ pub(crate) async fn fetch(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A URL as it may be printed: without user-info, query or fragment (they can hold credentials
+/// or tokens).
+pub(crate) fn display_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => "<not a URL>".to_owned(),
+    }
+}
+
+/// One word for a POSIX shell: single-quoted, with each `'` written as `'\''`.
+pub(crate) fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_printed_without_secrets_and_words_are_quoted() {
+        assert_eq!(
+            display_url("https://user:pw@hooks.example/suki?token=abc#x"),
+            "https://hooks.example/suki"
+        );
+        assert_eq!(display_url("not a url"), "<not a URL>");
+        assert_eq!(shell_quote("a'b; rm -rf $HOME"), "'a'\\''b; rm -rf $HOME'");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("printf %s {}", shell_quote("x'$(id)`y`;\"z"))])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "x'$(id)`y`;\"z");
+    }
 }

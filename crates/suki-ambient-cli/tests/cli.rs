@@ -445,3 +445,19 @@ fn sandbox_refuses_the_environment_secret_unless_asked() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--secret-file"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_to_a_missing_route_is_not_delivered_and_prints_no_credentials() {
+    let sandbox = suki_ambient_sandbox::Sandbox::builder().start().await.unwrap();
+    let url = format!(
+        "http://user:pw@{}/webhooks/suki?token=SECRET-QUERY",
+        sandbox.base_url().trim_start_matches("http://").trim_end_matches('/')
+    );
+    let out = tokio::task::spawn_blocking(move || run(&["send", "--url", &url], Some("k"), b""))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("not delivered") && text.contains("404"), "{text}");
+    assert!(!text.contains("SECRET-QUERY") && !text.contains("pw@"), "{text}");
+}

@@ -601,6 +601,11 @@ impl SandboxControl {
             },
         })?;
         let status = response.status().as_u16();
+        if let Some(hint) = crate::not_delivered_hint(status) {
+            return Err(SandboxError::Delivery {
+                reason: format!("the receiver answered {status}; {hint}"),
+            });
+        }
         let bytes = response.bytes().await.unwrap_or_default();
         let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
         text.truncate(1024);

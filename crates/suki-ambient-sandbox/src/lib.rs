@@ -49,3 +49,20 @@ pub use state::SessionKind;
 pub const DEFAULT_PARTNER_ID: &str = "sandbox-partner";
 /// The partner token the sandbox accepts by default.
 pub const DEFAULT_PARTNER_TOKEN: &str = "sandbox-partner-token";
+
+/// Why a receiver's answer means the webhook reached no handler at all (so it was not
+/// delivered), with what to check: 404 and 405 come from the router, not from a webhook
+/// endpoint, which answers 2xx, 4xx with a JSON code, or 500.
+pub fn not_delivered_hint(status: u16) -> Option<&'static str> {
+    match status {
+        404 => Some(
+            "no route at this path: check the URL's path and trailing slash (axum's ready-made \
+             router is mounted with `.nest(\"/webhooks/suki\", router(..))`, not `.route`)",
+        ),
+        405 => Some(
+            "the path exists but does not take POST: mount the webhook endpoint itself at this \
+             path (axum: `.nest`, actix: `.route(path, ..)`, warp: `path!(..).and(webhook_filter(..))`)",
+        ),
+        _ => None,
+    }
+}

@@ -477,3 +477,17 @@ async fn the_admin_routes_are_not_an_open_door() {
     .unwrap();
     assert_eq!(cleared.status(), 204);
 }
+
+#[tokio::test]
+async fn a_404_from_the_receiver_is_not_a_delivery_and_says_why() {
+    let sandbox = Sandbox::builder().start().await.unwrap();
+    // The sandbox's own fallback answers 404: a receiver with its route mounted elsewhere.
+    sandbox.set_webhook_url(Some(format!("{}webhooks/suki/", sandbox.base_url())));
+    let s = sandbox.create_session(None);
+    match sandbox.complete(&s.session_id).await {
+        Err(SandboxError::Delivery { reason }) => {
+            assert!(reason.contains("404") && reason.contains(".nest"), "{reason}");
+        }
+        other => panic!("expected a failed delivery, got {other:?}"),
+    }
+}
