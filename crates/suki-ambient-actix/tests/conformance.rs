@@ -142,3 +142,40 @@ async fn missing_verifier_is_a_server_error_not_a_panic() {
     .unwrap();
     assert_eq!(response.status, 500);
 }
+
+#[actix_web::test]
+async fn a_body_consumed_by_an_earlier_extractor_is_named_not_a_mismatch() {
+    // `web::Bytes` runs first and takes the payload: the webhook extractor finds none left.
+    async fn receive(_raw: web::Bytes, _w: SukiWebhook) -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+    let verifier = Verifier::builder().secret("k").build().unwrap();
+    let url = serve(move |cfg| {
+        cfg.app_data(web::Data::new(verifier.clone()))
+            .route("/webhooks/suki", web::post().to(receive));
+    });
+    let body = suki_ambient_core::testing::completed("s", "e").to_vec();
+    let h = suki_ambient_core::SignedHeaders::new(
+        &suki_ambient_core::WebhookSecret::from("k"),
+        suki_ambient_core::UnixMillis::now(),
+        &body,
+    );
+    let response = suki_ambient_core::testing::send_raw(
+        &url,
+        &[
+            ("generated-at", h.generated_at.as_str()),
+            ("x-api-key", h.signature.as_str()),
+        ],
+        suki_ambient_core::testing::RawBody::Sized(body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status, 500);
+    assert_eq!(response.json()["error"], "body_already_consumed");
+    assert!(
+        response.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("web::Bytes")
+    );
+}

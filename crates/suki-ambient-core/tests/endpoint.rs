@@ -126,3 +126,34 @@ fn rejections_and_unknown_statuses() {
         assert_eq!(missing.status, 401);
     });
 }
+
+#[tokio::test]
+async fn every_rejection_is_logged_at_warn_with_its_code_and_no_header_value() {
+    let capture = testing::LogCapture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let verifier = Verifier::builder()
+        .secret("right-secret")
+        .secret(" padded-secret\n")
+        .clock(FixedClock::new(UnixMillis(NOW)))
+        .build()
+        .unwrap();
+    let endpoint = WebhookEndpoint::new(verifier, Counting::default());
+    let (headers, body) = testing::signed(
+        "MARKER-wrong-secret",
+        UnixMillis(NOW),
+        testing::completed("MARKER-session", "e").to_vec(),
+    );
+    let signature = headers["x-api-key"].to_str().unwrap().to_owned();
+    assert_eq!(endpoint.handle(&headers, body).await.status, 401);
+    let logs = capture.text();
+    assert!(logs.contains("WARN"), "{logs}");
+    assert!(logs.contains("code=\"mismatch\""), "{logs}");
+    assert!(logs.contains("secrets_tried=2"), "{logs}");
+    assert!(logs.contains("secret #1 starts or ends with whitespace"), "{logs}");
+    assert!(!logs.contains(&signature) && !logs.contains("MARKER"), "{logs}");
+}
