@@ -91,30 +91,60 @@ fn candidates(secret: &str, at: &str, body: &[u8]) -> Vec<(String, String, Vec<u
         ] {
             if bytes != body {
                 out.push((
-                    format!("the signer re-serialized the JSON ({label}) before signing: sign and send the same raw bytes, never re-encoded JSON"),
+                    format!("the signer re-serialized the JSON ({label}, keys sorted) before signing: sign and send the same raw bytes, never re-encoded JSON"),
+                    secret.to_owned(),
+                    std(at, bytes),
+                ));
+            }
+        }
+        // Re-serialization that kept the keys in their original order (JavaScript's
+        // JSON.stringify, Python's json.dumps of a parsed dict): only the spacing changed.
+        for (label, layout) in [
+            ("compact", Layout::Compact),
+            ("pretty-printed", Layout::Pretty),
+            ("Python json.dumps-style", Layout::Python),
+        ] {
+            let bytes = respace(body, layout);
+            if bytes != body {
+                out.push((
+                    format!("the signer re-serialized the JSON ({label}, keys in their original order) before signing: sign and send the same raw bytes, never re-encoded JSON"),
                     secret.to_owned(),
                     std(at, bytes),
                 ));
             }
         }
     }
-    let mut with_nl = body.to_vec();
-    with_nl.push(b'\n');
-    out.push(("a trailing newline was added to the body after signing (or the signer's copy had one): send the exact bytes (curl --data-binary)".into(), secret.to_owned(), std(at, with_nl)));
-    if let Some(stripped) = body.strip_suffix(b"\n") {
-        out.push((
-            "the body's trailing newline was stripped before signing (or added in transit)".into(),
-            secret.to_owned(),
-            std(at, stripped.to_vec()),
+    // Line endings. Each candidate is what the signer signed; `body` is what arrived.
+    let ending =
+        |label: &str, signed: Vec<u8>| (label.to_owned(), secret.to_owned(), std(at, signed));
+    out.push(ending(
+        "the body lost a trailing newline after signing (the signer's copy ends with one): send the exact bytes that were signed",
+        [body, b"\n"].concat(),
+    ));
+    out.push(ending(
+        "the body lost a trailing CRLF after signing (the signer's copy ends with \\r\\n)",
+        [body, b"\r\n"].concat(),
+    ));
+    if let Some(signed) = body.strip_suffix(b"\r\n") {
+        out.push(ending(
+            "the body gained a trailing CRLF after signing: send it with curl --data-binary, not -d",
+            signed.to_vec(),
         ));
     }
-    let mut crlf = body.to_vec();
-    crlf.extend_from_slice(b"\r\n");
-    out.push((
-        "a trailing CRLF was added to the body".into(),
-        secret.to_owned(),
-        std(at, crlf),
-    ));
+    if let Some(signed) = body.strip_suffix(b"\n") {
+        out.push(ending(
+            "the body gained a trailing newline after signing (an editor or `echo` added it): send the exact signed bytes (curl --data-binary @file)",
+            signed.to_vec(),
+        ));
+    }
+    if body.windows(2).any(|w| w == b"\r\n") {
+        out.push(ending(
+            "the body's line endings were converted from LF to CRLF after signing",
+            String::from_utf8_lossy(body)
+                .replace("\r\n", "\n")
+                .into_bytes(),
+        ));
+    }
     if let Ok(ms) = at.parse::<u64>() {
         out.push((
             format!(
@@ -161,6 +191,83 @@ fn candidates(secret: &str, at: &str, body: &[u8]) -> Vec<(String, String, Vec<u
     ] {
         if variant != secret {
             out.push((label.into(), variant, std(at, body.to_vec())));
+        }
+    }
+    out
+}
+
+/// How [`respace`] lays JSON out.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// No whitespace at all.
+    Compact,
+    /// Two-space indentation, `": "` (JavaScript's `JSON.stringify(v, null, 2)`).
+    Pretty,
+    /// `", "` and `": "` on one line (Python's `json.dumps` defaults).
+    Python,
+}
+
+/// The same JSON tokens, in the same order, with the whitespace of `layout`: what a signer that
+/// parsed and re-encoded the body with an order-preserving library would have signed.
+fn respace(body: &[u8], layout: Layout) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() * 2);
+    let mut depth = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.push(b'\n');
+        out.extend(std::iter::repeat_n(b' ', depth * 2));
+    };
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        i += 1;
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b'"' => {
+                in_string = true;
+                out.push(b);
+            }
+            b'{' | b'[' => {
+                out.push(b);
+                depth += 1;
+                // An empty object or array stays `{}` / `[]`.
+                let next = body[i..].iter().find(|c| !c.is_ascii_whitespace());
+                if matches!(layout, Layout::Pretty) && !matches!(next, Some(b'}' | b']')) {
+                    newline(&mut out, depth);
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if matches!(layout, Layout::Pretty) && !matches!(out.last(), Some(b'{' | b'[')) {
+                    newline(&mut out, depth);
+                }
+                out.push(b);
+            }
+            b',' => {
+                out.push(b);
+                match layout {
+                    Layout::Pretty => newline(&mut out, depth),
+                    Layout::Python => out.push(b' '),
+                    Layout::Compact => {}
+                }
+            }
+            b':' => {
+                out.push(b);
+                if !matches!(layout, Layout::Compact) {
+                    out.push(b' ');
+                }
+            }
+            _ => out.push(b),
         }
     }
     out

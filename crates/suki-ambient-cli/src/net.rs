@@ -64,10 +64,7 @@ pub(crate) async fn post_signed(
 ) -> Result<(u16, String), Failure> {
     let parsed = reqwest::Url::parse(url).map_err(|_| Failure("--url is not a URL".into()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(Failure(format!(
-            "not an http(s) URL: {}",
-            display_url(url)
-        )));
+        return Err(Failure(format!("not an http(s) URL: {}", display_url(url))));
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -217,7 +214,10 @@ mod tests {
         assert_eq!(display_url("not a url"), "<not a URL>");
         assert_eq!(shell_quote("a'b; rm -rf $HOME"), "'a'\\''b; rm -rf $HOME'");
         let out = std::process::Command::new("sh")
-            .args(["-c", &format!("printf %s {}", shell_quote("x'$(id)`y`;\"z"))])
+            .args([
+                "-c",
+                &format!("printf %s {}", shell_quote("x'$(id)`y`;\"z")),
+            ])
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "x'$(id)`y`;\"z");

@@ -164,6 +164,36 @@ fn explain_names_the_common_mistakes() {
         );
         assert_eq!(out.lines().last().unwrap(), "mismatch");
     }
+    // The direction of a newline or CRLF difference is named correctly.
+    let out = explained(&sign_headers("k", at, &nl), at, &body, "k");
+    assert!(out.contains("lost a trailing newline"), "{out}");
+    let out = explained(&sign_headers("k", at, &body), at, &nl, "k");
+    assert!(out.contains("gained a trailing newline"), "{out}");
+    let crlf = [&body[..], b"\r\n"].concat();
+    let out = explained(&sign_headers("k", at, &body), at, &crlf, "k");
+    assert!(out.contains("gained a trailing CRLF"), "{out}");
+    let out = explained(&sign_headers("k", at, &crlf), at, &body, "k");
+    assert!(out.contains("lost a trailing CRLF"), "{out}");
+    // Re-serialized with the keys kept in their (unsorted) order: compact, pretty, Python.
+    let unsorted = br#"{"status": "success", "session_id": "s", "encounter_id": "e", "_links": {"status": [{"href": "/x", "method": "GET"}], "contents": []}}"#.to_vec();
+    let compact = br#"{"status":"success","session_id":"s","encounter_id":"e","_links":{"status":[{"href":"/x","method":"GET"}],"contents":[]}}"#.to_vec();
+    let pretty_unsorted = b"{\n  \"status\": \"success\",\n  \"session_id\": \"s\",\n  \"encounter_id\": \"e\",\n  \"_links\": {\n    \"status\": [\n      {\n        \"href\": \"/x\",\n        \"method\": \"GET\"\n      }\n    ],\n    \"contents\": []\n  }\n}".to_vec();
+    for (signed, received, label) in [
+        (&compact, &unsorted, "compact, keys in their original order"),
+        (
+            &unsorted,
+            &compact,
+            "Python json.dumps-style, keys in their original order",
+        ),
+        (
+            &pretty_unsorted,
+            &compact,
+            "pretty-printed, keys in their original order",
+        ),
+    ] {
+        let out = explained(&sign_headers("k", at, signed), at, received, "k");
+        assert!(out.contains(label), "expected {label:?}:\n{out}");
+    }
     // '.' separator and body-only MACs, computed independently here.
     use hmac::{KeyInit, Mac};
     let mac = |data: &[u8]| {
@@ -448,16 +478,28 @@ fn sandbox_refuses_the_environment_secret_unless_asked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_to_a_missing_route_is_not_delivered_and_prints_no_credentials() {
-    let sandbox = suki_ambient_sandbox::Sandbox::builder().start().await.unwrap();
+    let sandbox = suki_ambient_sandbox::Sandbox::builder()
+        .start()
+        .await
+        .unwrap();
     let url = format!(
         "http://user:pw@{}/webhooks/suki?token=SECRET-QUERY",
-        sandbox.base_url().trim_start_matches("http://").trim_end_matches('/')
+        sandbox
+            .base_url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
     );
     let out = tokio::task::spawn_blocking(move || run(&["send", "--url", &url], Some("k"), b""))
         .await
         .unwrap();
     assert!(!out.status.success());
     let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(text.contains("not delivered") && text.contains("404"), "{text}");
-    assert!(!text.contains("SECRET-QUERY") && !text.contains("pw@"), "{text}");
+    assert!(
+        text.contains("not delivered") && text.contains("404"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("SECRET-QUERY") && !text.contains("pw@"),
+        "{text}"
+    );
 }

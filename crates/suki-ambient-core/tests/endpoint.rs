@@ -154,6 +154,12 @@ async fn every_rejection_is_logged_at_warn_with_its_code_and_no_header_value() {
     assert!(logs.contains("WARN"), "{logs}");
     assert!(logs.contains("code=\"mismatch\""), "{logs}");
     assert!(logs.contains("secrets_tried=2"), "{logs}");
-    assert!(logs.contains("secret #1 starts or ends with whitespace"), "{logs}");
-    assert!(!logs.contains(&signature) && !logs.contains("MARKER"), "{logs}");
+    assert!(
+        logs.contains("secret #1 starts or ends with whitespace"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(&signature) && !logs.contains("MARKER"),
+        "{logs}"
+    );
 }

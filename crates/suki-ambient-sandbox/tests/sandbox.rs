@@ -486,7 +486,10 @@ async fn a_404_from_the_receiver_is_not_a_delivery_and_says_why() {
     let s = sandbox.create_session(None);
     match sandbox.complete(&s.session_id).await {
         Err(SandboxError::Delivery { reason }) => {
-            assert!(reason.contains("404") && reason.contains(".nest"), "{reason}");
+            assert!(
+                reason.contains("404") && reason.contains(".nest"),
+                "{reason}"
+            );
         }
         other => panic!("expected a failed delivery, got {other:?}"),
     }
