@@ -31,7 +31,7 @@
 //!
 //! #[actix_web::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let verifier = Verifier::builder().secret(std::env::var("SUKI_WEBHOOK_SECRET")?).build()?;
+//!     let verifier = Verifier::builder().secret_from_env("SUKI_WEBHOOK_SECRET").build()?;
 //!     HttpServer::new(move || {
 //!         App::new()
 //!             .app_data(web::Data::new(verifier.clone()))

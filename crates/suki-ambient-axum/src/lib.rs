@@ -25,7 +25,7 @@
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let verifier = Verifier::builder().secret(std::env::var("SUKI_WEBHOOK_SECRET")?).build()?;
+//! let verifier = Verifier::builder().secret_from_env("SUKI_WEBHOOK_SECRET").build()?;
 //! let app = Router::new().route("/webhooks/suki", post(receive)).with_state(verifier);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;

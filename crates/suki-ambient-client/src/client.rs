@@ -687,6 +687,28 @@ fn path_template(path: &str) -> &'static str {
     }
 }
 
+/// Whether `url` is on the base URL's origin and under its path (the base path ends with `/`).
+fn within_base(base: &Url, url: &Url) -> bool {
+    url.origin() == base.origin() && url.path().starts_with(base.path())
+}
+
+/// The default client's redirects: at most [`MAX_REDIRECTS`], and only within the base URL
+/// (same origin, so never https to http, and under the base path). Any other redirect is not
+/// followed: the 3xx answer comes back and the call fails with [`ClientError::Redirect`], before
+/// `sdp_suki_token` (a custom header, which reqwest would carry along) is sent anywhere else.
+fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS || !within_base(&base, attempt.url()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Same-origin redirects followed at most.
+const MAX_REDIRECTS: usize = 5;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,25 +798,3 @@ mod tests {
         assert_eq!(path_template("/elsewhere"), "{link}");
     }
 }
-
-/// Whether `url` is on the base URL's origin and under its path (the base path ends with `/`).
-fn within_base(base: &Url, url: &Url) -> bool {
-    url.origin() == base.origin() && url.path().starts_with(base.path())
-}
-
-/// The default client's redirects: at most [`MAX_REDIRECTS`], and only within the base URL
-/// (same origin, so never https to http, and under the base path). Any other redirect is not
-/// followed: the 3xx answer comes back and the call fails with [`ClientError::Redirect`], before
-/// `sdp_suki_token` (a custom header, which reqwest would carry along) is sent anywhere else.
-fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() > MAX_REDIRECTS || !within_base(&base, attempt.url()) {
-            attempt.stop()
-        } else {
-            attempt.follow()
-        }
-    })
-}
-
-/// Same-origin redirects followed at most.
-const MAX_REDIRECTS: usize = 5;

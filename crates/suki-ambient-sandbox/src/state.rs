@@ -85,23 +85,6 @@ impl RequestCounts {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_counts_stay_bounded() {
-        let mut counts = RequestCounts::default();
-        for i in 0..MAX_COUNTED_PATHS + 5_000 {
-            counts.count(&format!("/scan/{i}"));
-        }
-        counts.count("/scan/0");
-        assert_eq!(counts.by_path.len(), MAX_COUNTED_PATHS);
-        assert_eq!(counts.under("/scan/0"), 2);
-        assert_eq!(counts.under("/"), (MAX_COUNTED_PATHS + 5_001) as u64);
-    }
-}
-
 pub(crate) struct Shared {
     pub(crate) world: Mutex<World>,
     pub(crate) secret: WebhookSecret,
@@ -132,4 +115,21 @@ pub(crate) fn new_id() -> String {
         fastrand::u16(0x8000..0xc000),
         fastrand::u64(..1 << 48)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_counts_stay_bounded() {
+        let mut counts = RequestCounts::default();
+        for i in 0..MAX_COUNTED_PATHS + 5_000 {
+            counts.count(&format!("/scan/{i}"));
+        }
+        counts.count("/scan/0");
+        assert_eq!(counts.by_path.len(), MAX_COUNTED_PATHS);
+        assert_eq!(counts.under("/scan/0"), 2);
+        assert_eq!(counts.under("/"), (MAX_COUNTED_PATHS + 5_001) as u64);
+    }
 }

@@ -20,7 +20,7 @@
 //! use suki_ambient_warp::{SukiWebhook, recover, suki_webhook};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let verifier = Verifier::builder().secret(std::env::var("SUKI_WEBHOOK_SECRET")?).build()?;
+//! let verifier = Verifier::builder().secret_from_env("SUKI_WEBHOOK_SECRET").build()?;
 //! let route = warp::post()
 //!     .and(warp::path!("webhooks" / "suki"))
 //!     .and(suki_webhook(verifier))
