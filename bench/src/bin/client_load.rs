@@ -99,7 +99,7 @@ fn main() {
             encounter_id: EncounterId::from(e),
             sessions: Vec::new(),
             additional_info: None,
-            links: Links::for_session(s, e),
+            links: Links::for_session(&SessionId::from(s), &EncounterId::from(e)),
         });
     }
     let rt = tokio::runtime::Builder::new_current_thread()

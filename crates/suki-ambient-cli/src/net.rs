@@ -27,7 +27,10 @@ pub(crate) fn event_body(event: &str, session: Option<String>) -> Result<Vec<u8>
             encounter_id: EncounterId::from(encounter.as_str()),
             sessions: vec![SessionId::from(session.as_str())],
             additional_info: None,
-            links: Links::for_session(&session, &encounter),
+            links: Links::for_session(
+                &SessionId::from(session.as_str()),
+                &EncounterId::from(encounter.as_str()),
+            ),
         }),
         "failed" => WebhookEvent::Failed(SessionFailed {
             session_id: SessionId::from(session.as_str()),

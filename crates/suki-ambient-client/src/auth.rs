@@ -1,6 +1,7 @@
 //! Authentication: the `TokenProvider` trait, `StaticToken`, and `PartnerLogin` (cached,
 //! refreshed, single-flight partner login).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use base64::Engine as _;
 use reqwest::Url;
-use suki_ambient_core::api::{ApiErrorBody, LoginRequest, LoginResponse};
+use suki_ambient_core::api::{ApiErrorBody, LoginRequest, LoginResponse, Route};
 use tokio::sync::{Mutex, RwLock};
 use tracing::Instrument;
 use zeroize::Zeroizing;
@@ -44,6 +45,7 @@ pub struct AuthContext<'a> {
     pub(crate) http: &'a reqwest::Client,
     pub(crate) base_url: &'a Url,
     pub(crate) timeout: Duration,
+    pub(crate) provider_id: Option<&'a str>,
 }
 
 impl AuthContext<'_> {
@@ -55,6 +57,12 @@ impl AuthContext<'_> {
     /// The API base URL.
     pub fn base_url(&self) -> &Url {
         self.base_url
+    }
+
+    /// The `sdp_provider_id` of the call (see
+    /// [`AmbientClient::for_provider`](crate::AmbientClient::for_provider)).
+    pub fn provider_id(&self) -> Option<&str> {
+        self.provider_id
     }
 
     /// The per-request timeout.
@@ -109,7 +117,7 @@ impl PartnerTokenSource for Token {
     }
 }
 
-/// Logs in with `POST /api/v1/auth/login` and caches the Suki token.
+/// Logs in ([`Route::Login`]) and caches the Suki token.
 ///
 /// The token is refreshed before it expires: at its JWT `exp` claim less a margin (a tenth of
 /// its lifetime, at most a minute), or 55 minutes after login when `exp` cannot be read. Many
@@ -119,7 +127,9 @@ pub struct PartnerLogin {
     partner_id: String,
     source: Box<dyn PartnerTokenSource>,
     provider_id: Option<String>,
-    cache: RwLock<Option<Cached>>,
+    per_provider: bool,
+    /// One token per login identity: `None` when shared, the provider id when per provider.
+    cache: RwLock<HashMap<Option<String>, Cached>>,
     refresh: Mutex<()>,
     logins: AtomicU64,
 }
@@ -158,7 +168,8 @@ impl PartnerLogin {
             partner_id: partner_id.into(),
             source: Box::new(source),
             provider_id: None,
-            cache: RwLock::new(None),
+            per_provider: false,
+            cache: RwLock::new(HashMap::new()),
             refresh: Mutex::new(()),
             logins: AtomicU64::new(0),
         }
@@ -171,37 +182,60 @@ impl PartnerLogin {
         self
     }
 
+    /// Logs in once per `sdp_provider_id` the client sends (see
+    /// [`AmbientClient::for_provider`](crate::AmbientClient::for_provider)), with that provider in
+    /// the login body, and caches one token per provider: for partners whose Suki tokens are
+    /// issued per provider. Without it, one token is shared by every provider.
+    #[must_use]
+    pub fn token_per_provider(mut self) -> Self {
+        self.per_provider = true;
+        self
+    }
+
     /// How many logins were made so far.
     pub fn logins(&self) -> u64 {
         self.logins.load(Ordering::Relaxed)
     }
 
-    /// Forgets the cached token: the next call logs in.
+    /// Forgets the cached tokens: the next call logs in.
     pub async fn expire(&self) {
-        *self.cache.write().await = None;
+        self.cache.write().await.clear();
     }
 
-    async fn cached(&self) -> Option<Token> {
+    /// Which cached token a call uses, and the provider of its login.
+    fn identity(&self, ctx: &AuthContext<'_>) -> Option<String> {
+        if self.per_provider {
+            ctx.provider_id.map(str::to_owned)
+        } else {
+            None
+        }
+    }
+
+    async fn cached(&self, identity: &Option<String>) -> Option<Token> {
         let cache = self.cache.read().await;
         cache
-            .as_ref()
+            .get(identity)
             .filter(|c| Instant::now() < c.refresh_at)
             .map(|c| c.token.clone())
     }
 
-    async fn login(&self, ctx: &AuthContext<'_>) -> Result<Cached, ClientError> {
+    async fn login(
+        &self,
+        ctx: &AuthContext<'_>,
+        identity: &Option<String>,
+    ) -> Result<Cached, ClientError> {
         let partner_token = self.source.partner_token().await?;
-        let mut url = ctx.base_url.clone();
-        url.path_segments_mut()
-            .map_err(|()| ClientError::Config {
+        let login_path = Route::Login.path("");
+        let url = ctx
+            .base_url
+            .join(login_path.trim_start_matches('/'))
+            .map_err(|_| ClientError::Config {
                 reason: "base URL cannot have a path".into(),
-            })?
-            .pop_if_empty()
-            .extend(["api", "v1", "auth", "login"]);
+            })?;
         let body = LoginRequest {
             partner_id: self.partner_id.clone(),
             partner_token: partner_token.expose().to_owned(),
-            provider_id: self.provider_id.clone(),
+            provider_id: identity.clone().or_else(|| self.provider_id.clone()),
         };
         let body = Zeroizing::new(serde_json::to_vec(&body).map_err(|_| ClientError::Config {
             reason: "login request does not serialize".into(),
@@ -210,7 +244,7 @@ impl PartnerLogin {
         let span = tracing::info_span!(
             "suki_api",
             method = "POST",
-            path = "/api/v1/auth/login",
+            path = Route::Login.template(),
             status = tracing::field::Empty
         );
         let response = ctx
@@ -261,26 +295,24 @@ impl PartnerLogin {
 #[async_trait]
 impl TokenProvider for PartnerLogin {
     async fn token(&self, ctx: &AuthContext<'_>) -> Result<Token, ClientError> {
-        if let Some(token) = self.cached().await {
+        let identity = self.identity(ctx);
+        if let Some(token) = self.cached(&identity).await {
             return Ok(token);
         }
         // One login at a time; callers that waited find the fresh token.
         let _single_flight = self.refresh.lock().await;
-        if let Some(token) = self.cached().await {
+        if let Some(token) = self.cached(&identity).await {
             return Ok(token);
         }
-        let fresh = self.login(ctx).await?;
+        let fresh = self.login(ctx, &identity).await?;
         let token = fresh.token.clone();
-        *self.cache.write().await = Some(fresh);
+        self.cache.write().await.insert(identity, fresh);
         Ok(token)
     }
 
     async fn invalidate(&self, token: &Token) -> bool {
-        let mut cache = self.cache.write().await;
         // Only drop the refused token: concurrent refusals of one token cause one new login.
-        if cache.as_ref().is_some_and(|c| &c.token == token) {
-            *cache = None;
-        }
+        self.cache.write().await.retain(|_, c| &c.token != token);
         true
     }
 }

@@ -105,6 +105,9 @@ pub enum ClientError {
         /// Why.
         reason: &'static str,
     },
+    /// A session or encounter id that cannot be one path segment (empty, or only dots).
+    #[error("invalid id: it must be a non-empty path segment other than `.` or `..`")]
+    InvalidId,
     /// The client is misconfigured (e.g. an invalid base URL).
     #[error("client configuration: {reason}")]
     Config {
@@ -114,11 +117,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Whether trying the same call again later may succeed: transport errors, timeouts, and
-    /// the statuses 429, 500, 502, 503 and 504.
+    /// Whether trying the same call again later may succeed: transport errors, timeouts, the
+    /// statuses 429, 500, 502, 503 and 504, and `409 content_not_ready` (right after a session
+    /// completes its content can lag the webhook by a moment: a race, not a failure).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Transport { .. } | Self::Timeout { .. } => true,
+            Self::Api {
+                status: 409, code, ..
+            } => code == "content_not_ready",
             Self::Api { status, .. } => is_retryable_status(*status),
             _ => false,
         }

@@ -34,13 +34,17 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod auth;
+mod builder;
 mod client;
+mod endpoints;
 mod error;
 mod results;
 mod retry;
+mod transport;
 
 pub use auth::{AuthContext, PartnerLogin, PartnerTokenSource, StaticToken, Token, TokenProvider};
-pub use client::{AmbientClient, AmbientClientBuilder, Environment};
+pub use builder::AmbientClientBuilder;
+pub use client::{AmbientClient, Environment};
 pub use error::{ClientError, ServerMessage, TimeoutKind, TransportKind};
 pub use results::SessionResults;
 pub use retry::RetryPolicy;

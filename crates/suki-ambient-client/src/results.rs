@@ -1,7 +1,8 @@
-//! `fetch_results`: every link of a completed session, fetched concurrently.
+//! `fetch_results`: the links of a completed session, fetched concurrently; `retry_failed`.
 
+use serde::de::DeserializeOwned;
 use suki_ambient_core::api::{NoteContent, StatusResponse, StructuredData, Transcript};
-use suki_ambient_core::{LinkKind, SessionCompleted, SessionId};
+use suki_ambient_core::{Link, LinkKind, Links, SessionCompleted, SessionId};
 
 use crate::{AmbientClient, ClientError};
 
@@ -24,6 +25,8 @@ pub struct SessionResults {
     pub encounter_structured_data: Option<Result<StructuredData, ClientError>>,
     /// `transcripts`: the transcript.
     pub transcript: Option<Result<Transcript, ClientError>>,
+    /// The links that were asked for (to retry the failed ones).
+    links: Links,
 }
 
 impl SessionResults {
@@ -69,14 +72,77 @@ impl SessionResults {
     }
 }
 
+impl SessionResults {
+    /// Fetches again only the links that failed, keeping what succeeded (e.g. after a
+    /// `503` burst outlasted the client's retries).
+    pub async fn retry_failed(&mut self, client: &AmbientClient) {
+        let failed: Vec<LinkKind> = self.errors().into_iter().map(|(kind, _)| kind).collect();
+        if failed.is_empty() {
+            return;
+        }
+        let fresh = client
+            .fetch_links(&self.session_id, &self.links, &failed)
+            .await;
+        let Self {
+            status,
+            contents,
+            encounter_content,
+            structured_data,
+            encounter_structured_data,
+            transcript,
+            ..
+        } = fresh;
+        // `fresh` holds a result exactly for the kinds that failed.
+        replace(&mut self.status, status);
+        replace(&mut self.contents, contents);
+        replace(&mut self.encounter_content, encounter_content);
+        replace(&mut self.structured_data, structured_data);
+        replace(
+            &mut self.encounter_structured_data,
+            encounter_structured_data,
+        );
+        replace(&mut self.transcript, transcript);
+    }
+}
+
+fn replace<T>(slot: &mut Option<T>, new: Option<T>) {
+    if new.is_some() {
+        *slot = new;
+    }
+}
+
 impl AmbientClient {
     /// Follows every documented link of a completed session (the first of each kind),
     /// concurrently, over the client's connection pool.
     pub async fn fetch_results(&self, event: &SessionCompleted) -> SessionResults {
-        let links = &event.links;
-        async fn one<T: serde::de::DeserializeOwned>(
+        self.fetch_results_with(event, &LinkKind::ALL).await
+    }
+
+    /// [`fetch_results`](Self::fetch_results) for the chosen kinds only, e.g.
+    /// `&[LinkKind::Contents, LinkKind::StructuredData]` for the note and its codes.
+    pub async fn fetch_results_with(
+        &self,
+        event: &SessionCompleted,
+        what: &[LinkKind],
+    ) -> SessionResults {
+        self.fetch_links(&event.session_id, &event.links, what)
+            .await
+    }
+
+    async fn fetch_links(
+        &self,
+        session_id: &SessionId,
+        links: &Links,
+        what: &[LinkKind],
+    ) -> SessionResults {
+        let pick = |kind: LinkKind| {
+            what.contains(&kind)
+                .then(|| links.get(kind).first())
+                .flatten()
+        };
+        async fn one<T: DeserializeOwned>(
             client: &AmbientClient,
-            link: Option<&suki_ambient_core::Link>,
+            link: Option<&Link>,
         ) -> Option<Result<T, ClientError>> {
             match link {
                 Some(link) => Some(client.follow_as(link).await),
@@ -91,21 +157,22 @@ impl AmbientClient {
             encounter_structured_data,
             transcript,
         ) = tokio::join!(
-            one(self, links.status().first()),
-            one(self, links.contents().first()),
-            one(self, links.encounter_content().first()),
-            one(self, links.structured_data().first()),
-            one(self, links.encounter_structured_data().first()),
-            one(self, links.transcripts().first()),
+            one(self, pick(LinkKind::Status)),
+            one(self, pick(LinkKind::Contents)),
+            one(self, pick(LinkKind::EncounterContent)),
+            one(self, pick(LinkKind::StructuredData)),
+            one(self, pick(LinkKind::EncounterStructuredData)),
+            one(self, pick(LinkKind::Transcripts)),
         );
         SessionResults {
-            session_id: event.session_id.clone(),
+            session_id: session_id.clone(),
             status,
             contents,
             encounter_content,
             structured_data,
             encounter_structured_data,
             transcript,
+            links: links.clone(),
         }
     }
 }

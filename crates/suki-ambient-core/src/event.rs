@@ -311,45 +311,54 @@ pub struct Links {
 }
 
 impl Links {
-    /// The six documented links of an Ambient session, relative to the API base URL, as Suki's
-    /// paths spell them (what the sandbox sends, and a way to fetch by ids alone).
-    pub fn for_session(session_id: &str, encounter_id: &str) -> Self {
-        let s = format!("/api/v1/ambient/session/{session_id}");
-        let e = format!("/api/v1/ambient/encounter/{encounter_id}");
-        Self::default()
-            .with(
-                LinkKind::Contents,
-                Link::get(format!("{s}/content"), "contents"),
-            )
-            .with(
-                LinkKind::EncounterContent,
-                Link::get(format!("{e}/content"), "encounter_content"),
-            )
-            .with(
-                LinkKind::StructuredData,
-                Link::get(format!("{s}/structured-data"), "structured_data"),
-            )
-            .with(
-                LinkKind::EncounterStructuredData,
-                Link::get(format!("{e}/structured-data"), "encounter_structured_data"),
-            )
-            .with(LinkKind::Status, Link::get(format!("{s}/status"), "status"))
-            .with(
-                LinkKind::Transcripts,
-                Link::get(format!("{s}/transcript"), "transcripts"),
-            )
+    /// The six documented links of an Ambient session, relative to the API base URL, built
+    /// from the [route table](crate::api::Route) (what the sandbox sends, and a way to fetch by
+    /// ids alone).
+    pub fn for_session(session_id: &SessionId, encounter_id: &EncounterId) -> Self {
+        use crate::api::Route;
+        Self::from_routes(
+            &[
+                Route::SessionContent,
+                Route::EncounterContent,
+                Route::SessionStructuredData,
+                Route::EncounterStructuredData,
+                Route::SessionStatus,
+                Route::SessionTranscript,
+            ],
+            session_id,
+            encounter_id.as_str(),
+        )
     }
 
     /// The two links of a form-filling session (`status` and `structured_data`), relative to the
     /// API base URL.
-    pub fn for_form_filling(session_id: &str) -> Self {
-        let s = format!("/api/v1/form-filling/session/{session_id}");
-        Self::default()
-            .with(LinkKind::Status, Link::get(format!("{s}/status"), "status"))
-            .with(
-                LinkKind::StructuredData,
-                Link::get(format!("{s}/structured-data"), "structured_data"),
-            )
+    pub fn for_form_filling(session_id: &SessionId) -> Self {
+        use crate::api::Route;
+        Self::from_routes(
+            &[Route::FormFillingStatus, Route::FormFillingStructuredData],
+            session_id,
+            "",
+        )
+    }
+
+    fn from_routes(
+        routes: &[crate::api::Route],
+        session_id: &SessionId,
+        encounter_id: &str,
+    ) -> Self {
+        use crate::api::RouteId;
+        let mut links = Self::default();
+        for &route in routes {
+            let Some(kind) = route.link_kind() else {
+                continue;
+            };
+            let id = match route.id() {
+                RouteId::Encounter => encounter_id,
+                _ => session_id.as_str(),
+            };
+            links.push(kind, Link::get(route.path(id), kind.key()));
+        }
+        links
     }
 
     /// The links under a documented key (empty when absent).

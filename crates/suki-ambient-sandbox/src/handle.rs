@@ -447,8 +447,10 @@ impl SandboxControl {
             .map(|ids| ids.iter().map(|s| SessionId(s.clone())).collect())
             .unwrap_or_default();
         let links = match kind {
-            SessionKind::Ambient => Links::for_session(id.as_str(), &encounter_id),
-            SessionKind::FormFilling => Links::for_form_filling(id.as_str()),
+            SessionKind::Ambient => {
+                Links::for_session(id, &EncounterId::from(encounter_id.as_str()))
+            }
+            SessionKind::FormFilling => Links::for_form_filling(id),
         };
         Ok(WebhookEvent::Completed(SessionCompleted {
             session_id: id.clone(),

@@ -29,6 +29,12 @@ async fn login_then_every_endpoint() {
     let c = AmbientClient::builder()
         .base_url(sandbox.base_url())
         .auth(PartnerLogin::new(DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN))
+        // `409 content_not_ready` is retried (a race right after completion): keep it short.
+        .retry(
+            RetryPolicy::default()
+                .base_delay(Duration::from_millis(5))
+                .max_attempts(2),
+        )
         .build()
         .unwrap();
     let first = sandbox.create_session(None);

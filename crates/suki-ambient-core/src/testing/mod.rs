@@ -26,7 +26,10 @@ pub fn completed(session_id: &str, encounter_id: &str) -> WebhookEvent {
 /// The six documented links for a session, relative to the API base URL
 /// ([`Links::for_session`]).
 pub fn links_for(session_id: &str, encounter_id: &str) -> Links {
-    Links::for_session(session_id, encounter_id)
+    Links::for_session(
+        &SessionId::from(session_id),
+        &EncounterId::from(encounter_id),
+    )
 }
 
 /// A failed session (`ERROR_CODE_TRANSCRIPTION`).

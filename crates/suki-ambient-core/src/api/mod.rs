@@ -11,6 +11,10 @@ use serde_json::{Map, Value};
 
 use crate::redact::{Count, RedactedStr, opt_str};
 
+mod route;
+
+pub use route::{Route, RouteId};
+
 /// A session's state (`GET .../session/{id}/status`). Case-insensitive; unknown values kept.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]

@@ -1,0 +1,226 @@
+//! Transport: one call as attempts under the retry policy and the deadline, in a `suki_api`
+//! span; the redirect policy that keeps the token under the base URL.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::Url;
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::AmbientClient;
+use crate::auth::{AuthContext, Token, error_id};
+use crate::error::{ClientError, ServerMessage, TimeoutKind};
+use crate::retry::parse_retry_after;
+
+const TOKEN_HEADER: HeaderName = HeaderName::from_static("sdp_suki_token");
+const PROVIDER_HEADER: HeaderName = HeaderName::from_static("sdp_provider_id");
+
+/// How one attempt ended, when not with a body.
+enum Failure {
+    /// 401 `invalid_sdp_token`: this token was refused.
+    Refused(Token),
+    /// Any other error, with the server's `Retry-After`.
+    Error(ClientError, Option<Duration>),
+}
+
+impl AmbientClient {
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        template: &'static str,
+        what: &'static str,
+    ) -> Result<T, ClientError> {
+        let bytes = self.get_bytes(url, template).await?;
+        suki_ambient_core::decode_json(&bytes)
+            .map_err(|source| ClientError::Decode { what, source })
+    }
+
+    /// One call: attempts under the retry policy, within the deadline, in a `suki_api` span.
+    async fn get_bytes(&self, url: Url, template: &'static str) -> Result<Bytes, ClientError> {
+        let span = tracing::info_span!(
+            "suki_api",
+            method = "GET",
+            path = template,
+            status = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        // `None`: a deadline too far away to represent, i.e. none.
+        let deadline = started.checked_add(self.inner.deadline);
+        async move {
+            let result = tokio::time::timeout(self.inner.deadline, self.attempts(&url, deadline))
+                .await
+                .unwrap_or(Err(ClientError::Timeout {
+                    kind: TimeoutKind::Deadline,
+                }));
+            let span = tracing::Span::current();
+            span.record("latency_ms", started.elapsed().as_millis() as u64);
+            match &result {
+                Ok(_) => tracing::debug!("suki api call succeeded"),
+                Err(err) => tracing::warn!(error = %err, "suki api call failed"),
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn attempts(&self, url: &Url, deadline: Option<Instant>) -> Result<Bytes, ClientError> {
+        let retry = self.inner.retry;
+        let mut attempt = 0u32;
+        let mut relogged = false;
+        loop {
+            attempt += 1;
+            tracing::Span::current().record("attempt", attempt);
+            match self.attempt(url, deadline).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(Failure::Refused(token)) => {
+                    let refused = ClientError::Auth {
+                        status: 401,
+                        code: "invalid_sdp_token".to_owned(),
+                    };
+                    if relogged || !self.inner.auth.invalidate(&token).await {
+                        return Err(refused);
+                    }
+                    // One fresh login and one more try, outside the retry budget.
+                    relogged = true;
+                    attempt -= 1;
+                }
+                Err(Failure::Error(err, retry_after)) => {
+                    if !err.is_retryable() || attempt >= retry.attempts() {
+                        return Err(err);
+                    }
+                    let delay = retry.delay(attempt, retry_after);
+                    // A wait that passes the deadline (or any representable time: a server's
+                    // `Retry-After` is input) ends the call with the server's error.
+                    match Instant::now().checked_add(delay) {
+                        Some(resume) if deadline.is_none_or(|d| resume < d) => {}
+                        _ => return Err(err),
+                    }
+                    tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, url: &Url, deadline: Option<Instant>) -> Result<Bytes, Failure> {
+        let inner = &self.inner;
+        let remaining = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let timeout = inner.timeout.min(remaining);
+        let ctx = AuthContext {
+            http: &inner.http,
+            base_url: &inner.base_url,
+            timeout,
+            provider_id: self.provider_id(),
+        };
+        let token = inner
+            .auth
+            .token(&ctx)
+            .await
+            .map_err(|e| Failure::Error(e, None))?;
+        let token_value = HeaderValue::from_str(token.expose())
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+            .map_err(|_| {
+                Failure::Error(
+                    ClientError::Config {
+                        reason: "token is not a valid header value".into(),
+                    },
+                    None,
+                )
+            })?;
+        let mut request = inner
+            .http
+            .get(url.clone())
+            .header(TOKEN_HEADER, token_value)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(timeout);
+        if let Some(provider) = &self.provider_id {
+            request = request.header(PROVIDER_HEADER, provider.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure::Error(ClientError::transport(e), None))?;
+        let status = response.status().as_u16();
+        tracing::Span::current().record("status", status);
+        if !within_base(&inner.base_url, response.url()) {
+            // A client of the application's own followed a redirect elsewhere.
+            return Err(Failure::Error(
+                ClientError::Redirect {
+                    status,
+                    reason: "the answer came from outside the API base URL",
+                },
+                None,
+            ));
+        }
+        if (300..400).contains(&status) {
+            return Err(Failure::Error(
+                ClientError::Redirect {
+                    status,
+                    reason: "a redirect away from the API base URL is not followed",
+                },
+                None,
+            ));
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::Error(ClientError::transport(e), None))?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let code = error_id(status, &body);
+        if status == 401 && code == "invalid_sdp_token" {
+            return Err(Failure::Refused(token));
+        }
+        let err = if status == 401 {
+            ClientError::Auth { status, code }
+        } else {
+            let message = serde_json::from_slice::<suki_ambient_core::api::ApiErrorBody>(&body)
+                .map(|b| b.message)
+                .unwrap_or_else(|_| code.clone());
+            ClientError::Api {
+                status,
+                code,
+                message: ServerMessage(message),
+            }
+        };
+        Err(Failure::Error(err, retry_after))
+    }
+}
+
+/// Whether `url` is on the base URL's origin and under its path (the base path ends with `/`).
+pub(crate) fn within_base(base: &Url, url: &Url) -> bool {
+    url.origin() == base.origin() && url.path().starts_with(base.path())
+}
+
+/// The default client's redirects: at most [`MAX_REDIRECTS`], and only within the base URL
+/// (same origin, so never https to http, and under the base path). Any other redirect is not
+/// followed: the 3xx answer comes back and the call fails with [`ClientError::Redirect`], before
+/// `sdp_suki_token` (a custom header, which reqwest would carry along) is sent anywhere else.
+pub(crate) fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS || !within_base(&base, attempt.url()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Same-origin redirects followed at most.
+const MAX_REDIRECTS: usize = 5;
