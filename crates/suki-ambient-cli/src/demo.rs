@@ -257,7 +257,8 @@ pub(crate) async fn serve_sandbox(
     println!();
     println!("Log in (sandbox partner):");
     println!(
-        "  curl -sS -X POST {base}api/v1/auth/login -H 'Content-Type: application/json' -d '{{\"partner_id\":\"{DEFAULT_PARTNER_ID}\",\"partner_token\":\"{DEFAULT_PARTNER_TOKEN}\"}}'"
+        "  curl -sS -X POST {base}{} -H 'Content-Type: application/json' -d '{{\"partner_id\":\"{DEFAULT_PARTNER_ID}\",\"partner_token\":\"{DEFAULT_PARTNER_TOKEN}\"}}'",
+        suki_ambient_core::api::Route::Login.path("").trim_start_matches('/')
     );
     println!("Drive it:");
     let auth = format!("-H 'Authorization: Bearer {token}'");

@@ -18,6 +18,7 @@ use suki_ambient_core::api::{
 };
 
 use crate::state::{SessionKind, Shared, TokenInfo};
+use suki_ambient_core::api::Route;
 
 pub(crate) type AppState = Arc<Shared>;
 
@@ -44,31 +45,22 @@ fn ok<T: Serialize>(body: &T) -> Response {
 /// The API plus extra (admin) routes that share the fault and counting layer.
 pub(crate) fn router_with_admin(state: AppState, admin: Router<AppState>) -> Router {
     let api = Router::new()
-        .route("/api/v1/ambient/session/{id}/status", get(session_status))
+        .route(Route::SessionStatus.template(), get(session_status))
+        .route(Route::SessionTranscript.template(), get(session_transcript))
+        .route(Route::SessionContent.template(), get(session_content))
         .route(
-            "/api/v1/ambient/session/{id}/transcript",
-            get(session_transcript),
-        )
-        .route("/api/v1/ambient/session/{id}/content", get(session_content))
-        .route(
-            "/api/v1/ambient/session/{id}/structured-data",
+            Route::SessionStructuredData.template(),
             get(session_structured_data),
         )
+        .route(Route::SessionRecording.template(), get(session_recording))
+        .route(Route::EncounterContent.template(), get(encounter_content))
         .route(
-            "/api/v1/ambient/session/{id}/recording",
-            get(session_recording),
-        )
-        .route(
-            "/api/v1/ambient/encounter/{id}/content",
-            get(encounter_content),
-        )
-        .route(
-            "/api/v1/ambient/encounter/{id}/structured-data",
+            Route::EncounterStructuredData.template(),
             get(encounter_structured_data),
         )
-        .route("/api/v1/form-filling/session/{id}/status", get(form_status))
+        .route(Route::FormFillingStatus.template(), get(form_status))
         .route(
-            "/api/v1/form-filling/session/{id}/structured-data",
+            Route::FormFillingStructuredData.template(),
             get(form_structured_data),
         )
         .route_layer(middleware::from_fn_with_state(
@@ -76,7 +68,7 @@ pub(crate) fn router_with_admin(state: AppState, admin: Router<AppState>) -> Rou
             authorize,
         ));
     Router::new()
-        .route("/api/v1/auth/login", post(login))
+        .route(Route::Login.template(), post(login))
         .merge(api)
         .route("/sandbox/audio/{file}", get(audio))
         .merge(admin)

@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
     };
     let encounter = args.next();
     let Ok(token) = std::env::var("SUKI_TOKEN") else {
-        eprintln!("error: set SUKI_TOKEN to an sdp_suki_token (POST /api/v1/auth/login)");
+        eprintln!("error: set SUKI_TOKEN to an sdp_suki_token (from a partner login)");
         return ExitCode::FAILURE;
     };
     let base_url = std::env::var("SUKI_API_BASE_URL")
