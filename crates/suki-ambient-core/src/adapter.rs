@@ -1,5 +1,32 @@
-//! What adapter authors need: reading a request (head check, bounded body with its deadline,
-//! verification) and logging its rejection, the same way in every framework.
+//! What adapter authors need, and only they: the head check, the bounded body read with its
+//! deadline, single-header reading, the endpoint's response, and rejection logging. Users of the
+//! axum, actix-web and warp adapters never need this module.
+//!
+//! # Writing an adapter for another framework
+//!
+//! The three adapters of this workspace are built from these pieces, each in a few dozen lines
+//! (async-graphql's integrations are the model):
+//!
+//! 1. **Verify-only extractor** (`VerifiedBody`): take the request's headers and body stream and
+//!    call [`verify_request`] (an `http` 1.x `HeaderMap`) or [`verify_request_parts`] (headers
+//!    of another `http` version, read with [`single_header_text`]). It checks the head first
+//!    (a missing header or a declared length over the limit is refused before any body byte is
+//!    read), reads the body within [`Verifier::max_body_bytes`] and
+//!    [`Verifier::body_timeout`], and verifies. On error, call [`log_rejection`] and answer
+//!    `err.status()` with `err.to_json()` (or turn it into your framework's rejection).
+//! 2. **Parsing extractor** (`SukiWebhook`): the same, then
+//!    [`Verified::parse`](crate::Verified::parse); a [`PayloadError`](crate::PayloadError) is a
+//!    rejection too.
+//! 3. **Ready-made endpoint**: hold a [`WebhookEndpoint`](crate::WebhookEndpoint); on a verified
+//!    delivery call [`WebhookEndpoint::handle_verified`](crate::WebhookEndpoint::handle_verified),
+//!    on an error [`WebhookEndpoint::reject`](crate::WebhookEndpoint::reject) (which logs), and
+//!    send the [`EndpointResponse`] (status, JSON body, `Content-Type: application/json`) as your
+//!    framework's response type.
+//! 4. Run [`run_conformance`](crate::testing::run_conformance) (feature `testing`) against each
+//!    entry point over real HTTP.
+//!
+//! Frameworks whose body arrives in one piece can call [`check_head`] and
+//! [`CheckedHead::verify_body`] themselves; [`BodyBuffer`] gathers chunks within a limit.
 
 use std::future::poll_fn;
 use std::pin::pin;
@@ -10,7 +37,45 @@ use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use http::HeaderMap;
 
-use crate::{BodyBuffer, CheckedHead, VerifiedDelivery, Verifier, VerifyError, WebhookError};
+pub use crate::body::BodyBuffer;
+pub use crate::endpoint::EndpointResponse;
+pub use crate::verify::{CheckedHead, single_header_text};
+use crate::verify::{GENERATED_AT_HEADER, SIGNATURE_HEADER, header_text};
+use crate::{VerifiedDelivery, Verifier, VerifyError, WebhookError};
+
+/// Checks a request's head before its body is read: both headers present and well formed, the
+/// timestamp fresh, and a declared `Content-Length` within the body limit. Finish with
+/// [`CheckedHead::verify_body`] once the body is read: the headers are not parsed twice.
+///
+/// # Errors
+/// The first check that fails.
+pub fn check_head<'h>(
+    verifier: &Verifier,
+    headers: &'h HeaderMap,
+) -> Result<CheckedHead<'h>, VerifyError> {
+    let content_length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .map(|v| v.to_str().unwrap_or("!"));
+    verifier.check_head_parts(
+        header_text(headers, GENERATED_AT_HEADER),
+        header_text(headers, SIGNATURE_HEADER),
+        content_length,
+    )
+}
+
+/// [`check_head`] for header values as text (`""` = absent; see [`single_header_text`]). A
+/// `Content-Length` that is not a number is left for the HTTP layer to refuse.
+///
+/// # Errors
+/// The first check that fails.
+pub fn check_head_parts<'h>(
+    verifier: &Verifier,
+    generated_at: &'h str,
+    signature: &str,
+    content_length: Option<&str>,
+) -> Result<CheckedHead<'h>, VerifyError> {
+    verifier.check_head_parts(generated_at, signature, content_length)
+}
 
 /// Verifies a request whose headers are an `http` 1.x [`HeaderMap`] and whose body is a stream
 /// of chunks: checks the head before reading anything (a missing header or a declared
@@ -29,7 +94,7 @@ where
     S: Stream<Item = Result<B, E>>,
     B: Buf,
 {
-    let head = verifier.check_head(headers)?;
+    let head = check_head(verifier, headers)?;
     let declared = declared_length(
         headers
             .get(http::header::CONTENT_LENGTH)
@@ -55,7 +120,7 @@ where
     B: Buf,
 {
     let length_text = content_length.map(|v| std::str::from_utf8(v).unwrap_or("!"));
-    let head = verifier.check_head_parts(generated_at, signature, length_text)?;
+    let head = check_head_parts(verifier, generated_at, signature, length_text)?;
     finish(verifier, &head, body, declared_length(content_length)).await
 }
 
@@ -70,7 +135,7 @@ where
     B: Buf,
 {
     let bytes = read_body(verifier, body, declared).await?;
-    Ok(verifier.verify_body_bytes(head, bytes)?)
+    Ok(head.verify_body(verifier, bytes)?)
 }
 
 fn declared_length(value: Option<&[u8]>) -> Option<u64> {

@@ -12,7 +12,8 @@ use crate::VerifyError;
 /// # Example
 ///
 /// ```
-/// use suki_ambient_core::{Bytes, BodyBuffer, VerifyError};
+/// use suki_ambient_core::adapter::BodyBuffer;
+/// use suki_ambient_core::{Bytes, VerifyError};
 ///
 /// let mut body = BodyBuffer::new(8, None);
 /// body.push(Bytes::from_static(b"1234"))?;

@@ -163,7 +163,7 @@ impl<H: EventHandler> WebhookEndpoint<H> {
 
     /// Handles a request given its headers and complete body.
     pub async fn handle(&self, headers: &HeaderMap, body: Bytes) -> EndpointResponse {
-        match self.verifier.verify_bytes(headers, body) {
+        match self.verifier.verify(headers, body) {
             Ok(verified) => self.handle_verified(verified).await,
             Err(err) => self.reject(WebhookError::Verify(err)),
         }
@@ -176,10 +176,11 @@ impl<H: EventHandler> WebhookEndpoint<H> {
         signature: Option<&str>,
         body: Bytes,
     ) -> EndpointResponse {
-        match self
-            .verifier
-            .verify_parts_bytes(generated_at, signature, body)
-        {
+        match self.verifier.verify_parts(
+            generated_at.unwrap_or_default(),
+            signature.unwrap_or_default(),
+            body,
+        ) {
             Ok(verified) => self.handle_verified(verified).await,
             Err(err) => self.reject(WebhookError::Verify(err)),
         }

@@ -44,14 +44,15 @@ mod secret;
 mod sign;
 mod verify;
 
+pub mod time;
+
 pub mod adapter;
 pub mod api;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use body::BodyBuffer;
-pub use endpoint::{EndpointResponse, GuardFailurePolicy, WebhookEndpoint};
+pub use endpoint::{GuardFailurePolicy, WebhookEndpoint};
 pub use error::{
     ConfigError, PayloadError, PayloadErrorCategory, VerifyError, WebhookError, decode_json,
 };
@@ -64,10 +65,10 @@ pub use ids::{EncounterId, SessionId};
 pub use replay::{Freshness, MemoryReplayGuard, ReplayError, ReplayGuard, ReplayKey};
 pub use secret::WebhookSecret;
 pub use sign::{SIGNATURE_LEN, Signature, SignedHeaders, sign};
+pub use time::{Clock, FixedClock, SystemClock, UnixMillis};
 pub use verify::{
-    CheckedHead, Clock, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE,
-    FixedClock, GENERATED_AT_HEADER, SIGNATURE_HEADER, SystemClock, UnixMillis, Verified,
-    VerifiedDelivery, Verifier, VerifierBuilder, WebhookMeta, single_header_text,
+    DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, GENERATED_AT_HEADER,
+    SIGNATURE_HEADER, Verified, VerifiedDelivery, Verifier, VerifierBuilder, WebhookMeta,
 };
 
 #[doc(no_inline)]

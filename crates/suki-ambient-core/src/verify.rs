@@ -2,14 +2,15 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::Mac;
 use http::HeaderMap;
+use serde::{Deserialize, Serialize};
 
 use crate::sign::{HmacSha256, feed, keyed};
+use crate::time::{Clock, SystemClock, UnixMillis};
 use crate::{
     ConfigError, PayloadError, ReplayKey, Signature, VerifyError, WebhookEvent, WebhookSecret,
 };
@@ -25,92 +26,6 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// Default deadline for reading a body once the headers are in: 10 seconds. Suki's bodies are a
 /// few kilobytes and arrive in one piece; a sender that needs longer is holding the connection.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Unix time in milliseconds, the unit of `generated-at`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
-pub struct UnixMillis(pub u64);
-
-impl UnixMillis {
-    /// The system clock now.
-    pub fn now() -> Self {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        Self(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// The number of milliseconds.
-    pub fn into_inner(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for UnixMillis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl From<u64> for UnixMillis {
-    fn from(ms: u64) -> Self {
-        Self(ms)
-    }
-}
-
-/// A source of the current time for the freshness check.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time.
-    fn now(&self) -> UnixMillis;
-}
-
-/// The system clock (the default).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> UnixMillis {
-        UnixMillis::now()
-    }
-}
-
-/// A clock that stands still until told to move; clones share the same time. For tests.
-///
-/// # Example
-///
-/// ```
-/// use std::time::Duration;
-/// use suki_ambient_core::{Clock, FixedClock, UnixMillis};
-///
-/// let clock = FixedClock::new(UnixMillis(1_000));
-/// clock.advance(Duration::from_millis(500));
-/// assert_eq!(clock.now(), UnixMillis(1_500));
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct FixedClock(Arc<AtomicU64>);
-
-impl FixedClock {
-    /// A clock showing `at`.
-    pub fn new(at: UnixMillis) -> Self {
-        Self(Arc::new(AtomicU64::new(at.0)))
-    }
-
-    /// Sets the time.
-    pub fn set(&self, at: UnixMillis) {
-        self.0.store(at.0, Ordering::SeqCst);
-    }
-
-    /// Moves the time forward.
-    pub fn advance(&self, by: Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for FixedClock {
-    fn now(&self) -> UnixMillis {
-        UnixMillis(self.0.load(Ordering::SeqCst))
-    }
-}
 
 /// Builds a [`Verifier`]; see [`Verifier::builder`].
 #[must_use]
@@ -319,17 +234,40 @@ impl Verifier {
         self.inner.keys.len()
     }
 
-    /// Verifies a delivery from its headers and raw body.
+    /// Verifies a delivery from its headers and raw body (`&[u8]`, `Vec<u8>`, `Bytes`...),
+    /// which the result keeps.
     ///
-    /// A header sent twice is malformed (its meaning would be ambiguous); an empty one is missing.
+    /// The checks, in this order everywhere (adapters too): both headers present (an empty one
+    /// counts as missing; one sent twice is malformed) → `generated-at` is 1 to 19 ASCII digits →
+    /// within the tolerance → `X-API-Key` decodes to 32 bytes → the body is within
+    /// [`max_body_bytes`](Self::max_body_bytes) → constant-time comparison against each secret's
+    /// HMAC of `generated-at:body`.
     ///
     /// # Errors
     /// The first check that fails, as a [`VerifyError`].
-    pub fn verify<'b>(
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use suki_ambient_core::{HeaderMap, SignedHeaders, UnixMillis, Verifier, WebhookSecret};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let verifier = Verifier::builder().secret("whsec").build()?;
+    /// let body = br#"{"status":"success","session_id":"s-1","encounter_id":"e-1"}"#;
+    /// let headers: HeaderMap =
+    ///     SignedHeaders::new(&WebhookSecret::from("whsec"), UnixMillis::now(), body).to_header_map();
+    ///
+    /// let verified = verifier.verify(&headers, &body[..])?;
+    /// assert_eq!(verified.meta.secret_index, 0);
+    /// assert_eq!(verified.parse()?.session_id().unwrap().as_str(), "s-1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn verify<B: AsRef<[u8]>>(
         &self,
         headers: &HeaderMap,
-        body: &'b [u8],
-    ) -> Result<Verified<'b>, VerifyError> {
+        body: B,
+    ) -> Result<Verified<B>, VerifyError> {
         self.verify_parts(
             header_text(headers, GENERATED_AT_HEADER),
             header_text(headers, SIGNATURE_HEADER),
@@ -337,100 +275,37 @@ impl Verifier {
         )
     }
 
-    /// Verifies a delivery from the two header values as text (for frameworks on other `http`
-    /// versions). An empty value counts as a missing header.
+    /// [`verify`](Self::verify) from the two header values as text, for frameworks on other
+    /// `http` versions or for stored deliveries. An empty value counts as a missing header.
     ///
     /// # Errors
     /// The first check that fails, as a [`VerifyError`].
-    pub fn verify_parts<'b>(
+    pub fn verify_parts<B: AsRef<[u8]>>(
         &self,
         generated_at: &str,
         signature: &str,
-        body: &'b [u8],
-    ) -> Result<Verified<'b>, VerifyError> {
-        require_present(generated_at, signature)?;
-        self.check(generated_at, signature, body)
+        body: B,
+    ) -> Result<Verified<B>, VerifyError> {
+        let head = self.check_head_parts(generated_at, signature, None)?;
+        self.verify_body(&head, body)
     }
 
-    /// Like [`verify_parts`](Self::verify_parts) for optional header values (`None` = absent).
-    ///
-    /// # Errors
-    /// The first check that fails, as a [`VerifyError`].
-    pub fn verify_optional<'b>(
-        &self,
-        generated_at: Option<&str>,
-        signature: Option<&str>,
-        body: &'b [u8],
-    ) -> Result<Verified<'b>, VerifyError> {
-        self.verify_parts(generated_at.unwrap_or(""), signature.unwrap_or(""), body)
-    }
-
-    /// [`verify`](Self::verify) for an owned body: keeps the buffer, without copying, in a
-    /// [`VerifiedDelivery`] to parse now or later.
-    ///
-    /// # Errors
-    /// The first check that fails, as a [`VerifyError`].
-    pub fn verify_bytes(
-        &self,
-        headers: &HeaderMap,
-        body: Bytes,
-    ) -> Result<VerifiedDelivery, VerifyError> {
-        let meta = self.verify(headers, &body)?.meta();
-        Ok(VerifiedDelivery { meta, body })
-    }
-
-    /// [`verify_optional`](Self::verify_optional) for an owned body.
-    ///
-    /// # Errors
-    /// The first check that fails, as a [`VerifyError`].
-    pub fn verify_parts_bytes(
-        &self,
-        generated_at: Option<&str>,
-        signature: Option<&str>,
-        body: Bytes,
-    ) -> Result<VerifiedDelivery, VerifyError> {
-        let meta = self.verify_optional(generated_at, signature, &body)?.meta();
-        Ok(VerifiedDelivery { meta, body })
-    }
-
-    /// Checks a request's head before its body is read, so adapters can reject early: both
-    /// headers present and well formed, the timestamp fresh, and a declared `Content-Length`
-    /// within the body limit. Finish with [`verify_body`](Self::verify_body) once the body is
-    /// read: the headers are not parsed twice.
-    ///
-    /// # Errors
-    /// The first check that fails.
-    pub fn check_head<'h>(&self, headers: &'h HeaderMap) -> Result<CheckedHead<'h>, VerifyError> {
-        let content_length = headers
-            .get(http::header::CONTENT_LENGTH)
-            .map(|v| v.to_str().unwrap_or("!"));
-        self.check_head_parts(
-            header_text(headers, GENERATED_AT_HEADER),
-            header_text(headers, SIGNATURE_HEADER),
-            content_length,
-        )
-    }
-
-    /// [`check_head`](Self::check_head) for header values as text (`""` = absent; see
-    /// [`single_header_text`]). A `Content-Length` that is not a number is left for the HTTP
-    /// layer to refuse.
-    ///
-    /// # Errors
-    /// The first check that fails.
-    pub fn check_head_parts<'h>(
+    /// The head checks (presence, timestamp, tolerance, signature format, a declared length
+    /// within the limit): what adapters run before reading a body
+    /// ([`adapter::check_head`](crate::adapter::check_head)).
+    pub(crate) fn check_head_parts<'h>(
         &self,
         generated_at: &'h str,
         signature: &str,
         content_length: Option<&str>,
     ) -> Result<CheckedHead<'h>, VerifyError> {
         require_present(generated_at, signature)?;
-        let at = self.check_timestamp(generated_at)?;
+        let at = parse_millis(generated_at).ok_or(VerifyError::InvalidTimestamp)?;
+        self.check_freshness(at)?;
         let signature = Signature::from_hex(signature)?;
         let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.inner.max_body_bytes as u64) {
-            return Err(VerifyError::BodyTooLarge {
-                limit: self.inner.max_body_bytes,
-            });
+            return Err(self.too_large());
         }
         Ok(CheckedHead {
             generated_at,
@@ -439,102 +314,71 @@ impl Verifier {
         })
     }
 
-    /// Finishes what [`check_head`](Self::check_head) started: the body limit, the freshness
-    /// window once more (the body may have taken a while: a delivery must still be fresh when it
-    /// is complete), and the HMAC.
-    ///
-    /// # Errors
-    /// [`VerifyError::BodyTooLarge`], [`VerifyError::TimestampTooOld`] /
-    /// [`VerifyError::TimestampInFuture`], or [`VerifyError::SignatureMismatch`].
-    pub fn verify_body<'b>(
+    /// The body checks after [`check_head_parts`](Self::check_head_parts): the limit, the
+    /// freshness window once more (the body may have taken a while: a delivery must still be
+    /// fresh when it is complete), and the HMAC.
+    pub(crate) fn verify_body<B: AsRef<[u8]>>(
         &self,
         head: &CheckedHead<'_>,
-        body: &'b [u8],
-    ) -> Result<Verified<'b>, VerifyError> {
-        if body.len() > self.inner.max_body_bytes {
-            return Err(VerifyError::BodyTooLarge {
-                limit: self.inner.max_body_bytes,
-            });
+        body: B,
+    ) -> Result<Verified<B>, VerifyError> {
+        let bytes = body.as_ref();
+        if bytes.len() > self.inner.max_body_bytes {
+            return Err(self.too_large());
         }
         self.check_freshness(head.at)?;
         for (secret_index, key) in self.inner.keys.iter().enumerate() {
             let mut mac = key.clone();
-            feed(&mut mac, head.generated_at, body);
+            feed(&mut mac, head.generated_at, bytes);
             // `verify_slice` compares in constant time.
             if mac.verify_slice(&head.signature.0).is_ok() {
                 return Ok(Verified {
+                    meta: WebhookMeta {
+                        generated_at: head.at,
+                        secret_index,
+                        signature: head.signature,
+                    },
                     body,
-                    generated_at: head.at,
-                    signature: head.signature,
-                    secret_index,
                 });
             }
         }
         Err(VerifyError::SignatureMismatch)
     }
 
-    /// [`verify_body`](Self::verify_body) for an owned body, kept without copying.
-    ///
-    /// # Errors
-    /// As [`verify_body`](Self::verify_body).
-    pub fn verify_body_bytes(
-        &self,
-        head: &CheckedHead<'_>,
-        body: Bytes,
-    ) -> Result<VerifiedDelivery, VerifyError> {
-        let meta = self.verify_body(head, &body)?.meta();
-        Ok(VerifiedDelivery { meta, body })
-    }
-
-    fn check_timestamp(&self, generated_at: &str) -> Result<UnixMillis, VerifyError> {
-        let at = parse_millis(generated_at).ok_or(VerifyError::InvalidTimestamp)?;
-        self.check_freshness(at)?;
-        Ok(at)
+    fn too_large(&self) -> VerifyError {
+        VerifyError::BodyTooLarge {
+            limit: self.inner.max_body_bytes,
+        }
     }
 
     /// `at` is within the tolerance of the clock now (always, when timestamps are ignored).
     fn check_freshness(&self, at: UnixMillis) -> Result<(), VerifyError> {
-        if let Some(tolerance_ms) = self.inner.tolerance_ms {
-            let now = self.inner.clock.now();
-            if now.0 >= at.0 {
-                let age_ms = now.0 - at.0;
-                if age_ms > tolerance_ms {
-                    return Err(VerifyError::TimestampTooOld {
-                        age_ms,
-                        tolerance_ms,
-                    });
-                }
-            } else {
-                let skew_ms = at.0 - now.0;
-                if skew_ms > tolerance_ms {
-                    return Err(VerifyError::TimestampInFuture {
-                        skew_ms,
-                        tolerance_ms,
-                    });
-                }
+        let Some(tolerance_ms) = self.inner.tolerance_ms else {
+            return Ok(());
+        };
+        let now = self.inner.clock.now();
+        if now.0 >= at.0 {
+            let age_ms = now.0 - at.0;
+            if age_ms > tolerance_ms {
+                return Err(VerifyError::TimestampTooOld {
+                    age_ms,
+                    tolerance_ms,
+                });
+            }
+        } else {
+            let skew_ms = at.0 - now.0;
+            if skew_ms > tolerance_ms {
+                return Err(VerifyError::TimestampInFuture {
+                    skew_ms,
+                    tolerance_ms,
+                });
             }
         }
         Ok(())
     }
-
-    fn check<'b>(
-        &self,
-        generated_at: &str,
-        signature: &str,
-        body: &'b [u8],
-    ) -> Result<Verified<'b>, VerifyError> {
-        // The documented order: presence, body size, timestamp, tolerance, signature.
-        if body.len() > self.inner.max_body_bytes {
-            return Err(VerifyError::BodyTooLarge {
-                limit: self.inner.max_body_bytes,
-            });
-        }
-        let head = self.check_head_parts(generated_at, signature, None)?;
-        self.verify_body(&head, body)
-    }
 }
 
-fn header_text<'h>(headers: &'h HeaderMap, name: &'static str) -> &'h str {
+pub(crate) fn header_text<'h>(headers: &'h HeaderMap, name: &'static str) -> &'h str {
     single_header_text(
         headers
             .get_all(name)
@@ -589,8 +433,9 @@ fn parse_millis(text: &str) -> Option<UnixMillis> {
     Some(UnixMillis(value))
 }
 
-/// A request head that passed [`Verifier::check_head`]: the parsed timestamp and signature,
-/// waiting for the body ([`Verifier::verify_body`]).
+/// A request head that passed [`adapter::check_head`](crate::adapter::check_head): the parsed
+/// timestamp and signature, waiting for the body
+/// ([`CheckedHead::verify_body`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckedHead<'h> {
     generated_at: &'h str,
@@ -603,10 +448,25 @@ impl CheckedHead<'_> {
     pub fn generated_at(&self) -> UnixMillis {
         self.at
     }
+
+    /// Finishes verification once the body is read: the body limit, the freshness window once
+    /// more (same clock), and the HMAC.
+    ///
+    /// # Errors
+    /// [`VerifyError::BodyTooLarge`], [`VerifyError::TimestampTooOld`] /
+    /// [`VerifyError::TimestampInFuture`], or [`VerifyError::SignatureMismatch`].
+    pub fn verify_body<B: AsRef<[u8]>>(
+        &self,
+        verifier: &Verifier,
+        body: B,
+    ) -> Result<Verified<B>, VerifyError> {
+        verifier.verify_body(self, body)
+    }
 }
 
-/// What verification established about a delivery, besides its body.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// What verification established about a delivery, besides its body. Serializable, so it can
+/// travel with the body on a queue.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct WebhookMeta {
     /// The authenticated `generated-at`.
     pub generated_at: UnixMillis,
@@ -624,103 +484,153 @@ impl WebhookMeta {
     }
 }
 
-/// A delivery whose signature and timestamp checked out. Borrow of the raw body.
+/// A delivery whose signature and timestamp checked out: what verification established
+/// ([`meta`](Self::meta)) and the raw body, exactly as received.
 ///
-/// Parsing is a separate step ([`parse`](Self::parse)), so an application can verify, store the
-/// raw bytes, answer 2xx and parse in a worker.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Verified<'b> {
-    body: &'b [u8],
-    generated_at: UnixMillis,
-    signature: Signature,
-    secret_index: usize,
-}
-
-impl fmt::Debug for Verified<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verified")
-            .field("body_len", &self.body.len())
-            .field("generated_at", &self.generated_at)
-            .field("secret_index", &self.secret_index)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'b> Verified<'b> {
-    /// The raw body, exactly as received.
-    pub fn body(&self) -> &'b [u8] {
-        self.body
-    }
-
-    /// The authenticated `generated-at`.
-    pub fn generated_at(&self) -> UnixMillis {
-        self.generated_at
-    }
-
-    /// Which configured secret matched.
-    pub fn secret_index(&self) -> usize {
-        self.secret_index
-    }
-
-    /// The verified signature.
-    pub fn signature(&self) -> Signature {
-        self.signature
-    }
-
-    /// The replay key of this delivery (SHA-256 of the authenticated timestamp and signature).
-    pub fn replay_key(&self) -> ReplayKey {
-        ReplayKey::for_delivery(self.generated_at, &self.signature)
-    }
-
-    /// Timestamp, secret index and signature together (the replay key derives from them).
-    pub fn meta(&self) -> WebhookMeta {
-        WebhookMeta {
-            generated_at: self.generated_at,
-            secret_index: self.secret_index,
-            signature: self.signature,
-        }
-    }
-
-    /// Parses the body into a [`WebhookEvent`].
-    ///
-    /// # Errors
-    /// [`PayloadError`] when the body is not a valid webhook payload.
-    pub fn parse(&self) -> Result<WebhookEvent, PayloadError> {
-        WebhookEvent::from_slice(self.body)
-    }
-}
-
-/// An owned, verified, not yet parsed delivery: what to enqueue when parsing happens later.
+/// Parsing is a separate step ([`parse`](Self::parse)), so an application can verify, put the
+/// delivery on its own queue, answer 2xx and parse in a worker. [`VerifiedDelivery`] (an owned
+/// body) is serializable for that: the body travels as base64 in human-readable formats (JSON)
+/// and as bytes in binary ones.
+///
+/// # Example
+///
+/// ```
+/// use suki_ambient_core::{Bytes, SignedHeaders, UnixMillis, VerifiedDelivery, Verifier, WebhookSecret};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let verifier = Verifier::builder().secret("whsec").build()?;
+/// let body = Bytes::from_static(br#"{"status":"success","session_id":"s","encounter_id":"e"}"#);
+/// let h = SignedHeaders::new(&WebhookSecret::from("whsec"), UnixMillis::now(), &body);
+/// let delivery: VerifiedDelivery = verifier.verify_parts(&h.generated_at, &h.signature, body)?;
+///
+/// let queued = serde_json::to_string(&delivery)?; // onto your queue...
+/// let dequeued: VerifiedDelivery = serde_json::from_str(&queued)?; // ...and off it
+/// assert_eq!(dequeued, delivery);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct VerifiedDelivery {
+pub struct Verified<B = Bytes> {
     /// What verification established.
     pub meta: WebhookMeta,
     /// The raw body, exactly as received.
-    pub body: Bytes,
+    pub body: B,
 }
 
-impl fmt::Debug for VerifiedDelivery {
+/// A verified delivery with an owned body: what to enqueue when parsing happens later.
+pub type VerifiedDelivery = Verified<Bytes>;
+
+impl<B: AsRef<[u8]>> fmt::Debug for Verified<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifiedDelivery")
+        f.debug_struct("Verified")
             .field("meta", &self.meta)
-            .field("body_len", &self.body.len())
+            .field("body_len", &self.body.as_ref().len())
             .finish()
     }
 }
 
-impl VerifiedDelivery {
+impl<B: AsRef<[u8]>> Verified<B> {
     /// Parses the body into a [`WebhookEvent`].
     ///
     /// # Errors
     /// [`PayloadError`] when the body is not a valid webhook payload.
     pub fn parse(&self) -> Result<WebhookEvent, PayloadError> {
-        WebhookEvent::from_slice(&self.body)
+        WebhookEvent::from_slice(self.body.as_ref())
+    }
+
+    /// The same delivery with the body turned into another type (e.g. `Bytes::copy_from_slice`
+    /// to keep a borrowed one).
+    pub fn map_body<C>(self, f: impl FnOnce(B) -> C) -> Verified<C> {
+        Verified {
+            meta: self.meta,
+            body: f(self.body),
+        }
+    }
+}
+
+impl<B: AsRef<[u8]>> Serialize for Verified<B> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut state = serializer.serialize_struct("Verified", 2)?;
+        state.serialize_field("meta", &self.meta)?;
+        state.serialize_field("body", &BodyOut(self.body.as_ref()))?;
+        state.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Verified<Bytes> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            meta: WebhookMeta,
+            body: BodyIn,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        Ok(Self {
+            meta: wire.meta,
+            body: Bytes::from(wire.body.0),
+        })
+    }
+}
+
+/// A body as base64 text (human-readable formats) or bytes.
+struct BodyOut<'a>(&'a [u8]);
+
+impl Serialize for BodyOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            use base64::Engine as _;
+            serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+        } else {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+}
+
+struct BodyIn(Vec<u8>);
+
+impl<'de> Deserialize<'de> for BodyIn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BodyIn;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a base64 string or bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<BodyIn, E> {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map(BodyIn)
+                    .map_err(|_| E::custom("body is not valid base64"))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<BodyIn, E> {
+                Ok(BodyIn(bytes.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<BodyIn, E> {
+                Ok(BodyIn(bytes))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BodyIn, A::Error> {
+                let mut out = Vec::new();
+                while let Some(byte) = seq.next_element::<u8>()? {
+                    out.push(byte);
+                }
+                Ok(BodyIn(out))
+            }
+        }
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(Visitor)
+        } else {
+            deserializer.deserialize_bytes(Visitor)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::check_head;
+    use crate::time::FixedClock;
     use crate::sign;
 
     fn verifier(now: u64) -> Verifier {
@@ -810,13 +720,13 @@ mod tests {
         assert_eq!(
             v.verify_parts("1", &sig("old"), b"x")
                 .unwrap()
-                .secret_index(),
+                .meta.secret_index,
             0
         );
         assert_eq!(
             v.verify_parts("1", &sig("new"), b"x")
                 .unwrap()
-                .secret_index(),
+                .meta.secret_index,
             1
         );
         assert_eq!(
@@ -927,12 +837,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(GENERATED_AT_HEADER, "1000000".parse().unwrap());
         h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
-        let head = v.check_head(&h).unwrap();
+        let head = check_head(&v, &h).unwrap();
         // The body trickles in for longer than the tolerance.
         clock.advance(DEFAULT_TOLERANCE + Duration::from_millis(1));
-        assert_eq!(v.verify_body(&head, b"body").unwrap_err().code(), "stale");
+        assert_eq!(head.verify_body(&v, b"body").unwrap_err().code(), "stale");
         clock.set(UnixMillis(1_000_000));
-        assert!(v.verify_body(&head, b"body").is_ok());
+        assert!(head.verify_body(&v, b"body").is_ok());
     }
 
     #[test]
@@ -962,6 +872,40 @@ mod tests {
     }
 
     #[test]
+    fn one_order_of_checks_a_stale_oversized_delivery_is_stale_everywhere() {
+        let v = Verifier::builder()
+            .secret("k")
+            .max_body_bytes(4)
+            .clock(FixedClock::new(UnixMillis(10_000_000)))
+            .build()
+            .unwrap();
+        let big = b"123456789";
+        let sig = sign(&WebhookSecret::from("k"), "1", big).to_hex();
+        assert_eq!(v.verify_parts("1", &sig, big).unwrap_err().code(), "stale");
+        let mut h = HeaderMap::new();
+        h.insert(GENERATED_AT_HEADER, "1".parse().unwrap());
+        h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
+        h.insert(http::header::CONTENT_LENGTH, "9".parse().unwrap());
+        assert_eq!(check_head(&v, &h).unwrap_err().code(), "stale");
+    }
+
+    #[test]
+    fn a_verified_delivery_round_trips_through_serde() {
+        let v = Verifier::builder().secret("k").ignore_timestamp().build().unwrap();
+        let body = Bytes::from_static(b"{\"status\":\"success\"}\xff");
+        let sig = sign(&WebhookSecret::from("k"), "12", &body).to_hex();
+        let delivery: VerifiedDelivery = v.verify_parts("12", &sig, body).unwrap();
+        let json = serde_json::to_value(&delivery).unwrap();
+        assert_eq!(json["meta"]["generated_at"], 12);
+        assert_eq!(json["meta"]["signature"], sig);
+        assert!(json["body"].is_string(), "base64 in JSON: {json}");
+        let back: VerifiedDelivery = serde_json::from_value(json).unwrap();
+        assert_eq!(back, delivery);
+        let bad = serde_json::json!({"meta": {"generated_at": 1, "secret_index": 0, "signature": "zz"}, "body": ""});
+        assert!(serde_json::from_value::<VerifiedDelivery>(bad).is_err());
+    }
+
+    #[test]
     fn head_then_body_matches_verify() {
         let v = Verifier::builder()
             .secret("k")
@@ -973,21 +917,21 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(GENERATED_AT_HEADER, "12".parse().unwrap());
         h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
-        let head = v.check_head(&h).unwrap();
+        let head = check_head(&v, &h).unwrap();
         assert_eq!(head.generated_at(), UnixMillis(12));
-        let by_parts = v.verify_body(&head, b"body").unwrap();
-        assert_eq!(by_parts.meta(), v.verify(&h, b"body").unwrap().meta());
+        let by_parts = head.verify_body(&v, b"body").unwrap();
+        assert_eq!(by_parts.meta, v.verify(&h, b"body").unwrap().meta);
         assert_eq!(
-            v.verify_body(&head, b"bodx").unwrap_err(),
+            head.verify_body(&v, b"bodx").unwrap_err(),
             VerifyError::SignatureMismatch
         );
         assert_eq!(
-            v.verify_body(&head, b"123456789").unwrap_err(),
+            head.verify_body(&v, b"123456789").unwrap_err(),
             VerifyError::BodyTooLarge { limit: 8 }
         );
         h.insert(http::header::CONTENT_LENGTH, "9".parse().unwrap());
         assert_eq!(
-            v.check_head(&h).unwrap_err(),
+            check_head(&v, &h).unwrap_err(),
             VerifyError::BodyTooLarge { limit: 8 }
         );
     }

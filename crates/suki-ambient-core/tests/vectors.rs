@@ -46,9 +46,9 @@ fn every_vector_gives_the_expected_result_through_both_entry_points() {
 
         if v.expected_error.is_none() {
             let verified = verifier.verify(&headers, &v.body).unwrap();
-            assert_eq!(verified.body(), &v.body[..]);
-            assert_eq!(verified.secret_index(), 0);
-            assert_eq!(verified.generated_at().to_string(), v.generated_at);
+            assert_eq!(verified.body, &v.body);
+            assert_eq!(verified.meta.secret_index, 0);
+            assert_eq!(verified.meta.generated_at.to_string(), v.generated_at);
             // Signing reproduces the vector's signature (lowercase).
             let again =
                 suki_ambient_core::sign(&v.secret.as_str().into(), &v.generated_at, &v.body);
@@ -77,7 +77,7 @@ fn rotation_over_the_vectors_reports_the_right_index() {
         let verified = verifier
             .verify_parts(&v.generated_at, &v.signature, &v.body)
             .unwrap();
-        assert_eq!(verified.secret_index(), 1, "{}", v.name);
+        assert_eq!(verified.meta.secret_index, 1, "{}", v.name);
     }
     assert!(SIGNATURE_HEADER.eq_ignore_ascii_case("X-API-Key"));
 }
