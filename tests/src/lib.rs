@@ -76,7 +76,9 @@ pub fn start_receiver_with<H: EventHandler + Clone>(
             rt.block_on(async move {
                 let app = axum::Router::new().nest(
                     "/webhooks/suki",
-                    suki_ambient::axum::router(verifier, handler),
+                    suki_ambient::axum::router(suki_ambient::WebhookEndpoint::new(
+                        verifier, handler,
+                    )),
                 );
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
@@ -90,8 +92,10 @@ pub fn start_receiver_with<H: EventHandler + Clone>(
                 .unwrap();
             rt.block_on(async move {
                 use warp::Filter;
-                let route = warp::path!("webhooks" / "suki")
-                    .and(suki_ambient::warp::webhook_filter(verifier, handler));
+                let route =
+                    warp::path!("webhooks" / "suki").and(suki_ambient::warp::webhook_filter(
+                        suki_ambient::WebhookEndpoint::new(verifier, handler),
+                    ));
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 warp::serve(route).incoming(listener).run().await;
@@ -103,7 +107,7 @@ pub fn start_receiver_with<H: EventHandler + Clone>(
                 let server = actix_web::HttpServer::new(move || {
                     actix_web::App::new().route(
                         "/webhooks/suki",
-                        suki_ambient::actix::service_with(endpoint.clone()),
+                        suki_ambient::actix::route(endpoint.clone()),
                     )
                 })
                 .workers(1)

@@ -278,8 +278,8 @@ fn serve_axum_endpoint(endpoint: WebhookEndpoint<Tally>) -> SocketAddr {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let app = axum::Router::new()
-                .nest("/webhooks/suki", suki_ambient::axum::router_with(endpoint));
+            let app =
+                axum::Router::new().nest("/webhooks/suki", suki_ambient::axum::router(endpoint));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             axum::serve(listener, app).await.unwrap();

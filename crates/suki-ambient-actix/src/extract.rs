@@ -1,51 +1,63 @@
 //! `SukiWebhook` and `VerifiedBody` extractors, and the bounded body read they share.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 
+use actix_web::ResponseError;
 use actix_web::dev::Payload;
 use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
 use actix_web::{FromRequest, HttpRequest, web};
 use bytes::Bytes;
+use suki_ambient_core::adapter::single_header_text;
 use suki_ambient_core::adapter::{self, log_rejection};
 use suki_ambient_core::{
     GENERATED_AT_HEADER, SIGNATURE_HEADER, VerifiedDelivery, Verifier, WebhookError, WebhookEvent,
-    WebhookMeta, single_header_text,
+    WebhookMeta,
 };
 
 use crate::WebhookRejection;
 
 /// Extracts a verified webhook delivery without parsing it: enqueue it and parse later with
-/// [`VerifiedDelivery::parse`].
-#[derive(Debug)]
-pub struct VerifiedBody(pub VerifiedDelivery);
+/// [`Verified::parse`](suki_ambient_core::Verified::parse).
+///
+/// `R` is the rejection type, [`WebhookRejection`] by default; any `ResponseError +
+/// From<WebhookError>` type can replace it to shape error responses (as with axum's extractors).
+pub struct VerifiedBody<R = WebhookRejection>(pub VerifiedDelivery, PhantomData<fn() -> R>);
 
-impl VerifiedBody {
+impl<R> VerifiedBody<R> {
     /// The verified delivery.
     pub fn into_inner(self) -> VerifiedDelivery {
         self.0
     }
 }
 
-impl std::ops::Deref for VerifiedBody {
+impl<R> std::ops::Deref for VerifiedBody<R> {
     type Target = VerifiedDelivery;
     fn deref(&self) -> &VerifiedDelivery {
         &self.0
     }
 }
 
+impl<R> std::fmt::Debug for VerifiedBody<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("VerifiedBody").field(&self.0).finish()
+    }
+}
+
 /// Extracts a verified and parsed webhook: the event, what verification established, and the
-/// raw body. Rejects with [`WebhookRejection`] (4xx).
-pub struct SukiWebhook {
+/// raw body. Rejects with `R` ([`WebhookRejection`], 4xx, by default; see [`VerifiedBody`]).
+pub struct SukiWebhook<R = WebhookRejection> {
     /// The parsed event.
     pub event: WebhookEvent,
     /// Timestamp, matching secret and replay key.
     pub meta: WebhookMeta,
     /// The raw body, exactly as received.
     pub body: Bytes,
+    _rejection: PhantomData<fn() -> R>,
 }
 
-impl std::fmt::Debug for SukiWebhook {
+impl<R> std::fmt::Debug for SukiWebhook<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SukiWebhook")
             .field("event", &self.event)
@@ -67,7 +79,10 @@ fn verifier(req: &HttpRequest) -> Result<Verifier, actix_web::Error> {
         })
 }
 
-impl FromRequest for VerifiedBody {
+impl<R> FromRequest for VerifiedBody<R>
+where
+    R: ResponseError + From<WebhookError> + 'static,
+{
     type Error = actix_web::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
@@ -76,36 +91,44 @@ impl FromRequest for VerifiedBody {
         let payload = payload.take();
         Box::pin(async move {
             let verifier = verifier(&req)?;
-            let delivery = verify_request(req.headers(), payload, &verifier)
-                .await
-                .inspect_err(|err| log_rejection(err, &verifier))
-                .map_err(WebhookRejection)?;
-            Ok(Self(delivery))
+            match verify_request(req.headers(), payload, &verifier).await {
+                Ok(delivery) => Ok(Self(delivery, PhantomData)),
+                Err(err) => {
+                    log_rejection(&err, &verifier);
+                    Err(R::from(err).into())
+                }
+            }
         })
     }
 }
 
-impl FromRequest for SukiWebhook {
+impl<R> FromRequest for SukiWebhook<R>
+where
+    R: ResponseError + From<WebhookError> + 'static,
+{
     type Error = actix_web::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let verified = VerifiedBody::from_request(req, payload);
+        let verified = VerifiedBody::<R>::from_request(req, payload);
         let req = req.clone();
         Box::pin(async move {
             let delivery = verified.await?.into_inner();
-            let event = delivery.parse().map_err(|e| {
-                let err = WebhookError::Payload(e);
-                if let Ok(verifier) = verifier(&req) {
-                    log_rejection(&err, &verifier);
+            match delivery.parse() {
+                Ok(event) => Ok(Self {
+                    event,
+                    meta: delivery.meta,
+                    body: delivery.body,
+                    _rejection: PhantomData,
+                }),
+                Err(err) => {
+                    let err = WebhookError::Payload(err);
+                    if let Ok(verifier) = verifier(&req) {
+                        log_rejection(&err, &verifier);
+                    }
+                    Err(R::from(err).into())
                 }
-                WebhookRejection(err)
-            })?;
-            Ok(Self {
-                event,
-                meta: delivery.meta,
-                body: delivery.body,
-            })
+            }
         })
     }
 }

@@ -4,8 +4,8 @@
 //! - [`VerifiedBody`]: extractor that verifies only (parse later, e.g. in a worker).
 //! - [`VerifyWebhook`]: middleware verifying before the handler (puts the
 //!   [`VerifiedDelivery`] in request extensions: `web::ReqData<VerifiedDelivery>`).
-//! - [`service`]: a ready-made route that verifies, deduplicates and dispatches to an
-//!   [`EventHandler`].
+//! - [`route`]: the ready-made [`WebhookEndpoint`] (verify, deduplicate, dispatch to an
+//!   [`EventHandler`]) as a `Route`; [`WebhookResponse`] is its answer as a `Responder`.
 //!
 //! The [`Verifier`] is taken from app data: `web::Data<Verifier>` or a plain `Verifier`.
 //! Headers are checked before the body is read; the body is read once, up to the verifier's
@@ -49,12 +49,14 @@
 mod extract;
 mod middleware;
 mod rejection;
-mod service;
+mod response;
+mod route;
 
 pub use extract::{SukiWebhook, VerifiedBody};
 pub use middleware::{VerifyWebhook, VerifyWebhookMiddleware};
 pub use rejection::WebhookRejection;
-pub use service::{service, service_with};
+pub use response::WebhookResponse;
+pub use route::route;
 pub use suki_ambient_core::{
     EventHandler, VerifiedDelivery, Verifier, WebhookEndpoint, WebhookMeta,
 };

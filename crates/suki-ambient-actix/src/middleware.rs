@@ -7,6 +7,7 @@ use std::rc::Rc;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{Error, HttpMessage, ResponseError};
+
 use suki_ambient_core::Verifier;
 use suki_ambient_core::adapter::log_rejection;
 

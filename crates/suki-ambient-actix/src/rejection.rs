@@ -2,7 +2,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use suki_ambient_core::adapter::EndpointResponse;
 use suki_ambient_core::{PayloadError, VerifyError, WebhookError};
+
+use crate::WebhookResponse;
+use crate::response::status;
 
 /// Why a request was refused; answers the status of [`WebhookError::status`] with
 /// `{"error": "<code>", "message": "..."}`. Never holds payload content.
@@ -40,27 +44,12 @@ impl From<PayloadError> for WebhookRejection {
     }
 }
 
-/// actix-web 4 uses `http` 0.2: statuses cross by number.
-pub(crate) fn status(code: suki_ambient_core::StatusCode) -> StatusCode {
-    StatusCode::from_u16(code.as_u16()).unwrap_or(StatusCode::BAD_REQUEST)
-}
-
-/// A JSON response with `status` and `body`.
-pub(crate) fn json_response(
-    code: suki_ambient_core::StatusCode,
-    body: bytes::Bytes,
-) -> HttpResponse {
-    HttpResponse::build(status(code))
-        .content_type("application/json")
-        .body(body)
-}
-
 impl ResponseError for WebhookRejection {
     fn status_code(&self) -> StatusCode {
         status(self.0.status())
     }
 
     fn error_response(&self) -> HttpResponse {
-        json_response(self.0.status(), self.0.to_json().into())
+        WebhookResponse(EndpointResponse::rejection(&self.0)).to_http_response()
     }
 }

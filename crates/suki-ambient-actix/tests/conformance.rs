@@ -4,17 +4,12 @@
 use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use suki_ambient_actix::WebhookResponse;
 use suki_ambient_actix::{SukiWebhook, VerifiedBody, VerifyWebhook};
 use suki_ambient_core::testing::{RecordingHandler, Transport, run_conformance};
-use suki_ambient_core::{EndpointResponse, VerifiedDelivery, Verifier, WebhookEndpoint};
+use suki_ambient_core::{VerifiedDelivery, Verifier, WebhookEndpoint};
 
 type Endpoint = WebhookEndpoint<Arc<RecordingHandler>>;
-
-fn respond(r: EndpointResponse) -> HttpResponse {
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(r.status.as_u16()).unwrap())
-        .content_type("application/json")
-        .body(r.body)
-}
 
 /// Serves `configure` on an ephemeral loopback port, in this test's actix system.
 fn serve<F>(configure: F) -> String
@@ -38,7 +33,7 @@ impl Transport for ReadyMade {
         serve(move |cfg| {
             cfg.route(
                 "/webhooks/suki",
-                suki_ambient_actix::service_with(endpoint.clone()),
+                suki_ambient_actix::route(endpoint.clone()),
             );
         })
     }
@@ -48,8 +43,8 @@ struct ViaVerifiedBody;
 #[suki_ambient_core::async_trait(?Send)]
 impl Transport for ViaVerifiedBody {
     async fn serve(&self, verifier: Verifier, handler: Arc<RecordingHandler>) -> String {
-        async fn receive(endpoint: web::Data<Endpoint>, body: VerifiedBody) -> HttpResponse {
-            respond(endpoint.handle_verified(body.into_inner()).await)
+        async fn receive(endpoint: web::Data<Endpoint>, body: VerifiedBody) -> WebhookResponse {
+            WebhookResponse(endpoint.handle_verified(body.into_inner()).await)
         }
         let endpoint = WebhookEndpoint::new(verifier.clone(), handler);
         serve(move |cfg| {
@@ -64,12 +59,12 @@ struct ViaSukiWebhook;
 #[suki_ambient_core::async_trait(?Send)]
 impl Transport for ViaSukiWebhook {
     async fn serve(&self, verifier: Verifier, handler: Arc<RecordingHandler>) -> String {
-        async fn receive(endpoint: web::Data<Endpoint>, webhook: SukiWebhook) -> HttpResponse {
+        async fn receive(endpoint: web::Data<Endpoint>, webhook: SukiWebhook) -> WebhookResponse {
             let delivery = VerifiedDelivery {
                 meta: webhook.meta,
                 body: webhook.body,
             };
-            respond(endpoint.handle_verified(delivery).await)
+            WebhookResponse(endpoint.handle_verified(delivery).await)
         }
         let endpoint = WebhookEndpoint::new(verifier.clone(), handler);
         // A plain `Verifier` in app data works as well as `web::Data<Verifier>`.
@@ -89,9 +84,9 @@ impl Transport for ViaMiddleware {
             endpoint: web::Data<Endpoint>,
             delivery: web::ReqData<VerifiedDelivery>,
             body: web::Bytes,
-        ) -> HttpResponse {
+        ) -> WebhookResponse {
             assert_eq!(body, delivery.body, "the handler sees the same body");
-            respond(endpoint.handle_verified(delivery.into_inner()).await)
+            WebhookResponse(endpoint.handle_verified(delivery.into_inner()).await)
         }
         let endpoint = WebhookEndpoint::new(verifier.clone(), handler);
         serve(move |cfg| {
@@ -105,7 +100,7 @@ impl Transport for ViaMiddleware {
 }
 
 #[actix_web::test]
-async fn ready_made_service() {
+async fn ready_made_route() {
     let report = run_conformance(&ReadyMade).await;
     assert!(report.checks > 40);
 }

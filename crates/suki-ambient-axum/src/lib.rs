@@ -3,8 +3,8 @@
 //! - [`SukiWebhook`]: extractor giving the verified, parsed event (verifier from state).
 //! - [`VerifiedBody`]: extractor that verifies only (parse later, e.g. in a worker).
 //! - [`VerifyWebhookLayer`]: a tower layer verifying before any service.
-//! - [`router`]: a ready-made endpoint that verifies, deduplicates and dispatches to an
-//!   [`EventHandler`].
+//! - [`router`]: the ready-made [`WebhookEndpoint`] (verify, deduplicate, dispatch to an
+//!   [`EventHandler`]) as a router; [`WebhookResponse`] is its answer as an axum response.
 //!
 //! Headers are checked before the body is read; the body is read once, up to the verifier's
 //! limit (413 on a larger Content-Length without reading, and on a chunked body as soon as it
@@ -38,12 +38,14 @@
 mod extract;
 mod layer;
 mod rejection;
+mod response;
 mod router;
 
 pub use extract::{SukiWebhook, VerifiedBody};
 pub use layer::{VerifyWebhookLayer, VerifyWebhookService};
 pub use rejection::WebhookRejection;
-pub use router::{router, router_with};
+pub use response::WebhookResponse;
+pub use router::router;
 pub use suki_ambient_core::{
     EventHandler, VerifiedDelivery, Verifier, WebhookEndpoint, WebhookMeta,
 };

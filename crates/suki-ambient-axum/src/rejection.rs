@@ -1,9 +1,10 @@
 //! `WebhookRejection`: the response for a refused webhook request.
 
 use axum::response::{IntoResponse, Response};
-use http::HeaderValue;
-use http::header::CONTENT_TYPE;
+use suki_ambient_core::adapter::EndpointResponse;
 use suki_ambient_core::{PayloadError, VerifyError, WebhookError};
+
+use crate::WebhookResponse;
 
 /// Why a request was refused; answers the status of [`WebhookError::status`] with
 /// `{"error": "<code>", "message": "..."}`. Never holds payload content.
@@ -49,15 +50,6 @@ impl From<PayloadError> for WebhookRejection {
 
 impl IntoResponse for WebhookRejection {
     fn into_response(self) -> Response {
-        json_response(self.0.status(), self.0.to_json().into())
+        WebhookResponse(EndpointResponse::rejection(&self.0)).into_response()
     }
-}
-
-/// A JSON response with `status` and `body`.
-pub(crate) fn json_response(status: http::StatusCode, body: bytes::Bytes) -> Response {
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }

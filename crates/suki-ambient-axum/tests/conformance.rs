@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
-use suki_ambient_axum::{SukiWebhook, VerifiedBody, VerifyWebhookLayer, router};
+use suki_ambient_axum::{SukiWebhook, VerifiedBody, VerifyWebhookLayer, WebhookResponse, router};
 use suki_ambient_core::testing::{RecordingHandler, Transport, run_conformance};
 use suki_ambient_core::{VerifiedDelivery, Verifier, WebhookEndpoint};
 
@@ -16,10 +15,6 @@ async fn serve(app: Router) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}/webhooks/suki")
-}
-
-fn respond(r: suki_ambient_core::EndpointResponse) -> Response {
-    (r.status, [("content-type", "application/json")], r.body).into_response()
 }
 
 type Endpoint = WebhookEndpoint<Arc<RecordingHandler>>;
@@ -40,7 +35,11 @@ struct ReadyMade;
 #[suki_ambient_core::async_trait(?Send)]
 impl Transport for ReadyMade {
     async fn serve(&self, verifier: Verifier, handler: Arc<RecordingHandler>) -> String {
-        serve(Router::new().nest("/webhooks/suki", router(verifier, handler))).await
+        serve(Router::new().nest(
+            "/webhooks/suki",
+            router(WebhookEndpoint::new(verifier, handler)),
+        ))
+        .await
     }
 }
 
@@ -48,8 +47,8 @@ struct ViaVerifiedBody;
 #[suki_ambient_core::async_trait(?Send)]
 impl Transport for ViaVerifiedBody {
     async fn serve(&self, verifier: Verifier, handler: Arc<RecordingHandler>) -> String {
-        async fn receive(State(state): State<AppState>, body: VerifiedBody) -> Response {
-            respond(state.endpoint.handle_verified(body.into_inner()).await)
+        async fn receive(State(state): State<AppState>, body: VerifiedBody) -> WebhookResponse {
+            WebhookResponse(state.endpoint.handle_verified(body.into_inner()).await)
         }
         let endpoint = WebhookEndpoint::new(verifier.clone(), handler);
         let app = Router::new()
@@ -63,12 +62,12 @@ struct ViaSukiWebhook;
 #[suki_ambient_core::async_trait(?Send)]
 impl Transport for ViaSukiWebhook {
     async fn serve(&self, verifier: Verifier, handler: Arc<RecordingHandler>) -> String {
-        async fn receive(State(state): State<AppState>, webhook: SukiWebhook) -> Response {
+        async fn receive(State(state): State<AppState>, webhook: SukiWebhook) -> WebhookResponse {
             let delivery = VerifiedDelivery {
                 meta: webhook.meta,
                 body: webhook.body,
             };
-            respond(state.endpoint.handle_verified(delivery).await)
+            WebhookResponse(state.endpoint.handle_verified(delivery).await)
         }
         let endpoint = WebhookEndpoint::new(verifier.clone(), handler);
         let app = Router::new()
@@ -86,9 +85,9 @@ impl Transport for ViaLayer {
             State(endpoint): State<Endpoint>,
             Extension(delivery): Extension<VerifiedDelivery>,
             body: axum::body::Bytes,
-        ) -> Response {
+        ) -> WebhookResponse {
             assert_eq!(body, delivery.body, "the inner service sees the same body");
-            respond(endpoint.handle_verified(delivery).await)
+            WebhookResponse(endpoint.handle_verified(delivery).await)
         }
         let endpoint = WebhookEndpoint::new(verifier.clone(), handler);
         let app = Router::new()

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use suki_ambient_axum::router;
 use suki_ambient_client::{AmbientClient, PartnerLogin, SessionResults};
 use suki_ambient_core::{
-    EventHandler, HandlerError, SessionCompleted, SessionFailed, WebhookEvent, WebhookMeta,
-    WebhookSecret, async_trait,
+    EventHandler, HandlerError, SessionCompleted, SessionFailed, WebhookEndpoint, WebhookEvent,
+    WebhookMeta, WebhookSecret, async_trait,
 };
 use suki_ambient_sandbox::{DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Sandbox};
 use tokio::sync::mpsc;
@@ -64,13 +64,13 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     let verifier = sandbox.verifier_builder().build()?;
     let app = axum::Router::new().nest(
         "/webhooks/suki",
-        router(
+        router(WebhookEndpoint::new(
             verifier,
             DemoHandler {
                 events: tx,
                 calls: Arc::clone(&calls),
             },
-        ),
+        )),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let receiver_url = format!("http://{}/webhooks/suki", listener.local_addr()?);
@@ -258,7 +258,9 @@ pub(crate) async fn serve_sandbox(
     println!("Log in (sandbox partner):");
     println!(
         "  curl -sS -X POST {base}{} -H 'Content-Type: application/json' -d '{{\"partner_id\":\"{DEFAULT_PARTNER_ID}\",\"partner_token\":\"{DEFAULT_PARTNER_TOKEN}\"}}'",
-        suki_ambient_core::api::Route::Login.path("").trim_start_matches('/')
+        suki_ambient_core::api::Route::Login
+            .path("")
+            .trim_start_matches('/')
     );
     println!("Drive it:");
     let auth = format!("-H 'Authorization: Bearer {token}'");

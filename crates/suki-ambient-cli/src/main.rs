@@ -249,7 +249,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             };
             if json {
                 let out = match &result {
-                    Ok(v) => serde_json::json!({"ok": true, "secret_index": v.secret_index()}),
+                    Ok(v) => serde_json::json!({"ok": true, "secret_index": v.meta.secret_index}),
                     Err(e) => {
                         serde_json::json!({"ok": false, "error": e.code(), "message": e.to_string(), "hints": hints})
                     }

@@ -325,7 +325,10 @@ async fn send_and_fetch_against_the_sandbox_and_a_receiver() {
     let url = format!("http://{}/webhooks/suki", listener.local_addr().unwrap());
     let app = axum::Router::new().nest(
         "/webhooks/suki",
-        suki_ambient_axum::router(verifier, NoopHandler),
+        suki_ambient_axum::router(suki_ambient_core::WebhookEndpoint::new(
+            verifier,
+            NoopHandler,
+        )),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 

@@ -610,7 +610,10 @@ impl<'de> Deserialize<'de> for BodyIn {
             fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<BodyIn, E> {
                 Ok(BodyIn(bytes))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BodyIn, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<BodyIn, A::Error> {
                 let mut out = Vec::new();
                 while let Some(byte) = seq.next_element::<u8>()? {
                     out.push(byte);
@@ -630,8 +633,8 @@ impl<'de> Deserialize<'de> for BodyIn {
 mod tests {
     use super::*;
     use crate::adapter::check_head;
-    use crate::time::FixedClock;
     use crate::sign;
+    use crate::time::FixedClock;
 
     fn verifier(now: u64) -> Verifier {
         Verifier::builder()
@@ -720,13 +723,15 @@ mod tests {
         assert_eq!(
             v.verify_parts("1", &sig("old"), b"x")
                 .unwrap()
-                .meta.secret_index,
+                .meta
+                .secret_index,
             0
         );
         assert_eq!(
             v.verify_parts("1", &sig("new"), b"x")
                 .unwrap()
-                .meta.secret_index,
+                .meta
+                .secret_index,
             1
         );
         assert_eq!(
@@ -891,7 +896,11 @@ mod tests {
 
     #[test]
     fn a_verified_delivery_round_trips_through_serde() {
-        let v = Verifier::builder().secret("k").ignore_timestamp().build().unwrap();
+        let v = Verifier::builder()
+            .secret("k")
+            .ignore_timestamp()
+            .build()
+            .unwrap();
         let body = Bytes::from_static(b"{\"status\":\"success\"}\xff");
         let sig = sign(&WebhookSecret::from("k"), "12", &body).to_hex();
         let delivery: VerifiedDelivery = v.verify_parts("12", &sig, body).unwrap();

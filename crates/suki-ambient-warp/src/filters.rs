@@ -2,17 +2,15 @@
 
 use bytes::{Buf, Bytes};
 use futures_util::Stream;
-use suki_ambient_core::adapter::{self, log_rejection};
+use suki_ambient_core::adapter::{self, EndpointResponse, log_rejection};
 use suki_ambient_core::{
     EventHandler, VerifiedDelivery, Verifier, WebhookEndpoint, WebhookError, WebhookEvent,
     WebhookMeta,
 };
 use warp::http::HeaderMap;
-use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::WebhookRejection;
-use crate::rejection::json_response;
+use crate::{WebhookRejection, WebhookResponse};
 
 /// A verified webhook delivery, not yet parsed: enqueue it and parse later with
 /// [`VerifiedDelivery::parse`].
@@ -96,9 +94,9 @@ fn reject(err: WebhookError, verifier: &Verifier) -> Rejection {
     warp::reject::custom(WebhookRejection(err))
 }
 
-/// A ready-made endpoint (compose it with your path): verifies, deduplicates through an
-/// in-memory replay guard, dispatches to `handler`, and answers 200 (also for duplicates and
-/// unknown statuses), 4xx for bad input, 500 only when `handler` fails.
+/// The ready-made `endpoint` as a filter (compose it with your path): verifies, deduplicates
+/// through the endpoint's replay guard, dispatches to its handler, and answers 200 (also for
+/// duplicates and unknown statuses), 4xx for bad input, 500 only when the handler fails.
 ///
 /// It **never rejects**: every request that reaches it gets its answer from it (a method other
 /// than `POST` gets `405 method_not_allowed`), so no [`recover`](crate::recover) is needed, and
@@ -106,26 +104,19 @@ fn reject(err: WebhookError, verifier: &Verifier) -> Rejection {
 ///
 /// ```
 /// use warp::Filter;
-/// use suki_ambient_core::{NoopHandler, Verifier};
+/// use suki_ambient_core::{NoopHandler, Verifier, WebhookEndpoint};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let verifier = Verifier::builder().secret("secret").build()?;
-/// let route = warp::path!("webhooks" / "suki").and(suki_ambient_warp::webhook_filter(verifier, NoopHandler));
+/// let endpoint = WebhookEndpoint::new(verifier, NoopHandler);
+/// let route = warp::path!("webhooks" / "suki").and(suki_ambient_warp::webhook_filter(endpoint));
 /// # let _ = route;
 /// # Ok(())
 /// # }
 /// ```
 pub fn webhook_filter<H: EventHandler>(
-    verifier: Verifier,
-    handler: H,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    webhook_filter_with(WebhookEndpoint::new(verifier, handler))
-}
-
-/// [`webhook_filter`] for a configured [`WebhookEndpoint`] (e.g. a shared replay guard).
-pub fn webhook_filter_with<H: EventHandler>(
     endpoint: WebhookEndpoint<H>,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+) -> impl Filter<Extract = (WebhookResponse,), Error = Rejection> + Clone {
     let verifier = endpoint.verifier().clone();
     warp::method()
         .and(verified(verifier))
@@ -135,30 +126,24 @@ pub fn webhook_filter_with<H: EventHandler>(
              result: Result<VerifiedDelivery, WebhookError>,
              endpoint: WebhookEndpoint<H>| async move {
                 if method != warp::http::Method::POST {
-                    return method_not_allowed();
+                    return WebhookResponse(method_not_allowed());
                 }
-                let response = match result {
+                WebhookResponse(match result {
                     Ok(delivery) => endpoint.handle_verified(delivery).await,
                     Err(err) => endpoint.reject(err),
-                };
-                json_response(response.status, response.body)
+                })
             },
         )
 }
 
-/// `405` with `Allow: POST`, as JSON like every other answer.
-fn method_not_allowed() -> Response {
-    let mut response = json_response(
-        warp::http::StatusCode::METHOD_NOT_ALLOWED,
-        bytes::Bytes::from_static(
+/// `405`, as JSON like every other answer.
+fn method_not_allowed() -> EndpointResponse {
+    EndpointResponse {
+        status: warp::http::StatusCode::METHOD_NOT_ALLOWED,
+        body: Bytes::from_static(
             br#"{"error":"method_not_allowed","message":"webhooks are delivered with POST"}"#,
         ),
-    );
-    response.headers_mut().insert(
-        warp::http::header::ALLOW,
-        warp::http::HeaderValue::from_static("POST"),
-    );
-    response
+    }
 }
 
 /// The verification outcome of a request, as a value (never a rejection).

@@ -4,8 +4,8 @@
 //! - [`verified_body`]: filter that verifies only ([`VerifiedBody`], parse later).
 //! - [`recover`]: turns this crate's [`WebhookRejection`]s into 4xx JSON answers and passes
 //!   every other rejection on.
-//! - [`webhook_filter`]: a ready-made endpoint that verifies, deduplicates and dispatches to an
-//!   [`EventHandler`].
+//! - [`webhook_filter`]: the ready-made [`WebhookEndpoint`] (verify, deduplicate, dispatch to an
+//!   [`EventHandler`]) as a filter that never rejects; [`WebhookResponse`] is its answer.
 //!
 //! Headers are checked before the body is read; the body is read once, up to the verifier's
 //! limit: a larger Content-Length is refused without reading, and a chunked body is cut as soon
@@ -41,10 +41,8 @@
 mod filters;
 mod rejection;
 
-pub use filters::{
-    SukiWebhook, VerifiedBody, suki_webhook, verified_body, webhook_filter, webhook_filter_with,
-};
-pub use rejection::{WebhookRejection, recover};
+pub use filters::{SukiWebhook, VerifiedBody, suki_webhook, verified_body, webhook_filter};
+pub use rejection::{WebhookRejection, WebhookResponse, recover};
 pub use suki_ambient_core::{
     EventHandler, VerifiedDelivery, Verifier, WebhookEndpoint, WebhookMeta,
 };

@@ -1,8 +1,8 @@
 //! `WebhookRejection` (a warp `Reject`) and `recover`, which answers only those.
 
+use suki_ambient_core::adapter::EndpointResponse;
 use suki_ambient_core::{PayloadError, VerifyError, WebhookError};
 use warp::Rejection;
-use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 /// Why a request was refused: a warp rejection carrying the core error. [`recover`] turns it
@@ -20,7 +20,7 @@ impl WebhookRejection {
 
     /// The JSON answer for this rejection.
     pub fn to_response(&self) -> Response {
-        json_response(self.0.status(), self.0.to_json().into())
+        WebhookResponse(EndpointResponse::rejection(&self.0)).into_response()
     }
 }
 
@@ -42,14 +42,34 @@ impl From<PayloadError> for WebhookRejection {
     }
 }
 
-/// A JSON response with `status` and `body`.
-pub(crate) fn json_response(status: StatusCode, body: bytes::Bytes) -> Response {
-    warp::reply::with_header(
-        warp::reply::with_status(Response::new(body.into()), status),
-        "content-type",
-        "application/json",
-    )
-    .into_response()
+/// What the ready-made endpoint answers (status and a small JSON body), as a warp [`Reply`].
+/// Use it when you call [`WebhookEndpoint`](suki_ambient_core::WebhookEndpoint) yourself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookResponse(pub EndpointResponse);
+
+impl WebhookResponse {
+    /// The endpoint's answer.
+    pub fn into_inner(self) -> EndpointResponse {
+        self.0
+    }
+}
+
+impl From<EndpointResponse> for WebhookResponse {
+    fn from(response: EndpointResponse) -> Self {
+        Self(response)
+    }
+}
+
+impl Reply for WebhookResponse {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(self.0.body.into());
+        *response.status_mut() = self.0.status;
+        response.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
 }
 
 /// Recovers this crate's [`WebhookRejection`]s as 4xx JSON answers; any other rejection is

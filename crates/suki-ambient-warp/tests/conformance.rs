@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use suki_ambient_core::testing::{RawBody, RecordingHandler, Transport, run_conformance, send_raw};
-use suki_ambient_core::{EndpointResponse, VerifiedDelivery, Verifier, WebhookEndpoint};
+use suki_ambient_core::{VerifiedDelivery, Verifier, WebhookEndpoint};
+use suki_ambient_warp::WebhookResponse;
 use suki_ambient_warp::{
     SukiWebhook, VerifiedBody, recover, suki_webhook, verified_body, webhook_filter,
 };
 use warp::Filter;
-use warp::reply::{Reply, Response};
+use warp::reply::Reply;
 
 type Endpoint = WebhookEndpoint<Arc<RecordingHandler>>;
 
@@ -24,15 +25,6 @@ where
     format!("http://{addr}/webhooks/suki")
 }
 
-fn respond(r: EndpointResponse) -> Response {
-    warp::reply::with_header(
-        warp::reply::with_status(Response::new(r.body.into()), r.status),
-        "content-type",
-        "application/json",
-    )
-    .into_response()
-}
-
 fn with_endpoint(
     endpoint: Endpoint,
 ) -> impl Filter<Extract = (Endpoint,), Error = std::convert::Infallible> + Clone {
@@ -43,7 +35,11 @@ struct ReadyMade;
 #[suki_ambient_core::async_trait(?Send)]
 impl Transport for ReadyMade {
     async fn serve(&self, verifier: Verifier, handler: Arc<RecordingHandler>) -> String {
-        serve(warp::path!("webhooks" / "suki").and(webhook_filter(verifier, handler))).await
+        serve(
+            warp::path!("webhooks" / "suki")
+                .and(webhook_filter(WebhookEndpoint::new(verifier, handler))),
+        )
+        .await
     }
 }
 
@@ -57,7 +53,7 @@ impl Transport for ViaVerifiedBody {
             .and(verified_body(verifier))
             .and(with_endpoint(endpoint))
             .then(|body: VerifiedBody, endpoint: Endpoint| async move {
-                respond(endpoint.handle_verified(body.into_inner()).await)
+                WebhookResponse(endpoint.handle_verified(body.into_inner()).await)
             })
             .recover(recover);
         serve(route).await
@@ -78,7 +74,7 @@ impl Transport for ViaSukiWebhook {
                     meta: webhook.meta,
                     body: webhook.body,
                 };
-                respond(endpoint.handle_verified(delivery).await)
+                WebhookResponse(endpoint.handle_verified(delivery).await)
             })
             .recover(recover);
         serve(route).await

@@ -1,7 +1,10 @@
 //! `suki-ambient`: receive Suki Ambient webhooks safely and fetch their results.
 //!
-//! This facade re-exports [`suki_ambient_core`] at its root; framework adapters and the API
-//! client are behind features (`axum`, `actix`, `warp`, `client`, `sandbox`, `testing`, `full`).
+//! This facade re-exports the names users need at its root (verification, events, the endpoint
+//! and its handler, signing, replay protection, errors); the follow-up API models are in
+//! [`api`], time in [`time`], what only adapter authors need in [`adapter`]. Framework adapters
+//! and the API client are behind features (`axum`, `actix`, `warp`, `client`, `sandbox`,
+//! `redis`, `testing`, `full`).
 //!
 #![cfg_attr(
     all(feature = "axum", feature = "actix", feature = "warp", feature = "client"),
@@ -9,7 +12,73 @@
 )]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-pub use suki_ambient_core::*;
+pub use suki_ambient_core::{
+    // Re-exported crates' items used in signatures
+    Bytes,
+    // Time
+    Clock,
+    // Verification
+    ConfigError,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_TOLERANCE,
+    // Events
+    EncounterId,
+    ErrorCode,
+    // The ready-made endpoint and its handler
+    EventHandler,
+    EventKind,
+    FixedClock,
+    // Replay protection
+    Freshness,
+    GENERATED_AT_HEADER,
+    GuardFailurePolicy,
+    HandlerError,
+    HeaderMap,
+    IdempotencyKey,
+    Link,
+    LinkKind,
+    Links,
+    MemoryReplayGuard,
+    NoopHandler,
+    PayloadError,
+    PayloadErrorCategory,
+    ReplayError,
+    ReplayGuard,
+    ReplayKey,
+    SIGNATURE_HEADER,
+    SessionCompleted,
+    SessionEnded,
+    SessionFailed,
+    SessionId,
+    // Signing (tests, local triggers)
+    Signature,
+    SignedHeaders,
+    StatusCode,
+    UnixMillis,
+    UnknownEvent,
+    Verified,
+    VerifiedDelivery,
+    Verifier,
+    VerifierBuilder,
+    VerifyError,
+    WebhookEndpoint,
+    WebhookError,
+    WebhookEvent,
+    WebhookMeta,
+    WebhookSecret,
+    // Modules
+    adapter,
+    api,
+    async_trait,
+    sign,
+    time,
+};
+
+/// The test kit (feature `testing`): event builders, signed requests, the signature vectors and
+/// fixtures, and the adapter conformance suite.
+#[cfg(feature = "testing")]
+pub use suki_ambient_core::testing;
 
 /// axum 0.8 integration (feature `axum`): see [`suki_ambient_axum`].
 #[cfg(feature = "axum")]
@@ -53,7 +122,8 @@ pub mod redis {
     feature = "axum",
     feature = "actix",
     feature = "warp",
-    feature = "redis"
+    feature = "redis",
+    feature = "client"
 ))]
 #[doc = include_str!("../../../docs/adapters.md")]
 struct AdaptersGuide;

@@ -48,7 +48,7 @@ async fn main() -> ExitCode {
     let server = HttpServer::new(move || {
         App::new().route(
             "/webhooks/suki",
-            suki_ambient::actix::service_with(endpoint.clone()),
+            suki_ambient::actix::route(endpoint.clone()),
         )
     })
     .workers(2)

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use axum::Router;
 use suki_ambient::{
     EventHandler, HandlerError, SessionCompleted, SessionEnded, SessionFailed, UnknownEvent,
-    WebhookMeta, async_trait,
+    WebhookEndpoint, WebhookMeta, async_trait,
 };
 
 /// What this service does with each event: here, log the kind and ids (never the content:
@@ -69,7 +69,7 @@ async fn main() -> ExitCode {
     };
     let app = Router::new().nest(
         "/webhooks/suki",
-        suki_ambient::axum::router(verifier, LogEvents),
+        suki_ambient::axum::router(WebhookEndpoint::new(verifier, LogEvents)),
     );
     if let Ok(addr) = listener.local_addr() {
         println!("listening on http://{addr}/webhooks/suki");

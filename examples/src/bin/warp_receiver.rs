@@ -11,7 +11,9 @@
 
 use std::process::ExitCode;
 
-use suki_ambient::{EventHandler, HandlerError, WebhookEvent, WebhookMeta, async_trait};
+use suki_ambient::{
+    EventHandler, HandlerError, WebhookEndpoint, WebhookEvent, WebhookMeta, async_trait,
+};
 use warp::Filter;
 
 /// Logs the kind and ids of each event (never the content: it is patient data).
@@ -48,8 +50,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let route = warp::path!("webhooks" / "suki")
-        .and(suki_ambient::warp::webhook_filter(verifier, LogEvents));
+    let route = warp::path!("webhooks" / "suki").and(suki_ambient::warp::webhook_filter(
+        WebhookEndpoint::new(verifier, LogEvents),
+    ));
     if let Ok(addr) = listener.local_addr() {
         println!("listening on http://{addr}/webhooks/suki");
     }
