@@ -113,74 +113,6 @@ pub struct PayloadError {
     missing_field: Option<&'static str>,
 }
 
-/// Field names of the models; only these may appear in error paths and messages.
-const KNOWN_FIELDS: &[&str] = &[
-    "status",
-    "session_id",
-    "encounter_id",
-    "sessions",
-    "additional_info",
-    "_links",
-    "contents",
-    "encounter_content",
-    "structured_data",
-    "encounter_structured_data",
-    "transcripts",
-    "href",
-    "method",
-    "name",
-    "type",
-    "error_code",
-    "error_detail",
-    "final_transcript",
-    "transcript",
-    "transcript_id",
-    "recording_id",
-    "lang_id",
-    "start_time",
-    "end_time",
-    "start_offset",
-    "end_offset",
-    "hours",
-    "minutes",
-    "seconds",
-    "nanos",
-    "summary",
-    "title",
-    "content",
-    "loinc_code",
-    "source_transcripts",
-    "data",
-    "diagnoses",
-    "values",
-    "codes",
-    "code",
-    "description",
-    "diagnosis_note",
-    "laterality_indicator",
-    "post_coord_lex_flag",
-    "orders",
-    "medication_orders",
-    "partial_values",
-    "recordings",
-    "presigned_url",
-    "expires_at",
-    "sequence_number",
-    "is_streamable",
-    "generated_values",
-    "non_generated_values",
-    "form_template_id",
-    "message",
-    "suki_token",
-    "partner_id",
-    "partner_token",
-    "provider_id",
-];
-
-fn known_field(name: &str) -> Option<&'static str> {
-    KNOWN_FIELDS.iter().copied().find(|k| *k == name)
-}
-
 impl PayloadError {
     pub(crate) fn from_path_error(err: serde_path_to_error::Error<serde_json::Error>) -> Self {
         let mut path = String::new();
@@ -190,7 +122,7 @@ impl PayloadError {
                 Segment::Seq { index } => path.push_str(&format!("[{index}]")),
                 Segment::Map { key } | Segment::Enum { variant: key } => {
                     path.push('.');
-                    path.push_str(known_field(key).unwrap_or("<key>"));
+                    path.push_str(crate::json::known_field(key).unwrap_or("<key>"));
                 }
                 Segment::Unknown => path.push_str(".?"),
             }
@@ -217,7 +149,7 @@ impl PayloadError {
             .to_string()
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next())
-            .and_then(known_field);
+            .and_then(crate::json::known_field);
         Self {
             category,
             line: err.line(),
@@ -301,25 +233,6 @@ impl fmt::Display for PayloadError {
 }
 
 impl std::error::Error for PayloadError {}
-
-/// Decodes JSON into `T` with a [`PayloadError`] that holds no value from the input: the shared
-/// decoder of the webhook and API models (the client uses it for response bodies).
-///
-/// # Errors
-/// [`PayloadError`] with category, position and JSON path.
-pub fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> {
-    match serde_json::from_slice(bytes) {
-        Ok(value) => Ok(value),
-        // Decode again, tracking the path, only to describe the failure.
-        Err(first) => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                Err(err) => Err(PayloadError::from_path_error(err)),
-                Ok(_) => Err(PayloadError::from_json(&first)),
-            }
-        }
-    }
-}
 
 /// A [`crate::VerifierBuilder`] or endpoint configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

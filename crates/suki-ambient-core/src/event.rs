@@ -1,15 +1,13 @@
-//! Webhook models: `WebhookEvent` and its variants, `Links`, `Link`, `ErrorCode`, `EventKind`.
+//! Webhook models: `WebhookEvent` and its variants, `ErrorCode`, `EventKind` (links are in
+//! `links`).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, MapAccess, Visitor};
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::redact::{Count, RedactedStr};
-use crate::{EncounterId, PayloadError, SessionId};
+use crate::{EncounterId, Links, PayloadError, SessionId};
 
 /// One webhook delivery, parsed. Match on it; new variants may be added.
 ///
@@ -125,10 +123,35 @@ impl EventKind {
     /// `session_timed_out`, `expired` → timed out; `cancelled`, `canceled`, `cancel`, `aborted`,
     /// `session_cancelled`, `session_canceled` → cancelled. Anything else is unknown.
     pub fn from_status(status: &str) -> Self {
+        Known::from_status(status).map_or(Self::Unknown, Known::kind)
+    }
+}
+
+/// The statuses this SDK knows: what [`WebhookEvent::from_wire`] can build. `Unknown` is not
+/// one of them, so no caller can ask for it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Known {
+    Completed,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl Known {
+    fn kind(self) -> EventKind {
+        match self {
+            Self::Completed => EventKind::Completed,
+            Self::Failed => EventKind::Failed,
+            Self::TimedOut => EventKind::TimedOut,
+            Self::Cancelled => EventKind::Cancelled,
+        }
+    }
+
+    fn from_status(status: &str) -> Option<Self> {
         let mut buf = [0u8; 24];
         let trimmed = status.trim().as_bytes();
         if trimmed.len() > buf.len() {
-            return Self::Unknown;
+            return None;
         }
         let norm = &mut buf[..trimmed.len()];
         for (out, b) in norm.iter_mut().zip(trimmed) {
@@ -137,15 +160,15 @@ impl EventKind {
                 other => other,
             };
         }
-        match &*norm {
+        Some(match &*norm {
             b"success" => Self::Completed,
             b"failure" => Self::Failed,
             b"timeout" | b"timed_out" | b"timedout" | b"session_timeout" | b"session_timed_out"
             | b"expired" => Self::TimedOut,
             b"cancelled" | b"canceled" | b"cancel" | b"aborted" | b"session_cancelled"
             | b"session_canceled" => Self::Cancelled,
-            _ => Self::Unknown,
-        }
+            _ => return None,
+        })
     }
 }
 
@@ -213,269 +236,6 @@ impl<'de> Deserialize<'de> for ErrorCode {
     }
 }
 
-/// A link object: `{href, method, name, type}`.
-#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-pub struct Link {
-    /// Path (relative to the API base URL) or absolute URL of the resource.
-    pub href: String,
-    /// HTTP method, e.g. `GET`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    /// A name for the link.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Media type of the resource (`type` on the wire).
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-}
-
-impl Link {
-    /// A `GET` link to `href` returning JSON.
-    pub fn get(href: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            href: href.into(),
-            method: Some("GET".to_owned()),
-            name: Some(name.into()),
-            media_type: Some("application/json".to_owned()),
-        }
-    }
-
-    /// The method, `GET` when absent.
-    pub fn method_or_get(&self) -> &str {
-        self.method.as_deref().unwrap_or("GET")
-    }
-}
-
-/// The six documented `_links` keys.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum LinkKind {
-    /// `contents`: the session's note content.
-    Contents,
-    /// `encounter_content`: the encounter's note content.
-    EncounterContent,
-    /// `structured_data`: the session's structured data.
-    StructuredData,
-    /// `encounter_structured_data`: the encounter's structured data.
-    EncounterStructuredData,
-    /// `status`: the session status.
-    Status,
-    /// `transcripts`: the session transcript.
-    Transcripts,
-}
-
-impl LinkKind {
-    /// All six, in wire order of Suki's documentation.
-    pub const ALL: [Self; 6] = [
-        Self::Contents,
-        Self::EncounterContent,
-        Self::StructuredData,
-        Self::EncounterStructuredData,
-        Self::Status,
-        Self::Transcripts,
-    ];
-
-    /// The key in `_links`.
-    pub fn key(self) -> &'static str {
-        match self {
-            Self::Contents => "contents",
-            Self::EncounterContent => "encounter_content",
-            Self::StructuredData => "structured_data",
-            Self::EncounterStructuredData => "encounter_structured_data",
-            Self::Status => "status",
-            Self::Transcripts => "transcripts",
-        }
-    }
-
-    /// The kind for a `_links` key.
-    pub fn from_key(key: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.key() == key)
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for LinkKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.key())
-    }
-}
-
-/// `_links`: key → list of links. The six documented keys are typed; unknown keys are kept.
-#[derive(Clone, Default, PartialEq, Debug)]
-pub struct Links {
-    known: [Vec<Link>; 6],
-    other: BTreeMap<String, Value>,
-}
-
-impl Links {
-    /// The six documented links of an Ambient session, relative to the API base URL, built
-    /// from the [route table](crate::api::Route) (what the sandbox sends, and a way to fetch by
-    /// ids alone).
-    pub fn for_session(session_id: &SessionId, encounter_id: &EncounterId) -> Self {
-        use crate::api::Route;
-        Self::from_routes(
-            &[
-                Route::SessionContent,
-                Route::EncounterContent,
-                Route::SessionStructuredData,
-                Route::EncounterStructuredData,
-                Route::SessionStatus,
-                Route::SessionTranscript,
-            ],
-            session_id,
-            encounter_id.as_str(),
-        )
-    }
-
-    /// The two links of a form-filling session (`status` and `structured_data`), relative to the
-    /// API base URL.
-    pub fn for_form_filling(session_id: &SessionId) -> Self {
-        use crate::api::Route;
-        Self::from_routes(
-            &[Route::FormFillingStatus, Route::FormFillingStructuredData],
-            session_id,
-            "",
-        )
-    }
-
-    fn from_routes(
-        routes: &[crate::api::Route],
-        session_id: &SessionId,
-        encounter_id: &str,
-    ) -> Self {
-        use crate::api::RouteId;
-        let mut links = Self::default();
-        for &route in routes {
-            let Some(kind) = route.link_kind() else {
-                continue;
-            };
-            let id = match route.id() {
-                RouteId::Encounter => encounter_id,
-                _ => session_id.as_str(),
-            };
-            links.push(kind, Link::get(route.path(id), kind.key()));
-        }
-        links
-    }
-
-    /// The links under a documented key (empty when absent).
-    pub fn get(&self, kind: LinkKind) -> &[Link] {
-        &self.known[kind.index()]
-    }
-
-    /// `contents`: the session's note content.
-    pub fn contents(&self) -> &[Link] {
-        self.get(LinkKind::Contents)
-    }
-
-    /// `encounter_content`.
-    pub fn encounter_content(&self) -> &[Link] {
-        self.get(LinkKind::EncounterContent)
-    }
-
-    /// `structured_data` (session).
-    pub fn structured_data(&self) -> &[Link] {
-        self.get(LinkKind::StructuredData)
-    }
-
-    /// `encounter_structured_data`.
-    pub fn encounter_structured_data(&self) -> &[Link] {
-        self.get(LinkKind::EncounterStructuredData)
-    }
-
-    /// `status`.
-    pub fn status(&self) -> &[Link] {
-        self.get(LinkKind::Status)
-    }
-
-    /// `transcripts`.
-    pub fn transcripts(&self) -> &[Link] {
-        self.get(LinkKind::Transcripts)
-    }
-
-    /// Every link under a documented key, with its kind.
-    pub fn iter(&self) -> impl Iterator<Item = (LinkKind, &Link)> {
-        LinkKind::ALL
-            .into_iter()
-            .flat_map(move |kind| self.get(kind).iter().map(move |link| (kind, link)))
-    }
-
-    /// Keys this SDK does not know, with their raw values.
-    pub fn other(&self) -> &BTreeMap<String, Value> {
-        &self.other
-    }
-
-    /// The links under an unknown key, when they have the link shape.
-    pub fn other_links(&self, key: &str) -> Option<Vec<Link>> {
-        serde_json::from_value(self.other.get(key)?.clone()).ok()
-    }
-
-    /// Adds a link under a documented key.
-    pub fn push(&mut self, kind: LinkKind, link: Link) {
-        self.known[kind.index()].push(link);
-    }
-
-    /// Adds a link under a documented key (builder style).
-    #[must_use]
-    pub fn with(mut self, kind: LinkKind, link: Link) -> Self {
-        self.push(kind, link);
-        self
-    }
-
-    /// Whether there is no link and no unknown key.
-    pub fn is_empty(&self) -> bool {
-        self.known.iter().all(Vec::is_empty) && self.other.is_empty()
-    }
-}
-
-impl Serialize for Links {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        for kind in LinkKind::ALL {
-            let links = self.get(kind);
-            if !links.is_empty() {
-                map.serialize_entry(kind.key(), links)?;
-            }
-        }
-        for (key, value) in &self.other {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Links {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct LinksVisitor;
-        impl<'de> Visitor<'de> for LinksVisitor {
-            type Value = Links;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of link arrays")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Links, A::Error> {
-                let mut links = Links::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match LinkKind::from_key(&key) {
-                        Some(kind) => {
-                            let list = map.next_value::<Option<Vec<Link>>>()?;
-                            links.known[kind.index()] = list.unwrap_or_default();
-                        }
-                        None => {
-                            let value = map.next_value::<Value>()?;
-                            links.other.insert(key.into_owned(), value);
-                        }
-                    }
-                }
-                Ok(links)
-            }
-        }
-        d.deserialize_map(LinksVisitor)
-    }
-}
-
 /// The wire shape of every event, for dispatch on `status`.
 #[derive(Deserialize)]
 struct Wire {
@@ -514,15 +274,10 @@ impl WebhookEvent {
     /// ```
     pub fn from_slice(body: &[u8]) -> Result<Self, PayloadError> {
         match serde_json::from_slice::<Wire>(body) {
-            Ok(wire) => {
-                let kind = EventKind::from_status(&wire.status);
-                if kind == EventKind::Unknown {
-                    let raw = serde_json::from_slice::<Map<String, Value>>(body)
-                        .map_err(|e| PayloadError::from_json(&e))?;
-                    return Ok(Self::unknown(wire.status, raw));
-                }
-                Self::from_wire(kind, wire)
-            }
+            Ok(wire) => Self::classify(wire, || {
+                serde_json::from_slice(body).map_err(|e| PayloadError::from_json(&e))
+            }),
+            // Described below, with the JSON path of the problem.
             Err(_) => Self::from_slice_slow(body),
         }
     }
@@ -531,17 +286,17 @@ impl WebhookEvent {
     /// shapes is still an `Unknown` event; anything else is reported with its path.
     fn from_slice_slow(body: &[u8]) -> Result<Self, PayloadError> {
         if let Ok(raw) = serde_json::from_slice::<Map<String, Value>>(body)
-            && let Some(Value::String(status)) = raw.get("status")
-            && EventKind::from_status(status) == EventKind::Unknown
+            && let Some(status) = Self::unknown_status(&raw)
         {
-            let status = status.clone();
             return Ok(Self::unknown(status, raw));
         }
         let mut de = serde_json::Deserializer::from_slice(body);
         let wire = serde_path_to_error::deserialize::<_, Wire>(&mut de)
             .map_err(PayloadError::from_path_error)?;
         de.end().map_err(|e| PayloadError::from_json(&e))?;
-        Self::from_wire(EventKind::from_status(&wire.status), wire)
+        Self::classify(wire, || {
+            serde_json::from_slice(body).map_err(|e| PayloadError::from_json(&e))
+        })
     }
 
     /// Builds an event from an already parsed JSON value.
@@ -552,21 +307,35 @@ impl WebhookEvent {
         let Value::Object(raw) = value else {
             return Err(PayloadError::not_an_object());
         };
-        let wire = match serde_path_to_error::deserialize::<_, Wire>(Value::Object(raw.clone())) {
-            Ok(wire) => wire,
-            Err(err) => {
-                if let Some(Value::String(status)) = raw.get("status")
-                    && EventKind::from_status(status) == EventKind::Unknown
-                {
-                    let status = status.clone();
-                    return Ok(Self::unknown(status, raw));
-                }
-                return Err(PayloadError::from_path_error(err));
+        match serde_path_to_error::deserialize::<_, Wire>(Value::Object(raw.clone())) {
+            Ok(wire) => Self::classify(wire, || Ok(raw)),
+            Err(err) => match Self::unknown_status(&raw) {
+                Some(status) => Ok(Self::unknown(status, raw)),
+                None => Err(PayloadError::from_path_error(err)),
+            },
+        }
+    }
+
+    /// The one rule for statuses: a known one builds its typed event; any other is acknowledged
+    /// as `Unknown` and keeps the raw JSON (`raw` is only read then).
+    fn classify(
+        wire: Wire,
+        raw: impl FnOnce() -> Result<Map<String, Value>, PayloadError>,
+    ) -> Result<Self, PayloadError> {
+        match Known::from_status(&wire.status) {
+            Some(known) => Self::from_wire(known, wire),
+            None => Ok(Self::unknown(wire.status, raw()?)),
+        }
+    }
+
+    /// The status of `raw` when it is a string this SDK does not know (the same rule as
+    /// [`classify`](Self::classify), for bodies that do not fit the typed shape).
+    fn unknown_status(raw: &Map<String, Value>) -> Option<String> {
+        match raw.get("status") {
+            Some(Value::String(status)) if Known::from_status(status).is_none() => {
+                Some(status.clone())
             }
-        };
-        match EventKind::from_status(&wire.status) {
-            EventKind::Unknown => Ok(Self::unknown(wire.status, raw)),
-            kind => Self::from_wire(kind, wire),
+            _ => None,
         }
     }
 
@@ -580,33 +349,33 @@ impl WebhookEvent {
         })
     }
 
-    fn from_wire(kind: EventKind, wire: Wire) -> Result<Self, PayloadError> {
+    fn from_wire(known: Known, wire: Wire) -> Result<Self, PayloadError> {
         let session_id = wire.session_id.ok_or(PayloadError::missing("session_id"))?;
         let encounter_id = wire
             .encounter_id
             .ok_or(PayloadError::missing("encounter_id"))?;
-        Ok(match kind {
-            EventKind::Completed => Self::Completed(SessionCompleted {
+        Ok(match known {
+            Known::Completed => Self::Completed(SessionCompleted {
                 session_id,
                 encounter_id,
                 sessions: wire.sessions.unwrap_or_default(),
                 additional_info: wire.additional_info,
                 links: wire.links.unwrap_or_default(),
             }),
-            EventKind::Failed => Self::Failed(SessionFailed {
+            Known::Failed => Self::Failed(SessionFailed {
                 session_id,
                 encounter_id,
                 error_code: wire.error_code.ok_or(PayloadError::missing("error_code"))?,
                 error_detail: wire.error_detail.unwrap_or_default(),
             }),
-            EventKind::TimedOut | EventKind::Cancelled | EventKind::Unknown => {
+            Known::TimedOut | Known::Cancelled => {
                 let ended = SessionEnded {
                     status: wire.status,
                     session_id,
                     encounter_id,
                     additional_info: wire.additional_info,
                 };
-                if kind == EventKind::Cancelled {
+                if known == Known::Cancelled {
                     Self::Cancelled(ended)
                 } else {
                     Self::TimedOut(ended)
@@ -766,7 +535,7 @@ impl Serialize for WebhookEvent {
 impl<'de> Deserialize<'de> for WebhookEvent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
-        Self::from_value(value).map_err(de::Error::custom)
+        Self::from_value(value).map_err(serde::de::Error::custom)
     }
 }
 

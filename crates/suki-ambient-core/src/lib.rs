@@ -38,6 +38,8 @@ mod error;
 mod event;
 mod handler;
 mod ids;
+mod json;
+mod links;
 mod redact;
 mod replay;
 mod secret;
@@ -53,15 +55,17 @@ pub mod api;
 pub mod testing;
 
 pub use endpoint::{GuardFailurePolicy, WebhookEndpoint};
-pub use error::{
-    ConfigError, PayloadError, PayloadErrorCategory, VerifyError, WebhookError, decode_json,
-};
+pub use error::{ConfigError, PayloadError, PayloadErrorCategory, VerifyError, WebhookError};
 pub use event::{
-    ErrorCode, EventKind, IdempotencyKey, Link, LinkKind, Links, SessionCompleted, SessionEnded,
-    SessionFailed, UnknownEvent, WebhookEvent,
+    ErrorCode, EventKind, IdempotencyKey, SessionCompleted, SessionEnded, SessionFailed,
+    UnknownEvent, WebhookEvent,
 };
 pub use handler::{EventHandler, HandlerError, NoopHandler};
 pub use ids::{EncounterId, SessionId};
+#[doc(hidden)]
+pub use json::KNOWN_FIELDS;
+pub use json::decode_json;
+pub use links::{Link, LinkKind, Links};
 pub use replay::{Freshness, MemoryReplayGuard, ReplayError, ReplayGuard, ReplayKey};
 pub use secret::WebhookSecret;
 pub use sign::{SIGNATURE_LEN, Signature, SignedHeaders, sign};

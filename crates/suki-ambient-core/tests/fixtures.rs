@@ -159,3 +159,67 @@ fn the_embedded_fixtures_are_every_file_of_testdata() {
         .collect();
     assert_eq!(embedded, on_disk);
 }
+
+/// Every key of Suki's documented JSON (the shapes the models follow), outside free-form
+/// objects, at any depth.
+fn keys(value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                out.insert(key.clone());
+                // Free-form (kept as JSON by the models): any key may appear inside.
+                if !matches!(key.as_str(), "additional_info" | "data" | "metadata") {
+                    keys(inner, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| keys(item, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn known_fields_are_exactly_the_models_field_names() {
+    let mut documented = std::collections::BTreeSet::new();
+    for (_, bytes) in suki_ambient_core::testing::FIXTURES {
+        keys(&serde_json::from_slice(bytes).unwrap(), &mut documented);
+    }
+    // Shapes with no fixture: the login request, and every `_links` key and link field.
+    let login = suki_ambient_core::api::LoginRequest {
+        partner_id: "p".into(),
+        partner_token: "t".into(),
+        provider_id: Some("v".into()),
+    };
+    keys(&serde_json::to_value(&login).unwrap(), &mut documented);
+    let links = suki_ambient_core::Links::for_session(&"s".into(), &"e".into());
+    keys(&serde_json::to_value(&links).unwrap(), &mut documented);
+    // Shapes with no fixture, through the typed models (so only the fields they keep).
+    let recording: suki_ambient_core::api::Recording = serde_json::from_str(
+        r#"{"recordings":[{"recording_id":"r","presigned_url":"u","expires_at":1,"sequence_number":1}],"is_streamable":true}"#,
+    )
+    .unwrap();
+    keys(&serde_json::to_value(&recording).unwrap(), &mut documented);
+    let orders: suki_ambient_core::api::StructuredData = serde_json::from_str(
+        r#"{"structured_data":{"orders":{"medication_orders":{"partial_values":[{"medication":"m","dosage":"d","frequency":"f","route":"r","codes":[]}]}}}}"#,
+    )
+    .unwrap();
+    keys(&serde_json::to_value(&orders).unwrap(), &mut documented);
+    // Kept as sent (the models' `other` maps), not typed fields: never shown in error paths.
+    for kept in ["correlation_id", "created_at", "patient_id", "metadata"] {
+        documented.remove(kept);
+    }
+    let known: std::collections::BTreeSet<String> = suki_ambient_core::KNOWN_FIELDS
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect();
+    let missing: Vec<_> = documented.difference(&known).collect();
+    let extra: Vec<_> = known.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "model fields missing from KNOWN_FIELDS: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "KNOWN_FIELDS names that no model has: {extra:?}"
+    );
+}
