@@ -4,10 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use suki_ambient_client::{AmbientClient, ClientError};
-use suki_ambient_core::{
-    EncounterId, ErrorCode, Links, SessionCompleted, SessionEnded, SessionFailed, SessionId,
-    SignedHeaders, WebhookEvent,
-};
+use suki_ambient_core::{SessionId, SignedHeaders, sample};
 
 use crate::{Failure, What};
 
@@ -15,31 +12,11 @@ use crate::{Failure, What};
 pub(crate) fn event_body(event: &str, session: Option<String>) -> Result<Vec<u8>, Failure> {
     let session = session.unwrap_or_else(random_id);
     let encounter = random_id();
-    let ended = |status: &str| SessionEnded {
-        status: status.into(),
-        session_id: SessionId::from(session.as_str()),
-        encounter_id: EncounterId::from(encounter.as_str()),
-        additional_info: None,
-    };
     let event = match event {
-        "completed" => WebhookEvent::Completed(SessionCompleted {
-            session_id: SessionId::from(session.as_str()),
-            encounter_id: EncounterId::from(encounter.as_str()),
-            sessions: vec![SessionId::from(session.as_str())],
-            additional_info: None,
-            links: Links::for_session(
-                &SessionId::from(session.as_str()),
-                &EncounterId::from(encounter.as_str()),
-            ),
-        }),
-        "failed" => WebhookEvent::Failed(SessionFailed {
-            session_id: SessionId::from(session.as_str()),
-            encounter_id: EncounterId::from(encounter.as_str()),
-            error_code: ErrorCode::Transcription,
-            error_detail: "Error in transcription".into(),
-        }),
-        "timed-out" => WebhookEvent::TimedOut(ended("timeout")),
-        "cancelled" => WebhookEvent::Cancelled(ended("cancelled")),
+        "completed" => sample::completed(&session, &encounter),
+        "failed" => sample::failed(&session, &encounter),
+        "timed-out" => sample::timed_out(&session, &encounter),
+        "cancelled" => sample::cancelled(&session, &encounter),
         file => {
             return std::fs::read(file).map_err(|e| {
                 Failure(format!(

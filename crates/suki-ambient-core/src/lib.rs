@@ -46,6 +46,7 @@ mod secret;
 mod sign;
 mod verify;
 
+pub mod sample;
 pub mod time;
 
 pub mod adapter;

@@ -30,9 +30,12 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod admin;
+mod builder;
+mod delivery;
 mod faults;
 mod handle;
 mod routes;
+mod sessions;
 mod state;
 mod synth;
 
@@ -40,9 +43,10 @@ pub use faults::{Fault, MAX_FAULT_LATENCY};
 
 /// The most faults a sandbox keeps at once (the oldest goes first).
 pub const MAX_FAULTS: usize = 1024;
-pub use handle::{
-    Delivery, Sandbox, SandboxBuilder, SandboxControl, SandboxError, SandboxHandle, SandboxSession,
-};
+pub use builder::{Sandbox, SandboxBuilder};
+pub use delivery::Delivery;
+pub use handle::{SandboxControl, SandboxError, SandboxHandle};
+pub use sessions::SandboxSession;
 pub use state::SessionKind;
 
 /// The partner id the sandbox accepts by default.
