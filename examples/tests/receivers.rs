@@ -236,3 +236,52 @@ async fn actix_receiver_closes_slow_connections() {
 async fn warp_receiver_closes_slow_connections() {
     slow_connections_are_closed(env!("CARGO_BIN_EXE_warp_receiver")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_with_a_client_fetches_every_completed_session() {
+    use suki_ambient::sandbox::Sandbox;
+    let sandbox = Sandbox::builder()
+        .webhook_secret(SECRET)
+        .start()
+        .await
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_receiver_with_client"))
+        .env("SUKI_WEBHOOK_SECRET", SECRET)
+        .env("SUKI_TOKEN", sandbox.issue_token(None))
+        .env("SUKI_API_BASE_URL", sandbox.base_url())
+        .env("BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first.strip_prefix("listening on ").unwrap().to_owned();
+    sandbox.set_webhook_url(Some(url));
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let s = sandbox.create_session(None);
+        assert!(
+            sandbox
+                .complete(&s.session_id)
+                .await
+                .unwrap()
+                .acknowledged()
+        );
+        sessions.push(s.session_id.to_string());
+    }
+    let printed: Vec<String> = tokio::task::spawn_blocking(move || {
+        let out: Vec<String> = lines.take(3).map(Result::unwrap).collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        out
+    })
+    .await
+    .unwrap();
+    for session in sessions {
+        assert!(
+            printed.contains(&format!("fetched {session} 6/6")),
+            "{session} not fetched: {printed:?}"
+        );
+    }
+}

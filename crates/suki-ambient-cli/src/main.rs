@@ -90,11 +90,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Call the follow-up APIs for a session (token from SUKI_TOKEN).
+    /// Call the follow-up APIs for a session: with a token (SUKI_TOKEN), or logging in with
+    /// partner credentials (--partner-id and SUKI_PARTNER_TOKEN).
     Fetch {
-        /// The API base URL: Suki staging or production, or a sandbox.
+        /// The API base URL (a sandbox, a proxy); or use --env.
+        #[arg(long, conflicts_with = "env", required_unless_present = "env")]
+        base_url: Option<String>,
+        /// One of Suki's environments.
+        #[arg(long, value_enum)]
+        env: Option<Env>,
+        /// Log in as this partner, with the partner token from SUKI_PARTNER_TOKEN (instead of
+        /// SUKI_TOKEN).
         #[arg(long)]
-        base_url: String,
+        partner_id: Option<String>,
         /// The session id.
         #[arg(long)]
         session: String,
@@ -127,6 +135,15 @@ enum Command {
     },
     /// Run the whole flow in one process: sandbox, receiver, webhook, client.
     Demo,
+}
+
+/// Suki's environments, for `fetch --env`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Env {
+    /// `https://sdp.suki-stage.com`.
+    Staging,
+    /// `https://sdp.suki.ai`.
+    Production,
 }
 
 /// What `fetch` fetches.
@@ -304,11 +321,32 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Fetch {
             base_url,
+            env,
+            partner_id,
             session,
             what,
             provider_id,
             json,
-        } => net::fetch(&base_url, &session, what, provider_id, json).await,
+        } => {
+            let target = match (base_url, env) {
+                (Some(url), _) => net::Target::Url(url),
+                (None, Some(Env::Staging)) => {
+                    net::Target::Env(suki_ambient_client::Environment::Staging)
+                }
+                (None, Some(Env::Production)) => {
+                    net::Target::Env(suki_ambient_client::Environment::Production)
+                }
+                (None, None) => return Err(Failure("pass --base-url or --env".into())),
+            };
+            let options = net::FetchOptions {
+                target,
+                partner_id,
+                provider_id,
+                what,
+                json,
+            };
+            net::fetch(&options, &session).await
+        }
         Command::Sandbox {
             bind,
             webhook_url,

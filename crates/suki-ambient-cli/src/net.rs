@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use suki_ambient_client::{AmbientClient, ClientError};
+use suki_ambient_client::{AmbientClient, ClientError, Environment, PartnerLogin};
 use suki_ambient_core::{SessionId, SignedHeaders, sample};
 
 use crate::{Failure, What};
@@ -72,23 +72,52 @@ pub(crate) async fn post_signed(
     Ok((status, text))
 }
 
+/// Where `fetch` calls.
+pub(crate) enum Target {
+    /// `--base-url`.
+    Url(String),
+    /// `--env`.
+    Env(Environment),
+}
+
+/// `fetch`'s options.
+pub(crate) struct FetchOptions {
+    pub(crate) target: Target,
+    pub(crate) partner_id: Option<String>,
+    pub(crate) provider_id: Option<String>,
+    pub(crate) what: What,
+    pub(crate) json: bool,
+}
+
+/// A non-empty environment variable.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 /// `fetch`: the chosen follow-up calls, printed as a summary or JSON.
-pub(crate) async fn fetch(
-    base_url: &str,
-    session: &str,
-    what: What,
-    provider_id: Option<String>,
-    json: bool,
-) -> Result<ExitCode, Failure> {
-    let token = std::env::var("SUKI_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Failure("no API token: set SUKI_TOKEN".into()))?;
-    let mut builder = AmbientClient::builder().base_url(base_url).token(token);
-    if let Some(provider) = provider_id {
-        builder = builder.provider_id(provider);
+pub(crate) async fn fetch(options: &FetchOptions, session: &str) -> Result<ExitCode, Failure> {
+    let FetchOptions { what, json, .. } = *options;
+    let builder = match &options.target {
+        Target::Url(url) => AmbientClient::builder().base_url(url),
+        Target::Env(env) => AmbientClient::builder().environment(*env),
+    };
+    let builder = match &options.partner_id {
+        Some(partner) => {
+            let partner_token = env_var("SUKI_PARTNER_TOKEN").ok_or_else(|| {
+                Failure("--partner-id needs the partner token in SUKI_PARTNER_TOKEN".into())
+            })?;
+            builder.auth(PartnerLogin::new(partner.clone(), partner_token))
+        }
+        None => builder.token(env_var("SUKI_TOKEN").ok_or_else(|| {
+            Failure(
+                "no API token: set SUKI_TOKEN, or pass --partner-id with SUKI_PARTNER_TOKEN".into(),
+            )
+        })?),
+    };
+    let mut client = builder.build()?;
+    if let Some(provider) = &options.provider_id {
+        client = client.for_provider(provider)?;
     }
-    let client = builder.build()?;
     let id = SessionId::from(session);
     let wants = |w: What| what == w || what == What::All;
     let mut failed = false;

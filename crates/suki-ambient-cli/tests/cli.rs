@@ -387,6 +387,58 @@ async fn send_and_fetch_against_the_sandbox_and_a_receiver() {
             && text.contains("1 diagnoses"),
         "{text}"
     );
+
+    // The same with partner credentials: the CLI logs in itself.
+    let base = sandbox.base_url().to_owned();
+    let id = session.session_id.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "fetch",
+                "--base-url",
+                &base,
+                "--session",
+                &id,
+                "--what",
+                "status",
+            ])
+            .args(["--partner-id", suki_ambient_sandbox::DEFAULT_PARTNER_ID])
+            .env_remove("SUKI_TOKEN")
+            .env(
+                "SUKI_PARTNER_TOKEN",
+                suki_ambient_sandbox::DEFAULT_PARTNER_TOKEN,
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("status: completed"),
+        "{}",
+        stdout(&out)
+    );
+    // --partner-id without its token is a one-line error naming the variable.
+    let out = Command::new(BIN)
+        .args([
+            "fetch",
+            "--env",
+            "staging",
+            "--session",
+            "s",
+            "--partner-id",
+            "p",
+        ])
+        .env_remove("SUKI_PARTNER_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("SUKI_PARTNER_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -81,7 +81,27 @@ impl fmt::Debug for AmbientClient {
 }
 
 impl AmbientClient {
-    /// Starts a builder.
+    /// Starts a builder: an environment or base URL and auth are required; retries, timeouts and
+    /// the HTTP client have defaults.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use suki_ambient_client::{AmbientClient, Environment, PartnerLogin, RetryPolicy};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = AmbientClient::builder()
+    ///     .environment(Environment::Production)
+    ///     .auth(PartnerLogin::new("partner-id", "partner-idp-jwt"))
+    ///     .retry(RetryPolicy::default().max_attempts(6))
+    ///     .timeout(Duration::from_secs(10)) // per attempt
+    ///     .deadline(Duration::from_secs(60)) // per call, retries included
+    ///     .build()?;
+    /// assert_eq!(client.base_url().as_str(), "https://sdp.suki.ai/");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder() -> AmbientClientBuilder {
         AmbientClientBuilder::new()
     }

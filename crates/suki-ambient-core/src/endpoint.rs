@@ -41,6 +41,43 @@ const DEFAULT_REPLAY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// for unknown events. When the replay guard's store fails, the event is processed anyway
 /// (fail-open) and a warning is logged: Suki does not re-deliver, so refusing would lose it.
 /// [`on_guard_failure`](Self::on_guard_failure) changes that.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use suki_ambient_core::{
+///     async_trait, EventHandler, HandlerError, SessionCompleted, SignedHeaders, UnixMillis,
+///     Verifier, WebhookEndpoint, WebhookMeta, WebhookSecret,
+/// };
+///
+/// struct Notes;
+///
+/// #[async_trait]
+/// impl EventHandler for Notes {
+///     async fn on_completed(&self, done: SessionCompleted, _meta: WebhookMeta) -> Result<(), HandlerError> {
+///         println!("session {} completed", done.session_id);
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Built once and shared (it is cheap to clone): one replay guard for every request.
+/// let endpoint = WebhookEndpoint::new(Verifier::builder().secret("whsec").build()?, Notes)
+///     .replay_ttl(Duration::from_secs(6 * 3600));
+///
+/// // What an adapter does with each request (axum's `router`, actix's `route`, warp's
+/// // `webhook_filter` do it for you):
+/// let body = suki_ambient_core::sample::completed("s-1", "e-1").to_vec();
+/// let headers = SignedHeaders::new(&WebhookSecret::from("whsec"), UnixMillis::now(), &body).to_header_map();
+/// let answer = endpoint.handle(&headers, body.into()).await;
+/// assert_eq!(answer.status, 200);
+/// let again = endpoint.handle(&headers, suki_ambient_core::sample::completed("s-1", "e-1").to_vec().into()).await;
+/// assert_eq!(again.body, r#"{"status":"duplicate"}"#);
+/// # Ok(())
+/// # }
+/// ```
 pub struct WebhookEndpoint<H> {
     verifier: Verifier,
     handler: Arc<H>,
