@@ -195,3 +195,13 @@ fn debug_output_holds_no_payload_content() {
         assert!(!shown.contains(MARKER), "{shown}");
     }
 }
+
+#[test]
+fn an_unknown_event_with_a_huge_number_round_trips() {
+    // Found by the `webhook_parse` fuzz target: a number beyond u64 in an unknown event's raw
+    // JSON is kept as a float, which must survive serialize → parse unchanged.
+    let body: &[u8] = b"{\x22status\x22: \x22s06c14\xc8\x9e\x22, \x22seions\x22:  8888\x0a\x0a\x0a, \x22se%sion=s\x22:   88\x0a\x0a\x0a, \x22se=sion=s\x22:  888555555555555555555555555555555555555555555555555555555555555555555555555555555555555555\x0a\x0a\x0a\x0a}";
+    let event = WebhookEvent::from_slice(body).unwrap();
+    let again = WebhookEvent::from_slice(&event.to_vec()).unwrap();
+    assert!(again == event, "round trip changed the event");
+}
