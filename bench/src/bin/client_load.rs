@@ -1,7 +1,8 @@
 //! `fetch_results` throughput and CPU per fetched result against the sandbox (in a child
-//! process, so only the client's CPU is counted), next to a baseline measured in the same run:
-//! plain `reqwest` GETs of the same six URLs with the same concurrency, no auth logic, retries or
-//! typed decoding.
+//! process, so only the client's CPU is counted), next to a fair baseline measured in the same
+//! run: plain `reqwest` GETs of the same six URLs with the same concurrency, each decoded with
+//! `serde_json` into the same model types, but with no auth logic, retries, link checks, spans or
+//! PHI-safe error handling.
 //!
 //! ```sh
 //! cargo run --release -p bench --bin client_load -- [EVENTS] [CONCURRENCY]
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use suki_ambient::client::AmbientClient;
-use suki_ambient::{EncounterId, Links, SessionCompleted, SessionId};
+use suki_ambient::{EncounterId, LinkKind, Links, SessionCompleted, SessionId};
 use tokio::sync::Semaphore;
 
 /// Child: a sandbox with `events` completed sessions; prints the base URL, a token and the ids.
@@ -61,6 +62,22 @@ fn open_sockets() -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// Decodes a body into the model of its link kind, as the SDK does.
+fn decode(kind: LinkKind, body: &[u8]) -> bool {
+    use suki_ambient::api::{NoteContent, StatusResponse, StructuredData, Transcript};
+    match kind {
+        LinkKind::Status => serde_json::from_slice::<StatusResponse>(body).is_ok(),
+        LinkKind::Contents | LinkKind::EncounterContent => {
+            serde_json::from_slice::<NoteContent>(body).is_ok()
+        }
+        LinkKind::StructuredData | LinkKind::EncounterStructuredData => {
+            serde_json::from_slice::<StructuredData>(body).is_ok()
+        }
+        LinkKind::Transcripts => serde_json::from_slice::<Transcript>(body).is_ok(),
+        _ => false,
+    }
 }
 
 struct Run {
@@ -164,7 +181,7 @@ fn main() {
                 let permit = Arc::clone(&limit).acquire_owned().await.expect("semaphore");
                 tasks.push(tokio::spawn(async move {
                     let mut n = 0;
-                    let gets = done.links.iter().map(|(_, link)| {
+                    let gets = done.links.iter().map(|(kind, link)| {
                         let url = format!("{}{}", base.trim_end_matches('/'), link.href);
                         let http = http.clone();
                         let token = token.clone();
@@ -176,11 +193,11 @@ fn main() {
                                 .await
                                 .expect("send");
                             assert!(r.status().is_success());
-                            r.bytes().await.expect("body").len()
+                            decode(kind, &r.bytes().await.expect("body"))
                         }
                     });
-                    for len in futures_util::future::join_all(gets).await {
-                        n += usize::from(len > 0);
+                    for decoded in futures_util::future::join_all(gets).await {
+                        n += usize::from(decoded);
                     }
                     drop(permit);
                     n
@@ -198,43 +215,50 @@ fn main() {
         })
     };
     // First an SDK run in a fresh process, to count the connections its pool opened; then warm
-    // up the baseline and alternate, best of three each.
+    // up the baseline and alternate the two, ROUNDS times: the ratio reported is the median of
+    // the rounds' ratios (each round measures both under the same conditions), with the spread.
+    const ROUNDS: usize = 9;
     let (first, pooled) = sdk(events);
     let _ = raw(200);
-    let mut best_sdk: Option<(Run, usize)> = None;
-    let mut best_raw: Option<Run> = None;
-    for _ in 0..3 {
-        let (s, conns) = sdk(events);
-        if best_sdk.as_ref().is_none_or(|(b, _)| s.elapsed < b.elapsed) {
-            best_sdk = Some((s, conns));
-        }
-        let r = raw(events);
-        if best_raw.as_ref().is_none_or(|b| r.elapsed < b.elapsed) {
-            best_raw = Some(r);
-        }
-    }
-    let (s, _) = best_sdk.expect("runs");
-    let r = best_raw.expect("runs");
     let per_s = |run: &Run| run.results as f64 / 6.0 / run.elapsed.as_secs_f64();
     let cpu_per = |run: &Run| run.cpu.as_secs_f64() * 1e6 / run.results as f64;
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let (s, _) = sdk(events);
+        let r = raw(events);
+        rounds.push((s, r));
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        (
+            values[values.len() / 2],
+            values[0],
+            values[values.len() - 1],
+        )
+    };
+    let (tp, tp_lo, tp_hi) = median(rounds.iter().map(|(s, r)| per_s(s) / per_s(r)).collect());
+    let (cpu, _, _) = median(
+        rounds
+            .iter()
+            .map(|(s, r)| cpu_per(s) / cpu_per(r))
+            .collect(),
+    );
+    let (sdk_rate, _, _) = median(rounds.iter().map(|(s, _)| per_s(s)).collect());
+    let (raw_rate, _, _) = median(rounds.iter().map(|(_, r)| per_s(r)).collect());
+    let (sdk_cpu, _, _) = median(rounds.iter().map(|(s, _)| cpu_per(s)).collect());
+    let (raw_cpu, _, _) = median(rounds.iter().map(|(_, r)| cpu_per(r)).collect());
     println!(
-        "client: {events} fetch_results (6 links each), concurrency {concurrency}, sandbox in a child process; best of 3"
+        "client: {events} fetch_results (6 links each), concurrency {concurrency}, sandbox in a child process; medians of {ROUNDS} alternating rounds"
     );
     println!(
-        "sdk fetch_results: {:.0} events/s, {:.1} µs CPU per fetched result; first run: {} results over {pooled} pooled connections",
-        per_s(&s),
-        cpu_per(&s),
+        "sdk fetch_results: {sdk_rate:.0} events/s, {sdk_cpu:.1} µs CPU per fetched result; first run: {} results over {pooled} pooled connections",
         first.results
     );
     println!(
-        "raw reqwest GETs:  {:.0} events/s, {:.1} µs CPU per fetched result",
-        per_s(&r),
-        cpu_per(&r)
+        "raw reqwest GETs + serde decode: {raw_rate:.0} events/s, {raw_cpu:.1} µs CPU per fetched result"
     );
     println!(
-        "ratio sdk/raw: throughput {:.3}x, CPU per result {:.3}x",
-        per_s(&s) / per_s(&r),
-        cpu_per(&s) / cpu_per(&r)
+        "ratio sdk/raw: throughput {tp:.3}x (rounds {tp_lo:.3}..{tp_hi:.3}), CPU per result {cpu:.3}x"
     );
     let _ = child.kill();
     let _ = child.wait();

@@ -10,7 +10,7 @@ use suki_ambient_core::{EncounterId, Link, SessionId};
 
 use crate::AmbientClient;
 use crate::error::ClientError;
-use crate::transport::within_base;
+use crate::transport::{same_origin, within_base};
 
 impl AmbientClient {
     /// The URL of `route` for `id`, with an optional query pair, under the base URL.
@@ -204,7 +204,7 @@ impl AmbientClient {
             .map_err(|_| ClientError::InvalidLink {
                 reason: "href is neither a URL nor a path",
             })?;
-        if url.origin() != self.inner.base_url.origin() {
+        if !same_origin(&self.inner.base_url, &url) {
             return Err(ClientError::InvalidLink {
                 reason: "href points to another origin; the token is only sent to the API base URL",
             });

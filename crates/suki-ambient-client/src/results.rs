@@ -25,8 +25,8 @@ pub struct SessionResults {
     pub encounter_structured_data: Option<Result<StructuredData, ClientError>>,
     /// `transcripts`: the transcript.
     pub transcript: Option<Result<Transcript, ClientError>>,
-    /// The links that were asked for (to retry the failed ones).
-    links: Links,
+    /// The links that failed (kept to retry them; nothing is copied when all succeed).
+    failed_links: Links,
 }
 
 impl SessionResults {
@@ -81,7 +81,7 @@ impl SessionResults {
             return;
         }
         let fresh = client
-            .fetch_links(&self.session_id, &self.links, &failed)
+            .fetch_links(&self.session_id, &self.failed_links, &failed)
             .await;
         let Self {
             status,
@@ -90,8 +90,10 @@ impl SessionResults {
             structured_data,
             encounter_structured_data,
             transcript,
+            failed_links,
             ..
         } = fresh;
+        self.failed_links = failed_links;
         // `fresh` holds a result exactly for the kinds that failed.
         replace(&mut self.status, status);
         replace(&mut self.contents, contents);
@@ -164,7 +166,7 @@ impl AmbientClient {
             one(self, pick(LinkKind::EncounterStructuredData)),
             one(self, pick(LinkKind::Transcripts)),
         );
-        SessionResults {
+        let mut results = SessionResults {
             session_id: session_id.clone(),
             status,
             contents,
@@ -172,7 +174,14 @@ impl AmbientClient {
             structured_data,
             encounter_structured_data,
             transcript,
-            links: links.clone(),
+            failed_links: Links::default(),
+        };
+        let failed: Vec<LinkKind> = results.errors().into_iter().map(|(kind, _)| kind).collect();
+        for kind in failed {
+            if let Some(link) = links.get(kind).first() {
+                results.failed_links.push(kind, link.clone());
+            }
         }
+        results
     }
 }

@@ -51,11 +51,7 @@ impl AmbientClient {
         // `None`: a deadline too far away to represent, i.e. none.
         let deadline = started.checked_add(self.inner.deadline);
         async move {
-            let result = tokio::time::timeout(self.inner.deadline, self.attempts(&url, deadline))
-                .await
-                .unwrap_or(Err(ClientError::Timeout {
-                    kind: TimeoutKind::Deadline,
-                }));
+            let result = self.attempts(&url, deadline).await;
             let span = tracing::Span::current();
             span.record("latency_ms", started.elapsed().as_millis() as u64);
             match &result {
@@ -75,7 +71,7 @@ impl AmbientClient {
         loop {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
-            match self.attempt(url, deadline).await {
+            match self.bounded_attempt(url, deadline).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(Failure::Refused(token)) => {
                     let refused = ClientError::Auth {
@@ -107,12 +103,34 @@ impl AmbientClient {
         }
     }
 
-    async fn attempt(&self, url: &Url, deadline: Option<Instant>) -> Result<Bytes, Failure> {
+    /// One attempt under one timer: the attempt's timeout or the call's deadline, whichever
+    /// comes first (token, request and body included).
+    async fn bounded_attempt(
+        &self,
+        url: &Url,
+        deadline: Option<Instant>,
+    ) -> Result<Bytes, Failure> {
+        let now = Instant::now();
+        let (end, kind) = match (now.checked_add(self.inner.timeout), deadline) {
+            (Some(own), Some(deadline)) if deadline <= own => {
+                (Some(deadline), TimeoutKind::Deadline)
+            }
+            (Some(own), _) => (Some(own), TimeoutKind::Attempt),
+            (None, Some(deadline)) => (Some(deadline), TimeoutKind::Deadline),
+            (None, None) => (None, TimeoutKind::Attempt),
+        };
+        let timeout = end.map_or(Duration::MAX, |end| end.saturating_duration_since(now));
+        let attempt = self.attempt(url, timeout);
+        match end {
+            Some(end) => tokio::time::timeout_at(end.into(), attempt)
+                .await
+                .unwrap_or(Err(Failure::Error(ClientError::Timeout { kind }, None))),
+            None => attempt.await,
+        }
+    }
+
+    async fn attempt(&self, url: &Url, timeout: Duration) -> Result<Bytes, Failure> {
         let inner = &self.inner;
-        let remaining = deadline.map_or(Duration::MAX, |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        let timeout = inner.timeout.min(remaining);
         let ctx = AuthContext {
             http: &inner.http,
             base_url: &inner.base_url,
@@ -141,8 +159,7 @@ impl AmbientClient {
             .http
             .get(url.clone())
             .header(TOKEN_HEADER, token_value)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(timeout);
+            .header(reqwest::header::ACCEPT, "application/json");
         if let Some(provider) = &self.provider_id {
             request = request.header(PROVIDER_HEADER, provider.clone());
         }
@@ -205,7 +222,15 @@ impl AmbientClient {
 
 /// Whether `url` is on the base URL's origin and under its path (the base path ends with `/`).
 pub(crate) fn within_base(base: &Url, url: &Url) -> bool {
-    url.origin() == base.origin() && url.path().starts_with(base.path())
+    same_origin(base, url) && url.path().starts_with(base.path())
+}
+
+/// Scheme, host and port are the same. Field by field rather than comparing `origin()`s, which
+/// allocate: this runs on every response.
+pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// The default client's redirects: at most [`MAX_REDIRECTS`], and only within the base URL
