@@ -28,7 +28,8 @@
 //! Frameworks whose body arrives in one piece can call [`check_head`] and
 //! [`CheckedHead::verify_body`] themselves; [`BodyBuffer`] gathers chunks within a limit.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::task::Poll;
 use std::pin::pin;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -177,6 +178,11 @@ where
         }
         Ok(buffer.finish())
     };
+    // A body that is already in needs no timer: poll once before arming one.
+    let mut read = pin!(read);
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+        return done;
+    }
     tokio::time::timeout(timeout, read)
         .await
         .unwrap_or(Err(WebhookError::BodyTimeout { timeout }))
