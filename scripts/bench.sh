@@ -9,8 +9,8 @@ echo "== verification and parsing (criterion)"
 cargo bench -p suki-ambient-core --bench verify 2>&1 | sed -n '/ratios measured/,$p'
 cargo build --release -p bench
 echo "== adapters under load"
-./target/release/adapter_load 2 64
+./target/release/adapter_load 1 64
 echo "== memory"
 ./target/release/memory_load 1000
 echo "== client"
-./target/release/client_load 1000 32
+./target/release/client_load 2000 32

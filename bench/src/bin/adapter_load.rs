@@ -300,15 +300,15 @@ fn main() {
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
     let connections: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     println!(
-        "adapter load: {BODY_SIZE} B signed deliveries, {connections} keep-alive connections, {seconds} s per run, best of 3 alternating runs"
+        "adapter load: {BODY_SIZE} B signed deliveries, {connections} keep-alive connections, {seconds} s per run, medians of 7 alternating rounds"
     );
     let (hmac, verify, parse) = core_costs();
     println!(
         "core, per 2 KiB request: HMAC alone {hmac:.0} ns (keying included), check_head+verify {verify:.0} ns, parse {parse:.0} ns"
     );
     println!(
-        "{:<6} {:<7} {:>10} {:>8} {:>9} {:>9} {:>7} {:>8}",
-        "", "route", "req/s", "ratio", "p50", "p99", "p99 x", "ceiling"
+        "{:<6} {:<7} {:>10} {:>8} {:>9} {:>9} {:>7} {:>8} {:>9}",
+        "", "route", "req/s", "ratio", "p50", "p99", "p99 x", "ceiling", "of ceil."
     );
     for framework in ["axum", "actix", "warp"] {
         let addr = start(framework);
@@ -316,37 +316,49 @@ fn main() {
         for path in paths {
             load(addr, path, 1, connections); // warm-up
         }
-        let mut best: Vec<Option<Run>> = paths.iter().map(|_| None).collect();
-        for _ in 0..3 {
-            for (i, path) in paths.into_iter().enumerate() {
-                let run = load(addr, path, seconds, connections);
-                assert_eq!(run.errors, 0, "{framework} {path}: non-200 answers");
-                if best[i].as_ref().is_none_or(|b| run.rps() > b.rps()) {
-                    best[i] = Some(run);
-                }
-            }
+        // ROUNDS alternating rounds; each reports its ratios to the bare route of the same round,
+        // and the table shows their medians (a noisy machine moves whole rounds, not ratios).
+        const ROUNDS: usize = 7;
+        let mut rounds: Vec<Vec<Run>> = Vec::new();
+        for _ in 0..ROUNDS {
+            let round: Vec<Run> = paths
+                .into_iter()
+                .map(|path| {
+                    let run = load(addr, path, seconds, connections);
+                    assert_eq!(run.errors, 0, "{framework} {path}: non-200 answers");
+                    run
+                })
+                .collect();
+            rounds.push(round);
         }
-        let best: Vec<Run> = best
-            .into_iter()
-            .map(|r| r.expect("three runs each"))
-            .collect();
-        let bare = &best[0];
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let bare_rps = median(rounds.iter().map(|r| r[0].rps()).collect());
         // The best ratio any verifier could reach here: the bare request's cost plus one HMAC.
-        let ceiling = 1.0 / (1.0 + hmac * 1e-9 * bare.rps());
-        for (path, run) in paths.iter().zip(&best) {
+        let ceiling = 1.0 / (1.0 + hmac * 1e-9 * bare_rps);
+        for (i, path) in paths.iter().enumerate() {
             let label = match *path {
                 "/bare" => "bare",
                 "/verify" => "verify",
                 _ => "+parse",
             };
+            let rps = median(rounds.iter().map(|r| r[i].rps()).collect());
+            let ratio = median(rounds.iter().map(|r| r[i].rps() / r[0].rps()).collect());
+            let p50 = median(rounds.iter().map(|r| r[i].p50.as_secs_f64()).collect());
+            let p99 = median(rounds.iter().map(|r| r[i].p99.as_secs_f64()).collect());
+            let p99x = median(
+                rounds
+                    .iter()
+                    .map(|r| r[i].p99.as_secs_f64() / r[0].p99.as_secs_f64())
+                    .collect(),
+            );
             println!(
-                "{framework:<6} {label:<7} {:>10.0} {:>7.3}x {:>9.2?} {:>9.2?} {:>6.2}x {:>7.3}x",
-                run.rps(),
-                run.rps() / bare.rps(),
-                run.p50,
-                run.p99,
-                run.p99.as_secs_f64() / bare.p99.as_secs_f64(),
-                ceiling
+                "{framework:<6} {label:<7} {rps:>10.0} {ratio:>7.3}x {:>9.2?} {:>9.2?} {p99x:>6.2}x {ceiling:>7.3}x {:>9.3}",
+                Duration::from_secs_f64(p50),
+                Duration::from_secs_f64(p99),
+                ratio / ceiling,
             );
         }
     }

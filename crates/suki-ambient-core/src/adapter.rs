@@ -29,9 +29,9 @@
 //! [`CheckedHead::verify_body`] themselves; [`BodyBuffer`] gathers chunks within a limit.
 
 use std::future::{Future, poll_fn};
-use std::task::Poll;
 use std::pin::pin;
 use std::sync::{Mutex, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
