@@ -13,7 +13,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use suki_ambient::{SignedHeaders, UnixMillis, Verifier, WebhookSecret};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "memory-bench-secret";
 const BODY: usize = 64 * 1024;
@@ -90,19 +89,10 @@ async fn one(addr: SocketAddr, request: std::sync::Arc<Vec<u8>>) -> u16 {
 }
 
 async fn once(addr: SocketAddr, request: &[u8]) -> u16 {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return 0;
-    };
-    if stream.write_all(request).await.is_err() {
-        return 0;
-    }
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer).await;
-    String::from_utf8_lossy(&answer)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    suki_ambient::testing::http1::Conn::new(addr)
+        .send(request)
+        .await
+        .map_or(0, |(status, _)| status)
 }
 
 /// Parent: start the child for `route`, send `connections` concurrent deliveries, return the

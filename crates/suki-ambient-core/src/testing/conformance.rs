@@ -427,7 +427,10 @@ async fn duplicates_and_rotation(s: &mut Suite) {
     .await;
 }
 
-/// Missing and malformed headers, as a table: (case, headers, status, code).
+/// One row of the header table: the case's name, the headers sent, the status and code expected.
+type HeaderCase = (String, Vec<(String, String)>, u16, Option<&'static str>);
+
+/// Missing and malformed headers, as a table of [`HeaderCase`]s.
 async fn malformed_headers(s: &mut Suite) {
     let body = event_body(&super::completed("conf-bad", "enc-6"));
     let good = signed(CURRENT_SECRET, s.now(), &body);
@@ -438,7 +441,7 @@ async fn malformed_headers(s: &mut Suite) {
         vec![header("generated-at", ts), header("x-api-key", &sig)]
     };
     let with_signature = |value: &str| vec![at.clone(), header("x-api-key", value)];
-    let mut cases: Vec<(String, Vec<(String, String)>, u16, Option<&str>)> = vec![
+    let mut cases: Vec<HeaderCase> = vec![
         (
             "missing generated-at".into(),
             vec![good[1].clone()],

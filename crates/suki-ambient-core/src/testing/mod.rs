@@ -156,6 +156,7 @@ pub fn signature_vectors() -> Vec<SignatureVector> {
 }
 
 mod conformance;
+pub mod http1;
 mod raw_http;
 
 pub use conformance::{

@@ -181,7 +181,7 @@ fn header_lines(head: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn response_complete(raw: &[u8]) -> bool {
+pub(super) fn response_complete(raw: &[u8]) -> bool {
     let Some((head, rest)) = split_head(raw) else {
         return false;
     };
@@ -198,7 +198,7 @@ fn response_complete(raw: &[u8]) -> bool {
     false
 }
 
-fn parse_response(raw: &[u8]) -> Result<RawResponse, String> {
+pub(super) fn parse_response(raw: &[u8]) -> Result<RawResponse, String> {
     let (head, rest) = split_head(raw).ok_or("incomplete response head")?;
     let status_line =
         String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default())
