@@ -171,11 +171,30 @@ impl VerifierBuilder {
     }
 }
 
-/// Verifies Suki's webhook deliveries. Cheap to clone (an `Arc`), `Send + Sync`.
+/// Verifies Suki's webhook deliveries. Cheap to clone (an `Arc`), `Send + Sync`: build one at
+/// start-up and share it.
 ///
-/// The checks, in order: both headers present and non-empty → body within the limit →
-/// `generated-at` is 1 to 19 ASCII digits → within the tolerance → `X-API-Key` decodes to 32
-/// bytes → constant-time comparison against each secret's HMAC of `generated-at:body`.
+/// The checks, in order: both headers present and non-empty → `generated-at` is 1 to 19 ASCII
+/// digits → within the tolerance → `X-API-Key` decodes to 32 bytes → the body within the limit
+/// → constant-time comparison against each secret's HMAC of `generated-at:body`.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use suki_ambient_core::Verifier;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # unsafe { std::env::set_var("SUKI_WEBHOOK_SECRET", "whsec-current") };
+/// let verifier = Verifier::builder()
+///     .secret_from_env("SUKI_WEBHOOK_SECRET") // the current secret
+///     .secret("whsec-previous")              // during a rotation: either verifies
+///     .tolerance(Duration::from_secs(300))   // the default
+///     .build()?;
+/// assert_eq!(verifier.secret_count(), 2);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
