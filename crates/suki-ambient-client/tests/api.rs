@@ -1,10 +1,13 @@
 //! The client against a real local HTTP server (wiremock on 127.0.0.1): paths, headers,
 //! decoding of Suki's documented examples, links, retries, deadlines and login.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{error, fast_retry, json};
 use suki_ambient_client::{
     AmbientClient, ClientError, PartnerLogin, RetryPolicy, TimeoutKind, TransportKind,
 };
@@ -13,23 +16,6 @@ use suki_ambient_core::testing::{fixture, links_for};
 use suki_ambient_core::{EncounterId, Link, SessionCompleted, SessionId};
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-fn json(bytes: Vec<u8>) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_raw(bytes, "application/json")
-}
-
-fn error(status: u16, id: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_raw(
-        format!(r#"{{"code":{status},"message":"{id}"}}"#),
-        "application/json",
-    )
-}
-
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy::default()
-        .base_delay(Duration::from_millis(10))
-        .max_delay(Duration::from_millis(50))
-}
 
 fn client(server: &MockServer) -> AmbientClient {
     AmbientClient::builder()

@@ -1,32 +1,17 @@
 //! A partner with many providers: `for_provider`, per-provider tokens, a chosen subset of links,
 //! retrying only what failed, and the `409 content_not_ready` race.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use suki_ambient_client::{AmbientClient, PartnerLogin, RetryPolicy};
+use std::sync::Arc;
+
+use common::{error, fast_retry, json};
+use suki_ambient_client::{AmbientClient, PartnerLogin};
 use suki_ambient_core::api::Route;
 use suki_ambient_core::testing::{completed, fixture};
 use suki_ambient_core::{LinkKind, SessionId, WebhookEvent};
 use wiremock::matchers::{body_partial_json, header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn json(bytes: Vec<u8>) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_raw(bytes, "application/json")
-}
-
-fn error(status: u16, id: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_raw(
-        format!(r#"{{"code":{status},"message":"{id}"}}"#),
-        "application/json",
-    )
-}
-
-fn fast() -> RetryPolicy {
-    RetryPolicy::default()
-        .base_delay(Duration::from_millis(5))
-        .max_delay(Duration::from_millis(20))
-}
+use wiremock::{Mock, MockServer};
 
 fn status_path(id: &str) -> String {
     Route::SessionStatus.path(id)
@@ -158,7 +143,7 @@ async fn retry_failed_fetches_again_only_what_failed() {
     let client = AmbientClient::builder()
         .base_url(server.uri())
         .token("t")
-        .retry(fast().max_attempts(2))
+        .retry(fast_retry().max_attempts(2))
         .build()
         .unwrap();
     let mut results = client
@@ -191,7 +176,7 @@ async fn content_not_ready_right_after_completion_is_retried() {
     let client = AmbientClient::builder()
         .base_url(server.uri())
         .token("t")
-        .retry(fast())
+        .retry(fast_retry())
         .build()
         .unwrap();
     let note = client
