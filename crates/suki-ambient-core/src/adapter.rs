@@ -105,7 +105,7 @@ where
 }
 
 /// [`verify_request`] for frameworks on another `http` version: the two header texts as
-/// [`single_header_text`](crate::single_header_text) gives them, and the raw Content-Length.
+/// [`single_header_text`] gives them, and the raw Content-Length.
 ///
 /// # Errors
 /// The first check that fails, as a [`WebhookError`].

@@ -51,7 +51,7 @@ impl fmt::Debug for VerifierBuilder {
 
 impl VerifierBuilder {
     /// Adds a secret. Call again to accept several during a rotation: any of them verifies, and
-    /// [`Verified::secret_index`] says which (in the order they were added).
+    /// `meta.secret_index` of the [`Verified`] result says which (in the order they were added).
     pub fn secret(mut self, secret: impl Into<WebhookSecret>) -> Self {
         self.secrets.push(secret.into());
         self
