@@ -106,12 +106,30 @@ pub fn init_logging() {
         .init();
 }
 
-/// The verifier for `SUKI_WEBHOOK_SECRET`, or an error naming the variable.
-///
-/// # Errors
-/// When the variable is unset or empty.
-pub fn verifier_from_env() -> Result<suki_ambient::Verifier, suki_ambient::ConfigError> {
-    suki_ambient::Verifier::builder()
+/// What every receiver does first: logging, then the verifier for `SUKI_WEBHOOK_SECRET`. A
+/// missing or unusable secret ends the program with a one-line error naming the variable.
+pub fn start() -> suki_ambient::Verifier {
+    init_logging();
+    match suki_ambient::Verifier::builder()
         .secret_from_env("SUKI_WEBHOOK_SECRET")
         .build()
+    {
+        Ok(verifier) => verifier,
+        Err(e) => exit(&format!("{e} (set it to the webhook secret from Suki)")),
+    }
+}
+
+/// A listener on `BIND` (default `127.0.0.1:3000`), or the program ends with a one-line error.
+pub async fn listen() -> TcpListener {
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    match TcpListener::bind(&bind).await {
+        Ok(listener) => listener,
+        Err(e) => exit(&format!("cannot listen on {bind}: {e}")),
+    }
+}
+
+/// Ends a program at start-up with `error: <message>` on stderr and a failure status.
+pub fn exit(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
 }

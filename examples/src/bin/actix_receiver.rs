@@ -34,14 +34,7 @@ impl EventHandler for LogEvents {
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    examples::init_logging();
-    let verifier = match examples::verifier_from_env() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e} (set it to the webhook secret from Suki)");
-            return ExitCode::FAILURE;
-        }
-    };
+    let verifier = examples::start();
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     // One endpoint (and so one replay guard) shared by every worker.
     let endpoint = suki_ambient::WebhookEndpoint::new(verifier, LogEvents);

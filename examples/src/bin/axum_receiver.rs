@@ -51,22 +51,8 @@ impl EventHandler for LogEvents {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    examples::init_logging();
-    let verifier = match examples::verifier_from_env() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e} (set it to the webhook secret from Suki)");
-            return ExitCode::FAILURE;
-        }
-    };
-    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let listener = match tokio::net::TcpListener::bind(&bind).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {bind}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let verifier = examples::start();
+    let listener = examples::listen().await;
     let app = Router::new().nest(
         "/webhooks/suki",
         suki_ambient::axum::router(WebhookEndpoint::new(verifier, LogEvents)),

@@ -58,14 +58,7 @@ async fn worker(client: AmbientClient, mut queue: mpsc::Receiver<SessionComplete
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    examples::init_logging();
-    let verifier = match examples::verifier_from_env() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e} (set it to the webhook secret from Suki)");
-            return ExitCode::FAILURE;
-        }
-    };
+    let verifier = examples::start();
     let Some(token) = std::env::var("SUKI_TOKEN").ok().filter(|t| !t.is_empty()) else {
         eprintln!("error: set SUKI_TOKEN to an sdp_suki_token");
         return ExitCode::FAILURE;
@@ -84,14 +77,7 @@ async fn main() -> ExitCode {
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(worker(client, rx));
 
-    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let listener = match tokio::net::TcpListener::bind(&bind).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {bind}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let listener = examples::listen().await;
     let endpoint = WebhookEndpoint::new(verifier, Enqueue(tx));
     let app = Router::new().nest("/webhooks/suki", suki_ambient::axum::router(endpoint));
     if let Ok(addr) = listener.local_addr() {
