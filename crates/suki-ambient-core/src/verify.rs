@@ -306,7 +306,8 @@ impl Verifier {
         body: B,
     ) -> Result<Verified<B>, VerifyError> {
         let head = self.check_head_parts(generated_at, signature, None)?;
-        self.verify_body(&head, body)
+        // The body is already complete: the head's freshness check holds for it.
+        self.authenticate(&head, body)
     }
 
     /// The head checks (presence, timestamp, tolerance, signature format, a declared length
@@ -333,10 +334,20 @@ impl Verifier {
         })
     }
 
-    /// The body checks after [`check_head_parts`](Self::check_head_parts): the limit, the
-    /// freshness window once more (the body may have taken a while: a delivery must still be
-    /// fresh when it is complete), and the HMAC.
+    /// The body checks after [`check_head_parts`](Self::check_head_parts): the freshness window
+    /// once more (the body may have taken a while: a delivery must still be fresh when it is
+    /// complete), then the limit and the HMAC, in the one order of checks.
     pub(crate) fn verify_body<B: AsRef<[u8]>>(
+        &self,
+        head: &CheckedHead<'_>,
+        body: B,
+    ) -> Result<Verified<B>, VerifyError> {
+        self.check_freshness(head.at)?;
+        self.authenticate(head, body)
+    }
+
+    /// The body limit and the HMAC against each secret.
+    fn authenticate<B: AsRef<[u8]>>(
         &self,
         head: &CheckedHead<'_>,
         body: B,
@@ -345,7 +356,6 @@ impl Verifier {
         if bytes.len() > self.inner.max_body_bytes {
             return Err(self.too_large());
         }
-        self.check_freshness(head.at)?;
         for (secret_index, key) in self.inner.keys.iter().enumerate() {
             let mut mac = key.clone();
             feed(&mut mac, head.generated_at, bytes);
