@@ -9,8 +9,8 @@ use http::{HeaderMap, StatusCode};
 
 use crate::error::error_json;
 use crate::{
-    EventHandler, Freshness, MemoryReplayGuard, ReplayGuard, ReplayKey, VerifiedDelivery, Verifier,
-    WebhookError,
+    DeliverySink, EventHandler, Freshness, MemoryReplayGuard, NoopHandler, ReplayGuard, ReplayKey,
+    Stored, VerifiedDelivery, Verifier, WebhookError,
 };
 
 /// What a [`WebhookEndpoint`] does when its [`ReplayGuard`]'s store fails (e.g. Redis is down).
@@ -84,6 +84,8 @@ pub struct WebhookEndpoint<H> {
     guard: Arc<dyn ReplayGuard>,
     ttl: Duration,
     on_guard_failure: GuardFailurePolicy,
+    /// With a sink, deliveries are stored for later processing instead of handled inline.
+    sink: Option<Arc<dyn DeliverySink>>,
 }
 
 impl<H> Clone for WebhookEndpoint<H> {
@@ -94,6 +96,7 @@ impl<H> Clone for WebhookEndpoint<H> {
             guard: Arc::clone(&self.guard),
             ttl: self.ttl,
             on_guard_failure: self.on_guard_failure,
+            sink: self.sink.clone(),
         }
     }
 }
@@ -103,6 +106,7 @@ impl<H> fmt::Debug for WebhookEndpoint<H> {
         f.debug_struct("WebhookEndpoint")
             .field("verifier", &self.verifier)
             .field("ttl", &self.ttl)
+            .field("inbox", &self.sink.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +141,14 @@ impl EndpointResponse {
         )
     }
 
+    fn inbox_unavailable() -> Self {
+        Self::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "inbox_unavailable",
+            "the delivery could not be stored; try again later",
+        )
+    }
+
     fn handler_failed() -> Self {
         Self::error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -154,6 +166,20 @@ impl EndpointResponse {
     }
 }
 
+impl WebhookEndpoint<NoopHandler> {
+    /// An endpoint that stores every verified delivery in `inbox` (e.g. `suki-ambient-inbox`'s
+    /// `Inbox`) and answers `200 {"status":"accepted"}` once it is stored durably,
+    /// `{"status":"duplicate"}` when its deduplication key already was, and
+    /// `503 inbox_unavailable` (logged at ERROR) when the store could not commit: never a 200
+    /// for a delivery that is not on disk. The inbox's worker processes what was stored; the
+    /// inbox is the deduplication, so no replay guard is used.
+    pub fn inbox(verifier: Verifier, inbox: impl DeliverySink) -> Self {
+        let mut endpoint = Self::new(verifier, NoopHandler);
+        endpoint.sink = Some(Arc::new(inbox));
+        endpoint
+    }
+}
+
 impl<H: EventHandler> WebhookEndpoint<H> {
     /// An endpoint with an in-memory replay guard and a 24-hour replay TTL.
     pub fn new(verifier: Verifier, handler: H) -> Self {
@@ -163,6 +189,7 @@ impl<H: EventHandler> WebhookEndpoint<H> {
             guard: Arc::new(MemoryReplayGuard::default()),
             ttl: DEFAULT_REPLAY_TTL,
             on_guard_failure: GuardFailurePolicy::default(),
+            sink: None,
         }
     }
 
@@ -237,8 +264,24 @@ impl<H: EventHandler> WebhookEndpoint<H> {
             Ok(event) => event,
             Err(err) => return self.reject(WebhookError::Payload(err)),
         };
-        let meta = verified.meta;
         let kind = event.kind();
+        if let Some(sink) = &self.sink {
+            return match sink.store(&verified, &event).await {
+                Ok(Stored::Accepted) => {
+                    tracing::debug!(kind = kind.as_str(), "suki webhook stored in the inbox");
+                    EndpointResponse::ok("accepted")
+                }
+                Ok(Stored::Duplicate) => {
+                    tracing::debug!(kind = kind.as_str(), "suki webhook duplicate acknowledged");
+                    EndpointResponse::ok("duplicate")
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, kind = kind.as_str(), "suki webhook could not be stored in the inbox; answered 503");
+                    EndpointResponse::inbox_unavailable()
+                }
+            };
+        }
+        let meta = verified.meta;
         let key = event
             .idempotency_key()
             .map_or_else(|| meta.replay_key(), |k| ReplayKey::for_event(&k));

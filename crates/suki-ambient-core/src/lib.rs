@@ -44,6 +44,7 @@ mod redact;
 mod replay;
 mod secret;
 mod sign;
+mod sink;
 mod verify;
 
 pub mod sample;
@@ -70,6 +71,7 @@ pub use links::{Link, LinkKind, Links};
 pub use replay::{Freshness, MemoryReplayGuard, ReplayError, ReplayGuard, ReplayKey};
 pub use secret::WebhookSecret;
 pub use sign::{SIGNATURE_LEN, Signature, SignedHeaders, sign};
+pub use sink::{DeliverySink, SinkError, Stored};
 pub use time::{Clock, FixedClock, SystemClock, UnixMillis};
 pub use verify::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, GENERATED_AT_HEADER,

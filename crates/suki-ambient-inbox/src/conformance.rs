@@ -1,0 +1,458 @@
+//! The store conformance suite: every [`Store`] must pass it. The built-in stores run it in
+//! their tests (SQLite in every `cargo test`, Postgres in CI); a store for another engine can
+//! run it the same way:
+//!
+//! ```no_run
+//! # async fn test() {
+//! suki_ambient_inbox::conformance::run(|| async {
+//!     suki_ambient_inbox::SqliteStore::connect("sqlite::memory:").await.unwrap()
+//! })
+//! .await;
+//! # }
+//! ```
+//!
+//! Each check gets a fresh, empty store from `fresh`. A failed check panics with its name.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use suki_ambient_core::{Stored, UnixMillis};
+
+use crate::store::{NewDelivery, Next, Selection, Source, State, Store};
+
+/// A fixed start time for the checks (ms).
+const T0: u64 = 1_700_000_000_000;
+const LEASE: Duration = Duration::from_secs(60);
+
+fn at(ms: u64) -> UnixMillis {
+    UnixMillis(T0 + ms)
+}
+
+/// A delivery with `key`, received at `T0`.
+pub fn delivery(key: &str) -> NewDelivery {
+    NewDelivery {
+        dedup_key: key.to_owned(),
+        source: Source::Webhook,
+        kind: "completed".to_owned(),
+        session_id: Some(format!("session-{key}")),
+        encounter_id: Some("encounter".to_owned()),
+        generated_at: at(0),
+        received_at: at(0),
+        body: Bytes::from(format!(
+            r#"{{"status":"success","session_id":"session-{key}","encounter_id":"encounter"}}"#
+        )),
+    }
+}
+
+/// Runs every check, each on a store from `fresh`.
+pub async fn run<S, F, Fut>(fresh: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    insert_and_dedupe(&fresh().await).await;
+    claim_takes_due_rows_once(&fresh().await).await;
+    expired_lease_is_reclaimed_and_fenced(&fresh().await).await;
+    heartbeat_extends_the_lease(&fresh().await).await;
+    failure_schedules_or_buries(&fresh().await).await;
+    release_gives_back_without_counting(&fresh().await).await;
+    retry_dead_rows(&fresh().await).await;
+    counts_list_and_purge(&fresh().await).await;
+    concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
+}
+
+async fn insert_and_dedupe(store: &impl Store) {
+    let first = store.insert(&[delivery("a")]).await.expect("insert");
+    assert_eq!(
+        first,
+        [Stored::Accepted],
+        "insert_and_dedupe: a new key is accepted"
+    );
+    let again = store.insert(&[delivery("a")]).await.expect("insert");
+    assert_eq!(
+        again,
+        [Stored::Duplicate],
+        "insert_and_dedupe: a stored key is a duplicate"
+    );
+    let batch = store
+        .insert(&[delivery("b"), delivery("b"), delivery("c")])
+        .await
+        .expect("insert");
+    assert_eq!(
+        batch,
+        [Stored::Accepted, Stored::Duplicate, Stored::Accepted],
+        "insert_and_dedupe: duplicates within one batch"
+    );
+    let rows = store.list(None, 10).await.expect("list");
+    assert_eq!(rows.len(), 3, "insert_and_dedupe: three rows");
+    let a = rows.iter().find(|r| r.dedup_key == "a").expect("row a");
+    assert_eq!(a.state, State::Pending);
+    assert_eq!(a.attempts, 0);
+    assert_eq!(a.source, Source::Webhook);
+    assert_eq!(a.kind, "completed");
+    assert_eq!(a.session_id.as_deref(), Some("session-a"));
+    assert_eq!(a.received_at, T0);
+    assert_eq!(a.run_after, T0, "insert_and_dedupe: due when received");
+    let got = store.get(a.id).await.expect("get").expect("row a by id");
+    assert_eq!(&got, a, "insert_and_dedupe: get matches list");
+    assert!(store.get(i64::MAX).await.expect("get").is_none());
+}
+
+async fn claim_takes_due_rows_once(store: &impl Store) {
+    store
+        .insert(&[delivery("a"), delivery("b")])
+        .await
+        .expect("insert");
+    let early = store
+        .claim("w1", UnixMillis(T0 - 1), LEASE, 10)
+        .await
+        .expect("claim");
+    assert!(
+        early.is_empty(),
+        "claim: nothing is due before it was received"
+    );
+    let claims = store.claim("w1", at(0), LEASE, 1).await.expect("claim");
+    assert_eq!(claims.len(), 1, "claim: the limit is honoured");
+    let c = &claims[0];
+    assert_eq!(c.record.state, State::Running);
+    assert_eq!(c.record.attempts, 1, "claim: counts the attempt");
+    assert_eq!(c.record.lease_owner.as_deref(), Some("w1"));
+    assert_eq!(
+        c.record.run_after,
+        T0 + 60_000,
+        "claim: run_after is the lease expiry"
+    );
+    assert_eq!(
+        c.body,
+        delivery(&c.record.dedup_key).body,
+        "claim: the body intact"
+    );
+    let rest = store.claim("w2", at(1), LEASE, 10).await.expect("claim");
+    assert_eq!(rest.len(), 1, "claim: the other row");
+    assert_ne!(
+        rest[0].record.id, c.record.id,
+        "claim: a held row is not claimed again"
+    );
+    let none = store.claim("w3", at(2), LEASE, 10).await.expect("claim");
+    assert!(none.is_empty(), "claim: both rows are held");
+    assert!(store.complete(c.lease(), at(3)).await.expect("complete"));
+    let done = store.get(c.record.id).await.expect("get").expect("row");
+    assert_eq!(done.state, State::Done);
+    assert_eq!(done.completed_at, Some(T0 + 3));
+    assert_eq!(done.lease_owner, None);
+    assert!(
+        store
+            .claim("w3", at(120_000), LEASE, 10)
+            .await
+            .expect("claim")
+            .iter()
+            .all(|c| c.record.id != done.id),
+        "claim: a done row is never claimed"
+    );
+}
+
+async fn expired_lease_is_reclaimed_and_fenced(store: &impl Store) {
+    store.insert(&[delivery("a")]).await.expect("insert");
+    let first = store
+        .claim("w1", at(0), LEASE, 1)
+        .await
+        .expect("claim")
+        .remove(0);
+    let second = store
+        .claim("w2", at(60_000), LEASE, 1)
+        .await
+        .expect("claim");
+    assert_eq!(second.len(), 1, "fence: an expired lease is reclaimed");
+    let second = &second[0];
+    assert_eq!(second.record.id, first.record.id);
+    assert!(
+        second.record.fence > first.record.fence,
+        "fence: a new token"
+    );
+    assert_eq!(
+        second.record.attempts, 2,
+        "fence: the crashed attempt counts"
+    );
+    let old = first.lease();
+    assert!(
+        !store.complete(old, at(60_001)).await.expect("complete"),
+        "fence: stale completion refused"
+    );
+    assert!(
+        !store
+            .fail(old, at(60_001), Next::Dead, "x")
+            .await
+            .expect("fail"),
+        "fence: stale failure refused"
+    );
+    assert!(
+        !store.heartbeat(old, at(999_999)).await.expect("heartbeat"),
+        "fence: stale heartbeat refused"
+    );
+    assert!(
+        !store.release(old, at(60_001)).await.expect("release"),
+        "fence: stale release refused"
+    );
+    let row = store.get(first.record.id).await.expect("get").expect("row");
+    assert_eq!(
+        row.state,
+        State::Running,
+        "fence: the new holder's row is untouched"
+    );
+    assert_eq!(row.lease_owner.as_deref(), Some("w2"));
+    assert!(
+        store
+            .complete(second.lease(), at(60_002))
+            .await
+            .expect("complete")
+    );
+}
+
+async fn heartbeat_extends_the_lease(store: &impl Store) {
+    store.insert(&[delivery("a")]).await.expect("insert");
+    let c = store
+        .claim("w1", at(0), LEASE, 1)
+        .await
+        .expect("claim")
+        .remove(0);
+    assert!(
+        store
+            .heartbeat(c.lease(), at(120_000))
+            .await
+            .expect("heartbeat")
+    );
+    let none = store
+        .claim("w2", at(90_000), LEASE, 1)
+        .await
+        .expect("claim");
+    assert!(none.is_empty(), "heartbeat: the extended lease holds");
+    let taken = store
+        .claim("w2", at(120_000), LEASE, 1)
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 1, "heartbeat: expires at the new time");
+}
+
+async fn failure_schedules_or_buries(store: &impl Store) {
+    store
+        .insert(&[delivery("a"), delivery("b")])
+        .await
+        .expect("insert");
+    let claims = store.claim("w1", at(0), LEASE, 2).await.expect("claim");
+    let (a, b) = (&claims[0], &claims[1]);
+    assert!(
+        store
+            .fail(a.lease(), at(1), Next::RetryAt(at(5_000)), "client_503")
+            .await
+            .expect("fail")
+    );
+    let row = store.get(a.record.id).await.expect("get").expect("row");
+    assert_eq!(row.state, State::Pending);
+    assert_eq!(row.run_after, T0 + 5_000);
+    assert_eq!(row.last_error.as_deref(), Some("client_503"));
+    assert_eq!(row.lease_owner, None);
+    assert!(
+        store
+            .claim("w1", at(4_999), LEASE, 5)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "fail: not due before run_after"
+    );
+    let again = store.claim("w1", at(5_000), LEASE, 5).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].record.attempts, 2);
+    assert!(
+        store
+            .fail(b.lease(), at(1), Next::Dead, "payload_invalid")
+            .await
+            .expect("fail")
+    );
+    let dead = store.get(b.record.id).await.expect("get").expect("row");
+    assert_eq!(dead.state, State::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("payload_invalid"));
+    assert!(
+        store
+            .claim("w1", at(10_000_000), LEASE, 5)
+            .await
+            .expect("claim")
+            .iter()
+            .all(|c| c.record.id != dead.id),
+        "fail: dead rows are never claimed"
+    );
+}
+
+async fn release_gives_back_without_counting(store: &impl Store) {
+    store.insert(&[delivery("a")]).await.expect("insert");
+    let c = store
+        .claim("w1", at(0), LEASE, 1)
+        .await
+        .expect("claim")
+        .remove(0);
+    assert!(store.release(c.lease(), at(10)).await.expect("release"));
+    let row = store.get(c.record.id).await.expect("get").expect("row");
+    assert_eq!(row.state, State::Pending);
+    assert_eq!(row.attempts, 0, "release: the attempt is not counted");
+    assert_eq!(row.run_after, T0 + 10, "release: due at once");
+    assert_eq!(
+        store
+            .claim("w2", at(10), LEASE, 1)
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+}
+
+async fn retry_dead_rows(store: &impl Store) {
+    store
+        .insert(&[delivery("a"), delivery("b"), delivery("c")])
+        .await
+        .expect("insert");
+    for c in store.claim("w1", at(0), LEASE, 3).await.expect("claim") {
+        assert!(
+            store
+                .fail(c.lease(), at(1), Next::Dead, "handler_failed")
+                .await
+                .expect("fail")
+        );
+    }
+    let a = store
+        .list(Some(State::Dead), 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|r| r.dedup_key == "a")
+        .expect("a");
+    assert_eq!(
+        store
+            .retry(Selection::Id(a.id), at(2))
+            .await
+            .expect("retry"),
+        1
+    );
+    let row = store.get(a.id).await.expect("get").expect("row");
+    assert_eq!(
+        (row.state, row.attempts, row.run_after),
+        (State::Pending, 0, T0 + 2),
+        "retry: one row"
+    );
+    assert_eq!(
+        store.retry(Selection::Dead, at(3)).await.expect("retry"),
+        2,
+        "retry: every dead row"
+    );
+    assert_eq!(store.counts().await.expect("counts").pending, 3);
+    let c = store
+        .claim("w1", at(3), LEASE, 1)
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!(
+        store
+            .retry(Selection::Id(c.record.id), at(4))
+            .await
+            .expect("retry"),
+        0,
+        "retry: a running row is left alone"
+    );
+}
+
+async fn counts_list_and_purge(store: &impl Store) {
+    let mut late = delivery("late");
+    late.received_at = at(500);
+    store
+        .insert(&[delivery("a"), delivery("b"), delivery("c"), late])
+        .await
+        .expect("insert");
+    let claims = store.claim("w1", at(1_000), LEASE, 2).await.expect("claim");
+    assert!(
+        store
+            .complete(claims[0].lease(), at(1_000))
+            .await
+            .expect("complete")
+    );
+    assert!(
+        store
+            .fail(claims[1].lease(), at(1_000), Next::Dead, "x")
+            .await
+            .expect("fail")
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(
+        (counts.pending, counts.running, counts.done, counts.dead),
+        (2, 0, 1, 1),
+        "counts: by state"
+    );
+    assert_eq!(
+        counts.oldest_unfinished_received_at,
+        Some(T0),
+        "counts: oldest pending"
+    );
+    let pending = store.list(Some(State::Pending), 10).await.expect("list");
+    assert_eq!(pending.len(), 2);
+    assert!(pending[0].id > pending[1].id, "list: newest first");
+    assert_eq!(
+        store.list(None, 3).await.expect("list").len(),
+        3,
+        "list: limit"
+    );
+    assert_eq!(
+        store.purge(at(1_000)).await.expect("purge"),
+        0,
+        "purge: only rows completed before"
+    );
+    assert_eq!(
+        store.purge(at(1_001)).await.expect("purge"),
+        1,
+        "purge: the done row"
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(
+        (counts.done, counts.dead, counts.pending),
+        (0, 1, 2),
+        "purge: dead and pending rows stay"
+    );
+}
+
+/// `workers` tasks claiming one row at a time from `rows` rows: each row is claimed once.
+pub async fn concurrent_claims_never_overlap<S: Store>(store: Arc<S>, workers: usize, rows: usize) {
+    let batch: Vec<_> = (0..rows).map(|i| delivery(&format!("row-{i}"))).collect();
+    store.insert(&batch).await.expect("insert");
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claims = store
+                    .claim(&format!("w{w}"), at(0), LEASE, 1)
+                    .await
+                    .expect("claim");
+                let Some(c) = claims.into_iter().next() else {
+                    break;
+                };
+                mine.push(c.record.id);
+                assert!(store.complete(c.lease(), at(1)).await.expect("complete"));
+            }
+            mine
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    while let Some(mine) = tasks.join_next().await {
+        for id in mine.expect("worker task") {
+            total += 1;
+            assert!(
+                seen.insert(id),
+                "concurrent claims: row {id} was claimed twice"
+            );
+        }
+    }
+    assert_eq!(total, rows, "concurrent claims: every row claimed once");
+    assert_eq!(store.counts().await.expect("counts").done, rows as u64);
+}

@@ -1,0 +1,297 @@
+//! `Inbox`: a store, the group commit that batches concurrent ingests, and the operations on it.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use suki_ambient_core::{
+    Clock, DeliverySink, SinkError, Stored, SystemClock, UnixMillis, VerifiedDelivery, WebhookEvent,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::StoreError;
+use crate::store::{Counts, DeliveryRecord, NewDelivery, Selection, Source, State, Store};
+
+/// The most deliveries one group commit writes in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// A durable inbox of verified deliveries: give it to
+/// [`WebhookEndpoint::inbox`](suki_ambient_core::WebhookEndpoint::inbox) and run an
+/// [`InboxWorker`](crate::InboxWorker) on it. Cheap to clone; clones share one store.
+///
+/// Concurrent ingests are written in one transaction (group commit): one disk flush for
+/// every delivery that arrived while the previous one was being written.
+#[derive(Clone)]
+pub struct Inbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// The group-commit task's queue, started by the first ingest (inside a runtime).
+    commits: OnceLock<mpsc::Sender<Pending>>,
+    /// Wakes in-process workers when something new was stored.
+    wake: Arc<Notify>,
+    backend: Backend,
+}
+
+/// Which built-in store (the Postgres transactional handler needs its pool).
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Other,
+    #[cfg(feature = "sqlite")]
+    Sqlite,
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+struct Pending {
+    delivery: NewDelivery,
+    reply: oneshot::Sender<Result<Stored, String>>,
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.inner.backend {
+            Backend::Other => "custom",
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => "sqlite",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgres",
+        };
+        f.debug_struct("Inbox").field("store", &backend).finish()
+    }
+}
+
+impl Inbox {
+    /// Opens the inbox at `url` and creates or migrates its schema: `sqlite://path` (feature
+    /// `sqlite`, the default; the file is created if missing) or `postgres://…` (feature
+    /// `postgres`).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        #[cfg(feature = "sqlite")]
+        if url.starts_with("sqlite:") {
+            let store = crate::SqliteStore::connect(url).await?;
+            return Ok(Self::with_backend(Arc::new(store), Backend::Sqlite));
+        }
+        #[cfg(feature = "postgres")]
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let store = crate::PostgresStore::connect(url).await?;
+            let pool = store.pool().clone();
+            return Ok(Self::with_backend(Arc::new(store), Backend::Postgres(pool)));
+        }
+        let _ = url;
+        Err(StoreError::UnsupportedUrl)
+    }
+
+    /// An inbox over another [`Store`].
+    pub fn from_store(store: impl Store) -> Self {
+        Self::with_backend(Arc::new(store), Backend::Other)
+    }
+
+    fn with_backend(store: Arc<dyn Store>, backend: Backend) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock: Arc::new(SystemClock),
+                commits: OnceLock::new(),
+                wake: Arc::new(Notify::new()),
+                backend,
+            }),
+        }
+    }
+
+    /// Uses `clock` for received-at times and operations (tests: a
+    /// [`FixedClock`](suki_ambient_core::FixedClock)). Call it before cloning the inbox.
+    #[must_use]
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: Arc::clone(&self.inner.store),
+                clock: Arc::new(clock),
+                commits: OnceLock::new(),
+                wake: Arc::clone(&self.inner.wake),
+                backend: self.inner.backend.clone(),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    pub(crate) fn store_arc(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.inner.store)
+    }
+
+    pub(crate) fn wake(&self) -> &Notify {
+        &self.inner.wake
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    /// Stores `delivery` durably (through the group commit), or reports its dedup key as
+    /// already stored. Returns once the transaction holding it committed.
+    pub async fn ingest(&self, delivery: NewDelivery) -> Result<Stored, StoreError> {
+        let commits = self.inner.commits.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+            tokio::spawn(group_commit(
+                Arc::clone(&self.inner.store),
+                rx,
+                Arc::clone(&self.inner.wake),
+            ));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        commits
+            .send(Pending { delivery, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        match answer.await {
+            Ok(Ok(stored)) => Ok(stored),
+            Ok(Err(message)) => Err(StoreError::Batch(message)),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// What [`ingest`](Self::ingest) stores for a verified webhook delivery.
+    pub fn webhook_delivery(
+        &self,
+        delivery: &VerifiedDelivery,
+        event: &WebhookEvent,
+    ) -> NewDelivery {
+        NewDelivery {
+            dedup_key: dedup_key(delivery, event),
+            source: Source::Webhook,
+            kind: event.kind().as_str().to_owned(),
+            session_id: event.session_id().map(|id| id.as_str().to_owned()),
+            encounter_id: event.encounter_id().map(|id| id.as_str().to_owned()),
+            generated_at: delivery.meta.generated_at,
+            received_at: self.now(),
+            body: delivery.body.clone(),
+        }
+    }
+
+    /// Counts by state and the age of the oldest unfinished row.
+    pub async fn status(&self) -> Result<InboxStatus, StoreError> {
+        let counts = self.inner.store.counts().await?;
+        let now = self.now();
+        let oldest_unfinished_age = counts
+            .oldest_unfinished_received_at
+            .map(|at| Duration::from_millis(now.0.saturating_sub(at)));
+        Ok(InboxStatus {
+            counts,
+            oldest_unfinished_age,
+        })
+    }
+
+    /// Rows, newest first, optionally of one state.
+    pub async fn list(
+        &self,
+        state: Option<State>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.inner.store.list(state, limit).await
+    }
+
+    /// One row.
+    pub async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.inner.store.get(id).await
+    }
+
+    /// Makes the selected rows due now with a fresh attempt count; how many.
+    pub async fn retry(&self, which: Selection) -> Result<u64, StoreError> {
+        let n = self.inner.store.retry(which, self.now()).await?;
+        if n > 0 {
+            self.inner.wake.notify_waiters();
+        }
+        Ok(n)
+    }
+
+    /// Deletes done rows completed more than `older_than` ago; how many.
+    pub async fn purge(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let before = UnixMillis(
+            self.now()
+                .0
+                .saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX)),
+        );
+        self.inner.store.purge(before).await
+    }
+
+    pub(crate) fn now(&self) -> UnixMillis {
+        self.inner.clock.now()
+    }
+}
+
+/// [`Inbox::status`]: the counts and how long the oldest unfinished row has waited.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct InboxStatus {
+    /// Rows by state.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// How long the oldest pending or running row has been in the inbox.
+    pub oldest_unfinished_age: Option<Duration>,
+}
+
+/// `<session id>/<kind>` for a known event (the same key a polled event of the session gets),
+/// `delivery/<replay key>` for an unknown one.
+pub fn dedup_key(delivery: &VerifiedDelivery, event: &WebhookEvent) -> String {
+    match event.idempotency_key() {
+        Some(key) => format!("{}/{}", key.session_id.as_str(), key.kind.as_str()),
+        None => format!("delivery/{}", delivery.meta.replay_key()),
+    }
+}
+
+#[async_trait]
+impl DeliverySink for Inbox {
+    async fn store(
+        &self,
+        delivery: &VerifiedDelivery,
+        event: &WebhookEvent,
+    ) -> Result<Stored, SinkError> {
+        Ok(self.ingest(self.webhook_delivery(delivery, event)).await?)
+    }
+}
+
+/// Writes what is queued, up to [`MAX_BATCH`] per transaction, until every sender is gone.
+async fn group_commit(
+    store: Arc<dyn Store>,
+    mut queue: mpsc::Receiver<Pending>,
+    wake: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (deliveries, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|p| (p.delivery, p.reply)).unzip();
+        match store.insert(&deliveries).await {
+            Ok(stored) => {
+                let accepted = stored.contains(&Stored::Accepted);
+                for (reply, stored) in replies.into_iter().zip(stored) {
+                    let _ = reply.send(Ok(stored));
+                }
+                if accepted {
+                    wake.notify_waiters();
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, deliveries = deliveries.len(), "suki inbox could not store deliveries");
+                let message = err.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! A durable inbox for Suki Ambient webhooks: **a note is never lost once the 200 leaves**.
+//!
+//! Suki sends each webhook once and never again. With an inbox, the endpoint answers 200 only
+//! after the verified delivery is committed to disk ([`Inbox`], through
+//! [`WebhookEndpoint::inbox`](suki_ambient_core::WebhookEndpoint::inbox)); an
+//! [`InboxWorker`] then processes it with retries, leases and dead letters, so a crash, a
+//! restart or a 503 burst from Suki's API delays a note but does not lose it.
+//!
+//! - SQLite (feature `sqlite`, the default; bundled) for one host: `sqlite://suki-inbox.db`.
+//! - Postgres (feature `postgres`) for a fleet: fleet-wide deduplication, `SKIP LOCKED`
+//!   claims, and a [`TransactionalHandler`] whose writes commit with the row's completion.
+//!
+//! The inbox stores the verified webhook body (ids, status, links), never fetched note
+//! content; done rows are purged after a retention (7 days by default).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use suki_ambient_core::{HandlerError, Verifier, WebhookEndpoint, WebhookEvent};
+//! use suki_ambient_inbox::{Inbox, InboxMeta, InboxWorker};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let inbox = Inbox::connect("sqlite://suki-inbox.db").await?;
+//! let verifier = Verifier::builder().secret_from_env("SUKI_WEBHOOK_SECRET").build()?;
+//! // Serve this with suki_ambient_axum::router(endpoint), actix's route, or warp's filter.
+//! let endpoint = WebhookEndpoint::inbox(verifier, inbox.clone());
+//!
+//! let worker = InboxWorker::builder(inbox, |event: WebhookEvent, meta: InboxMeta| async move {
+//!     println!("{} {}", meta.dedup_key, event.kind());
+//!     Ok::<(), HandlerError>(())
+//! })
+//! .build()
+//! .spawn();
+//! # let _ = endpoint;
+//! # worker.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+mod handler;
+mod inbox;
+mod sql;
+mod store;
+mod worker;
+
+pub mod conformance;
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use handler::{FetchResults, InboxHandler, InboxMeta, Permanent, ResultsHandler, RetryAfter};
+pub use inbox::{Inbox, InboxStatus, dedup_key};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, TransactionalHandler};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+pub use store::{
+    Claim, Counts, DeliveryRecord, Lease, NewDelivery, Next, Selection, Source, State, Store,
+    StoreError,
+};
+pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
+
+/// sqlx, for the [`TransactionalHandler`]'s connection type.
+#[cfg(feature = "postgres")]
+pub use sqlx;

@@ -1,0 +1,400 @@
+//! The SQL both built-in stores share (SQLite and Postgres both take `$N` parameters), and the
+//! macro that implements [`Store`](crate::Store) over a sqlx pool with it.
+
+use suki_ambient_core::UnixMillis;
+
+use crate::store::{DeliveryRecord, StoreError};
+
+/// The record's columns, in [`Row`]'s order.
+macro_rules! columns {
+    () => {
+        "id, dedup_key, source, kind, session_id, encounter_id, generated_at, received_at, \
+         state, attempts, run_after, lease_owner, fence, last_error, completed_at"
+    };
+}
+
+pub(crate) const LIST_STATE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM suki_inbox_deliveries WHERE state = $1 ORDER BY id DESC LIMIT $2"
+);
+
+pub(crate) const LIST_ALL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM suki_inbox_deliveries ORDER BY id DESC LIMIT $1"
+);
+
+pub(crate) const GET: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM suki_inbox_deliveries WHERE id = $1"
+);
+
+/// SQLite's claim: the due rows' ids in a subquery (SQLite has no `UPDATE … LIMIT` in its
+/// default build), in an immediate transaction, so no two claims overlap.
+pub(crate) const CLAIM_SQLITE: &str = concat!(
+    "UPDATE suki_inbox_deliveries \
+     SET state = 'running', lease_owner = $1, lease_expires = $2, run_after = $2, \
+         fence = fence + 1, attempts = attempts + 1, updated_at = $3 \
+     WHERE id IN (SELECT id FROM suki_inbox_deliveries \
+                  WHERE state IN ('pending', 'running') AND run_after <= $3 \
+                  ORDER BY run_after, id LIMIT $4) \
+     RETURNING ",
+    columns!(),
+    ", body"
+);
+
+pub(crate) const INSERT: &str = "INSERT INTO suki_inbox_deliveries \
+     (dedup_key, source, kind, session_id, encounter_id, generated_at, received_at, body, \
+      state, attempts, run_after, fence, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $7, 0, $7) \
+     ON CONFLICT (dedup_key) DO NOTHING RETURNING id";
+
+pub(crate) const HEARTBEAT: &str = "UPDATE suki_inbox_deliveries \
+     SET lease_expires = $3, run_after = $3 \
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+pub(crate) const COMPLETE: &str = "UPDATE suki_inbox_deliveries \
+     SET state = 'done', completed_at = $3, updated_at = $3, run_after = $3, \
+         lease_owner = NULL, lease_expires = NULL \
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+pub(crate) const FAIL_RETRY: &str = "UPDATE suki_inbox_deliveries \
+     SET state = 'pending', run_after = $3, last_error = $4, updated_at = $5, \
+         lease_owner = NULL, lease_expires = NULL \
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+pub(crate) const FAIL_DEAD: &str = "UPDATE suki_inbox_deliveries \
+     SET state = 'dead', last_error = $3, updated_at = $4, run_after = $4, \
+         lease_owner = NULL, lease_expires = NULL \
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+pub(crate) const RELEASE: &str = "UPDATE suki_inbox_deliveries \
+     SET state = 'pending', run_after = $3, updated_at = $3, attempts = attempts - 1, \
+         lease_owner = NULL, lease_expires = NULL \
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+pub(crate) const RETRY_ONE: &str = "UPDATE suki_inbox_deliveries \
+     SET state = 'pending', attempts = 0, run_after = $2, updated_at = $2 \
+     WHERE id = $1 AND state IN ('dead', 'pending')";
+
+pub(crate) const RETRY_DEAD: &str = "UPDATE suki_inbox_deliveries \
+     SET state = 'pending', attempts = 0, run_after = $1, updated_at = $1 \
+     WHERE state = 'dead'";
+
+pub(crate) const PURGE: &str =
+    "DELETE FROM suki_inbox_deliveries WHERE state = 'done' AND completed_at < $1";
+
+pub(crate) const COUNT_STATES: &str =
+    "SELECT state, COUNT(*) FROM suki_inbox_deliveries GROUP BY state";
+
+pub(crate) const OLDEST_UNFINISHED: &str = "SELECT MIN(received_at) FROM suki_inbox_deliveries \
+     WHERE state IN ('pending', 'running')";
+
+/// A stored row as the database returns it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct Row {
+    id: i64,
+    dedup_key: String,
+    source: String,
+    kind: String,
+    session_id: Option<String>,
+    encounter_id: Option<String>,
+    generated_at: i64,
+    received_at: i64,
+    state: String,
+    attempts: i32,
+    run_after: i64,
+    lease_owner: Option<String>,
+    fence: i64,
+    last_error: Option<String>,
+    completed_at: Option<i64>,
+}
+
+/// A claimed row: the record and its body.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClaimRow {
+    #[sqlx(flatten)]
+    pub(crate) row: Row,
+    pub(crate) body: Vec<u8>,
+}
+
+fn millis(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt("negative time"))
+}
+
+/// A time as stored (saturating: no real clock reaches `i64::MAX` ms).
+pub(crate) fn stored(at: UnixMillis) -> i64 {
+    i64::try_from(at.0).unwrap_or(i64::MAX)
+}
+
+impl TryFrom<Row> for DeliveryRecord {
+    type Error = StoreError;
+    fn try_from(row: Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            dedup_key: row.dedup_key,
+            source: row.source.parse()?,
+            kind: row.kind,
+            session_id: row.session_id,
+            encounter_id: row.encounter_id,
+            generated_at: millis(row.generated_at)?,
+            received_at: millis(row.received_at)?,
+            state: row.state.parse()?,
+            attempts: u32::try_from(row.attempts)
+                .map_err(|_| StoreError::Corrupt("negative attempts"))?,
+            run_after: millis(row.run_after)?,
+            lease_owner: row.lease_owner,
+            fence: row.fence,
+            last_error: row.last_error,
+            completed_at: row.completed_at.map(millis).transpose()?,
+        })
+    }
+}
+
+/// Implements [`Store`](crate::Store) for `$store` (a struct with a `pool: $pool` field),
+/// claiming with `$claim` inside a transaction begun with `$begin`.
+macro_rules! sql_store {
+    ($store:ty, $pool:ty, claim = $claim:expr, begin = $begin:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            async fn insert(
+                &self,
+                batch: &[$crate::NewDelivery],
+            ) -> Result<Vec<suki_ambient_core::Stored>, $crate::StoreError> {
+                use $crate::sql::stored;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let mut out = Vec::with_capacity(batch.len());
+                for d in batch {
+                    let id: Option<i64> = sqlx::query_scalar($crate::sql::INSERT)
+                        .bind(&d.dedup_key)
+                        .bind(d.source.as_str())
+                        .bind(&d.kind)
+                        .bind(d.session_id.as_deref())
+                        .bind(d.encounter_id.as_deref())
+                        .bind(stored(d.generated_at))
+                        .bind(stored(d.received_at))
+                        .bind(&d.body[..])
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    out.push(match id {
+                        Some(_) => suki_ambient_core::Stored::Accepted,
+                        None => suki_ambient_core::Stored::Duplicate,
+                    });
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn claim(
+                &self,
+                owner: &str,
+                now: suki_ambient_core::UnixMillis,
+                lease: std::time::Duration,
+                limit: u32,
+            ) -> Result<Vec<$crate::Claim>, $crate::StoreError> {
+                use $crate::sql::stored;
+                let until = now
+                    .0
+                    .saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
+                let mut tx = self.pool.begin_with($begin).await?;
+                let rows: Vec<$crate::sql::ClaimRow> = sqlx::query_as($claim)
+                    .bind(owner)
+                    .bind(stored(suki_ambient_core::UnixMillis(until)))
+                    .bind(stored(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok($crate::Claim {
+                            body: bytes::Bytes::from(r.body),
+                            record: r.row.try_into()?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn heartbeat(
+                &self,
+                lease: $crate::Lease,
+                until: suki_ambient_core::UnixMillis,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query($crate::sql::HEARTBEAT)
+                    .bind(lease.id)
+                    .bind(lease.fence)
+                    .bind($crate::sql::stored(until))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn complete(
+                &self,
+                lease: $crate::Lease,
+                now: suki_ambient_core::UnixMillis,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query($crate::sql::COMPLETE)
+                    .bind(lease.id)
+                    .bind(lease.fence)
+                    .bind($crate::sql::stored(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn fail(
+                &self,
+                lease: $crate::Lease,
+                now: suki_ambient_core::UnixMillis,
+                next: $crate::Next,
+                error: &str,
+            ) -> Result<bool, $crate::StoreError> {
+                use $crate::sql::stored;
+                let done = match next {
+                    $crate::Next::RetryAt(at) => {
+                        sqlx::query($crate::sql::FAIL_RETRY)
+                            .bind(lease.id)
+                            .bind(lease.fence)
+                            .bind(stored(at))
+                            .bind(error)
+                            .bind(stored(now))
+                            .execute(&self.pool)
+                            .await?
+                    }
+                    $crate::Next::Dead => {
+                        sqlx::query($crate::sql::FAIL_DEAD)
+                            .bind(lease.id)
+                            .bind(lease.fence)
+                            .bind(error)
+                            .bind(stored(now))
+                            .execute(&self.pool)
+                            .await?
+                    }
+                };
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn release(
+                &self,
+                lease: $crate::Lease,
+                now: suki_ambient_core::UnixMillis,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query($crate::sql::RELEASE)
+                    .bind(lease.id)
+                    .bind(lease.fence)
+                    .bind($crate::sql::stored(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn retry(
+                &self,
+                which: $crate::Selection,
+                now: suki_ambient_core::UnixMillis,
+            ) -> Result<u64, $crate::StoreError> {
+                use $crate::sql::stored;
+                let done = match which {
+                    $crate::Selection::Id(id) => {
+                        sqlx::query($crate::sql::RETRY_ONE)
+                            .bind(id)
+                            .bind(stored(now))
+                            .execute(&self.pool)
+                            .await?
+                    }
+                    $crate::Selection::Dead => {
+                        sqlx::query($crate::sql::RETRY_DEAD)
+                            .bind(stored(now))
+                            .execute(&self.pool)
+                            .await?
+                    }
+                };
+                Ok(done.rows_affected())
+            }
+
+            async fn purge(
+                &self,
+                before: suki_ambient_core::UnixMillis,
+            ) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::query($crate::sql::PURGE)
+                    .bind($crate::sql::stored(before))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn counts(&self) -> Result<$crate::Counts, $crate::StoreError> {
+                let states: Vec<(String, i64)> = sqlx::query_as($crate::sql::COUNT_STATES)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let oldest: Option<i64> = sqlx::query_scalar($crate::sql::OLDEST_UNFINISHED)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let mut counts = $crate::Counts::default();
+                for (state, n) in states {
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match state.parse::<$crate::State>()? {
+                        $crate::State::Pending => counts.pending = n,
+                        $crate::State::Running => counts.running = n,
+                        $crate::State::Done => counts.done = n,
+                        $crate::State::Dead => counts.dead = n,
+                    }
+                }
+                counts.oldest_unfinished_received_at = oldest.and_then(|t| u64::try_from(t).ok());
+                Ok(counts)
+            }
+
+            async fn list(
+                &self,
+                state: Option<$crate::State>,
+                limit: u32,
+            ) -> Result<Vec<$crate::DeliveryRecord>, $crate::StoreError> {
+                let rows: Vec<$crate::sql::Row> = match state {
+                    Some(state) => {
+                        sqlx::query_as($crate::sql::LIST_STATE)
+                            .bind(state.as_str())
+                            .bind(i64::from(limit))
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    None => {
+                        sqlx::query_as($crate::sql::LIST_ALL)
+                            .bind(i64::from(limit))
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                };
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn get(
+                &self,
+                id: i64,
+            ) -> Result<Option<$crate::DeliveryRecord>, $crate::StoreError> {
+                let row: Option<$crate::sql::Row> = sqlx::query_as($crate::sql::GET)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;
+
+/// Postgres's claim: `FOR UPDATE SKIP LOCKED`, so concurrent workers take different rows.
+#[cfg(feature = "postgres")]
+pub(crate) const CLAIM_POSTGRES: &str = "UPDATE suki_inbox_deliveries AS d \
+     SET state = 'running', lease_owner = $1, lease_expires = $2, run_after = $2, \
+         fence = d.fence + 1, attempts = d.attempts + 1, updated_at = $3 \
+     FROM (SELECT id FROM suki_inbox_deliveries \
+           WHERE state IN ('pending', 'running') AND run_after <= $3 \
+           ORDER BY run_after, id LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
+     WHERE d.id = due.id \
+     RETURNING d.id, d.dedup_key, d.source, d.kind, d.session_id, d.encounter_id, \
+         d.generated_at, d.received_at, d.state, d.attempts, d.run_after, d.lease_owner, \
+         d.fence, d.last_error, d.completed_at, d.body";

@@ -1,0 +1,327 @@
+//! The store contract: what an inbox needs from a database, and the rows it keeps.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+use suki_ambient_core::{Stored, UnixMillis};
+
+/// Where a row came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Source {
+    /// A verified webhook delivery.
+    Webhook,
+    /// An event built from a status poll (the reconciler).
+    Poll,
+    /// Inserted by an operator.
+    Manual,
+}
+
+impl Source {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Poll => "poll",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+impl FromStr for Source {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "webhook" => Ok(Self::Webhook),
+            "poll" => Ok(Self::Poll),
+            "manual" => Ok(Self::Manual),
+            _ => Err(StoreError::Corrupt("unknown source")),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A row's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting for a worker (due at `run_after`).
+    Pending,
+    /// Held by a worker under a lease.
+    Running,
+    /// Processed.
+    Done,
+    /// Given up: a permanent error or the last attempt failed. Kept, and can be retried.
+    Dead,
+}
+
+impl State {
+    /// Every state, in lifecycle order.
+    pub const ALL: [State; 4] = [Self::Pending, Self::Running, Self::Done, Self::Dead];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl FromStr for State {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "running" => Ok(Self::Running),
+            "done" => Ok(Self::Done),
+            "dead" => Ok(Self::Dead),
+            _ => Err(StoreError::Corrupt("unknown state")),
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A delivery to store.
+#[derive(Clone)]
+pub struct NewDelivery {
+    /// Unique per event: `<session id>/<kind>` (the same for a webhook and a poll of one
+    /// session), or `delivery/<replay key>` for an event of unknown status.
+    pub dedup_key: String,
+    /// Where it came from.
+    pub source: Source,
+    /// The event kind (`completed`, `failed`, …, `unknown`).
+    pub kind: String,
+    /// The session, when the event names one.
+    pub session_id: Option<String>,
+    /// The encounter, when the event names one.
+    pub encounter_id: Option<String>,
+    /// The authenticated `generated-at`.
+    pub generated_at: UnixMillis,
+    /// When it was received (and first due).
+    pub received_at: UnixMillis,
+    /// The verified webhook body (ids, status and links: no clinical content).
+    pub body: Bytes,
+}
+
+impl fmt::Debug for NewDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewDelivery")
+            .field("dedup_key", &self.dedup_key)
+            .field("source", &self.source)
+            .field("kind", &self.kind)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored row, without its body: what `list`, `show` and the console display.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeliveryRecord {
+    /// The row id.
+    pub id: i64,
+    /// The deduplication key.
+    pub dedup_key: String,
+    /// Where it came from.
+    pub source: Source,
+    /// The event kind.
+    pub kind: String,
+    /// The session.
+    pub session_id: Option<String>,
+    /// The encounter.
+    pub encounter_id: Option<String>,
+    /// The authenticated `generated-at` (ms).
+    pub generated_at: u64,
+    /// When it was stored (ms).
+    pub received_at: u64,
+    /// Its state.
+    pub state: State,
+    /// Attempts started so far (a claim counts, so a crash mid-handler counts too).
+    pub attempts: u32,
+    /// When it is next due (ms); for a running row, when its lease expires.
+    pub run_after: u64,
+    /// The worker holding it.
+    pub lease_owner: Option<String>,
+    /// The fencing token of the latest claim.
+    pub fence: i64,
+    /// The last error: a code and, for HTTP failures, the status; never content.
+    pub last_error: Option<String>,
+    /// When it was processed (ms).
+    pub completed_at: Option<u64>,
+}
+
+/// A row claimed by a worker: its record and body. `Debug` shows the body's length only.
+#[derive(Clone)]
+pub struct Claim {
+    /// The row as claimed (state `running`, attempts counting this one).
+    pub record: DeliveryRecord,
+    /// The stored webhook body.
+    pub body: Bytes,
+}
+
+impl Claim {
+    /// The lease this claim holds.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            id: self.record.id,
+            fence: self.record.fence,
+        }
+    }
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claim")
+            .field("record", &self.record)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// A row and the fencing token of the claim that holds it: a worker may change the row only
+/// while the token is still the row's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The row id.
+    pub id: i64,
+    /// The fencing token.
+    pub fence: i64,
+}
+
+/// What becomes of a row whose attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Back to `pending`, due at the given time.
+    RetryAt(UnixMillis),
+    /// To `dead`.
+    Dead,
+}
+
+/// Which rows to retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// One row (dead or pending; a running or done row is left alone).
+    Id(i64),
+    /// Every dead row.
+    Dead,
+}
+
+/// The inbox at a glance.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Pending rows.
+    pub pending: u64,
+    /// Running rows.
+    pub running: u64,
+    /// Done rows (until purged).
+    pub done: u64,
+    /// Dead rows.
+    pub dead: u64,
+    /// When the oldest pending or running row was received (ms), if any.
+    pub oldest_unfinished_received_at: Option<u64>,
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed or could not be reached (its message names no stored value).
+    #[error("inbox database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be created or migrated.
+    #[error("inbox migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value is not one this version writes.
+    #[error("inbox row is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// The URL names no store this build supports.
+    #[error(
+        "unsupported inbox URL (expected sqlite://… or postgres://…, with the matching feature)"
+    )]
+    UnsupportedUrl,
+    /// The group commit's transaction failed (the message of its error).
+    #[error("inbox commit failed: {0}")]
+    Batch(String),
+    /// The inbox's group-commit task stopped (the runtime is shutting down).
+    #[error("the inbox is shut down")]
+    Closed,
+}
+
+/// What an inbox needs from a database. Both built-in stores (`sqlite`, `postgres`) pass
+/// [`conformance::run`](crate::conformance::run); another engine can implement it and run the
+/// same suite.
+///
+/// Times are passed in by the caller (the worker's clock), never read by the store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts `batch` in one durable transaction; per delivery, whether it was new or its
+    /// dedup key existed (also within the batch).
+    async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError>;
+
+    /// Claims up to `limit` due rows (pending and due, or running with an expired lease) for
+    /// `owner` until `now + lease`: state `running`, attempts + 1, a new fencing token. No row
+    /// is held by two claims at once.
+    async fn claim(
+        &self,
+        owner: &str,
+        now: UnixMillis,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError>;
+
+    /// Extends a held lease to `until`; `false` when the lease is no longer this one.
+    async fn heartbeat(&self, lease: Lease, until: UnixMillis) -> Result<bool, StoreError>;
+
+    /// Marks a held row done; `false` (nothing changed) when the lease is no longer this one.
+    async fn complete(&self, lease: Lease, now: UnixMillis) -> Result<bool, StoreError>;
+
+    /// Records a failed attempt (`error`: a code, never content) and schedules the row or
+    /// moves it to dead; `false` when the lease is no longer this one.
+    async fn fail(
+        &self,
+        lease: Lease,
+        now: UnixMillis,
+        next: Next,
+        error: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives a held row back unprocessed (graceful shutdown): pending, due now, this attempt
+    /// not counted; `false` when the lease is no longer this one.
+    async fn release(&self, lease: Lease, now: UnixMillis) -> Result<bool, StoreError>;
+
+    /// Makes the selected dead (or pending) rows due now with a fresh attempt count.
+    async fn retry(&self, which: Selection, now: UnixMillis) -> Result<u64, StoreError>;
+
+    /// Deletes done rows completed before `before`.
+    async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
+
+    /// Counts by state and the oldest unfinished row.
+    async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Rows, newest first, optionally of one state.
+    async fn list(
+        &self,
+        state: Option<State>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// One row.
+    async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError>;
+}

@@ -1,0 +1,584 @@
+//! `InboxWorker`: claims due rows under a lease, heartbeats while the handler runs, completes
+//! or fails a row only with its own fencing token, backs off with full jitter.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use suki_ambient_core::{UnixMillis, WebhookEvent};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+pub(crate) use crate::handler::Failure;
+use crate::handler::{InboxHandler, InboxMeta};
+use crate::store::{Claim, Lease, Next, Store};
+use crate::{Inbox, StoreError};
+
+/// Defaults of [`InboxWorkerBuilder`].
+const DEFAULT_CONCURRENCY: usize = 4;
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_ATTEMPTS: u32 = 12;
+const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(1);
+const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_POLL: Duration = Duration::from_secs(1);
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// How often done rows past the retention are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// What the worker runs for a claimed row.
+#[derive(Clone)]
+pub(crate) enum Runner {
+    Plain(Arc<dyn InboxHandler>),
+    #[cfg(feature = "postgres")]
+    Transactional(Arc<dyn crate::TransactionalHandler>, sqlx::PgPool),
+}
+
+/// Processes what an [`Inbox`] holds: claims due rows, calls the handler, and completes,
+/// retries (exponential back-off with full jitter, capped; a [`RetryAfter`](crate::RetryAfter)
+/// honoured) or dead-letters them. Several workers (threads, processes, hosts on Postgres) may
+/// share one inbox: a row is held by one lease at a time, and a worker whose lease expired
+/// cannot complete or fail the row another worker took over (fencing token).
+///
+/// # Example
+///
+/// ```no_run
+/// use suki_ambient_core::{HandlerError, WebhookEvent};
+/// use suki_ambient_inbox::{Inbox, InboxMeta, InboxWorker};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let inbox = Inbox::connect("sqlite://suki-inbox.db").await?;
+/// let worker = InboxWorker::builder(inbox, |event: WebhookEvent, meta: InboxMeta| async move {
+///     println!("processing {} ({}), attempt {}", meta.dedup_key, event.kind(), meta.attempt);
+///     Ok::<(), HandlerError>(())
+/// })
+/// .concurrency(8)
+/// .build();
+/// let running = worker.spawn();
+/// // … on shutdown: finishes or releases what it holds.
+/// running.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct InboxWorker {
+    inbox: Inbox,
+    runner: Runner,
+    options: Options,
+}
+
+#[derive(Clone, Debug)]
+struct Options {
+    owner: String,
+    concurrency: usize,
+    lease: Duration,
+    heartbeat: Duration,
+    max_attempts: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    poll: Duration,
+    grace: Duration,
+    retention: Duration,
+}
+
+impl fmt::Debug for InboxWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboxWorker")
+            .field("inbox", &self.inbox)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`InboxWorker`].
+pub struct InboxWorkerBuilder {
+    inbox: Inbox,
+    runner: Runner,
+    options: Options,
+}
+
+impl fmt::Debug for InboxWorkerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboxWorkerBuilder")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InboxWorker {
+    /// A worker calling `handler` for each stored event.
+    pub fn builder(inbox: Inbox, handler: impl InboxHandler) -> InboxWorkerBuilder {
+        InboxWorkerBuilder::new(inbox, Runner::Plain(Arc::new(handler)))
+    }
+
+    /// A worker whose handler writes in the transaction that completes the row (Postgres
+    /// only): the application's writes and the completion commit together, so each stored
+    /// event's effect happens exactly once even when workers crash or lose their lease.
+    ///
+    /// Fails with [`StoreError::UnsupportedUrl`] when `inbox` is not a Postgres inbox.
+    #[cfg(feature = "postgres")]
+    pub fn transactional(
+        inbox: Inbox,
+        handler: impl crate::TransactionalHandler,
+    ) -> Result<InboxWorkerBuilder, StoreError> {
+        let crate::inbox::Backend::Postgres(pool) = inbox.backend().clone() else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        Ok(InboxWorkerBuilder::new(
+            inbox,
+            Runner::Transactional(Arc::new(handler), pool),
+        ))
+    }
+
+    /// Runs on a new task until [`WorkerHandle::shutdown`].
+    pub fn spawn(self) -> WorkerHandle {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(self.run_until(async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        WorkerHandle { stop, task }
+    }
+
+    /// Runs until `shutdown` completes, then stops claiming, lets the handlers it is running
+    /// finish within the grace period, and releases (back to pending, the attempt not counted)
+    /// what is still running after it.
+    ///
+    /// A failing store does not stop it: it logs, waits a poll interval, and tries again.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), StoreError> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut pool = Pool::new(&self);
+        let mut last_purge: Option<tokio::time::Instant> = None;
+        loop {
+            if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                last_purge = Some(tokio::time::Instant::now());
+                match self.inbox.purge(self.options.retention).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(purged = n, "suki inbox purged done rows past retention")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "suki inbox purge failed"),
+                }
+            }
+            // Registered before the claim, so a delivery stored in between still wakes us.
+            let wake = self.inbox.wake().notified();
+            let mut wake = std::pin::pin!(wake);
+            wake.as_mut().enable();
+            let claimed = pool.fill(&self).await;
+            let idle = match claimed {
+                Ok(n) => n == 0,
+                Err(err) => {
+                    tracing::error!(error = %err, "suki inbox worker could not claim rows; retrying");
+                    true
+                }
+            };
+            if !idle && pool.has_room() {
+                continue;
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = &mut wake, if idle => {}
+                () = tokio::time::sleep(self.options.poll), if idle => {}
+                Some(_) = pool.tasks.join_next(), if !pool.tasks.is_empty() => {}
+            }
+        }
+        pool.shutdown(&self).await;
+        Ok(())
+    }
+
+    /// Processes every row that is due now (and what becomes due while it runs, such as
+    /// retries scheduled within `max_wait`), then returns how many attempts it made. For tests,
+    /// demos and one-shot jobs; a service runs [`spawn`](Self::spawn).
+    pub async fn drain(self) -> Result<u64, StoreError> {
+        let mut pool = Pool::new(&self);
+        let mut attempts = 0;
+        loop {
+            let n = pool.fill(&self).await?;
+            attempts += n as u64;
+            if n == 0 && pool.tasks.is_empty() {
+                return Ok(attempts);
+            }
+            if n == 0 || !pool.has_room() {
+                pool.tasks.join_next().await;
+            }
+        }
+    }
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+}
+
+impl WorkerHandle {
+    /// Stops claiming, waits for running handlers within the grace period, releases the rest.
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+impl InboxWorkerBuilder {
+    fn new(inbox: Inbox, runner: Runner) -> Self {
+        Self {
+            inbox,
+            runner,
+            options: Options {
+                owner: default_owner(),
+                concurrency: DEFAULT_CONCURRENCY,
+                lease: DEFAULT_LEASE,
+                heartbeat: DEFAULT_LEASE / 3,
+                max_attempts: DEFAULT_MAX_ATTEMPTS,
+                base_delay: DEFAULT_BASE_DELAY,
+                max_delay: DEFAULT_MAX_DELAY,
+                poll: DEFAULT_POLL,
+                grace: DEFAULT_GRACE,
+                retention: DEFAULT_RETENTION,
+            },
+        }
+    }
+
+    /// How many rows are processed at once (default 4, at least 1).
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.options.concurrency = n.max(1);
+        self
+    }
+
+    /// How long a claim holds a row without a heartbeat (default 60 s); the heartbeat is set to
+    /// a third of it.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        let lease = lease.max(Duration::from_millis(30));
+        self.options.lease = lease;
+        self.options.heartbeat = lease / 3;
+        self
+    }
+
+    /// How often a running row's lease is extended (default a third of the lease; at most
+    /// half of it).
+    #[must_use]
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.options.heartbeat = every.clamp(Duration::from_millis(10), self.options.lease / 2);
+        self
+    }
+
+    /// Attempts before a row goes to `dead` (default 12, at least 1).
+    #[must_use]
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.options.max_attempts = n.max(1);
+        self
+    }
+
+    /// Back-off: the first retry waits up to `base`, doubling per attempt, never more than
+    /// `max` (defaults 1 s and 30 min), drawn uniformly below that bound (full jitter).
+    #[must_use]
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.options.base_delay = base;
+        self.options.max_delay = max.max(base);
+        self
+    }
+
+    /// How often an idle worker looks for due rows (default 1 s; deliveries stored by this
+    /// process wake it at once).
+    #[must_use]
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.options.poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long shutdown waits for running handlers before releasing their rows (default 30 s).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.options.grace = grace;
+        self
+    }
+
+    /// How long done rows are kept (default 7 days).
+    #[must_use]
+    pub fn retention(mut self, keep: Duration) -> Self {
+        self.options.retention = keep;
+        self
+    }
+
+    /// The lease owner's name (default `<host>-<pid>-<random>`), shown by `inbox list`.
+    #[must_use]
+    pub fn owner(mut self, name: impl Into<String>) -> Self {
+        self.options.owner = name.into();
+        self
+    }
+
+    /// The worker.
+    pub fn build(self) -> InboxWorker {
+        InboxWorker {
+            inbox: self.inbox,
+            runner: self.runner,
+            options: self.options,
+        }
+    }
+}
+
+fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// The rows a worker is running: their tasks and leases (to release on shutdown).
+struct Pool {
+    tasks: JoinSet<()>,
+    permits: Arc<Semaphore>,
+    held: Arc<Mutex<HashMap<i64, Lease>>>,
+}
+
+impl Pool {
+    fn new(worker: &InboxWorker) -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            permits: Arc::new(Semaphore::new(worker.options.concurrency)),
+            held: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.permits.available_permits() > 0
+    }
+
+    /// Claims as many due rows as there is room for and starts them; how many.
+    async fn fill(&mut self, worker: &InboxWorker) -> Result<usize, StoreError> {
+        while self.tasks.try_join_next().is_some() {}
+        let room = self.permits.available_permits();
+        if room == 0 {
+            return Ok(0);
+        }
+        let store = worker.inbox.store_arc();
+        let claims = store
+            .claim(
+                &worker.options.owner,
+                worker.inbox.now(),
+                worker.options.lease,
+                u32::try_from(room).unwrap_or(u32::MAX),
+            )
+            .await?;
+        let n = claims.len();
+        for claim in claims {
+            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                // Cannot happen (claims ≤ room); give the row back rather than overrun.
+                let _ = store.release(claim.lease(), worker.inbox.now()).await;
+                continue;
+            };
+            lock(&self.held).insert(claim.record.id, claim.lease());
+            let held = Arc::clone(&self.held);
+            let job = Job {
+                inbox: worker.inbox.clone(),
+                runner: worker.runner.clone(),
+                options: worker.options.clone(),
+            };
+            self.tasks.spawn(async move {
+                let id = claim.record.id;
+                job.run(claim).await;
+                lock(&held).remove(&id);
+                drop(permit);
+            });
+        }
+        Ok(n)
+    }
+
+    /// Waits for running handlers within the grace period, then releases the rows of those
+    /// still running.
+    async fn shutdown(mut self, worker: &InboxWorker) {
+        let all_done = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(worker.options.grace, all_done)
+            .await
+            .is_err()
+        {
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+        let leftover: Vec<Lease> = lock(&self.held).drain().map(|(_, l)| l).collect();
+        for lease in leftover {
+            match worker
+                .inbox
+                .store()
+                .release(lease, worker.inbox.now())
+                .await
+            {
+                Ok(_) => tracing::info!(
+                    id = lease.id,
+                    "suki inbox worker released a row at shutdown"
+                ),
+                Err(err) => {
+                    tracing::warn!(id = lease.id, error = %err, "suki inbox worker could not release a row at shutdown; its lease will expire")
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One claimed row's processing.
+struct Job {
+    inbox: Inbox,
+    runner: Runner,
+    options: Options,
+}
+
+/// How an attempt ended.
+pub(crate) enum Outcome {
+    Done,
+    Failed(Failure),
+    /// The row was completed in the handler's transaction (transactional runner).
+    #[cfg(feature = "postgres")]
+    Committed,
+    /// The transactional completion found another worker's token: nothing was written.
+    #[cfg(feature = "postgres")]
+    Fenced,
+}
+
+impl Job {
+    async fn run(self, claim: Claim) {
+        let lease = claim.lease();
+        let record = &claim.record;
+        let store = self.inbox.store_arc();
+        let meta = InboxMeta {
+            id: record.id,
+            dedup_key: record.dedup_key.clone(),
+            source: record.source,
+            attempt: record.attempts,
+            generated_at: UnixMillis(record.generated_at),
+            received_at: UnixMillis(record.received_at),
+        };
+        let outcome = if record.attempts > self.options.max_attempts {
+            // Claimed again after the last attempt crashed the worker: stop here.
+            Outcome::Failed(Failure::permanent("attempts_exhausted"))
+        } else {
+            match WebhookEvent::from_slice(&claim.body) {
+                Err(_) => Outcome::Failed(Failure::permanent("payload_invalid")),
+                Ok(event) => {
+                    let heartbeat = tokio::spawn(heartbeat(
+                        Arc::clone(&store),
+                        self.inbox.clone(),
+                        lease,
+                        self.options.heartbeat,
+                        self.options.lease,
+                    ));
+                    let outcome = self.attempt(event, meta.clone(), lease).await;
+                    heartbeat.abort();
+                    outcome
+                }
+            }
+        };
+        let now = self.inbox.now();
+        let kind = record.kind.as_str();
+        let written = match outcome {
+            #[cfg(feature = "postgres")]
+            Outcome::Committed => Ok(true),
+            #[cfg(feature = "postgres")]
+            Outcome::Fenced => Ok(false),
+            Outcome::Done => store.complete(lease, now).await,
+            Outcome::Failed(failure) => {
+                let next = if failure.permanent || record.attempts >= self.options.max_attempts {
+                    tracing::warn!(id = record.id, kind, attempts = record.attempts, error = %failure.code, "suki inbox row is dead");
+                    Next::Dead
+                } else {
+                    let delay = backoff(
+                        record.attempts,
+                        self.options.base_delay,
+                        self.options.max_delay,
+                        failure.retry_after,
+                    );
+                    tracing::info!(id = record.id, kind, attempt = record.attempts, error = %failure.code, retry_in_ms = delay.as_millis() as u64, "suki inbox attempt failed; retrying later");
+                    Next::RetryAt(UnixMillis(
+                        now.0
+                            .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                    ))
+                };
+                store.fail(lease, now, next, &failure.code).await
+            }
+        };
+        match written {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                id = record.id,
+                kind,
+                "suki inbox worker lost its lease; another worker owns the row, its result was not recorded"
+            ),
+            Err(err) => {
+                tracing::error!(id = record.id, kind, error = %err, "suki inbox could not record an attempt; the row is retried when its lease expires")
+            }
+        }
+    }
+
+    async fn attempt(&self, event: WebhookEvent, meta: InboxMeta, lease: Lease) -> Outcome {
+        #[cfg(not(feature = "postgres"))]
+        let _ = lease;
+        match &self.runner {
+            Runner::Plain(handler) => match handler.handle(event, meta).await {
+                Ok(()) => Outcome::Done,
+                Err(err) => Outcome::Failed(Failure::classify(&err)),
+            },
+            #[cfg(feature = "postgres")]
+            Runner::Transactional(handler, pool) => {
+                crate::postgres::attempt(&**handler, pool, event, meta, lease, self.inbox.now())
+                    .await
+            }
+        }
+    }
+}
+
+/// Extends the lease every `every` until aborted.
+async fn heartbeat(
+    store: Arc<dyn Store>,
+    inbox: Inbox,
+    lease: Lease,
+    every: Duration,
+    length: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let until = UnixMillis(
+            inbox
+                .now()
+                .0
+                .saturating_add(u64::try_from(length.as_millis()).unwrap_or(u64::MAX)),
+        );
+        match store.heartbeat(lease, until).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(id = lease.id, "suki inbox lease lost during processing");
+                return;
+            }
+            Err(err) => tracing::warn!(id = lease.id, error = %err, "suki inbox heartbeat failed"),
+        }
+    }
+}
+
+/// The delay before attempt `attempt + 1`: uniform in `[0, min(max, base · 2^(attempt-1))]`
+/// (full jitter), and at least `retry_after` (itself capped by `max`).
+pub fn backoff(
+    attempt: u32,
+    base: Duration,
+    max: Duration,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = attempt.saturating_sub(1).min(63);
+    let bound = base
+        .checked_mul(1u32.checked_shl(exp.min(31)).unwrap_or(u32::MAX))
+        .unwrap_or(max)
+        .min(max);
+    let jittered = bound.mul_f64(fastrand::f64());
+    match retry_after {
+        Some(after) => jittered.max(after.min(max)),
+        None => jittered,
+    }
+}
