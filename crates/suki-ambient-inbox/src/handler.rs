@@ -199,6 +199,22 @@ pub trait ResultsHandler: Send + Sync + 'static {
     }
 }
 
+#[async_trait]
+impl<T: ResultsHandler + ?Sized> ResultsHandler for Arc<T> {
+    async fn on_results(
+        &self,
+        event: SessionCompleted,
+        results: SessionResults,
+        meta: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        (**self).on_results(event, results, meta).await
+    }
+
+    async fn on_other(&self, event: WebhookEvent, meta: InboxMeta) -> Result<(), HandlerError> {
+        (**self).on_other(event, meta).await
+    }
+}
+
 /// An [`InboxHandler`] that fetches a completed session's results through `client` before
 /// calling `handler`; when a link fails retryably (a `503` burst longer than the client's own
 /// retries, a timeout), the row is retried later by the worker, so the note is not lost.

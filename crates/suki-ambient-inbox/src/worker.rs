@@ -217,6 +217,12 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// Stops at once, as a crash would: nothing is released, and the rows it held are taken
+    /// over by other workers when their leases expire. For tests of exactly that.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
     /// Stops claiming, waits for running handlers within the grace period, releases the rest.
     pub async fn shutdown(self) -> Result<(), StoreError> {
         let _ = self.stop.send(true);
@@ -463,16 +469,15 @@ impl Job {
             match WebhookEvent::from_slice(&claim.body) {
                 Err(_) => Outcome::Failed(Failure::permanent("payload_invalid")),
                 Ok(event) => {
-                    let heartbeat = tokio::spawn(heartbeat(
+                    // Stopped when the attempt ends, and also when this task is aborted.
+                    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
                         Arc::clone(&store),
                         self.inbox.clone(),
                         lease,
                         self.options.heartbeat,
                         self.options.lease,
-                    ));
-                    let outcome = self.attempt(event, meta.clone(), lease).await;
-                    heartbeat.abort();
-                    outcome
+                    )));
+                    self.attempt(event, meta.clone(), lease).await
                 }
             }
         };
@@ -531,6 +536,15 @@ impl Job {
                     .await
             }
         }
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,0 +1,220 @@
+//! A fleet on one real Postgres: two receivers and four workers, 10,000 deliveries with 15 %
+//! duplicates, workers killed mid-run: every unique event's effect happens exactly once with the
+//! transactional handler.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use suki_ambient_core::testing::completed;
+use suki_ambient_core::{
+    Bytes, HandlerError, SignedHeaders, UnixMillis, Verifier, WebhookEndpoint, WebhookEvent,
+    WebhookSecret,
+};
+use suki_ambient_inbox::sqlx::{self, PgConnection};
+use suki_ambient_inbox::{Inbox, InboxMeta, InboxWorker, TransactionalHandler};
+
+const SECRET: &str = "fleet-secret";
+const UNIQUE: usize = 10_000;
+
+/// Writes the effect in the worker's transaction.
+struct Effects;
+
+#[async_trait]
+impl TransactionalHandler for Effects {
+    async fn handle(
+        &self,
+        _event: WebhookEvent,
+        meta: InboxMeta,
+        tx: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO effects (dedup_key) VALUES ($1)")
+            .bind(&meta.dedup_key)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+fn worker(inbox: Inbox, name: &str) -> suki_ambient_inbox::WorkerHandle {
+    InboxWorker::transactional(inbox, Effects)
+        .expect("a Postgres inbox")
+        .owner(name)
+        .concurrency(4)
+        .lease(Duration::from_secs(1))
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .spawn()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
+async fn a_fleet_processes_every_unique_event_exactly_once_despite_kills() {
+    let url = common::fresh_postgres().await;
+    let receivers = [
+        Inbox::connect(&url).await.expect("receiver 1"),
+        Inbox::connect(&url).await.expect("receiver 2"),
+    ];
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    // No unique key: a double effect would show as a count of 2, not as an error.
+    sqlx::query("CREATE TABLE effects (dedup_key TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .expect("effects table");
+    let verifier = Verifier::builder()
+        .secret(SECRET)
+        .build()
+        .expect("verifier");
+    let endpoints: Vec<_> = receivers
+        .iter()
+        .map(|inbox| WebhookEndpoint::inbox(verifier.clone(), inbox.clone()))
+        .collect();
+
+    let mut workers: Vec<_> = (0..4)
+        .map(|i| {
+            let inbox = receivers[i % 2].clone();
+            worker(inbox, &format!("w{i}"))
+        })
+        .collect();
+
+    // 10,000 sessions, 15 % of them delivered a second time, to either receiver, 64 at once.
+    let duplicates = UNIQUE * 15 / 100;
+    let deliveries: Vec<usize> = (0..UNIQUE).chain(0..duplicates).collect();
+    let mut sent = 0;
+    let mut killed = false;
+    for chunk in deliveries.chunks(64) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (j, &session) in chunk.iter().enumerate() {
+            let endpoint = endpoints[(session + j) % 2].clone();
+            tasks.spawn(async move {
+                let body = completed(&format!("s-{session}"), "e").to_vec();
+                let headers =
+                    SignedHeaders::new(&WebhookSecret::from(SECRET), UnixMillis::now(), &body)
+                        .to_header_map();
+                endpoint.handle(&headers, Bytes::from(body)).await.status
+            });
+        }
+        while let Some(status) = tasks.join_next().await {
+            assert_eq!(status.expect("task"), 200);
+        }
+        sent += chunk.len();
+        if !killed && sent >= deliveries.len() / 2 {
+            // Kill two workers mid-run (no release: their leases must expire), start two more.
+            killed = true;
+            for handle in workers.drain(..2) {
+                handle.kill();
+            }
+            workers.push(worker(receivers[0].clone(), "w4"));
+            workers.push(worker(receivers[1].clone(), "w5"));
+        }
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = receivers[0].status().await.expect("status").counts.done;
+        if done == UNIQUE as u64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} of {UNIQUE} done in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for handle in workers {
+        handle.shutdown().await.expect("shutdown");
+    }
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT dedup_key) FROM effects")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(distinct, UNIQUE as i64, "every unique event has its effect");
+    assert_eq!(rows, UNIQUE as i64, "and only once");
+}
+
+/// Waits for a signal before writing its effect.
+struct Slow {
+    started: std::sync::Arc<tokio::sync::Notify>,
+    go: std::sync::Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl TransactionalHandler for Slow {
+    async fn handle(
+        &self,
+        event: WebhookEvent,
+        meta: InboxMeta,
+        tx: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        Effects.handle(event, meta, &mut *tx).await?;
+        self.started.notify_one();
+        self.go.notified().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
+async fn a_worker_that_lost_its_lease_commits_nothing() {
+    use std::sync::Arc;
+    let url = common::fresh_postgres().await;
+    let inbox = Inbox::connect(&url).await.expect("inbox");
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    sqlx::query("CREATE TABLE effects (dedup_key TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .expect("effects table");
+    let verifier = Verifier::builder()
+        .secret(SECRET)
+        .build()
+        .expect("verifier");
+    let endpoint = WebhookEndpoint::inbox(verifier, inbox.clone());
+    let body = completed("taken-over", "e").to_vec();
+    let headers =
+        SignedHeaders::new(&WebhookSecret::from(SECRET), UnixMillis::now(), &body).to_header_map();
+    assert_eq!(
+        endpoint.handle(&headers, Bytes::from(body)).await.status,
+        200
+    );
+
+    let (started, go) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let slow = Slow {
+        started: Arc::clone(&started),
+        go: Arc::clone(&go),
+    };
+    let running = InboxWorker::transactional(inbox.clone(), slow)
+        .expect("postgres")
+        .build()
+        .spawn();
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("the handler started");
+    // Another worker takes the row over (what a claim after an expired lease does).
+    sqlx::query("UPDATE suki_inbox_deliveries SET fence = fence + 1, lease_owner = 'other'")
+        .execute(&pool)
+        .await
+        .expect("take over");
+    go.notify_one();
+    running.shutdown().await.expect("shutdown");
+    let effects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        effects, 0,
+        "the fenced-out worker's writes were rolled back"
+    );
+    let row = inbox.list(None, 1).await.expect("list").remove(0);
+    assert_eq!(
+        row.state,
+        suki_ambient_inbox::State::Running,
+        "left to the new holder"
+    );
+    assert_eq!(row.lease_owner.as_deref(), Some("other"));
+}
