@@ -61,6 +61,7 @@ where
     failure_schedules_or_buries(&fresh().await).await;
     release_gives_back_without_counting(&fresh().await).await;
     retry_dead_rows(&fresh().await).await;
+    a_restarted_owner_takes_its_rows_back(&fresh().await).await;
     counts_list_and_purge(&fresh().await).await;
     concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
 }
@@ -305,6 +306,60 @@ async fn release_gives_back_without_counting(store: &impl Store) {
             .expect("claim")
             .len(),
         1
+    );
+}
+
+async fn a_restarted_owner_takes_its_rows_back(store: &impl Store) {
+    store
+        .insert(&[delivery("a"), delivery("b"), delivery("c")])
+        .await
+        .expect("insert");
+    let mine = store
+        .claim("receiver-1", at(0), LEASE, 2)
+        .await
+        .expect("claim");
+    let theirs = store
+        .claim("receiver-2", at(0), LEASE, 1)
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!(
+        store
+            .release_owner("receiver-1", at(5))
+            .await
+            .expect("release_owner"),
+        2
+    );
+    for c in &mine {
+        let row = store.get(c.record.id).await.expect("get").expect("row");
+        assert_eq!(
+            (row.state, row.run_after, row.attempts),
+            (State::Pending, T0 + 5, 1),
+            "release_owner: due now, attempt counted"
+        );
+        assert!(row.fence > c.record.fence, "release_owner: a new token");
+        assert!(
+            !store.complete(c.lease(), at(6)).await.expect("complete"),
+            "release_owner: the old claim is fenced out"
+        );
+    }
+    let other = store
+        .get(theirs.record.id)
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        other.state,
+        State::Running,
+        "release_owner: another owner's row is untouched"
+    );
+    assert_eq!(
+        store
+            .claim("receiver-1", at(5), LEASE, 5)
+            .await
+            .expect("claim")
+            .len(),
+        2
     );
 }
 

@@ -75,6 +75,11 @@ pub(crate) const RELEASE: &str = "UPDATE suki_inbox_deliveries \
          lease_owner = NULL, lease_expires = NULL \
      WHERE id = $1 AND fence = $2 AND state = 'running'";
 
+pub(crate) const RELEASE_OWNER: &str = "UPDATE suki_inbox_deliveries \
+     SET state = 'pending', run_after = $2, updated_at = $2, fence = fence + 1, \
+         lease_owner = NULL, lease_expires = NULL \
+     WHERE state = 'running' AND lease_owner = $1";
+
 pub(crate) const RETRY_ONE: &str = "UPDATE suki_inbox_deliveries \
      SET state = 'pending', attempts = 0, run_after = $2, updated_at = $2 \
      WHERE id = $1 AND state IN ('dead', 'pending')";
@@ -289,6 +294,19 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn release_owner(
+                &self,
+                owner: &str,
+                now: suki_ambient_core::UnixMillis,
+            ) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::query($crate::sql::RELEASE_OWNER)
+                    .bind(owner)
+                    .bind($crate::sql::stored(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn retry(

@@ -306,6 +306,11 @@ pub trait Store: Send + Sync + 'static {
     /// not counted; `false` when the lease is no longer this one.
     async fn release(&self, lease: Lease, now: UnixMillis) -> Result<bool, StoreError>;
 
+    /// Gives back every row held by `owner` (a restarted worker with a stable name taking back
+    /// what its crashed previous run held, without waiting for the leases to expire): pending,
+    /// due now, a new fencing token; the interrupted attempts stay counted. How many.
+    async fn release_owner(&self, owner: &str, now: UnixMillis) -> Result<u64, StoreError>;
+
     /// Makes the selected dead (or pending) rows due now with a fresh attempt count.
     async fn retry(&self, which: Selection, now: UnixMillis) -> Result<u64, StoreError>;
 

@@ -71,6 +71,8 @@ pub struct InboxWorker {
 #[derive(Clone, Debug)]
 struct Options {
     owner: String,
+    /// The owner was named by the application (so a restart can take its rows back).
+    stable_owner: bool,
     concurrency: usize,
     lease: Duration,
     heartbeat: Duration,
@@ -151,6 +153,7 @@ impl InboxWorker {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StoreError> {
         let mut shutdown = std::pin::pin!(shutdown);
+        self.take_back().await;
         let mut pool = Pool::new(&self);
         let mut last_purge: Option<tokio::time::Instant> = None;
         loop {
@@ -190,10 +193,33 @@ impl InboxWorker {
         Ok(())
     }
 
+    /// With a stable [`owner`](InboxWorkerBuilder::owner) name, takes back at once what a
+    /// crashed earlier run under that name still holds.
+    async fn take_back(&self) {
+        if !self.options.stable_owner {
+            return;
+        }
+        match self
+            .inbox
+            .store()
+            .release_owner(&self.options.owner, self.inbox.now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(rows = n, owner = %self.options.owner, "suki inbox worker took back the rows its previous run held")
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "suki inbox worker could not take back its previous run's rows; their leases will expire")
+            }
+        }
+    }
+
     /// Processes every row that is due now (and what becomes due while it runs, such as
     /// retries scheduled within `max_wait`), then returns how many attempts it made. For tests,
     /// demos and one-shot jobs; a service runs [`spawn`](Self::spawn).
     pub async fn drain(self) -> Result<u64, StoreError> {
+        self.take_back().await;
         let mut pool = Pool::new(&self);
         let mut attempts = 0;
         loop {
@@ -237,6 +263,7 @@ impl InboxWorkerBuilder {
             runner,
             options: Options {
                 owner: default_owner(),
+                stable_owner: false,
                 concurrency: DEFAULT_CONCURRENCY,
                 lease: DEFAULT_LEASE,
                 heartbeat: DEFAULT_LEASE / 3,
@@ -313,10 +340,14 @@ impl InboxWorkerBuilder {
         self
     }
 
-    /// The lease owner's name (default `<host>-<pid>-<random>`), shown by `inbox list`.
+    /// A stable name for this worker (default `<host>-<pid>-<random>`, new for each run),
+    /// shown by `inbox list`. With a stable name, a restarted worker takes back at once the rows
+    /// its crashed previous run held, instead of waiting for their leases to expire: give each
+    /// live worker its own name (e.g. the host or pod name), never two at once the same.
     #[must_use]
     pub fn owner(mut self, name: impl Into<String>) -> Self {
         self.options.owner = name.into();
+        self.options.stable_owner = true;
         self
     }
 

@@ -446,6 +446,10 @@ impl Store for Switchable {
         self.check()?;
         self.inner.release(lease, now).await
     }
+    async fn release_owner(&self, owner: &str, now: UnixMillis) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.release_owner(owner, now).await
+    }
     async fn retry(&self, which: Selection, now: UnixMillis) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.retry(which, now).await

@@ -4,7 +4,7 @@
 //! and its handler, signing, replay protection, errors); the follow-up API models are in
 //! [`api`], time in [`time`], what only adapter authors need in [`adapter`]. Framework adapters
 //! and the API client are behind features (`axum`, `actix`, `warp`, `client`, `sandbox`,
-//! `redis`, `testing`, `full`).
+//! `redis`, `inbox`, `postgres`, `testing`, `full`).
 //!
 #![cfg_attr(
     all(feature = "axum", feature = "actix", feature = "warp", feature = "client"),
@@ -22,6 +22,8 @@ pub use suki_ambient_core::{
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_TOLERANCE,
+    // Durable storage of verified deliveries (the inbox implements it)
+    DeliverySink,
     // Events
     EncounterId,
     ErrorCode,
@@ -54,7 +56,9 @@ pub use suki_ambient_core::{
     // Signing (tests, local triggers)
     Signature,
     SignedHeaders,
+    SinkError,
     StatusCode,
+    Stored,
     UnixMillis,
     UnknownEvent,
     Verified,
@@ -114,6 +118,12 @@ pub mod sandbox {
 #[cfg(feature = "redis")]
 pub mod redis {
     pub use suki_ambient_redis::*;
+}
+
+/// The durable inbox (features `inbox`, `postgres`): see [`suki_ambient_inbox`].
+#[cfg(any(feature = "inbox", feature = "postgres"))]
+pub mod inbox {
+    pub use suki_ambient_inbox::*;
 }
 
 /// The code in `docs/adapters.md` compiles and runs.

@@ -1,0 +1,106 @@
+//! The production shape: a receiver that stores every verified delivery in a durable inbox
+//! before answering 200, and a worker that fetches each completed session's results from it.
+//! Kill it at any moment (even `kill -9`) and start it again on the same inbox: every delivery
+//! it acknowledged is processed.
+//!
+//! ```sh
+//! SUKI_WEBHOOK_SECRET=... SUKI_TOKEN=... cargo run -p examples --bin inbox_receiver
+//! ```
+//!
+//! Env: `SUKI_WEBHOOK_SECRET` (required), `SUKI_TOKEN` (required), `SUKI_API_BASE_URL`
+//! (default Suki staging), `SUKI_INBOX_URL` (default `sqlite://suki-inbox.db`; or
+//! `postgres://…` with the `postgres` feature), `SUKI_WORKER_NAME` (default `inbox_receiver`: one
+//! running receiver per name), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
+//!
+//! Prints `listening on <url>` once, then exactly one line `processed <session_id> <kind>` each
+//! time its handler finishes an event (`-` for an event without a session id).
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use axum::Router;
+use suki_ambient::client::{AmbientClient, Environment, SessionResults};
+use suki_ambient::inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler};
+use suki_ambient::{HandlerError, SessionCompleted, WebhookEndpoint, WebhookEvent, async_trait};
+
+/// What this service does with each event once its results are fetched: here, print the ids
+/// (never the content: it is patient data). A real one writes the note to its EHR.
+struct Notes;
+
+fn processed(session_id: Option<&str>, kind: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "processed {} {kind}", session_id.unwrap_or("-"));
+    let _ = out.flush();
+}
+
+#[async_trait]
+impl ResultsHandler for Notes {
+    async fn on_results(
+        &self,
+        done: SessionCompleted,
+        results: SessionResults,
+        meta: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        // What is left in `results.errors()` is permanent (e.g. a 404): log the codes only.
+        for (link, err) in results.errors() {
+            tracing::warn!(id = meta.id, link = %link, error = %err, "link failed permanently");
+        }
+        processed(Some(done.session_id.as_str()), "completed");
+        Ok(())
+    }
+
+    async fn on_other(&self, event: WebhookEvent, _meta: InboxMeta) -> Result<(), HandlerError> {
+        processed(
+            event.session_id().map(|s| s.as_str()),
+            event.kind().as_str(),
+        );
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let verifier = examples::start();
+    let Some(token) = std::env::var("SUKI_TOKEN").ok().filter(|t| !t.is_empty()) else {
+        examples::exit("set SUKI_TOKEN to an sdp_suki_token");
+    };
+    let builder = match std::env::var("SUKI_API_BASE_URL") {
+        Ok(url) => AmbientClient::builder().base_url(url),
+        Err(_) => AmbientClient::builder().environment(Environment::Staging),
+    };
+    let client = match builder.token(token).build() {
+        Ok(client) => client,
+        Err(e) => examples::exit(&e.to_string()),
+    };
+    let url = std::env::var("SUKI_INBOX_URL").unwrap_or_else(|_| "sqlite://suki-inbox.db".into());
+    let inbox = match Inbox::connect(&url).await {
+        Ok(inbox) => inbox,
+        Err(e) => examples::exit(&format!("cannot open the inbox: {e}")),
+    };
+
+    // The worker picks up whatever an earlier run acknowledged and did not finish. Its stable
+    // name lets it take back at once what a killed earlier run was processing (one receiver per
+    // name: give each host its own, e.g. SUKI_WORKER_NAME=$HOSTNAME).
+    let name = std::env::var("SUKI_WORKER_NAME").unwrap_or_else(|_| "inbox_receiver".into());
+    let worker = InboxWorker::builder(inbox.clone(), FetchResults::new(client, Notes))
+        .owner(name)
+        .build()
+        .spawn();
+
+    let listener = examples::listen().await;
+    let endpoint = WebhookEndpoint::inbox(verifier, inbox);
+    let app = Router::new().nest("/webhooks/suki", suki_ambient::axum::router(endpoint));
+    if let Ok(addr) = listener.local_addr() {
+        println!("listening on http://{addr}/webhooks/suki");
+        let _ = std::io::stdout().flush();
+    }
+    examples::serve(listener, app, examples::ctrl_c()).await;
+    // Ctrl-C: finish or release what the worker holds.
+    match worker.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
