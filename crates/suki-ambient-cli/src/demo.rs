@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use suki_ambient_axum::router;
-use suki_ambient_client::{AmbientClient, PartnerLogin, SessionResults};
+use suki_ambient_client::{AmbientClient, PartnerLogin, RetryPolicy, SessionResults};
 use suki_ambient_core::{
     EventHandler, HandlerError, SessionCompleted, SessionFailed, WebhookEndpoint, WebhookEvent,
     WebhookMeta, WebhookSecret, async_trait,
 };
-use suki_ambient_sandbox::{DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Sandbox};
+use suki_ambient_inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler};
+use suki_ambient_sandbox::{
+    DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Fault, Sandbox, SandboxHandle,
+};
 use tokio::sync::mpsc;
 
 use crate::Failure;
@@ -42,8 +45,11 @@ impl EventHandler for DemoHandler {
     }
 }
 
+/// How many numbered steps the demo shows.
+const STEPS: u32 = 9;
+
 fn step(n: u32, text: &str) {
-    println!("[{n}/6] {text}");
+    println!("[{n}/{STEPS}] {text}");
 }
 
 /// Runs the whole flow and prints what happens.
@@ -157,15 +163,150 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         && again.acknowledged()
         && calls.load(Ordering::SeqCst) == 2;
     server.abort();
+
+    println!("\nThe durable inbox: what a production receiver runs, so that no note is lost.\n");
+    let inbox_ok = inbox_steps(&sandbox).await?;
     sandbox.shutdown().await;
     println!("\nDone in {:.2} s.", started.elapsed().as_secs_f64());
-    if ok {
+    if ok && inbox_ok {
         Ok(ExitCode::SUCCESS)
     } else {
         Err(Failure(
             "the demo did not go as expected (see above)".into(),
         ))
     }
+}
+
+/// The inbox demo's handler: prints what it processed.
+struct PrintNotes {
+    processed: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl ResultsHandler for PrintNotes {
+    async fn on_results(
+        &self,
+        done: SessionCompleted,
+        results: SessionResults,
+        meta: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        println!(
+            "      worker: session {} processed on attempt {} ({} of {} links fetched; the note goes to your EHR here)",
+            done.session_id,
+            meta.attempt,
+            results.fetched() - results.errors().len(),
+            results.fetched()
+        );
+        Ok(())
+    }
+}
+
+/// A receiver with the inbox on `url`, served until the returned task is aborted.
+async fn inbox_receiver(
+    sandbox: &SandboxHandle,
+    url: &str,
+) -> Result<(Inbox, tokio::task::JoinHandle<std::io::Result<()>>), Failure> {
+    let inbox = Inbox::connect(url).await?;
+    let endpoint = WebhookEndpoint::inbox(sandbox.verifier_builder().build()?, inbox.clone());
+    let app = axum::Router::new().nest("/webhooks/suki", router(endpoint));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    sandbox.set_webhook_url(Some(format!(
+        "http://{}/webhooks/suki",
+        listener.local_addr()?
+    )));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((inbox, server))
+}
+
+/// Steps 7–9: a receiver stopped after acknowledging, restarted, its worker finishing the
+/// delivery from the inbox; a 503 burst recovered by a later attempt.
+async fn inbox_steps(sandbox: &SandboxHandle) -> Result<bool, Failure> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("suki-inbox.db").display());
+    let client = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .auth(PartnerLogin::new(DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN))
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(2)
+                .base_delay(Duration::from_millis(5)),
+        )
+        .build()?;
+    let processed = Arc::new(AtomicUsize::new(0));
+    let worker = |inbox: Inbox| {
+        InboxWorker::builder(
+            inbox,
+            FetchResults::new(
+                client.clone(),
+                PrintNotes {
+                    processed: Arc::clone(&processed),
+                },
+            ),
+        )
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .build()
+    };
+
+    let (inbox, server) = inbox_receiver(sandbox, &url).await?;
+    let session = sandbox.create_session(None);
+    let delivery = sandbox.complete(&session.session_id).await?;
+    server.abort();
+    let pending = inbox.status().await?.counts.pending;
+    drop(inbox);
+    step(
+        7,
+        &format!(
+            "A receiver with the inbox (SQLite in a temporary folder) answered {} {} for session {}, \
+             and was stopped before processing it: {pending} delivery pending on disk",
+            delivery.status, delivery.body, session.session_id
+        ),
+    );
+
+    let (inbox, server) = inbox_receiver(sandbox, &url).await?;
+    step(
+        8,
+        "Restarted on the same inbox: its worker fetches the session's results and finishes it",
+    );
+    worker(inbox.clone()).drain(Duration::from_secs(10)).await?;
+    let recovered = processed.load(Ordering::SeqCst) == 1;
+
+    let session = sandbox.create_session(None);
+    let delivery = sandbox.complete(&session.session_id).await?;
+    // Six links, two client attempts each: twelve 503s outlast the client's own retries.
+    sandbox.inject(Fault::status(503).times(12));
+    step(
+        9,
+        &format!(
+            "Session {} → {} {}; Suki's API then answers 503 twelve times in a row, longer than \
+             the client's retries",
+            session.session_id, delivery.status, delivery.body
+        ),
+    );
+    worker(inbox.clone()).drain(Duration::from_secs(10)).await?;
+    server.abort();
+    let row = inbox
+        .list(None, 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Failure("the inbox lost the delivery".into()))?;
+    println!(
+        "      inbox: row {} is {} after {} attempts (attempt 1 failed with {}, kept as a code: no content)",
+        row.id,
+        row.state,
+        row.attempts,
+        row.last_error.as_deref().unwrap_or("-")
+    );
+    let status = inbox.status().await?;
+    println!(
+        "      inbox: {} done, {} pending, {} dead",
+        status.counts.done, status.counts.pending, status.counts.dead
+    );
+    Ok(recovered
+        && processed.load(Ordering::SeqCst) == 2
+        && row.attempts == 2
+        && status.counts.done == 2)
 }
 
 fn print_results(results: &SessionResults) -> Result<(), Failure> {

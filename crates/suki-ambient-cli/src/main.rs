@@ -5,6 +5,7 @@
 
 mod demo;
 mod explain;
+mod inbox;
 mod input;
 mod net;
 
@@ -133,8 +134,20 @@ enum Command {
         #[arg(long)]
         use_env_secret: bool,
     },
-    /// Run the whole flow in one process: sandbox, receiver, webhook, client.
+    /// Run the whole flow in one process: sandbox, receiver, inbox, webhook, client.
     Demo,
+    /// Look at and act on a durable inbox (`sqlite://…` or `postgres://…`): ids, kinds, states
+    /// and error codes only, never a body.
+    Inbox {
+        /// The inbox's URL.
+        #[arg(long, env = "SUKI_INBOX_URL")]
+        url: String,
+        /// JSON output.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: inbox::Action,
+    },
 }
 
 /// Suki's environments, for `fetch --env`.
@@ -370,5 +383,6 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             demo::serve_sandbox(&bind, webhook_url, secret).await
         }
         Command::Demo => demo::run().await,
+        Command::Inbox { url, json, action } => inbox::run(&url, action, json).await,
     }
 }

@@ -299,7 +299,11 @@ fn the_demo_runs_the_whole_flow() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     for needle in [
-        "[6/6]",
+        "[6/9]",
+        "[9/9]",
+        "1 delivery pending on disk",
+        "processed on attempt 2",
+        "2 done, 0 pending, 0 dead",
         "processed",
         "mismatch",
         "duplicate",
@@ -556,5 +560,118 @@ async fn send_to_a_missing_route_is_not_delivered_and_prints_no_credentials() {
     assert!(
         !text.contains("SECRET-QUERY") && !text.contains("pw@"),
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_status_list_show_retry_and_purge() {
+    use suki_ambient_core::{
+        Bytes, HandlerError, SignedHeaders, UnixMillis, Verifier, WebhookEndpoint, WebhookEvent,
+        WebhookSecret,
+    };
+    use suki_ambient_inbox::{Inbox, InboxMeta, InboxWorker, Permanent};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+    let inbox = Inbox::connect(&url).await.unwrap();
+    let endpoint = WebhookEndpoint::inbox(
+        Verifier::builder().secret("s").build().unwrap(),
+        inbox.clone(),
+    );
+    for session in ["ok-1", "ok-2", "dead-1"] {
+        let body = suki_ambient_core::testing::completed(session, "enc").to_vec();
+        let headers =
+            SignedHeaders::new(&WebhookSecret::from("s"), UnixMillis::now(), &body).to_header_map();
+        assert_eq!(
+            endpoint.handle(&headers, Bytes::from(body)).await.status,
+            200
+        );
+    }
+    let handler = |event: WebhookEvent, _meta: InboxMeta| async move {
+        if event.session_id().map(|s| s.as_str()) == Some("dead-1") {
+            return Err::<(), HandlerError>(Box::new(Permanent("unknown_provider")));
+        }
+        Ok(())
+    };
+    InboxWorker::builder(inbox.clone(), handler)
+        .build()
+        .drain(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+
+    let inbox_cmd = |args: &[&str]| {
+        let mut all = vec!["inbox", "--url", url.as_str()];
+        all.extend_from_slice(args);
+        run(&all, None, b"")
+    };
+    let status = inbox_cmd(&["status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let text = stdout(&status);
+    assert!(
+        text.contains("done     2") && text.contains("dead     1"),
+        "{text}"
+    );
+    let json = inbox_cmd(&["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        (value["done"].as_u64(), value["dead"].as_u64()),
+        (Some(2), Some(1))
+    );
+
+    let list = inbox_cmd(&["list", "--state", "dead"]);
+    let text = stdout(&list);
+    assert!(
+        text.contains("dead-1") && text.contains("unknown_provider"),
+        "{text}"
+    );
+    assert!(!text.contains("ok-1"), "{text}");
+    let rows: serde_json::Value =
+        serde_json::from_slice(&inbox_cmd(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    let dead_id = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "dead")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    // Never a body: no link, no status string of the payload.
+    for output in [
+        &list,
+        &inbox_cmd(&["list", "--json"]),
+        &inbox_cmd(&["show", &dead_id.to_string()]),
+    ] {
+        let text = stdout(output);
+        assert!(
+            !text.contains("_links") && !text.contains("href") && !text.contains("success"),
+            "{text}"
+        );
+    }
+    let show = stdout(&inbox_cmd(&["show", &dead_id.to_string()]));
+    assert!(
+        show.contains("dead-1/completed") && show.contains("unknown_provider"),
+        "{show}"
+    );
+    let missing = inbox_cmd(&["show", "999999"]);
+    assert!(!missing.status.success());
+    assert_eq!(stderr(&missing).trim(), "error: no row 999999");
+
+    let retried = inbox_cmd(&["retry", "--dead"]);
+    assert_eq!(stdout(&retried).trim(), "1 row(s) due now");
+    assert_eq!(inbox.status().await.unwrap().counts.pending, 1);
+    assert!(
+        !inbox_cmd(&["retry", "999999"]).status.success(),
+        "retrying nothing fails"
+    );
+
+    let purged = inbox_cmd(&["purge", "--older-than", "0s"]);
+    assert_eq!(stdout(&purged).trim(), "2 done row(s) purged");
+    let bad = inbox_cmd(&["purge", "--older-than", "soon"]);
+    assert!(!bad.status.success());
+    let unsupported = run(&["inbox", "--url", "mysql://x", "status"], None, b"");
+    assert!(
+        stderr(&unsupported).contains("unsupported inbox URL"),
+        "{}",
+        stderr(&unsupported)
     );
 }

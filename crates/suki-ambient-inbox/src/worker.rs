@@ -215,21 +215,33 @@ impl InboxWorker {
         }
     }
 
-    /// Processes every row that is due now (and what becomes due while it runs, such as
-    /// retries scheduled within `max_wait`), then returns how many attempts it made. For tests,
-    /// demos and one-shot jobs; a service runs [`spawn`](Self::spawn).
-    pub async fn drain(self) -> Result<u64, StoreError> {
+    /// Processes the rows that are due, and those that become due (retries) until `wait` has
+    /// passed since the call; returns the number of attempts made once no row is pending or
+    /// running any more, or at `wait`. `Duration::ZERO` processes what is due now only. For
+    /// tests, demos and one-shot jobs; a service runs [`spawn`](Self::spawn).
+    pub async fn drain(self, wait: Duration) -> Result<u64, StoreError> {
+        let until = tokio::time::Instant::now() + wait;
         self.take_back().await;
         let mut pool = Pool::new(&self);
         let mut attempts = 0;
         loop {
             let n = pool.fill(&self).await?;
             attempts += n as u64;
-            if n == 0 && pool.tasks.is_empty() {
-                return Ok(attempts);
+            if n > 0 && pool.has_room() {
+                continue;
             }
-            if n == 0 || !pool.has_room() {
+            if !pool.tasks.is_empty() {
                 pool.tasks.join_next().await;
+                continue;
+            }
+            if n == 0 {
+                let counts = self.inbox.store().counts().await?;
+                let left = tokio::time::Instant::now() < until;
+                if counts.pending + counts.running == 0 || !left {
+                    return Ok(attempts);
+                }
+                tokio::time::sleep(self.options.poll.min(until - tokio::time::Instant::now()))
+                    .await;
             }
         }
     }

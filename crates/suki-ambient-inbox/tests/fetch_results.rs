@@ -98,7 +98,7 @@ async fn a_503_burst_longer_than_the_clients_retries_is_recovered_by_the_worker(
     let worker = InboxWorker::builder(inbox.clone(), FetchResults::new(client, Arc::clone(&notes)))
         .backoff(Duration::from_millis(1), Duration::from_millis(10))
         .build();
-    let attempts = worker.drain().await.expect("drain");
+    let attempts = worker.drain(Duration::from_secs(10)).await.expect("drain");
     assert_eq!(
         attempts, 3,
         "completed twice (503 burst, then fine), failed once"

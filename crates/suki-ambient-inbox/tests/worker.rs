@@ -149,7 +149,7 @@ async fn the_worker_processes_each_row_once_and_retries_failures() {
     let attempts = InboxWorker::builder(inbox.clone(), handler)
         .backoff(Duration::from_millis(1), Duration::from_millis(5))
         .build()
-        .drain()
+        .drain(Duration::from_secs(10))
         .await
         .expect("drain");
     assert_eq!(attempts, 5, "a, c once; b three times");
@@ -210,7 +210,10 @@ async fn permanent_errors_and_the_last_attempt_go_dead_and_can_be_retried() {
             .build()
     };
     assert_eq!(
-        worker().drain().await.expect("drain"),
+        worker()
+            .drain(Duration::from_secs(10))
+            .await
+            .expect("drain"),
         1 + 3,
         "permanent once, flaky three times"
     );
@@ -230,7 +233,13 @@ async fn permanent_errors_and_the_last_attempt_go_dead_and_can_be_retried() {
     assert_eq!(by_key("flaky/completed").attempts, 3);
     healed.store(true, Ordering::SeqCst);
     assert_eq!(inbox.retry(Selection::Dead).await.expect("retry"), 2);
-    assert_eq!(worker().drain().await.expect("drain"), 2);
+    assert_eq!(
+        worker()
+            .drain(Duration::from_secs(10))
+            .await
+            .expect("drain"),
+        2
+    );
     assert_eq!(inbox.status().await.expect("status").counts.done, 2);
 }
 
@@ -253,7 +262,7 @@ async fn retry_after_and_backoff_schedule_the_next_attempt() {
             .build()
     };
     assert_eq!(
-        worker().drain().await.expect("drain"),
+        worker().drain(Duration::ZERO).await.expect("drain"),
         1,
         "not due again at once"
     );
@@ -269,10 +278,10 @@ async fn retry_after_and_backoff_schedule_the_next_attempt() {
     );
     assert_eq!(row.last_error.as_deref(), Some("rate_limited"));
     clock.advance(Duration::from_secs(119));
-    assert_eq!(worker().drain().await.expect("drain"), 0);
+    assert_eq!(worker().drain(Duration::ZERO).await.expect("drain"), 0);
     clock.advance(Duration::from_secs(600));
     assert_eq!(
-        worker().drain().await.expect("drain"),
+        worker().drain(Duration::ZERO).await.expect("drain"),
         1,
         "due after the delay"
     );
@@ -330,12 +339,16 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
             .build()
     };
     assert_eq!(
-        worker().drain().await.expect("drain"),
+        worker().drain(Duration::ZERO).await.expect("drain"),
         0,
         "held by the dead worker's lease"
     );
     clock.advance(Duration::from_secs(61));
-    assert_eq!(worker().drain().await.expect("drain"), 1, "taken over");
+    assert_eq!(
+        worker().drain(Duration::ZERO).await.expect("drain"),
+        1,
+        "taken over"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // The crashed worker coming back cannot overwrite the result.
     assert!(

@@ -1,0 +1,245 @@
+//! `inbox`: look at and act on a durable inbox: status, list, show, retry, purge. Prints ids,
+//! kinds, states, times and error codes only, never a body.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Subcommand, ValueEnum};
+use suki_ambient_core::UnixMillis;
+use suki_ambient_inbox::{DeliveryRecord, Inbox, Selection, State};
+
+use crate::Failure;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Action {
+    /// Rows by state and the age of the oldest unfinished one.
+    Status,
+    /// Rows, newest first.
+    List {
+        /// Only rows in this state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One row.
+    Show {
+        /// The row id.
+        id: i64,
+    },
+    /// Make a dead row (or every dead row) due now, with a fresh attempt count.
+    Retry {
+        /// The row id.
+        #[arg(conflicts_with = "dead", required_unless_present = "dead")]
+        id: Option<i64>,
+        /// Every dead row.
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Delete done rows completed longer ago than this (e.g. `7d`, `12h`).
+    Purge {
+        /// How old.
+        #[arg(long, value_parser = parse_age)]
+        older_than: Duration,
+    },
+}
+
+/// A state, for `--state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StateArg {
+    Pending,
+    Running,
+    Done,
+    Dead,
+}
+
+impl From<StateArg> for State {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Pending => State::Pending,
+            StateArg::Running => State::Running,
+            StateArg::Done => State::Done,
+            StateArg::Dead => State::Dead,
+        }
+    }
+}
+
+/// `7d`, `12h`, `30m`, `90s` (humantime's forms).
+pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 7d, 12h, 30m)"))
+}
+
+pub(crate) async fn run(url: &str, action: Action, json: bool) -> Result<ExitCode, Failure> {
+    let inbox = Inbox::connect(url)
+        .await
+        .map_err(|e| Failure(format!("cannot open the inbox: {e}")))?;
+    match action {
+        Action::Status => {
+            let status = inbox.status().await?;
+            if json {
+                println!("{}", serde_json::to_string(&status)?);
+            } else {
+                let c = &status.counts;
+                for (state, n) in [
+                    ("pending", c.pending),
+                    ("running", c.running),
+                    ("done", c.done),
+                    ("dead", c.dead),
+                ] {
+                    println!("{state:<8} {n}");
+                }
+                match status.oldest_unfinished_age {
+                    Some(age) => println!("oldest unfinished: {} ago", short(age)),
+                    None => println!("oldest unfinished: none"),
+                }
+            }
+        }
+        Action::List { state, limit } => {
+            let rows = inbox.list(state.map(State::from), limit).await?;
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                print_table(&rows, UnixMillis::now());
+            }
+        }
+        Action::Show { id } => {
+            let Some(row) = inbox.get(id).await? else {
+                return Err(Failure(format!("no row {id}")));
+            };
+            if json {
+                println!("{}", serde_json::to_string(&row)?);
+            } else {
+                print_row(&row, UnixMillis::now());
+            }
+        }
+        Action::Retry { id, dead } => {
+            let which = match (id, dead) {
+                (Some(id), _) => Selection::Id(id),
+                (None, _) => Selection::Dead,
+            };
+            let n = inbox.retry(which).await?;
+            if json {
+                println!("{}", serde_json::json!({ "retried": n }));
+            } else {
+                println!("{n} row(s) due now");
+            }
+            if n == 0 && id.is_some() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Action::Purge { older_than } => {
+            let n = inbox.purge(older_than).await?;
+            if json {
+                println!("{}", serde_json::json!({ "purged": n }));
+            } else {
+                println!("{n} done row(s) purged");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`, `850ms`: two units at most.
+fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// When `at` is relative to `now`: `in 2m 5s`, `3h 1m ago`.
+fn relative(at: u64, now: UnixMillis) -> String {
+    if at >= now.0 {
+        format!("in {}", short(Duration::from_millis(at - now.0)))
+    } else {
+        format!("{} ago", short(Duration::from_millis(now.0 - at)))
+    }
+}
+
+fn print_table(rows: &[DeliveryRecord], now: UnixMillis) {
+    println!(
+        "{:>6}  {:<7}  {:<9}  {:<7}  {:<36}  {:>8}  {:<14}  LAST ERROR",
+        "ID", "STATE", "KIND", "SOURCE", "SESSION", "ATTEMPTS", "NEXT RUN"
+    );
+    for r in rows {
+        let next = match r.state {
+            State::Pending => relative(r.run_after, now),
+            State::Running => format!("lease {}", relative(r.run_after, now)),
+            State::Done | State::Dead => "-".to_owned(),
+        };
+        println!(
+            "{:>6}  {:<7}  {:<9}  {:<7}  {:<36}  {:>8}  {:<14}  {}",
+            r.id,
+            r.state,
+            r.kind,
+            r.source,
+            r.session_id.as_deref().unwrap_or("-"),
+            r.attempts,
+            next,
+            r.last_error.as_deref().unwrap_or("-"),
+        );
+    }
+    if rows.is_empty() {
+        println!("(no rows)");
+    }
+}
+
+fn print_row(r: &DeliveryRecord, now: UnixMillis) {
+    let fields: [(&str, String); 14] = [
+        ("id", r.id.to_string()),
+        ("state", r.state.to_string()),
+        ("kind", r.kind.clone()),
+        ("source", r.source.to_string()),
+        ("dedup key", r.dedup_key.clone()),
+        (
+            "session",
+            r.session_id.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "encounter",
+            r.encounter_id.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("generated at", relative(r.generated_at, now)),
+        ("received at", relative(r.received_at, now)),
+        ("attempts", r.attempts.to_string()),
+        ("next run", relative(r.run_after, now)),
+        (
+            "lease owner",
+            r.lease_owner.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "last error",
+            r.last_error.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "completed at",
+            r.completed_at
+                .map_or_else(|| "-".into(), |t| relative(t, now)),
+        ),
+    ];
+    for (name, value) in fields {
+        println!("{name:<13} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_and_print_briefly() {
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_age("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_age("soon").is_err());
+        assert_eq!(short(Duration::from_millis(850)), "850ms");
+        assert_eq!(short(Duration::from_secs(125)), "2m 5s");
+        assert_eq!(short(Duration::from_secs(3 * 86400 + 4 * 3600)), "3d 4h");
+        assert_eq!(relative(1_000, UnixMillis(61_000)), "1m 0s ago");
+        assert_eq!(relative(61_000, UnixMillis(1_000)), "in 1m 0s");
+    }
+}
