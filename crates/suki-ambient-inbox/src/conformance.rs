@@ -88,7 +88,33 @@ async fn insert_and_dedupe(store: &impl Store) {
         [Stored::Accepted, Stored::Duplicate, Stored::Accepted],
         "insert_and_dedupe: duplicates within one batch"
     );
-    let rows = store.list(None, 10).await.expect("list");
+    // A batch larger than one statement can hold, with a duplicate spanning two statements.
+    let mut big: Vec<_> = (0..600).map(|i| delivery(&format!("big-{i}"))).collect();
+    big.push(delivery("big-3"));
+    let stored = store.insert(&big).await.expect("insert");
+    assert_eq!(
+        stored.iter().filter(|s| **s == Stored::Accepted).count(),
+        600,
+        "insert_and_dedupe: a large batch"
+    );
+    assert_eq!(
+        stored[600],
+        Stored::Duplicate,
+        "insert_and_dedupe: a duplicate across statements"
+    );
+    assert_eq!(
+        store.insert(&[]).await.expect("insert"),
+        [],
+        "insert_and_dedupe: an empty batch"
+    );
+    assert_eq!(store.counts().await.expect("counts").pending, 603);
+    let rows: Vec<_> = store
+        .list(None, 1000)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|r| !r.dedup_key.starts_with("big-"))
+        .collect();
     assert_eq!(rows.len(), 3, "insert_and_dedupe: three rows");
     let a = rows.iter().find(|r| r.dedup_key == "a").expect("row a");
     assert_eq!(a.state, State::Pending);

@@ -1,27 +1,31 @@
 //! `Inbox`: a store, the group commit that batches concurrent ingests, and the operations on it.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use suki_ambient_core::{
     Clock, DeliverySink, SinkError, Stored, SystemClock, UnixMillis, VerifiedDelivery, WebhookEvent,
 };
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::StoreError;
 use crate::store::{Counts, DeliveryRecord, NewDelivery, Selection, Source, State, Store};
 
 /// The most deliveries one group commit writes in one transaction.
 const MAX_BATCH: usize = 256;
+/// How often a writer yields before taking the queue, so that deliveries being verified at
+/// that moment join its commit (a yield costs a microsecond when nothing else is ready).
+const GATHER_YIELDS: usize = 4;
 
 /// A durable inbox of verified deliveries: give it to
 /// [`WebhookEndpoint::inbox`](suki_ambient_core::WebhookEndpoint::inbox) and run an
 /// [`InboxWorker`](crate::InboxWorker) on it. Cheap to clone; clones share one store.
 ///
 /// Concurrent ingests are written in one transaction (group commit): one disk flush for
-/// every delivery that arrived while the previous one was being written.
+/// every delivery that arrived while the previous one was being written. Clones share the
+/// group commit; a separately connected `Inbox` on the same database commits on its own.
 #[derive(Clone)]
 pub struct Inbox {
     inner: Arc<Inner>,
@@ -30,8 +34,10 @@ pub struct Inbox {
 struct Inner {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// The group-commit task's queue, started by the first ingest (inside a runtime).
-    commits: OnceLock<mpsc::Sender<Pending>>,
+    /// Deliveries waiting for the next group commit.
+    queue: Mutex<Queue>,
+    /// Held by the caller writing a group commit.
+    writer: tokio::sync::Mutex<()>,
     /// Wakes in-process workers when something new was stored.
     wake: Arc<Notify>,
     backend: Backend,
@@ -47,9 +53,11 @@ pub(crate) enum Backend {
     Postgres(sqlx::PgPool),
 }
 
-struct Pending {
-    delivery: NewDelivery,
-    reply: oneshot::Sender<Result<Stored, String>>,
+/// Deliveries waiting for a group commit, and the callers waiting for its answer (in order).
+#[derive(Default)]
+struct Queue {
+    deliveries: Vec<NewDelivery>,
+    replies: Vec<oneshot::Sender<Result<Stored, String>>>,
 }
 
 impl fmt::Debug for Inbox {
@@ -95,7 +103,8 @@ impl Inbox {
             inner: Arc::new(Inner {
                 store,
                 clock: Arc::new(SystemClock),
-                commits: OnceLock::new(),
+                queue: Mutex::new(Queue::default()),
+                writer: tokio::sync::Mutex::new(()),
                 wake: Arc::new(Notify::new()),
                 backend,
             }),
@@ -110,7 +119,8 @@ impl Inbox {
             inner: Arc::new(Inner {
                 store: Arc::clone(&self.inner.store),
                 clock: Arc::new(clock),
-                commits: OnceLock::new(),
+                queue: Mutex::new(Queue::default()),
+                writer: tokio::sync::Mutex::new(()),
                 wake: Arc::clone(&self.inner.wake),
                 backend: self.inner.backend.clone(),
             }),
@@ -137,25 +147,89 @@ impl Inbox {
 
     /// Stores `delivery` durably (through the group commit), or reports its dedup key as
     /// already stored. Returns once the transaction holding it committed.
+    ///
+    /// Group commit without a background task: the caller that finds no write under way writes
+    /// everything queued (its own delivery and those that arrived meanwhile) in one
+    /// transaction; the others wait for that answer. One caller alone writes its own row
+    /// directly, with no hand-over between tasks.
     pub async fn ingest(&self, delivery: NewDelivery) -> Result<Stored, StoreError> {
-        let commits = self.inner.commits.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-            tokio::spawn(group_commit(
-                Arc::clone(&self.inner.store),
-                rx,
-                Arc::clone(&self.inner.wake),
-            ));
-            tx
-        });
-        let (reply, answer) = oneshot::channel();
-        commits
-            .send(Pending { delivery, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        match answer.await {
-            Ok(Ok(stored)) => Ok(stored),
-            Ok(Err(message)) => Err(StoreError::Batch(message)),
-            Err(_) => Err(StoreError::Closed),
+        let (reply, mut answer) = oneshot::channel();
+        {
+            let mut queue = lock(&self.inner.queue);
+            queue.deliveries.push(delivery);
+            queue.replies.push(reply);
+        }
+        loop {
+            // Our answer (a writer took our delivery along), or the right to write.
+            let writing = tokio::select! {
+                biased;
+                result = &mut answer => {
+                    return match result {
+                        Ok(stored) => stored.map_err(StoreError::Batch),
+                        Err(_) => Err(StoreError::Closed),
+                    };
+                }
+                writing = self.inner.writer.lock() => writing,
+            };
+            if let Ok(result) = answer.try_recv() {
+                return result.map_err(StoreError::Batch);
+            }
+            // Let the requests that are being verified right now join this commit.
+            for _ in 0..GATHER_YIELDS {
+                tokio::task::yield_now().await;
+            }
+            let batch = {
+                let mut queue = lock(&self.inner.queue);
+                let n = queue.deliveries.len().min(MAX_BATCH);
+                Queue {
+                    deliveries: queue.deliveries.drain(..n).collect(),
+                    replies: queue.replies.drain(..n).collect(),
+                }
+            };
+            if !batch.deliveries.is_empty() {
+                self.write(Requeue {
+                    inner: &self.inner,
+                    batch: Some(batch),
+                })
+                .await;
+            }
+            drop(writing);
+        }
+    }
+
+    /// Writes `batch` in one transaction and answers each of its callers. If this caller goes
+    /// away during the write (its client disconnected and the server dropped the request), the
+    /// batch goes back to the queue for the next writer: at worst it was committed already, and
+    /// writing it again answers `duplicate`, which is still "stored".
+    async fn write(&self, mut batch: Requeue<'_>) {
+        let Some(pending) = batch.batch.as_ref() else {
+            return;
+        };
+        let result = self.inner.store.insert(&pending.deliveries).await;
+        let Some(Queue {
+            deliveries,
+            replies,
+        }) = batch.batch.take()
+        else {
+            return;
+        };
+        match result {
+            Ok(stored) => {
+                let accepted = stored.contains(&Stored::Accepted);
+                for (reply, stored) in replies.into_iter().zip(stored) {
+                    let _ = reply.send(Ok(stored));
+                }
+                if accepted {
+                    self.inner.wake.notify_waiters();
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, deliveries = deliveries.len(), "suki inbox could not store deliveries");
+                let message = err.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
         }
     }
 
@@ -258,40 +332,23 @@ impl DeliverySink for Inbox {
     }
 }
 
-/// Writes what is queued, up to [`MAX_BATCH`] per transaction, until every sender is gone.
-async fn group_commit(
-    store: Arc<dyn Store>,
-    mut queue: mpsc::Receiver<Pending>,
-    wake: Arc<Notify>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let (deliveries, replies): (Vec<_>, Vec<_>) =
-            batch.drain(..).map(|p| (p.delivery, p.reply)).unzip();
-        match store.insert(&deliveries).await {
-            Ok(stored) => {
-                let accepted = stored.contains(&Stored::Accepted);
-                for (reply, stored) in replies.into_iter().zip(stored) {
-                    let _ = reply.send(Ok(stored));
-                }
-                if accepted {
-                    wake.notify_waiters();
-                }
-            }
-            Err(err) => {
-                tracing::error!(error = %err, deliveries = deliveries.len(), "suki inbox could not store deliveries");
-                let message = err.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
-                }
-            }
+/// A batch being written; put back at the front of the queue if the write is dropped.
+struct Requeue<'a> {
+    inner: &'a Inner,
+    batch: Option<Queue>,
+}
+
+impl Drop for Requeue<'_> {
+    fn drop(&mut self) {
+        if let Some(batch) = self.batch.take() {
+            let mut queue = lock(&self.inner.queue);
+            let later = std::mem::replace(&mut *queue, batch);
+            queue.deliveries.extend(later.deliveries);
+            queue.replies.extend(later.replies);
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -20,6 +20,9 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`) and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
+            // A ping before each use would double the round trips of every statement; a
+            // broken connection fails its statement instead, which the callers handle.
+            .test_before_acquire(false)
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)

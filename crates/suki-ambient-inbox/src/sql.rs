@@ -45,11 +45,10 @@ pub(crate) const CLAIM_SQLITE: &str = concat!(
     ", body"
 );
 
-pub(crate) const INSERT: &str = "INSERT INTO suki_inbox_deliveries \
+/// The head of the group commit's multi-row insert (the values are pushed per row).
+pub(crate) const INSERT_MANY: &str = "INSERT INTO suki_inbox_deliveries \
      (dedup_key, source, kind, session_id, encounter_id, generated_at, received_at, body, \
-      state, attempts, run_after, fence, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $7, 0, $7) \
-     ON CONFLICT (dedup_key) DO NOTHING RETURNING id";
+      state, attempts, run_after, fence, updated_at) ";
 
 pub(crate) const HEARTBEAT: &str = "UPDATE suki_inbox_deliveries \
      SET lease_expires = $3, run_after = $3 \
@@ -169,27 +168,59 @@ macro_rules! sql_store {
                 batch: &[$crate::NewDelivery],
             ) -> Result<Vec<suki_ambient_core::Stored>, $crate::StoreError> {
                 use $crate::sql::stored;
-                let mut tx = self.pool.begin_with($begin).await?;
-                let mut out = Vec::with_capacity(batch.len());
-                for d in batch {
-                    let id: Option<i64> = sqlx::query_scalar($crate::sql::INSERT)
-                        .bind(&d.dedup_key)
-                        .bind(d.source.as_str())
-                        .bind(&d.kind)
-                        .bind(d.session_id.as_deref())
-                        .bind(d.encounter_id.as_deref())
-                        .bind(stored(d.generated_at))
-                        .bind(stored(d.received_at))
-                        .bind(&d.body[..])
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    out.push(match id {
-                        Some(_) => suki_ambient_core::Stored::Accepted,
-                        None => suki_ambient_core::Stored::Duplicate,
-                    });
+                if batch.is_empty() {
+                    return Ok(Vec::new());
                 }
-                tx.commit().await?;
-                Ok(out)
+                // One multi-row statement per transaction (per 256 rows: the databases bound
+                // the number of parameters of one statement): one round trip for a group commit.
+                // One statement is atomic by itself: no explicit transaction (and its two
+                // extra round trips) unless the batch needs several.
+                let mut tx = if batch.len() > 256 {
+                    Some(self.pool.begin_with($begin).await?)
+                } else {
+                    None
+                };
+                let mut inserted = std::collections::HashSet::new();
+                for chunk in batch.chunks(256) {
+                    let mut insert = sqlx::QueryBuilder::new($crate::sql::INSERT_MANY);
+                    insert.push_values(chunk, |mut row, d| {
+                        let received = stored(d.received_at);
+                        row.push_bind(&d.dedup_key)
+                            .push_bind(d.source.as_str())
+                            .push_bind(&d.kind)
+                            .push_bind(d.session_id.as_deref())
+                            .push_bind(d.encounter_id.as_deref())
+                            .push_bind(stored(d.generated_at))
+                            .push_bind(received)
+                            .push_bind(&d.body[..])
+                            .push("'pending'")
+                            .push("0")
+                            .push_bind(received)
+                            .push("0")
+                            .push_bind(received);
+                    });
+                    insert.push(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key");
+                    let query = insert.build_query_scalar::<String>();
+                    let keys = match tx.as_mut() {
+                        Some(tx) => query.fetch_all(&mut **tx).await?,
+                        None => query.fetch_all(&self.pool).await?,
+                    };
+                    inserted.extend(keys);
+                }
+                if let Some(tx) = tx {
+                    tx.commit().await?;
+                }
+                // A key repeated within the batch was inserted once: its first delivery.
+                Ok(batch
+                    .iter()
+                    .map(|d| {
+                        if inserted.remove(&d.dedup_key) {
+                            suki_ambient_core::Stored::Accepted
+                        } else {
+                            suki_ambient_core::Stored::Duplicate
+                        }
+                    })
+                    .collect())
             }
 
             async fn claim(

@@ -36,6 +36,9 @@ impl SqliteStore {
             4
         };
         let pool = SqlitePoolOptions::new()
+            // A ping before each use would double the round trips of every statement; a
+            // broken connection fails its statement instead, which the callers handle.
+            .test_before_acquire(false)
             .max_connections(max)
             .connect_with(options)
             .await?;

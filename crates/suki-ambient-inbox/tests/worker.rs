@@ -580,3 +580,107 @@ async fn the_inbox_status_reports_the_oldest_unfinished_age() {
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_group_commit_leaves_no_delivery_behind() {
+    // A store whose inserts take a while, so that the first caller is mid-write when cancelled.
+    let dir = tempfile::tempdir().expect("dir");
+    let slow = Arc::new(AtomicBool::new(true));
+    struct SlowInsert {
+        inner: SqliteStore,
+        slow: Arc<AtomicBool>,
+    }
+    #[async_trait]
+    impl Store for SlowInsert {
+        async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError> {
+            if self.slow.swap(false, Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            self.inner.insert(batch).await
+        }
+        async fn claim(
+            &self,
+            o: &str,
+            n: UnixMillis,
+            l: Duration,
+            k: u32,
+        ) -> Result<Vec<Claim>, StoreError> {
+            self.inner.claim(o, n, l, k).await
+        }
+        async fn heartbeat(&self, l: Lease, u: UnixMillis) -> Result<bool, StoreError> {
+            self.inner.heartbeat(l, u).await
+        }
+        async fn complete(&self, l: Lease, n: UnixMillis) -> Result<bool, StoreError> {
+            self.inner.complete(l, n).await
+        }
+        async fn fail(
+            &self,
+            l: Lease,
+            n: UnixMillis,
+            x: Next,
+            e: &str,
+        ) -> Result<bool, StoreError> {
+            self.inner.fail(l, n, x, e).await
+        }
+        async fn release(&self, l: Lease, n: UnixMillis) -> Result<bool, StoreError> {
+            self.inner.release(l, n).await
+        }
+        async fn release_owner(&self, o: &str, n: UnixMillis) -> Result<u64, StoreError> {
+            self.inner.release_owner(o, n).await
+        }
+        async fn retry(&self, w: Selection, n: UnixMillis) -> Result<u64, StoreError> {
+            self.inner.retry(w, n).await
+        }
+        async fn purge(&self, b: UnixMillis) -> Result<u64, StoreError> {
+            self.inner.purge(b).await
+        }
+        async fn counts(&self) -> Result<Counts, StoreError> {
+            self.inner.counts().await
+        }
+        async fn list(&self, s: Option<State>, l: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+            self.inner.list(s, l).await
+        }
+        async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
+            self.inner.get(id).await
+        }
+    }
+    let store = SlowInsert {
+        inner: SqliteStore::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+            .await
+            .expect("open"),
+        slow: Arc::clone(&slow),
+    };
+    let inbox = Inbox::from_store(store);
+    let endpoint = WebhookEndpoint::inbox(verifier(), inbox.clone());
+    // The first request becomes the writer and is then dropped (its client went away).
+    let first = tokio::spawn({
+        let endpoint = endpoint.clone();
+        async move { post(&endpoint, "abandoned").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The second waits for the writer, then finds its delivery not written and writes both.
+    let second = tokio::spawn({
+        let endpoint = endpoint.clone();
+        async move { post(&endpoint, "waiting").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    first.abort();
+    let answer = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("the second request is answered")
+        .expect("task");
+    assert_eq!(answer, (200, r#"{"status":"accepted"}"#.to_owned()));
+    let keys: Vec<_> = inbox
+        .list(None, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.dedup_key)
+        .collect();
+    assert!(keys.contains(&"waiting/completed".to_owned()), "{keys:?}");
+    assert!(
+        keys.contains(&"abandoned/completed".to_owned()),
+        "the abandoned delivery was put back and stored: {keys:?}"
+    );
+    assert!(!slow.load(Ordering::SeqCst));
+}

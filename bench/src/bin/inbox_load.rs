@@ -1,0 +1,393 @@
+//! The inbox against its floors, on the same database in the same run:
+//!
+//! - ingest at concurrency 1 (verify, parse, store through the group commit, durable commit)
+//!   against a bare single-row durable insert through sqlx into the same table: latency ratio
+//!   (target ≤ 1.2×);
+//! - ingest at concurrency 64 against a floor that inserts 64 rows per transaction: throughput
+//!   ratio (target ≥ 0.8×), with the p99 acknowledgement latency;
+//! - the worker with a no-op handler at concurrency 1, 4 and 16: rows per second.
+//!
+//! SQLite always (a temporary folder); Postgres when `SUKI_POSTGRES_URL` names a server (a fresh
+//! database is created on it).
+//!
+//! ```sh
+//! cargo run --release -p bench --bin inbox_load -- [ROWS_C1] [ROWS_C64]
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use suki_ambient::inbox::{Inbox, InboxMeta, InboxWorker, NewDelivery, Source};
+use suki_ambient::{
+    Bytes, HandlerError, NoopHandler, SignedHeaders, UnixMillis, Verifier, WebhookEndpoint,
+    WebhookEvent, WebhookSecret,
+};
+
+const SECRET: &str = "inbox-bench-secret";
+
+/// A signed completed event for `session`: its headers and body.
+fn signed(session: &str) -> (suki_ambient::HeaderMap, Bytes) {
+    let body = suki_ambient::testing::completed(session, "bench-encounter").to_vec();
+    let headers =
+        SignedHeaders::new(&WebhookSecret::from(SECRET), UnixMillis::now(), &body).to_header_map();
+    (headers, Bytes::from(body))
+}
+
+/// What the floors insert: the same row the inbox would.
+fn row(key: &str, body: &Bytes) -> NewDelivery {
+    NewDelivery {
+        dedup_key: key.to_owned(),
+        source: Source::Webhook,
+        kind: "completed".to_owned(),
+        session_id: Some(key.to_owned()),
+        encounter_id: Some("bench-encounter".to_owned()),
+        generated_at: UnixMillis::now(),
+        received_at: UnixMillis::now(),
+        body: body.clone(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// Mean latency of `n` sequential calls of `op`.
+async fn sequential<F, Fut>(n: usize, mut op: F) -> Duration
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let start = Instant::now();
+    for i in 0..n {
+        op(i).await;
+    }
+    start.elapsed() / u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// One backend's figures: medians over the rounds, each ratio taken within its round (the
+/// disk's flush time moves whole rounds on a shared machine).
+struct Figures {
+    floor_c1: Duration,
+    ingest_c1: Duration,
+    ratio_c1: f64,
+    floor_c64_rps: f64,
+    ingest_c64_rps: f64,
+    ratio_c64: f64,
+    ceiling_c64_rps: f64,
+    of_ceiling_c64: f64,
+    ingest_c64_p50: Duration,
+    ingest_c64_p99: Duration,
+    worker_rps: Vec<(usize, f64)>,
+}
+
+const ROUNDS: usize = 5;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Ingests `requests` through `endpoint` from 64 tasks; rows/s and the sorted latencies.
+async fn ingest_c64(
+    endpoint: &WebhookEndpoint<NoopHandler>,
+    requests: &Arc<Vec<(suki_ambient::HeaderMap, Bytes)>>,
+) -> (f64, Vec<Duration>) {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..64 {
+        let endpoint = endpoint.clone();
+        let requests = Arc::clone(requests);
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = t;
+            while i < requests.len() {
+                let (headers, body) = requests[i].clone();
+                let sent = Instant::now();
+                let answer = endpoint.handle(&headers, body).await;
+                latencies.push(sent.elapsed());
+                assert_eq!(answer.status, 200);
+                i += 64;
+            }
+            latencies
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done.expect("task"));
+    }
+    let rps = requests.len() as f64 / start.elapsed().as_secs_f64();
+    latencies.sort();
+    (rps, latencies)
+}
+
+/// `open(tag)` opens a fresh, empty inbox for the measurement named `tag`.
+async fn measure<F, Fut>(open: F, rows_c1: usize, rows_c64: usize) -> Figures
+where
+    F: Fn(&'static str) -> Fut,
+    Fut: std::future::Future<Output = (Inbox, Box<dyn RawInsert>)>,
+{
+    let verifier = Verifier::builder()
+        .secret(SECRET)
+        .build()
+        .expect("verifier");
+    let (_, body) = signed("floor");
+    let mut c1 = Vec::new();
+    let mut c64 = Vec::new();
+    let mut acks = Vec::new();
+    for round in 0..ROUNDS {
+        // Concurrency 1: the bare insert, then the inbox's whole ingest, on fresh databases.
+        let (_, raw) = open("floor-c1").await;
+        let floor = sequential(rows_c1, |i| {
+            let row = row(&format!("floor-{round}-{i}"), &body);
+            let raw = &raw;
+            async move { raw.insert_one(&row).await }
+        })
+        .await;
+        let (inbox, _) = open("ingest-c1").await;
+        let endpoint = WebhookEndpoint::inbox(verifier.clone(), inbox);
+        let requests: Vec<_> = (0..rows_c1)
+            .map(|i| signed(&format!("c1-{round}-{i}")))
+            .collect();
+        let ingest = sequential(rows_c1, |i| {
+            let (headers, body) = requests[i].clone();
+            let endpoint = &endpoint;
+            async move {
+                let answer = endpoint.handle(&headers, body).await;
+                assert_eq!(answer.status, 200);
+            }
+        })
+        .await;
+        c1.push((floor, ingest));
+
+        // Concurrency 64: the floor writes 64 rows per transaction; the ceiling writes them with
+        // the store's own batch statement.
+        let mut rates = [0.0; 2];
+        for (k, tag) in ["floor-c64", "ceiling-c64"].into_iter().enumerate() {
+            let (_, raw) = open(tag).await;
+            let start = Instant::now();
+            for chunk in 0..rows_c64 / 64 {
+                let rows: Vec<_> = (0..64)
+                    .map(|i| row(&format!("f64-{chunk}-{i}"), &body))
+                    .collect();
+                if k == 0 {
+                    raw.insert_tx(&rows).await;
+                } else {
+                    raw.insert_batch(&rows).await;
+                }
+            }
+            rates[k] = (rows_c64 / 64 * 64) as f64 / start.elapsed().as_secs_f64();
+        }
+        let [floor_rps, ceiling_rps] = rates;
+        let (inbox, _) = open("ingest-c64").await;
+        let endpoint = WebhookEndpoint::inbox(verifier.clone(), inbox.clone());
+        let requests: Arc<Vec<_>> = Arc::new(
+            (0..rows_c64)
+                .map(|i| signed(&format!("c64-{round}-{i}")))
+                .collect(),
+        );
+        let (rps, latencies) = ingest_c64(&endpoint, &requests).await;
+        c64.push((floor_rps, rps, ceiling_rps));
+        acks.push((percentile(&latencies, 0.50), percentile(&latencies, 0.99)));
+    }
+
+    // The worker drains a filled inbox at each concurrency (one run each).
+    let mut worker_rps = Vec::new();
+    let requests: Arc<Vec<_>> = Arc::new(
+        (0..rows_c64)
+            .map(|i| signed(&format!("worker-{i}")))
+            .collect(),
+    );
+    for concurrency in [1, 4, 16] {
+        let (inbox, _) = open("worker").await;
+        let endpoint = WebhookEndpoint::inbox(verifier.clone(), inbox.clone());
+        ingest_c64(&endpoint, &requests).await;
+        let noop = |_e: WebhookEvent, _m: InboxMeta| async { Ok::<(), HandlerError>(()) };
+        let start = Instant::now();
+        let attempts = InboxWorker::builder(inbox.clone(), noop)
+            .concurrency(concurrency)
+            .build()
+            .drain(Duration::ZERO)
+            .await
+            .expect("drain");
+        assert_eq!(attempts, rows_c64 as u64);
+        worker_rps.push((concurrency, attempts as f64 / start.elapsed().as_secs_f64()));
+    }
+
+    Figures {
+        floor_c1: Duration::from_secs_f64(median(c1.iter().map(|r| r.0.as_secs_f64()).collect())),
+        ingest_c1: Duration::from_secs_f64(median(c1.iter().map(|r| r.1.as_secs_f64()).collect())),
+        ratio_c1: median(
+            c1.iter()
+                .map(|r| r.1.as_secs_f64() / r.0.as_secs_f64())
+                .collect(),
+        ),
+        floor_c64_rps: median(c64.iter().map(|r| r.0).collect()),
+        ingest_c64_rps: median(c64.iter().map(|r| r.1).collect()),
+        ratio_c64: median(c64.iter().map(|r| r.1 / r.0).collect()),
+        ceiling_c64_rps: median(c64.iter().map(|r| r.2).collect()),
+        of_ceiling_c64: median(c64.iter().map(|r| r.1 / r.2).collect()),
+        ingest_c64_p50: Duration::from_secs_f64(median(
+            acks.iter().map(|a| a.0.as_secs_f64()).collect(),
+        )),
+        ingest_c64_p99: Duration::from_secs_f64(median(
+            acks.iter().map(|a| a.1.as_secs_f64()).collect(),
+        )),
+        worker_rps,
+    }
+}
+
+/// The floors: plain sqlx inserts into the inbox's own table on the same database, with the
+/// same durability, and no request handling.
+#[suki_ambient::async_trait]
+trait RawInsert: Send + Sync {
+    /// One row, one statement, autocommit: the c=1 floor.
+    async fn insert_one(&self, row: &NewDelivery);
+    /// `rows` as single-row INSERTs in one transaction: the c=64 floor.
+    async fn insert_tx(&self, rows: &[NewDelivery]);
+    /// `rows` through the store's own batch statement, no request handling: the ceiling.
+    async fn insert_batch(&self, rows: &[NewDelivery]);
+}
+
+const INSERT: &str = "INSERT INTO suki_inbox_deliveries (dedup_key, source, kind, session_id, \
+     encounter_id, generated_at, received_at, body, state, attempts, run_after, fence, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $7, 0, $7) \
+     ON CONFLICT (dedup_key) DO NOTHING RETURNING id";
+
+/// The floor's single-row insert of `d`, bound.
+macro_rules! bound {
+    ($d:expr) => {{
+        let d: &NewDelivery = $d;
+        let at = i64::try_from(d.received_at.0).unwrap_or(i64::MAX);
+        suki_ambient::inbox::sqlx::query_scalar::<_, i64>(INSERT)
+            .bind(d.dedup_key.as_str())
+            .bind(d.source.as_str())
+            .bind(d.kind.as_str())
+            .bind(d.session_id.as_deref())
+            .bind(d.encounter_id.as_deref())
+            .bind(i64::try_from(d.generated_at.0).unwrap_or(i64::MAX))
+            .bind(at)
+            .bind(&d.body[..])
+    }};
+}
+
+macro_rules! raw_insert {
+    ($store:ty) => {
+        #[suki_ambient::async_trait]
+        impl RawInsert for $store {
+            async fn insert_one(&self, d: &NewDelivery) {
+                bound!(d).fetch_optional(self.pool()).await.expect("insert");
+            }
+            async fn insert_tx(&self, rows: &[NewDelivery]) {
+                let mut tx = self.pool().begin().await.expect("begin");
+                for d in rows {
+                    bound!(d).fetch_optional(&mut *tx).await.expect("insert");
+                }
+                tx.commit().await.expect("commit");
+            }
+            async fn insert_batch(&self, rows: &[NewDelivery]) {
+                suki_ambient::inbox::Store::insert(self, rows)
+                    .await
+                    .expect("insert");
+            }
+        }
+    };
+}
+
+raw_insert!(suki_ambient::inbox::SqliteStore);
+raw_insert!(suki_ambient::inbox::PostgresStore);
+
+fn report(name: &str, f: &Figures) {
+    println!("\n{name}");
+    println!(
+        "  c=1   bare insert (autocommit) {:>9.2?}  ingest {:>9.2?}  latency ratio {:.3}x  (target <= 1.2x)",
+        f.floor_c1, f.ingest_c1, f.ratio_c1
+    );
+    println!(
+        "  c=64  floor (64 single-row INSERTs/tx) {:>8.0} rows/s  ingest {:>8.0} rows/s  ratio {:.3}x  (target >= 0.8x)  ack p50 {:.2?} p99 {:.2?}",
+        f.floor_c64_rps, f.ingest_c64_rps, f.ratio_c64, f.ingest_c64_p50, f.ingest_c64_p99
+    );
+    println!(
+        "        ceiling (the store's batch statement, no request handling) {:>8.0} rows/s  ingest at {:.3}x of it",
+        f.ceiling_c64_rps, f.of_ceiling_c64
+    );
+    let workers: Vec<String> = f
+        .worker_rps
+        .iter()
+        .map(|(c, rps)| format!("c={c}: {rps:.0} rows/s"))
+        .collect();
+    println!("  worker (no-op handler)  {}", workers.join("  "));
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let rows_c1: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(300);
+    let rows_c64: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(6_400);
+    println!(
+        "inbox load: {rows_c1} sequential deliveries (c=1), {rows_c64} at 64 concurrent (c=64); durable commits; medians of {ROUNDS} rounds"
+    );
+    let _ = NoopHandler;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let sqlite = measure(
+        |tag| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = format!(
+                "sqlite://{}",
+                dir.path().join(format!("{tag}-{n}.db")).display()
+            );
+            async move {
+                let store = suki_ambient::inbox::SqliteStore::connect(&url)
+                    .await
+                    .expect("sqlite");
+                let inbox = Inbox::connect(&url).await.expect("sqlite inbox");
+                (inbox, Box::new(store) as Box<dyn RawInsert>)
+            }
+        },
+        rows_c1,
+        rows_c64,
+    )
+    .await;
+    report("SQLite (WAL, synchronous=FULL)", &sqlite);
+
+    match std::env::var("SUKI_POSTGRES_URL") {
+        Ok(admin) => {
+            let postgres = measure(
+                |_tag| {
+                    let admin = admin.clone();
+                    async move {
+                        let url = fresh_database(&admin).await;
+                        let store = suki_ambient::inbox::PostgresStore::connect(&url)
+                            .await
+                            .expect("postgres");
+                        let inbox = Inbox::connect(&url).await.expect("postgres inbox");
+                        (inbox, Box::new(store) as Box<dyn RawInsert>)
+                    }
+                },
+                rows_c1,
+                rows_c64,
+            )
+            .await;
+            report("Postgres 15 (synchronous_commit on)", &postgres);
+        }
+        Err(_) => println!("\nPostgres: skipped (set SUKI_POSTGRES_URL to a server's URL)"),
+    }
+}
+
+/// A new database on the server at `admin`; its URL.
+async fn fresh_database(admin: &str) -> String {
+    use suki_ambient::inbox::sqlx::{self, Connection};
+    let name = format!("suki_bench_{:016x}", fastrand::u64(..));
+    let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{name}")
+}
