@@ -7,7 +7,13 @@
 //! `redis`, `inbox`, `postgres`, `testing`, `full`).
 //!
 #![cfg_attr(
-    all(feature = "axum", feature = "actix", feature = "warp", feature = "client"),
+    all(
+        feature = "axum",
+        feature = "actix",
+        feature = "warp",
+        feature = "client",
+        feature = "inbox"
+    ),
     doc = include_str!("../../../README.md")
 )]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
@@ -137,6 +143,11 @@ pub mod inbox {
 ))]
 #[doc = include_str!("../../../docs/adapters.md")]
 struct AdaptersGuide;
+
+/// The code in `docs/inbox.md` compiles.
+#[cfg(all(doctest, feature = "inbox"))]
+#[doc = include_str!("../../../docs/inbox.md")]
+struct InboxGuide;
 
 /// The code in `docs/client.md` compiles and runs.
 #[cfg(all(doctest, feature = "client"))]
