@@ -14,3 +14,5 @@ echo "== memory"
 ./target/release/memory_load 1000
 echo "== client"
 ./target/release/client_load 2000 32
+echo "== durable inbox (SQLite; Postgres too when SUKI_POSTGRES_URL is set)"
+./target/release/inbox_load 1000 6400

@@ -15,9 +15,9 @@ use crate::store::{Counts, DeliveryRecord, NewDelivery, Selection, Source, State
 
 /// The most deliveries one group commit writes in one transaction.
 const MAX_BATCH: usize = 256;
-/// How often a writer yields before taking the queue, so that deliveries being verified at
-/// that moment join its commit (a yield costs a microsecond when nothing else is ready).
-const GATHER_YIELDS: usize = 4;
+/// How often at most a writer yields before taking the queue, so that deliveries being verified
+/// at that moment join its commit; it stops as soon as a yield brought no new delivery.
+const GATHER_YIELDS: usize = 8;
 
 /// A durable inbox of verified deliveries: give it to
 /// [`WebhookEndpoint::inbox`](suki_ambient_core::WebhookEndpoint::inbox) and run an
@@ -174,9 +174,16 @@ impl Inbox {
             if let Ok(result) = answer.try_recv() {
                 return result.map_err(StoreError::Batch);
             }
-            // Let the requests that are being verified right now join this commit.
+            // Let the requests that are being verified right now join this commit: yield while
+            // the queue keeps growing (once when alone, so a lone delivery waits a single yield).
+            let mut queued = lock(&self.inner.queue).deliveries.len();
             for _ in 0..GATHER_YIELDS {
                 tokio::task::yield_now().await;
+                let now = lock(&self.inner.queue).deliveries.len();
+                if now == queued {
+                    break;
+                }
+                queued = now;
             }
             let batch = {
                 let mut queue = lock(&self.inner.queue);
