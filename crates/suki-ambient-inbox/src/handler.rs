@@ -112,7 +112,6 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    #[cfg(feature = "postgres")]
     pub(crate) fn retryable(code: impl Into<String>) -> Self {
         Self {
             code: code.into(),

@@ -72,6 +72,7 @@ pub(crate) async fn attempt(
     now: suki_ambient_core::UnixMillis,
 ) -> crate::worker::Outcome {
     use crate::worker::{Failure, Outcome};
+    use futures_util::FutureExt as _;
     let store_failed = |err: sqlx::Error| {
         tracing::warn!(error = %err, "suki inbox transaction failed");
         Outcome::Failed(Failure::retryable("store_error"))
@@ -80,9 +81,17 @@ pub(crate) async fn attempt(
         Ok(tx) => tx,
         Err(err) => return store_failed(err),
     };
-    if let Err(err) = handler.handle(event, meta, &mut tx).await {
-        let _ = tx.rollback().await;
-        return Outcome::Failed(Failure::classify(&err));
+    let run = std::panic::AssertUnwindSafe(handler.handle(event, meta, &mut tx)).catch_unwind();
+    match run.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            let _ = tx.rollback().await;
+            return Outcome::Failed(Failure::classify(&err));
+        }
+        Err(_) => {
+            let _ = tx.rollback().await;
+            return Outcome::Failed(Failure::retryable("handler_panicked"));
+        }
     }
     // Last, so the row is locked only from here to the commit; a claim that took the row over
     // changed the token, and this matches nothing.

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use suki_ambient_core::{UnixMillis, WebhookEvent};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -569,10 +570,16 @@ impl Job {
         #[cfg(not(feature = "postgres"))]
         let _ = lease;
         match &self.runner {
-            Runner::Plain(handler) => match handler.handle(event, meta).await {
-                Ok(()) => Outcome::Done,
-                Err(err) => Outcome::Failed(Failure::classify(&err)),
-            },
+            Runner::Plain(handler) => {
+                // A panicking handler fails its attempt (retried like any error) instead of
+                // taking the row's lease down with its task.
+                let run = std::panic::AssertUnwindSafe(handler.handle(event, meta)).catch_unwind();
+                match run.await {
+                    Ok(Ok(())) => Outcome::Done,
+                    Ok(Err(err)) => Outcome::Failed(Failure::classify(&err)),
+                    Err(_) => Outcome::Failed(Failure::retryable("handler_panicked")),
+                }
+            }
             #[cfg(feature = "postgres")]
             Runner::Transactional(handler, pool) => {
                 crate::postgres::attempt(&**handler, pool, event, meta, lease, self.inbox.now())

@@ -684,3 +684,32 @@ async fn a_cancelled_group_commit_leaves_no_delivery_behind() {
     );
     assert!(!slow.load(Ordering::SeqCst));
 }
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_attempt_and_is_retried() {
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = sqlite_inbox(&dir).await;
+    let endpoint = WebhookEndpoint::inbox(verifier(), inbox.clone());
+    post(&endpoint, "panics-once").await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let calls = Arc::clone(&calls);
+        move |_e: WebhookEvent, _m: InboxMeta| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(n > 0, "the handler panics on its first attempt");
+                Ok::<(), HandlerError>(())
+            }
+        }
+    };
+    let attempts = InboxWorker::builder(inbox.clone(), handler)
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        .build()
+        .drain(Duration::from_secs(10))
+        .await
+        .expect("drain");
+    assert_eq!(attempts, 2);
+    let row = inbox.list(None, 1).await.expect("list").remove(0);
+    assert_eq!((row.state, row.attempts), (State::Done, 2));
+    assert_eq!(row.last_error.as_deref(), Some("handler_panicked"));
+}
