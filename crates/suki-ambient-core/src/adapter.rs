@@ -41,7 +41,7 @@ use http::HeaderMap;
 pub use crate::body::BodyBuffer;
 pub use crate::endpoint::EndpointResponse;
 pub use crate::verify::{CheckedHead, single_header_text};
-use crate::verify::{GENERATED_AT_HEADER, SIGNATURE_HEADER, header_text};
+use crate::verify::{GENERATED_AT_NAME, SIGNATURE_NAME, header_text};
 use crate::{VerifiedDelivery, Verifier, VerifyError, WebhookError};
 
 /// Checks a request's head before its body is read: both headers present and well formed, the
@@ -58,8 +58,8 @@ pub fn check_head<'h>(
         .get(http::header::CONTENT_LENGTH)
         .map(|v| v.to_str().unwrap_or("!"));
     verifier.check_head_parts(
-        header_text(headers, GENERATED_AT_HEADER),
-        header_text(headers, SIGNATURE_HEADER),
+        header_text(headers, &GENERATED_AT_NAME),
+        header_text(headers, &SIGNATURE_NAME),
         content_length,
     )
 }
@@ -135,8 +135,14 @@ where
     S: Stream<Item = Result<B, E>>,
     B: Buf,
 {
-    let bytes = read_body(verifier, body, declared).await?;
-    Ok(head.verify_body(verifier, bytes)?)
+    let (bytes, waited) = read(verifier, body, declared).await?;
+    if waited {
+        Ok(head.verify_body(verifier, bytes)?)
+    } else {
+        // The body was already complete when the head was checked, microseconds ago: the
+        // head's freshness check holds for it (as in `Verifier::verify`).
+        Ok(verifier.authenticate(head, bytes)?)
+    }
 }
 
 fn declared_length(value: Option<&[u8]>) -> Option<u64> {
@@ -164,6 +170,19 @@ where
     S: Stream<Item = Result<B, E>>,
     B: Buf,
 {
+    Ok(read(verifier, body, declared).await?.0)
+}
+
+/// [`read_body`], and whether it had to wait for the body (it was not complete at once).
+async fn read<S, B, E>(
+    verifier: &Verifier,
+    body: S,
+    declared: Option<u64>,
+) -> Result<(Bytes, bool), WebhookError>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: Buf,
+{
     let timeout = verifier.body_timeout();
     let limit = verifier.max_body_bytes();
     let read = async {
@@ -181,11 +200,12 @@ where
     // A body that is already in needs no timer: poll once before arming one.
     let mut read = pin!(read);
     if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
-        return done;
+        return done.map(|bytes| (bytes, false));
     }
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or(Err(WebhookError::BodyTimeout { timeout }))
+    match tokio::time::timeout(timeout, read).await {
+        Ok(done) => done.map(|bytes| (bytes, true)),
+        Err(_) => Err(WebhookError::BodyTimeout { timeout }),
+    }
 }
 
 /// How many warnings per rejection code [`log_rejection`] writes in one window.

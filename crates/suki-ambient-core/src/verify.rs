@@ -288,8 +288,8 @@ impl Verifier {
         body: B,
     ) -> Result<Verified<B>, VerifyError> {
         self.verify_parts(
-            header_text(headers, GENERATED_AT_HEADER),
-            header_text(headers, SIGNATURE_HEADER),
+            header_text(headers, &GENERATED_AT_NAME),
+            header_text(headers, &SIGNATURE_NAME),
             body,
         )
     }
@@ -347,7 +347,7 @@ impl Verifier {
     }
 
     /// The body limit and the HMAC against each secret.
-    fn authenticate<B: AsRef<[u8]>>(
+    pub(crate) fn authenticate<B: AsRef<[u8]>>(
         &self,
         head: &CheckedHead<'_>,
         body: B,
@@ -407,7 +407,14 @@ impl Verifier {
     }
 }
 
-pub(crate) fn header_text<'h>(headers: &'h HeaderMap, name: &'static str) -> &'h str {
+/// The two headers' names, parsed once (a lookup by `&str` parses and validates the name on
+/// every request).
+pub(crate) static GENERATED_AT_NAME: http::HeaderName =
+    http::HeaderName::from_static(GENERATED_AT_HEADER);
+pub(crate) static SIGNATURE_NAME: http::HeaderName =
+    http::HeaderName::from_static(SIGNATURE_HEADER);
+
+pub(crate) fn header_text<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> &'h str {
     single_header_text(
         headers
             .get_all(name)
