@@ -38,6 +38,21 @@ impl TransactionalHandler for Effects {
     }
 }
 
+/// A pool on `url` with the `effects` table (no unique key: a double effect shows as a count of
+/// 2, not as an error), and the verifier.
+async fn effects_and_verifier(url: &str) -> (sqlx::PgPool, Verifier) {
+    let pool = sqlx::PgPool::connect(url).await.expect("pool");
+    sqlx::query("CREATE TABLE effects (dedup_key TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .expect("effects table");
+    let verifier = Verifier::builder()
+        .secret(SECRET)
+        .build()
+        .expect("verifier");
+    (pool, verifier)
+}
+
 fn worker(inbox: Inbox, name: &str) -> suki_ambient_inbox::WorkerHandle {
     InboxWorker::transactional(inbox, Effects)
         .expect("a Postgres inbox")
@@ -57,16 +72,7 @@ async fn a_fleet_processes_every_unique_event_exactly_once_despite_kills() {
         Inbox::connect(&url).await.expect("receiver 1"),
         Inbox::connect(&url).await.expect("receiver 2"),
     ];
-    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
-    // No unique key: a double effect would show as a count of 2, not as an error.
-    sqlx::query("CREATE TABLE effects (dedup_key TEXT NOT NULL)")
-        .execute(&pool)
-        .await
-        .expect("effects table");
-    let verifier = Verifier::builder()
-        .secret(SECRET)
-        .build()
-        .expect("verifier");
+    let (pool, verifier) = effects_and_verifier(&url).await;
     let endpoints: Vec<_> = receivers
         .iter()
         .map(|inbox| WebhookEndpoint::inbox(verifier.clone(), inbox.clone()))
@@ -162,15 +168,7 @@ async fn a_worker_that_lost_its_lease_commits_nothing() {
     use std::sync::Arc;
     let url = common::fresh_postgres().await;
     let inbox = Inbox::connect(&url).await.expect("inbox");
-    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
-    sqlx::query("CREATE TABLE effects (dedup_key TEXT NOT NULL)")
-        .execute(&pool)
-        .await
-        .expect("effects table");
-    let verifier = Verifier::builder()
-        .secret(SECRET)
-        .build()
-        .expect("verifier");
+    let (pool, verifier) = effects_and_verifier(&url).await;
     let endpoint = WebhookEndpoint::inbox(verifier, inbox.clone());
     let body = completed("taken-over", "e").to_vec();
     let headers =

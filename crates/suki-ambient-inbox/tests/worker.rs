@@ -409,6 +409,8 @@ async fn shutdown_releases_what_is_still_running() {
 struct Switchable {
     inner: SqliteStore,
     down: Arc<AtomicBool>,
+    /// The next insert takes 300 ms (a writer that is mid-write when its request goes away).
+    slow_once: Arc<AtomicBool>,
 }
 
 impl Switchable {
@@ -425,6 +427,9 @@ impl Switchable {
 impl Store for Switchable {
     async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError> {
         self.check()?;
+        if self.slow_once.swap(false, Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         self.inner.insert(batch).await
     }
     async fn claim(
@@ -498,6 +503,7 @@ async fn a_store_that_is_down_gets_503_and_the_worker_resumes_when_it_returns() 
             .await
             .expect("open"),
         down: Arc::clone(&down),
+        slow_once: Arc::default(),
     };
     let inbox = Inbox::from_store(store);
     let endpoint = WebhookEndpoint::inbox(verifier(), inbox.clone());
@@ -583,72 +589,16 @@ async fn the_inbox_status_reports_the_oldest_unfinished_age() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_group_commit_leaves_no_delivery_behind() {
-    // A store whose inserts take a while, so that the first caller is mid-write when cancelled.
+    // A store whose next insert takes a while, so that the first caller is mid-write when
+    // cancelled.
     let dir = tempfile::tempdir().expect("dir");
     let slow = Arc::new(AtomicBool::new(true));
-    struct SlowInsert {
-        inner: SqliteStore,
-        slow: Arc<AtomicBool>,
-    }
-    #[async_trait]
-    impl Store for SlowInsert {
-        async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError> {
-            if self.slow.swap(false, Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            self.inner.insert(batch).await
-        }
-        async fn claim(
-            &self,
-            o: &str,
-            n: UnixMillis,
-            l: Duration,
-            k: u32,
-        ) -> Result<Vec<Claim>, StoreError> {
-            self.inner.claim(o, n, l, k).await
-        }
-        async fn heartbeat(&self, l: Lease, u: UnixMillis) -> Result<bool, StoreError> {
-            self.inner.heartbeat(l, u).await
-        }
-        async fn complete(&self, l: Lease, n: UnixMillis) -> Result<bool, StoreError> {
-            self.inner.complete(l, n).await
-        }
-        async fn fail(
-            &self,
-            l: Lease,
-            n: UnixMillis,
-            x: Next,
-            e: &str,
-        ) -> Result<bool, StoreError> {
-            self.inner.fail(l, n, x, e).await
-        }
-        async fn release(&self, l: Lease, n: UnixMillis) -> Result<bool, StoreError> {
-            self.inner.release(l, n).await
-        }
-        async fn release_owner(&self, o: &str, n: UnixMillis) -> Result<u64, StoreError> {
-            self.inner.release_owner(o, n).await
-        }
-        async fn retry(&self, w: Selection, n: UnixMillis) -> Result<u64, StoreError> {
-            self.inner.retry(w, n).await
-        }
-        async fn purge(&self, b: UnixMillis) -> Result<u64, StoreError> {
-            self.inner.purge(b).await
-        }
-        async fn counts(&self) -> Result<Counts, StoreError> {
-            self.inner.counts().await
-        }
-        async fn list(&self, s: Option<State>, l: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
-            self.inner.list(s, l).await
-        }
-        async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
-            self.inner.get(id).await
-        }
-    }
-    let store = SlowInsert {
+    let store = Switchable {
         inner: SqliteStore::connect(&common::sqlite_url(dir.path(), "inbox.db"))
             .await
             .expect("open"),
-        slow: Arc::clone(&slow),
+        down: Arc::default(),
+        slow_once: Arc::clone(&slow),
     };
     let inbox = Inbox::from_store(store);
     let endpoint = WebhookEndpoint::inbox(verifier(), inbox.clone());
