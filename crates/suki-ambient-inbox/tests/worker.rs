@@ -414,6 +414,17 @@ struct Switchable {
 }
 
 impl Switchable {
+    /// On a new SQLite file in `dir`, up and fast.
+    async fn open(dir: &tempfile::TempDir) -> Self {
+        Self {
+            inner: SqliteStore::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+                .await
+                .expect("open"),
+            down: Arc::default(),
+            slow_once: Arc::default(),
+        }
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Database(sqlx::Error::PoolTimedOut))
@@ -497,14 +508,8 @@ impl Store for Switchable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_is_down_gets_503_and_the_worker_resumes_when_it_returns() {
     let dir = tempfile::tempdir().expect("dir");
-    let down = Arc::new(AtomicBool::new(false));
-    let store = Switchable {
-        inner: SqliteStore::connect(&common::sqlite_url(dir.path(), "inbox.db"))
-            .await
-            .expect("open"),
-        down: Arc::clone(&down),
-        slow_once: Arc::default(),
-    };
+    let store = Switchable::open(&dir).await;
+    let down = Arc::clone(&store.down);
     let inbox = Inbox::from_store(store);
     let endpoint = WebhookEndpoint::inbox(verifier(), inbox.clone());
     let processed = Arc::new(AtomicU32::new(0));
@@ -592,14 +597,9 @@ async fn a_cancelled_group_commit_leaves_no_delivery_behind() {
     // A store whose next insert takes a while, so that the first caller is mid-write when
     // cancelled.
     let dir = tempfile::tempdir().expect("dir");
-    let slow = Arc::new(AtomicBool::new(true));
-    let store = Switchable {
-        inner: SqliteStore::connect(&common::sqlite_url(dir.path(), "inbox.db"))
-            .await
-            .expect("open"),
-        down: Arc::default(),
-        slow_once: Arc::clone(&slow),
-    };
+    let store = Switchable::open(&dir).await;
+    let slow = Arc::clone(&store.slow_once);
+    slow.store(true, Ordering::SeqCst);
     let inbox = Inbox::from_store(store);
     let endpoint = WebhookEndpoint::inbox(verifier(), inbox.clone());
     // The first request becomes the writer and is then dropped (its client went away).
