@@ -20,6 +20,10 @@ pub(crate) fn router(control: SandboxControl) -> Router<AppState> {
         .route("/sandbox/sessions", post(create))
         .route("/sandbox/sessions/{id}/{action}", post(act))
         .route("/sandbox/faults", post(add_fault).delete(clear_faults))
+        .route(
+            "/sandbox/webhook-faults",
+            post(add_webhook_fault).delete(clear_webhook_faults),
+        )
         .route("/sandbox/tokens", delete(expire_tokens))
         .route_layer(middleware::from_fn_with_state(
             control.clone(),
@@ -90,11 +94,17 @@ async fn act(
         "fail" => control.fail(&id).await,
         "timeout" => control.time_out(&id).await,
         "cancel" => control.cancel(&id).await,
+        "redeliver" => control.redeliver(&id).await,
         _ => return ApiError(StatusCode::NOT_FOUND, "unknown_action").into_response(),
     };
     match result {
         Ok(d) => axum::Json(serde_json::json!({
-            "delivered": true,
+            "delivered": d.fate == crate::Fate::Sent,
+            "fate": match d.fate {
+                crate::Fate::Sent => "sent",
+                crate::Fate::Lost => "lost",
+                crate::Fate::Delayed(_) => "delayed",
+            },
             "kind": d.kind.as_str(),
             "receiver_status": d.status,
             "receiver_body": d.body,
@@ -106,6 +116,9 @@ async fn act(
         }
         Err(SandboxError::AlreadyEnded { .. }) => {
             ApiError(StatusCode::CONFLICT, "session_already_ended").into_response()
+        }
+        Err(SandboxError::NotEnded) => {
+            ApiError(StatusCode::CONFLICT, "session_not_ended").into_response()
         }
         Err(err) => (
             StatusCode::BAD_GATEWAY,
@@ -176,5 +189,48 @@ async fn clear_faults(State(control): State<SandboxControl>) -> StatusCode {
 
 async fn expire_tokens(State(control): State<SandboxControl>) -> StatusCode {
     control.expire_tokens();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookFaultRequest {
+    /// Lose the webhooks (or, with `delay_ms`, hold them back).
+    #[serde(default)]
+    lose: bool,
+    #[serde(default)]
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    share: Option<f64>,
+    #[serde(default)]
+    session: Option<String>,
+}
+
+/// `{"lose": true}` or `{"delay_ms": 2000}`, optionally with `"share"` and `"session"`.
+async fn add_webhook_fault(
+    State(control): State<SandboxControl>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(r) = serde_json::from_slice::<WebhookFaultRequest>(&body) else {
+        return ApiError(StatusCode::BAD_REQUEST, "invalid_request").into_response();
+    };
+    let mut fault = match (r.lose, r.delay_ms) {
+        (true, None) => crate::WebhookFault::lose(),
+        // Bounded by MAX_WEBHOOK_DELAY inside.
+        (false, Some(ms)) => crate::WebhookFault::delay(std::time::Duration::from_millis(ms)),
+        _ => return ApiError(StatusCode::BAD_REQUEST, "invalid_request").into_response(),
+    };
+    if let Some(share) = r.share {
+        fault = fault.share(share);
+    }
+    if let Some(session) = r.session {
+        fault = fault.session(&SessionId(session));
+    }
+    control.inject_webhook(fault);
+    StatusCode::CREATED.into_response()
+}
+
+async fn clear_webhook_faults(State(control): State<SandboxControl>) -> StatusCode {
+    control.clear_webhook_faults();
     StatusCode::NO_CONTENT
 }

@@ -136,3 +136,82 @@ impl Fault {
         matches!(self.budget, Budget::Times(0))
     }
 }
+
+/// The longest a [`WebhookFault::delay`] holds a webhook back.
+pub const MAX_WEBHOOK_DELAY: Duration = Duration::from_secs(60 * 60);
+
+/// A fault of webhook delivery, the failures a reconciler exists for: a webhook lost on the way
+/// (the receiver was down, a proxy dropped it) or held back. It applies to the webhooks the
+/// sandbox sends when a session ends ([`SandboxControl::deliver`](crate::SandboxControl::deliver)
+/// and the session calls), not to the test helpers `deliver_tampered` / `deliver_signed`, nor to
+/// a [`redeliver`](crate::SandboxControl::redeliver). Faults stay until cleared.
+///
+/// ```
+/// use std::time::Duration;
+/// use suki_ambient_sandbox::WebhookFault;
+///
+/// let lose_30_percent = WebhookFault::lose().share(0.3);
+/// let hold_back = WebhookFault::delay(Duration::from_secs(2)).share(0.1);
+/// # let _ = (lose_30_percent, hold_back);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookFault {
+    pub(crate) action: WebhookAction,
+    pub(crate) session: Option<String>,
+    pub(crate) share: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum WebhookAction {
+    Lose,
+    Delay(Duration),
+}
+
+impl WebhookFault {
+    /// Every matching webhook is lost: never sent.
+    pub fn lose() -> Self {
+        Self {
+            action: WebhookAction::Lose,
+            session: None,
+            share: 1.0,
+        }
+    }
+
+    /// Every matching webhook is sent `by` later (at most [`MAX_WEBHOOK_DELAY`]), signed when it
+    /// was generated, as a proxy holding it would.
+    pub fn delay(by: Duration) -> Self {
+        Self {
+            action: WebhookAction::Delay(by.min(MAX_WEBHOOK_DELAY)),
+            session: None,
+            share: 1.0,
+        }
+    }
+
+    /// Only this share of the webhooks, drawn at random (0.0 to 1.0).
+    #[must_use]
+    pub fn share(mut self, share: f64) -> Self {
+        self.share = if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// Only the webhook of this session.
+    #[must_use]
+    pub fn session(mut self, id: &suki_ambient_core::SessionId) -> Self {
+        self.session = Some(id.as_str().to_owned());
+        self
+    }
+
+    /// What happens to a webhook of `session`, drawn once per webhook.
+    pub(crate) fn applies(&self, session: Option<&str>) -> bool {
+        let targeted = match (&self.session, session) {
+            (Some(wanted), Some(id)) => wanted == id,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        targeted && fastrand::f64() < self.share
+    }
+}

@@ -34,6 +34,9 @@ pub enum SandboxError {
         /// Its status.
         status: String,
     },
+    /// The session has not ended: it has no webhook to send again.
+    #[error("the session has not ended: no webhook to redeliver")]
+    NotEnded,
     /// A webhook was to be delivered but no webhook URL is set.
     #[error("no webhook URL configured")]
     NoWebhookUrl,

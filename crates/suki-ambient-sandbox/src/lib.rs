@@ -39,12 +39,12 @@ mod sessions;
 mod state;
 mod synth;
 
-pub use faults::{Fault, MAX_FAULT_LATENCY};
+pub use faults::{Fault, MAX_FAULT_LATENCY, MAX_WEBHOOK_DELAY, WebhookFault};
 
 /// The most faults a sandbox keeps at once (the oldest goes first).
 pub const MAX_FAULTS: usize = 1024;
 pub use builder::{Sandbox, SandboxBuilder};
-pub use delivery::Delivery;
+pub use delivery::{Delivery, Fate};
 pub use handle::{SandboxControl, SandboxError, SandboxHandle};
 pub use sessions::SandboxSession;
 pub use state::SessionKind;

@@ -38,6 +38,7 @@ impl SandboxControl {
                 kind,
                 status: SessionStatus::Running,
                 generated: None,
+                event: None,
             },
         );
         world
@@ -82,6 +83,9 @@ impl SandboxControl {
             if kind == SessionKind::FormFilling {
                 done.links = Links::for_form_filling(id);
             }
+        }
+        if let Some(session) = world.sessions.get_mut(id.as_str()) {
+            session.event = Some(event.clone());
         }
         Ok(event)
     }

@@ -25,6 +25,8 @@ pub(crate) struct Session {
     pub(crate) kind: SessionKind,
     pub(crate) status: SessionStatus,
     pub(crate) generated: Option<Generated>,
+    /// The webhook of its end, kept for a redelivery.
+    pub(crate) event: Option<suki_ambient_core::WebhookEvent>,
 }
 
 #[derive(Debug)]
@@ -42,6 +44,7 @@ pub(crate) struct World {
     pub(crate) completed: u64,
     pub(crate) token_serial: u64,
     pub(crate) faults: Vec<Fault>,
+    pub(crate) webhook_faults: Vec<crate::WebhookFault>,
     pub(crate) requests: RequestCounts,
 }
 

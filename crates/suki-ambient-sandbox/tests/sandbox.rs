@@ -500,3 +500,179 @@ async fn a_404_from_the_receiver_is_not_a_delivery_and_says_why() {
         other => panic!("expected a failed delivery, got {other:?}"),
     }
 }
+
+/// A receiver on loopback that records the session ids of verified webhooks.
+async fn recording_receiver(
+    sandbox: &suki_ambient_sandbox::SandboxHandle,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let verifier = sandbox.verifier_builder().build().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    sandbox.set_webhook_url(Some(format!(
+        "http://{}/hook",
+        listener.local_addr().unwrap()
+    )));
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+                let verifier = verifier.clone();
+                let tx = tx.clone();
+                async move {
+                    match verifier.verify(&headers, &body) {
+                        Ok(v) => {
+                            let event = v.parse().unwrap();
+                            tx.send(event.session_id().unwrap().to_string()).unwrap();
+                            axum::http::StatusCode::OK
+                        }
+                        Err(e) => e.status(),
+                    }
+                }
+            }),
+        );
+        axum::serve(listener, app).await.unwrap();
+    });
+    rx
+}
+
+#[tokio::test]
+async fn webhook_faults_lose_and_delay_and_support_redelivers() {
+    use suki_ambient_sandbox::{Fate, WebhookFault};
+    let sandbox = Sandbox::builder().start().await.unwrap();
+    let mut received = recording_receiver(&sandbox).await;
+
+    // One chosen session's webhook is lost; the others still arrive.
+    let lost = sandbox.create_session(None);
+    sandbox.inject_webhook(WebhookFault::lose().session(&lost.session_id));
+    let d = sandbox.complete(&lost.session_id).await.unwrap();
+    assert_eq!((d.fate, d.status), (Fate::Lost, 0));
+    assert!(!d.acknowledged());
+    let other = sandbox.create_session(None);
+    assert!(
+        sandbox
+            .complete(&other.session_id)
+            .await
+            .unwrap()
+            .acknowledged()
+    );
+    assert_eq!(received.recv().await.unwrap(), other.session_id.to_string());
+
+    // Support re-sends the lost one (signed now, whatever the faults).
+    let again = sandbox.redeliver(&lost.session_id).await.unwrap();
+    assert!(again.acknowledged(), "{again:?}");
+    assert_eq!(received.recv().await.unwrap(), lost.session_id.to_string());
+    let running = sandbox.create_session(None);
+    assert!(matches!(
+        sandbox.redeliver(&running.session_id).await,
+        Err(SandboxError::NotEnded)
+    ));
+    assert!(matches!(
+        sandbox.redeliver(&SessionId::new("no-such-session")).await,
+        Err(SandboxError::UnknownSession)
+    ));
+
+    // A share: about 30 % of 400 webhooks lost (never all, never none).
+    sandbox.clear_webhook_faults();
+    sandbox.inject_webhook(WebhookFault::lose().share(0.3));
+    let mut lost_count = 0;
+    for _ in 0..400 {
+        let s = sandbox.create_session(None);
+        match sandbox.complete(&s.session_id).await.unwrap().fate {
+            Fate::Lost => lost_count += 1,
+            Fate::Sent => assert_eq!(received.recv().await.unwrap(), s.session_id.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((60..=180).contains(&lost_count), "{lost_count} of 400 lost");
+
+    // A delay: the webhook arrives later, not now.
+    sandbox.clear_webhook_faults();
+    sandbox.inject_webhook(WebhookFault::delay(Duration::from_millis(300)));
+    let late = sandbox.create_session(None);
+    let started = std::time::Instant::now();
+    let d = sandbox.complete(&late.session_id).await.unwrap();
+    assert_eq!(d.fate, Fate::Delayed(Duration::from_millis(300)));
+    assert!(received.try_recv().is_err(), "not yet");
+    assert_eq!(received.recv().await.unwrap(), late.session_id.to_string());
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Bounded: an hour at most.
+    let capped = WebhookFault::delay(Duration::MAX);
+    assert_eq!(
+        capped,
+        WebhookFault::delay(suki_ambient_sandbox::MAX_WEBHOOK_DELAY)
+    );
+}
+
+#[tokio::test]
+async fn webhook_faults_and_redelivery_over_the_admin_api() {
+    let sandbox = Sandbox::builder().start().await.unwrap();
+    let mut received = recording_receiver(&sandbox).await;
+    let http = reqwest::Client::new();
+    let base = sandbox.base_url().to_owned();
+    let auth = format!("Bearer {}", sandbox.admin_token());
+    let post = |path: &str, body: &str| {
+        http.post(format!("{base}{path}"))
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    assert_eq!(
+        post("sandbox/webhook-faults", r#"{"lose":true}"#)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    for bad in [
+        r#"{}"#,
+        r#"{"lose":true,"delay_ms":5}"#,
+        r#"{"lose":"yes"}"#,
+        r#"{"oops":1}"#,
+    ] {
+        assert_eq!(
+            post("sandbox/webhook-faults", bad).await.unwrap().status(),
+            400,
+            "{bad}"
+        );
+    }
+    let s = sandbox.create_session(None);
+    let answer: serde_json::Value =
+        post(&format!("sandbox/sessions/{}/complete", s.session_id), "")
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+            .unwrap();
+    assert_eq!(
+        (answer["delivered"].as_bool(), answer["fate"].as_str()),
+        (Some(false), Some("lost"))
+    );
+    let answer: serde_json::Value =
+        post(&format!("sandbox/sessions/{}/redeliver", s.session_id), "")
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+            .unwrap();
+    assert_eq!(answer["fate"], "sent");
+    assert_eq!(answer["receiver_status"], 200);
+    assert_eq!(received.recv().await.unwrap(), s.session_id.to_string());
+    let cleared = http
+        .delete(format!("{base}sandbox/webhook-faults"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 204);
+    let running = sandbox.create_session(None);
+    let refused = post(
+        &format!("sandbox/sessions/{}/redeliver", running.session_id),
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 409);
+}
