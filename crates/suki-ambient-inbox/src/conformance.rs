@@ -21,6 +21,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use suki_ambient_core::{Stored, UnixMillis};
 
+use suki_ambient_core::{EncounterId, SessionId};
+
+use crate::expect::{CheckOutcome, ExpectedSession, Resolution, SessionKind};
 use crate::store::{NewDelivery, Next, Selection, Source, State, Store};
 
 /// A fixed start time for the checks (ms).
@@ -62,6 +65,8 @@ where
     release_gives_back_without_counting(&fresh().await).await;
     retry_dead_rows(&fresh().await).await;
     a_restarted_owner_takes_its_rows_back(&fresh().await).await;
+    expectations_are_resolved_by_stored_events(&fresh().await).await;
+    expectation_checks_are_leased_and_fenced(&fresh().await).await;
     counts_list_and_purge(&fresh().await).await;
     concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
 }
@@ -386,6 +391,258 @@ async fn a_restarted_owner_takes_its_rows_back(store: &impl Store) {
             .expect("claim")
             .len(),
         2
+    );
+}
+
+/// An expected session `key` (its session id is `session-<key>`, as [`delivery`]'s), ended at
+/// `T0`.
+pub fn expected(key: &str) -> ExpectedSession {
+    ExpectedSession {
+        session_id: SessionId::new(format!("session-{key}")),
+        encounter_id: EncounterId::new("encounter"),
+        provider_id: Some("provider-1".to_owned()),
+        kind: SessionKind::Ambient,
+        ended_at: at(0),
+    }
+}
+
+async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
+    assert!(
+        store
+            .expect(&expected("a"), at(300_000), at(0))
+            .await
+            .expect("expect"),
+        "expect: new"
+    );
+    assert!(
+        !store
+            .expect(&expected("a"), at(1), at(1))
+            .await
+            .expect("expect"),
+        "expect: once per session"
+    );
+    let a = store
+        .expectation("session-a")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        (a.next_check, a.checks, a.resolution),
+        (T0 + 300_000, 0, None)
+    );
+    assert_eq!(
+        (a.provider_id.as_deref(), a.kind),
+        (Some("provider-1"), SessionKind::Ambient)
+    );
+    // The webhook's insert resolves it, in the same statement.
+    let mut webhook = delivery("a");
+    webhook.received_at = at(7);
+    store.insert(&[webhook]).await.expect("insert");
+    let a = store
+        .expectation("session-a")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        (a.resolution, a.resolved_at),
+        (Some(Resolution::Webhook), Some(T0 + 7)),
+        "resolved by the webhook"
+    );
+    // An event of unknown status does not resolve; a polled one resolves as `poll`.
+    store
+        .expect(&expected("b"), at(300_000), at(0))
+        .await
+        .expect("expect");
+    let mut unknown = delivery("b-unknown");
+    unknown.session_id = Some("session-b".to_owned());
+    unknown.kind = "unknown".to_owned();
+    store.insert(&[unknown]).await.expect("insert");
+    assert_eq!(
+        store
+            .expectation("session-b")
+            .await
+            .expect("get")
+            .expect("row")
+            .resolution,
+        None
+    );
+    let mut polled = delivery("b");
+    polled.source = Source::Poll;
+    store.insert(&[polled]).await.expect("insert");
+    assert_eq!(
+        store
+            .expectation("session-b")
+            .await
+            .expect("get")
+            .expect("row")
+            .resolution,
+        Some(Resolution::Poll)
+    );
+    // Expecting a session whose webhook is already stored: resolved at once.
+    store.insert(&[delivery("c")]).await.expect("insert");
+    store
+        .expect(&expected("c"), at(300_000), at(9))
+        .await
+        .expect("expect");
+    let c = store
+        .expectation("session-c")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        (c.resolution, c.resolved_at),
+        (Some(Resolution::Webhook), Some(T0 + 9)),
+        "expect after the webhook"
+    );
+    assert!(
+        store
+            .claim_expectations("r", at(10_000_000), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "resolved ones are never checked"
+    );
+    assert_eq!(store.expectations(10).await.expect("list").len(), 3);
+}
+
+async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
+    for key in ["a", "b", "c"] {
+        store
+            .expect(&expected(key), at(100), at(0))
+            .await
+            .expect("expect");
+    }
+    assert!(
+        store
+            .claim_expectations("r1", at(99), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due before next_check"
+    );
+    let claims = store
+        .claim_expectations("r1", at(100), LEASE, 2)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 2, "the limit");
+    assert!(
+        claims
+            .iter()
+            .all(|c| c.checks == 1 && c.lease_owner.as_deref() == Some("r1"))
+    );
+    let rest = store
+        .claim_expectations("r2", at(101), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(rest.len(), 1, "a held expectation is not claimed again");
+    let (first, second, third) = (&claims[0], &claims[1], &rest[0]);
+    // Not ended yet: checked again later.
+    let again = CheckOutcome::Again {
+        next_check: at(5_000),
+        last_status: "running".to_owned(),
+    };
+    assert!(
+        store
+            .finish_check(&first.lease(), at(200), &again)
+            .await
+            .expect("finish")
+    );
+    let row = store
+        .expectation(&first.session_id)
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        (row.next_check, row.last_status.as_deref(), row.lease_owner),
+        (T0 + 5_000, Some("running"), None)
+    );
+    // An expired claim is taken over; the old holder is fenced out.
+    let taken = store
+        .claim_expectations("r3", at(200_000), LEASE, 10)
+        .await
+        .expect("claim");
+    let retaken = taken
+        .iter()
+        .find(|c| c.session_id == second.session_id)
+        .expect("taken over");
+    assert_eq!(retaken.checks, 2);
+    assert!(
+        !store
+            .finish_check(&second.lease(), at(60_200), &again)
+            .await
+            .expect("finish"),
+        "stale lease refused"
+    );
+    // Ended: its event was stored by the poll (the trigger resolved it) or was already there.
+    let stored = CheckOutcome::Stored {
+        last_status: "completed".to_owned(),
+    };
+    assert!(
+        store
+            .finish_check(&retaken.lease(), at(60_300), &stored)
+            .await
+            .expect("finish")
+    );
+    let row = store
+        .expectation(&retaken.session_id)
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        row.resolution,
+        Some(Resolution::Poll),
+        "no stored event: resolved by the poll"
+    );
+    // Given up; a sweep reopens it, leaves resolved ones alone.
+    let third_now = taken
+        .iter()
+        .find(|c| c.session_id == third.session_id)
+        .expect("third");
+    let gave_up = CheckOutcome::GaveUp {
+        last_status: "running".to_owned(),
+    };
+    assert!(
+        store
+            .finish_check(&third_now.lease(), at(60_400), &gave_up)
+            .await
+            .expect("finish")
+    );
+    assert_eq!(
+        store
+            .expectation(&third.session_id)
+            .await
+            .expect("get")
+            .expect("row")
+            .resolution,
+        Some(Resolution::GaveUp)
+    );
+    assert_eq!(
+        store.sweep(at(0), at(70_000)).await.expect("sweep"),
+        2,
+        "the given-up and the unresolved one"
+    );
+    let reopened = store
+        .expectation(&third.session_id)
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        (reopened.resolution, reopened.next_check),
+        (None, T0 + 70_000)
+    );
+    assert_eq!(
+        store
+            .expectation(&retaken.session_id)
+            .await
+            .expect("get")
+            .expect("row")
+            .resolution,
+        Some(Resolution::Poll)
+    );
+    assert_eq!(
+        store.sweep(at(1), at(70_000)).await.expect("sweep"),
+        0,
+        "only sessions ended since"
     );
 }
 

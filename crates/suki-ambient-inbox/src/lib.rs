@@ -39,6 +39,7 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod expect;
 mod handler;
 mod inbox;
 mod sql;
@@ -52,6 +53,9 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use expect::{
+    CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, Resolution, SessionKind,
+};
 pub use handler::{FetchResults, InboxHandler, InboxMeta, Permanent, ResultsHandler, RetryAfter};
 pub use inbox::{Inbox, InboxStatus, dedup_key};
 #[cfg(feature = "postgres")]

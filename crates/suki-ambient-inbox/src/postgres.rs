@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::StoreError;
-use crate::sql::{CLAIM_POSTGRES, sql_store};
+use crate::sql::{CLAIM_EXPECTATIONS_POSTGRES, CLAIM_POSTGRES, sql_store};
 
 /// The Postgres store: many receivers and workers on one database; deduplication is
 /// fleet-wide. A delivery is on disk when its insert returns (`synchronous_commit` as the
@@ -41,6 +41,7 @@ sql_store!(
     PostgresStore,
     PgPool,
     claim = CLAIM_POSTGRES,
+    claim_expectations = CLAIM_EXPECTATIONS_POSTGRES,
     begin = "BEGIN"
 );
 

@@ -96,6 +96,131 @@ pub(crate) const COUNT_STATES: &str =
 pub(crate) const OLDEST_UNFINISHED: &str = "SELECT MIN(received_at) FROM suki_inbox_deliveries \
      WHERE state IN ('pending', 'running')";
 
+/// The expectation columns, in [`ExpectationRow`]'s order.
+macro_rules! expectation_columns {
+    () => {
+        "session_id, encounter_id, provider_id, kind, ended_at, next_check, checks, \
+         last_status, lease_owner, fence, resolution, resolved_at"
+    };
+}
+
+/// The event already stored for a session, as a resolution (`NULL` when none is).
+macro_rules! stored_resolution {
+    () => {
+        "(SELECT CASE source WHEN 'poll' THEN 'poll' ELSE 'webhook' END \
+          FROM suki_inbox_deliveries WHERE session_id = $1 AND kind <> 'unknown' \
+          ORDER BY id LIMIT 1)"
+    };
+}
+
+/// A new expectation; already resolved when its session's event is in the inbox (the webhook
+/// came before `expect` was called).
+pub(crate) const EXPECT: &str = concat!(
+    "INSERT INTO suki_inbox_expectations \
+     (session_id, encounter_id, provider_id, kind, ended_at, next_check, created_at, \
+      resolution, resolved_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, ",
+    stored_resolution!(),
+    ", CASE WHEN ",
+    stored_resolution!(),
+    " IS NULL THEN NULL ELSE $7 END) ON CONFLICT (session_id) DO NOTHING"
+);
+
+pub(crate) const CLAIM_EXPECTATIONS_SQLITE: &str = concat!(
+    "UPDATE suki_inbox_expectations \
+     SET lease_owner = $1, lease_expires = $2, next_check = $2, fence = fence + 1, \
+         checks = checks + 1 \
+     WHERE session_id IN (SELECT session_id FROM suki_inbox_expectations \
+                          WHERE resolution IS NULL AND next_check <= $3 \
+                          ORDER BY next_check LIMIT $4) \
+     RETURNING ",
+    expectation_columns!()
+);
+
+#[cfg(feature = "postgres")]
+pub(crate) const CLAIM_EXPECTATIONS_POSTGRES: &str = "UPDATE suki_inbox_expectations AS e \
+     SET lease_owner = $1, lease_expires = $2, next_check = $2, fence = e.fence + 1, \
+         checks = e.checks + 1 \
+     FROM (SELECT session_id FROM suki_inbox_expectations \
+           WHERE resolution IS NULL AND next_check <= $3 \
+           ORDER BY next_check LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
+     WHERE e.session_id = due.session_id \
+     RETURNING e.session_id, e.encounter_id, e.provider_id, e.kind, e.ended_at, e.next_check, \
+         e.checks, e.last_status, e.lease_owner, e.fence, e.resolution, e.resolved_at";
+
+pub(crate) const CHECK_AGAIN: &str = "UPDATE suki_inbox_expectations \
+     SET next_check = $3, last_status = $4, lease_owner = NULL, lease_expires = NULL \
+     WHERE session_id = $1 AND fence = $2 AND resolution IS NULL";
+
+pub(crate) const CHECK_STORED: &str = concat!(
+    "UPDATE suki_inbox_expectations \
+     SET last_status = $3, resolved_at = COALESCE(resolved_at, $4), \
+         lease_owner = NULL, lease_expires = NULL, \
+         resolution = COALESCE(resolution, ",
+    stored_resolution!(),
+    ", 'poll') WHERE session_id = $1 AND fence = $2"
+);
+
+pub(crate) const CHECK_GAVE_UP: &str = "UPDATE suki_inbox_expectations \
+     SET resolution = 'gave_up', resolved_at = $4, last_status = $3, \
+         lease_owner = NULL, lease_expires = NULL \
+     WHERE session_id = $1 AND fence = $2 AND resolution IS NULL";
+
+pub(crate) const SWEEP: &str = "UPDATE suki_inbox_expectations \
+     SET next_check = $2, resolution = NULL, resolved_at = NULL, \
+         lease_owner = NULL, lease_expires = NULL \
+     WHERE ended_at >= $1 AND (resolution IS NULL OR resolution = 'gave_up')";
+
+pub(crate) const GET_EXPECTATION: &str = concat!(
+    "SELECT ",
+    expectation_columns!(),
+    " FROM suki_inbox_expectations WHERE session_id = $1"
+);
+
+pub(crate) const LIST_EXPECTATIONS: &str = concat!(
+    "SELECT ",
+    expectation_columns!(),
+    " FROM suki_inbox_expectations ORDER BY ended_at DESC, session_id LIMIT $1"
+);
+
+/// A stored expectation as the database returns it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ExpectationRow {
+    session_id: String,
+    encounter_id: String,
+    provider_id: Option<String>,
+    kind: String,
+    ended_at: i64,
+    next_check: i64,
+    checks: i32,
+    last_status: Option<String>,
+    lease_owner: Option<String>,
+    fence: i64,
+    resolution: Option<String>,
+    resolved_at: Option<i64>,
+}
+
+impl TryFrom<ExpectationRow> for crate::ExpectationRecord {
+    type Error = StoreError;
+    fn try_from(row: ExpectationRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            session_id: row.session_id,
+            encounter_id: row.encounter_id,
+            provider_id: row.provider_id,
+            kind: row.kind.parse()?,
+            ended_at: millis(row.ended_at)?,
+            next_check: millis(row.next_check)?,
+            checks: u32::try_from(row.checks)
+                .map_err(|_| StoreError::Corrupt("negative checks"))?,
+            last_status: row.last_status,
+            lease_owner: row.lease_owner,
+            fence: row.fence,
+            resolution: row.resolution.map(|r| r.parse()).transpose()?,
+            resolved_at: row.resolved_at.map(millis).transpose()?,
+        })
+    }
+}
+
 /// A stored row as the database returns it.
 #[derive(sqlx::FromRow)]
 pub(crate) struct Row {
@@ -160,7 +285,7 @@ impl TryFrom<Row> for DeliveryRecord {
 /// Implements [`Store`](crate::Store) for `$store` (a struct with a `pool: $pool` field),
 /// claiming with `$claim` inside a transaction begun with `$begin`.
 macro_rules! sql_store {
-    ($store:ty, $pool:ty, claim = $claim:expr, begin = $begin:expr) => {
+    ($store:ty, $pool:ty, claim = $claim:expr, claim_expectations = $claim_e:expr, begin = $begin:expr) => {
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             async fn insert(
@@ -416,6 +541,128 @@ macro_rules! sql_store {
                             .await?
                     }
                 };
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn expect(
+                &self,
+                e: &$crate::ExpectedSession,
+                next_check: suki_ambient_core::UnixMillis,
+                now: suki_ambient_core::UnixMillis,
+            ) -> Result<bool, $crate::StoreError> {
+                use $crate::sql::stored;
+                let done = sqlx::query($crate::sql::EXPECT)
+                    .bind(e.session_id.as_str())
+                    .bind(e.encounter_id.as_str())
+                    .bind(e.provider_id.as_deref())
+                    .bind(e.kind.as_str())
+                    .bind(stored(e.ended_at))
+                    .bind(stored(next_check))
+                    .bind(stored(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn claim_expectations(
+                &self,
+                owner: &str,
+                now: suki_ambient_core::UnixMillis,
+                lease: std::time::Duration,
+                limit: u32,
+            ) -> Result<Vec<$crate::ExpectationRecord>, $crate::StoreError> {
+                use $crate::sql::stored;
+                let until = now
+                    .0
+                    .saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
+                let mut tx = self.pool.begin_with($begin).await?;
+                let rows: Vec<$crate::sql::ExpectationRow> = sqlx::query_as($claim_e)
+                    .bind(owner)
+                    .bind(stored(suki_ambient_core::UnixMillis(until)))
+                    .bind(stored(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn finish_check(
+                &self,
+                lease: &$crate::ExpectationLease,
+                now: suki_ambient_core::UnixMillis,
+                outcome: &$crate::CheckOutcome,
+            ) -> Result<bool, $crate::StoreError> {
+                use $crate::sql::stored;
+                let done = match outcome {
+                    $crate::CheckOutcome::Again {
+                        next_check,
+                        last_status,
+                    } => {
+                        sqlx::query($crate::sql::CHECK_AGAIN)
+                            .bind(&lease.session_id)
+                            .bind(lease.fence)
+                            .bind(stored(*next_check))
+                            .bind(last_status)
+                            .execute(&self.pool)
+                            .await?
+                    }
+                    $crate::CheckOutcome::Stored { last_status } => {
+                        sqlx::query($crate::sql::CHECK_STORED)
+                            .bind(&lease.session_id)
+                            .bind(lease.fence)
+                            .bind(last_status)
+                            .bind(stored(now))
+                            .execute(&self.pool)
+                            .await?
+                    }
+                    $crate::CheckOutcome::GaveUp { last_status } => {
+                        sqlx::query($crate::sql::CHECK_GAVE_UP)
+                            .bind(&lease.session_id)
+                            .bind(lease.fence)
+                            .bind(last_status)
+                            .bind(stored(now))
+                            .execute(&self.pool)
+                            .await?
+                    }
+                };
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn sweep(
+                &self,
+                since: suki_ambient_core::UnixMillis,
+                now: suki_ambient_core::UnixMillis,
+            ) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::query($crate::sql::SWEEP)
+                    .bind($crate::sql::stored(since))
+                    .bind($crate::sql::stored(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn expectation(
+                &self,
+                session_id: &str,
+            ) -> Result<Option<$crate::ExpectationRecord>, $crate::StoreError> {
+                let row: Option<$crate::sql::ExpectationRow> =
+                    sqlx::query_as($crate::sql::GET_EXPECTATION)
+                        .bind(session_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn expectations(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<$crate::ExpectationRecord>, $crate::StoreError> {
+                let rows: Vec<$crate::sql::ExpectationRow> =
+                    sqlx::query_as($crate::sql::LIST_EXPECTATIONS)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 

@@ -8,7 +8,7 @@ use sqlx::sqlite::{
 };
 
 use crate::StoreError;
-use crate::sql::{CLAIM_SQLITE, sql_store};
+use crate::sql::{CLAIM_EXPECTATIONS_SQLITE, CLAIM_SQLITE, sql_store};
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,5 +58,6 @@ sql_store!(
     SqliteStore,
     SqlitePool,
     claim = CLAIM_SQLITE,
+    claim_expectations = CLAIM_EXPECTATIONS_SQLITE,
     begin = "BEGIN IMMEDIATE"
 );

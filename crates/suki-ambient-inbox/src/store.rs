@@ -9,6 +9,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use suki_ambient_core::{Stored, UnixMillis};
 
+use crate::expect::{CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession};
+
 /// Where a row came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -329,4 +331,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// One row.
     async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError>;
+
+    /// Stores an expected session, first checked at `next_check` (already resolved when its
+    /// event is in the inbox); `false` when the session was already expected.
+    async fn expect(
+        &self,
+        expected: &ExpectedSession,
+        next_check: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` unresolved expectations due at `now` for `owner` until
+    /// `now + lease` (checks + 1, a new fencing token). No expectation is held by two claims.
+    async fn claim_expectations(
+        &self,
+        owner: &str,
+        now: UnixMillis,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ExpectationRecord>, StoreError>;
+
+    /// Records what a check concluded; `false` when the lease is no longer this one.
+    async fn finish_check(
+        &self,
+        lease: &ExpectationLease,
+        now: UnixMillis,
+        outcome: &CheckOutcome,
+    ) -> Result<bool, StoreError>;
+
+    /// Makes every expectation of a session ended since `since` that no stored event resolved
+    /// (unresolved, or given up) due now, given-up ones reopened; how many.
+    async fn sweep(&self, since: UnixMillis, now: UnixMillis) -> Result<u64, StoreError>;
+
+    /// One expectation.
+    async fn expectation(&self, session_id: &str) -> Result<Option<ExpectationRecord>, StoreError>;
+
+    /// Expectations, latest ended first.
+    async fn expectations(&self, limit: u32) -> Result<Vec<ExpectationRecord>, StoreError>;
 }

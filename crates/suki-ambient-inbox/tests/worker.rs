@@ -15,8 +15,9 @@ use suki_ambient_core::{
     WebhookEvent, WebhookSecret,
 };
 use suki_ambient_inbox::{
-    Claim, Counts, DeliveryRecord, Inbox, InboxMeta, InboxWorker, Lease, NewDelivery, Next,
-    Permanent, RetryAfter, Selection, SqliteStore, State, Store, StoreError, backoff,
+    CheckOutcome, Claim, Counts, DeliveryRecord, ExpectationLease, ExpectationRecord,
+    ExpectedSession, Inbox, InboxMeta, InboxWorker, Lease, NewDelivery, Next, Permanent,
+    RetryAfter, Selection, SqliteStore, State, Store, StoreError, backoff,
 };
 
 const SECRET: &str = "inbox-test-secret";
@@ -502,6 +503,48 @@ impl Store for Switchable {
     async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
         self.check()?;
         self.inner.get(id).await
+    }
+    async fn expect(
+        &self,
+        e: &ExpectedSession,
+        next: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.expect(e, next, now).await
+    }
+    async fn claim_expectations(
+        &self,
+        owner: &str,
+        now: UnixMillis,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ExpectationRecord>, StoreError> {
+        self.check()?;
+        self.inner
+            .claim_expectations(owner, now, lease, limit)
+            .await
+    }
+    async fn finish_check(
+        &self,
+        lease: &ExpectationLease,
+        now: UnixMillis,
+        outcome: &CheckOutcome,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.finish_check(lease, now, outcome).await
+    }
+    async fn sweep(&self, since: UnixMillis, now: UnixMillis) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.sweep(since, now).await
+    }
+    async fn expectation(&self, session_id: &str) -> Result<Option<ExpectationRecord>, StoreError> {
+        self.check()?;
+        self.inner.expectation(session_id).await
+    }
+    async fn expectations(&self, limit: u32) -> Result<Vec<ExpectationRecord>, StoreError> {
+        self.check()?;
+        self.inner.expectations(limit).await
     }
 }
 

@@ -1,0 +1,169 @@
+//! Expected sessions: what the integrator is waiting for, so that a session whose webhook never
+//! arrived can be recovered by polling Suki's status API (the reconciler).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+use suki_ambient_core::{EncounterId, SessionId, UnixMillis};
+
+use crate::StoreError;
+
+/// Which product a session belongs to (which status path to poll).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// An Ambient session.
+    Ambient,
+    /// A form-filling session.
+    FormFilling,
+}
+
+impl SessionKind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ambient => "ambient",
+            Self::FormFilling => "form_filling",
+        }
+    }
+}
+
+impl FromStr for SessionKind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "ambient" => Ok(Self::Ambient),
+            "form_filling" => Ok(Self::FormFilling),
+            _ => Err(StoreError::Corrupt("unknown session kind")),
+        }
+    }
+}
+
+/// How an expectation was resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Its webhook reached the inbox.
+    Webhook,
+    /// A status poll found it ended and put its event in the inbox.
+    Poll,
+    /// Still not ended at the give-up age.
+    GaveUp,
+}
+
+impl Resolution {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Poll => "poll",
+            Self::GaveUp => "gave_up",
+        }
+    }
+}
+
+impl FromStr for Resolution {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "webhook" => Ok(Self::Webhook),
+            "poll" => Ok(Self::Poll),
+            "gave_up" => Ok(Self::GaveUp),
+            _ => Err(StoreError::Corrupt("unknown resolution")),
+        }
+    }
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A session the integrator expects a webhook for: tell the reconciler when a session is
+/// submitted (where your front end sees the session end).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectedSession {
+    /// The session.
+    pub session_id: SessionId,
+    /// Its encounter.
+    pub encounter_id: EncounterId,
+    /// The provider to poll as (`sdp_provider_id`), when your partner setup needs one.
+    pub provider_id: Option<String>,
+    /// Ambient or form filling.
+    pub kind: SessionKind,
+    /// When the session ended (was submitted).
+    pub ended_at: UnixMillis,
+}
+
+/// A stored expectation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExpectationRecord {
+    /// The session.
+    pub session_id: String,
+    /// Its encounter.
+    pub encounter_id: String,
+    /// The provider to poll as.
+    pub provider_id: Option<String>,
+    /// Ambient or form filling.
+    pub kind: SessionKind,
+    /// When the session ended (ms).
+    pub ended_at: u64,
+    /// When it is next checked (ms); while claimed, when the claim's lease expires.
+    pub next_check: u64,
+    /// Status checks so far.
+    pub checks: u32,
+    /// The last status seen (`running`, `404`, `503`…).
+    pub last_status: Option<String>,
+    /// The reconciler holding it.
+    pub lease_owner: Option<String>,
+    /// The fencing token of the latest claim.
+    pub fence: i64,
+    /// How it was resolved, once it is.
+    pub resolution: Option<Resolution>,
+    /// When it was resolved (ms).
+    pub resolved_at: Option<u64>,
+}
+
+impl ExpectationRecord {
+    /// The lease of this claim.
+    pub fn lease(&self) -> ExpectationLease {
+        ExpectationLease {
+            session_id: self.session_id.clone(),
+            fence: self.fence,
+        }
+    }
+}
+
+/// An expectation and the fencing token of the claim that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectationLease {
+    /// The session.
+    pub session_id: String,
+    /// The fencing token.
+    pub fence: i64,
+}
+
+/// What a status check concluded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Not ended yet (or not found, or Suki unavailable): check again at `next_check`.
+    Again {
+        /// When.
+        next_check: UnixMillis,
+        /// What was seen (a status, or an HTTP status).
+        last_status: String,
+    },
+    /// Ended: its event is in the inbox (stored by this poll, or already there). Resolves it
+    /// as `poll` unless the stored event already resolved it.
+    Stored {
+        /// The terminal status seen.
+        last_status: String,
+    },
+    /// Past the give-up age without ending.
+    GaveUp {
+        /// The last status seen.
+        last_status: String,
+    },
+}
