@@ -323,9 +323,14 @@ pub struct InboxStatus {
 /// `delivery/<replay key>` for an unknown one.
 pub fn dedup_key(delivery: &VerifiedDelivery, event: &WebhookEvent) -> String {
     match event.idempotency_key() {
-        Some(key) => format!("{}/{}", key.session_id.as_str(), key.kind.as_str()),
+        Some(key) => event_key(key.session_id.as_str(), key.kind),
         None => format!("delivery/{}", delivery.meta.replay_key()),
     }
+}
+
+/// The dedup key of a session's event of `kind`, whether it came by webhook or by poll.
+pub(crate) fn event_key(session_id: &str, kind: suki_ambient_core::EventKind) -> String {
+    format!("{session_id}/{}", kind.as_str())
 }
 
 #[async_trait]

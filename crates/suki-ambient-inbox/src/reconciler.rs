@@ -1,0 +1,344 @@
+//! `Reconciler`: recovers every session whose webhook never arrived by polling Suki's status API
+//! for the sessions the integrator said it expects.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use suki_ambient_client::AmbientClient;
+use suki_ambient_core::api::SessionStatus;
+use suki_ambient_core::{
+    EncounterId, ErrorCode, EventKind, Links, SessionCompleted, SessionEnded, SessionFailed,
+    SessionId, UnixMillis, WebhookEvent,
+};
+
+use crate::expect::{CheckOutcome, ExpectationRecord, ExpectedSession, SessionKind};
+use crate::store::{NewDelivery, Source};
+use crate::{Inbox, StoreError, backoff};
+
+const DEFAULT_GRACE: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_BASE: Duration = Duration::from_secs(30);
+const DEFAULT_CAP: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_GIVE_UP: Duration = Duration::from_secs(24 * 60 * 60);
+const DEFAULT_CONCURRENCY: u32 = 4;
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// The event kind a polled status stands for, or `None` while the session has not ended in a
+/// way a webhook reports:
+///
+/// | status (case-insensitive) | event |
+/// |---|---|
+/// | `completed` | completed |
+/// | `failed` | failed |
+/// | `aborted`, `cancelled`, `canceled`, `cancel` | cancelled |
+/// | `timeout`, `timed_out`, `timedout`, `time_out` | timed out |
+/// | anything else (`created`, `ready`, `running`, `paused`, `skipped`, `staged`, new values) | not ended: checked again |
+pub fn polled_kind(status: &SessionStatus) -> Option<EventKind> {
+    match status {
+        SessionStatus::Completed => Some(EventKind::Completed),
+        SessionStatus::Failed => Some(EventKind::Failed),
+        SessionStatus::Aborted => Some(EventKind::Cancelled),
+        SessionStatus::Other(text) => match text.to_ascii_lowercase().as_str() {
+            "cancelled" | "canceled" | "cancel" => Some(EventKind::Cancelled),
+            "timeout" | "timed_out" | "timedout" | "time_out" => Some(EventKind::TimedOut),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The event a webhook would have carried for an ended session: links from core's route table,
+/// no error detail for a failure (the status API gives none: `error_code` is `UNKNOWN`).
+pub fn polled_event(expected: &ExpectationRecord, kind: EventKind) -> Option<WebhookEvent> {
+    let session_id = SessionId::new(expected.session_id.clone());
+    let encounter_id = EncounterId::new(expected.encounter_id.clone());
+    let ended = |status: &str| SessionEnded {
+        status: status.to_owned(),
+        session_id: session_id.clone(),
+        encounter_id: encounter_id.clone(),
+        additional_info: None,
+    };
+    Some(match kind {
+        EventKind::Completed => WebhookEvent::Completed(SessionCompleted {
+            links: match expected.kind {
+                SessionKind::Ambient => Links::for_session(&session_id, &encounter_id),
+                SessionKind::FormFilling => Links::for_form_filling(&session_id),
+            },
+            sessions: vec![session_id.clone()],
+            session_id,
+            encounter_id,
+            additional_info: None,
+        }),
+        EventKind::Failed => WebhookEvent::Failed(SessionFailed {
+            session_id,
+            encounter_id,
+            error_code: ErrorCode::Other("UNKNOWN".to_owned()),
+            error_detail: String::new(),
+        }),
+        EventKind::TimedOut => WebhookEvent::TimedOut(ended("timeout")),
+        EventKind::Cancelled => WebhookEvent::Cancelled(ended("cancelled")),
+        _ => return None,
+    })
+}
+
+type GaveUpCallback = Arc<dyn Fn(&ExpectationRecord) + Send + Sync>;
+
+/// Recovers sessions whose webhook never arrived: tell it which sessions you expect
+/// ([`expect`](Self::expect)); after a grace period it polls the status of those no webhook
+/// resolved, and an ended one's event goes into the inbox with `source = poll` and the same
+/// deduplication key as its webhook, so the handler runs once whichever arrives first.
+pub struct Reconciler {
+    client: AmbientClient,
+    inbox: Inbox,
+    grace: Duration,
+    base: Duration,
+    cap: Duration,
+    give_up: Duration,
+    concurrency: u32,
+    lease: Duration,
+    owner: String,
+    on_gave_up: Option<GaveUpCallback>,
+}
+
+impl fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("grace", &self.grace)
+            .field("give_up", &self.give_up)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one [`Reconciler::check_due`] pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Status checks made.
+    pub checked: u64,
+    /// Sessions found ended whose event this pass stored (recovered).
+    pub recovered: u64,
+    /// Sessions found ended whose event was already in the inbox.
+    pub already_stored: u64,
+    /// Sessions not ended yet (or not found, or Suki unavailable): checked again later.
+    pub again: u64,
+    /// Sessions given up.
+    pub gave_up: u64,
+}
+
+impl Reconciler {
+    /// A reconciler polling through `client`, storing into `inbox`. Defaults: grace 5 min,
+    /// back-off 30 s doubling up to 15 min (full jitter), give up after 24 h, 4 checks at once.
+    pub fn new(client: AmbientClient, inbox: Inbox) -> Self {
+        Self {
+            client,
+            inbox,
+            grace: DEFAULT_GRACE,
+            base: DEFAULT_BASE,
+            cap: DEFAULT_CAP,
+            give_up: DEFAULT_GIVE_UP,
+            concurrency: DEFAULT_CONCURRENCY,
+            lease: DEFAULT_LEASE,
+            owner: format!(
+                "reconciler-{}-{:08x}",
+                std::process::id(),
+                fastrand::u32(..)
+            ),
+            on_gave_up: None,
+        }
+    }
+
+    /// How long after a session ended its status is first checked (default 5 min).
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Back-off between checks: up to `base` doubling per check, capped at `max`, full jitter.
+    #[must_use]
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.base = base;
+        self.cap = max.max(base);
+        self
+    }
+
+    /// How long after a session ended it is given up (default 24 h).
+    #[must_use]
+    pub fn give_up_after(mut self, age: Duration) -> Self {
+        self.give_up = age;
+        self
+    }
+
+    /// How many sessions are checked at once (default 4).
+    #[must_use]
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Called for each expectation given up (also logged at WARN).
+    #[must_use]
+    pub fn on_gave_up(
+        mut self,
+        callback: impl Fn(&ExpectationRecord) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_gave_up = Some(Arc::new(callback));
+        self
+    }
+
+    /// Remembers that `session` should end with a webhook; its status is first checked a grace
+    /// period after it ended, unless its webhook reaches the inbox first. `false` when it was
+    /// already expected.
+    pub async fn expect(&self, session: ExpectedSession) -> Result<bool, StoreError> {
+        let first = UnixMillis(session.ended_at.0.saturating_add(millis(self.grace)));
+        self.inbox
+            .store()
+            .expect(&session, first, self.inbox.now())
+            .await
+    }
+
+    /// Checks every expectation that is due now, `concurrency` at a time, until none is.
+    pub async fn check_due(&self) -> Result<CheckReport, StoreError> {
+        let mut report = CheckReport::default();
+        loop {
+            let claims = self
+                .inbox
+                .store()
+                .claim_expectations(&self.owner, self.inbox.now(), self.lease, self.concurrency)
+                .await?;
+            if claims.is_empty() {
+                return Ok(report);
+            }
+            let checks = claims.iter().map(|claim| self.check(claim));
+            for (claim, outcome) in claims
+                .iter()
+                .zip(futures_util::future::join_all(checks).await)
+            {
+                report.checked += 1;
+                match &outcome {
+                    Checked::Recovered(_) => report.recovered += 1,
+                    Checked::AlreadyStored(_) => report.already_stored += 1,
+                    Checked::Outcome(CheckOutcome::GaveUp { .. }) => {
+                        report.gave_up += 1;
+                        tracing::warn!(session_id = %claim.session_id, checks = claim.checks, "suki reconciler gave up on a session that never ended");
+                        if let Some(callback) = &self.on_gave_up {
+                            callback(claim);
+                        }
+                    }
+                    Checked::Outcome(_) => report.again += 1,
+                }
+                let outcome = outcome.into_outcome();
+                if !self
+                    .inbox
+                    .store()
+                    .finish_check(&claim.lease(), self.inbox.now(), &outcome)
+                    .await?
+                {
+                    tracing::warn!(session_id = %claim.session_id, "suki reconciler lost its lease on an expectation");
+                }
+            }
+        }
+    }
+
+    /// Re-checks now every expectation of a session that ended within `window` before now and
+    /// that no stored event resolved (given-up ones included), then checks what is due.
+    pub async fn sweep(&self, window: Duration) -> Result<CheckReport, StoreError> {
+        let now = self.inbox.now();
+        let since = UnixMillis(now.0.saturating_sub(millis(window)));
+        self.inbox.store().sweep(since, now).await?;
+        self.check_due().await
+    }
+
+    async fn check(&self, expected: &ExpectationRecord) -> Checked {
+        let id = SessionId::new(expected.session_id.clone());
+        let client = match &expected.provider_id {
+            Some(provider) => match self.client.for_provider(provider) {
+                Ok(client) => client,
+                Err(_) => return self.again(expected, "invalid_provider_id"),
+            },
+            None => self.client.clone(),
+        };
+        let status = match expected.kind {
+            SessionKind::Ambient => client.session_status(&id).await,
+            SessionKind::FormFilling => client.form_filling_status(&id).await,
+        };
+        let seen = match status {
+            Ok(answer) => match polled_kind(&answer.status).and_then(|k| polled_event(expected, k))
+            {
+                Some(event) => return self.store(expected, &event, answer.status.as_str()).await,
+                None => answer.status.as_str().to_owned(),
+            },
+            Err(err) => err
+                .status()
+                .map_or_else(|| "unreachable".to_owned(), |s| s.to_string()),
+        };
+        self.again(expected, &seen)
+    }
+
+    /// Stores a polled event in the inbox (the trigger resolves the expectation as `poll`).
+    async fn store(
+        &self,
+        expected: &ExpectationRecord,
+        event: &WebhookEvent,
+        status: &str,
+    ) -> Checked {
+        let now = self.inbox.now();
+        let delivery = NewDelivery {
+            dedup_key: crate::inbox::event_key(&expected.session_id, event.kind()),
+            source: Source::Poll,
+            kind: event.kind().as_str().to_owned(),
+            session_id: Some(expected.session_id.clone()),
+            encounter_id: Some(expected.encounter_id.clone()),
+            generated_at: now,
+            received_at: now,
+            body: event.to_vec().into(),
+        };
+        match self.inbox.ingest(delivery).await {
+            Ok(suki_ambient_core::Stored::Accepted) => Checked::Recovered(status.to_owned()),
+            Ok(_) => Checked::AlreadyStored(status.to_owned()),
+            Err(err) => {
+                tracing::warn!(error = %err, "suki reconciler could not store a polled event");
+                self.again(expected, "store_error")
+            }
+        }
+    }
+
+    fn again(&self, expected: &ExpectationRecord, seen: &str) -> Checked {
+        let now = self.inbox.now();
+        let age = now.0.saturating_sub(expected.ended_at);
+        if age >= millis(self.give_up) {
+            return Checked::Outcome(CheckOutcome::GaveUp {
+                last_status: seen.to_owned(),
+            });
+        }
+        let delay = backoff(expected.checks, self.base, self.cap, None);
+        Checked::Outcome(CheckOutcome::Again {
+            next_check: UnixMillis(now.0.saturating_add(millis(delay))),
+            last_status: seen.to_owned(),
+        })
+    }
+}
+
+/// What a check found, before it is recorded.
+enum Checked {
+    /// Ended, and this check stored its event (with the status seen).
+    Recovered(String),
+    /// Ended, and its event was already in the inbox.
+    AlreadyStored(String),
+    Outcome(CheckOutcome),
+}
+
+impl Checked {
+    fn into_outcome(self) -> CheckOutcome {
+        match self {
+            Self::Recovered(last_status) | Self::AlreadyStored(last_status) => {
+                CheckOutcome::Stored { last_status }
+            }
+            Self::Outcome(outcome) => outcome,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
