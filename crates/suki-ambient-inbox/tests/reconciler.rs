@@ -71,7 +71,9 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     sandbox.set_webhook_url(Some(url));
     sandbox.inject_webhook(WebhookFault::lose().share(0.3));
-    sandbox.inject_webhook(WebhookFault::delay(Duration::from_millis(500)).share(0.15));
+    // Held back long enough to arrive after the first poll, however slow this machine is.
+    const LATE: Duration = Duration::from_secs(4);
+    sandbox.inject_webhook(WebhookFault::delay(LATE).share(0.15));
 
     let client = AmbientClient::builder()
         .base_url(sandbox.base_url())
@@ -86,6 +88,7 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
             move |e| gave_up.lock().expect("lock").push(e.session_id.clone())
         });
 
+    let started = std::time::Instant::now();
     let mut fates: HashMap<String, Fate> = HashMap::new();
     for _ in 0..200 {
         let session = sandbox.create_session(None);
@@ -129,11 +132,16 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
     // Past it: the lost and the late ones are polled, found completed, and stored.
     clock.advance(Duration::from_secs(6 * 60));
     let first = reconciler.check_due().await.expect("check");
+    assert!(
+        started.elapsed() < LATE,
+        "the first poll must come before the late webhooks (took {:?})",
+        started.elapsed()
+    );
     assert_eq!(first.recovered as usize, lost + late, "{first:?}");
     assert_eq!(first.again, 1, "the session that never ends");
 
     // The late webhooks arrive after the poll: duplicates.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep((LATE + Duration::from_millis(700)).saturating_sub(started.elapsed())).await;
 
     let calls: Arc<Mutex<HashMap<String, (u32, Source)>>> = Arc::default();
     let handler = {
