@@ -587,14 +587,14 @@ async fn webhook_faults_lose_and_delay_and_support_redelivers() {
 
     // A delay: the webhook arrives later, not now.
     sandbox.clear_webhook_faults();
-    sandbox.inject_webhook(WebhookFault::delay(Duration::from_millis(300)));
+    sandbox.inject_webhook(WebhookFault::delay(Duration::from_millis(1000)));
     let late = sandbox.create_session(None);
     let started = std::time::Instant::now();
     let d = sandbox.complete(&late.session_id).await.unwrap();
-    assert_eq!(d.fate, Fate::Delayed(Duration::from_millis(300)));
+    assert_eq!(d.fate, Fate::Delayed(Duration::from_millis(1000)));
     assert!(received.try_recv().is_err(), "not yet");
     assert_eq!(received.recv().await.unwrap(), late.session_id.to_string());
-    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(started.elapsed() >= Duration::from_millis(1000));
     // Bounded: an hour at most.
     let capped = WebhookFault::delay(Duration::MAX);
     assert_eq!(
