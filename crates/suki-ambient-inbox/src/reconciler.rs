@@ -197,6 +197,35 @@ impl Reconciler {
             .await
     }
 
+    /// Runs on a new task: checks what is due every `every` (e.g. 30 s) until
+    /// [`ReconcilerHandle::shutdown`], which lets the checks under way finish. A failing store
+    /// is logged and retried at the next round.
+    pub fn spawn(self, every: Duration) -> ReconcilerHandle {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let every = every.max(Duration::from_millis(10));
+        let task = tokio::spawn(async move {
+            loop {
+                match self.check_due().await {
+                    Ok(report) if report.checked > 0 => tracing::info!(
+                        checked = report.checked,
+                        recovered = report.recovered,
+                        gave_up = report.gave_up,
+                        "suki reconciler checked due sessions"
+                    ),
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::error!(error = %err, "suki reconciler could not check due sessions; retrying")
+                    }
+                }
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+        ReconcilerHandle { stop, task }
+    }
+
     /// Checks every expectation that is due now, `concurrency` at a time, until none is.
     pub async fn check_due(&self) -> Result<CheckReport, StoreError> {
         let mut report = CheckReport::default();
@@ -316,6 +345,21 @@ impl Reconciler {
             next_check: UnixMillis(now.0.saturating_add(millis(delay))),
             last_status: seen.to_owned(),
         })
+    }
+}
+
+/// A running [`Reconciler`].
+#[derive(Debug)]
+pub struct ReconcilerHandle {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReconcilerHandle {
+    /// Stops after the round under way.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
     }
 }
 

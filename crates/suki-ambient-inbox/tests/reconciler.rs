@@ -211,3 +211,68 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
     server.abort();
     sandbox.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawned_reconciler_recovers_a_lost_webhook_and_stops_on_shutdown() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let client = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .build()
+        .expect("client");
+    // No receiver at all: the webhook is lost; a zero grace makes it due at once.
+    sandbox.inject_webhook(WebhookFault::lose());
+    let reconciler = Reconciler::new(client, inbox.clone()).grace(Duration::ZERO);
+    let session = sandbox.create_session(None);
+    sandbox.set_webhook_url(Some("http://127.0.0.1:9/unused".into()));
+    assert_eq!(
+        sandbox
+            .complete(&session.session_id)
+            .await
+            .expect("complete")
+            .fate,
+        Fate::Lost
+    );
+    reconciler
+        .expect(ExpectedSession {
+            session_id: session.session_id.clone(),
+            encounter_id: session.encounter_id.clone(),
+            provider_id: None,
+            kind: SessionKind::Ambient,
+            ended_at: UnixMillis::now(),
+        })
+        .await
+        .expect("expect");
+    let running = reconciler.spawn(Duration::from_millis(20));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let record = inbox
+            .store()
+            .expectation(session.session_id.as_str())
+            .await
+            .expect("get")
+            .expect("row");
+        if record.resolution == Some(Resolution::Poll) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not recovered in time: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+        .await
+        .expect("shutdown is prompt");
+    let rows = inbox.list(None, 10).await.expect("list");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].source, rows[0].kind.as_str()),
+        (Source::Poll, "completed")
+    );
+    sandbox.shutdown().await;
+}
