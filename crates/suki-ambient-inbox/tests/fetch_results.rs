@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use suki_ambient_client::{AmbientClient, RetryPolicy, SessionResults};
-use suki_ambient_core::{HandlerError, SessionCompleted, WebhookEndpoint, WebhookEvent};
+use suki_ambient_core::{HandlerError, SessionCompleted, WebhookEvent};
 use suki_ambient_inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler, State};
 use suki_ambient_sandbox::{Fault, Sandbox};
 
@@ -48,20 +48,7 @@ async fn a_503_burst_longer_than_the_clients_retries_is_recovered_by_the_worker(
     let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
         .await
         .expect("inbox");
-    let endpoint = WebhookEndpoint::inbox(
-        sandbox.verifier_builder().build().expect("verifier"),
-        inbox.clone(),
-    );
-    let app = axum::Router::new().nest("/webhooks/suki", suki_ambient_axum::router(endpoint));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!(
-        "http://{}/webhooks/suki",
-        listener.local_addr().expect("addr")
-    );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    sandbox.set_webhook_url(Some(url));
+    let server = common::serve_inbox(&sandbox, &inbox).await;
 
     let session = sandbox.create_session(None);
     let delivery = sandbox

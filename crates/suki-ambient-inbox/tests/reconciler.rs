@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use suki_ambient_client::AmbientClient;
 use suki_ambient_core::api::SessionStatus;
-use suki_ambient_core::{
-    Clock, EventKind, FixedClock, HandlerError, UnixMillis, WebhookEndpoint, WebhookEvent,
-};
+use suki_ambient_core::{Clock, EventKind, FixedClock, HandlerError, UnixMillis, WebhookEvent};
 use suki_ambient_inbox::{
     ExpectedSession, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution, SessionKind, Source,
     polled_kind,
@@ -56,20 +54,7 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
         .await
         .expect("inbox")
         .with_clock(clock.clone());
-    let endpoint = WebhookEndpoint::inbox(
-        sandbox.verifier_builder().build().expect("verifier"),
-        inbox.clone(),
-    );
-    let app = axum::Router::new().nest("/webhooks/suki", suki_ambient_axum::router(endpoint));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!(
-        "http://{}/webhooks/suki",
-        listener.local_addr().expect("addr")
-    );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    sandbox.set_webhook_url(Some(url));
+    let server = common::serve_inbox(&sandbox, &inbox).await;
     sandbox.inject_webhook(WebhookFault::lose().share(0.3));
     // Held back long enough to arrive after the first poll, however slow this machine is.
     const LATE: Duration = Duration::from_secs(4);

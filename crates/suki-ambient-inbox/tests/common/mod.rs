@@ -31,3 +31,23 @@ pub(crate) async fn fresh_postgres() -> String {
 pub(crate) fn sqlite_url(dir: &std::path::Path, name: &str) -> String {
     format!("sqlite://{}", dir.join(name).display())
 }
+
+/// An axum receiver on loopback serving `WebhookEndpoint::inbox` into `inbox`, set as the
+/// sandbox's webhook URL; abort the task to stop it.
+pub(crate) async fn serve_inbox(
+    sandbox: &suki_ambient_sandbox::SandboxHandle,
+    inbox: &suki_ambient_inbox::Inbox,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let verifier = sandbox.verifier_builder().build().expect("verifier");
+    let endpoint = suki_ambient_core::WebhookEndpoint::inbox(verifier, inbox.clone());
+    let app = axum::Router::new().nest("/webhooks/suki", suki_ambient_axum::router(endpoint));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/webhooks/suki",
+        listener.local_addr().expect("addr")
+    );
+    sandbox.set_webhook_url(Some(url));
+    tokio::spawn(async move { axum::serve(listener, app).await })
+}
