@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 use suki_ambient_axum::router;
 use suki_ambient_client::{AmbientClient, PartnerLogin, RetryPolicy, SessionResults};
 use suki_ambient_core::{
-    EventHandler, HandlerError, SessionCompleted, SessionFailed, WebhookEndpoint, WebhookEvent,
-    WebhookMeta, WebhookSecret, async_trait,
+    EventHandler, HandlerError, SessionCompleted, SessionFailed, UnixMillis, WebhookEndpoint,
+    WebhookEvent, WebhookMeta, WebhookSecret, async_trait,
 };
-use suki_ambient_inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler};
+use suki_ambient_inbox::{
+    ExpectedSession, FetchResults, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution,
+    ResultsHandler, SessionKind,
+};
 use suki_ambient_sandbox::{
-    DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Fault, Sandbox, SandboxHandle,
+    DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Fate, Fault, Sandbox, SandboxHandle, WebhookFault,
 };
 use tokio::sync::mpsc;
 
@@ -46,7 +49,7 @@ impl EventHandler for DemoHandler {
 }
 
 /// How many numbered steps the demo shows.
-const STEPS: u32 = 9;
+const STEPS: u32 = 10;
 
 fn step(n: u32, text: &str) {
     println!("[{n}/{STEPS}] {text}");
@@ -192,8 +195,9 @@ impl ResultsHandler for PrintNotes {
     ) -> Result<(), HandlerError> {
         self.processed.fetch_add(1, Ordering::SeqCst);
         println!(
-            "      worker: session {} processed on attempt {} ({} of {} links fetched; the note goes to your EHR here)",
+            "      worker: session {} ({}) processed on attempt {} ({} of {} links fetched; the note goes to your EHR here)",
             done.session_id,
+            meta.source(),
             meta.attempt,
             results.fetched() - results.errors().len(),
             results.fetched()
@@ -284,7 +288,6 @@ async fn inbox_steps(sandbox: &SandboxHandle) -> Result<bool, Failure> {
         ),
     );
     worker(inbox.clone()).drain(Duration::from_secs(10)).await?;
-    server.abort();
     let row = inbox
         .list(None, 1)
         .await?
@@ -298,15 +301,72 @@ async fn inbox_steps(sandbox: &SandboxHandle) -> Result<bool, Failure> {
         row.attempts,
         row.last_error.as_deref().unwrap_or("-")
     );
+    let retried = processed.load(Ordering::SeqCst) == 2 && row.attempts == 2;
+
+    let lost = lost_webhook_step(sandbox, &client, &inbox, &processed, worker).await?;
+    server.abort();
     let status = inbox.status().await?;
     println!(
         "      inbox: {} done, {} pending, {} dead",
         status.counts.done, status.counts.pending, status.counts.dead
     );
-    Ok(recovered
-        && processed.load(Ordering::SeqCst) == 2
-        && row.attempts == 2
-        && status.counts.done == 2)
+    Ok(recovered && retried && lost && status.counts.done == 3)
+}
+
+/// Step 10: a session whose webhook the sandbox lost, recovered by the reconciler; the late
+/// re-send of its webhook is a duplicate, so the handler runs once.
+async fn lost_webhook_step(
+    sandbox: &SandboxHandle,
+    client: &AmbientClient,
+    inbox: &Inbox,
+    processed: &AtomicUsize,
+    worker: impl Fn(Inbox) -> InboxWorker,
+) -> Result<bool, Failure> {
+    // Zero grace for the demo (5 min by default).
+    let reconciler = Reconciler::new(client.clone(), inbox.clone()).grace(Duration::ZERO);
+    let session = sandbox.create_session(None);
+    reconciler
+        .expect(ExpectedSession {
+            session_id: session.session_id.clone(),
+            encounter_id: session.encounter_id.clone(),
+            provider_id: None,
+            kind: SessionKind::Ambient,
+            ended_at: UnixMillis::now(),
+        })
+        .await?;
+    sandbox.inject_webhook(WebhookFault::lose().session(&session.session_id));
+    let delivery = sandbox.complete(&session.session_id).await?;
+    step(
+        10,
+        &format!(
+            "Session {} ended, but the sandbox lost its webhook: nothing reached the receiver. \
+             The reconciler, told to expect the session when it was submitted, polls its status \
+             after the grace period",
+            session.session_id
+        ),
+    );
+    let before = processed.load(Ordering::SeqCst);
+    let report = reconciler.check_due().await?;
+    println!(
+        "      reconciler: {} checked, {} recovered: status completed → its event stored in the inbox with source = poll",
+        report.checked, report.recovered
+    );
+    worker(inbox.clone()).drain(Duration::from_secs(10)).await?;
+    let again = sandbox.redeliver(&session.session_id).await?;
+    println!(
+        "      the webhook, re-sent late, is answered {} {}: the handler ran once",
+        again.status, again.body
+    );
+    worker(inbox.clone()).drain(Duration::from_secs(10)).await?;
+    let record = inbox
+        .store()
+        .expectation(session.session_id.as_str())
+        .await?;
+    Ok(delivery.fate == Fate::Lost
+        && report.recovered == 1
+        && again.body.contains("duplicate")
+        && processed.load(Ordering::SeqCst) == before + 1
+        && record.is_some_and(|r| r.resolution == Some(Resolution::Poll)))
 }
 
 fn print_results(results: &SessionResults) -> Result<(), Failure> {

@@ -140,6 +140,57 @@ pub(crate) async fn run(url: &str, action: Action, json: bool) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// `reconcile`: sweeps the window through a reconciler, a line per session checked when stdout
+/// is a terminal, then a summary (ids and statuses only).
+pub(crate) async fn reconcile(
+    url: &str,
+    since: Duration,
+    client: suki_ambient_client::AmbientClient,
+    concurrency: u32,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    use std::io::{IsTerminal, Write};
+    use suki_ambient_inbox::{CheckResult, Reconciler};
+
+    let inbox = Inbox::connect(url)
+        .await
+        .map_err(|e| Failure(format!("cannot open the inbox: {e}")))?;
+    let mut reconciler = Reconciler::new(client, inbox).concurrency(concurrency);
+    if !json && std::io::stdout().is_terminal() {
+        reconciler = reconciler.on_check(|expected, result| {
+            let line = match result {
+                CheckResult::Recovered { status } => format!("recovered ({status})"),
+                CheckResult::AlreadyStored { status } => format!("already in the inbox ({status})"),
+                CheckResult::Again { status } => format!("not ended yet ({status})"),
+                CheckResult::GaveUp { status } => format!("given up ({status})"),
+                _ => "checked".to_owned(),
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{:<36}  {line}", expected.session_id);
+            let _ = out.flush();
+        });
+    }
+    let report = reconciler.sweep(since).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "checked": report.checked,
+                "recovered": report.recovered,
+                "already_stored": report.already_stored,
+                "not_ended": report.again,
+                "gave_up": report.gave_up,
+            })
+        );
+    } else {
+        println!(
+            "checked {}: {} recovered, {} already in the inbox, {} not ended yet, {} given up",
+            report.checked, report.recovered, report.already_stored, report.again, report.gave_up
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `3d 4h`, `2h 5m`, `4m 10s`, `12s`, `850ms`: two units at most.
 fn short(d: Duration) -> String {
     let s = d.as_secs();

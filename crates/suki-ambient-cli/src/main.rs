@@ -94,16 +94,8 @@ enum Command {
     /// Call the follow-up APIs for a session: with a token (SUKI_TOKEN), or logging in with
     /// partner credentials (--partner-id and SUKI_PARTNER_TOKEN).
     Fetch {
-        /// The API base URL (a sandbox, a proxy); or use --env.
-        #[arg(long, conflicts_with = "env", required_unless_present = "env")]
-        base_url: Option<String>,
-        /// One of Suki's environments.
-        #[arg(long, value_enum)]
-        env: Option<Env>,
-        /// Log in as this partner, with the partner token from SUKI_PARTNER_TOKEN (instead of
-        /// SUKI_TOKEN).
-        #[arg(long)]
-        partner_id: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
         /// The session id.
         #[arg(long)]
         session: String,
@@ -148,9 +140,45 @@ enum Command {
         #[command(subcommand)]
         action: inbox::Action,
     },
+    /// Re-check now, through Suki's status API, every expected session of an inbox that ended
+    /// within --since and that no webhook or earlier poll resolved (given-up ones included);
+    /// store the event of each one that ended. A line per session on a terminal, a summary at
+    /// the end.
+    Reconcile {
+        /// The inbox's URL.
+        #[arg(long, env = "SUKI_INBOX_URL")]
+        url: String,
+        /// How far back (e.g. `2h`, `1d`).
+        #[arg(long, value_parser = inbox::parse_age, default_value = "24h")]
+        since: Duration,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Status checks at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: u32,
+        /// JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-/// Suki's environments, for `fetch --env`.
+/// Where and as whom the follow-up APIs are called (`fetch`, `reconcile`): with a token
+/// (SUKI_TOKEN), or logging in with partner credentials (--partner-id and SUKI_PARTNER_TOKEN).
+#[derive(clap::Args, Debug)]
+pub(crate) struct ApiArgs {
+    /// The API base URL (a sandbox, a proxy); or use --env.
+    #[arg(long, conflicts_with = "env", required_unless_present = "env")]
+    pub(crate) base_url: Option<String>,
+    /// One of Suki's environments.
+    #[arg(long, value_enum)]
+    pub(crate) env: Option<Env>,
+    /// Log in as this partner, with the partner token from SUKI_PARTNER_TOKEN (instead of
+    /// SUKI_TOKEN).
+    #[arg(long)]
+    pub(crate) partner_id: Option<String>,
+}
+
+/// Suki's environments, for `--env`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Env {
     /// `https://sdp.suki-stage.com`.
@@ -333,32 +361,17 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             })
         }
         Command::Fetch {
-            base_url,
-            env,
-            partner_id,
+            api,
             session,
             what,
             provider_id,
             json,
         } => {
-            let target = match (base_url, env) {
-                (Some(url), _) => net::Target::Url(url),
-                (None, Some(Env::Staging)) => {
-                    net::Target::Env(suki_ambient_client::Environment::Staging)
-                }
-                (None, Some(Env::Production)) => {
-                    net::Target::Env(suki_ambient_client::Environment::Production)
-                }
-                (None, None) => return Err(Failure("pass --base-url or --env".into())),
-            };
-            let options = net::FetchOptions {
-                target,
-                partner_id,
-                provider_id,
-                what,
-                json,
-            };
-            net::fetch(&options, &session).await
+            let mut client = net::client(&api)?;
+            if let Some(provider) = &provider_id {
+                client = client.for_provider(provider)?;
+            }
+            net::fetch(&client, &session, what, json).await
         }
         Command::Sandbox {
             bind,
@@ -384,5 +397,12 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Demo => demo::run().await,
         Command::Inbox { url, json, action } => inbox::run(&url, action, json).await,
+        Command::Reconcile {
+            url,
+            since,
+            api,
+            concurrency,
+            json,
+        } => inbox::reconcile(&url, since, net::client(&api)?, concurrency, json).await,
     }
 }

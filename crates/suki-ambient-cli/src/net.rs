@@ -6,7 +6,7 @@ use std::time::Duration;
 use suki_ambient_client::{AmbientClient, ClientError, Environment, PartnerLogin};
 use suki_ambient_core::{SessionId, SignedHeaders, sample};
 
-use crate::{Failure, What};
+use crate::{ApiArgs, Env, Failure, What};
 
 /// The body for `send --event`: a generated event, or a file's bytes as is.
 pub(crate) fn event_body(event: &str, session: Option<String>) -> Result<Vec<u8>, Failure> {
@@ -72,36 +72,22 @@ pub(crate) async fn post_signed(
     Ok((status, text))
 }
 
-/// Where `fetch` calls.
-pub(crate) enum Target {
-    /// `--base-url`.
-    Url(String),
-    /// `--env`.
-    Env(Environment),
-}
-
-/// `fetch`'s options.
-pub(crate) struct FetchOptions {
-    pub(crate) target: Target,
-    pub(crate) partner_id: Option<String>,
-    pub(crate) provider_id: Option<String>,
-    pub(crate) what: What,
-    pub(crate) json: bool,
-}
-
 /// A non-empty environment variable.
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// `fetch`: the chosen follow-up calls, printed as a summary or JSON.
-pub(crate) async fn fetch(options: &FetchOptions, session: &str) -> Result<ExitCode, Failure> {
-    let FetchOptions { what, json, .. } = *options;
-    let builder = match &options.target {
-        Target::Url(url) => AmbientClient::builder().base_url(url),
-        Target::Env(env) => AmbientClient::builder().environment(*env),
+/// The client `--base-url`/`--env` and `--partner-id` (or SUKI_TOKEN) describe.
+pub(crate) fn client(api: &ApiArgs) -> Result<AmbientClient, Failure> {
+    let builder = match (&api.base_url, api.env) {
+        (Some(url), _) => AmbientClient::builder().base_url(url),
+        (None, Some(Env::Staging)) => AmbientClient::builder().environment(Environment::Staging),
+        (None, Some(Env::Production)) => {
+            AmbientClient::builder().environment(Environment::Production)
+        }
+        (None, None) => return Err(Failure("pass --base-url or --env".into())),
     };
-    let builder = match &options.partner_id {
+    let builder = match &api.partner_id {
         Some(partner) => {
             let partner_token = env_var("SUKI_PARTNER_TOKEN").ok_or_else(|| {
                 Failure("--partner-id needs the partner token in SUKI_PARTNER_TOKEN".into())
@@ -114,10 +100,16 @@ pub(crate) async fn fetch(options: &FetchOptions, session: &str) -> Result<ExitC
             )
         })?),
     };
-    let mut client = builder.build()?;
-    if let Some(provider) = &options.provider_id {
-        client = client.for_provider(provider)?;
-    }
+    Ok(builder.build()?)
+}
+
+/// `fetch`: the chosen follow-up calls, printed as a summary or JSON.
+pub(crate) async fn fetch(
+    client: &AmbientClient,
+    session: &str,
+    what: What,
+    json: bool,
+) -> Result<ExitCode, Failure> {
     let id = SessionId::from(session);
     let wants = |w: What| what == w || what == What::All;
     let mut failed = false;

@@ -299,11 +299,15 @@ fn the_demo_runs_the_whole_flow() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     for needle in [
-        "[6/9]",
-        "[9/9]",
+        "[6/10]",
+        "[9/10]",
+        "[10/10]",
+        "1 checked, 1 recovered",
+        "(poll) processed on attempt 1",
+        "answered 200 {\"status\":\"duplicate\"}: the handler ran once",
+        "3 done, 0 pending, 0 dead",
         "1 delivery pending on disk",
         "processed on attempt 2",
-        "2 done, 0 pending, 0 dead",
         "processed",
         "mismatch",
         "duplicate",
@@ -674,4 +678,109 @@ async fn inbox_status_list_show_retry_and_purge() {
         "{}",
         stderr(&unsupported)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal() {
+    use suki_ambient_core::UnixMillis;
+    use suki_ambient_inbox::{ExpectedSession, Inbox, Reconciler, Resolution, SessionKind};
+    use suki_ambient_sandbox::{Sandbox, WebhookFault};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+    let inbox = Inbox::connect(&url).await.unwrap();
+    let sandbox = Sandbox::builder().start().await.unwrap();
+    sandbox.inject_webhook(WebhookFault::lose());
+    sandbox.set_webhook_url(Some("http://127.0.0.1:9/unused".into()));
+    let client = suki_ambient_client::AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .build()
+        .unwrap();
+    // The integrator's side: two sessions expected; one ends and its webhook is lost, the other
+    // is still running.
+    let reconciler = Reconciler::new(client, inbox.clone());
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let session = sandbox.create_session(None);
+        reconciler
+            .expect(ExpectedSession {
+                session_id: session.session_id.clone(),
+                encounter_id: session.encounter_id.clone(),
+                provider_id: None,
+                kind: SessionKind::Ambient,
+                ended_at: UnixMillis::now(),
+            })
+            .await
+            .unwrap();
+        ids.push(session.session_id);
+    }
+    sandbox.complete(&ids[0]).await.unwrap();
+
+    let token = sandbox.issue_token(None);
+    let args = [
+        BIN,
+        "reconcile",
+        "--url",
+        url.as_str(),
+        "--since",
+        "2h",
+        "--base-url",
+        sandbox.base_url(),
+    ];
+    // On a terminal (a pseudo-terminal from `script`): a line per session, then the summary.
+    let line = args
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("SUKI_TOKEN", &token)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{}  recovered (completed)", ids[0])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}  not ended yet (running)", ids[1])),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "checked 2: 1 recovered, 0 already in the inbox, 1 not ended yet, 0 given up"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(&token), "no token in the output");
+    let record = inbox
+        .store()
+        .expectation(ids[0].as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.resolution, Some(Resolution::Poll));
+
+    // Not a terminal: the summary only; --json for scripts. Nothing left to recover.
+    let mut cmd = Command::new(BIN);
+    cmd.args(&args[1..]).arg("--json").env("SUKI_TOKEN", &token);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            value["checked"].as_u64(),
+            value["recovered"].as_u64(),
+            value["not_ended"].as_u64()
+        ),
+        (Some(1), Some(0), Some(1))
+    );
+    // Without a token: one clear line.
+    let out = run(&args[1..], None, b"");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no API token"), "{}", stderr(&out));
+    sandbox.shutdown().await;
 }

@@ -617,9 +617,9 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         Some(Resolution::GaveUp)
     );
     assert_eq!(
-        store.sweep(at(0), at(70_000)).await.expect("sweep"),
+        store.sweep(at(0), at(270_000)).await.expect("sweep"),
         2,
-        "the given-up and the unresolved one"
+        "the given-up and the unresolved one (their leases expired)"
     );
     let reopened = store
         .expectation(&third.session_id)
@@ -628,7 +628,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         .expect("row");
     assert_eq!(
         (reopened.resolution, reopened.next_check),
-        (None, T0 + 70_000)
+        (None, T0 + 270_000)
     );
     assert_eq!(
         store
@@ -640,9 +640,19 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         Some(Resolution::Poll)
     );
     assert_eq!(
-        store.sweep(at(1), at(70_000)).await.expect("sweep"),
+        store.sweep(at(1), at(270_000)).await.expect("sweep"),
         0,
         "only sessions ended since"
+    );
+    let held = store
+        .claim_expectations("r4", at(270_000), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(held.len(), 2);
+    assert_eq!(
+        store.sweep(at(0), at(270_001)).await.expect("sweep"),
+        0,
+        "one under a live lease is left to the reconciler checking it"
     );
 }
 

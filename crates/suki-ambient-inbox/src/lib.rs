@@ -61,7 +61,9 @@ pub use handler::{FetchResults, InboxHandler, InboxMeta, Permanent, ResultsHandl
 pub use inbox::{Inbox, InboxStatus, dedup_key};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, TransactionalHandler};
-pub use reconciler::{CheckReport, Reconciler, ReconcilerHandle, polled_event, polled_kind};
+pub use reconciler::{
+    CheckReport, CheckResult, Reconciler, ReconcilerHandle, polled_event, polled_kind,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{

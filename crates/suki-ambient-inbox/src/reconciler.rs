@@ -22,6 +22,7 @@ const DEFAULT_CAP: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_GIVE_UP: Duration = Duration::from_secs(24 * 60 * 60);
 const DEFAULT_CONCURRENCY: u32 = 4;
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+const MIN_RECHECK: Duration = Duration::from_secs(1);
 
 /// The event kind a polled status stands for, or `None` while the session has not ended in a
 /// way a webhook reports:
@@ -82,6 +83,35 @@ pub fn polled_event(expected: &ExpectationRecord, kind: EventKind) -> Option<Web
 }
 
 type GaveUpCallback = Arc<dyn Fn(&ExpectationRecord) + Send + Sync>;
+type CheckCallback = Arc<dyn Fn(&ExpectationRecord, &CheckResult) + Send + Sync>;
+
+/// What one status check of an expected session found (see [`Reconciler::on_check`]). Each
+/// carries the status seen: Suki's status text, the HTTP status of a failed call (`503`), or
+/// `unreachable`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckResult {
+    /// Ended; this check stored its event in the inbox.
+    Recovered {
+        /// The status seen.
+        status: String,
+    },
+    /// Ended; its event was already in the inbox (its webhook came meanwhile).
+    AlreadyStored {
+        /// The status seen.
+        status: String,
+    },
+    /// Not ended yet, not found, or Suki unavailable: checked again later.
+    Again {
+        /// The status seen.
+        status: String,
+    },
+    /// Past the give-up age without ending.
+    GaveUp {
+        /// The status seen.
+        status: String,
+    },
+}
 
 /// Recovers sessions whose webhook never arrived: tell it which sessions you expect
 /// ([`expect`](Self::expect)); after a grace period it polls the status of those no webhook
@@ -98,6 +128,7 @@ pub struct Reconciler {
     lease: Duration,
     owner: String,
     on_gave_up: Option<GaveUpCallback>,
+    on_check: Option<CheckCallback>,
 }
 
 impl fmt::Debug for Reconciler {
@@ -144,6 +175,7 @@ impl Reconciler {
                 fastrand::u32(..)
             ),
             on_gave_up: None,
+            on_check: None,
         }
     }
 
@@ -154,7 +186,8 @@ impl Reconciler {
         self
     }
 
-    /// Back-off between checks: up to `base` doubling per check, capped at `max`, full jitter.
+    /// Back-off between checks: up to `base` doubling per check, capped at `max`, full jitter,
+    /// never less than a second (defaults 30 s and 15 min).
     #[must_use]
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.base = base;
@@ -183,6 +216,16 @@ impl Reconciler {
         callback: impl Fn(&ExpectationRecord) + Send + Sync + 'static,
     ) -> Self {
         self.on_gave_up = Some(Arc::new(callback));
+        self
+    }
+
+    /// Called after each status check with what it found (e.g. to show progress).
+    #[must_use]
+    pub fn on_check(
+        mut self,
+        callback: impl Fn(&ExpectationRecord, &CheckResult) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_check = Some(Arc::new(callback));
         self
     }
 
@@ -255,6 +298,9 @@ impl Reconciler {
                         }
                     }
                     Checked::Outcome(_) => report.again += 1,
+                }
+                if let Some(callback) = &self.on_check {
+                    callback(claim, &outcome.result());
                 }
                 let outcome = outcome.into_outcome();
                 if !self
@@ -340,7 +386,9 @@ impl Reconciler {
                 last_status: seen.to_owned(),
             });
         }
-        let delay = backoff(expected.checks, self.base, self.cap, None);
+        // Full jitter, but never sooner than a second: a pass must not poll the same session
+        // again straight away (it checks until nothing is due).
+        let delay = backoff(expected.checks, self.base, self.cap, None).max(MIN_RECHECK);
         Checked::Outcome(CheckOutcome::Again {
             next_check: UnixMillis(now.0.saturating_add(millis(delay))),
             last_status: seen.to_owned(),
@@ -373,6 +421,25 @@ enum Checked {
 }
 
 impl Checked {
+    fn result(&self) -> CheckResult {
+        match self {
+            Self::Recovered(status) => CheckResult::Recovered {
+                status: status.clone(),
+            },
+            Self::AlreadyStored(status) => CheckResult::AlreadyStored {
+                status: status.clone(),
+            },
+            Self::Outcome(CheckOutcome::GaveUp { last_status }) => CheckResult::GaveUp {
+                status: last_status.clone(),
+            },
+            Self::Outcome(
+                CheckOutcome::Again { last_status, .. } | CheckOutcome::Stored { last_status },
+            ) => CheckResult::Again {
+                status: last_status.clone(),
+            },
+        }
+    }
+
     fn into_outcome(self) -> CheckOutcome {
         match self {
             Self::Recovered(last_status) | Self::AlreadyStored(last_status) => {

@@ -169,7 +169,8 @@ pub(crate) const CHECK_GAVE_UP: &str = "UPDATE suki_inbox_expectations \
 pub(crate) const SWEEP: &str = "UPDATE suki_inbox_expectations \
      SET next_check = $2, resolution = NULL, resolved_at = NULL, \
          lease_owner = NULL, lease_expires = NULL \
-     WHERE ended_at >= $1 AND (resolution IS NULL OR resolution = 'gave_up')";
+     WHERE ended_at >= $1 AND (resolution IS NULL OR resolution = 'gave_up') \
+       AND (lease_expires IS NULL OR lease_expires <= $2)";
 
 pub(crate) const GET_EXPECTATION: &str = concat!(
     "SELECT ",

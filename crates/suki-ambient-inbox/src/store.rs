@@ -360,7 +360,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Makes every expectation of a session ended since `since` that no stored event resolved
-    /// (unresolved, or given up) due now, given-up ones reopened; how many.
+    /// (unresolved, or given up) due now, given-up ones reopened; how many. One under a live
+    /// lease is left to the reconciler checking it.
     async fn sweep(&self, since: UnixMillis, now: UnixMillis) -> Result<u64, StoreError>;
 
     /// One expectation.

@@ -9,14 +9,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use suki_ambient_client::AmbientClient;
+use suki_ambient_client::{AmbientClient, PartnerLogin, RetryPolicy};
 use suki_ambient_core::api::SessionStatus;
 use suki_ambient_core::{Clock, EventKind, FixedClock, HandlerError, UnixMillis, WebhookEvent};
 use suki_ambient_inbox::{
     ExpectedSession, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution, SessionKind, Source,
     polled_kind,
 };
-use suki_ambient_sandbox::{Fate, Sandbox, WebhookFault};
+use suki_ambient_sandbox::{
+    DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Fate, Fault, Sandbox, WebhookFault,
+};
 
 #[test]
 fn statuses_map_to_events_as_documented() {
@@ -259,5 +261,178 @@ async fn a_spawned_reconciler_recovers_a_lost_webhook_and_stops_on_shutdown() {
         (rows[0].source, rows[0].kind.as_str()),
         (Source::Poll, "completed")
     );
+    sandbox.shutdown().await;
+}
+
+/// Expects `n` completed sessions whose webhooks were lost, due at once (zero grace).
+async fn lost_sessions(
+    sandbox: &suki_ambient_sandbox::SandboxHandle,
+    reconciler: &Reconciler,
+    now: UnixMillis,
+    n: usize,
+) -> Vec<String> {
+    sandbox.inject_webhook(WebhookFault::lose());
+    sandbox.set_webhook_url(Some("http://127.0.0.1:9/unused".into()));
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let session = sandbox.create_session(None);
+        reconciler
+            .expect(ExpectedSession {
+                session_id: session.session_id.clone(),
+                encounter_id: session.encounter_id.clone(),
+                provider_id: None,
+                kind: SessionKind::Ambient,
+                ended_at: now,
+            })
+            .await
+            .expect("expect");
+        let fate = sandbox
+            .complete(&session.session_id)
+            .await
+            .expect("complete")
+            .fate;
+        assert_eq!(fate, Fate::Lost);
+        ids.push(session.session_id.to_string());
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_answered_503_or_429_back_off_and_resume_and_a_401_logs_in_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let clock = FixedClock::new(UnixMillis::now());
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox")
+        .with_clock(clock.clone());
+    let login = Arc::new(PartnerLogin::new(DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN));
+    let client = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .auth_shared(login.clone())
+        // Every failed poll reaches the reconciler (the client's own retries are tested apart).
+        .retry(RetryPolicy::none())
+        .build()
+        .expect("client");
+    let reconciler = Reconciler::new(client, inbox.clone())
+        .grace(Duration::ZERO)
+        .backoff(Duration::from_secs(30), Duration::from_secs(15 * 60));
+    let ids = lost_sessions(&sandbox, &reconciler, clock.now(), 3).await;
+    let status_route = "/api/v1/ambient/session/";
+
+    // Suki unavailable: each session is checked once in this pass and put off, not hammered.
+    sandbox.inject(Fault::status(503).on(status_route).times(3));
+    let report = reconciler.check_due().await.expect("check");
+    assert_eq!((report.checked, report.again, report.recovered), (3, 3, 0));
+    let now = clock.now().0;
+    for id in &ids {
+        let record = inbox
+            .store()
+            .expectation(id)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(record.last_status.as_deref(), Some("503"));
+        assert_eq!(record.checks, 1);
+        assert!(
+            (now + 1_000..=now + 30_000).contains(&record.next_check),
+            "first back-off within [1 s, base]: {}",
+            record.next_check - now
+        );
+        assert_eq!(record.resolution, None);
+    }
+    assert_eq!(
+        reconciler.check_due().await.expect("check").checked,
+        0,
+        "not due yet"
+    );
+
+    // Rate limited next time: put off again, with a longer bound.
+    clock.advance(Duration::from_secs(31));
+    sandbox.inject(
+        Fault::status(429)
+            .retry_after("1")
+            .on(status_route)
+            .times(3),
+    );
+    let report = reconciler.check_due().await.expect("check");
+    assert_eq!((report.checked, report.again), (3, 3));
+    let now = clock.now().0;
+    for id in &ids {
+        let record = inbox
+            .store()
+            .expectation(id)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(record.last_status.as_deref(), Some("429"));
+        assert!(record.next_check > now && record.next_check <= now + 60_000);
+    }
+
+    // Suki is back, and the token was revoked meanwhile: one new login, then every session is
+    // recovered.
+    assert_eq!(login.logins(), 1);
+    sandbox.expire_tokens();
+    clock.advance(Duration::from_secs(61));
+    let report = reconciler.check_due().await.expect("check");
+    assert_eq!((report.checked, report.recovered), (3, 3), "{report:?}");
+    assert_eq!(login.logins(), 2, "a 401 logs in again, once");
+    for id in &ids {
+        let record = inbox
+            .store()
+            .expectation(id)
+            .await
+            .expect("get")
+            .expect("row");
+        assert_eq!(record.resolution, Some(Resolution::Poll));
+        assert_eq!(record.checks, 3);
+    }
+    assert_eq!(inbox.list(None, 10).await.expect("list").len(), 3);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
+async fn two_reconcilers_on_one_postgres_never_check_the_same_session_at_once() {
+    let url = common::fresh_postgres().await;
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    // Slow answers, so that the two reconcilers' passes overlap for their whole length.
+    sandbox.inject(
+        Fault::latency(Duration::from_millis(15))
+            .on("/api/v1/ambient/session/")
+            .times(u64::MAX),
+    );
+    let client = || {
+        AmbientClient::builder()
+            .base_url(sandbox.base_url())
+            .token(sandbox.issue_token(None))
+            .build()
+            .expect("client")
+    };
+    let first = Reconciler::new(client(), Inbox::connect(&url).await.expect("inbox"))
+        .grace(Duration::ZERO)
+        .concurrency(8);
+    let second = Reconciler::new(client(), Inbox::connect(&url).await.expect("inbox"))
+        .grace(Duration::ZERO)
+        .concurrency(8);
+    let ids = lost_sessions(&sandbox, &first, UnixMillis::now(), 300).await;
+
+    let (a, b) = tokio::join!(first.check_due(), second.check_due());
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    assert_eq!(a.checked + b.checked, 300, "{a:?} {b:?}");
+    assert!(
+        a.checked > 0 && b.checked > 0,
+        "both took part: {a:?} {b:?}"
+    );
+    assert_eq!(a.recovered + b.recovered, 300);
+    // A completed session's first check resolves it, so one status request per session means
+    // no session was ever checked by both.
+    for id in &ids {
+        assert_eq!(
+            sandbox.requests(&format!("/api/v1/ambient/session/{id}/status")),
+            1,
+            "{id}"
+        );
+    }
     sandbox.shutdown().await;
 }

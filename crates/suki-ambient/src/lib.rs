@@ -149,6 +149,11 @@ struct AdaptersGuide;
 #[doc = include_str!("../../../docs/inbox.md")]
 struct InboxGuide;
 
+/// The code in `docs/reconciler.md` compiles.
+#[cfg(all(doctest, feature = "inbox"))]
+#[doc = include_str!("../../../docs/reconciler.md")]
+struct ReconcilerGuide;
+
 /// The code in `docs/client.md` compiles and runs.
 #[cfg(all(doctest, feature = "client"))]
 #[doc = include_str!("../../../docs/client.md")]
