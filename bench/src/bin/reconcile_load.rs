@@ -251,8 +251,13 @@ fn main() {
             .collect(),
     );
     let rate = median(rounds.iter().map(|(s, _)| per_s(s)).collect());
+    let label = if backend == "sqlite" {
+        "SQLite"
+    } else {
+        "Postgres"
+    };
     println!(
-        "reconciler: {} expected sessions, all due and completed, concurrency {concurrency}, {backend} inbox, sandbox in a child process; medians of {} rounds",
+        "reconciler: {} expected sessions, all due and completed, concurrency {concurrency}, {label} inbox, sandbox in a child process; medians of {} rounds",
         sessions.len(),
         rounds.len()
     );
