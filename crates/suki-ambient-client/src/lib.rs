@@ -38,6 +38,7 @@ mod builder;
 mod client;
 mod endpoints;
 mod error;
+pub mod metrics;
 mod results;
 mod retry;
 mod transport;

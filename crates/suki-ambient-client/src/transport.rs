@@ -51,7 +51,7 @@ impl AmbientClient {
         // `None`: a deadline too far away to represent, i.e. none.
         let deadline = started.checked_add(self.inner.deadline);
         async move {
-            let result = self.attempts(&url, deadline).await;
+            let result = self.attempts(&url, template, deadline).await;
             let span = tracing::Span::current();
             span.record("latency_ms", started.elapsed().as_millis() as u64);
             match &result {
@@ -64,7 +64,12 @@ impl AmbientClient {
         .await
     }
 
-    async fn attempts(&self, url: &Url, deadline: Option<Instant>) -> Result<Bytes, ClientError> {
+    async fn attempts(
+        &self,
+        url: &Url,
+        template: &'static str,
+        deadline: Option<Instant>,
+    ) -> Result<Bytes, ClientError> {
         let retry = self.inner.retry;
         let mut attempt = 0u32;
         let mut relogged = false;
@@ -72,8 +77,12 @@ impl AmbientClient {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
             match self.bounded_attempt(url, deadline).await {
-                Ok(bytes) => return Ok(bytes),
+                Ok(bytes) => {
+                    crate::metrics::request(template, || "2xx".into());
+                    return Ok(bytes);
+                }
                 Err(Failure::Refused(token)) => {
+                    crate::metrics::request(template, || "401".into());
                     let refused = ClientError::Auth {
                         status: 401,
                         code: "invalid_sdp_token".to_owned(),
@@ -82,10 +91,12 @@ impl AmbientClient {
                         return Err(refused);
                     }
                     // One fresh login and one more try, outside the retry budget.
+                    crate::metrics::retry(|| "token_refused".into());
                     relogged = true;
                     attempt -= 1;
                 }
                 Err(Failure::Error(err, retry_after)) => {
+                    crate::metrics::request(template, || crate::metrics::outcome(&err));
                     if !err.is_retryable() || attempt >= retry.attempts() {
                         return Err(err);
                     }
@@ -97,6 +108,7 @@ impl AmbientClient {
                         _ => return Err(err),
                     }
                     tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
+                    crate::metrics::retry(|| crate::metrics::outcome(&err));
                     tokio::time::sleep(delay).await;
                 }
             }

@@ -231,6 +231,7 @@ static WINDOWS: Mutex<Vec<CodeWindow>> = Mutex::new(Vec::new());
 /// (`suppressed`). Every ready-made endpoint, extractor, layer, middleware and filter calls it.
 pub fn log_rejection(err: &WebhookError, verifier: &Verifier) {
     let code = err.code();
+    crate::metrics::request(code);
     let Some(suppressed) = admit(code, Instant::now()) else {
         return;
     };

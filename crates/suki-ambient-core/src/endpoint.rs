@@ -268,14 +268,17 @@ impl<H: EventHandler> WebhookEndpoint<H> {
         if let Some(sink) = &self.sink {
             return match sink.store(&verified, &event).await {
                 Ok(Stored::Accepted) => {
+                    crate::metrics::request("accepted");
                     tracing::debug!(kind = kind.as_str(), "suki webhook stored in the inbox");
                     EndpointResponse::ok("accepted")
                 }
                 Ok(Stored::Duplicate) => {
+                    crate::metrics::request("duplicate");
                     tracing::debug!(kind = kind.as_str(), "suki webhook duplicate acknowledged");
                     EndpointResponse::ok("duplicate")
                 }
                 Err(err) => {
+                    crate::metrics::request("inbox_unavailable");
                     tracing::error!(error = %err, kind = kind.as_str(), "suki webhook could not be stored in the inbox; answered 503");
                     EndpointResponse::inbox_unavailable()
                 }
@@ -288,10 +291,12 @@ impl<H: EventHandler> WebhookEndpoint<H> {
         let claimed = match self.guard.check_and_mark(key, self.ttl).await {
             Ok(Freshness::Fresh) => true,
             Ok(Freshness::Duplicate | Freshness::InFlight) => {
+                crate::metrics::request("duplicate");
                 tracing::debug!(kind = kind.as_str(), "suki webhook duplicate acknowledged");
                 return EndpointResponse::ok("duplicate");
             }
             Err(err) if self.on_guard_failure == GuardFailurePolicy::Reject => {
+                crate::metrics::request("replay_guard_unavailable");
                 tracing::warn!(error = %err, kind = kind.as_str(), "replay guard failed; refusing the delivery");
                 return EndpointResponse::guard_unavailable();
             }
@@ -300,8 +305,12 @@ impl<H: EventHandler> WebhookEndpoint<H> {
                 false
             }
         };
-        match self.handler.handle(event, meta).await {
+        let stopwatch = crate::metrics::Stopwatch::start();
+        let handled = self.handler.handle(event, meta).await;
+        stopwatch.record_handler(kind.as_str());
+        match handled {
             Ok(()) => {
+                crate::metrics::request("processed");
                 if claimed && let Err(err) = self.guard.commit(key, self.ttl).await {
                     tracing::warn!(error = %err, "replay guard could not record a processed event");
                 }
@@ -309,6 +318,7 @@ impl<H: EventHandler> WebhookEndpoint<H> {
                 EndpointResponse::ok("processed")
             }
             Err(_) => {
+                crate::metrics::request("handler_failed");
                 if claimed && let Err(err) = self.guard.release(key).await {
                     tracing::warn!(error = %err, "replay guard could not release a failed event");
                 }

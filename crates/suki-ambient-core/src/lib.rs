@@ -52,6 +52,7 @@ pub mod time;
 
 pub mod adapter;
 pub mod api;
+pub mod metrics;
 
 #[cfg(feature = "testing")]
 pub mod testing;

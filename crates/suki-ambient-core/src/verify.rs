@@ -356,22 +356,33 @@ impl Verifier {
         if bytes.len() > self.inner.max_body_bytes {
             return Err(self.too_large());
         }
+        let stopwatch = crate::metrics::Stopwatch::start();
+        let matched = self.find_secret(head, bytes);
+        stopwatch.record(crate::metrics::WEBHOOK_VERIFY_SECONDS);
+        match matched {
+            Some(secret_index) => Ok(Verified {
+                meta: WebhookMeta {
+                    generated_at: head.at,
+                    secret_index,
+                    signature: head.signature,
+                },
+                body,
+            }),
+            None => Err(VerifyError::SignatureMismatch),
+        }
+    }
+
+    /// The index of the secret whose MAC matches, compared in constant time.
+    fn find_secret(&self, head: &CheckedHead<'_>, bytes: &[u8]) -> Option<usize> {
         for (secret_index, key) in self.inner.keys.iter().enumerate() {
             let mut mac = key.clone();
             feed(&mut mac, head.generated_at, bytes);
             // `verify_slice` compares in constant time.
             if mac.verify_slice(&head.signature.0).is_ok() {
-                return Ok(Verified {
-                    meta: WebhookMeta {
-                        generated_at: head.at,
-                        secret_index,
-                        signature: head.signature,
-                    },
-                    body,
-                });
+                return Some(secret_index);
             }
         }
-        Err(VerifyError::SignatureMismatch)
+        None
     }
 
     fn too_large(&self) -> VerifyError {

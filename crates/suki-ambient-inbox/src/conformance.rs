@@ -64,6 +64,7 @@ where
     failure_schedules_or_buries(&fresh().await).await;
     release_gives_back_without_counting(&fresh().await).await;
     retry_dead_rows(&fresh().await).await;
+    hourly_counts_and_resolutions(&fresh().await).await;
     a_restarted_owner_takes_its_rows_back(&fresh().await).await;
     expectations_are_resolved_by_stored_events(&fresh().await).await;
     expectation_checks_are_leased_and_fenced(&fresh().await).await;
@@ -653,6 +654,50 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         store.sweep(at(0), at(270_001)).await.expect("sweep"),
         0,
         "one under a live lease is left to the reconciler checking it"
+    );
+}
+
+async fn hourly_counts_and_resolutions(store: &impl Store) {
+    for key in ["a", "b"] {
+        assert!(
+            store
+                .expect(&expected(key), at(0), at(0))
+                .await
+                .expect("expect")
+        );
+    }
+    let mut next_hour = delivery("next-hour");
+    next_hour.received_at = at(3_600_005);
+    let mut before = delivery("before");
+    before.received_at = UnixMillis(T0 - 7_200_000);
+    store
+        .insert(&[delivery("a"), next_hour, before])
+        .await
+        .expect("insert");
+    let mut hours = store.hourly(at(0)).await.expect("hourly");
+    hours.sort_by_key(|h| h.hour_start);
+    let first = T0 / 3_600_000 * 3_600_000;
+    assert_eq!(
+        hours
+            .iter()
+            .map(|h| (h.hour_start, h.state, h.count))
+            .collect::<Vec<_>>(),
+        vec![
+            (first, State::Pending, 1),
+            (first + 3_600_000, State::Pending, 1)
+        ],
+        "by hour of reception, only since the given time"
+    );
+    let counts = store.expectation_counts().await.expect("counts");
+    assert_eq!(
+        (
+            counts.expected,
+            counts.webhook,
+            counts.open,
+            counts.poll,
+            counts.gave_up
+        ),
+        (2, 1, 1, 0, 0)
     );
 }
 

@@ -1,6 +1,7 @@
 //! `Inbox`: a store, the group commit that batches concurrent ingests, and the operations on it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ struct Inner {
     /// Wakes in-process workers when something new was stored.
     wake: Arc<Notify>,
     backend: Backend,
+    /// When a worker of this process last went round its loop (ms; 0: never).
+    worker_seen: Arc<AtomicU64>,
 }
 
 /// Which built-in store (the Postgres transactional handler needs its pool).
@@ -107,6 +110,7 @@ impl Inbox {
                 writer: tokio::sync::Mutex::new(()),
                 wake: Arc::new(Notify::new()),
                 backend,
+                worker_seen: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -123,7 +127,23 @@ impl Inbox {
                 writer: tokio::sync::Mutex::new(()),
                 wake: Arc::clone(&self.inner.wake),
                 backend: self.inner.backend.clone(),
+                worker_seen: Arc::clone(&self.inner.worker_seen),
             }),
+        }
+    }
+
+    /// A worker of this process is alive (it calls this each time round its loop).
+    pub(crate) fn worker_alive(&self) {
+        self.inner
+            .worker_seen
+            .store(self.now().0.max(1), Ordering::Relaxed);
+    }
+
+    /// How long ago a worker of this process last went round its loop; `None` when none ran.
+    pub(crate) fn worker_heartbeat_age(&self) -> Option<Duration> {
+        match self.inner.worker_seen.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_millis(self.now().0.saturating_sub(at))),
         }
     }
 
@@ -223,6 +243,11 @@ impl Inbox {
         match result {
             Ok(stored) => {
                 let accepted = stored.contains(&Stored::Accepted);
+                for (delivery, stored) in deliveries.iter().zip(&stored) {
+                    if *stored == Stored::Accepted {
+                        crate::metrics::enqueued(delivery.source);
+                    }
+                }
                 for (reply, stored) in replies.into_iter().zip(stored) {
                     let _ = reply.send(Ok(stored));
                 }
@@ -265,10 +290,12 @@ impl Inbox {
         let oldest_unfinished_age = counts
             .oldest_unfinished_received_at
             .map(|at| Duration::from_millis(now.0.saturating_sub(at)));
-        Ok(InboxStatus {
+        let status = InboxStatus {
             counts,
             oldest_unfinished_age,
-        })
+        };
+        crate::metrics::depth(&status);
+        Ok(status)
     }
 
     /// Rows, newest first, optionally of one state.

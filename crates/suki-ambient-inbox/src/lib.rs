@@ -39,9 +39,13 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+#[cfg(feature = "console")]
+pub mod console;
 mod expect;
 mod handler;
+mod health;
 mod inbox;
+pub mod metrics;
 mod reconciler;
 mod sql;
 mod store;
@@ -58,6 +62,9 @@ pub use expect::{
     CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, Resolution, SessionKind,
 };
 pub use handler::{FetchResults, InboxHandler, InboxMeta, Permanent, ResultsHandler, RetryAfter};
+#[cfg(feature = "axum")]
+pub use health::health_router;
+pub use health::{Health, HealthThresholds};
 pub use inbox::{Inbox, InboxStatus, dedup_key};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, TransactionalHandler};
@@ -67,8 +74,8 @@ pub use reconciler::{
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    Claim, Counts, DeliveryRecord, Lease, NewDelivery, Next, Selection, Source, State, Store,
-    StoreError,
+    Claim, Counts, DeliveryRecord, ExpectationCounts, HourCount, Lease, NewDelivery, Next,
+    Selection, Source, State, Store, StoreError,
 };
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 

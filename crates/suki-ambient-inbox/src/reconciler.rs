@@ -299,8 +299,10 @@ impl Reconciler {
                     }
                     Checked::Outcome(_) => report.again += 1,
                 }
+                let result = outcome.result();
+                crate::metrics::check(&result);
                 if let Some(callback) = &self.on_check {
-                    callback(claim, &outcome.result());
+                    callback(claim, &result);
                 }
                 let outcome = outcome.into_outcome();
                 if !self

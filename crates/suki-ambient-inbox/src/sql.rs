@@ -166,6 +166,12 @@ pub(crate) const CHECK_GAVE_UP: &str = "UPDATE suki_inbox_expectations \
          lease_owner = NULL, lease_expires = NULL \
      WHERE session_id = $1 AND fence = $2 AND resolution IS NULL";
 
+pub(crate) const HOURLY: &str = "SELECT received_at / 3600000 AS hour, state, COUNT(*) \
+     FROM suki_inbox_deliveries WHERE received_at >= $1 GROUP BY received_at / 3600000, state";
+
+pub(crate) const COUNT_RESOLUTIONS: &str =
+    "SELECT resolution, COUNT(*) FROM suki_inbox_expectations GROUP BY resolution";
+
 pub(crate) const SWEEP: &str = "UPDATE suki_inbox_expectations \
      SET next_check = $2, resolution = NULL, resolved_at = NULL, \
          lease_owner = NULL, lease_expires = NULL \
@@ -653,6 +659,46 @@ macro_rules! sql_store {
                         .fetch_optional(&self.pool)
                         .await?;
                 row.map(TryInto::try_into).transpose()
+            }
+
+            async fn hourly(
+                &self,
+                since: suki_ambient_core::UnixMillis,
+            ) -> Result<Vec<$crate::HourCount>, $crate::StoreError> {
+                let rows: Vec<(i64, String, i64)> = sqlx::query_as($crate::sql::HOURLY)
+                    .bind($crate::sql::stored(since))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|(hour, state, n)| {
+                        Ok($crate::HourCount {
+                            hour_start: u64::try_from(hour).unwrap_or(0) * 3_600_000,
+                            state: state.parse()?,
+                            count: u64::try_from(n).unwrap_or(0),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn expectation_counts(
+                &self,
+            ) -> Result<$crate::ExpectationCounts, $crate::StoreError> {
+                let rows: Vec<(Option<String>, i64)> =
+                    sqlx::query_as($crate::sql::COUNT_RESOLUTIONS)
+                        .fetch_all(&self.pool)
+                        .await?;
+                let mut counts = $crate::ExpectationCounts::default();
+                for (resolution, n) in rows {
+                    let n = u64::try_from(n).unwrap_or(0);
+                    counts.expected += n;
+                    match resolution.as_deref() {
+                        None => counts.open += n,
+                        Some("webhook") => counts.webhook += n,
+                        Some("poll") => counts.poll += n,
+                        Some(_) => counts.gave_up += n,
+                    }
+                }
+                Ok(counts)
             }
 
             async fn expectations(

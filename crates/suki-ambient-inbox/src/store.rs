@@ -369,4 +369,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Expectations, latest ended first.
     async fn expectations(&self, limit: u32) -> Result<Vec<ExpectationRecord>, StoreError>;
+
+    /// Rows received since `since`, by hour of reception and present state.
+    async fn hourly(&self, since: UnixMillis) -> Result<Vec<HourCount>, StoreError>;
+
+    /// Expectations by resolution.
+    async fn expectation_counts(&self) -> Result<ExpectationCounts, StoreError>;
+}
+
+/// Rows received within one hour that are now in one state ([`Store::hourly`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HourCount {
+    /// The hour's start (Unix ms, a multiple of 3,600,000).
+    pub hour_start: u64,
+    /// The rows' state now.
+    pub state: State,
+    /// How many.
+    pub count: u64,
+}
+
+/// Expectations by resolution ([`Store::expectation_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExpectationCounts {
+    /// All of them.
+    pub expected: u64,
+    /// Not resolved yet.
+    pub open: u64,
+    /// Resolved by their webhook.
+    pub webhook: u64,
+    /// Recovered by a poll.
+    pub poll: u64,
+    /// Given up.
+    pub gave_up: u64,
 }

@@ -26,6 +26,8 @@ const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_POLL: Duration = Duration::from_secs(1);
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// How often the worker refreshes the depth gauges (feature `metrics`).
+const GAUGES_EVERY: Duration = Duration::from_secs(15);
 /// How often done rows past the retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 
@@ -157,7 +159,16 @@ impl InboxWorker {
         self.take_back().await;
         let mut pool = Pool::new(&self);
         let mut last_purge: Option<tokio::time::Instant> = None;
+        let mut last_gauges: Option<tokio::time::Instant> = None;
         loop {
+            self.inbox.worker_alive();
+            if cfg!(feature = "metrics")
+                && last_gauges.is_none_or(|at| at.elapsed() >= GAUGES_EVERY)
+            {
+                last_gauges = Some(tokio::time::Instant::now());
+                // Refreshes the depth gauges; a failure shows in the next claim's log.
+                let _ = self.inbox.status().await;
+            }
             if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
                 last_purge = Some(tokio::time::Instant::now());
                 match self.inbox.purge(self.options.retention).await {
@@ -521,7 +532,10 @@ impl Job {
                         self.options.heartbeat,
                         self.options.lease,
                     )));
-                    self.attempt(event, meta.clone(), lease).await
+                    let timer = crate::metrics::HandlerTimer::start();
+                    let outcome = self.attempt(event, meta.clone(), lease).await;
+                    timer.record(&record.kind);
+                    outcome
                 }
             }
         };
@@ -529,13 +543,20 @@ impl Job {
         let kind = record.kind.as_str();
         let written = match outcome {
             #[cfg(feature = "postgres")]
-            Outcome::Committed => Ok(true),
+            Outcome::Committed => {
+                crate::metrics::attempt("done");
+                Ok(true)
+            }
             #[cfg(feature = "postgres")]
             Outcome::Fenced => Ok(false),
-            Outcome::Done => store.complete(lease, now).await,
+            Outcome::Done => {
+                crate::metrics::attempt("done");
+                store.complete(lease, now).await
+            }
             Outcome::Failed(failure) => {
                 let next = if failure.permanent || record.attempts >= self.options.max_attempts {
                     tracing::warn!(id = record.id, kind, attempts = record.attempts, error = %failure.code, "suki inbox row is dead");
+                    crate::metrics::attempt("dead");
                     Next::Dead
                 } else {
                     let delay = backoff(
@@ -545,6 +566,7 @@ impl Job {
                         failure.retry_after,
                     );
                     tracing::info!(id = record.id, kind, attempt = record.attempts, error = %failure.code, retry_in_ms = delay.as_millis() as u64, "suki inbox attempt failed; retrying later");
+                    crate::metrics::attempt("retry");
                     Next::RetryAt(UnixMillis(
                         now.0
                             .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),

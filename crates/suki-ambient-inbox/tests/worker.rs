@@ -546,6 +546,21 @@ impl Store for Switchable {
         self.check()?;
         self.inner.expectations(limit).await
     }
+
+    async fn hourly(
+        &self,
+        since: suki_ambient_core::UnixMillis,
+    ) -> Result<Vec<suki_ambient_inbox::HourCount>, StoreError> {
+        self.check()?;
+        self.inner.hourly(since).await
+    }
+
+    async fn expectation_counts(
+        &self,
+    ) -> Result<suki_ambient_inbox::ExpectationCounts, StoreError> {
+        self.check()?;
+        self.inner.expectation_counts().await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

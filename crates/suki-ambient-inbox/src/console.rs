@@ -1,0 +1,678 @@
+//! The inbox console (feature `console`): a server-rendered page that shows at a glance whether
+//! notes are flowing, and lets the person on call retry what is stuck. No script, no front-end
+//! build, no clinical content: ids, kinds, states, times and error codes only.
+//!
+//! ```no_run
+//! # async fn example(inbox: suki_ambient_inbox::Inbox) {
+//! let console = suki_ambient_inbox::console::router(inbox, std::env::var("SUKI_CONSOLE_TOKEN").unwrap());
+//! let app = axum::Router::new().nest("/admin/suki", console);
+//! # let _ = app; }
+//! ```
+//!
+//! Access: `Authorization: Bearer <token>`, or the login form, which sets an `HttpOnly`,
+//! `SameSite=Strict` cookie holding a value derived from the token (never the token itself).
+//! Without either, every route answers 401 with the login form and nothing else. State-changing
+//! requests are POSTs carrying a CSRF token (derived from the token, checked in constant time),
+//! and from a browser also a same-origin `Sec-Fetch-Site`/`Origin`. Every answer has a strict
+//! Content-Security-Policy (no script at all; the one style sheet by nonce), `no-store`,
+//! `nosniff`, `Referrer-Policy: same-origin` and `frame-ancestors 'none'`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Form, OriginalUri, Path, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use subtle::ConstantTimeEq;
+use suki_ambient_core::{UnixMillis, WebhookSecret};
+
+use crate::{DeliveryRecord, Inbox, Selection, State};
+
+const COOKIE: &str = "suki_console";
+const DAY: u64 = 24 * 3_600_000;
+
+struct Console {
+    inbox: Inbox,
+    /// HMAC(token, "bearer"): a presented token is checked by computing the same with it as the
+    /// key, so the token itself is not kept.
+    bearer: String,
+    /// The cookie value a login sets: HMAC(token, "session").
+    session: String,
+    /// The CSRF token of the forms: HMAC(token, "csrf").
+    csrf: String,
+}
+
+/// The console's axum router, to `nest` where the application wants it (e.g. `/admin/suki`).
+/// `token` is the bearer token that opens it (use a long random value, from a secret store).
+pub fn router(inbox: Inbox, token: impl Into<String>) -> axum::Router {
+    let token = token.into();
+    let console = Arc::new(Console {
+        bearer: derive(&token, "bearer"),
+        session: derive(&token, "session"),
+        csrf: derive(&token, "csrf"),
+        inbox,
+    });
+    axum::Router::new()
+        .route("/", get(page))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/retry/{id}", post(retry_one))
+        .route("/retry-dead", post(retry_dead))
+        .fallback(not_found)
+        .with_state(console)
+}
+
+type Shared = AxumState<Arc<Console>>;
+
+/// HMAC-SHA-256 of `purpose` keyed by `token`, in hex.
+fn derive(token: &str, purpose: &str) -> String {
+    suki_ambient_core::sign(
+        &WebhookSecret::from(token),
+        "suki-console",
+        purpose.as_bytes(),
+    )
+    .to_hex()
+}
+
+/// Where the router is mounted: the original path minus what the router saw.
+fn base(original: &Uri, seen: &Uri) -> String {
+    let full = original.path();
+    let rest = seen.path();
+    let base = full.strip_suffix(rest).unwrap_or(full);
+    base.trim_end_matches('/').to_owned()
+}
+
+impl Console {
+    fn authorized(&self, headers: &HeaderMap) -> Auth {
+        if let Some(bearer) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            && self.is_token(bearer.trim())
+        {
+            return Auth::Bearer;
+        }
+        let cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)
+            .map(|(_, value)| value);
+        match cookie {
+            Some(value) if bool::from(value.as_bytes().ct_eq(self.session.as_bytes())) => {
+                Auth::Cookie
+            }
+            _ => Auth::None,
+        }
+    }
+
+    /// Whether `presented` is the console's token (constant time in its content).
+    fn is_token(&self, presented: &str) -> bool {
+        !presented.is_empty()
+            && bool::from(
+                derive(presented, "bearer")
+                    .as_bytes()
+                    .ct_eq(self.bearer.as_bytes()),
+            )
+    }
+
+    /// A POST may change state: authorized, and from a cookie also a matching CSRF token from
+    /// this origin.
+    fn may_change(&self, headers: &HeaderMap, csrf: Option<&str>) -> bool {
+        match self.authorized(headers) {
+            Auth::Bearer => true,
+            Auth::None => false,
+            Auth::Cookie => {
+                let token_ok =
+                    csrf.is_some_and(|c| bool::from(c.as_bytes().ct_eq(self.csrf.as_bytes())));
+                token_ok && same_origin(headers)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    None,
+    Bearer,
+    Cookie,
+}
+
+/// From this origin: `Sec-Fetch-Site: same-origin` (browsers set it and pages cannot), or,
+/// from a browser without it, an `Origin` naming this host; a request with neither (a script
+/// with the bearer token, curl) passes.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    match text("sec-fetch-site") {
+        Some(site) => site == "same-origin" || site == "none",
+        None => match (text(header::ORIGIN.as_str()), text(header::HOST.as_str())) {
+            (Some(origin), Some(host)) => origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority == host),
+            (Some(_), None) => false,
+            (None, _) => true,
+        },
+    }
+}
+
+/// The security headers of every answer; `nonce` allows the page's one style sheet.
+fn secured(mut response: Response, nonce: &str) -> Response {
+    let h = response.headers_mut();
+    let csp = format!(
+        "default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+fn nonce() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+fn html(status: StatusCode, body: String, nonce: &str) -> Response {
+    secured(
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        nonce,
+    )
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    secured(response, &nonce())
+}
+
+/// The dashboard's address: the mount point itself (`/` at the root).
+fn home(base: &str) -> String {
+    if base.is_empty() {
+        "/".to_owned()
+    } else {
+        base.to_owned()
+    }
+}
+
+/// Text for HTML: `& < > " '` escaped.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#1d2430;background:#f7f8fa}\
+h1{font-size:20px;margin:0 0 16px}h2{font-size:16px;margin:24px 0 8px}\
+.cards{display:flex;gap:12px;flex-wrap:wrap}.card{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:10px 14px;min-width:120px}\
+.card b{display:block;font-size:22px}.card span{color:#5b6575;font-size:12px}\
+table{border-collapse:collapse;background:#fff;width:100%}th,td{border-bottom:1px solid #e5e8ed;padding:6px 8px;text-align:left;font-size:13px}\
+th{background:#eef1f5}form{display:inline;margin:0}button{cursor:pointer;padding:3px 10px;border:1px solid #8a94a6;border-radius:4px;background:#fff}\
+.bad{color:#b42318}.ok{color:#067647}.legend span{margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px}\
+svg{background:#fff;border:1px solid #dde1e7;border-radius:6px}.muted{color:#5b6575}";
+
+fn page_shell(title: &str, nonce: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title}</title><style nonce=\"{nonce}\">{STYLE}</style></head><body>{body}</body></html>"
+    )
+}
+
+fn login_page(base: &str, nonce: &str, failed: bool) -> String {
+    let note = if failed {
+        "<p class=\"bad\">That token does not open this console.</p>"
+    } else {
+        ""
+    };
+    page_shell(
+        "Suki inbox console: sign in",
+        nonce,
+        &format!(
+            "<h1>Suki inbox console</h1>{note}<form method=\"post\" action=\"{base}/login\">\
+             <label>Console token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label> \
+             <button type=\"submit\">Sign in</button></form>",
+            base = esc(base)
+        ),
+    )
+}
+
+async fn page(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let base = base(&original, &uri);
+    let nonce = nonce();
+    if console.authorized(&headers) == Auth::None {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            login_page(&base, &nonce, false),
+            &nonce,
+        );
+    }
+    match dashboard(&console, &base, &nonce).await {
+        Ok(body) => html(StatusCode::OK, body, &nonce),
+        Err(err) => {
+            tracing::error!(error = %err, "suki console could not read the inbox");
+            html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                page_shell(
+                    "Suki inbox console",
+                    &nonce,
+                    "<h1>Suki inbox console</h1><p class=\"bad\">The inbox's store did not answer; try again.</p>",
+                ),
+                &nonce,
+            )
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let base = base(&original, &uri);
+    let base = base.strip_suffix("/login").unwrap_or(&base).to_owned();
+    let ok = console.is_token(form.token.trim());
+    if !ok || !same_origin(&headers) {
+        tracing::warn!("suki console: a sign-in with a wrong token");
+        let nonce = nonce();
+        return html(
+            StatusCode::UNAUTHORIZED,
+            login_page(&base, &nonce, true),
+            &nonce,
+        );
+    }
+    let mut response = see_other(&home(&base));
+    let path = if base.is_empty() { "/" } else { base.as_str() };
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path={path}",
+        console.session
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+async fn logout(OriginalUri(original): OriginalUri, uri: Uri) -> Response {
+    let base = base(&original, &uri);
+    let base = base.strip_suffix("/logout").unwrap_or(&base).to_owned();
+    let path = if base.is_empty() { "/" } else { base.as_str() };
+    let mut response = see_other(&home(&base));
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path={path}; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn refused() -> Response {
+    let nonce = nonce();
+    html(
+        StatusCode::FORBIDDEN,
+        page_shell(
+            "Suki inbox console",
+            &nonce,
+            "<p class=\"bad\">Not allowed.</p>",
+        ),
+        &nonce,
+    )
+}
+
+async fn retry_one(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !console.may_change(&headers, form.csrf.as_deref()) {
+        return refused();
+    }
+    let base = base(&original, &uri);
+    let base = base
+        .strip_suffix(&format!("/retry/{id}"))
+        .unwrap_or(&base)
+        .to_owned();
+    match console.inbox.retry(Selection::Id(id)).await {
+        Ok(_) => see_other(&home(&base)),
+        Err(err) => {
+            tracing::error!(error = %err, "suki console could not retry a row");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+async fn retry_dead(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !console.may_change(&headers, form.csrf.as_deref()) {
+        return refused();
+    }
+    let base = base(&original, &uri);
+    let base = base.strip_suffix("/retry-dead").unwrap_or(&base).to_owned();
+    match console.inbox.retry(Selection::Dead).await {
+        Ok(_) => see_other(&home(&base)),
+        Err(err) => {
+            tracing::error!(error = %err, "suki console could not retry the dead rows");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+async fn not_found(AxumState(console): Shared, headers: HeaderMap) -> Response {
+    let nonce = nonce();
+    let status = if console.authorized(&headers) == Auth::None {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    html(
+        status,
+        page_shell("Suki inbox console", &nonce, "<p>Not found.</p>"),
+        &nonce,
+    )
+}
+
+fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn when(at: u64, now: UnixMillis) -> String {
+    if at >= now.0 {
+        format!("in {}", age(Duration::from_millis(at - now.0)))
+    } else {
+        format!("{} ago", age(Duration::from_millis(now.0 - at)))
+    }
+}
+
+/// The colours of the chart's outcomes (done, in progress, dead).
+const SERIES: [(&str, &str); 3] = [
+    ("done", "#12b76a"),
+    ("in progress", "#f79009"),
+    ("dead", "#d92d20"),
+];
+
+/// Deliveries per hour over the last 24 h, stacked by outcome, as an SVG.
+fn chart(hours: &[crate::HourCount], now: UnixMillis) -> String {
+    let last = now.0 / 3_600_000 * 3_600_000;
+    let first = last - 23 * 3_600_000;
+    let mut bins = [[0u64; 3]; 24];
+    for h in hours {
+        if h.hour_start < first || h.hour_start > last {
+            continue;
+        }
+        let i = usize::try_from((h.hour_start - first) / 3_600_000)
+            .unwrap_or(0)
+            .min(23);
+        let series = match h.state {
+            State::Done => 0,
+            State::Pending | State::Running => 1,
+            State::Dead => 2,
+        };
+        bins[i][series] += h.count;
+    }
+    let max = bins
+        .iter()
+        .map(|b| b.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (w, h, left, bottom) = (720u64, 180u64, 40u64, 24u64);
+    let plot_h = h - bottom - 10;
+    let bar_w = (w - left - 10) / 24;
+    let mut svg = format!(
+        "<svg role=\"img\" aria-label=\"Deliveries per hour over the last 24 hours by outcome\" \
+         width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" xmlns=\"http://www.w3.org/2000/svg\">"
+    );
+    let _ = write!(
+        svg,
+        "<text x=\"4\" y=\"16\" font-size=\"11\" fill=\"#5b6575\">{max}</text>\
+         <text x=\"4\" y=\"{}\" font-size=\"11\" fill=\"#5b6575\">0</text>\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#c5cbd5\"/>",
+        h - bottom,
+        h - bottom,
+        w - 6,
+        h - bottom
+    );
+    for (i, bin) in bins.iter().enumerate() {
+        let x = left + i as u64 * bar_w + 2;
+        let mut y = h - bottom;
+        for (series, count) in bin.iter().enumerate() {
+            if *count == 0 {
+                continue;
+            }
+            let bar = (count * plot_h).div_ceil(max);
+            y -= bar;
+            let _ = write!(
+                svg,
+                "<rect x=\"{x}\" y=\"{y}\" width=\"{}\" height=\"{bar}\" fill=\"{}\"><title>{count} {}</title></rect>",
+                bar_w - 4,
+                SERIES[series].1,
+                SERIES[series].0
+            );
+        }
+        if i % 3 == 0 {
+            let hours_ago = 23 - i;
+            let label = if hours_ago == 0 {
+                "now".to_owned()
+            } else {
+                format!("-{hours_ago}h")
+            };
+            let _ = write!(
+                svg,
+                "<text x=\"{x}\" y=\"{}\" font-size=\"10\" fill=\"#5b6575\">{label}</text>",
+                h - 8
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn rows_table(
+    rows: &[DeliveryRecord],
+    now: UnixMillis,
+    base: &str,
+    csrf: &str,
+    empty: &str,
+) -> String {
+    if rows.is_empty() {
+        return format!("<p class=\"muted\">{empty}</p>");
+    }
+    let mut t = String::from(
+        "<table><thead><tr><th>id</th><th>state</th><th>kind</th><th>source</th><th>session</th>\
+         <th>attempts</th><th>last error</th><th>next run</th><th>received</th><th></th></tr></thead><tbody>",
+    );
+    for r in rows {
+        let next = match r.state {
+            State::Pending => when(r.run_after, now),
+            State::Running => format!("lease {}", when(r.run_after, now)),
+            State::Done | State::Dead => "-".to_owned(),
+        };
+        let button = if matches!(r.state, State::Dead | State::Pending) {
+            format!(
+                "<form method=\"post\" action=\"{base}/retry/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button type=\"submit\" id=\"retry-{id}\">Retry</button></form>",
+                base = esc(base),
+                id = r.id
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            t,
+            "<tr id=\"row-{id}\"><td>{id}</td><td class=\"state\">{state}</td><td>{kind}</td><td>{source}</td>\
+             <td>{session}</td><td>{attempts}</td><td>{error}</td><td>{next}</td><td>{received}</td><td>{button}</td></tr>",
+            id = r.id,
+            state = r.state,
+            kind = esc(&r.kind),
+            source = r.source,
+            session = esc(r.session_id.as_deref().unwrap_or("-")),
+            attempts = r.attempts,
+            error = esc(r.last_error.as_deref().unwrap_or("-")),
+            received = when(r.received_at, now),
+        );
+    }
+    t.push_str("</tbody></table>");
+    t
+}
+
+async fn dashboard(
+    console: &Console,
+    base: &str,
+    nonce: &str,
+) -> Result<String, crate::StoreError> {
+    let inbox = &console.inbox;
+    let now = inbox.now();
+    let status = inbox.status().await?;
+    let hours = inbox
+        .store()
+        .hourly(UnixMillis(now.0.saturating_sub(DAY)))
+        .await?;
+    let expectations = inbox.store().expectation_counts().await?;
+    let dead = inbox.list(Some(State::Dead), 100).await?;
+    let mut stuck: Vec<DeliveryRecord> = inbox
+        .list(Some(State::Pending), 200)
+        .await?
+        .into_iter()
+        .filter(|r| r.attempts > 0)
+        .collect();
+    stuck.extend(inbox.list(Some(State::Running), 100).await?);
+    let c = &status.counts;
+    let oldest = status
+        .oldest_unfinished_age
+        .map_or_else(|| "none".to_owned(), age);
+    let oldest_class = if status
+        .oldest_unfinished_age
+        .is_some_and(|a| a > Duration::from_secs(15 * 60))
+    {
+        "bad"
+    } else {
+        "ok"
+    };
+    let card = |value: String, label: &str, class: &str| {
+        format!("<div class=\"card\"><b class=\"{class}\">{value}</b><span>{label}</span></div>")
+    };
+    let dead_class = if c.dead > 0 { "bad" } else { "ok" };
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>Suki inbox console</h1>\
+         <form method=\"post\" action=\"{b}/logout\"><button type=\"submit\">Sign out</button></form>\
+         <h2>Inbox</h2><div class=\"cards\">{}{}{}{}{}</div>",
+        card(c.pending.to_string(), "pending", ""),
+        card(c.running.to_string(), "running", ""),
+        card(c.done.to_string(), "done (kept 7 days)", ""),
+        card(c.dead.to_string(), "dead", dead_class),
+        card(oldest, "oldest unfinished", oldest_class),
+        b = esc(base),
+    );
+    let _ = write!(
+        body,
+        "<h2>Reconciler</h2><div class=\"cards\">{}{}{}{}{}</div>",
+        card(expectations.expected.to_string(), "sessions expected", ""),
+        card(expectations.webhook.to_string(), "resolved by webhook", ""),
+        card(expectations.poll.to_string(), "recovered by poll", ""),
+        card(expectations.open.to_string(), "waiting", ""),
+        card(
+            expectations.gave_up.to_string(),
+            "given up",
+            if expectations.gave_up > 0 {
+                "bad"
+            } else {
+                "ok"
+            }
+        ),
+    );
+    let legend: String = SERIES
+        .iter()
+        .map(|(name, colour)| {
+            format!("<span><svg class=\"sw\" width=\"10\" height=\"10\"><rect width=\"10\" height=\"10\" fill=\"{colour}\"/></svg>{name}</span>")
+        })
+        .collect();
+    let _ = write!(
+        body,
+        "<h2>Deliveries per hour, last 24 h, by outcome</h2>{}<div class=\"legend\">{legend}</div>",
+        chart(&hours, now)
+    );
+    let retry_all = if dead.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<form method=\"post\" action=\"{}/retry-dead\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\" id=\"retry-dead\">Retry all dead</button></form>",
+            esc(base),
+            console.csrf
+        )
+    };
+    let _ = write!(
+        body,
+        "<h2>Dead letters {retry_all}</h2>{}<h2>Stuck: retrying or running</h2>{}\
+         <p class=\"muted\">Ids, kinds, states, times and error codes only: the console never shows clinical content.</p>",
+        rows_table(&dead, now, base, &console.csrf, "No dead letters."),
+        rows_table(&stuck, now, base, &console.csrf, "Nothing stuck."),
+    );
+    Ok(page_shell("Suki inbox console", nonce, &body))
+}

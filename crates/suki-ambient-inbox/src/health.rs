@@ -1,0 +1,149 @@
+//! `Inbox::health`: whether the inbox can take deliveries and notes are flowing, for liveness
+//! and readiness probes.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::Inbox;
+
+/// Limits past which [`Inbox::health`] reports a problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthThresholds {
+    /// The oldest pending or running row may be at most this old (default 15 min): past it the
+    /// worker is down or falling behind.
+    pub max_oldest_pending: Duration,
+    /// A worker of this process must have gone round its loop within this (default 60 s;
+    /// not checked when no worker runs in this process).
+    pub max_worker_heartbeat: Duration,
+    /// At most this many dead rows (default: not checked; a dead letter needs a person, not a
+    /// restart, so it should page rather than fail a readiness probe).
+    pub max_dead: Option<u64>,
+}
+
+impl Default for HealthThresholds {
+    fn default() -> Self {
+        Self {
+            max_oldest_pending: Duration::from_secs(15 * 60),
+            max_worker_heartbeat: Duration::from_secs(60),
+            max_dead: None,
+        }
+    }
+}
+
+/// What [`Inbox::health`] found. Serializes to the JSON the health route answers:
+/// `{"status":"ok","store_reachable":true,"oldest_pending_seconds":0.0,"dead":0,
+/// "worker_heartbeat_seconds":0.4,"problems":[]}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// `ok`, or `unhealthy` when there is a problem.
+    pub status: &'static str,
+    /// Whether the store answered.
+    pub store_reachable: bool,
+    /// Seconds since the oldest pending or running row was received (`null`: none, or the
+    /// store did not answer).
+    pub oldest_pending_seconds: Option<f64>,
+    /// Dead rows (`null` when the store did not answer).
+    pub dead: Option<u64>,
+    /// Seconds since a worker of this process went round its loop (`null`: none runs here).
+    pub worker_heartbeat_seconds: Option<f64>,
+    /// What is wrong: `store_unreachable`, `oldest_pending_too_old`, `worker_stalled`,
+    /// `too_many_dead`.
+    pub problems: Vec<&'static str>,
+}
+
+impl Health {
+    /// No problem found.
+    pub fn is_healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Inbox {
+    /// Checks the store (one count query), the age of the oldest unfinished row, the dead
+    /// rows and this process's worker against `thresholds`. Also refreshes the depth gauges
+    /// (feature `metrics`).
+    pub async fn health(&self, thresholds: &HealthThresholds) -> Health {
+        let mut problems = Vec::new();
+        let worker = self.worker_heartbeat_age();
+        if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
+            problems.push("worker_stalled");
+        }
+        let (reachable, oldest, dead) = match self.status().await {
+            Ok(status) => {
+                if status
+                    .oldest_unfinished_age
+                    .is_some_and(|age| age > thresholds.max_oldest_pending)
+                {
+                    problems.push("oldest_pending_too_old");
+                }
+                if thresholds
+                    .max_dead
+                    .is_some_and(|max| status.counts.dead > max)
+                {
+                    problems.push("too_many_dead");
+                }
+                (
+                    true,
+                    Some(
+                        status
+                            .oldest_unfinished_age
+                            .map_or(0.0, |a| a.as_secs_f64()),
+                    ),
+                    Some(status.counts.dead),
+                )
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "suki inbox health check: the store did not answer");
+                problems.insert(0, "store_unreachable");
+                (false, None, None)
+            }
+        };
+        Health {
+            status: if problems.is_empty() {
+                "ok"
+            } else {
+                "unhealthy"
+            },
+            store_reachable: reachable,
+            oldest_pending_seconds: oldest,
+            dead,
+            worker_heartbeat_seconds: worker.map(|a| a.as_secs_f64()),
+            problems,
+        }
+    }
+}
+
+/// An axum router answering `GET /` with [`Inbox::health`]'s JSON: 200 when healthy, 503
+/// otherwise (feature `axum`). Mount it where your probes look:
+/// `Router::new().nest("/healthz", suki_ambient_inbox::health_router(inbox, Default::default()))`.
+#[cfg(feature = "axum")]
+pub fn health_router(inbox: Inbox, thresholds: HealthThresholds) -> axum::Router {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let inbox = inbox.clone();
+            async move {
+                let health = inbox.health(&thresholds).await;
+                let status = if health.is_healthy() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                let body = serde_json::to_string(&health).unwrap_or_else(|_| "{}".to_owned());
+                (
+                    status,
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::CACHE_CONTROL, "no-store"),
+                    ],
+                    body,
+                )
+                    .into_response()
+            }
+        }),
+    )
+}

@@ -1,0 +1,125 @@
+//! The inbox's and the reconciler's metrics, through the [`metrics`](https://docs.rs/metrics)
+//! facade with the `metrics` feature; without it these calls compile to nothing. Labels are
+//! fixed vocabularies, never an id or a payload value.
+
+use crate::{CheckResult, InboxStatus, Source};
+
+/// Counter: deliveries newly stored, by `source` (`webhook`, `poll`, `manual`).
+pub const INBOX_ENQUEUED: &str = "suki_inbox_enqueued_total";
+/// Counter: handler attempts finished, by `result` (`done`, `retry`, `dead`).
+pub const INBOX_ATTEMPTS: &str = "suki_inbox_attempts_total";
+/// Counter: rows moved to `dead`.
+pub const INBOX_DEAD: &str = "suki_inbox_dead_total";
+/// Gauge: rows by `state` (`pending`, `running`, `done`, `dead`), refreshed by the worker every
+/// 15 s and by every [`Inbox::status`](crate::Inbox::status) / [`health`](crate::Inbox::health).
+pub const INBOX_DEPTH: &str = "suki_inbox_depth";
+/// Gauge: seconds since the oldest pending or running row was received (0 when none).
+pub const INBOX_OLDEST_PENDING: &str = "suki_inbox_oldest_pending_seconds";
+/// Counter: reconciler status checks, by `result` (`recovered`, `already_stored`, `again`,
+/// `gave_up`).
+pub const RECONCILER_CHECKS: &str = "suki_reconciler_checks_total";
+/// Counter: sessions recovered by a poll (their event stored by the reconciler).
+pub const RECONCILER_RECOVERED: &str = "suki_reconciler_recovered_total";
+/// Counter: sessions given up.
+pub const RECONCILER_GAVE_UP: &str = "suki_reconciler_gave_up_total";
+
+#[inline]
+pub(crate) fn enqueued(source: Source) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(INBOX_ENQUEUED, "source" => source.as_str()).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = source;
+}
+
+/// `done`, `retry` or `dead`.
+#[inline]
+pub(crate) fn attempt(result: &'static str) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!(INBOX_ATTEMPTS, "result" => result).increment(1);
+        if result == "dead" {
+            metrics::counter!(INBOX_DEAD).increment(1);
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = result;
+}
+
+#[inline]
+pub(crate) fn depth(status: &InboxStatus) {
+    #[cfg(feature = "metrics")]
+    {
+        let c = &status.counts;
+        for (state, n) in [
+            ("pending", c.pending),
+            ("running", c.running),
+            ("done", c.done),
+            ("dead", c.dead),
+        ] {
+            metrics::gauge!(INBOX_DEPTH, "state" => state).set(n as f64);
+        }
+        metrics::gauge!(INBOX_OLDEST_PENDING).set(
+            status
+                .oldest_unfinished_age
+                .map_or(0.0, |age| age.as_secs_f64()),
+        );
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = status;
+}
+
+#[inline]
+pub(crate) fn check(result: &CheckResult) {
+    #[cfg(feature = "metrics")]
+    {
+        let label = match result {
+            CheckResult::Recovered { .. } => "recovered",
+            CheckResult::AlreadyStored { .. } => "already_stored",
+            CheckResult::GaveUp { .. } => "gave_up",
+            CheckResult::Again { .. } => "again",
+        };
+        metrics::counter!(RECONCILER_CHECKS, "result" => label).increment(1);
+        match result {
+            CheckResult::Recovered { .. } => {
+                metrics::counter!(RECONCILER_RECOVERED).increment(1);
+            }
+            CheckResult::GaveUp { .. } => metrics::counter!(RECONCILER_GAVE_UP).increment(1),
+            _ => {}
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = result;
+}
+
+/// The event kinds as static labels (a stored kind is one of them; anything else `unknown`).
+pub(crate) fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "completed" => "completed",
+        "failed" => "failed",
+        "timed_out" => "timed_out",
+        "cancelled" => "cancelled",
+        _ => "unknown",
+    }
+}
+
+/// A stopwatch for the handler's time, by kind.
+pub(crate) struct HandlerTimer(#[cfg(feature = "metrics")] std::time::Instant);
+
+impl HandlerTimer {
+    #[inline]
+    pub(crate) fn start() -> Self {
+        Self(
+            #[cfg(feature = "metrics")]
+            std::time::Instant::now(),
+        )
+    }
+
+    #[inline]
+    pub(crate) fn record(self, kind: &str) {
+        #[cfg(feature = "metrics")]
+        metrics::histogram!(suki_ambient_core::metrics::HANDLER_SECONDS, "kind" => kind_label(kind))
+            .record(self.0.elapsed().as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = kind;
+    }
+}

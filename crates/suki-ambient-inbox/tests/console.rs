@@ -1,0 +1,250 @@
+//! The console in a real browser: headless Chromium (driven through chromedriver) signs in,
+//! sees the seeded inbox, a screenshot is taken, the retry button of a dead row is clicked and
+//! the row goes back to pending. Without the token nothing is served.
+#![cfg(feature = "console")]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use suki_ambient_core::{HandlerError, UnixMillis, WebhookEvent};
+use suki_ambient_inbox::conformance::delivery;
+use suki_ambient_inbox::{Inbox, InboxMeta, InboxWorker, Permanent, State};
+
+const TOKEN: &str = "console-test-token-6f1c2a";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A seeded inbox: two done rows, two dead ones, one waiting for its retry.
+async fn seeded(dir: &std::path::Path) -> Inbox {
+    let inbox = Inbox::connect(&common::sqlite_url(dir, "inbox.db"))
+        .await
+        .expect("inbox");
+    let now = UnixMillis::now();
+    let rows: Vec<_> = ["ok-1", "ok-2", "dead-1", "dead-2", "flaky-1"]
+        .iter()
+        .map(|key| {
+            let mut d = delivery(key);
+            d.received_at = now;
+            d.generated_at = now;
+            d
+        })
+        .collect();
+    inbox.store().insert(&rows).await.expect("insert");
+    let handler = |event: WebhookEvent, _meta: InboxMeta| async move {
+        let id = event
+            .session_id()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        if id.starts_with("session-dead") {
+            return Err::<(), HandlerError>(Box::new(Permanent("unknown_provider")));
+        }
+        if id.starts_with("session-flaky") {
+            return Err::<(), HandlerError>("upstream timeout".into());
+        }
+        Ok(())
+    };
+    InboxWorker::builder(inbox.clone(), handler)
+        .backoff(Duration::from_secs(600), Duration::from_secs(1800))
+        .build()
+        .drain(Duration::ZERO)
+        .await
+        .expect("drain");
+    inbox
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver (bash .ci/run installs them)"]
+async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row() {
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = seeded(dir.path()).await;
+    let counts = inbox.status().await.expect("status").counts;
+    assert_eq!((counts.done, counts.dead, counts.pending), (2, 2, 1));
+    let dead_id = inbox.list(Some(State::Dead), 10).await.expect("list")[0].id;
+
+    let app = axum::Router::new().nest(
+        "/admin/suki",
+        suki_ambient_inbox::console::router(inbox.clone(), TOKEN),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/admin/suki", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Without the token: the login form, no data, and no state change.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    let anonymous = http.get(base.clone()).send().await.expect("get");
+    assert_eq!(anonymous.status(), 401);
+    let csp = anonymous.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(
+        csp.starts_with("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    let text = anonymous.text().await.expect("body");
+    assert!(
+        text.contains("Console token") && !text.contains("session-dead"),
+        "{text}"
+    );
+    let forged = http
+        .post(format!("{base}/retry/{dead_id}"))
+        .form(&[("csrf", "x")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), 403);
+    assert_eq!(
+        inbox.get(dead_id).await.expect("get").expect("row").state,
+        State::Dead
+    );
+    // A bearer token opens it (for scripts); a wrong one does not.
+    let wrong = http
+        .get(base.clone())
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(wrong.status(), 401);
+    let page = http
+        .get(base.clone())
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.expect("body");
+    assert!(
+        text.contains("<svg") && text.contains("unknown_provider"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("success") && !text.contains("encounter\""),
+        "never a body: {text}"
+    );
+
+    // The browser.
+    let port = free_port();
+    let driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver)"),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--window-size=1100,1000"]
+        }),
+    );
+    let mut client = None;
+    for _ in 0..50 {
+        match ClientBuilder::rustls()
+            .expect("rustls")
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let c = client.expect("a WebDriver session");
+    c.goto(&base.clone()).await.expect("goto");
+    let source = c.source().await.expect("source");
+    assert!(
+        !source.contains("session-dead"),
+        "nothing before signing in"
+    );
+    c.find(Locator::Css("input[name=token]"))
+        .await
+        .expect("token field")
+        .send_keys(TOKEN)
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("sign in")
+        .click()
+        .await
+        .expect("click");
+    if c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("svg[role=img]"))
+        .await
+        .is_err()
+    {
+        panic!(
+            "no dashboard: {} {}",
+            c.current_url().await.expect("url"),
+            c.source().await.expect("source")
+        );
+    }
+    let source = c.source().await.expect("source");
+    assert!(
+        source.contains("session-dead-1") && source.contains("Retry all dead"),
+        "{source}"
+    );
+    let shot = c.screenshot().await.expect("screenshot");
+    assert!(
+        shot.starts_with(b"\x89PNG") && shot.len() > 10_000,
+        "a real picture"
+    );
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
+    std::fs::write(&out, &shot).expect("write screenshot");
+
+    // The retry button of a dead row: the row is pending again and leaves the dead list.
+    c.find(Locator::Css(&format!("#retry-{dead_id}")))
+        .await
+        .expect("retry button")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("svg[role=img]"))
+        .await
+        .expect("back on the dashboard");
+    let row = inbox.get(dead_id).await.expect("get").expect("row");
+    assert_eq!(row.state, State::Pending, "the click retried the row");
+    let source = c.source().await.expect("source");
+    assert!(
+        !source.contains(&format!(
+            "id=\"row-{dead_id}\"><td>{dead_id}</td><td class=\"state\">dead"
+        )),
+        "{source}"
+    );
+    c.close().await.expect("close");
+    drop(driver);
+    server.abort();
+}
