@@ -37,6 +37,13 @@ pub(crate) enum Action {
         #[arg(long)]
         dead: bool,
     },
+    /// Serve the inbox console (dashboard, dead letters, retry) until Ctrl-C. The token that
+    /// opens it comes from SUKI_CONSOLE_TOKEN, or a random one is made and printed.
+    Console {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: String,
+    },
     /// Delete done rows completed longer ago than this (e.g. `7d`, `12h`).
     Purge {
         /// How old.
@@ -127,6 +134,34 @@ pub(crate) async fn run(url: &str, action: Action, json: bool) -> Result<ExitCod
             if n == 0 && id.is_some() {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Action::Console { bind } => {
+            let token = match std::env::var("SUKI_CONSOLE_TOKEN") {
+                Ok(token) if token.len() >= 16 => token,
+                Ok(_) => {
+                    return Err(Failure(
+                        "SUKI_CONSOLE_TOKEN must be at least 16 characters".into(),
+                    ));
+                }
+                Err(_) => {
+                    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+                    eprintln!("console token (SUKI_CONSOLE_TOKEN not set): {token}");
+                    token
+                }
+            };
+            let listener = tokio::net::TcpListener::bind(&bind)
+                .await
+                .map_err(|e| Failure(format!("cannot listen on {bind}: {e}")))?;
+            println!(
+                "inbox console on http://{}/ (Ctrl-C to stop)",
+                listener.local_addr()?
+            );
+            let app = suki_ambient_inbox::console::router(inbox, token);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
         }
         Action::Purge { older_than } => {
             let n = inbox.purge(older_than).await?;

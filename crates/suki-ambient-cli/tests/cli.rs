@@ -784,3 +784,39 @@ async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal
     assert!(stderr(&out).contains("no API token"), "{}", stderr(&out));
     sandbox.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_console_serves_only_with_the_token() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+    suki_ambient_inbox::Inbox::connect(&url).await.unwrap();
+    let mut child = Command::new(BIN)
+        .args(["inbox", "--url", &url, "console", "--bind", "127.0.0.1:0"])
+        .env("SUKI_CONSOLE_TOKEN", "a-console-token-for-tests")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let anonymous = reqwest::get(&address).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let page = reqwest::Client::new()
+        .get(&address)
+        .bearer_auth("a-console-token-for-tests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Dead letters"));
+    let _ = child.kill();
+    let _ = child.wait();
+}

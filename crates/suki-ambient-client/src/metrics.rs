@@ -1,6 +1,6 @@
 //! The client's metrics, through the [`metrics`](https://docs.rs/metrics) facade with the
 //! `metrics` feature; without it these calls compile to nothing. The route label is the route
-//! table's template (`/api/v1/ambient/session/{session_id}/status`), never a path with an id.
+//! table's template (`/api/v1/ambient/session/{id}/status`), never a path with an id.
 
 use crate::ClientError;
 

@@ -92,7 +92,8 @@ pub(crate) fn check(result: &CheckResult) {
 }
 
 /// The event kinds as static labels (a stored kind is one of them; anything else `unknown`).
-pub(crate) fn kind_label(kind: &str) -> &'static str {
+#[cfg(feature = "metrics")]
+fn kind_label(kind: &str) -> &'static str {
     match kind {
         "completed" => "completed",
         "failed" => "failed",

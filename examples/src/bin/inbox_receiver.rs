@@ -12,6 +12,9 @@
 //! `postgres://…` with the `postgres` feature), `SUKI_WORKER_NAME` (default `inbox_receiver`: one
 //! running receiver per name), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
 //!
+//! Also serves `GET /metrics` (Prometheus text format: the `suki_*` metrics, see
+//! docs/operations.md) and `GET /healthz` (the inbox's health: 200 or 503 with JSON).
+//!
 //! Prints `listening on <url>` once, then exactly one line `processed <session_id> <kind>` each
 //! time its handler finishes an event (`-` for an event without a session id).
 
@@ -81,6 +84,16 @@ async fn main() -> ExitCode {
     // The worker picks up whatever an earlier run acknowledged and did not finish. Its stable
     // name lets it take back at once what a killed earlier run was processing (one receiver per
     // name: give each host its own, e.g. SUKI_WORKER_NAME=$HOSTNAME).
+    // The metrics the SDK emits, exported for Prometheus at /metrics (install the recorder
+    // before anything records).
+    let prometheus = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
+    {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("error: cannot install the metrics recorder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let name = std::env::var("SUKI_WORKER_NAME").unwrap_or_else(|_| "inbox_receiver".into());
     let worker = InboxWorker::builder(inbox.clone(), FetchResults::new(client, Notes))
         .owner(name)
@@ -88,8 +101,20 @@ async fn main() -> ExitCode {
         .spawn();
 
     let listener = examples::listen().await;
-    let endpoint = WebhookEndpoint::inbox(verifier, inbox);
-    let app = Router::new().nest("/webhooks/suki", suki_ambient::axum::router(endpoint));
+    let endpoint = WebhookEndpoint::inbox(verifier, inbox.clone());
+    let app = Router::new()
+        .nest("/webhooks/suki", suki_ambient::axum::router(endpoint))
+        .nest(
+            "/healthz",
+            suki_ambient::inbox::health_router(inbox, Default::default()),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let prometheus = prometheus.clone();
+                async move { prometheus.render() }
+            }),
+        );
     if let Ok(addr) = listener.local_addr() {
         println!("listening on http://{addr}/webhooks/suki");
         let _ = std::io::stdout().flush();
