@@ -172,11 +172,15 @@ fn main() {
             let cpu0 = cpu_time();
             let started = Instant::now();
             let mut tasks = Vec::new();
-            for (session_id, _) in sessions.iter().take(count) {
-                let url = format!(
-                    "{}/api/v1/ambient/session/{session_id}/status",
-                    base.trim_end_matches('/')
-                );
+            for (session_id, encounter_id) in sessions.iter().take(count) {
+                // The status link a webhook would carry, from the route table.
+                let links = suki_ambient::Links::for_session(session_id, encounter_id);
+                let status = links
+                    .iter()
+                    .find(|(kind, _)| *kind == suki_ambient::LinkKind::Status)
+                    .map(|(_, link)| link.href.clone())
+                    .expect("a status link");
+                let url = format!("{}{status}", base.trim_end_matches('/'));
                 let http = http.clone();
                 let token = token.clone();
                 let permit = Arc::clone(&limit).acquire_owned().await.expect("semaphore");

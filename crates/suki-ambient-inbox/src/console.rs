@@ -513,7 +513,7 @@ fn chart(hours: &[crate::HourCount], now: UnixMillis) -> String {
                 SERIES[series].0
             );
         }
-        if i % 3 == 0 {
+        if (23 - i) % 3 == 0 {
             let hours_ago = 23 - i;
             let label = if hours_ago == 0 {
                 "now".to_owned()
@@ -675,4 +675,70 @@ async fn dashboard(
         rows_table(&stuck, now, base, &console.csrf, "Nothing stuck."),
     );
     Ok(page_shell("Suki inbox console", nonce, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_payloads_are_escaped_and_the_mount_point_is_found() {
+        let row = DeliveryRecord {
+            id: 7,
+            dedup_key: "k".to_owned(),
+            source: crate::Source::Webhook,
+            kind: "completed".to_owned(),
+            session_id: Some("<script>alert('x')</script>".to_owned()),
+            encounter_id: None,
+            generated_at: 0,
+            received_at: 0,
+            state: State::Dead,
+            attempts: 1,
+            run_after: 0,
+            lease_owner: None,
+            fence: 1,
+            last_error: Some("a\"b".to_owned()),
+            completed_at: None,
+        };
+        let html = rows_table(&[row], UnixMillis(1_000), "/admin", "csrf", "none");
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;")
+                && html.contains("a&quot;b")
+        );
+        assert!(html.contains("action=\"/admin/retry/7\""));
+        let original: Uri = "/admin/suki/retry/7".parse().expect("uri");
+        let seen: Uri = "/retry/7".parse().expect("uri");
+        assert_eq!(base(&original, &seen), "/admin/suki");
+        assert_eq!(home(""), "/");
+    }
+
+    #[test]
+    fn the_chart_stacks_each_hour_by_outcome() {
+        let now = UnixMillis(100 * 3_600_000 + 5);
+        let hour = |h: u64, state, count| crate::HourCount {
+            hour_start: h * 3_600_000,
+            state,
+            count,
+        };
+        let svg = chart(
+            &[
+                hour(100, State::Done, 3),
+                hour(100, State::Dead, 1),
+                hour(99, State::Pending, 2),
+                hour(10, State::Done, 50),
+            ],
+            now,
+        );
+        assert!(svg.contains("<title>3 done</title>") && svg.contains("<title>1 dead</title>"));
+        assert!(svg.contains("<title>2 in progress</title>"));
+        assert!(
+            !svg.contains("<title>50 done</title>"),
+            "older than 24 h is left out"
+        );
+        assert!(
+            svg.contains(">4</text>"),
+            "the scale's top is the busiest hour"
+        );
+    }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 use suki_ambient_core::{HandlerError, UnixMillis, WebhookEvent};
-use suki_ambient_inbox::conformance::delivery;
-use suki_ambient_inbox::{Inbox, InboxMeta, InboxWorker, Permanent, State};
+use suki_ambient_inbox::conformance::{delivery, expected};
+use suki_ambient_inbox::{CheckOutcome, Inbox, InboxMeta, InboxWorker, Permanent, Source, State};
 
 const TOKEN: &str = "console-test-token-6f1c2a";
 
@@ -32,22 +32,54 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A seeded inbox: two done rows, two dead ones, one waiting for its retry.
+/// A seeded inbox: three done rows (one recovered by a poll), two dead ones, one waiting for
+/// its retry; five expected sessions.
 async fn seeded(dir: &std::path::Path) -> Inbox {
     let inbox = Inbox::connect(&common::sqlite_url(dir, "inbox.db"))
         .await
         .expect("inbox");
     let now = UnixMillis::now();
-    let rows: Vec<_> = ["ok-1", "ok-2", "dead-1", "dead-2", "flaky-1"]
+    // The reconciler's side: five sessions expected; two webhooks arrive, one is recovered by a
+    // poll, one is still awaited, one was given up.
+    let store = inbox.store();
+    for key in ["ok-1", "ok-2", "lost-1", "waiting-1", "quiet-1"] {
+        let next_check = if key == "quiet-1" {
+            now
+        } else {
+            UnixMillis(now.0 + 3_600_000)
+        };
+        store
+            .expect(&expected(key), next_check, now)
+            .await
+            .expect("expect");
+    }
+    let quiet = store
+        .claim_expectations("seed", now, Duration::from_secs(60), 10)
+        .await
+        .expect("claim");
+    assert_eq!(quiet.len(), 1);
+    let gave_up = CheckOutcome::GaveUp {
+        last_status: "running".to_owned(),
+    };
+    assert!(
+        store
+            .finish_check(&quiet[0].lease(), now, &gave_up)
+            .await
+            .expect("finish")
+    );
+    let rows: Vec<_> = ["ok-1", "ok-2", "dead-1", "dead-2", "flaky-1", "lost-1"]
         .iter()
         .map(|key| {
             let mut d = delivery(key);
             d.received_at = now;
             d.generated_at = now;
+            if *key == "lost-1" {
+                d.source = Source::Poll;
+            }
             d
         })
         .collect();
-    inbox.store().insert(&rows).await.expect("insert");
+    store.insert(&rows).await.expect("insert");
     let handler = |event: WebhookEvent, _meta: InboxMeta| async move {
         let id = event
             .session_id()
@@ -76,7 +108,18 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
     let dir = tempfile::tempdir().expect("dir");
     let inbox = seeded(dir.path()).await;
     let counts = inbox.status().await.expect("status").counts;
-    assert_eq!((counts.done, counts.dead, counts.pending), (2, 2, 1));
+    assert_eq!((counts.done, counts.dead, counts.pending), (3, 2, 1));
+    let expectations = inbox.store().expectation_counts().await.expect("counts");
+    assert_eq!(
+        (
+            expectations.expected,
+            expectations.webhook,
+            expectations.poll,
+            expectations.open,
+            expectations.gave_up
+        ),
+        (5, 2, 1, 1, 1)
+    );
     let dead_id = inbox.list(Some(State::Dead), 10).await.expect("list")[0].id;
 
     let app = axum::Router::new().nest(
