@@ -1,1 +1,64 @@
-//! Load benchmarks of the suki-ambient adapters: see `src/bin/adapter_load.rs`.
+//! What the load benchmarks share: a sandbox of completed sessions in a child process, and the
+//! CPU time of this process.
+
+use std::time::Duration;
+
+use suki_ambient::{EncounterId, SessionId};
+
+/// Child side: starts a sandbox with `n` completed sessions (their webhooks never sent) and
+/// prints its base URL, a token, one `<session id> <encounter id>` line per session, then
+/// `ready`. Returns the running sandbox.
+pub async fn serve_completed_sessions(n: usize) -> suki_ambient::sandbox::SandboxHandle {
+    let sandbox = suki_ambient::sandbox::Sandbox::builder()
+        .start()
+        .await
+        .expect("sandbox");
+    println!("{}", sandbox.base_url());
+    println!("{}", sandbox.issue_token(None));
+    for _ in 0..n {
+        let s = sandbox.create_session(None);
+        sandbox.complete_silently(&s.session_id).expect("complete");
+        println!("{} {}", s.session_id, s.encounter_id);
+    }
+    println!("ready");
+    sandbox
+}
+
+/// What the parent reads from [`serve_completed_sessions`]: base URL, token, sessions.
+pub struct Served {
+    /// The sandbox's base URL.
+    pub base: String,
+    /// A token it issued.
+    pub token: String,
+    /// The completed sessions.
+    pub sessions: Vec<(SessionId, EncounterId)>,
+}
+
+/// Parent side: reads what [`serve_completed_sessions`] printed, up to `ready`.
+pub fn read_served(lines: &mut impl Iterator<Item = String>) -> Served {
+    let base = lines.next().expect("base URL");
+    let token = lines.next().expect("token");
+    let mut sessions = Vec::new();
+    for line in lines.by_ref() {
+        if line == "ready" {
+            break;
+        }
+        let (s, e) = line.split_once(' ').expect("ids");
+        sessions.push((SessionId::from(s), EncounterId::from(e)));
+    }
+    Served {
+        base,
+        token,
+        sessions,
+    }
+}
+
+/// User + system CPU time of this process.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use suki_ambient::client::AmbientClient;
-use suki_ambient::{EncounterId, LinkKind, Links, SessionCompleted, SessionId};
+use suki_ambient::{LinkKind, Links, SessionCompleted};
 use tokio::sync::Semaphore;
 
 /// Child: a sandbox with `events` completed sessions; prints the base URL, a token and the ids.
@@ -24,30 +24,9 @@ fn serve(events: usize) {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let sandbox = suki_ambient::sandbox::Sandbox::builder()
-            .start()
-            .await
-            .expect("sandbox");
-        println!("{}", sandbox.base_url());
-        println!("{}", sandbox.issue_token(None));
-        for _ in 0..events {
-            let s = sandbox.create_session(None);
-            sandbox.complete_silently(&s.session_id).expect("complete");
-            println!("{} {}", s.session_id, s.encounter_id);
-        }
-        println!("ready");
+        let _sandbox = bench::serve_completed_sessions(events).await;
         std::future::pending::<()>().await;
     });
-}
-
-/// User + system CPU time of this process.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
 /// Open sockets of this process (its pooled connections; the sandbox runs in another process).
@@ -103,22 +82,21 @@ fn main() {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout"))
         .lines()
         .map(|l| l.expect("line"));
-    let base = lines.next().expect("base URL");
-    let token = lines.next().expect("token");
-    let mut sessions = Vec::new();
-    for line in lines.by_ref() {
-        if line == "ready" {
-            break;
-        }
-        let (s, e) = line.split_once(' ').expect("ids");
-        sessions.push(SessionCompleted {
-            session_id: SessionId::from(s),
-            encounter_id: EncounterId::from(e),
+    let bench::Served {
+        base,
+        token,
+        sessions,
+    } = bench::read_served(&mut lines);
+    let sessions: Vec<SessionCompleted> = sessions
+        .into_iter()
+        .map(|(session_id, encounter_id)| SessionCompleted {
+            links: Links::for_session(&session_id, &encounter_id),
+            session_id,
+            encounter_id,
             sessions: Vec::new(),
             additional_info: None,
-            links: Links::for_session(&SessionId::from(s), &EncounterId::from(e)),
-        });
-    }
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -134,7 +112,7 @@ fn main() {
         let sessions = Arc::clone(&sessions);
         rt.block_on(async move {
             let limit = Arc::new(Semaphore::new(concurrency));
-            let cpu0 = cpu_time();
+            let cpu0 = bench::cpu_time();
             let started = Instant::now();
             let mut tasks = Vec::new();
             for i in 0..rounds {
@@ -156,7 +134,7 @@ fn main() {
             (
                 Run {
                     elapsed: started.elapsed(),
-                    cpu: cpu_time() - cpu0,
+                    cpu: bench::cpu_time() - cpu0,
                     results,
                 },
                 conns,
@@ -170,7 +148,7 @@ fn main() {
         let token = token.clone();
         rt.block_on(async move {
             let limit = Arc::new(Semaphore::new(concurrency));
-            let cpu0 = cpu_time();
+            let cpu0 = bench::cpu_time();
             let started = Instant::now();
             let mut tasks = Vec::new();
             for i in 0..rounds {
@@ -209,7 +187,7 @@ fn main() {
             }
             Run {
                 elapsed: started.elapsed(),
-                cpu: cpu_time() - cpu0,
+                cpu: bench::cpu_time() - cpu0,
                 results,
             }
         })

@@ -13,9 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use suki_ambient::UnixMillis;
 use suki_ambient::client::AmbientClient;
 use suki_ambient::inbox::{ExpectedSession, Inbox, Reconciler, SessionKind};
-use suki_ambient::{EncounterId, SessionId, UnixMillis};
 use tokio::sync::Semaphore;
 
 /// Child: a sandbox with `n` completed sessions (their webhooks never sent); prints the base
@@ -27,18 +27,7 @@ fn serve(n: usize) {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let sandbox = suki_ambient::sandbox::Sandbox::builder()
-            .start()
-            .await
-            .expect("sandbox");
-        println!("{}", sandbox.base_url());
-        println!("{}", sandbox.issue_token(None));
-        for _ in 0..n {
-            let s = sandbox.create_session(None);
-            sandbox.complete_silently(&s.session_id).expect("complete");
-            println!("{} {}", s.session_id, s.encounter_id);
-        }
-        println!("ready");
+        let sandbox = bench::serve_completed_sessions(n).await;
         // The server runs on this runtime while a blocking thread answers the parent.
         let _ = tokio::task::spawn_blocking(move || {
             for _ in std::io::stdin().lines().map_while(Result::ok) {
@@ -47,16 +36,6 @@ fn serve(n: usize) {
         })
         .await;
     });
-}
-
-/// User + system CPU time of this process.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
 struct Run {
@@ -85,16 +64,11 @@ fn main() {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout"))
         .lines()
         .map(|l| l.expect("line"));
-    let base = lines.next().expect("base URL");
-    let token = lines.next().expect("token");
-    let mut sessions = Vec::new();
-    for line in lines.by_ref() {
-        if line == "ready" {
-            break;
-        }
-        let (s, e) = line.split_once(' ').expect("ids");
-        sessions.push((SessionId::from(s), EncounterId::from(e)));
-    }
+    let bench::Served {
+        base,
+        token,
+        sessions,
+    } = bench::read_served(&mut lines);
     let mut requests = move || {
         writeln!(ask, "count").expect("ask");
         lines
@@ -141,12 +115,12 @@ fn main() {
                     .await
                     .expect("expect");
             }
-            let cpu0 = cpu_time();
+            let cpu0 = bench::cpu_time();
             let started = Instant::now();
             let report = reconciler.check_due().await.expect("check");
             let run = Run {
                 elapsed: started.elapsed(),
-                cpu: cpu_time() - cpu0,
+                cpu: bench::cpu_time() - cpu0,
                 requests: 0,
             };
             assert_eq!(
@@ -169,7 +143,7 @@ fn main() {
         let http = reqwest::Client::new();
         rt.block_on(async {
             let limit = Arc::new(Semaphore::new(concurrency as usize));
-            let cpu0 = cpu_time();
+            let cpu0 = bench::cpu_time();
             let started = Instant::now();
             let mut tasks = Vec::new();
             for (session_id, encounter_id) in sessions.iter().take(count) {
@@ -202,7 +176,7 @@ fn main() {
             }
             Run {
                 elapsed: started.elapsed(),
-                cpu: cpu_time() - cpu0,
+                cpu: bench::cpu_time() - cpu0,
                 requests: 0,
             }
         })

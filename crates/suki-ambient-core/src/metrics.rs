@@ -21,13 +21,16 @@ pub(crate) fn request(outcome: &'static str) {
     let _ = outcome;
 }
 
-/// A stopwatch that exists only with the feature.
-#[derive(Clone, Copy)]
-pub(crate) struct Stopwatch(#[cfg(feature = "metrics")] std::time::Instant);
+/// A stopwatch for the histograms, for the SDK's other crates: with the feature off it holds
+/// nothing and records nothing.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct Stopwatch(#[cfg(feature = "metrics")] std::time::Instant);
 
 impl Stopwatch {
+    /// Starts it.
     #[inline]
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         Self(
             #[cfg(feature = "metrics")]
             std::time::Instant::now(),
@@ -36,7 +39,7 @@ impl Stopwatch {
 
     /// Records the time since `start` in the histogram `name`.
     #[inline]
-    pub(crate) fn record(self, name: &'static str) {
+    pub fn record(self, name: &'static str) {
         #[cfg(feature = "metrics")]
         metrics::histogram!(name).record(self.0.elapsed().as_secs_f64());
         #[cfg(not(feature = "metrics"))]
@@ -45,7 +48,7 @@ impl Stopwatch {
 
     /// Records the handler's time for an event `kind`.
     #[inline]
-    pub(crate) fn record_handler(self, kind: &'static str) {
+    pub fn record_handler(self, kind: &'static str) {
         #[cfg(feature = "metrics")]
         metrics::histogram!(HANDLER_SECONDS, "kind" => kind).record(self.0.elapsed().as_secs_f64());
         #[cfg(not(feature = "metrics"))]

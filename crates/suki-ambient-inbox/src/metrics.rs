@@ -92,35 +92,12 @@ pub(crate) fn check(result: &CheckResult) {
 }
 
 /// The event kinds as static labels (a stored kind is one of them; anything else `unknown`).
-#[cfg(feature = "metrics")]
-fn kind_label(kind: &str) -> &'static str {
+pub(crate) fn kind_label(kind: &str) -> &'static str {
     match kind {
         "completed" => "completed",
         "failed" => "failed",
         "timed_out" => "timed_out",
         "cancelled" => "cancelled",
         _ => "unknown",
-    }
-}
-
-/// A stopwatch for the handler's time, by kind.
-pub(crate) struct HandlerTimer(#[cfg(feature = "metrics")] std::time::Instant);
-
-impl HandlerTimer {
-    #[inline]
-    pub(crate) fn start() -> Self {
-        Self(
-            #[cfg(feature = "metrics")]
-            std::time::Instant::now(),
-        )
-    }
-
-    #[inline]
-    pub(crate) fn record(self, kind: &str) {
-        #[cfg(feature = "metrics")]
-        metrics::histogram!(suki_ambient_core::metrics::HANDLER_SECONDS, "kind" => kind_label(kind))
-            .record(self.0.elapsed().as_secs_f64());
-        #[cfg(not(feature = "metrics"))]
-        let _ = kind;
     }
 }

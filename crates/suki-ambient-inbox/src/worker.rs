@@ -532,9 +532,9 @@ impl Job {
                         self.options.heartbeat,
                         self.options.lease,
                     )));
-                    let timer = crate::metrics::HandlerTimer::start();
+                    let stopwatch = suki_ambient_core::metrics::Stopwatch::start();
                     let outcome = self.attempt(event, meta.clone(), lease).await;
-                    timer.record(&record.kind);
+                    stopwatch.record_handler(crate::metrics::kind_label(&record.kind));
                     outcome
                 }
             }
