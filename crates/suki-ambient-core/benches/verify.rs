@@ -74,6 +74,15 @@ fn bench_verify(c: &mut Criterion) {
             });
         });
     }
+    // What the `metrics` feature adds to each verification (a stopwatch and one histogram
+    // record through the facade); with no recorder installed, as in this bench. Without the
+    // feature it is nothing at all, which this measures too.
+    group.bench_function("metrics_overhead", |b| {
+        b.iter(|| {
+            let stopwatch = black_box(suki_ambient_core::metrics::Stopwatch::start());
+            stopwatch.record(suki_ambient_core::metrics::WEBHOOK_VERIFY_SECONDS);
+        });
+    });
     group.finish();
 
     let success = suki_ambient_core::testing::fixture("webhooks/success.json");
@@ -174,6 +183,20 @@ fn print_ratios() {
                 sdk * mhz / 1000.0 / size as f64
             );
         }
+    }
+    if let (Some(overhead), Some(sdk)) = (
+        mean_ns("verify", "metrics_overhead"),
+        mean_ns("verify", "suki_ambient/256"),
+    ) {
+        println!(
+            "\nmetrics feature {}: {overhead:.1} ns per verification = {:.1} % of the 256 B verify",
+            if cfg!(feature = "metrics") {
+                "on, no recorder installed"
+            } else {
+                "off"
+            },
+            overhead / sdk * 100.0
+        );
     }
     println!("\nparse: typed WebhookEvent vs serde_json::Value of the same bytes");
     for name in ["success", "failure", "success_16k"] {
