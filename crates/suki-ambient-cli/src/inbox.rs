@@ -38,7 +38,7 @@ pub(crate) enum Action {
         dead: bool,
     },
     /// Serve the inbox console (dashboard, dead letters, retry) until Ctrl-C. The token that
-    /// opens it comes from SUKI_CONSOLE_TOKEN, or a random one is made and printed.
+    /// opens it comes from SUKI_CONSOLE_TOKEN (at least 16 characters).
     Console {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -136,17 +136,15 @@ pub(crate) async fn run(url: &str, action: Action, json: bool) -> Result<ExitCod
             }
         }
         Action::Console { bind } => {
+            // The token is never printed: it comes from the environment only.
             let token = match std::env::var("SUKI_CONSOLE_TOKEN") {
-                Ok(token) if token.len() >= 16 => token,
-                Ok(_) => {
+                Ok(token) if token.trim().len() >= 16 => token.trim().to_owned(),
+                _ => {
                     return Err(Failure(
-                        "SUKI_CONSOLE_TOKEN must be at least 16 characters".into(),
+                        "set SUKI_CONSOLE_TOKEN to the console's token, at least 16 characters \
+                         (e.g. `openssl rand -hex 24`)"
+                            .into(),
                     ));
-                }
-                Err(_) => {
-                    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-                    eprintln!("console token (SUKI_CONSOLE_TOKEN not set): {token}");
-                    token
                 }
             };
             let listener = tokio::net::TcpListener::bind(&bind)

@@ -819,4 +819,20 @@ async fn inbox_console_serves_only_with_the_token() {
     assert!(page.text().await.unwrap().contains("Dead letters"));
     let _ = child.kill();
     let _ = child.wait();
+    // Without a token (or a short one): one clear line, no server.
+    for token in [None, Some("short")] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["inbox", "--url", &url, "console", "--bind", "127.0.0.1:0"])
+            .env_remove("SUKI_CONSOLE_TOKEN");
+        if let Some(token) = token {
+            cmd.env("SUKI_CONSOLE_TOKEN", token);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("set SUKI_CONSOLE_TOKEN"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }

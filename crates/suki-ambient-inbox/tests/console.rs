@@ -274,19 +274,33 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
         .click()
         .await
         .expect("click");
-    c.wait()
-        .for_element(Locator::Css("svg[role=img]"))
-        .await
-        .expect("back on the dashboard");
-    let row = inbox.get(dead_id).await.expect("get").expect("row");
-    assert_eq!(row.state, State::Pending, "the click retried the row");
-    let source = c.source().await.expect("source");
-    assert!(
-        !source.contains(&format!(
-            "id=\"row-{dead_id}\"><td>{dead_id}</td><td class=\"state\">dead"
-        )),
-        "{source}"
-    );
+    // The POST, its redirect and the new page take a moment: wait for the row to change,
+    // then for the reloaded page (the row, retried with a fresh attempt count, is neither dead
+    // nor stuck any more, so it is gone from both lists).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let row = inbox.get(dead_id).await.expect("get").expect("row");
+        if row.state == State::Pending {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the click did not retry the row: {:?}",
+            row.state
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    loop {
+        let source = c.source().await.expect("source");
+        if source.contains("Dead letters") && !source.contains(&format!("id=\"row-{dead_id}\"")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page still lists the row: {source}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.close().await.expect("close");
     drop(driver);
     server.abort();
