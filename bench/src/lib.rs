@@ -62,3 +62,18 @@ pub fn cpu_time() -> Duration {
         + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
     Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
+
+/// The median of `values` (the upper one of an even count).
+pub fn median(values: Vec<f64>) -> f64 {
+    spread(values).0
+}
+
+/// The median, the smallest and the largest of `values`.
+pub fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}

@@ -307,10 +307,7 @@ fn main() {
                 .collect();
             rounds.push(round);
         }
-        let median = |mut values: Vec<f64>| {
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
+        let median = bench::median;
         let bare_rps = median(rounds.iter().map(|r| r[0].rps()).collect());
         // The best ratio any verifier could reach here: the bare request's cost plus one HMAC.
         let ceiling = 1.0 / (1.0 + hmac * 1e-9 * bare_rps);

@@ -206,14 +206,7 @@ fn main() {
         let r = raw(events);
         rounds.push((s, r));
     }
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        (
-            values[values.len() / 2],
-            values[0],
-            values[values.len() - 1],
-        )
-    };
+    let median = bench::spread;
     let (tp, tp_lo, tp_hi) = median(rounds.iter().map(|(s, r)| per_s(s) / per_s(r)).collect());
     let (cpu, _, _) = median(
         rounds

@@ -74,11 +74,6 @@ struct Figures {
 
 const ROUNDS: usize = 5;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Ingests `requests` through `endpoint` from 64 tasks; rows/s and the sorted latencies.
 async fn ingest_c64(
     endpoint: &WebhookEndpoint<NoopHandler>,
@@ -223,23 +218,29 @@ where
     }
 
     Figures {
-        floor_c1: Duration::from_secs_f64(median(c1.iter().map(|r| r.0.as_secs_f64()).collect())),
-        ingest_c1: Duration::from_secs_f64(median(c1.iter().map(|r| r.1.as_secs_f64()).collect())),
-        ratio_c1: median(
+        floor_c1: Duration::from_secs_f64(bench::median(
+            c1.iter().map(|r| r.0.as_secs_f64()).collect(),
+        )),
+        ingest_c1: Duration::from_secs_f64(bench::median(
+            c1.iter().map(|r| r.1.as_secs_f64()).collect(),
+        )),
+        ratio_c1: bench::median(
             c1.iter()
                 .map(|r| r.1.as_secs_f64() / r.0.as_secs_f64())
                 .collect(),
         ),
-        store_c1: Duration::from_secs_f64(median(c1.iter().map(|r| r.2.as_secs_f64()).collect())),
-        floor_c64_rps: median(c64.iter().map(|r| r.0).collect()),
-        ingest_c64_rps: median(c64.iter().map(|r| r.1).collect()),
-        ratio_c64: median(c64.iter().map(|r| r.1 / r.0).collect()),
-        ceiling_c64_rps: median(c64.iter().map(|r| r.2).collect()),
-        of_ceiling_c64: median(c64.iter().map(|r| r.1 / r.2).collect()),
-        ingest_c64_p50: Duration::from_secs_f64(median(
+        store_c1: Duration::from_secs_f64(bench::median(
+            c1.iter().map(|r| r.2.as_secs_f64()).collect(),
+        )),
+        floor_c64_rps: bench::median(c64.iter().map(|r| r.0).collect()),
+        ingest_c64_rps: bench::median(c64.iter().map(|r| r.1).collect()),
+        ratio_c64: bench::median(c64.iter().map(|r| r.1 / r.0).collect()),
+        ceiling_c64_rps: bench::median(c64.iter().map(|r| r.2).collect()),
+        of_ceiling_c64: bench::median(c64.iter().map(|r| r.1 / r.2).collect()),
+        ingest_c64_p50: Duration::from_secs_f64(bench::median(
             acks.iter().map(|a| a.0.as_secs_f64()).collect(),
         )),
-        ingest_c64_p99: Duration::from_secs_f64(median(
+        ingest_c64_p99: Duration::from_secs_f64(bench::median(
             acks.iter().map(|a| a.1.as_secs_f64()).collect(),
         )),
         worker_rps,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use suki_ambient::UnixMillis;
 use suki_ambient::client::AmbientClient;
-use suki_ambient::inbox::{ExpectedSession, Inbox, Reconciler, SessionKind};
+use suki_ambient::inbox::{ExpectedSession, Inbox, Reconciler};
 use tokio::sync::Semaphore;
 
 /// Child: a sandbox with `n` completed sessions (their webhooks never sent); prints the base
@@ -105,13 +105,11 @@ fn main() {
             let ended = UnixMillis::now();
             for (session_id, encounter_id) in &sessions {
                 reconciler
-                    .expect(ExpectedSession {
-                        session_id: session_id.clone(),
-                        encounter_id: encounter_id.clone(),
-                        provider_id: None,
-                        kind: SessionKind::Ambient,
-                        ended_at: ended,
-                    })
+                    .expect(ExpectedSession::ambient(
+                        session_id.clone(),
+                        encounter_id.clone(),
+                        ended,
+                    ))
                     .await
                     .expect("expect");
             }
@@ -192,10 +190,7 @@ fn main() {
         let r = raw(sessions.len());
         rounds.push((s, r));
     }
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
+    let median = bench::median;
     let per_s = |run: &Run| sessions.len() as f64 / run.elapsed.as_secs_f64();
     let cpu_per = |run: &Run| run.cpu.as_secs_f64() * 1e6 / sessions.len() as f64;
     let requests_per = rounds

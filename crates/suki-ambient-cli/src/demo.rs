@@ -13,7 +13,7 @@ use suki_ambient_core::{
 };
 use suki_ambient_inbox::{
     ExpectedSession, FetchResults, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution,
-    ResultsHandler, SessionKind,
+    ResultsHandler,
 };
 use suki_ambient_sandbox::{
     DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Fate, Fault, Sandbox, SandboxHandle, WebhookFault,
@@ -326,13 +326,11 @@ async fn lost_webhook_step(
     let reconciler = Reconciler::new(client.clone(), inbox.clone()).grace(Duration::ZERO);
     let session = sandbox.create_session(None);
     reconciler
-        .expect(ExpectedSession {
-            session_id: session.session_id.clone(),
-            encounter_id: session.encounter_id.clone(),
-            provider_id: None,
-            kind: SessionKind::Ambient,
-            ended_at: UnixMillis::now(),
-        })
+        .expect(ExpectedSession::ambient(
+            session.session_id.clone(),
+            session.encounter_id.clone(),
+            UnixMillis::now(),
+        ))
         .await?;
     sandbox.inject_webhook(WebhookFault::lose().session(&session.session_id));
     let delivery = sandbox.complete(&session.session_id).await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use suki_ambient_core::UnixMillis;
+use suki_ambient_inbox::display::{next_run, relative, short};
 use suki_ambient_inbox::{DeliveryRecord, Inbox, Selection, State};
 
 use crate::Failure;
@@ -224,38 +225,13 @@ pub(crate) async fn reconcile(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`, `850ms`: two units at most.
-fn short(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => format!("{}ms", d.as_millis()),
-        1..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
-/// When `at` is relative to `now`: `in 2m 5s`, `3h 1m ago`.
-fn relative(at: u64, now: UnixMillis) -> String {
-    if at >= now.0 {
-        format!("in {}", short(Duration::from_millis(at - now.0)))
-    } else {
-        format!("{} ago", short(Duration::from_millis(now.0 - at)))
-    }
-}
-
 fn print_table(rows: &[DeliveryRecord], now: UnixMillis) {
     println!(
         "{:>6}  {:<7}  {:<9}  {:<7}  {:<36}  {:>8}  {:<14}  LAST ERROR",
         "ID", "STATE", "KIND", "SOURCE", "SESSION", "ATTEMPTS", "NEXT RUN"
     );
     for r in rows {
-        let next = match r.state {
-            State::Pending => relative(r.run_after, now),
-            State::Running => format!("lease {}", relative(r.run_after, now)),
-            State::Done | State::Dead => "-".to_owned(),
-        };
+        let next = next_run(r, now);
         println!(
             "{:>6}  {:<7}  {:<9}  {:<7}  {:<36}  {:>8}  {:<14}  {}",
             r.id,
@@ -320,10 +296,5 @@ mod tests {
         assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert_eq!(parse_age("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_age("soon").is_err());
-        assert_eq!(short(Duration::from_millis(850)), "850ms");
-        assert_eq!(short(Duration::from_secs(125)), "2m 5s");
-        assert_eq!(short(Duration::from_secs(3 * 86400 + 4 * 3600)), "3d 4h");
-        assert_eq!(relative(1_000, UnixMillis(61_000)), "1m 0s ago");
-        assert_eq!(relative(61_000, UnixMillis(1_000)), "in 1m 0s");
     }
 }

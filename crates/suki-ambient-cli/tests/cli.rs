@@ -683,7 +683,7 @@ async fn inbox_status_list_show_retry_and_purge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal() {
     use suki_ambient_core::UnixMillis;
-    use suki_ambient_inbox::{ExpectedSession, Inbox, Reconciler, Resolution, SessionKind};
+    use suki_ambient_inbox::{ExpectedSession, Inbox, Reconciler, Resolution};
     use suki_ambient_sandbox::{Sandbox, WebhookFault};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
@@ -703,13 +703,11 @@ async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal
     for _ in 0..2 {
         let session = sandbox.create_session(None);
         reconciler
-            .expect(ExpectedSession {
-                session_id: session.session_id.clone(),
-                encounter_id: session.encounter_id.clone(),
-                provider_id: None,
-                kind: SessionKind::Ambient,
-                ended_at: UnixMillis::now(),
-            })
+            .expect(ExpectedSession::ambient(
+                session.session_id.clone(),
+                session.encounter_id.clone(),
+                UnixMillis::now(),
+            ))
             .await
             .unwrap();
         ids.push(session.session_id);

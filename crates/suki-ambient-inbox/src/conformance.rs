@@ -398,13 +398,12 @@ async fn a_restarted_owner_takes_its_rows_back(store: &impl Store) {
 /// An expected session `key` (its session id is `session-<key>`, as [`delivery`]'s), ended at
 /// `T0`.
 pub fn expected(key: &str) -> ExpectedSession {
-    ExpectedSession {
-        session_id: SessionId::new(format!("session-{key}")),
-        encounter_id: EncounterId::new("encounter"),
-        provider_id: Some("provider-1".to_owned()),
-        kind: SessionKind::Ambient,
-        ended_at: at(0),
-    }
+    ExpectedSession::ambient(
+        SessionId::new(format!("session-{key}")),
+        EncounterId::new("encounter"),
+        at(0),
+    )
+    .provider("provider-1")
 }
 
 async fn expectations_are_resolved_by_stored_events(store: &impl Store) {

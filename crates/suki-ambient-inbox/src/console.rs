@@ -28,6 +28,7 @@ use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
 use suki_ambient_core::{UnixMillis, WebhookSecret};
 
+use crate::display::{next_run, relative, short};
 use crate::{DeliveryRecord, Inbox, Selection, State};
 
 const COOKIE: &str = "suki_console";
@@ -429,24 +430,6 @@ async fn not_found(AxumState(console): Shared, headers: HeaderMap) -> Response {
     )
 }
 
-fn age(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
-fn when(at: u64, now: UnixMillis) -> String {
-    if at >= now.0 {
-        format!("in {}", age(Duration::from_millis(at - now.0)))
-    } else {
-        format!("{} ago", age(Duration::from_millis(now.0 - at)))
-    }
-}
-
 /// The colours of the chart's outcomes (done, in progress, dead).
 const SERIES: [(&str, &str); 3] = [
     ("done", "#12b76a"),
@@ -546,11 +529,7 @@ fn rows_table(
          <th>attempts</th><th>last error</th><th>next run</th><th>received</th><th></th></tr></thead><tbody>",
     );
     for r in rows {
-        let next = match r.state {
-            State::Pending => when(r.run_after, now),
-            State::Running => format!("lease {}", when(r.run_after, now)),
-            State::Done | State::Dead => "-".to_owned(),
-        };
+        let next = next_run(r, now);
         let button = if matches!(r.state, State::Dead | State::Pending) {
             format!(
                 "<form method=\"post\" action=\"{base}/retry/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -572,7 +551,7 @@ fn rows_table(
             session = esc(r.session_id.as_deref().unwrap_or("-")),
             attempts = r.attempts,
             error = esc(r.last_error.as_deref().unwrap_or("-")),
-            received = when(r.received_at, now),
+            received = relative(r.received_at, now),
         );
     }
     t.push_str("</tbody></table>");
@@ -603,7 +582,7 @@ async fn dashboard(
     let c = &status.counts;
     let oldest = status
         .oldest_unfinished_age
-        .map_or_else(|| "none".to_owned(), age);
+        .map_or_else(|| "none".to_owned(), short);
     let oldest_class = if status
         .oldest_unfinished_age
         .is_some_and(|a| a > Duration::from_secs(15 * 60))

@@ -97,6 +97,33 @@ pub struct ExpectedSession {
     pub ended_at: UnixMillis,
 }
 
+impl ExpectedSession {
+    /// An ambient session that ended at `ended_at`, polled with the client's own provider.
+    pub fn ambient(session_id: SessionId, encounter_id: EncounterId, ended_at: UnixMillis) -> Self {
+        Self {
+            session_id,
+            encounter_id,
+            provider_id: None,
+            kind: SessionKind::Ambient,
+            ended_at,
+        }
+    }
+
+    /// Polls its status as this provider (`sdp_provider_id`).
+    #[must_use]
+    pub fn provider(mut self, provider_id: impl Into<String>) -> Self {
+        self.provider_id = Some(provider_id.into());
+        self
+    }
+
+    /// A form-filling session instead of an ambient one.
+    #[must_use]
+    pub fn form_filling(mut self) -> Self {
+        self.kind = SessionKind::FormFilling;
+        self
+    }
+}
+
 /// A stored expectation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExpectationRecord {

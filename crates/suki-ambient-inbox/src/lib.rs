@@ -41,6 +41,7 @@
 
 #[cfg(feature = "console")]
 pub mod console;
+pub mod display;
 mod expect;
 mod handler;
 mod health;

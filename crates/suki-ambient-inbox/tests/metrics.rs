@@ -15,7 +15,6 @@ use suki_ambient_core::{
 };
 use suki_ambient_inbox::{
     ExpectedSession, HealthThresholds, Inbox, InboxMeta, InboxWorker, Permanent, Reconciler,
-    SessionKind,
 };
 use suki_ambient_sandbox::{Fault, Sandbox, WebhookFault};
 
@@ -128,13 +127,11 @@ async fn a_scripted_run_emits_the_documented_metrics_and_no_ids() {
     let reconciler = Reconciler::new(client, inbox.clone()).grace(Duration::ZERO);
     let lost = sandbox.create_session(None);
     reconciler
-        .expect(ExpectedSession {
-            session_id: lost.session_id.clone(),
-            encounter_id: lost.encounter_id.clone(),
-            provider_id: None,
-            kind: SessionKind::Ambient,
-            ended_at: UnixMillis::now(),
-        })
+        .expect(ExpectedSession::ambient(
+            lost.session_id.clone(),
+            lost.encounter_id.clone(),
+            UnixMillis::now(),
+        ))
         .await
         .expect("expect");
     sandbox.set_webhook_url(Some("http://127.0.0.1:9/unused".into()));

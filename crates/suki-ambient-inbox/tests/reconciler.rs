@@ -13,8 +13,7 @@ use suki_ambient_client::{AmbientClient, PartnerLogin, RetryPolicy};
 use suki_ambient_core::api::SessionStatus;
 use suki_ambient_core::{Clock, EventKind, FixedClock, HandlerError, UnixMillis, WebhookEvent};
 use suki_ambient_inbox::{
-    ExpectedSession, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution, SessionKind, Source,
-    polled_kind,
+    ExpectedSession, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution, Source, polled_kind,
 };
 use suki_ambient_sandbox::{
     DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Fate, Fault, Sandbox, WebhookFault,
@@ -47,15 +46,23 @@ fn statuses_map_to_events_as_documented() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once() {
-    let dir = tempfile::tempdir().expect("dir");
+/// A sandbox, and a SQLite inbox in `dir` on a fixed clock.
+async fn sandbox_and_inbox(
+    dir: &std::path::Path,
+) -> (suki_ambient_sandbox::SandboxHandle, FixedClock, Inbox) {
     let sandbox = Sandbox::builder().start().await.expect("sandbox");
     let clock = FixedClock::new(UnixMillis::now());
-    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+    let inbox = Inbox::connect(&common::sqlite_url(dir, "inbox.db"))
         .await
         .expect("inbox")
         .with_clock(clock.clone());
+    (sandbox, clock, inbox)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (sandbox, clock, inbox) = sandbox_and_inbox(dir.path()).await;
     let server = common::serve_inbox(&sandbox, &inbox).await;
     sandbox.inject_webhook(WebhookFault::lose().share(0.3));
     // Held back long enough to arrive after the first poll, however slow this machine is.
@@ -82,13 +89,11 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
     for _ in 0..200 {
         let session = sandbox.create_session(None);
         reconciler
-            .expect(ExpectedSession {
-                session_id: session.session_id.clone(),
-                encounter_id: session.encounter_id.clone(),
-                provider_id: None,
-                kind: SessionKind::Ambient,
-                ended_at: clock.now(),
-            })
+            .expect(ExpectedSession::ambient(
+                session.session_id.clone(),
+                session.encounter_id.clone(),
+                clock.now(),
+            ))
             .await
             .expect("expect");
         let delivery = sandbox
@@ -103,13 +108,11 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
     }
     let never_ends = sandbox.create_session(None);
     reconciler
-        .expect(ExpectedSession {
-            session_id: never_ends.session_id.clone(),
-            encounter_id: never_ends.encounter_id.clone(),
-            provider_id: None,
-            kind: SessionKind::Ambient,
-            ended_at: clock.now(),
-        })
+        .expect(ExpectedSession::ambient(
+            never_ends.session_id.clone(),
+            never_ends.encounter_id.clone(),
+            clock.now(),
+        ))
         .await
         .expect("expect");
     let lost = fates.values().filter(|f| **f == Fate::Lost).count();
@@ -233,13 +236,11 @@ async fn a_spawned_reconciler_recovers_a_lost_webhook_and_stops_on_shutdown() {
         Fate::Lost
     );
     reconciler
-        .expect(ExpectedSession {
-            session_id: session.session_id.clone(),
-            encounter_id: session.encounter_id.clone(),
-            provider_id: None,
-            kind: SessionKind::Ambient,
-            ended_at: UnixMillis::now(),
-        })
+        .expect(ExpectedSession::ambient(
+            session.session_id.clone(),
+            session.encounter_id.clone(),
+            UnixMillis::now(),
+        ))
         .await
         .expect("expect");
     let running = reconciler.spawn(Duration::from_millis(20));
@@ -285,13 +286,11 @@ async fn lost_sessions(
     for _ in 0..n {
         let session = sandbox.create_session(None);
         reconciler
-            .expect(ExpectedSession {
-                session_id: session.session_id.clone(),
-                encounter_id: session.encounter_id.clone(),
-                provider_id: None,
-                kind: SessionKind::Ambient,
-                ended_at: now,
-            })
+            .expect(ExpectedSession::ambient(
+                session.session_id.clone(),
+                session.encounter_id.clone(),
+                now,
+            ))
             .await
             .expect("expect");
         let fate = sandbox
@@ -308,12 +307,7 @@ async fn lost_sessions(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polls_answered_503_or_429_back_off_and_resume_and_a_401_logs_in_again() {
     let dir = tempfile::tempdir().expect("dir");
-    let sandbox = Sandbox::builder().start().await.expect("sandbox");
-    let clock = FixedClock::new(UnixMillis::now());
-    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
-        .await
-        .expect("inbox")
-        .with_clock(clock.clone());
+    let (sandbox, clock, inbox) = sandbox_and_inbox(dir.path()).await;
     let login = Arc::new(PartnerLogin::new(DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN));
     let client = AmbientClient::builder()
         .base_url(sandbox.base_url())
