@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use suki_ambient_axum::router;
 use suki_ambient_client::{AmbientClient, PartnerLogin, RetryPolicy, SessionResults};
 use suki_ambient_core::{
-    EventHandler, HandlerError, SessionCompleted, SessionFailed, UnixMillis, WebhookEndpoint,
+    EventHandler, EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed, UnixMillis,
+    WebhookEndpoint,
     WebhookEvent, WebhookMeta, WebhookSecret, async_trait,
 };
 use suki_ambient_inbox::{
@@ -201,6 +202,27 @@ impl ResultsHandler for PrintNotes {
             meta.attempt,
             results.fetched() - results.errors().len(),
             results.fetched()
+        );
+        Ok(())
+    }
+
+    async fn on_failed(&self, failed: SessionFailed, _meta: InboxMeta) -> Result<(), HandlerError> {
+        println!(
+            "      worker: session {} failed ({}): no note will come; tell the clinician here",
+            failed.session_id, failed.error_code
+        );
+        Ok(())
+    }
+
+    async fn on_ended(
+        &self,
+        kind: EventKind,
+        ended: SessionEnded,
+        _meta: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        println!(
+            "      worker: session {} {kind}: no note will come; tell the clinician here",
+            ended.session_id
         );
         Ok(())
     }

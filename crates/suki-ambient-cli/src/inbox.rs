@@ -7,12 +7,15 @@ use std::time::Duration;
 use clap::{Subcommand, ValueEnum};
 use suki_ambient_core::UnixMillis;
 use suki_ambient_inbox::display::{next_run, relative, short};
-use suki_ambient_inbox::{DeliveryRecord, Inbox, Selection, State};
+use suki_ambient_inbox::{DeliveryRecord, Inbox, Selection, State, StoreError};
 
 use crate::Failure;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Action {
+    /// Create the inbox (its tables) at the URL, or migrate an existing one. The other
+    /// commands open an existing inbox only: a mistyped path creates nothing.
+    Init,
     /// Rows by state and the age of the oldest unfinished one.
     Status,
     /// Rows, newest first.
@@ -78,11 +81,41 @@ pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 7d, 12h, 30m)"))
 }
 
-pub(crate) async fn run(url: &str, action: Action, json: bool) -> Result<ExitCode, Failure> {
+/// Opens the inbox at `url` if there is one (never creating it).
+async fn open(url: &str) -> Result<Inbox, Failure> {
+    Inbox::open(url).await.map_err(|e| match e {
+        StoreError::NotFound { .. } => Failure(format!(
+            "{e} (check the path or database; `suki-ambient inbox --url URL init` creates one)"
+        )),
+        e => Failure(format!("cannot open the inbox: {e}")),
+    })
+}
+
+/// `init`: the one command that creates an inbox.
+async fn init(url: &str, json: bool) -> Result<ExitCode, Failure> {
     let inbox = Inbox::connect(url)
         .await
-        .map_err(|e| Failure(format!("cannot open the inbox: {e}")))?;
+        .map_err(|e| Failure(format!("cannot create the inbox: {e}")))?;
+    let c = inbox.status().await?.counts;
+    if json {
+        println!("{}", serde_json::json!({ "initialized": true }));
+    } else {
+        println!(
+            "inbox ready ({} row(s))",
+            c.pending + c.running + c.done + c.dead
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn run(url: &str, action: Action, json: bool) -> Result<ExitCode, Failure> {
+    let inbox = match action {
+        Action::Init => return init(url, json).await,
+        _ => open(url).await?,
+    };
     match action {
+        // Returned above: the only command that may create an inbox.
+        Action::Init => {}
         Action::Status => {
             let status = inbox.status().await?;
             if json {
@@ -186,9 +219,7 @@ pub(crate) async fn reconcile(
     use std::io::{IsTerminal, Write};
     use suki_ambient_inbox::{CheckResult, Reconciler};
 
-    let inbox = Inbox::connect(url)
-        .await
-        .map_err(|e| Failure(format!("cannot open the inbox: {e}")))?;
+    let inbox = open(url).await?;
     let mut reconciler = Reconciler::new(client, inbox).concurrency(concurrency);
     if !json && std::io::stdout().is_terminal() {
         reconciler = reconciler.on_check(|expected, result| {

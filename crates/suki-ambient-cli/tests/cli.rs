@@ -680,6 +680,55 @@ async fn inbox_status_list_show_retry_and_purge() {
     );
 }
 
+/// The CLI never invents an inbox: a mistyped path is an error naming it, and creates no file;
+/// a file that is not an inbox is left alone; `init` is the one command that creates one.
+#[test]
+fn the_cli_opens_existing_inboxes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", typo.display());
+    let reconcile = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("SUKI_TOKEN", "a-token")
+            .env_remove("SUKI_INBOX_URL")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["inbox", "--url", url.as_str(), "status"][..],
+        &["inbox", "--url", url.as_str(), "list"][..],
+        &["reconcile", "--url", url.as_str(), "--base-url", "http://127.0.0.1:9"][..],
+    ] {
+        let out = if args[0] == "reconcile" {
+            reconcile(args)
+        } else {
+            run(args, None, b"")
+        };
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr(&out).contains(&format!("no inbox at {url}")),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    // Some other SQLite database: not an inbox, and not turned into one.
+    let other = dir.path().join("other.db");
+    std::fs::write(&other, b"").unwrap();
+    let other_url = format!("sqlite://{}", other.display());
+    let out = run(&["inbox", "--url", &other_url, "status"], None, b"");
+    assert!(stderr(&out).contains("no inbox at"), "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(&other).unwrap().len(), 0, "left as it was");
+
+    let init = run(&["inbox", "--url", &url, "init"], None, b"");
+    assert!(init.status.success(), "{}", stderr(&init));
+    assert_eq!(stdout(&init).trim(), "inbox ready (0 row(s))");
+    let status = run(&["inbox", "--url", &url, "status"], None, b"");
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(stdout(&status).starts_with("pending  0"), "{}", stdout(&status));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal() {
     use suki_ambient_core::UnixMillis;

@@ -116,12 +116,28 @@ impl EventKind {
         }
     }
 
-    /// Classifies a webhook `status` string, case-insensitively, `-` and spaces read as `_`.
+    /// Classifies a session status, case-insensitively, `-` and spaces read as `_`: the one
+    /// table for the webhook's `status` and the status API's (see
+    /// [`SessionStatus::event_kind`](crate::api::SessionStatus::event_kind)).
     ///
-    /// `success` → completed and `failure` → failed are documented. The statuses of timeouts and
-    /// cancellations are not: `timeout`, `timed_out`, `timedout`, `session_timeout`,
-    /// `session_timed_out`, `expired` → timed out; `cancelled`, `canceled`, `cancel`, `aborted`,
-    /// `session_cancelled`, `session_canceled` → cancelled. Anything else is unknown.
+    /// | status | kind |
+    /// |---|---|
+    /// | `success` (the webhook's, documented), `completed` (the status API's) | completed |
+    /// | `failure` (the webhook's, documented), `failed` (the status API's) | failed |
+    /// | `timeout`, `timed_out`, `timedout`, `time_out`, `session_timeout`, `session_timed_out`, `expired` | timed out |
+    /// | `cancelled`, `canceled`, `cancel`, `aborted` (the status API's), `session_cancelled`, `session_canceled` | cancelled |
+    /// | anything else | unknown |
+    ///
+    /// The webhook statuses of timeouts and cancellations are not documented: the spellings
+    /// above are the likely ones. An unknown status is still acknowledged and stored.
+    ///
+    /// ```
+    /// use suki_ambient_core::EventKind;
+    ///
+    /// assert_eq!(EventKind::from_status("SUCCESS"), EventKind::Completed);
+    /// assert_eq!(EventKind::from_status("Timed-Out"), EventKind::TimedOut);
+    /// assert_eq!(EventKind::from_status("running"), EventKind::Unknown);
+    /// ```
     pub fn from_status(status: &str) -> Self {
         Known::from_status(status).map_or(Self::Unknown, Known::kind)
     }
@@ -161,10 +177,10 @@ impl Known {
             };
         }
         Some(match &*norm {
-            b"success" => Self::Completed,
-            b"failure" => Self::Failed,
-            b"timeout" | b"timed_out" | b"timedout" | b"session_timeout" | b"session_timed_out"
-            | b"expired" => Self::TimedOut,
+            b"success" | b"completed" => Self::Completed,
+            b"failure" | b"failed" => Self::Failed,
+            b"timeout" | b"timed_out" | b"timedout" | b"time_out" | b"session_timeout"
+            | b"session_timed_out" | b"expired" => Self::TimedOut,
             b"cancelled" | b"canceled" | b"cancel" | b"aborted" | b"session_cancelled"
             | b"session_canceled" => Self::Cancelled,
             _ => return None,

@@ -31,6 +31,45 @@ fn timeout_and_cancel_spellings_case_insensitive() {
     }
 }
 
+/// One status table for the webhook's `status` and the status API's: every spelling Suki's docs
+/// use (and the likely undocumented ones), in any case, reaches the same kind both ways.
+#[test]
+fn one_status_table_for_webhooks_and_polled_statuses() {
+    use suki_ambient_core::api::SessionStatus;
+    let table = [
+        (EventKind::Completed, &["success", "completed", "Completed", "SUCCESS"][..]),
+        (EventKind::Failed, &["failure", "failed", "FAILED", "Failure"][..]),
+        (
+            EventKind::TimedOut,
+            &[
+                "timeout", "timed_out", "timed-out", "timedout", "time_out", "TimedOut",
+                "session_timeout", "session_timed_out", "expired",
+            ][..],
+        ),
+        (
+            EventKind::Cancelled,
+            &[
+                "cancelled", "canceled", "cancel", "aborted", "ABORTED", "session_cancelled",
+                "session_canceled",
+            ][..],
+        ),
+    ];
+    for (kind, spellings) in table {
+        for status in spellings {
+            assert_eq!(EventKind::from_status(status), kind, "{status}");
+            assert_eq!(SessionStatus::from(*status).event_kind(), Some(kind), "polled {status}");
+            let json = format!(
+                r#"{{"status":"{status}","session_id":"s","encounter_id":"e","error_code":"X"}}"#
+            );
+            assert_eq!(parse(&json).kind(), kind, "webhook {status}");
+        }
+    }
+    for status in ["created", "ready", "running", "paused", "skipped", "staged", "new-thing", ""] {
+        assert_eq!(EventKind::from_status(status), EventKind::Unknown, "{status}");
+        assert_eq!(SessionStatus::from(status).event_kind(), None, "polled {status}");
+    }
+}
+
 #[test]
 fn unknown_status_keeps_raw_json_and_ids() {
     let json = r#"{"status":"paused_for_review","session_id":"s-9","encounter_id":"e-9","extra":{"a":[1,2]},"sessions":"not-a-list"}"#;

@@ -1,14 +1,18 @@
 //! What the worker calls: `InboxHandler` (any async closure works), `FetchResults`, and the
 //! errors that tell the worker to give up or when to try again.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use suki_ambient_client::{AmbientClient, ClientError, SessionResults};
-use suki_ambient_core::{HandlerError, SessionCompleted, UnixMillis, WebhookEvent};
+use suki_ambient_core::{
+    EventKind, HandlerError, LinkKind, SessionCompleted, SessionEnded, SessionFailed, UnixMillis,
+    UnknownEvent, WebhookEvent,
+};
 
 use crate::store::Source;
 
@@ -154,18 +158,34 @@ impl Failure {
     }
 
     fn client(err: &ClientError) -> Self {
-        let code = match (err.status(), err.code()) {
-            (Some(status), Some(code)) => format!("client_{status}_{}", sanitize(code)),
-            (Some(status), None) => format!("client_{status}"),
-            _ if matches!(err, ClientError::Timeout { .. }) => "client_timeout".to_owned(),
-            _ if matches!(err, ClientError::Transport { .. }) => "client_transport".to_owned(),
-            _ => "client_error".to_owned(),
-        };
         Self {
-            code,
+            code: format!("client_{}", client_code(err)),
             permanent: !err.is_retryable(),
             retry_after: None,
         }
+    }
+}
+
+/// A client error as a short code: `<status>_<error id>` when the server answered
+/// (`401_invalid_sdp_token`), else what failed (`timeout`, `transport`, `decode`, …). Never
+/// content: the error id is kept to 40 identifier characters.
+fn client_code(err: &ClientError) -> String {
+    match (err.status(), err.code()) {
+        (Some(status), Some(code)) if !sanitize(code).is_empty() => {
+            format!("{status}_{}", sanitize(code))
+        }
+        (Some(status), _) => status.to_string(),
+        _ => match err {
+            ClientError::Timeout { .. } => "timeout",
+            ClientError::Transport { .. } => "transport",
+            ClientError::Decode { .. } => "decode",
+            ClientError::InvalidLink { .. } => "invalid_link",
+            ClientError::Redirect { .. } => "redirect",
+            ClientError::InvalidId => "invalid_id",
+            ClientError::Config { .. } => "config",
+            _ => "error",
+        }
+        .to_owned(),
     }
 }
 
@@ -177,13 +197,62 @@ fn sanitize(code: &str) -> String {
         .collect()
 }
 
-/// What [`FetchResults`] calls: the completed session with everything its links point to, and
-/// the other events as they are.
+/// What [`FetchResults`] calls, once per stored event. Every kind of event is handled on
+/// purpose: a completed session reaches [`on_results`](Self::on_results) with the results its
+/// links point to; a failed, timed-out or cancelled session (a note that will never come) must be
+/// handled too, so the compiler asks for [`on_failed`](Self::on_failed) and
+/// [`on_ended`](Self::on_ended); a status this SDK does not know goes to
+/// [`on_unknown`](Self::on_unknown), which by default makes the row a dead letter
+/// (`unknown_status`) that an upgrade can retry.
+///
+/// # Example
+///
+/// ```
+/// use suki_ambient_client::SessionResults;
+/// use suki_ambient_core::{
+///     EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed, async_trait,
+/// };
+/// use suki_ambient_inbox::{InboxMeta, ResultsHandler};
+///
+/// struct Notes;
+///
+/// #[async_trait]
+/// impl ResultsHandler for Notes {
+///     async fn on_results(
+///         &self,
+///         done: SessionCompleted,
+///         results: SessionResults,
+///         meta: InboxMeta,
+///     ) -> Result<(), HandlerError> {
+///         // Write the note to the EHR, keyed by meta.dedup_key (it runs at least once).
+///         let _ = (done, results, meta);
+///         Ok(())
+///     }
+///
+///     async fn on_failed(&self, failed: SessionFailed, _meta: InboxMeta) -> Result<(), HandlerError> {
+///         // No note will come: tell the clinician (ids and codes only in logs).
+///         tracing::warn!(session = %failed.session_id, code = %failed.error_code, "session failed");
+///         Ok(())
+///     }
+///
+///     async fn on_ended(
+///         &self,
+///         kind: EventKind,
+///         ended: SessionEnded,
+///         _meta: InboxMeta,
+///     ) -> Result<(), HandlerError> {
+///         tracing::warn!(session = %ended.session_id, %kind, "session ended without a note");
+///         Ok(())
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait ResultsHandler: Send + Sync + 'static {
-    /// A completed session and its fetched results. Links that failed retryably have already
-    /// made the worker retry the row, so every error left in `results` is permanent (e.g. a
-    /// `404` for content Suki no longer has).
+    /// A completed session and its fetched results. Every link the handler requires (by
+    /// default every link the event carries; see [`FetchResults::optional`]) was fetched:
+    /// a required link that failed retryably has made the worker retry the row, and one that
+    /// failed permanently has made it a dead letter, so an error in `results` is one of an
+    /// optional link.
     async fn on_results(
         &self,
         event: SessionCompleted,
@@ -191,11 +260,63 @@ pub trait ResultsHandler: Send + Sync + 'static {
         meta: InboxMeta,
     ) -> Result<(), HandlerError>;
 
-    /// Any other event (failed, timed out, cancelled, unknown). Does nothing by default.
-    async fn on_other(&self, event: WebhookEvent, meta: InboxMeta) -> Result<(), HandlerError> {
-        let _ = (event, meta);
-        Ok(())
+    /// A failed session (`status: "failure"`): no note will come.
+    async fn on_failed(&self, event: SessionFailed, meta: InboxMeta) -> Result<(), HandlerError>;
+
+    /// A session that timed out (`kind` [`EventKind::TimedOut`]) or was cancelled
+    /// ([`EventKind::Cancelled`]): no note will come.
+    async fn on_ended(
+        &self,
+        kind: EventKind,
+        event: SessionEnded,
+        meta: InboxMeta,
+    ) -> Result<(), HandlerError>;
+
+    /// An event whose status this SDK does not know (Suki's API is Early Access: new statuses
+    /// may ship). By default the row becomes a dead letter with code `unknown_status` (retry it
+    /// after an upgrade), with a WARN naming the status (once per status value an hour) and the
+    /// counter `suki_inbox_unknown_status_total`. Override it to handle such events yourself.
+    async fn on_unknown(&self, event: UnknownEvent, meta: InboxMeta) -> Result<(), HandlerError> {
+        let _ = meta;
+        unknown_status(&event);
+        Err(Box::new(Permanent(UNKNOWN_STATUS)))
     }
+}
+
+/// The dead-letter code of an event of unknown status.
+pub(crate) const UNKNOWN_STATUS: &str = "unknown_status";
+
+/// How often at most each unknown status value is logged.
+const UNKNOWN_WARN_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// Logs (once per status value per [`UNKNOWN_WARN_EVERY`]; at most 64 values remembered) and
+/// counts an event of unknown status. The status is shown as a short identifier only.
+fn unknown_status(event: &UnknownEvent) {
+    static SEEN: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+    crate::metrics::unknown_status();
+    let status = sanitize(&event.status);
+    let now = Instant::now();
+    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seen = seen.get_or_insert_with(HashMap::new);
+    if seen
+        .get(&status)
+        .is_some_and(|at| now.duration_since(*at) < UNKNOWN_WARN_EVERY)
+    {
+        return;
+    }
+    if seen.len() >= 64 {
+        seen.retain(|_, at| now.duration_since(*at) < UNKNOWN_WARN_EVERY);
+        if seen.len() >= 64 {
+            return;
+        }
+    }
+    tracing::warn!(
+        status = %status,
+        session = event.session_id.as_ref().map(|s| s.as_str()),
+        "suki inbox: an event of a status this SDK does not know becomes a dead letter \
+         (unknown_status); handle it in ResultsHandler::on_unknown, or upgrade and retry it"
+    );
+    seen.insert(status, now);
 }
 
 #[async_trait]
@@ -209,52 +330,116 @@ impl<T: ResultsHandler + ?Sized> ResultsHandler for Arc<T> {
         (**self).on_results(event, results, meta).await
     }
 
-    async fn on_other(&self, event: WebhookEvent, meta: InboxMeta) -> Result<(), HandlerError> {
-        (**self).on_other(event, meta).await
+    async fn on_failed(&self, event: SessionFailed, meta: InboxMeta) -> Result<(), HandlerError> {
+        (**self).on_failed(event, meta).await
+    }
+
+    async fn on_ended(
+        &self,
+        kind: EventKind,
+        event: SessionEnded,
+        meta: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        (**self).on_ended(kind, event, meta).await
+    }
+
+    async fn on_unknown(&self, event: UnknownEvent, meta: InboxMeta) -> Result<(), HandlerError> {
+        (**self).on_unknown(event, meta).await
     }
 }
 
 /// An [`InboxHandler`] that fetches a completed session's results through `client` before
-/// calling `handler`; when a link fails retryably (a `503` burst longer than the client's own
-/// retries, a timeout), the row is retried later by the worker, so the note is not lost.
+/// calling `handler`, and completes the row only with them:
+///
+/// - every link the event carries is **required**, unless made [`optional`](Self::optional);
+/// - a required link that fails retryably (a `503` burst longer than the client's own retries,
+///   a timeout, `409 content_not_ready`) retries the row later: the note is delayed, not lost;
+/// - a required link that fails permanently (`401`/`403` after the client's own fresh login,
+///   `404`, `410`, a body that does not decode, a link refused) makes the row a **dead
+///   letter** at once, with a code naming the link and the answer
+///   (`fetch_contents_401_invalid_sdp_token`), a WARN with ids and codes only, and the
+///   counter `suki_inbox_link_failures_total`. Fix the cause (e.g. a new token) and
+///   `suki-ambient inbox retry --dead` processes it again.
+///
+/// An authentication failure goes dead at once rather than retrying: the client has already
+/// logged in afresh once ([`PartnerLogin`](suki_ambient_client::PartnerLogin)), and a static
+/// token that was refused stays refused until the process gets a new one; the dead letter shows
+/// from the first failure, and one `retry --dead` recovers every row it held back.
 pub struct FetchResults<H> {
     client: AmbientClient,
     handler: H,
+    optional: Vec<LinkKind>,
 }
 
 impl<H> fmt::Debug for FetchResults<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FetchResults")
             .field("client", &self.client)
+            .field("optional", &self.optional)
             .finish_non_exhaustive()
     }
 }
 
 impl<H: ResultsHandler> FetchResults<H> {
-    /// Fetches with `client`, then calls `handler`.
+    /// Fetches with `client`, then calls `handler`; every link the event carries is required.
     pub fn new(client: AmbientClient, handler: H) -> Self {
-        Self { client, handler }
+        Self {
+            client,
+            handler,
+            optional: Vec::new(),
+        }
+    }
+
+    /// Makes `link` optional: fetched when the event carries it, but its failure (retryable or
+    /// not) is handed to [`on_results`](ResultsHandler::on_results) in `results` instead of
+    /// holding the row back, e.g. `.optional(LinkKind::Transcripts)` when the note is what
+    /// matters. Call it once per link.
+    #[must_use]
+    pub fn optional(mut self, link: LinkKind) -> Self {
+        if !self.optional.contains(&link) {
+            self.optional.push(link);
+        }
+        self
+    }
+
+    /// What a required link's failure makes of the row: `None` when every required link was
+    /// fetched. A retryable failure wins over a permanent one (the row is retried and the
+    /// permanent one is seen again); within each, the first link in [`LinkKind::ALL`] order.
+    fn link_failure(&self, results: &SessionResults, meta: &InboxMeta) -> Option<HandlerError> {
+        let required: Vec<(LinkKind, &ClientError)> = results
+            .errors()
+            .into_iter()
+            .filter(|(kind, _)| !self.optional.contains(kind))
+            .collect();
+        let (kind, err) = required
+            .iter()
+            .find(|(_, err)| err.is_retryable())
+            .or_else(|| required.first())?;
+        let failed = LinkFailed {
+            link: kind.key(),
+            code: client_code(err),
+            permanent: !err.is_retryable(),
+        };
+        crate::metrics::link_failure(failed.link, err.status(), failed.permanent);
+        if failed.permanent {
+            tracing::warn!(
+                id = meta.id,
+                session = %results.session_id,
+                link = failed.link,
+                error = %failed.code,
+                "suki inbox: a required link failed permanently; the row becomes a dead letter"
+            );
+        }
+        Some(Box::new(failed))
     }
 }
 
-/// The first retryable link failure of `results`, as the worker's error.
-fn retryable_failure(results: &SessionResults) -> Option<HandlerError> {
-    let (kind, err) = results
-        .errors()
-        .into_iter()
-        .find(|(_, err)| err.is_retryable())?;
-    let failure = Failure::client(err);
-    Some(Box::new(LinkFailed {
-        link: kind.key(),
-        code: failure.code,
-    }))
-}
-
-/// A link of a completed session failed retryably.
+/// A required link of a completed session failed.
 #[derive(Debug)]
 struct LinkFailed {
     link: &'static str,
     code: String,
+    permanent: bool,
 }
 
 impl fmt::Display for LinkFailed {
@@ -270,7 +455,7 @@ impl Failure {
         let link = err.downcast_ref::<LinkFailed>()?;
         Some(Self {
             code: format!("fetch_{}_{}", link.link, link.code),
-            permanent: false,
+            permanent: link.permanent,
             retry_after: None,
         })
     }
@@ -282,12 +467,25 @@ impl<H: ResultsHandler> InboxHandler for FetchResults<H> {
         match event {
             WebhookEvent::Completed(done) => {
                 let results = self.client.fetch_results(&done).await;
-                if let Some(err) = retryable_failure(&results) {
+                if let Some(err) = self.link_failure(&results, &meta) {
                     return Err(err);
                 }
                 self.handler.on_results(done, results, meta).await
             }
-            other => self.handler.on_other(other, meta).await,
+            WebhookEvent::Failed(failed) => self.handler.on_failed(failed, meta).await,
+            WebhookEvent::TimedOut(ended) => {
+                self.handler
+                    .on_ended(EventKind::TimedOut, ended, meta)
+                    .await
+            }
+            WebhookEvent::Cancelled(ended) => {
+                self.handler
+                    .on_ended(EventKind::Cancelled, ended, meta)
+                    .await
+            }
+            WebhookEvent::Unknown(unknown) => self.handler.on_unknown(unknown, meta).await,
+            // A kind added to core later: never completed unseen.
+            _ => Err(Box::new(Permanent(UNKNOWN_STATUS))),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::Inbox;
+use crate::{Inbox, StoreError};
 
 /// Limits past which [`Inbox::health`] reports a problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +19,13 @@ pub struct HealthThresholds {
     /// At most this many dead rows (default: not checked; a dead letter needs a person, not a
     /// restart, so it should page rather than fail a readiness probe).
     pub max_dead: Option<u64>,
+    /// How often at most a health check writes to the store to prove it can commit (default
+    /// 5 s; checks in between use the latest result, and every write the inbox makes counts
+    /// too), so that a flood of probes costs the store one small write per interval.
+    pub write_probe_every: Duration,
+    /// How long the write probe may take before the store counts as unwritable (default 3 s:
+    /// a database locked by another process makes it wait).
+    pub write_probe_timeout: Duration,
 }
 
 impl Default for HealthThresholds {
@@ -27,13 +34,15 @@ impl Default for HealthThresholds {
             max_oldest_pending: Duration::from_secs(15 * 60),
             max_worker_heartbeat: Duration::from_secs(60),
             max_dead: None,
+            write_probe_every: Duration::from_secs(5),
+            write_probe_timeout: Duration::from_secs(3),
         }
     }
 }
 
 /// What [`Inbox::health`] found. Serializes to the JSON the health route answers:
-/// `{"status":"ok","store_reachable":true,"oldest_pending_seconds":0.0,"dead":0,
-/// "worker_heartbeat_seconds":0.4,"problems":[]}`.
+/// `{"status":"ok","store_reachable":true,"store_writable":true,"oldest_pending_seconds":0.0,
+/// "dead":0,"worker_heartbeat_seconds":0.4,"problems":[]}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Health {
@@ -41,6 +50,9 @@ pub struct Health {
     pub status: &'static str,
     /// Whether the store answered.
     pub store_reachable: bool,
+    /// Whether the store can commit: the latest write the inbox made (an ingest, a claim, a
+    /// completion, the write probe) succeeded.
+    pub store_writable: bool,
     /// Seconds since the oldest pending or running row was received (`null`: none, or the
     /// store did not answer).
     pub oldest_pending_seconds: Option<f64>,
@@ -48,8 +60,9 @@ pub struct Health {
     pub dead: Option<u64>,
     /// Seconds since a worker of this process went round its loop (`null`: none runs here).
     pub worker_heartbeat_seconds: Option<f64>,
-    /// What is wrong: `store_unreachable`, `oldest_pending_too_old`, `worker_stalled`,
-    /// `too_many_dead`.
+    /// What is wrong: `store_unwritable` (a full disk, a locked or read-only database, a
+    /// deleted database file, a server that cannot commit), `store_unreachable`,
+    /// `oldest_pending_too_old`, `worker_stalled`, `too_many_dead`.
     pub problems: Vec<&'static str>,
 }
 
@@ -61,11 +74,20 @@ impl Health {
 }
 
 impl Inbox {
-    /// Checks the store (one count query), the age of the oldest unfinished row, the dead
-    /// rows and this process's worker against `thresholds`. Also refreshes the depth gauges
-    /// (feature `metrics`).
+    /// Checks that the store can commit (the latest write, and a one-row write probe at most
+    /// every [`write_probe_every`](HealthThresholds::write_probe_every)), the counts (O(1)),
+    /// the age of the oldest unfinished row (an index read), the dead rows and this process's
+    /// worker against `thresholds`. Also refreshes the depth gauges (feature `metrics`).
+    ///
+    /// It turns red by itself when the store stops committing, and green again with the first
+    /// write that succeeds, with no restart.
     pub async fn health(&self, thresholds: &HealthThresholds) -> Health {
+        self.probe_writes(thresholds).await;
         let mut problems = Vec::new();
+        let writable = self.writes().writable();
+        if !writable {
+            problems.push("store_unwritable");
+        }
         let worker = self.worker_heartbeat_age();
         if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
             problems.push("worker_stalled");
@@ -107,11 +129,38 @@ impl Inbox {
                 "unhealthy"
             },
             store_reachable: reachable,
+            store_writable: writable,
             oldest_pending_seconds: oldest,
             dead,
             worker_heartbeat_seconds: worker.map(|a| a.as_secs_f64()),
             problems,
         }
+    }
+}
+
+impl Inbox {
+    /// Runs the write probe when the latest is older than `write_probe_every`; a check that
+    /// finds one under way waits for it and uses its result.
+    async fn probe_writes(&self, thresholds: &HealthThresholds) {
+        let due = |last: &Option<tokio::time::Instant>| {
+            last.is_none_or(|at| at.elapsed() >= thresholds.write_probe_every)
+        };
+        let mut last = self.writes().probed.lock().await;
+        if !due(&last) {
+            return;
+        }
+        let result =
+            match tokio::time::timeout(thresholds.write_probe_timeout, self.store().probe(self.now()))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Timeout(thresholds.write_probe_timeout)),
+            };
+        if let Err(err) = &result {
+            tracing::error!(error = %err, "suki inbox health: the store cannot commit a write");
+        }
+        self.wrote(&result);
+        *last = Some(tokio::time::Instant::now());
     }
 }
 

@@ -44,6 +44,35 @@ struct Inner {
     backend: Backend,
     /// When a worker of this process last went round its loop (ms; 0: never).
     worker_seen: Arc<AtomicU64>,
+    /// Whether the store's latest write succeeded (health's `store_unwritable`).
+    writes: Arc<Writes>,
+}
+
+/// The outcome of the latest write the inbox made, in the order the writes ended, and the
+/// health check's write probe.
+#[derive(Default)]
+pub(crate) struct Writes {
+    /// A sequence number for each ended write.
+    seq: AtomicU64,
+    last_ok: AtomicU64,
+    last_failed: AtomicU64,
+    /// When the write probe last ran (held while it runs, so concurrent checks wait for it
+    /// rather than probing again).
+    pub(crate) probed: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Writes {
+    fn record(&self, ok: bool) {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let slot = if ok { &self.last_ok } else { &self.last_failed };
+        slot.fetch_max(n, Ordering::Relaxed);
+        crate::metrics::store_writable(self.writable());
+    }
+
+    /// Whether the latest write that ended succeeded (or none ended yet).
+    pub(crate) fn writable(&self) -> bool {
+        self.last_failed.load(Ordering::Relaxed) <= self.last_ok.load(Ordering::Relaxed)
+    }
 }
 
 /// Which built-in store (the Postgres transactional handler needs its pool).
@@ -96,6 +125,26 @@ impl Inbox {
         Err(StoreError::UnsupportedUrl)
     }
 
+    /// Opens an **existing** inbox at `url` only (migrating it to this version's schema), and
+    /// never creates one: a mistyped path, database or schema is [`StoreError::NotFound`]
+    /// (`no inbox at sqlite://typo.db`). For tools that read an inbox, like the CLI;
+    /// applications create theirs with [`connect`](Self::connect).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        #[cfg(feature = "sqlite")]
+        if url.starts_with("sqlite:") {
+            let store = crate::SqliteStore::open(url).await?;
+            return Ok(Self::with_backend(Arc::new(store), Backend::Sqlite));
+        }
+        #[cfg(feature = "postgres")]
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let store = crate::PostgresStore::open(url).await?;
+            let pool = store.pool().clone();
+            return Ok(Self::with_backend(Arc::new(store), Backend::Postgres(pool)));
+        }
+        let _ = url;
+        Err(StoreError::UnsupportedUrl)
+    }
+
     /// An inbox over another [`Store`].
     pub fn from_store(store: impl Store) -> Self {
         Self::with_backend(Arc::new(store), Backend::Other)
@@ -111,6 +160,7 @@ impl Inbox {
                 wake: Arc::new(Notify::new()),
                 backend,
                 worker_seen: Arc::new(AtomicU64::new(0)),
+                writes: Arc::default(),
             }),
         }
     }
@@ -128,6 +178,7 @@ impl Inbox {
                 wake: Arc::clone(&self.inner.wake),
                 backend: self.inner.backend.clone(),
                 worker_seen: Arc::clone(&self.inner.worker_seen),
+                writes: Arc::clone(&self.inner.writes),
             }),
         }
     }
@@ -145,6 +196,16 @@ impl Inbox {
             0 => None,
             at => Some(Duration::from_millis(self.now().0.saturating_sub(at))),
         }
+    }
+
+    /// Records whether a write to the store committed (health turns red while the latest one
+    /// failed, and green with the next that succeeds).
+    pub(crate) fn wrote<T>(&self, result: &Result<T, StoreError>) {
+        self.inner.writes.record(result.is_ok());
+    }
+
+    pub(crate) fn writes(&self) -> &Writes {
+        &self.inner.writes
     }
 
     /// The store.
@@ -233,6 +294,7 @@ impl Inbox {
             return;
         };
         let result = self.inner.store.insert(&pending.deliveries).await;
+        self.wrote(&result);
         let Some(Queue {
             deliveries,
             replies,
@@ -307,6 +369,12 @@ impl Inbox {
         self.inner.store.list(state, limit).await
     }
 
+    /// The rows being retried (an attempt made or an error recorded, not finished), however
+    /// many new rows are pending, the latest change first.
+    pub async fn retrying(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.inner.store.retrying(limit).await
+    }
+
     /// One row.
     pub async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
         self.inner.store.get(id).await
@@ -344,6 +412,22 @@ pub struct InboxStatus {
     pub counts: Counts,
     /// How long the oldest pending or running row has been in the inbox.
     pub oldest_unfinished_age: Option<Duration>,
+}
+
+/// `url` as it can be shown: without a password or a query string (which may carry one).
+pub(crate) fn redact_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => format!("{scheme}://{user_info}@{host}{path}"),
+        },
+        None => format!("{scheme}://{rest}"),
+    }
 }
 
 /// `<session id>/<kind>` for a known event (the same key a polled event of the session gets),

@@ -10,6 +10,16 @@ pub const INBOX_ENQUEUED: &str = "suki_inbox_enqueued_total";
 pub const INBOX_ATTEMPTS: &str = "suki_inbox_attempts_total";
 /// Counter: rows moved to `dead`.
 pub const INBOX_DEAD: &str = "suki_inbox_dead_total";
+/// Counter: required links of completed sessions that failed, by `link` (`contents`, …),
+/// `status` (the HTTP status, or `none`) and `outcome` (`retry`, `dead`).
+pub const INBOX_LINK_FAILURES: &str = "suki_inbox_link_failures_total";
+/// Counter: events of a status this SDK does not know, made dead letters (`unknown_status`) by
+/// the default [`ResultsHandler::on_unknown`](crate::ResultsHandler::on_unknown).
+pub const INBOX_UNKNOWN_STATUS: &str = "suki_inbox_unknown_status_total";
+/// Gauge: 1 while the store cannot commit (the last write failed and none succeeded since, or
+/// the write probe failed), else 0; set by [`Inbox::health`](crate::Inbox::health) and by
+/// every write the inbox makes.
+pub const INBOX_STORE_UNWRITABLE: &str = "suki_inbox_store_unwritable";
 /// Gauge: rows by `state` (`pending`, `running`, `done`, `dead`), refreshed by the worker every
 /// 15 s and by every [`Inbox::status`](crate::Inbox::status) / [`health`](crate::Inbox::health).
 pub const INBOX_DEPTH: &str = "suki_inbox_depth";
@@ -43,6 +53,33 @@ pub(crate) fn attempt(result: &'static str) {
     }
     #[cfg(not(feature = "metrics"))]
     let _ = result;
+}
+
+#[inline]
+pub(crate) fn link_failure(link: &'static str, status: Option<u16>, permanent: bool) {
+    #[cfg(feature = "metrics")]
+    {
+        let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        let outcome = if permanent { "dead" } else { "retry" };
+        metrics::counter!(INBOX_LINK_FAILURES, "link" => link, "status" => status, "outcome" => outcome)
+            .increment(1);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (link, status, permanent);
+}
+
+#[inline]
+pub(crate) fn unknown_status() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(INBOX_UNKNOWN_STATUS).increment(1);
+}
+
+#[inline]
+pub(crate) fn store_writable(writable: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(INBOX_STORE_UNWRITABLE).set(if writable { 0.0 } else { 1.0 });
+    #[cfg(not(feature = "metrics"))]
+    let _ = writable;
 }
 
 #[inline]

@@ -19,16 +19,54 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`) and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
+        let pool = Self::pool_for(url).await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Connects to `url` only if the database exists and holds an inbox, migrating it to this
+    /// version's schema; [`StoreError::NotFound`] otherwise. Tools that read an inbox use this.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let not_found = || StoreError::NotFound {
+            url: crate::inbox::redact_url(url),
+        };
+        let pool = match Self::pool_for(url).await {
+            Ok(pool) => pool,
+            // 3D000 invalid_catalog_name: no such database.
+            Err(StoreError::Database(sqlx::Error::Database(e)))
+                if e.code().as_deref() == Some("3D000") =>
+            {
+                return Err(not_found());
+            }
+            Err(e) => return Err(e),
+        };
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('suki_inbox_deliveries') IS NOT NULL")
+                .fetch_one(&pool)
+                .await?;
+        if !exists {
+            pool.close().await;
+            return Err(not_found());
+        }
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn pool_for(url: &str) -> Result<PgPool, StoreError> {
+        Ok(PgPoolOptions::new()
             // A ping before each use would double the round trips of every statement; a
             // broken connection fails its statement instead, which the callers handle.
             .test_before_acquire(false)
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
-            .await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+            .await?)
+    }
+
+    /// Nothing to check: a Postgres server has no file that can vanish under the process.
+    #[expect(clippy::unused_self, reason = "the SQL store macro calls it on every store")]
+    fn check_file(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// The connection pool (the transactional handler's transactions come from it).

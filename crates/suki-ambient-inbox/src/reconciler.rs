@@ -25,27 +25,13 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 const MIN_RECHECK: Duration = Duration::from_secs(1);
 
 /// The event kind a polled status stands for, or `None` while the session has not ended in a
-/// way a webhook reports:
-///
-/// | status (case-insensitive) | event |
-/// |---|---|
-/// | `completed` | completed |
-/// | `failed` | failed |
-/// | `aborted`, `cancelled`, `canceled`, `cancel` | cancelled |
-/// | `timeout`, `timed_out`, `timedout`, `time_out` | timed out |
-/// | anything else (`created`, `ready`, `running`, `paused`, `skipped`, `staged`, new values) | not ended: checked again |
+/// way a webhook reports: [`SessionStatus::event_kind`], the same status table the webhook's
+/// `status` goes through ([`EventKind::from_status`]): `completed` → completed, `failed` → failed,
+/// `aborted`/`cancelled`/`canceled`/`cancel` → cancelled, `timeout`/`timed_out`/`time_out`/… →
+/// timed out; anything else (`created`, `ready`, `running`, `paused`, `skipped`, `staged`, new
+/// values) is checked again.
 pub fn polled_kind(status: &SessionStatus) -> Option<EventKind> {
-    match status {
-        SessionStatus::Completed => Some(EventKind::Completed),
-        SessionStatus::Failed => Some(EventKind::Failed),
-        SessionStatus::Aborted => Some(EventKind::Cancelled),
-        SessionStatus::Other(text) => match text.to_ascii_lowercase().as_str() {
-            "cancelled" | "canceled" | "cancel" => Some(EventKind::Cancelled),
-            "timeout" | "timed_out" | "timedout" | "time_out" => Some(EventKind::TimedOut),
-            _ => None,
-        },
-        _ => None,
-    }
+    status.event_kind()
 }
 
 /// The event a webhook would have carried for an ended session: links from core's route table,

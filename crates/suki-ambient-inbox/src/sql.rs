@@ -90,8 +90,24 @@ pub(crate) const RETRY_DEAD: &str = "UPDATE suki_inbox_deliveries \
 pub(crate) const PURGE: &str =
     "DELETE FROM suki_inbox_deliveries WHERE state = 'done' AND completed_at < $1";
 
+/// The counts the triggers of migration 0004 keep (a few rows, whatever the table's size).
 pub(crate) const COUNT_STATES: &str =
-    "SELECT state, COUNT(*) FROM suki_inbox_deliveries GROUP BY state";
+    "SELECT state, CAST(SUM(n) AS BIGINT) FROM suki_inbox_counts GROUP BY state";
+
+/// Rows that are being retried (an attempt was made, or an error is recorded) however many new
+/// rows are pending in front of them, newest failure first: the partial index of migration 0004,
+/// whose predicate this repeats word for word so that SQLite's planner matches it.
+pub(crate) const LIST_RETRYING: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM suki_inbox_deliveries \
+     WHERE state IN ('pending', 'running') AND (attempts > 0 OR last_error IS NOT NULL) \
+     ORDER BY updated_at DESC, id DESC LIMIT $1"
+);
+
+/// The health check's write: one row, so that a full disk, a locked or read-only database or a
+/// server that cannot commit fails it.
+pub(crate) const PROBE: &str = "UPDATE suki_inbox_probe SET probed_at = $1 WHERE id = 1";
 
 pub(crate) const OLDEST_UNFINISHED: &str = "SELECT MIN(received_at) FROM suki_inbox_deliveries \
      WHERE state IN ('pending', 'running')";
@@ -526,6 +542,30 @@ macro_rules! sql_store {
                 }
                 counts.oldest_unfinished_received_at = oldest.and_then(|t| u64::try_from(t).ok());
                 Ok(counts)
+            }
+
+            async fn retrying(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<$crate::DeliveryRecord>, $crate::StoreError> {
+                let rows: Vec<$crate::sql::Row> = sqlx::query_as($crate::sql::LIST_RETRYING)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn probe(&self, now: suki_ambient_core::UnixMillis) -> Result<(), $crate::StoreError> {
+                self.check_file()?;
+                let done = sqlx::query($crate::sql::PROBE)
+                    .bind($crate::sql::stored(now))
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err($crate::StoreError::Corrupt("the health probe row is missing"))
+                }
             }
 
             async fn list(

@@ -1,5 +1,6 @@
 //! The embedded store: SQLite (bundled), WAL, `synchronous=FULL`.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,23 +19,60 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file and its identity when opened (`None` in memory), so that the health
+    /// probe notices a file deleted or replaced under the running process, which SQLite itself
+    /// does not (it keeps writing to the unlinked file).
+    file: Option<(PathBuf, FileId)>,
 }
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `url` (`sqlite://path`,
     /// `sqlite::memory:`) and migrates its schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+        Self::connect_with(SqliteConnectOptions::from_str(url)?.create_if_missing(true)).await
+    }
+
+    /// Opens the inbox at `url` only if it exists (the file is there and holds an inbox's
+    /// tables), migrating it to this version's schema; [`StoreError::NotFound`] otherwise.
+    /// Tools that read an inbox use this, so that a mistyped path creates nothing.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let not_found = || StoreError::NotFound {
+            url: crate::inbox::redact_url(url),
+        };
+        let options = SqliteConnectOptions::from_str(url)?.create_if_missing(false);
+        if is_memory(url) || !options.get_filename().is_file() {
+            return Err(not_found());
+        }
+        // Look before migrating: a file that is not an inbox is left as it is.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'suki_inbox_deliveries'",
+        )
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        if tables == 0 {
+            return Err(not_found());
+        }
+        Self::connect_with(options).await
+    }
+
+    /// Opens with your own connect options (e.g. another busy timeout, or
+    /// `.pragma("max_page_count", …)` to bound the file), migrating the schema. WAL and
+    /// `synchronous=FULL` are set on top of them: the inbox's durability depends on them.
+    pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let memory = options.get_filename().as_os_str().is_empty()
+            || options.get_filename().to_string_lossy().contains(":memory:");
+        let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT);
         // An in-memory database exists once per connection: keep it to one.
-        let max = if url.contains(":memory:") || url.contains("mode=memory") {
-            1
-        } else {
-            4
-        };
+        let max = if memory { 1 } else { 4 };
+        let path = options.get_filename().to_path_buf();
         let pool = SqlitePoolOptions::new()
             // A ping before each use would double the round trips of every statement; a
             // broken connection fails its statement instead, which the callers handle.
@@ -43,12 +81,49 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let file = if memory {
+            None
+        } else {
+            FileId::of(&path).map(|id| (path, id))
+        };
+        Ok(Self { pool, file })
+    }
+
+    /// [`StoreError::FileGone`] when the database file is no longer the one opened.
+    fn check_file(&self) -> Result<(), StoreError> {
+        match &self.file {
+            Some((path, id)) if FileId::of(path).as_ref() != Some(id) => Err(StoreError::FileGone),
+            _ => Ok(()),
+        }
     }
 
     /// The connection pool (e.g. to read the table from your own code).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+fn is_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// What identifies a file (device and inode on Unix; elsewhere only that it exists).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+impl FileId {
+    fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            Some(Self(meta.dev(), meta.ino()))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Some(Self(0, 0))
+        }
     }
 }
 

@@ -264,6 +264,20 @@ pub enum StoreError {
     /// The inbox's group-commit task stopped (the runtime is shutting down).
     #[error("the inbox is shut down")]
     Closed,
+    /// No inbox exists there: [`Inbox::open`](crate::Inbox::open) creates none (a wrong path,
+    /// database or schema). `url` is shown without its password.
+    #[error("no inbox at {url}")]
+    NotFound {
+        /// Where it was looked for.
+        url: String,
+    },
+    /// The store did not answer in time (e.g. a database locked by another process).
+    #[error("the inbox store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The SQLite database file was deleted or replaced under the running process: what it
+    /// writes now reaches no file anyone will read.
+    #[error("the inbox database file was deleted or replaced since it was opened")]
+    FileGone,
 }
 
 /// What an inbox needs from a database. Both built-in stores (`sqlite`, `postgres`) pass
@@ -319,8 +333,18 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes done rows completed before `before`.
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
 
-    /// Counts by state and the oldest unfinished row.
+    /// Counts by state and the oldest unfinished row: O(1) (counts kept by the store as rows
+    /// change) and one index read, whatever the table's size.
     async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// The rows being retried: pending or running with an attempt made or an error recorded,
+    /// however many new rows are pending, the latest change first (an index read).
+    async fn retrying(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Proves the store can still commit a write (a one-row update), so that health turns red
+    /// on a full disk, a locked or read-only database, a server down, or (SQLite) a database
+    /// file deleted or replaced under the running process.
+    async fn probe(&self, now: UnixMillis) -> Result<(), StoreError>;
 
     /// Rows, newest first, optionally of one state.
     async fn list(

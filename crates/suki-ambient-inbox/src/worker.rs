@@ -425,7 +425,9 @@ impl Pool {
                 worker.options.lease,
                 u32::try_from(room).unwrap_or(u32::MAX),
             )
-            .await?;
+            .await;
+        worker.inbox.wrote(&claims);
+        let claims = claims?;
         let n = claims.len();
         for claim in claims {
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
@@ -575,6 +577,7 @@ impl Job {
                 store.fail(lease, now, next, &failure.code).await
             }
         };
+        self.inbox.wrote(&written);
         match written {
             Ok(true) => {}
             Ok(false) => tracing::warn!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use suki_ambient_client::{AmbientClient, RetryPolicy, SessionResults};
-use suki_ambient_core::{HandlerError, SessionCompleted, WebhookEvent};
+use suki_ambient_core::{EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed};
 use suki_ambient_inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler, State};
 use suki_ambient_sandbox::{Fault, Sandbox};
 
@@ -35,7 +35,17 @@ impl ResultsHandler for Notes {
         Ok(())
     }
 
-    async fn on_other(&self, _event: WebhookEvent, _meta: InboxMeta) -> Result<(), HandlerError> {
+    async fn on_failed(&self, _event: SessionFailed, _meta: InboxMeta) -> Result<(), HandlerError> {
+        self.other.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn on_ended(
+        &self,
+        _kind: EventKind,
+        _event: SessionEnded,
+        _meta: InboxMeta,
+    ) -> Result<(), HandlerError> {
         self.other.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }

@@ -500,6 +500,14 @@ impl Store for Switchable {
         self.check()?;
         self.inner.list(state, limit).await
     }
+    async fn retrying(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.check()?;
+        self.inner.retrying(limit).await
+    }
+    async fn probe(&self, now: UnixMillis) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.probe(now).await
+    }
     async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
         self.check()?;
         self.inner.get(id).await

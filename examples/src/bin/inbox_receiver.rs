@@ -24,7 +24,10 @@ use std::process::ExitCode;
 use axum::Router;
 use suki_ambient::client::{AmbientClient, Environment, SessionResults};
 use suki_ambient::inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler};
-use suki_ambient::{HandlerError, SessionCompleted, WebhookEndpoint, WebhookEvent, async_trait};
+use suki_ambient::{
+    EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed, WebhookEndpoint,
+    async_trait,
+};
 
 /// What this service does with each event once its results are fetched: here, print the ids
 /// (never the content: it is patient data). A real one writes the note to its EHR.
@@ -38,27 +41,42 @@ fn processed(session_id: Option<&str>, kind: &str) {
 
 #[async_trait]
 impl ResultsHandler for Notes {
+    /// Called only once every link the event carries was fetched: a link that failed for good
+    /// (a revoked token, a 404) has made the row a dead letter instead (`inbox list --state
+    /// dead`), so this never reports a note it does not have.
     async fn on_results(
         &self,
         done: SessionCompleted,
         results: SessionResults,
-        meta: InboxMeta,
+        _meta: InboxMeta,
     ) -> Result<(), HandlerError> {
-        // What is left in `results.errors()` is permanent (e.g. a 404): log the codes only.
-        for (link, err) in results.errors() {
-            tracing::warn!(id = meta.id, link = %link, error = %err, "link failed permanently");
-        }
+        // A real service writes the note to its EHR here, keyed by meta.dedup_key.
+        let _note = results.contents;
         processed(Some(done.session_id.as_str()), "completed");
         Ok(())
     }
 
-    async fn on_other(&self, event: WebhookEvent, _meta: InboxMeta) -> Result<(), HandlerError> {
-        processed(
-            event.session_id().map(|s| s.as_str()),
-            event.kind().as_str(),
-        );
+    /// No note will come for a failed session: a real service tells the clinician.
+    async fn on_failed(&self, failed: SessionFailed, meta: InboxMeta) -> Result<(), HandlerError> {
+        tracing::warn!(id = meta.id, session = %failed.session_id, code = %failed.error_code, "session failed: no note");
+        processed(Some(failed.session_id.as_str()), EventKind::Failed.as_str());
         Ok(())
     }
+
+    /// Nor for one that timed out or was cancelled.
+    async fn on_ended(
+        &self,
+        kind: EventKind,
+        ended: SessionEnded,
+        meta: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        tracing::warn!(id = meta.id, session = %ended.session_id, %kind, "session ended without a note");
+        processed(Some(ended.session_id.as_str()), kind.as_str());
+        Ok(())
+    }
+
+    // An unknown status keeps the default: a dead letter `unknown_status`, retried after an
+    // upgrade (`suki-ambient inbox retry --dead`).
 }
 
 #[tokio::main]

@@ -58,6 +58,18 @@ impl SessionStatus {
         }
     }
 
+    /// The event a webhook reports for this status, from the one status table
+    /// ([`EventKind::from_status`](crate::EventKind::from_status)): `completed`, `failed`,
+    /// `aborted` (cancelled) and the timeout and cancellation spellings; `None` for a session
+    /// that has not ended in a way a webhook reports (`created`, `ready`, `running`, `paused`,
+    /// `staged`, `skipped`, new values).
+    pub fn event_kind(&self) -> Option<crate::EventKind> {
+        match crate::EventKind::from_status(self.as_str()) {
+            crate::EventKind::Unknown => None,
+            kind => Some(kind),
+        }
+    }
+
     /// Whether the session will not change any more.
     pub fn is_terminal(&self) -> bool {
         matches!(
