@@ -404,13 +404,15 @@ impl<H: ResultsHandler> FetchResults<H> {
 
     /// What a required link's failure makes of the row: `None` when every required link was
     /// fetched. A retryable failure wins over a permanent one (the row is retried and the
-    /// permanent one is seen again); within each, the first link in [`LinkKind::ALL`] order.
+    /// permanent one is seen again); within each, the first in [`LINK_ORDER`].
     fn link_failure(&self, results: &SessionResults, meta: &InboxMeta) -> Option<HandlerError> {
-        let required: Vec<(LinkKind, &ClientError)> = results
+        let mut required: Vec<(LinkKind, &ClientError)> = results
             .errors()
             .into_iter()
             .filter(|(kind, _)| !self.optional.contains(kind))
             .collect();
+        // The code names the note first when several links failed alike.
+        required.sort_by_key(|(kind, _)| LINK_ORDER.iter().position(|k| k == kind));
         let (kind, err) = required
             .iter()
             .find(|(_, err)| err.is_retryable())
@@ -433,6 +435,16 @@ impl<H: ResultsHandler> FetchResults<H> {
         Some(Box::new(failed))
     }
 }
+
+/// Which failed link a row's error code names when several failed alike: the note first.
+const LINK_ORDER: [LinkKind; 6] = [
+    LinkKind::Contents,
+    LinkKind::EncounterContent,
+    LinkKind::StructuredData,
+    LinkKind::EncounterStructuredData,
+    LinkKind::Transcripts,
+    LinkKind::Status,
+];
 
 /// A required link of a completed session failed.
 #[derive(Debug)]

@@ -11,7 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use suki_ambient_client::{AmbientClient, RetryPolicy, SessionResults};
 use suki_ambient_core::{EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed};
-use suki_ambient_inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler, State};
+use suki_ambient_core::LinkKind;
+use suki_ambient_inbox::{
+    FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler, Selection, State,
+};
 use suki_ambient_sandbox::{Fault, Sandbox};
 
 #[derive(Default)]
@@ -117,6 +120,196 @@ async fn a_503_burst_longer_than_the_clients_retries_is_recovered_by_the_worker(
         error.starts_with("fetch_") && error.contains("503"),
         "{error}"
     );
+    server.abort();
+    sandbox.shutdown().await;
+}
+
+/// What the handler of the tests below saw, by kind.
+#[derive(Default)]
+struct Seen {
+    results: std::sync::Mutex<Vec<SessionResults>>,
+    failed: AtomicU32,
+    timed_out: AtomicU32,
+    cancelled: AtomicU32,
+}
+
+#[async_trait]
+impl ResultsHandler for Seen {
+    async fn on_results(
+        &self,
+        _event: SessionCompleted,
+        results: SessionResults,
+        _meta: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        self.results.lock().expect("lock").push(results);
+        Ok(())
+    }
+
+    async fn on_failed(&self, _event: SessionFailed, _meta: InboxMeta) -> Result<(), HandlerError> {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn on_ended(
+        &self,
+        kind: EventKind,
+        _event: SessionEnded,
+        _meta: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        let counter = match kind {
+            EventKind::TimedOut => &self.timed_out,
+            _ => &self.cancelled,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn client_for(sandbox: &suki_ambient_sandbox::SandboxHandle, token: String) -> AmbientClient {
+    AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(token)
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(2)
+                .base_delay(Duration::from_millis(1)),
+        )
+        .build()
+        .expect("client")
+}
+
+/// The README's static-token set-up after the token was revoked: the note is never fetched, so
+/// the row is a dead letter naming the link and the answer, never `done`; with a new token,
+/// `retry --dead` processes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_a_dead_letter_and_retry_dead_recovers_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let server = common::serve_inbox(&sandbox, &inbox).await;
+    let revoked = client_for(&sandbox, sandbox.issue_token(None));
+    sandbox.expire_tokens();
+    let session = sandbox.create_session(None);
+    assert_eq!(sandbox.complete(&session.session_id).await.expect("deliver").status, 200);
+
+    let seen = Arc::new(Seen::default());
+    let worker = InboxWorker::builder(inbox.clone(), FetchResults::new(revoked, Arc::clone(&seen)))
+        .backoff(Duration::from_millis(1), Duration::from_millis(10))
+        .build();
+    assert_eq!(worker.drain(Duration::from_secs(5)).await.expect("drain"), 1, "dead at once");
+    assert!(seen.results.lock().expect("lock").is_empty(), "no note, no on_results");
+    let dead = inbox.list(Some(State::Dead), 10).await.expect("list");
+    assert_eq!(dead.len(), 1, "a dead letter, not done");
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("fetch_contents_401_invalid_sdp_token")
+    );
+    assert_eq!(inbox.status().await.expect("status").counts.done, 0);
+
+    // The cause fixed (a new token): one retry of the dead letters brings the note.
+    assert_eq!(inbox.retry(Selection::Dead).await.expect("retry"), 1);
+    let fresh = client_for(&sandbox, sandbox.issue_token(None));
+    let worker = InboxWorker::builder(inbox.clone(), FetchResults::new(fresh, Arc::clone(&seen)))
+        .build();
+    worker.drain(Duration::from_secs(5)).await.expect("drain");
+    let results = seen.results.lock().expect("lock");
+    assert_eq!(results.len(), 1);
+    assert!(results[0].is_ok() && results[0].contents.is_some());
+    assert_eq!(inbox.status().await.expect("status").counts.done, 1);
+    server.abort();
+    sandbox.shutdown().await;
+}
+
+/// A 404 for a required link is a dead letter; an optional link's failure is the handler's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_link_is_a_dead_letter_unless_it_is_optional() {
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    for optional in [false, true] {
+        let dir = tempfile::tempdir().expect("dir");
+        let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+            .await
+            .expect("inbox");
+        let server = common::serve_inbox(&sandbox, &inbox).await;
+        let session = sandbox.create_session(None);
+        sandbox.complete(&session.session_id).await.expect("deliver");
+        sandbox.inject(
+            Fault::status(404)
+                .on(format!("/api/v1/ambient/session/{}/transcript", session.session_id))
+                .times(100),
+        );
+        let seen = Arc::new(Seen::default());
+        let client = client_for(&sandbox, sandbox.issue_token(None));
+        let mut fetch = FetchResults::new(client, Arc::clone(&seen));
+        if optional {
+            fetch = fetch.optional(LinkKind::Transcripts);
+        }
+        InboxWorker::builder(inbox.clone(), fetch)
+            .build()
+            .drain(Duration::from_secs(5))
+            .await
+            .expect("drain");
+        let row = inbox.list(None, 1).await.expect("list").remove(0);
+        let results = seen.results.lock().expect("lock");
+        if optional {
+            assert_eq!(row.state, State::Done);
+            assert_eq!(results.len(), 1);
+            let transcript = results[0].transcript.as_ref().expect("fetched");
+            assert_eq!(transcript.as_ref().err().and_then(|e| e.status()), Some(404));
+            assert!(results[0].contents.as_ref().is_some_and(Result::is_ok));
+        } else {
+            assert_eq!(row.state, State::Dead);
+            let error = row.last_error.as_deref().expect("code");
+            assert!(error.starts_with("fetch_transcripts_404"), "{error}");
+            assert!(results.is_empty());
+        }
+        sandbox.clear_faults();
+        server.abort();
+    }
+    sandbox.shutdown().await;
+}
+
+/// Failed, timed-out and cancelled sessions reach their handlers; an unknown status is stored
+/// (200), never completed unseen: a dead letter `unknown_status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_is_handled_on_purpose_and_an_unknown_status_is_a_dead_letter() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let server = common::serve_inbox(&sandbox, &inbox).await;
+    let (a, b, c) = (
+        sandbox.create_session(None),
+        sandbox.create_session(None),
+        sandbox.create_session(None),
+    );
+    sandbox.fail(&a.session_id).await.expect("deliver");
+    sandbox.time_out(&b.session_id).await.expect("deliver");
+    sandbox.cancel(&c.session_id).await.expect("deliver");
+    let unknown = suki_ambient_core::WebhookEvent::from_slice(
+        br#"{"status":"on_hold_forever","session_id":"s-unknown","encounter_id":"e"}"#,
+    )
+    .expect("parse");
+    let delivery = sandbox.deliver(&unknown).await.expect("deliver");
+    assert_eq!((delivery.status, delivery.body.as_str()), (200, r#"{"status":"accepted"}"#));
+
+    let seen = Arc::new(Seen::default());
+    let client = client_for(&sandbox, sandbox.issue_token(None));
+    InboxWorker::builder(inbox.clone(), FetchResults::new(client, Arc::clone(&seen)))
+        .build()
+        .drain(Duration::from_secs(5))
+        .await
+        .expect("drain");
+    assert_eq!(seen.failed.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.timed_out.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.cancelled.load(Ordering::SeqCst), 1);
+    let dead = inbox.list(Some(State::Dead), 10).await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].kind, "unknown");
+    assert_eq!(dead[0].last_error.as_deref(), Some("unknown_status"));
+    assert_eq!(inbox.status().await.expect("status").counts.done, 3);
     server.abort();
     sandbox.shutdown().await;
 }
