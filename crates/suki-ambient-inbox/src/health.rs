@@ -26,6 +26,10 @@ pub struct HealthThresholds {
     /// How long the write probe may take before the store counts as unwritable (default 3 s:
     /// a database locked by another process makes it wait).
     pub write_probe_timeout: Duration,
+    /// A write of the inbox (an ingest, a claim, a completion) that failed keeps health red
+    /// for this long unless one succeeds after it (default 60 s): the probe is a tiny write
+    /// that can still succeed while a delivery cannot be stored (a full disk).
+    pub write_failure_window: Duration,
 }
 
 impl Default for HealthThresholds {
@@ -36,6 +40,7 @@ impl Default for HealthThresholds {
             max_dead: None,
             write_probe_every: Duration::from_secs(5),
             write_probe_timeout: Duration::from_secs(3),
+            write_failure_window: Duration::from_secs(60),
         }
     }
 }
@@ -50,8 +55,10 @@ pub struct Health {
     pub status: &'static str,
     /// Whether the store answered.
     pub store_reachable: bool,
-    /// Whether the store can commit: the latest write the inbox made (an ingest, a claim, a
-    /// completion, the write probe) succeeded.
+    /// Whether the store can commit: the write probe succeeded, and no write of the inbox (an
+    /// ingest, a claim, a completion) failed within the last
+    /// [`write_failure_window`](HealthThresholds::write_failure_window) without one succeeding
+    /// after it.
     pub store_writable: bool,
     /// Seconds since the oldest pending or running row was received (`null`: none, or the
     /// store did not answer).
@@ -84,7 +91,8 @@ impl Inbox {
     pub async fn health(&self, thresholds: &HealthThresholds) -> Health {
         self.probe_writes(thresholds).await;
         let mut problems = Vec::new();
-        let writable = self.writes().writable();
+        let writable = self.writes().writable(thresholds.write_failure_window);
+        crate::metrics::store_writable(writable);
         if !writable {
             problems.push("store_unwritable");
         }
@@ -159,7 +167,7 @@ impl Inbox {
         if let Err(err) = &result {
             tracing::error!(error = %err, "suki inbox health: the store cannot commit a write");
         }
-        self.wrote(&result);
+        self.writes().record_probe(result.is_ok());
         *last = Some(tokio::time::Instant::now());
     }
 }

@@ -48,30 +48,50 @@ struct Inner {
     writes: Arc<Writes>,
 }
 
-/// The outcome of the latest write the inbox made, in the order the writes ended, and the
-/// health check's write probe.
+/// What the inbox knows of its store's writes: when its own writes (ingests, claims,
+/// completions) last failed and last succeeded, and the health check's write probe.
 #[derive(Default)]
 pub(crate) struct Writes {
-    /// A sequence number for each ended write.
-    seq: AtomicU64,
-    last_ok: AtomicU64,
-    last_failed: AtomicU64,
-    /// When the write probe last ran (held while it runs, so concurrent checks wait for it
+    state: Mutex<WriteState>,
+    /// When the write probe last ran (held while it runs, so that concurrent checks wait for it
     /// rather than probing again).
     pub(crate) probed: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
+#[derive(Default)]
+struct WriteState {
+    last_ok: Option<std::time::Instant>,
+    last_failed: Option<std::time::Instant>,
+    /// The latest probe failed.
+    probe_failed: bool,
+}
+
 impl Writes {
     fn record(&self, ok: bool) {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let slot = if ok { &self.last_ok } else { &self.last_failed };
-        slot.fetch_max(n, Ordering::Relaxed);
-        crate::metrics::store_writable(self.writable());
+        let mut state = lock(&self.state);
+        let now = std::time::Instant::now();
+        if ok {
+            state.last_ok = Some(now);
+        } else {
+            state.last_failed = Some(now);
+        }
     }
 
-    /// Whether the latest write that ended succeeded (or none ended yet).
-    pub(crate) fn writable(&self) -> bool {
-        self.last_failed.load(Ordering::Relaxed) <= self.last_ok.load(Ordering::Relaxed)
+    pub(crate) fn record_probe(&self, ok: bool) {
+        lock(&self.state).probe_failed = !ok;
+    }
+
+    /// Whether the store can commit: the latest probe succeeded, and no write of the inbox
+    /// failed within `window` without one succeeding after it.
+    pub(crate) fn writable(&self, window: Duration) -> bool {
+        let state = lock(&self.state);
+        let failing = match (state.last_failed, state.last_ok) {
+            (Some(failed), ok) => {
+                failed.elapsed() < window && ok.is_none_or(|ok| ok < failed)
+            }
+            (None, _) => false,
+        };
+        !(failing || state.probe_failed)
     }
 }
 

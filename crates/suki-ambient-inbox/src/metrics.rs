@@ -16,9 +16,9 @@ pub const INBOX_LINK_FAILURES: &str = "suki_inbox_link_failures_total";
 /// Counter: events of a status this SDK does not know, made dead letters (`unknown_status`) by
 /// the default [`ResultsHandler::on_unknown`](crate::ResultsHandler::on_unknown).
 pub const INBOX_UNKNOWN_STATUS: &str = "suki_inbox_unknown_status_total";
-/// Gauge: 1 while the store cannot commit (the last write failed and none succeeded since, or
-/// the write probe failed), else 0; set by [`Inbox::health`](crate::Inbox::health) and by
-/// every write the inbox makes.
+/// Gauge: 1 while the store cannot commit (the write probe failed, or a write of the inbox
+/// failed recently and none succeeded since), else 0; set by each
+/// [`Inbox::health`](crate::Inbox::health).
 pub const INBOX_STORE_UNWRITABLE: &str = "suki_inbox_store_unwritable";
 /// Gauge: rows by `state` (`pending`, `running`, `done`, `dead`), refreshed by the worker every
 /// 15 s and by every [`Inbox::status`](crate::Inbox::status) / [`health`](crate::Inbox::health).
