@@ -242,7 +242,9 @@ h1{font-size:20px;margin:0 0 16px}h2{font-size:16px;margin:24px 0 8px}\
 .card b{display:block;font-size:22px}.card span{color:#5b6575;font-size:12px}\
 table{border-collapse:collapse;background:#fff;width:100%}th,td{border-bottom:1px solid #e5e8ed;padding:6px 8px;text-align:left;font-size:13px}\
 th{background:#eef1f5}form{display:inline;margin:0}button{cursor:pointer;padding:3px 10px;border:1px solid #8a94a6;border-radius:4px;background:#fff}\
-.bad{color:#b42318}.ok{color:#067647}.legend span{margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px}\
+.bad{color:#b42318}.ok{color:#067647}\
+.verdict{padding:10px 14px;border-radius:6px;font-size:1.05em}.verdict.healthy{background:#ecfdf3;color:#067647}\
+.verdict.degraded{background:#fffaeb;color:#b54708}.verdict.failing{background:#fef3f2;color:#b42318}.legend span{margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px}\
 svg{background:#fff;border:1px solid #dde1e7;border-radius:6px}.muted{color:#5b6575}";
 
 fn page_shell(title: &str, nonce: &str, body: &str) -> String {
@@ -565,6 +567,7 @@ async fn dashboard(
 ) -> Result<String, crate::StoreError> {
     let inbox = &console.inbox;
     let now = inbox.now();
+    let health = inbox.health(&crate::HealthThresholds::default()).await;
     let status = inbox.status().await?;
     let hours = inbox
         .store()
@@ -572,14 +575,10 @@ async fn dashboard(
         .await?;
     let expectations = inbox.store().expectation_counts().await?;
     let dead = inbox.list(Some(State::Dead), 100).await?;
-    let mut stuck: Vec<DeliveryRecord> = inbox
-        .list(Some(State::Pending), 200)
-        .await?
-        .into_iter()
-        .filter(|r| r.attempts > 0)
-        .collect();
-    stuck.extend(inbox.list(Some(State::Running), 100).await?);
+    // Every row being retried, however many new rows are pending in front of it.
+    let stuck = inbox.retrying(STUCK_SHOWN).await?;
     let c = &status.counts;
+    let (verdict, reasons) = verdict(&health, c.dead, stuck.len(), expectations.gave_up);
     let oldest = status
         .oldest_unfinished_age
         .map_or_else(|| "none".to_owned(), short);
@@ -600,6 +599,7 @@ async fn dashboard(
         body,
         "<h1>Suki inbox console</h1>\
          <form method=\"post\" action=\"{b}/logout\"><button type=\"submit\">Sign out</button></form>\
+         <p id=\"verdict\" class=\"verdict {verdict}\"><b>{title}</b>{why}</p>\
          <h2>Inbox</h2><div class=\"cards\">{}{}{}{}{}</div>",
         card(c.pending.to_string(), "pending", ""),
         card(c.running.to_string(), "running", ""),
@@ -607,6 +607,16 @@ async fn dashboard(
         card(c.dead.to_string(), "dead", dead_class),
         card(oldest, "oldest unfinished", oldest_class),
         b = esc(base),
+        title = match verdict {
+            "failing" => "Failing",
+            "degraded" => "Degraded",
+            _ => "Healthy",
+        },
+        why = if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", esc(&reasons.join("; ")))
+        },
     );
     let _ = write!(
         body,
@@ -648,7 +658,7 @@ async fn dashboard(
     };
     let _ = write!(
         body,
-        "<h2>Dead letters {retry_all}</h2>{}<h2>Stuck: retrying or running</h2>{}\
+        "<h2>Dead letters {retry_all}</h2>{}<h2>Stuck: retrying or running, latest first</h2>{}\
          <p class=\"muted\">Ids, kinds, states, times and error codes only: the console never shows clinical content.</p>",
         rows_table(&dead, now, base, &console.csrf, "No dead letters."),
         rows_table(&stuck, now, base, &console.csrf, "Nothing stuck."),
@@ -656,9 +666,87 @@ async fn dashboard(
     Ok(page_shell("Suki inbox console", nonce, &body))
 }
 
+/// How many retrying rows the page lists.
+const STUCK_SHOWN: u32 = 200;
+
+/// The page's top line: `failing` when health has a problem (the pipeline cannot do its job),
+/// `degraded` when something needs a person (dead letters, rows being retried, sessions given
+/// up), else `healthy`; with the reasons in plain words.
+fn verdict(
+    health: &crate::Health,
+    dead: u64,
+    retrying: usize,
+    gave_up: u64,
+) -> (&'static str, Vec<String>) {
+    let failing: Vec<String> = health
+        .problems
+        .iter()
+        .map(|problem| {
+            match *problem {
+                "store_unwritable" => "the store cannot commit writes (store_unwritable)",
+                "store_unreachable" => "the store does not answer (store_unreachable)",
+                "oldest_pending_too_old" => {
+                    "the oldest unfinished row waits too long (oldest_pending_too_old)"
+                }
+                "worker_stalled" => "this process's worker has stalled (worker_stalled)",
+                "too_many_dead" => "too many dead letters (too_many_dead)",
+                other => other,
+            }
+            .to_owned()
+        })
+        .collect();
+    if !failing.is_empty() {
+        return ("failing", failing);
+    }
+    let mut degraded = Vec::new();
+    if dead > 0 {
+        degraded.push(format!("{dead} dead letter(s) need a person"));
+    }
+    if retrying > 0 {
+        let more = if retrying >= STUCK_SHOWN as usize { "+" } else { "" };
+        degraded.push(format!("{retrying}{more} row(s) being retried"));
+    }
+    if gave_up > 0 {
+        degraded.push(format!("{gave_up} expected session(s) given up"));
+    }
+    if degraded.is_empty() {
+        ("healthy", Vec::new())
+    } else {
+        ("degraded", degraded)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_top_line_says_failing_degraded_or_healthy_and_why() {
+        let health = |problems: Vec<&'static str>| crate::Health {
+            status: if problems.is_empty() { "ok" } else { "unhealthy" },
+            store_reachable: true,
+            store_writable: !problems.contains(&"store_unwritable"),
+            oldest_pending_seconds: Some(0.0),
+            dead: Some(0),
+            worker_heartbeat_seconds: None,
+            problems,
+        };
+        assert_eq!(verdict(&health(vec![]), 0, 0, 0), ("healthy", vec![]));
+        let (v, why) = verdict(&health(vec![]), 2, 5, 1);
+        assert_eq!(v, "degraded");
+        assert_eq!(
+            why,
+            [
+                "2 dead letter(s) need a person",
+                "5 row(s) being retried",
+                "1 expected session(s) given up"
+            ]
+        );
+        let (v, why) = verdict(&health(vec!["store_unwritable"]), 2, 5, 1);
+        assert_eq!(v, "failing", "a pipeline that cannot work outranks the rest");
+        assert_eq!(why, ["the store cannot commit writes (store_unwritable)"]);
+        assert_eq!(verdict(&health(vec![]), 0, 200, 0).1, ["200+ row(s) being retried"]);
+    }
 
     #[test]
     fn ids_from_payloads_are_escaped_and_the_mount_point_is_found() {

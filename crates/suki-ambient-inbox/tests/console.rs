@@ -33,7 +33,7 @@ fn free_port() -> u16 {
 }
 
 /// A seeded inbox: three done rows (one recovered by a poll), two dead ones, one waiting for
-/// its retry; five expected sessions.
+/// its retry behind 300 new pending rows; five expected sessions.
 async fn seeded(dir: &std::path::Path) -> Inbox {
     let inbox = Inbox::connect(&common::sqlite_url(dir, "inbox.db"))
         .await
@@ -99,6 +99,15 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
         .drain(Duration::ZERO)
         .await
         .expect("drain");
+    // 300 new deliveries arrive after them: the retrying row must still show.
+    let backlog: Vec<_> = (0..300)
+        .map(|i| {
+            let mut d = delivery(&format!("new-{i}"));
+            d.received_at = now;
+            d
+        })
+        .collect();
+    store.insert(&backlog).await.expect("insert");
     inbox
 }
 
@@ -108,7 +117,7 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
     let dir = tempfile::tempdir().expect("dir");
     let inbox = seeded(dir.path()).await;
     let counts = inbox.status().await.expect("status").counts;
-    assert_eq!((counts.done, counts.dead, counts.pending), (3, 2, 1));
+    assert_eq!((counts.done, counts.dead, counts.pending), (3, 2, 301));
     let expectations = inbox.store().expectation_counts().await.expect("counts");
     assert_eq!(
         (
@@ -183,6 +192,16 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
         text.contains("<svg") && text.contains("unknown_provider"),
         "{text}"
     );
+    // The top line, and the retrying row behind the backlog of new ones.
+    assert!(
+        text.contains("<b>Degraded</b>: 2 dead letter(s) need a person; 1 row(s) being retried; 1 expected session(s) given up"),
+        "{text}"
+    );
+    assert!(
+        text.contains("session-flaky-1") && text.contains("handler_failed"),
+        "{text}"
+    );
+    assert!(!text.contains("session-new-1"), "new rows are not stuck");
     assert!(
         !text.contains("success") && !text.contains("encounter\""),
         "never a body: {text}"
@@ -275,8 +294,8 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
         .await
         .expect("click");
     // The POST, its redirect and the new page take a moment: wait for the row to change,
-    // then for the reloaded page (the row, retried with a fresh attempt count, is neither dead
-    // nor stuck any more, so it is gone from both lists).
+    // then for the reloaded page (the row, retried with a fresh attempt count and its last error
+    // kept, is no longer a dead letter: it is listed as pending among the rows being retried).
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let row = inbox.get(dead_id).await.expect("get").expect("row");
@@ -292,7 +311,11 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
     }
     loop {
         let source = c.source().await.expect("source");
-        if source.contains("Dead letters") && !source.contains(&format!("id=\"row-{dead_id}\"")) {
+        let row = format!("id=\"row-{dead_id}\"><td>{dead_id}</td><td class=\"state\">");
+        if source.contains("Dead letters")
+            && source.contains(&format!("{row}pending"))
+            && !source.contains(&format!("{row}dead"))
+        {
             break;
         }
         assert!(
