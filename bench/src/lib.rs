@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use suki_ambient::{EncounterId, SessionId};
+use suki_ambient::{Bytes, EncounterId, SessionId, SignedHeaders, UnixMillis, WebhookSecret};
 
 /// Child side: starts a sandbox with `n` completed sessions (their webhooks never sent) and
 /// prints its base URL, a token, one `<session id> <encounter id>` line per session, then
@@ -76,4 +76,34 @@ pub fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
         values[0],
         values[values.len() - 1],
     )
+}
+
+/// The `p` quantile (0–1) of `sorted` latencies (zero when empty).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// A completed event for `session`, signed now with `secret`: its headers and body.
+pub fn signed(secret: &str, session: &str) -> (suki_ambient::HeaderMap, Bytes) {
+    let body = suki_ambient::testing::completed(session, "bench-encounter").to_vec();
+    let headers =
+        SignedHeaders::new(&WebhookSecret::from(secret), UnixMillis::now(), &body).to_header_map();
+    (headers, Bytes::from(body))
+}
+
+/// A new database on the Postgres server at `admin`; its URL.
+pub async fn fresh_database(admin: &str) -> String {
+    use suki_ambient::inbox::sqlx::{self, Connection};
+    let name = format!("suki_bench_{:016x}", fastrand::u64(..));
+    let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{name}")
 }

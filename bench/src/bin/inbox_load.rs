@@ -19,18 +19,14 @@ use std::time::{Duration, Instant};
 
 use suki_ambient::inbox::{Inbox, InboxMeta, InboxWorker, NewDelivery, Source};
 use suki_ambient::{
-    Bytes, HandlerError, NoopHandler, SignedHeaders, UnixMillis, Verifier, WebhookEndpoint,
-    WebhookEvent, WebhookSecret,
+    Bytes, HandlerError, NoopHandler, UnixMillis, Verifier, WebhookEndpoint, WebhookEvent,
 };
 
 const SECRET: &str = "inbox-bench-secret";
 
 /// A signed completed event for `session`: its headers and body.
 fn signed(session: &str) -> (suki_ambient::HeaderMap, Bytes) {
-    let body = suki_ambient::testing::completed(session, "bench-encounter").to_vec();
-    let headers =
-        SignedHeaders::new(&WebhookSecret::from(SECRET), UnixMillis::now(), &body).to_header_map();
-    (headers, Bytes::from(body))
+    bench::signed(SECRET, session)
 }
 
 /// What the floors insert: the same row the inbox would.
@@ -45,14 +41,6 @@ fn row(key: &str, body: &Bytes) -> NewDelivery {
         received_at: UnixMillis::now(),
         body: body.clone(),
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 /// One backend's figures: medians over the rounds, each ratio taken within its round (the
@@ -191,7 +179,7 @@ where
         );
         let (rps, latencies) = ingest_c64(&endpoint, &requests).await;
         c64.push((floor_rps, rps, ceiling_rps));
-        acks.push((percentile(&latencies, 0.50), percentile(&latencies, 0.99)));
+        acks.push((bench::percentile(&latencies, 0.50), bench::percentile(&latencies, 0.99)));
     }
 
     // The worker drains a filled inbox at each concurrency (one run each).
@@ -372,7 +360,7 @@ async fn main() {
                 |_tag| {
                     let admin = admin.clone();
                     async move {
-                        let url = fresh_database(&admin).await;
+                        let url = bench::fresh_database(&admin).await;
                         let store = suki_ambient::inbox::PostgresStore::connect(&url)
                             .await
                             .expect("postgres");
@@ -388,17 +376,4 @@ async fn main() {
         }
         Err(_) => println!("\nPostgres: skipped (set SUKI_POSTGRES_URL to a server's URL)"),
     }
-}
-
-/// A new database on the server at `admin`; its URL.
-async fn fresh_database(admin: &str) -> String {
-    use suki_ambient::inbox::sqlx::{self, Connection};
-    let name = format!("suki_bench_{:016x}", fastrand::u64(..));
-    let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-    format!("{base}/{name}")
 }

@@ -26,6 +26,9 @@ pub struct HealthThresholds {
     /// How long the write probe may take before the store counts as unwritable (default 3 s:
     /// a database locked by another process makes it wait).
     pub write_probe_timeout: Duration,
+    /// How old the counts a check reports may be (default 1 s): checks within it share one read
+    /// of the store, so that a flood of probes costs the store at most one read a second.
+    pub counts_max_age: Duration,
     /// A write of the inbox (an ingest, a claim, a completion) that failed keeps health red
     /// for this long unless one succeeds after it (default 60 s): the probe is a tiny write
     /// that can still succeed while a delivery cannot be stored (a full disk).
@@ -41,6 +44,7 @@ impl Default for HealthThresholds {
             write_probe_every: Duration::from_secs(5),
             write_probe_timeout: Duration::from_secs(3),
             write_failure_window: Duration::from_secs(60),
+            counts_max_age: Duration::from_secs(1),
         }
     }
 }
@@ -100,8 +104,8 @@ impl Inbox {
         if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
             problems.push("worker_stalled");
         }
-        let (reachable, oldest, dead) = match self.status().await {
-            Ok(status) => {
+        let (reachable, oldest, dead) = match self.recent_status(thresholds.counts_max_age).await {
+            Some(status) => {
                 if status
                     .oldest_unfinished_age
                     .is_some_and(|age| age > thresholds.max_oldest_pending)
@@ -124,8 +128,7 @@ impl Inbox {
                     Some(status.counts.dead),
                 )
             }
-            Err(err) => {
-                tracing::error!(error = %err, "suki inbox health check: the store did not answer");
+            None => {
                 problems.insert(0, "store_unreachable");
                 (false, None, None)
             }
@@ -147,6 +150,27 @@ impl Inbox {
 }
 
 impl Inbox {
+    /// The status read at most `max_age` ago (read now when older; a check that finds a read
+    /// under way waits for it); `None` when the store did not answer.
+    async fn recent_status(&self, max_age: Duration) -> Option<crate::InboxStatus> {
+        let mut last = self.health_cache().lock().await;
+        let fresh = last
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < max_age);
+        if !fresh {
+            let counts = match self.status().await {
+                Ok(status) => Some(status.counts),
+                Err(err) => {
+                    tracing::error!(error = %err, "suki inbox health check: the store did not answer");
+                    None
+                }
+            };
+            *last = Some((tokio::time::Instant::now(), counts));
+        }
+        let counts = last.as_ref().and_then(|(_, counts)| counts.clone())?;
+        Some(self.status_of(counts))
+    }
+
     /// Runs the write probe when the latest is older than `write_probe_every`; a check that
     /// finds one under way waits for it and uses its result.
     async fn probe_writes(&self, thresholds: &HealthThresholds) {

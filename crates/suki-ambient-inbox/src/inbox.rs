@@ -46,7 +46,12 @@ struct Inner {
     worker_seen: Arc<AtomicU64>,
     /// Whether the store's latest write succeeded (health's `store_unwritable`).
     writes: Arc<Writes>,
+    /// The counts health checks share, and when they were read.
+    health_cache: Arc<HealthCache>,
 }
+
+/// The counts health checks share (held while they are read).
+pub(crate) type HealthCache = tokio::sync::Mutex<Option<(tokio::time::Instant, Option<Counts>)>>;
 
 /// What the inbox knows of its store's writes: when its own writes (ingests, claims,
 /// completions) last failed and last succeeded, and the health check's write probe.
@@ -181,6 +186,7 @@ impl Inbox {
                 backend,
                 worker_seen: Arc::new(AtomicU64::new(0)),
                 writes: Arc::default(),
+                health_cache: Arc::default(),
             }),
         }
     }
@@ -199,6 +205,7 @@ impl Inbox {
                 backend: self.inner.backend.clone(),
                 worker_seen: Arc::clone(&self.inner.worker_seen),
                 writes: Arc::clone(&self.inner.writes),
+                health_cache: Arc::default(),
             }),
         }
     }
@@ -226,6 +233,10 @@ impl Inbox {
 
     pub(crate) fn writes(&self) -> &Writes {
         &self.inner.writes
+    }
+
+    pub(crate) fn health_cache(&self) -> &HealthCache {
+        &self.inner.health_cache
     }
 
     /// The store.
@@ -368,16 +379,20 @@ impl Inbox {
     /// Counts by state and the age of the oldest unfinished row.
     pub async fn status(&self) -> Result<InboxStatus, StoreError> {
         let counts = self.inner.store.counts().await?;
-        let now = self.now();
-        let oldest_unfinished_age = counts
-            .oldest_unfinished_received_at
-            .map(|at| Duration::from_millis(now.0.saturating_sub(at)));
-        let status = InboxStatus {
-            counts,
-            oldest_unfinished_age,
-        };
+        let status = self.status_of(counts);
         crate::metrics::depth(&status);
         Ok(status)
+    }
+
+    /// `counts` with the age of the oldest unfinished row as of now.
+    pub(crate) fn status_of(&self, counts: Counts) -> InboxStatus {
+        let oldest_unfinished_age = counts
+            .oldest_unfinished_received_at
+            .map(|at| Duration::from_millis(self.now().0.saturating_sub(at)));
+        InboxStatus {
+            counts,
+            oldest_unfinished_age,
+        }
     }
 
     /// Rows, newest first, optionally of one state.

@@ -19,6 +19,14 @@ pub(crate) const LIST_STATE: &str = concat!(
     " FROM suki_inbox_deliveries WHERE state = $1 ORDER BY id DESC LIMIT $2"
 );
 
+/// The dead rows, newest first, through their partial index (the state is spelled out: a
+/// bound parameter cannot select a partial index).
+pub(crate) const LIST_DEAD: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM suki_inbox_deliveries WHERE state = 'dead' ORDER BY id DESC LIMIT $1"
+);
+
 pub(crate) const LIST_ALL: &str = concat!(
     "SELECT ",
     columns!(),
@@ -574,6 +582,12 @@ macro_rules! sql_store {
                 limit: u32,
             ) -> Result<Vec<$crate::DeliveryRecord>, $crate::StoreError> {
                 let rows: Vec<$crate::sql::Row> = match state {
+                    Some($crate::State::Dead) => {
+                        sqlx::query_as($crate::sql::LIST_DEAD)
+                            .bind(i64::from(limit))
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
                     Some(state) => {
                         sqlx::query_as($crate::sql::LIST_STATE)
                             .bind(state.as_str())

@@ -136,3 +136,42 @@ sql_store!(
     claim_expectations = CLAIM_EXPECTATIONS_SQLITE,
     begin = "BEGIN IMMEDIATE"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::{CLAIM_SQLITE, LIST_DEAD, LIST_RETRYING, OLDEST_UNFINISHED};
+
+    /// SQLite plans without statistics: each frequent query must reach its own partial index,
+    /// not a scan of the table or of every row of a state (a claim once sorted every due row).
+    #[tokio::test]
+    async fn frequent_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let store = SqliteStore::connect(&url).await.expect("store");
+        for (query, index) in [
+            (CLAIM_SQLITE, "suki_inbox_deliveries_unfinished "),
+            (OLDEST_UNFINISHED, "suki_inbox_deliveries_unfinished_age"),
+            (LIST_RETRYING, "suki_inbox_deliveries_retrying"),
+            (LIST_DEAD, "suki_inbox_deliveries_dead"),
+        ] {
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {query}"))
+                    .bind("w")
+                    .bind(0_i64)
+                    .bind(0_i64)
+                    .bind(1_i64)
+                    .fetch_all(store.pool())
+                    .await
+                    .expect("plan");
+            let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            let plan = plan.join(" | ");
+            assert!(
+                plan.contains(&format!("USING INDEX {index}"))
+                    || plan.contains(&format!("USING COVERING INDEX {index}")),
+                "{query}\n→ {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{query}\n→ {plan}");
+        }
+    }
+}

@@ -1,6 +1,6 @@
 -- Reads that operators and probes make often cost O(1) or an index read, however long the
 -- history: counts by state kept by statement triggers (in the statement that changes rows, so
--- always exact), indexes for the oldest unfinished row, for rows by state and for the retrying
+-- always exact), indexes for the oldest unfinished row, for the dead rows and for the retrying
 -- rows, and a one-row table that the health check writes to prove the store can still commit.
 --
 -- The counts are spread over 16 slots per state, chosen by the writing connection, so that the
@@ -67,7 +67,9 @@ SELECT state, 0, COUNT(*) FROM suki_inbox_deliveries GROUP BY state;
 CREATE INDEX suki_inbox_deliveries_unfinished_age
     ON suki_inbox_deliveries (received_at)
     WHERE state IN ('pending', 'running');
-CREATE INDEX suki_inbox_deliveries_state ON suki_inbox_deliveries (state, id);
+-- Only the dead rows (a full (state, id) index would lure SQLite's planner, which has no
+-- statistics, away from the partial indexes of claims and of the oldest unfinished row).
+CREATE INDEX suki_inbox_deliveries_dead ON suki_inbox_deliveries (id) WHERE state = 'dead';
 CREATE INDEX suki_inbox_deliveries_retrying
     ON suki_inbox_deliveries (updated_at, id)
     WHERE state IN ('pending', 'running') AND (attempts > 0 OR last_error IS NOT NULL);

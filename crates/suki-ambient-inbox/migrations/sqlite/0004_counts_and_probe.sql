@@ -1,6 +1,6 @@
 -- Reads that operators and probes make often cost O(1) or an index read, however long the
 -- history: counts by state kept by triggers (in the statement that changes a row, so always
--- exact), indexes for the oldest unfinished row, for rows by state and for the retrying rows,
+-- exact), indexes for the oldest unfinished row, for the dead rows and for the retrying rows,
 -- and a one-row table that the health check writes to prove the store can still commit.
 CREATE TABLE suki_inbox_counts (
     state TEXT    PRIMARY KEY CHECK (state IN ('pending', 'running', 'done', 'dead')),
@@ -34,7 +34,9 @@ END;
 CREATE INDEX suki_inbox_deliveries_unfinished_age
     ON suki_inbox_deliveries (received_at)
     WHERE state IN ('pending', 'running');
-CREATE INDEX suki_inbox_deliveries_state ON suki_inbox_deliveries (state, id);
+-- Only the dead rows (a full (state, id) index would lure SQLite's planner, which has no
+-- statistics, away from the partial indexes of claims and of the oldest unfinished row).
+CREATE INDEX suki_inbox_deliveries_dead ON suki_inbox_deliveries (id) WHERE state = 'dead';
 CREATE INDEX suki_inbox_deliveries_retrying
     ON suki_inbox_deliveries (updated_at, id)
     WHERE state IN ('pending', 'running') AND (attempts > 0 OR last_error IS NOT NULL);
