@@ -144,7 +144,10 @@ impl Flood {
     fn stop(mut self) -> f64 {
         drop(self.0.stdin.take());
         let out = self.0.wait_with_output().expect("flood child");
-        let n: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0);
+        let n: f64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0.0);
         n / self.1.elapsed().as_secs_f64()
     }
 }
@@ -305,7 +308,12 @@ async fn measure(label: &str, url: &str, rows: u64, requests: usize) {
         marginal.push(f / n);
     }
     server.abort();
-    let shown = |r: &[f64]| r.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
+    let shown = |r: &[f64]| {
+        r.iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
         "  ingest p99 without a flood {:.2} ms; under a /healthz flood ({FLOODERS} connections from a child at nice 19, {:.0} checks/s) {:.2} ms: ratio {:.2}x (target ≤ 1.2x; rounds {})",
         bench::median(quiet_p99),

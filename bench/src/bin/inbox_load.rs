@@ -179,7 +179,10 @@ where
         );
         let (rps, latencies) = ingest_c64(&endpoint, &requests).await;
         c64.push((floor_rps, rps, ceiling_rps));
-        acks.push((bench::percentile(&latencies, 0.50), bench::percentile(&latencies, 0.99)));
+        acks.push((
+            bench::percentile(&latencies, 0.50),
+            bench::percentile(&latencies, 0.99),
+        ));
     }
 
     // The worker drains a filled inbox at each concurrency (one run each).

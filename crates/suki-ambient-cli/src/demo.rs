@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use suki_ambient_axum::router;
 use suki_ambient_client::{AmbientClient, PartnerLogin, RetryPolicy, SessionResults};
 use suki_ambient_core::{
-    EventHandler, EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed, UnixMillis,
-    WebhookEndpoint,
-    WebhookEvent, WebhookMeta, WebhookSecret, async_trait,
+    EventHandler, EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed,
+    UnixMillis, WebhookEndpoint, WebhookEvent, WebhookMeta, WebhookSecret, async_trait,
 };
 use suki_ambient_inbox::{
     ExpectedSession, FetchResults, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution,

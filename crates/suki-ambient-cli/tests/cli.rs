@@ -698,7 +698,13 @@ fn the_cli_opens_existing_inboxes_only() {
     for args in [
         &["inbox", "--url", url.as_str(), "status"][..],
         &["inbox", "--url", url.as_str(), "list"][..],
-        &["reconcile", "--url", url.as_str(), "--base-url", "http://127.0.0.1:9"][..],
+        &[
+            "reconcile",
+            "--url",
+            url.as_str(),
+            "--base-url",
+            "http://127.0.0.1:9",
+        ][..],
     ] {
         let out = if args[0] == "reconcile" {
             reconcile(args)
@@ -719,14 +725,22 @@ fn the_cli_opens_existing_inboxes_only() {
     let other_url = format!("sqlite://{}", other.display());
     let out = run(&["inbox", "--url", &other_url, "status"], None, b"");
     assert!(stderr(&out).contains("no inbox at"), "{}", stderr(&out));
-    assert_eq!(std::fs::metadata(&other).unwrap().len(), 0, "left as it was");
+    assert_eq!(
+        std::fs::metadata(&other).unwrap().len(),
+        0,
+        "left as it was"
+    );
 
     let init = run(&["inbox", "--url", &url, "init"], None, b"");
     assert!(init.status.success(), "{}", stderr(&init));
     assert_eq!(stdout(&init).trim(), "inbox ready (0 row(s))");
     let status = run(&["inbox", "--url", &url, "status"], None, b"");
     assert!(status.status.success(), "{}", stderr(&status));
-    assert!(stdout(&status).starts_with("pending  0"), "{}", stdout(&status));
+    assert!(
+        stdout(&status).starts_with("pending  0"),
+        "{}",
+        stdout(&status)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,19 +37,37 @@ fn timeout_and_cancel_spellings_case_insensitive() {
 fn one_status_table_for_webhooks_and_polled_statuses() {
     use suki_ambient_core::api::SessionStatus;
     let table = [
-        (EventKind::Completed, &["success", "completed", "Completed", "SUCCESS"][..]),
-        (EventKind::Failed, &["failure", "failed", "FAILED", "Failure"][..]),
+        (
+            EventKind::Completed,
+            &["success", "completed", "Completed", "SUCCESS"][..],
+        ),
+        (
+            EventKind::Failed,
+            &["failure", "failed", "FAILED", "Failure"][..],
+        ),
         (
             EventKind::TimedOut,
             &[
-                "timeout", "timed_out", "timed-out", "timedout", "time_out", "TimedOut",
-                "session_timeout", "session_timed_out", "expired",
+                "timeout",
+                "timed_out",
+                "timed-out",
+                "timedout",
+                "time_out",
+                "TimedOut",
+                "session_timeout",
+                "session_timed_out",
+                "expired",
             ][..],
         ),
         (
             EventKind::Cancelled,
             &[
-                "cancelled", "canceled", "cancel", "aborted", "ABORTED", "session_cancelled",
+                "cancelled",
+                "canceled",
+                "cancel",
+                "aborted",
+                "ABORTED",
+                "session_cancelled",
                 "session_canceled",
             ][..],
         ),
@@ -57,16 +75,37 @@ fn one_status_table_for_webhooks_and_polled_statuses() {
     for (kind, spellings) in table {
         for status in spellings {
             assert_eq!(EventKind::from_status(status), kind, "{status}");
-            assert_eq!(SessionStatus::from(*status).event_kind(), Some(kind), "polled {status}");
+            assert_eq!(
+                SessionStatus::from(*status).event_kind(),
+                Some(kind),
+                "polled {status}"
+            );
             let json = format!(
                 r#"{{"status":"{status}","session_id":"s","encounter_id":"e","error_code":"X"}}"#
             );
             assert_eq!(parse(&json).kind(), kind, "webhook {status}");
         }
     }
-    for status in ["created", "ready", "running", "paused", "skipped", "staged", "new-thing", ""] {
-        assert_eq!(EventKind::from_status(status), EventKind::Unknown, "{status}");
-        assert_eq!(SessionStatus::from(status).event_kind(), None, "polled {status}");
+    for status in [
+        "created",
+        "ready",
+        "running",
+        "paused",
+        "skipped",
+        "staged",
+        "new-thing",
+        "",
+    ] {
+        assert_eq!(
+            EventKind::from_status(status),
+            EventKind::Unknown,
+            "{status}"
+        );
+        assert_eq!(
+            SessionStatus::from(status).event_kind(),
+            None,
+            "polled {status}"
+        );
     }
 }
 

@@ -818,7 +818,12 @@ async fn counts_list_and_purge(store: &impl Store) {
 async fn true_counts(store: &impl Store) -> (u64, u64, u64, u64) {
     let rows = store.list(None, 100_000).await.expect("list");
     let n = |state: State| rows.iter().filter(|r| r.state == state).count() as u64;
-    (n(State::Pending), n(State::Running), n(State::Done), n(State::Dead))
+    (
+        n(State::Pending),
+        n(State::Running),
+        n(State::Done),
+        n(State::Dead),
+    )
 }
 
 async fn assert_counts(store: &impl Store, step: &str) {
@@ -841,9 +846,24 @@ async fn counts_follow_every_change(store: &impl Store) {
     assert_counts(store, "inserts and duplicates").await;
     let claims = store.claim("w1", at(1_000), LEASE, 8).await.expect("claim");
     assert_counts(store, "a claim").await;
-    assert!(store.heartbeat(claims[0].lease(), at(2_000)).await.expect("heartbeat"));
-    assert!(store.complete(claims[0].lease(), at(2_000)).await.expect("complete"));
-    assert!(store.complete(claims[1].lease(), at(2_000)).await.expect("complete"));
+    assert!(
+        store
+            .heartbeat(claims[0].lease(), at(2_000))
+            .await
+            .expect("heartbeat")
+    );
+    assert!(
+        store
+            .complete(claims[0].lease(), at(2_000))
+            .await
+            .expect("complete")
+    );
+    assert!(
+        store
+            .complete(claims[1].lease(), at(2_000))
+            .await
+            .expect("complete")
+    );
     assert!(
         store
             .fail(claims[2].lease(), at(2_000), Next::Dead, "x")
@@ -856,22 +876,39 @@ async fn counts_follow_every_change(store: &impl Store) {
             .await
             .expect("fail")
     );
-    assert!(store.release(claims[4].lease(), at(2_000)).await.expect("release"));
+    assert!(
+        store
+            .release(claims[4].lease(), at(2_000))
+            .await
+            .expect("release")
+    );
     assert_counts(store, "completions, failures and a release").await;
     assert_eq!(
-        store.release_owner("w1", at(2_000)).await.expect("release owner"),
+        store
+            .release_owner("w1", at(2_000))
+            .await
+            .expect("release owner"),
         3
     );
     assert_counts(store, "an owner's release").await;
     // Leases that expired, taken over by another claim (running → running: no change).
-    let again = store.claim("w2", at(3_000), LEASE, 100).await.expect("claim");
+    let again = store
+        .claim("w2", at(3_000), LEASE, 100)
+        .await
+        .expect("claim");
     let over = store
         .claim("w3", at(3_000 + LEASE.as_millis() as u64 + 1), LEASE, 4)
         .await
         .expect("claim");
     assert!(!again.is_empty() && !over.is_empty());
     assert_counts(store, "a takeover of expired leases").await;
-    assert_eq!(store.retry(Selection::Dead, at(4_000)).await.expect("retry"), 1);
+    assert_eq!(
+        store
+            .retry(Selection::Dead, at(4_000))
+            .await
+            .expect("retry"),
+        1
+    );
     assert_counts(store, "a retry of the dead").await;
     assert_eq!(store.purge(at(5_000)).await.expect("purge"), 2);
     assert_counts(store, "a purge").await;
@@ -887,17 +924,32 @@ async fn retrying_rows_behind_any_backlog(store: &impl Store) {
     let claims = store.claim("w1", at(1_000), LEASE, 3).await.expect("claim");
     assert!(
         store
-            .fail(claims[0].lease(), at(1_000), Next::RetryAt(at(9_000_000)), "first")
+            .fail(
+                claims[0].lease(),
+                at(1_000),
+                Next::RetryAt(at(9_000_000)),
+                "first"
+            )
             .await
             .expect("fail")
     );
     assert!(
         store
-            .fail(claims[1].lease(), at(2_000), Next::RetryAt(at(9_000_000)), "second")
+            .fail(
+                claims[1].lease(),
+                at(2_000),
+                Next::RetryAt(at(9_000_000)),
+                "second"
+            )
             .await
             .expect("fail")
     );
-    assert!(store.complete(claims[2].lease(), at(2_000)).await.expect("complete"));
+    assert!(
+        store
+            .complete(claims[2].lease(), at(2_000))
+            .await
+            .expect("complete")
+    );
     // 300 new rows, all pending and due before the retrying ones.
     let backlog: Vec<_> = (0..300).map(|i| delivery(&format!("new-{i}"))).collect();
     store.insert(&backlog).await.expect("insert");

@@ -703,7 +703,11 @@ fn verdict(
         degraded.push(format!("{dead} dead letter(s) need a person"));
     }
     if retrying > 0 {
-        let more = if retrying >= STUCK_SHOWN as usize { "+" } else { "" };
+        let more = if retrying >= STUCK_SHOWN as usize {
+            "+"
+        } else {
+            ""
+        };
         degraded.push(format!("{retrying}{more} row(s) being retried"));
     }
     if gave_up > 0 {
@@ -723,7 +727,11 @@ mod tests {
     #[test]
     fn the_top_line_says_failing_degraded_or_healthy_and_why() {
         let health = |problems: Vec<&'static str>| crate::Health {
-            status: if problems.is_empty() { "ok" } else { "unhealthy" },
+            status: if problems.is_empty() {
+                "ok"
+            } else {
+                "unhealthy"
+            },
             store_reachable: true,
             store_writable: !problems.contains(&"store_unwritable"),
             oldest_pending_seconds: Some(0.0),
@@ -743,9 +751,15 @@ mod tests {
             ]
         );
         let (v, why) = verdict(&health(vec!["store_unwritable"]), 2, 5, 1);
-        assert_eq!(v, "failing", "a pipeline that cannot work outranks the rest");
+        assert_eq!(
+            v, "failing",
+            "a pipeline that cannot work outranks the rest"
+        );
         assert_eq!(why, ["the store cannot commit writes (store_unwritable)"]);
-        assert_eq!(verdict(&health(vec![]), 0, 200, 0).1, ["200+ row(s) being retried"]);
+        assert_eq!(
+            verdict(&health(vec![]), 0, 200, 0).1,
+            ["200+ row(s) being retried"]
+        );
     }
 
     #[test]

@@ -296,7 +296,9 @@ fn unknown_status(event: &UnknownEvent) {
     crate::metrics::unknown_status();
     let status = sanitize(&event.status);
     let now = Instant::now();
-    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let seen = seen.get_or_insert_with(HashMap::new);
     if seen
         .get(&status)

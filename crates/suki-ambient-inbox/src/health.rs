@@ -154,9 +154,7 @@ impl Inbox {
     /// under way waits for it); `None` when the store did not answer.
     async fn recent_status(&self, max_age: Duration) -> Option<crate::InboxStatus> {
         let mut last = self.health_cache().lock().await;
-        let fresh = last
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < max_age);
+        let fresh = last.as_ref().is_some_and(|(at, _)| at.elapsed() < max_age);
         if !fresh {
             let counts = match self.status().await {
                 Ok(status) => Some(status.counts),
@@ -181,13 +179,15 @@ impl Inbox {
         if !due(&last) {
             return;
         }
-        let result =
-            match tokio::time::timeout(thresholds.write_probe_timeout, self.store().probe(self.now()))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Timeout(thresholds.write_probe_timeout)),
-            };
+        let result = match tokio::time::timeout(
+            thresholds.write_probe_timeout,
+            self.store().probe(self.now()),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout(thresholds.write_probe_timeout)),
+        };
         if let Err(err) = &result {
             tracing::error!(error = %err, "suki inbox health: the store cannot commit a write");
         }

@@ -91,9 +91,7 @@ impl Writes {
     pub(crate) fn writable(&self, window: Duration) -> bool {
         let state = lock(&self.state);
         let failing = match (state.last_failed, state.last_ok) {
-            (Some(failed), ok) => {
-                failed.elapsed() < window && ok.is_none_or(|ok| ok < failed)
-            }
+            (Some(failed), ok) => failed.elapsed() < window && ok.is_none_or(|ok| ok < failed),
             (None, _) => false,
         };
         !(failing || state.probe_failed)

@@ -64,7 +64,10 @@ impl PostgresStore {
     }
 
     /// Nothing to check: a Postgres server has no file that can vanish under the process.
-    #[expect(clippy::unused_self, reason = "the SQL store macro calls it on every store")]
+    #[expect(
+        clippy::unused_self,
+        reason = "the SQL store macro calls it on every store"
+    )]
     fn check_file(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -563,7 +563,10 @@ macro_rules! sql_store {
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
-            async fn probe(&self, now: suki_ambient_core::UnixMillis) -> Result<(), $crate::StoreError> {
+            async fn probe(
+                &self,
+                now: suki_ambient_core::UnixMillis,
+            ) -> Result<(), $crate::StoreError> {
                 self.check_file()?;
                 let done = sqlx::query($crate::sql::PROBE)
                     .bind($crate::sql::stored(now))
@@ -572,7 +575,9 @@ macro_rules! sql_store {
                 if done.rows_affected() == 1 {
                     Ok(())
                 } else {
-                    Err($crate::StoreError::Corrupt("the health probe row is missing"))
+                    Err($crate::StoreError::Corrupt(
+                        "the health probe row is missing",
+                    ))
                 }
             }
 

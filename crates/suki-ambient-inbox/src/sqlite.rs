@@ -65,7 +65,10 @@ impl SqliteStore {
     /// `synchronous=FULL` are set on top of them: the inbox's durability depends on them.
     pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let memory = options.get_filename().as_os_str().is_empty()
-            || options.get_filename().to_string_lossy().contains(":memory:");
+            || options
+                .get_filename()
+                .to_string_lossy()
+                .contains(":memory:");
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)

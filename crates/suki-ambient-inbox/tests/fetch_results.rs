@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use suki_ambient_client::{AmbientClient, RetryPolicy, SessionResults};
-use suki_ambient_core::{EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed};
 use suki_ambient_core::LinkKind;
+use suki_ambient_core::{EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed};
 use suki_ambient_inbox::{
     FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler, Selection, State,
 };
@@ -192,14 +192,28 @@ async fn a_revoked_token_is_a_dead_letter_and_retry_dead_recovers_it() {
     let revoked = client_for(&sandbox, sandbox.issue_token(None));
     sandbox.expire_tokens();
     let session = sandbox.create_session(None);
-    assert_eq!(sandbox.complete(&session.session_id).await.expect("deliver").status, 200);
+    assert_eq!(
+        sandbox
+            .complete(&session.session_id)
+            .await
+            .expect("deliver")
+            .status,
+        200
+    );
 
     let seen = Arc::new(Seen::default());
     let worker = InboxWorker::builder(inbox.clone(), FetchResults::new(revoked, Arc::clone(&seen)))
         .backoff(Duration::from_millis(1), Duration::from_millis(10))
         .build();
-    assert_eq!(worker.drain(Duration::from_secs(5)).await.expect("drain"), 1, "dead at once");
-    assert!(seen.results.lock().expect("lock").is_empty(), "no note, no on_results");
+    assert_eq!(
+        worker.drain(Duration::from_secs(5)).await.expect("drain"),
+        1,
+        "dead at once"
+    );
+    assert!(
+        seen.results.lock().expect("lock").is_empty(),
+        "no note, no on_results"
+    );
     let dead = inbox.list(Some(State::Dead), 10).await.expect("list");
     assert_eq!(dead.len(), 1, "a dead letter, not done");
     assert_eq!(
@@ -211,12 +225,14 @@ async fn a_revoked_token_is_a_dead_letter_and_retry_dead_recovers_it() {
     // The cause fixed (a new token): one retry of the dead letters brings the note.
     assert_eq!(inbox.retry(Selection::Dead).await.expect("retry"), 1);
     let fresh = client_for(&sandbox, sandbox.issue_token(None));
-    let worker = InboxWorker::builder(inbox.clone(), FetchResults::new(fresh, Arc::clone(&seen)))
-        .build();
+    let worker =
+        InboxWorker::builder(inbox.clone(), FetchResults::new(fresh, Arc::clone(&seen))).build();
     worker.drain(Duration::from_secs(5)).await.expect("drain");
-    let results = seen.results.lock().expect("lock");
-    assert_eq!(results.len(), 1);
-    assert!(results[0].is_ok() && results[0].contents.is_some());
+    {
+        let results = seen.results.lock().expect("lock");
+        assert_eq!(results.len(), 1);
+        assert!(results[0].is_ok() && results[0].contents.is_some());
+    }
     assert_eq!(inbox.status().await.expect("status").counts.done, 1);
     server.abort();
     sandbox.shutdown().await;
@@ -233,10 +249,16 @@ async fn a_missing_link_is_a_dead_letter_unless_it_is_optional() {
             .expect("inbox");
         let server = common::serve_inbox(&sandbox, &inbox).await;
         let session = sandbox.create_session(None);
-        sandbox.complete(&session.session_id).await.expect("deliver");
+        sandbox
+            .complete(&session.session_id)
+            .await
+            .expect("deliver");
         sandbox.inject(
             Fault::status(404)
-                .on(format!("/api/v1/ambient/session/{}/transcript", session.session_id))
+                .on(format!(
+                    "/api/v1/ambient/session/{}/transcript",
+                    session.session_id
+                ))
                 .times(100),
         );
         let seen = Arc::new(Seen::default());
@@ -256,7 +278,10 @@ async fn a_missing_link_is_a_dead_letter_unless_it_is_optional() {
             assert_eq!(row.state, State::Done);
             assert_eq!(results.len(), 1);
             let transcript = results[0].transcript.as_ref().expect("fetched");
-            assert_eq!(transcript.as_ref().err().and_then(|e| e.status()), Some(404));
+            assert_eq!(
+                transcript.as_ref().err().and_then(|e| e.status()),
+                Some(404)
+            );
             assert!(results[0].contents.as_ref().is_some_and(Result::is_ok));
         } else {
             assert_eq!(row.state, State::Dead);
@@ -293,7 +318,10 @@ async fn every_kind_is_handled_on_purpose_and_an_unknown_status_is_a_dead_letter
     )
     .expect("parse");
     let delivery = sandbox.deliver(&unknown).await.expect("deliver");
-    assert_eq!((delivery.status, delivery.body.as_str()), (200, r#"{"status":"accepted"}"#));
+    assert_eq!(
+        (delivery.status, delivery.body.as_str()),
+        (200, r#"{"status":"accepted"}"#)
+    );
 
     let seen = Arc::new(Seen::default());
     let client = client_for(&sandbox, sandbox.issue_token(None));

@@ -53,15 +53,26 @@ async fn a_database_locked_by_another_process_turns_health_red_then_green() {
     assert!(inbox.health(&eager()).await.is_healthy());
 
     // Another process takes the write lock and keeps it.
-    let mut other = sqlx::SqliteConnection::connect(&url).await.expect("connect");
-    sqlx::query("BEGIN EXCLUSIVE").execute(&mut other).await.expect("lock");
+    let mut other = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .expect("lock");
     let health = until(&inbox, unwritable).await;
     assert!(unwritable(&health), "{health:?}");
     assert!(health.store_reachable, "reads still work: {health:?}");
     let json = serde_json::to_string(&health).expect("json");
-    assert!(json.contains(r#""problems":["store_unwritable"]"#), "{json}");
+    assert!(
+        json.contains(r#""problems":["store_unwritable"]"#),
+        "{json}"
+    );
 
-    sqlx::query("ROLLBACK").execute(&mut other).await.expect("unlock");
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("unlock");
     let health = until(&inbox, Health::is_healthy).await;
     assert!(health.is_healthy(), "green again, no restart: {health:?}");
 }
@@ -92,7 +103,10 @@ async fn a_full_disk_turns_health_red_and_freed_space_green() {
     };
     assert!(full.to_string().contains("full"), "{full}");
     let health = inbox.health(&eager()).await;
-    assert!(unwritable(&health), "red while deliveries cannot be stored: {health:?}");
+    assert!(
+        unwritable(&health),
+        "red while deliveries cannot be stored: {health:?}"
+    );
 
     // Space freed (an operator deleted rows): the next delivery is stored, and health is green.
     sqlx::query("DELETE FROM suki_inbox_deliveries")
@@ -125,14 +139,20 @@ async fn a_locked_postgres_table_turns_health_red_then_green() {
     let inbox = Inbox::connect(&url).await.expect("inbox");
     assert!(inbox.health(&eager()).await.is_healthy());
     let mut other = sqlx::PgConnection::connect(&url).await.expect("connect");
-    sqlx::query("BEGIN").execute(&mut other).await.expect("begin");
+    sqlx::query("BEGIN")
+        .execute(&mut other)
+        .await
+        .expect("begin");
     sqlx::query("LOCK TABLE suki_inbox_probe IN ACCESS EXCLUSIVE MODE")
         .execute(&mut other)
         .await
         .expect("lock");
     let health = until(&inbox, unwritable).await;
     assert!(unwritable(&health), "{health:?}");
-    sqlx::query("ROLLBACK").execute(&mut other).await.expect("unlock");
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("unlock");
     let health = until(&inbox, Health::is_healthy).await;
     assert!(health.is_healthy(), "{health:?}");
 }
@@ -145,7 +165,9 @@ async fn a_flood_of_checks_probes_the_store_once_per_interval() {
     let url = common::sqlite_url(dir.path(), "inbox.db");
     let inbox = Inbox::connect(&url).await.expect("inbox");
     // Count the probe's writes with a trigger of the test's own.
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
     sqlx::query(
         "CREATE TABLE probe_log (at INTEGER); \
          CREATE TRIGGER probe_logged AFTER UPDATE ON suki_inbox_probe \

@@ -14,7 +14,8 @@ use suki_ambient_core::{
     Bytes, HandlerError, SignedHeaders, UnixMillis, WebhookEndpoint, WebhookEvent,
 };
 use suki_ambient_inbox::{
-    ExpectedSession, HealthThresholds, Inbox, InboxMeta, InboxWorker, Permanent, Reconciler,
+    ExpectedSession, FetchResults, HealthThresholds, Inbox, InboxMeta, InboxWorker, Permanent,
+    Reconciler, ResultsHandler,
 };
 use suki_ambient_sandbox::{Fault, Sandbox, WebhookFault};
 
@@ -219,5 +220,79 @@ async fn a_scripted_run_emits_the_documented_metrics_and_no_ids() {
         assert_eq!(json["dead"], 1);
         server.abort();
     }
+
+    // FetchResults: the recovered session's note with a revoked token (a dead letter), and a
+    // delivery of a status this SDK does not know (a dead letter too).
+    let revoked = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .build()
+        .expect("client");
+    sandbox.expire_tokens();
+    let body = br#"{"status":"on_hold_forever","session_id":"s-unknown","encounter_id":"e"}"#;
+    let headers = SignedHeaders::new(&secret, UnixMillis::now(), body).to_header_map();
+    assert_eq!(
+        endpoint
+            .handle(&headers, Bytes::from_static(body))
+            .await
+            .status,
+        200
+    );
+    InboxWorker::builder(inbox.clone(), FetchResults::new(revoked, Ignore))
+        .build()
+        .drain(Duration::ZERO)
+        .await
+        .expect("drain");
+    let m = snapshot(&snapshotter);
+    let get = |name: &str| m.get(name).copied().unwrap_or(0.0);
+    for (name, value) in [
+        (
+            "suki_inbox_link_failures_total{link=contents,outcome=dead,status=401}",
+            1.0,
+        ),
+        ("suki_inbox_unknown_status_total{}", 1.0),
+        ("suki_inbox_dead_total{}", 2.0), // since the last snapshot
+        ("suki_inbox_store_unwritable{}", 0.0),
+    ] {
+        assert_eq!(get(name), value, "{name} in {m:#?}");
+    }
+    assert!(
+        m.contains_key("suki_inbox_store_unwritable{}"),
+        "set by health"
+    );
+    for name in m.keys() {
+        assert!(!ids.iter().any(|id| name.contains(id)), "{name}");
+        assert!(!name.contains("on_hold_forever"), "{name}");
+    }
     sandbox.shutdown().await;
+}
+
+/// A `ResultsHandler` that expects nothing to reach it in this run.
+struct Ignore;
+
+#[async_trait::async_trait]
+impl ResultsHandler for Ignore {
+    async fn on_results(
+        &self,
+        _: suki_ambient_core::SessionCompleted,
+        _: suki_ambient_client::SessionResults,
+        _: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        Err("a note without its token".into())
+    }
+    async fn on_failed(
+        &self,
+        _: suki_ambient_core::SessionFailed,
+        _: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        Ok(())
+    }
+    async fn on_ended(
+        &self,
+        _: suki_ambient_core::EventKind,
+        _: suki_ambient_core::SessionEnded,
+        _: InboxMeta,
+    ) -> Result<(), HandlerError> {
+        Ok(())
+    }
 }
