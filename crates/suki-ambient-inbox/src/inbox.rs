@@ -133,19 +133,7 @@ impl Inbox {
     /// `sqlite`, the default; the file is created if missing) or `postgres://…` (feature
     /// `postgres`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        #[cfg(feature = "sqlite")]
-        if url.starts_with("sqlite:") {
-            let store = crate::SqliteStore::connect(url).await?;
-            return Ok(Self::with_backend(Arc::new(store), Backend::Sqlite));
-        }
-        #[cfg(feature = "postgres")]
-        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let store = crate::PostgresStore::connect(url).await?;
-            let pool = store.pool().clone();
-            return Ok(Self::with_backend(Arc::new(store), Backend::Postgres(pool)));
-        }
-        let _ = url;
-        Err(StoreError::UnsupportedUrl)
+        Self::at(url, true).await
     }
 
     /// Opens an **existing** inbox at `url` only (migrating it to this version's schema), and
@@ -153,18 +141,31 @@ impl Inbox {
     /// (`no inbox at sqlite://typo.db`). For tools that read an inbox, like the CLI;
     /// applications create theirs with [`connect`](Self::connect).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::at(url, false).await
+    }
+
+    /// The built-in store `url` names, created if missing when `create`.
+    async fn at(url: &str, create: bool) -> Result<Self, StoreError> {
         #[cfg(feature = "sqlite")]
         if url.starts_with("sqlite:") {
-            let store = crate::SqliteStore::open(url).await?;
+            let store = if create {
+                crate::SqliteStore::connect(url).await?
+            } else {
+                crate::SqliteStore::open(url).await?
+            };
             return Ok(Self::with_backend(Arc::new(store), Backend::Sqlite));
         }
         #[cfg(feature = "postgres")]
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let store = crate::PostgresStore::open(url).await?;
+            let store = if create {
+                crate::PostgresStore::connect(url).await?
+            } else {
+                crate::PostgresStore::open(url).await?
+            };
             let pool = store.pool().clone();
             return Ok(Self::with_backend(Arc::new(store), Backend::Postgres(pool)));
         }
-        let _ = url;
+        let _ = (url, create);
         Err(StoreError::UnsupportedUrl)
     }
 
