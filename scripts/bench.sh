@@ -16,3 +16,5 @@ echo "== client"
 ./target/release/client_load 2000 32
 echo "== durable inbox (SQLite; Postgres too when SUKI_POSTGRES_URL is set)"
 ./target/release/inbox_load 1000 6400
+echo "== inbox health and counts at 10^6 rows, ingest under a /healthz flood"
+./target/release/inbox_health 1000000 1000

@@ -201,20 +201,43 @@ impl Inbox {
 /// `Router::new().nest("/healthz", suki_ambient_inbox::health_router(inbox, Default::default()))`.
 #[cfg(feature = "axum")]
 pub fn health_router(inbox: Inbox, thresholds: HealthThresholds) -> axum::Router {
+    use std::sync::{Arc, Mutex, PoisonError};
+
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
+
+    /// The latest answer, served again while it is younger than `counts_max_age`: a flood of
+    /// probes costs a lock and a copy per request, not a check.
+    type Answer = (tokio::time::Instant, StatusCode, axum::body::Bytes);
+    let last: Arc<Mutex<Option<Answer>>> = Arc::default();
     axum::Router::new().route(
         "/",
         axum::routing::get(move || {
-            let inbox = inbox.clone();
+            let (inbox, last) = (inbox.clone(), Arc::clone(&last));
             async move {
-                let health = inbox.health(&thresholds).await;
-                let status = if health.is_healthy() {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
+                let cached = last
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .filter(|(at, _, _)| at.elapsed() < thresholds.counts_max_age)
+                    .map(|(_, status, body)| (*status, body.clone()));
+                let (status, body) = match cached {
+                    Some(answer) => answer,
+                    None => {
+                        let health = inbox.health(&thresholds).await;
+                        let status = if health.is_healthy() {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        };
+                        let body = axum::body::Bytes::from(
+                            serde_json::to_string(&health).unwrap_or_else(|_| "{}".to_owned()),
+                        );
+                        *last.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some((tokio::time::Instant::now(), status, body.clone()));
+                        (status, body)
+                    }
                 };
-                let body = serde_json::to_string(&health).unwrap_or_else(|_| "{}".to_owned());
                 (
                     status,
                     [

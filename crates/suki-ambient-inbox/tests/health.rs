@@ -68,6 +68,25 @@ async fn a_database_locked_by_another_process_turns_health_red_then_green() {
         json.contains(r#""problems":["store_unwritable"]"#),
         "{json}"
     );
+    // The route a load balancer asks: 503, so it stops sending Suki's traffic here.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let route = format!("http://{}/healthz", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().nest(
+        "/healthz",
+        suki_ambient_inbox::health_router(
+            inbox.clone(),
+            HealthThresholds {
+                counts_max_age: Duration::ZERO,
+                ..eager()
+            },
+        ),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let answer = reqwest::get(&route).await.expect("get");
+    assert_eq!(answer.status(), 503);
+    assert!(answer.text().await.expect("body").contains("store_unwritable"));
 
     sqlx::query("ROLLBACK")
         .execute(&mut other)
@@ -75,6 +94,8 @@ async fn a_database_locked_by_another_process_turns_health_red_then_green() {
         .expect("unlock");
     let health = until(&inbox, Health::is_healthy).await;
     assert!(health.is_healthy(), "green again, no restart: {health:?}");
+    assert_eq!(reqwest::get(&route).await.expect("get").status(), 200);
+    server.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
