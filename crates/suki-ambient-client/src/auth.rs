@@ -260,11 +260,16 @@ impl PartnerLogin {
             .map_err(ClientError::transport)?;
         let status = response.status().as_u16();
         span.record("status", status);
-        let bytes = response
-            .bytes()
-            .instrument(span)
-            .await
-            .map_err(ClientError::transport)?;
+        // A login answer is a token (an error a short JSON): 64 KiB is plenty.
+        let bytes = if (200..300).contains(&status) {
+            crate::transport::read_capped(response, LOGIN_BODY_BYTES)
+                .instrument(span)
+                .await?
+        } else {
+            crate::transport::read_prefix(response, crate::transport::ERROR_BODY_BYTES)
+                .instrument(span)
+                .await?
+        };
         if !(200..300).contains(&status) {
             let code = error_id(status, &bytes);
             return Err(if matches!(status, 400 | 401 | 403 | 412) {
@@ -291,6 +296,9 @@ impl PartnerLogin {
         Ok(Cached { token, refresh_at })
     }
 }
+
+/// The largest login answer read.
+const LOGIN_BODY_BYTES: u64 = 64 * 1024;
 
 #[async_trait]
 impl TokenProvider for PartnerLogin {

@@ -12,6 +12,9 @@ use crate::error::ClientError;
 use crate::retry::RetryPolicy;
 use crate::transport::redirect_policy;
 
+/// The default of [`AmbientClientBuilder::max_response_bytes`].
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Builds an [`AmbientClient`]; see [`AmbientClient::builder`].
 #[must_use]
 pub struct AmbientClientBuilder {
@@ -23,6 +26,7 @@ pub struct AmbientClientBuilder {
     deadline: Duration,
     http: Option<reqwest::Client>,
     user_agent: String,
+    max_response_bytes: u64,
 }
 
 impl fmt::Debug for AmbientClientBuilder {
@@ -48,6 +52,7 @@ impl AmbientClientBuilder {
             deadline: Duration::from_secs(120),
             http: None,
             user_agent: concat!("suki-ambient/", env!("CARGO_PKG_VERSION")).to_owned(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 
@@ -101,6 +106,17 @@ impl AmbientClientBuilder {
     /// The total time a call may take, retries and back-off included (default 2 minutes).
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// The largest response body a call reads (default 32 MiB: a long visit's transcript is a
+    /// few MiB). A larger one is not read past the limit and fails the call with
+    /// [`ClientError::ResponseTooLarge`], which is not retried. A client holds at most this
+    /// much per call in flight, so its memory for bodies is bounded by concurrency × this limit
+    /// (the inbox worker: its concurrency × the six links of a session). An error answer's body
+    /// is read for its first 64 KiB only, and a login answer's for 64 KiB.
+    pub fn max_response_bytes(mut self, limit: u64) -> Self {
+        self.max_response_bytes = limit;
         self
     }
 
@@ -173,6 +189,7 @@ impl AmbientClientBuilder {
                 retry: self.retry,
                 timeout: self.timeout,
                 deadline: self.deadline,
+                max_response_bytes: self.max_response_bytes,
             }),
             provider_id,
         })

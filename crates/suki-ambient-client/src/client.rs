@@ -68,6 +68,7 @@ pub(crate) struct Inner {
     pub(crate) retry: RetryPolicy,
     pub(crate) timeout: Duration,
     pub(crate) deadline: Duration,
+    pub(crate) max_response_bytes: u64,
 }
 
 impl fmt::Debug for AmbientClient {

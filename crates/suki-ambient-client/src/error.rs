@@ -105,6 +105,14 @@ pub enum ClientError {
         /// Why.
         reason: &'static str,
     },
+    /// A response body was larger than the client's limit
+    /// ([`max_response_bytes`](crate::AmbientClientBuilder::max_response_bytes)): it was not
+    /// read past the limit, and the call is not retried (the same answer would come again).
+    #[error("response larger than the limit of {limit} bytes")]
+    ResponseTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A session or encounter id that cannot be one path segment (empty, or only dots).
     #[error("invalid id: it must be a non-empty path segment other than `.` or `..`")]
     InvalidId,

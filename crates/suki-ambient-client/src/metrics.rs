@@ -20,6 +20,7 @@ pub(crate) fn outcome(err: &ClientError) -> std::borrow::Cow<'static, str> {
         ClientError::Timeout { .. } => "timeout".into(),
         ClientError::Transport { .. } => "transport".into(),
         ClientError::Redirect { .. } => "redirect".into(),
+        ClientError::ResponseTooLarge { .. } => "response_too_large".into(),
         _ => "error".into(),
     }
 }

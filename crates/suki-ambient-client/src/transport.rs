@@ -181,7 +181,12 @@ impl AmbientClient {
             .map_err(|e| Failure::Error(ClientError::transport(e), None))?;
         let status = response.status().as_u16();
         tracing::Span::current().record("status", status);
-        if !within_base(&inner.base_url, response.url()) {
+        let allowed = if response.url() == url {
+            within_base(&inner.base_url, url)
+        } else {
+            redirect_allowed(&inner.base_url, response.url())
+        };
+        if !allowed {
             // A client of the application's own followed a redirect elsewhere.
             return Err(Failure::Error(
                 ClientError::Redirect {
@@ -205,13 +210,15 @@ impl AmbientClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Failure::Error(ClientError::transport(e), None))?;
         if (200..300).contains(&status) {
-            return Ok(body);
+            return read_capped(response, inner.max_response_bytes)
+                .await
+                .map_err(|e| Failure::Error(e, None));
         }
+        // An error's body is read for its error id only: its first bytes.
+        let body = read_prefix(response, ERROR_BODY_BYTES)
+            .await
+            .map_err(|e| Failure::Error(e, None))?;
         let code = error_id(status, &body);
         if status == 401 && code == "invalid_sdp_token" {
             return Err(Failure::Refused(token));
@@ -232,9 +239,67 @@ impl AmbientClient {
     }
 }
 
+/// How much of an error answer's body is read (for its error id).
+pub(crate) const ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads a body up to `cap` bytes, streaming: a `Content-Length` above it fails at once, and a
+/// body that grows past it is dropped (and its connection closed) at the first chunk that
+/// crosses it, so that no more than `cap` (plus one chunk) is ever held.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: u64,
+) -> Result<Bytes, ClientError> {
+    let too_large = || ClientError::ResponseTooLarge { limit: cap };
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(ClientError::transport)? {
+        if body.len() as u64 + chunk.len() as u64 > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The first `cap` bytes of a body (the rest is not read).
+pub(crate) async fn read_prefix(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Bytes, ClientError> {
+    let mut body = bytes::BytesMut::new();
+    while body.len() < cap {
+        match response.chunk().await.map_err(ClientError::transport)? {
+            Some(chunk) => body.extend_from_slice(&chunk[..chunk.len().min(cap - body.len())]),
+            None => break,
+        }
+    }
+    Ok(body.freeze())
+}
+
 /// Whether `url` is on the base URL's origin and under its path (the base path ends with `/`).
 pub(crate) fn within_base(base: &Url, url: &Url) -> bool {
     same_origin(base, url) && url.path().starts_with(base.path())
+}
+
+/// Whether a redirect to `url` may be followed: within the base URL, and with no segment that a
+/// server or gateway might decode into another path (an encoded `/` or `\`, a `\`, a segment
+/// that decodes to `.` or `..`). The client's own paths may hold an encoded `/` (an id with a
+/// slash is one segment); a server's redirect may not.
+pub(crate) fn redirect_allowed(base: &Url, url: &Url) -> bool {
+    within_base(base, url) && !escapes(url.path())
+}
+
+/// A path with a segment that could leave its place once decoded.
+pub(crate) fn escapes(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+        return true;
+    }
+    lower
+        .split('/')
+        .any(|segment| matches!(segment.replace("%2e", ".").as_str(), "." | ".."))
 }
 
 /// Scheme, host and port are the same. Field by field rather than comparing `origin()`s, which
@@ -251,7 +316,7 @@ pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
 /// `sdp_suki_token` (a custom header, which reqwest would carry along) is sent anywhere else.
 pub(crate) fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() > MAX_REDIRECTS || !within_base(&base, attempt.url()) {
+        if attempt.previous().len() > MAX_REDIRECTS || !redirect_allowed(&base, attempt.url()) {
             attempt.stop()
         } else {
             attempt.follow()

@@ -233,3 +233,37 @@ async fn a_login_token_with_a_far_future_exp_does_not_panic() {
         c.session_status(&"s".into()).await.unwrap();
     }
 }
+
+/// A redirect inside the base path whose path a gateway could decode into another one (an
+/// encoded `/` or `\`, encoded dot segments) is refused like any other escape. (An encoded
+/// dot segment alone is resolved by the URL parser before anything is sent, so it cannot hide.)
+#[tokio::test]
+async fn a_redirect_with_encoded_separators_or_dot_segments_is_refused() {
+    for target in [
+        "/suki/api/v1/..%2f..%2fescape/",
+        "/suki/api/v1/..%2F..%2Fadmin",
+        "/suki/%2e%2e/admin",
+        "/suki/api%5c..%5cadmin",
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(format!("/suki{STATUS}")))
+            .respond_with(redirect_to(format!("{}{target}", server.uri())))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ok_status())
+            .mount(&server)
+            .await;
+        let err = client(format!("{}/suki/", server.uri()))
+            .session_status(&"s".into())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ClientError::Redirect { .. }),
+            "{target}: {err:?}"
+        );
+        let asked = server.received_requests().await.unwrap();
+        assert_eq!(asked.len(), 1, "{target}: the redirect was not followed");
+    }
+}

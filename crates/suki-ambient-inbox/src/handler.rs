@@ -181,6 +181,7 @@ fn client_code(err: &ClientError) -> String {
             ClientError::Decode { .. } => "decode",
             ClientError::InvalidLink { .. } => "invalid_link",
             ClientError::Redirect { .. } => "redirect",
+            ClientError::ResponseTooLarge { .. } => "response_too_large",
             ClientError::InvalidId => "invalid_id",
             ClientError::Config { .. } => "config",
             _ => "error",

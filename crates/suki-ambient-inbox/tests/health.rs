@@ -86,7 +86,13 @@ async fn a_database_locked_by_another_process_turns_health_red_then_green() {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let answer = reqwest::get(&route).await.expect("get");
     assert_eq!(answer.status(), 503);
-    assert!(answer.text().await.expect("body").contains("store_unwritable"));
+    assert!(
+        answer
+            .text()
+            .await
+            .expect("body")
+            .contains("store_unwritable")
+    );
 
     sqlx::query("ROLLBACK")
         .execute(&mut other)
