@@ -1,44 +1,21 @@
-//! What the example receivers share: a production-shaped HTTP/1.1 server loop for axum and warp
-//! (hyper-util's connection builder with a timer), so that slow or idle connections cannot take
-//! a receiver down. actix-web has the same settings built in; see `actix_receiver`.
+//! What the example receivers share: the SDK's hardened HTTP/1.1 server loop for axum and warp,
+//! so that slow or idle connections cannot take a receiver down (actix-web has the same
+//! settings built in; see `actix_receiver`), logging, and start-up errors.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-
-/// How long a client may take to send a request's headers, counted from the moment the server
-/// starts waiting for them: on a new connection, and on a kept-alive one after each response,
-/// so it is also the idle keep-alive timeout. Suki sends one small request per connection.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// At most this many connections are served at once; further ones wait in the listen backlog.
-/// It stays well below the usual 1,024 file descriptors per process, which a flood of idle
-/// connections would otherwise exhaust.
-pub const MAX_CONNECTIONS: usize = 512;
-
-/// The read buffer, and so the largest request head, per connection: 64 KiB, so that
-/// unfinished giant headers cannot pile up memory (hyper's default allows ~400 KiB each).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-
-/// How long a graceful shutdown waits for requests in flight before closing their connections.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves `service` (an axum `Router`, or `warp::service(filter)`) on `listener` until
-/// `shutdown` completes, with [`HEADER_READ_TIMEOUT`], [`MAX_CONNECTIONS`] and
-/// [`MAX_HEAD_BYTES`]. The body-read deadline is the verifier's own
+/// `shutdown` completes, with the SDK's hardened server loop
+/// ([`suki_ambient::axum::Server`]: header-read and idle timeout 5 s, 512 connections at once, a
+/// 64 KiB head, graceful shutdown). The body-read deadline is the verifier's own
 /// ([`Verifier::body_timeout`](suki_ambient::Verifier::body_timeout), 10 s by default).
 pub async fn serve<S, B>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>)
 where
     S: tower_service::Service<
-            http::Request<Incoming>,
+            http::Request<hyper::body::Incoming>,
             Response = http::Response<B>,
             Error = Infallible,
         > + Clone
@@ -49,43 +26,10 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .keep_alive(true);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            break;
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // Out of descriptors or a reset before accept: wait a moment, go on.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service.clone()),
-        );
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            // A closed or timed-out connection is routine; nothing to report.
-            let _ = connection.await;
-            drop(slot);
-        });
-    }
-    tracing::info!("shutting down");
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    suki_ambient::axum::Server::new()
+        .serve(listener, service, shutdown)
+        .await;
+    tracing::info!("shut down");
 }
 
 /// Resolves on Ctrl-C (or at once if the signal cannot be listened for).

@@ -40,12 +40,16 @@ mod layer;
 mod rejection;
 mod response;
 mod router;
+#[cfg(feature = "serve")]
+mod serve;
 
 pub use extract::{SukiWebhook, VerifiedBody};
 pub use layer::{VerifyWebhookLayer, VerifyWebhookService};
 pub use rejection::WebhookRejection;
 pub use response::WebhookResponse;
 pub use router::router;
+#[cfg(feature = "serve")]
+pub use serve::{Server, serve};
 pub use suki_ambient_core::{
     EventHandler, VerifiedDelivery, Verifier, WebhookEndpoint, WebhookMeta,
 };

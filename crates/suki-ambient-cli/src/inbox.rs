@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use suki_ambient_core::UnixMillis;
-use suki_ambient_inbox::display::{next_run, relative, short};
+use suki_ambient_inbox::display::{MAX_TEXT, clean, clean_or_dash, next_run, relative, short};
 use suki_ambient_inbox::{DeliveryRecord, Inbox, Selection, State, StoreError};
 
 use crate::Failure;
@@ -189,11 +189,14 @@ pub(crate) async fn run(url: &str, action: Action, json: bool) -> Result<ExitCod
                 listener.local_addr()?
             );
             let app = suki_ambient_inbox::console::router(inbox, token);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+            // Idle and half-sent connections are closed, and at most 128 are served at once:
+            // they cannot lock a signed-in person out.
+            suki_ambient_axum::Server::new()
+                .max_connections(128)
+                .serve(listener, app, async {
                     let _ = tokio::signal::ctrl_c().await;
                 })
-                .await?;
+                .await;
         }
         Action::Purge { older_than } => {
             let n = inbox.purge(older_than).await?;
@@ -223,15 +226,18 @@ pub(crate) async fn reconcile(
     let mut reconciler = Reconciler::new(client, inbox).concurrency(concurrency);
     if !json && std::io::stdout().is_terminal() {
         reconciler = reconciler.on_check(|expected, result| {
+            // The status is the API's text and the id the integrator's: printed cleaned.
             let line = match result {
-                CheckResult::Recovered { status } => format!("recovered ({status})"),
-                CheckResult::AlreadyStored { status } => format!("already in the inbox ({status})"),
-                CheckResult::Again { status } => format!("not ended yet ({status})"),
-                CheckResult::GaveUp { status } => format!("given up ({status})"),
+                CheckResult::Recovered { status } => format!("recovered ({})", clean(status, 64)),
+                CheckResult::AlreadyStored { status } => {
+                    format!("already in the inbox ({})", clean(status, 64))
+                }
+                CheckResult::Again { status } => format!("not ended yet ({})", clean(status, 64)),
+                CheckResult::GaveUp { status } => format!("given up ({})", clean(status, 64)),
                 _ => "checked".to_owned(),
             };
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{:<36}  {line}", expected.session_id);
+            let _ = writeln!(out, "{:<36}  {line}", clean(&expected.session_id, MAX_TEXT));
             let _ = out.flush();
         });
     }
@@ -263,16 +269,17 @@ fn print_table(rows: &[DeliveryRecord], now: UnixMillis) {
     );
     for r in rows {
         let next = next_run(r, now);
+        // `Display` of an enum ignores width: the state is padded as a string.
         println!(
             "{:>6}  {:<7}  {:<9}  {:<7}  {:<36}  {:>8}  {:<14}  {}",
             r.id,
-            r.state,
-            r.kind,
-            r.source,
-            r.session_id.as_deref().unwrap_or("-"),
+            r.state.as_str(),
+            clean(&r.kind, MAX_TEXT),
+            r.source.as_str(),
+            clean_or_dash(r.session_id.as_deref()),
             r.attempts,
             next,
-            r.last_error.as_deref().unwrap_or("-"),
+            clean_or_dash(r.last_error.as_deref()),
         );
     }
     if rows.is_empty() {
@@ -284,29 +291,17 @@ fn print_row(r: &DeliveryRecord, now: UnixMillis) {
     let fields: [(&str, String); 14] = [
         ("id", r.id.to_string()),
         ("state", r.state.to_string()),
-        ("kind", r.kind.clone()),
+        ("kind", clean(&r.kind, MAX_TEXT)),
         ("source", r.source.to_string()),
-        ("dedup key", r.dedup_key.clone()),
-        (
-            "session",
-            r.session_id.clone().unwrap_or_else(|| "-".into()),
-        ),
-        (
-            "encounter",
-            r.encounter_id.clone().unwrap_or_else(|| "-".into()),
-        ),
+        ("dedup key", clean(&r.dedup_key, MAX_TEXT)),
+        ("session", clean_or_dash(r.session_id.as_deref())),
+        ("encounter", clean_or_dash(r.encounter_id.as_deref())),
         ("generated at", relative(r.generated_at, now)),
         ("received at", relative(r.received_at, now)),
         ("attempts", r.attempts.to_string()),
         ("next run", relative(r.run_after, now)),
-        (
-            "lease owner",
-            r.lease_owner.clone().unwrap_or_else(|| "-".into()),
-        ),
-        (
-            "last error",
-            r.last_error.clone().unwrap_or_else(|| "-".into()),
-        ),
+        ("lease owner", clean_or_dash(r.lease_owner.as_deref())),
+        ("last error", clean_or_dash(r.last_error.as_deref())),
         (
             "completed at",
             r.completed_at

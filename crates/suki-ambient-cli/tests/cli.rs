@@ -680,6 +680,37 @@ async fn inbox_status_list_show_retry_and_purge() {
     );
 }
 
+/// Text from outside (a session id, an error code) cannot drive the terminal: `inbox list` and
+/// `show` print control characters escaped, and the state column stays aligned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_output_escapes_control_characters() {
+    use suki_ambient_inbox::Inbox;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+    let inbox = Inbox::connect(&url).await.unwrap();
+    let mut row = suki_ambient_inbox::conformance::delivery("evil");
+    row.session_id = Some("evil\u{1b}]0;pwned\u{7}\u{1b}[2J".to_owned());
+    row.dedup_key = "evil\u{1b}[2J/completed".to_owned();
+    inbox.store().insert(&[row]).await.unwrap();
+    let list = run(&["inbox", "--url", &url, "list"], None, b"");
+    let show = run(&["inbox", "--url", &url, "show", "1"], None, b"");
+    for out in [&list, &show] {
+        assert!(out.status.success(), "{}", stderr(out));
+        let text = stdout(out);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(text.contains("evil\\u{1b}]0;pwned"), "{text}");
+    }
+    let lines: Vec<String> = stdout(&list).lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines[0].find("STATE"),
+        lines[1].find("pending"),
+        "the state column is aligned: {lines:?}"
+    );
+}
+
 /// The CLI never invents an inbox: a mistyped path is an error naming it, and creates no file;
 /// a file that is not an inbox is left alone; `init` is the one command that creates one.
 #[test]

@@ -10,16 +10,20 @@
 //! ```
 //!
 //! Access: `Authorization: Bearer <token>`, or the login form, which sets an `HttpOnly`,
-//! `SameSite=Strict` cookie holding a value derived from the token (never the token itself).
+//! `SameSite=Strict` cookie naming a sign-in that lasts 12 hours and that sign-out revokes (an
+//! unpredictable value, never the token). Authentication is the outermost layer: whatever an
+//! unauthenticated request asks, it gets 401 and the sign-in form. More than 10 wrong tokens in
+//! a minute and sign-ins are refused (429) until the minute has passed.
 //! Without either, every route answers 401 with the login form and nothing else. State-changing
 //! requests are POSTs carrying a CSRF token (derived from the token, checked in constant time),
 //! and from a browser also a same-origin `Sec-Fetch-Site`/`Origin`. Every answer has a strict
 //! Content-Security-Policy (no script at all; the one style sheet by nonce), `no-store`,
 //! `nosniff`, `Referrer-Policy: same-origin` and `frame-ancestors 'none'`.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Form, OriginalUri, Path, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -28,7 +32,7 @@ use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
 use suki_ambient_core::{UnixMillis, WebhookSecret};
 
-use crate::display::{next_run, relative, short};
+use crate::display::{MAX_TEXT, clean, clean_or_dash, next_run, relative, short};
 use crate::{DeliveryRecord, Inbox, Selection, State};
 
 const COOKIE: &str = "suki_console";
@@ -39,11 +43,24 @@ struct Console {
     /// HMAC(token, "bearer"): a presented token is checked by computing the same with it as the
     /// key, so the token itself is not kept.
     bearer: String,
-    /// The cookie value a login sets: HMAC(token, "session").
-    session: String,
+    /// HMAC(token, "session-key"): the key that makes sign-in cookies (so that nobody without
+    /// the token can predict one).
+    session_key: String,
     /// The CSRF token of the forms: HMAC(token, "csrf").
     csrf: String,
+    /// The signed-in browsers: cookie value → when it expires. Sign-out removes one.
+    sessions: std::sync::Mutex<HashMap<String, Instant>>,
+    /// When the sign-ins and bearer requests with a wrong token of the last minute failed.
+    failures: std::sync::Mutex<VecDeque<Instant>>,
 }
+
+/// How long a sign-in lasts.
+const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+/// The most signed-in browsers at once (the oldest sign-in goes first).
+const MAX_SESSIONS: usize = 256;
+/// Wrong tokens allowed per minute; past that, sign-ins are refused (429) until the minute
+/// has passed.
+const MAX_FAILURES_PER_MINUTE: usize = 10;
 
 /// The console's axum router, to `nest` where the application wants it (e.g. `/admin/suki`).
 /// `token` is the bearer token that opens it (use a long random value, from a secret store).
@@ -51,8 +68,10 @@ pub fn router(inbox: Inbox, token: impl Into<String>) -> axum::Router {
     let token = token.into();
     let console = Arc::new(Console {
         bearer: derive(&token, "bearer"),
-        session: derive(&token, "session"),
+        session_key: derive(&token, "session-key"),
         csrf: derive(&token, "csrf"),
+        sessions: std::sync::Mutex::default(),
+        failures: std::sync::Mutex::default(),
         inbox,
     });
     axum::Router::new()
@@ -62,7 +81,60 @@ pub fn router(inbox: Inbox, token: impl Into<String>) -> axum::Router {
         .route("/retry/{id}", post(retry_one))
         .route("/retry-dead", post(retry_dead))
         .fallback(not_found)
+        // Outermost: nothing (no extractor, no 405 or 415) answers before authentication, and
+        // every answer carries the security headers.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&console),
+            guard,
+        ))
         .with_state(console)
+}
+
+/// Authentication before anything else, and the security headers on every answer: an
+/// unauthenticated request gets 401 and the sign-in form (or its sign-in is passed to the
+/// login handler, within the failure rate limit); an authenticated one goes on.
+async fn guard(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let is_login = request.method() == axum::http::Method::POST && request.uri().path() == "/login";
+    let auth = console.authorized(request.headers());
+    let response = if is_login {
+        if console.too_many_failures() {
+            let nonce = nonce();
+            let mut refused = html(
+                StatusCode::TOO_MANY_REQUESTS,
+                page_shell(
+                    "Suki inbox console",
+                    &nonce,
+                    "<p class=\"bad\">Too many wrong tokens: try again in a minute.</p>",
+                ),
+                &nonce,
+            );
+            refused
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            refused
+        } else {
+            next.run(request).await
+        }
+    } else if auth == Auth::None {
+        if request.headers().contains_key(header::AUTHORIZATION) {
+            console.failed();
+        }
+        let base = base(&original, request.uri());
+        let nonce = nonce();
+        html(
+            StatusCode::UNAUTHORIZED,
+            login_page(&base, &nonce, false),
+            &nonce,
+        )
+    } else {
+        next.run(request).await
+    };
+    secured_all(response)
 }
 
 type Shared = AxumState<Arc<Console>>;
@@ -95,20 +167,76 @@ impl Console {
         {
             return Auth::Bearer;
         }
-        let cookie = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .map(|(_, value)| value);
-        match cookie {
-            Some(value) if bool::from(value.as_bytes().ct_eq(self.session.as_bytes())) => {
-                Auth::Cookie
-            }
+        match cookie(headers) {
+            Some(value) if self.signed_in(value) => Auth::Cookie,
             _ => Auth::None,
         }
+    }
+
+    /// Whether `cookie` is a live sign-in (an expired one is forgotten).
+    fn signed_in(&self, cookie: &str) -> bool {
+        let mut sessions = lock(&self.sessions);
+        match sessions.get(cookie) {
+            Some(expires) if *expires > Instant::now() => true,
+            Some(_) => {
+                sessions.remove(cookie);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A new sign-in: an unpredictable cookie value (HMAC under a key derived from the token),
+    /// valid for [`SESSION_TTL`].
+    fn sign_in(&self) -> String {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let seed = format!(
+            "{n}:{}:{:016x}{:016x}",
+            UnixMillis::now().0,
+            fastrand::u64(..),
+            fastrand::u64(..)
+        );
+        let value = derive(&self.session_key, &seed);
+        let now = Instant::now();
+        let mut sessions = lock(&self.sessions);
+        sessions.retain(|_, expires| *expires > now);
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, expires)| **expires)
+                .map(|(k, _)| k.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(value.clone(), now + SESSION_TTL);
+        value
+    }
+
+    /// Ends a sign-in: its cookie opens nothing any more.
+    fn sign_out(&self, cookie: &str) {
+        lock(&self.sessions).remove(cookie);
+    }
+
+    /// Counts a wrong token.
+    fn failed(&self) {
+        let mut failures = lock(&self.failures);
+        failures.push_back(Instant::now());
+        if failures.len() > 4 * MAX_FAILURES_PER_MINUTE {
+            failures.pop_front();
+        }
+    }
+
+    /// Whether the wrong tokens of the last minute reached the limit.
+    fn too_many_failures(&self) -> bool {
+        let mut failures = lock(&self.failures);
+        while failures
+            .front()
+            .is_some_and(|at| at.elapsed() > Duration::from_secs(60))
+        {
+            failures.pop_front();
+        }
+        failures.len() >= MAX_FAILURES_PER_MINUTE
     }
 
     /// Whether `presented` is the console's token (constant time in its content).
@@ -141,6 +269,35 @@ enum Auth {
     None,
     Bearer,
     Cookie,
+}
+
+/// The console's cookie, if the request has one.
+fn cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The security headers on an answer that has none yet (what the router or an extractor
+/// answered by itself: a 405, a 415, a 400); the pages set theirs, with their style's nonce.
+fn secured_all(response: Response) -> Response {
+    if response
+        .headers()
+        .contains_key(header::CONTENT_SECURITY_POLICY)
+    {
+        response
+    } else {
+        secured(response, &nonce())
+    }
 }
 
 /// From this origin: `Sec-Fetch-Site: same-origin` (browsers set it and pages cannot), or,
@@ -322,6 +479,7 @@ async fn login(
     let ok = console.is_token(form.token.trim());
     if !ok || !same_origin(&headers) {
         tracing::warn!("suki console: a sign-in with a wrong token");
+        console.failed();
         let nonce = nonce();
         return html(
             StatusCode::UNAUTHORIZED,
@@ -332,8 +490,9 @@ async fn login(
     let mut response = see_other(&home(&base));
     let path = if base.is_empty() { "/" } else { base.as_str() };
     let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path={path}",
-        console.session
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={}",
+        console.sign_in(),
+        SESSION_TTL.as_secs()
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -347,7 +506,15 @@ struct CsrfForm {
     csrf: Option<String>,
 }
 
-async fn logout(OriginalUri(original): OriginalUri, uri: Uri) -> Response {
+async fn logout(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(value) = cookie(&headers) {
+        console.sign_out(value);
+    }
     let base = base(&original, &uri);
     let base = base.strip_suffix("/logout").unwrap_or(&base).to_owned();
     let path = if base.is_empty() { "/" } else { base.as_str() };
@@ -548,11 +715,11 @@ fn rows_table(
              <td>{session}</td><td>{attempts}</td><td>{error}</td><td>{next}</td><td>{received}</td><td>{button}</td></tr>",
             id = r.id,
             state = r.state,
-            kind = esc(&r.kind),
+            kind = esc(&clean(&r.kind, MAX_TEXT)),
             source = r.source,
-            session = esc(r.session_id.as_deref().unwrap_or("-")),
+            session = esc(&clean_or_dash(r.session_id.as_deref())),
             attempts = r.attempts,
-            error = esc(r.last_error.as_deref().unwrap_or("-")),
+            error = esc(&clean_or_dash(r.last_error.as_deref())),
             received = relative(r.received_at, now),
         );
     }

@@ -1,4 +1,5 @@
-//! Short human-readable times for rows, as the CLI and the console show them.
+//! What the CLI and the console show of rows: short human-readable times, and text from outside
+//! (ids, statuses, error codes) made safe for a terminal or a page.
 
 use std::time::Duration;
 
@@ -36,6 +37,36 @@ pub fn next_run(row: &DeliveryRecord, now: UnixMillis) -> String {
     }
 }
 
+/// The most characters of one piece of outside text kept for display or storage.
+pub const MAX_TEXT: usize = 128;
+
+/// Text from outside (an id, a status, an error code: from a webhook, the API or the store) as
+/// it may be printed or stored: control characters (the escape sequences that retitle or clear a
+/// terminal among them) and other invisible or bidirectional-override characters are shown as
+/// `\u{..}` escapes, and anything past `max` characters is cut with `…`.
+pub fn clean(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 8));
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        let hidden = c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        if hidden {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`clean`] with [`MAX_TEXT`], for an optional value (`-` when absent).
+pub fn clean_or_dash(text: Option<&str>) -> String {
+    text.map_or_else(|| "-".to_owned(), |t| clean(t, MAX_TEXT))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +78,22 @@ mod tests {
         assert_eq!(short(Duration::from_secs(3 * 86400 + 4 * 3600)), "3d 4h");
         assert_eq!(relative(1_000, UnixMillis(61_000)), "1m 0s ago");
         assert_eq!(relative(61_000, UnixMillis(1_000)), "in 1m 0s");
+    }
+
+    #[test]
+    fn outside_text_cannot_drive_a_terminal() {
+        let hostile = "running\u{1b}]0;pwned\u{7}\u{1b}[2J\r\n\u{202e}gnp.exe";
+        let shown = clean(hostile, MAX_TEXT);
+        assert!(
+            !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{shown}"
+        );
+        assert_eq!(
+            shown,
+            "running\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{d}\\u{a}\\u{202e}gnp.exe"
+        );
+        assert_eq!(clean(&"x".repeat(5_000_000), 8), "xxxxxxxx…");
+        assert_eq!(clean("a953839a-ddcd-407d", MAX_TEXT), "a953839a-ddcd-407d");
+        assert_eq!(clean_or_dash(None), "-");
     }
 }

@@ -50,7 +50,7 @@ impl Default for HealthThresholds {
 }
 
 /// What [`Inbox::health`] found. Serializes to the JSON the health route answers:
-/// `{"status":"ok","store_reachable":true,"store_writable":true,"oldest_pending_seconds":0.0,
+/// `{"status":"ok","store_reachable":true,"store_writable":true,"oldest_pending_seconds":null,
 /// "dead":0,"worker_heartbeat_seconds":0.4,"problems":[]}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -120,11 +120,7 @@ impl Inbox {
                 }
                 (
                     true,
-                    Some(
-                        status
-                            .oldest_unfinished_age
-                            .map_or(0.0, |a| a.as_secs_f64()),
-                    ),
+                    status.oldest_unfinished_age.map(|a| a.as_secs_f64()),
                     Some(status.counts.dead),
                 )
             }

@@ -449,6 +449,7 @@ pub struct InboxStatus {
 }
 
 /// `url` as it can be shown: without a password or a query string (which may carry one).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn redact_url(url: &str) -> String {
     let url = url.split(['?', '#']).next().unwrap_or_default();
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -48,10 +48,12 @@ mod health;
 mod inbox;
 pub mod metrics;
 mod reconciler;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod store;
 mod worker;
 
+#[cfg(feature = "testing")]
 pub mod conformance;
 
 #[cfg(feature = "postgres")]

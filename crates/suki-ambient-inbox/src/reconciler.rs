@@ -23,6 +23,8 @@ const DEFAULT_GIVE_UP: Duration = Duration::from_secs(24 * 60 * 60);
 const DEFAULT_CONCURRENCY: u32 = 4;
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 const MIN_RECHECK: Duration = Duration::from_secs(1);
+/// The most characters of a polled status kept.
+const STATUS_TEXT: usize = 64;
 
 /// The event kind a polled status stands for, or `None` while the session has not ended in a
 /// way a webhook reports: [`SessionStatus::event_kind`], the same status table the webhook's
@@ -326,10 +328,15 @@ impl Reconciler {
             SessionKind::FormFilling => client.form_filling_status(&id).await,
         };
         let seen = match status {
+            // The status is the API's text: kept (in `last_status`, the logs, the CLI) as a
+            // short, printable value only.
             Ok(answer) => match polled_kind(&answer.status).and_then(|k| polled_event(expected, k))
             {
-                Some(event) => return self.store(expected, &event, answer.status.as_str()).await,
-                None => answer.status.as_str().to_owned(),
+                Some(event) => {
+                    let status = crate::display::clean(answer.status.as_str(), STATUS_TEXT);
+                    return self.store(expected, &event, &status).await;
+                }
+                None => crate::display::clean(answer.status.as_str(), STATUS_TEXT),
             },
             Err(err) => err
                 .status()

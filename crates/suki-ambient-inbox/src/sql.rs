@@ -41,6 +41,7 @@ pub(crate) const GET: &str = concat!(
 
 /// SQLite's claim: the due rows' ids in a subquery (SQLite has no `UPDATE … LIMIT` in its
 /// default build), in an immediate transaction, so no two claims overlap.
+#[cfg(feature = "sqlite")]
 pub(crate) const CLAIM_SQLITE: &str = concat!(
     "UPDATE suki_inbox_deliveries \
      SET state = 'running', lease_owner = $1, lease_expires = $2, run_after = $2, \
@@ -150,6 +151,7 @@ pub(crate) const EXPECT: &str = concat!(
     " IS NULL THEN NULL ELSE $7 END) ON CONFLICT (session_id) DO NOTHING"
 );
 
+#[cfg(feature = "sqlite")]
 pub(crate) const CLAIM_EXPECTATIONS_SQLITE: &str = concat!(
     "UPDATE suki_inbox_expectations \
      SET lease_owner = $1, lease_expires = $2, next_check = $2, fence = fence + 1, \

@@ -328,3 +328,167 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
     drop(driver);
     server.abort();
 }
+
+/// Serves the console of `inbox` at `/admin/suki` on loopback; its URL.
+async fn serve_console(inbox: Inbox) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let app = axum::Router::new().nest(
+        "/admin/suki",
+        suki_ambient_inbox::console::router(inbox, TOKEN),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/admin/suki", listener.local_addr().expect("addr"));
+    (
+        base,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    )
+}
+
+fn assert_secured(answer: &reqwest::Response, what: &str) {
+    let h = answer.headers();
+    for name in [
+        "content-security-policy",
+        "x-frame-options",
+        "cache-control",
+        "x-content-type-options",
+        "referrer-policy",
+    ] {
+        assert!(h.contains_key(name), "{what}: no {name} in {h:?}");
+    }
+    assert_eq!(h["cache-control"], "no-store", "{what}");
+}
+
+/// Authentication is the outermost layer: whatever an unauthenticated request asks (a bad path
+/// parameter, another method, another content type), the answer is 401 with the sign-in form;
+/// and every answer, authenticated or not, carries the security headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_is_authenticated_first_and_carries_the_headers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let (base, server) = serve_console(inbox).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    let requests = |bearer: Option<&str>| {
+        let with = |r: reqwest::RequestBuilder| match bearer {
+            Some(token) => r.bearer_auth(token),
+            None => r,
+        };
+        vec![
+            (
+                "POST /retry/abc",
+                with(
+                    http.post(format!("{base}/retry/abc"))
+                        .form(&[("csrf", "x")]),
+                ),
+            ),
+            ("PUT /", with(http.put(base.clone()))),
+            (
+                "POST /retry-dead as JSON",
+                with(
+                    http.post(format!("{base}/retry-dead"))
+                        .json(&serde_json::json!({})),
+                ),
+            ),
+            ("GET /nothing", with(http.get(format!("{base}/nothing")))),
+            ("GET /", with(http.get(base.clone()))),
+        ]
+    };
+    for (what, request) in requests(None) {
+        let answer = request.send().await.expect("send");
+        assert_eq!(answer.status(), 401, "{what}");
+        assert_secured(&answer, what);
+        assert!(
+            answer.text().await.expect("body").contains("Console token"),
+            "{what}"
+        );
+    }
+    let expected = [400, 405, 415, 404, 200];
+    for ((what, request), status) in requests(Some(TOKEN)).into_iter().zip(expected) {
+        let answer = request.send().await.expect("send");
+        assert_eq!(answer.status(), status, "{what}");
+        assert_secured(&answer, what);
+    }
+    server.abort();
+}
+
+/// A sign-in lasts 12 hours and sign-out revokes it (the old cookie opens nothing); wrong
+/// tokens are rate-limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_expire_sign_out_revokes_and_wrong_tokens_are_limited() {
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let (base, server) = serve_console(inbox).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    let sign_in = |token: &'static str| {
+        http.post(format!("{base}/login"))
+            .form(&[("token", token)])
+            .send()
+    };
+    let answer = sign_in(TOKEN).await.expect("sign in");
+    assert_eq!(answer.status(), 303);
+    let set = answer.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("Max-Age=43200"),
+        "{set}"
+    );
+    assert!(!set.contains(TOKEN), "{set}");
+    let cookie = set.split(';').next().expect("pair").to_owned();
+    let with_cookie = || {
+        http.get(base.clone())
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    assert_eq!(with_cookie().await.expect("get").status(), 200);
+    // A second sign-in is another cookie; signing the first out revokes it alone.
+    let other = sign_in(TOKEN).await.expect("sign in");
+    let other = other.headers()["set-cookie"].to_str().expect("cookie");
+    let other = other.split(';').next().expect("pair").to_owned();
+    assert_ne!(other, cookie);
+    let out = http
+        .post(format!("{base}/logout"))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), 303);
+    assert_eq!(with_cookie().await.expect("get").status(), 401, "revoked");
+    let still = http
+        .get(base.clone())
+        .header("cookie", other)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(still.status(), 200);
+
+    for _ in 0..10 {
+        assert_eq!(
+            sign_in("wrong-token-xxxxxxxx")
+                .await
+                .expect("send")
+                .status(),
+            401
+        );
+    }
+    let limited = sign_in(TOKEN).await.expect("send");
+    assert_eq!(
+        limited.status(),
+        429,
+        "even the right token waits out the minute"
+    );
+    assert_eq!(limited.headers()["retry-after"], "60");
+    assert_secured(&limited, "429");
+    server.abort();
+}

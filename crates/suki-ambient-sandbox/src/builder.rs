@@ -170,12 +170,12 @@ impl SandboxBuilder {
             let shutdown = async {
                 let _ = rx.await;
             };
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %err, "sandbox server stopped");
-            }
+            // Slow or idle connections cannot hold the sandbox: a header-read timeout, a
+            // connection bound and a head limit, as a production receiver has.
+            suki_ambient_axum::Server::new()
+                .shutdown_grace(std::time::Duration::from_secs(5))
+                .serve(listener, app, shutdown)
+                .await;
         });
         tracing::info!(base_url = %shared.base_url, "sandbox listening");
         Ok(SandboxHandle {

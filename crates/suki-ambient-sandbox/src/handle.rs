@@ -147,6 +147,11 @@ impl SandboxControl {
         routes::issue_token(&self.shared, provider_id.map(str::to_owned))
     }
 
+    /// How many tokens the sandbox holds (at most [`MAX_TOKENS`](crate::MAX_TOKENS)).
+    pub fn token_count(&self) -> usize {
+        self.shared.world().tokens.len()
+    }
+
     /// Makes every issued token invalid: the next call answers 401 `invalid_sdp_token`.
     pub fn expire_tokens(&self) {
         self.shared.world().tokens.clear();

@@ -43,6 +43,9 @@ pub use faults::{Fault, MAX_FAULT_LATENCY, MAX_WEBHOOK_DELAY, WebhookFault};
 
 /// The most faults a sandbox keeps at once (the oldest goes first).
 pub const MAX_FAULTS: usize = 1024;
+/// The most API tokens the sandbox keeps at once: expired ones are dropped first, then the one
+/// closest to expiry, so that logins cannot grow it without bound.
+pub const MAX_TOKENS: usize = 1_000;
 pub use builder::{Sandbox, SandboxBuilder};
 pub use delivery::{Delivery, Fate};
 pub use handle::{SandboxControl, SandboxError, SandboxHandle};

@@ -217,6 +217,20 @@ pub(crate) fn issue_token(state: &Shared, provider_id: Option<String>) -> String
         ),
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fastrand::u64(..).to_be_bytes())
     );
+    // A bounded table: expired tokens go, and past the bound the one closest to expiry.
+    let now = SystemTime::now();
+    if world.tokens.len() >= crate::MAX_TOKENS {
+        world.tokens.retain(|_, t| t.expires > now);
+    }
+    if world.tokens.len() >= crate::MAX_TOKENS
+        && let Some(oldest) = world
+            .tokens
+            .iter()
+            .min_by_key(|(_, t)| t.expires)
+            .map(|(k, _)| k.clone())
+    {
+        world.tokens.remove(&oldest);
+    }
     world.tokens.insert(
         token.clone(),
         TokenInfo {
@@ -227,10 +241,48 @@ pub(crate) fn issue_token(state: &Shared, provider_id: Option<String>) -> String
     token
 }
 
-async fn login(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+/// The largest login request read (a partner id, a JWT, a provider id).
+pub(crate) const MAX_LOGIN_BODY: usize = 16 * 1024;
+/// The longest provider id accepted.
+const MAX_PROVIDER_ID: usize = 256;
+
+/// Login, as Suki's: JSON only (a cross-site form or `text/plain` POST from a web page is
+/// refused, and a browser cannot send JSON cross-site without a CORS preflight, which the
+/// sandbox never grants), from no other web origin, with a bounded body.
+async fn login(State(state): State<AppState>, request: Request) -> Response {
+    let headers = request.headers();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "json_required").into_response();
+    }
+    let foreign = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| {
+            !origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| is_loopback_host(authority))
+        });
+    if foreign {
+        return ApiError(StatusCode::FORBIDDEN, "origin_not_allowed").into_response();
+    }
+    let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_LOGIN_BODY).await else {
+        return ApiError(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large").into_response();
+    };
     let Ok(request) = serde_json::from_slice::<LoginRequest>(&body) else {
         return ApiError(StatusCode::BAD_REQUEST, "invalid_request").into_response();
     };
+    if request
+        .provider_id
+        .as_ref()
+        .is_some_and(|p| p.len() > MAX_PROVIDER_ID)
+    {
+        return ApiError(StatusCode::BAD_REQUEST, "invalid_sdp_provider_id").into_response();
+    }
     let known = state
         .partners
         .iter()

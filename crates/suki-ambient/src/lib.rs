@@ -126,8 +126,9 @@ pub mod redis {
     pub use suki_ambient_redis::*;
 }
 
-/// The durable inbox (features `inbox`, `postgres`): see [`suki_ambient_inbox`].
-#[cfg(any(feature = "inbox", feature = "postgres"))]
+/// The durable inbox (features `inbox`, `postgres`; `console` adds its console): see
+/// [`suki_ambient_inbox`].
+#[cfg(any(feature = "inbox", feature = "postgres", feature = "console"))]
 pub mod inbox {
     pub use suki_ambient_inbox::*;
 }

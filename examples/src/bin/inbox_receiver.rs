@@ -5,11 +5,13 @@
 //!
 //! ```sh
 //! SUKI_WEBHOOK_SECRET=... SUKI_TOKEN=... cargo run -p examples --bin inbox_receiver
+//! # on Postgres:
+//! SUKI_INBOX_URL=postgres://user@host/db ... cargo run -p examples --features postgres --bin inbox_receiver
 //! ```
 //!
 //! Env: `SUKI_WEBHOOK_SECRET` (required), `SUKI_TOKEN` (required), `SUKI_API_BASE_URL`
 //! (default Suki staging), `SUKI_INBOX_URL` (default `sqlite://suki-inbox.db`; or
-//! `postgres://…` with the `postgres` feature), `SUKI_WORKER_NAME` (default `inbox_receiver`: one
+//! `postgres://…` with the package's `postgres` feature), `SUKI_WORKER_NAME` (default `inbox_receiver`: one
 //! running receiver per name), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
 //!
 //! Also serves `GET /metrics` (Prometheus text format: the `suki_*` metrics, see
