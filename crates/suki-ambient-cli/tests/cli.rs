@@ -909,6 +909,29 @@ async fn inbox_console_serves_only_with_the_token() {
         .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Dead letters"));
+    // An idle connection and a half-sent head are closed by the server (they stayed open
+    // with `axum::serve`, and enough of them locked a signed-in person out).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = address
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        for stream in [&mut idle, &mut half] {
+            let mut buf = Vec::new();
+            let closed = tokio::time::timeout(
+                std::time::Duration::from_secs(15),
+                stream.read_to_end(&mut buf),
+            )
+            .await;
+            assert!(closed.is_ok(), "the console kept a slow connection open");
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
     // Without a token (or a short one): one clear line, no server.

@@ -141,7 +141,7 @@ fn api_fixtures() {
 
 #[test]
 fn the_embedded_fixtures_are_every_file_of_testdata() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fixtures");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fixtures");
     let mut on_disk = Vec::new();
     for dir in ["api", "webhooks"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {

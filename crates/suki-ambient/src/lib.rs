@@ -14,7 +14,7 @@
         feature = "client",
         feature = "inbox"
     ),
-    doc = include_str!("../../../README.md")
+    doc = include_str!("../README.md")
 )]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 

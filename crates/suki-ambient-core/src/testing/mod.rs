@@ -21,7 +21,7 @@ pub fn signed(secret: &str, at: UnixMillis, body: impl Into<Bytes>) -> (HeaderMa
 /// Embeds one file of the repository's `testdata/fixtures/`.
 macro_rules! fixture_files {
     ($($name:literal),* $(,)?) => {
-        &[$(($name, include_bytes!(concat!("../../../../testdata/fixtures/", $name)))),*]
+        &[$(($name, include_bytes!(concat!("../../testdata/fixtures/", $name)))),*]
     };
 }
 
@@ -41,8 +41,7 @@ pub const FIXTURES: &[(&str, &[u8])] = fixture_files![
 
 /// The signature vectors (`testdata/vectors/signatures.json`), computed with an independent
 /// HMAC implementation; embedded at build time.
-pub const SIGNATURE_VECTORS_JSON: &str =
-    include_str!("../../../../testdata/vectors/signatures.json");
+pub const SIGNATURE_VECTORS_JSON: &str = include_str!("../../testdata/vectors/signatures.json");
 
 /// The bytes of a fixture, e.g. `fixture("webhooks/success.json")`.
 ///
