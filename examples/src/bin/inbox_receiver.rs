@@ -9,7 +9,8 @@
 //! SUKI_INBOX_URL=postgres://user@host/db ... cargo run -p examples --features postgres --bin inbox_receiver
 //! ```
 //!
-//! Env: `SUKI_WEBHOOK_SECRET` (required), `SUKI_TOKEN` (required), `SUKI_API_BASE_URL`
+//! Env: `SUKI_WEBHOOK_SECRET` (required); `SUKI_PARTNER_ID` and `SUKI_PARTNER_TOKEN` (partner
+//! login, renewed before expiry) or `SUKI_TOKEN` (a static token); `SUKI_API_BASE_URL`
 //! (default Suki staging), `SUKI_INBOX_URL` (default `sqlite://suki-inbox.db`; or
 //! `postgres://…` with the package's `postgres` feature), `SUKI_WORKER_NAME` (default `inbox_receiver`: one
 //! running receiver per name), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
@@ -24,7 +25,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use axum::Router;
-use suki_ambient::client::{AmbientClient, Environment, SessionResults};
+use suki_ambient::client::{AmbientClient, Environment, PartnerLogin, SessionResults};
 use suki_ambient::inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler};
 use suki_ambient::{
     EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed, WebhookEndpoint,
@@ -84,14 +85,29 @@ impl ResultsHandler for Notes {
 #[tokio::main]
 async fn main() -> ExitCode {
     let verifier = examples::start();
-    let Some(token) = std::env::var("SUKI_TOKEN").ok().filter(|t| !t.is_empty()) else {
-        examples::exit("set SUKI_TOKEN to an sdp_suki_token");
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let builder = match env("SUKI_API_BASE_URL") {
+        Some(url) => AmbientClient::builder().base_url(url),
+        None => AmbientClient::builder().environment(Environment::Staging),
     };
-    let builder = match std::env::var("SUKI_API_BASE_URL") {
-        Ok(url) => AmbientClient::builder().base_url(url),
-        Err(_) => AmbientClient::builder().environment(Environment::Staging),
+    // Partner login renews the token before it expires; a static token cannot be renewed:
+    // once it expires or is revoked, completed sessions become dead letters
+    // (`fetch_contents_401_invalid_sdp_token`) until the process gets a new one and
+    // `suki-ambient inbox retry --dead` runs.
+    let builder = match (
+        env("SUKI_PARTNER_ID"),
+        env("SUKI_PARTNER_TOKEN"),
+        env("SUKI_TOKEN"),
+    ) {
+        (Some(partner), Some(partner_token), _) => {
+            builder.auth(PartnerLogin::new(partner, partner_token))
+        }
+        (_, _, Some(token)) => builder.token(token),
+        _ => examples::exit(
+            "set SUKI_PARTNER_ID and SUKI_PARTNER_TOKEN (partner login), or SUKI_TOKEN (an sdp_suki_token)",
+        ),
     };
-    let client = match builder.token(token).build() {
+    let client = match builder.build() {
         Ok(client) => client,
         Err(e) => examples::exit(&e.to_string()),
     };
