@@ -161,13 +161,14 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
         text.contains("Console token") && !text.contains("session-dead"),
         "{text}"
     );
+    // A forged POST without a sign-in is refused before anything else looks at it.
     let forged = http
         .post(format!("{base}/retry/{dead_id}"))
         .form(&[("csrf", "x")])
         .send()
         .await
         .expect("post");
-    assert_eq!(forged.status(), 403);
+    assert_eq!(forged.status(), 401);
     assert_eq!(
         inbox.get(dead_id).await.expect("get").expect("row").state,
         State::Dead
