@@ -1,7 +1,7 @@
 //! The console in a real browser: headless Chromium (driven through chromedriver) signs in,
 //! sees the seeded inbox, a screenshot is taken, the retry button of a dead row is clicked and
 //! the row goes back to pending. Without the token nothing is served.
-#![cfg(feature = "console")]
+#![cfg(all(feature = "console", feature = "sqlite"))]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The whole flow against the sandbox over HTTP: the sandbox delivers a signed webhook to an axum
 //! receiver with the inbox; the worker fetches the session's results; a 503 burst longer than
 //! the client's own retries makes the row retry later instead of losing the note.
+#![cfg(feature = "sqlite")]
 
 mod common;
 

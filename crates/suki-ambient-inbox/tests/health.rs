@@ -1,6 +1,7 @@
 //! Health tells the truth: red (503, `store_unwritable`) while the store cannot commit (a full
 //! disk, a database locked by another process, a database file deleted under the receiver, a
 //! Postgres table locked), and green again by itself once it can, with no restart.
+#![cfg(feature = "sqlite")]
 
 mod common;
 
@@ -45,6 +46,7 @@ async fn until(inbox: &Inbox, pred: impl Fn(&Health) -> bool) -> Health {
     }
 }
 
+#[cfg(feature = "axum")] // also asks the health route
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_locked_by_another_process_turns_health_red_then_green() {
     let dir = tempfile::tempdir().expect("dir");
@@ -159,6 +161,7 @@ async fn a_database_file_deleted_under_the_receiver_is_detected() {
     assert!(unwritable(&health), "{health:?}");
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
 async fn a_locked_postgres_table_turns_health_red_then_green() {

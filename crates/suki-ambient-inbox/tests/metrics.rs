@@ -1,7 +1,7 @@
 //! A scripted run with a debugging recorder installed: the counts of every metric the run
 //! touches (webhook outcomes, verify and handler timings, inbox, reconciler, client). One test
 //! in this binary, so the global recorder sees only this run. Also the health check and route.
-#![cfg(all(feature = "metrics", feature = "axum"))]
+#![cfg(all(feature = "metrics", feature = "axum", feature = "sqlite"))]
 
 mod common;
 

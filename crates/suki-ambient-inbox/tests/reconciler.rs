@@ -2,6 +2,7 @@
 //! about 10 % held back past the first poll; every session is processed exactly once by the
 //! handler, expectations are resolved `webhook` or `poll` as it happened, and a session that
 //! never ends is given up after the give-up age.
+#![cfg(feature = "sqlite")]
 
 mod common;
 
@@ -393,6 +394,7 @@ async fn polls_answered_503_or_429_back_off_and_resume_and_a_401_logs_in_again()
     sandbox.shutdown().await;
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
 async fn two_reconcilers_on_one_postgres_never_check_the_same_session_at_once() {

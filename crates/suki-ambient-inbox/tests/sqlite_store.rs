@@ -1,4 +1,5 @@
 //! The store conformance suite on SQLite (a file per check, as in production).
+#![cfg(feature = "sqlite")]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,6 +1,7 @@
 //! The inbox end to end on SQLite: ingest through the endpoint, the worker's retries, dead
 //! letters, back-off, graceful shutdown, a store that goes down, and FetchResults against the
 //! sandbox during a 503 burst.
+#![cfg(feature = "sqlite")]
 
 mod common;
 
