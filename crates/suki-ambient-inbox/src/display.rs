@@ -43,21 +43,25 @@ pub const MAX_TEXT: usize = 128;
 /// Text from outside (an id, a status, an error code: from a webhook, the API or the store) as
 /// it may be printed or stored: control characters (the escape sequences that retitle or clear a
 /// terminal among them) and other invisible or bidirectional-override characters are shown as
-/// `\u{..}` escapes, and anything past `max` characters is cut with `…`.
+/// `\u{..}` escapes, and the result is cut with `…` once it would pass `max` characters.
 pub fn clean(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max + 8));
-    for (n, c) in text.chars().enumerate() {
-        if n == max {
+    let mut shown = 0;
+    for c in text.chars() {
+        let hidden = c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        let piece: String = if hidden {
+            c.escape_unicode().collect()
+        } else {
+            c.to_string()
+        };
+        let width = piece.chars().count();
+        if shown + width > max {
             out.push('…');
             break;
         }
-        let hidden = c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
-        if hidden {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
+        out.push_str(&piece);
+        shown += width;
     }
     out
 }

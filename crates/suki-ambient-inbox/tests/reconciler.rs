@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use suki_ambient_client::{AmbientClient, PartnerLogin, RetryPolicy};
 use suki_ambient_core::api::SessionStatus;
-use suki_ambient_core::{Clock, EventKind, FixedClock, HandlerError, UnixMillis, WebhookEvent};
+use suki_ambient_core::{
+    Clock, EncounterId, EventKind, FixedClock, HandlerError, SessionId, UnixMillis, WebhookEvent,
+};
 use suki_ambient_inbox::{
     ExpectedSession, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution, Source, polled_kind,
 };
@@ -439,4 +441,56 @@ async fn two_reconcilers_on_one_postgres_never_check_the_same_session_at_once() 
         );
     }
     sandbox.shutdown().await;
+}
+
+/// A status from the API is outside text: one with terminal escape sequences and 5 MB long is
+/// kept (in `last_status`, and so the CLI's lines) cleaned and cut to 64 characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_status_is_stored_cleaned_and_short() {
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let hostile = format!("\u{1b}]0;pwned\u{7}\u{1b}[2J{}", "x".repeat(5_000_000));
+    let body = serde_json::json!({ "status": hostile }).to_string();
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { ([("content-type", "application/json")], body) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = AmbientClient::builder()
+        .base_url(base)
+        .token("t")
+        .build()
+        .expect("client");
+    let reconciler = Reconciler::new(client, inbox.clone()).grace(Duration::ZERO);
+    reconciler
+        .expect(ExpectedSession::ambient(
+            SessionId::from("s-hostile"),
+            EncounterId::from("e"),
+            UnixMillis::now(),
+        ))
+        .await
+        .expect("expect");
+    let report = reconciler.check_due().await.expect("check");
+    assert_eq!(report.again, 1, "not an ended status: checked again later");
+    let row = inbox
+        .store()
+        .expectation("s-hostile")
+        .await
+        .expect("read")
+        .expect("row");
+    let status = row.last_status.expect("status");
+    assert!(!status.chars().any(char::is_control), "{status:?}");
+    assert!(status.starts_with("\\u{1b}]0;pwned\\u{7}"), "{status:?}");
+    assert!(
+        status.chars().count() <= 65,
+        "{} characters",
+        status.chars().count()
+    );
+    server.abort();
 }
