@@ -1,36 +1,8 @@
-//! What the example receivers share: the SDK's hardened HTTP/1.1 server loop for axum and warp,
-//! so that slow or idle connections cannot take a receiver down (actix-web has the same
-//! settings built in; see `actix_receiver`), logging, and start-up errors.
-
-use std::convert::Infallible;
-use std::future::Future;
+//! What the example receivers share: logging, the listener and start-up errors. They serve
+//! through the SDK's hardened server loop, `suki_ambient::axum::Server` (actix-web has the same
+//! settings built in; see `actix_receiver`).
 
 use tokio::net::TcpListener;
-
-/// Serves `service` (an axum `Router`, or `warp::service(filter)`) on `listener` until
-/// `shutdown` completes, with the SDK's hardened server loop
-/// ([`suki_ambient::axum::Server`]: header-read and idle timeout 5 s, 512 connections at once, a
-/// 64 KiB head, graceful shutdown). The body-read deadline is the verifier's own
-/// ([`Verifier::body_timeout`](suki_ambient::Verifier::body_timeout), 10 s by default).
-pub async fn serve<S, B>(listener: TcpListener, service: S, shutdown: impl Future<Output = ()>)
-where
-    S: tower_service::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    suki_ambient::axum::Server::new()
-        .serve(listener, service, shutdown)
-        .await;
-    tracing::info!("shut down");
-}
 
 /// Resolves on Ctrl-C (or at once if the signal cannot be listened for).
 pub async fn ctrl_c() {

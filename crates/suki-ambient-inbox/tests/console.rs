@@ -131,15 +131,7 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
     );
     let dead_id = inbox.list(Some(State::Dead), 10).await.expect("list")[0].id;
 
-    let app = axum::Router::new().nest(
-        "/admin/suki",
-        suki_ambient_inbox::console::router(inbox.clone(), TOKEN),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/admin/suki", listener.local_addr().expect("addr"));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (base, server) = serve_console(inbox.clone()).await;
 
     // Without the token: the login form, no data, and no state change.
     let http = reqwest::Client::builder()

@@ -155,7 +155,9 @@ async fn main() -> ExitCode {
         println!("listening on http://{addr}/webhooks/suki");
         let _ = std::io::stdout().flush();
     }
-    examples::serve(listener, app, examples::ctrl_c()).await;
+    suki_ambient::axum::Server::new()
+        .serve(listener, app, examples::ctrl_c())
+        .await;
     // Ctrl-C: finish or release what the worker holds.
     match worker.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,

@@ -83,6 +83,8 @@ async fn main() -> ExitCode {
     if let Ok(addr) = listener.local_addr() {
         println!("listening on http://{addr}/webhooks/suki");
     }
-    examples::serve(listener, app, examples::ctrl_c()).await;
+    suki_ambient::axum::Server::new()
+        .serve(listener, app, examples::ctrl_c())
+        .await;
     ExitCode::SUCCESS
 }

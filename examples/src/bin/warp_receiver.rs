@@ -7,7 +7,7 @@
 //! Env: `SUKI_WEBHOOK_SECRET` (required), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
 //!
 //! Served safely: 5 s to send the headers (also the idle keep-alive limit), 10 s for the body
-//! (the verifier's `body_timeout`), at most 512 connections at once (`examples::serve`).
+//! (the verifier's `body_timeout`), at most 512 connections at once (`suki_ambient::axum::Server`).
 
 use std::process::ExitCode;
 
@@ -43,7 +43,9 @@ async fn main() -> ExitCode {
         println!("listening on http://{addr}/webhooks/suki");
     }
     // Not `warp::serve`: it has no header-read timeout or connection bound, so idle and
-    // half-sent connections would stay open forever. See `examples::serve` for the settings.
-    examples::serve(listener, warp::service(route), examples::ctrl_c()).await;
+    // half-sent connections would stay open forever. See `suki_ambient::axum::Server` for the settings.
+    suki_ambient::axum::Server::new()
+        .serve(listener, warp::service(route), examples::ctrl_c())
+        .await;
     ExitCode::SUCCESS
 }
