@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Subcommand, ValueEnum};
 use suki_ambient_core::UnixMillis;
 use suki_ambient_inbox::display::{MAX_TEXT, clean, clean_or_dash, next_run, relative, short};
-use suki_ambient_inbox::{DeliveryRecord, Inbox, Selection, State, StoreError};
+use suki_ambient_inbox::{DeliveryRecord, Dialect, Inbox, Selection, State, StoreError};
 
 use crate::Failure;
 
@@ -16,6 +16,17 @@ pub(crate) enum Action {
     /// Create the inbox (its tables) at the URL, or migrate an existing one. The other
     /// commands open an existing inbox only: a mistyped path creates nothing.
     Init,
+    /// The inbox's schema migrations, in order: their files and checksums, or with --print
+    /// their SQL, for applying them with your own migration tool (then build the inbox with
+    /// `migrate(false)`). Needs no --url.
+    Migrations {
+        /// Print the SQL of every migration, in order.
+        #[arg(long)]
+        print: bool,
+        /// Postgres's migrations (default: SQLite's, or the --url's kind).
+        #[arg(long)]
+        postgres: bool,
+    },
     /// Rows by state and the age of the oldest unfinished one.
     Status,
     /// Rows, newest first.
@@ -108,14 +119,66 @@ async fn init(url: &str, json: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn run(url: &str, action: Action, json: bool) -> Result<ExitCode, Failure> {
+/// `migrations`: the inbox's migrations (names and checksums, or their SQL).
+fn migrations(dialect: Dialect, print: bool, json: bool) -> ExitCode {
+    let all = suki_ambient_inbox::migrations(dialect);
+    if print {
+        for m in all {
+            println!(
+                "-- suki-ambient-inbox {} (sha256 {})\n{}",
+                m.file_name(),
+                m.checksum(),
+                m.sql.trim_end()
+            );
+            println!();
+        }
+    } else if json {
+        let list: Vec<_> = all
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "version": m.version,
+                    "file": m.file_name(),
+                    "sha256": m.checksum(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        for m in all {
+            println!("{}  {}", m.file_name(), m.checksum());
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+pub(crate) async fn run(
+    url: Option<&str>,
+    action: Action,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    if let Action::Migrations { print, postgres } = action {
+        let postgres = postgres || url.is_some_and(|u| u.starts_with("postgres"));
+        let dialect = if postgres {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        };
+        return Ok(migrations(dialect, print, json));
+    }
+    let url = url.ok_or_else(|| {
+        Failure(
+            "the inbox's URL is required: --url or SUKI_INBOX_URL (sqlite://… or postgres://…)"
+                .into(),
+        )
+    })?;
     let inbox = match action {
         Action::Init => return init(url, json).await,
         _ => open(url).await?,
     };
     match action {
-        // Returned above: the only command that may create an inbox.
-        Action::Init => {}
+        // Returned above: the only commands that need no open inbox.
+        Action::Init | Action::Migrations { .. } => {}
         Action::Status => {
             let status = inbox.status().await?;
             if json {

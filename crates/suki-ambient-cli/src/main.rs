@@ -131,9 +131,9 @@ enum Command {
     /// Look at and act on a durable inbox (`sqlite://…` or `postgres://…`): ids, kinds, states
     /// and error codes only, never a body.
     Inbox {
-        /// The inbox's URL.
+        /// The inbox's URL (every command but `migrations` needs it).
         #[arg(long, env = "SUKI_INBOX_URL")]
-        url: String,
+        url: Option<String>,
         /// JSON output.
         #[arg(long, global = true)]
         json: bool,
@@ -396,7 +396,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             demo::serve_sandbox(&bind, webhook_url, secret).await
         }
         Command::Demo => demo::run().await,
-        Command::Inbox { url, json, action } => inbox::run(&url, action, json).await,
+        Command::Inbox { url, json, action } => inbox::run(url.as_deref(), action, json).await,
         Command::Reconcile {
             url,
             since,

@@ -14,7 +14,8 @@ fn run(args: &[&str], secret: Option<&str>, stdin: &[u8]) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd.env_remove("SUKI_WEBHOOK_SECRET")
-        .env_remove("SUKI_TOKEN");
+        .env_remove("SUKI_TOKEN")
+        .env_remove("SUKI_INBOX_URL");
     if let Some(secret) = secret {
         cmd.env("SUKI_WEBHOOK_SECRET", secret);
     }
@@ -771,6 +772,52 @@ fn the_cli_opens_existing_inboxes_only() {
         stdout(&status).starts_with("pending  0"),
         "{}",
         stdout(&status)
+    );
+}
+
+#[test]
+fn inbox_migrations_print_the_sql_in_order_without_an_inbox() {
+    for (args, dialect) in [
+        (
+            &["inbox", "migrations", "--print"][..],
+            suki_ambient_inbox::Dialect::Sqlite,
+        ),
+        (
+            &["inbox", "migrations", "--print", "--postgres"][..],
+            suki_ambient_inbox::Dialect::Postgres,
+        ),
+    ] {
+        let out = run(args, None, b"");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let mut at = 0;
+        for m in suki_ambient_inbox::migrations(dialect) {
+            let header = format!(
+                "-- suki-ambient-inbox {} (sha256 {})",
+                m.file_name(),
+                m.checksum()
+            );
+            let found = text[at..]
+                .find(&header)
+                .unwrap_or_else(|| panic!("{header}"));
+            at += found + header.len();
+            assert!(
+                text[at..].trim_start().starts_with(m.sql.trim()),
+                "{}",
+                m.file_name()
+            );
+        }
+        assert!(!text.contains("_sqlx_migrations"));
+    }
+    let out = run(&["inbox", "migrations", "--json"], None, b"");
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(list[0]["file"], "0001_deliveries.sql");
+    let out = run(&["inbox", "status"], None, b"");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--url or SUKI_INBOX_URL"),
+        "{}",
+        stderr(&out)
     );
 }
 

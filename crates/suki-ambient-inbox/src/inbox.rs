@@ -41,7 +41,6 @@ struct Inner {
     writer: tokio::sync::Mutex<()>,
     /// Wakes in-process workers when something new was stored.
     wake: Arc<Notify>,
-    backend: Backend,
     /// When a worker of this process last went round its loop (ms; 0: never).
     worker_seen: Arc<AtomicU64>,
     /// Whether the store's latest write succeeded (health's `store_unwritable`).
@@ -98,42 +97,25 @@ impl Writes {
     }
 }
 
-/// Which built-in store (the Postgres transactional handler needs its pool).
-#[derive(Clone)]
-pub(crate) enum Backend {
-    Other,
-    #[cfg(feature = "sqlite")]
-    Sqlite,
-    #[cfg(feature = "postgres")]
-    Postgres(sqlx::PgPool),
-}
-
 /// Deliveries waiting for a group commit, and the callers waiting for its answer (in order).
 #[derive(Default)]
 struct Queue {
     deliveries: Vec<NewDelivery>,
-    replies: Vec<oneshot::Sender<Result<Stored, String>>>,
+    replies: Vec<oneshot::Sender<Result<Stored, StoreError>>>,
 }
 
 impl fmt::Debug for Inbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let backend = match self.inner.backend {
-            Backend::Other => "custom",
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite => "sqlite",
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => "postgres",
-        };
-        f.debug_struct("Inbox").field("store", &backend).finish()
+        f.debug_struct("Inbox").finish_non_exhaustive()
     }
 }
 
 impl Inbox {
     /// Opens the inbox at `url` and creates or migrates its schema: `sqlite://path` (feature
     /// `sqlite`, the default; the file is created if missing) or `postgres://…` (feature
-    /// `postgres`).
+    /// `postgres`). [`builder`](Self::builder) takes settings (pool size, Postgres schema, …).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::at(url, true).await
+        Self::builder(url).connect().await
     }
 
     /// Opens an **existing** inbox at `url` only (migrating it to this version's schema), and
@@ -141,40 +123,55 @@ impl Inbox {
     /// (`no inbox at sqlite://typo.db`). For tools that read an inbox, like the CLI;
     /// applications create theirs with [`connect`](Self::connect).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        Self::at(url, false).await
+        Self::builder(url).open().await
     }
 
-    /// The built-in store `url` names, created if missing when `create`.
-    async fn at(url: &str, create: bool) -> Result<Self, StoreError> {
-        #[cfg(feature = "sqlite")]
-        if url.starts_with("sqlite:") {
-            let store = if create {
-                crate::SqliteStore::connect(url).await?
-            } else {
-                crate::SqliteStore::open(url).await?
-            };
-            return Ok(Self::with_backend(Arc::new(store), Backend::Sqlite));
+    /// An inbox at `url` with settings: pool size, acquire timeout, Postgres schema, and
+    /// whether to migrate.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), suki_ambient_inbox::StoreError> {
+    /// use std::time::Duration;
+    /// let inbox = suki_ambient_inbox::Inbox::builder("postgres://app@db/app")
+    ///     .max_connections(8)
+    ///     .acquire_timeout(Duration::from_secs(2))
+    ///     .schema("suki_inbox")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(url: impl Into<String>) -> InboxBuilder {
+        InboxBuilder {
+            target: Target::Url(url.into()),
+            settings: Settings::default(),
         }
-        #[cfg(feature = "postgres")]
-        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let store = if create {
-                crate::PostgresStore::connect(url).await?
-            } else {
-                crate::PostgresStore::open(url).await?
-            };
-            let pool = store.pool().clone();
-            return Ok(Self::with_backend(Arc::new(store), Backend::Postgres(pool)));
+    }
+
+    /// The inbox in your application's own pool ([`sqlx::SqlitePool`] or [`sqlx::PgPool`]),
+    /// sharing its connections, its tables beside yours; migrated in the inbox's own history
+    /// table (`suki_inbox_migrations`), never in `_sqlx_migrations`.
+    /// [`pool_builder`](Self::pool_builder) takes a schema or `migrate(false)`.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub async fn from_pool(pool: impl Into<InboxPool>) -> Result<Self, StoreError> {
+        Self::pool_builder(pool).connect().await
+    }
+
+    /// [`from_pool`](Self::from_pool) with settings (a Postgres schema, `migrate(false)`; the
+    /// pool's own size and timeouts are yours).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn pool_builder(pool: impl Into<InboxPool>) -> InboxBuilder {
+        InboxBuilder {
+            target: Target::Pool(pool.into()),
+            settings: Settings::default(),
         }
-        let _ = (url, create);
-        Err(StoreError::UnsupportedUrl)
     }
 
     /// An inbox over another [`Store`].
     pub fn from_store(store: impl Store) -> Self {
-        Self::with_backend(Arc::new(store), Backend::Other)
+        Self::with_store(Arc::new(store))
     }
 
-    fn with_backend(store: Arc<dyn Store>, backend: Backend) -> Self {
+    fn with_store(store: Arc<dyn Store>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -182,12 +179,17 @@ impl Inbox {
                 queue: Mutex::new(Queue::default()),
                 writer: tokio::sync::Mutex::new(()),
                 wake: Arc::new(Notify::new()),
-                backend,
                 worker_seen: Arc::new(AtomicU64::new(0)),
                 writes: Arc::default(),
                 health_cache: Arc::default(),
             }),
         }
+    }
+
+    /// Creates or upgrades the inbox's schema (for an inbox built with `migrate(false)`); the
+    /// built-in stores record their versions in `suki_inbox_migrations`. Idempotent.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.store.migrate().await
     }
 
     /// Uses `clock` for received-at times and operations (tests: a
@@ -201,7 +203,6 @@ impl Inbox {
                 queue: Mutex::new(Queue::default()),
                 writer: tokio::sync::Mutex::new(()),
                 wake: Arc::clone(&self.inner.wake),
-                backend: self.inner.backend.clone(),
                 worker_seen: Arc::clone(&self.inner.worker_seen),
                 writes: Arc::clone(&self.inner.writes),
                 health_cache: Arc::default(),
@@ -251,11 +252,6 @@ impl Inbox {
         &self.inner.wake
     }
 
-    #[cfg(feature = "postgres")]
-    pub(crate) fn backend(&self) -> &Backend {
-        &self.inner.backend
-    }
-
     /// Stores `delivery` durably (through the group commit), or reports its dedup key as
     /// already stored. Returns once the transaction holding it committed.
     ///
@@ -276,14 +272,14 @@ impl Inbox {
                 biased;
                 result = &mut answer => {
                     return match result {
-                        Ok(stored) => stored.map_err(StoreError::Batch),
+                        Ok(stored) => stored,
                         Err(_) => Err(StoreError::Closed),
                     };
                 }
                 writing = self.inner.writer.lock() => writing,
             };
             if let Ok(result) = answer.try_recv() {
-                return result.map_err(StoreError::Batch);
+                return result;
             }
             // Let the requests that are being verified right now join this commit: yield while
             // the queue keeps growing (once when alone, so a lone delivery waits a single yield).
@@ -349,9 +345,8 @@ impl Inbox {
             }
             Err(err) => {
                 tracing::error!(error = %err, deliveries = deliveries.len(), "suki inbox could not store deliveries");
-                let message = err.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
+                    let _ = reply.send(Err(err.clone()));
                 }
             }
         }
@@ -435,6 +430,139 @@ impl Inbox {
 
     pub(crate) fn now(&self) -> UnixMillis {
         self.inner.clock.now()
+    }
+}
+
+/// How an [`Inbox`] is built: [`Inbox::builder`] (a URL) or [`Inbox::pool_builder`] (your
+/// pool).
+#[derive(Debug)]
+#[must_use = "an InboxBuilder does nothing until .connect() or .open()"]
+pub struct InboxBuilder {
+    target: Target,
+    settings: Settings,
+}
+
+#[derive(Debug)]
+enum Target {
+    Url(String),
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    Pool(InboxPool),
+}
+
+/// A pool of your application's that the inbox can share ([`Inbox::from_pool`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub enum InboxPool {
+    /// A SQLite pool (WAL, `synchronous=FULL`).
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+    /// A Postgres pool.
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+#[cfg(feature = "sqlite")]
+impl From<sqlx::SqlitePool> for InboxPool {
+    fn from(pool: sqlx::SqlitePool) -> Self {
+        Self::Sqlite(pool)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<sqlx::PgPool> for InboxPool {
+    fn from(pool: sqlx::PgPool) -> Self {
+        Self::Postgres(pool)
+    }
+}
+
+/// The settings an [`InboxBuilder`] collects.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) max_connections: Option<u32>,
+    pub(crate) acquire_timeout: Option<Duration>,
+    pub(crate) schema: Option<String>,
+    pub(crate) migrate: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            acquire_timeout: None,
+            schema: None,
+            migrate: true,
+        }
+    }
+}
+
+impl InboxBuilder {
+    /// The most connections the inbox's own pool opens (SQLite 4, Postgres 16 by default).
+    /// Not for a pool of yours ([`Inbox::pool_builder`]): size that one yourself.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.settings.max_connections = Some(n.max(1));
+        self
+    }
+
+    /// How long a statement waits for a free connection of the inbox's own pool before it
+    /// fails (SQLite 30 s, Postgres 5 s by default).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.acquire_timeout = Some(timeout);
+        self
+    }
+
+    /// Postgres: keeps the inbox's tables, functions and migration history in `schema`
+    /// (created if missing), rather than the connection's current schema. Letters, digits and
+    /// `_`. A SQLite inbox refuses it ([`StoreError::Unsupported`]).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.settings.schema = Some(schema.into());
+        self
+    }
+
+    /// Whether to create or upgrade the schema when connecting (default `true`). With `false`
+    /// you apply the migrations yourself: [`Inbox::migrate`], or the `.sql` files with your own
+    /// tool ([`migrations`](crate::migrations)).
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.settings.migrate = migrate;
+        self
+    }
+
+    /// Builds the inbox, creating its database (SQLite file) and schema if missing.
+    pub async fn connect(self) -> Result<Inbox, StoreError> {
+        self.build(true).await
+    }
+
+    /// Builds the inbox only if one exists there ([`Inbox::open`]).
+    pub async fn open(self) -> Result<Inbox, StoreError> {
+        self.build(false).await
+    }
+
+    async fn build(self, create: bool) -> Result<Inbox, StoreError> {
+        let settings = &self.settings;
+        // Without a store feature only the last arm is left.
+        let _ = (create, settings);
+        let store: Result<Arc<dyn Store>, StoreError> = match self.target {
+            #[cfg(feature = "sqlite")]
+            Target::Url(url) if url.starts_with("sqlite:") => Ok(Arc::new(
+                crate::SqliteStore::with_settings(&url, create, settings).await?,
+            )),
+            #[cfg(feature = "postgres")]
+            Target::Url(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
+                Ok(Arc::new(
+                    crate::PostgresStore::with_settings(&url, create, settings).await?,
+                ))
+            }
+            #[cfg(feature = "sqlite")]
+            Target::Pool(InboxPool::Sqlite(pool)) => Ok(Arc::new(
+                crate::SqliteStore::from_pool_with(pool, settings).await?,
+            )),
+            #[cfg(feature = "postgres")]
+            Target::Pool(InboxPool::Postgres(pool)) => Ok(Arc::new(
+                crate::PostgresStore::from_pool_with(pool, settings).await?,
+            )),
+            Target::Url(_other) => Err(StoreError::UnsupportedUrl),
+        };
+        store.map(Inbox::with_store)
     }
 }
 

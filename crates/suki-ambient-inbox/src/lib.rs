@@ -47,6 +47,7 @@ mod handler;
 mod health;
 mod inbox;
 pub mod metrics;
+mod migrate;
 mod reconciler;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
@@ -68,17 +69,26 @@ pub use handler::{FetchResults, InboxHandler, InboxMeta, Permanent, ResultsHandl
 #[cfg(feature = "axum")]
 pub use health::health_router;
 pub use health::{Health, HealthThresholds};
-pub use inbox::{Inbox, InboxStatus, dedup_key};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use inbox::InboxPool;
+pub use inbox::{Inbox, InboxBuilder, InboxStatus, dedup_key};
+pub use migrate::{Dialect, HISTORY_TABLE, MigrateError, Migration, migrations};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, TransactionalHandler};
 pub use reconciler::{
     CheckReport, CheckResult, Reconciler, ReconcilerHandle, polled_event, polled_kind,
 };
+#[cfg(feature = "postgres")]
+pub use sql::PostgresDialect;
+#[cfg(feature = "sqlite")]
+pub use sql::SqliteDialect;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::{SqlDialect, SqlStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    Claim, Counts, DeliveryRecord, ExpectationCounts, HourCount, Lease, NewDelivery, Next,
-    Selection, Source, State, Store, StoreError,
+    Claim, Counts, DatabaseError, DeliveryRecord, ExpectationCounts, HourCount, Lease, NewDelivery,
+    Next, Selection, Source, State, Store, StoreError,
 };
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 

@@ -6,85 +6,112 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::StoreError;
-use crate::sql::{CLAIM_EXPECTATIONS_POSTGRES, CLAIM_POSTGRES, sql_store};
+use crate::inbox::Settings;
+use crate::sql::{Db as _, PostgresDialect, SqlStore};
 
 /// The Postgres store: many receivers and workers on one database; deduplication is
 /// fleet-wide. A delivery is on disk when its insert returns (`synchronous_commit` as the
 /// server sets it: `on` by default).
-#[derive(Clone, Debug)]
-pub struct PostgresStore {
-    pool: PgPool,
-}
+pub type PostgresStore = SqlStore<PostgresDialect>;
 
-impl PostgresStore {
-    /// Connects to `url` (`postgres://user@host:port/db`) and migrates the schema.
+impl SqlStore<PostgresDialect> {
+    /// Connects to `url` (`postgres://user@host:port/db`) and migrates the schema (in the
+    /// connection's current schema; [`Inbox::builder`](crate::Inbox::builder) picks another).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = Self::pool_for(url).await?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Self::with_settings(url, true, &Settings::default()).await
     }
 
     /// Connects to `url` only if the database exists and holds an inbox, migrating it to this
     /// version's schema; [`StoreError::NotFound`] otherwise. Tools that read an inbox use this.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let not_found = || StoreError::NotFound {
-            url: crate::inbox::redact_url(url),
-        };
-        let pool = match Self::pool_for(url).await {
-            Ok(pool) => pool,
-            // 3D000 invalid_catalog_name: no such database.
-            Err(StoreError::Database(sqlx::Error::Database(e)))
-                if e.code().as_deref() == Some("3D000") =>
-            {
-                return Err(not_found());
-            }
-            Err(e) => return Err(e),
-        };
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass('suki_inbox_deliveries') IS NOT NULL")
-                .fetch_one(&pool)
-                .await?;
-        if !exists {
-            pool.close().await;
-            return Err(not_found());
-        }
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Self::with_settings(url, false, &Settings::default()).await
     }
 
-    async fn pool_for(url: &str) -> Result<PgPool, StoreError> {
-        Ok(PgPoolOptions::new()
+    /// The inbox in your application's own pool (its tables beside yours, in the connections'
+    /// current schema), migrated to this version's schema in the inbox's own history table.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        Self::from_pool_with(pool, &Settings::default()).await
+    }
+
+    /// [`from_pool`](Self::from_pool) with the inbox's tables, functions and history in
+    /// `schema` (created if missing), whatever search path the pool's connections use.
+    pub async fn from_pool_in_schema(pool: PgPool, schema: &str) -> Result<Self, StoreError> {
+        let settings = Settings {
+            schema: Some(schema.to_owned()),
+            ..Settings::default()
+        };
+        Self::from_pool_with(pool, &settings).await
+    }
+
+    pub(crate) async fn from_pool_with(
+        pool: PgPool,
+        settings: &Settings,
+    ) -> Result<Self, StoreError> {
+        if let Some(schema) = &settings.schema
+            && !crate::migrate::valid_schema(schema)
+        {
+            return Err(StoreError::InvalidSchema {
+                schema: schema.clone(),
+            });
+        }
+        let store = Self::new(pool, settings.schema.as_deref());
+        if settings.migrate {
+            crate::Store::migrate(&store).await?;
+        }
+        Ok(store)
+    }
+
+    pub(crate) async fn with_settings(
+        url: &str,
+        create: bool,
+        settings: &Settings,
+    ) -> Result<Self, StoreError> {
+        if let Some(schema) = &settings.schema
+            && !crate::migrate::valid_schema(schema)
+        {
+            return Err(StoreError::InvalidSchema {
+                schema: schema.clone(),
+            });
+        }
+        let pool = match PgPoolOptions::new()
             // A ping before each use would double the round trips of every statement; a
             // broken connection fails its statement instead, which the callers handle.
             .test_before_acquire(false)
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(settings.max_connections.unwrap_or(16))
+            .acquire_timeout(settings.acquire_timeout.unwrap_or(Duration::from_secs(5)))
             .connect(url)
-            .await?)
-    }
-
-    /// Nothing to check: a Postgres server has no file that can vanish under the process.
-    #[expect(
-        clippy::unused_self,
-        reason = "the SQL store macro calls it on every store"
-    )]
-    fn check_file(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// The connection pool (the transactional handler's transactions come from it).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+            .await
+            .db()
+        {
+            Ok(pool) => pool,
+            // 3D000 invalid_catalog_name: no such database.
+            Err(StoreError::Database(e)) if !create && e.code().as_deref() == Some("3D000") => {
+                return Err(StoreError::NotFound {
+                    url: crate::inbox::redact_url(url),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if !create {
+            let table = match &settings.schema {
+                Some(schema) => format!("\"{schema}\".suki_inbox_deliveries"),
+                None => "suki_inbox_deliveries".to_owned(),
+            };
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(table)
+                .fetch_one(&pool)
+                .await
+                .db()?;
+            if !exists {
+                pool.close().await;
+                return Err(StoreError::NotFound {
+                    url: crate::inbox::redact_url(url),
+                });
+            }
+        }
+        Self::from_pool_with(pool, settings).await
     }
 }
-
-sql_store!(
-    PostgresStore,
-    PgPool,
-    claim = CLAIM_POSTGRES,
-    claim_expectations = CLAIM_EXPECTATIONS_POSTGRES,
-    begin = "BEGIN"
-);
 
 /// A handler that writes in the transaction that completes the row: its writes and the
 /// completion commit together, or neither does. A worker that lost its lease (another worker
@@ -107,7 +134,7 @@ pub trait TransactionalHandler: Send + Sync + 'static {
 /// completion, commit.
 pub(crate) async fn attempt(
     handler: &dyn TransactionalHandler,
-    pool: &PgPool,
+    store: &PostgresStore,
     event: suki_ambient_core::WebhookEvent,
     meta: crate::InboxMeta,
     lease: crate::Lease,
@@ -119,7 +146,7 @@ pub(crate) async fn attempt(
         tracing::warn!(error = %err, "suki inbox transaction failed");
         Outcome::Failed(Failure::retryable("store_error"))
     };
-    let mut tx = match pool.begin().await {
+    let mut tx = match store.pool().begin().await {
         Ok(tx) => tx,
         Err(err) => return store_failed(err),
     };
@@ -137,7 +164,8 @@ pub(crate) async fn attempt(
     }
     // Last, so the row is locked only from here to the commit; a claim that took the row over
     // changed the token, and this matches nothing.
-    let completed = sqlx::query(crate::sql::COMPLETE)
+    let complete = store.sql(crate::sql::COMPLETE);
+    let completed = sqlx::query(&complete)
         .bind(lease.id)
         .bind(lease.fence)
         .bind(crate::sql::stored(now))

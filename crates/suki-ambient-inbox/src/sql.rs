@@ -1,5 +1,5 @@
 //! The SQL both built-in stores share (SQLite and Postgres both take `$N` parameters), and the
-//! macro that implements [`Store`](crate::Store) over a sqlx pool with it.
+//! one generic store that runs it over a sqlx pool, with a small [`SqlDialect`] for what differs.
 
 use suki_ambient_core::UnixMillis;
 
@@ -54,7 +54,7 @@ pub(crate) const CLAIM_SQLITE: &str = concat!(
     ", body"
 );
 
-/// The head of the group commit's multi-row insert (the values are pushed per row).
+/// The head of the group commit's multi-row insert (the values follow, per row).
 pub(crate) const INSERT_MANY: &str = "INSERT INTO suki_inbox_deliveries \
      (dedup_key, source, kind, session_id, encounter_id, generated_at, received_at, body, \
       state, attempts, run_after, fence, updated_at) ";
@@ -315,480 +315,709 @@ impl TryFrom<Row> for DeliveryRecord {
     }
 }
 
-/// Implements [`Store`](crate::Store) for `$store` (a struct with a `pool: $pool` field),
-/// claiming with `$claim` inside a transaction begun with `$begin`.
-macro_rules! sql_store {
-    ($store:ty, $pool:ty, claim = $claim:expr, claim_expectations = $claim_e:expr, begin = $begin:expr) => {
-        #[async_trait::async_trait]
-        impl $crate::Store for $store {
-            async fn insert(
-                &self,
-                batch: &[$crate::NewDelivery],
-            ) -> Result<Vec<suki_ambient_core::Stored>, $crate::StoreError> {
-                use $crate::sql::stored;
-                if batch.is_empty() {
-                    return Ok(Vec::new());
-                }
-                // One multi-row statement per transaction (per 256 rows: the databases bound
-                // the number of parameters of one statement): one round trip for a group commit.
-                // One statement is atomic by itself: no explicit transaction (and its two
-                // extra round trips) unless the batch needs several.
-                let mut tx = if batch.len() > 256 {
-                    Some(self.pool.begin_with($begin).await?)
-                } else {
-                    None
-                };
-                let mut inserted = std::collections::HashSet::new();
-                for chunk in batch.chunks(256) {
-                    let mut insert = sqlx::QueryBuilder::new($crate::sql::INSERT_MANY);
-                    insert.push_values(chunk, |mut row, d| {
-                        let received = stored(d.received_at);
-                        row.push_bind(&d.dedup_key)
-                            .push_bind(d.source.as_str())
-                            .push_bind(&d.kind)
-                            .push_bind(d.session_id.as_deref())
-                            .push_bind(d.encounter_id.as_deref())
-                            .push_bind(stored(d.generated_at))
-                            .push_bind(received)
-                            .push_bind(&d.body[..])
-                            .push("'pending'")
-                            .push("0")
-                            .push_bind(received)
-                            .push("0")
-                            .push_bind(received);
-                    });
-                    insert.push(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key");
-                    let query = insert.build_query_scalar::<String>();
-                    let keys = match tx.as_mut() {
-                        Some(tx) => query.fetch_all(&mut **tx).await?,
-                        None => query.fetch_all(&self.pool).await?,
-                    };
-                    inserted.extend(keys);
-                }
-                if let Some(tx) = tx {
-                    tx.commit().await?;
-                }
-                // A key repeated within the batch was inserted once: its first delivery.
-                Ok(batch
-                    .iter()
-                    .map(|d| {
-                        if inserted.remove(&d.dedup_key) {
-                            suki_ambient_core::Stored::Accepted
-                        } else {
-                            suki_ambient_core::Stored::Duplicate
-                        }
-                    })
-                    .collect())
-            }
-
-            async fn claim(
-                &self,
-                owner: &str,
-                now: suki_ambient_core::UnixMillis,
-                lease: std::time::Duration,
-                limit: u32,
-            ) -> Result<Vec<$crate::Claim>, $crate::StoreError> {
-                use $crate::sql::stored;
-                let until = now
-                    .0
-                    .saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
-                let mut tx = self.pool.begin_with($begin).await?;
-                let rows: Vec<$crate::sql::ClaimRow> = sqlx::query_as($claim)
-                    .bind(owner)
-                    .bind(stored(suki_ambient_core::UnixMillis(until)))
-                    .bind(stored(now))
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                rows.into_iter()
-                    .map(|r| {
-                        Ok($crate::Claim {
-                            body: bytes::Bytes::from(r.body),
-                            record: r.row.try_into()?,
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn heartbeat(
-                &self,
-                lease: $crate::Lease,
-                until: suki_ambient_core::UnixMillis,
-            ) -> Result<bool, $crate::StoreError> {
-                let done = sqlx::query($crate::sql::HEARTBEAT)
-                    .bind(lease.id)
-                    .bind(lease.fence)
-                    .bind($crate::sql::stored(until))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn complete(
-                &self,
-                lease: $crate::Lease,
-                now: suki_ambient_core::UnixMillis,
-            ) -> Result<bool, $crate::StoreError> {
-                let done = sqlx::query($crate::sql::COMPLETE)
-                    .bind(lease.id)
-                    .bind(lease.fence)
-                    .bind($crate::sql::stored(now))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn fail(
-                &self,
-                lease: $crate::Lease,
-                now: suki_ambient_core::UnixMillis,
-                next: $crate::Next,
-                error: &str,
-            ) -> Result<bool, $crate::StoreError> {
-                use $crate::sql::stored;
-                let done = match next {
-                    $crate::Next::RetryAt(at) => {
-                        sqlx::query($crate::sql::FAIL_RETRY)
-                            .bind(lease.id)
-                            .bind(lease.fence)
-                            .bind(stored(at))
-                            .bind(error)
-                            .bind(stored(now))
-                            .execute(&self.pool)
-                            .await?
-                    }
-                    $crate::Next::Dead => {
-                        sqlx::query($crate::sql::FAIL_DEAD)
-                            .bind(lease.id)
-                            .bind(lease.fence)
-                            .bind(error)
-                            .bind(stored(now))
-                            .execute(&self.pool)
-                            .await?
-                    }
-                };
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn release(
-                &self,
-                lease: $crate::Lease,
-                now: suki_ambient_core::UnixMillis,
-            ) -> Result<bool, $crate::StoreError> {
-                let done = sqlx::query($crate::sql::RELEASE)
-                    .bind(lease.id)
-                    .bind(lease.fence)
-                    .bind($crate::sql::stored(now))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn release_owner(
-                &self,
-                owner: &str,
-                now: suki_ambient_core::UnixMillis,
-            ) -> Result<u64, $crate::StoreError> {
-                let done = sqlx::query($crate::sql::RELEASE_OWNER)
-                    .bind(owner)
-                    .bind($crate::sql::stored(now))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn retry(
-                &self,
-                which: $crate::Selection,
-                now: suki_ambient_core::UnixMillis,
-            ) -> Result<u64, $crate::StoreError> {
-                use $crate::sql::stored;
-                let done = match which {
-                    $crate::Selection::Id(id) => {
-                        sqlx::query($crate::sql::RETRY_ONE)
-                            .bind(id)
-                            .bind(stored(now))
-                            .execute(&self.pool)
-                            .await?
-                    }
-                    $crate::Selection::Dead => {
-                        sqlx::query($crate::sql::RETRY_DEAD)
-                            .bind(stored(now))
-                            .execute(&self.pool)
-                            .await?
-                    }
-                };
-                Ok(done.rows_affected())
-            }
-
-            async fn purge(
-                &self,
-                before: suki_ambient_core::UnixMillis,
-            ) -> Result<u64, $crate::StoreError> {
-                let done = sqlx::query($crate::sql::PURGE)
-                    .bind($crate::sql::stored(before))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn counts(&self) -> Result<$crate::Counts, $crate::StoreError> {
-                let states: Vec<(String, i64)> = sqlx::query_as($crate::sql::COUNT_STATES)
-                    .fetch_all(&self.pool)
-                    .await?;
-                let oldest: Option<i64> = sqlx::query_scalar($crate::sql::OLDEST_UNFINISHED)
-                    .fetch_one(&self.pool)
-                    .await?;
-                let mut counts = $crate::Counts::default();
-                for (state, n) in states {
-                    let n = u64::try_from(n).unwrap_or(0);
-                    match state.parse::<$crate::State>()? {
-                        $crate::State::Pending => counts.pending = n,
-                        $crate::State::Running => counts.running = n,
-                        $crate::State::Done => counts.done = n,
-                        $crate::State::Dead => counts.dead = n,
-                    }
-                }
-                counts.oldest_unfinished_received_at = oldest.and_then(|t| u64::try_from(t).ok());
-                Ok(counts)
-            }
-
-            async fn retrying(
-                &self,
-                limit: u32,
-            ) -> Result<Vec<$crate::DeliveryRecord>, $crate::StoreError> {
-                let rows: Vec<$crate::sql::Row> = sqlx::query_as($crate::sql::LIST_RETRYING)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.into_iter().map(TryInto::try_into).collect()
-            }
-
-            async fn probe(
-                &self,
-                now: suki_ambient_core::UnixMillis,
-            ) -> Result<(), $crate::StoreError> {
-                self.check_file()?;
-                let done = sqlx::query($crate::sql::PROBE)
-                    .bind($crate::sql::stored(now))
-                    .execute(&self.pool)
-                    .await?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err($crate::StoreError::Corrupt(
-                        "the health probe row is missing",
-                    ))
-                }
-            }
-
-            async fn list(
-                &self,
-                state: Option<$crate::State>,
-                limit: u32,
-            ) -> Result<Vec<$crate::DeliveryRecord>, $crate::StoreError> {
-                let rows: Vec<$crate::sql::Row> = match state {
-                    Some($crate::State::Dead) => {
-                        sqlx::query_as($crate::sql::LIST_DEAD)
-                            .bind(i64::from(limit))
-                            .fetch_all(&self.pool)
-                            .await?
-                    }
-                    Some(state) => {
-                        sqlx::query_as($crate::sql::LIST_STATE)
-                            .bind(state.as_str())
-                            .bind(i64::from(limit))
-                            .fetch_all(&self.pool)
-                            .await?
-                    }
-                    None => {
-                        sqlx::query_as($crate::sql::LIST_ALL)
-                            .bind(i64::from(limit))
-                            .fetch_all(&self.pool)
-                            .await?
-                    }
-                };
-                rows.into_iter().map(TryInto::try_into).collect()
-            }
-
-            async fn expect(
-                &self,
-                e: &$crate::ExpectedSession,
-                next_check: suki_ambient_core::UnixMillis,
-                now: suki_ambient_core::UnixMillis,
-            ) -> Result<bool, $crate::StoreError> {
-                use $crate::sql::stored;
-                let done = sqlx::query($crate::sql::EXPECT)
-                    .bind(e.session_id.as_str())
-                    .bind(e.encounter_id.as_str())
-                    .bind(e.provider_id.as_deref())
-                    .bind(e.kind.as_str())
-                    .bind(stored(e.ended_at))
-                    .bind(stored(next_check))
-                    .bind(stored(now))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn claim_expectations(
-                &self,
-                owner: &str,
-                now: suki_ambient_core::UnixMillis,
-                lease: std::time::Duration,
-                limit: u32,
-            ) -> Result<Vec<$crate::ExpectationRecord>, $crate::StoreError> {
-                use $crate::sql::stored;
-                let until = now
-                    .0
-                    .saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
-                let mut tx = self.pool.begin_with($begin).await?;
-                let rows: Vec<$crate::sql::ExpectationRow> = sqlx::query_as($claim_e)
-                    .bind(owner)
-                    .bind(stored(suki_ambient_core::UnixMillis(until)))
-                    .bind(stored(now))
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                rows.into_iter().map(TryInto::try_into).collect()
-            }
-
-            async fn finish_check(
-                &self,
-                lease: &$crate::ExpectationLease,
-                now: suki_ambient_core::UnixMillis,
-                outcome: &$crate::CheckOutcome,
-            ) -> Result<bool, $crate::StoreError> {
-                use $crate::sql::stored;
-                let done = match outcome {
-                    $crate::CheckOutcome::Again {
-                        next_check,
-                        last_status,
-                    } => {
-                        sqlx::query($crate::sql::CHECK_AGAIN)
-                            .bind(&lease.session_id)
-                            .bind(lease.fence)
-                            .bind(stored(*next_check))
-                            .bind(last_status)
-                            .execute(&self.pool)
-                            .await?
-                    }
-                    $crate::CheckOutcome::Stored { last_status } => {
-                        sqlx::query($crate::sql::CHECK_STORED)
-                            .bind(&lease.session_id)
-                            .bind(lease.fence)
-                            .bind(last_status)
-                            .bind(stored(now))
-                            .execute(&self.pool)
-                            .await?
-                    }
-                    $crate::CheckOutcome::GaveUp { last_status } => {
-                        sqlx::query($crate::sql::CHECK_GAVE_UP)
-                            .bind(&lease.session_id)
-                            .bind(lease.fence)
-                            .bind(last_status)
-                            .bind(stored(now))
-                            .execute(&self.pool)
-                            .await?
-                    }
-                };
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn sweep(
-                &self,
-                since: suki_ambient_core::UnixMillis,
-                now: suki_ambient_core::UnixMillis,
-            ) -> Result<u64, $crate::StoreError> {
-                let done = sqlx::query($crate::sql::SWEEP)
-                    .bind($crate::sql::stored(since))
-                    .bind($crate::sql::stored(now))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn expectation(
-                &self,
-                session_id: &str,
-            ) -> Result<Option<$crate::ExpectationRecord>, $crate::StoreError> {
-                let row: Option<$crate::sql::ExpectationRow> =
-                    sqlx::query_as($crate::sql::GET_EXPECTATION)
-                        .bind(session_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
-            }
-
-            async fn hourly(
-                &self,
-                since: suki_ambient_core::UnixMillis,
-            ) -> Result<Vec<$crate::HourCount>, $crate::StoreError> {
-                let rows: Vec<(i64, String, i64)> = sqlx::query_as($crate::sql::HOURLY)
-                    .bind($crate::sql::stored(since))
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.into_iter()
-                    .map(|(hour, state, n)| {
-                        Ok($crate::HourCount {
-                            hour_start: u64::try_from(hour).unwrap_or(0) * 3_600_000,
-                            state: state.parse()?,
-                            count: u64::try_from(n).unwrap_or(0),
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn expectation_counts(
-                &self,
-            ) -> Result<$crate::ExpectationCounts, $crate::StoreError> {
-                let rows: Vec<(Option<String>, i64)> =
-                    sqlx::query_as($crate::sql::COUNT_RESOLUTIONS)
-                        .fetch_all(&self.pool)
-                        .await?;
-                let mut counts = $crate::ExpectationCounts::default();
-                for (resolution, n) in rows {
-                    let n = u64::try_from(n).unwrap_or(0);
-                    counts.expected += n;
-                    match resolution.as_deref() {
-                        None => counts.open += n,
-                        Some("webhook") => counts.webhook += n,
-                        Some("poll") => counts.poll += n,
-                        Some(_) => counts.gave_up += n,
-                    }
-                }
-                Ok(counts)
-            }
-
-            async fn expectations(
-                &self,
-                limit: u32,
-            ) -> Result<Vec<$crate::ExpectationRecord>, $crate::StoreError> {
-                let rows: Vec<$crate::sql::ExpectationRow> =
-                    sqlx::query_as($crate::sql::LIST_EXPECTATIONS)
-                        .bind(i64::from(limit))
-                        .fetch_all(&self.pool)
-                        .await?;
-                rows.into_iter().map(TryInto::try_into).collect()
-            }
-
-            async fn get(
-                &self,
-                id: i64,
-            ) -> Result<Option<$crate::DeliveryRecord>, $crate::StoreError> {
-                let row: Option<$crate::sql::Row> = sqlx::query_as($crate::sql::GET)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(TryInto::try_into).transpose()
-            }
-        }
-    };
+/// What differs between the SQL databases the inbox supports; everything else is shared SQL
+/// (both take `$N` placeholders). Sealed: the built-in dialects are [`SqliteDialect`] and
+/// [`PostgresDialect`]; another engine implements [`Store`](crate::Store) itself and runs the
+/// [conformance suite](crate::conformance).
+pub trait SqlDialect: sealed::Sealed + Send + Sync + 'static {
+    /// The sqlx database.
+    #[doc(hidden)]
+    type Db: sqlx::Database;
+    /// The name shown in `Debug` and messages.
+    #[doc(hidden)]
+    const NAME: &'static str;
+    /// Claims due deliveries: `$1` owner, `$2` lease expiry, `$3` now, `$4` limit; returns the
+    /// record's columns and the body.
+    #[doc(hidden)]
+    const CLAIM: &'static str;
+    /// Claims due expectations, with the same parameters; returns the expectation's columns.
+    #[doc(hidden)]
+    const CLAIM_EXPECTATIONS: &'static str;
+    /// How a transaction that writes begins (SQLite takes the write lock at once, so two
+    /// claimers never read the same due rows).
+    #[doc(hidden)]
+    const BEGIN_WRITE: &'static str;
+    /// Rows a statement changed.
+    #[doc(hidden)]
+    fn rows_affected(result: &<Self::Db as sqlx::Database>::QueryResult) -> u64;
+    /// Migrates the inbox's tables (in `schema`, Postgres only).
+    #[doc(hidden)]
+    fn migrate<'a>(
+        pool: &'a sqlx::Pool<Self::Db>,
+        schema: Option<&'a str>,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>>;
+    /// The store as the Postgres store, whose completions can join a handler's transaction.
+    #[cfg(feature = "postgres")]
+    #[doc(hidden)]
+    fn as_postgres(store: &SqlStore<Self>) -> Option<&crate::PostgresStore>
+    where
+        Self: Sized;
 }
 
-pub(crate) use sql_store;
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// SQLite: claims in a subquery under `BEGIN IMMEDIATE`.
+#[cfg(feature = "sqlite")]
+#[derive(Clone, Copy, Debug)]
+pub struct SqliteDialect;
+
+#[cfg(feature = "sqlite")]
+impl sealed::Sealed for SqliteDialect {}
+
+#[cfg(feature = "sqlite")]
+impl SqlDialect for SqliteDialect {
+    type Db = sqlx::Sqlite;
+    const NAME: &'static str = "sqlite";
+    const CLAIM: &'static str = CLAIM_SQLITE;
+    const CLAIM_EXPECTATIONS: &'static str = CLAIM_EXPECTATIONS_SQLITE;
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+    fn migrate<'a>(
+        pool: &'a sqlx::SqlitePool,
+        _schema: Option<&'a str>,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(crate::migrate::sqlite(pool))
+    }
+    #[cfg(feature = "postgres")]
+    fn as_postgres(_: &SqlStore<Self>) -> Option<&crate::PostgresStore> {
+        None
+    }
+}
+
+/// Postgres: claims with `FOR UPDATE SKIP LOCKED`.
+#[cfg(feature = "postgres")]
+#[derive(Clone, Copy, Debug)]
+pub struct PostgresDialect;
+
+#[cfg(feature = "postgres")]
+impl sealed::Sealed for PostgresDialect {}
+
+#[cfg(feature = "postgres")]
+impl SqlDialect for PostgresDialect {
+    type Db = sqlx::Postgres;
+    const NAME: &'static str = "postgres";
+    const CLAIM: &'static str = CLAIM_POSTGRES;
+    const CLAIM_EXPECTATIONS: &'static str = CLAIM_EXPECTATIONS_POSTGRES;
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+    fn migrate<'a>(
+        pool: &'a sqlx::PgPool,
+        schema: Option<&'a str>,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(crate::migrate::postgres(pool, schema))
+    }
+    fn as_postgres(store: &SqlStore<Self>) -> Option<&crate::PostgresStore> {
+        Some(store)
+    }
+}
+
+/// The built-in SQL store over a sqlx pool: [`SqliteStore`](crate::SqliteStore) and
+/// [`PostgresStore`](crate::PostgresStore) are this with their [`SqlDialect`].
+pub struct SqlStore<D: SqlDialect> {
+    pub(crate) pool: sqlx::Pool<D::Db>,
+    /// The Postgres schema the tables are in, when not the connection's own.
+    pub(crate) schema: Option<std::sync::Arc<str>>,
+    /// The SQLite database file and its identity when opened (`None` in memory or on
+    /// Postgres), so that the health probe notices a file deleted or replaced under the running
+    /// process, which SQLite itself does not (it keeps writing to the unlinked file).
+    pub(crate) file: Option<(std::path::PathBuf, FileId)>,
+    pub(crate) dialect: std::marker::PhantomData<D>,
+}
+
+impl<D: SqlDialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            schema: self.schema.clone(),
+            file: self.file.clone(),
+            dialect: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<D: SqlDialect> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("dialect", &D::NAME)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: SqlDialect> SqlStore<D> {
+    pub(crate) fn new(pool: sqlx::Pool<D::Db>, schema: Option<&str>) -> Self {
+        Self {
+            pool,
+            schema: schema.map(std::sync::Arc::from),
+            file: None,
+            dialect: std::marker::PhantomData,
+        }
+    }
+
+    /// The connection pool (e.g. to read the tables from your own code).
+    pub fn pool(&self) -> &sqlx::Pool<D::Db> {
+        &self.pool
+    }
+
+    /// `sql` with the inbox's tables in their schema.
+    pub(crate) fn sql(&self, sql: &'static str) -> std::borrow::Cow<'static, str> {
+        match &self.schema {
+            None => std::borrow::Cow::Borrowed(sql),
+            Some(schema) => std::borrow::Cow::Owned(
+                sql.replace("suki_inbox_", &format!("\"{schema}\".suki_inbox_")),
+            ),
+        }
+    }
+
+    /// A statement built at run time, with the inbox's tables in their schema.
+    fn sql_owned(&self, sql: String) -> String {
+        match &self.schema {
+            None => sql,
+            Some(schema) => sql.replace("suki_inbox_", &format!("\"{schema}\".suki_inbox_")),
+        }
+    }
+
+    /// [`StoreError::FileGone`] when the SQLite database file is no longer the one opened.
+    fn check_file(&self) -> Result<(), StoreError> {
+        match &self.file {
+            Some((path, id)) if FileId::of(path).as_ref() != Some(id) => Err(StoreError::FileGone),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `?` for sqlx results: the error becomes an opaque [`StoreError::Database`].
+pub(crate) trait Db<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> Db<T> for Result<T, sqlx::Error> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Database(crate::store::DatabaseError::new(e)))
+    }
+}
+
+fn until(now: UnixMillis, lease: std::time::Duration) -> i64 {
+    stored(UnixMillis(now.0.saturating_add(
+        u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+    )))
+}
+
+/// The group commit's multi-row insert for `n` rows (13 values each; the constant ones are
+/// written out).
+fn insert_many(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::from(INSERT_MANY);
+    sql.push_str("VALUES ");
+    for i in 0..n {
+        let p = i * 9;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(
+            sql,
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, 0, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 8,
+            p + 9,
+            p + 7,
+        );
+    }
+    sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key");
+    sql
+}
+
+#[async_trait::async_trait]
+impl<D: SqlDialect> crate::Store for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
+    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
+    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<i64>: sqlx::Decode<'q, D::Db>,
+    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
+{
+    async fn migrate(&self) -> Result<(), StoreError> {
+        D::migrate(&self.pool, self.schema.as_deref()).await
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres(&self) -> Option<&crate::PostgresStore> {
+        D::as_postgres(self)
+    }
+
+    async fn insert(
+        &self,
+        batch: &[crate::NewDelivery],
+    ) -> Result<Vec<suki_ambient_core::Stored>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One multi-row statement per transaction (per 256 rows: the databases bound the number
+        // of parameters of one statement): one round trip for a group commit. One statement is
+        // atomic by itself: no explicit transaction (and its two extra round trips) unless the
+        // batch needs several.
+        let mut tx = if batch.len() > 256 {
+            Some(self.pool.begin_with(D::BEGIN_WRITE).await.db()?)
+        } else {
+            None
+        };
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in batch.chunks(256) {
+            let sql = self.sql_owned(insert_many(chunk.len()));
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for d in chunk {
+                query = query
+                    .bind(d.dedup_key.as_str())
+                    .bind(d.source.as_str())
+                    .bind(d.kind.as_str())
+                    .bind(d.session_id.as_deref())
+                    .bind(d.encounter_id.as_deref())
+                    .bind(stored(d.generated_at))
+                    .bind(stored(d.received_at))
+                    .bind(&d.body[..])
+                    .bind(stored(d.received_at));
+            }
+            let keys = match tx.as_mut() {
+                Some(tx) => query.fetch_all(&mut **tx).await.db()?,
+                None => query.fetch_all(&self.pool).await.db()?,
+            };
+            inserted.extend(keys);
+        }
+        if let Some(tx) = tx {
+            tx.commit().await.db()?;
+        }
+        // A key repeated within the batch was inserted once: its first delivery.
+        Ok(batch
+            .iter()
+            .map(|d| {
+                if inserted.remove(&d.dedup_key) {
+                    suki_ambient_core::Stored::Accepted
+                } else {
+                    suki_ambient_core::Stored::Duplicate
+                }
+            })
+            .collect())
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        now: UnixMillis,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<crate::Claim>, StoreError> {
+        let sql = self.sql(D::CLAIM);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
+        let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(until(now, lease))
+            .bind(stored(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(crate::Claim {
+                    body: bytes::Bytes::from(r.body),
+                    record: r.row.try_into()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn heartbeat(&self, lease: crate::Lease, until: UnixMillis) -> Result<bool, StoreError> {
+        let sql = self.sql(HEARTBEAT);
+        let done = sqlx::query(&sql)
+            .bind(lease.id)
+            .bind(lease.fence)
+            .bind(stored(until))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn complete(&self, lease: crate::Lease, now: UnixMillis) -> Result<bool, StoreError> {
+        let sql = self.sql(COMPLETE);
+        let done = sqlx::query(&sql)
+            .bind(lease.id)
+            .bind(lease.fence)
+            .bind(stored(now))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn fail(
+        &self,
+        lease: crate::Lease,
+        now: UnixMillis,
+        next: crate::Next,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let done = match next {
+            crate::Next::RetryAt(at) => {
+                let sql = self.sql(FAIL_RETRY);
+                sqlx::query(&sql)
+                    .bind(lease.id)
+                    .bind(lease.fence)
+                    .bind(stored(at))
+                    .bind(error)
+                    .bind(stored(now))
+                    .execute(&self.pool)
+                    .await
+                    .db()?
+            }
+            crate::Next::Dead => {
+                let sql = self.sql(FAIL_DEAD);
+                sqlx::query(&sql)
+                    .bind(lease.id)
+                    .bind(lease.fence)
+                    .bind(error)
+                    .bind(stored(now))
+                    .execute(&self.pool)
+                    .await
+                    .db()?
+            }
+        };
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn release(&self, lease: crate::Lease, now: UnixMillis) -> Result<bool, StoreError> {
+        let sql = self.sql(RELEASE);
+        let done = sqlx::query(&sql)
+            .bind(lease.id)
+            .bind(lease.fence)
+            .bind(stored(now))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn release_owner(&self, owner: &str, now: UnixMillis) -> Result<u64, StoreError> {
+        let sql = self.sql(RELEASE_OWNER);
+        let done = sqlx::query(&sql)
+            .bind(owner)
+            .bind(stored(now))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn retry(&self, which: crate::Selection, now: UnixMillis) -> Result<u64, StoreError> {
+        let done = match which {
+            crate::Selection::Id(id) => {
+                let sql = self.sql(RETRY_ONE);
+                sqlx::query(&sql)
+                    .bind(id)
+                    .bind(stored(now))
+                    .execute(&self.pool)
+                    .await
+                    .db()?
+            }
+            crate::Selection::Dead => {
+                let sql = self.sql(RETRY_DEAD);
+                sqlx::query(&sql)
+                    .bind(stored(now))
+                    .execute(&self.pool)
+                    .await
+                    .db()?
+            }
+        };
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError> {
+        let sql = self.sql(PURGE);
+        let done = sqlx::query(&sql)
+            .bind(stored(before))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn counts(&self) -> Result<crate::Counts, StoreError> {
+        let (count_states, oldest) = (self.sql(COUNT_STATES), self.sql(OLDEST_UNFINISHED));
+        let states: Vec<(String, i64)> = sqlx::query_as(&count_states)
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        let oldest: Option<i64> = sqlx::query_scalar(&oldest)
+            .fetch_one(&self.pool)
+            .await
+            .db()?;
+        let mut counts = crate::Counts::default();
+        for (state, n) in states {
+            let n = u64::try_from(n).unwrap_or(0);
+            match state.parse::<crate::State>()? {
+                crate::State::Pending => counts.pending = n,
+                crate::State::Running => counts.running = n,
+                crate::State::Done => counts.done = n,
+                crate::State::Dead => counts.dead = n,
+            }
+        }
+        counts.oldest_unfinished_received_at = oldest.and_then(|t| u64::try_from(t).ok());
+        Ok(counts)
+    }
+
+    async fn retrying(&self, limit: u32) -> Result<Vec<crate::DeliveryRecord>, StoreError> {
+        let sql = self.sql(LIST_RETRYING);
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn probe(&self, now: UnixMillis) -> Result<(), StoreError> {
+        self.check_file()?;
+        let sql = self.sql(PROBE);
+        let done = sqlx::query(&sql)
+            .bind(stored(now))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        if D::rows_affected(&done) == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt("the health probe row is missing"))
+        }
+    }
+
+    async fn list(
+        &self,
+        state: Option<crate::State>,
+        limit: u32,
+    ) -> Result<Vec<crate::DeliveryRecord>, StoreError> {
+        let rows: Vec<Row> = match state {
+            Some(crate::State::Dead) => {
+                let sql = self.sql(LIST_DEAD);
+                sqlx::query_as(&sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .db()?
+            }
+            Some(state) => {
+                let sql = self.sql(LIST_STATE);
+                sqlx::query_as(&sql)
+                    .bind(state.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .db()?
+            }
+            None => {
+                let sql = self.sql(LIST_ALL);
+                sqlx::query_as(&sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .db()?
+            }
+        };
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<crate::DeliveryRecord>, StoreError> {
+        let sql = self.sql(GET);
+        let row: Option<Row> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn expect(
+        &self,
+        e: &crate::ExpectedSession,
+        next_check: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql(EXPECT);
+        let done = sqlx::query(&sql)
+            .bind(e.session_id.as_str())
+            .bind(e.encounter_id.as_str())
+            .bind(e.provider_id.as_deref())
+            .bind(e.kind.as_str())
+            .bind(stored(e.ended_at))
+            .bind(stored(next_check))
+            .bind(stored(now))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn claim_expectations(
+        &self,
+        owner: &str,
+        now: UnixMillis,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<crate::ExpectationRecord>, StoreError> {
+        let sql = self.sql(D::CLAIM_EXPECTATIONS);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
+        let rows: Vec<ExpectationRow> = sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(until(now, lease))
+            .bind(stored(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn finish_check(
+        &self,
+        lease: &crate::ExpectationLease,
+        now: UnixMillis,
+        outcome: &crate::CheckOutcome,
+    ) -> Result<bool, StoreError> {
+        let done = match outcome {
+            crate::CheckOutcome::Again {
+                next_check,
+                last_status,
+            } => {
+                let sql = self.sql(CHECK_AGAIN);
+                sqlx::query(&sql)
+                    .bind(lease.session_id.as_str())
+                    .bind(lease.fence)
+                    .bind(stored(*next_check))
+                    .bind(last_status.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .db()?
+            }
+            crate::CheckOutcome::Stored { last_status } => {
+                let sql = self.sql(CHECK_STORED);
+                sqlx::query(&sql)
+                    .bind(lease.session_id.as_str())
+                    .bind(lease.fence)
+                    .bind(last_status.as_str())
+                    .bind(stored(now))
+                    .execute(&self.pool)
+                    .await
+                    .db()?
+            }
+            crate::CheckOutcome::GaveUp { last_status } => {
+                let sql = self.sql(CHECK_GAVE_UP);
+                sqlx::query(&sql)
+                    .bind(lease.session_id.as_str())
+                    .bind(lease.fence)
+                    .bind(last_status.as_str())
+                    .bind(stored(now))
+                    .execute(&self.pool)
+                    .await
+                    .db()?
+            }
+        };
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn sweep(&self, since: UnixMillis, now: UnixMillis) -> Result<u64, StoreError> {
+        let sql = self.sql(SWEEP);
+        let done = sqlx::query(&sql)
+            .bind(stored(since))
+            .bind(stored(now))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn expectation(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<crate::ExpectationRecord>, StoreError> {
+        let sql = self.sql(GET_EXPECTATION);
+        let row: Option<ExpectationRow> = sqlx::query_as(&sql)
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn expectations(&self, limit: u32) -> Result<Vec<crate::ExpectationRecord>, StoreError> {
+        let sql = self.sql(LIST_EXPECTATIONS);
+        let rows: Vec<ExpectationRow> = sqlx::query_as(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn hourly(&self, since: UnixMillis) -> Result<Vec<crate::HourCount>, StoreError> {
+        let sql = self.sql(HOURLY);
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(&sql)
+            .bind(stored(since))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter()
+            .map(|(hour, state, n)| {
+                Ok(crate::HourCount {
+                    hour_start: u64::try_from(hour).unwrap_or(0) * 3_600_000,
+                    state: state.parse()?,
+                    count: u64::try_from(n).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn expectation_counts(&self) -> Result<crate::ExpectationCounts, StoreError> {
+        let sql = self.sql(COUNT_RESOLUTIONS);
+        let rows: Vec<(Option<String>, i64)> =
+            sqlx::query_as(&sql).fetch_all(&self.pool).await.db()?;
+        let mut counts = crate::ExpectationCounts::default();
+        for (resolution, n) in rows {
+            let n = u64::try_from(n).unwrap_or(0);
+            counts.expected += n;
+            match resolution.as_deref() {
+                None => counts.open += n,
+                Some("webhook") => counts.webhook += n,
+                Some("poll") => counts.poll += n,
+                Some(_) => counts.gave_up += n,
+            }
+        }
+        Ok(counts)
+    }
+}
 
 /// Postgres's claim: `FOR UPDATE SKIP LOCKED`, so concurrent workers take different rows.
 #[cfg(feature = "postgres")]
@@ -802,3 +1031,23 @@ pub(crate) const CLAIM_POSTGRES: &str = "UPDATE suki_inbox_deliveries AS d \
      RETURNING d.id, d.dedup_key, d.source, d.kind, d.session_id, d.encounter_id, \
          d.generated_at, d.received_at, d.state, d.attempts, d.run_after, d.lease_owner, \
          d.fence, d.last_error, d.completed_at, d.body";
+
+/// What identifies a file (device and inode on Unix; elsewhere only that it exists).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FileId(u64, u64);
+
+impl FileId {
+    pub(crate) fn of(path: &std::path::Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            Some(Self(meta.dev(), meta.ino()))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            Some(Self(0, 0))
+        }
+    }
+}

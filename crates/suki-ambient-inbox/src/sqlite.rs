@@ -1,6 +1,5 @@
 //! The embedded store: SQLite (bundled), WAL, `synchronous=FULL`.
 
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -9,61 +8,81 @@ use sqlx::sqlite::{
 };
 
 use crate::StoreError;
-use crate::sql::{CLAIM_EXPECTATIONS_SQLITE, CLAIM_SQLITE, sql_store};
+use crate::inbox::Settings;
+use crate::sql::{Db as _, FileId, SqlStore, SqliteDialect};
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The SQLite store: one file, for one host (several processes on that host may share it).
 /// A delivery is on disk when its insert returns (WAL with `synchronous=FULL`).
-#[derive(Clone, Debug)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    /// The database file and its identity when opened (`None` in memory), so that the health
-    /// probe notices a file deleted or replaced under the running process, which SQLite itself
-    /// does not (it keeps writing to the unlinked file).
-    file: Option<(PathBuf, FileId)>,
-}
+pub type SqliteStore = SqlStore<SqliteDialect>;
 
-impl SqliteStore {
+impl SqlStore<SqliteDialect> {
     /// Opens (creating it if missing) the database at `url` (`sqlite://path`,
     /// `sqlite::memory:`) and migrates its schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(SqliteConnectOptions::from_str(url)?.create_if_missing(true)).await
+        Self::with_settings(url, true, &Settings::default()).await
     }
 
     /// Opens the inbox at `url` only if it exists (the file is there and holds an inbox's
     /// tables), migrating it to this version's schema; [`StoreError::NotFound`] otherwise.
     /// Tools that read an inbox use this, so that a mistyped path creates nothing.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let not_found = || StoreError::NotFound {
-            url: crate::inbox::redact_url(url),
-        };
-        let options = SqliteConnectOptions::from_str(url)?.create_if_missing(false);
-        if is_memory(url) || !options.get_filename().is_file() {
-            return Err(not_found());
+        Self::with_settings(url, false, &Settings::default()).await
+    }
+
+    pub(crate) async fn with_settings(
+        url: &str,
+        create: bool,
+        settings: &Settings,
+    ) -> Result<Self, StoreError> {
+        if settings.schema.is_some() {
+            return Err(StoreError::Unsupported(
+                "a schema (SQLite keeps the inbox in its database file)",
+            ));
         }
-        // Look before migrating: a file that is not an inbox is left as it is.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        let tables: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'suki_inbox_deliveries'",
-        )
-        .fetch_one(&pool)
-        .await?;
-        pool.close().await;
-        if tables == 0 {
-            return Err(not_found());
+        let options = SqliteConnectOptions::from_str(url)
+            .db()?
+            .create_if_missing(create);
+        if !create {
+            let not_found = || StoreError::NotFound {
+                url: crate::inbox::redact_url(url),
+            };
+            if is_memory(url) || !options.get_filename().is_file() {
+                return Err(not_found());
+            }
+            // Look before migrating: a file that is not an inbox is left as it is.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await
+                .db()?;
+            let tables: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'suki_inbox_deliveries'",
+            )
+            .fetch_one(&pool)
+            .await
+            .db()?;
+            pool.close().await;
+            if tables == 0 {
+                return Err(not_found());
+            }
         }
-        Self::connect_with(options).await
+        Self::connect_options(options, settings).await
     }
 
     /// Opens with your own connect options (e.g. another busy timeout, or
     /// `.pragma("max_page_count", …)` to bound the file), migrating the schema. WAL and
     /// `synchronous=FULL` are set on top of them: the inbox's durability depends on them.
     pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        Self::connect_options(options, &Settings::default()).await
+    }
+
+    async fn connect_options(
+        options: SqliteConnectOptions,
+        settings: &Settings,
+    ) -> Result<Self, StoreError> {
         let memory = options.get_filename().as_os_str().is_empty()
             || options
                 .get_filename()
@@ -74,71 +93,94 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT);
         // An in-memory database exists once per connection: keep it to one.
-        let max = if memory { 1 } else { 4 };
+        let max = if memory {
+            1
+        } else {
+            settings.max_connections.unwrap_or(4)
+        };
         let path = options.get_filename().to_path_buf();
         let pool = SqlitePoolOptions::new()
             // A ping before each use would double the round trips of every statement; a
             // broken connection fails its statement instead, which the callers handle.
             .test_before_acquire(false)
             .max_connections(max)
+            .acquire_timeout(settings.acquire_timeout.unwrap_or(Duration::from_secs(30)))
             .connect_with(options)
-            .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        let file = if memory {
-            None
-        } else {
-            FileId::of(&path).map(|id| (path, id))
-        };
-        Ok(Self { pool, file })
-    }
-
-    /// [`StoreError::FileGone`] when the database file is no longer the one opened.
-    fn check_file(&self) -> Result<(), StoreError> {
-        match &self.file {
-            Some((path, id)) if FileId::of(path).as_ref() != Some(id) => Err(StoreError::FileGone),
-            _ => Ok(()),
+            .await
+            .db()?;
+        let mut store = Self::new(pool, None);
+        if settings.migrate {
+            crate::Store::migrate(&store).await?;
         }
+        if !memory {
+            store.file = FileId::of(&path).map(|id| (path, id));
+        }
+        Ok(store)
     }
 
-    /// The connection pool (e.g. to read the table from your own code).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The inbox in your application's own pool (its tables beside yours, in the same file),
+    /// migrated to this version's schema in the inbox's own history table.
+    ///
+    /// The inbox promises that a delivery is on disk before the 200: the pool must use WAL and
+    /// `synchronous=FULL` (or `EXTRA`), which sqlx's defaults for a file do; a pool that does
+    /// not is refused with [`StoreError::NotDurable`] (one of its connections is checked).
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        Self::from_pool_with(pool, &Settings::default()).await
+    }
+
+    pub(crate) async fn from_pool_with(
+        pool: SqlitePool,
+        settings: &Settings,
+    ) -> Result<Self, StoreError> {
+        if settings.schema.is_some() {
+            return Err(StoreError::Unsupported(
+                "a schema (SQLite keeps the inbox in its database file)",
+            ));
+        }
+        let mut conn = pool.acquire().await.db()?;
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .db()?;
+        let file: Option<String> =
+            sqlx::query_as::<_, (i64, String, Option<String>)>("PRAGMA database_list")
+                .fetch_all(&mut *conn)
+                .await
+                .db()?
+                .into_iter()
+                .find(|(_, name, _)| name == "main")
+                .and_then(|(_, _, file)| file)
+                .filter(|f| !f.is_empty());
+        drop(conn);
+        if file.is_some() && !journal.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NotDurable(
+                "its journal mode is not WAL (set .journal_mode(SqliteJournalMode::Wal))",
+            ));
+        }
+        if synchronous < 2 {
+            return Err(StoreError::NotDurable(
+                "its connections do not use synchronous=FULL (set .synchronous(SqliteSynchronous::Full))",
+            ));
+        }
+        let mut store = Self::new(pool, None);
+        if settings.migrate {
+            crate::Store::migrate(&store).await?;
+        }
+        if let Some(file) = file {
+            let path = std::path::PathBuf::from(file);
+            store.file = FileId::of(&path).map(|id| (path, id));
+        }
+        Ok(store)
     }
 }
 
 fn is_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
-
-/// What identifies a file (device and inode on Unix; elsewhere only that it exists).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct FileId(u64, u64);
-
-impl FileId {
-    fn of(path: &Path) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt as _;
-            Some(Self(meta.dev(), meta.ino()))
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = meta;
-            Some(Self(0, 0))
-        }
-    }
-}
-
-// Claims take the write lock at once (`BEGIN IMMEDIATE`), so two claimers never read the same
-// due rows.
-sql_store!(
-    SqliteStore,
-    SqlitePool,
-    claim = CLAIM_SQLITE,
-    claim_expectations = CLAIM_EXPECTATIONS_SQLITE,
-    begin = "BEGIN IMMEDIATE"
-);
 
 #[cfg(test)]
 mod tests {

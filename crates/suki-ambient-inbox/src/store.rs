@@ -240,16 +240,17 @@ pub struct Counts {
     pub oldest_unfinished_received_at: Option<u64>,
 }
 
-/// A store operation failed.
-#[derive(Debug, thiserror::Error)]
+/// A store operation failed. Cheap to clone: a failed group commit gives every caller whose
+/// delivery it held the same error, source included.
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The database failed or could not be reached (its message names no stored value).
     #[error("inbox database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(DatabaseError),
     /// The schema could not be created or migrated.
-    #[error("inbox migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::MigrateError),
     /// A stored value is not one this version writes.
     #[error("inbox row is corrupt: {0}")]
     Corrupt(&'static str),
@@ -258,12 +259,32 @@ pub enum StoreError {
         "unsupported inbox URL (expected sqlite://… or postgres://…, with the matching feature)"
     )]
     UnsupportedUrl,
-    /// The group commit's transaction failed (the message of its error).
-    #[error("inbox commit failed: {0}")]
-    Batch(String),
-    /// The inbox's group-commit task stopped (the runtime is shutting down).
+    /// The Postgres schema name is not one the inbox accepts.
+    #[error(
+        "invalid inbox schema name {schema:?} (letters, digits and _, not starting with a digit, \
+         at most 63 bytes)"
+    )]
+    InvalidSchema {
+        /// The name given.
+        schema: String,
+    },
+    /// A setting this store does not take (e.g. a Postgres schema for a SQLite inbox).
+    #[error("inbox setting not supported here: {0}")]
+    Unsupported(&'static str),
+    /// A SQLite pool given to the inbox does not keep what the inbox promises: each commit on
+    /// disk before the 200 (WAL and `synchronous=FULL`).
+    #[error("the SQLite pool is not durable enough for the inbox: {0}")]
+    NotDurable(&'static str),
+    /// The transactional handler needs a store whose completion can join the handler's
+    /// transaction (the Postgres store).
+    #[error("the transactional handler needs a Postgres inbox")]
+    NotPostgres,
+    /// The inbox's group commit was dropped before it answered (the runtime is shutting down).
     #[error("the inbox is shut down")]
     Closed,
+    /// The worker's task panicked (a bug: handlers' panics are caught and retried).
+    #[error("the inbox worker's task panicked")]
+    WorkerPanicked,
     /// No inbox exists there: [`Inbox::open`](crate::Inbox::open) creates none (a wrong path,
     /// database or schema). `url` is shown without its password.
     #[error("no inbox at {url}")]
@@ -280,6 +301,56 @@ pub enum StoreError {
     FileGone,
 }
 
+/// A database's error, opaque: the inbox's API does not depend on its driver's types. Its
+/// message and [`code`](Self::code) name no stored value; the driver's error is its
+/// [`source`](std::error::Error::source) chain.
+#[derive(Clone)]
+pub struct DatabaseError(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl DatabaseError {
+    /// Wraps a database driver's error (for a [`Store`] of your own).
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(error))
+    }
+
+    /// The code the database reported, when it did: Postgres's SQLSTATE (`"40001"`), SQLite's
+    /// extended result code (`"5"`: busy).
+    pub fn code(&self) -> Option<String> {
+        match self.0.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(e)) => e.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+
+    /// Whether no connection could be had in time (the pool is exhausted or the server down).
+    pub fn is_pool_timeout(&self) -> bool {
+        matches!(
+            self.0.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        )
+    }
+}
+
+impl fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseError")
+            .field(&format_args!("{}", self.0))
+            .finish()
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 /// What an inbox needs from a database. Both built-in stores (`sqlite`, `postgres`) pass
 /// [`conformance::run`](crate::conformance::run); another engine can implement it and run the
 /// same suite.
@@ -287,6 +358,21 @@ pub enum StoreError {
 /// Times are passed in by the caller (the worker's clock), never read by the store.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Creates or upgrades the store's schema to this version's (idempotent; the built-in
+    /// stores record it in their own `suki_inbox_migrations` table). Nothing by default.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// This store as the Postgres store, whose completion can commit in the transaction of a
+    /// [`TransactionalHandler`](crate::TransactionalHandler): the capability that exactly-once
+    /// processing needs. A store that wraps a [`PostgresStore`](crate::PostgresStore) returns
+    /// it; `None` by default.
+    #[cfg(feature = "postgres")]
+    fn postgres(&self) -> Option<&crate::PostgresStore> {
+        None
+    }
+
     /// Inserts `batch` in one durable transaction; per delivery, whether it was new or its
     /// dedup key existed (also within the batch).
     async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError>;

@@ -36,7 +36,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 pub(crate) enum Runner {
     Plain(Arc<dyn InboxHandler>),
     #[cfg(feature = "postgres")]
-    Transactional(Arc<dyn crate::TransactionalHandler>, sqlx::PgPool),
+    Transactional(Arc<dyn crate::TransactionalHandler>),
 }
 
 /// Processes what an [`Inbox`] holds: claims due rows, calls the handler, and completes,
@@ -121,18 +121,20 @@ impl InboxWorker {
     /// only): the application's writes and the completion commit together, so each stored
     /// event's effect happens exactly once even when workers crash or lose their lease.
     ///
-    /// Fails with [`StoreError::UnsupportedUrl`] when `inbox` is not a Postgres inbox.
+    /// Works however the inbox was built ([`Inbox::connect`], [`Inbox::from_pool`],
+    /// [`Inbox::from_store`] with a [`PostgresStore`](crate::PostgresStore) or a store that
+    /// [exposes one](crate::Store::postgres)); fails with [`StoreError::NotPostgres`] otherwise.
     #[cfg(feature = "postgres")]
     pub fn transactional(
         inbox: Inbox,
         handler: impl crate::TransactionalHandler,
     ) -> Result<InboxWorkerBuilder, StoreError> {
-        let crate::inbox::Backend::Postgres(pool) = inbox.backend().clone() else {
-            return Err(StoreError::UnsupportedUrl);
-        };
+        if inbox.store().postgres().is_none() {
+            return Err(StoreError::NotPostgres);
+        }
         Ok(InboxWorkerBuilder::new(
             inbox,
-            Runner::Transactional(Arc::new(handler), pool),
+            Runner::Transactional(Arc::new(handler)),
         ))
     }
 
@@ -276,7 +278,11 @@ impl WorkerHandle {
     /// Stops claiming, waits for running handlers within the grace period, releases the rest.
     pub async fn shutdown(self) -> Result<(), StoreError> {
         let _ = self.stop.send(true);
-        self.task.await.unwrap_or(Err(StoreError::Closed))
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(StoreError::WorkerPanicked),
+            Err(_) => Err(StoreError::Closed),
+        }
     }
 }
 
@@ -606,10 +612,21 @@ impl Job {
                 }
             }
             #[cfg(feature = "postgres")]
-            Runner::Transactional(handler, pool) => {
-                crate::postgres::attempt(&**handler, pool, event, meta, lease, self.inbox.now())
+            Runner::Transactional(handler) => match self.inbox.store().postgres() {
+                Some(store) => {
+                    crate::postgres::attempt(
+                        &**handler,
+                        store,
+                        event,
+                        meta,
+                        lease,
+                        self.inbox.now(),
+                    )
                     .await
-            }
+                }
+                // Checked when the worker was built; a store cannot change its kind.
+                None => Outcome::Failed(Failure::retryable("not_postgres")),
+            },
         }
     }
 }

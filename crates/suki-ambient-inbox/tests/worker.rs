@@ -429,7 +429,9 @@ impl Switchable {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Database(sqlx::Error::PoolTimedOut))
+            Err(StoreError::Database(
+                suki_ambient_inbox::DatabaseError::new(sqlx::Error::PoolTimedOut),
+            ))
         } else {
             Ok(())
         }

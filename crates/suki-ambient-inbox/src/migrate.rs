@@ -1,0 +1,453 @@
+//! The inbox's schema migrations, recorded in **its own history table**
+//! (`suki_inbox_migrations`), never in sqlx's `_sqlx_migrations`: the inbox can live in the
+//! database your application already owns, next to your own sqlx (or other) migrations, in
+//! either order.
+//!
+//! The SQL is public too ([`migrations`]; the files ship in the crate's `migrations/`
+//! directory; `suki-ambient inbox migrations --print [--postgres]` prints them in order), so
+//! that a team that applies every schema change with its own tool can apply these the same way
+//! and build the inbox with `migrate(false)`.
+//!
+//! How a run works: one transaction (SQLite `BEGIN IMMEDIATE`; Postgres under a transaction
+//! advisory lock, so concurrent starts of a fleet migrate once), the history table created if
+//! missing, each recorded version's checksum compared with this build's (a changed migration is
+//! an error, not a silent drift), a version newer than this build refused (an older SDK must not
+//! run on a newer schema), and the missing versions applied in order and recorded.
+//!
+//! An inbox created by an earlier release (which recorded its versions in `_sqlx_migrations`)
+//! is recognised by its tables and adopted: its versions are recorded in the inbox's own table,
+//! and `_sqlx_migrations` is left untouched (see docs/inbox.md to remove the inbox's old rows
+//! from it).
+
+use sha2::{Digest as _, Sha256};
+
+/// The SQL dialect of a set of migrations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// SQLite (the embedded store).
+    Sqlite,
+    /// Postgres (the fleet store).
+    Postgres,
+}
+
+/// One schema migration of the inbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Migration {
+    /// Its version: applied in increasing order.
+    pub version: i64,
+    /// What it does, in a few words (its file name without the version).
+    pub description: &'static str,
+    /// The SQL, as shipped in `migrations/<dialect>/<version>_<description>.sql`.
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// The file name it ships as (`0004_counts_and_probe.sql`).
+    pub fn file_name(&self) -> String {
+        format!("{:04}_{}.sql", self.version, self.description)
+    }
+
+    /// The SHA-256 of its SQL, hex: what the history table records.
+    pub fn checksum(&self) -> String {
+        hex::encode(Sha256::digest(self.sql.as_bytes()))
+    }
+}
+
+macro_rules! migration {
+    ($dialect:literal, $version:literal, $prefix:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            description: $name,
+            sql: include_str!(concat!(
+                "../migrations/",
+                $dialect,
+                "/",
+                $prefix,
+                "_",
+                $name,
+                ".sql"
+            )),
+        }
+    };
+}
+
+const SQLITE: &[Migration] = &[
+    migration!("sqlite", 1, "0001", "deliveries"),
+    migration!("sqlite", 2, "0002", "due_index"),
+    migration!("sqlite", 3, "0003", "expectations"),
+    migration!("sqlite", 4, "0004", "counts_and_probe"),
+];
+
+const POSTGRES: &[Migration] = &[
+    migration!("postgres", 1, "0001", "deliveries"),
+    migration!("postgres", 2, "0002", "due_index"),
+    migration!("postgres", 3, "0003", "expectations"),
+    migration!("postgres", 4, "0004", "counts_and_probe"),
+    migration!("postgres", 5, "0005", "function_search_path"),
+];
+
+/// The inbox's migrations for `dialect`, in the order they apply.
+pub fn migrations(dialect: Dialect) -> &'static [Migration] {
+    match dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    }
+}
+
+/// The table that records which migrations were applied.
+pub const HISTORY_TABLE: &str = "suki_inbox_migrations";
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// How an inbox made by a release that recorded its versions in `_sqlx_migrations` is
+/// recognised: the object each of those versions created (they ran one transaction each, so a
+/// database holds a prefix of them).
+const LEGACY: [(i64, &str); 4] = [
+    (1, "suki_inbox_deliveries"),
+    (2, "suki_inbox_deliveries_unfinished"),
+    (3, "suki_inbox_expectations"),
+    (4, "suki_inbox_probe"),
+];
+
+/// Why a migration run failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// A migration's statements failed (the database's message names no stored value).
+    #[error("inbox migration {version} failed: {source}")]
+    Failed {
+        /// The version that failed.
+        version: i64,
+        /// The database's error.
+        #[source]
+        source: crate::store::DatabaseError,
+    },
+    /// A recorded migration's SQL differs from this build's: the schema was made by another
+    /// build of this version, or the file was edited after it was applied.
+    #[error("inbox migration {version} was applied with different SQL (checksum mismatch)")]
+    Changed {
+        /// The version whose checksum differs.
+        version: i64,
+    },
+    /// The schema is newer than this build knows: run the newer SDK (a downgrade is refused).
+    #[error(
+        "the inbox schema is at version {found}, newer than this build's {known}: upgrade the SDK"
+    )]
+    TooNew {
+        /// The newest version recorded.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+}
+
+/// A Postgres schema (namespace) name the inbox accepts: letters, digits and `_`, not starting
+/// with a digit, at most 63 bytes; quoted wherever it is used.
+#[cfg(feature = "postgres")]
+pub(crate) fn valid_schema(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod run {
+    use super::{HISTORY_TABLE, LEGACY, MigrateError, Migration};
+    use crate::StoreError;
+    use crate::store::DatabaseError;
+
+    /// What the history says: (version, checksum) in order.
+    type Applied = Vec<(i64, String)>;
+
+    /// Compares the history with `known`; the migrations still to apply.
+    fn pending(applied: &Applied, known: &[Migration]) -> Result<Vec<Migration>, StoreError> {
+        let newest = known.last().map_or(0, |m| m.version);
+        for (version, checksum) in applied {
+            match known.iter().find(|m| m.version == *version) {
+                Some(m) if m.checksum() == *checksum => {}
+                Some(_) => return Err(MigrateError::Changed { version: *version }.into()),
+                None => {
+                    return Err(MigrateError::TooNew {
+                        found: *version,
+                        known: newest,
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(known
+            .iter()
+            .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
+            .copied()
+            .collect())
+    }
+
+    /// The versions an inbox of an earlier release holds, judged by its objects.
+    fn legacy_prefix(exists: &[bool]) -> i64 {
+        LEGACY
+            .iter()
+            .zip(exists)
+            .take_while(|(_, exists)| **exists)
+            .map(|((version, _), _)| *version)
+            .last()
+            .unwrap_or(0)
+    }
+
+    fn failed(version: i64) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |e| {
+            MigrateError::Failed {
+                version,
+                source: DatabaseError::new(e),
+            }
+            .into()
+        }
+    }
+
+    fn history_ddl(blob: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (\
+               version      BIGINT PRIMARY KEY, \
+               description  TEXT   NOT NULL, \
+               checksum     TEXT   NOT NULL, \
+               installed_at BIGINT NOT NULL, \
+               adopted      {blob} NOT NULL)"
+        )
+    }
+
+    fn now_millis() -> i64 {
+        i64::try_from(suki_ambient_core::Clock::now(&suki_ambient_core::SystemClock).0)
+            .unwrap_or(i64::MAX)
+    }
+
+    const INSERT_HISTORY: &str = "INSERT INTO suki_inbox_migrations \
+         (version, description, checksum, installed_at, adopted) VALUES ($1, $2, $3, $4, $5)";
+
+    #[cfg(feature = "sqlite")]
+    pub(crate) async fn sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
+        let known = super::migrations(super::Dialect::Sqlite);
+        // The write lock at once: a second process starting now waits, then finds it done.
+        let mut tx = pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(failed(0))?;
+        sqlx::query(&history_ddl("BOOLEAN"))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(0))?;
+        let mut applied: Applied =
+            sqlx::query_as("SELECT version, checksum FROM suki_inbox_migrations ORDER BY version")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed(0))?;
+        if applied.is_empty() {
+            let mut exists = Vec::new();
+            for (_, name) in LEGACY {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name = $1 AND type IN ('table', 'index')",
+                )
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed(0))?;
+                exists.push(n > 0);
+            }
+            let prefix = legacy_prefix(&exists);
+            let adopted: Vec<Migration> = known
+                .iter()
+                .filter(|m| m.version <= prefix)
+                .copied()
+                .collect();
+            for m in &adopted {
+                record(&mut tx, m, true).await?;
+                applied.push((m.version, m.checksum()));
+            }
+        }
+        for m in pending(&applied, known)? {
+            // A query without arguments runs every statement of the file (as sqlx's own
+            // migrator does).
+            sqlx::Executor::execute(&mut *tx, m.sql)
+                .await
+                .map_err(failed(m.version))?;
+            record(&mut tx, &m, false).await?;
+        }
+        tx.commit().await.map_err(failed(0))?;
+        Ok(())
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn record(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        m: &Migration,
+        adopted: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(INSERT_HISTORY)
+            .bind(m.version)
+            .bind(m.description)
+            .bind(m.checksum())
+            .bind(now_millis())
+            .bind(adopted)
+            .execute(&mut **tx)
+            .await
+            .map_err(failed(m.version))?;
+        Ok(())
+    }
+
+    /// Migrates the inbox's tables in `schema` (`None`: the connection's current schema),
+    /// creating the schema if missing.
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn postgres(
+        pool: &sqlx::PgPool,
+        schema: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let known = super::migrations(super::Dialect::Postgres);
+        let mut tx = pool.begin().await.map_err(failed(0))?;
+        let schema: String = match schema {
+            Some(schema) => schema.to_owned(),
+            None => sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed(0))?
+                .ok_or(StoreError::InvalidSchema {
+                    schema: String::new(),
+                })?,
+        };
+        if !super::valid_schema(&schema) {
+            return Err(StoreError::InvalidSchema { schema });
+        }
+        // One migrator per schema at a time, fleet-wide; released when this transaction ends.
+        sqlx::query("SELECT pg_advisory_xact_lock(1937075561, hashtext($1))")
+            .bind(&schema)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(0))?;
+        for statement in [
+            format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
+            // Every unqualified name below (tables, indexes, functions, triggers) is created in
+            // the inbox's schema; the functions keep that path (migration 0005) whatever the
+            // caller's connection uses.
+            format!("SET LOCAL search_path TO \"{schema}\""),
+            history_ddl("BOOLEAN"),
+        ] {
+            sqlx::query(&statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed(0))?;
+        }
+        let mut applied: Applied =
+            sqlx::query_as("SELECT version, checksum FROM suki_inbox_migrations ORDER BY version")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed(0))?;
+        if applied.is_empty() {
+            let mut exists = Vec::new();
+            for (_, name) in LEGACY {
+                let found: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                    .bind(format!("\"{schema}\".{name}"))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(failed(0))?;
+                exists.push(found);
+            }
+            let prefix = legacy_prefix(&exists);
+            let adopted: Vec<Migration> = known
+                .iter()
+                .filter(|m| m.version <= prefix)
+                .copied()
+                .collect();
+            for m in &adopted {
+                record_pg(&mut tx, m, true).await?;
+                applied.push((m.version, m.checksum()));
+            }
+        }
+        for m in pending(&applied, known)? {
+            // A query without arguments runs every statement of the file (as sqlx's own
+            // migrator does).
+            sqlx::Executor::execute(&mut *tx, m.sql)
+                .await
+                .map_err(failed(m.version))?;
+            record_pg(&mut tx, &m, false).await?;
+        }
+        tx.commit().await.map_err(failed(0))?;
+        Ok(())
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn record_pg(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        m: &Migration,
+        adopted: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(INSERT_HISTORY)
+            .bind(m.version)
+            .bind(m.description)
+            .bind(m.checksum())
+            .bind(now_millis())
+            .bind(adopted)
+            .execute(&mut **tx)
+            .await
+            .map_err(failed(m.version))?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn an_earlier_release_is_recognised_by_the_prefix_of_its_objects() {
+            assert_eq!(legacy_prefix(&[false, false, false, false]), 0);
+            assert_eq!(legacy_prefix(&[true, false, false, false]), 1);
+            assert_eq!(legacy_prefix(&[true, true, true, false]), 3);
+            assert_eq!(legacy_prefix(&[true, true, true, true]), 4);
+            // A gap is not a prefix: what follows it is applied again, and fails loudly if the
+            // objects are there.
+            assert_eq!(legacy_prefix(&[true, false, true, true]), 1);
+        }
+
+        #[test]
+        fn the_history_is_compared_with_this_build() {
+            let known = super::super::migrations(super::super::Dialect::Sqlite);
+            let all: Applied = known.iter().map(|m| (m.version, m.checksum())).collect();
+            assert!(pending(&all, known).expect("current").is_empty());
+            assert_eq!(pending(&all[..2].to_vec(), known).expect("older").len(), 2);
+            let mut changed = all.clone();
+            changed[1].1 = "0".repeat(64);
+            assert!(matches!(
+                pending(&changed, known),
+                Err(StoreError::Migrate(MigrateError::Changed { version: 2 }))
+            ));
+            let mut newer = all;
+            newer.push((99, "x".into()));
+            assert!(matches!(
+                pending(&newer, known),
+                Err(StoreError::Migrate(MigrateError::TooNew { found: 99, .. }))
+            ));
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub(crate) use run::postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) use run::sqlite;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_in_order_and_named_as_their_files() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let all = migrations(dialect);
+            assert!(all.windows(2).all(|w| w[0].version < w[1].version));
+            assert_eq!(all[0].file_name(), "0001_deliveries.sql");
+            assert!(all.iter().all(|m| !m.sql.trim().is_empty()));
+            assert!(
+                all.iter().all(|m| !m.sql.contains("_sqlx_migrations")),
+                "{dialect:?}"
+            );
+        }
+    }
+}
