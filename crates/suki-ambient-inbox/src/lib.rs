@@ -92,6 +92,6 @@ pub use store::{
 };
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 
-/// sqlx, for the [`TransactionalHandler`]'s connection type.
-#[cfg(feature = "postgres")]
+/// sqlx, for [`Inbox::from_pool`]'s pools and the `TransactionalHandler`'s connection type.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sqlx;

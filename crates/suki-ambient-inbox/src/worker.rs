@@ -152,7 +152,10 @@ impl InboxWorker {
     /// finish within the grace period, and releases (back to pending, the attempt not counted)
     /// what is still running after it.
     ///
-    /// A failing store does not stop it: it logs, waits a poll interval, and tries again.
+    /// A failing store does not stop it: it logs, waits a poll interval, and tries again. It
+    /// returns the store's error when the store was failing as it stopped: its latest claim
+    /// failed, or a row it held could not be released (that row's lease expires and another
+    /// worker takes it over); `Ok` when it stopped cleanly.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send,
@@ -162,6 +165,7 @@ impl InboxWorker {
         let mut pool = Pool::new(&self);
         let mut last_purge: Option<tokio::time::Instant> = None;
         let mut last_gauges: Option<tokio::time::Instant> = None;
+        let mut failing: Option<StoreError> = None;
         loop {
             self.inbox.worker_alive();
             if cfg!(feature = "metrics")
@@ -187,9 +191,13 @@ impl InboxWorker {
             wake.as_mut().enable();
             let claimed = pool.fill(&self).await;
             let idle = match claimed {
-                Ok(n) => n == 0,
+                Ok(n) => {
+                    failing = None;
+                    n == 0
+                }
                 Err(err) => {
                     tracing::error!(error = %err, "suki inbox worker could not claim rows; retrying");
+                    failing = Some(err);
                     true
                 }
             };
@@ -203,8 +211,11 @@ impl InboxWorker {
                 Some(_) = pool.tasks.join_next(), if !pool.tasks.is_empty() => {}
             }
         }
-        pool.shutdown(&self).await;
-        Ok(())
+        let released = pool.shutdown(&self).await;
+        match failing {
+            Some(err) => Err(err),
+            None => released,
+        }
     }
 
     /// With a stable [`owner`](InboxWorkerBuilder::owner) name, takes back at once what a
@@ -460,7 +471,9 @@ impl Pool {
 
     /// Waits for running handlers within the grace period, then releases the rows of those
     /// still running.
-    async fn shutdown(mut self, worker: &InboxWorker) {
+    /// Waits for the running handlers within the grace period, then releases what is left;
+    /// the first release that failed.
+    async fn shutdown(mut self, worker: &InboxWorker) -> Result<(), StoreError> {
         let all_done = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(worker.options.grace, all_done)
             .await
@@ -470,6 +483,7 @@ impl Pool {
             while self.tasks.join_next().await.is_some() {}
         }
         let leftover: Vec<Lease> = lock(&self.held).drain().map(|(_, l)| l).collect();
+        let mut result = Ok(());
         for lease in leftover {
             match worker
                 .inbox
@@ -482,10 +496,14 @@ impl Pool {
                     "suki inbox worker released a row at shutdown"
                 ),
                 Err(err) => {
-                    tracing::warn!(id = lease.id, error = %err, "suki inbox worker could not release a row at shutdown; its lease will expire")
+                    tracing::warn!(id = lease.id, error = %err, "suki inbox worker could not release a row at shutdown; its lease will expire");
+                    if result.is_ok() {
+                        result = Err(err);
+                    }
                 }
             }
         }
+        result
     }
 }
 

@@ -619,6 +619,21 @@ async fn a_store_that_is_down_gets_503_and_the_worker_resumes_when_it_returns() 
         .map(|r| r.dedup_key)
         .collect();
     assert!(!keys.contains(&"during/completed".to_owned()));
+
+    // A worker stopped while its store is down says so.
+    let running = InboxWorker::builder(inbox.clone(), |_e: WebhookEvent, _m: InboxMeta| async {
+        Ok::<(), HandlerError>(())
+    })
+    .poll_interval(Duration::from_millis(20))
+    .build()
+    .spawn();
+    down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopped = running.shutdown().await;
+    assert!(
+        matches!(stopped, Err(StoreError::Database(ref e)) if e.is_pool_timeout()),
+        "{stopped:?}"
+    );
 }
 
 #[test]
