@@ -72,6 +72,7 @@ where
     counts_follow_every_change(&fresh().await).await;
     retrying_rows_behind_any_backlog(&fresh().await).await;
     the_probe_writes(&fresh().await).await;
+    one_worker_holds_the_maintenance_lease(&fresh().await).await;
     concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
 }
 
@@ -969,6 +970,24 @@ async fn retrying_rows_behind_any_backlog(store: &impl Store) {
 async fn the_probe_writes(store: &impl Store) {
     store.probe(at(1)).await.expect("the_probe_writes: first");
     store.probe(at(2)).await.expect("the_probe_writes: again");
+}
+
+/// The maintenance lease has one holder at a time: renewed by its holder, refused to another
+/// until it expires, then taken over (and the old holder refused).
+async fn one_worker_holds_the_maintenance_lease(store: &impl Store) {
+    let lead = |owner, now, until| crate::Lead {
+        task: "maintenance",
+        owner,
+        now: at(now),
+        until: at(until),
+    };
+    let ask = |l| async move { store.lead(l).await.expect("lead") };
+    assert!(ask(lead("a", 0, 100)).await, "free: a takes it");
+    assert!(!ask(lead("b", 10, 110)).await, "held by a");
+    assert!(ask(lead("a", 50, 150)).await, "a renews");
+    assert!(!ask(lead("b", 120, 220)).await, "renewed until 150");
+    assert!(ask(lead("b", 150, 250)).await, "expired: b takes over");
+    assert!(!ask(lead("a", 160, 260)).await, "a lost it");
 }
 
 /// `workers` tasks claiming one row at a time from `rows` rows: each row is claimed once.

@@ -87,8 +87,8 @@ pub use sql::{SqlDialect, SqlStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    Claim, Counts, DatabaseError, DeliveryRecord, ExpectationCounts, HourCount, Lease, NewDelivery,
-    Next, Selection, Source, State, Store, StoreError,
+    Claim, Counts, DatabaseError, DeliveryRecord, ExpectationCounts, HourCount, Lead, Lease,
+    NewDelivery, Next, Selection, Source, State, Store, StoreError, Wakeups,
 };
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 

@@ -75,6 +75,15 @@ pub(crate) fn unknown_status() {
 }
 
 #[inline]
+/// `suki_inbox_maintenance_leader`: 1 on the worker that holds the fleet's maintenance lease
+/// (and so publishes the depth gauges), 0 elsewhere.
+pub(crate) fn maintenance_leader(leading: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("suki_inbox_maintenance_leader").set(if leading { 1.0 } else { 0.0 });
+    #[cfg(not(feature = "metrics"))]
+    let _ = leading;
+}
+
 pub(crate) fn store_writable(writable: bool) {
     #[cfg(feature = "metrics")]
     metrics::gauge!(INBOX_STORE_UNWRITABLE).set(if writable { 0.0 } else { 1.0 });

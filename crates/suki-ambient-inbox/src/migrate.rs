@@ -76,6 +76,7 @@ const SQLITE: &[Migration] = &[
     migration!("sqlite", 2, "0002", "due_index"),
     migration!("sqlite", 3, "0003", "expectations"),
     migration!("sqlite", 4, "0004", "counts_and_probe"),
+    migration!("sqlite", 5, "0005", "maintenance_lease"),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -84,6 +85,7 @@ const POSTGRES: &[Migration] = &[
     migration!("postgres", 3, "0003", "expectations"),
     migration!("postgres", 4, "0004", "counts_and_probe"),
     migration!("postgres", 5, "0005", "function_search_path"),
+    migration!("postgres", 6, "0006", "fleet"),
 ];
 
 /// The inbox's migrations for `dialect`, in the order they apply.

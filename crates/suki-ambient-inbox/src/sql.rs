@@ -121,6 +121,10 @@ pub(crate) const PROBE: &str = "UPDATE suki_inbox_probe SET probed_at = $1 WHERE
 pub(crate) const OLDEST_UNFINISHED: &str = "SELECT MIN(received_at) FROM suki_inbox_deliveries \
      WHERE state IN ('pending', 'running')";
 
+/// Takes or renews a chore's lease: `$1` task, `$2` owner, `$3` now, `$4` until.
+pub(crate) const LEAD: &str = "UPDATE suki_inbox_leases SET owner = $2, expires_at = $4 \
+     WHERE name = $1 AND (owner = $2 OR owner IS NULL OR expires_at <= $3)";
+
 /// The expectation columns, in [`ExpectationRow`]'s order.
 macro_rules! expectation_columns {
     () => {
@@ -346,6 +350,11 @@ pub trait SqlDialect: sealed::Sealed + Send + Sync + 'static {
         pool: &'a sqlx::Pool<Self::Db>,
         schema: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>>;
+    /// Wake-ups from other processes' inserts, when the database has them.
+    #[doc(hidden)]
+    fn subscribe(
+        pool: &sqlx::Pool<Self::Db>,
+    ) -> futures_util::future::BoxFuture<'_, Result<Option<Box<dyn crate::Wakeups>>, StoreError>>;
     /// The store as the Postgres store, whose completions can join a handler's transaction.
     #[cfg(feature = "postgres")]
     #[doc(hidden)]
@@ -356,6 +365,26 @@ pub trait SqlDialect: sealed::Sealed + Send + Sync + 'static {
 
 mod sealed {
     pub trait Sealed {}
+}
+
+/// The channel migration 0006's trigger notifies on each insert (Postgres).
+#[cfg(feature = "postgres")]
+const NOTIFY_CHANNEL: &str = "suki_inbox";
+
+/// A Postgres `LISTEN` on [`NOTIFY_CHANNEL`].
+#[cfg(feature = "postgres")]
+struct Listener(sqlx::postgres::PgListener);
+
+#[cfg(feature = "postgres")]
+#[async_trait::async_trait]
+impl crate::Wakeups for Listener {
+    async fn wait(&mut self) -> Result<(), StoreError> {
+        // `None`: the connection dropped (notifications may have been lost meanwhile). Waking
+        // is right either way: the claim that follows finds what a lost one announced, and the
+        // next call reconnects and listens again.
+        let _ = self.0.try_recv().await.db()?;
+        Ok(())
+    }
 }
 
 /// SQLite: claims in a subquery under `BEGIN IMMEDIATE`.
@@ -381,6 +410,13 @@ impl SqlDialect for SqliteDialect {
         _schema: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(crate::migrate::sqlite(pool))
+    }
+    fn subscribe(
+        _pool: &sqlx::SqlitePool,
+    ) -> futures_util::future::BoxFuture<'_, Result<Option<Box<dyn crate::Wakeups>>, StoreError>>
+    {
+        // One host: the inbox wakes the workers of its own process; others poll.
+        Box::pin(std::future::ready(Ok(None)))
     }
     #[cfg(feature = "postgres")]
     fn as_postgres(_: &SqlStore<Self>) -> Option<&crate::PostgresStore> {
@@ -411,6 +447,16 @@ impl SqlDialect for PostgresDialect {
         schema: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(crate::migrate::postgres(pool, schema))
+    }
+    fn subscribe(
+        pool: &sqlx::PgPool,
+    ) -> futures_util::future::BoxFuture<'_, Result<Option<Box<dyn crate::Wakeups>>, StoreError>>
+    {
+        Box::pin(async move {
+            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await.db()?;
+            listener.listen(NOTIFY_CHANNEL).await.db()?;
+            Ok(Some(Box::new(Listener(listener)) as Box<dyn crate::Wakeups>))
+        })
     }
     fn as_postgres(store: &SqlStore<Self>) -> Option<&crate::PostgresStore> {
         Some(store)
@@ -566,6 +612,23 @@ where
     #[cfg(feature = "postgres")]
     fn postgres(&self) -> Option<&crate::PostgresStore> {
         D::as_postgres(self)
+    }
+
+    async fn lead(&self, lead: crate::Lead<'_>) -> Result<bool, StoreError> {
+        let sql = self.sql(LEAD);
+        let done = sqlx::query(&sql)
+            .bind(lead.task)
+            .bind(lead.owner)
+            .bind(stored(lead.now))
+            .bind(stored(lead.until))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn subscribe(&self) -> Result<Option<Box<dyn crate::Wakeups>>, StoreError> {
+        D::subscribe(&self.pool).await
     }
 
     async fn insert(

@@ -373,6 +373,24 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Takes or renews the lease on a fleet-wide chore (`lead.task`, e.g. `"maintenance"`) for
+    /// `lead.owner` until `lead.until`: `true` while that owner holds it (it held it, or the
+    /// lease was free or expired at `lead.now`), `false` while another owner's lease runs. So
+    /// that one worker of a fleet purges and refreshes gauges, not every one. A store without
+    /// leases answers `true` (every worker does the chores).
+    async fn lead(&self, lead: Lead<'_>) -> Result<bool, StoreError> {
+        let _ = lead;
+        Ok(true)
+    }
+
+    /// A signal that another process stored a delivery (Postgres `LISTEN`), so that idle
+    /// workers claim at once rather than at their next poll; `None` (the default) when the
+    /// store has none, and workers poll. A signal may be lost (a dropped connection): workers
+    /// keep polling as the fallback.
+    async fn subscribe(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
+        Ok(None)
+    }
+
     /// Inserts `batch` in one durable transaction; per delivery, whether it was new or its
     /// dedup key existed (also within the batch).
     async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError>;
@@ -485,6 +503,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Expectations by resolution.
     async fn expectation_counts(&self) -> Result<ExpectationCounts, StoreError>;
+}
+
+/// A request for a fleet-wide chore's lease ([`Store::lead`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lead<'a> {
+    /// The chore (`"maintenance"`).
+    pub task: &'a str,
+    /// Who asks (the worker's owner name).
+    pub owner: &'a str,
+    /// The caller's clock.
+    pub now: UnixMillis,
+    /// Until when the lease is held if granted.
+    pub until: UnixMillis,
+}
+
+/// Wake-ups from a store ([`Store::subscribe`]).
+#[async_trait]
+pub trait Wakeups: Send {
+    /// Waits for the next signal that something may be due. An error ends this subscription
+    /// (the caller subscribes again after a pause).
+    async fn wait(&mut self) -> Result<(), StoreError>;
 }
 
 /// Rows received within one hour that are now in one state ([`Store::hourly`]).

@@ -26,8 +26,12 @@ const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_POLL: Duration = Duration::from_secs(1);
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-/// How often the worker refreshes the depth gauges (feature `metrics`).
-const GAUGES_EVERY: Duration = Duration::from_secs(15);
+/// How often the worker asks for the maintenance lease and, holding it, refreshes the depth
+/// gauges (feature `metrics`); the lease lasts three times as long, so a stopped leader is
+/// replaced within 45 s.
+const CHORES_EVERY: Duration = Duration::from_secs(15);
+/// The fleet-wide chores' lease ([`Store::lead`](crate::Store::lead)).
+const MAINTENANCE: &str = "maintenance";
 /// How often done rows past the retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 
@@ -83,6 +87,8 @@ struct Options {
     base_delay: Duration,
     max_delay: Duration,
     poll: Duration,
+    /// Wake on the store's signal (Postgres LISTEN/NOTIFY) as well as by polling.
+    listen: bool,
     grace: Duration,
     retention: Duration,
 }
@@ -164,25 +170,25 @@ impl InboxWorker {
         self.take_back().await;
         let mut pool = Pool::new(&self);
         let mut last_purge: Option<tokio::time::Instant> = None;
-        let mut last_gauges: Option<tokio::time::Instant> = None;
-        let mut failing: Option<StoreError> = None;
+        let mut last_chores: Option<tokio::time::Instant> = None;
+        let mut failing: Option<StoreError>;
+        let _listener = self
+            .options
+            .listen
+            .then(|| AbortOnDrop(tokio::spawn(listen(self.inbox.clone(), self.options.poll))));
         loop {
             self.inbox.worker_alive();
-            if cfg!(feature = "metrics")
-                && last_gauges.is_none_or(|at| at.elapsed() >= GAUGES_EVERY)
-            {
-                last_gauges = Some(tokio::time::Instant::now());
-                // Refreshes the depth gauges; a failure shows in the next claim's log.
-                let _ = self.inbox.status().await;
-            }
-            if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
-                last_purge = Some(tokio::time::Instant::now());
-                match self.inbox.purge(self.options.retention).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(purged = n, "suki inbox purged done rows past retention")
+            if last_chores.is_none_or(|at| at.elapsed() >= CHORES_EVERY) {
+                last_chores = Some(tokio::time::Instant::now());
+                if self.lead().await {
+                    if cfg!(feature = "metrics") {
+                        // Refreshes the depth gauges; a failure shows in the next claim's log.
+                        let _ = self.inbox.status().await;
                     }
-                    Err(err) => tracing::warn!(error = %err, "suki inbox purge failed"),
+                    if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                        last_purge = Some(tokio::time::Instant::now());
+                        self.purge().await;
+                    }
                 }
             }
             // Registered before the claim, so a delivery stored in between still wakes us.
@@ -215,6 +221,36 @@ impl InboxWorker {
         match failing {
             Some(err) => Err(err),
             None => released,
+        }
+    }
+
+    /// Whether this worker holds the fleet's maintenance lease (taking or renewing it): the one
+    /// worker that purges and refreshes the depth gauges. A store that cannot answer leaves the
+    /// chores to later.
+    async fn lead(&self) -> bool {
+        let now = self.inbox.now();
+        let lead = crate::Lead {
+            task: MAINTENANCE,
+            owner: &self.options.owner,
+            now,
+            until: UnixMillis(now.0.saturating_add(3 * 15_000)),
+        };
+        let leading = match self.inbox.store().lead(lead).await {
+            Ok(leading) => leading,
+            Err(err) => {
+                tracing::warn!(error = %err, "suki inbox worker could not take the maintenance lease");
+                false
+            }
+        };
+        crate::metrics::maintenance_leader(leading);
+        leading
+    }
+
+    async fn purge(&self) {
+        match self.inbox.purge(self.options.retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "suki inbox purged done rows past retention"),
+            Err(err) => tracing::warn!(error = %err, "suki inbox purge failed"),
         }
     }
 
@@ -312,6 +348,7 @@ impl InboxWorkerBuilder {
                 base_delay: DEFAULT_BASE_DELAY,
                 max_delay: DEFAULT_MAX_DELAY,
                 poll: DEFAULT_POLL,
+                listen: true,
                 grace: DEFAULT_GRACE,
                 retention: DEFAULT_RETENTION,
             },
@@ -364,6 +401,16 @@ impl InboxWorkerBuilder {
     #[must_use]
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.options.poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Whether an idle worker also wakes on the store's signal that another process stored a
+    /// delivery (Postgres `LISTEN suki_inbox`, on one connection of its own; default `true`),
+    /// rather than only at its next poll. The poll stays: it covers a signal lost with a
+    /// connection. SQLite has no such signal (deliveries stored by this process wake it).
+    #[must_use]
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.options.listen = listen;
         self
     }
 
@@ -646,6 +693,30 @@ impl Job {
                 None => Outcome::Failed(Failure::retryable("not_postgres")),
             },
         }
+    }
+}
+
+/// Wakes the inbox's idle workers on each signal of the store (another process stored a
+/// delivery); subscribes again a poll interval after the subscription fails.
+async fn listen(inbox: Inbox, pause: Duration) {
+    loop {
+        match inbox.store().subscribe().await {
+            Ok(None) => return,
+            Ok(Some(mut wakeups)) => loop {
+                match wakeups.wait().await {
+                    Ok(()) => inbox.wake().notify_waiters(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "suki inbox worker lost its wake-up subscription; polling until it is back");
+                        break;
+                    }
+                }
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "suki inbox worker could not subscribe to wake-ups; polling");
+            }
+        }
+        // Whatever the lost subscription announced, the poll finds.
+        tokio::time::sleep(pause.max(Duration::from_millis(100))).await;
     }
 }
 

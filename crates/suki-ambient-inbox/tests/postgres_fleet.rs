@@ -216,3 +216,139 @@ async fn a_worker_that_lost_its_lease_commits_nothing() {
     );
     assert_eq!(row.lease_owner.as_deref(), Some("other"));
 }
+
+/// Receiver A stores; an idle worker of receiver B (another `Inbox`, as another process) is
+/// handed the row. Returns once B's handler ran, or panics after `within`.
+async fn stored_by_a_handled_by_b(
+    url: &str,
+    b_worker: suki_ambient_inbox::InboxWorkerBuilder,
+    handled: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    key: &str,
+    within: Duration,
+) {
+    let a = Inbox::connect(url).await.expect("receiver A");
+    let worker = b_worker.build().spawn();
+    // Idle first: the delivery must reach B while it waits.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.ingest(suki_ambient_inbox::conformance::delivery(key))
+        .await
+        .expect("ingest");
+    let got = tokio::time::timeout(within, handled.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{key}: B's worker was not handed the row within {within:?}"));
+    assert_eq!(got.as_deref(), Some(key));
+    worker.shutdown().await.expect("shutdown");
+}
+
+fn recording_worker(
+    inbox: Inbox,
+) -> (
+    suki_ambient_inbox::InboxWorkerBuilder,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let builder = InboxWorker::builder(inbox, move |_e: WebhookEvent, meta: InboxMeta| {
+        let _ = tx.send(meta.dedup_key.clone());
+        async { Ok::<(), HandlerError>(()) }
+    });
+    (builder, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
+async fn a_delivery_stored_by_another_receiver_wakes_an_idle_worker_at_once() {
+    let url = common::fresh_postgres().await;
+    let b = Inbox::connect(&url).await.expect("receiver B");
+    // A poll of ten minutes: only the notification can hand the row over within the bound.
+    let (builder, mut handled) = recording_worker(b);
+    let builder = builder.poll_interval(Duration::from_secs(600));
+    stored_by_a_handled_by_b(
+        &url,
+        builder,
+        &mut handled,
+        "notified",
+        Duration::from_secs(20),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
+async fn a_lost_notification_costs_one_poll_interval() {
+    let url = common::fresh_postgres().await;
+    let b = Inbox::connect(&url).await.expect("receiver B");
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    // No listener: what a notification lost with its connection leaves is the poll.
+    let (builder, mut handled) = recording_worker(b.clone());
+    let builder = builder
+        .listen(false)
+        .poll_interval(Duration::from_millis(300));
+    stored_by_a_handled_by_b(
+        &url,
+        builder,
+        &mut handled,
+        "polled",
+        Duration::from_secs(20),
+    )
+    .await;
+    // The listener's connection killed under a running worker: it subscribes again, and the
+    // delivery stored meanwhile is still handed over.
+    let (builder, mut handled) = recording_worker(b);
+    let worker = builder
+        .poll_interval(Duration::from_millis(300))
+        .build()
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("terminate the listener");
+    assert_eq!(killed, 1, "one listening connection");
+    let a = Inbox::connect(&url).await.expect("receiver A");
+    a.ingest(suki_ambient_inbox::conformance::delivery("after-loss"))
+        .await
+        .expect("ingest");
+    let got = tokio::time::timeout(Duration::from_secs(20), handled.recv())
+        .await
+        .expect("handed over after the listener's connection was lost");
+    assert_eq!(got.as_deref(), Some("after-loss"));
+    worker.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
+async fn one_worker_of_a_fleet_does_the_maintenance() {
+    let url = common::fresh_postgres().await;
+    let workers: Vec<_> = (0..3)
+        .map(|i| {
+            let url = url.clone();
+            async move {
+                let inbox = Inbox::connect(&url).await.expect("inbox");
+                InboxWorker::builder(inbox, |_e: WebhookEvent, _m: InboxMeta| async {
+                    Ok::<(), HandlerError>(())
+                })
+                .owner(format!("worker-{i}"))
+                .build()
+                .spawn()
+            }
+        })
+        .collect();
+    let workers = futures_util::future::join_all(workers).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let (owner, expires): (Option<String>, i64) = sqlx::query_as(
+        "SELECT owner, expires_at FROM suki_inbox_leases WHERE name = 'maintenance'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("lease");
+    let owner = owner.expect("one worker leads");
+    assert!(owner.starts_with("worker-"), "{owner}");
+    assert!(expires > 0);
+    for w in workers {
+        w.shutdown().await.expect("shutdown");
+    }
+}

@@ -74,7 +74,10 @@ mod sqlite {
                 .fetch_all(&pool)
                 .await
                 .expect("inbox history");
-        assert_eq!(history, [(1, false), (2, false), (3, false), (4, false)]);
+        assert_eq!(
+            history,
+            [(1, false), (2, false), (3, false), (4, false), (5, false)]
+        );
         works(&inbox, "s/completed").await;
         // The application's tables are untouched and usable.
         sqlx::query("INSERT INTO app_patients (id, name) VALUES (1, 'x')")
@@ -145,7 +148,10 @@ mod sqlite {
                 .fetch_all(&pool)
                 .await
                 .expect("inbox history");
-        assert_eq!(history, [(1, true), (2, true), (3, true), (4, true)]);
+        assert_eq!(
+            history,
+            [(1, true), (2, true), (3, true), (4, true), (5, false)]
+        );
         assert_eq!(inbox.status().await.expect("status").counts.pending, 1);
     }
 
@@ -183,7 +189,7 @@ mod sqlite {
                 err,
                 StoreError::Migrate(MigrateError::TooNew {
                     found: 99,
-                    known: 4
+                    known: 5
                 })
             ),
             "{err}"
@@ -256,7 +262,7 @@ mod postgres {
                 .fetch_all(&pool)
                 .await
                 .expect("inbox history");
-        assert_eq!(versions.len(), 5);
+        assert_eq!(versions.len(), 6);
     }
 
     #[tokio::test]
@@ -342,7 +348,7 @@ mod postgres {
             .fetch_one(&pool)
             .await
             .expect("history");
-        assert_eq!(n, 5);
+        assert_eq!(n, 6);
     }
 
     #[tokio::test]
@@ -362,7 +368,14 @@ mod postgres {
                 .expect("inbox history");
         assert_eq!(
             history,
-            [(1, true), (2, true), (3, true), (4, true), (5, false)]
+            [
+                (1, true),
+                (2, true),
+                (3, true),
+                (4, true),
+                (5, false),
+                (6, false)
+            ]
         );
         works(&inbox, "s/completed").await;
     }

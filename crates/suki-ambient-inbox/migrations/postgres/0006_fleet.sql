@@ -1,0 +1,24 @@
+-- A fleet shares one Postgres inbox.
+--
+-- Fleet-wide chores (the retention purge, the depth gauges) are done by one worker at a time:
+-- the one holding this lease. A worker that stops lets it expire and another takes it over.
+CREATE TABLE suki_inbox_leases (
+    name       TEXT   PRIMARY KEY,
+    owner      TEXT,
+    expires_at BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO suki_inbox_leases (name) VALUES ('maintenance');
+
+-- Workers of other processes wake at once when a delivery is stored (LISTEN suki_inbox), not at
+-- their next poll; the poll stays as the fallback for a notification lost with a connection.
+-- One notification per statement, delivered at commit (a group commit of 256 rows is one).
+CREATE FUNCTION suki_inbox_notify() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM pg_notify('suki_inbox', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER suki_inbox_notify
+    AFTER INSERT ON suki_inbox_deliveries
+    FOR EACH STATEMENT EXECUTE FUNCTION suki_inbox_notify();
