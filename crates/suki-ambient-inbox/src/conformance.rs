@@ -73,6 +73,7 @@ where
     retrying_rows_behind_any_backlog(&fresh().await).await;
     the_probe_writes(&fresh().await).await;
     one_worker_holds_the_maintenance_lease(&fresh().await).await;
+    a_pass_records_its_checks_at_once(&fresh().await).await;
     concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
 }
 
@@ -545,12 +546,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         next_check: at(5_000),
         last_status: "running".to_owned(),
     };
-    assert!(
-        store
-            .finish_check(&first.lease(), at(200), &again)
-            .await
-            .expect("finish")
-    );
+    assert!(finish(store, first.lease(), at(200), &again).await);
     let row = store
         .expectation(&first.session_id)
         .await
@@ -571,22 +567,14 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         .expect("taken over");
     assert_eq!(retaken.checks, 2);
     assert!(
-        !store
-            .finish_check(&second.lease(), at(60_200), &again)
-            .await
-            .expect("finish"),
+        !finish(store, second.lease(), at(60_200), &again).await,
         "stale lease refused"
     );
     // Ended: its event was stored by the poll (the trigger resolved it) or was already there.
     let stored = CheckOutcome::Stored {
         last_status: "completed".to_owned(),
     };
-    assert!(
-        store
-            .finish_check(&retaken.lease(), at(60_300), &stored)
-            .await
-            .expect("finish")
-    );
+    assert!(finish(store, retaken.lease(), at(60_300), &stored).await);
     let row = store
         .expectation(&retaken.session_id)
         .await
@@ -605,12 +593,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
     let gave_up = CheckOutcome::GaveUp {
         last_status: "running".to_owned(),
     };
-    assert!(
-        store
-            .finish_check(&third_now.lease(), at(60_400), &gave_up)
-            .await
-            .expect("finish")
-    );
+    assert!(finish(store, third_now.lease(), at(60_400), &gave_up).await);
     assert_eq!(
         store
             .expectation(&third.session_id)
@@ -970,6 +953,90 @@ async fn retrying_rows_behind_any_backlog(store: &impl Store) {
 async fn the_probe_writes(store: &impl Store) {
     store.probe(at(1)).await.expect("the_probe_writes: first");
     store.probe(at(2)).await.expect("the_probe_writes: again");
+}
+
+/// A pass's checks are recorded together; a check whose lease was taken over changes nothing,
+/// and the others of the pass are recorded all the same.
+async fn a_pass_records_its_checks_at_once(store: &impl Store) {
+    for key in ["p1", "p2", "p3"] {
+        store
+            .expect(&expected(key), at(100), at(0))
+            .await
+            .expect("expect");
+    }
+    let claims = store
+        .claim_expectations("r1", at(100), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 3);
+    let again = CheckOutcome::Again {
+        next_check: at(9_000),
+        last_status: "running".to_owned(),
+    };
+    let mut stale = claims[1].lease();
+    stale.fence -= 1;
+    let checks = [
+        crate::FinishedCheck {
+            lease: claims[0].lease(),
+            outcome: again.clone(),
+        },
+        crate::FinishedCheck {
+            lease: stale,
+            outcome: again.clone(),
+        },
+        crate::FinishedCheck {
+            lease: claims[2].lease(),
+            outcome: CheckOutcome::GaveUp {
+                last_status: "running".to_owned(),
+            },
+        },
+    ];
+    assert_eq!(
+        store.finish_checks(at(200), &checks).await.expect("finish"),
+        [true, false, true]
+    );
+    let row = |id: &str| {
+        let id = id.to_owned();
+        async move { store.expectation(&id).await.expect("get").expect("row") }
+    };
+    assert_eq!(row(&claims[0].session_id).await.next_check, T0 + 9_000);
+    assert_eq!(
+        row(&claims[1].session_id).await.lease_owner.as_deref(),
+        Some("r1"),
+        "the stale check changed nothing"
+    );
+    assert_eq!(
+        row(&claims[2].session_id).await.resolution,
+        Some(Resolution::GaveUp)
+    );
+    assert!(
+        store
+            .finish_checks(at(300), &[])
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
+/// Records one check through [`Store::finish_checks`].
+async fn finish(
+    store: &impl Store,
+    lease: crate::ExpectationLease,
+    now: UnixMillis,
+    outcome: &CheckOutcome,
+) -> bool {
+    let done = store
+        .finish_checks(
+            now,
+            &[crate::FinishedCheck {
+                lease,
+                outcome: outcome.clone(),
+            }],
+        )
+        .await
+        .expect("finish");
+    assert_eq!(done.len(), 1);
+    done[0]
 }
 
 /// The maintenance lease has one holder at a time: renewed by its holder, refused to another

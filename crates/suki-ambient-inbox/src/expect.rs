@@ -172,6 +172,16 @@ pub struct ExpectationLease {
     pub fence: i64,
 }
 
+/// A check to record ([`Store::finish_checks`](crate::Store::finish_checks)): the lease it
+/// held and what it concluded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedCheck {
+    /// The expectation and the fencing token of the claim.
+    pub lease: ExpectationLease,
+    /// What the check concluded.
+    pub outcome: CheckOutcome,
+}
+
 /// What a status check concluded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckOutcome {

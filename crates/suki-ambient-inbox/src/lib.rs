@@ -63,7 +63,8 @@ mod postgres;
 mod sqlite;
 
 pub use expect::{
-    CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, Resolution, SessionKind,
+    CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, FinishedCheck, Resolution,
+    SessionKind,
 };
 pub use handler::{FetchResults, InboxHandler, InboxMeta, Permanent, ResultsHandler, RetryAfter};
 #[cfg(feature = "axum")]

@@ -12,7 +12,7 @@ use suki_ambient_core::{
     SessionId, UnixMillis, WebhookEvent,
 };
 
-use crate::expect::{CheckOutcome, ExpectationRecord, ExpectedSession, SessionKind};
+use crate::expect::{CheckOutcome, ExpectationRecord, ExpectedSession, FinishedCheck, SessionKind};
 use crate::store::{NewDelivery, Source};
 use crate::{Inbox, StoreError, backoff};
 
@@ -270,6 +270,7 @@ impl Reconciler {
                 return Ok(report);
             }
             let checks = claims.iter().map(|claim| self.check(claim));
+            let mut finished = Vec::with_capacity(claims.len());
             for (claim, outcome) in claims
                 .iter()
                 .zip(futures_util::future::join_all(checks).await)
@@ -292,14 +293,20 @@ impl Reconciler {
                 if let Some(callback) = &self.on_check {
                     callback(claim, &result);
                 }
-                let outcome = outcome.into_outcome();
-                if !self
-                    .inbox
-                    .store()
-                    .finish_check(&claim.lease(), self.inbox.now(), &outcome)
-                    .await?
-                {
-                    tracing::warn!(session_id = %claim.session_id, "suki reconciler lost its lease on an expectation");
+                finished.push(FinishedCheck {
+                    lease: claim.lease(),
+                    outcome: outcome.into_outcome(),
+                });
+            }
+            // The pass's bookkeeping in one transaction.
+            let recorded = self
+                .inbox
+                .store()
+                .finish_checks(self.inbox.now(), &finished)
+                .await?;
+            for (check, recorded) in finished.iter().zip(recorded) {
+                if !recorded {
+                    tracing::warn!(session_id = %check.lease.session_id, "suki reconciler lost its lease on an expectation");
                 }
             }
         }

@@ -964,51 +964,56 @@ where
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    async fn finish_check(
+    async fn finish_checks(
         &self,
-        lease: &crate::ExpectationLease,
         now: UnixMillis,
-        outcome: &crate::CheckOutcome,
-    ) -> Result<bool, StoreError> {
-        let done = match outcome {
-            crate::CheckOutcome::Again {
-                next_check,
-                last_status,
-            } => {
-                let sql = self.sql(CHECK_AGAIN);
-                sqlx::query(&sql)
+        checks: &[crate::FinishedCheck],
+    ) -> Result<Vec<bool>, StoreError> {
+        if checks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (again, stored_sql, gave_up) = (
+            self.sql(CHECK_AGAIN),
+            self.sql(CHECK_STORED),
+            self.sql(CHECK_GAVE_UP),
+        );
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
+        let mut done = Vec::with_capacity(checks.len());
+        for check in checks {
+            let lease = &check.lease;
+            let result = match &check.outcome {
+                crate::CheckOutcome::Again {
+                    next_check,
+                    last_status,
+                } => sqlx::query(&again)
                     .bind(lease.session_id.as_str())
                     .bind(lease.fence)
                     .bind(stored(*next_check))
                     .bind(last_status.as_str())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
-                    .db()?
-            }
-            crate::CheckOutcome::Stored { last_status } => {
-                let sql = self.sql(CHECK_STORED);
-                sqlx::query(&sql)
+                    .db()?,
+                crate::CheckOutcome::Stored { last_status } => sqlx::query(&stored_sql)
                     .bind(lease.session_id.as_str())
                     .bind(lease.fence)
                     .bind(last_status.as_str())
                     .bind(stored(now))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
-                    .db()?
-            }
-            crate::CheckOutcome::GaveUp { last_status } => {
-                let sql = self.sql(CHECK_GAVE_UP);
-                sqlx::query(&sql)
+                    .db()?,
+                crate::CheckOutcome::GaveUp { last_status } => sqlx::query(&gave_up)
                     .bind(lease.session_id.as_str())
                     .bind(lease.fence)
                     .bind(last_status.as_str())
                     .bind(stored(now))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
-                    .db()?
-            }
-        };
-        Ok(D::rows_affected(&done) == 1)
+                    .db()?,
+            };
+            done.push(D::rows_affected(&result) == 1);
+        }
+        tx.commit().await.db()?;
+        Ok(done)
     }
 
     async fn sweep(&self, since: UnixMillis, now: UnixMillis) -> Result<u64, StoreError> {

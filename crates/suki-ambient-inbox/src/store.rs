@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use suki_ambient_core::{Stored, UnixMillis};
 
-use crate::expect::{CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession};
+use crate::expect::{ExpectationRecord, ExpectedSession, FinishedCheck};
 
 /// Where a row came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -479,13 +479,14 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<ExpectationRecord>, StoreError>;
 
-    /// Records what a check concluded; `false` when the lease is no longer this one.
-    async fn finish_check(
+    /// Records what each check of a pass concluded, in one transaction (one commit for the
+    /// pass, not one per session); per check, `false` when its lease is no longer this one
+    /// (that check changed nothing).
+    async fn finish_checks(
         &self,
-        lease: &ExpectationLease,
         now: UnixMillis,
-        outcome: &CheckOutcome,
-    ) -> Result<bool, StoreError>;
+        checks: &[FinishedCheck],
+    ) -> Result<Vec<bool>, StoreError>;
 
     /// Makes every expectation of a session ended since `since` that no stored event resolved
     /// (unresolved, or given up) due now, given-up ones reopened; how many. One under a live

@@ -61,11 +61,18 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
     let gave_up = CheckOutcome::GaveUp {
         last_status: "running".to_owned(),
     };
-    assert!(
+    assert_eq!(
         store
-            .finish_check(&quiet[0].lease(), now, &gave_up)
+            .finish_checks(
+                now,
+                &[suki_ambient_inbox::FinishedCheck {
+                    lease: quiet[0].lease(),
+                    outcome: gave_up,
+                }]
+            )
             .await
-            .expect("finish")
+            .expect("finish"),
+        [true]
     );
     let rows: Vec<_> = ["ok-1", "ok-2", "dead-1", "dead-2", "flaky-1", "lost-1"]
         .iter()

@@ -16,9 +16,9 @@ use suki_ambient_core::{
     WebhookEvent, WebhookSecret,
 };
 use suki_ambient_inbox::{
-    CheckOutcome, Claim, Counts, DeliveryRecord, ExpectationLease, ExpectationRecord,
-    ExpectedSession, Inbox, InboxMeta, InboxWorker, Lease, NewDelivery, Next, Permanent,
-    RetryAfter, Selection, SqliteStore, State, Store, StoreError, backoff,
+    Claim, Counts, DeliveryRecord, ExpectationRecord, ExpectedSession, FinishedCheck, Inbox,
+    InboxMeta, InboxWorker, Lease, NewDelivery, Next, Permanent, RetryAfter, Selection,
+    SqliteStore, State, Store, StoreError, backoff,
 };
 
 const SECRET: &str = "inbox-test-secret";
@@ -536,14 +536,13 @@ impl Store for Switchable {
             .claim_expectations(owner, now, lease, limit)
             .await
     }
-    async fn finish_check(
+    async fn finish_checks(
         &self,
-        lease: &ExpectationLease,
         now: UnixMillis,
-        outcome: &CheckOutcome,
-    ) -> Result<bool, StoreError> {
+        checks: &[FinishedCheck],
+    ) -> Result<Vec<bool>, StoreError> {
         self.check()?;
-        self.inner.finish_check(lease, now, outcome).await
+        self.inner.finish_checks(now, checks).await
     }
     async fn sweep(&self, since: UnixMillis, now: UnixMillis) -> Result<u64, StoreError> {
         self.check()?;
