@@ -179,17 +179,43 @@ fn main() {
             }
         })
     };
+    // The SDK's client alone: the same status calls through `AmbientClient` (its retries,
+    // metrics, size cap and decoding), nothing stored: where the reconciler's cost splits.
+    let through_client = || {
+        rt.block_on(async {
+            let limit = Arc::new(Semaphore::new(concurrency as usize));
+            let cpu0 = bench::cpu_time();
+            let mut tasks = Vec::new();
+            for (session_id, _) in &sessions {
+                let client = client.clone();
+                let id = session_id.clone();
+                let permit = Arc::clone(&limit).acquire_owned().await.expect("semaphore");
+                tasks.push(tokio::spawn(async move {
+                    let ok = client.session_status(&id).await.is_ok();
+                    drop(permit);
+                    ok
+                }));
+            }
+            for t in tasks {
+                assert!(t.await.expect("task"));
+            }
+            (bench::cpu_time() - cpu0).as_secs_f64() * 1e6 / sessions.len() as f64
+        })
+    };
     if backend != "sqlite" {
         eprintln!("note: a Postgres URL must name an empty database, used by one round only");
     }
     const ROUNDS: usize = if cfg!(debug_assertions) { 1 } else { 3 };
     let _ = raw(500);
     let mut rounds = Vec::new();
+    let mut client_cpu = Vec::new();
     for round in 0..(if backend == "sqlite" { ROUNDS } else { 1 }) {
         let s = sdk(round);
         let r = raw(sessions.len());
+        client_cpu.push(through_client());
         rounds.push((s, r));
     }
+    let client_cpu = bench::median(client_cpu);
     let median = bench::median;
     let per_s = |run: &Run| sessions.len() as f64 / run.elapsed.as_secs_f64();
     let cpu_per = |run: &Run| run.cpu.as_secs_f64() * 1e6 / sessions.len() as f64;
@@ -239,6 +265,10 @@ fn main() {
     );
     println!(
         "baseline (the same status GETs with reqwest + serde, nothing stored): {raw_total:.2} s, {raw_cpu:.0} µs CPU per session"
+    );
+    println!(
+        "of which the SDK client's status call alone (AmbientClient, nothing stored): {client_cpu:.0} µs CPU per session; the bookkeeping: {:.0} µs",
+        sdk_cpu - client_cpu
     );
     println!("ratio reconciler/baseline: time {ratio_time:.2}x, CPU per session {ratio_cpu:.2}x");
     let _ = child.kill();

@@ -311,6 +311,27 @@ impl Inbox {
         }
     }
 
+    /// Stores `deliveries` in one transaction of their own (not through the group commit: the
+    /// caller already has a batch), recording the write for health, counting and waking as
+    /// [`ingest`](Self::ingest) does.
+    pub(crate) async fn ingest_batch(
+        &self,
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<Stored>, StoreError> {
+        let result = self.inner.store.insert(deliveries).await;
+        self.wrote(&result);
+        let stored = result?;
+        for (delivery, stored) in deliveries.iter().zip(&stored) {
+            if *stored == Stored::Accepted {
+                crate::metrics::enqueued(delivery.source);
+            }
+        }
+        if stored.contains(&Stored::Accepted) {
+            self.inner.wake.notify_waiters();
+        }
+        Ok(stored)
+    }
+
     /// Writes `batch` in one transaction and answers each of its callers. If this caller goes
     /// away during the write (its client disconnected and the server dropped the request), the
     /// batch goes back to the queue for the next writer: at worst it was committed already, and

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use suki_ambient_client::AmbientClient;
 use suki_ambient_core::api::SessionStatus;
 use suki_ambient_core::{
@@ -21,7 +22,14 @@ const DEFAULT_BASE: Duration = Duration::from_secs(30);
 const DEFAULT_CAP: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_GIVE_UP: Duration = Duration::from_secs(24 * 60 * 60);
 const DEFAULT_CONCURRENCY: u32 = 4;
-const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// How long a pass holds the expectations it claimed: long enough for a whole pass of
+/// [`PASS_ROUNDS`] rounds of checks that each time out.
+const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
+/// A pass claims this many times `concurrency` expectations (at most [`MAX_PASS`]) and checks
+/// them `concurrency` at a time, so that its bookkeeping (claim, store the ended sessions'
+/// events, record the checks: three commits) is shared by many sessions.
+const PASS_ROUNDS: u32 = 8;
+const MAX_PASS: u32 = 256;
 const MIN_RECHECK: Duration = Duration::from_secs(1);
 /// The most characters of a polled status kept.
 const STATUS_TEXT: usize = 64;
@@ -264,17 +272,27 @@ impl Reconciler {
             let claims = self
                 .inbox
                 .store()
-                .claim_expectations(&self.owner, self.inbox.now(), self.lease, self.concurrency)
+                .claim_expectations(
+                    &self.owner,
+                    self.inbox.now(),
+                    self.lease,
+                    (self.concurrency * PASS_ROUNDS).min(MAX_PASS),
+                )
                 .await?;
             if claims.is_empty() {
                 return Ok(report);
             }
-            let checks = claims.iter().map(|claim| self.check(claim));
+            // `concurrency` checks at a time, their results in the claims' order.
+            let claimed = &claims;
+            let polled: Vec<Polled> = futures_util::stream::iter(0..claims.len())
+                .map(|i| self.check(&claimed[i]))
+                .buffered(self.concurrency as usize)
+                .collect()
+                .await;
+            // The pass's ended sessions stored together: one transaction for their events.
+            let outcomes = self.store_ended(&claims, polled).await;
             let mut finished = Vec::with_capacity(claims.len());
-            for (claim, outcome) in claims
-                .iter()
-                .zip(futures_util::future::join_all(checks).await)
-            {
+            for (claim, outcome) in claims.iter().zip(outcomes) {
                 report.checked += 1;
                 match &outcome {
                     Checked::Recovered(_) => report.recovered += 1,
@@ -321,12 +339,13 @@ impl Reconciler {
         self.check_due().await
     }
 
-    async fn check(&self, expected: &ExpectationRecord) -> Checked {
+    /// Polls one expected session's status.
+    async fn check(&self, expected: &ExpectationRecord) -> Polled {
         let id = SessionId::new(expected.session_id.clone());
         let client = match &expected.provider_id {
             Some(provider) => match self.client.for_provider(provider) {
                 Ok(client) => client,
-                Err(_) => return self.again(expected, "invalid_provider_id"),
+                Err(_) => return Polled::Checked(self.again(expected, "invalid_provider_id")),
             },
             None => self.client.clone(),
         };
@@ -341,7 +360,7 @@ impl Reconciler {
             {
                 Some(event) => {
                     let status = crate::display::clean(answer.status.as_str(), STATUS_TEXT);
-                    return self.store(expected, &event, &status).await;
+                    return Polled::Ended(Box::new(event), status);
                 }
                 None => crate::display::clean(answer.status.as_str(), STATUS_TEXT),
             },
@@ -349,35 +368,51 @@ impl Reconciler {
                 .status()
                 .map_or_else(|| "unreachable".to_owned(), |s| s.to_string()),
         };
-        self.again(expected, &seen)
+        Polled::Checked(self.again(expected, &seen))
     }
 
-    /// Stores a polled event in the inbox (the trigger resolves the expectation as `poll`).
-    async fn store(
-        &self,
-        expected: &ExpectationRecord,
-        event: &WebhookEvent,
-        status: &str,
-    ) -> Checked {
+    /// Stores the events of the sessions a pass found ended, in one transaction (each resolves
+    /// its expectation as `poll` through the store's rule); what each check concluded.
+    async fn store_ended(&self, claims: &[ExpectationRecord], polled: Vec<Polled>) -> Vec<Checked> {
         let now = self.inbox.now();
-        let delivery = NewDelivery {
-            dedup_key: crate::inbox::event_key(&expected.session_id, event.kind()),
-            source: Source::Poll,
-            kind: event.kind().as_str().to_owned(),
-            session_id: Some(expected.session_id.clone()),
-            encounter_id: Some(expected.encounter_id.clone()),
-            generated_at: now,
-            received_at: now,
-            body: event.to_vec().into(),
-        };
-        match self.inbox.ingest(delivery).await {
-            Ok(suki_ambient_core::Stored::Accepted) => Checked::Recovered(status.to_owned()),
-            Ok(_) => Checked::AlreadyStored(status.to_owned()),
-            Err(err) => {
-                tracing::warn!(error = %err, "suki reconciler could not store a polled event");
-                self.again(expected, "store_error")
-            }
+        let deliveries: Vec<NewDelivery> = claims
+            .iter()
+            .zip(&polled)
+            .filter_map(|(expected, polled)| match polled {
+                Polled::Ended(event, _) => Some(NewDelivery {
+                    dedup_key: crate::inbox::event_key(&expected.session_id, event.kind()),
+                    source: Source::Poll,
+                    kind: event.kind().as_str().to_owned(),
+                    session_id: Some(expected.session_id.clone()),
+                    encounter_id: Some(expected.encounter_id.clone()),
+                    generated_at: now,
+                    received_at: now,
+                    body: event.to_vec().into(),
+                }),
+                Polled::Checked(_) => None,
+            })
+            .collect();
+        let mut stored = if deliveries.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.inbox.ingest_batch(&deliveries).await
         }
+        .map(Vec::into_iter);
+        if let Err(err) = &stored {
+            tracing::warn!(error = %err, sessions = deliveries.len(), "suki reconciler could not store polled events");
+        }
+        claims
+            .iter()
+            .zip(polled)
+            .map(|(expected, polled)| match polled {
+                Polled::Checked(checked) => checked,
+                Polled::Ended(_, status) => match stored.as_mut().map(Iterator::next) {
+                    Ok(Some(suki_ambient_core::Stored::Accepted)) => Checked::Recovered(status),
+                    Ok(Some(_)) => Checked::AlreadyStored(status),
+                    Ok(None) | Err(_) => self.again(expected, "store_error"),
+                },
+            })
+            .collect()
     }
 
     fn again(&self, expected: &ExpectationRecord, seen: &str) -> Checked {
@@ -411,6 +446,14 @@ impl ReconcilerHandle {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// What a status poll found, before the pass stores the ended sessions' events.
+enum Polled {
+    /// Ended: the event a webhook would have carried, and the status seen.
+    Ended(Box<WebhookEvent>, String),
+    /// Not ended (or the poll failed): what to record.
+    Checked(Checked),
 }
 
 /// What a check found, before it is recorded.

@@ -178,23 +178,52 @@ pub(crate) const CLAIM_EXPECTATIONS_POSTGRES: &str = "UPDATE suki_inbox_expectat
      RETURNING e.session_id, e.encounter_id, e.provider_id, e.kind, e.ended_at, e.next_check, \
          e.checks, e.last_status, e.lease_owner, e.fence, e.resolution, e.resolved_at";
 
-pub(crate) const CHECK_AGAIN: &str = "UPDATE suki_inbox_expectations \
-     SET next_check = $3, last_status = $4, lease_owner = NULL, lease_expires = NULL \
-     WHERE session_id = $1 AND fence = $2 AND resolution IS NULL";
+/// The most checks one statement records.
+const FINISH_CHUNK: usize = 200;
 
-pub(crate) const CHECK_STORED: &str = concat!(
-    "UPDATE suki_inbox_expectations \
-     SET last_status = $3, resolved_at = COALESCE(resolved_at, $4), \
-         lease_owner = NULL, lease_expires = NULL, \
-         resolution = COALESCE(resolution, ",
-    stored_resolution!(),
-    ", 'poll') WHERE session_id = $1 AND fence = $2"
-);
-
-pub(crate) const CHECK_GAVE_UP: &str = "UPDATE suki_inbox_expectations \
-     SET resolution = 'gave_up', resolved_at = $4, last_status = $3, \
-         lease_owner = NULL, lease_expires = NULL \
-     WHERE session_id = $1 AND fence = $2 AND resolution IS NULL";
+/// Records `n` checks in one statement: `$1` now, then per check its session, fence, outcome
+/// (`again`, `stored`, `gave_up`), next check (for `again`) and status seen. A check whose fence
+/// is no longer the row's (or, but for `stored`, whose expectation was resolved meanwhile)
+/// matches nothing; the sessions recorded are returned.
+fn finish_many(n: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::from("WITH v (sid, vfence, kind, vnext, vstatus) AS (VALUES ");
+    for i in 0..n {
+        let p = 2 + i * 5;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(
+            sql,
+            "(${}, CAST(${} AS BIGINT), ${}, CAST(${} AS BIGINT), ${})",
+            p,
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4
+        );
+    }
+    sql.push_str(
+        ") UPDATE suki_inbox_expectations AS x \
+         SET next_check = CASE WHEN v.kind = 'again' THEN v.vnext ELSE x.next_check END, \
+             last_status = v.vstatus, lease_owner = NULL, lease_expires = NULL, \
+             resolution = CASE v.kind WHEN 'gave_up' THEN 'gave_up' \
+                 WHEN 'stored' THEN COALESCE(x.resolution, \
+                     (SELECT CASE d.source WHEN 'poll' THEN 'poll' ELSE 'webhook' END \
+                      FROM suki_inbox_deliveries AS d \
+                      WHERE d.session_id = x.session_id AND d.kind <> 'unknown' \
+                      ORDER BY d.id LIMIT 1), 'poll') \
+                 ELSE x.resolution END, \
+             resolved_at = CASE v.kind WHEN 'gave_up' THEN CAST($1 AS BIGINT) \
+                 WHEN 'stored' THEN COALESCE(x.resolved_at, CAST($1 AS BIGINT)) \
+                 ELSE x.resolved_at END \
+         FROM v \
+         WHERE x.session_id = v.sid AND x.fence = v.vfence \
+           AND (v.kind = 'stored' OR x.resolution IS NULL) \
+         RETURNING session_id",
+    );
+    sql
+}
 
 pub(crate) const HOURLY: &str = "SELECT received_at / 3600000 AS hour, state, COUNT(*) \
      FROM suki_inbox_deliveries WHERE received_at >= $1 GROUP BY received_at / 3600000, state";
@@ -596,7 +625,7 @@ where
     for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<i64>: sqlx::Decode<'q, D::Db>,
+    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
     for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
@@ -972,48 +1001,46 @@ where
         if checks.is_empty() {
             return Ok(Vec::new());
         }
-        let (again, stored_sql, gave_up) = (
-            self.sql(CHECK_AGAIN),
-            self.sql(CHECK_STORED),
-            self.sql(CHECK_GAVE_UP),
-        );
-        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
-        let mut done = Vec::with_capacity(checks.len());
-        for check in checks {
-            let lease = &check.lease;
-            let result = match &check.outcome {
-                crate::CheckOutcome::Again {
-                    next_check,
-                    last_status,
-                } => sqlx::query(&again)
-                    .bind(lease.session_id.as_str())
-                    .bind(lease.fence)
-                    .bind(stored(*next_check))
-                    .bind(last_status.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .db()?,
-                crate::CheckOutcome::Stored { last_status } => sqlx::query(&stored_sql)
-                    .bind(lease.session_id.as_str())
-                    .bind(lease.fence)
-                    .bind(last_status.as_str())
-                    .bind(stored(now))
-                    .execute(&mut *tx)
-                    .await
-                    .db()?,
-                crate::CheckOutcome::GaveUp { last_status } => sqlx::query(&gave_up)
-                    .bind(lease.session_id.as_str())
-                    .bind(lease.fence)
-                    .bind(last_status.as_str())
-                    .bind(stored(now))
-                    .execute(&mut *tx)
-                    .await
-                    .db()?,
+        // One statement per chunk (one for a pass of the reconciler): no transaction unless the
+        // batch needs several.
+        let mut tx = if checks.len() > FINISH_CHUNK {
+            Some(self.pool.begin_with(D::BEGIN_WRITE).await.db()?)
+        } else {
+            None
+        };
+        let mut recorded = std::collections::HashSet::new();
+        for chunk in checks.chunks(FINISH_CHUNK) {
+            let sql = self.sql_owned(finish_many(chunk.len()));
+            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(stored(now));
+            for check in chunk {
+                let (kind, next, status) = match &check.outcome {
+                    crate::CheckOutcome::Again {
+                        next_check,
+                        last_status,
+                    } => ("again", Some(stored(*next_check)), last_status),
+                    crate::CheckOutcome::Stored { last_status } => ("stored", None, last_status),
+                    crate::CheckOutcome::GaveUp { last_status } => ("gave_up", None, last_status),
+                };
+                query = query
+                    .bind(check.lease.session_id.as_str())
+                    .bind(check.lease.fence)
+                    .bind(kind)
+                    .bind(next)
+                    .bind(status.as_str());
+            }
+            let ids = match tx.as_mut() {
+                Some(tx) => query.fetch_all(&mut **tx).await.db()?,
+                None => query.fetch_all(&self.pool).await.db()?,
             };
-            done.push(D::rows_affected(&result) == 1);
+            recorded.extend(ids);
         }
-        tx.commit().await.db()?;
-        Ok(done)
+        if let Some(tx) = tx {
+            tx.commit().await.db()?;
+        }
+        Ok(checks
+            .iter()
+            .map(|c| recorded.contains(&c.lease.session_id))
+            .collect())
     }
 
     async fn sweep(&self, since: UnixMillis, now: UnixMillis) -> Result<u64, StoreError> {

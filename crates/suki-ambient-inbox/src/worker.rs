@@ -18,7 +18,7 @@ use crate::store::{Claim, Lease, Next, Store};
 use crate::{Inbox, StoreError};
 
 /// Defaults of [`InboxWorkerBuilder`].
-const DEFAULT_CONCURRENCY: usize = 4;
+const DEFAULT_CONCURRENCY: usize = 16;
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_ATTEMPTS: u32 = 12;
 const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(1);
@@ -355,7 +355,10 @@ impl InboxWorkerBuilder {
         }
     }
 
-    /// How many rows are processed at once (default 4, at least 1).
+    /// How many rows are processed at once (default 16, at least 1). Handlers mostly wait on
+    /// the network (Suki's API, your EHR): with a 20 ms API, 16 take 200 sessions a second from
+    /// webhook to results at a p99 under 30 ms, where 4 (the default before) fell behind (p99
+    /// 1.7 s; `bench/inbox_e2e`).
     #[must_use]
     pub fn concurrency(mut self, n: usize) -> Self {
         self.options.concurrency = n.max(1);

@@ -13,7 +13,8 @@
 //! login, renewed before expiry) or `SUKI_TOKEN` (a static token); `SUKI_API_BASE_URL`
 //! (default Suki staging), `SUKI_INBOX_URL` (default `sqlite://suki-inbox.db`; or
 //! `postgres://…` with the package's `postgres` feature), `SUKI_WORKER_NAME` (default `inbox_receiver`: one
-//! running receiver per name), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
+//! running receiver per name), `SUKI_WORKER_CONCURRENCY` (sessions processed at once, default
+//! the worker's 16), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
 //!
 //! Also serves `GET /metrics` (Prometheus text format: the `suki_*` metrics, see
 //! docs/operations.md) and `GET /healthz` (the inbox's health: 200 or 503 with JSON).
@@ -131,10 +132,18 @@ async fn main() -> ExitCode {
         }
     };
     let name = std::env::var("SUKI_WORKER_NAME").unwrap_or_else(|_| "inbox_receiver".into());
-    let worker = InboxWorker::builder(inbox.clone(), FetchResults::new(client, Notes))
-        .owner(name)
-        .build()
-        .spawn();
+    let mut worker =
+        InboxWorker::builder(inbox.clone(), FetchResults::new(client, Notes)).owner(name);
+    if let Some(n) = env("SUKI_WORKER_CONCURRENCY") {
+        match n.parse::<usize>() {
+            Ok(n) if n > 0 => worker = worker.concurrency(n),
+            _ => {
+                eprintln!("error: SUKI_WORKER_CONCURRENCY must be a positive number, not {n:?}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let worker = worker.build().spawn();
 
     let listener = examples::listen().await;
     let endpoint = WebhookEndpoint::inbox(verifier, inbox.clone());
