@@ -18,6 +18,14 @@ use suki_ambient::client::AmbientClient;
 use suki_ambient::inbox::{ExpectedSession, Inbox, Reconciler};
 use tokio::sync::Semaphore;
 
+/// With `PERF_CTL_FIFO` set (to `perf record --control=fifo:PATH -D -1`'s FIFO), profiles the
+/// reconciler's pass only.
+fn perf_control(command: &str) {
+    if let Ok(path) = std::env::var("PERF_CTL_FIFO") {
+        let _ = std::fs::write(path, format!("{command}\n"));
+    }
+}
+
 /// Child: a sandbox with `n` completed sessions (their webhooks never sent); prints the base
 /// URL, a token and the ids, then answers each `count` line on stdin with the number of API
 /// requests it has served.
@@ -113,9 +121,11 @@ fn main() {
                     .await
                     .expect("expect");
             }
+            perf_control("enable");
             let cpu0 = bench::cpu_time();
             let started = Instant::now();
             let report = reconciler.check_due().await.expect("check");
+            perf_control("disable");
             let run = Run {
                 elapsed: started.elapsed(),
                 cpu: bench::cpu_time() - cpu0,

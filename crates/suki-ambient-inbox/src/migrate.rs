@@ -76,7 +76,7 @@ const SQLITE: &[Migration] = &[
     migration!("sqlite", 2, "0002", "due_index"),
     migration!("sqlite", 3, "0003", "expectations"),
     migration!("sqlite", 4, "0004", "counts_and_probe"),
-    migration!("sqlite", 5, "0005", "maintenance_lease"),
+    migration!("sqlite", 5, "0005", "fleet"),
 ];
 
 const POSTGRES: &[Migration] = &[

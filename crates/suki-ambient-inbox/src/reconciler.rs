@@ -28,7 +28,7 @@ const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
 /// A pass claims this many times `concurrency` expectations (at most [`MAX_PASS`]) and checks
 /// them `concurrency` at a time, so that its bookkeeping (claim, store the ended sessions'
 /// events, record the checks: three commits) is shared by many sessions.
-const PASS_ROUNDS: u32 = 8;
+const PASS_ROUNDS: u32 = 16;
 const MAX_PASS: u32 = 256;
 const MIN_RECHECK: Duration = Duration::from_secs(1);
 /// The most characters of a polled status kept.

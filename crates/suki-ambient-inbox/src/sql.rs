@@ -181,26 +181,28 @@ pub(crate) const CLAIM_EXPECTATIONS_POSTGRES: &str = "UPDATE suki_inbox_expectat
 /// The most checks one statement records.
 const FINISH_CHUNK: usize = 200;
 
-/// Records `n` checks in one statement: `$1` now, then per check its session, fence, outcome
-/// (`again`, `stored`, `gave_up`), next check (for `again`) and status seen. A check whose fence
-/// is no longer the row's (or, but for `stored`, whose expectation was resolved meanwhile)
-/// matches nothing; the sessions recorded are returned.
-fn finish_many(n: usize) -> String {
+/// Records `n` checks in one statement: per check its session, fence, outcome (`again`,
+/// `stored`, `gave_up`), next check (for `again`), status seen and the time, each parameter once
+/// and in order (`placeholder`). A check whose fence is no longer the row's (or, but for
+/// `stored`, whose expectation was resolved meanwhile) matches nothing; the sessions recorded are
+/// returned.
+fn finish_many(n: usize, placeholder: fn(usize) -> String) -> String {
     use std::fmt::Write as _;
-    let mut sql = String::from("WITH v (sid, vfence, kind, vnext, vstatus) AS (VALUES ");
+    let mut sql = String::from("WITH v (sid, vfence, kind, vnext, vstatus, vnow) AS (VALUES ");
     for i in 0..n {
-        let p = 2 + i * 5;
+        let p = |k: usize| placeholder(i * 6 + k);
         if i > 0 {
             sql.push_str(", ");
         }
         let _ = write!(
             sql,
-            "(${}, CAST(${} AS BIGINT), ${}, CAST(${} AS BIGINT), ${})",
-            p,
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4
+            "({}, CAST({} AS BIGINT), {}, CAST({} AS BIGINT), {}, CAST({} AS BIGINT))",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6)
         );
     }
     sql.push_str(
@@ -214,8 +216,8 @@ fn finish_many(n: usize) -> String {
                       WHERE d.session_id = x.session_id AND d.kind <> 'unknown' \
                       ORDER BY d.id LIMIT 1), 'poll') \
                  ELSE x.resolution END, \
-             resolved_at = CASE v.kind WHEN 'gave_up' THEN CAST($1 AS BIGINT) \
-                 WHEN 'stored' THEN COALESCE(x.resolved_at, CAST($1 AS BIGINT)) \
+             resolved_at = CASE v.kind WHEN 'gave_up' THEN v.vnow \
+                 WHEN 'stored' THEN COALESCE(x.resolved_at, v.vnow) \
                  ELSE x.resolved_at END \
          FROM v \
          WHERE x.session_id = v.sid AND x.fence = v.vfence \
@@ -370,6 +372,11 @@ pub trait SqlDialect: sealed::Sealed + Send + Sync + 'static {
     /// claimers never read the same due rows).
     #[doc(hidden)]
     const BEGIN_WRITE: &'static str;
+    /// The `n`th (from 1) parameter of a statement whose parameters each appear once, in
+    /// order: Postgres numbers them (`$n`); SQLite takes them anonymous (`?`), because binding
+    /// numbered ones looks each name up in a list (quadratic in a group commit's 2,560).
+    #[doc(hidden)]
+    fn placeholder(n: usize) -> String;
     /// Rows a statement changed.
     #[doc(hidden)]
     fn rows_affected(result: &<Self::Db as sqlx::Database>::QueryResult) -> u64;
@@ -431,6 +438,9 @@ impl SqlDialect for SqliteDialect {
     const CLAIM: &'static str = CLAIM_SQLITE;
     const CLAIM_EXPECTATIONS: &'static str = CLAIM_EXPECTATIONS_SQLITE;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    fn placeholder(_n: usize) -> String {
+        "?".to_owned()
+    }
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
     }
@@ -468,6 +478,9 @@ impl SqlDialect for PostgresDialect {
     const CLAIM: &'static str = CLAIM_POSTGRES;
     const CLAIM_EXPECTATIONS: &'static str = CLAIM_EXPECTATIONS_POSTGRES;
     const BEGIN_WRITE: &'static str = "BEGIN";
+    fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()
     }
@@ -584,30 +597,30 @@ fn until(now: UnixMillis, lease: std::time::Duration) -> i64 {
     )))
 }
 
-/// The group commit's multi-row insert for `n` rows (13 values each; the constant ones are
-/// written out).
-fn insert_many(n: usize) -> String {
+/// The group commit's multi-row insert for `n` rows (10 parameters each, once and in order;
+/// the constant values are written out).
+fn insert_many(n: usize, placeholder: fn(usize) -> String) -> String {
     use std::fmt::Write as _;
     let mut sql = String::from(INSERT_MANY);
     sql.push_str("VALUES ");
     for i in 0..n {
-        let p = i * 9;
+        let p = |k: usize| placeholder(i * 10 + k);
         if i > 0 {
             sql.push_str(", ");
         }
         let _ = write!(
             sql,
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, 0, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8,
-            p + 9,
-            p + 7,
+            "({}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, 0, {})",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7),
+            p(8),
+            p(9),
+            p(10),
         );
     }
     sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key");
@@ -678,7 +691,7 @@ where
         };
         let mut inserted = std::collections::HashSet::new();
         for chunk in batch.chunks(256) {
-            let sql = self.sql_owned(insert_many(chunk.len()));
+            let sql = self.sql_owned(insert_many(chunk.len(), D::placeholder));
             let mut query = sqlx::query_scalar::<_, String>(&sql);
             for d in chunk {
                 query = query
@@ -690,6 +703,7 @@ where
                     .bind(stored(d.generated_at))
                     .bind(stored(d.received_at))
                     .bind(&d.body[..])
+                    .bind(stored(d.received_at))
                     .bind(stored(d.received_at));
             }
             let keys = match tx.as_mut() {
@@ -1010,8 +1024,8 @@ where
         };
         let mut recorded = std::collections::HashSet::new();
         for chunk in checks.chunks(FINISH_CHUNK) {
-            let sql = self.sql_owned(finish_many(chunk.len()));
-            let mut query = sqlx::query_scalar::<_, String>(&sql).bind(stored(now));
+            let sql = self.sql_owned(finish_many(chunk.len(), D::placeholder));
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
             for check in chunk {
                 let (kind, next, status) = match &check.outcome {
                     crate::CheckOutcome::Again {
@@ -1026,7 +1040,8 @@ where
                     .bind(check.lease.fence)
                     .bind(kind)
                     .bind(next)
-                    .bind(status.as_str());
+                    .bind(status.as_str())
+                    .bind(stored(now));
             }
             let ids = match tx.as_mut() {
                 Some(tx) => query.fetch_all(&mut **tx).await.db()?,

@@ -33,3 +33,10 @@ ALTER TABLE suki_inbox_deliveries SET (
     autovacuum_vacuum_insert_scale_factor = 0.01,
     autovacuum_analyze_scale_factor = 0.02
 );
+
+-- A session's stored events, found by index: when the reconciler records a check or a session
+-- is expected, the inbox looks up whether that session's event is stored (a scan of the whole
+-- table before). Built in this migration's transaction: on a large existing inbox, writes wait
+-- for it.
+CREATE INDEX suki_inbox_deliveries_session ON suki_inbox_deliveries (session_id, id)
+    WHERE session_id IS NOT NULL;

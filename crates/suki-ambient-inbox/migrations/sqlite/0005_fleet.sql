@@ -6,3 +6,9 @@ CREATE TABLE suki_inbox_leases (
     expires_at INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO suki_inbox_leases (name) VALUES ('maintenance');
+
+-- A session's stored events, found by index: when the reconciler records a check or a session
+-- is expected, the inbox looks up whether that session's event is stored (a scan of the whole
+-- table before).
+CREATE INDEX suki_inbox_deliveries_session ON suki_inbox_deliveries (session_id, id)
+    WHERE session_id IS NOT NULL;
