@@ -287,7 +287,7 @@ macro_rules! raw_insert {
                 tx.commit().await.expect("commit");
             }
             async fn insert_batch(&self, rows: &[NewDelivery]) {
-                suki_ambient::inbox::Store::insert(self, rows)
+                suki_ambient::inbox::DeliveryQueue::insert(self, rows)
                     .await
                     .expect("insert");
             }

@@ -113,7 +113,7 @@ fn main() {
             let ended = UnixMillis::now();
             for (session_id, encounter_id) in &sessions {
                 reconciler
-                    .expect(ExpectedSession::ambient(
+                    .register(ExpectedSession::ambient(
                         session_id.clone(),
                         encounter_id.clone(),
                         ended,

@@ -347,7 +347,7 @@ async fn lost_webhook_step(
     let reconciler = Reconciler::new(client.clone(), inbox.clone()).grace(Duration::ZERO);
     let session = sandbox.create_session(None);
     reconciler
-        .expect(ExpectedSession::ambient(
+        .register(ExpectedSession::ambient(
             session.session_id.clone(),
             session.encounter_id.clone(),
             UnixMillis::now(),

@@ -844,7 +844,7 @@ async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal
     for _ in 0..2 {
         let session = sandbox.create_session(None);
         reconciler
-            .expect(ExpectedSession::ambient(
+            .register(ExpectedSession::ambient(
                 session.session_id.clone(),
                 session.encounter_id.clone(),
                 UnixMillis::now(),

@@ -24,7 +24,10 @@ use suki_ambient_core::{Stored, UnixMillis};
 use suki_ambient_core::{EncounterId, SessionId};
 
 use crate::expect::{CheckOutcome, ExpectedSession, Resolution, SessionKind};
-use crate::store::{NewDelivery, Next, Selection, Source, State, Store};
+use crate::store::{
+    ClaimRequest, FailedAttempt, Lease, NewDelivery, NewExpectation, Next, Selection, Source,
+    State, Store,
+};
 
 /// A fixed start time for the checks (ms).
 const T0: u64 = 1_700_000_000_000;
@@ -146,14 +149,14 @@ async fn claim_takes_due_rows_once(store: &impl Store) {
         .await
         .expect("insert");
     let early = store
-        .claim("w1", UnixMillis(T0 - 1), LEASE, 10)
+        .claim(req("w1", UnixMillis(T0 - 1), 10))
         .await
         .expect("claim");
     assert!(
         early.is_empty(),
         "claim: nothing is due before it was received"
     );
-    let claims = store.claim("w1", at(0), LEASE, 1).await.expect("claim");
+    let claims = store.claim(req("w1", at(0), 1)).await.expect("claim");
     assert_eq!(claims.len(), 1, "claim: the limit is honoured");
     let c = &claims[0];
     assert_eq!(c.record.state, State::Running);
@@ -169,13 +172,13 @@ async fn claim_takes_due_rows_once(store: &impl Store) {
         delivery(&c.record.dedup_key).body,
         "claim: the body intact"
     );
-    let rest = store.claim("w2", at(1), LEASE, 10).await.expect("claim");
+    let rest = store.claim(req("w2", at(1), 10)).await.expect("claim");
     assert_eq!(rest.len(), 1, "claim: the other row");
     assert_ne!(
         rest[0].record.id, c.record.id,
         "claim: a held row is not claimed again"
     );
-    let none = store.claim("w3", at(2), LEASE, 10).await.expect("claim");
+    let none = store.claim(req("w3", at(2), 10)).await.expect("claim");
     assert!(none.is_empty(), "claim: both rows are held");
     assert!(store.complete(c.lease(), at(3)).await.expect("complete"));
     let done = store.get(c.record.id).await.expect("get").expect("row");
@@ -184,7 +187,7 @@ async fn claim_takes_due_rows_once(store: &impl Store) {
     assert_eq!(done.lease_owner, None);
     assert!(
         store
-            .claim("w3", at(120_000), LEASE, 10)
+            .claim(req("w3", at(120_000), 10))
             .await
             .expect("claim")
             .iter()
@@ -196,14 +199,11 @@ async fn claim_takes_due_rows_once(store: &impl Store) {
 async fn expired_lease_is_reclaimed_and_fenced(store: &impl Store) {
     store.insert(&[delivery("a")]).await.expect("insert");
     let first = store
-        .claim("w1", at(0), LEASE, 1)
+        .claim(req("w1", at(0), 1))
         .await
         .expect("claim")
         .remove(0);
-    let second = store
-        .claim("w2", at(60_000), LEASE, 1)
-        .await
-        .expect("claim");
+    let second = store.claim(req("w2", at(60_000), 1)).await.expect("claim");
     assert_eq!(second.len(), 1, "fence: an expired lease is reclaimed");
     let second = &second[0];
     assert_eq!(second.record.id, first.record.id);
@@ -222,7 +222,7 @@ async fn expired_lease_is_reclaimed_and_fenced(store: &impl Store) {
     );
     assert!(
         !store
-            .fail(old, at(60_001), Next::Dead, "x")
+            .fail(failed(old, at(60_001), Next::Dead, "x"))
             .await
             .expect("fail"),
         "fence: stale failure refused"
@@ -253,7 +253,7 @@ async fn expired_lease_is_reclaimed_and_fenced(store: &impl Store) {
 async fn heartbeat_extends_the_lease(store: &impl Store) {
     store.insert(&[delivery("a")]).await.expect("insert");
     let c = store
-        .claim("w1", at(0), LEASE, 1)
+        .claim(req("w1", at(0), 1))
         .await
         .expect("claim")
         .remove(0);
@@ -263,15 +263,9 @@ async fn heartbeat_extends_the_lease(store: &impl Store) {
             .await
             .expect("heartbeat")
     );
-    let none = store
-        .claim("w2", at(90_000), LEASE, 1)
-        .await
-        .expect("claim");
+    let none = store.claim(req("w2", at(90_000), 1)).await.expect("claim");
     assert!(none.is_empty(), "heartbeat: the extended lease holds");
-    let taken = store
-        .claim("w2", at(120_000), LEASE, 1)
-        .await
-        .expect("claim");
+    let taken = store.claim(req("w2", at(120_000), 1)).await.expect("claim");
     assert_eq!(taken.len(), 1, "heartbeat: expires at the new time");
 }
 
@@ -280,11 +274,16 @@ async fn failure_schedules_or_buries(store: &impl Store) {
         .insert(&[delivery("a"), delivery("b")])
         .await
         .expect("insert");
-    let claims = store.claim("w1", at(0), LEASE, 2).await.expect("claim");
+    let claims = store.claim(req("w1", at(0), 2)).await.expect("claim");
     let (a, b) = (&claims[0], &claims[1]);
     assert!(
         store
-            .fail(a.lease(), at(1), Next::RetryAt(at(5_000)), "client_503")
+            .fail(failed(
+                a.lease(),
+                at(1),
+                Next::RetryAt(at(5_000)),
+                "client_503"
+            ))
             .await
             .expect("fail")
     );
@@ -295,18 +294,18 @@ async fn failure_schedules_or_buries(store: &impl Store) {
     assert_eq!(row.lease_owner, None);
     assert!(
         store
-            .claim("w1", at(4_999), LEASE, 5)
+            .claim(req("w1", at(4_999), 5))
             .await
             .expect("claim")
             .is_empty(),
         "fail: not due before run_after"
     );
-    let again = store.claim("w1", at(5_000), LEASE, 5).await.expect("claim");
+    let again = store.claim(req("w1", at(5_000), 5)).await.expect("claim");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].record.attempts, 2);
     assert!(
         store
-            .fail(b.lease(), at(1), Next::Dead, "payload_invalid")
+            .fail(failed(b.lease(), at(1), Next::Dead, "payload_invalid"))
             .await
             .expect("fail")
     );
@@ -315,7 +314,7 @@ async fn failure_schedules_or_buries(store: &impl Store) {
     assert_eq!(dead.last_error.as_deref(), Some("payload_invalid"));
     assert!(
         store
-            .claim("w1", at(10_000_000), LEASE, 5)
+            .claim(req("w1", at(10_000_000), 5))
             .await
             .expect("claim")
             .iter()
@@ -327,7 +326,7 @@ async fn failure_schedules_or_buries(store: &impl Store) {
 async fn release_gives_back_without_counting(store: &impl Store) {
     store.insert(&[delivery("a")]).await.expect("insert");
     let c = store
-        .claim("w1", at(0), LEASE, 1)
+        .claim(req("w1", at(0), 1))
         .await
         .expect("claim")
         .remove(0);
@@ -338,7 +337,7 @@ async fn release_gives_back_without_counting(store: &impl Store) {
     assert_eq!(row.run_after, T0 + 10, "release: due at once");
     assert_eq!(
         store
-            .claim("w2", at(10), LEASE, 1)
+            .claim(req("w2", at(10), 1))
             .await
             .expect("claim")
             .len(),
@@ -352,11 +351,11 @@ async fn a_restarted_owner_takes_its_rows_back(store: &impl Store) {
         .await
         .expect("insert");
     let mine = store
-        .claim("receiver-1", at(0), LEASE, 2)
+        .claim(req("receiver-1", at(0), 2))
         .await
         .expect("claim");
     let theirs = store
-        .claim("receiver-2", at(0), LEASE, 1)
+        .claim(req("receiver-2", at(0), 1))
         .await
         .expect("claim")
         .remove(0);
@@ -392,7 +391,7 @@ async fn a_restarted_owner_takes_its_rows_back(store: &impl Store) {
     );
     assert_eq!(
         store
-            .claim("receiver-1", at(5), LEASE, 5)
+            .claim(req("receiver-1", at(5), 5))
             .await
             .expect("claim")
             .len(),
@@ -414,14 +413,22 @@ pub fn expected(key: &str) -> ExpectedSession {
 async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
     assert!(
         store
-            .expect(&expected("a"), at(300_000), at(0))
+            .register(NewExpectation {
+                expected: &expected("a"),
+                first_check: at(300_000),
+                now: at(0)
+            })
             .await
             .expect("expect"),
         "expect: new"
     );
     assert!(
         !store
-            .expect(&expected("a"), at(1), at(1))
+            .register(NewExpectation {
+                expected: &expected("a"),
+                first_check: at(1),
+                now: at(1)
+            })
             .await
             .expect("expect"),
         "expect: once per session"
@@ -455,7 +462,11 @@ async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
     );
     // An event of unknown status does not resolve; a polled one resolves as `poll`.
     store
-        .expect(&expected("b"), at(300_000), at(0))
+        .register(NewExpectation {
+            expected: &expected("b"),
+            first_check: at(300_000),
+            now: at(0),
+        })
         .await
         .expect("expect");
     let mut unknown = delivery("b-unknown");
@@ -486,7 +497,11 @@ async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
     // Expecting a session whose webhook is already stored: resolved at once.
     store.insert(&[delivery("c")]).await.expect("insert");
     store
-        .expect(&expected("c"), at(300_000), at(9))
+        .register(NewExpectation {
+            expected: &expected("c"),
+            first_check: at(300_000),
+            now: at(9),
+        })
         .await
         .expect("expect");
     let c = store
@@ -501,7 +516,7 @@ async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
     );
     assert!(
         store
-            .claim_expectations("r", at(10_000_000), LEASE, 10)
+            .claim_expectations(req("r", at(10_000_000), 10))
             .await
             .expect("claim")
             .is_empty(),
@@ -513,20 +528,24 @@ async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
 async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
     for key in ["a", "b", "c"] {
         store
-            .expect(&expected(key), at(100), at(0))
+            .register(NewExpectation {
+                expected: &expected(key),
+                first_check: at(100),
+                now: at(0),
+            })
             .await
             .expect("expect");
     }
     assert!(
         store
-            .claim_expectations("r1", at(99), LEASE, 10)
+            .claim_expectations(req("r1", at(99), 10))
             .await
             .expect("claim")
             .is_empty(),
         "not due before next_check"
     );
     let claims = store
-        .claim_expectations("r1", at(100), LEASE, 2)
+        .claim_expectations(req("r1", at(100), 2))
         .await
         .expect("claim");
     assert_eq!(claims.len(), 2, "the limit");
@@ -536,7 +555,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
             .all(|c| c.checks == 1 && c.lease_owner.as_deref() == Some("r1"))
     );
     let rest = store
-        .claim_expectations("r2", at(101), LEASE, 10)
+        .claim_expectations(req("r2", at(101), 10))
         .await
         .expect("claim");
     assert_eq!(rest.len(), 1, "a held expectation is not claimed again");
@@ -558,7 +577,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
     );
     // An expired claim is taken over; the old holder is fenced out.
     let taken = store
-        .claim_expectations("r3", at(200_000), LEASE, 10)
+        .claim_expectations(req("r3", at(200_000), 10))
         .await
         .expect("claim");
     let retaken = taken
@@ -632,7 +651,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         "only sessions ended since"
     );
     let held = store
-        .claim_expectations("r4", at(270_000), LEASE, 10)
+        .claim_expectations(req("r4", at(270_000), 10))
         .await
         .expect("claim");
     assert_eq!(held.len(), 2);
@@ -647,7 +666,11 @@ async fn hourly_counts_and_resolutions(store: &impl Store) {
     for key in ["a", "b"] {
         assert!(
             store
-                .expect(&expected(key), at(0), at(0))
+                .register(NewExpectation {
+                    expected: &expected(key),
+                    first_check: at(0),
+                    now: at(0)
+                })
                 .await
                 .expect("expect")
         );
@@ -692,10 +715,10 @@ async fn retry_dead_rows(store: &impl Store) {
         .insert(&[delivery("a"), delivery("b"), delivery("c")])
         .await
         .expect("insert");
-    for c in store.claim("w1", at(0), LEASE, 3).await.expect("claim") {
+    for c in store.claim(req("w1", at(0), 3)).await.expect("claim") {
         assert!(
             store
-                .fail(c.lease(), at(1), Next::Dead, "handler_failed")
+                .fail(failed(c.lease(), at(1), Next::Dead, "handler_failed"))
                 .await
                 .expect("fail")
         );
@@ -727,7 +750,7 @@ async fn retry_dead_rows(store: &impl Store) {
     );
     assert_eq!(store.counts().await.expect("counts").pending, 3);
     let c = store
-        .claim("w1", at(3), LEASE, 1)
+        .claim(req("w1", at(3), 1))
         .await
         .expect("claim")
         .remove(0);
@@ -748,7 +771,7 @@ async fn counts_list_and_purge(store: &impl Store) {
         .insert(&[delivery("a"), delivery("b"), delivery("c"), late])
         .await
         .expect("insert");
-    let claims = store.claim("w1", at(1_000), LEASE, 2).await.expect("claim");
+    let claims = store.claim(req("w1", at(1_000), 2)).await.expect("claim");
     assert!(
         store
             .complete(claims[0].lease(), at(1_000))
@@ -757,7 +780,7 @@ async fn counts_list_and_purge(store: &impl Store) {
     );
     assert!(
         store
-            .fail(claims[1].lease(), at(1_000), Next::Dead, "x")
+            .fail(failed(claims[1].lease(), at(1_000), Next::Dead, "x"))
             .await
             .expect("fail")
     );
@@ -828,7 +851,7 @@ async fn counts_follow_every_change(store: &impl Store) {
     store.insert(&batch).await.expect("insert");
     store.insert(&batch[..5]).await.expect("insert duplicates");
     assert_counts(store, "inserts and duplicates").await;
-    let claims = store.claim("w1", at(1_000), LEASE, 8).await.expect("claim");
+    let claims = store.claim(req("w1", at(1_000), 8)).await.expect("claim");
     assert_counts(store, "a claim").await;
     assert!(
         store
@@ -850,13 +873,18 @@ async fn counts_follow_every_change(store: &impl Store) {
     );
     assert!(
         store
-            .fail(claims[2].lease(), at(2_000), Next::Dead, "x")
+            .fail(failed(claims[2].lease(), at(2_000), Next::Dead, "x"))
             .await
             .expect("fail")
     );
     assert!(
         store
-            .fail(claims[3].lease(), at(2_000), Next::RetryAt(at(3_000)), "y")
+            .fail(failed(
+                claims[3].lease(),
+                at(2_000),
+                Next::RetryAt(at(3_000)),
+                "y"
+            ))
             .await
             .expect("fail")
     );
@@ -876,12 +904,9 @@ async fn counts_follow_every_change(store: &impl Store) {
     );
     assert_counts(store, "an owner's release").await;
     // Leases that expired, taken over by another claim (running → running: no change).
-    let again = store
-        .claim("w2", at(3_000), LEASE, 100)
-        .await
-        .expect("claim");
+    let again = store.claim(req("w2", at(3_000), 100)).await.expect("claim");
     let over = store
-        .claim("w3", at(3_000 + LEASE.as_millis() as u64 + 1), LEASE, 4)
+        .claim(req("w3", at(3_000 + LEASE.as_millis() as u64 + 1), 4))
         .await
         .expect("claim");
     assert!(!again.is_empty() && !over.is_empty());
@@ -905,26 +930,26 @@ async fn retrying_rows_behind_any_backlog(store: &impl Store) {
         .insert(&[delivery("r-1"), delivery("r-2"), delivery("r-3")])
         .await
         .expect("insert");
-    let claims = store.claim("w1", at(1_000), LEASE, 3).await.expect("claim");
+    let claims = store.claim(req("w1", at(1_000), 3)).await.expect("claim");
     assert!(
         store
-            .fail(
+            .fail(failed(
                 claims[0].lease(),
                 at(1_000),
                 Next::RetryAt(at(9_000_000)),
                 "first"
-            )
+            ))
             .await
             .expect("fail")
     );
     assert!(
         store
-            .fail(
+            .fail(failed(
                 claims[1].lease(),
                 at(2_000),
                 Next::RetryAt(at(9_000_000)),
                 "second"
-            )
+            ))
             .await
             .expect("fail")
     );
@@ -937,7 +962,7 @@ async fn retrying_rows_behind_any_backlog(store: &impl Store) {
     // 300 new rows, all pending and due before the retrying ones.
     let backlog: Vec<_> = (0..300).map(|i| delivery(&format!("new-{i}"))).collect();
     store.insert(&backlog).await.expect("insert");
-    let running = store.claim("w2", at(3_000), LEASE, 1).await.expect("claim");
+    let running = store.claim(req("w2", at(3_000), 1)).await.expect("claim");
     let retrying = store.retrying(10).await.expect("retrying");
     let keys: Vec<&str> = retrying.iter().map(|r| r.dedup_key.as_str()).collect();
     assert_eq!(
@@ -960,12 +985,16 @@ async fn the_probe_writes(store: &impl Store) {
 async fn a_pass_records_its_checks_at_once(store: &impl Store) {
     for key in ["p1", "p2", "p3"] {
         store
-            .expect(&expected(key), at(100), at(0))
+            .register(NewExpectation {
+                expected: &expected(key),
+                first_check: at(100),
+                now: at(0),
+            })
             .await
             .expect("expect");
     }
     let claims = store
-        .claim_expectations("r1", at(100), LEASE, 10)
+        .claim_expectations(req("r1", at(100), 10))
         .await
         .expect("claim");
     assert_eq!(claims.len(), 3);
@@ -1018,7 +1047,27 @@ async fn a_pass_records_its_checks_at_once(store: &impl Store) {
     );
 }
 
-/// Records one check through [`Store::finish_checks`].
+/// A claim of up to `limit` for `owner` at `now`, under the suite's lease.
+fn req(owner: &str, now: UnixMillis, limit: u32) -> ClaimRequest<'_> {
+    ClaimRequest {
+        owner,
+        now,
+        lease: LEASE,
+        limit,
+    }
+}
+
+/// A failed attempt.
+fn failed(lease: Lease, now: UnixMillis, next: Next, error: &str) -> FailedAttempt<'_> {
+    FailedAttempt {
+        lease,
+        now,
+        next,
+        error,
+    }
+}
+
+/// Records one check through [`Expectations::finish_checks`](crate::Expectations::finish_checks).
 async fn finish(
     store: &impl Store,
     lease: crate::ExpectationLease,
@@ -1068,7 +1117,7 @@ pub async fn concurrent_claims_never_overlap<S: Store>(store: Arc<S>, workers: u
             let mut mine = Vec::new();
             loop {
                 let claims = store
-                    .claim(&format!("w{w}"), at(0), LEASE, 1)
+                    .claim(req(&format!("w{w}"), at(0), 1))
                     .await
                     .expect("claim");
                 let Some(c) = claims.into_iter().next() else {

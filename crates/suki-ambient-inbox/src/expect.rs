@@ -172,7 +172,7 @@ pub struct ExpectationLease {
     pub fence: i64,
 }
 
-/// A check to record ([`Store::finish_checks`](crate::Store::finish_checks)): the lease it
+/// A check to record ([`Expectations::finish_checks`](crate::Expectations::finish_checks)): the lease it
 /// held and what it concluded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FinishedCheck {

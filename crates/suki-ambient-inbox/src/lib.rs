@@ -88,8 +88,9 @@ pub use sql::{SqlDialect, SqlStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    Claim, Counts, DatabaseError, DeliveryRecord, ExpectationCounts, HourCount, Lead, Lease,
-    NewDelivery, Next, Selection, Source, State, Store, StoreError, Wakeups,
+    Claim, ClaimRequest, Counts, DatabaseError, DeliveryQueue, DeliveryRecord, ExpectationCounts,
+    Expectations, FailedAttempt, HourCount, Lead, Lease, NewDelivery, NewExpectation, Next,
+    ReadModel, Selection, Source, State, Store, StoreError, Wakeups,
 };
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 

@@ -413,7 +413,10 @@ mod run {
             let known = super::super::migrations(super::super::Dialect::Sqlite);
             let all: Applied = known.iter().map(|m| (m.version, m.checksum())).collect();
             assert!(pending(&all, known).expect("current").is_empty());
-            assert_eq!(pending(&all[..2].to_vec(), known).expect("older").len(), 2);
+            assert_eq!(
+                pending(&all[..2].to_vec(), known).expect("older").len(),
+                known.len() - 2
+            );
             let mut changed = all.clone();
             changed[1].1 = "0".repeat(64);
             assert!(matches!(

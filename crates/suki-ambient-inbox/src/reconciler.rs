@@ -225,14 +225,18 @@ impl Reconciler {
         self
     }
 
-    /// Remembers that `session` should end with a webhook; its status is first checked a grace
-    /// period after it ended, unless its webhook reaches the inbox first. `false` when it was
-    /// already expected.
-    pub async fn expect(&self, session: ExpectedSession) -> Result<bool, StoreError> {
-        let first = UnixMillis(session.ended_at.0.saturating_add(millis(self.grace)));
+    /// Registers `session` as expected to end with a webhook; its status is first checked a
+    /// grace period after it ended, unless its webhook reaches the inbox first. `false` when it
+    /// was already registered.
+    pub async fn register(&self, session: ExpectedSession) -> Result<bool, StoreError> {
+        let first_check = UnixMillis(session.ended_at.0.saturating_add(millis(self.grace)));
         self.inbox
             .store()
-            .expect(&session, first, self.inbox.now())
+            .register(crate::NewExpectation {
+                expected: &session,
+                first_check,
+                now: self.inbox.now(),
+            })
             .await
     }
 
@@ -272,12 +276,12 @@ impl Reconciler {
             let claims = self
                 .inbox
                 .store()
-                .claim_expectations(
-                    &self.owner,
-                    self.inbox.now(),
-                    self.lease,
-                    (self.concurrency * PASS_ROUNDS).min(MAX_PASS),
-                )
+                .claim_expectations(crate::ClaimRequest {
+                    owner: &self.owner,
+                    now: self.inbox.now(),
+                    lease: self.lease,
+                    limit: (self.concurrency * PASS_ROUNDS).min(MAX_PASS),
+                })
                 .await?;
             if claims.is_empty() {
                 return Ok(report);

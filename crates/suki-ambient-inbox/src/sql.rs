@@ -591,12 +591,6 @@ impl<T> Db<T> for Result<T, sqlx::Error> {
     }
 }
 
-fn until(now: UnixMillis, lease: std::time::Duration) -> i64 {
-    stored(UnixMillis(now.0.saturating_add(
-        u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
-    )))
-}
-
 /// The group commit's multi-row insert for `n` rows (10 parameters each, once and in order;
 /// the constant values are written out).
 fn insert_many(n: usize, placeholder: fn(usize) -> String) -> String {
@@ -655,7 +649,28 @@ where
     fn postgres(&self) -> Option<&crate::PostgresStore> {
         D::as_postgres(self)
     }
+}
 
+#[async_trait::async_trait]
+impl<D: SqlDialect> crate::DeliveryQueue for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
+    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
+    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
+{
     async fn lead(&self, lead: crate::Lead<'_>) -> Result<bool, StoreError> {
         let sql = self.sql(LEAD);
         let done = sqlx::query(&sql)
@@ -730,18 +745,15 @@ where
 
     async fn claim(
         &self,
-        owner: &str,
-        now: UnixMillis,
-        lease: std::time::Duration,
-        limit: u32,
+        request: crate::ClaimRequest<'_>,
     ) -> Result<Vec<crate::Claim>, StoreError> {
         let sql = self.sql(D::CLAIM);
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
         let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
-            .bind(owner)
-            .bind(until(now, lease))
-            .bind(stored(now))
-            .bind(i64::from(limit))
+            .bind(request.owner)
+            .bind(stored(request.until()))
+            .bind(stored(request.now))
+            .bind(i64::from(request.limit))
             .fetch_all(&mut *tx)
             .await
             .db()?;
@@ -780,13 +792,13 @@ where
         Ok(D::rows_affected(&done) == 1)
     }
 
-    async fn fail(
-        &self,
-        lease: crate::Lease,
-        now: UnixMillis,
-        next: crate::Next,
-        error: &str,
-    ) -> Result<bool, StoreError> {
+    async fn fail(&self, attempt: crate::FailedAttempt<'_>) -> Result<bool, StoreError> {
+        let crate::FailedAttempt {
+            lease,
+            now,
+            next,
+            error,
+        } = attempt;
         let done = match next {
             crate::Next::RetryAt(at) => {
                 let sql = self.sql(FAIL_RETRY);
@@ -871,40 +883,6 @@ where
         Ok(D::rows_affected(&done))
     }
 
-    async fn counts(&self) -> Result<crate::Counts, StoreError> {
-        let (count_states, oldest) = (self.sql(COUNT_STATES), self.sql(OLDEST_UNFINISHED));
-        let states: Vec<(String, i64)> = sqlx::query_as(&count_states)
-            .fetch_all(&self.pool)
-            .await
-            .db()?;
-        let oldest: Option<i64> = sqlx::query_scalar(&oldest)
-            .fetch_one(&self.pool)
-            .await
-            .db()?;
-        let mut counts = crate::Counts::default();
-        for (state, n) in states {
-            let n = u64::try_from(n).unwrap_or(0);
-            match state.parse::<crate::State>()? {
-                crate::State::Pending => counts.pending = n,
-                crate::State::Running => counts.running = n,
-                crate::State::Done => counts.done = n,
-                crate::State::Dead => counts.dead = n,
-            }
-        }
-        counts.oldest_unfinished_received_at = oldest.and_then(|t| u64::try_from(t).ok());
-        Ok(counts)
-    }
-
-    async fn retrying(&self, limit: u32) -> Result<Vec<crate::DeliveryRecord>, StoreError> {
-        let sql = self.sql(LIST_RETRYING);
-        let rows: Vec<Row> = sqlx::query_as(&sql)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .db()?;
-        rows.into_iter().map(TryInto::try_into).collect()
-    }
-
     async fn probe(&self, now: UnixMillis) -> Result<(), StoreError> {
         self.check_file()?;
         let sql = self.sql(PROBE);
@@ -919,58 +897,30 @@ where
             Err(StoreError::Corrupt("the health probe row is missing"))
         }
     }
+}
 
-    async fn list(
-        &self,
-        state: Option<crate::State>,
-        limit: u32,
-    ) -> Result<Vec<crate::DeliveryRecord>, StoreError> {
-        let rows: Vec<Row> = match state {
-            Some(crate::State::Dead) => {
-                let sql = self.sql(LIST_DEAD);
-                sqlx::query_as(&sql)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                    .db()?
-            }
-            Some(state) => {
-                let sql = self.sql(LIST_STATE);
-                sqlx::query_as(&sql)
-                    .bind(state.as_str())
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                    .db()?
-            }
-            None => {
-                let sql = self.sql(LIST_ALL);
-                sqlx::query_as(&sql)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-                    .db()?
-            }
-        };
-        rows.into_iter().map(TryInto::try_into).collect()
-    }
-
-    async fn get(&self, id: i64) -> Result<Option<crate::DeliveryRecord>, StoreError> {
-        let sql = self.sql(GET);
-        let row: Option<Row> = sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .db()?;
-        row.map(TryInto::try_into).transpose()
-    }
-
-    async fn expect(
-        &self,
-        e: &crate::ExpectedSession,
-        next_check: UnixMillis,
-        now: UnixMillis,
-    ) -> Result<bool, StoreError> {
+#[async_trait::async_trait]
+impl<D: SqlDialect> crate::Expectations for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
+    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
+    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
+{
+    async fn register(&self, new: crate::NewExpectation<'_>) -> Result<bool, StoreError> {
+        let e = new.expected;
         let sql = self.sql(EXPECT);
         let done = sqlx::query(&sql)
             .bind(e.session_id.as_str())
@@ -978,8 +928,8 @@ where
             .bind(e.provider_id.as_deref())
             .bind(e.kind.as_str())
             .bind(stored(e.ended_at))
-            .bind(stored(next_check))
-            .bind(stored(now))
+            .bind(stored(new.first_check))
+            .bind(stored(new.now))
             .execute(&self.pool)
             .await
             .db()?;
@@ -988,18 +938,15 @@ where
 
     async fn claim_expectations(
         &self,
-        owner: &str,
-        now: UnixMillis,
-        lease: std::time::Duration,
-        limit: u32,
+        request: crate::ClaimRequest<'_>,
     ) -> Result<Vec<crate::ExpectationRecord>, StoreError> {
         let sql = self.sql(D::CLAIM_EXPECTATIONS);
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
         let rows: Vec<ExpectationRow> = sqlx::query_as(&sql)
-            .bind(owner)
-            .bind(until(now, lease))
-            .bind(stored(now))
-            .bind(i64::from(limit))
+            .bind(request.owner)
+            .bind(stored(request.until()))
+            .bind(stored(request.now))
+            .bind(i64::from(request.limit))
             .fetch_all(&mut *tx)
             .await
             .db()?;
@@ -1067,6 +1014,106 @@ where
             .await
             .db()?;
         Ok(D::rows_affected(&done))
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: SqlDialect> crate::ReadModel for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
+    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
+    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
+{
+    async fn counts(&self) -> Result<crate::Counts, StoreError> {
+        let (count_states, oldest) = (self.sql(COUNT_STATES), self.sql(OLDEST_UNFINISHED));
+        let states: Vec<(String, i64)> = sqlx::query_as(&count_states)
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        let oldest: Option<i64> = sqlx::query_scalar(&oldest)
+            .fetch_one(&self.pool)
+            .await
+            .db()?;
+        let mut counts = crate::Counts::default();
+        for (state, n) in states {
+            let n = u64::try_from(n).unwrap_or(0);
+            match state.parse::<crate::State>()? {
+                crate::State::Pending => counts.pending = n,
+                crate::State::Running => counts.running = n,
+                crate::State::Done => counts.done = n,
+                crate::State::Dead => counts.dead = n,
+            }
+        }
+        counts.oldest_unfinished_received_at = oldest.and_then(|t| u64::try_from(t).ok());
+        Ok(counts)
+    }
+
+    async fn retrying(&self, limit: u32) -> Result<Vec<crate::DeliveryRecord>, StoreError> {
+        let sql = self.sql(LIST_RETRYING);
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn list(
+        &self,
+        state: Option<crate::State>,
+        limit: u32,
+    ) -> Result<Vec<crate::DeliveryRecord>, StoreError> {
+        let rows: Vec<Row> = match state {
+            Some(crate::State::Dead) => {
+                let sql = self.sql(LIST_DEAD);
+                sqlx::query_as(&sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .db()?
+            }
+            Some(state) => {
+                let sql = self.sql(LIST_STATE);
+                sqlx::query_as(&sql)
+                    .bind(state.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .db()?
+            }
+            None => {
+                let sql = self.sql(LIST_ALL);
+                sqlx::query_as(&sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .db()?
+            }
+        };
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<crate::DeliveryRecord>, StoreError> {
+        let sql = self.sql(GET);
+        let row: Option<Row> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        row.map(TryInto::try_into).transpose()
     }
 
     async fn expectation(

@@ -351,13 +351,21 @@ impl std::error::Error for DatabaseError {
     }
 }
 
-/// What an inbox needs from a database. Both built-in stores (`sqlite`, `postgres`) pass
-/// [`conformance::run`](crate::conformance::run); another engine can implement it and run the
-/// same suite.
+/// What an inbox needs from a database: the [`DeliveryQueue`], the reconciler's
+/// [`Expectations`] and the [`ReadModel`] that status, health, the console and the CLI read,
+/// plus the schema's migrations and, for exactly-once processing, the Postgres capability.
+/// Both built-in stores (`sqlite`, `postgres`) pass [`conformance::run`](crate::conformance::run)
+/// (feature `testing`); another engine implements the four traits and runs the same suite.
 ///
 /// Times are passed in by the caller (the worker's clock), never read by the store.
+///
+/// **The rule that ties the queue to the expectations**: storing a terminal event of a session
+/// (any kind but `unknown`, with a session id) resolves that session's unresolved expectation
+/// (`webhook`, or `poll` for a polled event) in the same statement or transaction as the insert,
+/// so that a session whose webhook arrived is never polled. The built-in stores do it with a
+/// trigger; the conformance suite checks it.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: DeliveryQueue + Expectations + ReadModel {
     /// Creates or upgrades the store's schema to this version's (idempotent; the built-in
     /// stores record it in their own `suki_inbox_migrations` table). Nothing by default.
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -372,39 +380,20 @@ pub trait Store: Send + Sync + 'static {
     fn postgres(&self) -> Option<&crate::PostgresStore> {
         None
     }
+}
 
-    /// Takes or renews the lease on a fleet-wide chore (`lead.task`, e.g. `"maintenance"`) for
-    /// `lead.owner` until `lead.until`: `true` while that owner holds it (it held it, or the
-    /// lease was free or expired at `lead.now`), `false` while another owner's lease runs. So
-    /// that one worker of a fleet purges and refreshes gauges, not every one. A store without
-    /// leases answers `true` (every worker does the chores).
-    async fn lead(&self, lead: Lead<'_>) -> Result<bool, StoreError> {
-        let _ = lead;
-        Ok(true)
-    }
-
-    /// A signal that another process stored a delivery (Postgres `LISTEN`), so that idle
-    /// workers claim at once rather than at their next poll; `None` (the default) when the
-    /// store has none, and workers poll. A signal may be lost (a dropped connection): workers
-    /// keep polling as the fallback.
-    async fn subscribe(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
-        Ok(None)
-    }
-
+/// The delivery queue: durable rows, claimed under fenced leases, completed, retried or dead.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync + 'static {
     /// Inserts `batch` in one durable transaction; per delivery, whether it was new or its
-    /// dedup key existed (also within the batch).
+    /// dedup key existed (also within the batch). A terminal event resolves its session's
+    /// expectation in the same transaction (see [`Store`]).
     async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError>;
 
-    /// Claims up to `limit` due rows (pending and due, or running with an expired lease) for
-    /// `owner` until `now + lease`: state `running`, attempts + 1, a new fencing token. No row
-    /// is held by two claims at once.
-    async fn claim(
-        &self,
-        owner: &str,
-        now: UnixMillis,
-        lease: Duration,
-        limit: u32,
-    ) -> Result<Vec<Claim>, StoreError>;
+    /// Claims up to `request.limit` due rows (pending and due, or running with an expired
+    /// lease) for `request.owner` until `request.now + request.lease`: state `running`,
+    /// attempts + 1, a new fencing token. No row is held by two claims at once.
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<Claim>, StoreError>;
 
     /// Extends a held lease to `until`; `false` when the lease is no longer this one.
     async fn heartbeat(&self, lease: Lease, until: UnixMillis) -> Result<bool, StoreError>;
@@ -412,15 +401,9 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a held row done; `false` (nothing changed) when the lease is no longer this one.
     async fn complete(&self, lease: Lease, now: UnixMillis) -> Result<bool, StoreError>;
 
-    /// Records a failed attempt (`error`: a code, never content) and schedules the row or
+    /// Records a failed attempt (its error: a code, never content) and schedules the row or
     /// moves it to dead; `false` when the lease is no longer this one.
-    async fn fail(
-        &self,
-        lease: Lease,
-        now: UnixMillis,
-        next: Next,
-        error: &str,
-    ) -> Result<bool, StoreError>;
+    async fn fail(&self, attempt: FailedAttempt<'_>) -> Result<bool, StoreError>;
 
     /// Gives a held row back unprocessed (graceful shutdown): pending, due now, this attempt
     /// not counted; `false` when the lease is no longer this one.
@@ -437,46 +420,45 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes done rows completed before `before`.
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
 
-    /// Counts by state and the oldest unfinished row: O(1) (counts kept by the store as rows
-    /// change) and one index read, whatever the table's size.
-    async fn counts(&self) -> Result<Counts, StoreError>;
-
-    /// The rows being retried: pending or running with an attempt made or an error recorded,
-    /// however many new rows are pending, the latest change first (an index read).
-    async fn retrying(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError>;
-
     /// Proves the store can still commit a write (a one-row update), so that health turns red
     /// on a full disk, a locked or read-only database, a server down, or (SQLite) a database
     /// file deleted or replaced under the running process.
     async fn probe(&self, now: UnixMillis) -> Result<(), StoreError>;
 
-    /// Rows, newest first, optionally of one state.
-    async fn list(
-        &self,
-        state: Option<State>,
-        limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Takes or renews the lease on a fleet-wide chore (`lead.task`, e.g. `"maintenance"`) for
+    /// `lead.owner` until `lead.until`: `true` while that owner holds it (it held it, or the
+    /// lease was free or expired at `lead.now`), `false` while another owner's lease runs. So
+    /// that one worker of a fleet purges and refreshes gauges, not every one. A store without
+    /// leases answers `true` (every worker does the chores); the conformance suite expects one
+    /// holder at a time.
+    async fn lead(&self, lead: Lead<'_>) -> Result<bool, StoreError> {
+        let _ = lead;
+        Ok(true)
+    }
 
-    /// One row.
-    async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// A signal that another process stored a delivery (Postgres `LISTEN`), so that idle
+    /// workers claim at once rather than at their next poll; `None` (the default) when the
+    /// store has none, and workers poll. A signal may be lost (a dropped connection): workers
+    /// keep polling as the fallback.
+    async fn subscribe(&self) -> Result<Option<Box<dyn Wakeups>>, StoreError> {
+        Ok(None)
+    }
+}
 
-    /// Stores an expected session, first checked at `next_check` (already resolved when its
-    /// event is in the inbox); `false` when the session was already expected.
-    async fn expect(
-        &self,
-        expected: &ExpectedSession,
-        next_check: UnixMillis,
-        now: UnixMillis,
-    ) -> Result<bool, StoreError>;
+/// The reconciler's expected sessions: registered, claimed for a status check under fenced
+/// leases, resolved.
+#[async_trait]
+pub trait Expectations: Send + Sync + 'static {
+    /// Stores an expected session, first checked at `new.first_check` (already resolved when
+    /// its event is in the inbox); `false` when the session was already expected.
+    async fn register(&self, new: NewExpectation<'_>) -> Result<bool, StoreError>;
 
-    /// Claims up to `limit` unresolved expectations due at `now` for `owner` until
-    /// `now + lease` (checks + 1, a new fencing token). No expectation is held by two claims.
+    /// Claims up to `request.limit` unresolved expectations due at `request.now` for
+    /// `request.owner` until `request.now + request.lease` (checks + 1, a new fencing token).
+    /// No expectation is held by two claims.
     async fn claim_expectations(
         &self,
-        owner: &str,
-        now: UnixMillis,
-        lease: Duration,
-        limit: u32,
+        request: ClaimRequest<'_>,
     ) -> Result<Vec<ExpectationRecord>, StoreError>;
 
     /// Records what each check of a pass concluded, in one transaction (one commit for the
@@ -492,6 +474,28 @@ pub trait Store: Send + Sync + 'static {
     /// (unresolved, or given up) due now, given-up ones reopened; how many. One under a live
     /// lease is left to the reconciler checking it.
     async fn sweep(&self, since: UnixMillis, now: UnixMillis) -> Result<u64, StoreError>;
+}
+
+/// What status, health, the console and the CLI read: O(1) counts and index reads.
+#[async_trait]
+pub trait ReadModel: Send + Sync + 'static {
+    /// Counts by state and the oldest unfinished row: O(1) (counts kept by the store as rows
+    /// change) and one index read, whatever the table's size.
+    async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// The rows being retried: pending or running with an attempt made or an error recorded,
+    /// however many new rows are pending, the latest change first (an index read).
+    async fn retrying(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Rows, newest first, optionally of one state.
+    async fn list(
+        &self,
+        state: Option<State>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// One row.
+    async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError>;
 
     /// One expectation.
     async fn expectation(&self, session_id: &str) -> Result<Option<ExpectationRecord>, StoreError>;
@@ -506,7 +510,56 @@ pub trait Store: Send + Sync + 'static {
     async fn expectation_counts(&self) -> Result<ExpectationCounts, StoreError>;
 }
 
-/// A request for a fleet-wide chore's lease ([`Store::lead`]).
+/// A claim of due rows or due expectations ([`DeliveryQueue::claim`],
+/// [`Expectations::claim_expectations`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimRequest<'a> {
+    /// Who claims (the worker's or reconciler's owner name).
+    pub owner: &'a str,
+    /// The caller's clock: what is due at this time.
+    pub now: UnixMillis,
+    /// How long the claim holds what it took.
+    pub lease: Duration,
+    /// The most it takes.
+    pub limit: u32,
+}
+
+impl ClaimRequest<'_> {
+    /// When the lease ends.
+    pub fn until(&self) -> UnixMillis {
+        UnixMillis(
+            self.now
+                .0
+                .saturating_add(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+}
+
+/// A failed attempt to record ([`DeliveryQueue::fail`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailedAttempt<'a> {
+    /// The row and the claim that held it.
+    pub lease: Lease,
+    /// The caller's clock.
+    pub now: UnixMillis,
+    /// Retry at a time, or dead.
+    pub next: Next,
+    /// What went wrong: a code (`handler_failed`, `fetch_contents_503_…`), never content.
+    pub error: &'a str,
+}
+
+/// An expected session to register ([`Expectations::register`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewExpectation<'a> {
+    /// The session.
+    pub expected: &'a ExpectedSession,
+    /// When it is first checked (its end plus the reconciler's grace).
+    pub first_check: UnixMillis,
+    /// The caller's clock.
+    pub now: UnixMillis,
+}
+
+/// A request for a fleet-wide chore's lease ([`DeliveryQueue::lead`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lead<'a> {
     /// The chore (`"maintenance"`).
@@ -519,7 +572,7 @@ pub struct Lead<'a> {
     pub until: UnixMillis,
 }
 
-/// Wake-ups from a store ([`Store::subscribe`]).
+/// Wake-ups from a store ([`DeliveryQueue::subscribe`]).
 #[async_trait]
 pub trait Wakeups: Send {
     /// Waits for the next signal that something may be due. An error ends this subscription
@@ -527,7 +580,7 @@ pub trait Wakeups: Send {
     async fn wait(&mut self) -> Result<(), StoreError>;
 }
 
-/// Rows received within one hour that are now in one state ([`Store::hourly`]).
+/// Rows received within one hour that are now in one state ([`ReadModel::hourly`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HourCount {
     /// The hour's start (Unix ms, a multiple of 3,600,000).
@@ -538,7 +591,7 @@ pub struct HourCount {
     pub count: u64,
 }
 
-/// Expectations by resolution ([`Store::expectation_counts`]).
+/// Expectations by resolution ([`ReadModel::expectation_counts`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExpectationCounts {
     /// All of them.

@@ -30,7 +30,7 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// gauges (feature `metrics`); the lease lasts three times as long, so a stopped leader is
 /// replaced within 45 s.
 const CHORES_EVERY: Duration = Duration::from_secs(15);
-/// The fleet-wide chores' lease ([`Store::lead`](crate::Store::lead)).
+/// The fleet-wide chores' lease ([`DeliveryQueue::lead`](crate::DeliveryQueue::lead)).
 const MAINTENANCE: &str = "maintenance";
 /// How often done rows past the retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
@@ -486,12 +486,12 @@ impl Pool {
         }
         let store = worker.inbox.store_arc();
         let claims = store
-            .claim(
-                &worker.options.owner,
-                worker.inbox.now(),
-                worker.options.lease,
-                u32::try_from(room).unwrap_or(u32::MAX),
-            )
+            .claim(crate::ClaimRequest {
+                owner: &worker.options.owner,
+                now: worker.inbox.now(),
+                lease: worker.options.lease,
+                limit: u32::try_from(room).unwrap_or(u32::MAX),
+            })
             .await;
         worker.inbox.wrote(&claims);
         let claims = claims?;
@@ -648,7 +648,14 @@ impl Job {
                             .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
                     ))
                 };
-                store.fail(lease, now, next, &failure.code).await
+                store
+                    .fail(crate::FailedAttempt {
+                        lease,
+                        now,
+                        next,
+                        error: &failure.code,
+                    })
+                    .await
             }
         };
         self.inbox.wrote(&written);

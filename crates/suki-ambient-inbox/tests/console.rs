@@ -49,12 +49,21 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
             UnixMillis(now.0 + 3_600_000)
         };
         store
-            .expect(&expected(key), next_check, now)
+            .register(suki_ambient_inbox::NewExpectation {
+                expected: &expected(key),
+                first_check: next_check,
+                now,
+            })
             .await
             .expect("expect");
     }
     let quiet = store
-        .claim_expectations("seed", now, Duration::from_secs(60), 10)
+        .claim_expectations(suki_ambient_inbox::ClaimRequest {
+            owner: "seed",
+            now,
+            lease: Duration::from_secs(60),
+            limit: 10,
+        })
         .await
         .expect("claim");
     assert_eq!(quiet.len(), 1);

@@ -128,7 +128,7 @@ async fn a_scripted_run_emits_the_documented_metrics_and_no_ids() {
     let reconciler = Reconciler::new(client, inbox.clone()).grace(Duration::ZERO);
     let lost = sandbox.create_session(None);
     reconciler
-        .expect(ExpectedSession::ambient(
+        .register(ExpectedSession::ambient(
             lost.session_id.clone(),
             lost.encounter_id.clone(),
             UnixMillis::now(),

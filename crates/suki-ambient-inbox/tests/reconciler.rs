@@ -92,7 +92,7 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
     for _ in 0..200 {
         let session = sandbox.create_session(None);
         reconciler
-            .expect(ExpectedSession::ambient(
+            .register(ExpectedSession::ambient(
                 session.session_id.clone(),
                 session.encounter_id.clone(),
                 clock.now(),
@@ -111,7 +111,7 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
     }
     let never_ends = sandbox.create_session(None);
     reconciler
-        .expect(ExpectedSession::ambient(
+        .register(ExpectedSession::ambient(
             never_ends.session_id.clone(),
             never_ends.encounter_id.clone(),
             clock.now(),
@@ -239,7 +239,7 @@ async fn a_spawned_reconciler_recovers_a_lost_webhook_and_stops_on_shutdown() {
         Fate::Lost
     );
     reconciler
-        .expect(ExpectedSession::ambient(
+        .register(ExpectedSession::ambient(
             session.session_id.clone(),
             session.encounter_id.clone(),
             UnixMillis::now(),
@@ -289,7 +289,7 @@ async fn lost_sessions(
     for _ in 0..n {
         let session = sandbox.create_session(None);
         reconciler
-            .expect(ExpectedSession::ambient(
+            .register(ExpectedSession::ambient(
                 session.session_id.clone(),
                 session.encounter_id.clone(),
                 now,
@@ -469,7 +469,7 @@ async fn a_hostile_status_is_stored_cleaned_and_short() {
         .expect("client");
     let reconciler = Reconciler::new(client, inbox.clone()).grace(Duration::ZERO);
     reconciler
-        .expect(ExpectedSession::ambient(
+        .register(ExpectedSession::ambient(
             SessionId::from("s-hostile"),
             EncounterId::from("e"),
             UnixMillis::now(),

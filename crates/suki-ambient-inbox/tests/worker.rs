@@ -16,9 +16,10 @@ use suki_ambient_core::{
     WebhookEvent, WebhookSecret,
 };
 use suki_ambient_inbox::{
-    Claim, Counts, DeliveryRecord, ExpectationRecord, ExpectedSession, FinishedCheck, Inbox,
-    InboxMeta, InboxWorker, Lease, NewDelivery, Next, Permanent, RetryAfter, Selection,
-    SqliteStore, State, Store, StoreError, backoff,
+    Claim, ClaimRequest, Counts, DeliveryQueue, DeliveryRecord, ExpectationRecord, Expectations,
+    FailedAttempt, FinishedCheck, Inbox, InboxMeta, InboxWorker, Lease, NewDelivery,
+    NewExpectation, Next, Permanent, ReadModel, RetryAfter, Selection, SqliteStore, State, Store,
+    StoreError, backoff,
 };
 
 const SECRET: &str = "inbox-test-secret";
@@ -320,7 +321,12 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
     // A worker claims the row and dies (no heartbeat, no completion).
     let claim = inbox
         .store()
-        .claim("crashed", clock.now_millis(), Duration::from_secs(60), 1)
+        .claim(suki_ambient_inbox::ClaimRequest {
+            owner: "crashed",
+            now: clock.now_millis(),
+            lease: Duration::from_secs(60),
+            limit: 1,
+        })
         .await
         .expect("claim")
         .remove(0);
@@ -356,7 +362,12 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
     assert!(
         !inbox
             .store()
-            .fail(claim.lease(), clock.now_millis(), Next::Dead, "late")
+            .fail(suki_ambient_inbox::FailedAttempt {
+                lease: claim.lease(),
+                now: clock.now_millis(),
+                next: Next::Dead,
+                error: "late"
+            })
             .await
             .expect("fail")
     );
@@ -438,8 +449,10 @@ impl Switchable {
     }
 }
 
+impl Store for Switchable {}
+
 #[async_trait]
-impl Store for Switchable {
+impl DeliveryQueue for Switchable {
     async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError> {
         self.check()?;
         if self.slow_once.swap(false, Ordering::SeqCst) {
@@ -447,15 +460,9 @@ impl Store for Switchable {
         }
         self.inner.insert(batch).await
     }
-    async fn claim(
-        &self,
-        owner: &str,
-        now: UnixMillis,
-        lease: Duration,
-        limit: u32,
-    ) -> Result<Vec<Claim>, StoreError> {
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<Claim>, StoreError> {
         self.check()?;
-        self.inner.claim(owner, now, lease, limit).await
+        self.inner.claim(request).await
     }
     async fn heartbeat(&self, lease: Lease, until: UnixMillis) -> Result<bool, StoreError> {
         self.check()?;
@@ -465,15 +472,9 @@ impl Store for Switchable {
         self.check()?;
         self.inner.complete(lease, now).await
     }
-    async fn fail(
-        &self,
-        lease: Lease,
-        now: UnixMillis,
-        next: Next,
-        error: &str,
-    ) -> Result<bool, StoreError> {
+    async fn fail(&self, attempt: FailedAttempt<'_>) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.fail(lease, now, next, error).await
+        self.inner.fail(attempt).await
     }
     async fn release(&self, lease: Lease, now: UnixMillis) -> Result<bool, StoreError> {
         self.check()?;
@@ -491,50 +492,24 @@ impl Store for Switchable {
         self.check()?;
         self.inner.purge(before).await
     }
-    async fn counts(&self) -> Result<Counts, StoreError> {
-        self.check()?;
-        self.inner.counts().await
-    }
-    async fn list(
-        &self,
-        state: Option<State>,
-        limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.check()?;
-        self.inner.list(state, limit).await
-    }
-    async fn retrying(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.check()?;
-        self.inner.retrying(limit).await
-    }
     async fn probe(&self, now: UnixMillis) -> Result<(), StoreError> {
         self.check()?;
         self.inner.probe(now).await
     }
-    async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
+}
+
+#[async_trait]
+impl Expectations for Switchable {
+    async fn register(&self, new: NewExpectation<'_>) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.get(id).await
-    }
-    async fn expect(
-        &self,
-        e: &ExpectedSession,
-        next: UnixMillis,
-        now: UnixMillis,
-    ) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.expect(e, next, now).await
+        self.inner.register(new).await
     }
     async fn claim_expectations(
         &self,
-        owner: &str,
-        now: UnixMillis,
-        lease: Duration,
-        limit: u32,
+        request: ClaimRequest<'_>,
     ) -> Result<Vec<ExpectationRecord>, StoreError> {
         self.check()?;
-        self.inner
-            .claim_expectations(owner, now, lease, limit)
-            .await
+        self.inner.claim_expectations(request).await
     }
     async fn finish_checks(
         &self,
@@ -547,6 +522,30 @@ impl Store for Switchable {
     async fn sweep(&self, since: UnixMillis, now: UnixMillis) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.sweep(since, now).await
+    }
+}
+
+#[async_trait]
+impl ReadModel for Switchable {
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        self.check()?;
+        self.inner.counts().await
+    }
+    async fn retrying(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.check()?;
+        self.inner.retrying(limit).await
+    }
+    async fn list(
+        &self,
+        state: Option<State>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.check()?;
+        self.inner.list(state, limit).await
+    }
+    async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.check()?;
+        self.inner.get(id).await
     }
     async fn expectation(&self, session_id: &str) -> Result<Option<ExpectationRecord>, StoreError> {
         self.check()?;
