@@ -59,7 +59,7 @@ fn main() {
         return;
     }
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let concurrency: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
     let backend = args.get(3).cloned().unwrap_or_else(|| "sqlite".to_owned());
     let exe = std::env::current_exe().expect("own path");
     let mut child = Command::new(exe)
@@ -107,9 +107,10 @@ fn main() {
         let before = requests();
         let run = rt.block_on(async {
             let inbox = Inbox::connect(&url).await.expect("inbox");
-            let reconciler = Reconciler::new(client.clone(), inbox.clone())
+            let reconciler = Reconciler::builder(client.clone(), inbox.clone())
                 .grace(Duration::ZERO)
-                .concurrency(concurrency);
+                .concurrency(concurrency)
+                .build();
             let ended = UnixMillis::now();
             for (session_id, encounter_id) in &sessions {
                 reconciler

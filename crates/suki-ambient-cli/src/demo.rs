@@ -344,7 +344,9 @@ async fn lost_webhook_step(
     worker: impl Fn(Inbox) -> InboxWorker,
 ) -> Result<bool, Failure> {
     // Zero grace for the demo (5 min by default).
-    let reconciler = Reconciler::new(client.clone(), inbox.clone()).grace(Duration::ZERO);
+    let reconciler = Reconciler::builder(client.clone(), inbox.clone())
+        .grace(Duration::ZERO)
+        .build();
     let session = sandbox.create_session(None);
     reconciler
         .register(ExpectedSession::ambient(

@@ -279,24 +279,26 @@ pub(crate) async fn reconcile(
     url: &str,
     since: Duration,
     client: suki_ambient_client::AmbientClient,
-    concurrency: u32,
+    concurrency: usize,
     json: bool,
 ) -> Result<ExitCode, Failure> {
     use std::io::{IsTerminal, Write};
-    use suki_ambient_inbox::{CheckResult, Reconciler};
+    use suki_ambient_inbox::{CheckOutcome, Reconciler};
 
     let inbox = open(url).await?;
-    let mut reconciler = Reconciler::new(client, inbox).concurrency(concurrency);
+    let mut reconciler = Reconciler::builder(client, inbox).concurrency(concurrency);
     if !json && std::io::stdout().is_terminal() {
         reconciler = reconciler.on_check(|expected, result| {
             // The status is the API's text and the id the integrator's: printed cleaned.
             let line = match result {
-                CheckResult::Recovered { status } => format!("recovered ({})", clean(status, 64)),
-                CheckResult::AlreadyStored { status } => {
+                CheckOutcome::Recovered { status } => format!("recovered ({})", clean(status, 64)),
+                CheckOutcome::AlreadyStored { status } => {
                     format!("already in the inbox ({})", clean(status, 64))
                 }
-                CheckResult::Again { status } => format!("not ended yet ({})", clean(status, 64)),
-                CheckResult::GaveUp { status } => format!("given up ({})", clean(status, 64)),
+                CheckOutcome::Again { status, .. } => {
+                    format!("not ended yet ({})", clean(status, 64))
+                }
+                CheckOutcome::GaveUp { status } => format!("given up ({})", clean(status, 64)),
                 _ => "checked".to_owned(),
             };
             let mut out = std::io::stdout().lock();
@@ -304,7 +306,7 @@ pub(crate) async fn reconcile(
             let _ = out.flush();
         });
     }
-    let report = reconciler.sweep(since).await?;
+    let report = reconciler.build().sweep(since).await?;
     if json {
         println!(
             "{}",

@@ -155,7 +155,7 @@ enum Command {
         api: ApiArgs,
         /// Status checks at once.
         #[arg(long, default_value_t = 4)]
-        concurrency: u32,
+        concurrency: usize,
         /// JSON summary.
         #[arg(long)]
         json: bool,

@@ -839,7 +839,7 @@ async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal
         .unwrap();
     // The integrator's side: two sessions expected; one ends and its webhook is lost, the other
     // is still running.
-    let reconciler = Reconciler::new(client, inbox.clone());
+    let reconciler = Reconciler::builder(client, inbox.clone()).build();
     let mut ids = Vec::new();
     for _ in 0..2 {
         let session = sandbox.create_session(None);

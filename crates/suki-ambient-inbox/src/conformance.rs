@@ -563,7 +563,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
     // Not ended yet: checked again later.
     let again = CheckOutcome::Again {
         next_check: at(5_000),
-        last_status: "running".to_owned(),
+        status: "running".to_owned(),
     };
     assert!(finish(store, first.lease(), at(200), &again).await);
     let row = store
@@ -590,8 +590,8 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         "stale lease refused"
     );
     // Ended: its event was stored by the poll (the trigger resolved it) or was already there.
-    let stored = CheckOutcome::Stored {
-        last_status: "completed".to_owned(),
+    let stored = CheckOutcome::Recovered {
+        status: "completed".to_owned(),
     };
     assert!(finish(store, retaken.lease(), at(60_300), &stored).await);
     let row = store
@@ -610,7 +610,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         .find(|c| c.session_id == third.session_id)
         .expect("third");
     let gave_up = CheckOutcome::GaveUp {
-        last_status: "running".to_owned(),
+        status: "running".to_owned(),
     };
     assert!(finish(store, third_now.lease(), at(60_400), &gave_up).await);
     assert_eq!(
@@ -1000,7 +1000,7 @@ async fn a_pass_records_its_checks_at_once(store: &impl Store) {
     assert_eq!(claims.len(), 3);
     let again = CheckOutcome::Again {
         next_check: at(9_000),
-        last_status: "running".to_owned(),
+        status: "running".to_owned(),
     };
     let mut stale = claims[1].lease();
     stale.fence -= 1;
@@ -1016,7 +1016,7 @@ async fn a_pass_records_its_checks_at_once(store: &impl Store) {
         crate::FinishedCheck {
             lease: claims[2].lease(),
             outcome: CheckOutcome::GaveUp {
-                last_status: "running".to_owned(),
+                status: "running".to_owned(),
             },
         },
     ];

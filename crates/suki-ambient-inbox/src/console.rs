@@ -839,14 +839,17 @@ fn verdict(
         .iter()
         .map(|problem| {
             match *problem {
-                "store_unwritable" => "the store cannot commit writes (store_unwritable)",
-                "store_unreachable" => "the store does not answer (store_unreachable)",
-                "oldest_pending_too_old" => {
-                    "the oldest unfinished row waits too long (oldest_pending_too_old)"
+                crate::Problem::StoreUnwritable => {
+                    "the store cannot commit writes (store_unwritable)"
                 }
-                "worker_stalled" => "this process's worker has stalled (worker_stalled)",
-                "too_many_dead" => "too many dead letters (too_many_dead)",
-                other => other,
+                crate::Problem::StoreUnreachable => "the store does not answer (store_unreachable)",
+                crate::Problem::OldestUnfinishedTooOld => {
+                    "the oldest unfinished row waits too long (oldest_unfinished_too_old)"
+                }
+                crate::Problem::WorkerStalled => {
+                    "this process's worker has stalled (worker_stalled)"
+                }
+                crate::Problem::TooManyDead => "too many dead letters (too_many_dead)",
             }
             .to_owned()
         })
@@ -882,15 +885,15 @@ mod tests {
 
     #[test]
     fn the_top_line_says_failing_degraded_or_healthy_and_why() {
-        let health = |problems: Vec<&'static str>| crate::Health {
+        let health = |problems: Vec<crate::Problem>| crate::Health {
             status: if problems.is_empty() {
-                "ok"
+                crate::HealthStatus::Ok
             } else {
-                "unhealthy"
+                crate::HealthStatus::Unhealthy
             },
             store_reachable: true,
-            store_writable: !problems.contains(&"store_unwritable"),
-            oldest_pending_seconds: Some(0.0),
+            store_writable: !problems.contains(&crate::Problem::StoreUnwritable),
+            oldest_unfinished_seconds: Some(0.0),
             dead: Some(0),
             worker_heartbeat_seconds: None,
             problems,
@@ -906,7 +909,7 @@ mod tests {
                 "1 expected session(s) given up"
             ]
         );
-        let (v, why) = verdict(&health(vec!["store_unwritable"]), 2, 5, 1);
+        let (v, why) = verdict(&health(vec![crate::Problem::StoreUnwritable]), 2, 5, 1);
         assert_eq!(
             v, "failing",
             "a pipeline that cannot work outranks the rest"

@@ -182,25 +182,46 @@ pub struct FinishedCheck {
     pub outcome: CheckOutcome,
 }
 
-/// What a status check concluded.
+/// What one status check of an expected session concluded: what a pass records, what
+/// [`on_check`](crate::ReconcilerBuilder::on_check) is told, what the metrics count. Each
+/// carries the status seen: Suki's status text (cleaned, at most 64 characters), the HTTP
+/// status of a failed call (`503`), or `unreachable`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckOutcome {
-    /// Not ended yet (or not found, or Suki unavailable): check again at `next_check`.
-    Again {
-        /// When.
-        next_check: UnixMillis,
-        /// What was seen (a status, or an HTTP status).
-        last_status: String,
-    },
-    /// Ended: its event is in the inbox (stored by this poll, or already there). Resolves it
-    /// as `poll` unless the stored event already resolved it.
-    Stored {
+    /// Ended; this check stored its event in the inbox (recovered). Resolved as `poll`.
+    Recovered {
         /// The terminal status seen.
-        last_status: String,
+        status: String,
+    },
+    /// Ended; its event was already in the inbox (its webhook came meanwhile), which resolved
+    /// it.
+    AlreadyStored {
+        /// The terminal status seen.
+        status: String,
+    },
+    /// Not ended yet (or not found, or Suki unavailable): checked again at `next_check`.
+    Again {
+        /// The status seen.
+        status: String,
+        /// When it is checked next.
+        next_check: UnixMillis,
     },
     /// Past the give-up age without ending.
     GaveUp {
         /// The last status seen.
-        last_status: String,
+        status: String,
     },
+}
+
+impl CheckOutcome {
+    /// The status seen.
+    pub fn status(&self) -> &str {
+        match self {
+            Self::Recovered { status }
+            | Self::AlreadyStored { status }
+            | Self::Again { status, .. }
+            | Self::GaveUp { status } => status,
+        }
+    }
 }

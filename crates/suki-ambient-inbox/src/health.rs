@@ -10,9 +10,9 @@ use crate::{Inbox, StoreError};
 /// Limits past which [`Inbox::health`] reports a problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HealthThresholds {
-    /// The oldest pending or running row may be at most this old (default 15 min): past it the
-    /// worker is down or falling behind.
-    pub max_oldest_pending: Duration,
+    /// The oldest unfinished (pending or running) row may be at most this old (default
+    /// 15 min): past it the worker is down or falling behind.
+    pub max_oldest_unfinished: Duration,
     /// A worker of this process must have gone round its loop within this (default 60 s;
     /// not checked when no worker runs in this process).
     pub max_worker_heartbeat: Duration,
@@ -38,7 +38,7 @@ pub struct HealthThresholds {
 impl Default for HealthThresholds {
     fn default() -> Self {
         Self {
-            max_oldest_pending: Duration::from_secs(15 * 60),
+            max_oldest_unfinished: Duration::from_secs(15 * 60),
             max_worker_heartbeat: Duration::from_secs(60),
             max_dead: None,
             write_probe_every: Duration::from_secs(5),
@@ -49,14 +49,63 @@ impl Default for HealthThresholds {
     }
 }
 
+/// Whether the inbox is healthy ([`Health::status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// No problem found.
+    Ok,
+    /// At least one problem.
+    Unhealthy,
+}
+
+/// A problem [`Inbox::health`] found; serialized as its snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Problem {
+    /// The store cannot commit (a full disk, a locked or read-only database, a deleted
+    /// database file, a server that cannot commit): deliveries are being refused.
+    StoreUnwritable,
+    /// The store did not answer.
+    StoreUnreachable,
+    /// The oldest unfinished row waits longer than
+    /// [`max_oldest_unfinished`](HealthThresholds::max_oldest_unfinished).
+    OldestUnfinishedTooOld,
+    /// A worker of this process has not gone round its loop within
+    /// [`max_worker_heartbeat`](HealthThresholds::max_worker_heartbeat).
+    WorkerStalled,
+    /// More dead rows than [`max_dead`](HealthThresholds::max_dead).
+    TooManyDead,
+}
+
+impl Problem {
+    /// Its snake_case name, as serialized (`store_unwritable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StoreUnwritable => "store_unwritable",
+            Self::StoreUnreachable => "store_unreachable",
+            Self::OldestUnfinishedTooOld => "oldest_unfinished_too_old",
+            Self::WorkerStalled => "worker_stalled",
+            Self::TooManyDead => "too_many_dead",
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What [`Inbox::health`] found. Serializes to the JSON the health route answers:
-/// `{"status":"ok","store_reachable":true,"store_writable":true,"oldest_pending_seconds":null,
+/// `{"status":"ok","store_reachable":true,"store_writable":true,"oldest_unfinished_seconds":null,
 /// "dead":0,"worker_heartbeat_seconds":0.4,"problems":[]}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Health {
     /// `ok`, or `unhealthy` when there is a problem.
-    pub status: &'static str,
+    pub status: HealthStatus,
     /// Whether the store answered.
     pub store_reachable: bool,
     /// Whether the store can commit: the write probe succeeded, and no write of the inbox (an
@@ -64,17 +113,15 @@ pub struct Health {
     /// [`write_failure_window`](HealthThresholds::write_failure_window) without one succeeding
     /// after it.
     pub store_writable: bool,
-    /// Seconds since the oldest pending or running row was received (`null`: none, or the
-    /// store did not answer).
-    pub oldest_pending_seconds: Option<f64>,
+    /// Seconds since the oldest unfinished (pending or running) row was received (`null`:
+    /// none, or the store did not answer).
+    pub oldest_unfinished_seconds: Option<f64>,
     /// Dead rows (`null` when the store did not answer).
     pub dead: Option<u64>,
     /// Seconds since a worker of this process went round its loop (`null`: none runs here).
     pub worker_heartbeat_seconds: Option<f64>,
-    /// What is wrong: `store_unwritable` (a full disk, a locked or read-only database, a
-    /// deleted database file, a server that cannot commit), `store_unreachable`,
-    /// `oldest_pending_too_old`, `worker_stalled`, `too_many_dead`.
-    pub problems: Vec<&'static str>,
+    /// What is wrong, if anything.
+    pub problems: Vec<Problem>,
 }
 
 impl Health {
@@ -98,25 +145,25 @@ impl Inbox {
         let writable = self.writes().writable(thresholds.write_failure_window);
         crate::metrics::store_writable(writable);
         if !writable {
-            problems.push("store_unwritable");
+            problems.push(Problem::StoreUnwritable);
         }
         let worker = self.worker_heartbeat_age();
         if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
-            problems.push("worker_stalled");
+            problems.push(Problem::WorkerStalled);
         }
         let (reachable, oldest, dead) = match self.recent_status(thresholds.counts_max_age).await {
             Some(status) => {
                 if status
                     .oldest_unfinished_age
-                    .is_some_and(|age| age > thresholds.max_oldest_pending)
+                    .is_some_and(|age| age > thresholds.max_oldest_unfinished)
                 {
-                    problems.push("oldest_pending_too_old");
+                    problems.push(Problem::OldestUnfinishedTooOld);
                 }
                 if thresholds
                     .max_dead
                     .is_some_and(|max| status.counts.dead > max)
                 {
-                    problems.push("too_many_dead");
+                    problems.push(Problem::TooManyDead);
                 }
                 (
                     true,
@@ -125,19 +172,19 @@ impl Inbox {
                 )
             }
             None => {
-                problems.insert(0, "store_unreachable");
+                problems.insert(0, Problem::StoreUnreachable);
                 (false, None, None)
             }
         };
         Health {
             status: if problems.is_empty() {
-                "ok"
+                HealthStatus::Ok
             } else {
-                "unhealthy"
+                HealthStatus::Unhealthy
             },
             store_reachable: reachable,
             store_writable: writable,
-            oldest_pending_seconds: oldest,
+            oldest_unfinished_seconds: oldest,
             dead,
             worker_heartbeat_seconds: worker.map(|a| a.as_secs_f64()),
             problems,

@@ -69,7 +69,7 @@ pub use expect::{
 pub use handler::{FetchResults, InboxHandler, InboxMeta, Permanent, ResultsHandler, RetryAfter};
 #[cfg(feature = "axum")]
 pub use health::health_router;
-pub use health::{Health, HealthThresholds};
+pub use health::{Health, HealthStatus, HealthThresholds, Problem};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use inbox::InboxPool;
 pub use inbox::{Inbox, InboxBuilder, InboxStatus, dedup_key};
@@ -77,7 +77,7 @@ pub use migrate::{Dialect, HISTORY_TABLE, MigrateError, Migration, migrations};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, TransactionalHandler};
 pub use reconciler::{
-    CheckReport, CheckResult, Reconciler, ReconcilerHandle, polled_event, polled_kind,
+    CheckReport, Reconciler, ReconcilerBuilder, ReconcilerHandle, polled_event, polled_kind,
 };
 #[cfg(feature = "postgres")]
 pub use sql::PostgresDialect;

@@ -2,7 +2,7 @@
 //! facade with the `metrics` feature; without it these calls compile to nothing. Labels are
 //! fixed vocabularies, never an id or a payload value.
 
-use crate::{CheckResult, InboxStatus, Source};
+use crate::{CheckOutcome, InboxStatus, Source};
 
 /// Counter: deliveries newly stored, by `source` (`webhook`, `poll`, `manual`).
 pub const INBOX_ENQUEUED: &str = "suki_inbox_enqueued_total";
@@ -24,7 +24,7 @@ pub const INBOX_STORE_UNWRITABLE: &str = "suki_inbox_store_unwritable";
 /// 15 s and by every [`Inbox::status`](crate::Inbox::status) / [`health`](crate::Inbox::health).
 pub const INBOX_DEPTH: &str = "suki_inbox_depth";
 /// Gauge: seconds since the oldest pending or running row was received (0 when none).
-pub const INBOX_OLDEST_PENDING: &str = "suki_inbox_oldest_pending_seconds";
+pub const INBOX_OLDEST_UNFINISHED: &str = "suki_inbox_oldest_unfinished_seconds";
 /// Counter: reconciler status checks, by `result` (`recovered`, `already_stored`, `again`,
 /// `gave_up`).
 pub const RECONCILER_CHECKS: &str = "suki_reconciler_checks_total";
@@ -104,7 +104,7 @@ pub(crate) fn depth(status: &InboxStatus) {
         ] {
             metrics::gauge!(INBOX_DEPTH, "state" => state).set(n as f64);
         }
-        metrics::gauge!(INBOX_OLDEST_PENDING).set(
+        metrics::gauge!(INBOX_OLDEST_UNFINISHED).set(
             status
                 .oldest_unfinished_age
                 .map_or(0.0, |age| age.as_secs_f64()),
@@ -115,21 +115,21 @@ pub(crate) fn depth(status: &InboxStatus) {
 }
 
 #[inline]
-pub(crate) fn check(result: &CheckResult) {
+pub(crate) fn check(result: &CheckOutcome) {
     #[cfg(feature = "metrics")]
     {
         let label = match result {
-            CheckResult::Recovered { .. } => "recovered",
-            CheckResult::AlreadyStored { .. } => "already_stored",
-            CheckResult::GaveUp { .. } => "gave_up",
-            CheckResult::Again { .. } => "again",
+            CheckOutcome::Recovered { .. } => "recovered",
+            CheckOutcome::AlreadyStored { .. } => "already_stored",
+            CheckOutcome::GaveUp { .. } => "gave_up",
+            CheckOutcome::Again { .. } => "again",
         };
         metrics::counter!(RECONCILER_CHECKS, "result" => label).increment(1);
         match result {
-            CheckResult::Recovered { .. } => {
+            CheckOutcome::Recovered { .. } => {
                 metrics::counter!(RECONCILER_RECOVERED).increment(1);
             }
-            CheckResult::GaveUp { .. } => metrics::counter!(RECONCILER_GAVE_UP).increment(1),
+            CheckOutcome::GaveUp { .. } => metrics::counter!(RECONCILER_GAVE_UP).increment(1),
             _ => {}
         }
     }

@@ -21,15 +21,15 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_BASE: Duration = Duration::from_secs(30);
 const DEFAULT_CAP: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_GIVE_UP: Duration = Duration::from_secs(24 * 60 * 60);
-const DEFAULT_CONCURRENCY: u32 = 4;
+const DEFAULT_CONCURRENCY: usize = 4;
 /// How long a pass holds the expectations it claimed: long enough for a whole pass of
 /// [`PASS_ROUNDS`] rounds of checks that each time out.
 const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
 /// A pass claims this many times `concurrency` expectations (at most [`MAX_PASS`]) and checks
 /// them `concurrency` at a time, so that its bookkeeping (claim, store the ended sessions'
 /// events, record the checks: three commits) is shared by many sessions.
-const PASS_ROUNDS: u32 = 16;
-const MAX_PASS: u32 = 256;
+const PASS_ROUNDS: usize = 16;
+const MAX_PASS: usize = 256;
 const MIN_RECHECK: Duration = Duration::from_secs(1);
 /// The most characters of a polled status kept.
 const STATUS_TEXT: usize = 64;
@@ -79,35 +79,7 @@ pub fn polled_event(expected: &ExpectationRecord, kind: EventKind) -> Option<Web
 }
 
 type GaveUpCallback = Arc<dyn Fn(&ExpectationRecord) + Send + Sync>;
-type CheckCallback = Arc<dyn Fn(&ExpectationRecord, &CheckResult) + Send + Sync>;
-
-/// What one status check of an expected session found (see [`Reconciler::on_check`]). Each
-/// carries the status seen: Suki's status text, the HTTP status of a failed call (`503`), or
-/// `unreachable`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CheckResult {
-    /// Ended; this check stored its event in the inbox.
-    Recovered {
-        /// The status seen.
-        status: String,
-    },
-    /// Ended; its event was already in the inbox (its webhook came meanwhile).
-    AlreadyStored {
-        /// The status seen.
-        status: String,
-    },
-    /// Not ended yet, not found, or Suki unavailable: checked again later.
-    Again {
-        /// The status seen.
-        status: String,
-    },
-    /// Past the give-up age without ending.
-    GaveUp {
-        /// The status seen.
-        status: String,
-    },
-}
+type CheckCallback = Arc<dyn Fn(&ExpectationRecord, &CheckOutcome) + Send + Sync>;
 
 /// Recovers sessions whose webhook never arrived: tell it which sessions you expect
 /// ([`expect`](Self::expect)); after a grace period it polls the status of those no webhook
@@ -120,7 +92,7 @@ pub struct Reconciler {
     base: Duration,
     cap: Duration,
     give_up: Duration,
-    concurrency: u32,
+    concurrency: usize,
     lease: Duration,
     owner: String,
     on_gave_up: Option<GaveUpCallback>,
@@ -152,79 +124,99 @@ pub struct CheckReport {
     pub gave_up: u64,
 }
 
+/// Builds a [`Reconciler`]: `Reconciler::builder(client, inbox)…build()`.
+#[must_use = "a ReconcilerBuilder does nothing until .build()"]
+pub struct ReconcilerBuilder {
+    reconciler: Reconciler,
+}
+
+impl fmt::Debug for ReconcilerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReconcilerBuilder")
+            .field("reconciler", &self.reconciler)
+            .finish()
+    }
+}
+
 impl Reconciler {
     /// A reconciler polling through `client`, storing into `inbox`. Defaults: grace 5 min,
     /// back-off 30 s doubling up to 15 min (full jitter), give up after 24 h, 4 checks at once.
-    pub fn new(client: AmbientClient, inbox: Inbox) -> Self {
-        Self {
-            client,
-            inbox,
-            grace: DEFAULT_GRACE,
-            base: DEFAULT_BASE,
-            cap: DEFAULT_CAP,
-            give_up: DEFAULT_GIVE_UP,
-            concurrency: DEFAULT_CONCURRENCY,
-            lease: DEFAULT_LEASE,
-            owner: format!(
-                "reconciler-{}-{:08x}",
-                std::process::id(),
-                fastrand::u32(..)
-            ),
-            on_gave_up: None,
-            on_check: None,
+    pub fn builder(client: AmbientClient, inbox: Inbox) -> ReconcilerBuilder {
+        ReconcilerBuilder {
+            reconciler: Self {
+                client,
+                inbox,
+                grace: DEFAULT_GRACE,
+                base: DEFAULT_BASE,
+                cap: DEFAULT_CAP,
+                give_up: DEFAULT_GIVE_UP,
+                concurrency: DEFAULT_CONCURRENCY,
+                lease: DEFAULT_LEASE,
+                owner: format!(
+                    "reconciler-{}-{:08x}",
+                    std::process::id(),
+                    fastrand::u32(..)
+                ),
+                on_gave_up: None,
+                on_check: None,
+            },
         }
     }
+}
 
+impl ReconcilerBuilder {
     /// How long after a session ended its status is first checked (default 5 min).
-    #[must_use]
     pub fn grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
+        self.reconciler.grace = grace;
         self
     }
 
     /// Back-off between checks: up to `base` doubling per check, capped at `max`, full jitter,
     /// never less than a second (defaults 30 s and 15 min).
-    #[must_use]
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.base = base;
-        self.cap = max.max(base);
+        self.reconciler.base = base;
+        self.reconciler.cap = max.max(base);
         self
     }
 
     /// How long after a session ended it is given up (default 24 h).
-    #[must_use]
     pub fn give_up_after(mut self, age: Duration) -> Self {
-        self.give_up = age;
+        self.reconciler.give_up = age;
         self
     }
 
-    /// How many sessions are checked at once (default 4).
-    #[must_use]
-    pub fn concurrency(mut self, n: u32) -> Self {
-        self.concurrency = n.max(1);
+    /// How many sessions are checked at once (default 4, at least 1). A pass claims up to 16
+    /// times as many (at most 256) and records them together.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.reconciler.concurrency = n.max(1);
         self
     }
 
     /// Called for each expectation given up (also logged at WARN).
-    #[must_use]
     pub fn on_gave_up(
         mut self,
         callback: impl Fn(&ExpectationRecord) + Send + Sync + 'static,
     ) -> Self {
-        self.on_gave_up = Some(Arc::new(callback));
+        self.reconciler.on_gave_up = Some(Arc::new(callback));
         self
     }
 
-    /// Called after each status check with what it found (e.g. to show progress).
-    #[must_use]
+    /// Called after each status check with what it concluded (e.g. to show progress).
     pub fn on_check(
         mut self,
-        callback: impl Fn(&ExpectationRecord, &CheckResult) + Send + Sync + 'static,
+        callback: impl Fn(&ExpectationRecord, &CheckOutcome) + Send + Sync + 'static,
     ) -> Self {
-        self.on_check = Some(Arc::new(callback));
+        self.reconciler.on_check = Some(Arc::new(callback));
         self
     }
 
+    /// The reconciler.
+    pub fn build(self) -> Reconciler {
+        self.reconciler
+    }
+}
+
+impl Reconciler {
     /// Registers `session` as expected to end with a webhook; its status is first checked a
     /// grace period after it ended, unless its webhook reaches the inbox first. `false` when it
     /// was already registered.
@@ -280,7 +272,8 @@ impl Reconciler {
                     owner: &self.owner,
                     now: self.inbox.now(),
                     lease: self.lease,
-                    limit: (self.concurrency * PASS_ROUNDS).min(MAX_PASS),
+                    limit: u32::try_from((self.concurrency * PASS_ROUNDS).min(MAX_PASS))
+                        .unwrap_or(u32::MAX),
                 })
                 .await?;
             if claims.is_empty() {
@@ -290,7 +283,7 @@ impl Reconciler {
             let claimed = &claims;
             let polled: Vec<Polled> = futures_util::stream::iter(0..claims.len())
                 .map(|i| self.check(&claimed[i]))
-                .buffered(self.concurrency as usize)
+                .buffered(self.concurrency)
                 .collect()
                 .await;
             // The pass's ended sessions stored together: one transaction for their events.
@@ -299,25 +292,24 @@ impl Reconciler {
             for (claim, outcome) in claims.iter().zip(outcomes) {
                 report.checked += 1;
                 match &outcome {
-                    Checked::Recovered(_) => report.recovered += 1,
-                    Checked::AlreadyStored(_) => report.already_stored += 1,
-                    Checked::Outcome(CheckOutcome::GaveUp { .. }) => {
+                    CheckOutcome::Recovered { .. } => report.recovered += 1,
+                    CheckOutcome::AlreadyStored { .. } => report.already_stored += 1,
+                    CheckOutcome::GaveUp { .. } => {
                         report.gave_up += 1;
                         tracing::warn!(session_id = %claim.session_id, checks = claim.checks, "suki reconciler gave up on a session that never ended");
                         if let Some(callback) = &self.on_gave_up {
                             callback(claim);
                         }
                     }
-                    Checked::Outcome(_) => report.again += 1,
+                    CheckOutcome::Again { .. } => report.again += 1,
                 }
-                let result = outcome.result();
-                crate::metrics::check(&result);
+                crate::metrics::check(&outcome);
                 if let Some(callback) = &self.on_check {
-                    callback(claim, &result);
+                    callback(claim, &outcome);
                 }
                 finished.push(FinishedCheck {
                     lease: claim.lease(),
-                    outcome: outcome.into_outcome(),
+                    outcome,
                 });
             }
             // The pass's bookkeeping in one transaction.
@@ -377,7 +369,11 @@ impl Reconciler {
 
     /// Stores the events of the sessions a pass found ended, in one transaction (each resolves
     /// its expectation as `poll` through the store's rule); what each check concluded.
-    async fn store_ended(&self, claims: &[ExpectationRecord], polled: Vec<Polled>) -> Vec<Checked> {
+    async fn store_ended(
+        &self,
+        claims: &[ExpectationRecord],
+        polled: Vec<Polled>,
+    ) -> Vec<CheckOutcome> {
         let now = self.inbox.now();
         let deliveries: Vec<NewDelivery> = claims
             .iter()
@@ -411,29 +407,31 @@ impl Reconciler {
             .map(|(expected, polled)| match polled {
                 Polled::Checked(checked) => checked,
                 Polled::Ended(_, status) => match stored.as_mut().map(Iterator::next) {
-                    Ok(Some(suki_ambient_core::Stored::Accepted)) => Checked::Recovered(status),
-                    Ok(Some(_)) => Checked::AlreadyStored(status),
+                    Ok(Some(suki_ambient_core::Stored::Accepted)) => {
+                        CheckOutcome::Recovered { status }
+                    }
+                    Ok(Some(_)) => CheckOutcome::AlreadyStored { status },
                     Ok(None) | Err(_) => self.again(expected, "store_error"),
                 },
             })
             .collect()
     }
 
-    fn again(&self, expected: &ExpectationRecord, seen: &str) -> Checked {
+    fn again(&self, expected: &ExpectationRecord, seen: &str) -> CheckOutcome {
         let now = self.inbox.now();
         let age = now.0.saturating_sub(expected.ended_at);
         if age >= millis(self.give_up) {
-            return Checked::Outcome(CheckOutcome::GaveUp {
-                last_status: seen.to_owned(),
-            });
+            return CheckOutcome::GaveUp {
+                status: seen.to_owned(),
+            };
         }
         // Full jitter, but never sooner than a second: a pass must not poll the same session
         // again straight away (it checks until nothing is due).
         let delay = backoff(expected.checks, self.base, self.cap, None).max(MIN_RECHECK);
-        Checked::Outcome(CheckOutcome::Again {
+        CheckOutcome::Again {
+            status: seen.to_owned(),
             next_check: UnixMillis(now.0.saturating_add(millis(delay))),
-            last_status: seen.to_owned(),
-        })
+        }
     }
 }
 
@@ -457,46 +455,7 @@ enum Polled {
     /// Ended: the event a webhook would have carried, and the status seen.
     Ended(Box<WebhookEvent>, String),
     /// Not ended (or the poll failed): what to record.
-    Checked(Checked),
-}
-
-/// What a check found, before it is recorded.
-enum Checked {
-    /// Ended, and this check stored its event (with the status seen).
-    Recovered(String),
-    /// Ended, and its event was already in the inbox.
-    AlreadyStored(String),
-    Outcome(CheckOutcome),
-}
-
-impl Checked {
-    fn result(&self) -> CheckResult {
-        match self {
-            Self::Recovered(status) => CheckResult::Recovered {
-                status: status.clone(),
-            },
-            Self::AlreadyStored(status) => CheckResult::AlreadyStored {
-                status: status.clone(),
-            },
-            Self::Outcome(CheckOutcome::GaveUp { last_status }) => CheckResult::GaveUp {
-                status: last_status.clone(),
-            },
-            Self::Outcome(
-                CheckOutcome::Again { last_status, .. } | CheckOutcome::Stored { last_status },
-            ) => CheckResult::Again {
-                status: last_status.clone(),
-            },
-        }
-    }
-
-    fn into_outcome(self) -> CheckOutcome {
-        match self {
-            Self::Recovered(last_status) | Self::AlreadyStored(last_status) => {
-                CheckOutcome::Stored { last_status }
-            }
-            Self::Outcome(outcome) => outcome,
-        }
-    }
+    Checked(CheckOutcome),
 }
 
 fn millis(d: Duration) -> u64 {

@@ -975,12 +975,12 @@ where
             let mut query = sqlx::query_scalar::<_, String>(&sql);
             for check in chunk {
                 let (kind, next, status) = match &check.outcome {
-                    crate::CheckOutcome::Again {
-                        next_check,
-                        last_status,
-                    } => ("again", Some(stored(*next_check)), last_status),
-                    crate::CheckOutcome::Stored { last_status } => ("stored", None, last_status),
-                    crate::CheckOutcome::GaveUp { last_status } => ("gave_up", None, last_status),
+                    crate::CheckOutcome::Again { status, next_check } => {
+                        ("again", Some(stored(*next_check)), status)
+                    }
+                    crate::CheckOutcome::Recovered { status }
+                    | crate::CheckOutcome::AlreadyStored { status } => ("stored", None, status),
+                    crate::CheckOutcome::GaveUp { status } => ("gave_up", None, status),
                 };
                 query = query
                     .bind(check.lease.session_id.as_str())

@@ -68,7 +68,7 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
         .expect("claim");
     assert_eq!(quiet.len(), 1);
     let gave_up = CheckOutcome::GaveUp {
-        last_status: "running".to_owned(),
+        status: "running".to_owned(),
     };
     assert_eq!(
         store

@@ -31,7 +31,11 @@ fn delivery(key: &str) -> NewDelivery {
 }
 
 fn unwritable(health: &Health) -> bool {
-    !health.is_healthy() && !health.store_writable && health.problems.contains(&"store_unwritable")
+    !health.is_healthy()
+        && !health.store_writable
+        && health
+            .problems
+            .contains(&suki_ambient_inbox::Problem::StoreUnwritable)
 }
 
 /// Checks health until `pred` holds (a few seconds at most); the last answer.

@@ -125,7 +125,9 @@ async fn a_scripted_run_emits_the_documented_metrics_and_no_ids() {
         .retry(RetryPolicy::default().base_delay(Duration::from_millis(5)))
         .build()
         .expect("client");
-    let reconciler = Reconciler::new(client, inbox.clone()).grace(Duration::ZERO);
+    let reconciler = Reconciler::builder(client, inbox.clone())
+        .grace(Duration::ZERO)
+        .build();
     let lost = sandbox.create_session(None);
     reconciler
         .register(ExpectedSession::ambient(
@@ -197,14 +199,14 @@ async fn a_scripted_run_emits_the_documented_metrics_and_no_ids() {
         suki_ambient_inbox::health_router(
             inbox.clone(),
             HealthThresholds {
-                max_oldest_pending: Duration::ZERO,
+                max_oldest_unfinished: Duration::ZERO,
                 ..HealthThresholds::default()
             },
         ),
     );
     for (router, status, problems) in [
         (app, 200, "[]"),
-        (strict, 503, "[\"oldest_pending_too_old\"]"),
+        (strict, 503, "[\"oldest_unfinished_too_old\"]"),
     ] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

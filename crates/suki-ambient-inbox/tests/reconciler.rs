@@ -78,12 +78,13 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
         .build()
         .expect("client");
     let gave_up = Arc::new(Mutex::new(Vec::new()));
-    let reconciler = Reconciler::new(client, inbox.clone())
+    let reconciler = Reconciler::builder(client, inbox.clone())
         .concurrency(8)
         .on_gave_up({
             let gave_up = Arc::clone(&gave_up);
             move |e| gave_up.lock().expect("lock").push(e.session_id.clone())
-        });
+        })
+        .build();
 
     // When the first webhook was held back: its timer runs from there.
     let mut first_late: Option<std::time::Instant> = None;
@@ -227,7 +228,9 @@ async fn a_spawned_reconciler_recovers_a_lost_webhook_and_stops_on_shutdown() {
         .expect("client");
     // No receiver at all: the webhook is lost; a zero grace makes it due at once.
     sandbox.inject_webhook(WebhookFault::lose());
-    let reconciler = Reconciler::new(client, inbox.clone()).grace(Duration::ZERO);
+    let reconciler = Reconciler::builder(client, inbox.clone())
+        .grace(Duration::ZERO)
+        .build();
     let session = sandbox.create_session(None);
     sandbox.set_webhook_url(Some("http://127.0.0.1:9/unused".into()));
     assert_eq!(
@@ -319,9 +322,10 @@ async fn polls_answered_503_or_429_back_off_and_resume_and_a_401_logs_in_again()
         .retry(RetryPolicy::none())
         .build()
         .expect("client");
-    let reconciler = Reconciler::new(client, inbox.clone())
+    let reconciler = Reconciler::builder(client, inbox.clone())
         .grace(Duration::ZERO)
-        .backoff(Duration::from_secs(30), Duration::from_secs(15 * 60));
+        .backoff(Duration::from_secs(30), Duration::from_secs(15 * 60))
+        .build();
     let ids = lost_sessions(&sandbox, &reconciler, clock.now(), 3).await;
     let status_route = "/api/v1/ambient/session/";
 
@@ -415,12 +419,14 @@ async fn two_reconcilers_on_one_postgres_never_check_the_same_session_at_once() 
             .build()
             .expect("client")
     };
-    let first = Reconciler::new(client(), Inbox::connect(&url).await.expect("inbox"))
+    let first = Reconciler::builder(client(), Inbox::connect(&url).await.expect("inbox"))
         .grace(Duration::ZERO)
-        .concurrency(8);
-    let second = Reconciler::new(client(), Inbox::connect(&url).await.expect("inbox"))
+        .concurrency(8)
+        .build();
+    let second = Reconciler::builder(client(), Inbox::connect(&url).await.expect("inbox"))
         .grace(Duration::ZERO)
-        .concurrency(8);
+        .concurrency(8)
+        .build();
     let ids = lost_sessions(&sandbox, &first, UnixMillis::now(), 300).await;
 
     let (a, b) = tokio::join!(first.check_due(), second.check_due());
@@ -467,7 +473,9 @@ async fn a_hostile_status_is_stored_cleaned_and_short() {
         .token("t")
         .build()
         .expect("client");
-    let reconciler = Reconciler::new(client, inbox.clone()).grace(Duration::ZERO);
+    let reconciler = Reconciler::builder(client, inbox.clone())
+        .grace(Duration::ZERO)
+        .build();
     reconciler
         .register(ExpectedSession::ambient(
             SessionId::from("s-hostile"),
