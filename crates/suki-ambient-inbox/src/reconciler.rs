@@ -82,7 +82,7 @@ type GaveUpCallback = Arc<dyn Fn(&ExpectationRecord) + Send + Sync>;
 type CheckCallback = Arc<dyn Fn(&ExpectationRecord, &CheckOutcome) + Send + Sync>;
 
 /// Recovers sessions whose webhook never arrived: tell it which sessions you expect
-/// ([`expect`](Self::expect)); after a grace period it polls the status of those no webhook
+/// ([`register`](Self::register)); after a grace period it polls the status of those no webhook
 /// resolved, and an ended one's event goes into the inbox with `source = poll` and the same
 /// deduplication key as its webhook, so the handler runs once whichever arrives first.
 pub struct Reconciler {

@@ -39,6 +39,7 @@ fn unwritable(health: &Health) -> bool {
 }
 
 /// Checks health until `pred` holds (a few seconds at most); the last answer.
+#[cfg(any(feature = "axum", feature = "postgres"))]
 async fn until(inbox: &Inbox, pred: impl Fn(&Health) -> bool) -> Health {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -1,11 +1,12 @@
 //! The inbox in the application's own database: its own migration history beside the
 //! application's sqlx migrations (in either order), the application's pool, a Postgres schema of
 //! its own, an inbox of an earlier release adopted, a changed or newer history refused.
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
 
 mod common;
 
 use suki_ambient_inbox::conformance::delivery;
-use suki_ambient_inbox::{Inbox, MigrateError, StoreError};
+use suki_ambient_inbox::{Inbox, StoreError};
 
 /// What the application's `_sqlx_migrations` holds: only its own versions.
 const APP_VERSIONS: &str = "SELECT version FROM _sqlx_migrations ORDER BY version";
@@ -42,6 +43,7 @@ async fn works(inbox: &Inbox, key: &str) {
 mod sqlite {
     use super::*;
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+    use suki_ambient_inbox::MigrateError;
 
     async fn app_versions(pool: &SqlitePool) -> Vec<i64> {
         sqlx::query_scalar(APP_VERSIONS)
