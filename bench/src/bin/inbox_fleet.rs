@@ -107,9 +107,9 @@ async fn wake(url: &str, wakes: usize, listen: bool, round: usize) -> Vec<Durati
             .ingest(NewDelivery {
                 dedup_key: format!("{session}/completed"),
                 source: Source::Webhook,
-                kind: "completed".into(),
-                session_id: Some(session.clone()),
-                encounter_id: Some("bench-encounter".into()),
+                kind: suki_ambient::EventKind::Completed,
+                session_id: Some(suki_ambient::SessionId::from(session.as_str())),
+                encounter_id: Some(suki_ambient::EncounterId::from("bench-encounter")),
                 generated_at: UnixMillis::now(),
                 received_at: UnixMillis::now(),
                 body: body(&session),

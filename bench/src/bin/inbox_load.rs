@@ -34,9 +34,9 @@ fn row(key: &str, body: &Bytes) -> NewDelivery {
     NewDelivery {
         dedup_key: key.to_owned(),
         source: Source::Webhook,
-        kind: "completed".to_owned(),
-        session_id: Some(key.to_owned()),
-        encounter_id: Some("bench-encounter".to_owned()),
+        kind: suki_ambient::EventKind::Completed,
+        session_id: Some(suki_ambient::SessionId::from(key)),
+        encounter_id: Some(suki_ambient::EncounterId::from("bench-encounter")),
         generated_at: UnixMillis::now(),
         received_at: UnixMillis::now(),
         body: body.clone(),
@@ -264,8 +264,8 @@ macro_rules! bound {
             .bind(d.dedup_key.as_str())
             .bind(d.source.as_str())
             .bind(d.kind.as_str())
-            .bind(d.session_id.as_deref())
-            .bind(d.encounter_id.as_deref())
+            .bind(d.session_id.as_ref().map(|s| s.as_str()))
+            .bind(d.encounter_id.as_ref().map(|e| e.as_str()))
             .bind(i64::try_from(d.generated_at.0).unwrap_or(i64::MAX))
             .bind(at)
             .bind(&d.body[..])

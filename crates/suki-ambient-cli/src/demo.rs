@@ -379,10 +379,7 @@ async fn lost_webhook_step(
         again.status, again.body
     );
     worker(inbox.clone()).drain(Duration::from_secs(10)).await?;
-    let record = inbox
-        .store()
-        .expectation(session.session_id.as_str())
-        .await?;
+    let record = inbox.store().expectation(&session.session_id).await?;
     Ok(delivery.fate == Fate::Lost
         && report.recovered == 1
         && again.body.contains("duplicate")

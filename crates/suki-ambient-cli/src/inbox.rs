@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
-use suki_ambient_core::UnixMillis;
+use suki_ambient_core::{EncounterId, SessionId, UnixMillis};
 use suki_ambient_inbox::display::{MAX_TEXT, clean, clean_or_dash, next_run, relative, short};
 use suki_ambient_inbox::{DeliveryRecord, Dialect, Inbox, Selection, State, StoreError};
 
@@ -302,7 +302,11 @@ pub(crate) async fn reconcile(
                 _ => "checked".to_owned(),
             };
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{:<36}  {line}", clean(&expected.session_id, MAX_TEXT));
+            let _ = writeln!(
+                out,
+                "{:<36}  {line}",
+                clean(expected.session_id.as_str(), MAX_TEXT)
+            );
             let _ = out.flush();
         });
     }
@@ -339,9 +343,9 @@ fn print_table(rows: &[DeliveryRecord], now: UnixMillis) {
             "{:>6}  {:<7}  {:<9}  {:<7}  {:<36}  {:>8}  {:<14}  {}",
             r.id,
             r.state.as_str(),
-            clean(&r.kind, MAX_TEXT),
+            clean(r.kind.as_str(), MAX_TEXT),
             r.source.as_str(),
-            clean_or_dash(r.session_id.as_deref()),
+            clean_or_dash(r.session_id.as_ref().map(SessionId::as_str)),
             r.attempts,
             next,
             clean_or_dash(r.last_error.as_deref()),
@@ -356,11 +360,17 @@ fn print_row(r: &DeliveryRecord, now: UnixMillis) {
     let fields: [(&str, String); 14] = [
         ("id", r.id.to_string()),
         ("state", r.state.to_string()),
-        ("kind", clean(&r.kind, MAX_TEXT)),
+        ("kind", clean(r.kind.as_str(), MAX_TEXT)),
         ("source", r.source.to_string()),
         ("dedup key", clean(&r.dedup_key, MAX_TEXT)),
-        ("session", clean_or_dash(r.session_id.as_deref())),
-        ("encounter", clean_or_dash(r.encounter_id.as_deref())),
+        (
+            "session",
+            clean_or_dash(r.session_id.as_ref().map(SessionId::as_str)),
+        ),
+        (
+            "encounter",
+            clean_or_dash(r.encounter_id.as_ref().map(EncounterId::as_str)),
+        ),
         ("generated at", relative(r.generated_at, now)),
         ("received at", relative(r.received_at, now)),
         ("attempts", r.attempts.to_string()),

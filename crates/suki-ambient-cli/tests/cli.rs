@@ -690,7 +690,9 @@ async fn inbox_output_escapes_control_characters() {
     let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
     let inbox = Inbox::connect(&url).await.unwrap();
     let mut row = suki_ambient_inbox::conformance::delivery("evil");
-    row.session_id = Some("evil\u{1b}]0;pwned\u{7}\u{1b}[2J".to_owned());
+    row.session_id = Some(suki_ambient_core::SessionId::from(
+        "evil\u{1b}]0;pwned\u{7}\u{1b}[2J",
+    ));
     row.dedup_key = "evil\u{1b}[2J/completed".to_owned();
     inbox.store().insert(&[row]).await.unwrap();
     let list = run(&["inbox", "--url", &url, "list"], None, b"");
@@ -895,12 +897,7 @@ async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal
         "{text}"
     );
     assert!(!text.contains(&token), "no token in the output");
-    let record = inbox
-        .store()
-        .expectation(ids[0].as_str())
-        .await
-        .unwrap()
-        .unwrap();
+    let record = inbox.store().expectation(&ids[0]).await.unwrap().unwrap();
     assert_eq!(record.resolution, Some(Resolution::Poll));
 
     // Not a terminal: the summary only; --json for scripts. Nothing left to recover.

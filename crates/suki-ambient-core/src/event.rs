@@ -88,8 +88,9 @@ pub struct UnknownEvent {
     pub raw: Map<String, Value>,
 }
 
-/// Which kind of event a [`WebhookEvent`] is.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+/// Which kind of event a [`WebhookEvent`] is. Serializes as [`as_str`](Self::as_str) spells it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
     /// [`WebhookEvent::Completed`].
@@ -113,6 +114,19 @@ impl EventKind {
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
             Self::Unknown => "unknown",
+        }
+    }
+
+    /// The kind spelled `name` exactly as [`as_str`](Self::as_str) spells it (a stored kind),
+    /// if any; [`from_status`](Self::from_status) classifies a status text instead.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "completed" => Some(Self::Completed),
+            "failed" => Some(Self::Failed),
+            "timed_out" => Some(Self::TimedOut),
+            "cancelled" => Some(Self::Cancelled),
+            "unknown" => Some(Self::Unknown),
+            _ => None,
         }
     }
 

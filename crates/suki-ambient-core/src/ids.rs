@@ -1,4 +1,5 @@
-//! `SessionId` and `EncounterId`: string newtypes, so the two ids cannot be swapped.
+//! `SessionId` and `EncounterId`: string newtypes, so the two ids cannot be swapped; and
+//! `SessionKind`, the product a session belongs to.
 
 use std::fmt;
 
@@ -69,3 +70,39 @@ id_type!(
     /// An encounter id: one visit, which may span several sessions.
     EncounterId
 );
+
+/// Which product a session belongs to: which status route to poll and which links its
+/// completion carries. Shared by the inbox's reconciler and the sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// An Ambient session (note, structured data, transcript).
+    Ambient,
+    /// A form-filling session (status and structured data only).
+    FormFilling,
+}
+
+impl SessionKind {
+    /// Its stored and serialized spelling: `ambient`, `form_filling`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ambient => "ambient",
+            Self::FormFilling => "form_filling",
+        }
+    }
+
+    /// The kind spelled `s` (as [`as_str`](Self::as_str) spells it), if any.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ambient" => Some(Self::Ambient),
+            "form_filling" => Some(Self::FormFilling),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SessionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

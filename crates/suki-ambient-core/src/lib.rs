@@ -64,7 +64,7 @@ pub use event::{
     UnknownEvent, WebhookEvent,
 };
 pub use handler::{EventHandler, HandlerError, NoopHandler};
-pub use ids::{EncounterId, SessionId};
+pub use ids::{EncounterId, SessionId, SessionKind};
 #[doc(hidden)]
 pub use json::KNOWN_FIELDS;
 pub use json::decode_json;

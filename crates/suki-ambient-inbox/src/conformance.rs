@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use suki_ambient_core::{Stored, UnixMillis};
+use suki_ambient_core::{EventKind, Stored, UnixMillis};
 
 use suki_ambient_core::{EncounterId, SessionId};
 
@@ -42,9 +42,9 @@ pub fn delivery(key: &str) -> NewDelivery {
     NewDelivery {
         dedup_key: key.to_owned(),
         source: Source::Webhook,
-        kind: "completed".to_owned(),
-        session_id: Some(format!("session-{key}")),
-        encounter_id: Some("encounter".to_owned()),
+        kind: EventKind::Completed,
+        session_id: Some(SessionId::new(format!("session-{key}"))),
+        encounter_id: Some(EncounterId::from("encounter")),
         generated_at: at(0),
         received_at: at(0),
         body: Bytes::from(format!(
@@ -134,10 +134,10 @@ async fn insert_and_dedupe(store: &impl Store) {
     assert_eq!(a.state, State::Pending);
     assert_eq!(a.attempts, 0);
     assert_eq!(a.source, Source::Webhook);
-    assert_eq!(a.kind, "completed");
-    assert_eq!(a.session_id.as_deref(), Some("session-a"));
-    assert_eq!(a.received_at, T0);
-    assert_eq!(a.run_after, T0, "insert_and_dedupe: due when received");
+    assert_eq!(a.kind, EventKind::Completed);
+    assert_eq!(a.session_id, Some(SessionId::from("session-a")));
+    assert_eq!(a.received_at, at(0));
+    assert_eq!(a.run_after, at(0), "insert_and_dedupe: due when received");
     let got = store.get(a.id).await.expect("get").expect("row a by id");
     assert_eq!(&got, a, "insert_and_dedupe: get matches list");
     assert!(store.get(i64::MAX).await.expect("get").is_none());
@@ -164,7 +164,7 @@ async fn claim_takes_due_rows_once(store: &impl Store) {
     assert_eq!(c.record.lease_owner.as_deref(), Some("w1"));
     assert_eq!(
         c.record.run_after,
-        T0 + 60_000,
+        at(60_000),
         "claim: run_after is the lease expiry"
     );
     assert_eq!(
@@ -183,7 +183,7 @@ async fn claim_takes_due_rows_once(store: &impl Store) {
     assert!(store.complete(c.lease(), at(3)).await.expect("complete"));
     let done = store.get(c.record.id).await.expect("get").expect("row");
     assert_eq!(done.state, State::Done);
-    assert_eq!(done.completed_at, Some(T0 + 3));
+    assert_eq!(done.completed_at, Some(at(3)));
     assert_eq!(done.lease_owner, None);
     assert!(
         store
@@ -289,7 +289,7 @@ async fn failure_schedules_or_buries(store: &impl Store) {
     );
     let row = store.get(a.record.id).await.expect("get").expect("row");
     assert_eq!(row.state, State::Pending);
-    assert_eq!(row.run_after, T0 + 5_000);
+    assert_eq!(row.run_after, at(5_000));
     assert_eq!(row.last_error.as_deref(), Some("client_503"));
     assert_eq!(row.lease_owner, None);
     assert!(
@@ -334,7 +334,7 @@ async fn release_gives_back_without_counting(store: &impl Store) {
     let row = store.get(c.record.id).await.expect("get").expect("row");
     assert_eq!(row.state, State::Pending);
     assert_eq!(row.attempts, 0, "release: the attempt is not counted");
-    assert_eq!(row.run_after, T0 + 10, "release: due at once");
+    assert_eq!(row.run_after, at(10), "release: due at once");
     assert_eq!(
         store
             .claim(req("w2", at(10), 1))
@@ -370,7 +370,7 @@ async fn a_restarted_owner_takes_its_rows_back(store: &impl Store) {
         let row = store.get(c.record.id).await.expect("get").expect("row");
         assert_eq!(
             (row.state, row.run_after, row.attempts),
-            (State::Pending, T0 + 5, 1),
+            (State::Pending, at(5), 1),
             "release_owner: due now, attempt counted"
         );
         assert!(row.fence > c.record.fence, "release_owner: a new token");
@@ -434,13 +434,13 @@ async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
         "expect: once per session"
     );
     let a = store
-        .expectation("session-a")
+        .expectation(&SessionId::from("session-a"))
         .await
         .expect("get")
         .expect("row");
     assert_eq!(
         (a.next_check, a.checks, a.resolution),
-        (T0 + 300_000, 0, None)
+        (at(300_000), 0, None)
     );
     assert_eq!(
         (a.provider_id.as_deref(), a.kind),
@@ -451,13 +451,13 @@ async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
     webhook.received_at = at(7);
     store.insert(&[webhook]).await.expect("insert");
     let a = store
-        .expectation("session-a")
+        .expectation(&SessionId::from("session-a"))
         .await
         .expect("get")
         .expect("row");
     assert_eq!(
         (a.resolution, a.resolved_at),
-        (Some(Resolution::Webhook), Some(T0 + 7)),
+        (Some(Resolution::Webhook), Some(at(7))),
         "resolved by the webhook"
     );
     // An event of unknown status does not resolve; a polled one resolves as `poll`.
@@ -470,12 +470,12 @@ async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
         .await
         .expect("expect");
     let mut unknown = delivery("b-unknown");
-    unknown.session_id = Some("session-b".to_owned());
-    unknown.kind = "unknown".to_owned();
+    unknown.session_id = Some(SessionId::from("session-b"));
+    unknown.kind = EventKind::Unknown;
     store.insert(&[unknown]).await.expect("insert");
     assert_eq!(
         store
-            .expectation("session-b")
+            .expectation(&SessionId::from("session-b"))
             .await
             .expect("get")
             .expect("row")
@@ -487,7 +487,7 @@ async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
     store.insert(&[polled]).await.expect("insert");
     assert_eq!(
         store
-            .expectation("session-b")
+            .expectation(&SessionId::from("session-b"))
             .await
             .expect("get")
             .expect("row")
@@ -505,13 +505,13 @@ async fn expectations_are_resolved_by_stored_events(store: &impl Store) {
         .await
         .expect("expect");
     let c = store
-        .expectation("session-c")
+        .expectation(&SessionId::from("session-c"))
         .await
         .expect("get")
         .expect("row");
     assert_eq!(
         (c.resolution, c.resolved_at),
-        (Some(Resolution::Webhook), Some(T0 + 9)),
+        (Some(Resolution::Webhook), Some(at(9))),
         "expect after the webhook"
     );
     assert!(
@@ -573,7 +573,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         .expect("row");
     assert_eq!(
         (row.next_check, row.last_status.as_deref(), row.lease_owner),
-        (T0 + 5_000, Some("running"), None)
+        (at(5_000), Some("running"), None)
     );
     // An expired claim is taken over; the old holder is fenced out.
     let taken = store
@@ -634,7 +634,7 @@ async fn expectation_checks_are_leased_and_fenced(store: &impl Store) {
         .expect("row");
     assert_eq!(
         (reopened.resolution, reopened.next_check),
-        (None, T0 + 270_000)
+        (None, at(270_000))
     );
     assert_eq!(
         store
@@ -689,7 +689,7 @@ async fn hourly_counts_and_resolutions(store: &impl Store) {
     assert_eq!(
         hours
             .iter()
-            .map(|h| (h.hour_start, h.state, h.count))
+            .map(|h| (h.hour_start.0, h.state, h.count))
             .collect::<Vec<_>>(),
         vec![
             (first, State::Pending, 1),
@@ -740,7 +740,7 @@ async fn retry_dead_rows(store: &impl Store) {
     let row = store.get(a.id).await.expect("get").expect("row");
     assert_eq!(
         (row.state, row.attempts, row.run_after),
-        (State::Pending, 0, T0 + 2),
+        (State::Pending, 0, at(2)),
         "retry: one row"
     );
     assert_eq!(
@@ -792,7 +792,7 @@ async fn counts_list_and_purge(store: &impl Store) {
     );
     assert_eq!(
         counts.oldest_unfinished_received_at,
-        Some(T0),
+        Some(at(0)),
         "counts: oldest pending"
     );
     let pending = store.list(Some(State::Pending), 10).await.expect("list");
@@ -1024,11 +1024,11 @@ async fn a_pass_records_its_checks_at_once(store: &impl Store) {
         store.finish_checks(at(200), &checks).await.expect("finish"),
         [true, false, true]
     );
-    let row = |id: &str| {
-        let id = id.to_owned();
+    let row = |id: &SessionId| {
+        let id = id.clone();
         async move { store.expectation(&id).await.expect("get").expect("row") }
     };
-    assert_eq!(row(&claims[0].session_id).await.next_check, T0 + 9_000);
+    assert_eq!(row(&claims[0].session_id).await.next_check, at(9_000));
     assert_eq!(
         row(&claims[1].session_id).await.lease_owner.as_deref(),
         Some("r1"),

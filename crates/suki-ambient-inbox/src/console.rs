@@ -30,7 +30,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
-use suki_ambient_core::{UnixMillis, WebhookSecret};
+use suki_ambient_core::{SessionId, UnixMillis, WebhookSecret};
 
 use crate::display::{MAX_TEXT, clean, clean_or_dash, next_run, relative, short};
 use crate::{DeliveryRecord, Inbox, Selection, State};
@@ -601,10 +601,11 @@ fn chart(hours: &[crate::HourCount], now: UnixMillis) -> String {
     let first = last - 23 * 3_600_000;
     let mut bins = [[0u64; 3]; 24];
     for h in hours {
-        if h.hour_start < first || h.hour_start > last {
+        let start = h.hour_start.0;
+        if start < first || start > last {
             continue;
         }
-        let i = usize::try_from((h.hour_start - first) / 3_600_000)
+        let i = usize::try_from((start - first) / 3_600_000)
             .unwrap_or(0)
             .min(23);
         let series = match h.state {
@@ -704,9 +705,9 @@ fn rows_table(
              <td>{session}</td><td>{attempts}</td><td>{error}</td><td>{next}</td><td>{received}</td><td>{button}</td></tr>",
             id = r.id,
             state = r.state,
-            kind = esc(&clean(&r.kind, MAX_TEXT)),
+            kind = esc(&clean(r.kind.as_str(), MAX_TEXT)),
             source = r.source,
-            session = esc(&clean_or_dash(r.session_id.as_deref())),
+            session = esc(&clean_or_dash(r.session_id.as_ref().map(SessionId::as_str))),
             attempts = r.attempts,
             error = esc(&clean_or_dash(r.last_error.as_deref())),
             received = relative(r.received_at, now),
@@ -927,14 +928,14 @@ mod tests {
             id: 7,
             dedup_key: "k".to_owned(),
             source: crate::Source::Webhook,
-            kind: "completed".to_owned(),
-            session_id: Some("<script>alert('x')</script>".to_owned()),
+            kind: suki_ambient_core::EventKind::Completed,
+            session_id: Some(SessionId::from("<script>alert('x')</script>")),
             encounter_id: None,
-            generated_at: 0,
-            received_at: 0,
+            generated_at: UnixMillis(0),
+            received_at: UnixMillis(0),
             state: State::Dead,
             attempts: 1,
-            run_after: 0,
+            run_after: UnixMillis(0),
             lease_owner: None,
             fence: 1,
             last_error: Some("a\"b".to_owned()),
@@ -957,7 +958,7 @@ mod tests {
     fn the_chart_stacks_each_hour_by_outcome() {
         let now = UnixMillis(100 * 3_600_000 + 5);
         let hour = |h: u64, state, count| crate::HourCount {
-            hour_start: h * 3_600_000,
+            hour_start: UnixMillis(h * 3_600_000),
             state,
             count,
         };

@@ -20,7 +20,8 @@ pub fn short(d: Duration) -> String {
 }
 
 /// When `at` (Unix ms) is relative to `now`: `in 2m 5s`, `3h 1m ago`.
-pub fn relative(at: u64, now: UnixMillis) -> String {
+pub fn relative(at: UnixMillis, now: UnixMillis) -> String {
+    let at = at.0;
     if at >= now.0 {
         format!("in {}", short(Duration::from_millis(at - now.0)))
     } else {
@@ -80,8 +81,8 @@ mod tests {
         assert_eq!(short(Duration::from_millis(850)), "850ms");
         assert_eq!(short(Duration::from_secs(125)), "2m 5s");
         assert_eq!(short(Duration::from_secs(3 * 86400 + 4 * 3600)), "3d 4h");
-        assert_eq!(relative(1_000, UnixMillis(61_000)), "1m 0s ago");
-        assert_eq!(relative(61_000, UnixMillis(1_000)), "in 1m 0s");
+        assert_eq!(relative(UnixMillis(1_000), UnixMillis(61_000)), "1m 0s ago");
+        assert_eq!(relative(UnixMillis(61_000), UnixMillis(1_000)), "in 1m 0s");
     }
 
     #[test]

@@ -9,35 +9,11 @@ use suki_ambient_core::{EncounterId, SessionId, UnixMillis};
 
 use crate::StoreError;
 
-/// Which product a session belongs to (which status path to poll).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionKind {
-    /// An Ambient session.
-    Ambient,
-    /// A form-filling session.
-    FormFilling,
-}
+pub use suki_ambient_core::SessionKind;
 
-impl SessionKind {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ambient => "ambient",
-            Self::FormFilling => "form_filling",
-        }
-    }
-}
-
-impl FromStr for SessionKind {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "ambient" => Ok(Self::Ambient),
-            "form_filling" => Ok(Self::FormFilling),
-            _ => Err(StoreError::Corrupt("unknown session kind")),
-        }
-    }
+/// A stored session kind.
+pub(crate) fn session_kind(stored: &str) -> Result<SessionKind, StoreError> {
+    SessionKind::parse(stored).ok_or(StoreError::Corrupt("unknown session kind"))
 }
 
 /// How an expectation was resolved.
@@ -128,17 +104,17 @@ impl ExpectedSession {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExpectationRecord {
     /// The session.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// Its encounter.
-    pub encounter_id: String,
+    pub encounter_id: EncounterId,
     /// The provider to poll as.
     pub provider_id: Option<String>,
     /// Ambient or form filling.
     pub kind: SessionKind,
-    /// When the session ended (ms).
-    pub ended_at: u64,
-    /// When it is next checked (ms); while claimed, when the claim's lease expires.
-    pub next_check: u64,
+    /// When the session ended.
+    pub ended_at: UnixMillis,
+    /// When it is next checked; while claimed, when the claim's lease expires.
+    pub next_check: UnixMillis,
     /// Status checks so far.
     pub checks: u32,
     /// The last status seen (`running`, `404`, `503`…).
@@ -149,8 +125,8 @@ pub struct ExpectationRecord {
     pub fence: i64,
     /// How it was resolved, once it is.
     pub resolution: Option<Resolution>,
-    /// When it was resolved (ms).
-    pub resolved_at: Option<u64>,
+    /// When it was resolved.
+    pub resolved_at: Option<UnixMillis>,
 }
 
 impl ExpectationRecord {
@@ -167,7 +143,7 @@ impl ExpectationRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpectationLease {
     /// The session.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The fencing token.
     pub fence: i64,
 }

@@ -382,9 +382,9 @@ impl Inbox {
         NewDelivery {
             dedup_key: dedup_key(delivery, event),
             source: Source::Webhook,
-            kind: event.kind().as_str().to_owned(),
-            session_id: event.session_id().map(|id| id.as_str().to_owned()),
-            encounter_id: event.encounter_id().map(|id| id.as_str().to_owned()),
+            kind: event.kind(),
+            session_id: event.session_id().cloned(),
+            encounter_id: event.encounter_id().cloned(),
             generated_at: delivery.meta.generated_at,
             received_at: self.now(),
             body: delivery.body.clone(),
@@ -403,7 +403,7 @@ impl Inbox {
     pub(crate) fn status_of(&self, counts: Counts) -> InboxStatus {
         let oldest_unfinished_age = counts
             .oldest_unfinished_received_at
-            .map(|at| Duration::from_millis(self.now().0.saturating_sub(at)));
+            .map(|at| Duration::from_millis(self.now().0.saturating_sub(at.0)));
         InboxStatus {
             counts,
             oldest_unfinished_age,

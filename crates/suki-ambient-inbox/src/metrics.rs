@@ -136,14 +136,3 @@ pub(crate) fn check(result: &CheckOutcome) {
     #[cfg(not(feature = "metrics"))]
     let _ = result;
 }
-
-/// The event kinds as static labels (a stored kind is one of them; anything else `unknown`).
-pub(crate) fn kind_label(kind: &str) -> &'static str {
-    match kind {
-        "completed" => "completed",
-        "failed" => "failed",
-        "timed_out" => "timed_out",
-        "cancelled" => "cancelled",
-        _ => "unknown",
-    }
-}

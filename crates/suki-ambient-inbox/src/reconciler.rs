@@ -9,8 +9,8 @@ use futures_util::StreamExt as _;
 use suki_ambient_client::AmbientClient;
 use suki_ambient_core::api::SessionStatus;
 use suki_ambient_core::{
-    EncounterId, ErrorCode, EventKind, Links, SessionCompleted, SessionEnded, SessionFailed,
-    SessionId, UnixMillis, WebhookEvent,
+    ErrorCode, EventKind, Links, SessionCompleted, SessionEnded, SessionFailed, UnixMillis,
+    WebhookEvent,
 };
 
 use crate::expect::{CheckOutcome, ExpectationRecord, ExpectedSession, FinishedCheck, SessionKind};
@@ -47,8 +47,8 @@ pub fn polled_kind(status: &SessionStatus) -> Option<EventKind> {
 /// The event a webhook would have carried for an ended session: links from core's route table,
 /// no error detail for a failure (the status API gives none: `error_code` is `UNKNOWN`).
 pub fn polled_event(expected: &ExpectationRecord, kind: EventKind) -> Option<WebhookEvent> {
-    let session_id = SessionId::new(expected.session_id.clone());
-    let encounter_id = EncounterId::new(expected.encounter_id.clone());
+    let session_id = expected.session_id.clone();
+    let encounter_id = expected.encounter_id.clone();
     let ended = |status: &str| SessionEnded {
         status: status.to_owned(),
         session_id: session_id.clone(),
@@ -337,7 +337,7 @@ impl Reconciler {
 
     /// Polls one expected session's status.
     async fn check(&self, expected: &ExpectationRecord) -> Polled {
-        let id = SessionId::new(expected.session_id.clone());
+        let id = expected.session_id.clone();
         let client = match &expected.provider_id {
             Some(provider) => match self.client.for_provider(provider) {
                 Ok(client) => client,
@@ -380,9 +380,9 @@ impl Reconciler {
             .zip(&polled)
             .filter_map(|(expected, polled)| match polled {
                 Polled::Ended(event, _) => Some(NewDelivery {
-                    dedup_key: crate::inbox::event_key(&expected.session_id, event.kind()),
+                    dedup_key: crate::inbox::event_key(expected.session_id.as_str(), event.kind()),
                     source: Source::Poll,
-                    kind: event.kind().as_str().to_owned(),
+                    kind: event.kind(),
                     session_id: Some(expected.session_id.clone()),
                     encounter_id: Some(expected.encounter_id.clone()),
                     generated_at: now,
@@ -419,7 +419,7 @@ impl Reconciler {
 
     fn again(&self, expected: &ExpectationRecord, seen: &str) -> CheckOutcome {
         let now = self.inbox.now();
-        let age = now.0.saturating_sub(expected.ended_at);
+        let age = now.0.saturating_sub(expected.ended_at.0);
         if age >= millis(self.give_up) {
             return CheckOutcome::GaveUp {
                 status: seen.to_owned(),

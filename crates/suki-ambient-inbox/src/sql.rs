@@ -1,7 +1,7 @@
 //! The SQL both built-in stores share (SQLite and Postgres both take `$N` parameters), and the
 //! one generic store that runs it over a sqlx pool, with a small [`SqlDialect`] for what differs.
 
-use suki_ambient_core::UnixMillis;
+use suki_ambient_core::{EncounterId, EventKind, SessionId, UnixMillis};
 
 use crate::store::{DeliveryRecord, StoreError};
 
@@ -272,10 +272,10 @@ impl TryFrom<ExpectationRow> for crate::ExpectationRecord {
     type Error = StoreError;
     fn try_from(row: ExpectationRow) -> Result<Self, StoreError> {
         Ok(Self {
-            session_id: row.session_id,
-            encounter_id: row.encounter_id,
+            session_id: SessionId::from(row.session_id),
+            encounter_id: EncounterId::from(row.encounter_id),
             provider_id: row.provider_id,
-            kind: row.kind.parse()?,
+            kind: crate::expect::session_kind(&row.kind)?,
             ended_at: millis(row.ended_at)?,
             next_check: millis(row.next_check)?,
             checks: u32::try_from(row.checks)
@@ -317,8 +317,10 @@ pub(crate) struct ClaimRow {
     pub(crate) body: Vec<u8>,
 }
 
-fn millis(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt("negative time"))
+fn millis(value: i64) -> Result<UnixMillis, StoreError> {
+    u64::try_from(value)
+        .map(UnixMillis)
+        .map_err(|_| StoreError::Corrupt("negative time"))
 }
 
 /// A time as stored (saturating: no real clock reaches `i64::MAX` ms).
@@ -333,9 +335,9 @@ impl TryFrom<Row> for DeliveryRecord {
             id: row.id,
             dedup_key: row.dedup_key,
             source: row.source.parse()?,
-            kind: row.kind,
-            session_id: row.session_id,
-            encounter_id: row.encounter_id,
+            kind: EventKind::parse(&row.kind).ok_or(StoreError::Corrupt("unknown event kind"))?,
+            session_id: row.session_id.map(SessionId::from),
+            encounter_id: row.encounter_id.map(EncounterId::from),
             generated_at: millis(row.generated_at)?,
             received_at: millis(row.received_at)?,
             state: row.state.parse()?,
@@ -713,8 +715,8 @@ where
                     .bind(d.dedup_key.as_str())
                     .bind(d.source.as_str())
                     .bind(d.kind.as_str())
-                    .bind(d.session_id.as_deref())
-                    .bind(d.encounter_id.as_deref())
+                    .bind(d.session_id.as_ref().map(SessionId::as_str))
+                    .bind(d.encounter_id.as_ref().map(EncounterId::as_str))
                     .bind(stored(d.generated_at))
                     .bind(stored(d.received_at))
                     .bind(&d.body[..])
@@ -1001,7 +1003,7 @@ where
         }
         Ok(checks
             .iter()
-            .map(|c| recorded.contains(&c.lease.session_id))
+            .map(|c| recorded.contains(c.lease.session_id.as_str()))
             .collect())
     }
 
@@ -1057,7 +1059,8 @@ where
                 crate::State::Dead => counts.dead = n,
             }
         }
-        counts.oldest_unfinished_received_at = oldest.and_then(|t| u64::try_from(t).ok());
+        counts.oldest_unfinished_received_at =
+            oldest.and_then(|t| u64::try_from(t).ok()).map(UnixMillis);
         Ok(counts)
     }
 
@@ -1118,11 +1121,11 @@ where
 
     async fn expectation(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> Result<Option<crate::ExpectationRecord>, StoreError> {
         let sql = self.sql(GET_EXPECTATION);
         let row: Option<ExpectationRow> = sqlx::query_as(&sql)
-            .bind(session_id)
+            .bind(session_id.as_str())
             .fetch_optional(&self.pool)
             .await
             .db()?;
@@ -1149,7 +1152,7 @@ where
         rows.into_iter()
             .map(|(hour, state, n)| {
                 Ok(crate::HourCount {
-                    hour_start: u64::try_from(hour).unwrap_or(0) * 3_600_000,
+                    hour_start: UnixMillis(u64::try_from(hour).unwrap_or(0) * 3_600_000),
                     state: state.parse()?,
                     count: u64::try_from(n).unwrap_or(0),
                 })

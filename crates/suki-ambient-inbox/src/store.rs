@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
-use suki_ambient_core::{Stored, UnixMillis};
+use suki_ambient_core::{EncounterId, EventKind, SessionId, Stored, UnixMillis};
 
 use crate::expect::{ExpectationRecord, ExpectedSession, FinishedCheck};
 
@@ -109,12 +109,12 @@ pub struct NewDelivery {
     pub dedup_key: String,
     /// Where it came from.
     pub source: Source,
-    /// The event kind (`completed`, `failed`, …, `unknown`).
-    pub kind: String,
+    /// The event kind (`unknown` for a status the SDK does not know).
+    pub kind: EventKind,
     /// The session, when the event names one.
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
     /// The encounter, when the event names one.
-    pub encounter_id: Option<String>,
+    pub encounter_id: Option<EncounterId>,
     /// The authenticated `generated-at`.
     pub generated_at: UnixMillis,
     /// When it was received (and first due).
@@ -144,29 +144,29 @@ pub struct DeliveryRecord {
     /// Where it came from.
     pub source: Source,
     /// The event kind.
-    pub kind: String,
+    pub kind: EventKind,
     /// The session.
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
     /// The encounter.
-    pub encounter_id: Option<String>,
-    /// The authenticated `generated-at` (ms).
-    pub generated_at: u64,
-    /// When it was stored (ms).
-    pub received_at: u64,
+    pub encounter_id: Option<EncounterId>,
+    /// The authenticated `generated-at`.
+    pub generated_at: UnixMillis,
+    /// When it was stored.
+    pub received_at: UnixMillis,
     /// Its state.
     pub state: State,
     /// Attempts started so far (a claim counts, so a crash mid-handler counts too).
     pub attempts: u32,
-    /// When it is next due (ms); for a running row, when its lease expires.
-    pub run_after: u64,
+    /// When it is next due; for a running row, when its lease expires.
+    pub run_after: UnixMillis,
     /// The worker holding it.
     pub lease_owner: Option<String>,
     /// The fencing token of the latest claim.
     pub fence: i64,
     /// The last error: a code and, for HTTP failures, the status; never content.
     pub last_error: Option<String>,
-    /// When it was processed (ms).
-    pub completed_at: Option<u64>,
+    /// When it was processed.
+    pub completed_at: Option<UnixMillis>,
 }
 
 /// A row claimed by a worker: its record and body. `Debug` shows the body's length only.
@@ -237,7 +237,7 @@ pub struct Counts {
     /// Dead rows.
     pub dead: u64,
     /// When the oldest pending or running row was received (ms), if any.
-    pub oldest_unfinished_received_at: Option<u64>,
+    pub oldest_unfinished_received_at: Option<UnixMillis>,
 }
 
 /// A store operation failed. Cheap to clone: a failed group commit gives every caller whose
@@ -498,7 +498,10 @@ pub trait ReadModel: Send + Sync + 'static {
     async fn get(&self, id: i64) -> Result<Option<DeliveryRecord>, StoreError>;
 
     /// One expectation.
-    async fn expectation(&self, session_id: &str) -> Result<Option<ExpectationRecord>, StoreError>;
+    async fn expectation(
+        &self,
+        session_id: &SessionId,
+    ) -> Result<Option<ExpectationRecord>, StoreError>;
 
     /// Expectations, latest ended first.
     async fn expectations(&self, limit: u32) -> Result<Vec<ExpectationRecord>, StoreError>;
@@ -584,7 +587,7 @@ pub trait Wakeups: Send {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HourCount {
     /// The hour's start (Unix ms, a multiple of 3,600,000).
-    pub hour_start: u64,
+    pub hour_start: UnixMillis,
     /// The rows' state now.
     pub state: State,
     /// How many.

@@ -590,8 +590,8 @@ impl Job {
             dedup_key: record.dedup_key.clone(),
             source: record.source,
             attempt: record.attempts,
-            generated_at: UnixMillis(record.generated_at),
-            received_at: UnixMillis(record.received_at),
+            generated_at: record.generated_at,
+            received_at: record.received_at,
         };
         let outcome = if record.attempts > self.options.max_attempts {
             // Claimed again after the last attempt crashed the worker: stop here.
@@ -610,7 +610,7 @@ impl Job {
                     )));
                     let stopwatch = suki_ambient_core::metrics::Stopwatch::start();
                     let outcome = self.attempt(event, meta.clone(), lease).await;
-                    stopwatch.record_handler(crate::metrics::kind_label(&record.kind));
+                    stopwatch.record_handler(record.kind.as_str());
                     outcome
                 }
             }

@@ -77,7 +77,7 @@ async fn a_503_burst_longer_than_the_clients_retries_is_recovered_by_the_worker(
     assert_eq!(rows.len(), 2);
     let completed = rows
         .iter()
-        .find(|r| r.kind == "completed")
+        .find(|r| r.kind == suki_ambient_core::EventKind::Completed)
         .expect("completed row");
     assert_eq!(completed.attempts, 2);
     let error = completed
@@ -303,7 +303,7 @@ async fn every_kind_is_handled_on_purpose_and_an_unknown_status_is_a_dead_letter
     assert_eq!(seen.cancelled.load(Ordering::SeqCst), 1);
     let dead = inbox.list(Some(State::Dead), 10).await.expect("list");
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].kind, "unknown");
+    assert_eq!(dead[0].kind, suki_ambient_core::EventKind::Unknown);
     assert_eq!(dead[0].last_error.as_deref(), Some("unknown_status"));
     assert_eq!(inbox.status().await.expect("status").counts.done, 3);
     server.abort();

@@ -170,7 +170,7 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
     for (session, fate) in &fates {
         let expectation = inbox
             .store()
-            .expectation(session)
+            .expectation(&SessionId::from(session.as_str()))
             .await
             .expect("get")
             .expect("row");
@@ -193,11 +193,11 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
     assert_eq!((last.checked, last.gave_up), (1, 1));
     assert_eq!(
         *gave_up.lock().expect("lock"),
-        vec![never_ends.session_id.to_string()]
+        vec![never_ends.session_id.clone()]
     );
     let record = inbox
         .store()
-        .expectation(never_ends.session_id.as_str())
+        .expectation(&never_ends.session_id)
         .await
         .expect("get")
         .expect("row");
@@ -254,7 +254,7 @@ async fn a_spawned_reconciler_recovers_a_lost_webhook_and_stops_on_shutdown() {
     loop {
         let record = inbox
             .store()
-            .expectation(session.session_id.as_str())
+            .expectation(&session.session_id)
             .await
             .expect("get")
             .expect("row");
@@ -285,7 +285,7 @@ async fn lost_sessions(
     reconciler: &Reconciler,
     now: UnixMillis,
     n: usize,
-) -> Vec<String> {
+) -> Vec<SessionId> {
     sandbox.inject_webhook(WebhookFault::lose());
     sandbox.set_webhook_url(Some("http://127.0.0.1:9/unused".into()));
     let mut ids = Vec::new();
@@ -305,7 +305,7 @@ async fn lost_sessions(
             .expect("complete")
             .fate;
         assert_eq!(fate, Fate::Lost);
-        ids.push(session.session_id.to_string());
+        ids.push(session.session_id.clone());
     }
     ids
 }
@@ -344,9 +344,9 @@ async fn polls_answered_503_or_429_back_off_and_resume_and_a_401_logs_in_again()
         assert_eq!(record.last_status.as_deref(), Some("503"));
         assert_eq!(record.checks, 1);
         assert!(
-            (now + 1_000..=now + 30_000).contains(&record.next_check),
+            (now + 1_000..=now + 30_000).contains(&record.next_check.0),
             "first back-off within [1 s, base]: {}",
-            record.next_check - now
+            record.next_check.0 - now
         );
         assert_eq!(record.resolution, None);
     }
@@ -375,7 +375,7 @@ async fn polls_answered_503_or_429_back_off_and_resume_and_a_401_logs_in_again()
             .expect("get")
             .expect("row");
         assert_eq!(record.last_status.as_deref(), Some("429"));
-        assert!(record.next_check > now && record.next_check <= now + 60_000);
+        assert!(record.next_check.0 > now && record.next_check.0 <= now + 60_000);
     }
 
     // Suki is back, and the token was revoked meanwhile: one new login, then every session is
@@ -488,7 +488,7 @@ async fn a_hostile_status_is_stored_cleaned_and_short() {
     assert_eq!(report.again, 1, "not an ended status: checked again later");
     let row = inbox
         .store()
-        .expectation("s-hostile")
+        .expectation(&SessionId::from("s-hostile"))
         .await
         .expect("read")
         .expect("row");

@@ -71,7 +71,7 @@ async fn the_endpoint_stores_before_answering_and_dedupes() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].dedup_key, "s-1/completed");
     assert_eq!(rows[0].state, State::Pending);
-    assert_eq!(rows[0].session_id.as_deref(), Some("s-1"));
+    assert_eq!(rows[0].session_id.as_ref().map(|s| s.as_str()), Some("s-1"));
     // A bad signature is refused before anything is stored.
     let body = completed("s-2", "enc").to_vec();
     let mut headers = signed(&body);
@@ -272,11 +272,11 @@ async fn retry_after_and_backoff_schedule_the_next_attempt() {
     let row = inbox.list(None, 1).await.expect("list").remove(0);
     assert_eq!(row.state, State::Pending);
     assert!(
-        row.run_after >= 1_800_000_000_000 + 120_000,
+        row.run_after.0 >= 1_800_000_000_000 + 120_000,
         "Retry-After honoured"
     );
     assert!(
-        row.run_after <= 1_800_000_000_000 + 600_000,
+        row.run_after.0 <= 1_800_000_000_000 + 600_000,
         "within the cap"
     );
     assert_eq!(row.last_error.as_deref(), Some("rate_limited"));
@@ -547,7 +547,10 @@ impl ReadModel for Switchable {
         self.check()?;
         self.inner.get(id).await
     }
-    async fn expectation(&self, session_id: &str) -> Result<Option<ExpectationRecord>, StoreError> {
+    async fn expectation(
+        &self,
+        session_id: &suki_ambient_core::SessionId,
+    ) -> Result<Option<ExpectationRecord>, StoreError> {
         self.check()?;
         self.inner.expectation(session_id).await
     }
@@ -668,7 +671,7 @@ async fn the_inbox_status_reports_the_oldest_unfinished_age() {
         status.counts,
         Counts {
             pending: 1,
-            oldest_unfinished_received_at: Some(1_800_000_000_000),
+            oldest_unfinished_received_at: Some(UnixMillis(1_800_000_000_000)),
             ..Counts::default()
         }
     );

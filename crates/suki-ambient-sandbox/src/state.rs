@@ -10,14 +10,8 @@ use suki_ambient_core::api::SessionStatus;
 use crate::Fault;
 use crate::synth::Generated;
 
-/// Which product a sandbox session belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SessionKind {
-    /// An Ambient session (note, structured data, transcript).
-    Ambient,
-    /// A form-filling session (status and structured data only).
-    FormFilling,
-}
+/// Which product a sandbox session belongs to (core's, shared with the reconciler).
+pub use suki_ambient_core::SessionKind;
 
 #[derive(Debug)]
 pub(crate) struct Session {
