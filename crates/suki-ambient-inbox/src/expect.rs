@@ -12,6 +12,7 @@ use crate::StoreError;
 pub use suki_ambient_core::SessionKind;
 
 /// A stored session kind.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn session_kind(stored: &str) -> Result<SessionKind, StoreError> {
     SessionKind::parse(stored).ok_or(StoreError::Corrupt("unknown session kind"))
 }

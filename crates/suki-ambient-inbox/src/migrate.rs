@@ -144,7 +144,7 @@ pub enum MigrateError {
 
 /// A Postgres schema (namespace) name the inbox accepts: letters, digits and `_`, not starting
 /// with a digit, at most 63 bytes; quoted wherever it is used.
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn valid_schema(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 63
@@ -226,73 +226,96 @@ mod run {
     const INSERT_HISTORY: &str = "INSERT INTO suki_inbox_migrations \
          (version, description, checksum, installed_at, adopted) VALUES ($1, $2, $3, $4, $5)";
 
+    /// The run shared by both databases, on a transaction's connection that holds the
+    /// migration lock: the history table, the history read and compared, an earlier release's
+    /// inbox adopted (`exists` answers whether a legacy object is there, given its name as
+    /// `legacy_name` spells it), the missing migrations applied and recorded.
+    async fn run_in<DB>(
+        conn: &mut DB::Connection,
+        known: &[Migration],
+        exists: &str,
+        legacy_name: impl Fn(&str) -> String + Send,
+    ) -> Result<(), StoreError>
+    where
+        DB: sqlx::Database,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+        for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'r> (i64, String): sqlx::FromRow<'r, DB::Row>,
+        for<'r> (bool,): sqlx::FromRow<'r, DB::Row>,
+    {
+        sqlx::query(&history_ddl("BOOLEAN"))
+            .execute(&mut *conn)
+            .await
+            .map_err(failed(0))?;
+        let mut applied: Applied =
+            sqlx::query_as("SELECT version, checksum FROM suki_inbox_migrations ORDER BY version")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(failed(0))?;
+        let mut adopt = Vec::new();
+        if applied.is_empty() {
+            let mut found = Vec::new();
+            for (_, name) in LEGACY {
+                let (there,): (bool,) = sqlx::query_as(exists)
+                    .bind(legacy_name(name))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(failed(0))?;
+                found.push(there);
+            }
+            let prefix = legacy_prefix(&found);
+            adopt = known
+                .iter()
+                .filter(|m| m.version <= prefix)
+                .copied()
+                .collect();
+            applied.extend(adopt.iter().map(|m| (m.version, m.checksum())));
+        }
+        let steps: Vec<(Migration, bool)> = adopt
+            .into_iter()
+            .map(|m| (m, true))
+            .chain(pending(&applied, known)?.into_iter().map(|m| (m, false)))
+            .collect();
+        for (m, adopted) in steps {
+            if !adopted {
+                // A query without arguments runs every statement of the file (as sqlx's own
+                // migrator does).
+                sqlx::Executor::execute(&mut *conn, m.sql)
+                    .await
+                    .map_err(failed(m.version))?;
+            }
+            sqlx::query(INSERT_HISTORY)
+                .bind(m.version)
+                .bind(m.description)
+                .bind(m.checksum())
+                .bind(now_millis())
+                .bind(adopted)
+                .execute(&mut *conn)
+                .await
+                .map_err(failed(m.version))?;
+        }
+        Ok(())
+    }
+
     #[cfg(feature = "sqlite")]
     pub(crate) async fn sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
-        let known = super::migrations(super::Dialect::Sqlite);
         // The write lock at once: a second process starting now waits, then finds it done.
         let mut tx = pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(failed(0))?;
-        sqlx::query(&history_ddl("BOOLEAN"))
-            .execute(&mut *tx)
-            .await
-            .map_err(failed(0))?;
-        let mut applied: Applied =
-            sqlx::query_as("SELECT version, checksum FROM suki_inbox_migrations ORDER BY version")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed(0))?;
-        if applied.is_empty() {
-            let mut exists = Vec::new();
-            for (_, name) in LEGACY {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM sqlite_master WHERE name = $1 AND type IN ('table', 'index')",
-                )
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(failed(0))?;
-                exists.push(n > 0);
-            }
-            let prefix = legacy_prefix(&exists);
-            let adopted: Vec<Migration> = known
-                .iter()
-                .filter(|m| m.version <= prefix)
-                .copied()
-                .collect();
-            for m in &adopted {
-                record(&mut tx, m, true).await?;
-                applied.push((m.version, m.checksum()));
-            }
-        }
-        for m in pending(&applied, known)? {
-            // A query without arguments runs every statement of the file (as sqlx's own
-            // migrator does).
-            sqlx::Executor::execute(&mut *tx, m.sql)
-                .await
-                .map_err(failed(m.version))?;
-            record(&mut tx, &m, false).await?;
-        }
+        run_in::<sqlx::Sqlite>(
+            &mut tx,
+            super::migrations(super::Dialect::Sqlite),
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = $1 AND type IN ('table', 'index')",
+            str::to_owned,
+        )
+        .await?;
         tx.commit().await.map_err(failed(0))?;
-        Ok(())
-    }
-
-    #[cfg(feature = "sqlite")]
-    async fn record(
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-        m: &Migration,
-        adopted: bool,
-    ) -> Result<(), StoreError> {
-        sqlx::query(INSERT_HISTORY)
-            .bind(m.version)
-            .bind(m.description)
-            .bind(m.checksum())
-            .bind(now_millis())
-            .bind(adopted)
-            .execute(&mut **tx)
-            .await
-            .map_err(failed(m.version))?;
         Ok(())
     }
 
@@ -303,7 +326,6 @@ mod run {
         pool: &sqlx::PgPool,
         schema: Option<&str>,
     ) -> Result<(), StoreError> {
-        let known = super::migrations(super::Dialect::Postgres);
         let mut tx = pool.begin().await.map_err(failed(0))?;
         let schema: String = match schema {
             Some(schema) => schema.to_owned(),
@@ -330,66 +352,20 @@ mod run {
             // the inbox's schema; the functions keep that path (migration 0005) whatever the
             // caller's connection uses.
             format!("SET LOCAL search_path TO \"{schema}\""),
-            history_ddl("BOOLEAN"),
         ] {
             sqlx::query(&statement)
                 .execute(&mut *tx)
                 .await
                 .map_err(failed(0))?;
         }
-        let mut applied: Applied =
-            sqlx::query_as("SELECT version, checksum FROM suki_inbox_migrations ORDER BY version")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed(0))?;
-        if applied.is_empty() {
-            let mut exists = Vec::new();
-            for (_, name) in LEGACY {
-                let found: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                    .bind(format!("\"{schema}\".{name}"))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(failed(0))?;
-                exists.push(found);
-            }
-            let prefix = legacy_prefix(&exists);
-            let adopted: Vec<Migration> = known
-                .iter()
-                .filter(|m| m.version <= prefix)
-                .copied()
-                .collect();
-            for m in &adopted {
-                record_pg(&mut tx, m, true).await?;
-                applied.push((m.version, m.checksum()));
-            }
-        }
-        for m in pending(&applied, known)? {
-            // A query without arguments runs every statement of the file (as sqlx's own
-            // migrator does).
-            sqlx::Executor::execute(&mut *tx, m.sql)
-                .await
-                .map_err(failed(m.version))?;
-            record_pg(&mut tx, &m, false).await?;
-        }
+        run_in::<sqlx::Postgres>(
+            &mut tx,
+            super::migrations(super::Dialect::Postgres),
+            "SELECT to_regclass($1) IS NOT NULL",
+            |name| format!("\"{schema}\".{name}"),
+        )
+        .await?;
         tx.commit().await.map_err(failed(0))?;
-        Ok(())
-    }
-
-    #[cfg(feature = "postgres")]
-    async fn record_pg(
-        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        m: &Migration,
-        adopted: bool,
-    ) -> Result<(), StoreError> {
-        sqlx::query(INSERT_HISTORY)
-            .bind(m.version)
-            .bind(m.description)
-            .bind(m.checksum())
-            .bind(now_millis())
-            .bind(adopted)
-            .execute(&mut **tx)
-            .await
-            .map_err(failed(m.version))?;
         Ok(())
     }
 

@@ -47,14 +47,8 @@ impl SqlStore<PostgresDialect> {
         pool: PgPool,
         settings: &Settings,
     ) -> Result<Self, StoreError> {
-        if let Some(schema) = &settings.schema
-            && !crate::migrate::valid_schema(schema)
-        {
-            return Err(StoreError::InvalidSchema {
-                schema: schema.clone(),
-            });
-        }
-        let store = Self::new(pool, settings.schema.as_deref());
+        let schema = settings.schema_for(crate::Dialect::Postgres)?;
+        let store = Self::new(pool, schema);
         if settings.migrate {
             crate::Store::migrate(&store).await?;
         }
@@ -66,13 +60,7 @@ impl SqlStore<PostgresDialect> {
         create: bool,
         settings: &Settings,
     ) -> Result<Self, StoreError> {
-        if let Some(schema) = &settings.schema
-            && !crate::migrate::valid_schema(schema)
-        {
-            return Err(StoreError::InvalidSchema {
-                schema: schema.clone(),
-            });
-        }
+        let schema = settings.schema_for(crate::Dialect::Postgres)?;
         let pool = match PgPoolOptions::new()
             // A ping before each use would double the round trips of every statement; a
             // broken connection fails its statement instead, which the callers handle.
@@ -93,7 +81,7 @@ impl SqlStore<PostgresDialect> {
             Err(e) => return Err(e),
         };
         if !create {
-            let table = match &settings.schema {
+            let table = match schema {
                 Some(schema) => format!("\"{schema}\".suki_inbox_deliveries"),
                 None => "suki_inbox_deliveries".to_owned(),
             };

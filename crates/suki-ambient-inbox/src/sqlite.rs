@@ -37,11 +37,7 @@ impl SqlStore<SqliteDialect> {
         create: bool,
         settings: &Settings,
     ) -> Result<Self, StoreError> {
-        if settings.schema.is_some() {
-            return Err(StoreError::Unsupported(
-                "a schema (SQLite keeps the inbox in its database file)",
-            ));
-        }
+        settings.schema_for(crate::Dialect::Sqlite)?;
         let options = SqliteConnectOptions::from_str(url)
             .db()?
             .create_if_missing(create);
@@ -132,11 +128,7 @@ impl SqlStore<SqliteDialect> {
         pool: SqlitePool,
         settings: &Settings,
     ) -> Result<Self, StoreError> {
-        if settings.schema.is_some() {
-            return Err(StoreError::Unsupported(
-                "a schema (SQLite keeps the inbox in its database file)",
-            ));
-        }
+        settings.schema_for(crate::Dialect::Sqlite)?;
         let mut conn = pool.acquire().await.db()?;
         let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&mut *conn)
