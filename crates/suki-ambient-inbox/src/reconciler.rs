@@ -289,7 +289,7 @@ impl Reconciler {
             // The pass's ended sessions stored together: one transaction for their events.
             let outcomes = self.store_ended(&claims, polled).await;
             let mut finished = Vec::with_capacity(claims.len());
-            for (claim, outcome) in claims.iter().zip(outcomes) {
+            for (claim, (outcome, recorded)) in claims.iter().zip(outcomes) {
                 report.checked += 1;
                 match &outcome {
                     CheckOutcome::Recovered { .. } => report.recovered += 1,
@@ -307,10 +307,12 @@ impl Reconciler {
                 if let Some(callback) = &self.on_check {
                     callback(claim, &outcome);
                 }
-                finished.push(FinishedCheck {
-                    lease: claim.lease(),
-                    outcome,
-                });
+                if !recorded {
+                    finished.push(FinishedCheck {
+                        lease: claim.lease(),
+                        outcome,
+                    });
+                }
             }
             // The pass's bookkeeping in one transaction.
             let recorded = self
@@ -368,12 +370,13 @@ impl Reconciler {
     }
 
     /// Stores the events of the sessions a pass found ended, in one transaction (each resolves
-    /// its expectation as `poll` through the store's rule); what each check concluded.
+    /// its expectation as `poll` through the store's rule); what each check concluded, and
+    /// whether storing its event already recorded it.
     async fn store_ended(
         &self,
         claims: &[ExpectationRecord],
         polled: Vec<Polled>,
-    ) -> Vec<CheckOutcome> {
+    ) -> Vec<(CheckOutcome, bool)> {
         let now = self.inbox.now();
         let deliveries: Vec<NewDelivery> = claims
             .iter()
@@ -405,13 +408,17 @@ impl Reconciler {
             .iter()
             .zip(polled)
             .map(|(expected, polled)| match polled {
-                Polled::Checked(checked) => checked,
-                Polled::Ended(_, status) => match stored.as_mut().map(Iterator::next) {
+                Polled::Checked(checked) => (checked, false),
+                Polled::Ended(event, status) => match stored.as_mut().map(Iterator::next) {
+                    // The insert resolved the expectation with the event's kind as its status
+                    // (the store's rule and migration 0005/0006's trigger): nothing left to
+                    // record unless Suki spelled the status otherwise.
                     Ok(Some(suki_ambient_core::Stored::Accepted)) => {
-                        CheckOutcome::Recovered { status }
+                        let recorded = status == event.kind().as_str();
+                        (CheckOutcome::Recovered { status }, recorded)
                     }
-                    Ok(Some(_)) => CheckOutcome::AlreadyStored { status },
-                    Ok(None) | Err(_) => self.again(expected, "store_error"),
+                    Ok(Some(_)) => (CheckOutcome::AlreadyStored { status }, false),
+                    Ok(None) | Err(_) => (self.again(expected, "store_error"), false),
                 },
             })
             .collect()

@@ -183,6 +183,9 @@ async fn lost_and_late_webhooks_are_recovered_and_each_session_is_processed_once
             _ => {
                 assert_eq!(expectation.resolution, Some(Resolution::Poll), "{fate:?}");
                 assert_eq!(source, Source::Poll, "the handler can tell a polled event");
+                // Resolved and released by the insert of its polled event alone.
+                assert_eq!(expectation.last_status.as_deref(), Some("completed"));
+                assert!(expectation.resolved_at.is_some() && expectation.lease_owner.is_none());
             }
         }
     }

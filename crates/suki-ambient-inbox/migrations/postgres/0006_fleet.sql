@@ -40,3 +40,21 @@ ALTER TABLE suki_inbox_deliveries SET (
 -- for it.
 CREATE INDEX suki_inbox_deliveries_session ON suki_inbox_deliveries (session_id, id)
     WHERE session_id IS NOT NULL;
+
+-- A polled event resolves its expectation completely as it is stored: with the status seen
+-- (its kind), so that the reconciler need not record the check again.
+CREATE OR REPLACE FUNCTION suki_inbox_resolve_expectation() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NEW.session_id IS NOT NULL AND NEW.kind <> 'unknown' THEN
+        UPDATE suki_inbox_expectations
+           SET resolution = CASE NEW.source WHEN 'poll' THEN 'poll' ELSE 'webhook' END,
+               resolved_at = NEW.received_at,
+               last_status = CASE NEW.source WHEN 'poll' THEN NEW.kind ELSE last_status END,
+               lease_owner = NULL,
+               lease_expires = NULL
+         WHERE session_id = NEW.session_id AND resolution IS NULL;
+    END IF;
+    RETURN NULL;
+END;
+$$;

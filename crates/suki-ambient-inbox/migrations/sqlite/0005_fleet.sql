@@ -12,3 +12,19 @@ INSERT INTO suki_inbox_leases (name) VALUES ('maintenance');
 -- table before).
 CREATE INDEX suki_inbox_deliveries_session ON suki_inbox_deliveries (session_id, id)
     WHERE session_id IS NOT NULL;
+
+-- A polled event resolves its expectation completely as it is stored: with the status seen
+-- (its kind), so that the reconciler need not record the check again.
+DROP TRIGGER suki_inbox_resolve_expectation;
+CREATE TRIGGER suki_inbox_resolve_expectation
+AFTER INSERT ON suki_inbox_deliveries
+WHEN NEW.session_id IS NOT NULL AND NEW.kind <> 'unknown'
+BEGIN
+    UPDATE suki_inbox_expectations
+       SET resolution = CASE NEW.source WHEN 'poll' THEN 'poll' ELSE 'webhook' END,
+           resolved_at = NEW.received_at,
+           last_status = CASE NEW.source WHEN 'poll' THEN NEW.kind ELSE last_status END,
+           lease_owner = NULL,
+           lease_expires = NULL
+     WHERE session_id = NEW.session_id AND resolution IS NULL;
+END;
