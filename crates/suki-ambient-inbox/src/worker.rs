@@ -30,6 +30,8 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// gauges (feature `metrics`); the lease lasts three times as long, so a stopped leader is
 /// replaced within 45 s.
 const CHORES_EVERY: Duration = Duration::from_secs(15);
+/// The longest a worker waits before subscribing to wake-ups again after a failure.
+const LISTEN_RETRY_CAP: Duration = Duration::from_secs(60);
 /// The fleet-wide chores' lease ([`DeliveryQueue::lead`](crate::DeliveryQueue::lead)).
 const MAINTENANCE: &str = "maintenance";
 /// How often done rows past the retention are purged.
@@ -709,24 +711,32 @@ impl Job {
 /// Wakes the inbox's idle workers on each signal of the store (another process stored a
 /// delivery); subscribes again a poll interval after the subscription fails.
 async fn listen(inbox: Inbox, pause: Duration) {
+    // A subscription that keeps failing (e.g. LISTEN refused by a pooler in transaction mode)
+    // is tried again less and less often, up to once a minute, so that it warns without
+    // flooding the log; the poll carries the work meanwhile.
+    let mut wait = pause.max(Duration::from_millis(100));
     loop {
         match inbox.store().subscribe().await {
             Ok(None) => return,
-            Ok(Some(mut wakeups)) => loop {
-                match wakeups.wait().await {
-                    Ok(()) => inbox.wake().notify_waiters(),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "suki inbox worker lost its wake-up subscription; polling until it is back");
-                        break;
+            Ok(Some(mut wakeups)) => {
+                wait = pause.max(Duration::from_millis(100));
+                loop {
+                    match wakeups.wait().await {
+                        Ok(()) => inbox.wake().notify_waiters(),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "suki inbox worker lost its wake-up subscription; polling until it is back");
+                            break;
+                        }
                     }
                 }
-            },
+            }
             Err(err) => {
-                tracing::warn!(error = %err, "suki inbox worker could not subscribe to wake-ups; polling");
+                tracing::warn!(error = %err, retry_in = ?wait, "suki inbox worker could not subscribe to wake-ups; polling");
             }
         }
         // Whatever the lost subscription announced, the poll finds.
-        tokio::time::sleep(pause.max(Duration::from_millis(100))).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(LISTEN_RETRY_CAP);
     }
 }
 
