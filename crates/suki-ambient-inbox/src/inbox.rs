@@ -311,9 +311,9 @@ impl Inbox {
         }
     }
 
-    /// Stores `deliveries` in one transaction of their own (not through the group commit: the
-    /// caller already has a batch), recording the write for health, counting and waking as
-    /// [`ingest`](Self::ingest) does.
+    /// Stores `deliveries` in one transaction: the group commit's write, and the reconciler's
+    /// (which already has a batch). Records the write for health, counts what was new, and wakes
+    /// the workers of this process.
     pub(crate) async fn ingest_batch(
         &self,
         deliveries: &[NewDelivery],
@@ -340,8 +340,7 @@ impl Inbox {
         let Some(pending) = batch.batch.as_ref() else {
             return;
         };
-        let result = self.inner.store.insert(&pending.deliveries).await;
-        self.wrote(&result);
+        let result = self.ingest_batch(&pending.deliveries).await;
         let Some(Queue {
             deliveries,
             replies,
@@ -351,17 +350,8 @@ impl Inbox {
         };
         match result {
             Ok(stored) => {
-                let accepted = stored.contains(&Stored::Accepted);
-                for (delivery, stored) in deliveries.iter().zip(&stored) {
-                    if *stored == Stored::Accepted {
-                        crate::metrics::enqueued(delivery.source);
-                    }
-                }
                 for (reply, stored) in replies.into_iter().zip(stored) {
                     let _ = reply.send(Ok(stored));
-                }
-                if accepted {
-                    self.inner.wake.notify_waiters();
                 }
             }
             Err(err) => {

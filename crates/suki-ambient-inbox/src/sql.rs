@@ -186,24 +186,23 @@ const FINISH_CHUNK: usize = 200;
 /// and in order (`placeholder`). A check whose fence is no longer the row's (or, but for
 /// `stored`, whose expectation was resolved meanwhile) matches nothing; the sessions recorded are
 /// returned.
-fn finish_many(n: usize, placeholder: fn(usize) -> String) -> String {
-    use std::fmt::Write as _;
+fn finish_many(n: usize, placeholder: fn(&mut String, usize)) -> String {
     let mut sql = String::from("WITH v (sid, vfence, kind, vnext, vstatus, vnow) AS (VALUES ");
     for i in 0..n {
-        let p = |k: usize| placeholder(i * 6 + k);
-        if i > 0 {
-            sql.push_str(", ");
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        // session, fence, outcome, next check, status, now
+        for (k, cast) in [false, true, false, true, false, true]
+            .into_iter()
+            .enumerate()
+        {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(if cast { "CAST(" } else { "" });
+            placeholder(&mut sql, i * 6 + k + 1);
+            sql.push_str(if cast { " AS BIGINT)" } else { "" });
         }
-        let _ = write!(
-            sql,
-            "({}, CAST({} AS BIGINT), {}, CAST({} AS BIGINT), {}, CAST({} AS BIGINT))",
-            p(1),
-            p(2),
-            p(3),
-            p(4),
-            p(5),
-            p(6)
-        );
+        sql.push(')');
     }
     sql.push_str(
         ") UPDATE suki_inbox_expectations AS x \
@@ -378,7 +377,7 @@ pub trait SqlDialect: sealed::Sealed + Send + Sync + 'static {
     /// order: Postgres numbers them (`$n`); SQLite takes them anonymous (`?`), because binding
     /// numbered ones looks each name up in a list (quadratic in a group commit's 2,560).
     #[doc(hidden)]
-    fn placeholder(n: usize) -> String;
+    fn placeholder(sql: &mut String, n: usize);
     /// Rows a statement changed.
     #[doc(hidden)]
     fn rows_affected(result: &<Self::Db as sqlx::Database>::QueryResult) -> u64;
@@ -440,8 +439,8 @@ impl SqlDialect for SqliteDialect {
     const CLAIM: &'static str = CLAIM_SQLITE;
     const CLAIM_EXPECTATIONS: &'static str = CLAIM_EXPECTATIONS_SQLITE;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
-    fn placeholder(_n: usize) -> String {
-        "?".to_owned()
+    fn placeholder(sql: &mut String, _n: usize) {
+        sql.push('?');
     }
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
@@ -480,8 +479,9 @@ impl SqlDialect for PostgresDialect {
     const CLAIM: &'static str = CLAIM_POSTGRES;
     const CLAIM_EXPECTATIONS: &'static str = CLAIM_EXPECTATIONS_POSTGRES;
     const BEGIN_WRITE: &'static str = "BEGIN";
-    fn placeholder(n: usize) -> String {
-        format!("${n}")
+    fn placeholder(sql: &mut String, n: usize) {
+        use std::fmt::Write as _;
+        let _ = write!(sql, "${n}");
     }
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()
@@ -555,21 +555,18 @@ impl<D: SqlDialect> SqlStore<D> {
         &self.pool
     }
 
-    /// `sql` with the inbox's tables in their schema.
-    pub(crate) fn sql(&self, sql: &'static str) -> std::borrow::Cow<'static, str> {
+    /// `sql` (a constant or a statement built at run time) with the inbox's tables in their
+    /// schema; as it is when the tables are in the connection's own.
+    pub(crate) fn sql<'a>(
+        &self,
+        sql: impl Into<std::borrow::Cow<'a, str>>,
+    ) -> std::borrow::Cow<'a, str> {
+        let sql = sql.into();
         match &self.schema {
-            None => std::borrow::Cow::Borrowed(sql),
+            None => sql,
             Some(schema) => std::borrow::Cow::Owned(
                 sql.replace("suki_inbox_", &format!("\"{schema}\".suki_inbox_")),
             ),
-        }
-    }
-
-    /// A statement built at run time, with the inbox's tables in their schema.
-    fn sql_owned(&self, sql: String) -> String {
-        match &self.schema {
-            None => sql,
-            Some(schema) => sql.replace("suki_inbox_", &format!("\"{schema}\".suki_inbox_")),
         }
     }
 
@@ -595,29 +592,24 @@ impl<T> Db<T> for Result<T, sqlx::Error> {
 
 /// The group commit's multi-row insert for `n` rows (10 parameters each, once and in order;
 /// the constant values are written out).
-fn insert_many(n: usize, placeholder: fn(usize) -> String) -> String {
-    use std::fmt::Write as _;
+fn insert_many(n: usize, placeholder: fn(&mut String, usize)) -> String {
     let mut sql = String::from(INSERT_MANY);
     sql.push_str("VALUES ");
     for i in 0..n {
-        let p = |k: usize| placeholder(i * 10 + k);
-        if i > 0 {
-            sql.push_str(", ");
+        let p = i * 10;
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        // dedup_key … body; then state, attempts, run_after, fence, updated_at
+        for k in 1..=8 {
+            if k > 1 {
+                sql.push_str(", ");
+            }
+            placeholder(&mut sql, p + k);
         }
-        let _ = write!(
-            sql,
-            "({}, {}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, 0, {})",
-            p(1),
-            p(2),
-            p(3),
-            p(4),
-            p(5),
-            p(6),
-            p(7),
-            p(8),
-            p(9),
-            p(10),
-        );
+        sql.push_str(", 'pending', 0, ");
+        placeholder(&mut sql, p + 9);
+        sql.push_str(", 0, ");
+        placeholder(&mut sql, p + 10);
+        sql.push(')');
     }
     sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key");
     sql
@@ -708,7 +700,7 @@ where
         };
         let mut inserted = std::collections::HashSet::new();
         for chunk in batch.chunks(256) {
-            let sql = self.sql_owned(insert_many(chunk.len(), D::placeholder));
+            let sql = self.sql(insert_many(chunk.len(), D::placeholder));
             let mut query = sqlx::query_scalar::<_, String>(&sql);
             for d in chunk {
                 query = query
@@ -973,7 +965,7 @@ where
         };
         let mut recorded = std::collections::HashSet::new();
         for chunk in checks.chunks(FINISH_CHUNK) {
-            let sql = self.sql_owned(finish_many(chunk.len(), D::placeholder));
+            let sql = self.sql(finish_many(chunk.len(), D::placeholder));
             let mut query = sqlx::query_scalar::<_, String>(&sql);
             for check in chunk {
                 let (kind, next, status) = match &check.outcome {
@@ -1208,6 +1200,41 @@ impl FileId {
         {
             let _ = meta;
             Some(Self(0, 0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dollar(sql: &mut String, n: usize) {
+        use std::fmt::Write as _;
+        let _ = write!(sql, "${n}");
+    }
+
+    fn anonymous(sql: &mut String, _n: usize) {
+        sql.push('?');
+    }
+
+    /// Each parameter once, in order: numbered 1..=N for Postgres, N anonymous ones for SQLite.
+    #[test]
+    fn multi_row_statements_number_their_parameters_once_in_order() {
+        for (sql, per_row) in [(insert_many(3, dollar), 10), (finish_many(3, dollar), 6)] {
+            let mut at = 0;
+            for n in 1..=3 * per_row {
+                let p = format!("${n}");
+                let found = sql[at..].find(&p).unwrap_or_else(|| panic!("{p} in {sql}"));
+                at += found + p.len();
+            }
+            assert!(!sql.contains(&format!("${}", 3 * per_row + 1)), "{sql}");
+        }
+        for (sql, per_row) in [
+            (insert_many(3, anonymous), 10),
+            (finish_many(3, anonymous), 6),
+        ] {
+            assert_eq!(sql.matches('?').count(), 3 * per_row, "{sql}");
+            assert!(!sql.contains('$'), "{sql}");
         }
     }
 }

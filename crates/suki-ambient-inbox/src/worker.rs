@@ -32,6 +32,8 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const CHORES_EVERY: Duration = Duration::from_secs(15);
 /// The longest a worker waits before subscribing to wake-ups again after a failure.
 const LISTEN_RETRY_CAP: Duration = Duration::from_secs(60);
+/// How long the maintenance lease lasts once taken or renewed: three rounds of chores.
+const MAINTENANCE_LEASE_MS: u64 = 3 * CHORES_EVERY.as_secs() * 1_000;
 /// The fleet-wide chores' lease ([`DeliveryQueue::lead`](crate::DeliveryQueue::lead)).
 const MAINTENANCE: &str = "maintenance";
 /// How often done rows past the retention are purged.
@@ -235,7 +237,7 @@ impl InboxWorker {
             task: MAINTENANCE,
             owner: &self.options.owner,
             now,
-            until: UnixMillis(now.0.saturating_add(3 * 15_000)),
+            until: UnixMillis(now.0.saturating_add(MAINTENANCE_LEASE_MS)),
         };
         let leading = match self.inbox.store().lead(lead).await {
             Ok(leading) => leading,
