@@ -77,7 +77,487 @@ where
     the_probe_writes(&fresh().await).await;
     one_worker_holds_the_maintenance_lease(&fresh().await).await;
     a_pass_records_its_checks_at_once(&fresh().await).await;
+    each_attempt_is_in_the_timeline(&fresh().await).await;
+    a_snooze_spends_no_attempt(&fresh().await).await;
+    operators_act_with_an_audit_entry(&fresh().await).await;
+    replay_and_discard(&fresh().await).await;
+    pauses_hold_back_claims(&fresh().await).await;
     concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
+}
+
+/// The events of row `id` in a trace of `target`, as (event, attempt, code, detail, actor).
+async fn timeline(
+    store: &impl Store,
+    target: &str,
+    id: i64,
+) -> Vec<(
+    String,
+    Option<u32>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+)> {
+    store
+        .trace(target, 100)
+        .await
+        .expect("trace")
+        .events
+        .into_iter()
+        .filter(|e| e.delivery_id == id)
+        .map(|e| (e.event, e.attempt, e.code, e.detail, e.actor))
+        .collect()
+}
+
+async fn each_attempt_is_in_the_timeline(store: &impl Store) {
+    let step = "each_attempt_is_in_the_timeline";
+    store.insert(&[delivery("t")]).await.expect("insert");
+    let c = store
+        .claim(req("w1", at(10), 1))
+        .await
+        .expect("claim")
+        .remove(0);
+    assert!(
+        store
+            .fail(FailedAttempt {
+                detail: Some("contents 503"),
+                ..failed(
+                    c.lease(),
+                    at(25),
+                    Next::RetryAt(at(100)),
+                    "fetch_contents_503"
+                )
+            })
+            .await
+            .expect("fail")
+    );
+    // Claimed, then lost: the lease expires and another worker claims it again.
+    let c = store
+        .claim(req("w2", at(100), 1))
+        .await
+        .expect("claim")
+        .remove(0);
+    let c2 = store
+        .claim(req("w3", at(100 + 60_001), 1))
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_ne!(c.record.fence, c2.record.fence);
+    assert!(
+        store
+            .complete(c2.lease(), at(60_200), Some("contents ok"))
+            .await
+            .expect("complete")
+    );
+    let trace = store.trace("session-t", 100).await.expect("trace");
+    assert_eq!(trace.deliveries.len(), 1, "{step}: found by session");
+    let first = &trace.events[0];
+    assert_eq!(
+        (
+            first.started_at,
+            first.at,
+            first.worker.as_deref(),
+            first.next_run
+        ),
+        (Some(at(10)), at(25), Some("w1"), Some(at(100))),
+        "{step}: an attempt's start, end, worker and next run"
+    );
+    assert_eq!(
+        timeline(store, "session-t", c.record.id).await,
+        [
+            (
+                "retry".to_owned(),
+                Some(1),
+                Some("fetch_contents_503".to_owned()),
+                Some("contents 503".to_owned()),
+                None
+            ),
+            ("lease_expired".to_owned(), Some(2), None, None, None),
+            (
+                "done".to_owned(),
+                Some(3),
+                None,
+                Some("contents ok".to_owned()),
+                None
+            ),
+        ],
+        "{step}: every attempt and its outcome"
+    );
+    assert_eq!(
+        store
+            .trace("encounter", 100)
+            .await
+            .expect("trace")
+            .deliveries
+            .len(),
+        1,
+        "{step}: found by encounter"
+    );
+    assert!(
+        store.trace("nobody", 100).await.expect("trace").is_empty(),
+        "{step}: nothing known"
+    );
+    // A row retried again and again keeps its latest 20 attempts.
+    store.insert(&[delivery("many")]).await.expect("insert");
+    for i in 0..25u64 {
+        let c = store
+            .claim(req("w", at(1_000_000 + i * 10), 1))
+            .await
+            .expect("claim")
+            .remove(0);
+        store
+            .fail(failed(
+                c.lease(),
+                at(1_000_000 + i * 10 + 1),
+                Next::RetryAt(at(0)),
+                "x",
+            ))
+            .await
+            .expect("fail");
+    }
+    let events = store
+        .trace("session-many", 100)
+        .await
+        .expect("trace")
+        .events;
+    assert_eq!(events.len(), 20, "{step}: the latest 20 attempts are kept");
+    assert_eq!(
+        events.last().and_then(|e| e.attempt),
+        Some(25),
+        "{step}: the latest"
+    );
+}
+
+async fn a_snooze_spends_no_attempt(store: &impl Store) {
+    let step = "a_snooze_spends_no_attempt";
+    store.insert(&[delivery("z")]).await.expect("insert");
+    let c = store
+        .claim(req("w", at(1), 1))
+        .await
+        .expect("claim")
+        .remove(0);
+    assert!(
+        store
+            .fail(failed(
+                c.lease(),
+                at(2),
+                Next::Snooze(at(5_000)),
+                "encounter_not_open"
+            ))
+            .await
+            .expect("snooze")
+    );
+    let row = store.get(c.record.id).await.expect("get").expect("row");
+    assert_eq!(
+        (row.state, row.attempts, row.snoozes, row.run_after),
+        (State::Pending, 0, 1, at(5_000)),
+        "{step}: pending, no attempt spent, one snooze"
+    );
+    assert!(
+        store
+            .claim(req("w", at(4_999), 1))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(
+        timeline(store, "session-z", row.id).await[0].0,
+        "snoozed",
+        "{step}: in the timeline"
+    );
+}
+
+async fn operators_act_with_an_audit_entry(store: &impl Store) {
+    let step = "operators_act_with_an_audit_entry";
+    store
+        .insert(&[delivery("d1"), delivery("d2"), delivery("d3")])
+        .await
+        .expect("insert");
+    let claims = store.claim(req("w", at(1), 3)).await.expect("claim");
+    for (c, code) in claims.iter().zip([
+        "fetch_contents_401_invalid",
+        "fetch_contents_404",
+        "handler_failed",
+    ]) {
+        store
+            .fail(failed(
+                c.lease(),
+                at(2 + c.record.id as u64),
+                Next::Dead,
+                code,
+            ))
+            .await
+            .expect("fail");
+    }
+    let groups = store.dead_groups(10).await.expect("groups");
+    assert_eq!(groups.len(), 3, "{step}: one group per code");
+    assert!(groups.iter().all(|g| g.count == 1));
+    let by_prefix = crate::Action::Retry(Selection::DeadMatching(
+        crate::DeadFilter::new().code_prefix("fetch_contents_"),
+    ));
+    assert_eq!(
+        store.preview(&by_prefix, at(10)).await.expect("preview"),
+        2,
+        "{step}: a dry run counts"
+    );
+    assert_eq!(
+        store.audit(at(0), 100).await.expect("audit").len(),
+        0,
+        "{step}: a dry run records nothing"
+    );
+    assert_eq!(
+        act(store, by_prefix, at(10)).await.expect("retry"),
+        2,
+        "{step}: by prefix"
+    );
+    let exact = crate::Action::Retry(Selection::DeadMatching(
+        crate::DeadFilter::new().code("handler_failed").since(at(0)),
+    ));
+    assert_eq!(
+        act(store, exact, at(11)).await.expect("retry"),
+        1,
+        "{step}: by code"
+    );
+    assert_eq!(store.counts().await.expect("counts").dead, 0);
+    let retried = timeline(store, "session-d1", claims[0].record.id).await;
+    assert_eq!(
+        retried.last(),
+        Some(&(
+            "retried".to_owned(),
+            None,
+            None,
+            None,
+            Some("tester".to_owned())
+        )),
+        "{step}: the operator's action is in the row's timeline"
+    );
+    act(
+        store,
+        crate::Action::ViewTimeline {
+            target: "session-d1".into(),
+        },
+        at(12),
+    )
+    .await
+    .expect("view");
+    let audit = store.audit(at(0), 100).await.expect("audit");
+    let summary: Vec<_> = audit
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.rows,
+                e.actor.as_str(),
+                e.origin.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("retry", 2, "tester", "conformance"),
+            ("retry", 1, "tester", "conformance"),
+            ("view_timeline", 0, "tester", "conformance"),
+        ],
+        "{step}: every action in the audit log"
+    );
+    assert_eq!(audit[2].target.as_deref(), Some("session-d1"));
+    assert_eq!(
+        store.audit(at(12), 100).await.expect("audit").len(),
+        1,
+        "{step}: since"
+    );
+    // The audit log outlives the rows it names; its own retention is explicit.
+    let done = store.claim(req("w", at(20), 3)).await.expect("claim");
+    for c in &done {
+        store
+            .complete(c.lease(), at(21), None)
+            .await
+            .expect("complete");
+    }
+    assert_eq!(
+        act(store, crate::Action::Purge { before: at(22) }, at(30))
+            .await
+            .expect("purge"),
+        3
+    );
+    assert!(
+        store
+            .trace("session-d1", 100)
+            .await
+            .expect("trace")
+            .is_empty(),
+        "{step}: a purged row's timeline goes with it"
+    );
+    assert_eq!(store.audit(at(0), 100).await.expect("audit").len(), 4);
+    assert_eq!(
+        act(store, crate::Action::PurgeAudit { before: at(12) }, at(40))
+            .await
+            .expect("purge audit"),
+        2,
+        "{step}: the audit log's own retention"
+    );
+    let left: Vec<_> = store
+        .audit(at(0), 100)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(left, ["view_timeline", "purge", "purge_audit"]);
+}
+
+async fn replay_and_discard(store: &impl Store) {
+    let step = "replay_and_discard";
+    let mut other = delivery("r3");
+    other.kind = EventKind::Failed;
+    store
+        .insert(&[delivery("r1"), delivery("r2"), other, delivery("r4")])
+        .await
+        .expect("insert");
+    let claims = store.claim(req("w", at(1), 4)).await.expect("claim");
+    // r1 done long ago; r2 and r3 done lately; r4 dead then discarded.
+    store
+        .complete(claims[0].lease(), at(2), None)
+        .await
+        .expect("done");
+    store
+        .complete(claims[1].lease(), at(1_000), None)
+        .await
+        .expect("done");
+    store
+        .complete(claims[2].lease(), at(1_000), None)
+        .await
+        .expect("done");
+    store
+        .fail(failed(
+            claims[3].lease(),
+            at(3),
+            Next::Dead,
+            "handler_failed",
+        ))
+        .await
+        .expect("dead");
+    let discard = crate::Action::Discard {
+        id: claims[3].record.id,
+        reason: "duplicate visit".into(),
+    };
+    assert_eq!(
+        act(store, discard.clone(), at(1_001))
+            .await
+            .expect("discard"),
+        1
+    );
+    assert_eq!(
+        act(store, discard, at(1_002)).await.expect("discard"),
+        0,
+        "{step}: once"
+    );
+    let row = store
+        .get(claims[3].record.id)
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(
+        (row.state, row.last_error.as_deref()),
+        (State::Done, Some("discarded")),
+        "{step}: kept and marked"
+    );
+    assert_eq!(
+        timeline(store, "session-r4", row.id).await.last(),
+        Some(&(
+            "discarded".to_owned(),
+            None,
+            None,
+            Some("duplicate visit".to_owned()),
+            Some("tester".to_owned())
+        ))
+    );
+    let window = |kind| crate::Action::Replay {
+        since: at(500),
+        kind,
+    };
+    assert_eq!(
+        store
+            .preview(&window(None), at(2_000))
+            .await
+            .expect("preview"),
+        2,
+        "{step}: the window's finished rows, not the discarded one"
+    );
+    assert_eq!(
+        act(store, window(Some(EventKind::Completed)), at(2_000))
+            .await
+            .expect("replay"),
+        1,
+        "{step}: one kind"
+    );
+    let replayed = store.claim(req("w", at(2_001), 10)).await.expect("claim");
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(
+        (replayed[0].record.id, replayed[0].record.attempts),
+        (claims[1].record.id, 1),
+        "{step}: due again with a fresh count"
+    );
+}
+
+async fn pauses_hold_back_claims(store: &impl Store) {
+    let step = "pauses_hold_back_claims";
+    let mut failed_event = delivery("p2");
+    failed_event.kind = EventKind::Failed;
+    store
+        .insert(&[delivery("p1"), failed_event])
+        .await
+        .expect("insert");
+    let pause = |kind| crate::Action::Pause {
+        kind,
+        reason: Some("EHR down".into()),
+    };
+    assert_eq!(
+        store.preview(&pause(None), at(1)).await.expect("preview"),
+        1
+    );
+    assert_eq!(act(store, pause(None), at(1)).await.expect("pause"), 1);
+    assert_eq!(
+        act(store, pause(None), at(2)).await.expect("pause"),
+        0,
+        "{step}: already"
+    );
+    act(store, pause(Some(EventKind::Completed)), at(3))
+        .await
+        .expect("pause");
+    let pauses = store.pauses().await.expect("pauses");
+    assert_eq!(pauses.len(), 2);
+    assert!(pauses.iter().any(|p| p.kind.is_none()
+        && p.paused_by == "tester"
+        && p.reason.as_deref() == Some("EHR down")
+        && p.paused_at == at(1)));
+    // Workers skip the paused kinds in the claim itself.
+    let claims = store
+        .claim(ClaimRequest {
+            paused: &[EventKind::Completed],
+            ..req("w", at(5), 10)
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        claims[0].record.kind,
+        EventKind::Failed,
+        "{step}: a paused kind stays"
+    );
+    assert_eq!(
+        act(store, crate::Action::Resume { kind: None }, at(6))
+            .await
+            .expect("resume"),
+        1
+    );
+    assert_eq!(
+        act(store, crate::Action::Resume { kind: None }, at(7))
+            .await
+            .expect("resume"),
+        0
+    );
+    assert_eq!(store.pauses().await.expect("pauses").len(), 1);
 }
 
 async fn insert_and_dedupe(store: &impl Store) {
@@ -180,7 +660,12 @@ async fn claim_takes_due_rows_once(store: &impl Store) {
     );
     let none = store.claim(req("w3", at(2), 10)).await.expect("claim");
     assert!(none.is_empty(), "claim: both rows are held");
-    assert!(store.complete(c.lease(), at(3)).await.expect("complete"));
+    assert!(
+        store
+            .complete(c.lease(), at(3), None)
+            .await
+            .expect("complete")
+    );
     let done = store.get(c.record.id).await.expect("get").expect("row");
     assert_eq!(done.state, State::Done);
     assert_eq!(done.completed_at, Some(at(3)));
@@ -217,7 +702,10 @@ async fn expired_lease_is_reclaimed_and_fenced(store: &impl Store) {
     );
     let old = first.lease();
     assert!(
-        !store.complete(old, at(60_001)).await.expect("complete"),
+        !store
+            .complete(old, at(60_001), None)
+            .await
+            .expect("complete"),
         "fence: stale completion refused"
     );
     assert!(
@@ -244,7 +732,7 @@ async fn expired_lease_is_reclaimed_and_fenced(store: &impl Store) {
     assert_eq!(row.lease_owner.as_deref(), Some("w2"));
     assert!(
         store
-            .complete(second.lease(), at(60_002))
+            .complete(second.lease(), at(60_002), None)
             .await
             .expect("complete")
     );
@@ -375,7 +863,10 @@ async fn a_restarted_owner_takes_its_rows_back(store: &impl Store) {
         );
         assert!(row.fence > c.record.fence, "release_owner: a new token");
         assert!(
-            !store.complete(c.lease(), at(6)).await.expect("complete"),
+            !store
+                .complete(c.lease(), at(6), None)
+                .await
+                .expect("complete"),
             "release_owner: the old claim is fenced out"
         );
     }
@@ -731,8 +1222,7 @@ async fn retry_dead_rows(store: &impl Store) {
         .find(|r| r.dedup_key == "a")
         .expect("a");
     assert_eq!(
-        store
-            .retry(Selection::Id(a.id), at(2))
+        retry(store, Selection::Id(a.id), at(2))
             .await
             .expect("retry"),
         1
@@ -744,7 +1234,7 @@ async fn retry_dead_rows(store: &impl Store) {
         "retry: one row"
     );
     assert_eq!(
-        store.retry(Selection::Dead, at(3)).await.expect("retry"),
+        retry(store, Selection::Dead, at(3)).await.expect("retry"),
         2,
         "retry: every dead row"
     );
@@ -755,8 +1245,7 @@ async fn retry_dead_rows(store: &impl Store) {
         .expect("claim")
         .remove(0);
     assert_eq!(
-        store
-            .retry(Selection::Id(c.record.id), at(4))
+        retry(store, Selection::Id(c.record.id), at(4))
             .await
             .expect("retry"),
         0,
@@ -774,7 +1263,7 @@ async fn counts_list_and_purge(store: &impl Store) {
     let claims = store.claim(req("w1", at(1_000), 2)).await.expect("claim");
     assert!(
         store
-            .complete(claims[0].lease(), at(1_000))
+            .complete(claims[0].lease(), at(1_000), None)
             .await
             .expect("complete")
     );
@@ -861,13 +1350,13 @@ async fn counts_follow_every_change(store: &impl Store) {
     );
     assert!(
         store
-            .complete(claims[0].lease(), at(2_000))
+            .complete(claims[0].lease(), at(2_000), None)
             .await
             .expect("complete")
     );
     assert!(
         store
-            .complete(claims[1].lease(), at(2_000))
+            .complete(claims[1].lease(), at(2_000), None)
             .await
             .expect("complete")
     );
@@ -912,8 +1401,7 @@ async fn counts_follow_every_change(store: &impl Store) {
     assert!(!again.is_empty() && !over.is_empty());
     assert_counts(store, "a takeover of expired leases").await;
     assert_eq!(
-        store
-            .retry(Selection::Dead, at(4_000))
+        retry(store, Selection::Dead, at(4_000))
             .await
             .expect("retry"),
         1
@@ -955,7 +1443,7 @@ async fn retrying_rows_behind_any_backlog(store: &impl Store) {
     );
     assert!(
         store
-            .complete(claims[2].lease(), at(2_000))
+            .complete(claims[2].lease(), at(2_000), None)
             .await
             .expect("complete")
     );
@@ -1054,7 +1542,32 @@ fn req(owner: &str, now: UnixMillis, limit: u32) -> ClaimRequest<'_> {
         now,
         lease: LEASE,
         limit,
+        paused: &[],
     }
+}
+
+/// Retries `which` as an operator.
+async fn retry(
+    store: &impl Store,
+    which: Selection,
+    now: UnixMillis,
+) -> Result<u64, crate::StoreError> {
+    act(store, crate::Action::Retry(which), now).await
+}
+
+/// Does `action` as the suite's operator.
+async fn act(
+    store: &impl Store,
+    action: crate::Action,
+    now: UnixMillis,
+) -> Result<u64, crate::StoreError> {
+    store
+        .act(crate::Act {
+            action: &action,
+            actor: &crate::Actor::new("tester", "conformance"),
+            now,
+        })
+        .await
 }
 
 /// A failed attempt.
@@ -1064,6 +1577,7 @@ fn failed(lease: Lease, now: UnixMillis, next: Next, error: &str) -> FailedAttem
         now,
         next,
         error,
+        detail: None,
     }
 }
 
@@ -1124,7 +1638,12 @@ pub async fn concurrent_claims_never_overlap<S: Store>(store: Arc<S>, workers: u
                     break;
                 };
                 mine.push(c.record.id);
-                assert!(store.complete(c.lease(), at(1)).await.expect("complete"));
+                assert!(
+                    store
+                        .complete(c.lease(), at(1), None)
+                        .await
+                        .expect("complete")
+                );
             }
             mine
         });

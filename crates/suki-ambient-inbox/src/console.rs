@@ -898,6 +898,7 @@ mod tests {
             dead: Some(0),
             worker_heartbeat_seconds: None,
             problems,
+            paused: Vec::new(),
         };
         assert_eq!(verdict(&health(vec![]), 0, 0, 0), ("healthy", vec![]));
         let (v, why) = verdict(&health(vec![]), 2, 5, 1);
@@ -940,6 +941,7 @@ mod tests {
             fence: 1,
             last_error: Some("a\"b".to_owned()),
             completed_at: None,
+            snoozes: 0,
         };
         let html = rows_table(&[row], UnixMillis(1_000), "/admin", "csrf", "none");
         assert!(!html.contains("<script>"), "{html}");

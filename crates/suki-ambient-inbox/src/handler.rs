@@ -32,12 +32,50 @@ pub struct InboxMeta {
     pub generated_at: UnixMillis,
     /// When the inbox stored it.
     pub received_at: UnixMillis,
+    /// What this attempt fetched, for the row's timeline (written by [`FetchResults`]).
+    pub(crate) fetched: FetchLog,
 }
 
 impl InboxMeta {
     /// Where the event came from.
     pub fn source(&self) -> Source {
         self.source
+    }
+}
+
+/// What an attempt fetched: links and their answers (`contents 200, transcripts 503`), shared
+/// between the handler's copy of [`InboxMeta`] and the worker. Compares equal always: it is
+/// a record of the attempt, not part of the row's identity.
+#[derive(Clone, Default)]
+pub(crate) struct FetchLog(Arc<Mutex<Option<String>>>);
+
+impl FetchLog {
+    pub(crate) fn set(&self, detail: String) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(detail);
+    }
+
+    pub(crate) fn take(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl PartialEq for FetchLog {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for FetchLog {}
+
+impl fmt::Debug for FetchLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FetchLog")
     }
 }
 
@@ -106,6 +144,35 @@ impl fmt::Display for RetryAfter {
 
 impl std::error::Error for RetryAfter {}
 
+/// A handler's answer: not now, try this row again after `after`, **without spending an
+/// attempt** (e.g. the encounter is not open in the EHR yet). The worker bounds it: each snooze
+/// is capped ([`InboxWorkerBuilder::snooze_limits`](crate::InboxWorkerBuilder::snooze_limits),
+/// default 24 h), and past the most snoozes a row may take (default 24) a snooze counts as a
+/// failed attempt, so that the row ends dead and visible rather than snoozing forever. Each
+/// snooze is in the row's timeline with its reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snooze {
+    /// How long from now.
+    pub after: Duration,
+    /// Why, stored as the row's code (a constant: `encounter_not_open`).
+    pub reason: &'static str,
+}
+
+impl Snooze {
+    /// Try again after `after`, for `reason` (a constant code).
+    pub fn new(after: Duration, reason: &'static str) -> Self {
+        Self { after, reason }
+    }
+}
+
+impl fmt::Display for Snooze {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "snoozed for {:?}: {}", self.after, self.reason)
+    }
+}
+
+impl std::error::Error for Snooze {}
+
 /// How the worker treats a handler's error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Failure {
@@ -113,6 +180,8 @@ pub(crate) struct Failure {
     pub(crate) code: String,
     pub(crate) permanent: bool,
     pub(crate) retry_after: Option<Duration>,
+    /// The handler snoozed the row for this long.
+    pub(crate) snooze: Option<Duration>,
 }
 
 impl Failure {
@@ -121,6 +190,7 @@ impl Failure {
             code: code.into(),
             permanent: false,
             retry_after: None,
+            snooze: None,
         }
     }
 
@@ -129,6 +199,7 @@ impl Failure {
             code: code.into(),
             permanent: true,
             retry_after: None,
+            snooze: None,
         }
     }
 
@@ -142,26 +213,26 @@ impl Failure {
         }
         if let Some(r) = err.downcast_ref::<RetryAfter>() {
             return Self {
-                code: r.code.to_owned(),
-                permanent: false,
                 retry_after: Some(r.after),
+                ..Self::retryable(r.code)
+            };
+        }
+        if let Some(z) = err.downcast_ref::<Snooze>() {
+            return Self {
+                snooze: Some(z.after),
+                ..Self::retryable(z.reason)
             };
         }
         if let Some(c) = err.downcast_ref::<ClientError>() {
             return Self::client(c);
         }
-        Self {
-            code: "handler_failed".to_owned(),
-            permanent: false,
-            retry_after: None,
-        }
+        Self::retryable("handler_failed")
     }
 
     fn client(err: &ClientError) -> Self {
         Self {
-            code: format!("client_{}", client_code(err)),
             permanent: !err.is_retryable(),
-            retry_after: None,
+            ..Self::retryable(format!("client_{}", client_code(err)))
         }
     }
 }
@@ -439,6 +510,32 @@ impl<H: ResultsHandler> FetchResults<H> {
     }
 }
 
+/// What was fetched, for the row's timeline: each link the event carried and its answer
+/// (`ok`, or the error's code), never content.
+fn fetched(results: &SessionResults) -> String {
+    fn one<T>(key: &str, result: &Option<Result<T, ClientError>>) -> Option<String> {
+        result.as_ref().map(|r| match r {
+            Ok(_) => format!("{key} ok"),
+            Err(e) => format!("{key} {}", client_code(e)),
+        })
+    }
+    [
+        one(LinkKind::Status.key(), &results.status),
+        one(LinkKind::Contents.key(), &results.contents),
+        one(LinkKind::EncounterContent.key(), &results.encounter_content),
+        one(LinkKind::StructuredData.key(), &results.structured_data),
+        one(
+            LinkKind::EncounterStructuredData.key(),
+            &results.encounter_structured_data,
+        ),
+        one(LinkKind::Transcripts.key(), &results.transcript),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 /// Which failed link a row's error code names when several failed alike: the note first.
 const LINK_ORDER: [LinkKind; 6] = [
     LinkKind::Contents,
@@ -469,9 +566,8 @@ impl Failure {
     fn from_link(err: &HandlerError) -> Option<Self> {
         let link = err.downcast_ref::<LinkFailed>()?;
         Some(Self {
-            code: format!("fetch_{}_{}", link.link, link.code),
             permanent: link.permanent,
-            retry_after: None,
+            ..Self::retryable(format!("fetch_{}_{}", link.link, link.code))
         })
     }
 }
@@ -482,6 +578,7 @@ impl<H: ResultsHandler> InboxHandler for FetchResults<H> {
         match event {
             WebhookEvent::Completed(done) => {
                 let results = self.client.fetch_results(&done).await;
+                meta.fetched.set(fetched(&results));
                 if let Some(err) = self.link_failure(&results, &meta) {
                     return Err(err);
                 }

@@ -55,6 +55,9 @@ impl Default for HealthThresholds {
 pub enum HealthStatus {
     /// No problem found.
     Ok,
+    /// No problem found, and processing is paused by an operator (the whole inbox or some
+    /// kinds): deliveries are stored, and the unfinished rows' age is not a problem meanwhile.
+    Paused,
     /// At least one problem.
     Unhealthy,
 }
@@ -100,7 +103,8 @@ impl std::fmt::Display for Problem {
 
 /// What [`Inbox::health`] found. Serializes to the JSON the health route answers:
 /// `{"status":"ok","store_reachable":true,"store_writable":true,"oldest_unfinished_seconds":null,
-/// "dead":0,"worker_heartbeat_seconds":0.4,"problems":[]}`.
+/// "dead":0,"worker_heartbeat_seconds":0.4,"problems":[],"paused":[]}`. `status` is `paused` (200)
+/// when an operator paused processing and nothing is wrong.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Health {
@@ -122,6 +126,8 @@ pub struct Health {
     pub worker_heartbeat_seconds: Option<f64>,
     /// What is wrong, if anything.
     pub problems: Vec<Problem>,
+    /// What an operator paused: `"all"` or event kinds (empty when nothing is).
+    pub paused: Vec<String>,
 }
 
 impl Health {
@@ -151,11 +157,17 @@ impl Inbox {
         if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
             problems.push(Problem::WorkerStalled);
         }
+        let mut paused = Vec::new();
         let (reachable, oldest, dead) = match self.recent_status(thresholds.counts_max_age).await {
-            Some(status) => {
-                if status
-                    .oldest_unfinished_age
-                    .is_some_and(|age| age > thresholds.max_oldest_unfinished)
+            Some((status, pauses)) => {
+                paused = pauses
+                    .iter()
+                    .map(|p| p.kind.as_ref().map_or("all", |k| k.as_str()).to_owned())
+                    .collect();
+                if paused.is_empty()
+                    && status
+                        .oldest_unfinished_age
+                        .is_some_and(|age| age > thresholds.max_oldest_unfinished)
                 {
                     problems.push(Problem::OldestUnfinishedTooOld);
                 }
@@ -177,11 +189,14 @@ impl Inbox {
             }
         };
         Health {
-            status: if problems.is_empty() {
-                HealthStatus::Ok
-            } else {
+            status: if !problems.is_empty() {
                 HealthStatus::Unhealthy
+            } else if !paused.is_empty() {
+                HealthStatus::Paused
+            } else {
+                HealthStatus::Ok
             },
+            paused,
             store_reachable: reachable,
             store_writable: writable,
             oldest_unfinished_seconds: oldest,
@@ -195,12 +210,16 @@ impl Inbox {
 impl Inbox {
     /// The status read at most `max_age` ago (read now when older; a check that finds a read
     /// under way waits for it); `None` when the store did not answer.
-    async fn recent_status(&self, max_age: Duration) -> Option<crate::InboxStatus> {
+    async fn recent_status(
+        &self,
+        max_age: Duration,
+    ) -> Option<(crate::InboxStatus, Vec<crate::Pause>)> {
         let mut last = self.health_cache().lock().await;
         let fresh = last.as_ref().is_some_and(|(at, _)| at.elapsed() < max_age);
         if !fresh {
-            let counts = match self.status().await {
-                Ok(status) => Some(status.counts),
+            let read = async { Ok::<_, StoreError>((self.status().await?, self.pauses().await?)) };
+            let counts = match read.await {
+                Ok((status, pauses)) => Some((status.counts, pauses)),
                 Err(err) => {
                     tracing::error!(error = %err, "suki inbox health check: the store did not answer");
                     None
@@ -208,8 +227,8 @@ impl Inbox {
             };
             *last = Some((tokio::time::Instant::now(), counts));
         }
-        let counts = last.as_ref().and_then(|(_, counts)| counts.clone())?;
-        Some(self.status_of(counts))
+        let (counts, pauses) = last.as_ref().and_then(|(_, read)| read.clone())?;
+        Some((self.status_of(counts), pauses))
     }
 
     /// Runs the write probe when the latest is older than `write_probe_every`; a check that

@@ -12,7 +12,12 @@ use suki_ambient_core::{
 use tokio::sync::{Notify, oneshot};
 
 use crate::StoreError;
-use crate::store::{Counts, DeliveryRecord, NewDelivery, Selection, Source, State, Store};
+use crate::store::{
+    Action, Actor, Counts, DeliveryRecord, NewDelivery, Selection, Source, State, Store,
+};
+
+/// The most rows [`Inbox::trace`] returns.
+const TRACE_LIMIT: u32 = 100;
 
 /// The most deliveries one group commit writes in one transaction.
 const MAX_BATCH: usize = 256;
@@ -50,7 +55,8 @@ struct Inner {
 }
 
 /// The counts health checks share (held while they are read).
-pub(crate) type HealthCache = tokio::sync::Mutex<Option<(tokio::time::Instant, Option<Counts>)>>;
+pub(crate) type HealthCache =
+    tokio::sync::Mutex<Option<(tokio::time::Instant, Option<(Counts, Vec<crate::Pause>)>)>>;
 
 /// What the inbox knows of its store's writes: when its own writes (ingests, claims,
 /// completions) last failed and last succeeded, and the health check's write probe.
@@ -420,13 +426,67 @@ impl Inbox {
         self.inner.store.get(id).await
     }
 
-    /// Makes the selected rows due now with a fresh attempt count; how many.
+    /// Makes the selected rows due now with a fresh attempt count; how many. Recorded in the
+    /// audit log as the [application](Actor::application)'s action; an operator's goes through
+    /// [`act`](Self::act) with their name.
     pub async fn retry(&self, which: Selection) -> Result<u64, StoreError> {
-        let n = self.inner.store.retry(which, self.now()).await?;
-        if n > 0 {
+        self.act(&Actor::application(), Action::Retry(which)).await
+    }
+
+    /// Does an operator's `action` as `actor`, in one transaction with its entry in the audit
+    /// log and an event in the timeline of each row it changes; how many rows it changed (a
+    /// pause or resume: 1 when it changed the pause, 0 when it was already so). Workers of
+    /// this process wake at once for rows made due; others within their poll interval (on
+    /// Postgres at once).
+    pub async fn act(&self, actor: &Actor, action: Action) -> Result<u64, StoreError> {
+        let n = self
+            .inner
+            .store
+            .act(crate::Act {
+                action: &action,
+                actor,
+                now: self.now(),
+            })
+            .await?;
+        if matches!(
+            action,
+            Action::Retry(_) | Action::Replay { .. } | Action::Resume { .. }
+        ) && n > 0
+        {
             self.inner.wake.notify_waiters();
         }
         Ok(n)
+    }
+
+    /// How many rows `action` would change now: the dry run of [`act`](Self::act), which
+    /// changes and records nothing.
+    pub async fn preview(&self, action: &Action) -> Result<u64, StoreError> {
+        self.inner.store.preview(action, self.now()).await
+    }
+
+    /// Everything known about a session or an encounter id: its rows (at most 100), their
+    /// timelines and its expected sessions. Empty when nothing is known.
+    pub async fn trace(&self, id: &str) -> Result<crate::Trace, StoreError> {
+        self.inner.store.trace(id, TRACE_LIMIT).await
+    }
+
+    /// The pauses in force.
+    pub async fn pauses(&self) -> Result<Vec<crate::Pause>, StoreError> {
+        self.inner.store.pauses().await
+    }
+
+    /// Dead rows grouped by error code, the group that died latest first.
+    pub async fn dead_groups(&self, limit: u32) -> Result<Vec<crate::DeadGroup>, StoreError> {
+        self.inner.store.dead_groups(limit).await
+    }
+
+    /// The audit log's entries at or after `since`, oldest first, at most `limit`.
+    pub async fn audit(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+        self.inner.store.audit(since, limit).await
     }
 
     /// Deletes done rows completed more than `older_than` ago; how many.

@@ -66,7 +66,9 @@ pub use expect::{
     CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, FinishedCheck, Resolution,
     SessionKind,
 };
-pub use handler::{FetchResults, InboxHandler, InboxMeta, Permanent, ResultsHandler, RetryAfter};
+pub use handler::{
+    FetchResults, InboxHandler, InboxMeta, Permanent, ResultsHandler, RetryAfter, Snooze,
+};
 #[cfg(feature = "axum")]
 pub use health::health_router;
 pub use health::{Health, HealthStatus, HealthThresholds, Problem};
@@ -88,9 +90,10 @@ pub use sql::{SqlDialect, SqlStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    Claim, ClaimRequest, Counts, DatabaseError, DeliveryQueue, DeliveryRecord, ExpectationCounts,
-    Expectations, FailedAttempt, HourCount, Lead, Lease, NewDelivery, NewExpectation, Next,
-    ReadModel, Selection, Source, State, Store, StoreError, Wakeups,
+    Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DatabaseError, DeadFilter,
+    DeadGroup, DeliveryQueue, DeliveryRecord, ExpectationCounts, Expectations, FailedAttempt,
+    HourCount, Lead, Lease, NewDelivery, NewExpectation, Next, Operations, Pause, ReadModel,
+    Selection, Source, State, Store, StoreError, TimelineEvent, Trace, Wakeups,
 };
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 

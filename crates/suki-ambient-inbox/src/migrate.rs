@@ -77,6 +77,7 @@ const SQLITE: &[Migration] = &[
     migration!("sqlite", 3, "0003", "expectations"),
     migration!("sqlite", 4, "0004", "counts_and_probe"),
     migration!("sqlite", 5, "0005", "fleet"),
+    migration!("sqlite", 6, "0006", "operators"),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -86,6 +87,7 @@ const POSTGRES: &[Migration] = &[
     migration!("postgres", 4, "0004", "counts_and_probe"),
     migration!("postgres", 5, "0005", "function_search_path"),
     migration!("postgres", 6, "0006", "fleet"),
+    migration!("postgres", 7, "0007", "operators"),
 ];
 
 /// The inbox's migrations for `dialect`, in the order they apply.

@@ -138,6 +138,7 @@ pub(crate) async fn attempt(
         Ok(tx) => tx,
         Err(err) => return store_failed(err),
     };
+    let fetched = meta.fetched.clone();
     let run = std::panic::AssertUnwindSafe(handler.handle(event, meta, &mut tx)).catch_unwind();
     match run.await {
         Ok(Ok(())) => {}
@@ -157,6 +158,7 @@ pub(crate) async fn attempt(
         .bind(lease.id)
         .bind(lease.fence)
         .bind(crate::sql::stored(now))
+        .bind(fetched.take())
         .execute(&mut *tx)
         .await;
     match completed {

@@ -274,6 +274,7 @@ impl Reconciler {
                     lease: self.lease,
                     limit: u32::try_from((self.concurrency * PASS_ROUNDS).min(MAX_PASS))
                         .unwrap_or(u32::MAX),
+                    paused: &[],
                 })
                 .await?;
             if claims.is_empty() {

@@ -9,7 +9,7 @@ use crate::store::{DeliveryRecord, StoreError};
 macro_rules! columns {
     () => {
         "id, dedup_key, source, kind, session_id, encounter_id, generated_at, received_at, \
-         state, attempts, run_after, lease_owner, fence, last_error, completed_at"
+         state, attempts, run_after, lease_owner, fence, last_error, completed_at, snoozes"
     };
 }
 
@@ -47,7 +47,7 @@ pub(crate) const CLAIM_SQLITE: &str = concat!(
      SET state = 'running', lease_owner = $1, lease_expires = $2, run_after = $2, \
          fence = fence + 1, attempts = attempts + 1, updated_at = $3 \
      WHERE id IN (SELECT id FROM suki_inbox_deliveries \
-                  WHERE state IN ('pending', 'running') AND run_after <= $3 \
+                  WHERE state IN ('pending', 'running') AND run_after <= $3 /*paused*/ \
                   ORDER BY run_after, id LIMIT $4) \
      RETURNING ",
     columns!(),
@@ -65,36 +65,39 @@ pub(crate) const HEARTBEAT: &str = "UPDATE suki_inbox_deliveries \
 
 pub(crate) const COMPLETE: &str = "UPDATE suki_inbox_deliveries \
      SET state = 'done', completed_at = $3, updated_at = $3, run_after = $3, \
-         lease_owner = NULL, lease_expires = NULL \
+         attempt_detail = $4, lease_owner = NULL, lease_expires = NULL \
      WHERE id = $1 AND fence = $2 AND state = 'running'";
 
 pub(crate) const FAIL_RETRY: &str = "UPDATE suki_inbox_deliveries \
      SET state = 'pending', run_after = $3, last_error = $4, updated_at = $5, \
+         attempt_detail = $6, lease_owner = NULL, lease_expires = NULL \
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+/// A snooze: back to pending without spending the attempt, counted.
+pub(crate) const FAIL_SNOOZE: &str = "UPDATE suki_inbox_deliveries \
+     SET state = 'pending', run_after = $3, last_error = $4, updated_at = $5, \
+         attempt_detail = $6, attempts = attempts - 1, snoozes = snoozes + 1, \
          lease_owner = NULL, lease_expires = NULL \
      WHERE id = $1 AND fence = $2 AND state = 'running'";
 
 pub(crate) const FAIL_DEAD: &str = "UPDATE suki_inbox_deliveries \
      SET state = 'dead', last_error = $3, updated_at = $4, run_after = $4, \
-         lease_owner = NULL, lease_expires = NULL \
+         attempt_detail = $5, lease_owner = NULL, lease_expires = NULL \
      WHERE id = $1 AND fence = $2 AND state = 'running'";
 
 pub(crate) const RELEASE: &str = "UPDATE suki_inbox_deliveries \
      SET state = 'pending', run_after = $3, updated_at = $3, attempts = attempts - 1, \
-         lease_owner = NULL, lease_expires = NULL \
+         attempt_detail = NULL, lease_owner = NULL, lease_expires = NULL \
      WHERE id = $1 AND fence = $2 AND state = 'running'";
 
 pub(crate) const RELEASE_OWNER: &str = "UPDATE suki_inbox_deliveries \
      SET state = 'pending', run_after = $2, updated_at = $2, fence = fence + 1, \
-         lease_owner = NULL, lease_expires = NULL \
+         attempt_detail = NULL, lease_owner = NULL, lease_expires = NULL \
      WHERE state = 'running' AND lease_owner = $1";
 
-pub(crate) const RETRY_ONE: &str = "UPDATE suki_inbox_deliveries \
-     SET state = 'pending', attempts = 0, run_after = $2, updated_at = $2 \
-     WHERE id = $1 AND state IN ('dead', 'pending')";
-
-pub(crate) const RETRY_DEAD: &str = "UPDATE suki_inbox_deliveries \
-     SET state = 'pending', attempts = 0, run_after = $1, updated_at = $1 \
-     WHERE state = 'dead'";
+/// The timelines of the done rows a purge deletes (before the rows themselves).
+pub(crate) const PURGE_HISTORY: &str = "DELETE FROM suki_inbox_history WHERE delivery_id IN \
+     (SELECT id FROM suki_inbox_deliveries WHERE state = 'done' AND completed_at < $1)";
 
 pub(crate) const PURGE: &str =
     "DELETE FROM suki_inbox_deliveries WHERE state = 'done' AND completed_at < $1";
@@ -306,6 +309,7 @@ pub(crate) struct Row {
     fence: i64,
     last_error: Option<String>,
     completed_at: Option<i64>,
+    snoozes: i32,
 }
 
 /// A claimed row: the record and its body.
@@ -347,6 +351,8 @@ impl TryFrom<Row> for DeliveryRecord {
             fence: row.fence,
             last_error: row.last_error,
             completed_at: row.completed_at.map(millis).transpose()?,
+            snoozes: u32::try_from(row.snoozes)
+                .map_err(|_| StoreError::Corrupt("negative snoozes"))?,
         })
     }
 }
@@ -590,6 +596,343 @@ impl<T> Db<T> for Result<T, sqlx::Error> {
     }
 }
 
+/// The claim statement without the rows of paused kinds (spelled out: each kind's stored
+/// spelling is one of the SDK's own constants, never outside text).
+fn claim_sql(claim: &'static str, paused: &[EventKind]) -> std::borrow::Cow<'static, str> {
+    if paused.is_empty() {
+        return std::borrow::Cow::Borrowed(claim);
+    }
+    let kinds: Vec<String> = paused
+        .iter()
+        .map(|k| k.as_str())
+        .filter(|k| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .map(|k| format!("'{k}'"))
+        .collect();
+    std::borrow::Cow::Owned(claim.replace(
+        "/*paused*/",
+        &format!("AND kind NOT IN ({})", kinds.join(", ")),
+    ))
+}
+
+/// A statement's parameter, for statements built at run time.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// The parameters of a statement built at run time, in order.
+#[derive(Default)]
+struct Params<'a> {
+    values: Vec<Value<'a>>,
+}
+
+impl<'a> Params<'a> {
+    /// Appends `value`'s placeholder to `sql`.
+    fn push(&mut self, sql: &mut String, value: Value<'a>, placeholder: fn(&mut String, usize)) {
+        self.values.push(value);
+        placeholder(sql, self.values.len());
+    }
+
+    fn bind_scalar<'q, DB, O>(
+        &self,
+        mut query: sqlx::query::QueryScalar<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>,
+    ) -> sqlx::query::QueryScalar<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
+    where
+        'a: 'q,
+        DB: sqlx::Database,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        &'a str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        for value in &self.values {
+            query = match *value {
+                Value::Int(v) => query.bind(v),
+                Value::Text(v) => query.bind(v),
+            };
+        }
+        query
+    }
+}
+
+/// What an action that changes rows sets (`{now}` where the time goes) and the timeline event
+/// it records on each.
+fn change(action: &crate::Action) -> Option<(&'static str, &'static str)> {
+    match action {
+        crate::Action::Retry(_) => Some((
+            "state = 'pending', attempts = 0, snoozes = 0, run_after = {now}, updated_at = {now}",
+            "retried",
+        )),
+        crate::Action::Replay { .. } => Some((
+            "state = 'pending', attempts = 0, snoozes = 0, completed_at = NULL, \
+             run_after = {now}, updated_at = {now}",
+            "replayed",
+        )),
+        crate::Action::Discard { .. } => Some((
+            "state = 'done', last_error = 'discarded', completed_at = {now}, \
+             run_after = {now}, updated_at = {now}",
+            "discarded",
+        )),
+        _ => None,
+    }
+}
+
+/// The rows an action takes, as a `WHERE` condition (its parameters pushed to `params`).
+fn selection<'a>(
+    action: &'a crate::Action,
+    params: &mut Params<'a>,
+    placeholder: fn(&mut String, usize),
+) -> String {
+    use crate::{Action, Selection};
+    let mut sql = String::new();
+    match action {
+        Action::Retry(Selection::Id(id)) => {
+            sql.push_str("id = ");
+            params.push(&mut sql, Value::Int(*id), placeholder);
+            sql.push_str(
+                " AND (state IN ('dead', 'pending') OR (state = 'done' AND last_error = 'discarded'))",
+            );
+        }
+        Action::Retry(Selection::Dead) => sql.push_str("state = 'dead'"),
+        Action::Retry(Selection::DeadMatching(filter)) => {
+            sql.push_str("state = 'dead'");
+            if let Some(code) = &filter.code {
+                sql.push_str(" AND last_error = ");
+                params.push(&mut sql, Value::Text(code), placeholder);
+            }
+            if let Some(prefix) = &filter.code_prefix {
+                let chars = i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX);
+                sql.push_str(" AND substr(last_error, 1, CAST(");
+                params.push(&mut sql, Value::Int(chars), placeholder);
+                sql.push_str(" AS INTEGER)) = ");
+                params.push(&mut sql, Value::Text(prefix), placeholder);
+            }
+            if let Some(since) = filter.since {
+                sql.push_str(" AND updated_at >= ");
+                params.push(&mut sql, Value::Int(stored(since)), placeholder);
+            }
+        }
+        Action::Replay { since, kind } => {
+            sql.push_str("state = 'done' AND completed_at >= ");
+            params.push(&mut sql, Value::Int(stored(*since)), placeholder);
+            sql.push_str(" AND (last_error IS NULL OR last_error <> 'discarded')");
+            if let Some(kind) = kind {
+                sql.push_str(" AND kind = ");
+                params.push(&mut sql, Value::Text(kind.as_str()), placeholder);
+            }
+        }
+        Action::Discard { id, .. } => {
+            sql.push_str("id = ");
+            params.push(&mut sql, Value::Int(*id), placeholder);
+            sql.push_str(" AND state IN ('dead', 'pending')");
+        }
+        Action::Purge { before } => {
+            sql.push_str("state = 'done' AND completed_at < ");
+            params.push(&mut sql, Value::Int(stored(*before)), placeholder);
+        }
+        // No row.
+        _ => sql.push_str("1 = 0"),
+    }
+    sql
+}
+
+/// An action's target and detail, as the audit log keeps them.
+fn describe(action: &crate::Action) -> (Option<String>, Option<String>) {
+    use crate::{Action, Selection};
+    let kind_or_all = |kind: &Option<EventKind>| {
+        kind.as_ref()
+            .map_or_else(|| "all".to_owned(), |k| format!("kind {k}"))
+    };
+    match action {
+        Action::Retry(Selection::Id(id)) => (Some(format!("row {id}")), None),
+        Action::Retry(Selection::DeadMatching(f)) => {
+            let mut detail = Vec::new();
+            if let Some(code) = &f.code {
+                detail.push(format!("code {code}"));
+            }
+            if let Some(prefix) = &f.code_prefix {
+                detail.push(format!("code prefix {prefix}"));
+            }
+            if let Some(since) = f.since {
+                detail.push(format!("since {}", since.0));
+            }
+            (Some("dead".to_owned()), Some(detail.join(", ")))
+        }
+        Action::Retry(_) => (Some("dead".to_owned()), None),
+        Action::Replay { since, kind } => (
+            Some(kind_or_all(kind)),
+            Some(format!("completed since {}", since.0)),
+        ),
+        Action::Discard { id, reason } => (Some(format!("row {id}")), Some(reason.clone())),
+        Action::Pause { kind, reason } => (Some(kind_or_all(kind)), reason.clone()),
+        Action::Resume { kind } => (Some(kind_or_all(kind)), None),
+        Action::Purge { before } => (None, Some(format!("done before {}", before.0))),
+        Action::PurgeAudit { before } => (None, Some(format!("entries before {}", before.0))),
+        Action::ViewTimeline { target } => (Some(target.clone()), None),
+    }
+}
+
+/// The stored scope of a pause: a kind, or `*` for the whole inbox.
+fn pause_scope(kind: Option<&EventKind>) -> &'static str {
+    kind.map_or("*", |k| k.as_str())
+}
+
+/// Operator events for `n` rows: per row its id, the time, the event, the detail and the
+/// actor, each parameter once and in order.
+fn history_insert(n: usize, placeholder: fn(&mut String, usize)) -> String {
+    let mut sql = String::from(
+        "INSERT INTO suki_inbox_history (delivery_id, at, event, detail, actor) VALUES ",
+    );
+    for i in 0..n {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for k in 1..=5 {
+            if k > 1 {
+                sql.push_str(", ");
+            }
+            placeholder(&mut sql, i * 5 + k);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+pub(crate) const TRACE_BY_SESSION: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM suki_inbox_deliveries WHERE session_id = $1 ORDER BY id LIMIT $2"
+);
+
+pub(crate) const TRACE_BY_ENCOUNTER: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM suki_inbox_deliveries WHERE encounter_id = $1 ORDER BY id LIMIT $2"
+);
+
+pub(crate) const EXPECTATIONS_BY_ENCOUNTER: &str = concat!(
+    "SELECT ",
+    expectation_columns!(),
+    " FROM suki_inbox_expectations WHERE encounter_id = $1 ORDER BY ended_at LIMIT 100"
+);
+
+/// Dead rows by code, through the dead rows' partial index.
+pub(crate) const DEAD_GROUPS: &str = "SELECT last_error, COUNT(*), MAX(updated_at) \
+     FROM suki_inbox_deliveries WHERE state = 'dead' \
+     GROUP BY last_error ORDER BY MAX(updated_at) DESC LIMIT $1";
+
+pub(crate) const PAUSES: &str =
+    "SELECT scope, paused_at, paused_by, reason FROM suki_inbox_pauses ORDER BY scope";
+
+pub(crate) const PAUSED: &str = "SELECT COUNT(*) FROM suki_inbox_pauses WHERE scope = $1";
+
+pub(crate) const PAUSE: &str = "INSERT INTO suki_inbox_pauses (scope, paused_at, paused_by, reason) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (scope) DO NOTHING";
+
+pub(crate) const RESUME: &str = "DELETE FROM suki_inbox_pauses WHERE scope = $1";
+
+pub(crate) const AUDIT: &str = "SELECT id, at, actor, origin, action, target, rows, detail \
+     FROM suki_inbox_audit WHERE at >= $1 ORDER BY id LIMIT $2";
+
+pub(crate) const AUDIT_INSERT: &str = "INSERT INTO suki_inbox_audit \
+     (at, actor, origin, action, target, rows, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(crate) const PURGE_AUDIT: &str = "DELETE FROM suki_inbox_audit WHERE at < $1";
+
+pub(crate) const COUNT_AUDIT_BEFORE: &str = "SELECT COUNT(*) FROM suki_inbox_audit WHERE at < $1";
+
+/// The timeline's columns, in [`HistoryRow`]'s order.
+macro_rules! history_columns {
+    () => {
+        "delivery_id, at, event, started_at, attempt, worker, code, next_run, detail, actor"
+    };
+}
+
+/// A timeline event as the database returns it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct HistoryRow {
+    delivery_id: i64,
+    at: i64,
+    event: String,
+    started_at: Option<i64>,
+    attempt: Option<i32>,
+    worker: Option<String>,
+    code: Option<String>,
+    next_run: Option<i64>,
+    detail: Option<String>,
+    actor: Option<String>,
+}
+
+impl TryFrom<HistoryRow> for crate::TimelineEvent {
+    type Error = StoreError;
+    fn try_from(row: HistoryRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            delivery_id: row.delivery_id,
+            at: millis(row.at)?,
+            event: row.event,
+            started_at: row.started_at.map(millis).transpose()?,
+            attempt: row.attempt.map(|a| u32::try_from(a).unwrap_or(0)),
+            worker: row.worker,
+            code: row.code,
+            next_run: row.next_run.map(millis).transpose()?,
+            detail: row.detail,
+            actor: row.actor,
+        })
+    }
+}
+
+/// An audit entry as the database returns it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    id: i64,
+    at: i64,
+    actor: String,
+    origin: String,
+    action: String,
+    target: Option<String>,
+    rows: i64,
+    detail: Option<String>,
+}
+
+impl TryFrom<AuditRow> for crate::AuditEntry {
+    type Error = StoreError;
+    fn try_from(row: AuditRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            at: millis(row.at)?,
+            actor: row.actor,
+            origin: row.origin,
+            action: row.action,
+            target: row.target,
+            rows: u64::try_from(row.rows).unwrap_or(0),
+            detail: row.detail,
+        })
+    }
+}
+
+/// A pause as the database returns it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PauseRow {
+    scope: String,
+    paused_at: i64,
+    paused_by: String,
+    reason: Option<String>,
+}
+
+impl TryFrom<PauseRow> for crate::Pause {
+    type Error = StoreError;
+    fn try_from(row: PauseRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            kind: match row.scope.as_str() {
+                "*" => None,
+                kind => {
+                    Some(EventKind::parse(kind).ok_or(StoreError::Corrupt("unknown paused kind"))?)
+                }
+            },
+            paused_at: millis(row.paused_at)?,
+            paused_by: row.paused_by,
+            reason: row.reason,
+        })
+    }
+}
+
 /// The group commit's multi-row insert for `n` rows (10 parameters each, once and in order;
 /// the constant values are written out).
 fn insert_many(n: usize, placeholder: fn(&mut String, usize)) -> String {
@@ -633,6 +976,10 @@ where
     for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
 {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -663,6 +1010,10 @@ where
     for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
 {
     async fn lead(&self, lead: crate::Lead<'_>) -> Result<bool, StoreError> {
@@ -741,7 +1092,7 @@ where
         &self,
         request: crate::ClaimRequest<'_>,
     ) -> Result<Vec<crate::Claim>, StoreError> {
-        let sql = self.sql(D::CLAIM);
+        let sql = self.sql(claim_sql(D::CLAIM, request.paused));
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
         let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
             .bind(request.owner)
@@ -774,12 +1125,18 @@ where
         Ok(D::rows_affected(&done) == 1)
     }
 
-    async fn complete(&self, lease: crate::Lease, now: UnixMillis) -> Result<bool, StoreError> {
+    async fn complete(
+        &self,
+        lease: crate::Lease,
+        now: UnixMillis,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let sql = self.sql(COMPLETE);
         let done = sqlx::query(&sql)
             .bind(lease.id)
             .bind(lease.fence)
             .bind(stored(now))
+            .bind(detail)
             .execute(&self.pool)
             .await
             .db()?;
@@ -792,16 +1149,22 @@ where
             now,
             next,
             error,
+            detail,
         } = attempt;
         let done = match next {
-            crate::Next::RetryAt(at) => {
-                let sql = self.sql(FAIL_RETRY);
+            crate::Next::RetryAt(at) | crate::Next::Snooze(at) => {
+                let sql = self.sql(if matches!(next, crate::Next::Snooze(_)) {
+                    FAIL_SNOOZE
+                } else {
+                    FAIL_RETRY
+                });
                 sqlx::query(&sql)
                     .bind(lease.id)
                     .bind(lease.fence)
                     .bind(stored(at))
                     .bind(error)
                     .bind(stored(now))
+                    .bind(detail)
                     .execute(&self.pool)
                     .await
                     .db()?
@@ -813,6 +1176,7 @@ where
                     .bind(lease.fence)
                     .bind(error)
                     .bind(stored(now))
+                    .bind(detail)
                     .execute(&self.pool)
                     .await
                     .db()?
@@ -844,36 +1208,20 @@ where
         Ok(D::rows_affected(&done))
     }
 
-    async fn retry(&self, which: crate::Selection, now: UnixMillis) -> Result<u64, StoreError> {
-        let done = match which {
-            crate::Selection::Id(id) => {
-                let sql = self.sql(RETRY_ONE);
-                sqlx::query(&sql)
-                    .bind(id)
-                    .bind(stored(now))
-                    .execute(&self.pool)
-                    .await
-                    .db()?
-            }
-            crate::Selection::Dead => {
-                let sql = self.sql(RETRY_DEAD);
-                sqlx::query(&sql)
-                    .bind(stored(now))
-                    .execute(&self.pool)
-                    .await
-                    .db()?
-            }
-        };
-        Ok(D::rows_affected(&done))
-    }
-
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError> {
-        let sql = self.sql(PURGE);
-        let done = sqlx::query(&sql)
+        let (history, purge) = (self.sql(PURGE_HISTORY), self.sql(PURGE));
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
+        sqlx::query(&history)
             .bind(stored(before))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .db()?;
+        let done = sqlx::query(&purge)
+            .bind(stored(before))
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
         Ok(D::rows_affected(&done))
     }
 
@@ -911,6 +1259,10 @@ where
     for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
 {
     async fn register(&self, new: crate::NewExpectation<'_>) -> Result<bool, StoreError> {
@@ -1029,6 +1381,10 @@ where
     for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
     usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
 {
     async fn counts(&self) -> Result<crate::Counts, StoreError> {
@@ -1169,6 +1525,286 @@ where
         }
         Ok(counts)
     }
+
+    async fn trace(&self, id: &str, limit: u32) -> Result<crate::Trace, StoreError> {
+        let mut rows: Vec<Row> = Vec::new();
+        for sql in [TRACE_BY_SESSION, TRACE_BY_ENCOUNTER] {
+            let sql = self.sql(sql);
+            let found: Vec<Row> = sqlx::query_as(&sql)
+                .bind(id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .db()?;
+            rows.extend(found);
+        }
+        rows.sort_by_key(|r| r.id);
+        rows.dedup_by_key(|r| r.id);
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let mut events = Vec::new();
+        for chunk in rows.chunks(200) {
+            let mut sql = String::from(concat!(
+                "SELECT ",
+                history_columns!(),
+                " FROM suki_inbox_history WHERE delivery_id IN ("
+            ));
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                D::placeholder(&mut sql, i + 1);
+            }
+            sql.push_str(") ORDER BY id");
+            let sql = self.sql(sql);
+            let mut query = sqlx::query_as::<_, HistoryRow>(&sql);
+            for r in chunk {
+                query = query.bind(r.id);
+            }
+            for row in query.fetch_all(&self.pool).await.db()? {
+                events.push(row.try_into()?);
+            }
+        }
+        let mut expectations: Vec<crate::ExpectationRecord> = Vec::new();
+        for sql in [GET_EXPECTATION, EXPECTATIONS_BY_ENCOUNTER] {
+            let sql = self.sql(sql);
+            let found: Vec<ExpectationRow> = sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .db()?;
+            for row in found {
+                let record: crate::ExpectationRecord = row.try_into()?;
+                if !expectations
+                    .iter()
+                    .any(|e| e.session_id == record.session_id)
+                {
+                    expectations.push(record);
+                }
+            }
+        }
+        Ok(crate::Trace {
+            deliveries: rows
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            events,
+            expectations,
+        })
+    }
+
+    async fn dead_groups(&self, limit: u32) -> Result<Vec<crate::DeadGroup>, StoreError> {
+        let sql = self.sql(DEAD_GROUPS);
+        let rows: Vec<(Option<String>, i64, i64)> = sqlx::query_as(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter()
+            .map(|(code, count, latest)| {
+                Ok(crate::DeadGroup {
+                    code,
+                    count: u64::try_from(count).unwrap_or(0),
+                    latest: millis(latest)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn pauses(&self) -> Result<Vec<crate::Pause>, StoreError> {
+        let sql = self.sql(PAUSES);
+        let rows: Vec<PauseRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await.db()?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn audit(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+        let sql = self.sql(AUDIT);
+        let rows: Vec<AuditRow> = sqlx::query_as(&sql)
+            .bind(stored(since))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: SqlDialect> crate::Operations for SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
+    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
+    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
+{
+    async fn act(&self, act: crate::Act<'_>) -> Result<u64, StoreError> {
+        use crate::Action;
+        let now = stored(act.now);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
+        let rows = match act.action {
+            Action::Pause { kind, reason } => {
+                let sql = self.sql(PAUSE);
+                let done = sqlx::query(&sql)
+                    .bind(pause_scope(kind.as_ref()))
+                    .bind(now)
+                    .bind(act.actor.name.as_str())
+                    .bind(reason.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+                D::rows_affected(&done)
+            }
+            Action::Resume { kind } => {
+                let sql = self.sql(RESUME);
+                let done = sqlx::query(&sql)
+                    .bind(pause_scope(kind.as_ref()))
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+                D::rows_affected(&done)
+            }
+            Action::Purge { before } => {
+                let (history, purge) = (self.sql(PURGE_HISTORY), self.sql(PURGE));
+                sqlx::query(&history)
+                    .bind(stored(*before))
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+                let done = sqlx::query(&purge)
+                    .bind(stored(*before))
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+                D::rows_affected(&done)
+            }
+            Action::PurgeAudit { before } => {
+                let sql = self.sql(PURGE_AUDIT);
+                let done = sqlx::query(&sql)
+                    .bind(stored(*before))
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+                D::rows_affected(&done)
+            }
+            Action::ViewTimeline { .. } => 0,
+            Action::Retry(_) | Action::Replay { .. } | Action::Discard { .. } => {
+                let Some((set, event)) = change(act.action) else {
+                    return Err(StoreError::Unsupported("this action"));
+                };
+                let mut params = Params::default();
+                let mut sql = String::from("UPDATE suki_inbox_deliveries SET ");
+                // The SET clause's parameters (now, each time it appears), then the selection's.
+                for (i, part) in set.split("{now}").enumerate() {
+                    if i > 0 {
+                        params.push(&mut sql, Value::Int(now), D::placeholder);
+                    }
+                    sql.push_str(part);
+                }
+                sql.push_str(" WHERE ");
+                let selection = selection(act.action, &mut params, D::placeholder);
+                sql.push_str(&selection);
+                sql.push_str(" RETURNING id");
+                let sql = self.sql(sql);
+                let ids: Vec<i64> = params
+                    .bind_scalar(sqlx::query_scalar::<_, i64>(&sql))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .db()?;
+                let detail = match act.action {
+                    Action::Discard { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                };
+                for chunk in ids.chunks(200) {
+                    let sql = self.sql(history_insert(chunk.len(), D::placeholder));
+                    let mut query = sqlx::query(&sql);
+                    for id in chunk {
+                        query = query
+                            .bind(*id)
+                            .bind(now)
+                            .bind(event)
+                            .bind(detail)
+                            .bind(act.actor.name.as_str());
+                    }
+                    query.execute(&mut *tx).await.db()?;
+                }
+                u64::try_from(ids.len()).unwrap_or(u64::MAX)
+            }
+        };
+        let (target, detail) = describe(act.action);
+        let sql = self.sql(AUDIT_INSERT);
+        sqlx::query(&sql)
+            .bind(now)
+            .bind(act.actor.name.as_str())
+            .bind(act.actor.origin.as_str())
+            .bind(act.action.name())
+            .bind(target.as_deref())
+            .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+            .bind(detail.as_deref())
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        tx.commit().await.db()?;
+        Ok(rows)
+    }
+
+    async fn preview(&self, action: &crate::Action, now: UnixMillis) -> Result<u64, StoreError> {
+        use crate::Action;
+        let _ = now;
+        let count: i64 = match action {
+            Action::Pause { kind, .. } | Action::Resume { kind } => {
+                let sql = self.sql(PAUSED);
+                let paused: i64 = sqlx::query_scalar(&sql)
+                    .bind(pause_scope(kind.as_ref()))
+                    .fetch_one(&self.pool)
+                    .await
+                    .db()?;
+                match action {
+                    Action::Pause { .. } => 1 - paused,
+                    _ => paused,
+                }
+            }
+            Action::ViewTimeline { .. } => 0,
+            Action::PurgeAudit { before } => {
+                let sql = self.sql(COUNT_AUDIT_BEFORE);
+                sqlx::query_scalar(&sql)
+                    .bind(stored(*before))
+                    .fetch_one(&self.pool)
+                    .await
+                    .db()?
+            }
+            _ => {
+                let mut params = Params::default();
+                let mut sql = String::from("SELECT COUNT(*) FROM suki_inbox_deliveries WHERE ");
+                sql.push_str(&selection(action, &mut params, D::placeholder));
+                let sql = self.sql(sql);
+                params
+                    .bind_scalar(sqlx::query_scalar::<_, i64>(&sql))
+                    .fetch_one(&self.pool)
+                    .await
+                    .db()?
+            }
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
 }
 
 /// Postgres's claim: `FOR UPDATE SKIP LOCKED`, so concurrent workers take different rows.
@@ -1177,12 +1813,12 @@ pub(crate) const CLAIM_POSTGRES: &str = "UPDATE suki_inbox_deliveries AS d \
      SET state = 'running', lease_owner = $1, lease_expires = $2, run_after = $2, \
          fence = d.fence + 1, attempts = d.attempts + 1, updated_at = $3 \
      FROM (SELECT id FROM suki_inbox_deliveries \
-           WHERE state IN ('pending', 'running') AND run_after <= $3 \
+           WHERE state IN ('pending', 'running') AND run_after <= $3 /*paused*/ \
            ORDER BY run_after, id LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
      WHERE d.id = due.id \
      RETURNING d.id, d.dedup_key, d.source, d.kind, d.session_id, d.encounter_id, \
          d.generated_at, d.received_at, d.state, d.attempts, d.run_after, d.lease_owner, \
-         d.fence, d.last_error, d.completed_at, d.body";
+         d.fence, d.last_error, d.completed_at, d.snoozes, d.body";
 
 /// What identifies a file (device and inode on Unix; elsewhere only that it exists).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -167,6 +167,8 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     /// When it was processed.
     pub completed_at: Option<UnixMillis>,
+    /// Times its handler snoozed it (each without spending an attempt).
+    pub snoozes: u32,
 }
 
 /// A row claimed by a worker: its record and body. `Debug` shows the body's length only.
@@ -209,20 +211,265 @@ pub struct Lease {
 
 /// What becomes of a row whose attempt failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Next {
     /// Back to `pending`, due at the given time.
     RetryAt(UnixMillis),
     /// To `dead`.
     Dead,
+    /// Back to `pending`, due at the given time, without spending the attempt (the handler
+    /// asked for it: [`Snooze`](crate::Snooze)); counted in the row's snoozes.
+    Snooze(UnixMillis),
 }
 
 /// Which rows to retry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Selection {
-    /// One row (dead or pending; a running or done row is left alone).
+    /// One row (dead, pending or discarded; a running or done row is left alone).
     Id(i64),
     /// Every dead row.
     Dead,
+    /// The dead rows that match.
+    DeadMatching(DeadFilter),
+}
+
+/// Which dead rows [`Selection::DeadMatching`] takes: every condition set must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadFilter {
+    /// Their error code is exactly this (a group of the console).
+    pub code: Option<String>,
+    /// Their error code starts with this (`fetch_contents_`).
+    pub code_prefix: Option<String>,
+    /// They died at or after this time.
+    pub since: Option<UnixMillis>,
+}
+
+impl DeadFilter {
+    /// Every dead row.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only those whose code is exactly `code`.
+    #[must_use]
+    pub fn code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Only those whose code starts with `prefix`.
+    #[must_use]
+    pub fn code_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.code_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Only those that died at or after `at`.
+    #[must_use]
+    pub fn since(mut self, at: UnixMillis) -> Self {
+        self.since = Some(at);
+        self
+    }
+}
+
+/// Who does an operator [`Action`]: a name (the console token's, the OS user of the CLI, or
+/// the application's) and where from. Recorded in the audit log and the rows' timelines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// Who.
+    pub name: String,
+    /// From where (`cli@host`, `console 10.0.0.7`, `application`).
+    pub origin: String,
+}
+
+impl Actor {
+    /// An actor named `name` acting from `origin`.
+    pub fn new(name: impl Into<String>, origin: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            origin: origin.into(),
+        }
+    }
+
+    /// The application itself (what [`Inbox::retry`](crate::Inbox::retry) and
+    /// [`Inbox::purge`](crate::Inbox::purge) record).
+    pub fn application() -> Self {
+        Self::new("application", "application")
+    }
+}
+
+/// An operator's action on the inbox ([`Inbox::act`](crate::Inbox::act)): done in one
+/// transaction with an entry of the audit log and an event in each changed row's timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Makes the selected rows due now with a fresh attempt count.
+    Retry(Selection),
+    /// Makes the rows completed since `since` (optionally of one kind) due again (after a
+    /// handler bug); discarded rows stay discarded.
+    Replay {
+        /// Rows completed at or after this time.
+        since: UnixMillis,
+        /// Only rows of this kind.
+        kind: Option<EventKind>,
+    },
+    /// Marks a dead or pending row as never to be processed: it is kept (state `done`, error
+    /// `discarded`) until the retention purges it, and the reason is in its timeline.
+    Discard {
+        /// The row.
+        id: i64,
+        /// Why (kept in the timeline and the audit log).
+        reason: String,
+    },
+    /// Stops every worker of the inbox claiming (all rows, or one kind) until resumed;
+    /// deliveries are still stored.
+    Pause {
+        /// One kind, or every row.
+        kind: Option<EventKind>,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// Ends a pause.
+    Resume {
+        /// The kind paused, or the whole inbox.
+        kind: Option<EventKind>,
+    },
+    /// Deletes done rows completed before `before`, with their timelines.
+    Purge {
+        /// Completed before this time.
+        before: UnixMillis,
+    },
+    /// Deletes audit entries older than `before` (the audit log's own retention).
+    PurgeAudit {
+        /// Entries before this time.
+        before: UnixMillis,
+    },
+    /// Records that someone looked at a session's or encounter's timeline (changes nothing).
+    ViewTimeline {
+        /// The session or encounter id looked up.
+        target: String,
+    },
+}
+
+impl Action {
+    /// Its name in the audit log (`retry`, `replay`, `discard`, `pause`, `resume`, `purge`,
+    /// `purge_audit`, `view_timeline`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Retry(_) => "retry",
+            Self::Replay { .. } => "replay",
+            Self::Discard { .. } => "discard",
+            Self::Pause { .. } => "pause",
+            Self::Resume { .. } => "resume",
+            Self::Purge { .. } => "purge",
+            Self::PurgeAudit { .. } => "purge_audit",
+            Self::ViewTimeline { .. } => "view_timeline",
+        }
+    }
+}
+
+/// An action to do ([`Operations::act`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Act<'a> {
+    /// What.
+    pub action: &'a Action,
+    /// Who.
+    pub actor: &'a Actor,
+    /// The caller's clock.
+    pub now: UnixMillis,
+}
+
+/// A pause in force ([`ReadModel::pauses`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Pause {
+    /// The kind paused, or `None` for the whole inbox.
+    pub kind: Option<EventKind>,
+    /// Since when.
+    pub paused_at: UnixMillis,
+    /// Who paused it.
+    pub paused_by: String,
+    /// Why, if said.
+    pub reason: Option<String>,
+}
+
+/// One event of a row's timeline ([`ReadModel::trace`]): an attempt and its outcome, or an
+/// operator's action. Codes, statuses and names only, never content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEvent {
+    /// The row.
+    pub delivery_id: i64,
+    /// When it happened (an attempt: when it ended).
+    pub at: UnixMillis,
+    /// What: an attempt's outcome (`done`, `retry`, `dead`, `snoozed`, `released`,
+    /// `interrupted`, `lease_expired`) or an action (`retried`, `replayed`, `discarded`).
+    pub event: String,
+    /// When the attempt started.
+    pub started_at: Option<UnixMillis>,
+    /// The attempt's number.
+    pub attempt: Option<u32>,
+    /// The worker that made the attempt.
+    pub worker: Option<String>,
+    /// The error code.
+    pub code: Option<String>,
+    /// When the row was due next.
+    pub next_run: Option<UnixMillis>,
+    /// The links fetched and their answers (`contents 200, transcripts 503`), or an operator's
+    /// reason.
+    pub detail: Option<String>,
+    /// The operator, for an action.
+    pub actor: Option<String>,
+}
+
+/// Everything the inbox knows about one session or encounter ([`ReadModel::trace`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Trace {
+    /// Its rows, oldest first.
+    pub deliveries: Vec<DeliveryRecord>,
+    /// Their timelines' events, in order.
+    pub events: Vec<TimelineEvent>,
+    /// Its expected sessions (the reconciler).
+    pub expectations: Vec<ExpectationRecord>,
+}
+
+impl Trace {
+    /// Nothing is known.
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty() && self.expectations.is_empty()
+    }
+}
+
+/// Dead rows with one error code ([`ReadModel::dead_groups`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadGroup {
+    /// The code (`None`: none recorded).
+    pub code: Option<String>,
+    /// How many.
+    pub count: u64,
+    /// When the latest of them died.
+    pub latest: UnixMillis,
+}
+
+/// An entry of the audit log ([`ReadModel::audit`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Its number, in order.
+    pub id: i64,
+    /// When.
+    pub at: UnixMillis,
+    /// Who.
+    pub actor: String,
+    /// From where.
+    pub origin: String,
+    /// What ([`Action::name`]).
+    pub action: String,
+    /// On what: a row id, a selection, a kind, a window, an id looked up.
+    pub target: Option<String>,
+    /// How many rows it changed.
+    pub rows: u64,
+    /// The reason or filter given.
+    pub detail: Option<String>,
 }
 
 /// The inbox at a glance.
@@ -365,7 +612,7 @@ impl std::error::Error for DatabaseError {
 /// so that a session whose webhook arrived is never polled. The built-in stores do it with a
 /// trigger; the conformance suite checks it.
 #[async_trait]
-pub trait Store: DeliveryQueue + Expectations + ReadModel {
+pub trait Store: DeliveryQueue + Expectations + ReadModel + Operations {
     /// Creates or upgrades the store's schema to this version's (idempotent; the built-in
     /// stores record it in their own `suki_inbox_migrations` table). Nothing by default.
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -398,11 +645,17 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// Extends a held lease to `until`; `false` when the lease is no longer this one.
     async fn heartbeat(&self, lease: Lease, until: UnixMillis) -> Result<bool, StoreError>;
 
-    /// Marks a held row done; `false` (nothing changed) when the lease is no longer this one.
-    async fn complete(&self, lease: Lease, now: UnixMillis) -> Result<bool, StoreError>;
+    /// Marks a held row done, with what the attempt fetched (`detail`: links and answers, for
+    /// its timeline); `false` (nothing changed) when the lease is no longer this one.
+    async fn complete(
+        &self,
+        lease: Lease,
+        now: UnixMillis,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError>;
 
-    /// Records a failed attempt (its error: a code, never content) and schedules the row or
-    /// moves it to dead; `false` when the lease is no longer this one.
+    /// Records a failed (or snoozed) attempt (its error: a code, never content) and schedules
+    /// the row or moves it to dead; `false` when the lease is no longer this one.
     async fn fail(&self, attempt: FailedAttempt<'_>) -> Result<bool, StoreError>;
 
     /// Gives a held row back unprocessed (graceful shutdown): pending, due now, this attempt
@@ -413,9 +666,6 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// what its crashed previous run held, without waiting for the leases to expire): pending,
     /// due now, a new fencing token; the interrupted attempts stay counted. How many.
     async fn release_owner(&self, owner: &str, now: UnixMillis) -> Result<u64, StoreError>;
-
-    /// Makes the selected dead (or pending) rows due now with a fresh attempt count.
-    async fn retry(&self, which: Selection, now: UnixMillis) -> Result<u64, StoreError>;
 
     /// Deletes done rows completed before `before`.
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
@@ -511,6 +761,32 @@ pub trait ReadModel: Send + Sync + 'static {
 
     /// Expectations by resolution.
     async fn expectation_counts(&self) -> Result<ExpectationCounts, StoreError>;
+
+    /// Everything known about `id`, a session or an encounter id: its rows (at most `limit`,
+    /// found by index), their timelines and its expectations.
+    async fn trace(&self, id: &str, limit: u32) -> Result<Trace, StoreError>;
+
+    /// Dead rows grouped by error code, the group that died latest first.
+    async fn dead_groups(&self, limit: u32) -> Result<Vec<DeadGroup>, StoreError>;
+
+    /// The pauses in force.
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
+
+    /// Audit entries at or after `since`, oldest first, at most `limit`.
+    async fn audit(&self, since: UnixMillis, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Operators' actions: each in one transaction with its audit entry and the changed rows'
+/// timeline events, so that no action happens unrecorded.
+#[async_trait]
+pub trait Operations: Send + Sync + 'static {
+    /// Does `act.action` as `act.actor`; how many rows it changed (pauses: 1 when it changed
+    /// the pause, 0 when it was already so).
+    async fn act(&self, act: Act<'_>) -> Result<u64, StoreError>;
+
+    /// How many rows `action` would change now (a dry run: nothing changes, nothing is
+    /// recorded).
+    async fn preview(&self, action: &Action, now: UnixMillis) -> Result<u64, StoreError>;
 }
 
 /// A claim of due rows or due expectations ([`DeliveryQueue::claim`],
@@ -525,6 +801,8 @@ pub struct ClaimRequest<'a> {
     pub lease: Duration,
     /// The most it takes.
     pub limit: u32,
+    /// Kinds not to take (paused): `&[]` for every kind.
+    pub paused: &'a [EventKind],
 }
 
 impl ClaimRequest<'_> {
@@ -549,6 +827,8 @@ pub struct FailedAttempt<'a> {
     pub next: Next,
     /// What went wrong: a code (`handler_failed`, `fetch_contents_503_…`), never content.
     pub error: &'a str,
+    /// What the attempt fetched (links and answers), for the row's timeline.
+    pub detail: Option<&'a str>,
 }
 
 /// An expected session to register ([`Expectations::register`]).

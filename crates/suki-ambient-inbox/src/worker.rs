@@ -38,6 +38,9 @@ const MAINTENANCE_LEASE_MS: u64 = 3 * CHORES_EVERY.as_secs() * 1_000;
 const MAINTENANCE: &str = "maintenance";
 /// How often done rows past the retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
+/// The most snoozes a row takes without spending attempts, and the longest one.
+const DEFAULT_MAX_SNOOZES: u32 = 24;
+const DEFAULT_LONGEST_SNOOZE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What the worker runs for a claimed row.
 #[derive(Clone)]
@@ -95,6 +98,68 @@ struct Options {
     listen: bool,
     grace: Duration,
     retention: Duration,
+    max_snoozes: u32,
+    longest_snooze: Duration,
+    /// Handler calls spaced at least this far apart (shared by the worker's tasks).
+    rate_limit: Option<Arc<RateLimit>>,
+}
+
+/// Spaces handler calls evenly: at most one per `every`, with no burst.
+#[derive(Debug)]
+struct RateLimit {
+    every: Duration,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl RateLimit {
+    /// Waits for this call's slot.
+    async fn wait(&self) {
+        let at = {
+            let mut next = lock(&self.next);
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + self.every;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// The pauses a worker obeys, read from the store at most once per poll interval.
+#[derive(Default)]
+struct Paused {
+    all: bool,
+    kinds: Vec<suki_ambient_core::EventKind>,
+    read_at: Option<tokio::time::Instant>,
+}
+
+impl Paused {
+    /// Reads the pauses again when a poll interval has passed; a store that cannot answer
+    /// leaves them as they were (the claim that follows reports the store's failure).
+    async fn refresh(&mut self, worker: &InboxWorker) {
+        if self
+            .read_at
+            .is_some_and(|at| at.elapsed() < worker.options.poll)
+        {
+            return;
+        }
+        self.read_at = Some(tokio::time::Instant::now());
+        if let Ok(pauses) = worker.inbox.store().pauses().await {
+            let all = pauses.iter().any(|p| p.kind.is_none());
+            let kinds: Vec<_> = pauses.into_iter().filter_map(|p| p.kind).collect();
+            if all != self.all || kinds != self.kinds {
+                if all {
+                    tracing::info!("suki inbox is paused: the worker claims nothing until resumed");
+                } else if kinds.is_empty() {
+                    tracing::info!("suki inbox resumed: the worker claims again");
+                } else {
+                    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                    tracing::info!(kinds = ?kinds, "suki inbox paused for some kinds: the worker claims the others");
+                }
+            }
+            self.all = all;
+            self.kinds = kinds;
+        }
+    }
 }
 
 impl fmt::Debug for InboxWorker {
@@ -173,6 +238,7 @@ impl InboxWorker {
         let mut shutdown = std::pin::pin!(shutdown);
         self.take_back().await;
         let mut pool = Pool::new(&self);
+        let mut paused = Paused::default();
         let mut last_purge: Option<tokio::time::Instant> = None;
         let mut last_chores: Option<tokio::time::Instant> = None;
         let mut failing: Option<StoreError>;
@@ -199,7 +265,12 @@ impl InboxWorker {
             let wake = self.inbox.wake().notified();
             let mut wake = std::pin::pin!(wake);
             wake.as_mut().enable();
-            let claimed = pool.fill(&self).await;
+            paused.refresh(&self).await;
+            let claimed = if paused.all {
+                Ok(0)
+            } else {
+                pool.fill(&self, &paused.kinds).await
+            };
             let idle = match claimed {
                 Ok(n) => {
                     failing = None;
@@ -288,9 +359,15 @@ impl InboxWorker {
         let until = tokio::time::Instant::now() + wait;
         self.take_back().await;
         let mut pool = Pool::new(&self);
+        let mut paused = Paused::default();
         let mut attempts = 0;
         loop {
-            let n = pool.fill(&self).await?;
+            paused.refresh(&self).await;
+            let n = if paused.all {
+                0
+            } else {
+                pool.fill(&self, &paused.kinds).await?
+            };
             attempts += n as u64;
             if n > 0 && pool.has_room() {
                 continue;
@@ -355,6 +432,9 @@ impl InboxWorkerBuilder {
                 listen: true,
                 grace: DEFAULT_GRACE,
                 retention: DEFAULT_RETENTION,
+                max_snoozes: DEFAULT_MAX_SNOOZES,
+                longest_snooze: DEFAULT_LONGEST_SNOOZE,
+                rate_limit: None,
             },
         }
     }
@@ -391,6 +471,33 @@ impl InboxWorkerBuilder {
     #[must_use]
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.options.max_attempts = n.max(1);
+        self
+    }
+
+    /// The most times a row may be [snoozed](crate::Snooze) without spending an attempt
+    /// (default 24), and the longest one snooze (default 24 h; a longer one is cut to it).
+    /// Past `max_snoozes`, a snooze counts as a failed attempt with the snooze's code, so the
+    /// row ends dead and visible after the attempts allowed.
+    #[must_use]
+    pub fn snooze_limits(mut self, max_snoozes: u32, longest: Duration) -> Self {
+        self.options.max_snoozes = max_snoozes;
+        self.options.longest_snooze = longest;
+        self
+    }
+
+    /// At most `per_second` handler calls a second from this worker, evenly spaced (default:
+    /// no limit; 0 means none), for an EHR that throttles writes. Rows wait for their turn
+    /// while leased (the heartbeat keeps their leases). The limit is per worker: a fleet of
+    /// `n` workers makes up to `n × per_second` calls a second, so give each worker the EHR's
+    /// limit divided by the number of workers.
+    #[must_use]
+    pub fn rate_limit(mut self, per_second: u32) -> Self {
+        self.options.rate_limit = (per_second > 0).then(|| {
+            Arc::new(RateLimit {
+                every: Duration::from_secs(1) / per_second,
+                next: Mutex::new(tokio::time::Instant::now()),
+            })
+        });
         self
     }
 
@@ -482,7 +589,11 @@ impl Pool {
     }
 
     /// Claims as many due rows as there is room for and starts them; how many.
-    async fn fill(&mut self, worker: &InboxWorker) -> Result<usize, StoreError> {
+    async fn fill(
+        &mut self,
+        worker: &InboxWorker,
+        paused: &[suki_ambient_core::EventKind],
+    ) -> Result<usize, StoreError> {
         while self.tasks.try_join_next().is_some() {}
         let room = self.permits.available_permits();
         if room == 0 {
@@ -495,6 +606,7 @@ impl Pool {
                 now: worker.inbox.now(),
                 lease: worker.options.lease,
                 limit: u32::try_from(room).unwrap_or(u32::MAX),
+                paused,
             })
             .await;
         worker.inbox.wrote(&claims);
@@ -596,7 +708,9 @@ impl Job {
             attempt: record.attempts,
             generated_at: record.generated_at,
             received_at: record.received_at,
+            fetched: crate::handler::FetchLog::default(),
         };
+        let fetched = meta.fetched.clone();
         let outcome = if record.attempts > self.options.max_attempts {
             // Claimed again after the last attempt crashed the worker: stop here.
             Outcome::Failed(Failure::permanent("attempts_exhausted"))
@@ -621,6 +735,8 @@ impl Job {
         };
         let now = self.inbox.now();
         let kind = record.kind.as_str();
+        let detail = fetched.take();
+        let detail = detail.as_deref();
         let written = match outcome {
             #[cfg(feature = "postgres")]
             Outcome::Committed => {
@@ -631,9 +747,35 @@ impl Job {
             Outcome::Fenced => Ok(false),
             Outcome::Done => {
                 crate::metrics::attempt("done");
-                store.complete(lease, now).await
+                store.complete(lease, now, detail).await
+            }
+            Outcome::Failed(failure)
+                if failure.snooze.is_some() && record.snoozes < self.options.max_snoozes =>
+            {
+                let after = failure
+                    .snooze
+                    .unwrap_or_default()
+                    .min(self.options.longest_snooze);
+                tracing::info!(id = record.id, kind, snoozes = record.snoozes + 1, reason = %failure.code, retry_in_ms = after.as_millis() as u64, "suki inbox handler snoozed a row");
+                crate::metrics::attempt("snoozed");
+                store
+                    .fail(crate::FailedAttempt {
+                        lease,
+                        now,
+                        next: Next::Snooze(UnixMillis(
+                            now.0.saturating_add(
+                                u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                            ),
+                        )),
+                        error: &failure.code,
+                        detail,
+                    })
+                    .await
             }
             Outcome::Failed(failure) => {
+                if failure.snooze.is_some() {
+                    tracing::warn!(id = record.id, kind, snoozes = record.snoozes, reason = %failure.code, "suki inbox row snoozed too often: this snooze counts as a failed attempt");
+                }
                 let next = if failure.permanent || record.attempts >= self.options.max_attempts {
                     tracing::warn!(id = record.id, kind, attempts = record.attempts, error = %failure.code, "suki inbox row is dead");
                     crate::metrics::attempt("dead");
@@ -658,6 +800,7 @@ impl Job {
                         now,
                         next,
                         error: &failure.code,
+                        detail,
                     })
                     .await
             }
@@ -679,6 +822,9 @@ impl Job {
     async fn attempt(&self, event: WebhookEvent, meta: InboxMeta, lease: Lease) -> Outcome {
         #[cfg(not(feature = "postgres"))]
         let _ = lease;
+        if let Some(limit) = &self.options.rate_limit {
+            limit.wait().await;
+        }
         match &self.runner {
             Runner::Plain(handler) => {
                 // A panicking handler fails its attempt (retried like any error) instead of

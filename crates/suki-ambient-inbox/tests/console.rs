@@ -63,6 +63,7 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
             now,
             lease: Duration::from_secs(60),
             limit: 10,
+            paused: &[],
         })
         .await
         .expect("claim");

@@ -326,6 +326,7 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
             now: clock.now_millis(),
             lease: Duration::from_secs(60),
             limit: 1,
+            paused: &[],
         })
         .await
         .expect("claim")
@@ -366,7 +367,8 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
                 lease: claim.lease(),
                 now: clock.now_millis(),
                 next: Next::Dead,
-                error: "late"
+                error: "late",
+                detail: None,
             })
             .await
             .expect("fail")
@@ -468,9 +470,14 @@ impl DeliveryQueue for Switchable {
         self.check()?;
         self.inner.heartbeat(lease, until).await
     }
-    async fn complete(&self, lease: Lease, now: UnixMillis) -> Result<bool, StoreError> {
+    async fn complete(
+        &self,
+        lease: Lease,
+        now: UnixMillis,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.complete(lease, now).await
+        self.inner.complete(lease, now, detail).await
     }
     async fn fail(&self, attempt: FailedAttempt<'_>) -> Result<bool, StoreError> {
         self.check()?;
@@ -483,10 +490,6 @@ impl DeliveryQueue for Switchable {
     async fn release_owner(&self, owner: &str, now: UnixMillis) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.release_owner(owner, now).await
-    }
-    async fn retry(&self, which: Selection, now: UnixMillis) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.retry(which, now).await
     }
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError> {
         self.check()?;
@@ -572,6 +575,50 @@ impl ReadModel for Switchable {
     ) -> Result<suki_ambient_inbox::ExpectationCounts, StoreError> {
         self.check()?;
         self.inner.expectation_counts().await
+    }
+
+    async fn trace(&self, id: &str, limit: u32) -> Result<suki_ambient_inbox::Trace, StoreError> {
+        self.check()?;
+        self.inner.trace(id, limit).await
+    }
+
+    async fn dead_groups(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<suki_ambient_inbox::DeadGroup>, StoreError> {
+        self.check()?;
+        self.inner.dead_groups(limit).await
+    }
+
+    async fn pauses(&self) -> Result<Vec<suki_ambient_inbox::Pause>, StoreError> {
+        self.check()?;
+        self.inner.pauses().await
+    }
+
+    async fn audit(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<suki_ambient_inbox::AuditEntry>, StoreError> {
+        self.check()?;
+        self.inner.audit(since, limit).await
+    }
+}
+
+#[async_trait]
+impl suki_ambient_inbox::Operations for Switchable {
+    async fn act(&self, act: suki_ambient_inbox::Act<'_>) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.act(act).await
+    }
+
+    async fn preview(
+        &self,
+        action: &suki_ambient_inbox::Action,
+        now: UnixMillis,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.preview(action, now).await
     }
 }
 
