@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
-use suki_ambient_core::{EncounterId, SessionId, UnixMillis};
+use suki_ambient_core::{EncounterId, EventKind, SessionId, UnixMillis};
 use suki_ambient_inbox::display::{MAX_TEXT, clean, clean_or_dash, next_run, relative, short};
-use suki_ambient_inbox::{DeliveryRecord, Dialect, Inbox, Selection, State, StoreError};
+use suki_ambient_inbox::{
+    Actor, DeadFilter, DeliveryRecord, Dialect, Inbox, Selection, State, StoreError,
+};
 
 use crate::Failure;
 
@@ -43,14 +45,75 @@ pub(crate) enum Action {
         /// The row id.
         id: i64,
     },
-    /// Make a dead row (or every dead row) due now, with a fresh attempt count.
+    /// Everything known about one visit: the rows of a session or encounter id, each
+    /// attempt and its outcome, operators' actions, and the reconciler's expectation.
+    Trace {
+        /// A session id or an encounter id.
+        id: String,
+    },
+    /// Make a dead row (or the dead rows that match) due now, with a fresh attempt count.
     Retry {
         /// The row id.
-        #[arg(conflicts_with = "dead", required_unless_present = "dead")]
+        #[arg(conflicts_with_all = ["dead", "code", "since"], required_unless_present = "dead")]
         id: Option<i64>,
-        /// Every dead row.
+        /// The dead rows (all, or those matching --code and --since).
         #[arg(long)]
         dead: bool,
+        /// Only dead rows whose error code starts with this (e.g. `fetch_contents_401`).
+        #[arg(long, requires = "dead")]
+        code: Option<String>,
+        /// Only rows that died within this long (e.g. `2h`).
+        #[arg(long, value_parser = parse_age, requires = "dead")]
+        since: Option<Duration>,
+        /// Show how many rows it would retry; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Make the rows processed within --since due again (after a handler bug was fixed);
+    /// discarded rows stay discarded.
+    Replay {
+        /// How far back (by when they were processed), e.g. `2h`.
+        #[arg(long, value_parser = parse_age)]
+        since: Duration,
+        /// Only rows of this kind (completed, failed, timed_out, cancelled, unknown).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<EventKind>,
+        /// Show how many rows it would replay; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Mark a dead or pending row as never to be processed (kept, marked `discarded`).
+    Discard {
+        /// The row id.
+        id: i64,
+        /// Why (kept in the row's timeline and the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Stop every worker of this inbox claiming (all rows, or one kind) until resumed;
+    /// webhooks are still stored. Health says `paused`.
+    Pause {
+        /// Only this kind.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<EventKind>,
+        /// Why (shown with the pause).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End a pause.
+    Resume {
+        /// The kind paused (default: the pause of the whole inbox).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<EventKind>,
+    },
+    /// The audit log: every operator action (console, CLI, API), oldest first.
+    Audit {
+        /// Only entries within this long (e.g. `30d`; default: all).
+        #[arg(long, value_parser = parse_age)]
+        since: Option<Duration>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
     },
     /// Serve the inbox console (dashboard, dead letters, retry) until Ctrl-C. The token that
     /// opens it comes from SUKI_CONSOLE_TOKEN (at least 16 characters).
@@ -85,6 +148,64 @@ impl From<StateArg> for State {
             StateArg::Dead => State::Dead,
         }
     }
+}
+
+/// An event kind's stored spelling (`completed`, `failed`, `timed_out`, `cancelled`, `unknown`).
+pub(crate) fn parse_kind(text: &str) -> Result<EventKind, String> {
+    EventKind::parse(text)
+        .ok_or_else(|| "expected completed, failed, timed_out, cancelled or unknown".to_owned())
+}
+
+/// Who runs the CLI, for the audit log: the OS user (the one behind `sudo` when there is
+/// one) on this host.
+pub(crate) fn cli_actor() -> Actor {
+    let user = ["SUDO_USER", "USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    Actor::new(clean(&user, 64), format!("cli@{}", clean(&host, 64)))
+}
+
+/// The time `ago` before now.
+fn ago(ago: Duration) -> UnixMillis {
+    UnixMillis(
+        UnixMillis::now()
+            .0
+            .saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
+    )
+}
+
+/// Does `action` as the CLI's user, or with `dry_run` only counts; prints `verb` and the
+/// count. Fails (exit 1) when `must_change` and nothing changed.
+async fn act(
+    inbox: &Inbox,
+    action: suki_ambient_inbox::Action,
+    dry_run: bool,
+    verb: &str,
+    json: bool,
+) -> Result<u64, Failure> {
+    let n = if dry_run {
+        inbox.preview(&action).await?
+    } else {
+        inbox.act(&cli_actor(), action).await?
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "action": verb, "rows": n, "dry_run": dry_run })
+        );
+    } else if dry_run {
+        println!("would {verb} {n} row(s) (dry run: nothing changed)");
+    } else {
+        println!("{verb}: {n} row(s)");
+    }
+    Ok(n)
 }
 
 /// `7d`, `12h`, `30m`, `90s` (humantime's forms).
@@ -181,9 +302,24 @@ pub(crate) async fn run(
         Action::Init | Action::Migrations { .. } => {}
         Action::Status => {
             let status = inbox.status().await?;
+            let pauses = inbox.pauses().await?;
             if json {
-                println!("{}", serde_json::to_string(&status)?);
+                let mut value = serde_json::to_value(&status)?;
+                value["paused"] = serde_json::to_value(&pauses)?;
+                println!("{value}");
             } else {
+                for p in &pauses {
+                    println!(
+                        "PAUSED   {} by {} {}{}",
+                        p.kind.as_ref().map_or("all kinds", |k| k.as_str()),
+                        clean(&p.paused_by, MAX_TEXT),
+                        relative(p.paused_at, UnixMillis::now()),
+                        p.reason
+                            .as_deref()
+                            .map(|r| format!(": {}", clean(r, MAX_TEXT)))
+                            .unwrap_or_default()
+                    );
+                }
                 let c = &status.counts;
                 for (state, n) in [
                     ("pending", c.pending),
@@ -217,19 +353,145 @@ pub(crate) async fn run(
                 print_row(&row, UnixMillis::now());
             }
         }
-        Action::Retry { id, dead } => {
-            let which = match (id, dead) {
-                (Some(id), _) => Selection::Id(id),
-                (None, _) => Selection::Dead,
-            };
-            let n = inbox.retry(which).await?;
+        Action::Trace { id } => {
+            let trace = inbox.trace(&id).await?;
+            inbox
+                .act(
+                    &cli_actor(),
+                    suki_ambient_inbox::Action::ViewTimeline { target: id.clone() },
+                )
+                .await?;
             if json {
-                println!("{}", serde_json::json!({ "retried": n }));
+                println!("{}", serde_json::to_string(&trace)?);
+            } else if trace.is_empty() {
+                println!("nothing known about {}", clean(&id, MAX_TEXT));
             } else {
-                println!("{n} row(s) due now");
+                let now = UnixMillis::now();
+                for line in suki_ambient_inbox::display::timeline(&trace, now) {
+                    let row = line.row.map_or_else(|| "-".to_owned(), |r| r.to_string());
+                    println!(
+                        "{:<14}  row {row:<6}  {}",
+                        relative(line.at, now),
+                        line.what
+                    );
+                }
             }
+            if trace.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Action::Retry {
+            id,
+            dead: _,
+            code,
+            since,
+            dry_run,
+        } => {
+            let which = match (id, code, since) {
+                (Some(id), _, _) => Selection::Id(id),
+                (None, None, None) => Selection::Dead,
+                (None, code, since) => {
+                    let mut filter = DeadFilter::new();
+                    if let Some(code) = code {
+                        filter = filter.code_prefix(code);
+                    }
+                    if let Some(since) = since {
+                        filter = filter.since(ago(since));
+                    }
+                    Selection::DeadMatching(filter)
+                }
+            };
+            let n = act(
+                &inbox,
+                suki_ambient_inbox::Action::Retry(which),
+                dry_run,
+                "retry",
+                json,
+            )
+            .await?;
             if n == 0 && id.is_some() {
                 return Ok(ExitCode::FAILURE);
+            }
+        }
+        Action::Replay {
+            since,
+            kind,
+            dry_run,
+        } => {
+            let action = suki_ambient_inbox::Action::Replay {
+                since: ago(since),
+                kind,
+            };
+            act(&inbox, action, dry_run, "replay", json).await?;
+        }
+        Action::Discard { id, reason } => {
+            let action = suki_ambient_inbox::Action::Discard { id, reason };
+            if act(&inbox, action, false, "discard", json).await? == 0 {
+                return Err(Failure(format!(
+                    "row {id} was not discarded: only a dead or pending row can be"
+                )));
+            }
+        }
+        Action::Pause { kind, reason } => {
+            let action = suki_ambient_inbox::Action::Pause { kind, reason };
+            let n = inbox.act(&cli_actor(), action).await?;
+            let what = kind.as_ref().map_or("the inbox", |k| k.as_str());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "paused": true, "changed": n == 1 })
+                );
+            } else if n == 1 {
+                println!("paused {what}: workers stop claiming within one poll interval");
+            } else {
+                println!("{what} was already paused");
+            }
+        }
+        Action::Resume { kind } => {
+            let action = suki_ambient_inbox::Action::Resume { kind };
+            let n = inbox.act(&cli_actor(), action).await?;
+            let what = kind.as_ref().map_or("the inbox", |k| k.as_str());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "paused": false, "changed": n == 1 })
+                );
+            } else if n == 1 {
+                println!("resumed {what}");
+            } else {
+                println!("{what} was not paused");
+            }
+        }
+        Action::Audit { since, limit } => {
+            let since = since.map_or(UnixMillis(0), ago);
+            let entries = inbox.audit(since, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string(&entries)?);
+            } else {
+                let now = UnixMillis::now();
+                println!(
+                    "{:>6}  {:<14}  {:<16}  {:<20}  {:<13}  {:>6}  TARGET / DETAIL",
+                    "ID", "WHEN", "WHO", "FROM", "ACTION", "ROWS"
+                );
+                for e in &entries {
+                    println!(
+                        "{:>6}  {:<14}  {:<16}  {:<20}  {:<13}  {:>6}  {} {}",
+                        e.id,
+                        relative(e.at, now),
+                        clean(&e.actor, 32),
+                        clean(&e.origin, 40),
+                        clean(&e.action, 32),
+                        e.rows,
+                        clean_or_dash(e.target.as_deref()),
+                        e.detail
+                            .as_deref()
+                            .map(|d| format!("({})", clean(d, MAX_TEXT)))
+                            .unwrap_or_default()
+                    );
+                }
+                if entries.is_empty() {
+                    println!("(no entries)");
+                }
             }
         }
         Action::Console { bind } => {
@@ -262,13 +524,73 @@ pub(crate) async fn run(
                 .await;
         }
         Action::Purge { older_than } => {
-            let n = inbox.purge(older_than).await?;
+            let n = inbox
+                .act(
+                    &cli_actor(),
+                    suki_ambient_inbox::Action::Purge {
+                        before: ago(older_than),
+                    },
+                )
+                .await?;
             if json {
                 println!("{}", serde_json::json!({ "purged": n }));
             } else {
                 println!("{n} done row(s) purged");
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An RFC 3339 time (`2026-11-30T10:00:00Z`), or how long ago (`10m`).
+pub(crate) fn parse_time(text: &str) -> Result<UnixMillis, String> {
+    if let Ok(at) = humantime::parse_rfc3339_weak(text) {
+        let ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| format!("{text}: before 1970"))?
+            .as_millis();
+        return Ok(UnixMillis(u64::try_from(ms).unwrap_or(u64::MAX)));
+    }
+    parse_age(text).map(ago).map_err(|_| {
+        format!("{text}: expected an RFC 3339 time (2026-11-30T10:00:00Z) or an age (10m)")
+    })
+}
+
+/// `reconcile expect`: registers an expected session.
+pub(crate) async fn expect(
+    url: &str,
+    expected: suki_ambient_inbox::ExpectedSession,
+    grace: Duration,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let inbox = open(url).await?;
+    let first_check = UnixMillis(
+        expected
+            .ended_at
+            .0
+            .saturating_add(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX)),
+    );
+    let new = inbox
+        .store()
+        .register(suki_ambient_inbox::NewExpectation {
+            expected: &expected,
+            first_check,
+            now: UnixMillis::now(),
+        })
+        .await?;
+    let session = clean(expected.session_id.as_str(), MAX_TEXT);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "registered": new, "session_id": session })
+        );
+    } else if new {
+        println!(
+            "expecting session {session}: first status check {}",
+            relative(first_check, UnixMillis::now())
+        );
+    } else {
+        println!("session {session} was already expected");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use suki_ambient_core::{SignedHeaders, UnixMillis, Verifier};
+use suki_ambient_core::{EncounterId, SessionId, SignedHeaders, UnixMillis, Verifier};
 
 use crate::input::{read_body, secret};
 
@@ -143,23 +143,68 @@ enum Command {
     /// Re-check now, through Suki's status API, every expected session of an inbox that ended
     /// within --since and that no webhook or earlier poll resolved (given-up ones included);
     /// store the event of each one that ended. A line per session on a terminal, a summary at
-    /// the end.
+    /// the end. `reconcile expect …` registers an expected session.
+    #[command(args_conflicts_with_subcommands = true)]
     Reconcile {
+        #[command(subcommand)]
+        command: Option<ReconcileCommand>,
+        #[command(flatten)]
+        sweep: SweepArgs,
+    },
+}
+
+/// `reconcile`'s subcommands.
+#[derive(Subcommand, Debug)]
+enum ReconcileCommand {
+    /// Register a session the reconciler should expect a webhook for (as an application does
+    /// with `Reconciler::register`): when none arrives, the reconciler polls its status a
+    /// grace period after it ended.
+    Expect {
         /// The inbox's URL.
         #[arg(long, env = "SUKI_INBOX_URL")]
         url: String,
-        /// How far back (e.g. `2h`, `1d`).
-        #[arg(long, value_parser = inbox::parse_age, default_value = "24h")]
-        since: Duration,
-        #[command(flatten)]
-        api: ApiArgs,
-        /// Status checks at once.
-        #[arg(long, default_value_t = 4)]
-        concurrency: usize,
-        /// JSON summary.
+        /// The session id.
+        #[arg(long)]
+        session: String,
+        /// The encounter id.
+        #[arg(long)]
+        encounter: String,
+        /// When the session ended: an RFC 3339 time (`2026-11-30T10:00:00Z`) or how long ago
+        /// (`10m`); default now.
+        #[arg(long)]
+        ended_at: Option<String>,
+        /// The provider to poll as.
+        #[arg(long)]
+        provider: Option<String>,
+        /// A form-filling session (default ambient).
+        #[arg(long)]
+        form_filling: bool,
+        /// How long after its end the first status check comes.
+        #[arg(long, value_parser = inbox::parse_age, default_value = "5m")]
+        grace: Duration,
+        /// JSON output.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `reconcile`'s own arguments (the sweep).
+#[derive(clap::Args, Debug)]
+struct SweepArgs {
+    /// The inbox's URL.
+    #[arg(long, env = "SUKI_INBOX_URL")]
+    url: String,
+    /// How far back (e.g. `2h`, `1d`).
+    #[arg(long, value_parser = inbox::parse_age, default_value = "24h")]
+    since: Duration,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Status checks at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// JSON summary.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where and as whom the follow-up APIs are called (`fetch`, `reconcile`): with a token
@@ -398,11 +443,46 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         Command::Demo => demo::run().await,
         Command::Inbox { url, json, action } => inbox::run(url.as_deref(), action, json).await,
         Command::Reconcile {
-            url,
-            since,
-            api,
-            concurrency,
-            json,
+            command:
+                Some(ReconcileCommand::Expect {
+                    url,
+                    session,
+                    encounter,
+                    ended_at,
+                    provider,
+                    form_filling,
+                    grace,
+                    json,
+                }),
+            ..
+        } => {
+            let ended_at = match ended_at.as_deref() {
+                None => UnixMillis::now(),
+                Some(text) => inbox::parse_time(text).map_err(Failure)?,
+            };
+            let mut expected = suki_ambient_inbox::ExpectedSession::ambient(
+                SessionId::new(session),
+                EncounterId::new(encounter),
+                ended_at,
+            );
+            if let Some(provider) = provider {
+                expected = expected.provider(provider);
+            }
+            if form_filling {
+                expected = expected.form_filling();
+            }
+            inbox::expect(&url, expected, grace, json).await
+        }
+        Command::Reconcile {
+            command: None,
+            sweep:
+                SweepArgs {
+                    url,
+                    since,
+                    api,
+                    concurrency,
+                    json,
+                },
         } => inbox::reconcile(&url, since, net::client(&api)?, concurrency, json).await,
     }
 }

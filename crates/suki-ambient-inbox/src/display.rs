@@ -72,6 +72,123 @@ pub fn clean_or_dash(text: Option<&str>) -> String {
     text.map_or_else(|| "-".to_owned(), |t| clean(t, MAX_TEXT))
 }
 
+/// One line of a [`timeline`]: when, which row (none for an expected session), and what, as
+/// plain text already [cleaned](clean) (escape it for a page).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineLine {
+    /// When it happened.
+    pub at: UnixMillis,
+    /// The row it is about.
+    pub row: Option<i64>,
+    /// What happened.
+    pub what: String,
+}
+
+/// A [`Trace`](crate::Trace) as lines in time order, for the CLI's `inbox trace` and the
+/// console: each row's reception, its attempts and their outcomes, operators' actions, and
+/// the reconciler's expectation (registered, checks, resolution). Ids, codes and statuses
+/// only.
+pub fn timeline(trace: &crate::Trace, now: UnixMillis) -> Vec<TimelineLine> {
+    let mut lines = Vec::new();
+    for d in &trace.deliveries {
+        lines.push(TimelineLine {
+            at: d.received_at,
+            row: Some(d.id),
+            what: format!(
+                "received {} ({}); now {}, {} attempt(s){}",
+                clean(d.kind.as_str(), MAX_TEXT),
+                d.source,
+                d.state,
+                d.attempts,
+                match d.state {
+                    State::Dead => d
+                        .last_error
+                        .as_deref()
+                        .map(|code| format!(", {}", clean(code, MAX_TEXT)))
+                        .unwrap_or_default(),
+                    State::Done if d.last_error.as_deref() == Some("discarded") => {
+                        ", discarded".to_owned()
+                    }
+                    State::Pending => format!(", next run {}", relative(d.run_after, now)),
+                    _ => String::new(),
+                }
+            ),
+        });
+    }
+    for e in &trace.events {
+        let mut what = match (&e.actor, e.attempt) {
+            (Some(actor), _) => format!(
+                "{} by {}",
+                clean(&e.event, MAX_TEXT),
+                clean(actor, MAX_TEXT)
+            ),
+            (None, attempt) => {
+                let mut what = format!(
+                    "attempt {} by {}",
+                    attempt.map_or_else(|| "?".to_owned(), |a| a.to_string()),
+                    clean_or_dash(e.worker.as_deref())
+                );
+                if let Some(started) = e.started_at {
+                    what.push_str(&format!(
+                        " ({})",
+                        short(Duration::from_millis(e.at.0.saturating_sub(started.0)))
+                    ));
+                }
+                what.push_str(&format!(": {}", clean(&e.event, MAX_TEXT)));
+                what
+            }
+        };
+        if let Some(code) = &e.code {
+            what.push_str(&format!(" {}", clean(code, MAX_TEXT)));
+        }
+        if let Some(detail) = &e.detail {
+            let label = if e.actor.is_some() {
+                "reason"
+            } else {
+                "fetched"
+            };
+            what.push_str(&format!("; {label}: {}", clean(detail, MAX_TEXT)));
+        }
+        if let Some(next) = e.next_run {
+            what.push_str(&format!("; next run {}", relative(next, now)));
+        }
+        lines.push(TimelineLine {
+            at: e.at,
+            row: Some(e.delivery_id),
+            what,
+        });
+    }
+    for x in &trace.expectations {
+        let session = clean(x.session_id.as_str(), MAX_TEXT);
+        lines.push(TimelineLine {
+            at: x.ended_at,
+            row: None,
+            what: format!(
+                "session {session} ended (expected by the reconciler); {} check(s), last status {}",
+                x.checks,
+                clean_or_dash(x.last_status.as_deref())
+            ),
+        });
+        match (x.resolution, x.resolved_at) {
+            (Some(resolution), Some(at)) => lines.push(TimelineLine {
+                at,
+                row: None,
+                what: format!("session {session} resolved: {}", resolution.as_str()),
+            }),
+            _ => lines.push(TimelineLine {
+                at: x.next_check,
+                row: None,
+                what: format!(
+                    "session {session} not resolved; next check {}",
+                    relative(x.next_check, now)
+                ),
+            }),
+        }
+    }
+    lines.sort_by_key(|l| l.at);
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
