@@ -115,12 +115,19 @@ pub(crate) enum Action {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
-    /// Serve the inbox console (dashboard, dead letters, retry) until Ctrl-C. The token that
-    /// opens it comes from SUKI_CONSOLE_TOKEN (at least 16 characters).
+    /// Serve the inbox console (dashboard, timelines, dead letters, retry, replay, discard,
+    /// pause) until Ctrl-C. The operator's token comes from SUKI_CONSOLE_TOKEN, an optional
+    /// read-only viewer's token from SUKI_CONSOLE_VIEWER_TOKEN (each at least 16 characters).
     Console {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
         bind: String,
+        /// The operator token's name in the audit log.
+        #[arg(long, default_value = "operator")]
+        operator_name: String,
+        /// The viewer token's name in the audit log.
+        #[arg(long, default_value = "viewer")]
+        viewer_name: String,
     },
     /// Delete done rows completed longer ago than this (e.g. `7d`, `12h`).
     Purge {
@@ -494,18 +501,32 @@ pub(crate) async fn run(
                 }
             }
         }
-        Action::Console { bind } => {
-            // The token is never printed: it comes from the environment only.
-            let token = match std::env::var("SUKI_CONSOLE_TOKEN") {
-                Ok(token) if token.trim().len() >= 16 => token.trim().to_owned(),
-                _ => {
-                    return Err(Failure(
-                        "set SUKI_CONSOLE_TOKEN to the console's token, at least 16 characters \
-                         (e.g. `openssl rand -hex 24`)"
-                            .into(),
-                    ));
-                }
+        Action::Console {
+            bind,
+            operator_name,
+            viewer_name,
+        } => {
+            // The tokens are never printed: they come from the environment only.
+            let token = |var: &str| match std::env::var(var) {
+                Ok(token) if token.trim().len() >= 16 => Ok(Some(token.trim().to_owned())),
+                Ok(_) => Err(Failure(format!(
+                    "{var} must be at least 16 characters (e.g. `openssl rand -hex 24`)"
+                ))),
+                Err(_) => Ok(None),
             };
+            let Some(operator) = token("SUKI_CONSOLE_TOKEN")? else {
+                return Err(Failure(
+                    "set SUKI_CONSOLE_TOKEN to the console's operator token, at least 16 \
+                     characters (e.g. `openssl rand -hex 24`); SUKI_CONSOLE_VIEWER_TOKEN adds a \
+                     read-only one"
+                        .into(),
+                ));
+            };
+            let mut access =
+                suki_ambient_inbox::console::Access::new().operator(operator_name, operator);
+            if let Some(viewer) = token("SUKI_CONSOLE_VIEWER_TOKEN")? {
+                access = access.viewer(viewer_name, viewer);
+            }
             let listener = tokio::net::TcpListener::bind(&bind)
                 .await
                 .map_err(|e| Failure(format!("cannot listen on {bind}: {e}")))?;
@@ -513,7 +534,7 @@ pub(crate) async fn run(
                 "inbox console on http://{}/ (Ctrl-C to stop)",
                 listener.local_addr()?
             );
-            let app = suki_ambient_inbox::console::router(inbox, token);
+            let app = suki_ambient_inbox::console::router(inbox, access);
             // Idle and half-sent connections are closed, and at most 128 are served at once:
             // they cannot lock a signed-in person out.
             suki_ambient_axum::Server::new()

@@ -21,7 +21,7 @@
 //! `nosniff`, `Referrer-Policy: same-origin` and `frame-ancestors 'none'`.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
-use suki_ambient_core::{SessionId, UnixMillis, WebhookSecret};
+use suki_ambient_core::{UnixMillis, WebhookSecret};
 
 use crate::display::{MAX_TEXT, clean, clean_or_dash, next_run, relative, short};
 use crate::{DeliveryRecord, Inbox, Selection, State};
@@ -40,18 +40,113 @@ const DAY: u64 = 24 * 3_600_000;
 
 struct Console {
     inbox: Inbox,
-    /// HMAC(token, "bearer"): a presented token is checked by computing the same with it as the
-    /// key, so the token itself is not kept.
-    bearer: String,
-    /// HMAC(token, "session-key"): the key that makes sign-in cookies (so that nobody without
-    /// the token can predict one).
-    session_key: String,
-    /// The CSRF token of the forms: HMAC(token, "csrf").
-    csrf: String,
-    /// The signed-in browsers: cookie value → when it expires. Sign-out removes one.
-    sessions: std::sync::Mutex<HashMap<String, Instant>>,
+    /// The tokens that open it, each as values derived from it (the tokens themselves are not
+    /// kept).
+    tokens: Vec<Token>,
+    /// The signed-in browsers: cookie value → when it expires and whose token signed in.
+    sessions: std::sync::Mutex<HashMap<String, (Instant, usize)>>,
     /// When the sign-ins and bearer requests with a wrong token of the last minute failed.
     failures: std::sync::Mutex<VecDeque<Instant>>,
+}
+
+/// A token the console accepts, as values derived from it.
+struct Token {
+    name: String,
+    role: Role,
+    /// HMAC(token, "bearer"): a presented token is checked by computing the same with it as
+    /// the key.
+    bearer: String,
+    /// HMAC(token, "session-key"): the key that makes this token's sign-in cookies.
+    session_key: String,
+    /// The CSRF token of this token's forms: HMAC(token, "csrf").
+    csrf: String,
+}
+
+/// What a console token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Look: the dashboard, dead letters, timelines (each timeline viewed is audited).
+    Viewer,
+    /// Look and act: retry, replay, discard, pause, resume.
+    Operator,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+/// The tokens that open the console, each with a name (recorded in the audit log) and a
+/// [`Role`]. A plain token (`String`, `&str`) is one operator token named `operator`.
+///
+/// ```
+/// use suki_ambient_inbox::console::Access;
+/// let access = Access::new()
+///     .operator("on-call", "a-long-random-operator-token")
+///     .viewer("support", "a-long-random-viewer-token");
+/// # let _ = access;
+/// ```
+#[derive(Clone, Default)]
+pub struct Access {
+    tokens: Vec<(String, Role, String)>,
+}
+
+impl Access {
+    /// No token yet (a console without one opens for nobody).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A token that may look and act, named `name` in the audit log.
+    #[must_use]
+    pub fn operator(mut self, name: impl Into<String>, token: impl Into<String>) -> Self {
+        self.tokens
+            .push((name.into(), Role::Operator, token.into()));
+        self
+    }
+
+    /// A token that may only look, named `name` in the audit log.
+    #[must_use]
+    pub fn viewer(mut self, name: impl Into<String>, token: impl Into<String>) -> Self {
+        self.tokens.push((name.into(), Role::Viewer, token.into()));
+        self
+    }
+}
+
+impl fmt::Debug for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(
+                self.tokens
+                    .iter()
+                    .map(|(name, role, _)| format!("{name} ({})", role.as_str())),
+            )
+            .finish()
+    }
+}
+
+impl From<String> for Access {
+    fn from(token: String) -> Self {
+        Self::new().operator("operator", token)
+    }
+}
+
+impl From<&str> for Access {
+    fn from(token: &str) -> Self {
+        Self::from(token.to_owned())
+    }
+}
+
+/// Who is signed in (a token of `Console::tokens`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Who {
+    token: usize,
+    /// By the bearer header (a script), not a cookie.
+    bearer: bool,
 }
 
 /// How long a sign-in lasts.
@@ -63,13 +158,23 @@ const MAX_SESSIONS: usize = 256;
 const MAX_FAILURES_PER_MINUTE: usize = 10;
 
 /// The console's axum router, to `nest` where the application wants it (e.g. `/admin/suki`).
-/// `token` is the bearer token that opens it (use a long random value, from a secret store).
-pub fn router(inbox: Inbox, token: impl Into<String>) -> axum::Router {
-    let token = token.into();
+/// `access` is the tokens that open it: a plain token (one operator), or an [`Access`] with
+/// operator and viewer tokens (use long random values, from a secret store).
+pub fn router(inbox: Inbox, access: impl Into<Access>) -> axum::Router {
+    let access = access.into();
     let console = Arc::new(Console {
-        bearer: derive(&token, "bearer"),
-        session_key: derive(&token, "session-key"),
-        csrf: derive(&token, "csrf"),
+        tokens: access
+            .tokens
+            .iter()
+            .filter(|(_, _, token)| !token.trim().is_empty())
+            .map(|(name, role, token)| Token {
+                name: name.clone(),
+                role: *role,
+                bearer: derive(token, "bearer"),
+                session_key: derive(token, "session-key"),
+                csrf: derive(token, "csrf"),
+            })
+            .collect(),
         sessions: std::sync::Mutex::default(),
         failures: std::sync::Mutex::default(),
         inbox,
@@ -80,6 +185,12 @@ pub fn router(inbox: Inbox, token: impl Into<String>) -> axum::Router {
         .route("/logout", post(logout))
         .route("/retry/{id}", post(retry_one))
         .route("/retry-dead", post(retry_dead))
+        .route("/retry-group", post(retry_group))
+        .route("/discard/{id}", post(discard))
+        .route("/pause", post(pause))
+        .route("/resume", post(resume))
+        .route("/replay", get(replay_preview).post(replay))
+        .route("/trace", get(trace))
         .fallback(not_found)
         // Outermost: nothing (no extractor, no 405 or 415) answers before authentication, and
         // every answer carries the security headers.
@@ -120,7 +231,7 @@ async fn guard(
         } else {
             next.run(request).await
         }
-    } else if auth == Auth::None {
+    } else if auth.is_none() {
         if request.headers().contains_key(header::AUTHORIZATION) {
             console.failed();
         }
@@ -158,37 +269,42 @@ fn base(original: &Uri, seen: &Uri) -> String {
 }
 
 impl Console {
-    fn authorized(&self, headers: &HeaderMap) -> Auth {
+    /// Who the request is from: a bearer token or a live sign-in cookie.
+    fn authorized(&self, headers: &HeaderMap) -> Option<Who> {
         if let Some(bearer) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            && self.is_token(bearer.trim())
+            && let Some(token) = self.token(bearer.trim())
         {
-            return Auth::Bearer;
+            return Some(Who {
+                token,
+                bearer: true,
+            });
         }
-        match cookie(headers) {
-            Some(value) if self.signed_in(value) => Auth::Cookie,
-            _ => Auth::None,
-        }
+        let token = self.signed_in(cookie(headers)?)?;
+        Some(Who {
+            token,
+            bearer: false,
+        })
     }
 
-    /// Whether `cookie` is a live sign-in (an expired one is forgotten).
-    fn signed_in(&self, cookie: &str) -> bool {
+    /// Whose live sign-in `cookie` is (an expired one is forgotten).
+    fn signed_in(&self, cookie: &str) -> Option<usize> {
         let mut sessions = lock(&self.sessions);
         match sessions.get(cookie) {
-            Some(expires) if *expires > Instant::now() => true,
+            Some((expires, token)) if *expires > Instant::now() => Some(*token),
             Some(_) => {
                 sessions.remove(cookie);
-                false
+                None
             }
-            None => false,
+            None => None,
         }
     }
 
-    /// A new sign-in: an unpredictable cookie value (HMAC under a key derived from the token),
-    /// valid for [`SESSION_TTL`].
-    fn sign_in(&self) -> String {
+    /// A new sign-in with token `token`: an unpredictable cookie value (HMAC under a key
+    /// derived from the token), valid for [`SESSION_TTL`].
+    fn sign_in(&self, token: usize) -> String {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let seed = format!(
@@ -197,19 +313,19 @@ impl Console {
             fastrand::u64(..),
             fastrand::u64(..)
         );
-        let value = derive(&self.session_key, &seed);
+        let value = derive(&self.tokens[token].session_key, &seed);
         let now = Instant::now();
         let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, expires| *expires > now);
+        sessions.retain(|_, (expires, _)| *expires > now);
         if sessions.len() >= MAX_SESSIONS
             && let Some(oldest) = sessions
                 .iter()
-                .min_by_key(|(_, expires)| **expires)
+                .min_by_key(|(_, (expires, _))| *expires)
                 .map(|(k, _)| k.clone())
         {
             sessions.remove(&oldest);
         }
-        sessions.insert(value.clone(), now + SESSION_TTL);
+        sessions.insert(value.clone(), (now + SESSION_TTL, token));
         value
     }
 
@@ -239,36 +355,44 @@ impl Console {
         failures.len() >= MAX_FAILURES_PER_MINUTE
     }
 
-    /// Whether `presented` is the console's token (constant time in its content).
-    fn is_token(&self, presented: &str) -> bool {
-        !presented.is_empty()
-            && bool::from(
-                derive(presented, "bearer")
-                    .as_bytes()
-                    .ct_eq(self.bearer.as_bytes()),
-            )
-    }
-
-    /// A POST may change state: authorized, and from a cookie also a matching CSRF token from
-    /// this origin.
-    fn may_change(&self, headers: &HeaderMap, csrf: Option<&str>) -> bool {
-        match self.authorized(headers) {
-            Auth::Bearer => true,
-            Auth::None => false,
-            Auth::Cookie => {
-                let token_ok =
-                    csrf.is_some_and(|c| bool::from(c.as_bytes().ct_eq(self.csrf.as_bytes())));
-                token_ok && same_origin(headers)
+    /// Which of the console's tokens `presented` is (constant time in its content: every token
+    /// is compared).
+    fn token(&self, presented: &str) -> Option<usize> {
+        if presented.is_empty() {
+            return None;
+        }
+        let derived = derive(presented, "bearer");
+        let mut found = None;
+        for (i, token) in self.tokens.iter().enumerate() {
+            if bool::from(derived.as_bytes().ct_eq(token.bearer.as_bytes())) {
+                found = Some(i);
             }
         }
+        found
     }
-}
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Auth {
-    None,
-    Bearer,
-    Cookie,
+    /// Who may change state with this POST: an operator, and from a cookie also with a
+    /// matching CSRF token from this origin.
+    fn may_change(&self, headers: &HeaderMap, csrf: Option<&str>) -> Option<Who> {
+        let who = self.authorized(headers)?;
+        let token = &self.tokens[who.token];
+        if token.role != Role::Operator {
+            return None;
+        }
+        if who.bearer {
+            return Some(who);
+        }
+        let token_ok = csrf.is_some_and(|c| bool::from(c.as_bytes().ct_eq(token.csrf.as_bytes())));
+        (token_ok && same_origin(headers)).then_some(who)
+    }
+
+    /// The audit log's actor for `who`, from where the request came.
+    fn actor(&self, who: Who, extensions: &axum::http::Extensions) -> crate::Actor {
+        let origin = extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "console".to_owned(), |c| format!("console {}", c.0.ip()));
+        crate::Actor::new(self.tokens[who.token].name.clone(), origin)
+    }
 }
 
 /// The console's cookie, if the request has one.
@@ -401,7 +525,7 @@ table{border-collapse:collapse;background:#fff;width:100%}th,td{border-bottom:1p
 th{background:#eef1f5}form{display:inline;margin:0}button{cursor:pointer;padding:3px 10px;border:1px solid #8a94a6;border-radius:4px;background:#fff}\
 .bad{color:#b42318}.ok{color:#067647}\
 .verdict{padding:10px 14px;border-radius:6px;font-size:1.05em}.verdict.healthy{background:#ecfdf3;color:#067647}\
-.verdict.degraded{background:#fffaeb;color:#b54708}.verdict.failing{background:#fef3f2;color:#b42318}.legend span{margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px}\
+.verdict.degraded,.verdict.paused{background:#fffaeb;color:#b54708}form.search{display:block;margin:12px 0}.who{color:#5b6575;margin:0 0 8px}input{padding:3px 6px}.verdict.failing{background:#fef3f2;color:#b42318}.legend span{margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px}\
 svg{background:#fff;border:1px solid #dde1e7;border-radius:6px}.muted{color:#5b6575}";
 
 fn page_shell(title: &str, nonce: &str, body: &str) -> String {
@@ -430,28 +554,36 @@ fn login_page(base: &str, nonce: &str, failed: bool) -> String {
     )
 }
 
+/// The answer when the store did not answer.
+fn unavailable(err: &crate::StoreError, what: &str) -> Response {
+    tracing::error!(error = %err, "suki console could not {what}");
+    let nonce = nonce();
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        page_shell(
+            "Suki inbox console",
+            &nonce,
+            "<h1>Suki inbox console</h1><p class=\"bad\">The inbox's store did not answer; try again.</p>",
+        ),
+        &nonce,
+    )
+}
+
 /// The dashboard (`guard` has let only an authenticated request through).
 async fn page(
     AxumState(console): Shared,
     OriginalUri(original): OriginalUri,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
+    let Some(who) = console.authorized(&headers) else {
+        return refused();
+    };
     let base = base(&original, &uri);
     let nonce = nonce();
-    match dashboard(&console, &base, &nonce).await {
+    match dashboard(&console, who, &base, &nonce).await {
         Ok(body) => html(StatusCode::OK, body, &nonce),
-        Err(err) => {
-            tracing::error!(error = %err, "suki console could not read the inbox");
-            html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                page_shell(
-                    "Suki inbox console",
-                    &nonce,
-                    "<h1>Suki inbox console</h1><p class=\"bad\">The inbox's store did not answer; try again.</p>",
-                ),
-                &nonce,
-            )
-        }
+        Err(err) => unavailable(&err, "read the inbox"),
     }
 }
 
@@ -469,8 +601,8 @@ async fn login(
 ) -> Response {
     let base = base(&original, &uri);
     let base = base.strip_suffix("/login").unwrap_or(&base).to_owned();
-    let ok = console.is_token(form.token.trim());
-    if !ok || !same_origin(&headers) {
+    let token = console.token(form.token.trim());
+    let Some(token) = token.filter(|_| same_origin(&headers)) else {
         tracing::warn!("suki console: a sign-in with a wrong token");
         console.failed();
         let nonce = nonce();
@@ -479,12 +611,12 @@ async fn login(
             login_page(&base, &nonce, true),
             &nonce,
         );
-    }
+    };
     let mut response = see_other(&home(&base));
     let path = if base.is_empty() { "/" } else { base.as_str() };
     let cookie = format!(
         "{COOKIE}={}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={}",
-        console.sign_in(),
+        console.sign_in(token),
         SESSION_TTL.as_secs()
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -526,10 +658,42 @@ fn refused() -> Response {
         page_shell(
             "Suki inbox console",
             &nonce,
-            "<p class=\"bad\">Not allowed.</p>",
+            "<p class=\"bad\">Not allowed: this needs an operator's sign-in.</p>",
         ),
         &nonce,
     )
+}
+
+fn bad_request(text: &str) -> Response {
+    let nonce = nonce();
+    html(
+        StatusCode::BAD_REQUEST,
+        page_shell(
+            "Suki inbox console",
+            &nonce,
+            &format!("<p class=\"bad\">{}</p>", esc(text)),
+        ),
+        &nonce,
+    )
+}
+
+/// Does `action` as the operator `who` (audited), then back to `back`.
+async fn operate(
+    console: &Console,
+    who: Who,
+    extensions: &axum::http::Extensions,
+    action: crate::Action,
+    back: &str,
+) -> Response {
+    let name = action.name();
+    match console
+        .inbox
+        .act(&console.actor(who, extensions), action)
+        .await
+    {
+        Ok(_) => see_other(back),
+        Err(err) => unavailable(&err, name),
+    }
 }
 
 async fn retry_one(
@@ -537,24 +701,16 @@ async fn retry_one(
     OriginalUri(original): OriginalUri,
     uri: Uri,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !console.may_change(&headers, form.csrf.as_deref()) {
+    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
         return refused();
-    }
-    let base = base(&original, &uri);
-    let base = base
-        .strip_suffix(&format!("/retry/{id}"))
-        .unwrap_or(&base)
-        .to_owned();
-    match console.inbox.retry(Selection::Id(id)).await {
-        Ok(_) => see_other(&home(&base)),
-        Err(err) => {
-            tracing::error!(error = %err, "suki console could not retry a row");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-    }
+    };
+    let back = home(&base(&original, &uri));
+    let action = crate::Action::Retry(Selection::Id(id));
+    operate(&console, who, &extensions, action, &back).await
 }
 
 async fn retry_dead(
@@ -562,20 +718,337 @@ async fn retry_dead(
     OriginalUri(original): OriginalUri,
     uri: Uri,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !console.may_change(&headers, form.csrf.as_deref()) {
+    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
         return refused();
+    };
+    let back = home(&base(&original, &uri));
+    let action = crate::Action::Retry(Selection::Dead);
+    operate(&console, who, &extensions, action, &back).await
+}
+
+#[derive(serde::Deserialize)]
+struct GroupForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    code: String,
+}
+
+/// "Retry this group": the dead rows with exactly this code.
+async fn retry_group(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    Form(form): Form<GroupForm>,
+) -> Response {
+    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
+        return refused();
+    };
+    let back = home(&base(&original, &uri));
+    let action = crate::Action::Retry(Selection::DeadMatching(
+        crate::DeadFilter::new().code(form.code),
+    ));
+    operate(&console, who, &extensions, action, &back).await
+}
+
+#[derive(serde::Deserialize)]
+struct DiscardForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn discard(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    Path(id): Path<i64>,
+    Form(form): Form<DiscardForm>,
+) -> Response {
+    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
+        return refused();
+    };
+    let reason = form.reason.trim();
+    if reason.is_empty() {
+        return bad_request("A discard needs a reason.");
     }
+    let back = home(&base(&original, &uri));
+    let action = crate::Action::Discard {
+        id,
+        reason: clean(reason, 500),
+    };
+    operate(&console, who, &extensions, action, &back).await
+}
+
+#[derive(serde::Deserialize)]
+struct PauseForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The kind of a form's field (empty: every kind).
+fn form_kind(kind: &str) -> Result<Option<suki_ambient_core::EventKind>, Response> {
+    match kind.trim() {
+        "" | "all" => Ok(None),
+        kind => suki_ambient_core::EventKind::parse(kind)
+            .map(Some)
+            .ok_or_else(|| bad_request("Unknown kind.")),
+    }
+}
+
+async fn pause(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    Form(form): Form<PauseForm>,
+) -> Response {
+    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
+        return refused();
+    };
+    let kind = match form_kind(&form.kind) {
+        Ok(kind) => kind,
+        Err(answer) => return answer,
+    };
+    let reason = Some(clean(form.reason.trim(), 500)).filter(|r| !r.is_empty());
+    let back = home(&base(&original, &uri));
+    operate(
+        &console,
+        who,
+        &extensions,
+        crate::Action::Pause { kind, reason },
+        &back,
+    )
+    .await
+}
+
+async fn resume(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    Form(form): Form<PauseForm>,
+) -> Response {
+    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
+        return refused();
+    };
+    let kind = match form_kind(&form.kind) {
+        Ok(kind) => kind,
+        Err(answer) => return answer,
+    };
+    let back = home(&base(&original, &uri));
+    operate(
+        &console,
+        who,
+        &extensions,
+        crate::Action::Resume { kind },
+        &back,
+    )
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct ReplayForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    /// Hours back.
+    #[serde(default)]
+    hours: String,
+    #[serde(default)]
+    kind: String,
+}
+
+impl ReplayForm {
+    /// The action it asks for: rows processed within `hours` (1 to 720), of `kind`.
+    fn action(&self, now: UnixMillis) -> Result<crate::Action, Response> {
+        let hours: u64 = self
+            .hours
+            .trim()
+            .parse()
+            .ok()
+            .filter(|h| (1..=720).contains(h))
+            .ok_or_else(|| bad_request("Hours: a whole number from 1 to 720."))?;
+        Ok(crate::Action::Replay {
+            since: UnixMillis(now.0.saturating_sub(hours * 3_600_000)),
+            kind: form_kind(&self.kind)?,
+        })
+    }
+}
+
+/// A replay's dry run: how many rows it would make due again, and the button that does it.
+async fn replay_preview(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    axum::extract::Query(form): axum::extract::Query<ReplayForm>,
+) -> Response {
+    let Some(who) = console.authorized(&headers) else {
+        return refused();
+    };
     let base = base(&original, &uri);
-    let base = base.strip_suffix("/retry-dead").unwrap_or(&base).to_owned();
-    match console.inbox.retry(Selection::Dead).await {
-        Ok(_) => see_other(&home(&base)),
-        Err(err) => {
-            tracing::error!(error = %err, "suki console could not retry the dead rows");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
+    let action = match form.action(console.inbox.now()) {
+        Ok(action) => action,
+        Err(answer) => return answer,
+    };
+    let n = match console.inbox.preview(&action).await {
+        Ok(n) => n,
+        Err(err) => return unavailable(&err, "count a replay"),
+    };
+    let token = &console.tokens[who.token];
+    let kind = form_kind(&form.kind).ok().flatten();
+    let what = format!(
+        "{n} row(s){} processed in the last {} hour(s)",
+        kind.as_ref()
+            .map(|k| format!(" of kind {}", k.as_str()))
+            .unwrap_or_default(),
+        esc(form.hours.trim())
+    );
+    let button = if token.role == Role::Operator && n > 0 {
+        format!(
+            "<form method=\"post\" action=\"{b}/replay\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"hours\" value=\"{hours}\"><input type=\"hidden\" name=\"kind\" value=\"{kind}\">\
+             <button type=\"submit\" id=\"replay-confirm\">Replay {n} row(s)</button></form>",
+            b = esc(&base),
+            csrf = token.csrf,
+            hours = esc(form.hours.trim()),
+            kind = kind.as_ref().map_or("", |k| k.as_str()),
+        )
+    } else {
+        String::new()
+    };
+    let nonce = nonce();
+    html(
+        StatusCode::OK,
+        page_shell(
+            "Suki inbox console: replay",
+            &nonce,
+            &format!(
+                "<h1>Replay</h1><p id=\"replay-count\">This would make {what} due again (discarded rows stay discarded).</p>\
+                 {button} <p><a href=\"{}\">Back</a></p>",
+                esc(&home(&base))
+            ),
+        ),
+        &nonce,
+    )
+}
+
+async fn replay(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    Form(form): Form<ReplayForm>,
+) -> Response {
+    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
+        return refused();
+    };
+    let action = match form.action(console.inbox.now()) {
+        Ok(action) => action,
+        Err(answer) => return answer,
+    };
+    let back = home(&base(&original, &uri));
+    operate(&console, who, &extensions, action, &back).await
+}
+
+#[derive(serde::Deserialize)]
+struct TraceQuery {
+    #[serde(default)]
+    id: String,
+}
+
+/// One visit's timeline (a session or encounter id); each view is in the audit log.
+async fn trace(
+    AxumState(console): Shared,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    axum::extract::Query(query): axum::extract::Query<TraceQuery>,
+) -> Response {
+    let Some(who) = console.authorized(&headers) else {
+        return refused();
+    };
+    let base = base(&original, &uri);
+    let id = query.id.trim().to_owned();
+    if id.is_empty() || id.len() > 256 {
+        return bad_request("Give a session or encounter id (at most 256 characters).");
     }
+    let trace = match console.inbox.trace(&id).await {
+        Ok(trace) => trace,
+        Err(err) => return unavailable(&err, "trace"),
+    };
+    let viewed = crate::Action::ViewTimeline { target: id.clone() };
+    if let Err(err) = console
+        .inbox
+        .act(&console.actor(who, &extensions), viewed)
+        .await
+    {
+        // Nothing is shown that the audit log did not record.
+        return unavailable(&err, "record the view");
+    }
+    let now = console.inbox.now();
+    let token = &console.tokens[who.token];
+    let csrf = (token.role == Role::Operator).then_some(token.csrf.as_str());
+    let shown = esc(&clean(&id, MAX_TEXT));
+    let mut body = format!(
+        "<h1>Timeline of {shown}</h1>{}<p><a href=\"{}\">Back to the dashboard</a></p>",
+        search_form(&base, &id),
+        esc(&home(&base))
+    );
+    if trace.is_empty() {
+        let _ = write!(
+            body,
+            "<p id=\"nothing\" class=\"muted\">Nothing known about {shown}.</p>"
+        );
+    } else {
+        let _ = write!(
+            body,
+            "<h2>Rows</h2>{}<h2>What happened</h2><table id=\"timeline\"><thead><tr><th>when</th><th>row</th><th>what</th></tr></thead><tbody>",
+            rows_table(&trace.deliveries, now, &base, csrf, "No rows.")
+        );
+        for line in crate::display::timeline(&trace, now) {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                relative(line.at, now),
+                line.row.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+                esc(&line.what)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    let nonce = nonce();
+    html(
+        StatusCode::OK,
+        page_shell("Suki inbox console: timeline", &nonce, &body),
+        &nonce,
+    )
+}
+
+/// The search box: a session or encounter id, to its timeline.
+fn search_form(base: &str, value: &str) -> String {
+    format!(
+        "<form method=\"get\" action=\"{}/trace\" class=\"search\"><label>Session or encounter id \
+         <input type=\"search\" name=\"id\" id=\"search\" value=\"{}\" maxlength=\"256\" required></label> \
+         <button type=\"submit\" id=\"search-go\">Find</button></form>",
+        esc(base),
+        esc(value)
+    )
 }
 
 /// Any other path (`guard` has answered an unauthenticated request already).
@@ -673,11 +1146,13 @@ fn chart(hours: &[crate::HourCount], now: UnixMillis) -> String {
     svg
 }
 
+/// Rows as a table; with `csrf` (an operator's) the buttons that act on them: retry, and
+/// discard with a reason. Each session links to its timeline.
 fn rows_table(
     rows: &[DeliveryRecord],
     now: UnixMillis,
     base: &str,
-    csrf: &str,
+    csrf: Option<&str>,
     empty: &str,
 ) -> String {
     if rows.is_empty() {
@@ -689,15 +1164,26 @@ fn rows_table(
     );
     for r in rows {
         let next = next_run(r, now);
-        let button = if matches!(r.state, State::Dead | State::Pending) {
-            format!(
+        let button = match csrf {
+            Some(csrf) if matches!(r.state, State::Dead | State::Pending) => format!(
                 "<form method=\"post\" action=\"{base}/retry/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <button type=\"submit\" id=\"retry-{id}\">Retry</button></form>",
+                 <button type=\"submit\" id=\"retry-{id}\">Retry</button></form> \
+                 <form method=\"post\" action=\"{base}/discard/{id}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <input name=\"reason\" id=\"reason-{id}\" placeholder=\"reason\" maxlength=\"200\" required size=\"10\">\
+                 <button type=\"submit\" id=\"discard-{id}\">Discard</button></form>",
                 base = esc(base),
                 id = r.id
-            )
-        } else {
-            String::new()
+            ),
+            _ => String::new(),
+        };
+        let session = match &r.session_id {
+            Some(session) => format!(
+                "<a href=\"{}/trace?id={}\">{}</a>",
+                esc(base),
+                esc(&query_escape(session.as_str())),
+                esc(&clean(session.as_str(), MAX_TEXT))
+            ),
+            None => "-".to_owned(),
         };
         let _ = write!(
             t,
@@ -707,7 +1193,6 @@ fn rows_table(
             state = r.state,
             kind = esc(&clean(r.kind.as_str(), MAX_TEXT)),
             source = r.source,
-            session = esc(&clean_or_dash(r.session_id.as_ref().map(SessionId::as_str))),
             attempts = r.attempts,
             error = esc(&clean_or_dash(r.last_error.as_deref())),
             received = relative(r.received_at, now),
@@ -717,13 +1202,34 @@ fn rows_table(
     t
 }
 
+/// `text` for a URL's query: everything but unreserved characters percent-encoded.
+fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 async fn dashboard(
     console: &Console,
+    who: Who,
     base: &str,
     nonce: &str,
 ) -> Result<String, crate::StoreError> {
     let inbox = &console.inbox;
     let now = inbox.now();
+    let token = &console.tokens[who.token];
+    let csrf = (token.role == Role::Operator).then_some(token.csrf.as_str());
+    let pauses = inbox.pauses().await?;
+    let groups = inbox.dead_groups(50).await?;
+    let recent = inbox
+        .audit(UnixMillis(now.0.saturating_sub(7 * DAY)), 1_000)
+        .await?;
     let health = inbox.health(&crate::HealthThresholds::default()).await;
     let status = inbox.status().await?;
     let hours = inbox
@@ -752,21 +1258,26 @@ async fn dashboard(
     };
     let dead_class = if c.dead > 0 { "bad" } else { "ok" };
     let mut body = String::new();
+    let signed_in = format!(
+        "<p class=\"who\" id=\"who\">Signed in as <b>{}</b> ({}){}</p>",
+        esc(&token.name),
+        token.role.as_str(),
+        if csrf.is_none() {
+            ": you can look, not act"
+        } else {
+            ""
+        }
+    );
     let _ = write!(
         body,
-        "<h1>Suki inbox console</h1>\
+        "<h1>Suki inbox console</h1>{signed_in}\
          <form method=\"post\" action=\"{b}/logout\"><button type=\"submit\">Sign out</button></form>\
-         <p id=\"verdict\" class=\"verdict {verdict}\"><b>{title}</b>{why}</p>\
-         <h2>Inbox</h2><div class=\"cards\">{}{}{}{}{}</div>",
-        card(c.pending.to_string(), "pending", ""),
-        card(c.running.to_string(), "running", ""),
-        card(c.done.to_string(), "done (kept 7 days)", ""),
-        card(c.dead.to_string(), "dead", dead_class),
-        card(oldest, "oldest unfinished", oldest_class),
+         <p id=\"verdict\" class=\"verdict {verdict}\"><b>{title}</b>{why}</p>{search}",
         b = esc(base),
         title = match verdict {
             "failing" => "Failing",
             "degraded" => "Degraded",
+            "paused" => "Paused",
             _ => "Healthy",
         },
         why = if reasons.is_empty() {
@@ -774,6 +1285,17 @@ async fn dashboard(
         } else {
             format!(": {}", esc(&reasons.join("; ")))
         },
+        search = search_form(base, ""),
+    );
+    body.push_str(&pause_panel(&pauses, now, base, csrf));
+    let _ = write!(
+        body,
+        "<h2>Inbox</h2><div class=\"cards\">{}{}{}{}{}</div>",
+        card(c.pending.to_string(), "pending", ""),
+        card(c.running.to_string(), "running", ""),
+        card(c.done.to_string(), "done (kept 7 days)", ""),
+        card(c.dead.to_string(), "dead", dead_class),
+        card(oldest, "oldest unfinished", oldest_class),
     );
     let _ = write!(
         body,
@@ -803,24 +1325,137 @@ async fn dashboard(
         "<h2>Deliveries per hour, last 24 h, by outcome</h2>{}<div class=\"legend\">{legend}</div>",
         chart(&hours, now)
     );
-    let retry_all = if dead.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<form method=\"post\" action=\"{}/retry-dead\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+    let retry_all = match csrf {
+        Some(csrf) if !dead.is_empty() => format!(
+            "<form method=\"post\" action=\"{}/retry-dead\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <button type=\"submit\" id=\"retry-dead\">Retry all dead</button></form>",
             esc(base),
-            console.csrf
-        )
+        ),
+        _ => String::new(),
     };
     let _ = write!(
         body,
-        "<h2>Dead letters {retry_all}</h2>{}<h2>Stuck: retrying or running, latest first</h2>{}\
+        "<h2>Dead letters by error code {retry_all}</h2>{}<h2>Dead letters, newest first</h2>{}\
+         <h2>Stuck: retrying or running, latest first</h2>{}{}<h2>Recent operator actions</h2>{}\
          <p class=\"muted\">Ids, kinds, states, times and error codes only: the console never shows clinical content.</p>",
-        rows_table(&dead, now, base, &console.csrf, "No dead letters."),
-        rows_table(&stuck, now, base, &console.csrf, "Nothing stuck."),
+        groups_table(&groups, now, base, csrf),
+        rows_table(&dead, now, base, csrf, "No dead letters."),
+        rows_table(&stuck, now, base, csrf, "Nothing stuck."),
+        replay_form(base),
+        audit_table(&recent, now),
     );
     Ok(page_shell("Suki inbox console", nonce, &body))
+}
+
+/// What is paused, with the buttons to resume; the button to pause the whole inbox.
+fn pause_panel(pauses: &[crate::Pause], now: UnixMillis, base: &str, csrf: Option<&str>) -> String {
+    let mut out = String::new();
+    for p in pauses {
+        let what = p.kind.as_ref().map_or("the whole inbox", |k| k.as_str());
+        let button = csrf.map_or_else(String::new, |csrf| {
+            format!(
+                " <form method=\"post\" action=\"{}/resume\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <input type=\"hidden\" name=\"kind\" value=\"{}\"><button type=\"submit\" id=\"resume-{}\">Resume</button></form>",
+                esc(base),
+                p.kind.as_ref().map_or("", |k| k.as_str()),
+                p.kind.as_ref().map_or("all", |k| k.as_str()),
+            )
+        });
+        let _ = write!(
+            out,
+            "<p class=\"verdict paused\">Paused: {what}, by {} {}{}. Webhooks are still stored; workers claim nothing of it.{button}</p>",
+            esc(&clean(&p.paused_by, MAX_TEXT)),
+            relative(p.paused_at, now),
+            p.reason
+                .as_deref()
+                .map(|r| format!(" ({})", esc(&clean(r, MAX_TEXT))))
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(csrf) = csrf
+        && !pauses.iter().any(|p| p.kind.is_none())
+    {
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"{}/pause\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input name=\"reason\" placeholder=\"reason (e.g. EHR down)\" maxlength=\"200\"> \
+             <button type=\"submit\" id=\"pause\">Pause processing</button></form>",
+            esc(base)
+        );
+    }
+    out
+}
+
+/// Dead letters by code, with "retry this group" for an operator.
+fn groups_table(
+    groups: &[crate::DeadGroup],
+    now: UnixMillis,
+    base: &str,
+    csrf: Option<&str>,
+) -> String {
+    if groups.is_empty() {
+        return "<p class=\"muted\">No dead letters.</p>".to_owned();
+    }
+    let mut t = String::from(
+        "<table id=\"groups\"><thead><tr><th>error code</th><th>rows</th><th>latest</th><th></th></tr></thead><tbody>",
+    );
+    for (i, g) in groups.iter().enumerate() {
+        let button = match (csrf, &g.code) {
+            (Some(csrf), Some(code)) => format!(
+                "<form method=\"post\" action=\"{}/retry-group\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <input type=\"hidden\" name=\"code\" value=\"{}\"><button type=\"submit\" id=\"retry-group-{i}\">Retry this group ({})</button></form>",
+                esc(base),
+                esc(code),
+                g.count
+            ),
+            _ => String::new(),
+        };
+        let _ = write!(
+            t,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{button}</td></tr>",
+            esc(&clean_or_dash(g.code.as_deref())),
+            g.count,
+            relative(g.latest, now)
+        );
+    }
+    t.push_str("</tbody></table>");
+    t
+}
+
+/// The replay form: its dry run comes first.
+fn replay_form(base: &str) -> String {
+    format!(
+        "<h2>Replay after a handler bug</h2><form method=\"get\" action=\"{}/replay\">\
+         <label>Rows processed in the last <input name=\"hours\" id=\"replay-hours\" value=\"2\" size=\"3\" inputmode=\"numeric\"> hour(s)</label> \
+         <label>of kind <select name=\"kind\"><option value=\"\">any</option><option>completed</option><option>failed</option>\
+         <option>timed_out</option><option>cancelled</option><option>unknown</option></select></label> \
+         <button type=\"submit\" id=\"replay-preview\">How many?</button></form>",
+        esc(base)
+    )
+}
+
+/// The latest operator actions, newest first.
+fn audit_table(entries: &[crate::AuditEntry], now: UnixMillis) -> String {
+    if entries.is_empty() {
+        return "<p class=\"muted\">None in the last 7 days.</p>".to_owned();
+    }
+    let mut t = String::from(
+        "<table id=\"audit\"><thead><tr><th>when</th><th>who</th><th>from</th><th>action</th><th>target</th><th>rows</th></tr></thead><tbody>",
+    );
+    for e in entries.iter().rev().take(20) {
+        let _ = write!(
+            t,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            relative(e.at, now),
+            esc(&clean(&e.actor, MAX_TEXT)),
+            esc(&clean(&e.origin, MAX_TEXT)),
+            esc(&clean(&e.action, MAX_TEXT)),
+            esc(&clean_or_dash(e.target.as_deref())),
+            e.rows
+        );
+    }
+    t.push_str("</tbody></table>");
+    t
 }
 
 /// How many retrying rows the page lists.
@@ -872,6 +1507,16 @@ fn verdict(
     }
     if gave_up > 0 {
         degraded.push(format!("{gave_up} expected session(s) given up"));
+    }
+    if !health.paused.is_empty() {
+        degraded.insert(
+            0,
+            format!(
+                "processing paused by an operator ({})",
+                health.paused.join(", ")
+            ),
+        );
+        return ("paused", degraded);
     }
     if degraded.is_empty() {
         ("healthy", Vec::new())
@@ -930,7 +1575,9 @@ mod tests {
             dedup_key: "k".to_owned(),
             source: crate::Source::Webhook,
             kind: suki_ambient_core::EventKind::Completed,
-            session_id: Some(SessionId::from("<script>alert('x')</script>")),
+            session_id: Some(suki_ambient_core::SessionId::from(
+                "<script>alert('x')</script>",
+            )),
             encounter_id: None,
             generated_at: UnixMillis(0),
             received_at: UnixMillis(0),
@@ -943,7 +1590,7 @@ mod tests {
             completed_at: None,
             snoozes: 0,
         };
-        let html = rows_table(&[row], UnixMillis(1_000), "/admin", "csrf", "none");
+        let html = rows_table(&[row], UnixMillis(1_000), "/admin", Some("csrf"), "none");
         assert!(!html.contains("<script>"), "{html}");
         assert!(
             html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;")

@@ -455,6 +455,10 @@ impl Inbox {
         {
             self.inner.wake.notify_waiters();
         }
+        if matches!(action, Action::Pause { .. } | Action::Resume { .. }) {
+            // Health says `paused` (or no longer) from the next check, not a second later.
+            *self.inner.health_cache.lock().await = None;
+        }
         Ok(n)
     }
 

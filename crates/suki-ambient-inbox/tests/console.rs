@@ -14,6 +14,7 @@ use suki_ambient_inbox::conformance::{delivery, expected};
 use suki_ambient_inbox::{CheckOutcome, Inbox, InboxMeta, InboxWorker, Permanent, Source, State};
 
 const TOKEN: &str = "console-test-token-6f1c2a";
+const VIEWER_TOKEN: &str = "console-viewer-token-93be07";
 
 struct Driver(Child);
 
@@ -218,71 +219,8 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
     );
 
     // The browser.
-    let port = free_port();
-    let driver = Driver(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian package chromium-driver)"),
-    );
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".to_owned(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--window-size=1100,1000"]
-        }),
-    );
-    let mut client = None;
-    for _ in 0..50 {
-        match ClientBuilder::rustls()
-            .expect("rustls")
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let c = client.expect("a WebDriver session");
-    c.goto(&base.clone()).await.expect("goto");
-    let source = c.source().await.expect("source");
-    assert!(
-        !source.contains("session-dead"),
-        "nothing before signing in"
-    );
-    c.find(Locator::Css("input[name=token]"))
-        .await
-        .expect("token field")
-        .send_keys(TOKEN)
-        .await
-        .expect("type");
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("sign in")
-        .click()
-        .await
-        .expect("click");
-    if c.wait()
-        .at_most(Duration::from_secs(5))
-        .for_element(Locator::Css("svg[role=img]"))
-        .await
-        .is_err()
-    {
-        panic!(
-            "no dashboard: {} {}",
-            c.current_url().await.expect("url"),
-            c.source().await.expect("source")
-        );
-    }
+    let (driver, c) = browser().await;
+    sign_in(&c, &base, TOKEN).await;
     let source = c.source().await.expect("source");
     assert!(
         source.contains("session-dead-1") && source.contains("Retry all dead"),
@@ -339,11 +277,296 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
     server.abort();
 }
 
+/// Headless Chromium through chromedriver.
+async fn browser() -> (Driver, fantoccini::Client) {
+    let port = free_port();
+    let driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver)"),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--window-size=1100,1000"]
+        }),
+    );
+    for _ in 0..50 {
+        match ClientBuilder::rustls()
+            .expect("rustls")
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => return (driver, c),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    panic!("no WebDriver session");
+}
+
+/// Opens the console at `base` and signs in with `token`; waits for the dashboard.
+async fn sign_in(c: &fantoccini::Client, base: &str, token: &str) {
+    c.goto(base).await.expect("goto");
+    let source = c.source().await.expect("source");
+    assert!(
+        !source.contains("session-dead"),
+        "nothing before signing in"
+    );
+    c.find(Locator::Css("input[name=token]"))
+        .await
+        .expect("token field")
+        .send_keys(token)
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("sign in")
+        .click()
+        .await
+        .expect("click");
+    if c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("svg[role=img]"))
+        .await
+        .is_err()
+    {
+        panic!(
+            "no dashboard: {} {}",
+            c.current_url().await.expect("url"),
+            c.source().await.expect("source")
+        );
+    }
+}
+
+/// Clicks `css` and waits until `done` holds (the POST, its redirect and the new page).
+async fn click_until<F, Fut>(c: &fantoccini::Client, css: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("{css}"))
+        .click()
+        .await
+        .expect("click");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "{css} did nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the page's source contains `text`.
+async fn page_shows(c: &fantoccini::Client, text: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let source = c.source().await.expect("source");
+        if source.contains(text) {
+            return source;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never showed {text:?}: {source}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver (bash .ci/run installs them)"]
+async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headless_chromium() {
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = seeded(dir.path()).await;
+    let (base, server) = serve_console(inbox.clone()).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    // A viewer sees, and may not act.
+    let page = http
+        .get(base.clone())
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(page.status(), 200);
+    let text = page.text().await.expect("body");
+    assert!(
+        text.contains("Signed in as <b>support</b> (viewer)") && !text.contains("Retry all dead"),
+        "{text}"
+    );
+    let dead_id = inbox.list(Some(State::Dead), 10).await.expect("list")[0].id;
+    let refused = http
+        .post(format!("{base}/retry/{dead_id}"))
+        .bearer_auth(VIEWER_TOKEN)
+        .form(&[("csrf", "x")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), 403, "a viewer cannot act");
+    assert_eq!(
+        inbox.list(Some(State::Dead), 10).await.expect("list").len(),
+        2
+    );
+
+    let (driver, c) = browser().await;
+    sign_in(&c, &base, TOKEN).await;
+    page_shows(&c, "Signed in as <b>on-call</b> (operator)").await;
+
+    // Where is this visit's note? The search box leads to its timeline.
+    c.find(Locator::Css("#search"))
+        .await
+        .expect("search box")
+        .send_keys("session-flaky-1")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#search-go"))
+        .await
+        .expect("find")
+        .click()
+        .await
+        .expect("click");
+    let timeline = page_shows(&c, "id=\"timeline\"").await;
+    assert!(
+        timeline.contains("attempt 1 by") && timeline.contains("retry handler_failed"),
+        "{timeline}"
+    );
+    let shot = c.screenshot().await.expect("screenshot");
+    assert!(shot.starts_with(b"\x89PNG") && shot.len() > 10_000);
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(out.join("console-timeline.png"), &shot).expect("write screenshot");
+    c.find(Locator::Css("#search"))
+        .await
+        .expect("search box")
+        .clear()
+        .await
+        .expect("clear");
+    c.find(Locator::Css("#search"))
+        .await
+        .expect("search box")
+        .send_keys("nobody-at-all")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#search-go"))
+        .await
+        .expect("find")
+        .click()
+        .await
+        .expect("click");
+    page_shows(&c, "Nothing known about nobody-at-all").await;
+    c.goto(&base).await.expect("home");
+
+    // Pause: stored by every worker's store, health says paused; then resume.
+    click_until(&c, "#pause", || async {
+        !inbox.pauses().await.expect("pauses").is_empty()
+    })
+    .await;
+    page_shows(&c, "<b>Paused</b>").await;
+    let health = inbox
+        .health(&suki_ambient_inbox::HealthThresholds::default())
+        .await;
+    assert_eq!(health.status, suki_ambient_inbox::HealthStatus::Paused);
+    click_until(&c, "#resume-all", || async {
+        inbox.pauses().await.expect("pauses").is_empty()
+    })
+    .await;
+
+    // Dead letters grouped by code: retry this group.
+    let groups = inbox.dead_groups(10).await.expect("groups");
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].count, 2);
+    let dashboard = c.source().await.expect("source");
+    assert!(dashboard.contains("Retry this group (2)"), "{dashboard}");
+    click_until(&c, "#retry-group-0", || async {
+        inbox.status().await.expect("status").counts.dead == 0
+    })
+    .await;
+
+    // Discard one (now pending) row with a reason: kept, marked, never processed.
+    let target = inbox.list(Some(State::Pending), 400).await.expect("list");
+    let target = target
+        .iter()
+        .find(|r| {
+            r.session_id
+                .as_ref()
+                .is_some_and(|s| s.as_str() == "session-dead-2")
+        })
+        .expect("the retried row")
+        .id;
+    page_shows(&c, &format!("id=\"discard-{target}\"")).await;
+    c.find(Locator::Css(&format!("#reason-{target}")))
+        .await
+        .expect("reason")
+        .send_keys("duplicate visit")
+        .await
+        .expect("type");
+    click_until(&c, &format!("#discard-{target}"), || async {
+        inbox.get(target).await.expect("get").expect("row").state == State::Done
+    })
+    .await;
+
+    // Replay: the dry run shows how many first, then the button does it.
+    c.goto(&base).await.expect("home");
+    c.find(Locator::Css("#replay-preview"))
+        .await
+        .expect("replay form")
+        .click()
+        .await
+        .expect("click");
+    let preview = page_shows(&c, "id=\"replay-count\"").await;
+    assert!(preview.contains("This would make 3 row(s)"), "{preview}");
+    click_until(&c, "#replay-confirm", || async {
+        inbox.status().await.expect("status").counts.done == 1
+    })
+    .await;
+    c.goto(&base).await.expect("home");
+    page_shows(&c, "Recent operator actions").await;
+    let shot = c.screenshot().await.expect("screenshot");
+    std::fs::write(out.join("console-operators.png"), &shot).expect("write screenshot");
+
+    // Every action is in the audit log, under the token's name.
+    let audit = inbox.audit(UnixMillis(0), 100).await.expect("audit");
+    let actions: Vec<(&str, &str, u64)> = audit
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.rows))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("on-call", "view_timeline", 0),
+            ("on-call", "view_timeline", 0),
+            ("on-call", "pause", 1),
+            ("on-call", "resume", 1),
+            ("on-call", "retry", 2),
+            ("on-call", "discard", 1),
+            ("on-call", "replay", 3),
+        ]
+    );
+    assert!(audit.iter().all(|e| e.origin.starts_with("console")));
+    c.close().await.expect("close");
+    drop(driver);
+    server.abort();
+}
+
 /// Serves the console of `inbox` at `/admin/suki` on loopback; its URL.
 async fn serve_console(inbox: Inbox) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let app = axum::Router::new().nest(
         "/admin/suki",
-        suki_ambient_inbox::console::router(inbox, TOKEN),
+        suki_ambient_inbox::console::router(
+            inbox,
+            suki_ambient_inbox::console::Access::new()
+                .operator("on-call", TOKEN)
+                .viewer("support", VIEWER_TOKEN),
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
