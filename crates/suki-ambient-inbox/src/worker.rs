@@ -945,3 +945,37 @@ pub fn backoff(
         None => jittered,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On tokio's paused clock a call starts exactly at its slot: one per `every`, no burst,
+    /// and a limiter left idle does not save up calls.
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_spaces_calls_evenly() {
+        let limit = Arc::new(RateLimit {
+            every: Duration::from_millis(50),
+            next: Mutex::new(tokio::time::Instant::now()),
+        });
+        let start = tokio::time::Instant::now();
+        let mut calls = JoinSet::new();
+        for _ in 0..5 {
+            let limit = Arc::clone(&limit);
+            calls.spawn(async move {
+                limit.wait().await;
+                tokio::time::Instant::now()
+            });
+        }
+        let mut at: Vec<Duration> = calls.join_all().await.iter().map(|t| *t - start).collect();
+        at.sort();
+        let ms: Vec<u128> = at.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [0, 50, 100, 150, 200]);
+        // Idle for a second: the next call goes at once, the one after 50 ms later.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle = tokio::time::Instant::now();
+        limit.wait().await;
+        limit.wait().await;
+        assert_eq!((tokio::time::Instant::now() - idle).as_millis(), 50);
+    }
+}

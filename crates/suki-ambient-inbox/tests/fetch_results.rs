@@ -88,6 +88,24 @@ async fn a_503_burst_longer_than_the_clients_retries_is_recovered_by_the_worker(
         error.starts_with("fetch_") && error.contains("503"),
         "{error}"
     );
+    // The row's timeline names what each attempt fetched, link by link.
+    let trace = inbox
+        .trace(session.session_id.as_str())
+        .await
+        .expect("trace");
+    let events: Vec<(&str, &str)> = trace
+        .events
+        .iter()
+        .map(|e| (e.event.as_str(), e.detail.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].0, "retry");
+    assert!(events[0].1.contains("contents 503"), "{events:?}");
+    assert_eq!(events[1].0, "done");
+    assert!(
+        events[1].1.contains("contents ok") && !events[1].1.contains("503"),
+        "{events:?}"
+    );
     server.abort();
     sandbox.shutdown().await;
 }
