@@ -188,13 +188,13 @@ fn ago(ago: Duration) -> UnixMillis {
     )
 }
 
-/// Does `action` as the CLI's user, or with `dry_run` only counts; prints `verb` and the
-/// count. Fails (exit 1) when `must_change` and nothing changed.
+/// Does `action` as the CLI's user, or with `dry_run` only counts; prints how many rows it
+/// changed (`done`: "due now") or would change (`verb`: "retry").
 async fn act(
     inbox: &Inbox,
     action: suki_ambient_inbox::Action,
     dry_run: bool,
-    verb: &str,
+    (verb, done, key): (&str, &str, &str),
     json: bool,
 ) -> Result<u64, Failure> {
     let n = if dry_run {
@@ -203,14 +203,11 @@ async fn act(
         inbox.act(&cli_actor(), action).await?
     };
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "action": verb, "rows": n, "dry_run": dry_run })
-        );
+        println!("{}", serde_json::json!({ key: n, "dry_run": dry_run }));
     } else if dry_run {
         println!("would {verb} {n} row(s) (dry run: nothing changed)");
     } else {
-        println!("{verb}: {n} row(s)");
+        println!("{n} row(s) {done}");
     }
     Ok(n)
 }
@@ -408,11 +405,12 @@ pub(crate) async fn run(
                     Selection::DeadMatching(filter)
                 }
             };
+            let retry = suki_ambient_inbox::Action::Retry(which);
             let n = act(
                 &inbox,
-                suki_ambient_inbox::Action::Retry(which),
+                retry,
                 dry_run,
-                "retry",
+                ("retry", "due now", "retried"),
                 json,
             )
             .await?;
@@ -429,11 +427,27 @@ pub(crate) async fn run(
                 since: ago(since),
                 kind,
             };
-            act(&inbox, action, dry_run, "replay", json).await?;
+            act(
+                &inbox,
+                action,
+                dry_run,
+                ("replay", "due again", "replayed"),
+                json,
+            )
+            .await?;
         }
         Action::Discard { id, reason } => {
             let action = suki_ambient_inbox::Action::Discard { id, reason };
-            if act(&inbox, action, false, "discard", json).await? == 0 {
+            if act(
+                &inbox,
+                action,
+                false,
+                ("discard", "discarded", "discarded"),
+                json,
+            )
+            .await?
+                == 0
+            {
                 return Err(Failure(format!(
                     "row {id} was not discarded: only a dead or pending row can be"
                 )));

@@ -144,7 +144,7 @@ enum Command {
     /// within --since and that no webhook or earlier poll resolved (given-up ones included);
     /// store the event of each one that ended. A line per session on a terminal, a summary at
     /// the end. `reconcile expect …` registers an expected session.
-    #[command(args_conflicts_with_subcommands = true)]
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Reconcile {
         #[command(subcommand)]
         command: Option<ReconcileCommand>,
@@ -192,8 +192,8 @@ enum ReconcileCommand {
 #[derive(clap::Args, Debug)]
 struct SweepArgs {
     /// The inbox's URL.
-    #[arg(long, env = "SUKI_INBOX_URL")]
-    url: String,
+    #[arg(long, env = "SUKI_INBOX_URL", required = true)]
+    url: Option<String>,
     /// How far back (e.g. `2h`, `1d`).
     #[arg(long, value_parser = inbox::parse_age, default_value = "24h")]
     since: Duration,
@@ -483,6 +483,9 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     concurrency,
                     json,
                 },
-        } => inbox::reconcile(&url, since, net::client(&api)?, concurrency, json).await,
+        } => {
+            let url = url.ok_or_else(|| Failure("--url (or SUKI_INBOX_URL) is required".into()))?;
+            inbox::reconcile(&url, since, net::client(&api)?, concurrency, json).await
+        }
     }
 }

@@ -681,6 +681,225 @@ async fn inbox_status_list_show_retry_and_purge() {
     );
 }
 
+/// The operators' commands: a visit's timeline, bulk retry by code with a dry run, replay,
+/// discard, pause and resume, `reconcile expect`, and the audit log naming the OS user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_trace_controls_and_audit() {
+    use suki_ambient_core::{HandlerError, WebhookEvent};
+    use suki_ambient_inbox::conformance::delivery;
+    use suki_ambient_inbox::{Inbox, InboxMeta, InboxWorker, Permanent};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+    let inbox = Inbox::connect(&url).await.unwrap();
+    let rows: Vec<_> = ["ok", "auth-1", "auth-2", "gone"]
+        .iter()
+        .map(|k| delivery(k))
+        .collect();
+    inbox.store().insert(&rows).await.unwrap();
+    let handler = |event: WebhookEvent, _meta: InboxMeta| async move {
+        match event.session_id().map(|s| s.as_str().to_owned()).as_deref() {
+            Some("session-auth-1" | "session-auth-2") => {
+                Err::<(), HandlerError>(Box::new(Permanent("fetch_contents_401_invalid_sdp_token")))
+            }
+            Some("session-gone") => {
+                Err::<(), HandlerError>(Box::new(Permanent("fetch_contents_404")))
+            }
+            _ => Ok(()),
+        }
+    };
+    InboxWorker::builder(inbox.clone(), handler)
+        .build()
+        .drain(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let inbox_cmd = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_suki-ambient"));
+        cmd.args(["inbox", "--url", url.as_str()])
+            .args(args)
+            .env("USER", "alice")
+            .env_remove("SUDO_USER")
+            .env_remove("SUKI_WEBHOOK_SECRET");
+        cmd.output().unwrap()
+    };
+
+    // Where is this visit's note?
+    let trace = inbox_cmd(&["trace", "session-auth-1"]);
+    assert!(trace.status.success(), "{}", stderr(&trace));
+    let text = stdout(&trace);
+    assert!(
+        text.contains("received completed (webhook)")
+            && text.contains("attempt 1 by")
+            && text.contains("dead fetch_contents_401_invalid_sdp_token"),
+        "{text}"
+    );
+    let by_encounter: serde_json::Value =
+        serde_json::from_slice(&inbox_cmd(&["trace", "encounter", "--json"]).stdout).unwrap();
+    assert_eq!(by_encounter["deliveries"].as_array().unwrap().len(), 4);
+    let nothing = inbox_cmd(&["trace", "nobody"]);
+    assert!(!nothing.status.success());
+    assert_eq!(stdout(&nothing).trim(), "nothing known about nobody");
+
+    // Bulk retry by code prefix, dry run first.
+    let dry = inbox_cmd(&[
+        "retry",
+        "--dead",
+        "--code",
+        "fetch_contents_401",
+        "--dry-run",
+    ]);
+    assert_eq!(
+        stdout(&dry).trim(),
+        "would retry 2 row(s) (dry run: nothing changed)"
+    );
+    assert_eq!(inbox.status().await.unwrap().counts.dead, 3);
+    let retried = inbox_cmd(&[
+        "retry",
+        "--dead",
+        "--code",
+        "fetch_contents_401",
+        "--since",
+        "1h",
+    ]);
+    assert_eq!(stdout(&retried).trim(), "2 row(s) due now");
+    assert!(
+        !inbox_cmd(&["retry", "7", "--code", "x"]).status.success(),
+        "--code goes with --dead"
+    );
+
+    // Discard the 404 with a reason; a second discard changes nothing and says so.
+    let gone = inbox.trace("session-gone").await.unwrap().deliveries[0].id;
+    let discarded = inbox_cmd(&["discard", &gone.to_string(), "--reason", "visit deleted"]);
+    assert_eq!(stdout(&discarded).trim(), "1 row(s) discarded");
+    let again = inbox_cmd(&["discard", &gone.to_string(), "--reason", "again"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("only a dead or pending row"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Replay what was processed lately (not the discarded row).
+    let dry = inbox_cmd(&[
+        "replay",
+        "--since",
+        "1h",
+        "--kind",
+        "completed",
+        "--dry-run",
+    ]);
+    assert_eq!(
+        stdout(&dry).trim(),
+        "would replay 1 row(s) (dry run: nothing changed)"
+    );
+    let replayed = inbox_cmd(&["replay", "--since", "1h", "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert_eq!(value["replayed"], 1);
+    assert!(
+        !inbox_cmd(&["replay", "--since", "1h", "--kind", "sideways"])
+            .status
+            .success()
+    );
+
+    // Pause and resume.
+    let paused = inbox_cmd(&["pause", "--reason", "EHR maintenance"]);
+    assert!(
+        stdout(&paused).starts_with("paused the inbox"),
+        "{}",
+        stdout(&paused)
+    );
+    let status = stdout(&inbox_cmd(&["status"]));
+    assert!(
+        status.contains("PAUSED   all kinds by alice") && status.contains("EHR maintenance"),
+        "{status}"
+    );
+    assert_eq!(
+        stdout(&inbox_cmd(&["pause"])).trim(),
+        "the inbox was already paused"
+    );
+    assert_eq!(stdout(&inbox_cmd(&["resume"])).trim(), "resumed the inbox");
+
+    // An expected session, from the command line.
+    let expect = Command::new(env!("CARGO_BIN_EXE_suki-ambient"))
+        .args([
+            "reconcile",
+            "expect",
+            "--url",
+            &url,
+            "--session",
+            "s-cli",
+            "--encounter",
+            "e-cli",
+            "--ended-at",
+            "10m",
+        ])
+        .output()
+        .unwrap();
+    assert!(expect.status.success(), "{}", stderr(&expect));
+    assert!(
+        stdout(&expect).starts_with("expecting session s-cli"),
+        "{}",
+        stdout(&expect)
+    );
+    let record = inbox
+        .store()
+        .expectation(&suki_ambient_core::SessionId::from("s-cli"))
+        .await
+        .unwrap()
+        .expect("registered");
+    assert_eq!(record.encounter_id.as_str(), "e-cli");
+    let text = stdout(&inbox_cmd(&["trace", "e-cli"]));
+    assert!(
+        text.contains("session s-cli ended (expected by the reconciler)"),
+        "{text}"
+    );
+
+    // Every action, by whom, from where.
+    let audit: serde_json::Value =
+        serde_json::from_slice(&inbox_cmd(&["audit", "--json"]).stdout).unwrap();
+    let actions: Vec<(String, String, u64)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+                e["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, u64)> = [
+        ("view_timeline", 0),
+        ("view_timeline", 0),
+        ("view_timeline", 0),
+        ("retry", 2),
+        ("discard", 1),
+        ("discard", 0),
+        ("replay", 1),
+        ("pause", 1),
+        ("pause", 0),
+        ("resume", 1),
+        ("view_timeline", 0),
+    ]
+    .iter()
+    .map(|(a, n)| ("alice".to_owned(), (*a).to_owned(), *n))
+    .collect();
+    assert_eq!(actions, expected);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["origin"].as_str().unwrap().starts_with("cli@")),
+        "{audit}"
+    );
+    let table = stdout(&inbox_cmd(&["audit", "--since", "1h"]));
+    assert!(
+        table.contains("alice") && table.contains("visit deleted"),
+        "{table}"
+    );
+}
+
 /// Text from outside (a session id, an error code) cannot drive the terminal: `inbox list` and
 /// `show` print control characters escaped, and the state column stays aligned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -989,7 +1208,7 @@ async fn inbox_console_serves_only_with_the_token() {
         let out = cmd.output().unwrap();
         assert!(!out.status.success());
         assert!(
-            stderr(&out).contains("set SUKI_CONSOLE_TOKEN"),
+            stderr(&out).contains("SUKI_CONSOLE_TOKEN") && stderr(&out).contains("16 characters"),
             "{}",
             stderr(&out)
         );
