@@ -5,6 +5,8 @@
 //!   98.9 % done, 1 % pending, 0.1 % dead), against the same calls on the same inbox at 10^3 rows
 //!   and against what `status()` cost before the counts were kept (a count by state over the
 //!   whole table): targets ≤ 5 ms each;
+//! - `trace()` of one session (its rows, timelines and expectations, by index) on the same
+//!   inboxes (target ≤ 50 ms at 10^6), and of an encounter that every row names;
 //! - webhook ingest over HTTP at concurrency 1 (verify, store, durable commit, 200) while 8
 //!   connections flood the unauthenticated `/healthz` route of the same server, against ingest
 //!   without the flood, in alternating rounds: p99 ratio, target ≤ 1.2×; and, as the floor of
@@ -174,8 +176,9 @@ impl Raw {
         }
     }
 
-    /// `rows` more rows received now (the counting triggers run as they are inserted).
-    async fn fill(&self, rows: u64) {
+    /// `rows` more rows received now (the counting triggers run as they are inserted); the
+    /// number their sessions' ids start after (`fill-<offset + 1>` …).
+    async fn fill(&self, rows: u64) -> u64 {
         static FILLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let offset = FILLED.fetch_add(rows, Ordering::Relaxed);
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
@@ -204,6 +207,7 @@ impl Raw {
                     .expect("analyze");
             }
         }
+        offset
     }
 
     /// The count by state over the whole table.
@@ -239,10 +243,16 @@ async fn measure(label: &str, url: &str, rows: u64, requests: usize) {
     let raw = Raw::open(url).await;
     // The same reads on a small inbox first (10^3 rows), as the baseline of this run.
     let small = rows.min(1_000);
-    raw.fill(small).await;
+    let first = raw.fill(small).await;
     let (small_status, small_health) = reads(&inbox).await;
+    let one = format!("fill-{}", first + small / 2);
+    let small_trace = median_of(|| async {
+        let trace = inbox.trace(&one).await.expect("trace");
+        assert_eq!(trace.deliveries.len(), 1);
+    })
+    .await;
     let t = Instant::now();
-    raw.fill(rows - small).await;
+    let next = raw.fill(rows - small).await;
     let counts = inbox.status().await.expect("status").counts;
     println!(
         "\n{label}: {rows} rows filled in {:.1} s ({} done, {} pending, {} dead)",
@@ -268,6 +278,24 @@ async fn measure(label: &str, url: &str, rows: u64, requests: usize) {
         status.as_secs_f64() / small_status.as_secs_f64(),
         ms(scan),
         status.as_secs_f64() / scan.as_secs_f64()
+    );
+    let middle = format!("fill-{}", next + (rows - small) / 2);
+    let trace = median_of(|| async {
+        let trace = inbox.trace(&middle).await.expect("trace");
+        assert_eq!(trace.deliveries.len(), 1);
+    })
+    .await;
+    let crowded = median_of(|| async {
+        let trace = inbox.trace("fill-encounter").await.expect("trace");
+        assert_eq!(trace.deliveries.len(), 100);
+    })
+    .await;
+    println!(
+        "  trace(session)  {:>9.3} ms  (target ≤ 50 ms)   at {small} rows {:>7.3} ms: ratio {:.2}x   an encounter of every row (the first 100 shown) {:>7.3} ms",
+        ms(trace),
+        ms(small_trace),
+        trace.as_secs_f64() / small_trace.as_secs_f64(),
+        ms(crowded)
     );
     println!(
         "  health()  {:>9.3} ms  (target ≤ 5 ms)   at {small} rows {:>7.3} ms: ratio {:.2}x   (uncached: counts, oldest unfinished and a write probe, each call)",

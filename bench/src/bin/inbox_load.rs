@@ -5,7 +5,9 @@
 //!   (target ≤ 1.2×);
 //! - ingest at concurrency 64 against a floor that inserts 64 rows per transaction: throughput
 //!   ratio (target ≥ 0.8×), with the p99 acknowledgement latency;
-//! - the worker with a no-op handler at concurrency 1, 4 and 16: rows per second.
+//! - the worker with a no-op handler at concurrency 1, 4 and 16: rows per second;
+//! - the worker at concurrency 16 with each attempt recorded in the row's timeline against the
+//!   same database without the trigger that records it: throughput ratio (target ≥ 0.9×).
 //!
 //! SQLite always (a temporary folder); Postgres when `SUKI_POSTGRES_URL` names a server (a fresh
 //! database is created on it).
@@ -58,9 +60,15 @@ struct Figures {
     ingest_c64_p50: Duration,
     ingest_c64_p99: Duration,
     worker_rps: Vec<(usize, f64)>,
+    history_rps: f64,
+    no_history_rps: f64,
+    history_ratio: f64,
+    history_ratios: Vec<f64>,
 }
 
 const ROUNDS: usize = 5;
+/// Rounds of the timeline's comparison: more, as a drain's rate moves with the disk's flushes.
+const HISTORY_ROUNDS: usize = 9;
 
 /// Ingests `requests` through `endpoint` from 64 tasks; rows/s and the sorted latencies.
 async fn ingest_c64(
@@ -208,6 +216,38 @@ where
         worker_rps.push((concurrency, attempts as f64 / start.elapsed().as_secs_f64()));
     }
 
+    // The timeline's cost: the worker (c=16, no-op handler, so the store is all there is)
+    // with each attempt recorded against the same database without the trigger that records
+    // it, in turn within each round.
+    let mut history = Vec::new();
+    for round in 0..HISTORY_ROUNDS {
+        let mut pair = [0.0f64; 2];
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for recorded in order {
+            let (inbox, raw) = open("history").await;
+            if !recorded {
+                raw.drop_history().await;
+            }
+            let endpoint = WebhookEndpoint::inbox(verifier.clone(), inbox.clone());
+            ingest_c64(&endpoint, &requests).await;
+            let noop = |_e: WebhookEvent, _m: InboxMeta| async { Ok::<(), HandlerError>(()) };
+            let start = Instant::now();
+            let attempts = InboxWorker::builder(inbox.clone(), noop)
+                .concurrency(16)
+                .build()
+                .drain(Duration::ZERO)
+                .await
+                .expect("drain");
+            assert_eq!(attempts, rows_c64 as u64);
+            pair[usize::from(!recorded)] = attempts as f64 / start.elapsed().as_secs_f64();
+        }
+        history.push((pair[0], pair[1]));
+    }
+
     Figures {
         floor_c1: Duration::from_secs_f64(bench::median(
             c1.iter().map(|r| r.0.as_secs_f64()).collect(),
@@ -235,6 +275,10 @@ where
             acks.iter().map(|a| a.1.as_secs_f64()).collect(),
         )),
         worker_rps,
+        history_rps: bench::median(history.iter().map(|h| h.0).collect()),
+        no_history_rps: bench::median(history.iter().map(|h| h.1).collect()),
+        history_ratio: bench::median(history.iter().map(|h| h.0 / h.1).collect()),
+        history_ratios: history.iter().map(|h| h.0 / h.1).collect(),
     }
 }
 
@@ -248,6 +292,9 @@ trait RawInsert: Send + Sync {
     async fn insert_tx(&self, rows: &[NewDelivery]);
     /// `rows` through the store's own batch statement, no request handling: the ceiling.
     async fn insert_batch(&self, rows: &[NewDelivery]);
+    /// Drops the trigger that records each attempt in the row's timeline: the baseline of the
+    /// history's cost.
+    async fn drop_history(&self);
 }
 
 const INSERT: &str = "INSERT INTO suki_inbox_deliveries (dedup_key, source, kind, session_id, \
@@ -273,7 +320,7 @@ macro_rules! bound {
 }
 
 macro_rules! raw_insert {
-    ($store:ty) => {
+    ($store:ty, $drop_history:expr) => {
         #[suki_ambient::async_trait]
         impl RawInsert for $store {
             async fn insert_one(&self, d: &NewDelivery) {
@@ -291,12 +338,24 @@ macro_rules! raw_insert {
                     .await
                     .expect("insert");
             }
+            async fn drop_history(&self) {
+                suki_ambient::inbox::sqlx::query($drop_history)
+                    .execute(self.pool())
+                    .await
+                    .expect("drop the history trigger");
+            }
         }
     };
 }
 
-raw_insert!(suki_ambient::inbox::SqliteStore);
-raw_insert!(suki_ambient::inbox::PostgresStore);
+raw_insert!(
+    suki_ambient::inbox::SqliteStore,
+    "DROP TRIGGER suki_inbox_history_attempt"
+);
+raw_insert!(
+    suki_ambient::inbox::PostgresStore,
+    "DROP TRIGGER suki_inbox_history_attempt ON suki_inbox_deliveries"
+);
 
 fn report(name: &str, f: &Figures) {
     println!("\n{name}");
@@ -322,6 +381,14 @@ fn report(name: &str, f: &Figures) {
         .map(|(c, rps)| format!("c={c}: {rps:.0} rows/s"))
         .collect();
     println!("  worker (no-op handler)  {}", workers.join("  "));
+    let rounds: Vec<String> = f.history_ratios.iter().map(|r| format!("{r:.3}")).collect();
+    println!(
+        "  worker c=16 with each attempt in the timeline {:>8.0} rows/s  without {:>8.0} rows/s  ratio {:.3}x  (target >= 0.9x; rounds {})",
+        f.history_rps,
+        f.no_history_rps,
+        f.history_ratio,
+        rounds.join(" ")
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

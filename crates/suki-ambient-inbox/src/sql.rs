@@ -795,6 +795,25 @@ fn history_insert(n: usize, placeholder: fn(&mut String, usize)) -> String {
     sql
 }
 
+/// Keeps the latest 10 worker events of each of `n` rows.
+fn history_trim(n: usize, placeholder: fn(&mut String, usize)) -> String {
+    let mut sql = String::from(
+        "DELETE FROM suki_inbox_history AS o WHERE o.actor IS NULL AND o.delivery_id IN (",
+    );
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        placeholder(&mut sql, i + 1);
+    }
+    sql.push_str(
+        ") AND o.id <= (SELECT h.id FROM suki_inbox_history AS h \
+         WHERE h.delivery_id = o.delivery_id AND h.actor IS NULL \
+         ORDER BY h.id DESC LIMIT 1 OFFSET 10)",
+    );
+    sql
+}
+
 pub(crate) const TRACE_BY_SESSION: &str = concat!(
     "SELECT ",
     columns!(),
@@ -1733,6 +1752,19 @@ where
                     Action::Discard { reason, .. } => Some(reason.as_str()),
                     _ => None,
                 };
+                // A row made due again starts a new round of attempts: its timeline keeps the
+                // latest 10 of the earlier ones, so that the round's first 9 need no trim
+                // (migration 0006/0007's trigger) to stay within 20.
+                if matches!(act.action, Action::Retry(_) | Action::Replay { .. }) {
+                    for chunk in ids.chunks(200) {
+                        let sql = self.sql(history_trim(chunk.len(), D::placeholder));
+                        let mut query = sqlx::query(&sql);
+                        for id in chunk {
+                            query = query.bind(*id);
+                        }
+                        query.execute(&mut *tx).await.db()?;
+                    }
+                }
                 for chunk in ids.chunks(200) {
                     let sql = self.sql(history_insert(chunk.len(), D::placeholder));
                     let mut query = sqlx::query(&sql);

@@ -14,7 +14,8 @@ CREATE INDEX suki_inbox_deliveries_encounter ON suki_inbox_deliveries (encounter
 CREATE INDEX suki_inbox_expectations_encounter ON suki_inbox_expectations (encounter_id);
 
 -- A row's timeline. `actor` is NULL for what a worker did (an attempt and its outcome: done,
--- retry, dead, snoozed, released, interrupted, lease_expired; the latest 20 are kept per row)
+-- retry, dead, snoozed, released, interrupted, lease_expired; the latest 20 are kept per row,
+-- trimmed as below)
 -- and names the operator for an action (retried, replayed, discarded; all kept). Deleted with
 -- the row when done rows are purged; the audit log keeps the actions.
 CREATE TABLE suki_inbox_history (
@@ -62,8 +63,13 @@ BEGIN
         CASE WHEN NEW.state = 'pending' THEN NEW.run_after END,
         CASE WHEN NEW.fence = OLD.fence THEN NEW.attempt_detail END
     );
+    -- Kept to the latest 20 of the row's attempts. An operator who makes a row due again
+    -- trims it to its latest 10; the ordinary outcomes (done, retry, dead) of its first 9
+    -- attempts after that cannot pass 20, so only the others look (most rows never do).
     DELETE FROM suki_inbox_history
-     WHERE delivery_id = NEW.id AND actor IS NULL
+     WHERE (OLD.attempts >= 10 OR NEW.state = 'running' OR NEW.fence <> OLD.fence
+            OR NEW.snoozes <> OLD.snoozes OR NEW.attempts < OLD.attempts)
+       AND delivery_id = NEW.id AND actor IS NULL
        AND id <= (SELECT id FROM suki_inbox_history
                    WHERE delivery_id = NEW.id AND actor IS NULL
                    ORDER BY id DESC LIMIT 1 OFFSET 20);
