@@ -484,8 +484,17 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
     let groups = inbox.dead_groups(10).await.expect("groups");
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].count, 2);
-    let dashboard = c.source().await.expect("source");
-    assert!(dashboard.contains("Retry this group (2)"), "{dashboard}");
+    let dashboard = page_shows(&c, "Retry this group (2)").await;
+    assert!(dashboard.contains("unknown_provider"), "{dashboard}");
+    // The dead letters by code, at the height of the page where they are.
+    c.execute(
+        "document.getElementById('groups').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .ok();
+    let shot = c.screenshot().await.expect("screenshot");
+    std::fs::write(out.join("console-dead-letters.png"), &shot).expect("write screenshot");
     click_until(&c, "#retry-group-0", || async {
         inbox.status().await.expect("status").counts.dead == 0
     })
