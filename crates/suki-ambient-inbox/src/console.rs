@@ -798,12 +798,12 @@ struct PauseForm {
 }
 
 /// The kind of a form's field (empty: every kind).
-fn form_kind(kind: &str) -> Result<Option<suki_ambient_core::EventKind>, Response> {
+fn form_kind(kind: &str) -> Result<Option<suki_ambient_core::EventKind>, &'static str> {
     match kind.trim() {
         "" | "all" => Ok(None),
         kind => suki_ambient_core::EventKind::parse(kind)
             .map(Some)
-            .ok_or_else(|| bad_request("Unknown kind.")),
+            .ok_or("Unknown kind."),
     }
 }
 
@@ -820,7 +820,7 @@ async fn pause(
     };
     let kind = match form_kind(&form.kind) {
         Ok(kind) => kind,
-        Err(answer) => return answer,
+        Err(text) => return bad_request(text),
     };
     let reason = Some(clean(form.reason.trim(), 500)).filter(|r| !r.is_empty());
     let back = home(&base(&original, &uri));
@@ -847,7 +847,7 @@ async fn resume(
     };
     let kind = match form_kind(&form.kind) {
         Ok(kind) => kind,
-        Err(answer) => return answer,
+        Err(text) => return bad_request(text),
     };
     let back = home(&base(&original, &uri));
     operate(
@@ -873,14 +873,14 @@ struct ReplayForm {
 
 impl ReplayForm {
     /// The action it asks for: rows processed within `hours` (1 to 720), of `kind`.
-    fn action(&self, now: UnixMillis) -> Result<crate::Action, Response> {
+    fn action(&self, now: UnixMillis) -> Result<crate::Action, &'static str> {
         let hours: u64 = self
             .hours
             .trim()
             .parse()
             .ok()
             .filter(|h| (1..=720).contains(h))
-            .ok_or_else(|| bad_request("Hours: a whole number from 1 to 720."))?;
+            .ok_or("Hours: a whole number from 1 to 720.")?;
         Ok(crate::Action::Replay {
             since: UnixMillis(now.0.saturating_sub(hours * 3_600_000)),
             kind: form_kind(&self.kind)?,
@@ -902,7 +902,7 @@ async fn replay_preview(
     let base = base(&original, &uri);
     let action = match form.action(console.inbox.now()) {
         Ok(action) => action,
-        Err(answer) => return answer,
+        Err(text) => return bad_request(text),
     };
     let n = match console.inbox.preview(&action).await {
         Ok(n) => n,
@@ -959,7 +959,7 @@ async fn replay(
     };
     let action = match form.action(console.inbox.now()) {
         Ok(action) => action,
-        Err(answer) => return answer,
+        Err(text) => return bad_request(text),
     };
     let back = home(&base(&original, &uri));
     operate(&console, who, &extensions, action, &back).await

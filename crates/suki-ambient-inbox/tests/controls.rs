@@ -21,14 +21,11 @@ fn operator() -> Actor {
     Actor::new("tester", "test")
 }
 
+/// The sessions a handler was called for.
+type Seen = Arc<Mutex<Vec<String>>>;
+
 /// A handler that records the session of each call.
-fn recorder() -> (
-    Arc<Mutex<Vec<String>>>,
-    impl Fn(WebhookEvent, InboxMeta) -> std::future::Ready<Result<(), HandlerError>>
-    + Send
-    + Sync
-    + 'static,
-) {
+fn recorder() -> (Seen, impl suki_ambient_inbox::InboxHandler) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let handler = {
         let seen = Arc::clone(&seen);
