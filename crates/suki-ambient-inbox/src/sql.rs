@@ -977,30 +977,41 @@ fn insert_many(n: usize, placeholder: fn(&mut String, usize)) -> String {
     sql
 }
 
-#[async_trait::async_trait]
-impl<D: SqlDialect> crate::Store for SqlStore<D>
-where
-    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
-    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
-    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
-    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
-{
+/// An implementation of one of the store's traits for every [`SqlStore`], with the bounds the
+/// shared SQL needs of its database (written once).
+macro_rules! sql_impl {
+    ($trait:path { $($body:tt)* }) => {
+        #[async_trait::async_trait]
+        impl<D: SqlDialect> $trait for SqlStore<D>
+        where
+        for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
+        for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
+        for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
+        for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+        for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+        for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+        for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+        for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+        for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+        for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
+        {
+            $($body)*
+        }
+    };
+}
+
+sql_impl! {
+    crate::Store {
     async fn migrate(&self) -> Result<(), StoreError> {
         D::migrate(&self.pool, self.schema.as_deref()).await
     }
@@ -1010,31 +1021,10 @@ where
         D::as_postgres(self)
     }
 }
+}
 
-#[async_trait::async_trait]
-impl<D: SqlDialect> crate::DeliveryQueue for SqlStore<D>
-where
-    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
-    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
-    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
-    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
-{
+sql_impl! {
+    crate::DeliveryQueue {
     async fn lead(&self, lead: crate::Lead<'_>) -> Result<bool, StoreError> {
         let sql = self.sql(LEAD);
         let done = sqlx::query(&sql)
@@ -1259,31 +1249,10 @@ where
         }
     }
 }
+}
 
-#[async_trait::async_trait]
-impl<D: SqlDialect> crate::Expectations for SqlStore<D>
-where
-    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
-    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
-    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
-    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
-{
+sql_impl! {
+    crate::Expectations {
     async fn register(&self, new: crate::NewExpectation<'_>) -> Result<bool, StoreError> {
         let e = new.expected;
         let sql = self.sql(EXPECT);
@@ -1381,31 +1350,10 @@ where
         Ok(D::rows_affected(&done))
     }
 }
+}
 
-#[async_trait::async_trait]
-impl<D: SqlDialect> crate::ReadModel for SqlStore<D>
-where
-    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
-    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
-    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
-    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
-{
+sql_impl! {
+    crate::ReadModel {
     async fn counts(&self) -> Result<crate::Counts, StoreError> {
         let (count_states, oldest) = (self.sql(COUNT_STATES), self.sql(OLDEST_UNFINISHED));
         let states: Vec<(String, i64)> = sqlx::query_as(&count_states)
@@ -1650,31 +1598,10 @@ where
         rows.into_iter().map(TryInto::try_into).collect()
     }
 }
+}
 
-#[async_trait::async_trait]
-impl<D: SqlDialect> crate::Operations for SqlStore<D>
-where
-    for<'c> &'c mut <D::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = D::Db>,
-    for<'c> &'c sqlx::Pool<D::Db>: sqlx::Executor<'c, Database = D::Db>,
-    for<'q> <D::Db as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, D::Db>,
-    for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
-    for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ClaimRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> ExpectationRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (i64, String, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> HistoryRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
-    usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
-{
+sql_impl! {
+    crate::Operations {
     async fn act(&self, act: crate::Act<'_>) -> Result<u64, StoreError> {
         use crate::Action;
         let now = stored(act.now);
@@ -1837,6 +1764,7 @@ where
         };
         Ok(u64::try_from(count).unwrap_or(0))
     }
+}
 }
 
 /// Postgres's claim: `FOR UPDATE SKIP LOCKED`, so concurrent workers take different rows.
