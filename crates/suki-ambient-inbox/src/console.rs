@@ -815,23 +815,8 @@ async fn pause(
     extensions: axum::http::Extensions,
     Form(form): Form<PauseForm>,
 ) -> Response {
-    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
-        return refused();
-    };
-    let kind = match form_kind(&form.kind) {
-        Ok(kind) => kind,
-        Err(text) => return bad_request(text),
-    };
-    let reason = Some(clean(form.reason.trim(), 500)).filter(|r| !r.is_empty());
     let back = home(&base(&original, &uri));
-    operate(
-        &console,
-        who,
-        &extensions,
-        crate::Action::Pause { kind, reason },
-        &back,
-    )
-    .await
+    set_pause(&console, &headers, &extensions, form, true, &back).await
 }
 
 async fn resume(
@@ -842,22 +827,33 @@ async fn resume(
     extensions: axum::http::Extensions,
     Form(form): Form<PauseForm>,
 ) -> Response {
-    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
+    let back = home(&base(&original, &uri));
+    set_pause(&console, &headers, &extensions, form, false, &back).await
+}
+
+/// Pauses (or resumes) what `form` names, as the operator who posted it.
+async fn set_pause(
+    console: &Console,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    form: PauseForm,
+    pause: bool,
+    back: &str,
+) -> Response {
+    let Some(who) = console.may_change(headers, form.csrf.as_deref()) else {
         return refused();
     };
     let kind = match form_kind(&form.kind) {
         Ok(kind) => kind,
         Err(text) => return bad_request(text),
     };
-    let back = home(&base(&original, &uri));
-    operate(
-        &console,
-        who,
-        &extensions,
-        crate::Action::Resume { kind },
-        &back,
-    )
-    .await
+    let action = if pause {
+        let reason = Some(clean(form.reason.trim(), 500)).filter(|r| !r.is_empty());
+        crate::Action::Pause { kind, reason }
+    } else {
+        crate::Action::Resume { kind }
+    };
+    operate(console, who, extensions, action, back).await
 }
 
 #[derive(serde::Deserialize)]

@@ -365,6 +365,19 @@ where
     }
 }
 
+/// Types `id` into the search box (emptied first) and submits it.
+async fn search(c: &fantoccini::Client, id: &str) {
+    let field = c.find(Locator::Css("#search")).await.expect("search box");
+    field.clear().await.expect("clear");
+    field.send_keys(id).await.expect("type");
+    c.find(Locator::Css("#search-go"))
+        .await
+        .expect("find")
+        .click()
+        .await
+        .expect("click");
+}
+
 /// Waits until the page's source contains `text`.
 async fn page_shows(c: &fantoccini::Client, text: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -423,18 +436,7 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
     page_shows(&c, "Signed in as <b>on-call</b> (operator)").await;
 
     // Where is this visit's note? The search box leads to its timeline.
-    c.find(Locator::Css("#search"))
-        .await
-        .expect("search box")
-        .send_keys("session-flaky-1")
-        .await
-        .expect("type");
-    c.find(Locator::Css("#search-go"))
-        .await
-        .expect("find")
-        .click()
-        .await
-        .expect("click");
+    search(&c, "session-flaky-1").await;
     let timeline = page_shows(&c, "id=\"timeline\"").await;
     assert!(
         timeline.contains("attempt 1 by") && timeline.contains("retry handler_failed"),
@@ -444,24 +446,7 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
     assert!(shot.starts_with(b"\x89PNG") && shot.len() > 10_000);
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::write(out.join("console-timeline.png"), &shot).expect("write screenshot");
-    c.find(Locator::Css("#search"))
-        .await
-        .expect("search box")
-        .clear()
-        .await
-        .expect("clear");
-    c.find(Locator::Css("#search"))
-        .await
-        .expect("search box")
-        .send_keys("nobody-at-all")
-        .await
-        .expect("type");
-    c.find(Locator::Css("#search-go"))
-        .await
-        .expect("find")
-        .click()
-        .await
-        .expect("click");
+    search(&c, "nobody-at-all").await;
     page_shows(&c, "Nothing known about nobody-at-all").await;
     c.goto(&base).await.expect("home");
 
