@@ -437,6 +437,10 @@ pub(crate) async fn run(
             .await?;
         }
         Action::Discard { id, reason } => {
+            let reason = clean(reason.trim(), 500);
+            if reason.is_empty() {
+                return Err(Failure("--reason must say why".into()));
+            }
             let action = suki_ambient_inbox::Action::Discard { id, reason };
             if act(
                 &inbox,
@@ -454,6 +458,9 @@ pub(crate) async fn run(
             }
         }
         Action::Pause { kind, reason } => {
+            let reason = reason
+                .map(|r| clean(r.trim(), 500))
+                .filter(|r| !r.is_empty());
             let action = suki_ambient_inbox::Action::Pause { kind, reason };
             let n = inbox.act(&cli_actor(), action).await?;
             let what = kind.as_ref().map_or("the inbox", |k| k.as_str());

@@ -41,7 +41,7 @@ pub(crate) fn enqueued(source: Source) {
     let _ = source;
 }
 
-/// `done`, `retry` or `dead`.
+/// `done`, `retry`, `dead` or `snoozed`.
 #[inline]
 pub(crate) fn attempt(result: &'static str) {
     #[cfg(feature = "metrics")]

@@ -352,3 +352,47 @@ async fn one_worker_of_a_fleet_does_the_maintenance() {
         w.shutdown().await.expect("shutdown");
     }
 }
+
+/// A pause made through one receiver holds for the workers of another (the fleet): they claim
+/// nothing while it lasts, and resume when it is lifted, with the actions in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
+async fn a_pause_holds_for_every_worker_of_the_fleet() {
+    use suki_ambient_inbox::{Action, Actor};
+    let url = common::fresh_postgres().await;
+    let a = Inbox::connect(&url).await.expect("receiver A");
+    let b = Inbox::connect(&url).await.expect("receiver B");
+    let operator = Actor::new("ops", "test");
+    let pause = Action::Pause {
+        kind: None,
+        reason: Some("EHR down".into()),
+    };
+    assert_eq!(a.act(&operator, pause).await.expect("pause"), 1);
+    let (builder, mut handled) = recording_worker(b.clone());
+    let worker = builder
+        .poll_interval(Duration::from_millis(50))
+        .build()
+        .spawn();
+    a.ingest(suki_ambient_inbox::conformance::delivery("held"))
+        .await
+        .expect("stored while paused");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), handled.recv())
+            .await
+            .is_err(),
+        "B's worker claimed while the fleet was paused"
+    );
+    let health = b.health(&Default::default()).await;
+    assert_eq!(health.status, suki_ambient_inbox::HealthStatus::Paused);
+    a.act(&operator, Action::Resume { kind: None })
+        .await
+        .expect("resume");
+    let got = tokio::time::timeout(Duration::from_secs(20), handled.recv())
+        .await
+        .expect("handled after the resume");
+    assert_eq!(got.as_deref(), Some("held"));
+    worker.shutdown().await.expect("shutdown");
+    let audit = b.audit(UnixMillis(0), 10).await.expect("audit");
+    let actions: Vec<_> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["pause", "resume"]);
+}
