@@ -113,6 +113,7 @@ async fn wake(url: &str, wakes: usize, listen: bool, round: usize) -> Vec<Durati
                 generated_at: UnixMillis::now(),
                 received_at: UnixMillis::now(),
                 body: body(&session),
+                key_id: None,
             })
             .await;
         let committed = Instant::now();

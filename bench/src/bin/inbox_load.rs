@@ -42,6 +42,7 @@ fn row(key: &str, body: &Bytes) -> NewDelivery {
         generated_at: UnixMillis::now(),
         received_at: UnixMillis::now(),
         body: body.clone(),
+        key_id: None,
     }
 }
 

@@ -50,6 +50,7 @@ pub fn delivery(key: &str) -> NewDelivery {
         body: Bytes::from(format!(
             r#"{{"status":"success","session_id":"session-{key}","encounter_id":"encounter"}}"#
         )),
+        key_id: None,
     }
 }
 

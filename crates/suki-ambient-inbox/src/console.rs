@@ -1585,6 +1585,7 @@ mod tests {
             last_error: Some("a\"b".to_owned()),
             completed_at: None,
             snoozes: 0,
+            key_id: None,
         };
         let html = rows_table(&[row], UnixMillis(1_000), "/admin", Some("csrf"), "none");
         assert!(!html.contains("<script>"), "{html}");

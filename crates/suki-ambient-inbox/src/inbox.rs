@@ -52,6 +52,8 @@ struct Inner {
     writes: Arc<Writes>,
     /// The counts health checks share, and when they were read.
     health_cache: Arc<HealthCache>,
+    /// The keys that seal stored bodies (`None`: bodies in clear).
+    keys: Option<Arc<dyn crate::KeyProvider>>,
 }
 
 /// The counts health checks share (held while they are read).
@@ -188,6 +190,7 @@ impl Inbox {
                 worker_seen: Arc::new(AtomicU64::new(0)),
                 writes: Arc::default(),
                 health_cache: Arc::default(),
+                keys: None,
             }),
         }
     }
@@ -212,8 +215,68 @@ impl Inbox {
                 worker_seen: Arc::clone(&self.inner.worker_seen),
                 writes: Arc::clone(&self.inner.writes),
                 health_cache: Arc::default(),
+                keys: self.inner.keys.clone(),
             }),
         }
+    }
+
+    /// This inbox sealing the bodies it stores with `keys`' current key, and opening them with
+    /// any of its keys ([`crypto`](crate::crypto): XChaCha20-Poly1305, a random nonce per row,
+    /// the row's dedup key as associated data, the key's id stored with the row). Rows stored
+    /// in clear before stay readable; `suki-ambient inbox rekey` seals them. A row whose key
+    /// the provider does not have fails its attempt with `body_key_missing_<id>` and stays
+    /// (retried, then dead, never dropped) until the key is given back.
+    ///
+    /// Give the worker's inbox the same keys as the receiver's.
+    pub fn with_keys(self, keys: impl crate::KeyProvider) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: Arc::clone(&self.inner.store),
+                clock: Arc::clone(&self.inner.clock),
+                queue: Mutex::new(Queue::default()),
+                writer: tokio::sync::Mutex::new(()),
+                wake: Arc::clone(&self.inner.wake),
+                worker_seen: Arc::clone(&self.inner.worker_seen),
+                writes: Arc::clone(&self.inner.writes),
+                health_cache: Arc::default(),
+                keys: Some(Arc::new(keys)),
+            }),
+        }
+    }
+
+    /// `delivery` with its body sealed under the current key, when there is one and it is not
+    /// sealed yet.
+    fn sealed(&self, mut delivery: NewDelivery) -> NewDelivery {
+        if delivery.key_id.is_none()
+            && let Some(key) = self.inner.keys.as_ref().and_then(|k| k.current())
+        {
+            delivery.body =
+                bytes::Bytes::from(key.seal(delivery.dedup_key.as_bytes(), &delivery.body));
+            delivery.key_id = Some(key.id().to_owned());
+        }
+        delivery
+    }
+
+    /// A stored body as it was received: opened with its key when sealed. `Err` is the
+    /// attempt's error code (`body_key_missing_<id>`, `body_unreadable`).
+    pub(crate) fn open_body(
+        &self,
+        record: &DeliveryRecord,
+        body: bytes::Bytes,
+    ) -> Result<bytes::Bytes, String> {
+        let Some(id) = record.key_id.as_deref() else {
+            return Ok(body);
+        };
+        let id = crate::display::clean(id, 32);
+        let key = self
+            .inner
+            .keys
+            .as_ref()
+            .and_then(|k| k.key(&id))
+            .ok_or_else(|| format!("body_key_missing_{id}"))?;
+        key.open(record.dedup_key.as_bytes(), &body)
+            .map(bytes::Bytes::from)
+            .ok_or_else(|| "body_unreadable".to_owned())
     }
 
     /// A worker of this process is alive (it calls this each time round its loop).
@@ -266,6 +329,9 @@ impl Inbox {
     /// transaction; the others wait for that answer. One caller alone writes its own row
     /// directly, with no hand-over between tasks.
     pub async fn ingest(&self, delivery: NewDelivery) -> Result<Stored, StoreError> {
+        // Sealed here, on the caller's task, so that concurrent ingests seal in parallel and
+        // the group commit's writer only writes.
+        let delivery = self.sealed(delivery);
         let (reply, mut answer) = oneshot::channel();
         {
             let mut queue = lock(&self.inner.queue);
@@ -324,6 +390,15 @@ impl Inbox {
         &self,
         deliveries: &[NewDelivery],
     ) -> Result<Vec<Stored>, StoreError> {
+        // Deliveries that did not come through `ingest` (the reconciler's) are sealed here.
+        let sealed: Vec<NewDelivery>;
+        let deliveries =
+            if self.inner.keys.is_some() && deliveries.iter().any(|d| d.key_id.is_none()) {
+                sealed = deliveries.iter().cloned().map(|d| self.sealed(d)).collect();
+                &sealed[..]
+            } else {
+                deliveries
+            };
         let result = self.inner.store.insert(deliveries).await;
         self.wrote(&result);
         let stored = result?;
@@ -384,6 +459,7 @@ impl Inbox {
             generated_at: delivery.meta.generated_at,
             received_at: self.now(),
             body: delivery.body.clone(),
+            key_id: None,
         }
     }
 
@@ -474,6 +550,70 @@ impl Inbox {
         self.inner.store.trace(id, TRACE_LIMIT).await
     }
 
+    /// Stored bodies by the key that seals them (`None`: in clear), erased ones left out. A
+    /// scan of the table: for `inbox status` and the console.
+    pub async fn key_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        self.inner.store.key_counts().await
+    }
+
+    /// Re-seals every stored body that is not under the current key (in clear, or under an
+    /// older key) with the current key, `batch` rows at a time, online (each page is one short
+    /// transaction; a row changed meanwhile is left for the next run) and resumable (run it
+    /// again: it starts over and skips what is done). `progress` is called after each page.
+    /// A body whose key this inbox does not have is left as it is and counted in
+    /// [`RekeyReport::missing_key`]: never dropped. Fails with [`StoreError::Unsupported`]
+    /// without keys.
+    pub async fn rekey(
+        &self,
+        batch: u32,
+        mut progress: impl FnMut(&RekeyReport),
+    ) -> Result<RekeyReport, StoreError> {
+        let current = self
+            .inner
+            .keys
+            .as_ref()
+            .and_then(|k| k.current())
+            .ok_or(StoreError::Unsupported("rekey without keys"))?;
+        let mut report = RekeyReport::default();
+        let mut after = 0;
+        loop {
+            let page = self.inner.store.bodies(after, batch.max(1)).await?;
+            let Some(last) = page.last() else {
+                return Ok(report);
+            };
+            after = last.id;
+            let mut resealed = Vec::new();
+            for stored in page {
+                report.examined += 1;
+                if stored.key_id.as_deref() == Some(current.id()) {
+                    report.current += 1;
+                    continue;
+                }
+                let plain = match stored.key_id.as_deref() {
+                    None => Some(stored.body.to_vec()),
+                    Some(id) => self
+                        .inner
+                        .keys
+                        .as_ref()
+                        .and_then(|k| k.key(id))
+                        .and_then(|k| k.open(stored.dedup_key.as_bytes(), &stored.body)),
+                };
+                let Some(plain) = plain else {
+                    report.missing_key += 1;
+                    continue;
+                };
+                resealed.push(crate::Resealed {
+                    id: stored.id,
+                    was: stored.key_id,
+                    key_id: current.id().to_owned(),
+                    body: bytes::Bytes::from(current.seal(stored.dedup_key.as_bytes(), &plain)),
+                });
+            }
+            report.resealed += self.inner.store.reseal(&resealed).await?;
+            progress(&report);
+        }
+    }
+
     /// The pauses in force.
     pub async fn pauses(&self) -> Result<Vec<crate::Pause>, StoreError> {
         self.inner.store.pauses().await
@@ -506,6 +646,20 @@ impl Inbox {
     pub(crate) fn now(&self) -> UnixMillis {
         self.inner.clock.now()
     }
+}
+
+/// What [`Inbox::rekey`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RekeyReport {
+    /// Bodies looked at.
+    pub examined: u64,
+    /// Bodies already under the current key.
+    pub current: u64,
+    /// Bodies re-sealed under the current key.
+    pub resealed: u64,
+    /// Bodies whose key this inbox does not have (left as they are).
+    pub missing_key: u64,
 }
 
 /// How an [`Inbox`] is built: [`Inbox::builder`] (a URL) or [`Inbox::pool_builder`] (your

@@ -41,6 +41,7 @@
 
 #[cfg(feature = "console")]
 pub mod console;
+pub mod crypto;
 pub mod display;
 mod expect;
 mod handler;
@@ -62,6 +63,7 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use crypto::{BodyKey, KeyError, KeyProvider, Keys};
 pub use expect::{
     CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, FinishedCheck, Resolution,
     SessionKind,
@@ -74,7 +76,7 @@ pub use health::health_router;
 pub use health::{Health, HealthStatus, HealthThresholds, Problem};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use inbox::InboxPool;
-pub use inbox::{Inbox, InboxBuilder, InboxStatus, dedup_key};
+pub use inbox::{Inbox, InboxBuilder, InboxStatus, RekeyReport, dedup_key};
 pub use migrate::{Dialect, HISTORY_TABLE, MigrateError, Migration, migrations};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, TransactionalHandler};
@@ -93,7 +95,8 @@ pub use store::{
     Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DatabaseError, DeadFilter,
     DeadGroup, DeliveryQueue, DeliveryRecord, ExpectationCounts, Expectations, FailedAttempt,
     HourCount, Lead, Lease, NewDelivery, NewExpectation, Next, Operations, Pause, ReadModel,
-    Selection, Source, State, Store, StoreError, TimelineEvent, Trace, Wakeups,
+    Resealed, Selection, Source, State, Store, StoreError, StoredBody, TimelineEvent, Trace,
+    Wakeups,
 };
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 

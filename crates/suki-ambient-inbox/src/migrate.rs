@@ -78,6 +78,7 @@ const SQLITE: &[Migration] = &[
     migration!("sqlite", 4, "0004", "counts_and_probe"),
     migration!("sqlite", 5, "0005", "fleet"),
     migration!("sqlite", 6, "0006", "operators"),
+    migration!("sqlite", 7, "0007", "body_keys"),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -88,6 +89,7 @@ const POSTGRES: &[Migration] = &[
     migration!("postgres", 5, "0005", "function_search_path"),
     migration!("postgres", 6, "0006", "fleet"),
     migration!("postgres", 7, "0007", "operators"),
+    migration!("postgres", 8, "0008", "body_keys"),
 ];
 
 /// The inbox's migrations for `dialect`, in the order they apply.

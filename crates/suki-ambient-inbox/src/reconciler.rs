@@ -392,6 +392,7 @@ impl Reconciler {
                     generated_at: now,
                     received_at: now,
                     body: event.to_vec().into(),
+                    key_id: None,
                 }),
                 Polled::Checked(_) => None,
             })

@@ -9,7 +9,7 @@ use crate::store::{DeliveryRecord, StoreError};
 macro_rules! columns {
     () => {
         "id, dedup_key, source, kind, session_id, encounter_id, generated_at, received_at, \
-         state, attempts, run_after, lease_owner, fence, last_error, completed_at, snoozes"
+         state, attempts, run_after, lease_owner, fence, last_error, completed_at, snoozes, key_id"
     };
 }
 
@@ -57,7 +57,7 @@ pub(crate) const CLAIM_SQLITE: &str = concat!(
 /// The head of the group commit's multi-row insert (the values follow, per row).
 pub(crate) const INSERT_MANY: &str = "INSERT INTO suki_inbox_deliveries \
      (dedup_key, source, kind, session_id, encounter_id, generated_at, received_at, body, \
-      state, attempts, run_after, fence, updated_at) ";
+      key_id, state, attempts, run_after, fence, updated_at) ";
 
 pub(crate) const HEARTBEAT: &str = "UPDATE suki_inbox_deliveries \
      SET lease_expires = $3, run_after = $3 \
@@ -310,6 +310,7 @@ pub(crate) struct Row {
     last_error: Option<String>,
     completed_at: Option<i64>,
     snoozes: i32,
+    key_id: Option<String>,
 }
 
 /// A claimed row: the record and its body.
@@ -353,6 +354,7 @@ impl TryFrom<Row> for DeliveryRecord {
             completed_at: row.completed_at.map(millis).transpose()?,
             snoozes: u32::try_from(row.snoozes)
                 .map_err(|_| StoreError::Corrupt("negative snoozes"))?,
+            key_id: row.key_id,
         })
     }
 }
@@ -814,6 +816,18 @@ fn history_trim(n: usize, placeholder: fn(&mut String, usize)) -> String {
     sql
 }
 
+/// Stored bodies by key (erased ones left out).
+pub(crate) const KEY_COUNTS: &str = "SELECT key_id, COUNT(*) FROM suki_inbox_deliveries \
+     WHERE body_erased_at IS NULL GROUP BY key_id";
+
+/// A page of stored bodies in id order.
+pub(crate) const BODIES: &str = "SELECT id, dedup_key, key_id, body FROM suki_inbox_deliveries \
+     WHERE id > $1 AND body_erased_at IS NULL ORDER BY id LIMIT $2";
+
+/// A body re-sealed, if the row's key is still the one it was read with.
+pub(crate) const RESEAL: &str = "UPDATE suki_inbox_deliveries SET body = $1, key_id = $2 \
+     WHERE id = $3 AND key_id IS NOT DISTINCT FROM $4";
+
 pub(crate) const TRACE_BY_SESSION: &str = concat!(
     "SELECT ",
     columns!(),
@@ -952,25 +966,25 @@ impl TryFrom<PauseRow> for crate::Pause {
     }
 }
 
-/// The group commit's multi-row insert for `n` rows (10 parameters each, once and in order;
+/// The group commit's multi-row insert for `n` rows (11 parameters each, once and in order;
 /// the constant values are written out).
 fn insert_many(n: usize, placeholder: fn(&mut String, usize)) -> String {
     let mut sql = String::from(INSERT_MANY);
     sql.push_str("VALUES ");
     for i in 0..n {
-        let p = i * 10;
+        let p = i * 11;
         sql.push_str(if i == 0 { "(" } else { ", (" });
-        // dedup_key … body; then state, attempts, run_after, fence, updated_at
-        for k in 1..=8 {
+        // dedup_key … body, key_id; then state, attempts, run_after, fence, updated_at
+        for k in 1..=9 {
             if k > 1 {
                 sql.push_str(", ");
             }
             placeholder(&mut sql, p + k);
         }
         sql.push_str(", 'pending', 0, ");
-        placeholder(&mut sql, p + 9);
-        sql.push_str(", 0, ");
         placeholder(&mut sql, p + 10);
+        sql.push_str(", 0, ");
+        placeholder(&mut sql, p + 11);
         sql.push(')');
     }
     sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key");
@@ -1003,6 +1017,7 @@ macro_rules! sql_impl {
         for<'r> AuditRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
         for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
         for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'r> (i64, String, Option<String>, Vec<u8>): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
         usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
         {
             $($body)*
@@ -1072,6 +1087,7 @@ sql_impl! {
                     .bind(stored(d.generated_at))
                     .bind(stored(d.received_at))
                     .bind(&d.body[..])
+                    .bind(d.key_id.as_deref())
                     .bind(stored(d.received_at))
                     .bind(stored(d.received_at));
             }
@@ -1597,6 +1613,35 @@ sql_impl! {
             .db()?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
+
+    async fn key_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        let sql = self.sql(KEY_COUNTS);
+        let rows: Vec<(Option<String>, i64)> =
+            sqlx::query_as(&sql).fetch_all(&self.pool).await.db()?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, n)| (key, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn bodies(&self, after: i64, limit: u32) -> Result<Vec<crate::StoredBody>, StoreError> {
+        let sql = self.sql(BODIES);
+        let rows: Vec<(i64, String, Option<String>, Vec<u8>)> = sqlx::query_as(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, dedup_key, key_id, body)| crate::StoredBody {
+                id,
+                dedup_key,
+                key_id,
+                body: bytes::Bytes::from(body),
+            })
+            .collect())
+    }
 }
 }
 
@@ -1764,6 +1809,28 @@ sql_impl! {
         };
         Ok(u64::try_from(count).unwrap_or(0))
     }
+
+    async fn reseal(&self, bodies: &[crate::Resealed]) -> Result<u64, StoreError> {
+        if bodies.is_empty() {
+            return Ok(0);
+        }
+        let sql = self.sql(RESEAL);
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
+        let mut n = 0;
+        for b in bodies {
+            let done = sqlx::query(&sql)
+                .bind(&b.body[..])
+                .bind(b.key_id.as_str())
+                .bind(b.id)
+                .bind(b.was.as_deref())
+                .execute(&mut *tx)
+                .await
+                .db()?;
+            n += D::rows_affected(&done);
+        }
+        tx.commit().await.db()?;
+        Ok(n)
+    }
 }
 }
 
@@ -1778,7 +1845,7 @@ pub(crate) const CLAIM_POSTGRES: &str = "UPDATE suki_inbox_deliveries AS d \
      WHERE d.id = due.id \
      RETURNING d.id, d.dedup_key, d.source, d.kind, d.session_id, d.encounter_id, \
          d.generated_at, d.received_at, d.state, d.attempts, d.run_after, d.lease_owner, \
-         d.fence, d.last_error, d.completed_at, d.snoozes, d.body";
+         d.fence, d.last_error, d.completed_at, d.snoozes, d.key_id, d.body";
 
 /// What identifies a file (device and inode on Unix; elsewhere only that it exists).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1816,7 +1883,7 @@ mod tests {
     /// Each parameter once, in order: numbered 1..=N for Postgres, N anonymous ones for SQLite.
     #[test]
     fn multi_row_statements_number_their_parameters_once_in_order() {
-        for (sql, per_row) in [(insert_many(3, dollar), 10), (finish_many(3, dollar), 6)] {
+        for (sql, per_row) in [(insert_many(3, dollar), 11), (finish_many(3, dollar), 6)] {
             let mut at = 0;
             for n in 1..=3 * per_row {
                 let p = format!("${n}");
@@ -1826,7 +1893,7 @@ mod tests {
             assert!(!sql.contains(&format!("${}", 3 * per_row + 1)), "{sql}");
         }
         for (sql, per_row) in [
-            (insert_many(3, anonymous), 10),
+            (insert_many(3, anonymous), 11),
             (finish_many(3, anonymous), 6),
         ] {
             assert_eq!(sql.matches('?').count(), 3 * per_row, "{sql}");

@@ -119,8 +119,12 @@ pub struct NewDelivery {
     pub generated_at: UnixMillis,
     /// When it was received (and first due).
     pub received_at: UnixMillis,
-    /// The verified webhook body (ids, status and links: no clinical content).
+    /// The verified webhook body (ids, status and links: no clinical content), or, with
+    /// `key_id`, that body sealed under the key ([`crypto`](crate::crypto)).
     pub body: Bytes,
+    /// The id of the key `body` is sealed with; `None`: in clear (the [`Inbox`](crate::Inbox)
+    /// seals it when it has keys).
+    pub key_id: Option<String>,
 }
 
 impl fmt::Debug for NewDelivery {
@@ -130,6 +134,7 @@ impl fmt::Debug for NewDelivery {
             .field("source", &self.source)
             .field("kind", &self.kind)
             .field("body_len", &self.body.len())
+            .field("key_id", &self.key_id)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +174,8 @@ pub struct DeliveryRecord {
     pub completed_at: Option<UnixMillis>,
     /// Times its handler snoozed it (each without spending an attempt).
     pub snoozes: u32,
+    /// The id of the key its body is sealed with (`None`: in clear).
+    pub key_id: Option<String>,
 }
 
 /// A row claimed by a worker: its record and body. `Debug` shows the body's length only.
@@ -774,6 +781,37 @@ pub trait ReadModel: Send + Sync + 'static {
 
     /// Audit entries at or after `since`, oldest first, at most `limit`.
     async fn audit(&self, since: UnixMillis, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Stored bodies by the key that seals them (`None`: in clear), erased ones left out (a
+    /// scan: for `inbox status` and the console, not for probes).
+    async fn key_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError>;
+
+    /// Up to `limit` stored bodies of rows with an id above `after`, in id order (for
+    /// re-sealing them under another key, a page at a time).
+    async fn bodies(&self, after: i64, limit: u32) -> Result<Vec<StoredBody>, StoreError>;
+}
+
+/// A row's stored body ([`ReadModel::bodies`]); `Debug` shows its length only.
+#[derive(Clone)]
+pub struct StoredBody {
+    /// The row.
+    pub id: i64,
+    /// Its dedup key (the associated data of a sealed body).
+    pub dedup_key: String,
+    /// The key that seals it (`None`: in clear).
+    pub key_id: Option<String>,
+    /// The stored bytes.
+    pub body: Bytes,
+}
+
+impl fmt::Debug for StoredBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredBody")
+            .field("id", &self.id)
+            .field("key_id", &self.key_id)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// Operators' actions: each in one transaction with its audit entry and the changed rows'
@@ -787,6 +825,34 @@ pub trait Operations: Send + Sync + 'static {
     /// How many rows `action` would change now (a dry run: nothing changes, nothing is
     /// recorded).
     async fn preview(&self, action: &Action, now: UnixMillis) -> Result<u64, StoreError>;
+
+    /// Replaces stored bodies re-sealed under another key, in one transaction: each only if
+    /// the row's body is still sealed with `was` (a row changed meanwhile is left alone); how
+    /// many were replaced.
+    async fn reseal(&self, bodies: &[Resealed]) -> Result<u64, StoreError>;
+}
+
+/// A body re-sealed under another key ([`Operations::reseal`]).
+#[derive(Clone)]
+pub struct Resealed {
+    /// The row.
+    pub id: i64,
+    /// The key that sealed it before (`None`: in clear).
+    pub was: Option<String>,
+    /// The key that seals it now.
+    pub key_id: String,
+    /// The sealed bytes.
+    pub body: Bytes,
+}
+
+impl fmt::Debug for Resealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resealed")
+            .field("id", &self.id)
+            .field("was", &self.was)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A claim of due rows or due expectations ([`DeliveryQueue::claim`],

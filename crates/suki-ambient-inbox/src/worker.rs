@@ -711,13 +711,20 @@ impl Job {
             fetched: crate::handler::FetchLog::default(),
         };
         let fetched = meta.fetched.clone();
+        // A sealed body is opened with its key; one whose key is missing fails the attempt
+        // (retried, then dead: visible, never dropped) until the key is given back.
+        let body = self.inbox.open_body(record, claim.body.clone());
         let outcome = if record.attempts > self.options.max_attempts {
             // Claimed again after the last attempt crashed the worker: stop here.
             Outcome::Failed(Failure::permanent("attempts_exhausted"))
         } else {
-            match WebhookEvent::from_slice(&claim.body) {
-                Err(_) => Outcome::Failed(Failure::permanent("payload_invalid")),
-                Ok(event) => {
+            match body.map(|body| WebhookEvent::from_slice(&body)) {
+                Err(code) => {
+                    tracing::warn!(id = record.id, error = %code, "suki inbox cannot open a stored body: give the worker's inbox the key it was sealed with");
+                    Outcome::Failed(Failure::retryable(code))
+                }
+                Ok(Err(_)) => Outcome::Failed(Failure::permanent("payload_invalid")),
+                Ok(Ok(event)) => {
                     // Stopped when the attempt ends, and also when this task is aborted.
                     let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
                         Arc::clone(&store),

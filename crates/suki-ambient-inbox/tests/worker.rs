@@ -603,6 +603,20 @@ impl ReadModel for Switchable {
         self.check()?;
         self.inner.audit(since, limit).await
     }
+
+    async fn key_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        self.check()?;
+        self.inner.key_counts().await
+    }
+
+    async fn bodies(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<suki_ambient_inbox::StoredBody>, StoreError> {
+        self.check()?;
+        self.inner.bodies(after, limit).await
+    }
 }
 
 #[async_trait]
@@ -619,6 +633,11 @@ impl suki_ambient_inbox::Operations for Switchable {
     ) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.preview(action, now).await
+    }
+
+    async fn reseal(&self, bodies: &[suki_ambient_inbox::Resealed]) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.reseal(bodies).await
     }
 }
 
