@@ -37,6 +37,9 @@ fn start(
         .env("SUKI_TOKEN", sandbox.issue_token(None))
         .env("SUKI_API_BASE_URL", sandbox.base_url())
         .env("SUKI_INBOX_URL", inbox_url)
+        // Bodies sealed at rest (32 bytes of 0x01, base64): the restarted run opens what the
+        // killed one sealed.
+        .env("SUKI_INBOX_KEYS", format!("{}AQE=", "AQEB".repeat(10)))
         .env("BIND", "127.0.0.1:0")
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())

@@ -106,6 +106,14 @@ pub(crate) enum Action {
         #[arg(long, value_parser = parse_kind)]
         kind: Option<EventKind>,
     },
+    /// Re-seal every stored body under the current key (the first of SUKI_INBOX_KEYS, comma-
+    /// separated base64): those in clear and those under older keys, a batch at a time, online
+    /// and resumable. Once it reports none left under an old key, that key can be removed.
+    Rekey {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
+    },
     /// The audit log: every operator action (console, CLI, API), oldest first.
     Audit {
         /// Only entries within this long (e.g. `30d`; default: all).
@@ -307,9 +315,14 @@ pub(crate) async fn run(
         Action::Status => {
             let status = inbox.status().await?;
             let pauses = inbox.pauses().await?;
+            let keys = inbox.key_counts().await?;
             if json {
                 let mut value = serde_json::to_value(&status)?;
                 value["paused"] = serde_json::to_value(&pauses)?;
+                value["bodies"] = keys
+                    .iter()
+                    .map(|(key, n)| serde_json::json!({ "key_id": key, "rows": n }))
+                    .collect();
                 println!("{value}");
             } else {
                 for p in &pauses {
@@ -336,6 +349,14 @@ pub(crate) async fn run(
                 match status.oldest_unfinished_age {
                     Some(age) => println!("oldest unfinished: {} ago", short(age)),
                     None => println!("oldest unfinished: none"),
+                }
+                for (key, n) in &keys {
+                    match key {
+                        None => println!("bodies in clear: {n}"),
+                        Some(key) => {
+                            println!("bodies encrypted under key {}: {n}", clean(key, 32))
+                        }
+                    }
                 }
             }
         }
@@ -488,6 +509,39 @@ pub(crate) async fn run(
                 println!("resumed {what}");
             } else {
                 println!("{what} was not paused");
+            }
+        }
+        Action::Rekey { batch } => {
+            let keys = suki_ambient_inbox::Keys::from_env("SUKI_INBOX_KEYS")
+                .map_err(|e| Failure(format!("SUKI_INBOX_KEYS: {e}")))?
+                .ok_or_else(|| {
+                    Failure(
+                        "set SUKI_INBOX_KEYS to the inbox's keys (base64, comma-separated, the \
+                         new current key first)"
+                            .into(),
+                    )
+                })?;
+            let inbox = inbox.with_keys(keys);
+            let report = inbox
+                .rekey(batch, |r| {
+                    if !json {
+                        eprintln!(
+                            "examined {}: {} re-sealed, {} already current, {} under a key not given",
+                            r.examined, r.resealed, r.current, r.missing_key
+                        );
+                    }
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} row(s) re-sealed under the current key; {} already were; {} under a key not given (left as they are)",
+                    report.resealed, report.current, report.missing_key
+                );
+            }
+            if report.missing_key > 0 {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Action::Audit { since, limit } => {

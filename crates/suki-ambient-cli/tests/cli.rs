@@ -900,6 +900,72 @@ async fn inbox_trace_controls_and_audit() {
     );
 }
 
+/// `inbox rekey` re-seals bodies under the first key of SUKI_INBOX_KEYS; `status` shows the
+/// bodies by key; without the variable, one clear line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_rekey_and_status_by_key() {
+    use base64::Engine as _;
+    use suki_ambient_inbox::conformance::delivery;
+    use suki_ambient_inbox::{BodyKey, Inbox, Keys};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+    let b64 = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    let old = Inbox::connect(&url)
+        .await
+        .unwrap()
+        .with_keys(Keys::parse(&b64(1)).unwrap());
+    for k in ["a", "b", "c"] {
+        old.ingest(delivery(k)).await.unwrap();
+    }
+    let new_id = BodyKey::new([2; 32]).id().to_owned();
+    let inbox_cmd = |args: &[&str], keys: Option<String>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_suki-ambient"));
+        cmd.args(["inbox", "--url", url.as_str()]).args(args);
+        match keys {
+            Some(keys) => cmd.env("SUKI_INBOX_KEYS", keys),
+            None => cmd.env_remove("SUKI_INBOX_KEYS"),
+        };
+        cmd.output().unwrap()
+    };
+    let missing = inbox_cmd(&["rekey"], None);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("SUKI_INBOX_KEYS"),
+        "{}",
+        stderr(&missing)
+    );
+    let bad = inbox_cmd(&["rekey"], Some("not-a-key".into()));
+    assert!(stderr(&bad).contains("not base64"), "{}", stderr(&bad));
+    assert!(
+        !stderr(&bad).contains("not-a-key"),
+        "no key material in errors"
+    );
+    let rekey = inbox_cmd(
+        &["rekey", "--batch", "2"],
+        Some(format!("{},{}", b64(2), b64(1))),
+    );
+    assert!(rekey.status.success(), "{}", stderr(&rekey));
+    assert!(
+        stdout(&rekey).starts_with("3 row(s) re-sealed under the current key"),
+        "{}",
+        stdout(&rekey)
+    );
+    let status = stdout(&inbox_cmd(&["status"], None));
+    assert!(
+        status.contains(&format!("bodies encrypted under key {new_id}: 3")),
+        "{status}"
+    );
+    let b1 = b64(1);
+    let b2 = b64(2);
+    for out in [&rekey, &inbox_cmd(&["status", "--json"], None)] {
+        let text = format!("{}{}", stdout(out), stderr(out));
+        assert!(
+            !text.contains(&b1) && !text.contains(&b2),
+            "no key in output"
+        );
+    }
+}
+
 /// Text from outside (a session id, an error code) cannot drive the terminal: `inbox list` and
 /// `show` print control characters escaped, and the state column stays aligned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

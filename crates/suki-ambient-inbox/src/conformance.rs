@@ -83,6 +83,7 @@ where
     operators_act_with_an_audit_entry(&fresh().await).await;
     replay_and_discard(&fresh().await).await;
     pauses_hold_back_claims(&fresh().await).await;
+    bodies_are_erased_after_their_retention(&fresh().await).await;
     concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
 }
 
@@ -499,6 +500,80 @@ async fn replay_and_discard(store: &impl Store) {
         (claims[1].record.id, 1),
         "{step}: due again with a fresh count"
     );
+}
+
+async fn bodies_are_erased_after_their_retention(store: &impl Store) {
+    let step = "bodies_are_erased_after_their_retention";
+    let mut sealed = delivery("e2");
+    sealed.key_id = Some("k1".into());
+    store
+        .insert(&[delivery("e1"), sealed, delivery("e3")])
+        .await
+        .expect("insert");
+    let claims = store.claim(req("w", at(1), 3)).await.expect("claim");
+    store
+        .complete(claims[0].lease(), at(100), None)
+        .await
+        .expect("done");
+    store
+        .complete(claims[1].lease(), at(200), None)
+        .await
+        .expect("done");
+    store
+        .complete(claims[2].lease(), at(1_000), None)
+        .await
+        .expect("done");
+    let mut keys = store.key_counts().await.expect("keys");
+    keys.sort();
+    assert_eq!(
+        keys,
+        [(None, 2), (Some("k1".to_owned()), 1)],
+        "{step}: by key"
+    );
+    assert_eq!(
+        store.erase_bodies(at(500), at(2_000)).await.expect("erase"),
+        2,
+        "{step}: the done rows past the body retention"
+    );
+    assert_eq!(
+        store.erase_bodies(at(500), at(2_001)).await.expect("erase"),
+        0
+    );
+    assert_eq!(
+        store.key_counts().await.expect("keys"),
+        [(None, 1)],
+        "{step}: erased bodies are under no key"
+    );
+    let bodies = store.bodies(0, 10).await.expect("bodies");
+    assert_eq!(bodies.len(), 1, "{step}: erased bodies are not re-sealed");
+    let row = store
+        .get(claims[0].record.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(row.state, State::Done, "{step}: the row's metadata stays");
+    assert!(
+        !store
+            .trace("session-e1", 10)
+            .await
+            .expect("trace")
+            .is_empty()
+    );
+    assert_eq!(
+        act(
+            store,
+            crate::Action::Replay {
+                since: at(0),
+                kind: None
+            },
+            at(3_000)
+        )
+        .await
+        .expect("replay"),
+        1,
+        "{step}: a row without its body is not replayed"
+    );
+    assert_eq!(store.counts().await.expect("counts").done, 2);
 }
 
 async fn pauses_hold_back_claims(store: &impl Store) {

@@ -1289,7 +1289,7 @@ async fn dashboard(
         "<h2>Inbox</h2><div class=\"cards\">{}{}{}{}{}</div>",
         card(c.pending.to_string(), "pending", ""),
         card(c.running.to_string(), "running", ""),
-        card(c.done.to_string(), "done (kept 7 days)", ""),
+        card(c.done.to_string(), "done", ""),
         card(c.dead.to_string(), "dead", dead_class),
         card(oldest, "oldest unfinished", oldest_class),
     );

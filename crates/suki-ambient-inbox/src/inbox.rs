@@ -633,6 +633,18 @@ impl Inbox {
         self.inner.store.audit(since, limit).await
     }
 
+    /// Erases the stored bodies of done rows completed more than `older_than` ago, keeping
+    /// their metadata and timelines; how many. (The worker does it hourly, after its
+    /// `body_retention`.)
+    pub async fn erase_bodies(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let now = self.now();
+        let before = UnixMillis(
+            now.0
+                .saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX)),
+        );
+        self.inner.store.erase_bodies(before, now).await
+    }
+
     /// Deletes done rows completed more than `older_than` ago; how many.
     pub async fn purge(&self, older_than: Duration) -> Result<u64, StoreError> {
         let before = UnixMillis(

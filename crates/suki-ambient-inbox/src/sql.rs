@@ -95,6 +95,11 @@ pub(crate) const RELEASE_OWNER: &str = "UPDATE suki_inbox_deliveries \
          attempt_detail = NULL, lease_owner = NULL, lease_expires = NULL \
      WHERE state = 'running' AND lease_owner = $1";
 
+/// The body retention: done rows keep their metadata, not their bodies.
+pub(crate) const ERASE_BODIES: &str = "UPDATE suki_inbox_deliveries \
+     SET body = $1, key_id = NULL, body_erased_at = $2 \
+     WHERE state = 'done' AND completed_at < $3 AND body_erased_at IS NULL";
+
 /// The timelines of the done rows a purge deletes (before the rows themselves).
 pub(crate) const PURGE_HISTORY: &str = "DELETE FROM suki_inbox_history WHERE delivery_id IN \
      (SELECT id FROM suki_inbox_deliveries WHERE state = 'done' AND completed_at < $1)";
@@ -691,7 +696,8 @@ fn selection<'a>(
             sql.push_str("id = ");
             params.push(&mut sql, Value::Int(*id), placeholder);
             sql.push_str(
-                " AND (state IN ('dead', 'pending') OR (state = 'done' AND last_error = 'discarded'))",
+                " AND (state IN ('dead', 'pending') \
+                 OR (state = 'done' AND last_error = 'discarded' AND body_erased_at IS NULL))",
             );
         }
         Action::Retry(Selection::Dead) => sql.push_str("state = 'dead'"),
@@ -716,7 +722,9 @@ fn selection<'a>(
         Action::Replay { since, kind } => {
             sql.push_str("state = 'done' AND completed_at >= ");
             params.push(&mut sql, Value::Int(stored(*since)), placeholder);
-            sql.push_str(" AND (last_error IS NULL OR last_error <> 'discarded')");
+            sql.push_str(
+                " AND (last_error IS NULL OR last_error <> 'discarded') AND body_erased_at IS NULL",
+            );
             if let Some(kind) = kind {
                 sql.push_str(" AND kind = ");
                 params.push(&mut sql, Value::Text(kind.as_str()), placeholder);
@@ -1227,6 +1235,19 @@ sql_impl! {
         let done = sqlx::query(&sql)
             .bind(owner)
             .bind(stored(now))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn erase_bodies(&self, before: UnixMillis, now: UnixMillis) -> Result<u64, StoreError> {
+        let sql = self.sql(ERASE_BODIES);
+        let empty: &[u8] = &[];
+        let done = sqlx::query(&sql)
+            .bind(empty)
+            .bind(stored(now))
+            .bind(stored(before))
             .execute(&self.pool)
             .await
             .db()?;

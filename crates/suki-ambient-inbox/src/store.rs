@@ -677,6 +677,10 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// Deletes done rows completed before `before`.
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
 
+    /// Erases the bodies of done rows completed before `before` (an empty body, no key, erased
+    /// at `now`), their metadata and timelines kept; how many.
+    async fn erase_bodies(&self, before: UnixMillis, now: UnixMillis) -> Result<u64, StoreError>;
+
     /// Proves the store can still commit a write (a one-row update), so that health turns red
     /// on a full disk, a locked or read-only database, a server down, or (SQLite) a database
     /// file deleted or replaced under the running process.

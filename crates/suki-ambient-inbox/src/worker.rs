@@ -25,7 +25,8 @@ const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_POLL: Duration = Duration::from_secs(1);
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
-const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+const DEFAULT_BODY_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How often the worker asks for the maintenance lease and, holding it, refreshes the depth
 /// gauges (feature `metrics`); the lease lasts three times as long, so a stopped leader is
 /// replaced within 45 s.
@@ -98,6 +99,7 @@ struct Options {
     listen: bool,
     grace: Duration,
     retention: Duration,
+    body_retention: Duration,
     max_snoozes: u32,
     longest_snooze: Duration,
     /// Handler calls spaced at least this far apart (shared by the worker's tasks).
@@ -322,6 +324,14 @@ impl InboxWorker {
     }
 
     async fn purge(&self) {
+        match self.inbox.erase_bodies(self.options.body_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                erased = n,
+                "suki inbox erased the bodies of done rows past the body retention"
+            ),
+            Err(err) => tracing::warn!(error = %err, "suki inbox could not erase bodies"),
+        }
         match self.inbox.purge(self.options.retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "suki inbox purged done rows past retention"),
@@ -432,6 +442,7 @@ impl InboxWorkerBuilder {
                 listen: true,
                 grace: DEFAULT_GRACE,
                 retention: DEFAULT_RETENTION,
+                body_retention: DEFAULT_BODY_RETENTION,
                 max_snoozes: DEFAULT_MAX_SNOOZES,
                 longest_snooze: DEFAULT_LONGEST_SNOOZE,
                 rate_limit: None,
@@ -535,10 +546,21 @@ impl InboxWorkerBuilder {
         self
     }
 
-    /// How long done rows are kept (default 7 days).
+    /// How long done rows (their metadata and timelines) are kept (default 30 days); the
+    /// audit log is kept apart, until you purge it.
     #[must_use]
     pub fn retention(mut self, keep: Duration) -> Self {
         self.options.retention = keep;
+        self
+    }
+
+    /// How long the stored bodies of done rows are kept (default 7 days): after it, a body
+    /// (the webhook's ids, links and `additional_info`) is erased while its row's metadata and
+    /// timeline stay for the [`retention`](Self::retention). A body retention longer than the
+    /// retention changes nothing (the row goes first).
+    #[must_use]
+    pub fn body_retention(mut self, keep: Duration) -> Self {
+        self.options.body_retention = keep;
         self
     }
 

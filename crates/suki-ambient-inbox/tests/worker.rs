@@ -495,6 +495,10 @@ impl DeliveryQueue for Switchable {
         self.check()?;
         self.inner.purge(before).await
     }
+    async fn erase_bodies(&self, before: UnixMillis, now: UnixMillis) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.erase_bodies(before, now).await
+    }
     async fn probe(&self, now: UnixMillis) -> Result<(), StoreError> {
         self.check()?;
         self.inner.probe(now).await

@@ -14,7 +14,9 @@
 //! (default Suki staging), `SUKI_INBOX_URL` (default `sqlite://suki-inbox.db`; or
 //! `postgres://…` with the package's `postgres` feature), `SUKI_WORKER_NAME` (default `inbox_receiver`: one
 //! running receiver per name), `SUKI_WORKER_CONCURRENCY` (sessions processed at once, default
-//! the worker's 16), `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
+//! the worker's 16), `SUKI_INBOX_KEYS` (base64 keys, comma-separated, the current one first:
+//! bodies are sealed at rest; in clear without it, with one WARN at start), `BIND` (default
+//! `127.0.0.1:3000`), `RUST_LOG`.
 //!
 //! Also serves `GET /metrics` (Prometheus text format: the `suki_*` metrics, see
 //! docs/operations.md) and `GET /healthz` (the inbox's health: 200 or 503 with JSON).
@@ -27,7 +29,7 @@ use std::process::ExitCode;
 
 use axum::Router;
 use suki_ambient::client::{AmbientClient, Environment, PartnerLogin, SessionResults};
-use suki_ambient::inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler};
+use suki_ambient::inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, Keys, ResultsHandler};
 use suki_ambient::{
     EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed, WebhookEndpoint,
     async_trait,
@@ -116,6 +118,18 @@ async fn main() -> ExitCode {
     let inbox = match Inbox::connect(&url).await {
         Ok(inbox) => inbox,
         Err(e) => examples::exit(&format!("cannot open the inbox: {e}")),
+    };
+    // Bodies sealed at rest with the keys of SUKI_INBOX_KEYS (base64, comma-separated, the
+    // current one first); in clear without it, said once.
+    let inbox = match Keys::from_env("SUKI_INBOX_KEYS") {
+        Ok(Some(keys)) => inbox.with_keys(keys),
+        Ok(None) => {
+            tracing::warn!(
+                "SUKI_INBOX_KEYS is not set: webhook bodies are stored in clear (docs/security.md)"
+            );
+            inbox
+        }
+        Err(e) => examples::exit(&format!("SUKI_INBOX_KEYS: {e}")),
     };
 
     // The worker picks up whatever an earlier run acknowledged and did not finish. Its stable
