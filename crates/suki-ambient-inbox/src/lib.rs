@@ -11,7 +11,8 @@
 //!   claims, and a [`TransactionalHandler`] whose writes commit with the row's completion.
 //!
 //! The inbox stores the verified webhook body (ids, status, links), never fetched note
-//! content; done rows are purged after a retention (7 days by default).
+//! content; the bodies of done rows are erased after 7 days and the rows purged after 30 (by
+//! default); with keys ([`Inbox::with_keys`]) bodies are encrypted at rest ([`crypto`]).
 //!
 //! # Example
 //!
