@@ -1223,6 +1223,7 @@ async fn dashboard(
     let csrf = (token.role == Role::Operator).then_some(token.csrf.as_str());
     let pauses = inbox.pauses().await?;
     let groups = inbox.dead_groups(50).await?;
+    let keys = inbox.key_counts().await?;
     let recent = inbox
         .audit(UnixMillis(now.0.saturating_sub(7 * DAY)), 1_000)
         .await?;
@@ -1293,6 +1294,27 @@ async fn dashboard(
         card(c.dead.to_string(), "dead", dead_class),
         card(oldest, "oldest unfinished", oldest_class),
     );
+    // Stored bodies: encrypted under which key, or in clear.
+    let mut bodies = String::new();
+    for (key, n) in &keys {
+        let (label, class) = match key {
+            Some(key) => (
+                format!("bodies encrypted (key {})", esc(&clean(key, 32))),
+                "ok",
+            ),
+            None => (
+                "bodies in clear".to_owned(),
+                if *n > 0 { "bad" } else { "" },
+            ),
+        };
+        bodies.push_str(&card(n.to_string(), &label, class));
+    }
+    if !bodies.is_empty() {
+        let _ = write!(
+            body,
+            "<h2>Bodies at rest</h2><div class=\"cards\" id=\"bodies\">{bodies}</div>"
+        );
+    }
     let _ = write!(
         body,
         "<h2>Reconciler</h2><div class=\"cards\">{}{}{}{}{}</div>",

@@ -417,6 +417,10 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
         text.contains("Signed in as <b>support</b> (viewer)") && !text.contains("Retry all dead"),
         "{text}"
     );
+    assert!(
+        text.contains("<b class=\"bad\">306</b><span>bodies in clear</span>"),
+        "the seeded inbox has no keys: {text}"
+    );
     let dead_id = inbox.list(Some(State::Dead), 10).await.expect("list")[0].id;
     let refused = http
         .post(format!("{base}/retry/{dead_id}"))

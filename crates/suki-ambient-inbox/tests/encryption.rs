@@ -262,3 +262,29 @@ async fn rekey_reseals_under_the_new_key_and_the_old_one_can_go() {
     );
     assert!(plain.rekey(10, |_| {}).await.is_err(), "rekey needs keys");
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs SUKI_POSTGRES_URL (bash .ci/run starts one)"]
+async fn rekey_on_postgres_loses_no_row() {
+    let url = common::fresh_postgres().await;
+    let plain = Inbox::connect(&url).await.expect("inbox");
+    deliver(&plain, event(20, "clear")).await;
+    let old = plain.clone().with_keys(Keys::new([key(1)]).expect("keys"));
+    for n in 21..24 {
+        deliver(&old, event(n, &format!("old-{n}"))).await;
+    }
+    let rotated = plain
+        .clone()
+        .with_keys(Keys::new([key(2), key(1)]).expect("keys"));
+    let report = rotated.rekey(2, |_| {}).await.expect("rekey");
+    assert_eq!((report.resealed, report.missing_key), (4, 0));
+    assert_eq!(
+        rotated.key_counts().await.expect("counts"),
+        [(Some(key(2).id().to_owned()), 4)]
+    );
+    let new_only = plain.clone().with_keys(Keys::new([key(2)]).expect("keys"));
+    let mut seen = drain(&new_only).await;
+    seen.sort();
+    assert_eq!(seen, ["clear", "old-21", "old-22", "old-23"]);
+}
