@@ -7,7 +7,9 @@
 //!   ratio (target ≥ 0.8×), with the p99 acknowledgement latency;
 //! - the worker with a no-op handler at concurrency 1, 4 and 16: rows per second;
 //! - the worker at concurrency 16 with each attempt recorded in the row's timeline against the
-//!   same database without the trigger that records it: throughput ratio (target ≥ 0.9×).
+//!   same database without the trigger that records it: throughput ratio (target ≥ 0.9×);
+//! - ingest at concurrency 64 with bodies sealed (a key given) against in clear: throughput
+//!   ratio (target ≥ 0.95×); and what sealing and opening one body costs.
 //!
 //! SQLite always (a temporary folder); Postgres when `SUKI_POSTGRES_URL` names a server (a fresh
 //! database is created on it).
@@ -65,6 +67,10 @@ struct Figures {
     no_history_rps: f64,
     history_ratio: f64,
     history_ratios: Vec<f64>,
+    sealed_c64_rps: f64,
+    clear_c64_rps: f64,
+    sealed_ratio: f64,
+    sealed_ratios: Vec<f64>,
 }
 
 const ROUNDS: usize = 5;
@@ -249,6 +255,33 @@ where
         history.push((pair[0], pair[1]));
     }
 
+    // Encryption at rest: ingest at c=64 with bodies sealed (a key given) against the same
+    // ingest in clear, each on a fresh database, in turn within each round.
+    let mut sealing = Vec::new();
+    for round in 0..HISTORY_ROUNDS {
+        let mut pair = [0.0f64; 2];
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for sealed in order {
+            let (inbox, _) = open("sealed").await;
+            let inbox = if sealed {
+                inbox.with_keys(
+                    suki_ambient::inbox::Keys::new([suki_ambient::inbox::BodyKey::new([7; 32])])
+                        .expect("keys"),
+                )
+            } else {
+                inbox
+            };
+            let endpoint = WebhookEndpoint::inbox(verifier.clone(), inbox);
+            let (rps, _) = ingest_c64(&endpoint, &requests).await;
+            pair[usize::from(!sealed)] = rps;
+        }
+        sealing.push((pair[0], pair[1]));
+    }
+
     Figures {
         floor_c1: Duration::from_secs_f64(bench::median(
             c1.iter().map(|r| r.0.as_secs_f64()).collect(),
@@ -280,6 +313,10 @@ where
         no_history_rps: bench::median(history.iter().map(|h| h.1).collect()),
         history_ratio: bench::median(history.iter().map(|h| h.0 / h.1).collect()),
         history_ratios: history.iter().map(|h| h.0 / h.1).collect(),
+        sealed_c64_rps: bench::median(sealing.iter().map(|h| h.0).collect()),
+        clear_c64_rps: bench::median(sealing.iter().map(|h| h.1).collect()),
+        sealed_ratio: bench::median(sealing.iter().map(|h| h.0 / h.1).collect()),
+        sealed_ratios: sealing.iter().map(|h| h.0 / h.1).collect(),
     }
 }
 
@@ -390,6 +427,43 @@ fn report(name: &str, f: &Figures) {
         f.history_ratio,
         rounds.join(" ")
     );
+    let rounds: Vec<String> = f.sealed_ratios.iter().map(|r| format!("{r:.3}")).collect();
+    println!(
+        "  c=64  ingest with bodies sealed {:>8.0} rows/s  in clear {:>8.0} rows/s  ratio {:.3}x  (target >= 0.95x; rounds {})",
+        f.sealed_c64_rps,
+        f.clear_c64_rps,
+        f.sealed_ratio,
+        rounds.join(" ")
+    );
+}
+
+/// What sealing and opening one body costs (the worker opens each row once per attempt), in a
+/// loop on this thread, against copying the same bytes.
+fn crypto_costs() {
+    let key = suki_ambient::inbox::BodyKey::new([7; 32]);
+    let (_, body) = signed("crypto-cost");
+    let aad = b"a953839a-ddcd-407d-b9b0-3ed4b6be4be2/completed";
+    let n = 20_000u32;
+    let sealed = key.seal(aad, &body);
+    let start = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(key.seal(aad, std::hint::black_box(&body)));
+    }
+    let seal = start.elapsed() / n;
+    let start = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(key.open(aad, std::hint::black_box(&sealed)));
+    }
+    let open = start.elapsed() / n;
+    let start = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(std::hint::black_box(&body[..]).to_vec());
+    }
+    let copy = start.elapsed() / n;
+    println!(
+        "\nbody encryption ({} B body): seal {seal:.2?}, open (the worker's decrypt cost per row) {open:.2?}, against copying it {copy:.2?}",
+        body.len()
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -402,6 +476,7 @@ async fn main() {
     );
     let _ = NoopHandler;
 
+    crypto_costs();
     let dir = tempfile::tempdir().expect("temp dir");
     let counter = std::sync::atomic::AtomicUsize::new(0);
     let sqlite = measure(

@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -64,9 +64,14 @@ impl BodyKey {
         XChaCha20Poly1305::new((&*self.key).into())
     }
 
-    /// `plain` sealed under this key with `aad`: the nonce, then the ciphertext and its tag.
-    pub(crate) fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    /// `plain` sealed under this key with `aad` (the inbox uses the row's dedup key): the nonce,
+    /// then the ciphertext and its tag, as the inbox stores a body.
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        // A fresh random nonce from the thread's CSPRNG (ChaCha12 seeded and reseeded from the
+        // OS): XChaCha's 24 bytes make a random nonce safe to use without a counter; a system
+        // call per body (the OS generator) cost as much as the encryption itself.
+        let mut nonce = XNonce::default();
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
         let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + 16);
         out.extend_from_slice(&nonce);
         match self.cipher().encrypt(&nonce, Payload { msg: plain, aad }) {
@@ -77,8 +82,9 @@ impl BodyKey {
         out
     }
 
-    /// What [`seal`](Self::seal) sealed, if this key and `aad` open it.
-    pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    /// What [`seal`](Self::seal) sealed, if this key and `aad` open it (`None`: another key,
+    /// another row's `aad`, or altered bytes).
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE_LEN + 16 {
             return None;
         }

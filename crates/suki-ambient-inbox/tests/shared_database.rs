@@ -188,13 +188,12 @@ mod sqlite {
             .await
             .expect("a newer version");
         let err = Inbox::connect(&url).await.expect_err("newer");
+        let latest = migrations(Dialect::Sqlite).last().map(|m| m.version);
         assert!(
             matches!(
                 err,
-                StoreError::Migrate(MigrateError::TooNew {
-                    found: 99,
-                    known: 6
-                })
+                StoreError::Migrate(MigrateError::TooNew { found: 99, known })
+                    if Some(known) == latest
             ),
             "{err}"
         );

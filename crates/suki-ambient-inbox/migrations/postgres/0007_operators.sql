@@ -18,8 +18,10 @@ CREATE INDEX suki_inbox_expectations_encounter ON suki_inbox_expectations (encou
 -- trimmed as below)
 -- and names the operator for an action (retried, replayed, discarded; all kept). Deleted with
 -- the row when done rows are purged; the audit log keeps the actions.
+-- No primary key: every read goes through (delivery_id, id), and one index less to maintain
+-- per attempt.
 CREATE TABLE suki_inbox_history (
-    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          BIGINT GENERATED ALWAYS AS IDENTITY,
     delivery_id BIGINT  NOT NULL,
     at          BIGINT  NOT NULL,
     event       TEXT    NOT NULL,
