@@ -205,17 +205,23 @@ impl Inbox {
     /// [`FixedClock`](suki_ambient_core::FixedClock)). Call it before cloning the inbox.
     #[must_use]
     pub fn with_clock(self, clock: impl Clock) -> Self {
+        self.rebuilt(Arc::new(clock), self.inner.keys.clone())
+    }
+
+    /// This inbox's store, wake-ups and health, with a clock and keys of its own and a group
+    /// commit of its own.
+    fn rebuilt(&self, clock: Arc<dyn Clock>, keys: Option<Arc<dyn crate::KeyProvider>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store: Arc::clone(&self.inner.store),
-                clock: Arc::new(clock),
+                clock,
                 queue: Mutex::new(Queue::default()),
                 writer: tokio::sync::Mutex::new(()),
                 wake: Arc::clone(&self.inner.wake),
                 worker_seen: Arc::clone(&self.inner.worker_seen),
                 writes: Arc::clone(&self.inner.writes),
                 health_cache: Arc::default(),
-                keys: self.inner.keys.clone(),
+                keys,
             }),
         }
     }
@@ -229,19 +235,7 @@ impl Inbox {
     ///
     /// Give the worker's inbox the same keys as the receiver's.
     pub fn with_keys(self, keys: impl crate::KeyProvider) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                store: Arc::clone(&self.inner.store),
-                clock: Arc::clone(&self.inner.clock),
-                queue: Mutex::new(Queue::default()),
-                writer: tokio::sync::Mutex::new(()),
-                wake: Arc::clone(&self.inner.wake),
-                worker_seen: Arc::clone(&self.inner.worker_seen),
-                writes: Arc::clone(&self.inner.writes),
-                health_cache: Arc::default(),
-                keys: Some(Arc::new(keys)),
-            }),
-        }
+        self.rebuilt(Arc::clone(&self.inner.clock), Some(Arc::new(keys)))
     }
 
     /// `delivery` with its body sealed under the current key, when there is one and it is not
