@@ -171,6 +171,18 @@ pub(crate) fn parse_kind(text: &str) -> Result<EventKind, String> {
         .ok_or_else(|| "expected completed, failed, timed_out, cancelled or unknown".to_owned())
 }
 
+/// What a pause or resume did: `{"paused": …, "changed": …}` with `--json`, else `text()`.
+fn print_pause(paused: bool, changed: bool, json: bool, text: impl FnOnce() -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "paused": paused, "changed": changed })
+        );
+    } else {
+        println!("{}", text());
+    }
+}
+
 /// Who runs the CLI, for the audit log: the OS user (the one behind `sudo` when there is
 /// one) on this host.
 pub(crate) fn cli_actor() -> Actor {
@@ -483,33 +495,27 @@ pub(crate) async fn run(
                 .map(|r| clean(r.trim(), 500))
                 .filter(|r| !r.is_empty());
             let action = suki_ambient_inbox::Action::Pause { kind, reason };
-            let n = inbox.act(&cli_actor(), action).await?;
+            let changed = inbox.act(&cli_actor(), action).await? == 1;
             let what = kind.as_ref().map_or("the inbox", |k| k.as_str());
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "paused": true, "changed": n == 1 })
-                );
-            } else if n == 1 {
-                println!("paused {what}: workers stop claiming within one poll interval");
-            } else {
-                println!("{what} was already paused");
-            }
+            print_pause(true, changed, json, || {
+                if changed {
+                    format!("paused {what}: workers stop claiming within one poll interval")
+                } else {
+                    format!("{what} was already paused")
+                }
+            });
         }
         Action::Resume { kind } => {
             let action = suki_ambient_inbox::Action::Resume { kind };
-            let n = inbox.act(&cli_actor(), action).await?;
+            let changed = inbox.act(&cli_actor(), action).await? == 1;
             let what = kind.as_ref().map_or("the inbox", |k| k.as_str());
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "paused": false, "changed": n == 1 })
-                );
-            } else if n == 1 {
-                println!("resumed {what}");
-            } else {
-                println!("{what} was not paused");
-            }
+            print_pause(false, changed, json, || {
+                if changed {
+                    format!("resumed {what}")
+                } else {
+                    format!("{what} was not paused")
+                }
+            });
         }
         Action::Rekey { batch } => {
             let keys = suki_ambient_inbox::Keys::from_env("SUKI_INBOX_KEYS")

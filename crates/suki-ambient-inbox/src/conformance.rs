@@ -25,8 +25,8 @@ use suki_ambient_core::{EncounterId, SessionId};
 
 use crate::expect::{CheckOutcome, ExpectedSession, Resolution, SessionKind};
 use crate::store::{
-    ClaimRequest, FailedAttempt, Lease, NewDelivery, NewExpectation, Next, Selection, Source,
-    State, Store,
+    Claim, ClaimRequest, FailedAttempt, Lease, NewDelivery, NewExpectation, Next, Selection,
+    Source, State, Store,
 };
 
 /// A fixed start time for the checks (ms).
@@ -418,18 +418,7 @@ async fn replay_and_discard(store: &impl Store) {
         .expect("insert");
     let claims = store.claim(req("w", at(1), 4)).await.expect("claim");
     // r1 done long ago; r2 and r3 done lately; r4 dead then discarded.
-    store
-        .complete(claims[0].lease(), at(2), None)
-        .await
-        .expect("done");
-    store
-        .complete(claims[1].lease(), at(1_000), None)
-        .await
-        .expect("done");
-    store
-        .complete(claims[2].lease(), at(1_000), None)
-        .await
-        .expect("done");
+    complete_each(store, &claims[..3], &[2, 1_000, 1_000]).await;
     store
         .fail(failed(
             claims[3].lease(),
@@ -511,18 +500,7 @@ async fn bodies_are_erased_after_their_retention(store: &impl Store) {
         .await
         .expect("insert");
     let claims = store.claim(req("w", at(1), 3)).await.expect("claim");
-    store
-        .complete(claims[0].lease(), at(100), None)
-        .await
-        .expect("done");
-    store
-        .complete(claims[1].lease(), at(200), None)
-        .await
-        .expect("done");
-    store
-        .complete(claims[2].lease(), at(1_000), None)
-        .await
-        .expect("done");
+    complete_each(store, &claims, &[100, 200, 1_000]).await;
     let mut keys = store.key_counts().await.expect("keys");
     keys.sort();
     assert_eq!(
@@ -1644,6 +1622,21 @@ async fn act(
             now,
         })
         .await
+}
+
+/// Completes each of `claims` at its time in `times` (ms), asserting that each still held its
+/// lease.
+async fn complete_each(store: &impl Store, claims: &[Claim], times: &[u64]) {
+    for (claim, ms) in claims.iter().zip(times) {
+        assert!(
+            store
+                .complete(claim.lease(), at(*ms), None)
+                .await
+                .expect("complete"),
+            "claim {} completes",
+            claim.record.id
+        );
+    }
 }
 
 /// A failed attempt.

@@ -308,10 +308,9 @@ impl Console {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let seed = format!(
-            "{n}:{}:{:016x}{:016x}",
+            "{n}:{}:{:032x}",
             UnixMillis::now().0,
-            fastrand::u64(..),
-            fastrand::u64(..)
+            rand::random::<u128>()
         );
         let value = derive(&self.tokens[token].session_key, &seed);
         let now = Instant::now();
@@ -468,8 +467,9 @@ fn secured(mut response: Response, nonce: &str) -> Response {
     response
 }
 
+/// A page's CSP nonce: 128 bits from the thread's CSPRNG.
 fn nonce() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+    format!("{:032x}", rand::random::<u128>())
 }
 
 fn html(status: StatusCode, body: String, nonce: &str) -> Response {
@@ -677,56 +677,63 @@ fn bad_request(text: &str) -> Response {
     )
 }
 
-/// Does `action` as the operator `who` (audited), then back to `back`.
-async fn operate(
-    console: &Console,
-    who: Who,
-    extensions: &axum::http::Extensions,
-    action: crate::Action,
-    back: &str,
-) -> Response {
-    let name = action.name();
-    match console
-        .inbox
-        .act(&console.actor(who, extensions), action)
-        .await
-    {
-        Ok(_) => see_other(back),
-        Err(err) => unavailable(&err, name),
+/// What an operator's POST needs besides its form: the console, the headers (whose sign-in),
+/// the connection's extensions (the peer, for the audit log) and the dashboard to go back to.
+struct Post {
+    console: Arc<Console>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    back: String,
+}
+
+impl axum::extract::FromRequestParts<Arc<Console>> for Post {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        console: &Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        let original = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(&parts.uri, |original| &original.0);
+        Ok(Self {
+            back: home(&base(original, &parts.uri)),
+            console: Arc::clone(console),
+            headers: parts.headers.clone(),
+            extensions: parts.extensions.clone(),
+        })
     }
 }
 
-async fn retry_one(
-    AxumState(console): Shared,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
-        return refused();
-    };
-    let back = home(&base(&original, &uri));
-    let action = crate::Action::Retry(Selection::Id(id));
-    operate(&console, who, &extensions, action, &back).await
+impl Post {
+    /// Does `action` as the signed-in operator whose form carried `csrf` (anyone else: 403; a
+    /// form that asks for nothing valid: 400), with its audit entry; then back to the dashboard.
+    async fn operate(self, csrf: Option<&str>, action: Result<crate::Action, &str>) -> Response {
+        let Some(who) = self.console.may_change(&self.headers, csrf) else {
+            return refused();
+        };
+        let action = match action {
+            Ok(action) => action,
+            Err(text) => return bad_request(text),
+        };
+        let name = action.name();
+        let actor = self.console.actor(who, &self.extensions);
+        match self.console.inbox.act(&actor, action).await {
+            Ok(_) => see_other(&self.back),
+            Err(err) => unavailable(&err, name),
+        }
+    }
 }
 
-async fn retry_dead(
-    AxumState(console): Shared,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
-        return refused();
-    };
-    let back = home(&base(&original, &uri));
+async fn retry_one(post: Post, Path(id): Path<i64>, Form(form): Form<CsrfForm>) -> Response {
+    let action = crate::Action::Retry(Selection::Id(id));
+    post.operate(form.csrf.as_deref(), Ok(action)).await
+}
+
+async fn retry_dead(post: Post, Form(form): Form<CsrfForm>) -> Response {
     let action = crate::Action::Retry(Selection::Dead);
-    operate(&console, who, &extensions, action, &back).await
+    post.operate(form.csrf.as_deref(), Ok(action)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -737,22 +744,11 @@ struct GroupForm {
 }
 
 /// "Retry this group": the dead rows with exactly this code.
-async fn retry_group(
-    AxumState(console): Shared,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    Form(form): Form<GroupForm>,
-) -> Response {
-    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
-        return refused();
-    };
-    let back = home(&base(&original, &uri));
+async fn retry_group(post: Post, Form(form): Form<GroupForm>) -> Response {
     let action = crate::Action::Retry(Selection::DeadMatching(
         crate::DeadFilter::new().code(form.code),
     ));
-    operate(&console, who, &extensions, action, &back).await
+    post.operate(form.csrf.as_deref(), Ok(action)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -763,28 +759,17 @@ struct DiscardForm {
     reason: String,
 }
 
-async fn discard(
-    AxumState(console): Shared,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    Path(id): Path<i64>,
-    Form(form): Form<DiscardForm>,
-) -> Response {
-    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
-        return refused();
-    };
+async fn discard(post: Post, Path(id): Path<i64>, Form(form): Form<DiscardForm>) -> Response {
     let reason = form.reason.trim();
-    if reason.is_empty() {
-        return bad_request("A discard needs a reason.");
-    }
-    let back = home(&base(&original, &uri));
-    let action = crate::Action::Discard {
-        id,
-        reason: clean(reason, 500),
+    let action = if reason.is_empty() {
+        Err("A discard needs a reason.")
+    } else {
+        Ok(crate::Action::Discard {
+            id,
+            reason: clean(reason, 500),
+        })
     };
-    operate(&console, who, &extensions, action, &back).await
+    post.operate(form.csrf.as_deref(), action).await
 }
 
 #[derive(serde::Deserialize)]
@@ -807,53 +792,17 @@ fn form_kind(kind: &str) -> Result<Option<suki_ambient_core::EventKind>, &'stati
     }
 }
 
-async fn pause(
-    AxumState(console): Shared,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    Form(form): Form<PauseForm>,
-) -> Response {
-    let back = home(&base(&original, &uri));
-    set_pause(&console, &headers, &extensions, form, true, &back).await
-}
-
-async fn resume(
-    AxumState(console): Shared,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    Form(form): Form<PauseForm>,
-) -> Response {
-    let back = home(&base(&original, &uri));
-    set_pause(&console, &headers, &extensions, form, false, &back).await
-}
-
-/// Pauses (or resumes) what `form` names, as the operator who posted it.
-async fn set_pause(
-    console: &Console,
-    headers: &HeaderMap,
-    extensions: &axum::http::Extensions,
-    form: PauseForm,
-    pause: bool,
-    back: &str,
-) -> Response {
-    let Some(who) = console.may_change(headers, form.csrf.as_deref()) else {
-        return refused();
-    };
-    let kind = match form_kind(&form.kind) {
-        Ok(kind) => kind,
-        Err(text) => return bad_request(text),
-    };
-    let action = if pause {
+async fn pause(post: Post, Form(form): Form<PauseForm>) -> Response {
+    let action = form_kind(&form.kind).map(|kind| {
         let reason = Some(clean(form.reason.trim(), 500)).filter(|r| !r.is_empty());
         crate::Action::Pause { kind, reason }
-    } else {
-        crate::Action::Resume { kind }
-    };
-    operate(console, who, extensions, action, back).await
+    });
+    post.operate(form.csrf.as_deref(), action).await
+}
+
+async fn resume(post: Post, Form(form): Form<PauseForm>) -> Response {
+    let action = form_kind(&form.kind).map(|kind| crate::Action::Resume { kind });
+    post.operate(form.csrf.as_deref(), action).await
 }
 
 #[derive(serde::Deserialize)]
@@ -942,23 +891,9 @@ async fn replay_preview(
     )
 }
 
-async fn replay(
-    AxumState(console): Shared,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    Form(form): Form<ReplayForm>,
-) -> Response {
-    let Some(who) = console.may_change(&headers, form.csrf.as_deref()) else {
-        return refused();
-    };
-    let action = match form.action(console.inbox.now()) {
-        Ok(action) => action,
-        Err(text) => return bad_request(text),
-    };
-    let back = home(&base(&original, &uri));
-    operate(&console, who, &extensions, action, &back).await
+async fn replay(post: Post, Form(form): Form<ReplayForm>) -> Response {
+    let action = form.action(post.console.inbox.now());
+    post.operate(form.csrf.as_deref(), action).await
 }
 
 #[derive(serde::Deserialize)]

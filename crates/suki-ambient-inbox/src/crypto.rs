@@ -1,6 +1,11 @@
-//! Encryption of stored bodies at rest: XChaCha20-Poly1305 (RustCrypto's `chacha20poly1305`),
-//! a fresh random 24-byte nonce per row, the row's dedup key as associated data (a body moved
-//! to another row does not open), and the key's id stored beside each row.
+//! Encryption of stored bodies at rest: AES-256-GCM (AWS-LC's, through `aws-lc-rs`, which the
+//! client's TLS already links), a fresh random 12-byte nonce per row from AWS-LC's generator, the
+//! row's dedup key as associated data (a body moved to another row does not open), and the key's
+//! id stored beside each row.
+//!
+//! A stored body is one format byte (`1`: AES-256-GCM), the nonce, then the ciphertext and its
+//! 16-byte tag. Random 96-bit nonces keep a key safe for 2^32 bodies (NIST SP 800-38D §8.3):
+//! rotate a key well before it has sealed four billion bodies.
 //!
 //! Keys are 32 bytes, given in base64 ([`Keys::parse`], [`Keys::from_env`], [`Keys::from_file`]);
 //! the first encrypts, any decrypts (rotation: put the new key first, run `suki-ambient inbox
@@ -9,21 +14,24 @@
 use std::fmt;
 use std::sync::Arc;
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-/// The length of a stored body's nonce, in front of its ciphertext.
-const NONCE_LEN: usize = 24;
+/// The first byte of a body sealed with AES-256-GCM: the format, so that another can follow.
+const FORMAT_AES_256_GCM: u8 = 1;
+/// The length of a stored body's nonce, after its format byte.
+const NONCE_LEN: usize = 12;
+/// The length of the tag after the ciphertext.
+const TAG_LEN: usize = 16;
 
 /// One 32-byte body key. Its [`id`](Self::id) (16 hex digits of a SHA-256 of the key, under a
-/// label of its own) is stored with each row it encrypts; the key itself is zeroized when
-/// dropped and never shown (`Debug` prints the id).
+/// label of its own) is stored with each row it encrypts; the key is never shown (`Debug` prints
+/// the id), and the copies this crate and AWS-LC hold are wiped when it is dropped.
 pub struct BodyKey {
     id: String,
-    key: Zeroizing<[u8; 32]>,
+    cipher: LessSafeKey,
 }
 
 impl BodyKey {
@@ -35,7 +43,14 @@ impl BodyKey {
         hash.update(&key[..]);
         let digest = hash.finalize();
         let id = hex::encode(&digest[..8]);
-        Self { id, key }
+        // Expanded once into AWS-LC's context (which cleanses its memory when freed), not for
+        // every body.
+        let cipher = match UnboundKey::new(&AES_256_GCM, &key[..]) {
+            Ok(key) => LessSafeKey::new(key),
+            // PANIC: AES-256-GCM takes any 32-byte key; AWS-LC refuses only other lengths.
+            Err(_) => unreachable!("a 32-byte AES-256-GCM key is always accepted"),
+        };
+        Self { id, cipher }
     }
 
     /// A key from its base64 (standard or URL-safe, padded or not).
@@ -60,23 +75,24 @@ impl BodyKey {
         &self.id
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new((&*self.key).into())
-    }
-
-    /// `plain` sealed under this key with `aad` (the inbox uses the row's dedup key): the nonce,
-    /// then the ciphertext and its tag, as the inbox stores a body.
+    /// `plain` sealed under this key with `aad` (the inbox uses the row's dedup key): the format
+    /// byte, the nonce, then the ciphertext and its tag, as the inbox stores a body.
     pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
-        // A fresh random nonce from the thread's CSPRNG (ChaCha12 seeded and reseeded from the
-        // OS): XChaCha's 24 bytes make a random nonce safe to use without a counter; a system
-        // call per body (the OS generator) cost as much as the encryption itself.
-        let mut nonce = XNonce::default();
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
-        let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + 16);
+        // A fresh random nonce from the thread's CSPRNG (ChaCha12, seeded and reseeded from the
+        // OS): AWS-LC's own generator costs twice the encryption, a system call per body as much.
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        // Encrypted in place in the stored body's own buffer: one allocation, no copy.
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + plain.len() + TAG_LEN);
+        out.push(FORMAT_AES_256_GCM);
         out.extend_from_slice(&nonce);
-        match self.cipher().encrypt(&nonce, Payload { msg: plain, aad }) {
-            Ok(sealed) => out.extend_from_slice(&sealed),
-            // The AEAD fails only past its length limit (256 GiB); bodies are kilobytes.
+        out.extend_from_slice(plain);
+        match self.cipher.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[1 + NONCE_LEN..],
+        ) {
+            Ok(tag) => out.extend_from_slice(tag.as_ref()),
+            // AES-GCM fails only past its length limit (64 GiB); bodies are kilobytes.
             Err(_) => out.clear(),
         }
         out
@@ -85,19 +101,20 @@ impl BodyKey {
     /// What [`seal`](Self::seal) sealed, if this key and `aad` open it (`None`: another key,
     /// another row's `aad`, or altered bytes).
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < NONCE_LEN + 16 {
+        let (&format, rest) = sealed.split_first()?;
+        if format != FORMAT_AES_256_GCM || rest.len() < NONCE_LEN + TAG_LEN {
             return None;
         }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        self.cipher()
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .ok()
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut in_out = ciphertext.to_vec();
+        let plain_len = self
+            .cipher
+            .open_in_place(nonce, Aad::from(aad), &mut in_out)
+            .ok()?
+            .len();
+        in_out.truncate(plain_len);
+        Some(in_out)
     }
 }
 
@@ -231,7 +248,16 @@ mod tests {
         assert_eq!(k.open(b"s-1/completed", &tampered), None, "tampered");
         assert_eq!(k.open(b"s-1/completed", &sealed[..10]), None, "cut short");
         let again = k.seal(b"s-1/completed", b"{\"marker\":\"PHI-123\"}");
-        assert_ne!(sealed[..24], again[..24], "a fresh nonce each time");
+        assert_ne!(sealed[..13], again[..13], "a fresh nonce each time");
+        assert_eq!(sealed.len(), 1 + 12 + 20 + 16, "format, nonce, body, tag");
+        let mut other_format = sealed.clone();
+        other_format[0] = 2;
+        assert_eq!(
+            k.open(b"s-1/completed", &other_format),
+            None,
+            "unknown format"
+        );
+        assert_eq!(k.open(b"s-1/completed", &[]), None, "empty");
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl Inbox {
     }
 
     /// This inbox sealing the bodies it stores with `keys`' current key, and opening them with
-    /// any of its keys ([`crypto`](crate::crypto): XChaCha20-Poly1305, a random nonce per row,
+    /// any of its keys ([`crypto`](crate::crypto): AES-256-GCM, a random nonce per row,
     /// the row's dedup key as associated data, the key's id stored with the row). Rows stored
     /// in clear before stay readable; `suki-ambient inbox rekey` seals them. A row whose key
     /// the provider does not have fails its attempt with `body_key_missing_<id>` and stays

@@ -1748,8 +1748,9 @@ sql_impl! {
                 // A row made due again starts a new round of attempts: its timeline keeps the
                 // latest 10 of the earlier ones, so that the round's first 9 need no trim
                 // (migration 0006/0007's trigger) to stay within 20.
-                if matches!(act.action, Action::Retry(_) | Action::Replay { .. }) {
-                    for chunk in ids.chunks(200) {
+                let trim = matches!(act.action, Action::Retry(_) | Action::Replay { .. });
+                for chunk in ids.chunks(200) {
+                    if trim {
                         let sql = self.sql(history_trim(chunk.len(), D::placeholder));
                         let mut query = sqlx::query(&sql);
                         for id in chunk {
@@ -1757,8 +1758,6 @@ sql_impl! {
                         }
                         query.execute(&mut *tx).await.db()?;
                     }
-                }
-                for chunk in ids.chunks(200) {
                     let sql = self.sql(history_insert(chunk.len(), D::placeholder));
                     let mut query = sqlx::query(&sql);
                     for id in chunk {
