@@ -5,6 +5,7 @@
 
 mod demo;
 mod explain;
+mod fhir;
 mod inbox;
 mod input;
 mod net;
@@ -139,6 +140,11 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: inbox::Action,
+    },
+    /// FHIR R4 write-back: the transaction Bundle of a completed session.
+    Fhir {
+        #[command(subcommand)]
+        action: fhir::Action,
     },
     /// Re-check now, through Suki's status API, every expected session of an inbox that ended
     /// within --since and that no webhook or earlier poll resolved (given-up ones included);
@@ -441,6 +447,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             demo::serve_sandbox(&bind, webhook_url, secret).await
         }
         Command::Demo => demo::run().await,
+        Command::Fhir { action } => fhir::run(action),
         Command::Inbox { url, json, action } => inbox::run(url.as_deref(), action, json).await,
         Command::Reconcile {
             command:

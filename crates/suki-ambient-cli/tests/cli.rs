@@ -1280,3 +1280,84 @@ async fn inbox_console_serves_only_with_the_token() {
         );
     }
 }
+
+#[test]
+fn fhir_bundle_maps_the_documented_fixtures_offline() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures/api");
+    let content = format!("{root}/session-content.json");
+    let structured = format!("{root}/session-structured-data.json");
+    let args = [
+        "fhir",
+        "bundle",
+        "--content",
+        &content,
+        "--structured-data",
+        &structured,
+        "--session",
+        "s-cli-1",
+        "--patient",
+        "Patient/p1",
+        "--encounter",
+        "Encounter/e1",
+        "--at",
+        "2026-11-30T10:00:00Z",
+        "--note-type",
+        "11488-4",
+        "--doc-status",
+        "final",
+    ];
+    let out = run(&args, None, b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(bundle["type"], "transaction");
+    let doc = &bundle["entry"][0]["resource"];
+    assert_eq!(doc["docStatus"], "final");
+    assert_eq!(doc["type"]["coding"][0]["display"], "Consult note");
+    assert_eq!(doc["date"], "2026-11-30T10:00:00.000Z");
+    assert_eq!(
+        bundle["entry"][2]["request"]["ifNoneExist"],
+        "identifier=urn:suki:session|s-cli-1/condition/1"
+    );
+    // The same input gives the same bytes: a re-post creates nothing.
+    assert_eq!(stdout(&run(&args, None, b"")), stdout(&out));
+
+    let bad = run(
+        &[
+            "fhir",
+            "bundle",
+            "--content",
+            &content,
+            "--session",
+            "s",
+            "--patient",
+            "p1",
+        ],
+        None,
+        b"",
+    );
+    assert!(!bad.status.success());
+    assert_eq!(
+        stderr(&bad).trim(),
+        "error: --patient: not a FHIR reference: not Type/id"
+    );
+    let status = format!("{root}/session-status.json");
+    let empty = run(
+        &[
+            "fhir",
+            "bundle",
+            "--content",
+            &status,
+            "--session",
+            "s",
+            "--patient",
+            "Patient/1",
+        ],
+        None,
+        b"",
+    );
+    assert!(!empty.status.success());
+    assert_eq!(
+        stderr(&empty).trim(),
+        "error: the session's note has no section with text"
+    );
+}

@@ -4,7 +4,7 @@
 //! and its handler, signing, replay protection, errors); the follow-up API models are in
 //! [`api`], time in [`time`], what only adapter authors need in [`adapter`]. Framework adapters
 //! and the API client are behind features (`axum`, `actix`, `warp`, `client`, `sandbox`,
-//! `redis`, `inbox`, `postgres`, `testing`, `full`).
+//! `redis`, `inbox`, `postgres`, `fhir`, `testing`, `full`).
 //!
 #![cfg_attr(
     all(
@@ -131,6 +131,12 @@ pub mod redis {
 #[cfg(any(feature = "inbox", feature = "postgres", feature = "console"))]
 pub mod inbox {
     pub use suki_ambient_inbox::*;
+}
+
+/// FHIR R4 write-back of a completed session (feature `fhir`): see [`suki_ambient_fhir`].
+#[cfg(feature = "fhir")]
+pub mod fhir {
+    pub use suki_ambient_fhir::*;
 }
 
 /// The code in `docs/adapters.md` compiles and runs.
