@@ -21,6 +21,7 @@ pub struct SandboxBuilder {
     token_ttl: Duration,
     require_provider_id: bool,
     admin_token: Option<String>,
+    fhir_token: Option<String>,
     any_host: bool,
 }
 
@@ -53,6 +54,7 @@ impl Sandbox {
             token_ttl: Duration::from_secs(3600),
             require_provider_id: false,
             admin_token: None,
+            fhir_token: None,
             any_host: false,
         }
     }
@@ -108,6 +110,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// The bearer token the sandbox's FHIR server (`/fhir`) requires (default: random, see
+    /// [`SandboxControl::fhir_token`]).
+    pub fn fhir_token(mut self, token: impl Into<String>) -> Self {
+        self.fhir_token = Some(token.into());
+        self
+    }
+
     /// Accept any `Host` header. By default a sandbox bound to a loopback address answers only
     /// requests whose `Host` is a loopback name (`localhost`, `127.0.0.1`, `[::1]`), so that a web
     /// page cannot reach it through DNS rebinding; one bound elsewhere on purpose accepts any.
@@ -135,6 +144,7 @@ impl SandboxBuilder {
             .secret
             .unwrap_or_else(|| WebhookSecret::from(random_hex()));
         let admin_token = self.admin_token.unwrap_or_else(random_hex);
+        let fhir_token = self.fhir_token.unwrap_or_else(random_hex);
         let partners = if self.partners.is_empty() {
             vec![(
                 DEFAULT_PARTNER_ID.to_owned(),
@@ -150,6 +160,8 @@ impl SandboxBuilder {
             token_ttl: self.token_ttl,
             require_provider_id: self.require_provider_id,
             admin_token,
+            fhir: Mutex::new(crate::fhir::FhirStore::default()),
+            fhir_token,
             loopback_hosts_only: addr.ip().is_loopback() && !self.any_host,
             base_url: format!("http://{addr}/"),
             webhook_url: Mutex::new(self.webhook_url),
@@ -163,8 +175,10 @@ impl SandboxBuilder {
         let control = SandboxControl {
             shared: Arc::clone(&shared),
         };
-        let app =
-            routes::router_with_admin(Arc::clone(&shared), crate::admin::router(control.clone()));
+        let app = routes::router_with_admin(
+            Arc::clone(&shared),
+            crate::admin::router(control.clone()).merge(crate::fhir::router(Arc::clone(&shared))),
+        );
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {

@@ -123,6 +123,26 @@ impl SandboxControl {
         &self.shared.base_url
     }
 
+    /// The base URL of the sandbox's FHIR R4 server, e.g. `http://127.0.0.1:40123/fhir`: it
+    /// takes transaction Bundles (`POST`, conditional create by `identifier` or `_tag`),
+    /// searches (`GET /fhir/{type}?identifier=…`) and reads, with
+    /// `Authorization: Bearer` [`fhir_token`](Self::fhir_token). `Fault::status(503).on("/fhir")`
+    /// makes it fail.
+    pub fn fhir_base_url(&self) -> String {
+        format!("{}fhir", self.shared.base_url)
+    }
+
+    /// The bearer token the FHIR server requires.
+    pub fn fhir_token(&self) -> &str {
+        &self.shared.fhir_token
+    }
+
+    /// What was written to the FHIR server: every resource of `resource_type` (every resource
+    /// for `None`), as stored (with its `id` and `meta`), in the order written.
+    pub fn fhir_resources(&self, resource_type: Option<&str>) -> Vec<serde_json::Value> {
+        self.shared.fhir().list(resource_type)
+    }
+
     /// The webhook signing secret.
     pub fn webhook_secret(&self) -> WebhookSecret {
         self.shared.secret.clone()

@@ -33,6 +33,7 @@ mod admin;
 mod builder;
 mod delivery;
 mod faults;
+mod fhir;
 mod handle;
 mod routes;
 mod sessions;
@@ -40,6 +41,7 @@ mod state;
 mod synth;
 
 pub use faults::{Fault, MAX_FAULT_LATENCY, MAX_WEBHOOK_DELAY, WebhookFault};
+pub use fhir::MAX_FHIR_RESOURCES;
 
 /// The most faults a sandbox keeps at once (the oldest goes first).
 pub const MAX_FAULTS: usize = 1024;

@@ -93,12 +93,21 @@ pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) webhook_url: Mutex<Option<String>>,
     pub(crate) http: reqwest::Client,
+    /// The FHIR server's resources (apart from the world: a transaction holds it while it runs).
+    pub(crate) fhir: Mutex<crate::fhir::FhirStore>,
+    /// The bearer token the FHIR server asks for.
+    pub(crate) fhir_token: String,
 }
 
 impl Shared {
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         // The world stays consistent between statements; a panic elsewhere does not corrupt it.
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn fhir(&self) -> MutexGuard<'_, crate::fhir::FhirStore> {
+        // A transaction is planned before anything is stored: a panic cannot leave half of one.
+        self.fhir.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
