@@ -155,7 +155,8 @@ impl ClientError {
         }
     }
 
-    pub(crate) fn transport(err: reqwest::Error) -> Self {
+    /// A `reqwest` failure as a `Timeout` or a `Transport` error, without its URL.
+    pub fn transport(err: reqwest::Error) -> Self {
         if err.is_timeout() {
             return Self::Timeout {
                 kind: TimeoutKind::Attempt,

@@ -49,3 +49,11 @@ pub use client::{AmbientClient, Environment};
 pub use error::{ClientError, ServerMessage, TimeoutKind, TransportKind};
 pub use results::SessionResults;
 pub use retry::RetryPolicy;
+
+/// The building blocks of this client's transport, for the SDK's clients of other HTTP APIs
+/// (the FHIR write-back posts to the EHR with them): the same redirect rule, body cap and
+/// `Retry-After` reading.
+pub mod toolkit {
+    pub use crate::retry::parse_retry_after;
+    pub use crate::transport::{read_capped, read_prefix, redirect_allowed, redirect_policy};
+}

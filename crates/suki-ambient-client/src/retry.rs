@@ -77,8 +77,10 @@ impl RetryPolicy {
         self.max_attempts
     }
 
-    /// The delay before the next attempt after failed attempt number `attempt` (1-based).
-    pub(crate) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    /// The delay before the next attempt after failed attempt number `attempt` (1-based): the
+    /// server's `Retry-After` when given (cut to [`max_retry_after`](Self::max_retry_after)),
+    /// else exponential back-off with full jitter.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
             return wait.min(self.max_retry_after);
         }
@@ -94,7 +96,7 @@ impl RetryPolicy {
 
 /// Parses `Retry-After`: delay-seconds or an HTTP date (relative to now). `None` when absent or
 /// unreadable.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));

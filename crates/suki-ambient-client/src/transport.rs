@@ -245,10 +245,7 @@ pub(crate) const ERROR_BODY_BYTES: usize = 64 * 1024;
 /// Reads a body up to `cap` bytes, streaming: a `Content-Length` above it fails at once, and a
 /// body that grows past it is dropped (and its connection closed) at the first chunk that
 /// crosses it, so that no more than `cap` (plus one chunk) is ever held.
-pub(crate) async fn read_capped(
-    mut response: reqwest::Response,
-    cap: u64,
-) -> Result<Bytes, ClientError> {
+pub async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Bytes, ClientError> {
     let too_large = || ClientError::ResponseTooLarge { limit: cap };
     if response.content_length().is_some_and(|n| n > cap) {
         return Err(too_large());
@@ -263,8 +260,9 @@ pub(crate) async fn read_capped(
     Ok(body.freeze())
 }
 
-/// The first `cap` bytes of a body (the rest is not read).
-pub(crate) async fn read_prefix(
+/// The first `cap` bytes of a body (the rest is not read): enough of an error answer to read its
+/// code.
+pub async fn read_prefix(
     mut response: reqwest::Response,
     cap: usize,
 ) -> Result<Bytes, ClientError> {
@@ -287,7 +285,7 @@ pub(crate) fn within_base(base: &Url, url: &Url) -> bool {
 /// server or gateway might decode into another path (an encoded `/` or `\`, a `\`, a segment
 /// that decodes to `.` or `..`). The client's own paths may hold an encoded `/` (an id with a
 /// slash is one segment); a server's redirect may not.
-pub(crate) fn redirect_allowed(base: &Url, url: &Url) -> bool {
+pub fn redirect_allowed(base: &Url, url: &Url) -> bool {
     within_base(base, url) && !escapes(url.path())
 }
 
@@ -310,11 +308,11 @@ pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// The default client's redirects: at most [`MAX_REDIRECTS`], and only within the base URL
+/// The default client's redirects: at most 5, and only within the base URL
 /// (same origin, so never https to http, and under the base path). Any other redirect is not
 /// followed: the 3xx answer comes back and the call fails with [`ClientError::Redirect`], before
 /// `sdp_suki_token` (a custom header, which reqwest would carry along) is sent anywhere else.
-pub(crate) fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
+pub fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > MAX_REDIRECTS || !redirect_allowed(&base, attempt.url()) {
             attempt.stop()

@@ -14,3 +14,67 @@ pub enum MapError {
     #[error("the IMO code system is not an absolute URI")]
     CodeSystem,
 }
+
+/// Why a transaction could not be written to the FHIR server. Messages name statuses and FHIR
+/// issue codes, never the Bundle, a token, or the server's diagnostics (which may echo the note).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FhirError {
+    /// The server answered an error status; `code` is its `OperationOutcome`'s first issue code
+    /// (`invalid`, `duplicate`, `processing`…), or `unknown`.
+    #[error("the FHIR server answered {status} ({code})")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The first issue's code.
+        code: String,
+    },
+    /// The server refused the credentials (401, 403).
+    #[error("the FHIR server refused the credentials ({status})")]
+    Auth {
+        /// HTTP status.
+        status: u16,
+    },
+    /// Timeouts, connection failures, a refused redirect, an answer past the size limit: the
+    /// SDK client's transport errors.
+    #[error(transparent)]
+    Transport(suki_ambient_client::ClientError),
+    /// A 2xx answer that is not a `transaction-response` Bundle.
+    #[error("the FHIR server's answer is not a transaction-response Bundle")]
+    Answer,
+    /// The client or the token source is misconfigured.
+    #[error("FHIR client configuration: {0}")]
+    Config(String),
+}
+
+impl FhirError {
+    /// Whether posting again later may succeed: 408, 429, 500, 502, 503, 504, timeouts and
+    /// connection failures. A transaction of conditional creates is safe to post again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Server { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            Self::Transport(err) => err.is_retryable(),
+            Self::Auth { .. } | Self::Answer | Self::Config(_) => false,
+        }
+    }
+
+    /// A short code for logs and dead letters: `fhir_503_transient`, `fhir_401`, `fhir_timeout`…
+    pub fn code(&self) -> String {
+        match self {
+            Self::Server { status, code } => format!("fhir_{status}_{code}"),
+            Self::Auth { status } => format!("fhir_{status}"),
+            Self::Transport(suki_ambient_client::ClientError::Timeout { .. }) => {
+                "fhir_timeout".to_owned()
+            }
+            Self::Transport(suki_ambient_client::ClientError::Redirect { .. }) => {
+                "fhir_redirect".to_owned()
+            }
+            Self::Transport(suki_ambient_client::ClientError::ResponseTooLarge { .. }) => {
+                "fhir_answer_too_large".to_owned()
+            }
+            Self::Transport(_) => "fhir_transport".to_owned(),
+            Self::Answer => "fhir_bad_answer".to_owned(),
+            Self::Config(_) => "fhir_config".to_owned(),
+        }
+    }
+}

@@ -49,15 +49,23 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod client;
 mod context;
 mod error;
 mod map;
 mod model;
 mod text;
+#[cfg(feature = "inbox")]
+mod writeback;
 
+pub use client::{
+    BearerToken, EntryResult, FhirAuth, FhirClient, FhirClientBuilder, TransactionResult,
+};
 pub use context::{DocStatus, EhrContext, Mapping, NoteType, Reference, SessionNote};
-pub use error::MapError;
+pub use error::{FhirError, MapError};
 pub use map::{EntrySummary, TransactionBundle, transaction};
+#[cfg(feature = "inbox")]
+pub use writeback::{EhrResolver, FhirWriteBack};
 
 /// The identifier system of every resource this crate writes: values are
 /// `<session id>/<part>` (`…/note`, `…/composition`, `…/condition/1`, `…/medication/1`,

@@ -144,6 +144,66 @@ impl fmt::Display for RetryAfter {
 
 impl std::error::Error for RetryAfter {}
 
+/// A handler error with a code made at run time, e.g. from another API the handler calls
+/// (`fhir_503_transient`): retried with back-off, or, when [`permanent`](Self::permanent), a
+/// dead letter at once. The code is cleaned before it is stored (64 characters of
+/// `[A-Za-z0-9_.-]`), so that no content can reach the row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coded {
+    code: String,
+    permanent: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Coded {
+    /// A failure worth retrying, with `code`.
+    pub fn retryable(code: &str) -> Self {
+        Self {
+            code: code
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                .take(64)
+                .collect(),
+            permanent: false,
+            retry_after: None,
+        }
+    }
+
+    /// A failure not worth retrying (the row becomes a dead letter), with `code`.
+    pub fn permanent(code: &str) -> Self {
+        Self {
+            permanent: true,
+            ..Self::retryable(code)
+        }
+    }
+
+    /// Retry no sooner than `after` (a `Retry-After` the handler saw; capped by the worker's
+    /// maximum back-off).
+    #[must_use]
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// The cleaned code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.permanent {
+            "permanent"
+        } else {
+            "retryable"
+        };
+        write!(f, "{kind} failure: {}", self.code)
+    }
+}
+
+impl std::error::Error for Coded {}
+
 /// A handler's answer: not now, try this row again after `after`, **without spending an
 /// attempt** (e.g. the encounter is not open in the EHR yet). The worker bounds it: each snooze
 /// is capped ([`InboxWorkerBuilder::snooze_limits`](crate::InboxWorkerBuilder::snooze_limits),
@@ -225,6 +285,18 @@ impl Failure {
         }
         if let Some(c) = err.downcast_ref::<ClientError>() {
             return Self::client(c);
+        }
+        if let Some(c) = err.downcast_ref::<Coded>() {
+            let code = if c.code.is_empty() {
+                "handler_failed"
+            } else {
+                c.code.as_str()
+            };
+            return Self {
+                permanent: c.permanent,
+                retry_after: c.retry_after,
+                ..Self::retryable(code)
+            };
         }
         Self::retryable("handler_failed")
     }
@@ -599,5 +671,32 @@ impl<H: ResultsHandler> InboxHandler for FetchResults<H> {
             // A kind added to core later: never completed unseen.
             _ => Err(Box::new(Permanent(UNKNOWN_STATUS))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coded_failures_keep_a_clean_code_and_their_kind() {
+        let err: HandlerError = Box::new(Coded::retryable("fhir_503_transient"));
+        assert_eq!(
+            Failure::classify(&err),
+            Failure::retryable("fhir_503_transient")
+        );
+        let err: HandlerError = Box::new(
+            Coded::permanent("fhir_422 <b>Patient Smith</b>\n").retry_after(Duration::ZERO),
+        );
+        let failure = Failure::classify(&err);
+        assert!(failure.permanent);
+        assert_eq!(failure.code, "fhir_422bPatientSmithb");
+        let err: HandlerError = Box::new(Coded::retryable("!!!"));
+        assert_eq!(Failure::classify(&err).code, "handler_failed");
+        let err: HandlerError = Box::new(Coded::retryable("x").retry_after(Duration::from_secs(3)));
+        assert_eq!(
+            Failure::classify(&err).retry_after,
+            Some(Duration::from_secs(3))
+        );
     }
 }

@@ -1,0 +1,118 @@
+//! `FhirClient` against the sandbox's FHIR server: a session posted twice creates each resource
+//! once; a 503 is retried (and, when it lasts, is a retryable error); refused credentials and
+//! other 4xx are not retried; the token shows nowhere.
+
+use std::time::Duration;
+
+use suki_ambient_client::RetryPolicy;
+use suki_ambient_core::api::{NoteContent, StructuredData};
+use suki_ambient_core::{SessionId, UnixMillis};
+use suki_ambient_fhir::{
+    BearerToken, EhrContext, FhirClient, FhirError, Mapping, Reference, SessionNote,
+    TransactionBundle, transaction,
+};
+use suki_ambient_sandbox::{Fault, Sandbox, SandboxHandle};
+
+fn bundle(session: &str) -> TransactionBundle {
+    let content: NoteContent = serde_json::from_str(include_str!(
+        "../../../testdata/fhir/session-content-typical.json"
+    ))
+    .expect("content");
+    let structured: StructuredData = serde_json::from_str(include_str!(
+        "../../../testdata/fhir/session-structured-data-typical.json"
+    ))
+    .expect("structured data");
+    let session = SessionId::from(session);
+    let note = SessionNote::new(&session, &content, UnixMillis(1_764_460_800_000))
+        .structured_data(&structured);
+    let ehr = EhrContext::new(Reference::parse("Patient/p-1").expect("patient"))
+        .encounter(Reference::parse("Encounter/e-1").expect("encounter"));
+    transaction(&note, &ehr, &Mapping::default()).expect("maps")
+}
+
+fn client(sandbox: &SandboxHandle, token: &str) -> FhirClient {
+    FhirClient::builder(sandbox.fhir_base_url())
+        .auth(BearerToken::new(token))
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(3)
+                .base_delay(Duration::from_millis(10)),
+        )
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posting_a_session_twice_creates_each_resource_once() {
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let fhir = client(&sandbox, sandbox.fhir_token());
+    let first = fhir.post(&bundle("s-post-1")).await.expect("first post");
+    assert_eq!((first.created(), first.matched()), (9, 0));
+    let again = fhir.post(&bundle("s-post-1")).await.expect("second post");
+    assert_eq!((again.created(), again.matched()), (0, 9));
+    assert_eq!(first.entries.len(), again.entries.len());
+    for (a, b) in first.entries.iter().zip(&again.entries) {
+        assert_eq!(a.location, b.location, "the same resources");
+    }
+    assert_eq!(sandbox.fhir_resources(None).len(), 9);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_is_retried_and_a_lasting_one_is_retryable() {
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let fhir = client(&sandbox, sandbox.fhir_token());
+    sandbox.inject(Fault::status(503).retry_after("0").on("/fhir").times(1));
+    let answer = fhir.post(&bundle("s-503")).await.expect("after one retry");
+    assert_eq!(answer.created(), 9);
+    assert_eq!(sandbox.requests("/fhir"), 2);
+
+    sandbox.inject(Fault::status(503).on("/fhir").times(10));
+    let err = fhir.post(&bundle("s-503b")).await.expect_err("lasting 503");
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        matches!(err, FhirError::Server { status: 503, .. }),
+        "{err:?}"
+    );
+    assert!(err.code().starts_with("fhir_503"), "{}", err.code());
+    assert_eq!(sandbox.requests("/fhir"), 2 + 3, "three attempts");
+    sandbox.clear_faults();
+
+    sandbox.inject(Fault::status(422).on("/fhir").times(1));
+    let err = fhir.post(&bundle("s-422")).await.expect_err("422");
+    assert!(!err.is_retryable());
+    assert_eq!(sandbox.requests("/fhir"), 5 + 1, "not retried");
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_permanent_and_the_token_shows_nowhere() {
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let secret = "wrong-token-8d1f0c2a";
+    let fhir = client(&sandbox, secret);
+    let err = fhir.post(&bundle("s-auth")).await.expect_err("401");
+    assert!(matches!(err, FhirError::Auth { status: 401 }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert_eq!(sandbox.requests("/fhir"), 1);
+    let shown = format!("{err} {err:?} {fhir:?} {:?}", BearerToken::new(secret));
+    assert!(!shown.contains(secret), "{shown}");
+    assert!(sandbox.fhir_resources(None).is_empty());
+
+    for (base, why) in [
+        ("not a url", "not a URL"),
+        ("ftp://ehr.example/fhir", "http(s)"),
+        ("https://user:pw@ehr.example/fhir", "credentials"),
+    ] {
+        let err = FhirClient::builder(base)
+            .auth(BearerToken::new("t"))
+            .build()
+            .expect_err(base);
+        assert!(err.to_string().contains(why), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+    }
+    let err = FhirClient::builder("https://ehr.example/fhir")
+        .build()
+        .expect_err("no auth");
+    assert!(matches!(err, FhirError::Config(_)));
+    sandbox.shutdown().await;
+}

@@ -1,0 +1,131 @@
+//! From webhook to EHR: the sandbox delivers a completed session to a receiver with the inbox;
+//! the worker fetches the note and writes it to the sandbox's FHIR server with `FhirWriteBack`.
+//! A 503 from the FHIR server retries the row, which completes later; running the row again
+//! creates nothing new; a permanent refusal is a dead letter with its code.
+
+use std::time::Duration;
+
+use suki_ambient::client::{AmbientClient, RetryPolicy};
+use suki_ambient::fhir::{BearerToken, EhrContext, FhirClient, FhirWriteBack, Reference};
+use suki_ambient::inbox::{Action, Actor, FetchResults, Inbox, InboxWorker, Selection, State};
+use suki_ambient::sandbox::{Fault, Sandbox};
+use suki_ambient::{HandlerError, SessionCompleted, WebhookEndpoint};
+
+/// The integrator's lookup: here every session belongs to one patient, at its encounter.
+fn resolve(event: &SessionCompleted) -> Result<EhrContext, HandlerError> {
+    let encounter: String = event
+        .encounter_id
+        .as_str()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
+    Ok(EhrContext::new(Reference::parse("Patient/p-1")?)
+        .encounter(Reference::parse(&format!("Encounter/{encounter}"))?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+        .await
+        .expect("inbox");
+    let verifier = sandbox.verifier_builder().build().expect("verifier");
+    let app = axum::Router::new().nest(
+        "/webhooks/suki",
+        suki_ambient::axum::router(WebhookEndpoint::inbox(verifier, inbox.clone())),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    sandbox.set_webhook_url(Some(format!(
+        "http://{}/webhooks/suki",
+        listener.local_addr().expect("addr")
+    )));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let session = sandbox.create_session(None);
+    let delivery = sandbox
+        .complete(&session.session_id)
+        .await
+        .expect("deliver");
+    assert_eq!(delivery.status, 200);
+
+    let suki = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .build()
+        .expect("suki client");
+    let ehr = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(BearerToken::new(sandbox.fhir_token()))
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(2)
+                .base_delay(Duration::from_millis(1)),
+        )
+        .build()
+        .expect("fhir client");
+    // `drain` takes the worker: one per run, the same handler.
+    let worker = || {
+        InboxWorker::builder(
+            inbox.clone(),
+            FetchResults::new(suki.clone(), FhirWriteBack::new(ehr.clone(), resolve)),
+        )
+        .backoff(Duration::from_millis(1), Duration::from_millis(10))
+        .build()
+    };
+
+    // The EHR answers 503 to both of the FHIR client's attempts: the row is retried.
+    sandbox.inject(Fault::status(503).on("/fhir").times(2));
+    let attempts = worker()
+        .drain(Duration::from_secs(20))
+        .await
+        .expect("drain");
+    assert_eq!(attempts, 2, "the 503s, then written");
+    let rows = inbox.list(Some(State::Done), 10).await.expect("list");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].attempts, 2);
+    let error = rows[0].last_error.as_deref().expect("the 503 is kept");
+    assert!(error.starts_with("fhir_503"), "{error}");
+    let notes = sandbox.fhir_resources(Some("DocumentReference"));
+    assert_eq!(notes.len(), 1);
+    assert_eq!(
+        notes[0]["identifier"][0]["value"],
+        format!("{}/note", session.session_id)
+    );
+    let written = sandbox.fhir_resources(None).len();
+
+    // The same row again (an operator's retry): nothing new in the EHR.
+    inbox
+        .act(
+            &Actor::application(),
+            Action::Retry(Selection::Id(rows[0].id)),
+        )
+        .await
+        .expect("retry");
+    worker()
+        .drain(Duration::from_secs(20))
+        .await
+        .expect("drain");
+    assert_eq!(sandbox.fhir_resources(None).len(), written);
+
+    // A refusal the EHR will repeat: a dead letter with its code, nothing written.
+    let refused = sandbox.create_session(None);
+    sandbox
+        .complete(&refused.session_id)
+        .await
+        .expect("deliver");
+    sandbox.inject(Fault::status(422).on("/fhir").times(1));
+    worker()
+        .drain(Duration::from_secs(20))
+        .await
+        .expect("drain");
+    let dead = inbox.list(Some(State::Dead), 10).await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("fhir_422_unknown"));
+    assert_eq!(sandbox.fhir_resources(Some("DocumentReference")).len(), 1);
+
+    server.abort();
+    sandbox.shutdown().await;
+}
