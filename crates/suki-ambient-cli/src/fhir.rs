@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 use suki_ambient_core::api::{NoteContent, StructuredData};
 use suki_ambient_core::{SessionId, UnixMillis};
-use suki_ambient_fhir::{DocStatus, EhrContext, Mapping, NoteType, Reference, SessionNote};
+use suki_ambient_fhir::{
+    BearerToken, DocStatus, EhrContext, FhirClient, Mapping, NoteType, Reference, SessionNote,
+    TransactionBundle,
+};
 
 use crate::Failure;
 
@@ -22,6 +25,18 @@ pub(crate) enum Action {
     Bundle {
         #[command(flatten)]
         bundle: BundleArgs,
+    },
+    /// Map as `bundle` does and POST the transaction to a FHIR server, with the bearer token in
+    /// SUKI_FHIR_TOKEN; print what each entry became (created, or an existing one matched).
+    Post {
+        #[command(flatten)]
+        bundle: BundleArgs,
+        /// The FHIR server's base URL (the transaction endpoint).
+        #[arg(long, value_name = "URL")]
+        fhir_url: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -75,18 +90,72 @@ pub(crate) enum Status {
     Amended,
 }
 
-pub(crate) fn run(action: Action) -> Result<ExitCode, Failure> {
+pub(crate) async fn run(action: Action) -> Result<ExitCode, Failure> {
     match action {
         Action::Bundle { bundle } => {
-            let json = bundle_json(&bundle)?;
+            let json = bundle_of(&bundle)?.to_json();
             println!("{}", String::from_utf8_lossy(&json));
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Post {
+            bundle,
+            fhir_url,
+            json,
+        } => {
+            let bundle = bundle_of(&bundle)?;
+            let token = std::env::var("SUKI_FHIR_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| {
+                    Failure("set SUKI_FHIR_TOKEN to the FHIR server's bearer token".into())
+                })?;
+            let client = FhirClient::builder(fhir_url)
+                .auth(BearerToken::new(token.trim()))
+                .build()?;
+            let result = client
+                .post(&bundle)
+                .await
+                .map_err(|e| Failure(e.to_string()))?;
+            if json {
+                let entries: Vec<_> = result
+                    .entries
+                    .iter()
+                    .map(|e| serde_json::json!({"status": e.status, "location": e.location}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"created": result.created(), "matched": result.matched(), "entries": entries})
+                );
+            } else {
+                for (summary, entry) in bundle.entries().iter().zip(&result.entries) {
+                    let what = if entry.status == 201 {
+                        "created"
+                    } else {
+                        "exists "
+                    };
+                    println!(
+                        "{what} {:<18} {}",
+                        summary.resource_type,
+                        entry
+                            .location
+                            .as_deref()
+                            .map(|l| suki_ambient_inbox::display::clean(l, 256))
+                            .unwrap_or_default()
+                    );
+                }
+                println!(
+                    "{} created, {} already there",
+                    result.created(),
+                    result.matched()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// The Bundle `args` describe, as JSON.
-fn bundle_json(args: &BundleArgs) -> Result<Vec<u8>, Failure> {
+/// The Bundle `args` describe.
+fn bundle_of(args: &BundleArgs) -> Result<TransactionBundle, Failure> {
     let content: NoteContent = read_json(&args.content, "content")?;
     let structured: Option<StructuredData> = args
         .structured_data
@@ -126,8 +195,7 @@ fn bundle_json(args: &BundleArgs) -> Result<Vec<u8>, Failure> {
     if let Some(structured) = &structured {
         note = note.structured_data(structured);
     }
-    let bundle = suki_ambient_fhir::transaction(&note, &ehr, &mapping)?;
-    Ok(bundle.to_json())
+    Ok(suki_ambient_fhir::transaction(&note, &ehr, &mapping)?)
 }
 
 /// A LOINC note type by code, with US Core's display for the codes it lists.

@@ -447,7 +447,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             demo::serve_sandbox(&bind, webhook_url, secret).await
         }
         Command::Demo => demo::run().await,
-        Command::Fhir { action } => fhir::run(action),
+        Command::Fhir { action } => fhir::run(action).await,
         Command::Inbox { url, json, action } => inbox::run(url.as_deref(), action, json).await,
         Command::Reconcile {
             command:

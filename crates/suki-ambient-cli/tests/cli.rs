@@ -1361,3 +1361,70 @@ fn fhir_bundle_maps_the_documented_fixtures_offline() {
         "error: the session's note has no section with text"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_post_writes_a_session_once() {
+    let sandbox = suki_ambient_sandbox::Sandbox::builder()
+        .start()
+        .await
+        .expect("sandbox");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures/api");
+    let args: Vec<String> = [
+        "fhir",
+        "post",
+        "--fhir-url",
+        &sandbox.fhir_base_url(),
+        "--content",
+        &format!("{root}/session-content.json"),
+        "--structured-data",
+        &format!("{root}/session-structured-data.json"),
+        "--session",
+        "s-cli-post",
+        "--patient",
+        "Patient/p1",
+        "--at",
+        "2026-11-30T10:00:00Z",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let post = |token: Option<String>, args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(BIN);
+            cmd.args(&args).env_remove("SUKI_FHIR_TOKEN");
+            if let Some(token) = token {
+                cmd.env("SUKI_FHIR_TOKEN", token);
+            }
+            cmd.output().expect("run")
+        })
+    };
+    let token = sandbox.fhir_token().to_owned();
+    let first = post(Some(token.clone()), args.clone()).await.expect("join");
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(last_line(&first), "4 created, 0 already there");
+    assert!(
+        stdout(&first).contains("created DocumentReference"),
+        "{}",
+        stdout(&first)
+    );
+    let again = post(Some(token.clone()), args.clone()).await.expect("join");
+    assert_eq!(last_line(&again), "0 created, 4 already there");
+    assert_eq!(sandbox.fhir_resources(None).len(), 4);
+
+    let missing = post(None, args.clone()).await.expect("join");
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("SUKI_FHIR_TOKEN"),
+        "{}",
+        stderr(&missing)
+    );
+    let refused = post(Some("not-the-token".into()), args)
+        .await
+        .expect("join");
+    assert!(!refused.status.success());
+    assert_eq!(
+        stderr(&refused).trim(),
+        "error: the FHIR server refused the credentials (401)"
+    );
+    assert!(!stderr(&refused).contains("not-the-token"));
+    sandbox.shutdown().await;
+}

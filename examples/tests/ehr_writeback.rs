@@ -1,0 +1,103 @@
+//! The `ehr_writeback` example against the sandbox: a completed session's note reaches the
+//! sandbox's FHIR server once, the next session of the encounter replaces it, and a session
+//! placed in no chart is a dead letter rather than a note in the wrong one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use suki_ambient::sandbox::Sandbox;
+
+const SECRET: &str = "ehr-example-secret";
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (up to 20 s) until `done` holds.
+async fn until(mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_written_to_the_ehr_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sandbox = Sandbox::builder()
+        .webhook_secret(SECRET)
+        .start()
+        .await
+        .expect("sandbox");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ehr_writeback"))
+        .env("SUKI_WEBHOOK_SECRET", SECRET)
+        .env("SUKI_TOKEN", sandbox.issue_token(None))
+        .env("SUKI_API_BASE_URL", sandbox.base_url())
+        .env(
+            "SUKI_INBOX_URL",
+            format!("sqlite://{}", dir.path().join("inbox.db").display()),
+        )
+        .env("FHIR_BASE_URL", sandbox.fhir_base_url())
+        .env("FHIR_TOKEN", sandbox.fhir_token())
+        .env("FHIR_DEFAULT_PATIENT", "Patient/demo-1")
+        .env("BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start ehr_writeback");
+    let stdout = child.stdout.take().expect("stdout");
+    let _running = Running(child);
+    let first = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a first line")
+        .expect("utf-8");
+    let url = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    sandbox.set_webhook_url(Some(url));
+
+    let session = sandbox.create_session(None);
+    assert_eq!(
+        sandbox
+            .complete(&session.session_id)
+            .await
+            .expect("deliver")
+            .status,
+        200
+    );
+    until(|| !sandbox.fhir_resources(Some("Provenance")).is_empty()).await;
+    let notes = sandbox.fhir_resources(Some("DocumentReference"));
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["subject"]["reference"], "Patient/demo-1");
+    assert_eq!(notes[0]["docStatus"], "preliminary");
+
+    // The same webhook again (Suki's support re-sends it): deduplicated, nothing new.
+    let written = sandbox.fhir_resources(None).len();
+    sandbox
+        .redeliver(&session.session_id)
+        .await
+        .expect("redeliver");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sandbox.fhir_resources(None).len(), written);
+
+    // A later session of the same encounter replaces the first note.
+    let later = sandbox.create_session(Some(&session.encounter_id));
+    sandbox.complete(&later.session_id).await.expect("deliver");
+    until(|| sandbox.fhir_resources(Some("DocumentReference")).len() == 2).await;
+    let second = &sandbox.fhir_resources(Some("DocumentReference"))[1];
+    assert_eq!(second["relatesTo"][0]["code"], "replaces");
+    assert_eq!(
+        second["relatesTo"][0]["target"]["identifier"]["value"],
+        format!("{}/note", session.session_id)
+    );
+    sandbox.shutdown().await;
+}
