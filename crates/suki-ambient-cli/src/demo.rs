@@ -11,6 +11,8 @@ use suki_ambient_core::{
     EventHandler, EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed,
     UnixMillis, WebhookEndpoint, WebhookEvent, WebhookMeta, WebhookSecret, async_trait,
 };
+use suki_ambient_fhir::{BearerToken, EhrContext, FhirClient, FhirWriteBack, Reference};
+use suki_ambient_inbox::Permanent;
 use suki_ambient_inbox::{
     ExpectedSession, FetchResults, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution,
     ResultsHandler,
@@ -49,7 +51,7 @@ impl EventHandler for DemoHandler {
 }
 
 /// How many numbered steps the demo shows.
-const STEPS: u32 = 10;
+const STEPS: u32 = 11;
 
 fn step(n: u32, text: &str) {
     println!("[{n}/{STEPS}] {text}");
@@ -325,13 +327,88 @@ async fn inbox_steps(sandbox: &SandboxHandle) -> Result<bool, Failure> {
     let retried = processed.load(Ordering::SeqCst) == 2 && row.attempts == 2;
 
     let lost = lost_webhook_step(sandbox, &client, &inbox, &processed, worker).await?;
-    server.abort();
     let status = inbox.status().await?;
     println!(
         "      inbox: {} done, {} pending, {} dead",
         status.counts.done, status.counts.pending, status.counts.dead
     );
-    Ok(recovered && retried && lost && status.counts.done == 3)
+    let ehr = ehr_step(sandbox, &client, &inbox).await?;
+    server.abort();
+    Ok(recovered && retried && lost && status.counts.done == 3 && ehr)
+}
+
+/// Step 11: the last mile: a completed session's note written to the EHR (the sandbox's FHIR
+/// server) as one transaction, and the same row run again creating nothing.
+async fn ehr_step(
+    sandbox: &SandboxHandle,
+    client: &AmbientClient,
+    inbox: &Inbox,
+) -> Result<bool, Failure> {
+    let ehr = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(BearerToken::new(sandbox.fhir_token()))
+        .build()?;
+    // Where the note belongs is the integrator's knowledge: one demo patient here.
+    let place = |event: &SessionCompleted| -> Result<EhrContext, HandlerError> {
+        let encounter = format!("Encounter/{}", event.encounter_id.as_str());
+        Ok(EhrContext::new(Reference::parse("Patient/demo-patient")?)
+            .encounter(Reference::parse(&encounter).map_err(|_| Permanent("bad_encounter"))?))
+    };
+    let worker = || {
+        InboxWorker::builder(
+            inbox.clone(),
+            FetchResults::new(client.clone(), FhirWriteBack::new(ehr.clone(), place)),
+        )
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .build()
+    };
+    let session = sandbox.create_session(None);
+    let delivery = sandbox.complete(&session.session_id).await?;
+    step(
+        11,
+        &format!(
+            "Session {} → {} {}; the worker writes its note to the EHR (the sandbox's FHIR \
+             server) as one FHIR R4 transaction",
+            session.session_id, delivery.status, delivery.body
+        ),
+    );
+    worker().drain(Duration::from_secs(10)).await?;
+    let written = sandbox.fhir_resources(None);
+    let count = |kind: &str| written.iter().filter(|r| r["resourceType"] == kind).count();
+    println!(
+        "      EHR: {} DocumentReference (docStatus {}), {} Composition, {} Condition, {} \
+         MedicationRequest (draft), {} Provenance (Suki Ambient as author)",
+        count("DocumentReference"),
+        written
+            .iter()
+            .find(|r| r["resourceType"] == "DocumentReference")
+            .and_then(|r| r["docStatus"].as_str())
+            .unwrap_or("-"),
+        count("Composition"),
+        count("Condition"),
+        count("MedicationRequest"),
+        count("Provenance"),
+    );
+    // An operator runs the row again (a handler bug fixed, say): conditional creates match.
+    let row = inbox
+        .list(Some(suki_ambient_inbox::State::Done), 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Failure("the inbox lost the delivery".into()))?;
+    inbox
+        .act(
+            &suki_ambient_inbox::Actor::application(),
+            suki_ambient_inbox::Action::Retry(suki_ambient_inbox::Selection::Id(row.id)),
+        )
+        .await?;
+    worker().drain(Duration::from_secs(10)).await?;
+    let again = sandbox.fhir_resources(None).len();
+    println!(
+        "      the same row run again: {} new resources in the EHR (conditional creates: \
+         nothing is written twice)",
+        again - written.len()
+    );
+    Ok(count("DocumentReference") == 1 && again == written.len())
 }
 
 /// Step 10: a session whose webhook the sandbox lost, recovered by the reconciler; the late

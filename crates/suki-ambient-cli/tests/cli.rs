@@ -300,9 +300,12 @@ fn the_demo_runs_the_whole_flow() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     for needle in [
-        "[6/10]",
-        "[9/10]",
-        "[10/10]",
+        "[6/11]",
+        "[9/11]",
+        "[10/11]",
+        "[11/11]",
+        "EHR: 1 DocumentReference (docStatus preliminary), 1 Composition",
+        "the same row run again: 0 new resources in the EHR",
         "1 checked, 1 recovered",
         "(poll) processed on attempt 1",
         "answered 200 {\"status\":\"duplicate\"}: the handler ran once",
