@@ -1,10 +1,10 @@
 //! `transaction`: a completed session's results → one FHIR R4 transaction Bundle, with
 //! deterministic identifiers and conditional creates.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine as _;
 use serde::Serialize;
 use suki_ambient_core::UnixMillis;
 use suki_ambient_core::api::{Code, CodeSystem, Diagnosis, MedicationOrder};
@@ -12,11 +12,11 @@ use suki_ambient_core::api::{Code, CodeSystem, Diagnosis, MedicationOrder};
 use crate::context::{EhrContext, Mapping, SessionNote};
 use crate::model::{
     Agent, Annotation, Attachment, Bundle, CodeableConcept, Coding, Composition, Condition,
-    Content, DocumentContext, DocumentReference, Dosage, Entry, Extension, Identifier,
+    Content, DocumentContext, DocumentReference, Dosage, Entry, Extension, Identifier, JsonText,
     MedicationRequest, Meta, Narrative, Provenance, Reference, RelatesTo, Request, Resource,
     Section,
 };
-use crate::text::{fhir_string, search_value, urn_uuid, xhtml};
+use crate::text::{fhir_string, fhir_text, push_search_value, search_value, urn_uuid};
 use crate::{IDENTIFIER_SYSTEM, MapError};
 
 const LOINC: &str = "http://loinc.org";
@@ -56,9 +56,12 @@ pub struct EntrySummary {
 impl TransactionBundle {
     /// The Bundle as JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        // PANIC: the model holds strings, integers and sequences only, with no map keys:
-        // serde_json cannot fail to serialize it.
-        serde_json::to_vec(&self.bundle).expect("a Bundle always serializes")
+        // Sized for the note twice over (base64 and XHTML) and the rest: no regrowth.
+        let mut out = Vec::with_capacity(self.note_bytes * 3 + 16 * 1024);
+        // PANIC: the model holds strings, integers and sequences only, with no map keys, and
+        // a Vec cannot fail to be written: serde_json cannot fail to serialize it.
+        serde_json::to_writer(&mut out, &self.bundle).expect("a Bundle always serializes");
+        out
     }
 
     /// How many entries (resources) it writes.
@@ -129,12 +132,12 @@ pub fn transaction(
     }
     let session = fhir_string(note.session_id.as_str()).unwrap_or_else(|| "-".to_owned());
     let at = instant(note.at);
-    let sections: Vec<(Option<String>, Option<String>, String)> = note
+    let sections: Vec<(Option<String>, Option<String>, Cow<'_, str>)> = note
         .content
         .summary
         .iter()
         .filter_map(|s| {
-            let text = s.content.as_deref().and_then(fhir_string)?;
+            let text = s.content.as_deref().and_then(fhir_text)?;
             let title = s.title.as_deref().and_then(fhir_string);
             let loinc = s.loinc_code.as_deref().and_then(code_token);
             Some((title, loinc, text))
@@ -163,15 +166,15 @@ pub fn transaction(
     let note_type = CodeableConcept {
         coding: vec![Coding {
             system: Some(LOINC.into()),
-            code: code_token(&mapping.note_type.code),
-            display: fhir_string(&mapping.note_type.display),
+            code: code_token(&mapping.note_type.code).map(Cow::Owned),
+            display: fhir_string(&mapping.note_type.display).map(Cow::Owned),
         }],
         text: None,
     };
     let mut entries = Vec::new();
 
     // The note: the sections in order, as UTF-8 text.
-    let mut text = String::new();
+    let mut text = String::with_capacity(sections.iter().map(|s| s.2.len() + 64).sum());
     for (title, _, body) in &sections {
         if let Some(title) = title {
             text.push_str(title);
@@ -180,7 +183,8 @@ pub fn transaction(
         text.push_str(body);
         text.push_str("\n\n");
     }
-    let text = text.trim_end().to_owned() + "\n";
+    text.truncate(text.trim_end().len());
+    text.push('\n');
     let note_bytes = text.len();
     let relates_to = ehr
         .replaces
@@ -229,7 +233,7 @@ pub fn transaction(
                 attachment: Attachment {
                     content_type: "text/plain; charset=utf-8",
                     language: "en-US",
-                    data: base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+                    data: JsonText::base64(text.as_bytes()),
                     size: note_bytes as u64,
                     title: "Suki Ambient note",
                     creation: at.clone(),
@@ -262,14 +266,14 @@ pub fn transaction(
                         code: loinc.as_ref().map(|code| CodeableConcept {
                             coding: vec![Coding {
                                 system: Some(LOINC.into()),
-                                code: Some(code.clone()),
+                                code: Some(Cow::Owned(code.clone())),
                                 display: None,
                             }],
                             text: None,
                         }),
                         text: Narrative {
                             status: "generated",
-                            div: xhtml(body),
+                            div: JsonText::xhtml(body),
                         },
                     })
                     .collect(),
@@ -326,7 +330,7 @@ pub fn transaction(
                 security: Vec::new(),
                 tag: vec![Coding {
                     system: Some(IDENTIFIER_SYSTEM.into()),
-                    code: Some(tag.clone()),
+                    code: Some(Cow::Owned(tag.clone())),
                     display: None,
                 }],
             },
@@ -483,18 +487,22 @@ fn codings(codes: &[Code], mapping: &Mapping) -> Vec<Coding> {
         .into_iter()
         .filter_map(|c| {
             let code = code_token(&c.code)?;
-            let system = match &c.system {
-                Some(CodeSystem::Icd10) => ICD10_CM.to_owned(),
-                Some(CodeSystem::Snomed) => SNOMED.to_owned(),
-                Some(CodeSystem::Imo) => mapping.imo_system.clone(),
-                Some(CodeSystem::Rxcui) => RXNORM.to_owned(),
-                Some(other) => format!("{OTHER_CODE_TYPE}{}", uri_token(other.as_str())),
-                None => format!("{OTHER_CODE_TYPE}unknown"),
+            let system: Cow<'static, str> = match &c.system {
+                Some(CodeSystem::Icd10) => ICD10_CM.into(),
+                Some(CodeSystem::Snomed) => SNOMED.into(),
+                Some(CodeSystem::Imo) => mapping.imo_system.clone().into(),
+                Some(CodeSystem::Rxcui) => RXNORM.into(),
+                Some(other) => format!("{OTHER_CODE_TYPE}{}", uri_token(other.as_str())).into(),
+                None => format!("{OTHER_CODE_TYPE}unknown").into(),
             };
             Some(Coding {
                 system: Some(system),
-                code: Some(code),
-                display: c.description.as_deref().and_then(fhir_string),
+                code: Some(Cow::Owned(code)),
+                display: c
+                    .description
+                    .as_deref()
+                    .and_then(fhir_string)
+                    .map(Cow::Owned),
             })
         })
         .collect()
@@ -539,7 +547,7 @@ fn is_absolute_uri(text: &str) -> bool {
         && !text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-fn concept(system: &str, code: &str, display: &str) -> CodeableConcept {
+fn concept(system: &'static str, code: &'static str, display: &'static str) -> CodeableConcept {
     CodeableConcept {
         coding: vec![Coding {
             system: Some(system.into()),
@@ -560,7 +568,11 @@ fn identifier(session: &str, part: &str) -> Identifier {
 /// An entry for `resource`, the part `part` of `session`, created unless its identifier exists.
 fn entry(session: &str, part: &str, mut resource: Resource) -> Entry {
     let id = identifier(session, part);
-    let if_none_exist = format!("identifier={IDENTIFIER_SYSTEM}|{}", search_value(&id.value));
+    let mut if_none_exist = String::with_capacity(32 + id.value.len());
+    if_none_exist.push_str("identifier=");
+    if_none_exist.push_str(IDENTIFIER_SYSTEM);
+    if_none_exist.push('|');
+    push_search_value(&mut if_none_exist, &id.value);
     match &mut resource {
         Resource::Condition(c) => c.identifier = vec![id.clone()],
         Resource::MedicationRequest(m) => m.identifier = vec![id.clone()],

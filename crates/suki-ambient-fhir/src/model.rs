@@ -1,7 +1,74 @@
 //! The FHIR R4 elements this crate writes: a small serde model of the resources it emits, not a
 //! general FHIR model (a generated one costs minutes of build for five resources).
 
+use std::borrow::Cow;
+
 use serde::Serialize;
+
+/// A large string (the note as base64, a section's XHTML) written into the JSON as it was
+/// escaped once when built, not scanned again by the serializer.
+#[derive(Clone)]
+pub(crate) enum JsonText {
+    /// Already a JSON string literal.
+    Raw(Box<serde_json::value::RawValue>),
+    /// Escaped by the serializer (text with control characters).
+    Plain(String),
+}
+
+impl JsonText {
+    /// `text` as a JSON string: quotes and backslashes escaped with a vector search; text with
+    /// control characters is left to the serializer.
+    pub(crate) fn new(text: String) -> Self {
+        let bytes = text.as_bytes();
+        if crate::text::has_control(bytes) {
+            return Self::Plain(text);
+        }
+        let mut json = String::with_capacity(text.len() + 16);
+        json.push('"');
+        let mut start = 0;
+        for i in memchr::memchr2_iter(b'"', b'\\', bytes) {
+            json.push_str(&text[start..i]);
+            json.push('\\');
+            start = i;
+        }
+        json.push_str(&text[start..]);
+        json.push('"');
+        Self::raw(json).unwrap_or(Self::Plain(text))
+    }
+
+    /// `bytes` in base64, written straight into a JSON string of the exact size.
+    pub(crate) fn base64(bytes: &[u8]) -> Self {
+        use base64::Engine as _;
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let mut json = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
+        json.push('"');
+        engine.encode_string(bytes, &mut json);
+        json.push('"');
+        Self::raw(json).unwrap_or_else(|| Self::Plain(engine.encode(bytes)))
+    }
+
+    /// The narrative `div` of `text` (see [`crate::text::xhtml`]).
+    pub(crate) fn xhtml(text: &str) -> Self {
+        crate::text::xhtml_json(text)
+            .and_then(Self::raw)
+            .unwrap_or_else(|| Self::new(crate::text::xhtml(text)))
+    }
+
+    fn raw(json: String) -> Option<Self> {
+        serde_json::value::RawValue::from_string(json)
+            .ok()
+            .map(Self::Raw)
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Raw(raw) => raw.serialize(s),
+            Self::Plain(text) => text.serialize(s),
+        }
+    }
+}
 
 /// `Bundle` of type `transaction`.
 #[derive(Clone, Serialize)]
@@ -67,14 +134,15 @@ pub(crate) struct Identifier {
     pub(crate) value: String,
 }
 
+/// A coding: most of its strings are constants, borrowed rather than allocated per Bundle.
 #[derive(Clone, Default, Serialize)]
 pub(crate) struct Coding {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) system: Option<String>,
+    pub(crate) system: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) code: Option<String>,
+    pub(crate) code: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) display: Option<String>,
+    pub(crate) display: Option<Cow<'static, str>>,
 }
 
 #[derive(Clone, Default, Serialize)]
@@ -150,7 +218,7 @@ pub(crate) struct Content {
 pub(crate) struct Attachment {
     pub(crate) content_type: &'static str,
     pub(crate) language: &'static str,
-    pub(crate) data: String,
+    pub(crate) data: JsonText,
     pub(crate) size: u64,
     pub(crate) title: &'static str,
     pub(crate) creation: String,
@@ -189,7 +257,7 @@ pub(crate) struct Section {
 #[derive(Clone, Serialize)]
 pub(crate) struct Narrative {
     pub(crate) status: &'static str,
-    pub(crate) div: String,
+    pub(crate) div: JsonText,
 }
 
 #[derive(Clone, Serialize)]

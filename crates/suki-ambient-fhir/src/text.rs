@@ -1,14 +1,30 @@
 //! Text for FHIR: strings its JSON schema accepts, XHTML narrative, search values, and
 //! deterministic `urn:uuid`s.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 /// `text` as a FHIR `string` (`[ \r\n\t\S]+`), or `None` when nothing is left: control
 /// characters other than tab, CR and LF are dropped (XML cannot carry them either), other
 /// whitespace (no-break space, line separators) becomes a space, and the ends are trimmed.
 pub(crate) fn fhir_string(text: &str) -> Option<String> {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    fhir_text(text).map(Cow::into_owned)
+}
+
+/// [`fhir_string`], borrowing `text` when it needs no change (most text: a note section is
+/// not copied to be checked).
+pub(crate) fn fhir_text(text: &str) -> Option<Cow<'_, str>> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    // Printable ASCII first (a branch-free byte test), then any character that would change.
+    if plain_ascii(trimmed.as_bytes()) || !trimmed.chars().any(needs_change) {
+        return Some(Cow::Borrowed(trimmed));
+    }
+    let mut out = String::with_capacity(trimmed.len());
+    for c in trimmed.chars() {
         match c {
             ' ' | '\t' | '\n' | '\r' => out.push(c),
             c if c.is_whitespace() => out.push(' '),
@@ -17,7 +33,26 @@ pub(crate) fn fhir_string(text: &str) -> Option<String> {
         }
     }
     let trimmed = out.trim();
-    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+    (!trimmed.is_empty()).then(|| Cow::Owned(trimmed.to_owned()))
+}
+
+/// Whether `bytes` are printable ASCII, tab, LF and CR only. No early exit, no branch: the
+/// loop runs on vectors.
+fn plain_ascii(bytes: &[u8]) -> bool {
+    let mut bad = 0u8;
+    for &b in bytes {
+        let allowed_control = u8::from(b == b'\t') | u8::from(b == b'\n') | u8::from(b == b'\r');
+        bad |= (u8::from(b < 0x20) & !allowed_control) | u8::from(b >= 0x7f);
+    }
+    bad == 0
+}
+
+/// Whether [`fhir_string`] changes `c`.
+fn needs_change(c: char) -> bool {
+    match c {
+        ' ' | '\t' | '\n' | '\r' => false,
+        c => c.is_whitespace() || c.is_control() || is_xml_excluded(c),
+    }
 }
 
 /// Characters XML 1.0 does not allow even escaped (beside the C0 controls): the noncharacters
@@ -26,77 +61,127 @@ fn is_xml_excluded(c: char) -> bool {
     matches!(c, '\u{FFFE}' | '\u{FFFF}')
 }
 
-/// Escapes `text` for XHTML content.
+/// Escapes `text` for XHTML content: `&`, `<` and `>` (quotes need no escape outside
+/// attributes), found with `memchr`'s vector search, the runs between them copied whole.
 pub(crate) fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+    let mut start = 0;
+    for i in memchr::memchr3_iter(b'&', b'<', b'>', text.as_bytes()) {
+        out.push_str(&text[start..i]);
+        out.push_str(match text.as_bytes()[i] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            _ => "&gt;",
+        });
+        start = i + 1;
     }
+    out.push_str(&text[start..]);
 }
+
+/// The opening of every narrative `div`.
+const DIV_OPEN: &str = "<div xmlns=\"http://www.w3.org/1999/xhtml\">";
+/// The same inside a JSON string literal.
+const DIV_OPEN_JSON: &str = "<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">";
 
 /// A narrative `div` for cleaned `text`: one `<p>` per paragraph (blank lines between), line
 /// breaks within one as `<br/>`, everything escaped; well-formed XHTML with its namespace and
 /// no named entities (FHIR's txt-1 and txt-2).
 pub(crate) fn xhtml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 64);
-    out.push_str("<div xmlns=\"http://www.w3.org/1999/xhtml\">");
-    let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
-    for paragraph in normalized.split("\n\n") {
-        let paragraph = paragraph.trim();
-        if paragraph.is_empty() {
+    let mut out = String::with_capacity(text.len() + text.len() / 8 + 64);
+    xhtml_into(&mut out, text, DIV_OPEN);
+    out
+}
+
+/// [`xhtml`] as a JSON string literal, written in one pass, when `text` holds nothing JSON must
+/// escape besides the `div`'s own quotes (no `"`, `\` or control character but line feeds:
+/// most notes);
+/// `None` otherwise.
+pub(crate) fn xhtml_json(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    // Line feeds end lines and are not written; any other control character would need an
+    // escape.
+    let controls = bytes.iter().fold(0u8, |bad, &b| {
+        bad | (u8::from(b < 0x20) & u8::from(b != b'\n'))
+    });
+    if controls != 0 || memchr::memchr2(b'"', b'\\', bytes).is_some() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / 8 + 64);
+    out.push('"');
+    xhtml_into(&mut out, text, DIV_OPEN_JSON);
+    out.push('"');
+    Some(out)
+}
+
+fn xhtml_into(out: &mut String, text: &str, open: &str) {
+    out.push_str(open);
+    let mut in_paragraph = false;
+    // `lines` ends lines at `\n` and `\r\n` (a lone `\r` stays: XML allows it).
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            if in_paragraph {
+                out.push_str("</p>");
+                in_paragraph = false;
+            }
             continue;
         }
-        out.push_str("<p>");
-        for (i, line) in paragraph.lines().enumerate() {
-            if i > 0 {
-                out.push_str("<br/>");
-            }
-            escape_into(&mut out, line);
-        }
+        out.push_str(if in_paragraph { "<br/>" } else { "<p>" });
+        in_paragraph = true;
+        escape_into(out, line);
+    }
+    if in_paragraph {
         out.push_str("</p>");
     }
     out.push_str("</div>");
-    out
+}
+
+/// Whether `bytes` hold a control character (below U+0020), with no branch per byte.
+pub(crate) fn has_control(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |bad, &b| bad | u8::from(b < 0x20)) != 0
 }
 
 /// `text` percent-encoded for a search value inside `ifNoneExist`: everything but RFC 3986's
 /// unreserved characters, `:` and `/` (as in `identifier=urn:suki:session|abc/note`).
 pub(crate) fn search_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len() + 8);
+    push_search_value(&mut out, text);
+    out
+}
+
+/// [`search_value`], appended to `out`.
+pub(crate) fn push_search_value(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/') {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
-    out
 }
 
 /// A `urn:uuid:` for `name`, the same every time (a name-based UUID from SHA-256, version 8
 /// layout): Bundle entries' `fullUrl`s, so that a Bundle is byte-for-byte the same on every
 /// attempt.
 pub(crate) fn urn_uuid(name: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(name.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x80; // version 8 (custom)
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
-    let h = hex::encode(b);
-    format!(
-        "urn:uuid:{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut out = String::with_capacity(45);
+    out.push_str("urn:uuid:");
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -119,6 +204,19 @@ mod tests {
             xhtml("a < b & c\nnext line\n\n<script>x</script>"),
             "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>a &lt; b &amp; c<br/>next line</p>\
              <p>&lt;script&gt;x&lt;/script&gt;</p></div>"
+        );
+        for text in ["a < b\n\nc & d", "say \"hi\"", "tab\there", "back\\slash"] {
+            let expected = serde_json::to_string(&xhtml(text)).expect("json");
+            match xhtml_json(text) {
+                Some(json) => assert_eq!(json, expected),
+                None => assert!(text.contains(['"', '\\', '\t', '\r'])),
+            }
+        }
+        assert!(xhtml_json("a < b\n\nc & d").is_some());
+        assert_eq!(
+            xhtml("one\r\ntwo\r\n \r\n\"q\" 'a' >"),
+            "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>one<br/>two</p>\
+             <p>\"q\" 'a' &gt;</p></div>"
         );
     }
 

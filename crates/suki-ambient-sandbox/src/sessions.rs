@@ -99,6 +99,29 @@ impl SandboxControl {
         self.deliver(&event).await
     }
 
+    /// Serves `note` and `structured` as the content and structured data of completed session
+    /// `id` (session and encounter endpoints) instead of the generated ones: your own
+    /// documents, e.g. to test an EHR mapping with a note of your shape.
+    ///
+    /// # Errors
+    /// [`SandboxError::UnknownSession`]; [`SandboxError::NotEnded`] when it has not completed.
+    pub fn set_results(
+        &self,
+        id: &SessionId,
+        note: suki_ambient_core::api::NoteContent,
+        structured: suki_ambient_core::api::StructuredData,
+    ) -> Result<(), SandboxError> {
+        let mut world = self.shared.world();
+        let session = world
+            .sessions
+            .get_mut(id.as_str())
+            .ok_or(SandboxError::UnknownSession)?;
+        let generated = session.generated.as_mut().ok_or(SandboxError::NotEnded)?;
+        generated.note = note;
+        generated.structured = structured;
+        Ok(())
+    }
+
     /// Fails a session (`ERROR_CODE_TRANSCRIPTION`) and delivers its `failure` webhook.
     ///
     /// # Errors
