@@ -16,6 +16,7 @@ use suki_ambient::{
 const SECRET: &str = "SECRET-MARKER-9f2c";
 const PARTNER_TOKEN: &str = "PARTNER-TOKEN-MARKER-77aa";
 const PHI: &str = "PHI-MARKER-Jane-Q-Public";
+const FHIR_TOKEN: &str = "FHIR-TOKEN-MARKER-31c7";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_token_or_payload_in_logs_errors_debug_or_responses() {
@@ -141,6 +142,37 @@ async fn no_secret_token_or_payload_in_logs_errors_debug_or_responses() {
         .unwrap_err();
     shown.push(format!("{err} {err:?} {static_client:?}"));
 
+    // The FHIR write-back: a note full of PHI mapped and posted, then refused (a marker token)
+    // and failing (503): nothing of the note or the tokens in logs, errors or Debug.
+    let note: suki_ambient::api::NoteContent = serde_json::from_value(serde_json::json!({
+        "summary": [{"title": "HPI", "content": format!("{PHI} <b>&</b>"), "loinc_code": "10164-2"}]
+    }))
+    .unwrap();
+    let session = SessionId::from("hygiene-fhir");
+    let fhir_note = suki_ambient::fhir::SessionNote::new(&session, &note, UnixMillis::now());
+    let ehr = suki_ambient::fhir::EhrContext::new(
+        suki_ambient::fhir::Reference::parse("Patient/hygiene-patient").unwrap(),
+    );
+    let bundle = suki_ambient::fhir::transaction(&fhir_note, &ehr, &Default::default()).unwrap();
+    shown.push(format!(
+        "{bundle:?} {fhir_note:?} {ehr:?} {:?}",
+        bundle.entries()
+    ));
+    let fhir = |token: &str| {
+        suki_ambient::fhir::FhirClient::builder(sandbox.fhir_base_url())
+            .auth(suki_ambient::fhir::BearerToken::new(token))
+            .retry(RetryPolicy::default().max_attempts(1))
+            .build()
+            .unwrap()
+    };
+    let written = fhir(sandbox.fhir_token()).post(&bundle).await.unwrap();
+    shown.push(format!("{written:?}"));
+    let err = fhir(FHIR_TOKEN).post(&bundle).await.unwrap_err();
+    shown.push(format!("{err} {err:?} {:?}", fhir(FHIR_TOKEN)));
+    sandbox.inject(Fault::status(503).on("/fhir").times(1));
+    let err = fhir(sandbox.fhir_token()).post(&bundle).await.unwrap_err();
+    shown.push(format!("{err} {err:?}"));
+
     let logs = capture.text();
     assert!(
         logs.contains("suki_api"),
@@ -150,9 +182,21 @@ async fn no_secret_token_or_payload_in_logs_errors_debug_or_responses() {
         logs.contains("suki webhook"),
         "the endpoints' events were captured"
     );
+    assert!(
+        logs.contains("fhir transaction failed") && logs.contains("fhir transaction posted"),
+        "the FHIR client's events were captured"
+    );
     let everything = format!("{logs}\n{}", shown.join("\n"));
     let synthetic_note = "SYNTHETIC: follow-up of blood pressure";
-    for marker in [SECRET, PARTNER_TOKEN, PHI, issued.as_str(), synthetic_note] {
+    for marker in [
+        SECRET,
+        PARTNER_TOKEN,
+        PHI,
+        FHIR_TOKEN,
+        sandbox.fhir_token(),
+        issued.as_str(),
+        synthetic_note,
+    ] {
         if let Some(at) = everything.find(marker) {
             let from = at.saturating_sub(300);
             panic!(
