@@ -116,3 +116,34 @@ async fn refused_credentials_are_permanent_and_the_token_shows_nowhere() {
     assert!(matches!(err, FhirError::Config(_)));
     sandbox.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_ehr_times_out_retryably_and_a_later_post_completes_once() {
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    sandbox.inject(
+        Fault::latency(Duration::from_millis(1_500))
+            .on("/fhir")
+            .times(2),
+    );
+    let fhir = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(BearerToken::new(sandbox.fhir_token()))
+        .timeout(Duration::from_millis(200))
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(2)
+                .base_delay(Duration::from_millis(10)),
+        )
+        .build()
+        .expect("client");
+    let err = fhir.post(&bundle("s-slow")).await.expect_err("too slow");
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(err.code(), "fhir_timeout");
+    assert_eq!(sandbox.requests("/fhir"), 2, "two attempts");
+    // Whether the EHR finished a write the client gave up on is the server's business (this
+    // one drops the request with the connection): posting again completes the session, and
+    // nothing is written twice either way.
+    let again = fhir.post(&bundle("s-slow")).await.expect("post");
+    assert_eq!(again.created() + again.matched(), 9);
+    assert_eq!(sandbox.fhir_resources(None).len(), 9);
+    sandbox.shutdown().await;
+}

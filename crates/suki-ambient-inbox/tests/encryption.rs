@@ -13,7 +13,7 @@ use suki_ambient_core::{
     Bytes, HandlerError, SignedHeaders, UnixMillis, Verifier, WebhookEndpoint, WebhookEvent,
     WebhookSecret,
 };
-use suki_ambient_inbox::{BodyKey, Inbox, InboxMeta, InboxWorker, KeyProvider, Keys, State};
+use suki_ambient_inbox::{BodyKey, Inbox, InboxMeta, InboxWorker, Keys, State};
 
 const SECRET: &str = "encryption-test-secret";
 
@@ -148,7 +148,7 @@ async fn a_missing_key_fails_visibly_and_rotation_keeps_old_rows_readable() {
     assert_eq!(newest.key_id.as_deref(), Some(key(2).id()));
     assert_eq!(rotated.status().await.expect("status").counts.done, 3);
     assert_eq!(
-        Keys::new([key(2), key(1)]).expect("keys").ids(),
+        suki_ambient_inbox::KeyProvider::ids(&Keys::new([key(2), key(1)]).expect("keys")),
         [key(2).id().to_owned(), key(1).id().to_owned()]
     );
 }

@@ -1,4 +1,5 @@
-//! The sandbox's FHIR server stands in for an EHR: a session's transaction Bundle posted twice
+//! The sandbox's FHIR server stands in for an EHR (tested here, where the mapping is: the
+//! sandbox does not depend on this crate): a session's transaction Bundle posted twice
 //! creates each resource once; references to entries' placeholders name the stored resources;
 //! searches, a bearer token, faults, and refusals with OperationOutcomes.
 
