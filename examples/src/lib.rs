@@ -49,3 +49,59 @@ pub fn exit(message: &str) -> ! {
     eprintln!("error: {message}");
     std::process::exit(1)
 }
+
+/// A non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The client of Suki's follow-up APIs the inbox examples use: `SUKI_API_BASE_URL` (default
+/// Suki staging), with partner login (`SUKI_PARTNER_ID`, `SUKI_PARTNER_TOKEN`) or a static token
+/// (`SUKI_TOKEN`); the program ends with a one-line error without them.
+///
+/// Partner login renews the token before it expires; a static token cannot be renewed: once it
+/// expires or is revoked, completed sessions become dead letters
+/// (`fetch_contents_401_invalid_sdp_token`) until the process gets a new one and
+/// `suki-ambient inbox retry --dead` runs.
+pub fn suki_client() -> suki_ambient::client::AmbientClient {
+    use suki_ambient::client::{AmbientClient, Environment, PartnerLogin};
+    let builder = match env("SUKI_API_BASE_URL") {
+        Some(url) => AmbientClient::builder().base_url(url),
+        None => AmbientClient::builder().environment(Environment::Staging),
+    };
+    let builder = match (
+        env("SUKI_PARTNER_ID"),
+        env("SUKI_PARTNER_TOKEN"),
+        env("SUKI_TOKEN"),
+    ) {
+        (Some(partner), Some(partner_token), _) => {
+            builder.auth(PartnerLogin::new(partner, partner_token))
+        }
+        (_, _, Some(token)) => builder.token(token),
+        _ => exit(
+            "set SUKI_PARTNER_ID and SUKI_PARTNER_TOKEN (partner login), or SUKI_TOKEN (an sdp_suki_token)",
+        ),
+    };
+    builder.build().unwrap_or_else(|e| exit(&e.to_string()))
+}
+
+/// The durable inbox at `SUKI_INBOX_URL` (default `sqlite://suki-inbox.db`), its bodies sealed
+/// at rest with the keys of `SUKI_INBOX_KEYS` (base64, comma-separated, the current one first);
+/// in clear without it, said once with a WARN.
+pub async fn inbox() -> suki_ambient::inbox::Inbox {
+    use suki_ambient::inbox::{Inbox, Keys};
+    let url = env("SUKI_INBOX_URL").unwrap_or_else(|| "sqlite://suki-inbox.db".into());
+    let inbox = Inbox::connect(&url)
+        .await
+        .unwrap_or_else(|e| exit(&format!("cannot open the inbox: {e}")));
+    match Keys::from_env("SUKI_INBOX_KEYS") {
+        Ok(Some(keys)) => inbox.with_keys(keys),
+        Ok(None) => {
+            tracing::warn!(
+                "SUKI_INBOX_KEYS is not set: webhook bodies are stored in clear (docs/security.md)"
+            );
+            inbox
+        }
+        Err(e) => exit(&format!("SUKI_INBOX_KEYS: {e}")),
+    }
+}

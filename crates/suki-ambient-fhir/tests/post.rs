@@ -2,32 +2,16 @@
 //! once; a 503 is retried (and, when it lasts, is a retryable error); refused credentials and
 //! other 4xx are not retried; the token shows nowhere.
 
+mod common;
+
 use std::time::Duration;
 
 use suki_ambient_client::RetryPolicy;
-use suki_ambient_core::api::{NoteContent, StructuredData};
-use suki_ambient_core::{SessionId, UnixMillis};
-use suki_ambient_fhir::{
-    BearerToken, EhrContext, FhirClient, FhirError, Mapping, Reference, SessionNote,
-    TransactionBundle, transaction,
-};
+use suki_ambient_fhir::{BearerToken, FhirClient, FhirError, TransactionBundle};
 use suki_ambient_sandbox::{Fault, Sandbox, SandboxHandle};
 
 fn bundle(session: &str) -> TransactionBundle {
-    let content: NoteContent = serde_json::from_str(include_str!(
-        "../../../testdata/fhir/session-content-typical.json"
-    ))
-    .expect("content");
-    let structured: StructuredData = serde_json::from_str(include_str!(
-        "../../../testdata/fhir/session-structured-data-typical.json"
-    ))
-    .expect("structured data");
-    let session = SessionId::from(session);
-    let note = SessionNote::new(&session, &content, UnixMillis(1_764_460_800_000))
-        .structured_data(&structured);
-    let ehr = EhrContext::new(Reference::parse("Patient/p-1").expect("patient"))
-        .encounter(Reference::parse("Encounter/e-1").expect("encounter"));
-    transaction(&note, &ehr, &Mapping::default()).expect("maps")
+    common::typical_bundle(session)
 }
 
 fn client(sandbox: &SandboxHandle, token: &str) -> FhirClient {

@@ -3,29 +3,13 @@
 //! creates each resource once; references to entries' placeholders name the stored resources;
 //! searches, a bearer token, faults, and refusals with OperationOutcomes.
 
+mod common;
+
 use serde_json::{Value, json};
-use suki_ambient_core::api::{NoteContent, StructuredData};
-use suki_ambient_core::{SessionId, UnixMillis};
-use suki_ambient_fhir::{EhrContext, Mapping, Reference, SessionNote, transaction};
 use suki_ambient_sandbox::{Fault, Sandbox};
 
 fn session_bundle(session: &str) -> Vec<u8> {
-    let content: NoteContent = serde_json::from_str(include_str!(
-        "../../../testdata/fhir/session-content-typical.json"
-    ))
-    .expect("content");
-    let structured: StructuredData = serde_json::from_str(include_str!(
-        "../../../testdata/fhir/session-structured-data-typical.json"
-    ))
-    .expect("structured data");
-    let session = SessionId::from(session);
-    let note = SessionNote::new(&session, &content, UnixMillis(1_764_460_800_000))
-        .structured_data(&structured);
-    let ehr = EhrContext::new(Reference::parse("Patient/p-1").expect("patient"))
-        .encounter(Reference::parse("Encounter/e-1").expect("encounter"));
-    transaction(&note, &ehr, &Mapping::default())
-        .expect("maps")
-        .to_json()
+    common::typical_bundle(session).to_json()
 }
 
 async fn post(http: &reqwest::Client, base: &str, token: &str, body: Vec<u8>) -> (u16, Value) {

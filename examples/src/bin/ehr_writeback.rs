@@ -25,9 +25,8 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use axum::Router;
-use suki_ambient::client::{AmbientClient, Environment, PartnerLogin};
 use suki_ambient::fhir::{BearerToken, EhrContext, FhirClient, FhirWriteBack, Reference};
-use suki_ambient::inbox::{FetchResults, Inbox, InboxWorker, Keys, Permanent};
+use suki_ambient::inbox::{FetchResults, InboxWorker, Permanent};
 use suki_ambient::{HandlerError, SessionCompleted, WebhookEndpoint};
 
 /// The EHR references of a completed session: from its `additional_info`, else the default
@@ -66,22 +65,7 @@ fn place(event: &SessionCompleted) -> Result<EhrContext, HandlerError> {
 async fn main() -> ExitCode {
     let verifier = examples::start();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let builder = match env("SUKI_API_BASE_URL") {
-        Some(url) => AmbientClient::builder().base_url(url),
-        None => AmbientClient::builder().environment(Environment::Staging),
-    };
-    let builder = match (
-        env("SUKI_PARTNER_ID"),
-        env("SUKI_PARTNER_TOKEN"),
-        env("SUKI_TOKEN"),
-    ) {
-        (Some(partner), Some(token), _) => builder.auth(PartnerLogin::new(partner, token)),
-        (_, _, Some(token)) => builder.token(token),
-        _ => examples::exit("set SUKI_TOKEN, or SUKI_PARTNER_ID and SUKI_PARTNER_TOKEN"),
-    };
-    let suki = builder
-        .build()
-        .unwrap_or_else(|e| examples::exit(&e.to_string()));
+    let suki = examples::suki_client();
     let (Some(fhir_url), Some(fhir_token)) = (env("FHIR_BASE_URL"), env("FHIR_TOKEN")) else {
         examples::exit(
             "set FHIR_BASE_URL and FHIR_TOKEN (the EHR's FHIR endpoint and a bearer token)",
@@ -92,20 +76,7 @@ async fn main() -> ExitCode {
         .build()
         .unwrap_or_else(|e| examples::exit(&e.to_string()));
 
-    let url = env("SUKI_INBOX_URL").unwrap_or_else(|| "sqlite://suki-inbox.db".into());
-    let inbox = Inbox::connect(&url)
-        .await
-        .unwrap_or_else(|e| examples::exit(&format!("cannot open the inbox: {e}")));
-    let inbox = match Keys::from_env("SUKI_INBOX_KEYS") {
-        Ok(Some(keys)) => inbox.with_keys(keys),
-        Ok(None) => {
-            tracing::warn!(
-                "SUKI_INBOX_KEYS is not set: webhook bodies are stored in clear (docs/security.md)"
-            );
-            inbox
-        }
-        Err(e) => examples::exit(&format!("SUKI_INBOX_KEYS: {e}")),
-    };
+    let inbox = examples::inbox().await;
 
     let worker = InboxWorker::builder(
         inbox.clone(),

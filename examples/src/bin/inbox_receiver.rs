@@ -28,8 +28,8 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use axum::Router;
-use suki_ambient::client::{AmbientClient, Environment, PartnerLogin, SessionResults};
-use suki_ambient::inbox::{FetchResults, Inbox, InboxMeta, InboxWorker, Keys, ResultsHandler};
+use suki_ambient::client::SessionResults;
+use suki_ambient::inbox::{FetchResults, InboxMeta, InboxWorker, ResultsHandler};
 use suki_ambient::{
     EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed, WebhookEndpoint,
     async_trait,
@@ -89,48 +89,10 @@ impl ResultsHandler for Notes {
 async fn main() -> ExitCode {
     let verifier = examples::start();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let builder = match env("SUKI_API_BASE_URL") {
-        Some(url) => AmbientClient::builder().base_url(url),
-        None => AmbientClient::builder().environment(Environment::Staging),
-    };
-    // Partner login renews the token before it expires; a static token cannot be renewed:
-    // once it expires or is revoked, completed sessions become dead letters
-    // (`fetch_contents_401_invalid_sdp_token`) until the process gets a new one and
-    // `suki-ambient inbox retry --dead` runs.
-    let builder = match (
-        env("SUKI_PARTNER_ID"),
-        env("SUKI_PARTNER_TOKEN"),
-        env("SUKI_TOKEN"),
-    ) {
-        (Some(partner), Some(partner_token), _) => {
-            builder.auth(PartnerLogin::new(partner, partner_token))
-        }
-        (_, _, Some(token)) => builder.token(token),
-        _ => examples::exit(
-            "set SUKI_PARTNER_ID and SUKI_PARTNER_TOKEN (partner login), or SUKI_TOKEN (an sdp_suki_token)",
-        ),
-    };
-    let client = match builder.build() {
-        Ok(client) => client,
-        Err(e) => examples::exit(&e.to_string()),
-    };
-    let url = std::env::var("SUKI_INBOX_URL").unwrap_or_else(|_| "sqlite://suki-inbox.db".into());
-    let inbox = match Inbox::connect(&url).await {
-        Ok(inbox) => inbox,
-        Err(e) => examples::exit(&format!("cannot open the inbox: {e}")),
-    };
-    // Bodies sealed at rest with the keys of SUKI_INBOX_KEYS (base64, comma-separated, the
-    // current one first); in clear without it, said once.
-    let inbox = match Keys::from_env("SUKI_INBOX_KEYS") {
-        Ok(Some(keys)) => inbox.with_keys(keys),
-        Ok(None) => {
-            tracing::warn!(
-                "SUKI_INBOX_KEYS is not set: webhook bodies are stored in clear (docs/security.md)"
-            );
-            inbox
-        }
-        Err(e) => examples::exit(&format!("SUKI_INBOX_KEYS: {e}")),
-    };
+    // Partner login (renewed before expiry) or a static token; the inbox, sealed with
+    // SUKI_INBOX_KEYS (see `examples::suki_client` and `examples::inbox`).
+    let client = examples::suki_client();
+    let inbox = examples::inbox().await;
 
     // The worker picks up whatever an earlier run acknowledged and did not finish. Its stable
     // name lets it take back at once what a killed earlier run was processing (one receiver per
