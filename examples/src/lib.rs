@@ -105,3 +105,28 @@ pub async fn inbox() -> suki_ambient::inbox::Inbox {
         Err(e) => exit(&format!("SUKI_INBOX_KEYS: {e}")),
     }
 }
+
+/// What the inbox examples do once their app is built: print `listening on <url>` (the tests
+/// read it), serve `app` until Ctrl-C through the hardened server loop, then let `worker` finish
+/// or release what it holds.
+pub async fn serve_with_worker(
+    listener: TcpListener,
+    app: axum::Router,
+    worker: suki_ambient::inbox::WorkerHandle,
+) -> std::process::ExitCode {
+    use std::io::Write as _;
+    if let Ok(addr) = listener.local_addr() {
+        println!("listening on http://{addr}/webhooks/suki");
+        let _ = std::io::stdout().flush();
+    }
+    suki_ambient::axum::Server::new()
+        .serve(listener, app, ctrl_c())
+        .await;
+    match worker.shutdown().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

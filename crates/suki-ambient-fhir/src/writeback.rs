@@ -126,7 +126,21 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
             Some(Err(err)) => return Err(Box::new(err)),
             None => return Err(Box::new(Permanent("fhir_no_note"))),
         };
-        let structured = results.structured_data.and_then(Result::ok);
+        // Structured data is required unless the integrator made it optional: then a failed
+        // fetch writes the note without its Conditions and orders, said with a WARN.
+        let structured = match results.structured_data {
+            Some(Ok(structured)) => Some(structured),
+            Some(Err(err)) => {
+                tracing::warn!(
+                    id = meta.id,
+                    session = %event.session_id,
+                    error = %err,
+                    "suki fhir: structured data could not be fetched (optional link); writing the note without diagnoses and orders"
+                );
+                None
+            }
+            None => None,
+        };
         let ehr = self.resolver.resolve(&event, &meta).await?;
         let mut note = SessionNote::new(&event.session_id, &content, meta.generated_at);
         if let Some(structured) = &structured {

@@ -21,7 +21,6 @@
 //! `ehr_encounter`, `ehr_practitioner`); a later session of the same encounter replaces the note
 //! of the one before it.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use axum::Router;
@@ -96,18 +95,6 @@ async fn main() -> ExitCode {
             "/healthz",
             suki_ambient::inbox::health_router(inbox, Default::default()),
         );
-    if let Ok(addr) = listener.local_addr() {
-        println!("listening on http://{addr}/webhooks/suki");
-        let _ = std::io::stdout().flush();
-    }
-    suki_ambient::axum::Server::new()
-        .serve(listener, app, examples::ctrl_c())
-        .await;
-    match worker.shutdown().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    // Ctrl-C: the worker finishes or releases what it holds.
+    examples::serve_with_worker(listener, app, worker).await
 }

@@ -136,19 +136,6 @@ async fn main() -> ExitCode {
                 async move { prometheus.render() }
             }),
         );
-    if let Ok(addr) = listener.local_addr() {
-        println!("listening on http://{addr}/webhooks/suki");
-        let _ = std::io::stdout().flush();
-    }
-    suki_ambient::axum::Server::new()
-        .serve(listener, app, examples::ctrl_c())
-        .await;
-    // Ctrl-C: finish or release what the worker holds.
-    match worker.shutdown().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    // Ctrl-C: the worker finishes or releases what it holds.
+    examples::serve_with_worker(listener, app, worker).await
 }
