@@ -196,13 +196,13 @@ impl FhirClient {
     ) -> Result<TransactionResult, (FhirError, Option<Duration>)> {
         let inner = &self.inner;
         let token = inner.auth.bearer().await.map_err(|e| (e, None))?;
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.as_str()))
-            .map_err(|_| {
-                (
-                    FhirError::Config("the bearer token is not a valid header value".into()),
-                    None,
-                )
-            })?;
+        let header = Zeroizing::new(format!("Bearer {}", token.as_str()));
+        let mut authorization = HeaderValue::from_str(&header).map_err(|_| {
+            (
+                FhirError::Config("the bearer token is not a valid header value".into()),
+                None,
+            )
+        })?;
         authorization.set_sensitive(true);
         let response = inner
             .http
