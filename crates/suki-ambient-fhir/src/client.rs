@@ -141,7 +141,7 @@ impl FhirClient {
 
     /// Posts `bundle` to the base URL as one transaction; `Ok` with each entry's answer.
     pub async fn post(&self, bundle: &TransactionBundle) -> Result<TransactionResult, FhirError> {
-        let body = bytes::Bytes::from(bundle.to_json());
+        let body = bundle.body();
         let started = Instant::now();
         let deadline = started.checked_add(self.inner.deadline);
         let retry = self.inner.retry;

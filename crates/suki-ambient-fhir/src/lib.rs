@@ -52,8 +52,8 @@
 mod client;
 mod context;
 mod error;
+mod json;
 mod map;
-mod model;
 mod text;
 #[cfg(feature = "inbox")]
 mod writeback;

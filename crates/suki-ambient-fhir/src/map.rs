@@ -10,13 +10,8 @@ use suki_ambient_core::UnixMillis;
 use suki_ambient_core::api::{Code, CodeSystem, Diagnosis, MedicationOrder};
 
 use crate::context::{EhrContext, Mapping, SessionNote};
-use crate::model::{
-    Agent, Annotation, Attachment, Bundle, CodeableConcept, Coding, Composition, Condition,
-    Content, DocumentContext, DocumentReference, Dosage, Entry, Extension, Identifier, JsonText,
-    MedicationRequest, Meta, Narrative, Provenance, Reference, RelatesTo, Request, Resource,
-    Section,
-};
-use crate::text::{fhir_string, fhir_text, push_search_value, search_value, urn_uuid};
+use crate::json::Json;
+use crate::text::{fhir_text, push_search_value, push_xhtml_json, search_value, urn_uuid};
 use crate::{IDENTIFIER_SYSTEM, MapError};
 
 const LOINC: &str = "http://loinc.org";
@@ -29,13 +24,17 @@ const OTHER_CODE_TYPE: &str = "urn:suki:code-type:";
 /// Extensions carrying Suki's diagnosis fields that FHIR has no element for.
 const EXTENSION_BASE: &str = "urn:suki:structured-data:";
 const SUKI_DEVICE: &str = "urn:suki:device";
+const V3_OBSERVATION_VALUE: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
 
 /// A session's results as one FHIR R4 transaction Bundle (see the [crate] docs for what it
-/// holds). Serialize it ([`to_json`](Self::to_json), or with serde) and post it to the EHR's
-/// FHIR base URL. `Debug` shows counts and sizes, never content.
+/// holds), as the JSON posted to the EHR's FHIR base URL ([`to_json`](Self::to_json); it also
+/// serializes with serde). `Debug` shows counts and sizes, never content.
 #[derive(Clone)]
 pub struct TransactionBundle {
-    bundle: Bundle,
+    json: bytes::Bytes,
+    entries: Vec<EntrySummary>,
+    conditions: usize,
+    medication_requests: usize,
     note_bytes: usize,
 }
 
@@ -54,37 +53,29 @@ pub struct EntrySummary {
 }
 
 impl TransactionBundle {
-    /// The Bundle as JSON.
+    /// The Bundle as JSON (the same bytes for the same session, context and mapping).
     pub fn to_json(&self) -> Vec<u8> {
-        // Sized for the note twice over (base64 and XHTML) and the rest: no regrowth.
-        let mut out = Vec::with_capacity(self.note_bytes * 3 + 16 * 1024);
-        // PANIC: the model holds strings, integers and sequences only, with no map keys, and
-        // a Vec cannot fail to be written: serde_json cannot fail to serialize it.
-        serde_json::to_writer(&mut out, &self.bundle).expect("a Bundle always serializes");
-        out
+        self.json.to_vec()
+    }
+
+    /// The JSON, shared rather than copied (the request body).
+    pub(crate) fn body(&self) -> bytes::Bytes {
+        self.json.clone()
     }
 
     /// How many entries (resources) it writes.
     pub fn len(&self) -> usize {
-        self.bundle.entry.len()
+        self.entries.len()
     }
 
     /// Whether it writes nothing (never, for a Bundle [`transaction`] made).
     pub fn is_empty(&self) -> bool {
-        self.bundle.entry.is_empty()
+        self.entries.is_empty()
     }
 
     /// Its entries, without content.
     pub fn entries(&self) -> Vec<EntrySummary> {
-        self.bundle
-            .entry
-            .iter()
-            .map(|e| EntrySummary {
-                resource_type: e.resource.type_name(),
-                full_url: e.full_url.clone(),
-                if_none_exist: e.request.if_none_exist.clone(),
-            })
-            .collect()
+        self.entries.clone()
     }
 
     /// The size of the note's text (UTF-8 bytes, before base64).
@@ -94,27 +85,37 @@ impl TransactionBundle {
 }
 
 impl Serialize for TransactionBundle {
+    /// The same document as [`to_json`](Self::to_json), for any serde format.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.bundle.serialize(s)
+        let value: serde_json::Value =
+            serde_json::from_slice(&self.json).map_err(serde::ser::Error::custom)?;
+        value.serialize(s)
     }
 }
 
 impl fmt::Debug for TransactionBundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = |name: &str| {
-            self.bundle
-                .entry
-                .iter()
-                .filter(|e| e.resource.type_name() == name)
-                .count()
-        };
         f.debug_struct("TransactionBundle")
-            .field("entries", &self.bundle.entry.len())
-            .field("conditions", &count("Condition"))
-            .field("medication_requests", &count("MedicationRequest"))
+            .field("entries", &self.entries.len())
+            .field("conditions", &self.conditions)
+            .field("medication_requests", &self.medication_requests)
             .field("note_bytes", &self.note_bytes)
             .finish()
     }
+}
+
+/// A summary section with text, cleaned: its title, its LOINC code, its text.
+struct NoteSection<'a> {
+    title: Option<Cow<'a, str>>,
+    loinc: Option<Cow<'a, str>>,
+    text: Cow<'a, str>,
+}
+
+/// What every resource shares: the patient, the encounter, the time.
+struct Shared<'a> {
+    patient: &'a str,
+    encounter: Option<&'a str>,
+    at: &'a str,
 }
 
 /// Maps `note` for the patient and encounter of `ehr` to a transaction Bundle, with `mapping`'s
@@ -122,6 +123,9 @@ impl fmt::Debug for TransactionBundle {
 /// with neither a code nor a note, and a medication order with neither a name nor a code, are
 /// left out too (each resource needs its `code` or `medication`). `Err` when no section has
 /// text ([`MapError::EmptyNote`]) or the IMO system is not an absolute URI.
+///
+/// The JSON is written as the mapping goes (see `json.rs`): mapping a typical 16 KiB session
+/// costs a small fraction of fetching it.
 pub fn transaction(
     note: &SessionNote<'_>,
     ehr: &EhrContext,
@@ -130,350 +134,496 @@ pub fn transaction(
     if !is_absolute_uri(&mapping.imo_system) {
         return Err(MapError::CodeSystem);
     }
-    let session = fhir_string(note.session_id.as_str()).unwrap_or_else(|| "-".to_owned());
+    let session = fhir_text(note.session_id.as_str()).unwrap_or(Cow::Borrowed("-"));
     let at = instant(note.at);
-    let sections: Vec<(Option<String>, Option<String>, Cow<'_, str>)> = note
+    let sections: Vec<NoteSection<'_>> = note
         .content
         .summary
         .iter()
         .filter_map(|s| {
-            let text = s.content.as_deref().and_then(fhir_text)?;
-            let title = s.title.as_deref().and_then(fhir_string);
-            let loinc = s.loinc_code.as_deref().and_then(code_token);
-            Some((title, loinc, text))
+            Some(NoteSection {
+                text: s.content.as_deref().and_then(fhir_text)?,
+                title: s.title.as_deref().and_then(fhir_text),
+                loinc: s.loinc_code.as_deref().and_then(code_token),
+            })
         })
         .collect();
     if sections.is_empty() {
         return Err(MapError::EmptyNote);
     }
-
-    let patient = literal(ehr.patient.as_str());
-    let encounter = ehr.encounter.as_ref().map(|e| literal(e.as_str()));
-    let mut authors: Vec<Reference> = ehr
-        .practitioner
-        .iter()
-        .map(|p| literal(p.as_str()))
-        .collect();
-    authors.push(suki());
-    let ai = || Meta {
-        security: vec![Coding {
-            system: Some("http://terminology.hl7.org/CodeSystem/v3-ObservationValue".into()),
-            code: Some("AIAST".into()),
-            display: Some("Artificial Intelligence asserted".into()),
-        }],
-        tag: Vec::new(),
+    let shared = Shared {
+        patient: ehr.patient.as_str(),
+        encounter: ehr.encounter.as_ref().map(|e| e.as_str()),
+        at: &at,
     };
-    let note_type = CodeableConcept {
-        coding: vec![Coding {
-            system: Some(LOINC.into()),
-            code: code_token(&mapping.note_type.code).map(Cow::Owned),
-            display: fhir_string(&mapping.note_type.display).map(Cow::Owned),
-        }],
-        text: None,
+    let practitioner = ehr.practitioner.as_ref().map(|p| p.as_str());
+    let note_type_code = code_token(&mapping.note_type.code);
+    let note_type_display = fhir_text(&mapping.note_type.display);
+    let note_type = |j: &mut Json| {
+        j.object(|j| {
+            j.key("coding");
+            j.array(|j| {
+                j.object(|j| {
+                    j.field("system", LOINC);
+                    j.field_opt("code", note_type_code.as_deref());
+                    j.field_opt("display", note_type_display.as_deref());
+                })
+            });
+        })
     };
-    let mut entries = Vec::new();
+    let authors = |j: &mut Json| {
+        j.array(|j| {
+            if let Some(practitioner) = practitioner {
+                literal(j, practitioner);
+            }
+            suki(j);
+        })
+    };
 
     // The note: the sections in order, as UTF-8 text.
-    let mut text = String::with_capacity(sections.iter().map(|s| s.2.len() + 64).sum());
-    for (title, _, body) in &sections {
-        if let Some(title) = title {
+    let mut text = String::with_capacity(sections.iter().map(|s| s.text.len() + 64).sum());
+    for section in &sections {
+        if let Some(title) = &section.title {
             text.push_str(title);
             text.push('\n');
         }
-        text.push_str(body);
+        text.push_str(&section.text);
         text.push_str("\n\n");
     }
     text.truncate(text.trim_end().len());
     text.push('\n');
     let note_bytes = text.len();
-    let relates_to = ehr
-        .replaces
-        .iter()
-        .map(|earlier| RelatesTo {
-            code: "replaces",
-            target: Reference {
-                kind: Some("DocumentReference"),
-                identifier: Some(Identifier {
-                    system: IDENTIFIER_SYSTEM,
-                    value: format!(
-                        "{}/note",
-                        fhir_string(earlier.as_str()).unwrap_or_else(|| "-".to_owned())
-                    ),
-                }),
-                ..Reference::default()
-            },
-        })
-        .collect();
-    entries.push(entry(
-        &session,
-        "note",
-        Resource::DocumentReference(DocumentReference {
-            meta: ai(),
-            identifier: vec![identifier(&session, "note")],
-            status: "current",
-            doc_status: mapping.doc_status.as_str(),
-            kind: note_type.clone(),
-            category: vec![CodeableConcept {
-                coding: vec![Coding {
-                    system: Some(
-                        "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"
-                            .into(),
-                    ),
-                    code: Some("clinical-note".into()),
-                    display: Some("Clinical Note".into()),
-                }],
-                text: None,
-            }],
-            subject: patient.clone(),
-            date: at.clone(),
-            author: authors.clone(),
-            relates_to,
-            description: "Suki Ambient note (AI-generated draft)",
-            content: vec![Content {
-                attachment: Attachment {
-                    content_type: "text/plain; charset=utf-8",
-                    language: "en-US",
-                    data: JsonText::base64(text.as_bytes()),
-                    size: note_bytes as u64,
-                    title: "Suki Ambient note",
-                    creation: at.clone(),
+
+    // Sized for the note twice over (base64 and XHTML) and the rest: no regrowth.
+    let mut json = Json::with_capacity(note_bytes * 3 + 16 * 1024);
+    let mut entries = Vec::new();
+    let (mut conditions, mut medication_requests) = (0, 0);
+    json.object(|j| {
+        j.field("resourceType", "Bundle");
+        j.field("type", "transaction");
+        j.key("entry");
+        j.array(|j| {
+            entry(
+                j,
+                &mut entries,
+                &session,
+                "note",
+                "DocumentReference",
+                |j, id| {
+                    ai_meta(j);
+                    j.key("identifier");
+                    j.array(|j| identifier(j, id));
+                    j.field("status", "current");
+                    j.field("docStatus", mapping.doc_status.as_str());
+                    j.key("type");
+                    note_type(j);
+                    j.key("category");
+                    j.array(|j| {
+                    concept(
+                        j,
+                        "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category",
+                        "clinical-note",
+                        "Clinical Note",
+                    )
+                });
+                    j.key("subject");
+                    literal(j, shared.patient);
+                    j.field("date", shared.at);
+                    j.key("author");
+                    authors(j);
+                    if let Some(earlier) = &ehr.replaces {
+                        let earlier = fhir_text(earlier.as_str()).unwrap_or(Cow::Borrowed("-"));
+                        j.key("relatesTo");
+                        j.array(|j| {
+                            j.object(|j| {
+                                j.field("code", "replaces");
+                                j.key("target");
+                                j.object(|j| {
+                                    j.field("type", "DocumentReference");
+                                    j.key("identifier");
+                                    j.object(|j| {
+                                        j.field("system", IDENTIFIER_SYSTEM);
+                                        j.key("value");
+                                        j.string_of(&[&earlier, "/note"]);
+                                    });
+                                });
+                            })
+                        });
+                    }
+                    j.field("description", "Suki Ambient note (AI-generated draft)");
+                    j.key("content");
+                    j.array(|j| {
+                        j.object(|j| {
+                            j.key("attachment");
+                            j.object(|j| {
+                                j.field("contentType", "text/plain; charset=utf-8");
+                                j.field("language", "en-US");
+                                j.key("data");
+                                j.base64(text.as_bytes());
+                                j.key("size");
+                                j.integer(i64::try_from(note_bytes).unwrap_or(i64::MAX));
+                                j.field("title", "Suki Ambient note");
+                                j.field("creation", shared.at);
+                            });
+                        })
+                    });
+                    if let Some(encounter) = shared.encounter {
+                        j.key("context");
+                        j.object(|j| {
+                            j.key("encounter");
+                            j.array(|j| literal(j, encounter));
+                        });
+                    }
                 },
-            }],
-            context: encounter
-                .clone()
-                .map(|e| DocumentContext { encounter: vec![e] }),
-        }),
-    ));
+            );
 
-    if mapping.composition {
-        entries.push(entry(
-            &session,
-            "composition",
-            Resource::Composition(Composition {
-                meta: ai(),
-                identifier: identifier(&session, "composition"),
-                status: mapping.doc_status.as_str(),
-                kind: note_type,
-                subject: patient.clone(),
-                encounter: encounter.clone(),
-                date: at.clone(),
-                author: authors,
-                title: "Suki Ambient note",
-                section: sections
-                    .iter()
-                    .map(|(title, loinc, body)| Section {
-                        title: title.clone(),
-                        code: loinc.as_ref().map(|code| CodeableConcept {
-                            coding: vec![Coding {
-                                system: Some(LOINC.into()),
-                                code: Some(Cow::Owned(code.clone())),
-                                display: None,
-                            }],
-                            text: None,
-                        }),
-                        text: Narrative {
-                            status: "generated",
-                            div: JsonText::xhtml(body),
-                        },
-                    })
-                    .collect(),
-            }),
-        ));
-    }
+            if mapping.composition {
+                entry(
+                    j,
+                    &mut entries,
+                    &session,
+                    "composition",
+                    "Composition",
+                    |j, id| {
+                        ai_meta(j);
+                        j.key("identifier");
+                        identifier(j, id);
+                        j.field("status", mapping.doc_status.as_str());
+                        j.key("type");
+                        note_type(j);
+                        j.key("subject");
+                        literal(j, shared.patient);
+                        if let Some(encounter) = shared.encounter {
+                            j.key("encounter");
+                            literal(j, encounter);
+                        }
+                        j.field("date", shared.at);
+                        j.key("author");
+                        authors(j);
+                        j.field("title", "Suki Ambient note");
+                        j.key("section");
+                        j.array(|j| {
+                            for section in &sections {
+                                j.object(|j| {
+                                    j.field_opt("title", section.title.as_deref());
+                                    if let Some(loinc) = &section.loinc {
+                                        j.key("code");
+                                        j.object(|j| {
+                                            j.key("coding");
+                                            j.array(|j| {
+                                                j.object(|j| {
+                                                    j.field("system", LOINC);
+                                                    j.field("code", loinc);
+                                                })
+                                            });
+                                        });
+                                    }
+                                    j.key("text");
+                                    j.object(|j| {
+                                        j.field("status", "generated");
+                                        j.key("div");
+                                        j.string_with(|out| push_xhtml_json(out, &section.text));
+                                    });
+                                });
+                            }
+                        });
+                    },
+                );
+            }
 
-    let structured = note.structured.map(|s| &s.structured_data);
-    let diagnoses = structured
-        .and_then(|s| s.diagnoses.as_ref())
-        .map_or(&[][..], |d| &d.values[..]);
-    let mut n = 0;
-    for diagnosis in diagnoses {
-        let Some(condition) = condition(diagnosis, mapping, &patient, &encounter, &at, &ai) else {
-            continue;
-        };
-        n += 1;
-        let part = format!("condition/{n}");
-        entries.push(entry(&session, &part, Resource::Condition(condition)));
-    }
-    let orders = structured
-        .and_then(|s| s.orders.as_ref())
-        .and_then(|o| o.medication_orders.as_ref())
-        .map_or(&[][..], |m| &m.partial_values[..]);
-    let mut n = 0;
-    for order in orders {
-        let Some(request) = medication_request(order, mapping, &patient, &encounter, &at, &ai)
-        else {
-            continue;
-        };
-        n += 1;
-        let part = format!("medication/{n}");
-        entries.push(entry(&session, &part, Resource::MedicationRequest(request)));
-    }
+            let structured = note.structured.map(|s| &s.structured_data);
+            let diagnoses = structured
+                .and_then(|s| s.diagnoses.as_ref())
+                .map_or(&[][..], |d| &d.values[..]);
+            for diagnosis in diagnoses {
+                let Some(condition) = Condition::of(diagnosis, mapping) else {
+                    continue;
+                };
+                conditions += 1;
+                let part = format!("condition/{conditions}");
+                entry(j, &mut entries, &session, &part, "Condition", |j, id| {
+                    condition.write(j, id, &shared);
+                });
+            }
+            let orders = structured
+                .and_then(|s| s.orders.as_ref())
+                .and_then(|o| o.medication_orders.as_ref())
+                .map_or(&[][..], |m| &m.partial_values[..]);
+            for order in orders {
+                let Some(request) = MedicationRequest::of(order, mapping) else {
+                    continue;
+                };
+                medication_requests += 1;
+                let part = format!("medication/{medication_requests}");
+                entry(
+                    j,
+                    &mut entries,
+                    &session,
+                    &part,
+                    "MedicationRequest",
+                    |j, id| {
+                        request.write(j, id, &shared);
+                    },
+                );
+            }
 
-    // Suki as the author of everything above.
-    let target = entries
-        .iter()
-        .map(|e: &Entry| Reference {
-            reference: Some(e.full_url.clone()),
-            ..Reference::default()
-        })
-        .collect();
-    let tag = format!("{session}/provenance");
-    entries.push(Entry {
-        full_url: urn_uuid(&tag),
-        request: Request {
-            method: "POST",
-            url: "Provenance",
-            if_none_exist: format!("_tag={IDENTIFIER_SYSTEM}|{}", search_value(&tag)),
-        },
-        resource: Resource::Provenance(Provenance {
-            meta: Meta {
-                security: Vec::new(),
-                tag: vec![Coding {
-                    system: Some(IDENTIFIER_SYSTEM.into()),
-                    code: Some(Cow::Owned(tag.clone())),
-                    display: None,
-                }],
-            },
-            target,
-            recorded: at,
-            reason: vec![CodeableConcept {
-                coding: vec![Coding {
-                    system: Some(
-                        "http://terminology.hl7.org/CodeSystem/v3-ObservationValue".into(),
-                    ),
-                    code: Some("AIAST".into()),
-                    display: Some("Artificial Intelligence asserted".into()),
-                }],
-                text: None,
-            }],
-            agent: vec![Agent {
-                kind: CodeableConcept {
-                    coding: vec![Coding {
-                        system: Some(
-                            "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-                                .into(),
-                        ),
-                        code: Some("author".into()),
-                        display: Some("Author".into()),
-                    }],
-                    text: None,
-                },
-                who: suki(),
-                on_behalf_of: ehr.practitioner.as_ref().map(|p| literal(p.as_str())),
-            }],
-        }),
+            // Suki as the author of everything above.
+            let tag = format!("{session}/provenance");
+            let full_url = urn_uuid(&tag);
+            let if_none_exist = format!("_tag={IDENTIFIER_SYSTEM}|{}", search_value(&tag));
+            j.object(|j| {
+                j.field("fullUrl", &full_url);
+                j.key("resource");
+                j.object(|j| {
+                    j.field("resourceType", "Provenance");
+                    j.key("meta");
+                    j.object(|j| {
+                        j.key("tag");
+                        j.array(|j| {
+                            j.object(|j| {
+                                j.field("system", IDENTIFIER_SYSTEM);
+                                j.field("code", &tag);
+                            })
+                        });
+                    });
+                    j.key("target");
+                    j.array(|j| {
+                        for e in &entries {
+                            j.object(|j| j.field("reference", &e.full_url));
+                        }
+                    });
+                    j.field("recorded", shared.at);
+                    j.key("reason");
+                    j.array(|j| {
+                        concept(
+                            j,
+                            V3_OBSERVATION_VALUE,
+                            "AIAST",
+                            "Artificial Intelligence asserted",
+                        )
+                    });
+                    j.key("agent");
+                    j.array(|j| {
+                        j.object(|j| {
+                            j.key("type");
+                            concept(
+                                j,
+                                "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "author",
+                                "Author",
+                            );
+                            j.key("who");
+                            suki(j);
+                            if let Some(practitioner) = practitioner {
+                                j.key("onBehalfOf");
+                                literal(j, practitioner);
+                            }
+                        })
+                    });
+                });
+                request(j, "Provenance", &if_none_exist);
+            });
+            entries.push(EntrySummary {
+                resource_type: "Provenance",
+                full_url,
+                if_none_exist,
+            });
+        });
     });
 
     Ok(TransactionBundle {
-        bundle: Bundle {
-            resource_type: "Bundle",
-            kind: "transaction",
-            entry: entries,
-        },
+        json: bytes::Bytes::from(json.into_bytes()),
+        entries,
+        conditions,
+        medication_requests,
         note_bytes,
     })
 }
 
-/// A Condition for `diagnosis`: `None` when it has neither a code nor a note.
-fn condition(
-    diagnosis: &Diagnosis,
-    mapping: &Mapping,
-    patient: &Reference,
-    encounter: &Option<Reference>,
-    at: &str,
-    ai: &dyn Fn() -> Meta,
-) -> Option<Condition> {
-    let coding = codings(&diagnosis.codes, mapping);
-    let note = diagnosis.diagnosis_note.as_deref().and_then(fhir_string);
-    let text = diagnosis
-        .codes
-        .iter()
-        .find_map(|c| c.description.as_deref().and_then(fhir_string))
-        .or_else(|| note.clone());
-    if coding.is_empty() && text.is_none() {
-        return None;
-    }
-    let extension = [
-        ("laterality_indicator", diagnosis.laterality_indicator),
-        ("post_coord_lex_flag", diagnosis.post_coord_lex_flag),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| {
-        value.map(|v| Extension {
-            url: format!("{EXTENSION_BASE}{name}"),
-            value_integer: Some(v.clamp(-2_147_483_648, 2_147_483_647)),
-            value_string: None,
+/// A Condition's content, cleaned, before it is written.
+struct Condition<'a> {
+    coding: Vec<Coding<'a>>,
+    text: Option<Cow<'a, str>>,
+    note: Option<Cow<'a, str>>,
+    laterality: Option<i64>,
+    post_coordination: Option<i64>,
+}
+
+impl<'a> Condition<'a> {
+    /// The Condition for `diagnosis`: `None` when it has neither a code nor a note.
+    fn of(diagnosis: &'a Diagnosis, mapping: &'a Mapping) -> Option<Self> {
+        let coding = codings(&diagnosis.codes, mapping);
+        let note = diagnosis.diagnosis_note.as_deref().and_then(fhir_text);
+        let text = diagnosis
+            .codes
+            .iter()
+            .find_map(|c| c.description.as_deref().and_then(fhir_text))
+            .or_else(|| note.clone());
+        if coding.is_empty() && text.is_none() {
+            return None;
+        }
+        Some(Self {
+            coding,
+            text,
+            note,
+            laterality: diagnosis.laterality_indicator,
+            post_coordination: diagnosis.post_coord_lex_flag,
         })
-    })
-    .collect();
-    Some(Condition {
-        meta: ai(),
-        extension,
-        identifier: Vec::new(),
-        verification_status: concept(
+    }
+
+    fn write(&self, j: &mut Json, id: &str, shared: &Shared<'_>) {
+        ai_meta(j);
+        let extensions = [
+            ("laterality_indicator", self.laterality),
+            ("post_coord_lex_flag", self.post_coordination),
+        ];
+        if extensions.iter().any(|(_, value)| value.is_some()) {
+            j.key("extension");
+            j.array(|j| {
+                for (name, value) in extensions {
+                    if let Some(value) = value {
+                        j.object(|j| {
+                            j.key("url");
+                            j.string_of(&[EXTENSION_BASE, name]);
+                            j.key("valueInteger");
+                            j.integer(value.clamp(-2_147_483_648, 2_147_483_647));
+                        });
+                    }
+                }
+            });
+        }
+        j.key("identifier");
+        j.array(|j| identifier(j, id));
+        j.key("verificationStatus");
+        concept(
+            j,
             "http://terminology.hl7.org/CodeSystem/condition-ver-status",
             "provisional",
             "Provisional",
-        ),
-        category: vec![concept(
-            "http://terminology.hl7.org/CodeSystem/condition-category",
-            "encounter-diagnosis",
-            "Encounter Diagnosis",
-        )],
-        code: CodeableConcept { coding, text },
-        subject: patient.clone(),
-        encounter: encounter.clone(),
-        recorded_date: at.to_owned(),
-        note: note.map(|text| Annotation { text }).into_iter().collect(),
-    })
+        );
+        j.key("category");
+        j.array(|j| {
+            concept(
+                j,
+                "http://terminology.hl7.org/CodeSystem/condition-category",
+                "encounter-diagnosis",
+                "Encounter Diagnosis",
+            )
+        });
+        j.key("code");
+        codeable(j, &self.coding, self.text.as_deref());
+        j.key("subject");
+        literal(j, shared.patient);
+        if let Some(encounter) = shared.encounter {
+            j.key("encounter");
+            literal(j, encounter);
+        }
+        j.field("recordedDate", shared.at);
+        if let Some(note) = &self.note {
+            j.key("note");
+            j.array(|j| j.object(|j| j.field("text", note)));
+        }
+    }
 }
 
-/// A draft MedicationRequest (intent `proposal`: no prescriber has ordered it) for `order`:
-/// `None` when it has neither a name nor a code.
-fn medication_request(
-    order: &MedicationOrder,
-    mapping: &Mapping,
-    patient: &Reference,
-    encounter: &Option<Reference>,
-    at: &str,
-    ai: &dyn Fn() -> Meta,
-) -> Option<MedicationRequest> {
-    let coding = codings(&order.codes, mapping);
-    let name = order.medication.as_deref().and_then(fhir_string);
-    if coding.is_empty() && name.is_none() {
-        return None;
+/// A draft MedicationRequest's content (intent `proposal`: no prescriber has ordered it),
+/// cleaned, before it is written.
+struct MedicationRequest<'a> {
+    coding: Vec<Coding<'a>>,
+    name: Option<Cow<'a, str>>,
+    dosage: Vec<Cow<'a, str>>,
+    route: Option<Cow<'a, str>>,
+}
+
+impl<'a> MedicationRequest<'a> {
+    /// The request for `order`: `None` when it has neither a name nor a code.
+    fn of(order: &'a MedicationOrder, mapping: &'a Mapping) -> Option<Self> {
+        let coding = codings(&order.codes, mapping);
+        let name = order.medication.as_deref().and_then(fhir_text);
+        if coding.is_empty() && name.is_none() {
+            return None;
+        }
+        Some(Self {
+            coding,
+            name,
+            dosage: [order.dosage.as_deref(), order.frequency.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter_map(fhir_text)
+                .collect(),
+            route: order.route.as_deref().and_then(fhir_text),
+        })
     }
-    let dosage_text = [order.dosage.as_deref(), order.frequency.as_deref()]
-        .into_iter()
-        .flatten()
-        .filter_map(fhir_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let route = order.route.as_deref().and_then(fhir_string);
-    let dosage = (!dosage_text.is_empty() || route.is_some()).then(|| Dosage {
-        text: (!dosage_text.is_empty()).then_some(dosage_text),
-        route: route.map(|text| CodeableConcept {
-            coding: Vec::new(),
-            text: Some(text),
-        }),
+
+    fn write(&self, j: &mut Json, id: &str, shared: &Shared<'_>) {
+        ai_meta(j);
+        j.key("identifier");
+        j.array(|j| identifier(j, id));
+        j.field("status", "draft");
+        j.field("intent", "proposal");
+        j.key("medicationCodeableConcept");
+        codeable(j, &self.coding, self.name.as_deref());
+        j.key("subject");
+        literal(j, shared.patient);
+        if let Some(encounter) = shared.encounter {
+            j.key("encounter");
+            literal(j, encounter);
+        }
+        j.field("authoredOn", shared.at);
+        if !self.dosage.is_empty() || self.route.is_some() {
+            j.key("dosageInstruction");
+            j.array(|j| {
+                j.object(|j| {
+                    if !self.dosage.is_empty() {
+                        j.key("text");
+                        let mut pieces: Vec<&str> = Vec::with_capacity(self.dosage.len() * 2);
+                        for (i, part) in self.dosage.iter().enumerate() {
+                            if i > 0 {
+                                pieces.push(", ");
+                            }
+                            pieces.push(part);
+                        }
+                        j.string_of(&pieces);
+                    }
+                    if let Some(route) = &self.route {
+                        j.key("route");
+                        j.object(|j| j.field("text", route));
+                    }
+                })
+            });
+        }
+    }
+}
+
+/// One coding, cleaned.
+struct Coding<'a> {
+    system: Cow<'a, str>,
+    code: Cow<'a, str>,
+    display: Option<Cow<'a, str>>,
+}
+
+/// A CodeableConcept of `coding` (left out when empty) and `text`.
+fn codeable(j: &mut Json, coding: &[Coding<'_>], text: Option<&str>) {
+    j.object(|j| {
+        if !coding.is_empty() {
+            j.key("coding");
+            j.array(|j| {
+                for c in coding {
+                    j.object(|j| {
+                        j.field("system", &c.system);
+                        j.field("code", &c.code);
+                        j.field_opt("display", c.display.as_deref());
+                    });
+                }
+            });
+        }
+        j.field_opt("text", text);
     });
-    Some(MedicationRequest {
-        meta: ai(),
-        extension: Vec::new(),
-        identifier: Vec::new(),
-        status: "draft",
-        intent: "proposal",
-        medication_codeable_concept: CodeableConcept { coding, text: name },
-        subject: patient.clone(),
-        encounter: encounter.clone(),
-        authored_on: at.to_owned(),
-        dosage_instruction: dosage.into_iter().collect(),
-    })
 }
 
 /// Suki's codes as codings, ICD-10-CM and SNOMED CT first (the systems US Core binds), then IMO,
 /// RxNorm and any other; codes that are empty once cleaned are left out.
-fn codings(codes: &[Code], mapping: &Mapping) -> Vec<Coding> {
+fn codings<'a>(codes: &'a [Code], mapping: &'a Mapping) -> Vec<Coding<'a>> {
     let rank = |c: &Code| match c.system {
         Some(CodeSystem::Icd10) => 0,
         Some(CodeSystem::Snomed) => 1,
@@ -487,31 +637,34 @@ fn codings(codes: &[Code], mapping: &Mapping) -> Vec<Coding> {
         .into_iter()
         .filter_map(|c| {
             let code = code_token(&c.code)?;
-            let system: Cow<'static, str> = match &c.system {
+            let system: Cow<'a, str> = match &c.system {
                 Some(CodeSystem::Icd10) => ICD10_CM.into(),
                 Some(CodeSystem::Snomed) => SNOMED.into(),
-                Some(CodeSystem::Imo) => mapping.imo_system.clone().into(),
+                Some(CodeSystem::Imo) => mapping.imo_system.as_str().into(),
                 Some(CodeSystem::Rxcui) => RXNORM.into(),
                 Some(other) => format!("{OTHER_CODE_TYPE}{}", uri_token(other.as_str())).into(),
                 None => format!("{OTHER_CODE_TYPE}unknown").into(),
             };
             Some(Coding {
-                system: Some(system),
-                code: Some(Cow::Owned(code)),
-                display: c
-                    .description
-                    .as_deref()
-                    .and_then(fhir_string)
-                    .map(Cow::Owned),
+                system,
+                code,
+                display: c.description.as_deref().and_then(fhir_text),
             })
         })
         .collect()
 }
 
-/// `text` as a FHIR `code` (`[^\s]+(\s[^\s]+)*`): cleaned, inner whitespace runs made one space.
-fn code_token(text: &str) -> Option<String> {
-    let cleaned = fhir_string(text)?;
-    Some(cleaned.split_whitespace().collect::<Vec<_>>().join(" "))
+/// `text` as a FHIR `code` (`[^\s]+(\s[^\s]+)*`): cleaned, inner whitespace runs made one space
+/// (borrowed when it needs no change, as most codes).
+fn code_token(text: &str) -> Option<Cow<'_, str>> {
+    let cleaned = fhir_text(text)?;
+    let single_spaced = !cleaned.contains("  ") && !cleaned.contains(['\t', '\n', '\r']);
+    if single_spaced {
+        return Some(cleaned);
+    }
+    Some(Cow::Owned(
+        cleaned.split_whitespace().collect::<Vec<_>>().join(" "),
+    ))
 }
 
 /// A code type as a URN segment: letters, digits, `-`, `.` and `_` kept, anything else `_`.
@@ -547,66 +700,107 @@ fn is_absolute_uri(text: &str) -> bool {
         && !text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-fn concept(system: &'static str, code: &'static str, display: &'static str) -> CodeableConcept {
-    CodeableConcept {
-        coding: vec![Coding {
-            system: Some(system.into()),
-            code: Some(code.into()),
-            display: Some(display.into()),
-        }],
-        text: None,
-    }
+/// A CodeableConcept of one constant coding.
+fn concept(j: &mut Json, system: &'static str, code: &'static str, display: &'static str) {
+    j.object(|j| {
+        j.key("coding");
+        j.array(|j| concept_coding(j, system, code, display));
+    });
 }
 
-fn identifier(session: &str, part: &str) -> Identifier {
-    Identifier {
-        system: IDENTIFIER_SYSTEM,
-        value: format!("{session}/{part}"),
-    }
+/// `meta` with the AIAST security label (the content is AI-asserted).
+fn ai_meta(j: &mut Json) {
+    j.key("meta");
+    j.object(|j| {
+        j.key("security");
+        j.array(|j| {
+            concept_coding(
+                j,
+                V3_OBSERVATION_VALUE,
+                "AIAST",
+                "Artificial Intelligence asserted",
+            )
+        });
+    });
 }
 
-/// An entry for `resource`, the part `part` of `session`, created unless its identifier exists.
-fn entry(session: &str, part: &str, mut resource: Resource) -> Entry {
-    let id = identifier(session, part);
-    let mut if_none_exist = String::with_capacity(32 + id.value.len());
+/// One constant coding.
+fn concept_coding(j: &mut Json, system: &'static str, code: &'static str, display: &'static str) {
+    j.object(|j| {
+        j.field("system", system);
+        j.field("code", code);
+        j.field("display", display);
+    });
+}
+
+/// The identifier `urn:suki:session|<id>`.
+fn identifier(j: &mut Json, id: &str) {
+    j.object(|j| {
+        j.field("system", IDENTIFIER_SYSTEM);
+        j.field("value", id);
+    });
+}
+
+/// An entry for the part `part` of `session`, a `resource_type` whose members `resource`
+/// writes (given the identifier's value), created unless its identifier exists; its summary
+/// goes to `entries`.
+fn entry(
+    j: &mut Json,
+    entries: &mut Vec<EntrySummary>,
+    session: &str,
+    part: &str,
+    resource_type: &'static str,
+    resource: impl FnOnce(&mut Json, &str),
+) {
+    let id = format!("{session}/{part}");
+    let full_url = urn_uuid(&id);
+    let mut if_none_exist = String::with_capacity(32 + id.len());
     if_none_exist.push_str("identifier=");
     if_none_exist.push_str(IDENTIFIER_SYSTEM);
     if_none_exist.push('|');
-    push_search_value(&mut if_none_exist, &id.value);
-    match &mut resource {
-        Resource::Condition(c) => c.identifier = vec![id.clone()],
-        Resource::MedicationRequest(m) => m.identifier = vec![id.clone()],
-        Resource::DocumentReference(_) | Resource::Composition(_) | Resource::Provenance(_) => {}
-    }
-    Entry {
-        full_url: urn_uuid(&id.value),
-        request: Request {
-            method: "POST",
-            url: resource.type_name(),
-            if_none_exist,
-        },
-        resource,
-    }
+    push_search_value(&mut if_none_exist, &id);
+    j.object(|j| {
+        j.field("fullUrl", &full_url);
+        j.key("resource");
+        j.object(|j| {
+            j.field("resourceType", resource_type);
+            resource(j, &id);
+        });
+        request(j, resource_type, &if_none_exist);
+    });
+    entries.push(EntrySummary {
+        resource_type,
+        full_url,
+        if_none_exist,
+    });
 }
 
-fn literal(reference: &str) -> Reference {
-    Reference {
-        reference: Some(reference.to_owned()),
-        ..Reference::default()
-    }
+/// An entry's `request`: a conditional create.
+fn request(j: &mut Json, resource_type: &'static str, if_none_exist: &str) {
+    j.key("request");
+    j.object(|j| {
+        j.field("method", "POST");
+        j.field("url", resource_type);
+        j.field("ifNoneExist", if_none_exist);
+    });
+}
+
+/// A literal reference (`Patient/123`, `urn:uuid:…`).
+fn literal(j: &mut Json, reference: &str) {
+    j.object(|j| j.field("reference", reference));
 }
 
 /// Suki Ambient, the authoring software: a logical reference (it needs no Device in the EHR).
-fn suki() -> Reference {
-    Reference {
-        kind: Some("Device"),
-        identifier: Some(Identifier {
-            system: SUKI_DEVICE,
-            value: "suki-ambient".to_owned(),
-        }),
-        display: Some("Suki Ambient (AI scribe)"),
-        ..Reference::default()
-    }
+fn suki(j: &mut Json) {
+    j.object(|j| {
+        j.field("type", "Device");
+        j.key("identifier");
+        j.object(|j| {
+            j.field("system", SUKI_DEVICE);
+            j.field("value", "suki-ambient");
+        });
+        j.field("display", "Suki Ambient (AI scribe)");
+    });
 }
 
 /// `at` as a FHIR `instant` (UTC, milliseconds), clamped to the years FHIR can write (to

@@ -8,12 +8,8 @@ use sha2::{Digest, Sha256};
 /// `text` as a FHIR `string` (`[ \r\n\t\S]+`), or `None` when nothing is left: control
 /// characters other than tab, CR and LF are dropped (XML cannot carry them either), other
 /// whitespace (no-break space, line separators) becomes a space, and the ends are trimmed.
-pub(crate) fn fhir_string(text: &str) -> Option<String> {
-    fhir_text(text).map(Cow::into_owned)
-}
-
-/// [`fhir_string`], borrowing `text` when it needs no change (most text: a note section is
-/// not copied to be checked).
+/// Borrows `text` when it needs no change (most text: a note section is not copied to be
+/// checked).
 pub(crate) fn fhir_text(text: &str) -> Option<Cow<'_, str>> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -47,7 +43,7 @@ fn plain_ascii(bytes: &[u8]) -> bool {
     bad == 0
 }
 
-/// Whether [`fhir_string`] changes `c`.
+/// Whether [`fhir_text`] changes `c`.
 fn needs_change(c: char) -> bool {
     match c {
         ' ' | '\t' | '\n' | '\r' => false,
@@ -61,83 +57,34 @@ fn is_xml_excluded(c: char) -> bool {
     matches!(c, '\u{FFFE}' | '\u{FFFF}')
 }
 
-/// Escapes `text` for XHTML content: `&`, `<` and `>` (quotes need no escape outside
-/// attributes), found with `memchr`'s vector search, the runs between them copied whole.
-pub(crate) fn escape_into(out: &mut String, text: &str) {
-    let mut start = 0;
-    for i in memchr::memchr3_iter(b'&', b'<', b'>', text.as_bytes()) {
-        out.push_str(&text[start..i]);
-        out.push_str(match text.as_bytes()[i] {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            _ => "&gt;",
-        });
-        start = i + 1;
-    }
-    out.push_str(&text[start..]);
-}
-
-/// The opening of every narrative `div`.
-const DIV_OPEN: &str = "<div xmlns=\"http://www.w3.org/1999/xhtml\">";
-/// The same inside a JSON string literal.
+/// The opening of every narrative `div`, inside a JSON string literal.
 const DIV_OPEN_JSON: &str = "<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">";
 
-/// A narrative `div` for cleaned `text`: one `<p>` per paragraph (blank lines between), line
-/// breaks within one as `<br/>`, everything escaped; well-formed XHTML with its namespace and
-/// no named entities (FHIR's txt-1 and txt-2).
-pub(crate) fn xhtml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8 + 64);
-    xhtml_into(&mut out, text, DIV_OPEN);
-    out
-}
-
-/// [`xhtml`] as a JSON string literal, written in one pass, when `text` holds nothing JSON must
-/// escape besides the `div`'s own quotes (no `"`, `\` or control character but line feeds:
-/// most notes);
-/// `None` otherwise.
-pub(crate) fn xhtml_json(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    // Line feeds end lines and are not written; any other control character would need an
-    // escape.
-    let controls = bytes.iter().fold(0u8, |bad, &b| {
-        bad | (u8::from(b < 0x20) & u8::from(b != b'\n'))
-    });
-    if controls != 0 || memchr::memchr2(b'"', b'\\', bytes).is_some() {
-        return None;
-    }
-    let mut out = String::with_capacity(text.len() + text.len() / 8 + 64);
-    out.push('"');
-    xhtml_into(&mut out, text, DIV_OPEN_JSON);
-    out.push('"');
-    Some(out)
-}
-
-fn xhtml_into(out: &mut String, text: &str, open: &str) {
-    out.push_str(open);
+/// The narrative `div` of cleaned `text`, appended to `out` as the inside of a JSON string: one
+/// `<p>` per paragraph (blank lines between), line breaks within one as `<br/>`, everything
+/// escaped for XHTML and then for JSON in one pass; well-formed XHTML with its namespace and no
+/// named entities (FHIR's txt-1 and txt-2).
+pub(crate) fn push_xhtml_json(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(DIV_OPEN_JSON.as_bytes());
     let mut in_paragraph = false;
     // `lines` ends lines at `\n` and `\r\n` (a lone `\r` stays: XML allows it).
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() {
             if in_paragraph {
-                out.push_str("</p>");
+                out.extend_from_slice(b"</p>");
                 in_paragraph = false;
             }
             continue;
         }
-        out.push_str(if in_paragraph { "<br/>" } else { "<p>" });
+        out.extend_from_slice(if in_paragraph { b"<br/>" } else { b"<p>" });
         in_paragraph = true;
-        escape_into(out, line);
+        crate::json::push_escaped::<true>(out, line.as_bytes());
     }
     if in_paragraph {
-        out.push_str("</p>");
+        out.extend_from_slice(b"</p>");
     }
-    out.push_str("</div>");
-}
-
-/// Whether `bytes` hold a control character (below U+0020), with no branch per byte.
-pub(crate) fn has_control(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |bad, &b| bad | u8::from(b < 0x20)) != 0
+    out.extend_from_slice(b"</div>");
 }
 
 /// `text` percent-encoded for a search value inside `ifNoneExist`: everything but RFC 3986's
@@ -191,11 +138,19 @@ mod tests {
     #[test]
     fn strings_are_what_fhir_accepts() {
         assert_eq!(
-            fhir_string("  a\u{00A0}b\u{0001}c\u{2028}d \n"),
-            Some("a bc d".into())
+            fhir_text("  a\u{00A0}b\u{0001}c\u{2028}d \n").as_deref(),
+            Some("a bc d")
         );
-        assert_eq!(fhir_string(" \u{0007} "), None);
-        assert_eq!(fhir_string("\u{FFFF}"), None);
+        assert_eq!(fhir_text(" \u{0007} "), None);
+        assert_eq!(fhir_text("\u{FFFF}"), None);
+    }
+
+    /// The narrative of `text`, as the XHTML string it is (the JSON string read back).
+    fn xhtml(text: &str) -> String {
+        let mut json = vec![b'"'];
+        push_xhtml_json(&mut json, text);
+        json.push(b'"');
+        serde_json::from_slice(&json).expect("a JSON string")
     }
 
     #[test]
@@ -205,18 +160,10 @@ mod tests {
             "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>a &lt; b &amp; c<br/>next line</p>\
              <p>&lt;script&gt;x&lt;/script&gt;</p></div>"
         );
-        for text in ["a < b\n\nc & d", "say \"hi\"", "tab\there", "back\\slash"] {
-            let expected = serde_json::to_string(&xhtml(text)).expect("json");
-            match xhtml_json(text) {
-                Some(json) => assert_eq!(json, expected),
-                None => assert!(text.contains(['"', '\\', '\t', '\r'])),
-            }
-        }
-        assert!(xhtml_json("a < b\n\nc & d").is_some());
         assert_eq!(
-            xhtml("one\r\ntwo\r\n \r\n\"q\" 'a' >"),
+            xhtml("one\r\ntwo\r\n \r\n\"q\" 'a' >\ttab\\"),
             "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>one<br/>two</p>\
-             <p>\"q\" 'a' &gt;</p></div>"
+             <p>\"q\" 'a' &gt;\ttab\\</p></div>"
         );
     }
 

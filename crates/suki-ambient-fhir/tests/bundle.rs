@@ -292,6 +292,21 @@ fn the_same_session_maps_to_the_same_bytes() {
 }
 
 #[test]
+fn serde_serializes_the_same_document_as_to_json() {
+    let content: NoteContent = serde_json::from_str(TYPICAL_CONTENT).expect("content");
+    let structured: StructuredData = serde_json::from_str(TYPICAL_STRUCTURED).expect("structured");
+    let session = SessionId::from("s-1");
+    let note = SessionNote::new(&session, &content, UnixMillis(1)).structured_data(&structured);
+    let bundle = transaction(&note, &ehr(), &Mapping::default()).expect("maps");
+    let written: Value = serde_json::from_slice(&bundle.to_json()).expect("json");
+    assert_eq!(serde_json::to_value(&bundle).expect("serializes"), written);
+    assert_eq!(
+        serde_json::to_vec(&bundle).expect("serializes").len(),
+        serde_json::to_vec(&written).expect("serializes").len()
+    );
+}
+
+#[test]
 fn choices_and_a_replaced_note() {
     let ehr = EhrContext::new(Reference::parse("Patient/p-123").expect("patient"))
         .replaces(SessionId::from("earlier-session"));
