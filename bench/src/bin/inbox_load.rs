@@ -78,7 +78,7 @@ const ROUNDS: usize = 5;
 /// Rounds of the timeline's comparison: more, as a drain's rate moves with the disk's flushes.
 const HISTORY_ROUNDS: usize = 9;
 /// Blocks of sealed against clear ingest, taken in turn (ABBA); deliveries per block.
-const SEAL_BLOCKS: usize = 64;
+const SEAL_BLOCKS: usize = 128;
 const SEAL_BLOCK: usize = 1_600;
 
 /// Ingests `requests` through `endpoint` from 64 tasks; rows/s and the sorted latencies.
