@@ -118,6 +118,18 @@ struct Shared<'a> {
     at: &'a str,
 }
 
+impl Shared<'_> {
+    /// `subject` and, when known, `encounter` (Composition, Condition, MedicationRequest).
+    fn subject_and_encounter(&self, j: &mut Json) {
+        j.key("subject");
+        literal(j, self.patient);
+        if let Some(encounter) = self.encounter {
+            j.key("encounter");
+            literal(j, encounter);
+        }
+    }
+}
+
 /// Maps `note` for the patient and encounter of `ehr` to a transaction Bundle, with `mapping`'s
 /// choices. Sections without text are left out (FHIR's cmp-1 wants text in each); a diagnosis
 /// with neither a code nor a note, and a medication order with neither a name nor a code, are
@@ -291,12 +303,7 @@ pub fn transaction(
                         j.field("status", mapping.doc_status.as_str());
                         j.key("type");
                         note_type(j);
-                        j.key("subject");
-                        literal(j, shared.patient);
-                        if let Some(encounter) = shared.encounter {
-                            j.key("encounter");
-                            literal(j, encounter);
-                        }
+                        shared.subject_and_encounter(j);
                         j.field("date", shared.at);
                         j.key("author");
                         authors(j);
@@ -512,12 +519,7 @@ impl<'a> Condition<'a> {
         });
         j.key("code");
         codeable(j, &self.coding, self.text.as_deref());
-        j.key("subject");
-        literal(j, shared.patient);
-        if let Some(encounter) = shared.encounter {
-            j.key("encounter");
-            literal(j, encounter);
-        }
+        shared.subject_and_encounter(j);
         j.field("recordedDate", shared.at);
         if let Some(note) = &self.note {
             j.key("note");
@@ -563,12 +565,7 @@ impl<'a> MedicationRequest<'a> {
         j.field("intent", "proposal");
         j.key("medicationCodeableConcept");
         codeable(j, &self.coding, self.name.as_deref());
-        j.key("subject");
-        literal(j, shared.patient);
-        if let Some(encounter) = shared.encounter {
-            j.key("encounter");
-            literal(j, encounter);
-        }
+        shared.subject_and_encounter(j);
         j.field("authoredOn", shared.at);
         if !self.dosage.is_empty() || self.route.is_some() {
             j.key("dosageInstruction");
