@@ -84,6 +84,7 @@ where
     replay_and_discard(&fresh().await).await;
     pauses_hold_back_claims(&fresh().await).await;
     bodies_are_erased_after_their_retention(&fresh().await).await;
+    bodies_are_sealed_as_they_are_written(&fresh().await).await;
     concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
 }
 
@@ -488,6 +489,54 @@ async fn replay_and_discard(store: &impl Store) {
         (replayed[0].record.id, replayed[0].record.attempts),
         (claims[1].record.id, 1),
         "{step}: due again with a fresh count"
+    );
+}
+
+async fn bodies_are_sealed_as_they_are_written(store: &impl Store) {
+    let step = "bodies_are_sealed_as_they_are_written";
+    let key = crate::BodyKey::new([3; 32]);
+    let mut already = delivery("e2");
+    already.body = Bytes::from_static(b"sealed before");
+    already.key_id = Some("k0".into());
+    let stored = store
+        .insert_with_key(&[delivery("e1"), already, delivery("e1")], Some(&key))
+        .await
+        .expect("insert");
+    assert_eq!(
+        stored,
+        [Stored::Accepted, Stored::Accepted, Stored::Duplicate],
+        "{step}"
+    );
+    store
+        .insert_with_key(&[delivery("e3")], None)
+        .await
+        .expect("insert");
+    let bodies = store.bodies(0, 10).await.expect("bodies");
+    let body = |key: &str| {
+        bodies
+            .iter()
+            .find(|b| b.dedup_key == delivery(key).dedup_key)
+            .expect("stored")
+    };
+    let e1 = body("e1");
+    assert_eq!(e1.key_id.as_deref(), Some(key.id()), "{step}: sealed");
+    assert_ne!(e1.body, delivery("e1").body, "{step}: not in clear");
+    assert_eq!(
+        key.open(e1.dedup_key.as_bytes(), &e1.body).as_deref(),
+        Some(&delivery("e1").body[..]),
+        "{step}: opens with the key and the row's dedup key"
+    );
+    let e2 = body("e2");
+    assert_eq!(
+        (e2.key_id.as_deref(), &e2.body[..]),
+        (Some("k0"), &b"sealed before"[..]),
+        "{step}: a sealed body is not sealed again"
+    );
+    let e3 = body("e3");
+    assert_eq!(
+        (e3.key_id.as_deref(), &e3.body),
+        (None, &delivery("e3").body),
+        "{step}: no key, in clear"
     );
 }
 

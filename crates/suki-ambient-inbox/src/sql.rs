@@ -1013,6 +1013,7 @@ macro_rules! sql_impl {
         for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
         for<'q> Option<&'q str>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
         for<'q> &'q [u8]: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+        for<'q> Vec<u8>: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
         for<'q> String: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
         for<'q> Option<i64>: sqlx::Decode<'q, D::Db> + sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
         for<'r> Row: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
@@ -1069,6 +1070,14 @@ sql_impl! {
         &self,
         batch: &[crate::NewDelivery],
     ) -> Result<Vec<suki_ambient_core::Stored>, StoreError> {
+        self.insert_with_key(batch, None).await
+    }
+
+    async fn insert_with_key(
+        &self,
+        batch: &[crate::NewDelivery],
+        key: Option<&crate::BodyKey>,
+    ) -> Result<Vec<suki_ambient_core::Stored>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -1093,9 +1102,15 @@ sql_impl! {
                     .bind(d.session_id.as_ref().map(SessionId::as_str))
                     .bind(d.encounter_id.as_ref().map(EncounterId::as_str))
                     .bind(stored(d.generated_at))
-                    .bind(stored(d.received_at))
-                    .bind(&d.body[..])
-                    .bind(d.key_id.as_deref())
+                    .bind(stored(d.received_at));
+                // A body to seal is sealed into an argument the statement owns: no copy of it.
+                query = match key.filter(|_| d.key_id.is_none()) {
+                    Some(key) => query
+                        .bind(key.seal(d.dedup_key.as_bytes(), &d.body))
+                        .bind(Some(key.id())),
+                    None => query.bind(&d.body[..]).bind(d.key_id.as_deref()),
+                };
+                query = query
                     .bind(stored(d.received_at))
                     .bind(stored(d.received_at));
             }

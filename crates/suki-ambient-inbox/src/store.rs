@@ -127,6 +127,18 @@ pub struct NewDelivery {
     pub key_id: Option<String>,
 }
 
+impl NewDelivery {
+    /// This delivery with its body sealed under `key` and its key id set, unless it is sealed
+    /// already.
+    pub(crate) fn sealed_with(mut self, key: &crate::BodyKey) -> Self {
+        if self.key_id.is_none() {
+            self.body = Bytes::from(key.seal(self.dedup_key.as_bytes(), &self.body));
+            self.key_id = Some(key.id().to_owned());
+        }
+        self
+    }
+}
+
 impl fmt::Debug for NewDelivery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewDelivery")
@@ -643,6 +655,26 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// dedup key existed (also within the batch). A terminal event resolves its session's
     /// expectation in the same transaction (see [`Store`]).
     async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError>;
+
+    /// [`insert`](Self::insert), sealing under `key` (when there is one) the body of each
+    /// delivery that has no key id yet, as it is written: what the inbox's group commit calls
+    /// when it has a key. The SQL stores seal each body straight into their statement's
+    /// arguments, with no other copy of it made; this default seals copies of the deliveries
+    /// and calls `insert`.
+    async fn insert_with_key(
+        &self,
+        batch: &[NewDelivery],
+        key: Option<&crate::BodyKey>,
+    ) -> Result<Vec<Stored>, StoreError> {
+        match key {
+            Some(key) if batch.iter().any(|d| d.key_id.is_none()) => {
+                let sealed: Vec<NewDelivery> =
+                    batch.iter().map(|d| d.clone().sealed_with(key)).collect();
+                self.insert(&sealed).await
+            }
+            _ => self.insert(batch).await,
+        }
+    }
 
     /// Claims up to `request.limit` due rows (pending and due, or running with an expired
     /// lease) for `request.owner` until `request.now + request.lease`: state `running`,
