@@ -59,22 +59,16 @@ impl Json {
 
     /// A string value, escaped.
     pub(crate) fn string(&mut self, text: &str) {
-        self.separate();
-        self.out.push(b'"');
-        push_escaped::<false>(&mut self.out, text.as_bytes());
-        self.out.push(b'"');
-        self.comma = true;
+        self.string_of(&[text]);
     }
 
     /// A string value made of pieces, escaped (a value joined without allocating it).
     pub(crate) fn string_of(&mut self, pieces: &[&str]) {
-        self.separate();
-        self.out.push(b'"');
-        for piece in pieces {
-            push_escaped::<false>(&mut self.out, piece.as_bytes());
-        }
-        self.out.push(b'"');
-        self.comma = true;
+        self.string_with(|out| {
+            for piece in pieces {
+                push_escaped::<false>(out, piece.as_bytes());
+            }
+        });
     }
 
     /// An integer value.
@@ -101,18 +95,16 @@ impl Json {
     pub(crate) fn base64(&mut self, bytes: &[u8]) {
         use base64::Engine as _;
         let engine = &base64::engine::general_purpose::STANDARD;
-        self.separate();
-        self.out.push(b'"');
-        let start = self.out.len();
-        let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
-        self.out.resize(start + len, 0);
-        if engine.encode_slice(bytes, &mut self.out[start..]).is_err() {
-            // Only if `len` were wrong (it is base64's own figure): encode the slow way.
-            self.out.truncate(start);
-            self.out.extend_from_slice(engine.encode(bytes).as_bytes());
-        }
-        self.out.push(b'"');
-        self.comma = true;
+        self.string_with(|out| {
+            let start = out.len();
+            let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+            out.resize(start + len, 0);
+            if engine.encode_slice(bytes, &mut out[start..]).is_err() {
+                // Only if `len` were wrong (it is base64's own figure): encode the slow way.
+                out.truncate(start);
+                out.extend_from_slice(engine.encode(bytes).as_bytes());
+            }
+        });
     }
 
     /// A string value written by `write`, which escapes what it writes with [`push_escaped`]
