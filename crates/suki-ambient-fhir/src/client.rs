@@ -1,27 +1,40 @@
-//! `FhirClient`: posts a transaction Bundle to the EHR's FHIR base URL with the SDK client's
-//! transport rules (a timeout per attempt and a deadline per call, bounded retries with back-off
+//! `FhirClient`: writes a session's resources to the EHR's FHIR base URL with the SDK client's
+//! transport rules (a timeout per attempt and a deadline per write, bounded retries with back-off
 //! and `Retry-After`, the response body cap, redirects only under the base URL), a bearer token
-//! from a [`FhirAuth`], and typed errors from `OperationOutcome`s.
+//! from a [`FhirAuth`] (fetched again once on a 401), and typed errors from `OperationOutcome`s.
+//! How the resources are written (one transaction, or one create each) is the
+//! [`WriteStrategy`]'s: see `write.rs`.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::Url;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::{Method, Url};
 use suki_ambient_client::toolkit::{parse_retry_after, read_capped, read_prefix, redirect_policy};
 use suki_ambient_client::{ClientError, RetryPolicy};
 use zeroize::Zeroizing;
 
+use crate::write::{CapabilityCache, WriteStrategy};
 use crate::{FhirError, TransactionBundle};
 
-/// Where the bearer token for the EHR comes from. [`BearerToken`] is a fixed one; implement this
-/// for SMART backend services or your identity provider (cache the token: it is asked for before
-/// every attempt).
+/// Where the bearer token for the EHR comes from. [`BearerToken`] is a fixed one,
+/// [`SmartBackendAuth`](crate::SmartBackendAuth) SMART Backend Services; implement this for
+/// your identity provider (cache the token: it is asked for before every request).
 #[async_trait::async_trait]
 pub trait FhirAuth: Send + Sync + 'static {
     /// The token for the next request (without `Bearer `).
     async fn bearer(&self) -> Result<Zeroizing<String>, FhirError>;
+
+    /// The server refused `token` (a 401): forget it if it is the cached one. Return `true`
+    /// when a fresh token may be had: the request is then sent once more, with the token
+    /// [`bearer`](Self::bearer) gives next, before the 401 counts. The default (a fixed token)
+    /// returns `false`.
+    async fn rejected(&self, token: &str) -> bool {
+        let _ = token;
+        false
+    }
 }
 
 /// A fixed bearer token. `Debug` does not show it; it is zeroized when dropped.
@@ -48,7 +61,8 @@ impl FhirAuth for BearerToken {
     }
 }
 
-/// What the EHR did with each entry of a transaction, in order.
+/// What the EHR did with each resource written, in the Bundle's order (resources a strategy
+/// left out are not listed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TransactionResult {
@@ -60,6 +74,8 @@ pub struct TransactionResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EntryResult {
+    /// The resource's type (`DocumentReference`…), when the client knows it.
+    pub resource_type: Option<&'static str>,
     /// The HTTP status of the entry (`201` created, `200` an existing resource matched).
     pub status: u16,
     /// `Type/id[/_history/v]`, when the server gave it.
@@ -78,30 +94,34 @@ impl TransactionResult {
     }
 }
 
-/// Posts transaction Bundles to one FHIR server.
+/// Writes a session's resources to one FHIR server, with the [`WriteStrategy`] given to its
+/// builder ([`write`](Self::write)), or as one transaction ([`post`](Self::post)).
 ///
-/// A transaction of conditional creates is idempotent, so a failed attempt (a timeout, a 503)
-/// is retried like the SDK client retries a GET: at most [`RetryPolicy`]'s attempts, within the
-/// deadline.
+/// Every write is idempotent (conditional creates, or a search before each create), so a failed
+/// attempt (a timeout, a 503) is retried like the SDK client retries a GET: at most
+/// [`RetryPolicy`]'s attempts, within the deadline.
 #[derive(Clone)]
 pub struct FhirClient {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     http: reqwest::Client,
-    base: Url,
+    pub(crate) base: Url,
     auth: Box<dyn FhirAuth>,
     retry: RetryPolicy,
     timeout: Duration,
-    deadline: Duration,
+    pub(crate) deadline: Duration,
     max_response_bytes: u64,
+    pub(crate) strategy: WriteStrategy,
+    pub(crate) capabilities: CapabilityCache,
 }
 
 impl fmt::Debug for FhirClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FhirClient")
             .field("base", &self.inner.base.as_str())
+            .field("strategy", &self.inner.strategy)
             .field("retry", &self.inner.retry)
             .field("timeout", &self.inner.timeout)
             .field("deadline", &self.inner.deadline)
@@ -118,12 +138,34 @@ pub struct FhirClientBuilder {
     timeout: Duration,
     deadline: Duration,
     max_response_bytes: u64,
+    strategy: WriteStrategy,
+    capabilities_ttl: Duration,
 }
 
 impl fmt::Debug for dyn FhirAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("FhirAuth")
     }
+}
+
+/// One request to the FHIR server.
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) body: Option<Bytes>,
+    /// The `If-None-Exist` header of a conditional create.
+    pub(crate) if_none_exist: Option<&'a str>,
+    /// Whether a failed attempt may be sent again: a plain create may not (it could create the
+    /// resource twice; the caller searches again instead).
+    pub(crate) retry: bool,
+}
+
+/// A 2xx answer.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    /// The `Location` header, when short and visible ASCII.
+    pub(crate) location: Option<String>,
+    pub(crate) body: Bytes,
 }
 
 impl FhirClient {
@@ -136,22 +178,74 @@ impl FhirClient {
             timeout: Duration::from_secs(30),
             deadline: Duration::from_secs(120),
             max_response_bytes: 4 * 1024 * 1024,
+            strategy: WriteStrategy::Auto,
+            capabilities_ttl: Duration::from_secs(60 * 60),
         }
     }
 
-    /// Posts `bundle` to the base URL as one transaction; `Ok` with each entry's answer.
+    /// The base URL.
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// Posts `bundle` to the base URL as one transaction, whatever the client's strategy; `Ok`
+    /// with each entry's answer.
     pub async fn post(&self, bundle: &TransactionBundle) -> Result<TransactionResult, FhirError> {
-        let body = bundle.body();
-        let started = Instant::now();
-        let deadline = started.checked_add(self.inner.deadline);
+        let deadline = self.deadline();
+        let answer = self
+            .call(
+                &Call {
+                    method: Method::POST,
+                    url: self.inner.base.clone(),
+                    body: Some(bundle.body()),
+                    if_none_exist: None,
+                    retry: true,
+                },
+                deadline,
+            )
+            .await?;
+        let mut result = parse_answer(&answer.body).ok_or(FhirError::Answer)?;
+        for (entry, summary) in result.entries.iter_mut().zip(bundle.summaries()) {
+            entry.resource_type = Some(summary.resource_type);
+        }
+        tracing::debug!(
+            created = result.created(),
+            matched = result.matched(),
+            "fhir transaction posted"
+        );
+        Ok(result)
+    }
+
+    /// When a write begun now must end.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        Instant::now().checked_add(self.inner.deadline)
+    }
+
+    /// `[base]/<path>` with `query` (already encoded).
+    pub(crate) fn url(&self, path: &str, query: Option<&str>) -> Url {
+        let mut url = self.inner.base.clone();
+        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url.set_query(query);
+        url
+    }
+
+    /// Sends `call` with retries (when it allows them) until `deadline`: the 2xx answer, or
+    /// the error of the last attempt.
+    pub(crate) async fn call(
+        &self,
+        call: &Call<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<Answer, FhirError> {
         let retry = self.inner.retry;
+        let attempts = if call.retry { retry.attempts() } else { 1 };
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let result = match deadline {
                 Some(end) => {
                     let left = end.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, self.attempt(body.clone())).await {
+                    match tokio::time::timeout(left, self.attempt(call)).await {
                         Ok(result) => result,
                         Err(_) => Err((
                             FhirError::Transport(ClientError::Timeout {
@@ -161,22 +255,14 @@ impl FhirClient {
                         )),
                     }
                 }
-                None => self.attempt(body.clone()).await,
+                None => self.attempt(call).await,
             };
             let (err, retry_after) = match result {
-                Ok(answer) => {
-                    tracing::debug!(
-                        attempt,
-                        created = answer.created(),
-                        matched = answer.matched(),
-                        "fhir transaction posted"
-                    );
-                    return Ok(answer);
-                }
+                Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
-            if !err.is_retryable() || attempt >= retry.attempts() {
-                tracing::warn!(attempt, error = %err, "fhir transaction failed");
+            if !err.is_retryable() || attempt >= attempts {
+                tracing::warn!(attempt, method = %call.method, error = %err, "fhir request failed");
                 return Err(err);
             }
             let delay = retry.delay(attempt, retry_after);
@@ -184,37 +270,29 @@ impl FhirClient {
                 Some(resume) if deadline.is_none_or(|d| resume < d) => {}
                 _ => return Err(err),
             }
-            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying the fhir transaction");
+            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying the fhir request");
             tokio::time::sleep(delay).await;
         }
     }
 
-    /// One attempt under the attempt's timeout; `Err` with the server's `Retry-After`.
-    async fn attempt(
-        &self,
-        body: bytes::Bytes,
-    ) -> Result<TransactionResult, (FhirError, Option<Duration>)> {
+    /// One attempt under the attempt's timeout (and, after a 401 the auth answers with a fresh
+    /// token, a second send); `Err` with the server's `Retry-After`.
+    async fn attempt(&self, call: &Call<'_>) -> Result<Answer, (FhirError, Option<Duration>)> {
         let inner = &self.inner;
-        let token = inner.auth.bearer().await.map_err(|e| (e, None))?;
-        let header = Zeroizing::new(format!("Bearer {}", token.as_str()));
-        let mut authorization = HeaderValue::from_str(&header).map_err(|_| {
-            (
-                FhirError::Config("the bearer token is not a valid header value".into()),
-                None,
-            )
-        })?;
-        authorization.set_sensitive(true);
-        let response = inner
-            .http
-            .post(inner.base.clone())
-            .header(AUTHORIZATION, authorization)
-            .header(CONTENT_TYPE, "application/fhir+json")
-            .header(ACCEPT, "application/fhir+json")
-            .timeout(inner.timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| (FhirError::Transport(ClientError::transport(e)), None))?;
+        let mut refreshed = false;
+        let response = loop {
+            let token = inner.auth.bearer().await.map_err(|e| (e, None))?;
+            let response = self.send(call, &token).await?;
+            if response.status().as_u16() == 401
+                && !refreshed
+                && inner.auth.rejected(token.as_str()).await
+            {
+                tracing::debug!("the fhir server refused the token; sending again with a fresh one");
+                refreshed = true;
+                continue;
+            }
+            break response;
+        };
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
             return Err((
@@ -231,10 +309,20 @@ impl FhirClient {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         if (200..300).contains(&status) {
-            let bytes = read_capped(response, inner.max_response_bytes)
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .filter(|l| l.len() <= 2048)
+                .map(str::to_owned);
+            let body = read_capped(response, inner.max_response_bytes)
                 .await
                 .map_err(|e| (FhirError::Transport(e), None))?;
-            return parse_answer(&bytes).ok_or((FhirError::Answer, None));
+            return Ok(Answer {
+                status,
+                location,
+                body,
+            });
         }
         let prefix = read_prefix(response, 64 * 1024)
             .await
@@ -249,6 +337,47 @@ impl FhirClient {
         };
         Err((err, retry_after))
     }
+
+    /// Sends `call` once with `token`.
+    async fn send(
+        &self,
+        call: &Call<'_>,
+        token: &str,
+    ) -> Result<reqwest::Response, (FhirError, Option<Duration>)> {
+        let inner = &self.inner;
+        let header = Zeroizing::new(format!("Bearer {token}"));
+        let mut authorization = HeaderValue::from_str(&header).map_err(|_| {
+            (
+                FhirError::Config("the bearer token is not a valid header value".into()),
+                None,
+            )
+        })?;
+        authorization.set_sensitive(true);
+        let mut request = inner
+            .http
+            .request(call.method.clone(), call.url.clone())
+            .header(AUTHORIZATION, authorization)
+            .header(ACCEPT, "application/fhir+json")
+            .timeout(inner.timeout);
+        if let Some(query) = call.if_none_exist {
+            let value = HeaderValue::from_str(query).map_err(|_| {
+                (
+                    FhirError::Config("an If-None-Exist query is not a header value".into()),
+                    None,
+                )
+            })?;
+            request = request.header("If-None-Exist", value);
+        }
+        if let Some(body) = &call.body {
+            request = request
+                .header(CONTENT_TYPE, "application/fhir+json")
+                .body(body.clone());
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| (FhirError::Transport(ClientError::transport(e)), None))
+    }
 }
 
 impl FhirClientBuilder {
@@ -256,6 +385,22 @@ impl FhirClientBuilder {
     #[must_use]
     pub fn auth(mut self, auth: impl FhirAuth) -> Self {
         self.auth = Some(Box::new(auth));
+        self
+    }
+
+    /// How [`FhirClient::write`] writes a session (default [`WriteStrategy::Auto`]: from the
+    /// server's CapabilityStatement).
+    #[must_use]
+    pub fn strategy(mut self, strategy: WriteStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// How long the server's CapabilityStatement is kept before it is read again (default one
+    /// hour).
+    #[must_use]
+    pub fn capabilities_ttl(mut self, ttl: Duration) -> Self {
+        self.capabilities_ttl = ttl;
         self
     }
 
@@ -273,7 +418,7 @@ impl FhirClientBuilder {
         self
     }
 
-    /// The deadline of one post, retries included (default 120 s).
+    /// The deadline of one write, every request and retry included (default 120 s).
     #[must_use]
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
@@ -289,18 +434,7 @@ impl FhirClientBuilder {
 
     /// The client. `Err` for a base URL that is not `http(s)` or without an auth.
     pub fn build(self) -> Result<FhirClient, FhirError> {
-        let base = Url::parse(self.base.trim())
-            .map_err(|_| FhirError::Config("the FHIR base URL is not a URL".into()))?;
-        if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
-            return Err(FhirError::Config(
-                "the FHIR base URL must be http(s) with a host".into(),
-            ));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(FhirError::Config(
-                "the FHIR base URL must not carry credentials; use auth()".into(),
-            ));
-        }
+        let base = parse_base(&self.base)?;
         let auth = self
             .auth
             .ok_or_else(|| FhirError::Config("no auth given (BearerToken or your own)".into()))?;
@@ -323,9 +457,28 @@ impl FhirClientBuilder {
                 timeout: self.timeout,
                 deadline: self.deadline,
                 max_response_bytes: self.max_response_bytes,
+                strategy: self.strategy,
+                capabilities: CapabilityCache::new(self.capabilities_ttl),
             }),
         })
     }
+}
+
+/// A FHIR base URL: `http(s)`, with a host, without credentials.
+pub(crate) fn parse_base(text: &str) -> Result<Url, FhirError> {
+    let base = Url::parse(text.trim())
+        .map_err(|_| FhirError::Config("the FHIR base URL is not a URL".into()))?;
+    if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
+        return Err(FhirError::Config(
+            "the FHIR base URL must be http(s) with a host".into(),
+        ));
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        return Err(FhirError::Config(
+            "the FHIR base URL must not carry credentials; use auth()".into(),
+        ));
+    }
+    Ok(base)
 }
 
 /// A `transaction-response` Bundle's entries.
@@ -349,7 +502,11 @@ fn parse_answer(bytes: &[u8]) -> Option<TransactionResult> {
                 .as_str()
                 .filter(|l| l.len() <= 1024)
                 .map(str::to_owned);
-            Some(EntryResult { status, location })
+            Some(EntryResult {
+                resource_type: None,
+                status,
+                location,
+            })
         })
         .collect::<Option<Vec<_>>>()?;
     Some(TransactionResult { entries })
@@ -357,14 +514,19 @@ fn parse_answer(bytes: &[u8]) -> Option<TransactionResult> {
 
 /// The first issue's `code` of an `OperationOutcome` (a FHIR code such as `invalid` or
 /// `duplicate`; never its diagnostics, which may echo the Bundle), cleaned; `unknown` otherwise.
-fn outcome_code(body: &[u8]) -> String {
+pub(crate) fn outcome_code(body: &[u8]) -> String {
     let code = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["issue"][0]["code"].as_str().map(str::to_owned))
         .unwrap_or_default();
+    clean_code(&code)
+}
+
+/// A server's code kept to `[A-Za-z0-9_-]{1,40}`, `unknown` when nothing is left.
+pub(crate) fn clean_code(code: &str) -> String {
     let clean: String = code
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
         .take(40)
         .collect();
     if clean.is_empty() {

@@ -39,9 +39,22 @@ pub enum FhirError {
     /// SDK client's transport errors.
     #[error(transparent)]
     Transport(suki_ambient_client::ClientError),
-    /// A 2xx answer that is not a `transaction-response` Bundle.
-    #[error("the FHIR server's answer is not a transaction-response Bundle")]
+    /// A 2xx answer that is not what was asked for (a `transaction-response` Bundle, a
+    /// created resource's location, a searchset).
+    #[error("the FHIR server's answer is not what the request asks for")]
     Answer,
+    /// The server's CapabilityStatement is unreadable, or declares no way to write the note.
+    #[error("the FHIR server's capabilities: {0}")]
+    Capabilities(&'static str),
+    /// The authorization server refused or failed to issue a token (SMART Backend Services);
+    /// `code` is its OAuth `error` (`invalid_client`, `invalid_scope`…), cleaned, or `unknown`.
+    #[error("the token endpoint answered {status} ({code})")]
+    Token {
+        /// HTTP status.
+        status: u16,
+        /// The OAuth error code.
+        code: String,
+    },
     /// The client or the token source is misconfigured.
     #[error("FHIR client configuration: {0}")]
     Config(String),
@@ -54,7 +67,8 @@ impl FhirError {
         match self {
             Self::Server { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
             Self::Transport(err) => err.is_retryable(),
-            Self::Auth { .. } | Self::Answer | Self::Config(_) => false,
+            Self::Token { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            Self::Auth { .. } | Self::Answer | Self::Capabilities(_) | Self::Config(_) => false,
         }
     }
 
@@ -74,6 +88,8 @@ impl FhirError {
             }
             Self::Transport(_) => "fhir_transport".to_owned(),
             Self::Answer => "fhir_bad_answer".to_owned(),
+            Self::Capabilities(_) => "fhir_capabilities".to_owned(),
+            Self::Token { status, code } => format!("fhir_token_{status}_{code}"),
             Self::Config(_) => "fhir_config".to_owned(),
         }
     }

@@ -22,6 +22,12 @@ impl Json {
         self.out
     }
 
+    /// How many bytes are written so far: after a key, where its value will start; after a
+    /// value, where it ended.
+    pub(crate) fn position(&self) -> usize {
+        self.out.len()
+    }
+
     fn separate(&mut self) {
         if self.comma {
             self.out.push(b',');

@@ -54,7 +54,9 @@ mod context;
 mod error;
 mod json;
 mod map;
+mod smart;
 mod text;
+mod write;
 #[cfg(feature = "inbox")]
 mod writeback;
 
@@ -64,6 +66,10 @@ pub use client::{
 pub use context::{DocStatus, EhrContext, Mapping, NoteType, Reference, SessionNote};
 pub use error::{FhirError, MapError};
 pub use map::{EntrySummary, TransactionBundle, transaction};
+pub use smart::{SmartBackendAuth, SmartBackendAuthBuilder, SmartKey};
+pub use write::{
+    Capabilities, CreateMode, ResourceCapability, WritePlan, WriteStrategy,
+};
 #[cfg(feature = "inbox")]
 pub use writeback::{EhrResolver, FhirWriteBack};
 

@@ -36,6 +36,16 @@ pub struct TransactionBundle {
     conditions: usize,
     medication_requests: usize,
     note_bytes: usize,
+    /// What the Provenance is made of, to write it alone with the ids the server gave.
+    provenance: ProvenanceParts,
+}
+
+/// The Provenance's own values (its targets are the other entries).
+#[derive(Clone)]
+struct ProvenanceParts {
+    tag: String,
+    at: String,
+    practitioner: Option<String>,
 }
 
 /// What one entry of a Bundle writes, without its content: the resource type, the placeholder
@@ -50,6 +60,8 @@ pub struct EntrySummary {
     /// The conditional create's query (`identifier=urn:suki:session|…`, or `_tag=…` for the
     /// Provenance).
     pub if_none_exist: String,
+    /// Where the resource's JSON is in the Bundle's.
+    span: (usize, usize),
 }
 
 impl TransactionBundle {
@@ -81,6 +93,26 @@ impl TransactionBundle {
     /// The size of the note's text (UTF-8 bytes, before base64).
     pub fn note_bytes(&self) -> usize {
         self.note_bytes
+    }
+
+    /// The summaries of the entries, shared (the per-resource writer walks them).
+    pub(crate) fn summaries(&self) -> &[EntrySummary] {
+        &self.entries
+    }
+
+    /// Entry `index`'s resource alone, as JSON (a slice of the Bundle's bytes: no copy).
+    pub(crate) fn resource(&self, index: usize) -> bytes::Bytes {
+        let (start, end) = self.entries[index].span;
+        self.json.slice(start..end)
+    }
+
+    /// The Provenance alone, its targets the literal references `targets` (`Type/id`: what the
+    /// server gave the other resources), as JSON.
+    pub(crate) fn provenance_for(&self, targets: &[&str]) -> bytes::Bytes {
+        let mut j = Json::with_capacity(1024 + targets.iter().map(|t| t.len() + 20).sum::<usize>());
+        let p = &self.provenance;
+        provenance(&mut j, &p.tag, targets, &p.at, p.practitioner.as_deref());
+        bytes::Bytes::from(j.into_bytes())
     }
 }
 
@@ -209,6 +241,7 @@ pub fn transaction(
     // Sized for the note twice over (base64 and XHTML) and the rest: no regrowth.
     let mut json = Json::with_capacity(note_bytes * 3 + 16 * 1024);
     let mut entries = Vec::new();
+    let mut provenance_tag = String::new();
     let (mut conditions, mut medication_requests) = (0, 0);
     json.object(|j| {
         j.field("resourceType", "Bundle");
@@ -378,63 +411,23 @@ pub fn transaction(
             let tag = format!("{session}/provenance");
             let full_url = urn_uuid(&tag);
             let if_none_exist = format!("_tag={IDENTIFIER_SYSTEM}|{}", search_value(&tag));
+            let targets: Vec<&str> = entries.iter().map(|e| e.full_url.as_str()).collect();
+            let mut span = (0, 0);
             j.object(|j| {
                 j.field("fullUrl", &full_url);
                 j.key("resource");
-                j.object(|j| {
-                    j.field("resourceType", "Provenance");
-                    j.key("meta");
-                    j.object(|j| {
-                        j.key("tag");
-                        j.array(|j| {
-                            j.object(|j| {
-                                j.field("system", IDENTIFIER_SYSTEM);
-                                j.field("code", &tag);
-                            })
-                        });
-                    });
-                    j.key("target");
-                    j.array(|j| {
-                        for e in &entries {
-                            j.object(|j| j.field("reference", &e.full_url));
-                        }
-                    });
-                    j.field("recorded", shared.at);
-                    j.key("reason");
-                    j.array(|j| {
-                        concept(
-                            j,
-                            V3_OBSERVATION_VALUE,
-                            "AIAST",
-                            "Artificial Intelligence asserted",
-                        )
-                    });
-                    j.key("agent");
-                    j.array(|j| {
-                        j.object(|j| {
-                            j.key("type");
-                            concept(
-                                j,
-                                "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                "author",
-                                "Author",
-                            );
-                            j.key("who");
-                            suki(j);
-                            if let Some(practitioner) = practitioner {
-                                j.key("onBehalfOf");
-                                literal(j, practitioner);
-                            }
-                        })
-                    });
-                });
+                span.0 = j.position();
+                provenance(j, &tag, &targets, shared.at, practitioner);
+                span.1 = j.position();
                 request(j, "Provenance", &if_none_exist);
             });
             entries.push(EntrySummary {
                 resource_type: "Provenance",
                 full_url,
                 if_none_exist,
+                span,
             });
+            provenance_tag = tag;
         });
     });
 
@@ -444,7 +437,64 @@ pub fn transaction(
         conditions,
         medication_requests,
         note_bytes,
+        provenance: ProvenanceParts {
+            tag: provenance_tag,
+            at,
+            practitioner: practitioner.map(str::to_owned),
+        },
     })
+}
+
+/// The Provenance naming Suki Ambient the author of `targets` (references), recorded `at`, on
+/// behalf of `practitioner`; tagged `tag` (R4's Provenance has no identifier).
+fn provenance(j: &mut Json, tag: &str, targets: &[&str], at: &str, practitioner: Option<&str>) {
+    j.object(|j| {
+        j.field("resourceType", "Provenance");
+        j.key("meta");
+        j.object(|j| {
+            j.key("tag");
+            j.array(|j| {
+                j.object(|j| {
+                    j.field("system", IDENTIFIER_SYSTEM);
+                    j.field("code", tag);
+                })
+            });
+        });
+        j.key("target");
+        j.array(|j| {
+            for target in targets {
+                literal(j, target);
+            }
+        });
+        j.field("recorded", at);
+        j.key("reason");
+        j.array(|j| {
+            concept(
+                j,
+                V3_OBSERVATION_VALUE,
+                "AIAST",
+                "Artificial Intelligence asserted",
+            )
+        });
+        j.key("agent");
+        j.array(|j| {
+            j.object(|j| {
+                j.key("type");
+                concept(
+                    j,
+                    "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                    "author",
+                    "Author",
+                );
+                j.key("who");
+                suki(j);
+                if let Some(practitioner) = practitioner {
+                    j.key("onBehalfOf");
+                    literal(j, practitioner);
+                }
+            })
+        });
+    });
 }
 
 /// A Condition's content, cleaned, before it is written.
@@ -756,19 +806,23 @@ fn entry(
     if_none_exist.push_str(IDENTIFIER_SYSTEM);
     if_none_exist.push('|');
     push_search_value(&mut if_none_exist, &id);
+    let mut span = (0, 0);
     j.object(|j| {
         j.field("fullUrl", &full_url);
         j.key("resource");
+        span.0 = j.position();
         j.object(|j| {
             j.field("resourceType", resource_type);
             resource(j, &id);
         });
+        span.1 = j.position();
         request(j, resource_type, &if_none_exist);
     });
     entries.push(EntrySummary {
         resource_type,
         full_url,
         if_none_exist,
+        span,
     });
 }
 

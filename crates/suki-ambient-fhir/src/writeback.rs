@@ -6,8 +6,10 @@ use std::fmt;
 
 use async_trait::async_trait;
 use suki_ambient_client::SessionResults;
-use suki_ambient_core::{EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed};
-use suki_ambient_inbox::{Coded, InboxMeta, Permanent, ResultsHandler};
+use suki_ambient_core::{
+    EventKind, HandlerError, LinkKind, SessionCompleted, SessionEnded, SessionFailed,
+};
+use suki_ambient_inbox::{Coded, InboxMeta, LinkNeeds, Permanent, ResultsHandler};
 
 use crate::{EhrContext, FhirClient, MapError, Mapping, SessionNote, transaction};
 
@@ -151,7 +153,7 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
             Err(MapError::EmptyNote) => return Err(Box::new(Permanent("fhir_empty_note"))),
             Err(_) => return Err(Box::new(Permanent("fhir_mapping"))),
         };
-        match self.client.post(&bundle).await {
+        match self.client.write(&bundle).await {
             Ok(result) => {
                 tracing::info!(
                     id = meta.id,
@@ -193,5 +195,11 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
     ) -> Result<(), HandlerError> {
         tracing::debug!(id = meta.id, session = %event.session_id, %kind, "suki fhir: an ended session has no note to write");
         Ok(())
+    }
+
+    /// The note is required; the structured data is optional (the note is written without
+    /// diagnoses and orders when it fails); nothing else is fetched.
+    fn links(&self) -> Option<LinkNeeds> {
+        Some(LinkNeeds::required(&[LinkKind::Contents]).optional(&[LinkKind::StructuredData]))
     }
 }

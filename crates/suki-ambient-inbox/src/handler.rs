@@ -425,6 +425,58 @@ pub trait ResultsHandler: Send + Sync + 'static {
         unknown_status(&event);
         Err(Box::new(Permanent(UNKNOWN_STATUS)))
     }
+
+    /// The links this handler reads, asked once by [`FetchResults::new`]: only those are
+    /// fetched, the required ones hold the row back when they fail, the optional ones reach
+    /// [`on_results`](Self::on_results) as errors. `None` (the default): every link the event
+    /// carries is fetched and required.
+    fn links(&self) -> Option<LinkNeeds> {
+        None
+    }
+}
+
+/// Which of a completed session's links a [`ResultsHandler`] reads (see
+/// [`ResultsHandler::links`]): a link it does not name is not fetched at all, so a
+/// transcript that answers `404` cannot hold back a note the handler writes without it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinkNeeds {
+    required: Vec<LinkKind>,
+    optional: Vec<LinkKind>,
+}
+
+impl LinkNeeds {
+    /// `links` are required: fetched, and a failure holds the row back (retried, or a dead
+    /// letter when permanent).
+    pub fn required(links: &[LinkKind]) -> Self {
+        let mut needs = Self::default();
+        for link in links {
+            if !needs.required.contains(link) {
+                needs.required.push(*link);
+            }
+        }
+        needs
+    }
+
+    /// `links` are fetched too, but their failures are handed to the handler.
+    #[must_use]
+    pub fn optional(mut self, links: &[LinkKind]) -> Self {
+        for link in links {
+            if !self.required.contains(link) && !self.optional.contains(link) {
+                self.optional.push(*link);
+            }
+        }
+        self
+    }
+
+    /// Whether `link` is required.
+    pub fn is_required(&self, link: LinkKind) -> bool {
+        self.required.contains(&link)
+    }
+
+    /// Every link named, required first.
+    pub fn all(&self) -> Vec<LinkKind> {
+        self.required.iter().chain(&self.optional).copied().collect()
+    }
 }
 
 /// The dead-letter code of an event of unknown status.
@@ -492,6 +544,10 @@ impl<T: ResultsHandler + ?Sized> ResultsHandler for Arc<T> {
     async fn on_unknown(&self, event: UnknownEvent, meta: InboxMeta) -> Result<(), HandlerError> {
         (**self).on_unknown(event, meta).await
     }
+
+    fn links(&self) -> Option<LinkNeeds> {
+        (**self).links()
+    }
 }
 
 /// An [`InboxHandler`] that fetches a completed session's results through `client` before
@@ -515,6 +571,8 @@ pub struct FetchResults<H> {
     client: AmbientClient,
     handler: H,
     optional: Vec<LinkKind>,
+    /// The links fetched: the handler's [`LinkNeeds`], or every kind.
+    fetch: Vec<LinkKind>,
 }
 
 impl<H> fmt::Debug for FetchResults<H> {
@@ -522,17 +580,32 @@ impl<H> fmt::Debug for FetchResults<H> {
         f.debug_struct("FetchResults")
             .field("client", &self.client)
             .field("optional", &self.optional)
+            .field("fetch", &self.fetch)
             .finish_non_exhaustive()
     }
 }
 
 impl<H: ResultsHandler> FetchResults<H> {
-    /// Fetches with `client`, then calls `handler`; every link the event carries is required.
+    /// Fetches with `client`, then calls `handler`: the links the handler declares
+    /// ([`ResultsHandler::links`]), or every link the event carries, all required.
     pub fn new(client: AmbientClient, handler: H) -> Self {
+        let (fetch, optional) = match handler.links() {
+            Some(needs) => {
+                let all = needs.all();
+                let optional = all
+                    .iter()
+                    .copied()
+                    .filter(|l| !needs.is_required(*l))
+                    .collect();
+                (all, optional)
+            }
+            None => (LinkKind::ALL.to_vec(), Vec::new()),
+        };
         Self {
             client,
             handler,
-            optional: Vec::new(),
+            optional,
+            fetch,
         }
     }
 
@@ -649,7 +722,7 @@ impl<H: ResultsHandler> InboxHandler for FetchResults<H> {
     async fn handle(&self, event: WebhookEvent, meta: InboxMeta) -> Result<(), HandlerError> {
         match event {
             WebhookEvent::Completed(done) => {
-                let results = self.client.fetch_results(&done).await;
+                let results = self.client.fetch_results_with(&done, &self.fetch).await;
                 meta.fetched.set(fetched(&results));
                 if let Some(err) = self.link_failure(&results, &meta) {
                     return Err(err);

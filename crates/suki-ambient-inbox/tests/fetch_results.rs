@@ -14,7 +14,7 @@ use suki_ambient_client::{AmbientClient, RetryPolicy, SessionResults};
 use suki_ambient_core::LinkKind;
 use suki_ambient_core::{EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed};
 use suki_ambient_inbox::{
-    FetchResults, Inbox, InboxMeta, InboxWorker, ResultsHandler, Selection, State,
+    FetchResults, Inbox, InboxMeta, InboxWorker, LinkNeeds, ResultsHandler, Selection, State,
 };
 use suki_ambient_sandbox::{Fault, Sandbox};
 
@@ -117,6 +117,7 @@ struct Seen {
     failed: AtomicU32,
     timed_out: AtomicU32,
     cancelled: AtomicU32,
+    needs: Option<LinkNeeds>,
 }
 
 #[async_trait]
@@ -148,6 +149,10 @@ impl ResultsHandler for Seen {
         };
         counter.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn links(&self) -> Option<LinkNeeds> {
+        self.needs.clone()
     }
 }
 
@@ -278,6 +283,80 @@ async fn a_missing_link_is_a_dead_letter_unless_it_is_optional() {
         sandbox.clear_faults();
         server.abort();
     }
+    sandbox.shutdown().await;
+}
+
+/// A handler that declares the links it reads gets only those: a transcript answering 404 is
+/// never asked for and cannot hold the note back; a declared optional link's failure is the
+/// handler's, a declared required one's holds the row back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_links_a_handler_declares_are_fetched() {
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let server = common::serve_inbox(&sandbox, &inbox).await;
+    let session = sandbox.create_session(None);
+    sandbox
+        .complete(&session.session_id)
+        .await
+        .expect("deliver");
+    let transcript = format!(
+        "/api/v1/ambient/session/{}/transcript",
+        session.session_id
+    );
+    let structured = format!(
+        "/api/v1/ambient/session/{}/structured-data",
+        session.session_id
+    );
+    sandbox.inject(Fault::status(404).on(transcript.clone()).times(100));
+    sandbox.inject(Fault::status(404).on(structured.clone()).times(100));
+    let seen = Arc::new(Seen {
+        needs: Some(
+            LinkNeeds::required(&[LinkKind::Contents]).optional(&[LinkKind::StructuredData]),
+        ),
+        ..Seen::default()
+    });
+    let client = client_for(&sandbox, sandbox.issue_token(None));
+    InboxWorker::builder(inbox.clone(), FetchResults::new(client, Arc::clone(&seen)))
+        .build()
+        .drain(Duration::from_secs(5))
+        .await
+        .expect("drain");
+    let row = inbox.list(None, 1).await.expect("list").remove(0);
+    assert_eq!(row.state, State::Done, "{:?}", row.last_error);
+    assert_eq!(sandbox.requests(&transcript), 0, "the transcript is not fetched");
+    {
+        let results = seen.results.lock().expect("lock");
+        assert_eq!(results.len(), 1);
+        assert!(results[0].transcript.is_none());
+        assert!(results[0].status.is_none());
+        assert!(results[0].contents.as_ref().is_some_and(Result::is_ok));
+        let structured = results[0].structured_data.as_ref().expect("fetched");
+        assert_eq!(structured.as_ref().err().and_then(|e| e.status()), Some(404));
+    }
+    sandbox.clear_faults();
+
+    // The note declared required: its 404 is a dead letter naming it.
+    let other = sandbox.create_session(None);
+    sandbox.complete(&other.session_id).await.expect("deliver");
+    sandbox.inject(
+        Fault::status(404)
+            .on(format!("/api/v1/ambient/session/{}/content", other.session_id))
+            .times(100),
+    );
+    let client = client_for(&sandbox, sandbox.issue_token(None));
+    InboxWorker::builder(inbox.clone(), FetchResults::new(client, Arc::clone(&seen)))
+        .build()
+        .drain(Duration::from_secs(5))
+        .await
+        .expect("drain");
+    let dead = inbox.list(Some(State::Dead), 10).await.expect("list");
+    assert_eq!(dead.len(), 1);
+    let error = dead[0].last_error.as_deref().expect("code");
+    assert!(error.starts_with("fetch_contents_404"), "{error}");
+    server.abort();
     sandbox.shutdown().await;
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use suki_ambient_core::WebhookSecret;
 use tokio::sync::oneshot;
 
+use crate::fhir::FhirOptions;
 use crate::handle::{SandboxControl, SandboxError, SandboxHandle};
 use crate::state::{Shared, World};
 use crate::{DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, routes};
@@ -22,6 +23,7 @@ pub struct SandboxBuilder {
     require_provider_id: bool,
     admin_token: Option<String>,
     fhir_token: Option<String>,
+    fhir_options: FhirOptions,
     any_host: bool,
 }
 
@@ -55,6 +57,7 @@ impl Sandbox {
             require_provider_id: false,
             admin_token: None,
             fhir_token: None,
+            fhir_options: FhirOptions::default(),
             any_host: false,
         }
     }
@@ -117,6 +120,14 @@ impl SandboxBuilder {
         self
     }
 
+    /// How the FHIR server behaves: an EHR that refuses transactions, ignores `If-None-Exist`,
+    /// or issues SMART Backend Services tokens (default: transactions and conditional creates,
+    /// the fixed token only).
+    pub fn fhir(mut self, options: FhirOptions) -> Self {
+        self.fhir_options = options;
+        self
+    }
+
     /// Accept any `Host` header. By default a sandbox bound to a loopback address answers only
     /// requests whose `Host` is a loopback name (`localhost`, `127.0.0.1`, `[::1]`), so that a web
     /// page cannot reach it through DNS rebinding; one bound elsewhere on purpose accepts any.
@@ -162,6 +173,7 @@ impl SandboxBuilder {
             admin_token,
             fhir: Mutex::new(crate::fhir::FhirStore::default()),
             fhir_token,
+            fhir_options: self.fhir_options,
             loopback_hosts_only: addr.ip().is_loopback() && !self.any_host,
             base_url: format!("http://{addr}/"),
             webhook_url: Mutex::new(self.webhook_url),

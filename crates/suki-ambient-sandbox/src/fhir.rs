@@ -1,13 +1,17 @@
 //! A minimal FHIR R4 server standing in for the EHR: transaction Bundles of POSTs with
-//! conditional create (`ifNoneExist` by `identifier` or `_tag`), search by identifier or tag,
-//! reads; a bearer token; bounded. Faults apply to it like to the API (`Fault::on("/fhir")`).
+//! conditional create (`ifNoneExist` by `identifier` or `_tag`), creates of one resource (with
+//! the `If-None-Exist` header), search by identifier or tag, reads, a CapabilityStatement that
+//! says which of these it takes; a bearer token, fixed or issued by its SMART Backend Services
+//! token endpoint; bounded. Faults apply to it like to the API (`Fault::on("/fhir")`).
+//! [`FhirOptions`] makes it an EHR that refuses transactions, or ignores `If-None-Exist`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,10 +28,75 @@ const MAX_BUNDLE_BYTES: usize = 8 * 1024 * 1024;
 /// The most entries in one transaction.
 const MAX_ENTRIES: usize = 1_000;
 
-/// The resources written to the sandbox's FHIR server.
+/// How the sandbox's FHIR server behaves: which writes it takes, and its SMART Backend Services
+/// clients. The default takes transactions and honours `If-None-Exist`, with no SMART client.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FhirOptions {
+    pub(crate) transactions: bool,
+    pub(crate) conditional_create: bool,
+    pub(crate) smart_clients: Vec<(String, serde_json::Value)>,
+    pub(crate) smart_token_ttl: Duration,
+}
+
+impl Default for FhirOptions {
+    fn default() -> Self {
+        Self {
+            transactions: true,
+            conditional_create: true,
+            smart_clients: Vec::new(),
+            smart_token_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+impl FhirOptions {
+    /// Whether transaction Bundles are taken at the base URL (default yes). Without them, the
+    /// CapabilityStatement lists no `transaction` and a Bundle posted is refused (`400
+    /// not-supported`), as an EHR that takes creates only.
+    #[must_use]
+    pub fn transactions(mut self, taken: bool) -> Self {
+        self.transactions = taken;
+        self
+    }
+
+    /// Whether `If-None-Exist` is honoured on a create (default yes). Without it the
+    /// CapabilityStatement says `conditionalCreate: false` and the header is ignored: posting the
+    /// same resource twice creates it twice, as on a server without conditional create.
+    #[must_use]
+    pub fn conditional_create(mut self, honoured: bool) -> Self {
+        self.conditional_create = honoured;
+        self
+    }
+
+    /// Registers a SMART Backend Services client: its id and public keys (a JWK Set, as
+    /// `SmartKey::jwks` prints). Its signed client assertions get tokens at
+    /// `/fhir/auth/token` (named by `/fhir/.well-known/smart-configuration`).
+    #[must_use]
+    pub fn smart_client(mut self, client_id: impl Into<String>, jwks: &str) -> Self {
+        let keys = serde_json::from_str(jwks).unwrap_or(Value::Null);
+        self.smart_clients.push((client_id.into(), keys));
+        self
+    }
+
+    /// The lifetime of the access tokens its token endpoint issues (default 5 minutes).
+    #[must_use]
+    pub fn smart_token_ttl(mut self, ttl: Duration) -> Self {
+        self.smart_token_ttl = ttl;
+        self
+    }
+}
+
+/// The resources written to the sandbox's FHIR server, and its SMART state.
 #[derive(Debug, Default)]
 pub(crate) struct FhirStore {
     resources: Vec<Stored>,
+    /// Issued SMART access tokens and when they expire.
+    pub(crate) tokens: HashMap<String, Instant>,
+    /// Client assertions' `jti`s seen (a replayed assertion is refused).
+    pub(crate) jtis: HashSet<String>,
+    /// How many SMART tokens were issued.
+    pub(crate) tokens_issued: u64,
 }
 
 #[derive(Debug)]
@@ -47,6 +116,29 @@ impl FhirStore {
             .collect()
     }
 
+    /// Forgets every issued SMART token (an EHR rotating its keys, or tokens expiring early).
+    pub(crate) fn expire_tokens(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Stores `resource` as a new `kind` with a fresh id; its `Type/id`.
+    fn insert(&mut self, kind: String, id: String, mut resource: Value) -> String {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        if let Value::Object(fields) = &mut resource {
+            fields.insert("id".into(), Value::String(id.clone()));
+            let meta = fields
+                .entry("meta")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(meta) = meta {
+                meta.insert("versionId".into(), "1".into());
+                meta.insert("lastUpdated".into(), Value::String(now));
+            }
+        }
+        let location = format!("{kind}/{id}");
+        self.resources.push(Stored { kind, id, resource });
+        location
+    }
+
     fn matching(&self, kind: &str, search: &Search) -> Vec<&Stored> {
         self.resources
             .iter()
@@ -56,15 +148,23 @@ impl FhirStore {
 }
 
 pub(crate) fn router(state: AppState) -> Router<AppState> {
-    Router::new()
+    let protected = Router::new()
         .route("/fhir", post(transaction))
-        .route("/fhir/{kind}", get(search))
+        .route("/fhir/{kind}", get(search).post(create))
         .route("/fhir/{kind}/{id}", get(read))
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
-        .route_layer(middleware::from_fn_with_state(state, require_token))
+        .route_layer(middleware::from_fn_with_state(state, require_token));
+    // What a client reads before it has a token, as on any FHIR server.
+    Router::new()
+        .route("/fhir/metadata", get(metadata))
+        .route("/fhir/.well-known/smart-configuration", get(smart_configuration))
+        .route("/fhir/auth/token", post(crate::fhir_smart::token))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .merge(protected)
 }
 
-/// Every FHIR route needs `Authorization: Bearer <the sandbox's FHIR token>`, as an EHR would.
+/// Every FHIR route needs `Authorization: Bearer <token>`, as an EHR would: the sandbox's
+/// fixed FHIR token, or one its SMART token endpoint issued and has not expired.
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
@@ -79,7 +179,14 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
             .zip(expected)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
-    if !same {
+    let issued = !same
+        && !presented.is_empty()
+        && state
+            .fhir()
+            .tokens
+            .get(presented)
+            .is_some_and(|until| Instant::now() < *until);
+    if !same && !issued {
         return outcome(
             StatusCode::UNAUTHORIZED,
             "login",
@@ -90,7 +197,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 }
 
 /// An `OperationOutcome` answer.
-fn outcome(status: StatusCode, code: &str, diagnostics: &str) -> Response {
+pub(crate) fn outcome(status: StatusCode, code: &str, diagnostics: &str) -> Response {
     fhir_json(
         status,
         &json!({
@@ -163,7 +270,7 @@ impl Search {
     }
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -207,6 +314,13 @@ enum Plan {
 }
 
 async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
+    if !state.fhir_options.transactions {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "not-supported",
+            "this server takes no transactions: create each resource",
+        );
+    }
     let bundle: Value = match serde_json::from_slice(&body) {
         Ok(bundle) => bundle,
         Err(_) => return outcome(StatusCode::BAD_REQUEST, "structure", "the body is not JSON"),
@@ -298,7 +412,6 @@ async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
             "the sandbox's FHIR server is full",
         );
     }
-    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let mut responses = Vec::with_capacity(plans.len());
     for plan in plans {
         match plan {
@@ -308,21 +421,11 @@ async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
                 mut resource,
             } => {
                 rewrite_references(&mut resource, &placeholders);
-                if let Value::Object(fields) = &mut resource {
-                    fields.insert("id".into(), Value::String(id.clone()));
-                    let meta = fields
-                        .entry("meta")
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if let Value::Object(meta) = meta {
-                        meta.insert("versionId".into(), "1".into());
-                        meta.insert("lastUpdated".into(), Value::String(now.clone()));
-                    }
-                }
+                let location = store.insert(kind, id, resource);
                 responses.push(json!({"response": {
                     "status": "201 Created",
-                    "location": format!("{kind}/{id}/_history/1"),
+                    "location": format!("{location}/_history/1"),
                 }}));
-                store.resources.push(Stored { kind, id, resource });
             }
             Plan::Matched { location } => {
                 responses.push(json!({"response": {
@@ -337,6 +440,170 @@ async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
         StatusCode::OK,
         &json!({"resourceType": "Bundle", "type": "transaction-response", "entry": responses}),
     )
+}
+
+/// `POST /fhir/{kind}`: creates one resource, unless `If-None-Exist` (when honoured) matches
+/// one (`200` with it) or several (`412`). References to the kinds this server stores must name
+/// a resource it has; a `urn:uuid` placeholder outside a transaction is refused.
+async fn create(
+    State(state): State<AppState>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_type(&kind) {
+        return outcome(StatusCode::NOT_FOUND, "not-found", "no such resource type");
+    }
+    let resource: Value = match serde_json::from_slice(&body) {
+        Ok(resource) => resource,
+        Err(_) => return outcome(StatusCode::BAD_REQUEST, "structure", "the body is not JSON"),
+    };
+    if resource["resourceType"].as_str() != Some(kind.as_str()) {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the resource's type is not the URL's",
+        );
+    }
+    let condition = match headers.get("if-none-exist") {
+        Some(_) if !state.fhir_options.conditional_create => None,
+        Some(value) => match value.to_str().map_err(|_| "not ASCII").and_then(Search::parse) {
+            Ok(search) => Some(search),
+            Err(why) => return outcome(StatusCode::BAD_REQUEST, "not-supported", why),
+        },
+        None => None,
+    };
+    let mut store = state.fhir();
+    if let Some(search) = &condition {
+        let found: Vec<(String, Value)> = store
+            .matching(&kind, search)
+            .iter()
+            .map(|r| (format!("{}/{}", r.kind, r.id), r.resource.clone()))
+            .collect();
+        match found.as_slice() {
+            [] => {}
+            [(location, existing)] => {
+                return created(StatusCode::OK, &state, location, existing);
+            }
+            _ => {
+                return outcome(
+                    StatusCode::PRECONDITION_FAILED,
+                    "duplicate",
+                    "If-None-Exist matched several resources",
+                );
+            }
+        }
+    }
+    if let Err(why) = store.check_references(&resource) {
+        return outcome(StatusCode::BAD_REQUEST, "invalid", why);
+    }
+    if store.resources.len() >= MAX_FHIR_RESOURCES {
+        return outcome(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too-costly",
+            "the sandbox's FHIR server is full",
+        );
+    }
+    let location = store.insert(kind, new_id(), resource);
+    let stored = store.resources.last().map(|r| r.resource.clone()).unwrap_or_default();
+    drop(store);
+    created(StatusCode::CREATED, &state, &location, &stored)
+}
+
+/// A create's answer: the resource, and its `Location` (absolute, versioned).
+fn created(status: StatusCode, state: &AppState, location: &str, resource: &Value) -> Response {
+    let mut response = fhir_json(status, resource);
+    if let Ok(value) = format!("{}fhir/{location}/_history/1", state.base_url).parse() {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+impl FhirStore {
+    /// Every literal reference to a kind this server stores names a resource it has, and no
+    /// reference is a placeholder (`urn:uuid:`), which only a transaction can resolve.
+    fn check_references(&self, value: &Value) -> Result<(), &'static str> {
+        match value {
+            Value::Object(fields) => {
+                for (key, field) in fields {
+                    match field {
+                        Value::String(text) if key == "reference" => {
+                            if text.starts_with("urn:") {
+                                return Err("a placeholder reference outside a transaction");
+                            }
+                            if let Some((kind, id)) = text.split_once('/')
+                                && self.resources.iter().any(|r| r.kind == kind)
+                                && !self.resources.iter().any(|r| r.kind == kind && r.id == id)
+                            {
+                                return Err("a reference to a resource this server does not have");
+                            }
+                        }
+                        other => self.check_references(other)?,
+                    }
+                }
+                Ok(())
+            }
+            Value::Array(items) => items.iter().try_for_each(|i| self.check_references(i)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `GET /fhir/metadata`: the CapabilityStatement, as the options make the server.
+async fn metadata(State(state): State<AppState>) -> Response {
+    let options = &state.fhir_options;
+    let interactions: Vec<Value> = if options.transactions {
+        vec![json!({"code": "transaction"})]
+    } else {
+        Vec::new()
+    };
+    let resources: Vec<Value> = [
+        "DocumentReference",
+        "Composition",
+        "Condition",
+        "MedicationRequest",
+        "Provenance",
+    ]
+    .iter()
+    .map(|kind| {
+        json!({
+            "type": kind,
+            "interaction": [{"code": "create"}, {"code": "read"}, {"code": "search-type"}],
+            "conditionalCreate": options.conditional_create,
+            "searchParam": [{"name": "identifier", "type": "token"}, {"name": "_tag", "type": "token"}],
+        })
+    })
+    .collect();
+    fhir_json(
+        StatusCode::OK,
+        &json!({
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": "2026-12-01",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["json"],
+            "rest": [{"mode": "server", "interaction": interactions, "resource": resources}],
+        }),
+    )
+}
+
+/// `GET /fhir/.well-known/smart-configuration`: where the SMART token endpoint is.
+async fn smart_configuration(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({
+            "token_endpoint": format!("{}fhir/auth/token", state.base_url),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+            "scopes_supported": ["system/*.c", "system/*.rs", "system/*.write", "system/*.read"],
+            "capabilities": ["client-confidential-asymmetric"],
+        })
+        .to_string(),
+    )
+        .into_response()
 }
 
 /// Every `reference` naming an entry's `fullUrl` now names the resource it became (created or

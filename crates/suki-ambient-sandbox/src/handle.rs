@@ -125,9 +125,11 @@ impl SandboxControl {
 
     /// The base URL of the sandbox's FHIR R4 server, e.g. `http://127.0.0.1:40123/fhir`: it
     /// takes transaction Bundles (`POST`, conditional create by `identifier` or `_tag`),
-    /// searches (`GET /fhir/{type}?identifier=…`) and reads, with
-    /// `Authorization: Bearer` [`fhir_token`](Self::fhir_token). `Fault::status(503).on("/fhir")`
-    /// makes it fail.
+    /// creates (`POST /fhir/{type}`, with `If-None-Exist`), searches
+    /// (`GET /fhir/{type}?identifier=…`) and reads, with `Authorization: Bearer`
+    /// [`fhir_token`](Self::fhir_token) or a token of its SMART endpoint; it serves its
+    /// CapabilityStatement at `/fhir/metadata`. [`FhirOptions`](crate::FhirOptions) shape it;
+    /// `Fault::status(503).on("/fhir")` makes it fail.
     pub fn fhir_base_url(&self) -> String {
         format!("{}fhir", self.shared.base_url)
     }
@@ -135,6 +137,17 @@ impl SandboxControl {
     /// The bearer token the FHIR server requires.
     pub fn fhir_token(&self) -> &str {
         &self.shared.fhir_token
+    }
+
+    /// Expires every access token the SMART token endpoint has issued: the next request with
+    /// one gets a 401 (an EHR's token lifetime ending mid-run).
+    pub fn expire_fhir_tokens(&self) {
+        self.shared.fhir().expire_tokens();
+    }
+
+    /// How many access tokens the SMART token endpoint has issued.
+    pub fn fhir_tokens_issued(&self) -> u64 {
+        self.shared.fhir().tokens_issued
     }
 
     /// What was written to the FHIR server: every resource of `resource_type` (every resource

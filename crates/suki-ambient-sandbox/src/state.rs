@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) fhir: Mutex<crate::fhir::FhirStore>,
     /// The bearer token the FHIR server asks for.
     pub(crate) fhir_token: String,
+    /// What the FHIR server takes, and its SMART clients.
+    pub(crate) fhir_options: crate::fhir::FhirOptions,
 }
 
 impl Shared {

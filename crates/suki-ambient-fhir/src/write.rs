@@ -1,0 +1,667 @@
+//! Write strategies: one transaction, or one create per resource (with the `If-None-Exist`
+//! header, or a search by identifier first), chosen by the integrator or read from the server's
+//! CapabilityStatement (`GET [base]/metadata`, cached).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::client::{Answer, Call, EntryResult, FhirClient, TransactionResult};
+use crate::{FhirError, TransactionBundle};
+
+/// How a session's resources are written to the EHR ([`FhirClientBuilder::strategy`]).
+///
+/// [`FhirClientBuilder::strategy`]: crate::FhirClientBuilder::strategy
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteStrategy {
+    /// Read the server's CapabilityStatement (once an hour) and choose: a transaction when the
+    /// server takes them; otherwise a create per resource the server can create, each with
+    /// `If-None-Exist` where it declares `conditionalCreate`, or after a search by identifier
+    /// where it does not. A server that cannot create `DocumentReference` is an error.
+    #[default]
+    Auto,
+    /// One transaction Bundle of conditional creates (all or nothing).
+    Transaction,
+    /// A create per resource, in order: DocumentReference, Composition, Conditions,
+    /// MedicationRequests, then the Provenance naming the ids the server gave them (US Core's
+    /// "Writing Clinical Notes": individual POSTs).
+    PerResource,
+    /// The DocumentReference only (Oracle Health Millennium documents no other write).
+    DocumentReferenceOnly,
+}
+
+impl WriteStrategy {
+    /// The name used by the CLI and `FHIR_STRATEGY`: `auto`, `transaction`, `per-resource`,
+    /// `document-only`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Transaction => "transaction",
+            Self::PerResource => "per-resource",
+            Self::DocumentReferenceOnly => "document-only",
+        }
+    }
+}
+
+impl std::str::FromStr for WriteStrategy {
+    type Err = FhirError;
+
+    fn from_str(text: &str) -> Result<Self, FhirError> {
+        match text.trim() {
+            "auto" => Ok(Self::Auto),
+            "transaction" => Ok(Self::Transaction),
+            "per-resource" => Ok(Self::PerResource),
+            "document-only" => Ok(Self::DocumentReferenceOnly),
+            _ => Err(FhirError::Config(
+                "the strategy is one of auto, transaction, per-resource, document-only".into(),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for WriteStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The resource types a session may write, in the order of a per-resource write.
+const TYPES: [&str; 5] = [
+    "DocumentReference",
+    "Composition",
+    "Condition",
+    "MedicationRequest",
+    "Provenance",
+];
+
+/// What a server's CapabilityStatement says about the writes this crate makes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Its FHIR version (`4.0.1`), when given.
+    pub fhir_version: Option<String>,
+    /// Whether it takes transaction Bundles (`rest.interaction` has `transaction`).
+    pub transaction: bool,
+    /// Per resource type this crate writes: whether it can be created, conditionally.
+    pub resources: BTreeMap<String, ResourceCapability>,
+}
+
+/// What a server can do with one resource type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResourceCapability {
+    /// `interaction` has `create`.
+    pub create: bool,
+    /// `conditionalCreate` is true: the server honours `If-None-Exist`.
+    pub conditional_create: bool,
+}
+
+impl Capabilities {
+    /// Reads a CapabilityStatement (JSON). `Err` when it is not one or has no server part.
+    pub fn parse(json: &[u8]) -> Result<Self, FhirError> {
+        let statement: Value = serde_json::from_slice(json)
+            .map_err(|_| FhirError::Capabilities("the metadata is not JSON"))?;
+        if statement["resourceType"] != "CapabilityStatement" {
+            return Err(FhirError::Capabilities(
+                "the metadata is not a CapabilityStatement",
+            ));
+        }
+        let rests = statement["rest"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let Some(rest) = rests
+            .iter()
+            .find(|r| r["mode"] == "server")
+            .or_else(|| rests.first())
+        else {
+            return Err(FhirError::Capabilities(
+                "the CapabilityStatement has no rest part",
+            ));
+        };
+        let has = |interactions: &Value, code: &str| {
+            interactions
+                .as_array()
+                .is_some_and(|list| list.iter().any(|i| i["code"] == code))
+        };
+        let mut resources = BTreeMap::new();
+        for resource in rest["resource"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let Some(kind) = resource["type"].as_str() else {
+                continue;
+            };
+            if let Some(kind) = TYPES.iter().find(|t| **t == kind) {
+                resources.insert(
+                    (*kind).to_owned(),
+                    ResourceCapability {
+                        create: has(&resource["interaction"], "create"),
+                        conditional_create: resource["conditionalCreate"] == true,
+                    },
+                );
+            }
+        }
+        Ok(Self {
+            fhir_version: statement["fhirVersion"]
+                .as_str()
+                .filter(|v| v.len() <= 16)
+                .map(str::to_owned),
+            transaction: has(&rest["interaction"], "transaction"),
+            resources,
+        })
+    }
+
+    fn of(&self, kind: &str) -> ResourceCapability {
+        self.resources.get(kind).copied().unwrap_or_default()
+    }
+}
+
+/// How one resource type is created without a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CreateMode {
+    /// `POST [base]/Type` with `If-None-Exist: identifier=…`: the server matches atomically.
+    Conditional,
+    /// `GET [base]/Type?identifier=…`, then a plain `POST` when nothing matched. Two writers of
+    /// the same session at the same instant could both create (the inbox's lease makes that a
+    /// crash-and-lease-expiry case); a later write then finds two and fails visibly
+    /// (`fhir_412_duplicate`).
+    SearchFirst,
+    /// Not written: the server cannot create this type.
+    Skip,
+}
+
+/// What a write will do, and why: the strategy's decision for one server
+/// ([`FhirClient::plan`]). `Display` prints it for `suki-ambient fhir capabilities`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WritePlan {
+    /// The strategy asked for.
+    pub strategy: WriteStrategy,
+    /// Whether the session goes as one transaction.
+    pub transaction: bool,
+    /// Without a transaction: how each resource type is created, in order.
+    pub creates: Vec<(&'static str, CreateMode)>,
+    /// Why, in a few lines.
+    pub reasons: Vec<String>,
+}
+
+impl WritePlan {
+    /// How `kind` is created in a per-resource write.
+    pub fn mode(&self, kind: &str) -> CreateMode {
+        self.creates
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(CreateMode::Skip, |(_, mode)| *mode)
+    }
+
+    /// The plan of `strategy` on a server with `capabilities` (`None` when they are unknown:
+    /// explicit strategies then use `If-None-Exist`, which US Core servers SHALL support).
+    pub fn new(
+        strategy: WriteStrategy,
+        capabilities: Option<&Capabilities>,
+    ) -> Result<Self, FhirError> {
+        let mut reasons = Vec::new();
+        let mode_of = |kind: &'static str, reasons: &mut Vec<String>| match capabilities {
+            None => CreateMode::Conditional,
+            Some(caps) => {
+                let cap = caps.of(kind);
+                if cap.conditional_create {
+                    CreateMode::Conditional
+                } else {
+                    reasons.push(format!(
+                        "{kind}: no conditionalCreate declared: search by identifier, then create"
+                    ));
+                    CreateMode::SearchFirst
+                }
+            }
+        };
+        let plan = match strategy {
+            WriteStrategy::Transaction => {
+                reasons.push("transaction: asked for".into());
+                Self {
+                    strategy,
+                    transaction: true,
+                    creates: Vec::new(),
+                    reasons,
+                }
+            }
+            WriteStrategy::DocumentReferenceOnly => {
+                reasons.push("document-only: the DocumentReference alone, asked for".into());
+                let mode = mode_of("DocumentReference", &mut reasons);
+                Self {
+                    strategy,
+                    transaction: false,
+                    creates: vec![("DocumentReference", mode)],
+                    reasons,
+                }
+            }
+            WriteStrategy::PerResource => {
+                reasons.push("per-resource: asked for".into());
+                let creates = TYPES
+                    .iter()
+                    .map(|kind| (*kind, mode_of(kind, &mut reasons)))
+                    .collect();
+                Self {
+                    strategy,
+                    transaction: false,
+                    creates,
+                    reasons,
+                }
+            }
+            WriteStrategy::Auto => {
+                let Some(caps) = capabilities else {
+                    return Err(FhirError::Capabilities(
+                        "the auto strategy needs the server's CapabilityStatement",
+                    ));
+                };
+                if caps.transaction {
+                    reasons.push(
+                        "transaction: the CapabilityStatement lists the transaction interaction"
+                            .into(),
+                    );
+                    return Ok(Self {
+                        strategy,
+                        transaction: true,
+                        creates: Vec::new(),
+                        reasons,
+                    });
+                }
+                reasons.push(
+                    "per-resource: the CapabilityStatement lists no transaction interaction"
+                        .into(),
+                );
+                if !caps.of("DocumentReference").create {
+                    return Err(FhirError::Capabilities(
+                        "the server declares no create of DocumentReference",
+                    ));
+                }
+                let mut creates = Vec::new();
+                for kind in TYPES {
+                    if caps.of(kind).create {
+                        let mode = mode_of(kind, &mut reasons);
+                        creates.push((kind, mode));
+                    } else {
+                        reasons.push(format!("{kind}: not written (no create declared)"));
+                        creates.push((kind, CreateMode::Skip));
+                    }
+                }
+                Self {
+                    strategy,
+                    transaction: false,
+                    creates,
+                    reasons,
+                }
+            }
+        };
+        Ok(plan)
+    }
+}
+
+impl fmt::Display for WritePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "strategy: {}", self.strategy)?;
+        if self.transaction {
+            writeln!(f, "write: one transaction Bundle of conditional creates")?;
+        } else {
+            writeln!(f, "write: a create per resource, in this order:")?;
+            for (kind, mode) in &self.creates {
+                let how = match mode {
+                    CreateMode::Conditional => "POST with If-None-Exist (identifier)",
+                    CreateMode::SearchFirst => "search by identifier, then POST",
+                    CreateMode::Skip => "not written",
+                };
+                writeln!(f, "  {kind:<18} {how}")?;
+            }
+        }
+        writeln!(f, "why:")?;
+        for reason in &self.reasons {
+            writeln!(f, "  - {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The server's CapabilityStatement, kept for a while.
+pub(crate) struct CapabilityCache {
+    ttl: Duration,
+    cached: tokio::sync::Mutex<Option<(Instant, Arc<Capabilities>)>>,
+}
+
+impl CapabilityCache {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl FhirClient {
+    /// The server's CapabilityStatement (`GET [base]/metadata`), read at most once per
+    /// [`capabilities_ttl`](crate::FhirClientBuilder::capabilities_ttl) (concurrent callers
+    /// wait for one read).
+    pub async fn capabilities(&self) -> Result<Arc<Capabilities>, FhirError> {
+        let cache = &self.inner.capabilities;
+        let mut cached = cache.cached.lock().await;
+        if let Some((at, caps)) = cached.as_ref()
+            && at.elapsed() < cache.ttl
+        {
+            return Ok(Arc::clone(caps));
+        }
+        let answer = self
+            .call(
+                &Call {
+                    method: Method::GET,
+                    url: self.url("metadata", None),
+                    body: None,
+                    if_none_exist: None,
+                    retry: true,
+                },
+                self.deadline(),
+            )
+            .await?;
+        let caps = Arc::new(Capabilities::parse(&answer.body)?);
+        *cached = Some((Instant::now(), Arc::clone(&caps)));
+        Ok(caps)
+    }
+
+    /// What [`write`](Self::write) does on this server with the client's strategy, and why
+    /// (reads the CapabilityStatement unless the strategy is [`WriteStrategy::Transaction`]).
+    pub async fn plan(&self) -> Result<WritePlan, FhirError> {
+        let strategy = self.inner.strategy;
+        if strategy == WriteStrategy::Transaction {
+            return WritePlan::new(strategy, None);
+        }
+        match self.capabilities().await {
+            Ok(caps) => WritePlan::new(strategy, Some(&caps)),
+            // Explicit strategies do without: If-None-Exist, as US Core servers SHALL support.
+            Err(err) if strategy != WriteStrategy::Auto && !err.is_retryable() => {
+                tracing::debug!(error = %err, "no CapabilityStatement; creating with If-None-Exist");
+                WritePlan::new(strategy, None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Writes `bundle`'s resources with the client's [`WriteStrategy`]: `Ok` with each
+    /// written resource's answer (`201` created, `200` matched an earlier write). Every way is
+    /// idempotent: writing a session again, or resuming after a failure part-way through a
+    /// per-resource write, creates nothing twice.
+    pub async fn write(&self, bundle: &TransactionBundle) -> Result<TransactionResult, FhirError> {
+        let plan = self.plan().await?;
+        if plan.transaction {
+            return self.post(bundle).await;
+        }
+        self.write_each(bundle, &plan).await
+    }
+
+    /// A create per resource, as `plan` says; the Provenance last, naming the ids the server
+    /// gave.
+    async fn write_each(
+        &self,
+        bundle: &TransactionBundle,
+        plan: &WritePlan,
+    ) -> Result<TransactionResult, FhirError> {
+        let deadline = self.deadline();
+        let mut entries = Vec::new();
+        let mut targets: Vec<String> = Vec::new();
+        for (index, summary) in bundle.summaries().iter().enumerate() {
+            let kind = summary.resource_type;
+            let mode = plan.mode(kind);
+            if mode == CreateMode::Skip {
+                continue;
+            }
+            let body = if kind == "Provenance" {
+                if targets.is_empty() {
+                    continue;
+                }
+                let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
+                bundle.provenance_for(&refs)
+            } else {
+                bundle.resource(index)
+            };
+            let (status, location) = self
+                .create(kind, body, &summary.if_none_exist, mode, deadline)
+                .await?;
+            if kind != "Provenance" {
+                targets.push(location.clone());
+            }
+            entries.push(EntryResult {
+                resource_type: Some(kind),
+                status,
+                location: Some(location),
+            });
+        }
+        let result = TransactionResult { entries };
+        tracing::debug!(
+            created = result.created(),
+            matched = result.matched(),
+            "fhir resources written one by one"
+        );
+        Ok(result)
+    }
+
+    /// Creates one resource unless its identifier (`query`) exists: `(201 or 200, Type/id)`.
+    async fn create(
+        &self,
+        kind: &'static str,
+        body: bytes::Bytes,
+        query: &str,
+        mode: CreateMode,
+        deadline: Option<Instant>,
+    ) -> Result<(u16, String), FhirError> {
+        if mode == CreateMode::SearchFirst {
+            let found = self
+                .call(
+                    &Call {
+                        method: Method::GET,
+                        url: self.url(kind, Some(query)),
+                        body: None,
+                        if_none_exist: None,
+                        retry: true,
+                    },
+                    deadline,
+                )
+                .await?;
+            match search_ids(&found.body, kind)?.as_slice() {
+                [] => {}
+                [id] => return Ok((200, format!("{kind}/{id}"))),
+                _ => {
+                    return Err(FhirError::Server {
+                        status: 412,
+                        code: "duplicate".into(),
+                    });
+                }
+            }
+        }
+        let conditional = mode == CreateMode::Conditional;
+        let answer = self
+            .call(
+                &Call {
+                    method: Method::POST,
+                    url: self.url(kind, None),
+                    body: Some(body),
+                    if_none_exist: conditional.then_some(query),
+                    // A plain create is not sent twice: the worker's retry searches again.
+                    retry: conditional,
+                },
+                deadline,
+            )
+            .await?;
+        let status = if answer.status == 201 { 201 } else { 200 };
+        if let Some(location) = created_at(&answer, kind) {
+            return Ok((status, location));
+        }
+        // A server that matched without saying where (no Location, no resource): ask it.
+        let found = self
+            .call(
+                &Call {
+                    method: Method::GET,
+                    url: self.url(kind, Some(query)),
+                    body: None,
+                    if_none_exist: None,
+                    retry: true,
+                },
+                deadline,
+            )
+            .await?;
+        match search_ids(&found.body, kind)?.as_slice() {
+            [id] => Ok((status, format!("{kind}/{id}"))),
+            _ => Err(FhirError::Answer),
+        }
+    }
+}
+
+/// The ids of a searchset Bundle's `kind` entries (`Err` when it is not a Bundle).
+fn search_ids(body: &[u8], kind: &str) -> Result<Vec<String>, FhirError> {
+    let bundle: Value = serde_json::from_slice(body).map_err(|_| FhirError::Answer)?;
+    if bundle["resourceType"] != "Bundle" {
+        return Err(FhirError::Answer);
+    }
+    Ok(bundle["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == kind)
+        .filter(|e| e["search"]["mode"].as_str().is_none_or(|m| m == "match"))
+        .filter_map(|e| e["resource"]["id"].as_str())
+        .filter(|id| is_id(id))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// `kind/id` of a created (or matched) resource: from the `Location` header
+/// (`[base]/Type/id/_history/v`), else from the returned resource's `id`.
+fn created_at(answer: &Answer, kind: &str) -> Option<String> {
+    if let Some(location) = &answer.location {
+        let path = location.split(['?', '#']).next().unwrap_or_default();
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let n = parts.len();
+        let (t, id) = if n >= 4 && parts[n - 2] == "_history" {
+            (parts[n - 4], parts[n - 3])
+        } else if n >= 2 {
+            (parts[n - 2], parts[n - 1])
+        } else {
+            ("", "")
+        };
+        if t == kind && is_id(id) {
+            return Some(format!("{kind}/{id}"));
+        }
+    }
+    let resource: Value = serde_json::from_slice(&answer.body).ok()?;
+    let id = resource["id"].as_str().filter(|id| is_id(id))?;
+    (resource["resourceType"] == kind).then(|| format!("{kind}/{id}"))
+}
+
+/// A FHIR id: 1 to 64 of `[A-Za-z0-9-.]`.
+fn is_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(transaction: bool, conditional: bool, types: &[&str]) -> Vec<u8> {
+        let resources: Vec<Value> = types
+            .iter()
+            .map(|t| {
+                serde_json::json!({"type": t, "interaction": [{"code": "create"}, {"code": "read"}],
+                    "conditionalCreate": conditional})
+            })
+            .collect();
+        let interaction = if transaction {
+            serde_json::json!([{"code": "transaction"}])
+        } else {
+            serde_json::json!([{"code": "batch"}])
+        };
+        serde_json::to_vec(&serde_json::json!({"resourceType": "CapabilityStatement",
+            "fhirVersion": "4.0.1",
+            "rest": [{"mode": "server", "interaction": interaction, "resource": resources}]}))
+        .expect("json")
+    }
+
+    #[test]
+    fn auto_follows_the_capability_statement() {
+        let caps = Capabilities::parse(&statement(true, true, &TYPES)).expect("parses");
+        assert!(caps.transaction);
+        assert_eq!(caps.fhir_version.as_deref(), Some("4.0.1"));
+        assert!(WritePlan::new(WriteStrategy::Auto, Some(&caps)).expect("plan").transaction);
+
+        let caps = Capabilities::parse(&statement(false, true, &TYPES)).expect("parses");
+        let plan = WritePlan::new(WriteStrategy::Auto, Some(&caps)).expect("plan");
+        assert!(!plan.transaction);
+        assert!(TYPES.iter().all(|t| plan.mode(t) == CreateMode::Conditional));
+
+        let caps = Capabilities::parse(&statement(false, false, &["DocumentReference"]))
+            .expect("parses");
+        let plan = WritePlan::new(WriteStrategy::Auto, Some(&caps)).expect("plan");
+        assert_eq!(plan.mode("DocumentReference"), CreateMode::SearchFirst);
+        assert_eq!(plan.mode("Composition"), CreateMode::Skip);
+        assert_eq!(plan.mode("Provenance"), CreateMode::Skip);
+        let text = plan.to_string();
+        assert!(text.contains("no create declared"), "{text}");
+
+        let caps = Capabilities::parse(&statement(false, true, &["Patient"])).expect("parses");
+        let err = WritePlan::new(WriteStrategy::Auto, Some(&caps)).expect_err("no DocRef");
+        assert_eq!(err.code(), "fhir_capabilities");
+        assert!(WritePlan::new(WriteStrategy::Auto, None).is_err());
+    }
+
+    #[test]
+    fn explicit_strategies_and_bad_statements() {
+        let plan = WritePlan::new(WriteStrategy::DocumentReferenceOnly, None).expect("plan");
+        assert_eq!(plan.creates, vec![("DocumentReference", CreateMode::Conditional)]);
+        let caps = Capabilities::parse(&statement(true, false, &TYPES)).expect("parses");
+        let plan = WritePlan::new(WriteStrategy::PerResource, Some(&caps)).expect("plan");
+        assert!(!plan.transaction);
+        assert_eq!(plan.mode("Condition"), CreateMode::SearchFirst);
+        for bad in [&b"[]"[..], b"{\"resourceType\":\"Patient\"}", b"not json",
+            b"{\"resourceType\":\"CapabilityStatement\"}"] {
+            assert!(Capabilities::parse(bad).is_err());
+        }
+        for name in ["auto", "transaction", "per-resource", "document-only"] {
+            let strategy: WriteStrategy = name.parse().expect("parses");
+            assert_eq!(strategy.as_str(), name);
+        }
+        assert!("both".parse::<WriteStrategy>().is_err());
+    }
+
+    #[test]
+    fn locations_and_searches_are_read_defensively() {
+        let answer = |location: Option<&str>, body: &str| Answer {
+            status: 201,
+            location: location.map(str::to_owned),
+            body: bytes::Bytes::from(body.to_owned()),
+        };
+        let kind = "DocumentReference";
+        assert_eq!(
+            created_at(&answer(Some("https://ehr.example/fhir/DocumentReference/12/_history/1"), ""), kind)
+                .as_deref(),
+            Some("DocumentReference/12")
+        );
+        assert_eq!(
+            created_at(&answer(Some("DocumentReference/ab-1"), ""), kind).as_deref(),
+            Some("DocumentReference/ab-1")
+        );
+        assert_eq!(
+            created_at(&answer(None, r#"{"resourceType":"DocumentReference","id":"9"}"#), kind)
+                .as_deref(),
+            Some("DocumentReference/9")
+        );
+        assert_eq!(created_at(&answer(Some("Patient/1"), "{}"), kind), None);
+        assert_eq!(created_at(&answer(Some("DocumentReference/a b"), "{}"), kind), None);
+        assert_eq!(created_at(&answer(None, r#"{"resourceType":"Patient","id":"9"}"#), kind), None);
+        let found = br#"{"resourceType":"Bundle","type":"searchset","entry":[
+            {"resource":{"resourceType":"DocumentReference","id":"1"},"search":{"mode":"match"}},
+            {"resource":{"resourceType":"OperationOutcome","id":"x"},"search":{"mode":"outcome"}},
+            {"resource":{"resourceType":"DocumentReference","id":"../../x"}}]}"#;
+        assert_eq!(search_ids(found, kind).expect("bundle"), vec!["1".to_owned()]);
+        assert!(search_ids(b"{}", kind).is_err());
+    }
+}

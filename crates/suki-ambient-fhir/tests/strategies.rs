@@ -1,0 +1,219 @@
+//! Write strategies against the sandbox's FHIR server made into different EHRs: one that takes
+//! transactions, one that refuses them (creates only), one without conditional create; and SMART
+//! Backend Services tokens, refreshed once when the EHR refuses an expired one.
+
+mod common;
+
+use std::time::Duration;
+
+use suki_ambient_client::RetryPolicy;
+use suki_ambient_fhir::{
+    BearerToken, CreateMode, FhirAuth, FhirClient, FhirError, SmartBackendAuth, SmartKey,
+    WriteStrategy,
+};
+use suki_ambient_sandbox::{Fault, FhirOptions, Sandbox, SandboxHandle};
+
+fn client(sandbox: &SandboxHandle, strategy: WriteStrategy, auth: impl FhirAuth) -> FhirClient {
+    FhirClient::builder(sandbox.fhir_base_url())
+        .auth(auth)
+        .strategy(strategy)
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(2)
+                .base_delay(Duration::from_millis(5)),
+        )
+        .build()
+        .expect("client")
+}
+
+fn bearer(sandbox: &SandboxHandle) -> BearerToken {
+    BearerToken::new(sandbox.fhir_token())
+}
+
+/// Every stored reference between the written resources names a resource the server has.
+fn provenance_targets_resolve(sandbox: &SandboxHandle) {
+    let provenances = sandbox.fhir_resources(Some("Provenance"));
+    assert_eq!(provenances.len(), 1);
+    let targets = provenances[0]["target"].as_array().expect("targets");
+    assert_eq!(targets.len(), 8, "every other resource");
+    for target in targets {
+        let reference = target["reference"].as_str().expect("reference");
+        let (kind, id) = reference.split_once('/').expect("Type/id");
+        assert!(
+            sandbox
+                .fhir_resources(Some(kind))
+                .iter()
+                .any(|r| r["id"] == id),
+            "{reference} resolves"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_writes_one_resource_at_a_time_where_transactions_are_refused() {
+    let sandbox = Sandbox::builder()
+        .fhir(FhirOptions::default().transactions(false))
+        .start()
+        .await
+        .expect("sandbox");
+    let fhir = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox));
+    let plan = fhir.plan().await.expect("plan");
+    assert!(!plan.transaction, "{plan}");
+    assert_eq!(plan.mode("DocumentReference"), CreateMode::Conditional);
+    let first = fhir
+        .write(&common::typical_bundle("s-each-1"))
+        .await
+        .expect("written");
+    assert_eq!((first.created(), first.matched()), (9, 0));
+    assert_eq!(
+        first.entries[0].resource_type,
+        Some("DocumentReference"),
+        "the note first"
+    );
+    let again = fhir
+        .write(&common::typical_bundle("s-each-1"))
+        .await
+        .expect("again");
+    assert_eq!((again.created(), again.matched()), (0, 9));
+    assert_eq!(sandbox.fhir_resources(None).len(), 9);
+    provenance_targets_resolve(&sandbox);
+    assert_eq!(sandbox.requests("/fhir/metadata"), 1, "the statement is cached");
+
+    // A transaction asked for is refused, permanently.
+    let err = client(&sandbox, WriteStrategy::Transaction, bearer(&sandbox))
+        .write(&common::typical_bundle("s-each-2"))
+        .await
+        .expect_err("no transactions here");
+    assert_eq!(err.code(), "fhir_400_not-supported");
+    assert!(!err.is_retryable());
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_failed_part_way_resumes_without_creating_anything_twice() {
+    let sandbox = Sandbox::builder()
+        .fhir(FhirOptions::default().transactions(false))
+        .start()
+        .await
+        .expect("sandbox");
+    let fhir = client(&sandbox, WriteStrategy::PerResource, bearer(&sandbox));
+    // The note and the Composition are written, then the Conditions fail for longer than the
+    // client's retries.
+    sandbox.inject(Fault::status(503).on("/fhir/Condition").times(2));
+    let err = fhir
+        .write(&common::typical_bundle("s-resume"))
+        .await
+        .expect_err("503");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(sandbox.fhir_resources(None).len(), 2);
+    let resumed = fhir
+        .write(&common::typical_bundle("s-resume"))
+        .await
+        .expect("resumed");
+    assert_eq!((resumed.created(), resumed.matched()), (7, 2));
+    assert_eq!(sandbox.fhir_resources(None).len(), 9);
+    provenance_targets_resolve(&sandbox);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_conditional_create_a_search_comes_first() {
+    let sandbox = Sandbox::builder()
+        .fhir(
+            FhirOptions::default()
+                .transactions(false)
+                .conditional_create(false),
+        )
+        .start()
+        .await
+        .expect("sandbox");
+    let fhir = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox));
+    let plan = fhir.plan().await.expect("plan");
+    assert_eq!(plan.mode("Condition"), CreateMode::SearchFirst, "{plan}");
+    for _ in 0..2 {
+        fhir.write(&common::typical_bundle("s-search"))
+            .await
+            .expect("written");
+    }
+    assert_eq!(sandbox.fhir_resources(None).len(), 9, "nothing twice");
+    provenance_targets_resolve(&sandbox);
+
+    // The note alone, for an EHR that takes DocumentReference only.
+    let only = client(&sandbox, WriteStrategy::DocumentReferenceOnly, bearer(&sandbox))
+        .write(&common::typical_bundle("s-doc-only"))
+        .await
+        .expect("written");
+    assert_eq!(only.entries.len(), 1);
+    assert_eq!(
+        sandbox.fhir_resources(Some("DocumentReference")).len(),
+        2,
+        "one note more"
+    );
+    assert_eq!(sandbox.fhir_resources(None).len(), 10);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_backend_tokens_are_cached_and_fetched_again_once_after_a_401() {
+    for alg in ["RS384", "ES384"] {
+        let pem = SmartKey::generate_pem(alg).expect("key");
+        let key = SmartKey::from_pem(&pem, "sandbox-key").expect("key");
+        let sandbox = Sandbox::builder()
+            .fhir(FhirOptions::default().smart_client("suki-backend", &key.jwks()))
+            .start()
+            .await
+            .expect("sandbox");
+        let auth = SmartBackendAuth::builder(sandbox.fhir_base_url(), "suki-backend", key)
+            .scopes("system/DocumentReference.c system/Provenance.c")
+            .build()
+            .expect("auth");
+        let debug = format!("{auth:?}");
+        assert!(!debug.contains("PRIVATE") && debug.contains("***"), "{debug}");
+        let fhir = client(&sandbox, WriteStrategy::Auto, auth.clone());
+        fhir.write(&common::typical_bundle("s-smart-1"))
+            .await
+            .expect("written");
+        fhir.write(&common::typical_bundle("s-smart-2"))
+            .await
+            .expect("written");
+        assert_eq!(sandbox.fhir_tokens_issued(), 1, "cached");
+        // The EHR forgets the token mid-run: the next write gets a 401, a fresh token, and
+        // goes through.
+        sandbox.expire_fhir_tokens();
+        fhir.write(&common::typical_bundle("s-smart-3"))
+            .await
+            .expect("written after a refresh");
+        assert_eq!(sandbox.fhir_tokens_issued(), 2);
+        assert_eq!(auth.tokens_fetched(), 2);
+        assert_eq!(sandbox.fhir_resources(Some("DocumentReference")).len(), 3);
+        sandbox.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_ehr_does_not_know_is_refused_permanently() {
+    let registered = SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1")
+        .expect("key");
+    let other = SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1")
+        .expect("key");
+    let sandbox = Sandbox::builder()
+        .fhir(FhirOptions::default().smart_client("suki-backend", &registered.jwks()))
+        .start()
+        .await
+        .expect("sandbox");
+    let auth = SmartBackendAuth::builder(sandbox.fhir_base_url(), "suki-backend", other)
+        .build()
+        .expect("auth");
+    let err = client(&sandbox, WriteStrategy::Transaction, auth)
+        .write(&common::typical_bundle("s-smart-bad"))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, FhirError::Token { status: 401, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "fhir_token_401_invalid_client");
+    assert!(!err.is_retryable());
+    assert!(sandbox.fhir_resources(None).is_empty());
+    sandbox.shutdown().await;
+}
