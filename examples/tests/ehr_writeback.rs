@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use suki_ambient::sandbox::Sandbox;
+use suki_ambient::fhir::SmartKey;
+use suki_ambient::inbox::{Inbox, State};
+use suki_ambient::sandbox::{Fault, FhirOptions, Sandbox, SandboxHandle};
 
 const SECRET: &str = "ehr-example-secret";
 
@@ -26,6 +28,119 @@ async fn until(mut done: impl FnMut() -> bool) {
         assert!(start.elapsed() < Duration::from_secs(20), "timed out");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The example's first line (`listening on URL`), and the running child.
+fn listening(mut child: Child) -> (Running, String) {
+    let stdout = child.stdout.take().expect("stdout");
+    let running = Running(child);
+    let first = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a first line")
+        .expect("utf-8");
+    let url = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    (running, url)
+}
+
+/// The issue's case: an EHR that refuses transactions and issues short SMART tokens; every note
+/// reaches it exactly once, a token refused mid-run dead-letters nothing, and a transcript that
+/// answers 404 holds no note back (the write-back never fetches it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_note_reaches_an_ehr_without_transactions_once_through_a_token_expiry() {
+    let dir = tempfile::tempdir().expect("dir");
+    let pem = SmartKey::generate_pem("ES384").expect("key");
+    let key_file = dir.path().join("ehr-key.pem");
+    std::fs::write(&key_file, pem.as_bytes()).expect("key file");
+    let key = SmartKey::from_pem(&pem, "suki-example").expect("key");
+    let sandbox: SandboxHandle = Sandbox::builder()
+        .webhook_secret(SECRET)
+        .fhir(
+            FhirOptions::default()
+                .transactions(false)
+                .smart_client("suki-example-client", &key.jwks()),
+        )
+        .start()
+        .await
+        .expect("sandbox");
+    let inbox_url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+    let child = Command::new(env!("CARGO_BIN_EXE_ehr_writeback"))
+        .env("SUKI_WEBHOOK_SECRET", SECRET)
+        .env("SUKI_TOKEN", sandbox.issue_token(None))
+        .env("SUKI_API_BASE_URL", sandbox.base_url())
+        .env("SUKI_INBOX_URL", &inbox_url)
+        .env("FHIR_BASE_URL", sandbox.fhir_base_url())
+        .env("FHIR_STRATEGY", "auto")
+        .env("FHIR_SMART_CLIENT_ID", "suki-example-client")
+        .env("FHIR_SMART_KID", "suki-example")
+        .env("FHIR_SMART_KEY_FILE", &key_file)
+        .env("FHIR_DEFAULT_PATIENT", "Patient/demo-1")
+        .env("BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start ehr_writeback");
+    let (_running, url) = listening(child);
+    sandbox.set_webhook_url(Some(url));
+
+    let mut sessions = Vec::new();
+    for round in 0..4 {
+        let session = sandbox.create_session(None);
+        sandbox.inject(
+            Fault::status(404)
+                .on(format!(
+                    "/api/v1/ambient/session/{}/transcript",
+                    session.session_id
+                ))
+                .times(100),
+        );
+        if round == 2 {
+            // The EHR forgets every token it issued: the next write gets a 401.
+            sandbox.expire_fhir_tokens();
+        }
+        assert_eq!(
+            sandbox
+                .complete(&session.session_id)
+                .await
+                .expect("deliver")
+                .status,
+            200
+        );
+        let written = round + 1;
+        until(|| sandbox.fhir_resources(Some("Provenance")).len() == written).await;
+        sessions.push(session);
+    }
+    let notes = sandbox.fhir_resources(Some("DocumentReference"));
+    assert_eq!(notes.len(), 4, "each note once");
+    for session in &sessions {
+        assert_eq!(
+            notes
+                .iter()
+                .filter(|n| n["identifier"][0]["value"] == format!("{}/note", session.session_id))
+                .count(),
+            1
+        );
+        let transcript = format!("/api/v1/ambient/session/{}/transcript", session.session_id);
+        assert_eq!(sandbox.requests(&transcript), 0, "never fetched");
+    }
+    assert!(
+        sandbox.requests("/fhir/auth/token") >= 2,
+        "a fresh token after the expiry"
+    );
+    assert_eq!(sandbox.requests("/fhir/Bundle"), 0);
+    let inbox = Inbox::connect(&inbox_url).await.expect("inbox");
+    assert!(
+        inbox
+            .list(Some(State::Dead), 10)
+            .await
+            .expect("list")
+            .is_empty(),
+        "no dead letter"
+    );
+    sandbox.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,14 +6,16 @@
 use std::time::Duration;
 
 use suki_ambient::client::{AmbientClient, RetryPolicy};
-use suki_ambient::fhir::{BearerToken, EhrContext, FhirClient, FhirWriteBack, Reference};
+use suki_ambient::fhir::{
+    BearerToken, EhrContext, FhirClient, FhirWriteBack, NoNote, Reference, SessionRef,
+};
 use suki_ambient::inbox::{Action, Actor, FetchResults, Inbox, InboxWorker, Selection, State};
-use suki_ambient::sandbox::{Fault, Sandbox};
-use suki_ambient::{HandlerError, SessionCompleted, WebhookEndpoint};
+use suki_ambient::sandbox::{Fault, FhirOptions, Sandbox};
+use suki_ambient::{HandlerError, WebhookEndpoint};
 
 /// The integrator's lookup: here every session belongs to one patient, at its encounter.
-fn resolve(event: &SessionCompleted) -> Result<EhrContext, HandlerError> {
-    let encounter: String = event
+async fn resolve(session: SessionRef) -> Result<EhrContext, HandlerError> {
+    let encounter: String = session
         .encounter_id
         .as_str()
         .chars()
@@ -128,4 +130,91 @@ async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
 
     server.abort();
     sandbox.shutdown().await;
+}
+
+/// Sessions without a note are not silent: with `NoNote::Task` a failed session leaves a
+/// requested Task in the chart, and a cancelled one with `NoNote::Communication` a
+/// Communication; each once, on an EHR that takes no transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_a_note_leaves_a_task_or_a_communication() {
+    for (no_note, kind) in [
+        (NoNote::Task, "Task"),
+        (NoNote::Communication, "Communication"),
+    ] {
+        let dir = tempfile::tempdir().expect("dir");
+        let sandbox = Sandbox::builder()
+            .fhir(FhirOptions::default().transactions(false))
+            .start()
+            .await
+            .expect("sandbox");
+        let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+            .await
+            .expect("inbox");
+        let verifier = sandbox.verifier_builder().build().expect("verifier");
+        let app = axum::Router::new().nest(
+            "/webhooks/suki",
+            suki_ambient::axum::router(WebhookEndpoint::inbox(verifier, inbox.clone())),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        sandbox.set_webhook_url(Some(format!(
+            "http://{}/webhooks/suki",
+            listener.local_addr().expect("addr")
+        )));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let session = sandbox.create_session(None);
+        if kind == "Task" {
+            sandbox.fail(&session.session_id).await.expect("deliver");
+        } else {
+            sandbox.cancel(&session.session_id).await.expect("deliver");
+        }
+        let suki = AmbientClient::builder()
+            .base_url(sandbox.base_url())
+            .token(sandbox.issue_token(None))
+            .build()
+            .expect("suki client");
+        let ehr = FhirClient::builder(sandbox.fhir_base_url())
+            .auth(BearerToken::new(sandbox.fhir_token()))
+            .build()
+            .expect("fhir client");
+        let worker = || {
+            InboxWorker::builder(
+                inbox.clone(),
+                FetchResults::new(
+                    suki.clone(),
+                    FhirWriteBack::new(ehr.clone(), resolve).on_no_note(no_note),
+                ),
+            )
+            .build()
+        };
+        worker()
+            .drain(Duration::from_secs(20))
+            .await
+            .expect("drain");
+        // The same row again (an operator's retry): nothing new in the chart.
+        let id = inbox.list(None, 1).await.expect("list")[0].id;
+        inbox
+            .act(&Actor::application(), Action::Retry(Selection::Id(id)))
+            .await
+            .expect("retry");
+        worker()
+            .drain(Duration::from_secs(20))
+            .await
+            .expect("drain");
+        let rows = inbox.list(Some(State::Done), 10).await.expect("list");
+        assert_eq!(rows.len(), 1, "{kind}");
+        assert_eq!(rows[0].attempts, 2, "run twice");
+        let written = sandbox.fhir_resources(Some(kind));
+        assert_eq!(written.len(), 1, "{kind} once");
+        let patient = if kind == "Task" { "for" } else { "subject" };
+        assert_eq!(written[0][patient]["reference"], "Patient/p-1");
+        assert_eq!(
+            written[0]["identifier"][0]["value"],
+            format!("{}/no-note", session.session_id)
+        );
+        assert!(sandbox.fhir_resources(Some("DocumentReference")).is_empty());
+        server.abort();
+        sandbox.shutdown().await;
+    }
 }

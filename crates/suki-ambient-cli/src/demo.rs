@@ -11,7 +11,9 @@ use suki_ambient_core::{
     EventHandler, EventKind, HandlerError, SessionCompleted, SessionEnded, SessionFailed,
     UnixMillis, WebhookEndpoint, WebhookEvent, WebhookMeta, WebhookSecret, async_trait,
 };
-use suki_ambient_fhir::{BearerToken, EhrContext, FhirClient, FhirWriteBack, Reference};
+use suki_ambient_fhir::{
+    BearerToken, EhrContext, FhirClient, FhirWriteBack, Reference, SessionRef,
+};
 use suki_ambient_inbox::Permanent;
 use suki_ambient_inbox::{
     ExpectedSession, FetchResults, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution,
@@ -348,10 +350,12 @@ async fn ehr_step(
         .auth(BearerToken::new(sandbox.fhir_token()))
         .build()?;
     // Where the note belongs is the integrator's knowledge: one demo patient here.
-    let place = |event: &SessionCompleted| -> Result<EhrContext, HandlerError> {
-        let encounter = format!("Encounter/{}", event.encounter_id.as_str());
-        Ok(EhrContext::new(Reference::parse("Patient/demo-patient")?)
-            .encounter(Reference::parse(&encounter).map_err(|_| Permanent("bad_encounter"))?))
+    let place = |session: SessionRef| async move {
+        let encounter = format!("Encounter/{}", session.encounter_id.as_str());
+        Ok::<_, HandlerError>(
+            EhrContext::new(Reference::parse("Patient/demo-patient")?)
+                .encounter(Reference::parse(&encounter).map_err(|_| Permanent("bad_encounter"))?),
+        )
     };
     let worker = || {
         InboxWorker::builder(

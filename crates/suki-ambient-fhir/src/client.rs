@@ -287,7 +287,9 @@ impl FhirClient {
                 && !refreshed
                 && inner.auth.rejected(token.as_str()).await
             {
-                tracing::debug!("the fhir server refused the token; sending again with a fresh one");
+                tracing::debug!(
+                    "the fhir server refused the token; sending again with a fresh one"
+                );
                 refreshed = true;
                 continue;
             }

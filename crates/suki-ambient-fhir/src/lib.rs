@@ -67,11 +67,9 @@ pub use context::{DocStatus, EhrContext, Mapping, NoteType, Reference, SessionNo
 pub use error::{FhirError, MapError};
 pub use map::{EntrySummary, TransactionBundle, transaction};
 pub use smart::{SmartBackendAuth, SmartBackendAuthBuilder, SmartKey};
-pub use write::{
-    Capabilities, CreateMode, ResourceCapability, WritePlan, WriteStrategy,
-};
+pub use write::{Capabilities, CreateMode, ResourceCapability, WritePlan, WriteStrategy};
 #[cfg(feature = "inbox")]
-pub use writeback::{EhrResolver, FhirWriteBack};
+pub use writeback::{EhrResolver, FhirWriteBack, NoNote, SessionRef};
 
 /// The identifier system of every resource this crate writes: values are
 /// `<session id>/<part>` (`…/note`, `…/composition`, `…/condition/1`, `…/medication/1`,

@@ -861,3 +861,113 @@ fn instant(at: UnixMillis) -> String {
     let at = SystemTime::UNIX_EPOCH + Duration::from_millis(at.0.min(LAST));
     humantime::format_rfc3339_millis(at).to_string()
 }
+
+/// What a session that ended without a note leaves in the chart ([`no_note`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoNoteResource {
+    /// A completed `Communication` to the practitioner (or the chart).
+    Communication,
+    /// A requested `Task`: document the visit another way.
+    Task,
+}
+
+/// One resource saying that session `session` ended (`kind`: failed, timed out, cancelled;
+/// `code`: Suki's error code, when it failed) without a note, as a one-entry transaction
+/// Bundle with a conditional create on `urn:suki:session|<session>/no-note`.
+pub(crate) fn no_note(
+    session: &suki_ambient_core::SessionId,
+    kind: suki_ambient_core::EventKind,
+    code: Option<&str>,
+    at: UnixMillis,
+    ehr: &EhrContext,
+    resource: NoNoteResource,
+) -> TransactionBundle {
+    let session = fhir_text(session.as_str()).unwrap_or(Cow::Borrowed("-"));
+    let at = instant(at);
+    let code = code.and_then(code_token);
+    let why = match kind {
+        suki_ambient_core::EventKind::Failed => "the session failed",
+        suki_ambient_core::EventKind::TimedOut => "the session timed out",
+        suki_ambient_core::EventKind::Cancelled => "the session was cancelled",
+        _ => "the session ended",
+    };
+    let mut message = format!("Suki Ambient produced no note for this visit: {why}");
+    if let Some(code) = &code {
+        message.push_str(" (");
+        message.push_str(code);
+        message.push(')');
+    }
+    message.push_str(". Document the visit another way.");
+    let shared = Shared {
+        patient: ehr.patient.as_str(),
+        encounter: ehr.encounter.as_ref().map(|e| e.as_str()),
+        at: &at,
+    };
+    let practitioner = ehr.practitioner.as_ref().map(|p| p.as_str());
+    let kind_name = match resource {
+        NoNoteResource::Communication => "Communication",
+        NoNoteResource::Task => "Task",
+    };
+    let mut json = Json::with_capacity(2048);
+    let mut entries = Vec::new();
+    json.object(|j| {
+        j.field("resourceType", "Bundle");
+        j.field("type", "transaction");
+        j.key("entry");
+        j.array(|j| {
+            entry(j, &mut entries, &session, "no-note", kind_name, |j, id| {
+                j.key("identifier");
+                j.array(|j| identifier(j, id));
+                match resource {
+                    NoNoteResource::Communication => {
+                        j.field("status", "completed");
+                        j.field("priority", "routine");
+                        shared.subject_and_encounter(j);
+                        j.field("sent", shared.at);
+                        if let Some(practitioner) = practitioner {
+                            j.key("recipient");
+                            j.array(|j| literal(j, practitioner));
+                        }
+                        j.key("sender");
+                        suki(j);
+                        j.key("payload");
+                        j.array(|j| j.object(|j| j.field("contentString", &message)));
+                    }
+                    NoNoteResource::Task => {
+                        j.field("status", "requested");
+                        j.field("intent", "order");
+                        j.field("priority", "routine");
+                        j.key("code");
+                        j.object(|j| j.field("text", "Document the visit"));
+                        j.field("description", &message);
+                        j.key("for");
+                        literal(j, shared.patient);
+                        if let Some(encounter) = shared.encounter {
+                            j.key("encounter");
+                            literal(j, encounter);
+                        }
+                        j.field("authoredOn", shared.at);
+                        j.key("requester");
+                        suki(j);
+                        if let Some(practitioner) = practitioner {
+                            j.key("owner");
+                            literal(j, practitioner);
+                        }
+                    }
+                }
+            });
+        });
+    });
+    TransactionBundle {
+        json: bytes::Bytes::from(json.into_bytes()),
+        entries,
+        conditions: 0,
+        medication_requests: 0,
+        note_bytes: 0,
+        provenance: ProvenanceParts {
+            tag: String::new(),
+            at,
+            practitioner: None,
+        },
+    }
+}

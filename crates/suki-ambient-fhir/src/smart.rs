@@ -23,8 +23,8 @@ use suki_ambient_client::ClientError;
 use suki_ambient_client::toolkit::read_capped;
 use zeroize::Zeroizing;
 
-use crate::client::{FhirAuth, clean_code, parse_base};
 use crate::FhirError;
+use crate::client::{FhirAuth, clean_code, parse_base};
 
 /// How long a client assertion is valid: SMART asks for no more than five minutes.
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(290);
@@ -62,7 +62,9 @@ impl SmartKey {
     pub fn from_pem(pem: &str, kid: impl Into<String>) -> Result<Self, FhirError> {
         let kid = kid.into();
         if kid.is_empty() || kid.len() > 256 || kid.chars().any(char::is_control) {
-            return Err(FhirError::Config("the key id (kid) is empty, long or has controls".into()));
+            return Err(FhirError::Config(
+                "the key id (kid) is empty, long or has controls".into(),
+            ));
         }
         let refused = || {
             FhirError::Config(
@@ -100,7 +102,10 @@ impl SmartKey {
     }
 
     /// The key in the PEM file at `path`.
-    pub fn from_pem_file(path: impl AsRef<Path>, kid: impl Into<String>) -> Result<Self, FhirError> {
+    pub fn from_pem_file(
+        path: impl AsRef<Path>,
+        kid: impl Into<String>,
+    ) -> Result<Self, FhirError> {
         let text = Zeroizing::new(std::fs::read_to_string(path.as_ref()).map_err(|e| {
             FhirError::Config(format!("the SMART key file cannot be read: {}", e.kind()))
         })?);
@@ -109,9 +114,10 @@ impl SmartKey {
 
     /// The key in the environment variable `var` (its PEM text).
     pub fn from_env(var: &str, kid: impl Into<String>) -> Result<Self, FhirError> {
-        let text = Zeroizing::new(std::env::var(var).map_err(|_| {
-            FhirError::Config(format!("{var} is not set (the SMART key's PEM)"))
-        })?);
+        let text =
+            Zeroizing::new(std::env::var(var).map_err(|_| {
+                FhirError::Config(format!("{var} is not set (the SMART key's PEM)"))
+            })?);
         Self::from_pem(&text, kid)
     }
 
@@ -121,8 +127,8 @@ impl SmartKey {
         let failed = || FhirError::Config("generating the key failed".into());
         let der: Zeroizing<Vec<u8>> = match algorithm {
             "RS384" => {
-                let key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                    .map_err(|_| failed())?;
+                let key =
+                    RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| failed())?;
                 let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
                     aws_lc_rs::encoding::AsDer::as_der(&key).map_err(|_| failed())?;
                 Zeroizing::new(der.as_ref().to_vec())
@@ -181,7 +187,10 @@ impl SmartKey {
             KeyKind::Ec(ec) => {
                 // The uncompressed point: 0x04, x, y (48 bytes each on P-384).
                 let point = ec.public_key().as_ref();
-                let (x, y) = point.get(1..).unwrap_or_default().split_at(point.len().saturating_sub(1) / 2);
+                let (x, y) = point
+                    .get(1..)
+                    .unwrap_or_default()
+                    .split_at(point.len().saturating_sub(1) / 2);
                 serde_json::json!({
                     "kty": "EC",
                     "crv": "P-384",
@@ -343,12 +352,11 @@ impl SmartBackendAuth {
         let body = read_capped(response, MAX_ANSWER)
             .await
             .map_err(FhirError::Transport)?;
-        let config: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
-            FhirError::Config("the SMART configuration is not JSON".into())
+        let config: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| FhirError::Config("the SMART configuration is not JSON".into()))?;
+        let endpoint = config["token_endpoint"].as_str().ok_or_else(|| {
+            FhirError::Config("the SMART configuration names no token_endpoint".into())
         })?;
-        let endpoint = config["token_endpoint"]
-            .as_str()
-            .ok_or_else(|| FhirError::Config("the SMART configuration names no token_endpoint".into()))?;
         let endpoint = token_endpoint(endpoint, &inner.fhir_base)?;
         state.endpoint = Some(endpoint.clone());
         Ok(endpoint)
@@ -397,7 +405,9 @@ impl SmartBackendAuth {
         );
         let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if !(200..300).contains(&status) {
-            let code = answer["error"].as_str().map_or_else(|| "unknown".to_owned(), clean_code);
+            let code = answer["error"]
+                .as_str()
+                .map_or_else(|| "unknown".to_owned(), clean_code);
             return Err(FhirError::Token { status, code });
         }
         let bad = |why: &str| FhirError::Token {
@@ -420,7 +430,10 @@ impl SmartBackendAuth {
             .min(24 * 60 * 60);
         inner.fetched.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(lifetime_s = lifetime, "smart: access token fetched");
-        Ok((Zeroizing::new(token.to_owned()), Duration::from_secs(lifetime)))
+        Ok((
+            Zeroizing::new(token.to_owned()),
+            Duration::from_secs(lifetime),
+        ))
     }
 }
 
@@ -486,7 +499,9 @@ impl SmartBackendAuthBuilder {
         let fhir_base = parse_base(&self.fhir_base)?;
         let client_id = self.client_id.trim().to_owned();
         if client_id.is_empty() || client_id.len() > 256 {
-            return Err(FhirError::Config("the SMART client id is empty or too long".into()));
+            return Err(FhirError::Config(
+                "the SMART client id is empty or too long".into(),
+            ));
         }
         let scopes = self.scopes.split_whitespace().collect::<Vec<_>>().join(" ");
         if scopes.is_empty() {
@@ -526,8 +541,10 @@ impl SmartBackendAuthBuilder {
 fn token_endpoint(text: &str, fhir_base: &Url) -> Result<Url, FhirError> {
     let url = Url::parse(text.trim())
         .map_err(|_| FhirError::Config("the token endpoint is not a URL".into()))?;
-    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && fhir_base.scheme() == "http");
-    if !scheme_ok || url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
+    let scheme_ok =
+        url.scheme() == "https" || (url.scheme() == "http" && fhir_base.scheme() == "http");
+    if !scheme_ok || url.host().is_none() || !url.username().is_empty() || url.password().is_some()
+    {
         return Err(FhirError::Config(
             "the token endpoint must be https (http only for an http FHIR server), with a host, without credentials".into(),
         ));
@@ -584,9 +601,21 @@ mod tests {
             assert_eq!(jwk["alg"], alg);
             assert!(jwk.get("d").is_none(), "no private part");
             if alg == "ES384" {
-                assert_eq!(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().expect("x")).expect("b64").len(), 48);
+                assert_eq!(
+                    URL_SAFE_NO_PAD
+                        .decode(jwk["x"].as_str().expect("x"))
+                        .expect("b64")
+                        .len(),
+                    48
+                );
             } else {
-                assert_eq!(URL_SAFE_NO_PAD.decode(jwk["n"].as_str().expect("n")).expect("b64").len(), 256);
+                assert_eq!(
+                    URL_SAFE_NO_PAD
+                        .decode(jwk["n"].as_str().expect("n"))
+                        .expect("b64")
+                        .len(),
+                    256
+                );
             }
             let jwt = key.sign(&serde_json::json!({"iss": "c"})).expect("signed");
             assert_eq!(jwt.split('.').count(), 3);
@@ -597,6 +626,12 @@ mod tests {
     #[test]
     fn keys_that_are_not_rsa_or_p384_are_refused() {
         assert!(SmartKey::from_pem("not a pem", "k").is_err());
-        assert!(SmartKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "k").is_err());
+        assert!(
+            SmartKey::from_pem(
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "k"
+            )
+            .is_err()
+        );
     }
 }

@@ -70,13 +70,16 @@ impl fmt::Display for WriteStrategy {
     }
 }
 
-/// The resource types a session may write, in the order of a per-resource write.
-const TYPES: [&str; 5] = [
+/// The resource types a session may write, in the order of a per-resource write (the last two
+/// for a session with no note).
+const TYPES: [&str; 7] = [
     "DocumentReference",
     "Composition",
     "Condition",
     "MedicationRequest",
     "Provenance",
+    "Communication",
+    "Task",
 ];
 
 /// What a server's CapabilityStatement says about the writes this crate makes.
@@ -111,7 +114,10 @@ impl Capabilities {
                 "the metadata is not a CapabilityStatement",
             ));
         }
-        let rests = statement["rest"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let rests = statement["rest"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let Some(rest) = rests
             .iter()
             .find(|r| r["mode"] == "server")
@@ -127,7 +133,11 @@ impl Capabilities {
                 .is_some_and(|list| list.iter().any(|i| i["code"] == code))
         };
         let mut resources = BTreeMap::new();
-        for resource in rest["resource"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        for resource in rest["resource"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             let Some(kind) = resource["type"].as_str() else {
                 continue;
             };
@@ -268,8 +278,7 @@ impl WritePlan {
                     });
                 }
                 reasons.push(
-                    "per-resource: the CapabilityStatement lists no transaction interaction"
-                        .into(),
+                    "per-resource: the CapabilityStatement lists no transaction interaction".into(),
                 );
                 if !caps.of("DocumentReference").create {
                     return Err(FhirError::Capabilities(
@@ -591,15 +600,23 @@ mod tests {
         let caps = Capabilities::parse(&statement(true, true, &TYPES)).expect("parses");
         assert!(caps.transaction);
         assert_eq!(caps.fhir_version.as_deref(), Some("4.0.1"));
-        assert!(WritePlan::new(WriteStrategy::Auto, Some(&caps)).expect("plan").transaction);
+        assert!(
+            WritePlan::new(WriteStrategy::Auto, Some(&caps))
+                .expect("plan")
+                .transaction
+        );
 
         let caps = Capabilities::parse(&statement(false, true, &TYPES)).expect("parses");
         let plan = WritePlan::new(WriteStrategy::Auto, Some(&caps)).expect("plan");
         assert!(!plan.transaction);
-        assert!(TYPES.iter().all(|t| plan.mode(t) == CreateMode::Conditional));
+        assert!(
+            TYPES
+                .iter()
+                .all(|t| plan.mode(t) == CreateMode::Conditional)
+        );
 
-        let caps = Capabilities::parse(&statement(false, false, &["DocumentReference"]))
-            .expect("parses");
+        let caps =
+            Capabilities::parse(&statement(false, false, &["DocumentReference"])).expect("parses");
         let plan = WritePlan::new(WriteStrategy::Auto, Some(&caps)).expect("plan");
         assert_eq!(plan.mode("DocumentReference"), CreateMode::SearchFirst);
         assert_eq!(plan.mode("Composition"), CreateMode::Skip);
@@ -616,13 +633,20 @@ mod tests {
     #[test]
     fn explicit_strategies_and_bad_statements() {
         let plan = WritePlan::new(WriteStrategy::DocumentReferenceOnly, None).expect("plan");
-        assert_eq!(plan.creates, vec![("DocumentReference", CreateMode::Conditional)]);
+        assert_eq!(
+            plan.creates,
+            vec![("DocumentReference", CreateMode::Conditional)]
+        );
         let caps = Capabilities::parse(&statement(true, false, &TYPES)).expect("parses");
         let plan = WritePlan::new(WriteStrategy::PerResource, Some(&caps)).expect("plan");
         assert!(!plan.transaction);
         assert_eq!(plan.mode("Condition"), CreateMode::SearchFirst);
-        for bad in [&b"[]"[..], b"{\"resourceType\":\"Patient\"}", b"not json",
-            b"{\"resourceType\":\"CapabilityStatement\"}"] {
+        for bad in [
+            &b"[]"[..],
+            b"{\"resourceType\":\"Patient\"}",
+            b"not json",
+            b"{\"resourceType\":\"CapabilityStatement\"}",
+        ] {
             assert!(Capabilities::parse(bad).is_err());
         }
         for name in ["auto", "transaction", "per-resource", "document-only"] {
@@ -641,8 +665,14 @@ mod tests {
         };
         let kind = "DocumentReference";
         assert_eq!(
-            created_at(&answer(Some("https://ehr.example/fhir/DocumentReference/12/_history/1"), ""), kind)
-                .as_deref(),
+            created_at(
+                &answer(
+                    Some("https://ehr.example/fhir/DocumentReference/12/_history/1"),
+                    ""
+                ),
+                kind
+            )
+            .as_deref(),
             Some("DocumentReference/12")
         );
         assert_eq!(
@@ -650,18 +680,33 @@ mod tests {
             Some("DocumentReference/ab-1")
         );
         assert_eq!(
-            created_at(&answer(None, r#"{"resourceType":"DocumentReference","id":"9"}"#), kind)
-                .as_deref(),
+            created_at(
+                &answer(None, r#"{"resourceType":"DocumentReference","id":"9"}"#),
+                kind
+            )
+            .as_deref(),
             Some("DocumentReference/9")
         );
         assert_eq!(created_at(&answer(Some("Patient/1"), "{}"), kind), None);
-        assert_eq!(created_at(&answer(Some("DocumentReference/a b"), "{}"), kind), None);
-        assert_eq!(created_at(&answer(None, r#"{"resourceType":"Patient","id":"9"}"#), kind), None);
+        assert_eq!(
+            created_at(&answer(Some("DocumentReference/a b"), "{}"), kind),
+            None
+        );
+        assert_eq!(
+            created_at(
+                &answer(None, r#"{"resourceType":"Patient","id":"9"}"#),
+                kind
+            ),
+            None
+        );
         let found = br#"{"resourceType":"Bundle","type":"searchset","entry":[
             {"resource":{"resourceType":"DocumentReference","id":"1"},"search":{"mode":"match"}},
             {"resource":{"resourceType":"OperationOutcome","id":"x"},"search":{"mode":"outcome"}},
             {"resource":{"resourceType":"DocumentReference","id":"../../x"}}]}"#;
-        assert_eq!(search_ids(found, kind).expect("bundle"), vec!["1".to_owned()]);
+        assert_eq!(
+            search_ids(found, kind).expect("bundle"),
+            vec!["1".to_owned()]
+        );
         assert!(search_ids(b"{}", kind).is_err());
     }
 }

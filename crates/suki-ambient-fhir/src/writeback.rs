@@ -1,55 +1,143 @@
-//! `FhirWriteBack`: a [`ResultsHandler`] that maps each completed session's results and posts
+//! `FhirWriteBack`: a [`ResultsHandler`] that maps each completed session's results and writes
 //! them to the EHR, inside the inbox worker: a failed write retries the row, a permanent one makes
 //! it a dead letter with a code (`fhir_422_invalid`), and a repeated one creates nothing.
+//! Sessions that end without a note reach [`NoNote`]: a WARN, or a `Communication` or `Task` in
+//! the chart.
 
 use std::fmt;
+use std::future::Future;
 
 use async_trait::async_trait;
+use serde_json::{Map, Value};
 use suki_ambient_client::SessionResults;
 use suki_ambient_core::{
-    EventKind, HandlerError, LinkKind, SessionCompleted, SessionEnded, SessionFailed,
+    EncounterId, EventKind, HandlerError, LinkKind, SessionCompleted, SessionEnded, SessionFailed,
+    SessionId,
 };
 use suki_ambient_inbox::{Coded, InboxMeta, LinkNeeds, Permanent, ResultsHandler};
 
-use crate::{EhrContext, FhirClient, MapError, Mapping, SessionNote, transaction};
+use crate::map::{NoNoteResource, no_note};
+use crate::{
+    EhrContext, FhirClient, FhirError, MapError, Mapping, SessionNote, TransactionBundle,
+    transaction,
+};
 
-/// Where a session's note belongs in the EHR: the Patient, Encounter and Practitioner of a
-/// completed session, found by the integrator (from the encounter id, or the
-/// `additional_info` the partner gave Suki).
-///
-/// Return an error to retry the row later (`Err(Box::new(Snooze::new(…)))` when the encounter
-/// is not open in the EHR yet, without spending an attempt), or [`Permanent`] to make it a dead
-/// letter.
-#[async_trait]
-pub trait EhrResolver: Send + Sync + 'static {
-    /// The EHR context of `event`.
-    async fn resolve(
-        &self,
-        event: &SessionCompleted,
-        meta: &InboxMeta,
-    ) -> Result<EhrContext, HandlerError>;
+/// The session an [`EhrResolver`] places in the EHR: its ids, the encounter's sessions, the
+/// `additional_info` the partner gave Suki, and the inbox row. `Debug` shows the ids and kind
+/// only (`additional_info` is the partner's, and may hold anything).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SessionRef {
+    /// What happened to the session: `Completed`, or `Failed`/`TimedOut`/`Cancelled` (the
+    /// resolver is asked for those only when [`NoNote`] writes to the chart).
+    pub kind: EventKind,
+    /// The session.
+    pub session_id: SessionId,
+    /// Suki's encounter id: the key of your lookup.
+    pub encounter_id: EncounterId,
+    /// The encounter's sessions so far, in order (a completed session's webhook lists them).
+    pub sessions: Vec<SessionId>,
+    /// The partner's `additional_info`, when sent.
+    pub additional_info: Option<Map<String, Value>>,
+    /// The inbox row.
+    pub meta: InboxMeta,
 }
 
-#[async_trait]
-impl<F> EhrResolver for F
-where
-    F: Fn(&SessionCompleted) -> Result<EhrContext, HandlerError> + Send + Sync + 'static,
-{
-    async fn resolve(
-        &self,
-        event: &SessionCompleted,
-        _meta: &InboxMeta,
-    ) -> Result<EhrContext, HandlerError> {
-        self(event)
+impl SessionRef {
+    /// The string `additional_info[key]`, when there is one.
+    pub fn info(&self, key: &str) -> Option<&str> {
+        self.additional_info.as_ref()?.get(key)?.as_str()
+    }
+
+    /// The session of the same encounter before this one (its note is the one this session's
+    /// replaces: [`EhrContext::replaces`]).
+    pub fn previous_session(&self) -> Option<&SessionId> {
+        let at = self.sessions.iter().position(|s| *s == self.session_id)?;
+        at.checked_sub(1)
+            .and_then(|before| self.sessions.get(before))
     }
 }
 
-/// Writes each completed session to the EHR as one FHIR transaction, from within the inbox's
-/// worker: use it as the handler of [`FetchResults`](suki_ambient_inbox::FetchResults), whose
-/// required links (the note) are fetched before it is called.
+impl fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRef")
+            .field("kind", &self.kind)
+            .field("session_id", &self.session_id)
+            .field("encounter_id", &self.encounter_id)
+            .field("sessions", &self.sessions.len())
+            .field("meta", &self.meta.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a session's note belongs in the EHR: the Patient, Encounter and Practitioner, found by
+/// the integrator (a lookup of Suki's encounter id in your scheduling data or the EHR's
+/// `Encounter?identifier=…`, or the `additional_info` the partner gave Suki). It may await.
+///
+/// Any `Fn(SessionRef) -> impl Future<Output = Result<EhrContext, HandlerError>>` is one:
+///
+/// ```
+/// use suki_ambient_core::HandlerError;
+/// use suki_ambient_fhir::{EhrContext, Reference, SessionRef};
+/// use suki_ambient_inbox::Permanent;
+///
+/// let resolve = |session: SessionRef| async move {
+///     // e.g. `GET [ehr]/Encounter?identifier=urn:partner:encounter|<id>` with your client.
+///     let encounter = format!("Encounter/{}", session.encounter_id.as_str());
+///     let patient = session.info("ehr_patient").ok_or(Permanent("no_ehr_patient"))?;
+///     Ok::<_, HandlerError>(
+///         EhrContext::new(Reference::parse(patient)?).encounter(Reference::parse(&encounter)?),
+///     )
+/// };
+/// # fn is_resolver(_: impl suki_ambient_fhir::EhrResolver) {}
+/// # is_resolver(resolve);
+/// ```
+///
+/// Return an error to retry the row later (`Err(Box::new(Snooze::new(…)))` when the encounter
+/// is not open in the EHR yet, without spending an attempt), or [`Permanent`] to make it a dead
+/// letter: a session is never written to a chart the resolver did not name.
+#[async_trait]
+pub trait EhrResolver: Send + Sync + 'static {
+    /// The EHR context of `session`.
+    async fn resolve(&self, session: SessionRef) -> Result<EhrContext, HandlerError>;
+}
+
+#[async_trait]
+impl<F, Fut> EhrResolver for F
+where
+    F: Fn(SessionRef) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<EhrContext, HandlerError>> + Send + 'static,
+{
+    async fn resolve(&self, session: SessionRef) -> Result<EhrContext, HandlerError> {
+        self(session).await
+    }
+}
+
+/// What [`FhirWriteBack`] does with a session that ended without a note (failed, timed out,
+/// cancelled): the clinician still has a visit to document.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoNote {
+    /// A WARN naming the session, the encounter and Suki's code (the default); the row ends
+    /// `done`. Wire the log (or the inbox's `suki_inbox_processed_total{kind="failed"}`) to
+    /// your alerting.
+    #[default]
+    Warn,
+    /// The WARN, and a completed `Communication` in the chart (to the practitioner, when the
+    /// resolver gives one): "Suki Ambient produced no note for this visit…".
+    Communication,
+    /// The WARN, and a requested `Task` in the chart ("Document the visit"), owned by the
+    /// practitioner when the resolver gives one: it shows on a work list.
+    Task,
+}
+
+/// Writes each completed session to the EHR from within the inbox's worker: use it as the
+/// handler of [`FetchResults`](suki_ambient_inbox::FetchResults), which fetches only the note
+/// (required) and the structured data (optional) before it is called.
 ///
 /// - The note and, when fetched, the structured data are mapped with [`transaction`], dated by
-///   the webhook's `generated-at`, so every attempt posts the same Bundle.
+///   the webhook's `generated-at`, and written with the [`FhirClient`]'s
+///   [`WriteStrategy`](crate::WriteStrategy): every attempt writes the same resources.
 /// - A retryable failure of the EHR (a 503 or a timeout outlasting the FHIR client's own
 ///   retries) fails the attempt with `fhir_503_…`: the worker retries the row with back-off;
 ///   a permanent one (`fhir_422_invalid`, `fhir_401`) makes it a dead letter, visible in the
@@ -57,25 +145,27 @@ where
 ///   twice.
 /// - A note with no text is a dead letter `fhir_empty_note` (discard it if that is expected); a
 ///   session whose webhook has no `contents` link, `fhir_no_note`.
-/// - Failed, timed-out and cancelled sessions have no note: nothing is written.
+/// - Failed, timed-out and cancelled sessions have no note: [`NoNote`] says what happens.
 ///
 /// # Example
 ///
 /// ```no_run
 /// use suki_ambient_client::AmbientClient;
-/// use suki_ambient_fhir::{BearerToken, EhrContext, FhirClient, FhirWriteBack, Reference};
-/// use suki_ambient_inbox::{FetchResults, Inbox, InboxWorker, Permanent};
+/// use suki_ambient_fhir::{
+///     BearerToken, EhrContext, FhirClient, FhirWriteBack, NoNote, Reference, SessionRef,
+/// };
+/// use suki_ambient_inbox::{FetchResults, Inbox, InboxWorker};
 ///
 /// # async fn run(suki: AmbientClient, inbox: Inbox) -> Result<(), Box<dyn std::error::Error>> {
 /// let ehr = FhirClient::builder("https://ehr.example/fhir/R4")
 ///     .auth(BearerToken::new(std::env::var("EHR_TOKEN")?))
 ///     .build()?;
-/// let write_back = FhirWriteBack::new(ehr, |event: &suki_ambient_core::SessionCompleted| {
+/// let write_back = FhirWriteBack::new(ehr, |session: SessionRef| async move {
 ///     // Your lookup from Suki's encounter id to the EHR's references.
-///     let encounter = event.encounter_id.as_str();
-///     let _ = encounter;
-///     Ok(EhrContext::new(Reference::parse("Patient/123").map_err(|_| Permanent("no_patient"))?))
-/// });
+///     let _ = session.encounter_id;
+///     Ok(EhrContext::new(Reference::parse("Patient/123")?))
+/// })
+/// .on_no_note(NoNote::Task);
 /// let worker = InboxWorker::builder(inbox, FetchResults::new(suki, write_back)).build();
 /// # let _ = worker;
 /// # Ok(())
@@ -85,6 +175,7 @@ pub struct FhirWriteBack<R> {
     client: FhirClient,
     resolver: R,
     mapping: Mapping,
+    no_note: NoNote,
 }
 
 impl<R> fmt::Debug for FhirWriteBack<R> {
@@ -92,17 +183,19 @@ impl<R> fmt::Debug for FhirWriteBack<R> {
         f.debug_struct("FhirWriteBack")
             .field("client", &self.client)
             .field("mapping", &self.mapping)
+            .field("no_note", &self.no_note)
             .finish_non_exhaustive()
     }
 }
 
 impl<R: EhrResolver> FhirWriteBack<R> {
-    /// Posts with `client` what `resolver` places, with the default [`Mapping`].
+    /// Writes with `client` what `resolver` places, with the default [`Mapping`].
     pub fn new(client: FhirClient, resolver: R) -> Self {
         Self {
             client,
             resolver,
             mapping: Mapping::default(),
+            no_note: NoNote::default(),
         }
     }
 
@@ -112,6 +205,77 @@ impl<R: EhrResolver> FhirWriteBack<R> {
         self.mapping = mapping;
         self
     }
+
+    /// What a session without a note leaves (default [`NoNote::Warn`]).
+    #[must_use]
+    pub fn on_no_note(mut self, no_note: NoNote) -> Self {
+        self.no_note = no_note;
+        self
+    }
+
+    /// Writes `bundle`: `Ok`, or the row's error (retryable or a dead letter, with its code).
+    async fn write(
+        &self,
+        bundle: &TransactionBundle,
+        session: &SessionId,
+        meta: &InboxMeta,
+    ) -> Result<(), HandlerError> {
+        match self.client.write(bundle).await {
+            Ok(result) => {
+                tracing::info!(
+                    id = meta.id,
+                    session = %session,
+                    created = result.created(),
+                    matched = result.matched(),
+                    "suki fhir: session written to the EHR"
+                );
+                Ok(())
+            }
+            Err(err) => Err(row_error(&err, session, meta)),
+        }
+    }
+
+    /// A session that ended without a note: the WARN, and what [`NoNote`] writes.
+    async fn no_note(&self, session: SessionRef, code: Option<&str>) -> Result<(), HandlerError> {
+        tracing::warn!(
+            id = session.meta.id,
+            session = %session.session_id,
+            encounter = %session.encounter_id,
+            kind = %session.kind,
+            code = code.unwrap_or(""),
+            "suki fhir: the session ended without a note; the visit needs documenting another way"
+        );
+        let resource = match self.no_note {
+            NoNote::Warn => return Ok(()),
+            NoNote::Communication => NoNoteResource::Communication,
+            NoNote::Task => NoNoteResource::Task,
+        };
+        let (kind, id, meta) = (
+            session.kind,
+            session.session_id.clone(),
+            session.meta.clone(),
+        );
+        let ehr = self.resolver.resolve(session).await?;
+        let bundle = no_note(&id, kind, code, meta.generated_at, &ehr, resource);
+        self.write(&bundle, &id, &meta).await
+    }
+}
+
+/// The row's error for a failed write: retryable or permanent, with the error's code.
+fn row_error(err: &FhirError, session: &SessionId, meta: &InboxMeta) -> HandlerError {
+    let code = err.code();
+    tracing::warn!(
+        id = meta.id,
+        session = %session,
+        error = %code,
+        retryable = err.is_retryable(),
+        "suki fhir: writing the session to the EHR failed"
+    );
+    Box::new(if err.is_retryable() {
+        Coded::retryable(&code)
+    } else {
+        Coded::permanent(&code)
+    })
 }
 
 #[async_trait]
@@ -128,8 +292,8 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
             Some(Err(err)) => return Err(Box::new(err)),
             None => return Err(Box::new(Permanent("fhir_no_note"))),
         };
-        // Structured data is required unless the integrator made it optional: then a failed
-        // fetch writes the note without its Conditions and orders, said with a WARN.
+        // Structured data is optional: when its fetch failed the note is written without its
+        // Conditions and orders, said with a WARN.
         let structured = match results.structured_data {
             Some(Ok(structured)) => Some(structured),
             Some(Err(err)) => {
@@ -143,7 +307,15 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
             }
             None => None,
         };
-        let ehr = self.resolver.resolve(&event, &meta).await?;
+        let session = SessionRef {
+            kind: EventKind::Completed,
+            session_id: event.session_id.clone(),
+            encounter_id: event.encounter_id.clone(),
+            sessions: event.sessions.clone(),
+            additional_info: event.additional_info.clone(),
+            meta: meta.clone(),
+        };
+        let ehr = self.resolver.resolve(session).await?;
         let mut note = SessionNote::new(&event.session_id, &content, meta.generated_at);
         if let Some(structured) = &structured {
             note = note.structured_data(structured);
@@ -153,38 +325,19 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
             Err(MapError::EmptyNote) => return Err(Box::new(Permanent("fhir_empty_note"))),
             Err(_) => return Err(Box::new(Permanent("fhir_mapping"))),
         };
-        match self.client.write(&bundle).await {
-            Ok(result) => {
-                tracing::info!(
-                    id = meta.id,
-                    session = %event.session_id,
-                    created = result.created(),
-                    matched = result.matched(),
-                    "suki fhir: session written to the EHR"
-                );
-                Ok(())
-            }
-            Err(err) => {
-                let code = err.code();
-                tracing::warn!(
-                    id = meta.id,
-                    session = %event.session_id,
-                    error = %code,
-                    retryable = err.is_retryable(),
-                    "suki fhir: writing the session to the EHR failed"
-                );
-                Err(Box::new(if err.is_retryable() {
-                    Coded::retryable(&code)
-                } else {
-                    Coded::permanent(&code)
-                }))
-            }
-        }
+        self.write(&bundle, &event.session_id, &meta).await
     }
 
     async fn on_failed(&self, event: SessionFailed, meta: InboxMeta) -> Result<(), HandlerError> {
-        tracing::debug!(id = meta.id, session = %event.session_id, "suki fhir: a failed session has no note to write");
-        Ok(())
+        let session = SessionRef {
+            kind: EventKind::Failed,
+            session_id: event.session_id,
+            encounter_id: event.encounter_id,
+            sessions: Vec::new(),
+            additional_info: None,
+            meta,
+        };
+        self.no_note(session, Some(event.error_code.as_str())).await
     }
 
     async fn on_ended(
@@ -193,8 +346,15 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
         event: SessionEnded,
         meta: InboxMeta,
     ) -> Result<(), HandlerError> {
-        tracing::debug!(id = meta.id, session = %event.session_id, %kind, "suki fhir: an ended session has no note to write");
-        Ok(())
+        let session = SessionRef {
+            kind,
+            session_id: event.session_id,
+            encounter_id: event.encounter_id,
+            sessions: Vec::new(),
+            additional_info: event.additional_info,
+            meta,
+        };
+        self.no_note(session, None).await
     }
 
     /// The note is required; the structured data is optional (the note is written without

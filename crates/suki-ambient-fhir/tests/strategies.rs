@@ -77,7 +77,11 @@ async fn auto_writes_one_resource_at_a_time_where_transactions_are_refused() {
     assert_eq!((again.created(), again.matched()), (0, 9));
     assert_eq!(sandbox.fhir_resources(None).len(), 9);
     provenance_targets_resolve(&sandbox);
-    assert_eq!(sandbox.requests("/fhir/metadata"), 1, "the statement is cached");
+    assert_eq!(
+        sandbox.requests("/fhir/metadata"),
+        1,
+        "the statement is cached"
+    );
 
     // A transaction asked for is refused, permanently.
     let err = client(&sandbox, WriteStrategy::Transaction, bearer(&sandbox))
@@ -139,10 +143,14 @@ async fn without_conditional_create_a_search_comes_first() {
     provenance_targets_resolve(&sandbox);
 
     // The note alone, for an EHR that takes DocumentReference only.
-    let only = client(&sandbox, WriteStrategy::DocumentReferenceOnly, bearer(&sandbox))
-        .write(&common::typical_bundle("s-doc-only"))
-        .await
-        .expect("written");
+    let only = client(
+        &sandbox,
+        WriteStrategy::DocumentReferenceOnly,
+        bearer(&sandbox),
+    )
+    .write(&common::typical_bundle("s-doc-only"))
+    .await
+    .expect("written");
     assert_eq!(only.entries.len(), 1);
     assert_eq!(
         sandbox.fhir_resources(Some("DocumentReference")).len(),
@@ -168,7 +176,10 @@ async fn smart_backend_tokens_are_cached_and_fetched_again_once_after_a_401() {
             .build()
             .expect("auth");
         let debug = format!("{auth:?}");
-        assert!(!debug.contains("PRIVATE") && debug.contains("***"), "{debug}");
+        assert!(
+            !debug.contains("PRIVATE") && debug.contains("***"),
+            "{debug}"
+        );
         let fhir = client(&sandbox, WriteStrategy::Auto, auth.clone());
         fhir.write(&common::typical_bundle("s-smart-1"))
             .await
@@ -192,10 +203,10 @@ async fn smart_backend_tokens_are_cached_and_fetched_again_once_after_a_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_the_ehr_does_not_know_is_refused_permanently() {
-    let registered = SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1")
-        .expect("key");
-    let other = SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1")
-        .expect("key");
+    let registered =
+        SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1").expect("key");
+    let other =
+        SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1").expect("key");
     let sandbox = Sandbox::builder()
         .fhir(FhirOptions::default().smart_client("suki-backend", &registered.jwks()))
         .start()

@@ -475,7 +475,11 @@ impl LinkNeeds {
 
     /// Every link named, required first.
     pub fn all(&self) -> Vec<LinkKind> {
-        self.required.iter().chain(&self.optional).copied().collect()
+        self.required
+            .iter()
+            .chain(&self.optional)
+            .copied()
+            .collect()
     }
 }
 

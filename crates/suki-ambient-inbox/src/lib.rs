@@ -70,7 +70,8 @@ pub use expect::{
     SessionKind,
 };
 pub use handler::{
-    Coded, FetchResults, InboxHandler, InboxMeta, LinkNeeds, Permanent, ResultsHandler, RetryAfter, Snooze,
+    Coded, FetchResults, InboxHandler, InboxMeta, LinkNeeds, Permanent, ResultsHandler, RetryAfter,
+    Snooze,
 };
 #[cfg(feature = "axum")]
 pub use health::health_router;

@@ -302,10 +302,7 @@ async fn only_the_links_a_handler_declares_are_fetched() {
         .complete(&session.session_id)
         .await
         .expect("deliver");
-    let transcript = format!(
-        "/api/v1/ambient/session/{}/transcript",
-        session.session_id
-    );
+    let transcript = format!("/api/v1/ambient/session/{}/transcript", session.session_id);
     let structured = format!(
         "/api/v1/ambient/session/{}/structured-data",
         session.session_id
@@ -326,7 +323,11 @@ async fn only_the_links_a_handler_declares_are_fetched() {
         .expect("drain");
     let row = inbox.list(None, 1).await.expect("list").remove(0);
     assert_eq!(row.state, State::Done, "{:?}", row.last_error);
-    assert_eq!(sandbox.requests(&transcript), 0, "the transcript is not fetched");
+    assert_eq!(
+        sandbox.requests(&transcript),
+        0,
+        "the transcript is not fetched"
+    );
     {
         let results = seen.results.lock().expect("lock");
         assert_eq!(results.len(), 1);
@@ -334,7 +335,10 @@ async fn only_the_links_a_handler_declares_are_fetched() {
         assert!(results[0].status.is_none());
         assert!(results[0].contents.as_ref().is_some_and(Result::is_ok));
         let structured = results[0].structured_data.as_ref().expect("fetched");
-        assert_eq!(structured.as_ref().err().and_then(|e| e.status()), Some(404));
+        assert_eq!(
+            structured.as_ref().err().and_then(|e| e.status()),
+            Some(404)
+        );
     }
     sandbox.clear_faults();
 
@@ -343,7 +347,10 @@ async fn only_the_links_a_handler_declares_are_fetched() {
     sandbox.complete(&other.session_id).await.expect("deliver");
     sandbox.inject(
         Fault::status(404)
-            .on(format!("/api/v1/ambient/session/{}/content", other.session_id))
+            .on(format!(
+                "/api/v1/ambient/session/{}/content",
+                other.session_id
+            ))
             .times(100),
     );
     let client = client_for(&sandbox, sandbox.issue_token(None));

@@ -157,7 +157,10 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
     // What a client reads before it has a token, as on any FHIR server.
     Router::new()
         .route("/fhir/metadata", get(metadata))
-        .route("/fhir/.well-known/smart-configuration", get(smart_configuration))
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(smart_configuration),
+        )
         .route("/fhir/auth/token", post(crate::fhir_smart::token))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .merge(protected)
@@ -467,7 +470,11 @@ async fn create(
     }
     let condition = match headers.get("if-none-exist") {
         Some(_) if !state.fhir_options.conditional_create => None,
-        Some(value) => match value.to_str().map_err(|_| "not ASCII").and_then(Search::parse) {
+        Some(value) => match value
+            .to_str()
+            .map_err(|_| "not ASCII")
+            .and_then(Search::parse)
+        {
             Ok(search) => Some(search),
             Err(why) => return outcome(StatusCode::BAD_REQUEST, "not-supported", why),
         },
@@ -505,7 +512,11 @@ async fn create(
         );
     }
     let location = store.insert(kind, new_id(), resource);
-    let stored = store.resources.last().map(|r| r.resource.clone()).unwrap_or_default();
+    let stored = store
+        .resources
+        .last()
+        .map(|r| r.resource.clone())
+        .unwrap_or_default();
     drop(store);
     created(StatusCode::CREATED, &state, &location, &stored)
 }
@@ -563,6 +574,8 @@ async fn metadata(State(state): State<AppState>) -> Response {
         "Condition",
         "MedicationRequest",
         "Provenance",
+        "Communication",
+        "Task",
     ]
     .iter()
     .map(|kind| {

@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lc_rs::signature::{
-    ECDSA_P384_SHA384_FIXED, RSA_PKCS1_2048_8192_SHA384, RsaPublicKeyComponents,
-    UnparsedPublicKey,
+    ECDSA_P384_SHA384_FIXED, RSA_PKCS1_2048_8192_SHA384, RsaPublicKeyComponents, UnparsedPublicKey,
 };
 use axum::body::Bytes;
 use axum::extract::State;
@@ -59,12 +58,10 @@ pub(crate) async fn token(State(state): State<AppState>, body: Bytes) -> Respons
     if grant.as_deref() != Some("client_credentials") {
         return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
-    if assertion_type.as_deref() != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-    {
+    if assertion_type.as_deref() != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
     }
-    let (Some(assertion), Some(scope)) = (assertion, scope.filter(|s| !s.trim().is_empty()))
-    else {
+    let (Some(assertion), Some(scope)) = (assertion, scope.filter(|s| !s.trim().is_empty())) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
     };
     let audience = format!("{}fhir/auth/token", state.base_url);
@@ -149,7 +146,11 @@ fn verify(state: &AppState, jwt: &str, audience: &str) -> Result<String, ()> {
         .filter(|k| kid.is_none_or(|kid| k["kid"].as_str() == Some(kid)))
         .filter(|k| k["alg"].as_str().is_none_or(|a| a == alg))
         .any(|key| check(alg, key, signed.as_bytes(), &signature));
-    if verified { Ok(jti.to_owned()) } else { Err(()) }
+    if verified {
+        Ok(jti.to_owned())
+    } else {
+        Err(())
+    }
 }
 
 /// Whether `signature` over `message` verifies with the JWK `key` under `alg`.

@@ -1,8 +1,8 @@
 //! From webhook to EHR: a receiver that stores every verified delivery in a durable inbox, and a
 //! worker that fetches each completed session's note and structured data and writes them to the
-//! EHR as one FHIR R4 transaction (DocumentReference, Composition, Conditions, draft
-//! MedicationRequests, Provenance). A failed write retries the row; writing a session again
-//! creates nothing (conditional creates).
+//! EHR (DocumentReference, Composition, Conditions, draft MedicationRequests, Provenance) as one
+//! FHIR R4 transaction, or one create each where the EHR takes no transactions. A failed write
+//! retries the row; writing a session again creates nothing (conditional creates).
 //!
 //! ```sh
 //! SUKI_WEBHOOK_SECRET=... SUKI_TOKEN=... FHIR_BASE_URL=https://ehr.example/fhir/R4 FHIR_TOKEN=... \
@@ -11,53 +11,92 @@
 //!
 //! Env: `SUKI_WEBHOOK_SECRET` (required); `SUKI_TOKEN` or `SUKI_PARTNER_ID` and
 //! `SUKI_PARTNER_TOKEN`; `SUKI_API_BASE_URL` (default Suki staging); `SUKI_INBOX_URL` (default
-//! `sqlite://suki-inbox.db`); `SUKI_INBOX_KEYS` (bodies sealed at rest); `FHIR_BASE_URL` and
-//! `FHIR_TOKEN` (the EHR's FHIR endpoint and a bearer token, required);
-//! `FHIR_DEFAULT_PATIENT` (a `Patient/…` reference for sessions whose `additional_info` names
-//! none: for trying it out against the sandbox); `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
+//! `sqlite://suki-inbox.db`); `SUKI_INBOX_KEYS` (bodies sealed at rest); `BIND` (default
+//! `127.0.0.1:3000`), `RUST_LOG`. The EHR:
+//!
+//! - `FHIR_BASE_URL` (required): its FHIR R4 endpoint.
+//! - `FHIR_TOKEN`: a fixed bearer token; or SMART Backend Services: `FHIR_SMART_CLIENT_ID`,
+//!   `FHIR_SMART_KID`, the private key in `FHIR_SMART_KEY_FILE` (PEM; or its text in
+//!   `FHIR_SMART_KEY`), and optionally `FHIR_SMART_SCOPES` and `FHIR_SMART_TOKEN_URL` (default:
+//!   from the server's `.well-known/smart-configuration`).
+//! - `FHIR_STRATEGY`: `auto` (default: from the server's CapabilityStatement), `transaction`,
+//!   `per-resource` or `document-only`.
+//! - `FHIR_NO_NOTE`: what a session without a note leaves: `warn` (default), `communication`
+//!   or `task`.
+//! - `FHIR_DEFAULT_PATIENT`: a `Patient/…` reference for sessions whose `additional_info`
+//!   names none (for trying it out against the sandbox).
 //!
 //! Where a note belongs is the integrator's knowledge: here the partner put the EHR's references
 //! in the session's `additional_info` when it started the session (`ehr_patient`,
 //! `ehr_encounter`, `ehr_practitioner`); a later session of the same encounter replaces the note
-//! of the one before it.
+//! of the one before it. A real resolver may await: look the encounter up in your scheduling
+//! data, or `GET [base]/Encounter?identifier=…` with your own client.
 
 use std::process::ExitCode;
 
 use axum::Router;
-use suki_ambient::fhir::{BearerToken, EhrContext, FhirClient, FhirWriteBack, Reference};
+use suki_ambient::fhir::{
+    BearerToken, EhrContext, FhirClient, FhirWriteBack, NoNote, Reference, SessionRef,
+    SmartBackendAuth, SmartKey, WriteStrategy,
+};
 use suki_ambient::inbox::{FetchResults, InboxWorker, Permanent};
-use suki_ambient::{HandlerError, SessionCompleted, WebhookEndpoint};
+use suki_ambient::{HandlerError, WebhookEndpoint};
 
-/// The EHR references of a completed session: from its `additional_info`, else the default
-/// patient; a session placed nowhere is a dead letter `no_ehr_patient` (visible, retried once
-/// fixed), never written to a wrong chart.
-fn place(event: &SessionCompleted) -> Result<EhrContext, HandlerError> {
-    let info = |key: &str| {
-        event
-            .additional_info
-            .as_ref()
-            .and_then(|info| info.get(key))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let patient = info("ehr_patient")
+/// The EHR references of a session: from its `additional_info`, else the default patient; a
+/// session placed nowhere is a dead letter `no_ehr_patient` (visible, retried once fixed),
+/// never written to a wrong chart.
+async fn place(session: SessionRef) -> Result<EhrContext, HandlerError> {
+    let patient = session
+        .info("ehr_patient")
+        .map(str::to_owned)
         .or_else(|| std::env::var("FHIR_DEFAULT_PATIENT").ok())
         .ok_or(Permanent("no_ehr_patient"))?;
     let reference = |text: &str| Reference::parse(text).map_err(|_| Permanent("bad_ehr_reference"));
     let mut ehr = EhrContext::new(reference(&patient)?);
-    if let Some(encounter) = info("ehr_encounter") {
-        ehr = ehr.encounter(reference(&encounter)?);
+    if let Some(encounter) = session.info("ehr_encounter") {
+        ehr = ehr.encounter(reference(encounter)?);
     }
-    if let Some(practitioner) = info("ehr_practitioner") {
-        ehr = ehr.practitioner(reference(&practitioner)?);
+    if let Some(practitioner) = session.info("ehr_practitioner") {
+        ehr = ehr.practitioner(reference(practitioner)?);
     }
     // The encounter's sessions so far, in order: this note replaces the one before it.
-    if let Some(at) = event.sessions.iter().position(|s| *s == event.session_id)
-        && at > 0
-    {
-        ehr = ehr.replaces(event.sessions[at - 1].clone());
+    if let Some(previous) = session.previous_session() {
+        ehr = ehr.replaces(previous.clone());
     }
     Ok(ehr)
+}
+
+/// The EHR's client from the environment: SMART Backend Services when a client id is given,
+/// else a fixed token.
+fn ehr_client(env: impl Fn(&str) -> Option<String>) -> Result<FhirClient, String> {
+    let base = env("FHIR_BASE_URL").ok_or("set FHIR_BASE_URL (the EHR's FHIR endpoint)")?;
+    let strategy: WriteStrategy = env("FHIR_STRATEGY")
+        .as_deref()
+        .unwrap_or("auto")
+        .parse()
+        .map_err(|e: suki_ambient::fhir::FhirError| format!("FHIR_STRATEGY: {e}"))?;
+    let builder = FhirClient::builder(base.clone()).strategy(strategy);
+    let builder = if let Some(client_id) = env("FHIR_SMART_CLIENT_ID") {
+        let kid = env("FHIR_SMART_KID").ok_or("set FHIR_SMART_KID (the key id registered)")?;
+        let key = match env("FHIR_SMART_KEY_FILE") {
+            Some(path) => SmartKey::from_pem_file(path, kid),
+            None => SmartKey::from_env("FHIR_SMART_KEY", kid),
+        }
+        .map_err(|e| e.to_string())?;
+        let mut auth = SmartBackendAuth::builder(base, client_id, key);
+        if let Some(scopes) = env("FHIR_SMART_SCOPES") {
+            auth = auth.scopes(scopes);
+        }
+        if let Some(url) = env("FHIR_SMART_TOKEN_URL") {
+            auth = auth.token_endpoint(url);
+        }
+        builder.auth(auth.build().map_err(|e| e.to_string())?)
+    } else {
+        let token = env("FHIR_TOKEN")
+            .ok_or("set FHIR_TOKEN, or FHIR_SMART_CLIENT_ID for SMART Backend Services")?;
+        builder.auth(BearerToken::new(token))
+    };
+    builder.build().map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -65,21 +104,19 @@ async fn main() -> ExitCode {
     let verifier = examples::start();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let suki = examples::suki_client();
-    let (Some(fhir_url), Some(fhir_token)) = (env("FHIR_BASE_URL"), env("FHIR_TOKEN")) else {
-        examples::exit(
-            "set FHIR_BASE_URL and FHIR_TOKEN (the EHR's FHIR endpoint and a bearer token)",
-        )
+    let ehr = ehr_client(env).unwrap_or_else(|e| examples::exit(&e));
+    let no_note = match env("FHIR_NO_NOTE").as_deref() {
+        None | Some("warn") => NoNote::Warn,
+        Some("communication") => NoNote::Communication,
+        Some("task") => NoNote::Task,
+        Some(_) => examples::exit("FHIR_NO_NOTE is warn, communication or task"),
     };
-    let ehr = FhirClient::builder(fhir_url)
-        .auth(BearerToken::new(fhir_token))
-        .build()
-        .unwrap_or_else(|e| examples::exit(&e.to_string()));
 
     let inbox = examples::inbox().await;
 
     let worker = InboxWorker::builder(
         inbox.clone(),
-        FetchResults::new(suki, FhirWriteBack::new(ehr, place)),
+        FetchResults::new(suki, FhirWriteBack::new(ehr, place).on_no_note(no_note)),
     )
     .owner("ehr_writeback")
     .build()
