@@ -9,9 +9,9 @@ use suki_ambient::client::{AmbientClient, RetryPolicy};
 use suki_ambient::fhir::{
     BearerToken, EhrContext, FhirClient, FhirWriteBack, NoNote, Reference, SessionRef,
 };
-use suki_ambient::inbox::{Action, Actor, FetchResults, Inbox, InboxWorker, Selection, State};
+use suki_ambient::inbox::{Action, Actor, FetchResults, Inbox, InboxWorker, State};
 use suki_ambient::sandbox::{Fault, FhirOptions, Sandbox};
-use suki_ambient::{HandlerError, WebhookEndpoint};
+use suki_ambient::{HandlerError, UnixMillis, WebhookEndpoint};
 
 /// The integrator's lookup: here every session belongs to one patient, at its encounter.
 async fn resolve(session: SessionRef) -> Result<EhrContext, HandlerError> {
@@ -98,19 +98,24 @@ async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
     );
     let written = sandbox.fhir_resources(None).len();
 
-    // The same row again (an operator's retry): nothing new in the EHR.
+    // The same row again (an operator's replay): nothing new in the EHR.
+    let posts = sandbox.requests("/fhir");
     inbox
         .act(
             &Actor::application(),
-            Action::Retry(Selection::Id(rows[0].id)),
+            Action::Replay {
+                since: UnixMillis(0),
+                kind: None,
+            },
         )
         .await
-        .expect("retry");
+        .expect("replay");
     worker()
         .drain(Duration::from_secs(20))
         .await
         .expect("drain");
     assert_eq!(sandbox.fhir_resources(None).len(), written);
+    assert!(sandbox.requests("/fhir") > posts, "written again");
 
     // A refusal the EHR will repeat: a dead letter with its code, nothing written.
     let refused = sandbox.create_session(None);
@@ -192,19 +197,28 @@ async fn a_session_without_a_note_leaves_a_task_or_a_communication() {
             .drain(Duration::from_secs(20))
             .await
             .expect("drain");
-        // The same row again (an operator's retry): nothing new in the chart.
-        let id = inbox.list(None, 1).await.expect("list")[0].id;
+        // The same row again (an operator's replay): nothing new in the chart.
         inbox
-            .act(&Actor::application(), Action::Retry(Selection::Id(id)))
+            .act(
+                &Actor::application(),
+                Action::Replay {
+                    since: UnixMillis(0),
+                    kind: None,
+                },
+            )
             .await
-            .expect("retry");
+            .expect("replay");
         worker()
             .drain(Duration::from_secs(20))
             .await
             .expect("drain");
         let rows = inbox.list(Some(State::Done), 10).await.expect("list");
         assert_eq!(rows.len(), 1, "{kind}");
-        assert_eq!(rows[0].attempts, 2, "run twice");
+        assert_eq!(
+            sandbox.requests(&format!("/fhir/{kind}")),
+            2,
+            "written twice, created once"
+        );
         let written = sandbox.fhir_resources(Some(kind));
         assert_eq!(written.len(), 1, "{kind} once");
         let patient = if kind == "Task" { "for" } else { "subject" };
