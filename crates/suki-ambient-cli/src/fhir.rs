@@ -1,4 +1,6 @@
-//! `fhir`: the FHIR R4 transaction Bundle of a completed session, from Suki's JSON in files.
+//! `fhir`: the FHIR R4 transaction Bundle of a completed session, from Suki's JSON in files;
+//! writing it to a FHIR server with a strategy; what a server's CapabilityStatement makes the
+//! `auto` strategy do; SMART Backend Services keys and their JWKS.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,8 +9,8 @@ use clap::{Subcommand, ValueEnum};
 use suki_ambient_core::api::{NoteContent, StructuredData};
 use suki_ambient_core::{SessionId, UnixMillis};
 use suki_ambient_fhir::{
-    BearerToken, DocStatus, EhrContext, FhirClient, Mapping, NoteType, Reference, SessionNote,
-    TransactionBundle,
+    BearerToken, DocStatus, EhrContext, FhirClient, FhirClientBuilder, Mapping, NoteType,
+    Reference, SessionNote, SmartBackendAuth, SmartKey, TransactionBundle, WriteStrategy,
 };
 
 use crate::Failure;
@@ -26,18 +28,103 @@ pub(crate) enum Action {
         #[command(flatten)]
         bundle: BundleArgs,
     },
-    /// Map as `bundle` does and POST the transaction to a FHIR server, with the bearer token in
-    /// SUKI_FHIR_TOKEN; print what each entry became (created, or an existing one matched).
+    /// Map as `bundle` does and write it to a FHIR server with a strategy (one transaction, or
+    /// one create per resource); print what each resource became (created, or an existing one
+    /// matched). Auth: the bearer token in SUKI_FHIR_TOKEN, or SMART Backend Services
+    /// (--smart-client-id, --smart-kid, --smart-key).
     Post {
         #[command(flatten)]
         bundle: BundleArgs,
-        /// The FHIR server's base URL (the transaction endpoint).
+        /// The FHIR server's base URL.
         #[arg(long, value_name = "URL")]
         fhir_url: String,
+        /// How to write: from the server's CapabilityStatement (auto), one transaction, one
+        /// create per resource, or the DocumentReference only.
+        #[arg(long, value_enum, default_value_t = Strategy::Auto)]
+        strategy: Strategy,
+        #[command(flatten)]
+        smart: SmartArgs,
         /// JSON output.
         #[arg(long)]
         json: bool,
     },
+    /// Read a FHIR server's CapabilityStatement and print what `post` (and the write-back)
+    /// would do there with a strategy, and why. The token in SUKI_FHIR_TOKEN is sent when set.
+    Capabilities {
+        /// The FHIR server's base URL.
+        #[arg(long, value_name = "URL")]
+        base_url: String,
+        /// The strategy to explain.
+        #[arg(long, value_enum, default_value_t = Strategy::Auto)]
+        strategy: Strategy,
+    },
+    /// Print the public JWK Set of a SMART Backend Services private key (PEM), to register
+    /// with the EHR.
+    Jwks {
+        /// The private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC P-384).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The key id to register it under.
+        #[arg(long)]
+        kid: String,
+    },
+    /// Make a SMART Backend Services private key (PKCS#8 PEM, written with mode 0600; an
+    /// existing file is never overwritten) and print its public JWK Set.
+    Keygen {
+        /// RS384 (RSA 2048) or ES384 (EC P-384).
+        #[arg(long, value_enum, default_value_t = Alg::Es384)]
+        alg: Alg,
+        /// The key id to register it under.
+        #[arg(long)]
+        kid: String,
+        /// Where to write the private key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// `--strategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Strategy {
+    Auto,
+    Transaction,
+    PerResource,
+    DocumentOnly,
+}
+
+impl Strategy {
+    fn write_strategy(self) -> WriteStrategy {
+        match self {
+            Self::Auto => WriteStrategy::Auto,
+            Self::Transaction => WriteStrategy::Transaction,
+            Self::PerResource => WriteStrategy::PerResource,
+            Self::DocumentOnly => WriteStrategy::DocumentReferenceOnly,
+        }
+    }
+}
+
+/// `--alg`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Alg {
+    Rs384,
+    Es384,
+}
+
+/// SMART Backend Services, instead of SUKI_FHIR_TOKEN.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SmartArgs {
+    /// The client id the EHR registered.
+    #[arg(long, env = "SUKI_FHIR_SMART_CLIENT_ID", requires_all = ["smart_kid", "smart_key"])]
+    smart_client_id: Option<String>,
+    /// The registered key's id.
+    #[arg(long, env = "SUKI_FHIR_SMART_KID")]
+    smart_kid: Option<String>,
+    /// The private key (PEM file).
+    #[arg(long, env = "SUKI_FHIR_SMART_KEY", value_name = "FILE")]
+    smart_key: Option<PathBuf>,
+    /// The scopes asked for (space-separated).
+    #[arg(long, env = "SUKI_FHIR_SMART_SCOPES")]
+    smart_scopes: Option<String>,
 }
 
 /// What `fhir bundle` maps.
@@ -100,34 +187,32 @@ pub(crate) async fn run(action: Action) -> Result<ExitCode, Failure> {
         Action::Post {
             bundle,
             fhir_url,
+            strategy,
+            smart,
             json,
         } => {
             let bundle = bundle_of(&bundle)?;
-            let token = std::env::var("SUKI_FHIR_TOKEN")
-                .ok()
-                .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| {
-                    Failure("set SUKI_FHIR_TOKEN to the FHIR server's bearer token".into())
-                })?;
-            let client = FhirClient::builder(fhir_url)
-                .auth(BearerToken::new(token.trim()))
-                .build()?;
+            let builder =
+                FhirClient::builder(fhir_url.as_str()).strategy(strategy.write_strategy());
+            let client = authed(builder, &fhir_url, &smart)?.build()?;
             let result = client
-                .post(&bundle)
+                .write(&bundle)
                 .await
                 .map_err(|e| Failure(e.to_string()))?;
             if json {
                 let entries: Vec<_> = result
                     .entries
                     .iter()
-                    .map(|e| serde_json::json!({"status": e.status, "location": e.location}))
+                    .map(|e| {
+                        serde_json::json!({"resource_type": e.resource_type, "status": e.status, "location": e.location})
+                    })
                     .collect();
                 println!(
                     "{}",
                     serde_json::json!({"created": result.created(), "matched": result.matched(), "entries": entries})
                 );
             } else {
-                for (summary, entry) in bundle.entries().iter().zip(&result.entries) {
+                for entry in &result.entries {
                     let what = if entry.status == 201 {
                         "created"
                     } else {
@@ -135,7 +220,7 @@ pub(crate) async fn run(action: Action) -> Result<ExitCode, Failure> {
                     };
                     println!(
                         "{what} {:<18} {}",
-                        summary.resource_type,
+                        entry.resource_type.unwrap_or("?"),
                         entry
                             .location
                             .as_deref()
@@ -151,7 +236,91 @@ pub(crate) async fn run(action: Action) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Action::Capabilities { base_url, strategy } => {
+            let token = std::env::var("SUKI_FHIR_TOKEN").unwrap_or_default();
+            let client = FhirClient::builder(base_url)
+                .strategy(strategy.write_strategy())
+                .auth(BearerToken::new(token.trim()))
+                .build()?;
+            if strategy != Strategy::Transaction {
+                let caps = client
+                    .capabilities()
+                    .await
+                    .map_err(|e| Failure(e.to_string()))?;
+                println!(
+                    "server: FHIR {}, transactions {}",
+                    caps.fhir_version
+                        .as_deref()
+                        .unwrap_or("(version not given)"),
+                    if caps.transaction { "yes" } else { "no" }
+                );
+            }
+            let plan = client.plan().await.map_err(|e| Failure(e.to_string()))?;
+            print!("{plan}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Jwks { key, kid } => {
+            let key = SmartKey::from_pem_file(&key, kid)?;
+            println!("{}", key.jwks());
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Keygen { alg, kid, out } => {
+            let pem = SmartKey::generate_pem(match alg {
+                Alg::Rs384 => "RS384",
+                Alg::Es384 => "ES384",
+            })?;
+            let key = SmartKey::from_pem(&pem, kid)?;
+            write_new_secret_file(&out, pem.as_bytes())?;
+            eprintln!(
+                "wrote the private key to {} (keep it secret); its public JWK Set, to register with the EHR:",
+                out.display()
+            );
+            println!("{}", key.jwks());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `builder` with SMART Backend Services when `smart` names a client, else the bearer token in
+/// SUKI_FHIR_TOKEN.
+fn authed(
+    builder: FhirClientBuilder,
+    fhir_url: &str,
+    smart: &SmartArgs,
+) -> Result<FhirClientBuilder, Failure> {
+    if let (Some(client_id), Some(kid), Some(key)) =
+        (&smart.smart_client_id, &smart.smart_kid, &smart.smart_key)
+    {
+        let key = SmartKey::from_pem_file(key, kid.as_str())?;
+        let mut auth = SmartBackendAuth::builder(fhir_url, client_id.as_str(), key);
+        if let Some(scopes) = &smart.smart_scopes {
+            auth = auth.scopes(scopes.as_str());
+        }
+        return Ok(builder.auth(auth.build()?));
+    }
+    let token = std::env::var("SUKI_FHIR_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| {
+            Failure(
+                "set SUKI_FHIR_TOKEN to the FHIR server's bearer token, or give --smart-client-id, --smart-kid and --smart-key".into(),
+            )
+        })?;
+    Ok(builder.auth(BearerToken::new(token.trim())))
+}
+
+/// Writes `bytes` to a new file at `path`, readable by its owner only; an existing file is an
+/// error (a key is never overwritten).
+fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", path.display())))?;
+    std::io::Write::write_all(&mut file, bytes)
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
 }
 
 /// The Bundle `args` describe.

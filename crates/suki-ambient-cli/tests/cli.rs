@@ -1431,3 +1431,106 @@ async fn fhir_post_writes_a_session_once() {
     assert!(!stderr(&refused).contains("not-the-token"));
     sandbox.shutdown().await;
 }
+
+/// `fhir keygen` makes a SMART key (never over an existing file) whose JWKS `fhir jwks` prints
+/// again; `fhir capabilities` explains the per-resource plan of an EHR without transactions;
+/// `fhir post --strategy per-resource` with SMART writes the session once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_smart_keys_capabilities_and_a_per_resource_post() {
+    let dir = tempfile::tempdir().expect("dir");
+    let key = dir.path().join("ehr.pem");
+    let key_arg = key.display().to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(&args)
+                .env_remove("SUKI_FHIR_TOKEN")
+                .output()
+                .expect("run")
+        })
+    };
+    let args = |list: &[&str]| list.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+    let made = run(args(&[
+        "fhir", "keygen", "--kid", "cli-key", "--out", &key_arg,
+    ]))
+    .await
+    .expect("join");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let jwks = stdout(&made);
+    assert!(
+        jwks.contains("\"kid\":\"cli-key\"") && jwks.contains("ES384"),
+        "{jwks}"
+    );
+    assert!(!jwks.contains("PRIVATE"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = run(args(&["fhir", "keygen", "--kid", "x", "--out", &key_arg]))
+        .await
+        .expect("join");
+    assert!(!again.status.success(), "never overwritten");
+    let printed = run(args(&[
+        "fhir", "jwks", "--key", &key_arg, "--kid", "cli-key",
+    ]))
+    .await
+    .expect("join");
+    assert_eq!(stdout(&printed).trim(), jwks.trim());
+
+    let sandbox = suki_ambient_sandbox::Sandbox::builder()
+        .fhir(
+            suki_ambient_sandbox::FhirOptions::default()
+                .transactions(false)
+                .smart_client("cli-client", jwks.trim()),
+        )
+        .start()
+        .await
+        .expect("sandbox");
+    let base = sandbox.fhir_base_url();
+    let caps = run(args(&["fhir", "capabilities", "--base-url", &base]))
+        .await
+        .expect("join");
+    assert!(caps.status.success(), "{}", stderr(&caps));
+    let text = stdout(&caps);
+    assert!(text.contains("transactions no"), "{text}");
+    assert!(text.contains("a create per resource"), "{text}");
+    assert!(
+        text.contains("DocumentReference  POST with If-None-Exist"),
+        "{text}"
+    );
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/fixtures/api");
+    let content = format!("{root}/session-content.json");
+    let post = args(&[
+        "fhir",
+        "post",
+        "--fhir-url",
+        &base,
+        "--strategy",
+        "per-resource",
+        "--smart-client-id",
+        "cli-client",
+        "--smart-kid",
+        "cli-key",
+        "--smart-key",
+        &key_arg,
+        "--content",
+        &content,
+        "--session",
+        "s-cli-smart",
+        "--patient",
+        "Patient/p1",
+        "--at",
+        "2026-11-30T10:00:00Z",
+    ]);
+    let first = run(post.clone()).await.expect("join");
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(last_line(&first), "3 created, 0 already there");
+    let second = run(post).await.expect("join");
+    assert_eq!(last_line(&second), "0 created, 3 already there");
+    assert_eq!(sandbox.fhir_resources(None).len(), 3);
+    assert_eq!(sandbox.fhir_tokens_issued(), 2, "one token per run");
+    sandbox.shutdown().await;
+}

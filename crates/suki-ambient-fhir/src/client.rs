@@ -347,20 +347,23 @@ impl FhirClient {
         token: &str,
     ) -> Result<reqwest::Response, (FhirError, Option<Duration>)> {
         let inner = &self.inner;
-        let header = Zeroizing::new(format!("Bearer {token}"));
-        let mut authorization = HeaderValue::from_str(&header).map_err(|_| {
-            (
-                FhirError::Config("the bearer token is not a valid header value".into()),
-                None,
-            )
-        })?;
-        authorization.set_sensitive(true);
         let mut request = inner
             .http
             .request(call.method.clone(), call.url.clone())
-            .header(AUTHORIZATION, authorization)
             .header(ACCEPT, "application/fhir+json")
             .timeout(inner.timeout);
+        // An empty token sends none (a public CapabilityStatement needs none).
+        if !token.is_empty() {
+            let header = Zeroizing::new(format!("Bearer {token}"));
+            let mut authorization = HeaderValue::from_str(&header).map_err(|_| {
+                (
+                    FhirError::Config("the bearer token is not a valid header value".into()),
+                    None,
+                )
+            })?;
+            authorization.set_sensitive(true);
+            request = request.header(AUTHORIZATION, authorization);
+        }
         if let Some(query) = call.if_none_exist {
             let value = HeaderValue::from_str(query).map_err(|_| {
                 (
