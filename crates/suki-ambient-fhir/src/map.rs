@@ -143,8 +143,9 @@ struct NoteSection<'a> {
     text: Cow<'a, str>,
 }
 
-/// What every resource shares: the patient, the encounter, the time.
+/// What every resource shares: the session, the patient, the encounter, the time.
 struct Shared<'a> {
+    session: &'a str,
     patient: &'a str,
     encounter: Option<&'a str>,
     at: &'a str,
@@ -196,6 +197,7 @@ pub fn transaction(
         return Err(MapError::EmptyNote);
     }
     let shared = Shared {
+        session: &session,
         patient: ehr.patient.as_str(),
         encounter: ehr.encounter.as_ref().map(|e| e.as_str()),
         at: &at,
@@ -255,7 +257,7 @@ pub fn transaction(
                 "note",
                 "DocumentReference",
                 |j, id| {
-                    ai_meta(j);
+                    ai_meta(j, shared.session);
                     j.key("identifier");
                     j.array(|j| identifier(j, id));
                     j.field("status", "current");
@@ -330,7 +332,7 @@ pub fn transaction(
                     "composition",
                     "Composition",
                     |j, id| {
-                        ai_meta(j);
+                        ai_meta(j, shared.session);
                         j.key("identifier");
                         identifier(j, id);
                         j.field("status", mapping.doc_status.as_str());
@@ -375,12 +377,14 @@ pub fn transaction(
             let diagnoses = structured
                 .and_then(|s| s.diagnoses.as_ref())
                 .map_or(&[][..], |d| &d.values[..]);
+            // Identifiers from content: a reordered list names the same resources.
+            let mut parts = Parts::default();
             for diagnosis in diagnoses {
                 let Some(condition) = Condition::of(diagnosis, mapping) else {
                     continue;
                 };
                 conditions += 1;
-                let part = format!("condition/{conditions}");
+                let part = parts.name("condition", &condition.content_key());
                 entry(j, &mut entries, &session, &part, "Condition", |j, id| {
                     condition.write(j, id, &shared);
                 });
@@ -394,7 +398,7 @@ pub fn transaction(
                     continue;
                 };
                 medication_requests += 1;
-                let part = format!("medication/{medication_requests}");
+                let part = parts.name("medication", &request.content_key());
                 entry(
                     j,
                     &mut entries,
@@ -528,8 +532,16 @@ impl<'a> Condition<'a> {
         })
     }
 
+    /// What identifies this diagnosis: its codings and text.
+    fn content_key(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(128);
+        push_codings(&mut key, &self.coding);
+        key.extend_from_slice(self.text.as_deref().unwrap_or_default().as_bytes());
+        key
+    }
+
     fn write(&self, j: &mut Json, id: &str, shared: &Shared<'_>) {
-        ai_meta(j);
+        ai_meta(j, shared.session);
         let extensions = [
             ("laterality_indicator", self.laterality),
             ("post_coord_lex_flag", self.post_coordination),
@@ -607,8 +619,23 @@ impl<'a> MedicationRequest<'a> {
         })
     }
 
+    /// What identifies this order: its codings, name, dosage and route.
+    fn content_key(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(128);
+        push_codings(&mut key, &self.coding);
+        for part in [self.name.as_deref()]
+            .into_iter()
+            .chain(self.dosage.iter().map(|d| Some(d.as_ref())))
+            .chain([self.route.as_deref()])
+        {
+            key.extend_from_slice(part.unwrap_or_default().as_bytes());
+            key.push(b'\n');
+        }
+        key
+    }
+
     fn write(&self, j: &mut Json, id: &str, shared: &Shared<'_>) {
-        ai_meta(j);
+        ai_meta(j, shared.session);
         j.key("identifier");
         j.array(|j| identifier(j, id));
         j.field("status", "draft");
@@ -640,6 +667,43 @@ impl<'a> MedicationRequest<'a> {
             });
         }
     }
+}
+
+/// The names of a session's Conditions and MedicationRequests: `condition/<12 hex of the
+/// content's SHA-256>`, `-2`, `-3`… for the same content again.
+#[derive(Default)]
+struct Parts {
+    seen: std::collections::HashMap<String, usize>,
+}
+
+impl Parts {
+    fn name(&mut self, kind: &str, content: &[u8]) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(content);
+        let mut name = String::with_capacity(kind.len() + 16);
+        name.push_str(kind);
+        name.push('/');
+        for byte in &digest[..6] {
+            name.push_str(&format!("{byte:02x}"));
+        }
+        let n = self.seen.entry(name.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            name.push_str(&format!("-{n}"));
+        }
+        name
+    }
+}
+
+/// Codings as `system|code` lines, in order.
+fn push_codings(key: &mut Vec<u8>, coding: &[Coding<'_>]) {
+    for c in coding {
+        key.extend_from_slice(c.system.as_bytes());
+        key.push(b'|');
+        key.extend_from_slice(c.code.as_bytes());
+        key.push(b'\n');
+    }
+    key.push(b'\n');
 }
 
 /// One coding, cleaned.
@@ -755,10 +819,18 @@ fn concept(j: &mut Json, system: &'static str, code: &'static str, display: &'st
     });
 }
 
-/// `meta` with the AIAST security label (the content is AI-asserted).
-fn ai_meta(j: &mut Json) {
+/// `meta` with the AIAST security label (the content is AI-asserted) and the session's tag
+/// (`urn:suki:session|<session>`: every resource of a session is found by one `_tag` search).
+fn ai_meta(j: &mut Json, session: &str) {
     j.key("meta");
     j.object(|j| {
+        j.key("tag");
+        j.array(|j| {
+            j.object(|j| {
+                j.field("system", IDENTIFIER_SYSTEM);
+                j.field("code", session);
+            })
+        });
         j.key("security");
         j.array(|j| {
             concept_coding(
@@ -899,6 +971,7 @@ pub(crate) fn no_note(
     }
     message.push_str(". Document the visit another way.");
     let shared = Shared {
+        session: &session,
         patient: ehr.patient.as_str(),
         encounter: ehr.encounter.as_ref().map(|e| e.as_str()),
         at: &at,

@@ -248,10 +248,26 @@ fn a_typical_session_maps_every_diagnosis_and_order() {
             "http://imohealth.com/ontology/"
         ]
     );
-    assert_eq!(
-        conditions[3]["resource"]["identifier"][0]["value"],
-        "a953839a-ddcd-407d-b9b0-3ed4b6be4be2/condition/4"
-    );
+    // Identifiers from content: 12 hex digits of the diagnosis's SHA-256, all different.
+    let ids: Vec<&str> = conditions
+        .iter()
+        .map(|c| {
+            c["resource"]["identifier"][0]["value"]
+                .as_str()
+                .expect("id")
+        })
+        .collect();
+    for id in &ids {
+        let hash = id
+            .strip_prefix("a953839a-ddcd-407d-b9b0-3ed4b6be4be2/condition/")
+            .expect("prefix");
+        assert!(
+            hash.len() == 12 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+    let unique: std::collections::HashSet<&&str> = ids.iter().collect();
+    assert_eq!(unique.len(), 4);
     let orders = entries(&bundle, "MedicationRequest");
     assert_eq!(orders.len(), 2);
     let order = &orders[0]["resource"];
@@ -474,4 +490,54 @@ proptest! {
             Err(e) => prop_assert_eq!(e, MapError::EmptyNote),
         }
     }
+}
+
+/// A reordered list of diagnoses and orders names the same resources (identifiers come from
+/// content, not position); the same diagnosis twice gets `-2`.
+#[test]
+fn identifiers_follow_content_not_position() {
+    let content: NoteContent = serde_json::from_str(include_str!(
+        "../../../testdata/fhir/session-content-typical.json"
+    ))
+    .expect("content");
+    let structured: StructuredData = serde_json::from_str(include_str!(
+        "../../../testdata/fhir/session-structured-data-typical.json"
+    ))
+    .expect("structured data");
+    let mut reordered = structured.clone();
+    let diagnoses = reordered
+        .structured_data
+        .diagnoses
+        .as_mut()
+        .expect("diagnoses");
+    diagnoses.values.reverse();
+    let repeated = diagnoses.values[0].clone();
+    let session = SessionId::from("s-order");
+    let ehr = EhrContext::new(Reference::parse("Patient/p-1").expect("patient"));
+    let ids = |structured: &StructuredData| {
+        let note = SessionNote::new(&session, &content, UnixMillis(1_764_460_800_000))
+            .structured_data(structured);
+        let bundle = transaction(&note, &ehr, &Mapping::default()).expect("maps");
+        let mut ids: Vec<String> = bundle
+            .entries()
+            .iter()
+            .map(|e| e.if_none_exist.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&structured), ids(&reordered));
+    reordered
+        .structured_data
+        .diagnoses
+        .as_mut()
+        .expect("diagnoses")
+        .values
+        .push(repeated);
+    let with_repeat = ids(&reordered);
+    assert_eq!(with_repeat.len(), ids(&structured).len() + 1);
+    assert!(
+        with_repeat.iter().any(|id| id.ends_with("-2")),
+        "{with_repeat:?}"
+    );
 }
