@@ -216,8 +216,8 @@ async fn a_session_without_a_note_leaves_a_task_or_a_communication() {
         assert_eq!(rows.len(), 1, "{kind}");
         assert_eq!(
             sandbox.requests(&format!("/fhir/{kind}")),
-            2,
-            "written twice, created once"
+            3,
+            "two creates (the second matched the first) and the read that checks its chart"
         );
         let written = sandbox.fhir_resources(Some(kind));
         assert_eq!(written.len(), 1, "{kind} once");

@@ -10,7 +10,8 @@ use suki_ambient_core::api::{NoteContent, StructuredData};
 use suki_ambient_core::{SessionId, UnixMillis};
 use suki_ambient_fhir::{
     BearerToken, DocStatus, EhrContext, FhirClient, FhirClientBuilder, Mapping, NoteType,
-    Reference, SessionNote, SmartBackendAuth, SmartKey, TransactionBundle, WriteStrategy,
+    OnConflict, Reference, SessionNote, SmartBackendAuth, SmartKey, TransactionBundle,
+    WriteStrategy,
 };
 
 use crate::Failure;
@@ -44,6 +45,10 @@ pub(crate) enum Action {
         strategy: Strategy,
         #[command(flatten)]
         smart: SmartArgs,
+        /// When the server already has different resources under the session's identifiers
+        /// (another chart, a changed note): fail (the default), keep them, or supersede them.
+        #[arg(long, value_enum, default_value_t = Conflict::Fail)]
+        on_conflict: Conflict,
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -101,6 +106,14 @@ impl Strategy {
             Self::DocumentOnly => WriteStrategy::DocumentReferenceOnly,
         }
     }
+}
+
+/// `--on-conflict`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Conflict {
+    Fail,
+    Keep,
+    Supersede,
 }
 
 /// `--alg`.
@@ -189,14 +202,20 @@ pub(crate) async fn run(action: Action) -> Result<ExitCode, Failure> {
             fhir_url,
             strategy,
             smart,
+            on_conflict,
             json,
         } => {
             let bundle = bundle_of(&bundle)?;
             let builder =
                 FhirClient::builder(fhir_url.as_str()).strategy(strategy.write_strategy());
             let client = authed(builder, &fhir_url, &smart)?.build()?;
+            let policy = match on_conflict {
+                Conflict::Fail => OnConflict::Fail,
+                Conflict::Keep => OnConflict::Keep,
+                Conflict::Supersede => OnConflict::Supersede,
+            };
             let result = client
-                .write(&bundle)
+                .write_with(&bundle, policy)
                 .await
                 .map_err(|e| Failure(e.to_string()))?;
             if json {
@@ -209,7 +228,7 @@ pub(crate) async fn run(action: Action) -> Result<ExitCode, Failure> {
                     .collect();
                 println!(
                     "{}",
-                    serde_json::json!({"created": result.created(), "matched": result.matched(), "entries": entries})
+                    serde_json::json!({"created": result.created(), "matched": result.matched(), "corrected": result.corrected, "entries": entries})
                 );
             } else {
                 for entry in &result.entries {
@@ -227,6 +246,9 @@ pub(crate) async fn run(action: Action) -> Result<ExitCode, Failure> {
                             .map(|l| suki_ambient_inbox::display::clean(l, 256))
                             .unwrap_or_default()
                     );
+                }
+                for old in &result.corrected {
+                    println!("retired {}", suki_ambient_inbox::display::clean(old, 256));
                 }
                 println!(
                     "{} created, {} already there",

@@ -1532,9 +1532,37 @@ async fn fhir_smart_keys_capabilities_and_a_per_resource_post() {
     let first = run(post.clone()).await.expect("join");
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(last_line(&first), "3 created, 0 already there");
-    let second = run(post).await.expect("join");
+    let second = run(post.clone()).await.expect("join");
     assert_eq!(last_line(&second), "0 created, 3 already there");
     assert_eq!(sandbox.fhir_resources(None).len(), 3);
     assert_eq!(sandbox.fhir_tokens_issued(), 2, "one token per run");
+
+    // The same session for another patient: refused, then superseded on request.
+    let moved: Vec<String> = post
+        .iter()
+        .map(|a| {
+            if a == "Patient/p1" {
+                "Patient/p2".to_owned()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    let refused = run(moved.clone()).await.expect("join");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("different resources under this session's identifiers"),
+        "{}",
+        stderr(&refused)
+    );
+    let mut supersede = moved;
+    supersede.extend(["--on-conflict".to_owned(), "supersede".to_owned()]);
+    let corrected = run(supersede).await.expect("join");
+    assert!(corrected.status.success(), "{}", stderr(&corrected));
+    assert!(
+        stdout(&corrected).contains("retired DocumentReference/"),
+        "{}",
+        stdout(&corrected)
+    );
     sandbox.shutdown().await;
 }

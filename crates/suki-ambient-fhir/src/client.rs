@@ -68,6 +68,9 @@ impl FhirAuth for BearerToken {
 pub struct TransactionResult {
     /// Each entry's answer.
     pub entries: Vec<EntryResult>,
+    /// Resources an earlier write left that this one retired (marked `entered-in-error`) or
+    /// replaced, as `Type/id`: see [`OnConflict::Supersede`](crate::OnConflict::Supersede).
+    pub corrected: Vec<String>,
 }
 
 /// One entry's answer: its status line and where the resource is.
@@ -80,6 +83,8 @@ pub struct EntryResult {
     pub status: u16,
     /// `Type/id[/_history/v]`, when the server gave it.
     pub location: Option<String>,
+    /// Which of the Bundle's entries it is.
+    pub(crate) part: Option<usize>,
 }
 
 impl TransactionResult {
@@ -205,8 +210,14 @@ impl FhirClient {
             )
             .await?;
         let mut result = parse_answer(&answer.body).ok_or(FhirError::Answer)?;
-        for (entry, summary) in result.entries.iter_mut().zip(bundle.summaries()) {
+        for (part, (entry, summary)) in result
+            .entries
+            .iter_mut()
+            .zip(bundle.summaries())
+            .enumerate()
+        {
             entry.resource_type = Some(summary.resource_type);
+            entry.part = Some(part);
         }
         tracing::debug!(
             created = result.created(),
@@ -511,10 +522,14 @@ fn parse_answer(bytes: &[u8]) -> Option<TransactionResult> {
                 resource_type: None,
                 status,
                 location,
+                part: None,
             })
         })
         .collect::<Option<Vec<_>>>()?;
-    Some(TransactionResult { entries })
+    Some(TransactionResult {
+        entries,
+        corrected: Vec::new(),
+    })
 }
 
 /// The first issue's `code` of an `OperationOutcome` (a FHIR code such as `invalid` or

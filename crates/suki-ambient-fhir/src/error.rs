@@ -43,6 +43,14 @@ pub enum FhirError {
     /// created resource's location, a searchset).
     #[error("the FHIR server's answer is not what the request asks for")]
     Answer,
+    /// The EHR already has resources under the session's identifiers that differ from this
+    /// write's (another chart, or a changed note): `references` names them (`Type/id`). See
+    /// [`OnConflict`](crate::OnConflict).
+    #[error("the EHR has different resources under this session's identifiers: {}", references.join(", "))]
+    Conflict {
+        /// The differing resources.
+        references: Vec<String>,
+    },
     /// The server's CapabilityStatement is unreadable, or declares no way to write the note.
     #[error("the FHIR server's capabilities: {0}")]
     Capabilities(&'static str),
@@ -68,7 +76,11 @@ impl FhirError {
             Self::Server { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
             Self::Transport(err) => err.is_retryable(),
             Self::Token { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            Self::Auth { .. } | Self::Answer | Self::Capabilities(_) | Self::Config(_) => false,
+            Self::Auth { .. }
+            | Self::Answer
+            | Self::Capabilities(_)
+            | Self::Conflict { .. }
+            | Self::Config(_) => false,
         }
     }
 
@@ -89,6 +101,7 @@ impl FhirError {
             Self::Transport(_) => "fhir_transport".to_owned(),
             Self::Answer => "fhir_bad_answer".to_owned(),
             Self::Capabilities(_) => "fhir_capabilities".to_owned(),
+            Self::Conflict { .. } => "fhir_conflict".to_owned(),
             Self::Token { status, code } => format!("fhir_token_{status}_{code}"),
             Self::Config(_) => "fhir_config".to_owned(),
         }

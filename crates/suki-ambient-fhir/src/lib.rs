@@ -51,6 +51,7 @@
 
 mod client;
 mod context;
+mod correct;
 mod error;
 mod json;
 mod map;
@@ -64,6 +65,7 @@ pub use client::{
     BearerToken, EntryResult, FhirAuth, FhirClient, FhirClientBuilder, TransactionResult,
 };
 pub use context::{DocStatus, EhrContext, Mapping, NoteType, Reference, SessionNote};
+pub use correct::OnConflict;
 pub use error::{FhirError, MapError};
 pub use map::{EntrySummary, TransactionBundle, transaction};
 pub use smart::{SmartBackendAuth, SmartBackendAuthBuilder, SmartKey};

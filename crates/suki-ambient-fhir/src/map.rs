@@ -38,6 +38,8 @@ pub struct TransactionBundle {
     note_bytes: usize,
     /// What the Provenance is made of, to write it alone with the ids the server gave.
     provenance: ProvenanceParts,
+    /// The session (as written in identifiers and tags).
+    session: String,
 }
 
 /// The Provenance's own values (its targets are the other entries).
@@ -93,6 +95,11 @@ impl TransactionBundle {
     /// The size of the note's text (UTF-8 bytes, before base64).
     pub fn note_bytes(&self) -> usize {
         self.note_bytes
+    }
+
+    /// The session, as its identifiers and tags name it.
+    pub(crate) fn session(&self) -> Option<&str> {
+        Some(self.session.as_str()).filter(|s| !s.is_empty())
     }
 
     /// The summaries of the entries, shared (the per-resource writer walks them).
@@ -446,6 +453,7 @@ pub fn transaction(
             at,
             practitioner: practitioner.map(str::to_owned),
         },
+        session: session.into_owned(),
     })
 }
 
@@ -1042,5 +1050,6 @@ pub(crate) fn no_note(
             at,
             practitioner: None,
         },
+        session: session.into_owned(),
     }
 }

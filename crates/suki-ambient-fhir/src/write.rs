@@ -396,13 +396,29 @@ impl FhirClient {
     /// Writes `bundle`'s resources with the client's [`WriteStrategy`]: `Ok` with each
     /// written resource's answer (`201` created, `200` matched an earlier write). Every way is
     /// idempotent: writing a session again, or resuming after a failure part-way through a
-    /// per-resource write, creates nothing twice.
+    /// per-resource write, creates nothing twice. A resource an earlier write left that differs
+    /// from this one (another chart, another note) is a conflict:
+    /// [`write_with`](Self::write_with) `OnConflict::Fail`.
     pub async fn write(&self, bundle: &TransactionBundle) -> Result<TransactionResult, FhirError> {
+        self.write_with(bundle, crate::OnConflict::Fail).await
+    }
+
+    /// [`write`](Self::write), with `on_conflict` deciding what happens when the EHR already
+    /// has different resources under the session's identifiers.
+    pub async fn write_with(
+        &self,
+        bundle: &TransactionBundle,
+        on_conflict: crate::OnConflict,
+    ) -> Result<TransactionResult, FhirError> {
         let plan = self.plan().await?;
-        if plan.transaction {
-            return self.post(bundle).await;
-        }
-        self.write_each(bundle, &plan).await
+        let mut result = if plan.transaction {
+            self.post(bundle).await?
+        } else {
+            self.write_each(bundle, &plan).await?
+        };
+        self.reconcile(bundle, &plan, &mut result, on_conflict)
+            .await?;
+        Ok(result)
     }
 
     /// A create per resource, as `plan` says; the Provenance last, naming the ids the server
@@ -440,9 +456,13 @@ impl FhirClient {
                 resource_type: Some(kind),
                 status,
                 location: Some(location),
+                part: Some(index),
             });
         }
-        let result = TransactionResult { entries };
+        let result = TransactionResult {
+            entries,
+            corrected: Vec::new(),
+        };
         tracing::debug!(
             created = result.created(),
             matched = result.matched(),
@@ -452,7 +472,7 @@ impl FhirClient {
     }
 
     /// Creates one resource unless its identifier (`query`) exists: `(201 or 200, Type/id)`.
-    async fn create(
+    pub(crate) async fn create(
         &self,
         kind: &'static str,
         body: bytes::Bytes,

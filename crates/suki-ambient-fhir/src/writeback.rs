@@ -18,8 +18,8 @@ use suki_ambient_inbox::{Coded, InboxMeta, LinkNeeds, Permanent, ResultsHandler}
 
 use crate::map::{NoNoteResource, no_note};
 use crate::{
-    EhrContext, FhirClient, FhirError, MapError, Mapping, SessionNote, TransactionBundle,
-    transaction,
+    EhrContext, FhirClient, FhirError, MapError, Mapping, OnConflict, SessionNote,
+    TransactionBundle, transaction,
 };
 
 /// The session an [`EhrResolver`] places in the EHR: its ids, the encounter's sessions, the
@@ -176,6 +176,7 @@ pub struct FhirWriteBack<R> {
     resolver: R,
     mapping: Mapping,
     no_note: NoNote,
+    on_conflict: OnConflict,
 }
 
 impl<R> fmt::Debug for FhirWriteBack<R> {
@@ -184,6 +185,7 @@ impl<R> fmt::Debug for FhirWriteBack<R> {
             .field("client", &self.client)
             .field("mapping", &self.mapping)
             .field("no_note", &self.no_note)
+            .field("on_conflict", &self.on_conflict)
             .finish_non_exhaustive()
     }
 }
@@ -196,7 +198,18 @@ impl<R: EhrResolver> FhirWriteBack<R> {
             resolver,
             mapping: Mapping::default(),
             no_note: NoNote::default(),
+            on_conflict: OnConflict::default(),
         }
+    }
+
+    /// What happens when the EHR already has different resources under a session's
+    /// identifiers (another chart, a changed note): default [`OnConflict::Fail`], a dead letter
+    /// `fhir_conflict` naming them (the WARN and the row's timeline); after fixing the resolver,
+    /// `OnConflict::Supersede` and a retry correct the chart.
+    #[must_use]
+    pub fn on_conflict(mut self, on_conflict: OnConflict) -> Self {
+        self.on_conflict = on_conflict;
+        self
     }
 
     /// Maps with `mapping`'s choices.
@@ -220,13 +233,14 @@ impl<R: EhrResolver> FhirWriteBack<R> {
         session: &SessionId,
         meta: &InboxMeta,
     ) -> Result<(), HandlerError> {
-        match self.client.write(bundle).await {
+        match self.client.write_with(bundle, self.on_conflict).await {
             Ok(result) => {
                 tracing::info!(
                     id = meta.id,
                     session = %session,
                     created = result.created(),
                     matched = result.matched(),
+                    corrected = result.corrected.len(),
                     "suki fhir: session written to the EHR"
                 );
                 Ok(())

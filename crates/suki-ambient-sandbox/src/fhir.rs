@@ -151,7 +151,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
     let protected = Router::new()
         .route("/fhir", post(transaction))
         .route("/fhir/{kind}", get(search).post(create))
-        .route("/fhir/{kind}/{id}", get(read))
+        .route("/fhir/{kind}/{id}", get(read).put(update))
         .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
         .route_layer(middleware::from_fn_with_state(state, require_token));
     // What a client reads before it has a token, as on any FHIR server.
@@ -560,6 +560,64 @@ impl FhirStore {
     }
 }
 
+/// `PUT /fhir/{kind}/{id}`: replaces a resource the server has (a new version); a resource it
+/// does not have is `404` (no create by update here).
+async fn update(
+    State(state): State<AppState>,
+    Path((kind, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let mut resource: Value = match serde_json::from_slice(&body) {
+        Ok(resource) => resource,
+        Err(_) => return outcome(StatusCode::BAD_REQUEST, "structure", "the body is not JSON"),
+    };
+    if resource["resourceType"].as_str() != Some(kind.as_str())
+        || resource["id"].as_str().is_some_and(|given| given != id)
+    {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the resource's type and id are not the URL's",
+        );
+    }
+    let mut store = state.fhir();
+    if let Err(why) = store.check_references(&resource) {
+        return outcome(StatusCode::BAD_REQUEST, "invalid", why);
+    }
+    let Some(stored) = store
+        .resources
+        .iter_mut()
+        .find(|r| r.kind == kind && r.id == id)
+    else {
+        return outcome(StatusCode::NOT_FOUND, "not-found", "no such resource");
+    };
+    let version = stored.resource["meta"]["versionId"]
+        .as_str()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1)
+        + 1;
+    if let Value::Object(fields) = &mut resource {
+        fields.insert("id".into(), Value::String(id.clone()));
+        let meta = fields
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(meta) = meta {
+            meta.insert("versionId".into(), Value::String(version.to_string()));
+            meta.insert(
+                "lastUpdated".into(),
+                Value::String(humantime::format_rfc3339_millis(SystemTime::now()).to_string()),
+            );
+        }
+    }
+    stored.resource = resource.clone();
+    drop(store);
+    let mut response = fhir_json(StatusCode::OK, &resource);
+    if let Ok(value) = format!("{}fhir/{kind}/{id}/_history/{version}", state.base_url).parse() {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
 /// `GET /fhir/metadata`: the CapabilityStatement, as the options make the server.
 async fn metadata(State(state): State<AppState>) -> Response {
     let options = &state.fhir_options;
@@ -581,7 +639,7 @@ async fn metadata(State(state): State<AppState>) -> Response {
     .map(|kind| {
         json!({
             "type": kind,
-            "interaction": [{"code": "create"}, {"code": "read"}, {"code": "search-type"}],
+            "interaction": [{"code": "create"}, {"code": "read"}, {"code": "update"}, {"code": "search-type"}],
             "conditionalCreate": options.conditional_create,
             "searchParam": [{"name": "identifier", "type": "token"}, {"name": "_tag", "type": "token"}],
         })

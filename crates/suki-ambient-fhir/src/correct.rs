@@ -1,0 +1,541 @@
+//! Corrections: after a write, the resources an earlier write left under the same identifiers
+//! (the `200`s of conditional creates) are compared with what this write would have made. A
+//! session first written to the wrong chart, or whose note changed, differs: [`OnConflict`]
+//! says whether that fails the write (the default: a dead letter `fhir_conflict`, never a
+//! silent success), keeps what is there, or supersedes it with new resources that `replaces`
+//! the old ones, marking the old ones `entered-in-error` where the server allows.
+
+use reqwest::Method;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::client::{Call, FhirClient, TransactionResult};
+use crate::text::search_value;
+use crate::write::{CreateMode, WritePlan};
+use crate::{FhirError, IDENTIFIER_SYSTEM, TransactionBundle};
+
+/// What [`FhirClient::write_with`] (and the write-back) does when the EHR already has
+/// resources under a session's identifiers that differ from what the write would make: another
+/// patient or encounter, another note text, or (when the note changed) diagnoses and orders the
+/// new note no longer has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnConflict {
+    /// The write fails with [`FhirError::Conflict`] naming the resources (a dead letter
+    /// `fhir_conflict` in the inbox): someone decides. The default.
+    #[default]
+    Fail,
+    /// What the EHR has stays; the write succeeds (said with an INFO).
+    Keep,
+    /// Each differing resource is superseded: a new one (identifier `<old>/<12 hex>`, from its
+    /// content) is created — a DocumentReference or Composition with `relatesTo` `replaces`
+    /// the old one — and the old one is marked `entered-in-error` (a PUT; a server that
+    /// refuses it keeps it, with a WARN). Diagnoses and orders the new note no longer has are
+    /// marked too, and the Provenance is rewritten to name the new resources.
+    Supersede,
+}
+
+/// A resource an earlier write left that differs from this write's.
+struct Conflict {
+    /// Its index in the result's entries.
+    entry: usize,
+    /// `Type/id`.
+    location: String,
+    /// As the EHR has it.
+    existing: Value,
+    /// Whether it is already retired (`entered-in-error`): superseded before, or by the EHR.
+    retired: bool,
+}
+
+impl FhirClient {
+    /// Compares the resources this write matched with what it would have written, and acts as
+    /// `policy` says; rewrites the Provenance when its targets changed.
+    pub(crate) async fn reconcile(
+        &self,
+        bundle: &TransactionBundle,
+        plan: &WritePlan,
+        result: &mut TransactionResult,
+        policy: OnConflict,
+    ) -> Result<(), FhirError> {
+        let matched: Vec<usize> = (0..result.entries.len())
+            .filter(|&i| {
+                let e = &result.entries[i];
+                e.status == 200 && e.resource_type != Some("Provenance") && e.part.is_some()
+            })
+            .collect();
+        if matched.is_empty() {
+            return Ok(());
+        }
+        let deadline = self.deadline();
+        let mut note_changed = false;
+        let mut conflicts = Vec::new();
+        for i in matched {
+            let entry = &result.entries[i];
+            let (Some(kind), Some(part), Some(location)) =
+                (entry.resource_type, entry.part, entry.location.as_deref())
+            else {
+                continue;
+            };
+            let location = resource_ref(location).ok_or(FhirError::Answer)?;
+            let existing = self.read(&location, deadline).await?;
+            let ours: Value =
+                serde_json::from_slice(&bundle.resource(part)).map_err(|_| FhirError::Answer)?;
+            let content_differs = kind == "DocumentReference"
+                && note_data(&ours) != note_data(&existing)
+                && note_data(&existing).is_some();
+            note_changed |= content_differs;
+            let differs = refs(&ours) != refs(&existing)
+                || content_differs
+                || (kind == "Composition" && note_changed);
+            let retired = is_retired(&existing);
+            if retired && policy != OnConflict::Supersede {
+                tracing::info!(resource = %location, "suki fhir: the EHR retired this resource (entered-in-error); it is not written again");
+                continue;
+            }
+            if differs || retired {
+                conflicts.push(Conflict {
+                    entry: i,
+                    location,
+                    existing,
+                    retired,
+                });
+            }
+        }
+        // When the note changed, the diagnoses and orders it no longer has.
+        let stale = if note_changed {
+            self.stale(bundle, result, deadline).await?
+        } else {
+            Vec::new()
+        };
+        let live: Vec<&str> = conflicts
+            .iter()
+            .filter(|c| !c.retired)
+            .map(|c| c.location.as_str())
+            .chain(stale.iter().map(|(location, _)| location.as_str()))
+            .collect();
+        if !live.is_empty() {
+            match policy {
+                OnConflict::Fail => {
+                    let references: Vec<String> = live.iter().map(|l| (*l).to_owned()).collect();
+                    tracing::warn!(
+                        resources = %references.join(", "),
+                        "suki fhir: the EHR has different resources under this session's identifiers (another chart, or a changed note); not written"
+                    );
+                    return Err(FhirError::Conflict { references });
+                }
+                OnConflict::Keep => {
+                    tracing::info!(
+                        resources = %live.join(", "),
+                        "suki fhir: the EHR has different resources under this session's identifiers; kept as they are"
+                    );
+                    return Ok(());
+                }
+                OnConflict::Supersede => {}
+            }
+        }
+        let mut changed = false;
+        for conflict in &conflicts {
+            self.supersede(bundle, plan, result, conflict, deadline)
+                .await?;
+            changed = true;
+        }
+        for (location, existing) in &stale {
+            self.retire(location, existing, deadline).await?;
+            result.corrected.push(location.clone());
+            changed = true;
+        }
+        self.rewrite_provenance(bundle, result, changed, deadline)
+            .await
+    }
+
+    /// `GET [base]/Type/id`.
+    async fn read(
+        &self,
+        location: &str,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Value, FhirError> {
+        let answer = self
+            .call(
+                &Call {
+                    method: Method::GET,
+                    url: self.url(location, None),
+                    body: None,
+                    if_none_exist: None,
+                    retry: true,
+                },
+                deadline,
+            )
+            .await?;
+        serde_json::from_slice(&answer.body).map_err(|_| FhirError::Answer)
+    }
+
+    /// `PUT [base]/Type/id` with `resource`.
+    async fn update(
+        &self,
+        location: &str,
+        resource: &Value,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(), FhirError> {
+        let body = serde_json::to_vec(resource).map_err(|_| FhirError::Answer)?;
+        self.call(
+            &Call {
+                method: Method::PUT,
+                url: self.url(location, None),
+                body: Some(body.into()),
+                if_none_exist: None,
+                retry: true,
+            },
+            deadline,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The session's Conditions and MedicationRequests (found by its `_tag`) that this write
+    /// did not name and that are not retired: `(Type/id, resource)`.
+    async fn stale(
+        &self,
+        bundle: &TransactionBundle,
+        result: &TransactionResult,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<(String, Value)>, FhirError> {
+        let Some(session) = bundle.session() else {
+            return Ok(Vec::new());
+        };
+        let ours: Vec<&str> = bundle
+            .summaries()
+            .iter()
+            .map(|s| s.if_none_exist.as_str())
+            .collect();
+        let query = format!("_tag={IDENTIFIER_SYSTEM}|{}", search_value(session));
+        let mut stale = Vec::new();
+        for kind in ["Condition", "MedicationRequest"] {
+            if !result.entries.iter().any(|e| e.resource_type == Some(kind))
+                && !bundle.summaries().iter().any(|s| s.resource_type == kind)
+            {
+                continue;
+            }
+            let found = self
+                .call(
+                    &Call {
+                        method: Method::GET,
+                        url: self.url(kind, Some(&query)),
+                        body: None,
+                        if_none_exist: None,
+                        retry: true,
+                    },
+                    deadline,
+                )
+                .await?;
+            let bundle_json: Value =
+                serde_json::from_slice(&found.body).map_err(|_| FhirError::Answer)?;
+            for entry in bundle_json["entry"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let resource = &entry["resource"];
+                let (Some(id), Some(value)) = (resource["id"].as_str(), identifier_value(resource))
+                else {
+                    continue;
+                };
+                if resource["resourceType"] != kind || is_retired(resource) {
+                    continue;
+                }
+                let query = format!("identifier={IDENTIFIER_SYSTEM}|{}", search_value(value));
+                // Ours, or one that superseded ours (`<ours>/<version>`).
+                let named = ours.iter().any(|o| {
+                    query == *o
+                        || query
+                            .strip_prefix(*o)
+                            .is_some_and(|rest| rest.starts_with('/'))
+                });
+                if !named {
+                    stale.push((format!("{kind}/{id}"), resource.clone()));
+                }
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Creates the resource that supersedes `conflict` (unless done before: a conditional
+    /// create on its own identifier) and retires the old one.
+    async fn supersede(
+        &self,
+        bundle: &TransactionBundle,
+        plan: &WritePlan,
+        result: &mut TransactionResult,
+        conflict: &Conflict,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(), FhirError> {
+        let entry = &result.entries[conflict.entry];
+        let (Some(kind), Some(part)) = (entry.resource_type, entry.part) else {
+            return Ok(());
+        };
+        let mut ours: Value =
+            serde_json::from_slice(&bundle.resource(part)).map_err(|_| FhirError::Answer)?;
+        let old_value = identifier_value(&ours).unwrap_or_default().to_owned();
+        let new_value = format!("{old_value}/{}", version_of(&ours));
+        set_identifier_value(&mut ours, &new_value);
+        if matches!(kind, "DocumentReference" | "Composition") {
+            let target = serde_json::json!({"reference": conflict.location});
+            let relation = if kind == "DocumentReference" {
+                serde_json::json!({"code": "replaces", "target": target})
+            } else {
+                serde_json::json!({"code": "replaces", "targetReference": target})
+            };
+            match ours.get_mut("relatesTo").and_then(Value::as_array_mut) {
+                Some(list) => list.push(relation),
+                None => {
+                    if let Value::Object(fields) = &mut ours {
+                        fields.insert("relatesTo".into(), Value::Array(vec![relation]));
+                    }
+                }
+            }
+        }
+        let body = serde_json::to_vec(&ours).map_err(|_| FhirError::Answer)?;
+        let query = format!(
+            "identifier={IDENTIFIER_SYSTEM}|{}",
+            search_value(&new_value)
+        );
+        let mode = match plan.mode(kind) {
+            CreateMode::SearchFirst => CreateMode::SearchFirst,
+            _ => CreateMode::Conditional,
+        };
+        let (status, location) = self
+            .create(kind, body.into(), &query, mode, deadline)
+            .await?;
+        if !conflict.retired {
+            self.retire(&conflict.location, &conflict.existing, deadline)
+                .await?;
+        }
+        tracing::info!(old = %conflict.location, new = %location, "suki fhir: resource superseded");
+        result.corrected.push(conflict.location.clone());
+        let entry = &mut result.entries[conflict.entry];
+        entry.status = status;
+        entry.location = Some(location);
+        Ok(())
+    }
+
+    /// Marks `existing` (at `location`) `entered-in-error`. A server that refuses the update
+    /// (4xx) keeps it, with a WARN; a retryable failure fails the write.
+    async fn retire(
+        &self,
+        location: &str,
+        existing: &Value,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(), FhirError> {
+        let mut retired = existing.clone();
+        let kind = existing["resourceType"].as_str().unwrap_or_default();
+        if let Value::Object(fields) = &mut retired {
+            match kind {
+                "Condition" => {
+                    // con-5: no clinicalStatus with verificationStatus entered-in-error.
+                    fields.remove("clinicalStatus");
+                    fields.insert(
+                        "verificationStatus".into(),
+                        serde_json::json!({"coding": [{
+                            "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                            "code": "entered-in-error",
+                            "display": "Entered in Error"
+                        }]}),
+                    );
+                }
+                _ => {
+                    fields.insert("status".into(), Value::from("entered-in-error"));
+                }
+            }
+        }
+        match self.update(location, &retired, deadline).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.is_retryable() || matches!(err, FhirError::Auth { status: 401 }) => {
+                Err(err)
+            }
+            Err(err) => {
+                tracing::warn!(resource = %location, error = %err.code(), "suki fhir: the EHR did not let the old resource be marked entered-in-error; it stays as it is");
+                Ok(())
+            }
+        }
+    }
+
+    /// When the Provenance matched an earlier one (or anything was corrected), makes its
+    /// targets the resources this write stands for.
+    async fn rewrite_provenance(
+        &self,
+        bundle: &TransactionBundle,
+        result: &TransactionResult,
+        changed: bool,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(), FhirError> {
+        let Some(provenance) = result
+            .entries
+            .iter()
+            .find(|e| e.resource_type == Some("Provenance"))
+        else {
+            return Ok(());
+        };
+        if provenance.status != 200 && !changed {
+            return Ok(());
+        }
+        let Some(location) = provenance.location.as_deref().and_then(resource_ref) else {
+            return Err(FhirError::Answer);
+        };
+        let targets: Vec<String> = result
+            .entries
+            .iter()
+            .filter(|e| e.resource_type != Some("Provenance"))
+            .filter_map(|e| e.location.as_deref().and_then(resource_ref))
+            .collect();
+        let existing = self.read(&location, deadline).await?;
+        let mut theirs: Vec<String> = existing["target"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t["reference"].as_str().and_then(resource_ref))
+            .collect();
+        let mut wanted = targets.clone();
+        theirs.sort();
+        wanted.sort();
+        if theirs == wanted {
+            return Ok(());
+        }
+        let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
+        let mut rewritten: Value =
+            serde_json::from_slice(&bundle.provenance_for(&refs)).map_err(|_| FhirError::Answer)?;
+        if let (Value::Object(fields), Some(id)) = (&mut rewritten, location.split('/').nth(1)) {
+            fields.insert("id".into(), Value::from(id));
+        }
+        tracing::info!(provenance = %location, "suki fhir: the Provenance names the session's resources again");
+        self.update(&location, &rewritten, deadline).await
+    }
+}
+
+/// `Type/id` of a reference or location (`[base]/Type/id[/_history/v]`).
+pub(crate) fn resource_ref(text: &str) -> Option<String> {
+    let path = text.split(['?', '#']).next()?;
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let n = parts.len();
+    let (kind, id) = if n >= 4 && parts[n - 2] == "_history" {
+        (parts[n - 4], parts[n - 3])
+    } else if n >= 2 {
+        (parts[n - 2], parts[n - 1])
+    } else {
+        return None;
+    };
+    let kind_ok = kind.starts_with(|c: char| c.is_ascii_uppercase())
+        && kind.len() <= 64
+        && kind.chars().all(|c| c.is_ascii_alphanumeric());
+    let id_ok = (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    (kind_ok && id_ok).then(|| format!("{kind}/{id}"))
+}
+
+/// The chart a resource is in: its subject (`for` of a Task) and encounter, as `Type/id`.
+fn refs(resource: &Value) -> (Option<String>, Option<String>) {
+    let reference = |v: &Value| v["reference"].as_str().and_then(resource_ref);
+    let subject = reference(&resource["subject"]).or_else(|| reference(&resource["for"]));
+    let encounter = reference(&resource["encounter"])
+        .or_else(|| reference(&resource["context"]["encounter"][0]));
+    (subject, encounter)
+}
+
+/// A DocumentReference's inline note (base64, whitespace removed), when it has one.
+fn note_data(resource: &Value) -> Option<String> {
+    let data = resource["content"][0]["attachment"]["data"].as_str()?;
+    Some(data.chars().filter(|c| !c.is_whitespace()).collect())
+}
+
+/// Whether the resource is marked `entered-in-error` (or, a note, `superseded`).
+fn is_retired(resource: &Value) -> bool {
+    let status = resource["status"].as_str();
+    matches!(status, Some("entered-in-error" | "superseded"))
+        || resource["verificationStatus"]["coding"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["code"] == "entered-in-error"))
+}
+
+/// The value of the resource's `urn:suki:session` identifier (a list on most resources, one
+/// object on Composition).
+fn identifier_value(resource: &Value) -> Option<&str> {
+    let identifier = &resource["identifier"];
+    let items: Vec<&Value> = match identifier {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(_) => vec![identifier],
+        _ => Vec::new(),
+    };
+    items
+        .into_iter()
+        .find(|i| i["system"] == IDENTIFIER_SYSTEM)
+        .and_then(|i| i["value"].as_str())
+}
+
+fn set_identifier_value(resource: &mut Value, value: &str) {
+    let identifier = &mut resource["identifier"];
+    match identifier {
+        Value::Array(items) => {
+            for item in items {
+                if item["system"] == IDENTIFIER_SYSTEM {
+                    item["value"] = Value::from(value);
+                }
+            }
+        }
+        Value::Object(_) => identifier["value"] = Value::from(value),
+        _ => {}
+    }
+}
+
+/// 12 hex digits naming a resource's version: its chart and, for a note, its text.
+fn version_of(resource: &Value) -> String {
+    let (subject, encounter) = refs(resource);
+    let mut hash = Sha256::new();
+    for part in [subject, encounter, note_data(resource)] {
+        hash.update(part.unwrap_or_default().as_bytes());
+        hash.update(b"\n");
+    }
+    hash.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_locations_and_states_are_read_defensively() {
+        assert_eq!(
+            resource_ref("https://ehr.example/fhir/Patient/1/_history/3").as_deref(),
+            Some("Patient/1")
+        );
+        assert_eq!(
+            resource_ref("Patient/a.b-1").as_deref(),
+            Some("Patient/a.b-1")
+        );
+        assert_eq!(resource_ref("urn:uuid:1234"), None);
+        assert_eq!(resource_ref("patient/1"), None);
+        assert_eq!(resource_ref("Patient/../x"), None);
+        let doc = serde_json::json!({"resourceType": "DocumentReference", "status": "current",
+            "subject": {"reference": "Patient/1"}, "context": {"encounter": [{"reference": "Encounter/2"}]},
+            "identifier": [{"system": IDENTIFIER_SYSTEM, "value": "s/note"}],
+            "content": [{"attachment": {"data": "aGVs\nbG8="}}]});
+        assert_eq!(
+            refs(&doc),
+            (Some("Patient/1".into()), Some("Encounter/2".into()))
+        );
+        assert_eq!(note_data(&doc).as_deref(), Some("aGVsbG8="));
+        assert!(!is_retired(&doc));
+        assert_eq!(identifier_value(&doc), Some("s/note"));
+        let mut moved = doc.clone();
+        moved["subject"]["reference"] = Value::from("Patient/2");
+        assert_ne!(version_of(&doc), version_of(&moved));
+        set_identifier_value(&mut moved, "s/note/x");
+        assert_eq!(identifier_value(&moved), Some("s/note/x"));
+        let condition =
+            serde_json::json!({"verificationStatus": {"coding": [{"code": "entered-in-error"}]}});
+        assert!(is_retired(&condition));
+    }
+}
