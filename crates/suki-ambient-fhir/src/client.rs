@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     max_response_bytes: u64,
     pub(crate) strategy: WriteStrategy,
     pub(crate) capabilities: CapabilityCache,
+    /// `[base]/<Type>` of each resource type written.
+    type_urls: Vec<(&'static str, Url)>,
 }
 
 impl fmt::Debug for FhirClient {
@@ -234,9 +236,11 @@ impl FhirClient {
 
     /// `[base]/<path>` with `query` (already encoded).
     pub(crate) fn url(&self, path: &str, query: Option<&str>) -> Url {
-        let mut url = self.inner.base.clone();
-        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
-        url.set_path(&joined);
+        // The resource types' URLs are made once (a URL made afresh is parsed again).
+        let mut url = match self.inner.type_urls.iter().find(|(kind, _)| *kind == path) {
+            Some((_, url)) => url.clone(),
+            None => join(&self.inner.base, path),
+        };
         url.set_query(query);
         url
     }
@@ -375,6 +379,10 @@ impl FhirClient {
             authorization.set_sensitive(true);
             request = request.header(AUTHORIZATION, authorization);
         }
+        if call.method == Method::POST && call.url.path() != inner.base.path() {
+            // A create's answer need not echo the resource: its Location says where it is.
+            request = request.header("Prefer", "return=minimal");
+        }
         if let Some(query) = call.if_none_exist {
             let value = HeaderValue::from_str(query).map_err(|_| {
                 (
@@ -467,7 +475,6 @@ impl FhirClientBuilder {
         Ok(FhirClient {
             inner: Arc::new(Inner {
                 http,
-                base,
                 auth,
                 retry: self.retry,
                 timeout: self.timeout,
@@ -475,9 +482,23 @@ impl FhirClientBuilder {
                 max_response_bytes: self.max_response_bytes,
                 strategy: self.strategy,
                 capabilities: CapabilityCache::new(self.capabilities_ttl),
+                type_urls: crate::write::TYPES
+                    .iter()
+                    .map(|kind| (*kind, join(&base, kind)))
+                    .collect(),
+                base,
             }),
         })
     }
+}
+
+/// `[base]/<path>`.
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url.set_query(None);
+    url
 }
 
 /// A FHIR base URL: `http(s)`, with a host, without credentials.

@@ -20,9 +20,11 @@ use crate::{FhirError, TransactionBundle};
 #[non_exhaustive]
 pub enum WriteStrategy {
     /// Read the server's CapabilityStatement (once an hour) and choose: a transaction when the
-    /// server takes them; otherwise a create per resource the server can create, each with
-    /// `If-None-Exist` where it declares `conditionalCreate`, or after a search by identifier
-    /// where it does not. A server that cannot create `DocumentReference` is an error.
+    /// server takes them (and, when it refuses one as a whole with a 400, 413 or 422, the same
+    /// resources one at a time); otherwise a create per resource the server can create, each
+    /// with `If-None-Exist` where it declares `conditionalCreate`, or after a search by
+    /// identifier where it does not. A server that cannot create `DocumentReference` is an
+    /// error.
     #[default]
     Auto,
     /// One transaction Bundle of conditional creates (all or nothing).
@@ -70,9 +72,13 @@ impl fmt::Display for WriteStrategy {
     }
 }
 
+/// How many creates of a per-resource write are in flight at once (after the note, before the
+/// Provenance): few enough to be a good citizen of the EHR.
+pub(crate) const CONCURRENT_CREATES: usize = 4;
+
 /// The resource types a session may write, in the order of a per-resource write (the last two
 /// for a session with no note).
-const TYPES: [&str; 7] = [
+pub(crate) const TYPES: [&str; 7] = [
     "DocumentReference",
     "Composition",
     "Condition",
@@ -410,9 +416,29 @@ impl FhirClient {
         bundle: &TransactionBundle,
         on_conflict: crate::OnConflict,
     ) -> Result<TransactionResult, FhirError> {
-        let plan = self.plan().await?;
+        let mut plan = self.plan().await?;
         let mut result = if plan.transaction {
-            self.post(bundle).await?
+            match self.post(bundle).await {
+                Ok(result) => result,
+                // A transaction refused as a whole wrote nothing: `auto` writes the resources one
+                // at a time instead (Medplum, for one, takes at most 8 conditional entries in a
+                // transaction; other servers cap a transaction's size).
+                Err(FhirError::Server { status, code })
+                    if plan.strategy == WriteStrategy::Auto
+                        && matches!(status, 400 | 413 | 422)
+                        && code != "conflict" =>
+                {
+                    tracing::warn!(
+                        status,
+                        code = %code,
+                        "suki fhir: the server refused the transaction; writing one resource at a time"
+                    );
+                    let caps = self.capabilities().await?;
+                    plan = WritePlan::new(WriteStrategy::PerResource, Some(&caps))?;
+                    self.write_each(bundle, &plan).await?
+                }
+                Err(err) => return Err(err),
+            }
         } else {
             self.write_each(bundle, &plan).await?
         };
@@ -421,37 +447,52 @@ impl FhirClient {
         Ok(result)
     }
 
-    /// A create per resource, as `plan` says; the Provenance last, naming the ids the server
-    /// gave.
+    /// A create per resource, as `plan` says: the DocumentReference first (the note is what
+    /// matters most when the EHR fails part-way), then the Composition, Conditions and
+    /// MedicationRequests, [`CONCURRENT_CREATES`] at a time (nothing among them refers to
+    /// another), then the Provenance naming the ids the server gave.
     async fn write_each(
         &self,
         bundle: &TransactionBundle,
         plan: &WritePlan,
     ) -> Result<TransactionResult, FhirError> {
+        use futures_util::{StreamExt, TryStreamExt};
+
         let deadline = self.deadline();
-        let mut entries = Vec::new();
-        let mut targets: Vec<String> = Vec::new();
-        for (index, summary) in bundle.summaries().iter().enumerate() {
-            let kind = summary.resource_type;
-            let mode = plan.mode(kind);
-            if mode == CreateMode::Skip {
-                continue;
-            }
-            let body = if kind == "Provenance" {
-                if targets.is_empty() {
-                    continue;
-                }
-                let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
-                bundle.provenance_for(&refs)
-            } else {
-                bundle.resource(index)
-            };
+        let planned: Vec<(usize, &'static str, CreateMode)> = bundle
+            .summaries()
+            .iter()
+            .enumerate()
+            .map(|(index, s)| (index, s.resource_type, plan.mode(s.resource_type)))
+            .filter(|(_, _, mode)| *mode != CreateMode::Skip)
+            .collect();
+        let mut entries = Vec::with_capacity(planned.len());
+        let (first, rest): (Vec<_>, Vec<_>) = planned
+            .iter()
+            .filter(|(_, kind, _)| *kind != "Provenance")
+            .map(|(index, kind, mode)| (*index, *kind == "DocumentReference", *mode))
+            .partition(|(_, note, _)| *note);
+        for phase in [first, rest] {
+            let written: Vec<EntryResult> = futures_util::stream::iter(phase)
+                .map(|(index, _, mode)| self.create_entry(bundle, index, mode, deadline))
+                .buffered(CONCURRENT_CREATES)
+                .try_collect()
+                .await?;
+            entries.extend(written);
+        }
+        if let Some(&(index, kind, mode)) =
+            planned.iter().find(|(_, kind, _)| *kind == "Provenance")
+            && !entries.is_empty()
+        {
+            let targets: Vec<&str> = entries
+                .iter()
+                .filter_map(|e| e.location.as_deref())
+                .collect();
+            let body = bundle.provenance_for(&targets);
+            let summary = &bundle.summaries()[index];
             let (status, location) = self
                 .create(kind, body, &summary.if_none_exist, mode, deadline)
                 .await?;
-            if kind != "Provenance" {
-                targets.push(location.clone());
-            }
             entries.push(EntryResult {
                 resource_type: Some(kind),
                 status,
@@ -469,6 +510,33 @@ impl FhirClient {
             "fhir resources written one by one"
         );
         Ok(result)
+    }
+
+    /// Creates entry `index` of `bundle` as `mode` says.
+    async fn create_entry(
+        &self,
+        bundle: &TransactionBundle,
+        index: usize,
+        mode: CreateMode,
+        deadline: Option<Instant>,
+    ) -> Result<EntryResult, FhirError> {
+        let summary = &bundle.summaries()[index];
+        let kind = summary.resource_type;
+        let (status, location) = self
+            .create(
+                kind,
+                bundle.resource(index),
+                &summary.if_none_exist,
+                mode,
+                deadline,
+            )
+            .await?;
+        Ok(EntryResult {
+            resource_type: Some(kind),
+            status,
+            location: Some(location),
+            part: Some(index),
+        })
     }
 
     /// Creates one resource unless its identifier (`query`) exists: `(201 or 200, Type/id)`.

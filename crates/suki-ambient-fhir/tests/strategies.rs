@@ -103,13 +103,15 @@ async fn a_write_that_failed_part_way_resumes_without_creating_anything_twice() 
     let fhir = client(&sandbox, WriteStrategy::PerResource, bearer(&sandbox));
     // The note and the Composition are written, then the Conditions fail for longer than the
     // client's retries.
-    sandbox.inject(Fault::status(503).on("/fhir/Condition").times(2));
+    sandbox.inject(Fault::status(503).on("/fhir/Condition").times(100));
     let err = fhir
         .write(&common::typical_bundle("s-resume"))
         .await
         .expect_err("503");
     assert!(err.is_retryable(), "{err}");
     assert_eq!(sandbox.fhir_resources(None).len(), 2);
+    assert!(sandbox.fhir_resources(Some("Provenance")).is_empty());
+    sandbox.clear_faults();
     let resumed = fhir
         .write(&common::typical_bundle("s-resume"))
         .await

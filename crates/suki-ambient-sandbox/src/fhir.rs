@@ -468,6 +468,10 @@ async fn create(
             "the resource's type is not the URL's",
         );
     }
+    let minimal = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("return=minimal"));
     let condition = match headers.get("if-none-exist") {
         Some(_) if !state.fhir_options.conditional_create => None,
         Some(value) => match value
@@ -490,7 +494,7 @@ async fn create(
         match found.as_slice() {
             [] => {}
             [(location, existing)] => {
-                return created(StatusCode::OK, &state, location, existing);
+                return created(StatusCode::OK, &state, location, existing, minimal);
             }
             _ => {
                 return outcome(
@@ -518,12 +522,23 @@ async fn create(
         .map(|r| r.resource.clone())
         .unwrap_or_default();
     drop(store);
-    created(StatusCode::CREATED, &state, &location, &stored)
+    created(StatusCode::CREATED, &state, &location, &stored, minimal)
 }
 
-/// A create's answer: the resource, and its `Location` (absolute, versioned).
-fn created(status: StatusCode, state: &AppState, location: &str, resource: &Value) -> Response {
-    let mut response = fhir_json(status, resource);
+/// A create's answer: the resource (none with `Prefer: return=minimal`), and its `Location`
+/// (absolute, versioned).
+fn created(
+    status: StatusCode,
+    state: &AppState,
+    location: &str,
+    resource: &Value,
+    minimal: bool,
+) -> Response {
+    let mut response = if minimal {
+        status.into_response()
+    } else {
+        fhir_json(status, resource)
+    };
     if let Ok(value) = format!("{}fhir/{location}/_history/1", state.base_url).parse() {
         response.headers_mut().insert(header::LOCATION, value);
     }

@@ -1,0 +1,370 @@
+//! The write-back against a real FHIR server: Medplum's FHIR router (in memory; every resource
+//! validated against R4 by @medplum/core) behind `tests/medplum/server.mjs`, in two modes —
+//! transactions allowed, and transactions refused with only per-resource creates. Notes are
+//! created once, a retried write creates nothing, a SMART token expiry is refreshed, and a
+//! session moved to another chart is a dead letter `fhir_conflict`.
+//!
+//! These tests need Node.js and the server's packages (`npm ci --prefix tests/medplum`, which
+//! `.ci/run` does): `cargo test -p integration-tests --test medplum -- --include-ignored`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use suki_ambient::api::{NoteContent, StructuredData};
+use suki_ambient::client::AmbientClient;
+use suki_ambient::fhir::{
+    BearerToken, EhrContext, FhirAuth, FhirClient, Mapping, Reference, SessionNote, SessionRef,
+    SmartBackendAuth, SmartKey, TransactionBundle, WriteStrategy, transaction,
+};
+use suki_ambient::inbox::{Action, Actor, FetchResults, Inbox, InboxWorker, State};
+use suki_ambient::sandbox::{Fault, Sandbox};
+use suki_ambient::{HandlerError, SessionId, UnixMillis, WebhookEndpoint};
+
+const NEEDS: &str = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)";
+
+/// A running Medplum test server: its base URL and fixed token; stopped when dropped.
+struct Medplum {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Drop for Medplum {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Medplum {
+    fn start(args: &[&str]) -> Self {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/medplum");
+        assert!(
+            std::path::Path::new(dir)
+                .join("node_modules/@medplum/fhir-router")
+                .exists(),
+            "{NEEDS}"
+        );
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{NEEDS}: {e}"));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut line = || lines.next().expect("a line").expect("utf-8");
+        let base = line()
+            .strip_prefix("listening on ")
+            .expect("listening on URL")
+            .to_owned();
+        let token = line().strip_prefix("token ").expect("token").to_owned();
+        Self { child, base, token }
+    }
+
+    /// `GET [base]/<path>` with the fixed token, as JSON.
+    async fn get(&self, path: &str) -> Value {
+        let response = reqwest::Client::new()
+            .get(format!("{}/{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("get");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.expect("json")
+    }
+
+    /// The resources of `kind` of session `session` (its tag).
+    async fn of_session(&self, kind: &str, session: &str) -> Vec<Value> {
+        let found = self
+            .get(&format!(
+                "{kind}?_tag=urn:suki:session|{session}&_count=100"
+            ))
+            .await;
+        found["entry"]
+            .as_array()
+            .map(|e| e.iter().map(|e| e["resource"].clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every Provenance target of `session` names a resource the server has.
+    async fn provenance_resolves(&self, session: &str) {
+        let found = self
+            .get(&format!(
+                "Provenance?_tag=urn:suki:session|{session}/provenance"
+            ))
+            .await;
+        let entries = found["entry"].as_array().expect("a Provenance");
+        assert_eq!(entries.len(), 1);
+        for target in entries[0]["resource"]["target"]
+            .as_array()
+            .expect("targets")
+        {
+            let reference = target["reference"].as_str().expect("reference");
+            assert!(!reference.starts_with("urn:"), "{reference}");
+            let resource = self.get(reference).await;
+            assert!(resource["id"].is_string(), "{reference} resolves");
+        }
+    }
+}
+
+fn typical(session: &str, patient: &str, structured: bool) -> TransactionBundle {
+    let content: NoteContent = serde_json::from_str(include_str!(
+        "../../testdata/fhir/session-content-typical.json"
+    ))
+    .expect("content");
+    let data: StructuredData = serde_json::from_str(include_str!(
+        "../../testdata/fhir/session-structured-data-typical.json"
+    ))
+    .expect("structured data");
+    let session = SessionId::from(session);
+    let mut note = SessionNote::new(&session, &content, UnixMillis(1_764_460_800_000));
+    if structured {
+        note = note.structured_data(&data);
+    }
+    let ehr = EhrContext::new(Reference::parse(patient).expect("patient"))
+        .encounter(Reference::parse("Encounter/e-1").expect("encounter"));
+    transaction(&note, &ehr, &Mapping::default()).expect("maps")
+}
+
+fn client(medplum: &Medplum, auth: impl FhirAuth) -> FhirClient {
+    FhirClient::builder(medplum.base.as_str())
+        .auth(auth)
+        .strategy(WriteStrategy::Auto)
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci)"]
+async fn medplum_takes_each_note_once_with_and_without_transactions() {
+    for mode in ["on", "off"] {
+        let medplum = Medplum::start(&["--transactions", mode]);
+        let fhir = client(&medplum, BearerToken::new(medplum.token.as_str()));
+        let plan = fhir.plan().await.expect("plan");
+        assert_eq!(plan.transaction, mode == "on", "{plan}");
+
+        // The note alone (three resources): a transaction where the server takes them.
+        let small = typical(&format!("s-small-{mode}"), "Patient/p-1", false);
+        let first = fhir.write(&small).await.expect("written");
+        assert_eq!((first.created(), first.matched()), (3, 0), "{mode}");
+        let again = fhir.write(&small).await.expect("again");
+        assert_eq!((again.created(), again.matched()), (0, 3), "{mode}");
+
+        // The typical session (nine resources): more conditional entries than Medplum takes
+        // in one transaction (eight), so `auto` writes them one at a time there too.
+        let session = format!("s-typical-{mode}");
+        let full = typical(&session, "Patient/p-1", true);
+        let first = fhir.write(&full).await.expect("written");
+        assert_eq!((first.created(), first.matched()), (9, 0), "{mode}");
+        let again = fhir.write(&full).await.expect("again");
+        assert_eq!((again.created(), again.matched()), (0, 9), "{mode}");
+        assert_eq!(medplum.of_session("Condition", &session).await.len(), 4);
+        assert_eq!(
+            medplum
+                .of_session("DocumentReference", &session)
+                .await
+                .len(),
+            1
+        );
+        medplum.provenance_resolves(&session).await;
+
+        // A transaction asked for where the server refuses it: an error, nothing written.
+        if mode == "off" {
+            let forced = FhirClient::builder(medplum.base.as_str())
+                .auth(BearerToken::new(medplum.token.as_str()))
+                .strategy(WriteStrategy::Transaction)
+                .build()
+                .expect("client");
+            let err = forced
+                .write(&typical("s-forced", "Patient/p-1", false))
+                .await
+                .expect_err("refused");
+            assert_eq!(err.code(), "fhir_400_not-supported");
+        }
+
+        // The same session for another patient: a conflict, nothing new.
+        let moved = typical(&session, "Patient/p-2", true);
+        let err = fhir.write(&moved).await.expect_err("conflict");
+        assert_eq!(err.code(), "fhir_conflict", "{err}");
+        assert_eq!(
+            medplum
+                .of_session("DocumentReference", &session)
+                .await
+                .len(),
+            1
+        );
+    }
+}
+
+/// The whole pipeline: the sandbox's Suki delivers completed sessions to a receiver with the
+/// inbox; the worker writes each note to Medplum without transactions, with SMART Backend
+/// Services tokens that the EHR expires mid-run; transcripts answer 404. Every note lands once,
+/// nothing dead-letters; then the resolver names another chart for one session and the replayed
+/// row is a dead letter `fhir_conflict`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci)"]
+async fn the_write_back_reaches_medplum_once_through_a_token_expiry() {
+    let dir = tempfile::tempdir().expect("dir");
+    let pem = SmartKey::generate_pem("RS384").expect("key");
+    let key = SmartKey::from_pem(&pem, "medplum-key").expect("key");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, key.jwks()).expect("jwks");
+    let medplum = Medplum::start(&[
+        "--transactions",
+        "off",
+        "--smart-client",
+        "suki-backend",
+        "--smart-jwks",
+        jwks.to_str().expect("path"),
+    ]);
+    let auth = SmartBackendAuth::builder(medplum.base.as_str(), "suki-backend", key)
+        .scopes("system/*.c system/*.rs")
+        .build()
+        .expect("auth");
+    let ehr = client(&medplum, auth.clone());
+
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+        .await
+        .expect("inbox");
+    let verifier = sandbox.verifier_builder().build().expect("verifier");
+    let app = axum::Router::new().nest(
+        "/webhooks/suki",
+        suki_ambient::axum::router(WebhookEndpoint::inbox(verifier, inbox.clone())),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    sandbox.set_webhook_url(Some(format!(
+        "http://{}/webhooks/suki",
+        listener.local_addr().expect("addr")
+    )));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let suki = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .build()
+        .expect("suki client");
+    let patient = Arc::new(Mutex::new("Patient/p-1".to_owned()));
+    let resolve = {
+        let patient = Arc::clone(&patient);
+        move |session: SessionRef| {
+            let patient = patient.lock().expect("lock").clone();
+            async move {
+                let encounter = format!("Encounter/{}", session.encounter_id.as_str());
+                Ok::<_, HandlerError>(
+                    EhrContext::new(Reference::parse(&patient)?)
+                        .encounter(Reference::parse(&encounter)?),
+                )
+            }
+        }
+    };
+    let write_back = Arc::new(suki_ambient::fhir::FhirWriteBack::new(ehr, resolve));
+    let worker = || {
+        InboxWorker::builder(
+            inbox.clone(),
+            FetchResults::new(suki.clone(), Arc::clone(&write_back)),
+        )
+        .backoff(Duration::from_millis(1), Duration::from_millis(10))
+        .build()
+    };
+
+    let mut sessions = Vec::new();
+    for round in 0..3 {
+        let session = sandbox.create_session(None);
+        sandbox.inject(
+            Fault::status(404)
+                .on(format!(
+                    "/api/v1/ambient/session/{}/transcript",
+                    session.session_id
+                ))
+                .times(100),
+        );
+        if round == 2 {
+            let expired = reqwest::Client::new()
+                .post(format!(
+                    "{}/admin/expire-tokens",
+                    medplum.base.trim_end_matches("/fhir")
+                ))
+                .send()
+                .await
+                .expect("expire");
+            assert!(expired.status().is_success());
+        }
+        sandbox
+            .complete(&session.session_id)
+            .await
+            .expect("deliver");
+        let started = Instant::now();
+        worker()
+            .drain(Duration::from_secs(30))
+            .await
+            .expect("drain");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        sessions.push(session);
+    }
+    assert_eq!(
+        auth.tokens_fetched(),
+        2,
+        "one token, then a fresh one after the expiry"
+    );
+    for session in &sessions {
+        let id = session.session_id.as_str();
+        assert_eq!(medplum.of_session("DocumentReference", id).await.len(), 1);
+        medplum.provenance_resolves(id).await;
+    }
+    assert!(
+        inbox
+            .list(Some(State::Dead), 10)
+            .await
+            .expect("list")
+            .is_empty(),
+        "no dead letter"
+    );
+
+    // The resolver now names another chart; the rows replayed: each is a conflict, a dead
+    // letter naming it, and the EHR is unchanged.
+    *patient.lock().expect("lock") = "Patient/p-2".to_owned();
+    inbox
+        .act(
+            &Actor::application(),
+            Action::Replay {
+                since: UnixMillis(0),
+                kind: None,
+            },
+        )
+        .await
+        .expect("replay");
+    worker()
+        .drain(Duration::from_secs(30))
+        .await
+        .expect("drain");
+    let dead = inbox.list(Some(State::Dead), 10).await.expect("list");
+    assert_eq!(dead.len(), 3);
+    assert!(
+        dead.iter()
+            .all(|row| row.last_error.as_deref() == Some("fhir_conflict")),
+        "{:?}",
+        dead.iter()
+            .map(|r| r.last_error.clone())
+            .collect::<Vec<_>>()
+    );
+    for session in &sessions {
+        let notes = medplum
+            .of_session("DocumentReference", session.session_id.as_str())
+            .await;
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0]["subject"]["reference"], "Patient/p-1");
+    }
+    server.abort();
+    sandbox.shutdown().await;
+}
