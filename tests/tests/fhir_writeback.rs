@@ -234,3 +234,66 @@ async fn a_session_without_a_note_leaves_a_task_or_a_communication() {
         sandbox.shutdown().await;
     }
 }
+
+/// `NoNote::Task` on an EHR that takes no Task: the row is a dead letter saying so, not a
+/// silent success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_note_resource_the_ehr_cannot_take_is_a_dead_letter() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sandbox = Sandbox::builder()
+        .fhir(
+            FhirOptions::default()
+                .transactions(false)
+                .writable(&["DocumentReference"]),
+        )
+        .start()
+        .await
+        .expect("sandbox");
+    let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+        .await
+        .expect("inbox");
+    let verifier = sandbox.verifier_builder().build().expect("verifier");
+    let app = axum::Router::new().nest(
+        "/webhooks/suki",
+        suki_ambient::axum::router(WebhookEndpoint::inbox(verifier, inbox.clone())),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    sandbox.set_webhook_url(Some(format!(
+        "http://{}/webhooks/suki",
+        listener.local_addr().expect("addr")
+    )));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let session = sandbox.create_session(None);
+    sandbox.fail(&session.session_id).await.expect("deliver");
+    let suki = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .build()
+        .expect("suki client");
+    let ehr = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(BearerToken::new(sandbox.fhir_token()))
+        .build()
+        .expect("fhir client");
+    InboxWorker::builder(
+        inbox.clone(),
+        FetchResults::new(
+            suki,
+            FhirWriteBack::new(ehr, resolve).on_no_note(NoNote::Task),
+        ),
+    )
+    .build()
+    .drain(Duration::from_secs(20))
+    .await
+    .expect("drain");
+    let dead = inbox.list(Some(State::Dead), 10).await.expect("list");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("fhir_no_note_not_writable")
+    );
+    assert!(sandbox.fhir_resources(None).is_empty());
+    server.abort();
+    sandbox.shutdown().await;
+}

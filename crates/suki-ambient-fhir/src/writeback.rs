@@ -128,6 +128,9 @@ pub enum NoNote {
     Communication,
     /// The WARN, and a requested `Task` in the chart ("Document the visit"), owned by the
     /// practitioner when the resolver gives one: it shows on a work list.
+    ///
+    /// With either, an EHR whose CapabilityStatement declares no create of the resource makes
+    /// the row a dead letter `fhir_no_note_not_writable` (switch to `Warn`, or discard it).
     Task,
 }
 
@@ -251,6 +254,14 @@ impl<R: EhrResolver> FhirWriteBack<R> {
 
     /// A session that ended without a note: the WARN, and what [`NoNote`] writes.
     async fn no_note(&self, session: SessionRef, code: Option<&str>) -> Result<(), HandlerError> {
+        // Suki's code, kept to an identifier (it is logged and written to the chart).
+        let code: Option<String> = code.map(|c| {
+            c.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                .take(64)
+                .collect()
+        });
+        let code = code.as_deref();
         tracing::warn!(
             id = session.meta.id,
             session = %session.session_id,
@@ -271,7 +282,20 @@ impl<R: EhrResolver> FhirWriteBack<R> {
         );
         let ehr = self.resolver.resolve(session).await?;
         let bundle = no_note(&id, kind, code, meta.generated_at, &ehr, resource);
-        self.write(&bundle, &id, &meta).await
+        match self.client.write_with(&bundle, self.on_conflict).await {
+            // An EHR that declares no create of the resource: said, not skipped quietly.
+            Ok(result) if result.entries.is_empty() => {
+                tracing::warn!(
+                    id = meta.id,
+                    session = %id,
+                    "suki fhir: the EHR takes no {} (its CapabilityStatement); nothing written to the chart",
+                    if resource == NoNoteResource::Task { "Task" } else { "Communication" }
+                );
+                Err(Box::new(Permanent("fhir_no_note_not_writable")))
+            }
+            Ok(_) => Ok(()),
+            Err(err) => Err(row_error(&err, &id, &meta)),
+        }
     }
 }
 

@@ -230,3 +230,40 @@ async fn a_key_the_ehr_does_not_know_is_refused_permanently() {
     assert!(sandbox.fhir_resources(None).is_empty());
     sandbox.shutdown().await;
 }
+
+/// An EHR that takes the DocumentReference alone (as Oracle Health Millennium documents):
+/// `auto` writes the note and leaves the rest out, saying so in its plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_writes_only_what_the_server_can_create() {
+    let sandbox = Sandbox::builder()
+        .fhir(
+            FhirOptions::default()
+                .transactions(false)
+                .writable(&["DocumentReference"]),
+        )
+        .start()
+        .await
+        .expect("sandbox");
+    let fhir = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox));
+    let plan = fhir.plan().await.expect("plan");
+    assert_eq!(plan.mode("DocumentReference"), CreateMode::Conditional);
+    assert_eq!(plan.mode("Condition"), CreateMode::Skip);
+    assert!(
+        plan.to_string()
+            .contains("Condition: not written (no create declared)"),
+        "{plan}"
+    );
+    let written = fhir
+        .write(&common::typical_bundle("s-doc-ehr"))
+        .await
+        .expect("written");
+    assert_eq!(written.entries.len(), 1);
+    assert_eq!(sandbox.fhir_resources(None).len(), 1);
+    // Per-resource asked for anyway: the server's refusal of a Composition is permanent.
+    let err = client(&sandbox, WriteStrategy::PerResource, bearer(&sandbox))
+        .write(&common::typical_bundle("s-doc-ehr-2"))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), "fhir_405_not-supported");
+    sandbox.shutdown().await;
+}

@@ -37,6 +37,8 @@ pub struct FhirOptions {
     pub(crate) conditional_create: bool,
     pub(crate) smart_clients: Vec<(String, serde_json::Value)>,
     pub(crate) smart_token_ttl: Duration,
+    /// The resource types a create is taken for (`None`: those of a session).
+    pub(crate) writable: Option<Vec<String>>,
 }
 
 impl Default for FhirOptions {
@@ -46,9 +48,21 @@ impl Default for FhirOptions {
             conditional_create: true,
             smart_clients: Vec::new(),
             smart_token_ttl: Duration::from_secs(300),
+            writable: None,
         }
     }
 }
+
+/// The resource types the server declares and takes creates of, by default.
+const WRITABLE: [&str; 7] = [
+    "DocumentReference",
+    "Composition",
+    "Condition",
+    "MedicationRequest",
+    "Provenance",
+    "Communication",
+    "Task",
+];
 
 impl FhirOptions {
     /// Whether transaction Bundles are taken at the base URL (default yes). Without them, the
@@ -77,6 +91,23 @@ impl FhirOptions {
         let keys = serde_json::from_str(jwks).unwrap_or(Value::Null);
         self.smart_clients.push((client_id.into(), keys));
         self
+    }
+
+    /// Only these resource types can be created (the CapabilityStatement lists only them; a
+    /// create of another is `405`), as an EHR that takes the DocumentReference alone
+    /// (`&["DocumentReference"]`). Default: every type a session writes.
+    #[must_use]
+    pub fn writable(mut self, types: &[&str]) -> Self {
+        self.writable = Some(types.iter().map(|t| (*t).to_owned()).collect());
+        self
+    }
+
+    /// Whether a create of `kind` is taken.
+    fn takes(&self, kind: &str) -> bool {
+        match &self.writable {
+            Some(types) => types.iter().any(|t| t == kind),
+            None => WRITABLE.contains(&kind),
+        }
     }
 
     /// The lifetime of the access tokens its token endpoint issues (default 5 minutes).
@@ -366,6 +397,13 @@ async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
                 "request.url must be the resource's type",
             );
         }
+        if !state.fhir_options.takes(kind) {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                "not-supported",
+                "this server takes no create of this resource type",
+            );
+        }
         let matched = match request["ifNoneExist"].as_str() {
             None => None,
             Some(query) => {
@@ -466,6 +504,13 @@ async fn create(
             StatusCode::BAD_REQUEST,
             "invalid",
             "the resource's type is not the URL's",
+        );
+    }
+    if !state.fhir_options.takes(&kind) {
+        return outcome(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            "this server takes no create of this resource type",
         );
     }
     let minimal = headers
@@ -641,17 +686,10 @@ async fn metadata(State(state): State<AppState>) -> Response {
     } else {
         Vec::new()
     };
-    let resources: Vec<Value> = [
-        "DocumentReference",
-        "Composition",
-        "Condition",
-        "MedicationRequest",
-        "Provenance",
-        "Communication",
-        "Task",
-    ]
-    .iter()
-    .map(|kind| {
+    let resources: Vec<Value> = WRITABLE
+        .iter()
+        .filter(|kind| options.takes(kind))
+        .map(|kind| {
         json!({
             "type": kind,
             "interaction": [{"code": "create"}, {"code": "read"}, {"code": "update"}, {"code": "search-type"}],
