@@ -187,6 +187,13 @@ impl AmbientClient {
         self.get(url, template, "link").await
     }
 
+    /// [`follow`](Self::follow), the answer's bytes as received (JSON, not decoded).
+    pub(crate) async fn follow_bytes(&self, link: &Link) -> Result<bytes::Bytes, ClientError> {
+        let url = self.resolve(link)?;
+        let template = self.template_of(&url);
+        self.get_bytes(url, template).await
+    }
+
     /// The URL a link resolves to, or why it is refused.
     ///
     /// # Errors

@@ -1,5 +1,6 @@
 //! `fetch_results`: the links of a completed session, fetched concurrently; `retry_failed`.
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use suki_ambient_core::api::{NoteContent, StatusResponse, StructuredData, Transcript};
 use suki_ambient_core::{Link, LinkKind, Links, SessionCompleted, SessionId};
@@ -183,5 +184,107 @@ impl AmbientClient {
             }
         }
         results
+    }
+}
+
+impl AmbientClient {
+    /// [`fetch_results_with`](Self::fetch_results_with), answering each link from `kept` (the
+    /// JSON an earlier fetch of it returned) when it is there, fetching the others; also returns
+    /// the JSON of every link answered successfully (kept or fetched), so that a caller that
+    /// fails afterwards can keep them for its next attempt (the inbox does, sealed like bodies).
+    /// A kept answer that no longer decodes is fetched again.
+    pub async fn fetch_results_keeping(
+        &self,
+        event: &SessionCompleted,
+        what: &[LinkKind],
+        kept: &[(LinkKind, Bytes)],
+    ) -> (SessionResults, Vec<(LinkKind, Bytes)>) {
+        let links = &event.links;
+        let pick = |kind: LinkKind| {
+            what.contains(&kind)
+                .then(|| links.get(kind).first())
+                .flatten()
+        };
+        async fn one<T: DeserializeOwned>(
+            client: &AmbientClient,
+            kind: LinkKind,
+            link: Option<&Link>,
+            kept: &[(LinkKind, Bytes)],
+        ) -> (Option<Result<T, ClientError>>, Option<(LinkKind, Bytes)>) {
+            let Some(link) = link else {
+                return (None, None);
+            };
+            if let Some((_, body)) = kept.iter().find(|(k, _)| *k == kind)
+                && let Ok(value) = suki_ambient_core::decode_json::<T>(body)
+            {
+                return (Some(Ok(value)), Some((kind, body.clone())));
+            }
+            match client.follow_bytes(link).await {
+                Ok(body) => match suki_ambient_core::decode_json::<T>(&body) {
+                    Ok(value) => (Some(Ok(value)), Some((kind, body))),
+                    Err(source) => (
+                        Some(Err(ClientError::Decode {
+                            what: "link",
+                            source,
+                        })),
+                        None,
+                    ),
+                },
+                Err(err) => (Some(Err(err)), None),
+            }
+        }
+        let (
+            (status, a),
+            (contents, b),
+            (encounter_content, c),
+            (structured_data, d),
+            (encounter_structured_data, e),
+            (transcript, f),
+        ) = tokio::join!(
+            one(self, LinkKind::Status, pick(LinkKind::Status), kept),
+            one(self, LinkKind::Contents, pick(LinkKind::Contents), kept),
+            one(
+                self,
+                LinkKind::EncounterContent,
+                pick(LinkKind::EncounterContent),
+                kept
+            ),
+            one(
+                self,
+                LinkKind::StructuredData,
+                pick(LinkKind::StructuredData),
+                kept
+            ),
+            one(
+                self,
+                LinkKind::EncounterStructuredData,
+                pick(LinkKind::EncounterStructuredData),
+                kept
+            ),
+            one(
+                self,
+                LinkKind::Transcripts,
+                pick(LinkKind::Transcripts),
+                kept
+            ),
+        );
+        let mut results = SessionResults {
+            session_id: event.session_id.clone(),
+            status,
+            contents,
+            encounter_content,
+            structured_data,
+            encounter_structured_data,
+            transcript,
+            failed_links: Links::default(),
+        };
+        let failed: Vec<LinkKind> = results.errors().into_iter().map(|(kind, _)| kind).collect();
+        for kind in failed {
+            if let Some(link) = links.get(kind).first() {
+                results.failed_links.push(kind, link.clone());
+            }
+        }
+        let answered = [a, b, c, d, e, f].into_iter().flatten().collect();
+        (results, answered)
     }
 }

@@ -38,7 +38,11 @@ impl AmbientClient {
     }
 
     /// One call: attempts under the retry policy, within the deadline, in a `suki_api` span.
-    async fn get_bytes(&self, url: Url, template: &'static str) -> Result<Bytes, ClientError> {
+    pub(crate) async fn get_bytes(
+        &self,
+        url: Url,
+        template: &'static str,
+    ) -> Result<Bytes, ClientError> {
         let span = tracing::info_span!(
             "suki_api",
             method = "GET",

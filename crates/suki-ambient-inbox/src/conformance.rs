@@ -85,6 +85,7 @@ where
     pauses_hold_back_claims(&fresh().await).await;
     bodies_are_erased_after_their_retention(&fresh().await).await;
     bodies_are_sealed_as_they_are_written(&fresh().await).await;
+    what_an_attempt_fetched_is_kept_until_done(&fresh().await).await;
     concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
 }
 
@@ -601,6 +602,87 @@ async fn bodies_are_erased_after_their_retention(store: &impl Store) {
         "{step}: a row without its body is not replayed"
     );
     assert_eq!(store.counts().await.expect("counts").done, 2);
+}
+
+async fn what_an_attempt_fetched_is_kept_until_done(store: &impl Store) {
+    let step = "what_an_attempt_fetched_is_kept_until_done";
+    store
+        .insert(&[delivery("f1"), delivery("f2")])
+        .await
+        .expect("insert");
+    let claims = store.claim(req("w", at(1), 2)).await.expect("claim");
+    let (a, b) = (&claims[0], &claims[1]);
+    assert_eq!(
+        store.fetched(a.record.id).await.expect("fetched"),
+        None,
+        "{step}"
+    );
+    assert!(
+        store
+            .keep_fetched(a.lease(), b"kept-a")
+            .await
+            .expect("keep"),
+        "{step}: kept under the lease"
+    );
+    assert!(
+        store
+            .keep_fetched(b.lease(), b"kept-b")
+            .await
+            .expect("keep")
+    );
+    let stale = Lease {
+        id: a.record.id,
+        fence: a.record.fence + 1,
+    };
+    assert!(
+        !store.keep_fetched(stale, b"other").await.expect("keep"),
+        "{step}: not under another lease"
+    );
+    assert!(
+        store
+            .fail(failed(
+                a.lease(),
+                at(2),
+                Next::RetryAt(at(3)),
+                "handler_failed"
+            ))
+            .await
+            .expect("fail")
+    );
+    assert_eq!(
+        store
+            .fetched(a.record.id)
+            .await
+            .expect("fetched")
+            .as_deref(),
+        Some(&b"kept-a"[..]),
+        "{step}: kept across a failed attempt"
+    );
+    let again = store.claim(req("w", at(4), 1)).await.expect("claim");
+    assert_eq!(again[0].record.id, a.record.id);
+    assert!(
+        store
+            .complete(again[0].lease(), at(5), None)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        store.fetched(a.record.id).await.expect("fetched"),
+        None,
+        "{step}: cleared when done"
+    );
+    assert!(
+        store
+            .complete(b.lease(), at(5), None)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(store.fetched(b.record.id).await.expect("fetched"), None);
+    assert_eq!(
+        store.fetched(-1).await.expect("fetched"),
+        None,
+        "{step}: no such row"
+    );
 }
 
 async fn pauses_hold_back_claims(store: &impl Store) {

@@ -34,6 +34,8 @@ pub struct InboxMeta {
     pub received_at: UnixMillis,
     /// What this attempt fetched, for the row's timeline (written by [`FetchResults`]).
     pub(crate) fetched: FetchLog,
+    /// The links an earlier attempt fetched, and what this one fetched (kept if it fails).
+    pub(crate) kept: Kept,
 }
 
 impl InboxMeta {
@@ -76,6 +78,85 @@ impl Eq for FetchLog {}
 impl fmt::Debug for FetchLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("FetchLog")
+    }
+}
+
+/// The JSON of a completed session's links: what an earlier attempt of the row fetched (given to
+/// [`FetchResults`] so that it does not fetch them again), and what this attempt fetched (kept
+/// by the worker, sealed like the body, when the attempt fails). Compares equal always.
+#[derive(Clone, Default)]
+pub(crate) struct Kept(Arc<Mutex<KeptLinks>>);
+
+#[derive(Default)]
+struct KeptLinks {
+    earlier: Vec<(LinkKind, bytes::Bytes)>,
+    now: Vec<(LinkKind, bytes::Bytes)>,
+}
+
+impl Kept {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeptLinks> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_earlier(&self, links: Vec<(LinkKind, bytes::Bytes)>) {
+        self.lock().earlier = links;
+    }
+
+    fn earlier(&self) -> Vec<(LinkKind, bytes::Bytes)> {
+        self.lock().earlier.clone()
+    }
+
+    fn set_now(&self, links: Vec<(LinkKind, bytes::Bytes)>) {
+        self.lock().now = links;
+    }
+
+    /// What this attempt fetched, encoded (`None` when nothing): each link's key (a byte of
+    /// length, then the key) and its JSON (four bytes of length, big-endian, then the JSON).
+    pub(crate) fn take_now(&self) -> Option<Vec<u8>> {
+        let links = std::mem::take(&mut self.lock().now);
+        if links.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(links.iter().map(|(_, b)| b.len() + 32).sum());
+        for (kind, body) in links {
+            let key = kind.key().as_bytes();
+            out.push(u8::try_from(key.len()).ok()?);
+            out.extend_from_slice(key);
+            out.extend_from_slice(&u32::try_from(body.len()).ok()?.to_be_bytes());
+            out.extend_from_slice(&body);
+        }
+        Some(out)
+    }
+
+    /// [`take_now`](Self::take_now)'s encoding read back; `None` when it is not one.
+    pub(crate) fn decode(mut bytes: &[u8]) -> Option<Vec<(LinkKind, bytes::Bytes)>> {
+        let mut links = Vec::new();
+        while let Some((&len, rest)) = bytes.split_first() {
+            let (key, rest) = rest.split_at_checked(usize::from(len))?;
+            let kind = LinkKind::from_key(std::str::from_utf8(key).ok()?)?;
+            let (size, rest) = rest.split_at_checked(4)?;
+            let size = usize::try_from(u32::from_be_bytes(size.try_into().ok()?)).ok()?;
+            let (body, rest) = rest.split_at_checked(size)?;
+            links.push((kind, bytes::Bytes::copy_from_slice(body)));
+            bytes = rest;
+        }
+        Some(links)
+    }
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Kept {}
+
+impl fmt::Debug for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Kept")
     }
 }
 
@@ -726,8 +807,23 @@ impl<H: ResultsHandler> InboxHandler for FetchResults<H> {
     async fn handle(&self, event: WebhookEvent, meta: InboxMeta) -> Result<(), HandlerError> {
         match event {
             WebhookEvent::Completed(done) => {
-                let results = self.client.fetch_results_with(&done, &self.fetch).await;
-                meta.fetched.set(fetched(&results));
+                // What an earlier attempt fetched is not fetched again (a retry the handler
+                // caused, such as an EHR down, costs Suki nothing).
+                let earlier = meta.kept.earlier();
+                let (results, answered) = self
+                    .client
+                    .fetch_results_keeping(&done, &self.fetch, &earlier)
+                    .await;
+                meta.kept.set_now(answered);
+                let mut detail = fetched(&results);
+                if !earlier.is_empty() {
+                    let kept: Vec<&str> = earlier.iter().map(|(kind, _)| kind.key()).collect();
+                    detail.push_str(&format!(
+                        " (kept from an earlier attempt: {})",
+                        kept.join(", ")
+                    ));
+                }
+                meta.fetched.set(detail);
                 if let Some(err) = self.link_failure(&results, &meta) {
                     return Err(err);
                 }

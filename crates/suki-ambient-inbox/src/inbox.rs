@@ -260,6 +260,44 @@ impl Inbox {
             .ok_or_else(|| "body_unreadable".to_owned())
     }
 
+    /// What an attempt fetched, sealed for keeping as bodies are (under the current key, the
+    /// dedup key and `fetched` as associated data; clear without keys): a byte of key id
+    /// length (0: clear), the key id, then the sealed or clear bytes.
+    pub(crate) fn seal_fetched(&self, dedup_key: &str, plain: &[u8]) -> Vec<u8> {
+        match self.inner.keys.as_ref().and_then(|k| k.current()) {
+            Some(key) if !key.id().is_empty() && key.id().len() <= 255 => {
+                let sealed = key.seal(&fetched_aad(dedup_key), plain);
+                let mut out = Vec::with_capacity(1 + key.id().len() + sealed.len());
+                out.push(u8::try_from(key.id().len()).unwrap_or(0));
+                out.extend_from_slice(key.id().as_bytes());
+                out.extend_from_slice(&sealed);
+                out
+            }
+            _ => {
+                let mut out = Vec::with_capacity(1 + plain.len());
+                out.push(0);
+                out.extend_from_slice(plain);
+                out
+            }
+        }
+    }
+
+    /// [`seal_fetched`](Self::seal_fetched)'s bytes opened; `None` when its key is not held or
+    /// it does not open (the links are then fetched again).
+    pub(crate) fn open_fetched(&self, dedup_key: &str, kept: &[u8]) -> Option<Vec<u8>> {
+        let (&len, rest) = kept.split_first()?;
+        if len == 0 {
+            return Some(rest.to_vec());
+        }
+        let (id, sealed) = rest.split_at_checked(usize::from(len))?;
+        let key = self
+            .inner
+            .keys
+            .as_ref()?
+            .key(std::str::from_utf8(id).ok()?)?;
+        key.open(&fetched_aad(dedup_key), sealed)
+    }
+
     /// A worker of this process is alive (it calls this each time round its loop).
     pub(crate) fn worker_alive(&self) {
         self.inner
@@ -876,4 +914,13 @@ impl Drop for Requeue<'_> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The associated data of a row's kept links: its dedup key and `fetched` (so that they cannot
+/// pass for its body, or for another row's).
+fn fetched_aad(dedup_key: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(dedup_key.len() + 8);
+    aad.extend_from_slice(dedup_key.as_bytes());
+    aad.extend_from_slice(b"\0fetched");
+    aad
 }

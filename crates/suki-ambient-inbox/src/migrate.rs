@@ -79,6 +79,7 @@ const SQLITE: &[Migration] = &[
     migration!("sqlite", 5, "0005", "fleet"),
     migration!("sqlite", 6, "0006", "operators"),
     migration!("sqlite", 7, "0007", "body_keys"),
+    migration!("sqlite", 8, "0008", "fetched"),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -90,6 +91,7 @@ const POSTGRES: &[Migration] = &[
     migration!("postgres", 6, "0006", "fleet"),
     migration!("postgres", 7, "0007", "operators"),
     migration!("postgres", 8, "0008", "body_keys"),
+    migration!("postgres", 9, "0009", "fetched"),
 ];
 
 /// The inbox's migrations for `dialect`, in the order they apply.

@@ -65,7 +65,7 @@ pub(crate) const HEARTBEAT: &str = "UPDATE suki_inbox_deliveries \
 
 pub(crate) const COMPLETE: &str = "UPDATE suki_inbox_deliveries \
      SET state = 'done', completed_at = $3, updated_at = $3, run_after = $3, \
-         attempt_detail = $4, lease_owner = NULL, lease_expires = NULL \
+         attempt_detail = $4, lease_owner = NULL, lease_expires = NULL, fetched = NULL \
      WHERE id = $1 AND fence = $2 AND state = 'running'";
 
 pub(crate) const FAIL_RETRY: &str = "UPDATE suki_inbox_deliveries \
@@ -97,8 +97,15 @@ pub(crate) const RELEASE_OWNER: &str = "UPDATE suki_inbox_deliveries \
 
 /// The body retention: done rows keep their metadata, not their bodies.
 pub(crate) const ERASE_BODIES: &str = "UPDATE suki_inbox_deliveries \
-     SET body = $1, key_id = NULL, body_erased_at = $2 \
+     SET body = $1, key_id = NULL, body_erased_at = $2, fetched = NULL \
      WHERE state = 'done' AND completed_at < $3 AND body_erased_at IS NULL";
+
+/// What a failed attempt fetched, kept with the row it holds.
+pub(crate) const KEEP_FETCHED: &str = "UPDATE suki_inbox_deliveries SET fetched = $3 \
+     WHERE id = $1 AND fence = $2 AND state = 'running'";
+
+/// What an earlier attempt kept.
+pub(crate) const FETCHED: &str = "SELECT fetched FROM suki_inbox_deliveries WHERE id = $1";
 
 /// The timelines of the done rows a purge deletes (before the rows themselves).
 pub(crate) const PURGE_HISTORY: &str = "DELETE FROM suki_inbox_history WHERE delivery_id IN \
@@ -1027,6 +1034,7 @@ macro_rules! sql_impl {
         for<'r> PauseRow: sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
         for<'r> (Option<String>, i64, i64): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
         for<'r> (i64, String, Option<String>, Vec<u8>): sqlx::FromRow<'r, <D::Db as sqlx::Database>::Row>,
+        for<'q> Option<Vec<u8>>: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
         usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
         {
             $($body)*
@@ -1254,6 +1262,32 @@ sql_impl! {
             .await
             .db()?;
         Ok(D::rows_affected(&done))
+    }
+
+    async fn keep_fetched(&self, lease: crate::Lease, fetched: &[u8]) -> Result<bool, StoreError> {
+        let sql = self.sql(KEEP_FETCHED);
+        let done = sqlx::query(&sql)
+            .bind(lease.id)
+            .bind(lease.fence)
+            .bind(fetched)
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn fetched(&self, id: i64) -> Result<Option<bytes::Bytes>, StoreError> {
+        let sql = self.sql(FETCHED);
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        let fetched: Option<Vec<u8>> = match row {
+            Some(row) => sqlx::Row::try_get(&row, 0usize).db()?,
+            None => None,
+        };
+        Ok(fetched.map(bytes::Bytes::from))
     }
 
     async fn erase_bodies(&self, before: UnixMillis, now: UnixMillis) -> Result<u64, StoreError> {

@@ -706,6 +706,22 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// due now, a new fencing token; the interrupted attempts stay counted. How many.
     async fn release_owner(&self, owner: &str, now: UnixMillis) -> Result<u64, StoreError>;
 
+    /// Keeps `fetched` (what a failed attempt fetched, sealed like the body when the inbox has
+    /// keys) with a held row for its next attempt; `false` when the lease is no longer this
+    /// one. [`complete`](Self::complete) and [`erase_bodies`](Self::erase_bodies) clear it.
+    /// The default keeps nothing (a store without it fetches again on every attempt).
+    async fn keep_fetched(&self, lease: Lease, fetched: &[u8]) -> Result<bool, StoreError> {
+        let _ = (lease, fetched);
+        Ok(false)
+    }
+
+    /// What an earlier attempt of row `id` kept ([`keep_fetched`](Self::keep_fetched)); the
+    /// default: nothing.
+    async fn fetched(&self, id: i64) -> Result<Option<Bytes>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
+
     /// Deletes done rows completed before `before`.
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
 

@@ -731,8 +731,14 @@ impl Job {
             generated_at: record.generated_at,
             received_at: record.received_at,
             fetched: crate::handler::FetchLog::default(),
+            kept: crate::handler::Kept::default(),
         };
         let fetched = meta.fetched.clone();
+        let kept = meta.kept.clone();
+        // Only a row that failed before can have kept anything (a first attempt reads nothing).
+        if record.attempts > 1 || record.last_error.is_some() {
+            self.load_kept(&store, record, &kept).await;
+        }
         // A sealed body is opened with its key; one whose key is missing fails the attempt
         // (retried, then dead: visible, never dropped) until the key is given back.
         let body = self.inbox.open_body(record, claim.body.clone());
@@ -766,6 +772,9 @@ impl Job {
         let kind = record.kind.as_str();
         let detail = fetched.take();
         let detail = detail.as_deref();
+        if matches!(outcome, Outcome::Failed(_)) {
+            self.keep(&store, record, lease, &kept).await;
+        }
         let written = match outcome {
             #[cfg(feature = "postgres")]
             Outcome::Committed => {
@@ -845,6 +854,52 @@ impl Job {
             Err(err) => {
                 tracing::error!(id = record.id, kind, error = %err, "suki inbox could not record an attempt; the row is retried when its lease expires")
             }
+        }
+    }
+
+    /// Gives the attempt what an earlier one fetched and kept; anything amiss (a store error,
+    /// a key not held) only means the links are fetched again.
+    async fn load_kept(
+        &self,
+        store: &Arc<dyn crate::Store>,
+        record: &crate::DeliveryRecord,
+        kept: &crate::handler::Kept,
+    ) {
+        match store.fetched(record.id).await {
+            Ok(Some(blob)) => match self
+                .inbox
+                .open_fetched(&record.dedup_key, &blob)
+                .and_then(|plain| crate::handler::Kept::decode(&plain))
+            {
+                Some(links) => kept.set_earlier(links),
+                None => tracing::debug!(
+                    id = record.id,
+                    "suki inbox: the links kept by an earlier attempt do not open; fetching them again"
+                ),
+            },
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(id = record.id, error = %err, "suki inbox could not read the links an earlier attempt kept; fetching them again");
+            }
+        }
+    }
+
+    /// Keeps, sealed like the body, what a failed attempt fetched, for the next attempt.
+    async fn keep(
+        &self,
+        store: &Arc<dyn crate::Store>,
+        record: &crate::DeliveryRecord,
+        lease: Lease,
+        kept: &crate::handler::Kept,
+    ) {
+        /// Larger answers are fetched again rather than kept.
+        const MOST: usize = 8 * 1024 * 1024;
+        let Some(plain) = kept.take_now().filter(|p| p.len() <= MOST) else {
+            return;
+        };
+        let blob = self.inbox.seal_fetched(&record.dedup_key, &plain);
+        if let Err(err) = store.keep_fetched(lease, &blob).await {
+            tracing::warn!(id = record.id, error = %err, "suki inbox could not keep what the attempt fetched; the next attempt fetches it again");
         }
     }
 

@@ -413,3 +413,131 @@ async fn every_kind_is_handled_on_purpose_and_an_unknown_status_is_a_dead_letter
     server.abort();
     sandbox.shutdown().await;
 }
+
+/// A handler that fails after the links were fetched (an EHR down): what the attempt fetched is
+/// kept with the row, sealed like its body (the note's text appears nowhere in the database
+/// files), and the next attempt, after `retry --dead`, is answered from it without fetching
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_failed_attempt_fetched_is_kept_sealed_and_not_fetched_again() {
+    const MARKER: &str = "KEPT-NOTE-MARKER-5c1e";
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox")
+        .with_keys(
+            suki_ambient_inbox::Keys::new([suki_ambient_inbox::BodyKey::new([7; 32])])
+                .expect("keys"),
+        );
+    let server = common::serve_inbox(&sandbox, &inbox).await;
+    let session = sandbox.create_session(None);
+    let note: suki_ambient_core::api::NoteContent = serde_json::from_value(serde_json::json!({
+        "summary": [{"title": "HPI", "content": MARKER}]
+    }))
+    .expect("note");
+    sandbox
+        .complete(&session.session_id)
+        .await
+        .expect("deliver");
+    sandbox
+        .set_results(
+            &session.session_id,
+            note,
+            suki_ambient_core::api::StructuredData::default(),
+        )
+        .expect("results");
+    let content = format!("/api/v1/ambient/session/{}/content", session.session_id);
+
+    /// Fetches the note, then fails as an EHR that is down would, permanently (so that the row
+    /// waits, dead, with what it fetched).
+    struct EhrDown;
+    #[async_trait]
+    impl ResultsHandler for EhrDown {
+        async fn on_results(
+            &self,
+            _event: SessionCompleted,
+            results: SessionResults,
+            _meta: InboxMeta,
+        ) -> Result<(), HandlerError> {
+            assert!(results.contents.as_ref().is_some_and(Result::is_ok));
+            Err(Box::new(suki_ambient_inbox::Permanent("ehr_down")))
+        }
+        async fn on_failed(&self, _: SessionFailed, _: InboxMeta) -> Result<(), HandlerError> {
+            Ok(())
+        }
+        async fn on_ended(
+            &self,
+            _: EventKind,
+            _: SessionEnded,
+            _: InboxMeta,
+        ) -> Result<(), HandlerError> {
+            Ok(())
+        }
+        fn links(&self) -> Option<LinkNeeds> {
+            Some(LinkNeeds::required(&[LinkKind::Contents]))
+        }
+    }
+    let client = client_for(&sandbox, sandbox.issue_token(None));
+    InboxWorker::builder(inbox.clone(), FetchResults::new(client.clone(), EhrDown))
+        .build()
+        .drain(Duration::from_secs(5))
+        .await
+        .expect("drain");
+    assert_eq!(
+        inbox.list(Some(State::Dead), 10).await.expect("list").len(),
+        1
+    );
+    assert_eq!(sandbox.requests(&content), 1);
+    for file in ["inbox.db", "inbox.db-wal"] {
+        let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+            "{file} holds the kept note in clear"
+        );
+    }
+
+    // The EHR is back: the row runs again on what it kept.
+    inbox
+        .act(
+            &suki_ambient_inbox::Actor::application(),
+            suki_ambient_inbox::Action::Retry(Selection::Dead),
+        )
+        .await
+        .expect("retry");
+    let seen = Arc::new(Seen {
+        needs: Some(LinkNeeds::required(&[LinkKind::Contents])),
+        ..Seen::default()
+    });
+    InboxWorker::builder(inbox.clone(), FetchResults::new(client, Arc::clone(&seen)))
+        .build()
+        .drain(Duration::from_secs(5))
+        .await
+        .expect("drain");
+    let row = inbox.list(None, 1).await.expect("list").remove(0);
+    assert_eq!(row.state, State::Done, "{:?}", row.last_error);
+    assert_eq!(sandbox.requests(&content), 1, "not fetched again");
+    {
+        let results = seen.results.lock().expect("lock");
+        let note = results[0]
+            .contents
+            .as_ref()
+            .expect("answered")
+            .as_ref()
+            .expect("ok");
+        assert_eq!(note.summary[0].content.as_deref(), Some(MARKER));
+    }
+    let trace = inbox
+        .trace(session.session_id.as_str())
+        .await
+        .expect("trace");
+    assert!(
+        trace.events.iter().any(|e| e
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("kept from an earlier attempt"))),
+        "the timeline says so"
+    );
+    server.abort();
+    sandbox.shutdown().await;
+}
