@@ -151,7 +151,7 @@ async fn a_session_is_written_to_the_ehr_once() {
         .start()
         .await
         .expect("sandbox");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ehr_writeback"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ehr_writeback"))
         .env("SUKI_WEBHOOK_SECRET", SECRET)
         .env("SUKI_TOKEN", sandbox.issue_token(None))
         .env("SUKI_API_BASE_URL", sandbox.base_url())
@@ -167,17 +167,7 @@ async fn a_session_is_written_to_the_ehr_once() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start ehr_writeback");
-    let stdout = child.stdout.take().expect("stdout");
-    let _running = Running(child);
-    let first = BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a first line")
-        .expect("utf-8");
-    let url = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
+    let (_running, url) = listening(child);
     sandbox.set_webhook_url(Some(url));
 
     let session = sandbox.create_session(None);

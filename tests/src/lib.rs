@@ -126,3 +126,27 @@ pub fn start_receiver_with<H: EventHandler + Clone>(
 /// The test kit's keep-alive HTTP/1.1 client (one for the conformance suite, these tests and the
 /// benches).
 pub use suki_ambient::testing::http1;
+
+/// An axum receiver on loopback storing into `inbox` at `/webhooks/suki`, made the sandbox's
+/// webhook URL; abort the task to stop it.
+pub async fn serve_inbox(
+    sandbox: &suki_ambient::sandbox::SandboxHandle,
+    inbox: &suki_ambient::inbox::Inbox,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let verifier = sandbox.verifier_builder().build().expect("verifier");
+    let app = axum::Router::new().nest(
+        "/webhooks/suki",
+        suki_ambient::axum::router(suki_ambient::WebhookEndpoint::inbox(
+            verifier,
+            inbox.clone(),
+        )),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    sandbox.set_webhook_url(Some(format!(
+        "http://{}/webhooks/suki",
+        listener.local_addr().expect("addr")
+    )));
+    tokio::spawn(async move { axum::serve(listener, app).await })
+}

@@ -11,7 +11,7 @@ use suki_ambient::fhir::{
 };
 use suki_ambient::inbox::{Action, Actor, FetchResults, Inbox, InboxWorker, State};
 use suki_ambient::sandbox::{Fault, FhirOptions, Sandbox};
-use suki_ambient::{HandlerError, UnixMillis, WebhookEndpoint};
+use suki_ambient::{HandlerError, UnixMillis};
 
 /// The integrator's lookup: here every session belongs to one patient, at its encounter.
 async fn resolve(session: SessionRef) -> Result<EhrContext, HandlerError> {
@@ -33,19 +33,7 @@ async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
     let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
         .await
         .expect("inbox");
-    let verifier = sandbox.verifier_builder().build().expect("verifier");
-    let app = axum::Router::new().nest(
-        "/webhooks/suki",
-        suki_ambient::axum::router(WebhookEndpoint::inbox(verifier, inbox.clone())),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    sandbox.set_webhook_url(Some(format!(
-        "http://{}/webhooks/suki",
-        listener.local_addr().expect("addr")
-    )));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
 
     let session = sandbox.create_session(None);
     let delivery = sandbox
@@ -157,19 +145,7 @@ async fn a_session_without_a_note_leaves_a_task_or_a_communication() {
         let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
             .await
             .expect("inbox");
-        let verifier = sandbox.verifier_builder().build().expect("verifier");
-        let app = axum::Router::new().nest(
-            "/webhooks/suki",
-            suki_ambient::axum::router(WebhookEndpoint::inbox(verifier, inbox.clone())),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        sandbox.set_webhook_url(Some(format!(
-            "http://{}/webhooks/suki",
-            listener.local_addr().expect("addr")
-        )));
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
         let session = sandbox.create_session(None);
         if kind == "Task" {
             sandbox.fail(&session.session_id).await.expect("deliver");
@@ -252,19 +228,7 @@ async fn a_no_note_resource_the_ehr_cannot_take_is_a_dead_letter() {
     let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
         .await
         .expect("inbox");
-    let verifier = sandbox.verifier_builder().build().expect("verifier");
-    let app = axum::Router::new().nest(
-        "/webhooks/suki",
-        suki_ambient::axum::router(WebhookEndpoint::inbox(verifier, inbox.clone())),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    sandbox.set_webhook_url(Some(format!(
-        "http://{}/webhooks/suki",
-        listener.local_addr().expect("addr")
-    )));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
     let session = sandbox.create_session(None);
     sandbox.fail(&session.session_id).await.expect("deliver");
     let suki = AmbientClient::builder()

@@ -21,7 +21,7 @@ use suki_ambient::fhir::{
 };
 use suki_ambient::inbox::{Action, Actor, FetchResults, Inbox, InboxWorker, State};
 use suki_ambient::sandbox::{Fault, Sandbox};
-use suki_ambient::{HandlerError, SessionId, UnixMillis, WebhookEndpoint};
+use suki_ambient::{HandlerError, SessionId, UnixMillis};
 
 const NEEDS: &str = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)";
 
@@ -236,19 +236,7 @@ async fn the_write_back_reaches_medplum_once_through_a_token_expiry() {
     let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
         .await
         .expect("inbox");
-    let verifier = sandbox.verifier_builder().build().expect("verifier");
-    let app = axum::Router::new().nest(
-        "/webhooks/suki",
-        suki_ambient::axum::router(WebhookEndpoint::inbox(verifier, inbox.clone())),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    sandbox.set_webhook_url(Some(format!(
-        "http://{}/webhooks/suki",
-        listener.local_addr().expect("addr")
-    )));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
     let suki = AmbientClient::builder()
         .base_url(sandbox.base_url())
         .token(sandbox.issue_token(None))

@@ -138,52 +138,9 @@ impl AmbientClient {
         links: &Links,
         what: &[LinkKind],
     ) -> SessionResults {
-        let pick = |kind: LinkKind| {
-            what.contains(&kind)
-                .then(|| links.get(kind).first())
-                .flatten()
-        };
-        async fn one<T: DeserializeOwned>(
-            client: &AmbientClient,
-            link: Option<&Link>,
-        ) -> Option<Result<T, ClientError>> {
-            match link {
-                Some(link) => Some(client.follow_as(link).await),
-                None => None,
-            }
-        }
-        let (
-            status,
-            contents,
-            encounter_content,
-            structured_data,
-            encounter_structured_data,
-            transcript,
-        ) = tokio::join!(
-            one(self, pick(LinkKind::Status)),
-            one(self, pick(LinkKind::Contents)),
-            one(self, pick(LinkKind::EncounterContent)),
-            one(self, pick(LinkKind::StructuredData)),
-            one(self, pick(LinkKind::EncounterStructuredData)),
-            one(self, pick(LinkKind::Transcripts)),
-        );
-        let mut results = SessionResults {
-            session_id: session_id.clone(),
-            status,
-            contents,
-            encounter_content,
-            structured_data,
-            encounter_structured_data,
-            transcript,
-            failed_links: Links::default(),
-        };
-        let failed: Vec<LinkKind> = results.errors().into_iter().map(|(kind, _)| kind).collect();
-        for kind in failed {
-            if let Some(link) = links.get(kind).first() {
-                results.failed_links.push(kind, link.clone());
-            }
-        }
-        results
+        self.fetch_links_keeping(session_id, links, what, &[])
+            .await
+            .0
     }
 }
 
@@ -199,7 +156,18 @@ impl AmbientClient {
         what: &[LinkKind],
         kept: &[(LinkKind, Bytes)],
     ) -> (SessionResults, Vec<(LinkKind, Bytes)>) {
-        let links = &event.links;
+        self.fetch_links_keeping(&event.session_id, &event.links, what, kept)
+            .await
+    }
+
+    /// The links of `session_id` in `what`, each answered from `kept` or fetched.
+    async fn fetch_links_keeping(
+        &self,
+        session_id: &SessionId,
+        links: &Links,
+        what: &[LinkKind],
+        kept: &[(LinkKind, Bytes)],
+    ) -> (SessionResults, Vec<(LinkKind, Bytes)>) {
         let pick = |kind: LinkKind| {
             what.contains(&kind)
                 .then(|| links.get(kind).first())
@@ -269,7 +237,7 @@ impl AmbientClient {
             ),
         );
         let mut results = SessionResults {
-            session_id: event.session_id.clone(),
+            session_id: session_id.clone(),
             status,
             contents,
             encounter_content,

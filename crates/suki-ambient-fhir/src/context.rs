@@ -87,7 +87,7 @@ impl Reference {
 }
 
 /// A FHIR id: 1 to 64 of `[A-Za-z0-9-.]`.
-fn is_id(id: &str) -> bool {
+pub(crate) fn is_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .chars()

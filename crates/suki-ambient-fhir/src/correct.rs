@@ -154,19 +154,7 @@ impl FhirClient {
         location: &str,
         deadline: Option<std::time::Instant>,
     ) -> Result<Value, FhirError> {
-        let answer = self
-            .call(
-                &Call {
-                    method: Method::GET,
-                    url: self.url(location, None),
-                    body: None,
-                    if_none_exist: None,
-                    retry: true,
-                },
-                deadline,
-            )
-            .await?;
-        serde_json::from_slice(&answer.body).map_err(|_| FhirError::Answer)
+        self.get_json(location, None, deadline).await
     }
 
     /// `PUT [base]/Type/id` with `resource`.
@@ -215,20 +203,7 @@ impl FhirClient {
             {
                 continue;
             }
-            let found = self
-                .call(
-                    &Call {
-                        method: Method::GET,
-                        url: self.url(kind, Some(&query)),
-                        body: None,
-                        if_none_exist: None,
-                        retry: true,
-                    },
-                    deadline,
-                )
-                .await?;
-            let bundle_json: Value =
-                serde_json::from_slice(&found.body).map_err(|_| FhirError::Answer)?;
+            let bundle_json = self.get_json(kind, Some(&query), deadline).await?;
             for entry in bundle_json["entry"]
                 .as_array()
                 .map(Vec::as_slice)
@@ -426,11 +401,7 @@ pub(crate) fn resource_ref(text: &str) -> Option<String> {
     let kind_ok = kind.starts_with(|c: char| c.is_ascii_uppercase())
         && kind.len() <= 64
         && kind.chars().all(|c| c.is_ascii_alphanumeric());
-    let id_ok = (1..=64).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    (kind_ok && id_ok).then(|| format!("{kind}/{id}"))
+    (kind_ok && crate::context::is_id(id)).then(|| format!("{kind}/{id}"))
 }
 
 /// The chart a resource is in: its subject (`for` of a Task) and encounter, as `Type/id`.

@@ -463,15 +463,7 @@ fn provenance(j: &mut Json, tag: &str, targets: &[&str], at: &str, practitioner:
     j.object(|j| {
         j.field("resourceType", "Provenance");
         j.key("meta");
-        j.object(|j| {
-            j.key("tag");
-            j.array(|j| {
-                j.object(|j| {
-                    j.field("system", IDENTIFIER_SYSTEM);
-                    j.field("code", tag);
-                })
-            });
-        });
+        j.object(|j| session_tag(j, tag));
         j.key("target");
         j.array(|j| {
             for target in targets {
@@ -832,13 +824,7 @@ fn concept(j: &mut Json, system: &'static str, code: &'static str, display: &'st
 fn ai_meta(j: &mut Json, session: &str) {
     j.key("meta");
     j.object(|j| {
-        j.key("tag");
-        j.array(|j| {
-            j.object(|j| {
-                j.field("system", IDENTIFIER_SYSTEM);
-                j.field("code", session);
-            })
-        });
+        session_tag(j, session);
         j.key("security");
         j.array(|j| {
             concept_coding(
@@ -848,6 +834,17 @@ fn ai_meta(j: &mut Json, session: &str) {
                 "Artificial Intelligence asserted",
             )
         });
+    });
+}
+
+/// `tag`: one coding `urn:suki:session|<code>`.
+fn session_tag(j: &mut Json, code: &str) {
+    j.key("tag");
+    j.array(|j| {
+        j.object(|j| {
+            j.field("system", IDENTIFIER_SYSTEM);
+            j.field("code", code);
+        })
     });
 }
 

@@ -11,6 +11,8 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::client::{Answer, Call, EntryResult, FhirClient, TransactionResult};
+use crate::context::is_id;
+use crate::correct::resource_ref;
 use crate::{FhirError, TransactionBundle};
 
 /// How a session's resources are written to the EHR ([`FhirClientBuilder::strategy`]).
@@ -549,19 +551,7 @@ impl FhirClient {
         deadline: Option<Instant>,
     ) -> Result<(u16, String), FhirError> {
         if mode == CreateMode::SearchFirst {
-            let found = self
-                .call(
-                    &Call {
-                        method: Method::GET,
-                        url: self.url(kind, Some(query)),
-                        body: None,
-                        if_none_exist: None,
-                        retry: true,
-                    },
-                    deadline,
-                )
-                .await?;
-            match search_ids(&found.body, kind)?.as_slice() {
+            match self.search(kind, query, deadline).await?.as_slice() {
                 [] => {}
                 [id] => return Ok((200, format!("{kind}/{id}"))),
                 _ => {
@@ -591,11 +581,26 @@ impl FhirClient {
             return Ok((status, location));
         }
         // A server that matched without saying where (no Location, no resource): ask it.
-        let found = self
+        match self.search(kind, query, deadline).await?.as_slice() {
+            [id] => Ok((status, format!("{kind}/{id}"))),
+            _ => Err(FhirError::Answer),
+        }
+    }
+}
+
+impl FhirClient {
+    /// `GET [base]/<path>?<query>` (a read or a search), as JSON.
+    pub(crate) async fn get_json(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<Value, FhirError> {
+        let answer = self
             .call(
                 &Call {
                     method: Method::GET,
-                    url: self.url(kind, Some(query)),
+                    url: self.url(path, query),
                     body: None,
                     if_none_exist: None,
                     retry: true,
@@ -603,16 +608,22 @@ impl FhirClient {
                 deadline,
             )
             .await?;
-        match search_ids(&found.body, kind)?.as_slice() {
-            [id] => Ok((status, format!("{kind}/{id}"))),
-            _ => Err(FhirError::Answer),
-        }
+        serde_json::from_slice(&answer.body).map_err(|_| FhirError::Answer)
+    }
+
+    /// The ids of the `kind` resources that `query` finds.
+    async fn search(
+        &self,
+        kind: &str,
+        query: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<String>, FhirError> {
+        search_ids(&self.get_json(kind, Some(query), deadline).await?, kind)
     }
 }
 
 /// The ids of a searchset Bundle's `kind` entries (`Err` when it is not a Bundle).
-fn search_ids(body: &[u8], kind: &str) -> Result<Vec<String>, FhirError> {
-    let bundle: Value = serde_json::from_slice(body).map_err(|_| FhirError::Answer)?;
+fn search_ids(bundle: &Value, kind: &str) -> Result<Vec<String>, FhirError> {
     if bundle["resourceType"] != "Bundle" {
         return Err(FhirError::Answer);
     }
@@ -632,32 +643,23 @@ fn search_ids(body: &[u8], kind: &str) -> Result<Vec<String>, FhirError> {
 /// `kind/id` of a created (or matched) resource: from the `Location` header
 /// (`[base]/Type/id/_history/v`), else from the returned resource's `id`.
 fn created_at(answer: &Answer, kind: &str) -> Option<String> {
-    if let Some(location) = &answer.location {
-        let path = location.split(['?', '#']).next().unwrap_or_default();
-        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-        let n = parts.len();
-        let (t, id) = if n >= 4 && parts[n - 2] == "_history" {
-            (parts[n - 4], parts[n - 3])
-        } else if n >= 2 {
-            (parts[n - 2], parts[n - 1])
-        } else {
-            ("", "")
-        };
-        if t == kind && is_id(id) {
-            return Some(format!("{kind}/{id}"));
-        }
+    let of_kind = |reference: String| {
+        reference
+            .split_once('/')
+            .is_some_and(|(t, _)| t == kind)
+            .then_some(reference)
+    };
+    if let Some(found) = answer
+        .location
+        .as_deref()
+        .and_then(resource_ref)
+        .and_then(of_kind)
+    {
+        return Some(found);
     }
     let resource: Value = serde_json::from_slice(&answer.body).ok()?;
     let id = resource["id"].as_str().filter(|id| is_id(id))?;
     (resource["resourceType"] == kind).then(|| format!("{kind}/{id}"))
-}
-
-/// A FHIR id: 1 to 64 of `[A-Za-z0-9-.]`.
-fn is_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 #[cfg(test)]
@@ -791,10 +793,11 @@ mod tests {
             {"resource":{"resourceType":"DocumentReference","id":"1"},"search":{"mode":"match"}},
             {"resource":{"resourceType":"OperationOutcome","id":"x"},"search":{"mode":"outcome"}},
             {"resource":{"resourceType":"DocumentReference","id":"../../x"}}]}"#;
+        let found: Value = serde_json::from_slice(found).expect("json");
         assert_eq!(
-            search_ids(found, kind).expect("bundle"),
+            search_ids(&found, kind).expect("bundle"),
             vec!["1".to_owned()]
         );
-        assert!(search_ids(b"{}", kind).is_err());
+        assert!(search_ids(&serde_json::json!({}), kind).is_err());
     }
 }

@@ -53,7 +53,7 @@ impl Default for FhirOptions {
     }
 }
 
-/// The resource types the server declares and takes creates of, by default.
+/// The resource types the CapabilityStatement lists, by default.
 const WRITABLE: [&str; 7] = [
     "DocumentReference",
     "Composition",
@@ -95,18 +95,19 @@ impl FhirOptions {
 
     /// Only these resource types can be created (the CapabilityStatement lists only them; a
     /// create of another is `405`), as an EHR that takes the DocumentReference alone
-    /// (`&["DocumentReference"]`). Default: every type a session writes.
+    /// (`&["DocumentReference"]`). Default: any type (the statement lists those a session
+    /// writes).
     #[must_use]
     pub fn writable(mut self, types: &[&str]) -> Self {
         self.writable = Some(types.iter().map(|t| (*t).to_owned()).collect());
         self
     }
 
-    /// Whether a create of `kind` is taken.
+    /// Whether a create of `kind` is taken (any type, unless `writable` says otherwise).
     fn takes(&self, kind: &str) -> bool {
         match &self.writable {
             Some(types) => types.iter().any(|t| t == kind),
-            None => WRITABLE.contains(&kind),
+            None => true,
         }
     }
 
@@ -154,17 +155,7 @@ impl FhirStore {
 
     /// Stores `resource` as a new `kind` with a fresh id; its `Type/id`.
     fn insert(&mut self, kind: String, id: String, mut resource: Value) -> String {
-        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        if let Value::Object(fields) = &mut resource {
-            fields.insert("id".into(), Value::String(id.clone()));
-            let meta = fields
-                .entry("meta")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(meta) = meta {
-                meta.insert("versionId".into(), "1".into());
-                meta.insert("lastUpdated".into(), Value::String(now));
-            }
-        }
+        stamp(&mut resource, &id, 1);
         let location = format!("{kind}/{id}");
         self.resources.push(Stored { kind, id, resource });
         location
@@ -656,8 +647,20 @@ async fn update(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(1)
         + 1;
-    if let Value::Object(fields) = &mut resource {
-        fields.insert("id".into(), Value::String(id.clone()));
+    stamp(&mut resource, &id, version);
+    stored.resource = resource.clone();
+    drop(store);
+    let mut response = fhir_json(StatusCode::OK, &resource);
+    if let Ok(value) = format!("{}fhir/{kind}/{id}/_history/{version}", state.base_url).parse() {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// `resource` as stored: its `id`, and `meta.versionId` and `meta.lastUpdated` (now).
+fn stamp(resource: &mut Value, id: &str, version: u64) {
+    if let Value::Object(fields) = resource {
+        fields.insert("id".into(), Value::String(id.to_owned()));
         let meta = fields
             .entry("meta")
             .or_insert_with(|| Value::Object(Map::new()));
@@ -669,13 +672,6 @@ async fn update(
             );
         }
     }
-    stored.resource = resource.clone();
-    drop(store);
-    let mut response = fhir_json(StatusCode::OK, &resource);
-    if let Ok(value) = format!("{}fhir/{kind}/{id}/_history/{version}", state.base_url).parse() {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
 }
 
 /// `GET /fhir/metadata`: the CapabilityStatement, as the options make the server.
