@@ -940,6 +940,7 @@ fn instant(at: UnixMillis) -> String {
 }
 
 /// What a session that ended without a note leaves in the chart ([`no_note`]).
+#[cfg(feature = "inbox")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NoNoteResource {
     /// A completed `Communication` to the practitioner (or the chart).
@@ -951,6 +952,7 @@ pub(crate) enum NoNoteResource {
 /// One resource saying that session `session` ended (`kind`: failed, timed out, cancelled;
 /// `code`: Suki's error code, when it failed) without a note, as a one-entry transaction
 /// Bundle with a conditional create on `urn:suki:session|<session>/no-note`.
+#[cfg(feature = "inbox")]
 pub(crate) fn no_note(
     session: &suki_ambient_core::SessionId,
     kind: suki_ambient_core::EventKind,
