@@ -150,3 +150,17 @@ pub async fn serve_inbox(
     )));
     tokio::spawn(async move { axum::serve(listener, app).await })
 }
+
+/// An operator's replay of every completed row (they run again).
+pub async fn replay_all(inbox: &suki_ambient::inbox::Inbox) {
+    inbox
+        .act(
+            &suki_ambient::inbox::Actor::application(),
+            suki_ambient::inbox::Action::Replay {
+                since: suki_ambient::UnixMillis(0),
+                kind: None,
+            },
+        )
+        .await
+        .expect("replay");
+}

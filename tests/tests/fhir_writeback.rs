@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
+use suki_ambient::HandlerError;
 use suki_ambient::client::{AmbientClient, RetryPolicy};
 use suki_ambient::fhir::{
     BearerToken, EhrContext, FhirClient, FhirWriteBack, NoNote, Reference, SessionRef,
 };
-use suki_ambient::inbox::{Action, Actor, FetchResults, Inbox, InboxWorker, State};
+use suki_ambient::inbox::{FetchResults, Inbox, InboxWorker, State};
 use suki_ambient::sandbox::{Fault, FhirOptions, Sandbox};
-use suki_ambient::{HandlerError, UnixMillis};
 
 /// The integrator's lookup: here every session belongs to one patient, at its encounter.
 async fn resolve(session: SessionRef) -> Result<EhrContext, HandlerError> {
@@ -88,16 +88,7 @@ async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
 
     // The same row again (an operator's replay): nothing new in the EHR.
     let posts = sandbox.requests("/fhir");
-    inbox
-        .act(
-            &Actor::application(),
-            Action::Replay {
-                since: UnixMillis(0),
-                kind: None,
-            },
-        )
-        .await
-        .expect("replay");
+    integration_tests::replay_all(&inbox).await;
     worker()
         .drain(Duration::from_secs(20))
         .await
@@ -176,16 +167,7 @@ async fn a_session_without_a_note_leaves_a_task_or_a_communication() {
             .await
             .expect("drain");
         // The same row again (an operator's replay): nothing new in the chart.
-        inbox
-            .act(
-                &Actor::application(),
-                Action::Replay {
-                    since: UnixMillis(0),
-                    kind: None,
-                },
-            )
-            .await
-            .expect("replay");
+        integration_tests::replay_all(&inbox).await;
         worker()
             .drain(Duration::from_secs(20))
             .await

@@ -19,7 +19,7 @@ use suki_ambient::fhir::{
     BearerToken, EhrContext, FhirAuth, FhirClient, Mapping, Reference, SessionNote, SessionRef,
     SmartBackendAuth, SmartKey, TransactionBundle, WriteStrategy, transaction,
 };
-use suki_ambient::inbox::{Action, Actor, FetchResults, Inbox, InboxWorker, State};
+use suki_ambient::inbox::{FetchResults, Inbox, InboxWorker, State};
 use suki_ambient::sandbox::{Fault, Sandbox};
 use suki_ambient::{HandlerError, SessionId, UnixMillis};
 
@@ -322,16 +322,7 @@ async fn the_write_back_reaches_medplum_once_through_a_token_expiry() {
     // The resolver now names another chart; the rows replayed: each is a conflict, a dead
     // letter naming it, and the EHR is unchanged.
     *patient.lock().expect("lock") = "Patient/p-2".to_owned();
-    inbox
-        .act(
-            &Actor::application(),
-            Action::Replay {
-                since: UnixMillis(0),
-                kind: None,
-            },
-        )
-        .await
-        .expect("replay");
+    integration_tests::replay_all(&inbox).await;
     worker()
         .drain(Duration::from_secs(30))
         .await

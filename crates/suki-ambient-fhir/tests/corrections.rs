@@ -5,10 +5,9 @@
 //! Provenance at the new resources; writing the corrected session again creates nothing. On a
 //! server that takes transactions and on one that takes creates only.
 
-use std::time::Duration;
+mod common;
 
 use serde_json::Value;
-use suki_ambient_client::RetryPolicy;
 use suki_ambient_core::api::{NoteContent, StructuredData};
 use suki_ambient_core::{SessionId, UnixMillis};
 use suki_ambient_fhir::{
@@ -52,16 +51,7 @@ fn bundle(session: &str, patient: &str, changed: bool) -> TransactionBundle {
 }
 
 fn client(sandbox: &SandboxHandle, strategy: WriteStrategy) -> FhirClient {
-    FhirClient::builder(sandbox.fhir_base_url())
-        .auth(BearerToken::new(sandbox.fhir_token()))
-        .strategy(strategy)
-        .retry(
-            RetryPolicy::default()
-                .max_attempts(2)
-                .base_delay(Duration::from_millis(5)),
-        )
-        .build()
-        .expect("client")
+    common::client(sandbox, strategy, BearerToken::new(sandbox.fhir_token()))
 }
 
 fn status(resource: &Value) -> &str {

@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
-use suki_ambient_client::RetryPolicy;
 use suki_ambient_fhir::{
     BearerToken, CreateMode, FhirAuth, FhirClient, FhirError, SmartBackendAuth, SmartKey,
     WriteStrategy,
@@ -14,16 +11,7 @@ use suki_ambient_fhir::{
 use suki_ambient_sandbox::{Fault, FhirOptions, Sandbox, SandboxHandle};
 
 fn client(sandbox: &SandboxHandle, strategy: WriteStrategy, auth: impl FhirAuth) -> FhirClient {
-    FhirClient::builder(sandbox.fhir_base_url())
-        .auth(auth)
-        .strategy(strategy)
-        .retry(
-            RetryPolicy::default()
-                .max_attempts(2)
-                .base_delay(Duration::from_millis(5)),
-        )
-        .build()
-        .expect("client")
+    common::client(sandbox, strategy, auth)
 }
 
 fn bearer(sandbox: &SandboxHandle) -> BearerToken {

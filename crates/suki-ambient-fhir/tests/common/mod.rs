@@ -8,6 +8,10 @@ use suki_ambient_fhir::{
 
 /// The typical 16 KiB session (four diagnoses, two orders: nine entries) as session `session`'s
 /// Bundle, for `Patient/p-1` at `Encounter/e-1`.
+#[allow(
+    dead_code,
+    reason = "each test binary uses what it needs of the shared module"
+)]
 pub(crate) fn typical_bundle(session: &str) -> TransactionBundle {
     let content: NoteContent = serde_json::from_str(include_str!(
         "../../../../testdata/fhir/session-content-typical.json"
@@ -23,4 +27,26 @@ pub(crate) fn typical_bundle(session: &str) -> TransactionBundle {
     let ehr = EhrContext::new(Reference::parse("Patient/p-1").expect("patient"))
         .encounter(Reference::parse("Encounter/e-1").expect("encounter"));
     transaction(&note, &ehr, &Mapping::default()).expect("maps")
+}
+
+/// A FHIR client of the sandbox's server with `strategy` and `auth`, two quick attempts.
+#[allow(
+    dead_code,
+    reason = "each test binary uses what it needs of the shared module"
+)]
+pub(crate) fn client(
+    sandbox: &suki_ambient_sandbox::SandboxHandle,
+    strategy: suki_ambient_fhir::WriteStrategy,
+    auth: impl suki_ambient_fhir::FhirAuth,
+) -> suki_ambient_fhir::FhirClient {
+    suki_ambient_fhir::FhirClient::builder(sandbox.fhir_base_url())
+        .auth(auth)
+        .strategy(strategy)
+        .retry(
+            suki_ambient_client::RetryPolicy::default()
+                .max_attempts(2)
+                .base_delay(std::time::Duration::from_millis(5)),
+        )
+        .build()
+        .expect("client")
 }
