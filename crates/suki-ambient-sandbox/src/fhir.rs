@@ -212,6 +212,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
             .get(presented)
             .is_some_and(|until| Instant::now() < *until);
     if !same && !issued {
+        crate::routes::drain(request).await;
         return outcome(
             StatusCode::UNAUTHORIZED,
             "login",

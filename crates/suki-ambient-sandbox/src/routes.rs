@@ -144,6 +144,9 @@ async fn faults(State(state): State<AppState>, request: Request, next: Next) -> 
     }
     match fault.status {
         Some(status) => {
+            // The request's body is read first, so that the connection stays usable: a client
+            // that reuses it for its next request does not find it closed under it.
+            drain(request).await;
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let id = match status.as_u16() {
                 429 => "too_many_requests",
@@ -165,6 +168,13 @@ async fn faults(State(state): State<AppState>, request: Request, next: Next) -> 
         }
         None => next.run(request).await,
     }
+}
+
+/// Reads and drops what is left of `request`'s body (at most 8 MiB), before an answer that does
+/// not read it: hyper closes a connection whose request body was left unread, and a client
+/// reusing it races that close.
+pub(crate) async fn drain(request: Request) {
+    let _ = axum::body::to_bytes(request.into_body(), 8 * 1024 * 1024).await;
 }
 
 /// Suki's auth rules: `sdp_suki_token` must be a live token; `sdp_provider_id` is required
