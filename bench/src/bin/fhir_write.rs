@@ -7,6 +7,11 @@
 //! is a first write (new session ids: all creates). Target: per-resource ≤ 1.5× the
 //! transaction.
 //!
+//! A third block in each round is the floor of any one-request-per-resource write: ten bare
+//! exchanges a session (a read of an id that does not exist: no body sent, a 404 of a few bytes
+//! back) with the same HTTP client library, keep-alive and bearer header, nothing mapped or
+//! parsed. Its ratio to the transaction says what no change to the SDK's own code can go below.
+//!
 //! ```sh
 //! cargo run --release -p bench --bin fhir_write -- [BLOCKS] [SESSIONS_PER_BLOCK]
 //! ```
@@ -49,6 +54,7 @@ fn serve() {
         let sandbox = Sandbox::builder().start().await.expect("sandbox");
         println!("{}", sandbox.fhir_base_url());
         println!("{}", sandbox.fhir_token());
+        println!("{}", h2c_not_found().await);
         // Until the parent closes our stdin.
         let _ = tokio::task::spawn_blocking(|| {
             let mut line = String::new();
@@ -57,6 +63,34 @@ fn serve() {
         .await;
         sandbox.shutdown().await;
     });
+}
+
+/// A bare HTTP/2 server (prior knowledge, no TLS) that answers every request 404 with a few
+/// bytes: the floor of ten exchanges over one multiplexed connection.
+async fn h2c_not_found() -> String {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_request| async {
+                    let mut answer = hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"{\"resourceType\":\"OperationOutcome\"}"),
+                    ));
+                    *answer.status_mut() = hyper::StatusCode::NOT_FOUND;
+                    Ok::<_, std::convert::Infallible>(answer)
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    url
 }
 
 fn main() {
@@ -84,6 +118,7 @@ fn main() {
         .map(|l| l.expect("line"));
     let base = lines.next().expect("base URL");
     let token = lines.next().expect("token");
+    let h2c = lines.next().expect("h2c URL");
 
     let content: NoteContent = serde_json::from_str(CONTENT).expect("content");
     let structured: StructuredData = serde_json::from_str(STRUCTURED).expect("structured data");
@@ -118,6 +153,56 @@ fn main() {
         per_resource.write(&bundle("warm-p")).await.expect("write");
     });
 
+    let bare = reqwest::Client::new();
+    let missing = format!("{base}/DocumentReference/bench-none");
+    let floor = |sessions: usize| {
+        rt.block_on(async {
+            let cpu = threads_cpu();
+            for _ in 0..sessions * 10 {
+                let answer = bare
+                    .get(&missing)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("read");
+                assert_eq!(answer.status(), 404);
+                let _ = answer.bytes().await.expect("body");
+            }
+            threads_cpu() - cpu
+        })
+    };
+    let _ = floor(2);
+    // The same over HTTP/2, the four middle requests of each ten concurrent as the SDK sends
+    // its creates (the note, 4 + 4, the Provenance).
+    let bare_h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2 client");
+    let missing_h2 = format!("{h2c}/fhir/DocumentReference/bench-none");
+    let floor_h2 = |sessions: usize| {
+        rt.block_on(async {
+            let one = || async {
+                let answer = bare_h2
+                    .get(&missing_h2)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("read");
+                assert_eq!(answer.status(), 404);
+                let _ = answer.bytes().await.expect("body");
+            };
+            let cpu = threads_cpu();
+            for _ in 0..sessions {
+                one().await;
+                tokio::join!(one(), one(), one(), one());
+                tokio::join!(one(), one(), one(), one());
+                one().await;
+            }
+            threads_cpu() - cpu
+        })
+    };
+    let _ = floor_h2(2);
+
     let mut next = 0usize;
     let mut run = |fhir: &FhirClient| {
         let bundles: Vec<TransactionBundle> = (0..per_block)
@@ -143,6 +228,8 @@ fn main() {
         Duration::ZERO,
     );
     let mut ratios = Vec::new();
+    let mut f_cpu = Duration::ZERO;
+    let mut f2_cpu = Duration::ZERO;
     for block in 0..blocks {
         // ABBA: transaction first in even pairs, per-resource first in odd ones.
         let order = if (block / 2) % 2 == 0 {
@@ -168,6 +255,8 @@ fn main() {
             }
         }
         ratios.push(pair[1].as_secs_f64() / pair[0].as_secs_f64());
+        f_cpu += floor(per_block);
+        f2_cpu += floor_h2(per_block);
     }
     drop(child.stdin.take());
     let _ = child.wait();
@@ -191,5 +280,15 @@ fn main() {
     println!(
         "  ratio per-resource / transaction (client CPU): {:.3} (blocks: median {median:.3}, min {p10:.3}, max {p90:.3}); target <= 1.5",
         p_cpu.as_secs_f64() / t_cpu.as_secs_f64()
+    );
+    println!(
+        "  floor: ten bare exchanges {:8.1} µs CPU = {:.3}x the transaction's whole write",
+        us(f_cpu),
+        f_cpu.as_secs_f64() / t_cpu.as_secs_f64()
+    );
+    println!(
+        "  floor over HTTP/2 (h2c, 1 + 4 + 4 + 1 concurrent) {:8.1} µs CPU = {:.3}x the transaction's whole write",
+        us(f2_cpu),
+        f2_cpu.as_secs_f64() / t_cpu.as_secs_f64()
     );
 }
