@@ -122,6 +122,10 @@ pub(crate) enum Action {
         /// At most this many.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Walk the log's hash chain instead: exits 1 and names the first entry that does not
+        /// chain to the one before it or no longer matches its hash.
+        #[arg(long, conflicts_with_all = ["since"])]
+        verify: bool,
     },
     /// Serve the inbox console (dashboard, timelines, dead letters, retry, replay, discard,
     /// pause) until Ctrl-C. The operator's token comes from SUKI_CONSOLE_TOKEN, an optional
@@ -183,20 +187,30 @@ fn print_pause(paused: bool, changed: bool, json: bool, text: impl FnOnce() -> S
     }
 }
 
-/// Who runs the CLI, for the audit log: the OS user (the one behind `sudo` when there is
-/// one) on this host.
-pub(crate) fn cli_actor() -> Actor {
-    let user = ["SUDO_USER", "USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned());
+/// Who acts, for the audit log: the name given with `--actor` or `SUKI_ACTOR` (cleaned, at
+/// most 64 characters), on this host. None given: refused, because the audit log must name a
+/// person (an OS user is `root` or `unknown` in a container).
+pub(crate) fn cli_actor(actor: Option<&str>) -> Result<Actor, Failure> {
+    let user = actor
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            Failure(
+                "who is acting? pass --actor NAME or set SUKI_ACTOR (the audit log records who \
+             did each action)"
+                    .into(),
+            )
+        })?;
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned());
-    Actor::new(clean(&user, 64), format!("cli@{}", clean(&host, 64)))
+    Ok(Actor::new(
+        clean(user, 64),
+        format!("cli@{}", clean(&host, 64)),
+    ))
 }
 
 /// The time `ago` before now.
@@ -212,6 +226,7 @@ fn ago(ago: Duration) -> UnixMillis {
 /// changed (`done`: "due now") or would change (`verb`: "retry").
 async fn act(
     inbox: &Inbox,
+    actor: Option<&str>,
     action: suki_ambient_inbox::Action,
     dry_run: bool,
     (verb, done, key): (&str, &str, &str),
@@ -220,7 +235,7 @@ async fn act(
     let n = if dry_run {
         inbox.preview(&action).await?
     } else {
-        inbox.act(&cli_actor(), action).await?
+        inbox.act(&cli_actor(actor)?, action).await?
     };
     if json {
         println!("{}", serde_json::json!({ key: n, "dry_run": dry_run }));
@@ -299,6 +314,7 @@ fn migrations(dialect: Dialect, print: bool, json: bool) -> ExitCode {
 
 pub(crate) async fn run(
     url: Option<&str>,
+    actor: Option<&str>,
     action: Action,
     json: bool,
 ) -> Result<ExitCode, Failure> {
@@ -394,7 +410,7 @@ pub(crate) async fn run(
             let trace = inbox.trace(&id).await?;
             inbox
                 .act(
-                    &cli_actor(),
+                    &cli_actor(actor)?,
                     suki_ambient_inbox::Action::ViewTimeline { target: id.clone() },
                 )
                 .await?;
@@ -441,6 +457,7 @@ pub(crate) async fn run(
             let retry = suki_ambient_inbox::Action::Retry(which);
             let n = act(
                 &inbox,
+                actor,
                 retry,
                 dry_run,
                 ("retry", "due now", "retried"),
@@ -462,6 +479,7 @@ pub(crate) async fn run(
             };
             act(
                 &inbox,
+                actor,
                 action,
                 dry_run,
                 ("replay", "due again", "replayed"),
@@ -477,6 +495,7 @@ pub(crate) async fn run(
             let action = suki_ambient_inbox::Action::Discard { id, reason };
             if act(
                 &inbox,
+                actor,
                 action,
                 false,
                 ("discard", "discarded", "discarded"),
@@ -495,7 +514,7 @@ pub(crate) async fn run(
                 .map(|r| clean(r.trim(), 500))
                 .filter(|r| !r.is_empty());
             let action = suki_ambient_inbox::Action::Pause { kind, reason };
-            let changed = inbox.act(&cli_actor(), action).await? == 1;
+            let changed = inbox.act(&cli_actor(actor)?, action).await? == 1;
             let what = kind.as_ref().map_or("the inbox", |k| k.as_str());
             print_pause(true, changed, json, || {
                 if changed {
@@ -507,7 +526,7 @@ pub(crate) async fn run(
         }
         Action::Resume { kind } => {
             let action = suki_ambient_inbox::Action::Resume { kind };
-            let changed = inbox.act(&cli_actor(), action).await? == 1;
+            let changed = inbox.act(&cli_actor(actor)?, action).await? == 1;
             let what = kind.as_ref().map_or("the inbox", |k| k.as_str());
             print_pause(false, changed, json, || {
                 if changed {
@@ -529,7 +548,7 @@ pub(crate) async fn run(
                 })?;
             let inbox = inbox.with_keys(keys);
             let report = inbox
-                .rekey(batch, |r| {
+                .rekey(&cli_actor(actor)?, batch, |r| {
                     if !json {
                         eprintln!(
                             "examined {}: {} re-sealed, {} already current, {} under a key not given",
@@ -550,7 +569,32 @@ pub(crate) async fn run(
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Action::Audit { since, limit } => {
+        Action::Audit { verify: true, .. } => {
+            let report = inbox.verify_audit().await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                match &report.broken {
+                    None => println!(
+                        "audit chain intact: {} entries ({} written before the chain, not checked); newest {}",
+                        report.entries,
+                        report.unchained,
+                        report
+                            .newest
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), |(id, hash)| format!("#{id} {hash}"))
+                    ),
+                    Some(broken) => println!(
+                        "audit chain BROKEN at entry #{}: {} ({} entries read)",
+                        broken.id, broken.reason, report.entries
+                    ),
+                }
+            }
+            if report.broken.is_some() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Action::Audit { since, limit, .. } => {
             let since = since.map_or(UnixMillis(0), ago);
             let entries = inbox.audit(since, limit).await?;
             if json {
@@ -628,7 +672,7 @@ pub(crate) async fn run(
         Action::Purge { older_than } => {
             let n = inbox
                 .act(
-                    &cli_actor(),
+                    &cli_actor(actor)?,
                     suki_ambient_inbox::Action::Purge {
                         before: ago(older_than),
                     },

@@ -138,6 +138,10 @@ enum Command {
         /// JSON output.
         #[arg(long, global = true)]
         json: bool,
+        /// Who acts, as the audit log records it (a person's name or login): every command
+        /// that changes or records something refuses to run without it.
+        #[arg(long, global = true, env = "SUKI_ACTOR")]
+        actor: Option<String>,
         #[command(subcommand)]
         action: inbox::Action,
     },
@@ -448,7 +452,12 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Demo => demo::run().await,
         Command::Fhir { action } => fhir::run(action).await,
-        Command::Inbox { url, json, action } => inbox::run(url.as_deref(), action, json).await,
+        Command::Inbox {
+            url,
+            json,
+            actor,
+            action,
+        } => inbox::run(url.as_deref(), actor.as_deref(), action, json).await,
         Command::Reconcile {
             command:
                 Some(ReconcileCommand::Expect {

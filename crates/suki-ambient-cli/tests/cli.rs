@@ -15,7 +15,8 @@ fn run(args: &[&str], secret: Option<&str>, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped());
     cmd.env_remove("SUKI_WEBHOOK_SECRET")
         .env_remove("SUKI_TOKEN")
-        .env_remove("SUKI_INBOX_URL");
+        .env_remove("SUKI_INBOX_URL")
+        .env("SUKI_ACTOR", "tester");
     if let Some(secret) = secret {
         cmd.env("SUKI_WEBHOOK_SECRET", secret);
     }
@@ -688,7 +689,7 @@ async fn inbox_status_list_show_retry_and_purge() {
 /// discard, pause and resume, `reconcile expect`, and the audit log naming the OS user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbox_trace_controls_and_audit() {
-    use suki_ambient_core::{HandlerError, WebhookEvent};
+    use suki_ambient_core::{HandlerError, UnixMillis, WebhookEvent};
     use suki_ambient_inbox::conformance::delivery;
     use suki_ambient_inbox::{Inbox, InboxMeta, InboxWorker, Permanent};
     let dir = tempfile::tempdir().unwrap();
@@ -719,8 +720,7 @@ async fn inbox_trace_controls_and_audit() {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_suki-ambient"));
         cmd.args(["inbox", "--url", url.as_str()])
             .args(args)
-            .env("USER", "alice")
-            .env_remove("SUDO_USER")
+            .env("SUKI_ACTOR", "alice")
             .env_remove("SUKI_WEBHOOK_SECRET");
         cmd.output().unwrap()
     };
@@ -901,6 +901,31 @@ async fn inbox_trace_controls_and_audit() {
         table.contains("alice") && table.contains("visit deleted"),
         "{table}"
     );
+    let verified = inbox_cmd(&["audit", "--verify"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert!(
+        stdout(&verified).starts_with("audit chain intact: 11 entries"),
+        "{}",
+        stdout(&verified)
+    );
+
+    // No actor, no action: the audit log must name who acted (reading needs no name).
+    let nameless = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_suki-ambient"))
+            .args(["inbox", "--url", url.as_str()])
+            .args(args)
+            .env_remove("SUKI_ACTOR")
+            .output()
+            .unwrap()
+    };
+    let refused = nameless(&["pause", "--reason", "x"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--actor"), "{}", stderr(&refused));
+    assert!(nameless(&["status"]).status.success());
+    let named = nameless(&["--actor", "bob", "resume"]);
+    assert!(named.status.success(), "{}", stderr(&named));
+    let last = inbox.audit(UnixMillis(0), 100).await.unwrap();
+    assert_eq!(last.last().map(|e| e.actor.as_str()), Some("bob"));
 }
 
 /// `inbox rekey` re-seals bodies under the first key of SUKI_INBOX_KEYS; `status` shows the
@@ -923,7 +948,9 @@ async fn inbox_rekey_and_status_by_key() {
     let new_id = BodyKey::new([2; 32]).id().to_owned();
     let inbox_cmd = |args: &[&str], keys: Option<String>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_suki-ambient"));
-        cmd.args(["inbox", "--url", url.as_str()]).args(args);
+        cmd.args(["inbox", "--url", url.as_str()])
+            .args(args)
+            .env("SUKI_ACTOR", "tester");
         match keys {
             Some(keys) => cmd.env("SUKI_INBOX_KEYS", keys),
             None => cmd.env_remove("SUKI_INBOX_KEYS"),

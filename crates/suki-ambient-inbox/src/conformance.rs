@@ -81,6 +81,7 @@ where
     each_attempt_is_in_the_timeline(&fresh().await).await;
     a_snooze_spends_no_attempt(&fresh().await).await;
     operators_act_with_an_audit_entry(&fresh().await).await;
+    the_audit_log_is_a_chain_purged_only_from_its_start(&fresh().await).await;
     replay_and_discard(&fresh().await).await;
     pauses_hold_back_claims(&fresh().await).await;
     bodies_are_erased_after_their_retention(&fresh().await).await;
@@ -154,6 +155,10 @@ async fn each_attempt_is_in_the_timeline(store: &impl Store) {
     );
     let trace = store.trace("session-t", 100).await.expect("trace");
     assert_eq!(trace.deliveries.len(), 1, "{step}: found by session");
+    assert_eq!(
+        trace.deliveries[0].last_error, None,
+        "{step}: a row that ended done shows no stale error (the timeline keeps it)"
+    );
     let first = &trace.events[0];
     assert_eq!(
         (
@@ -410,6 +415,111 @@ async fn operators_act_with_an_audit_entry(store: &impl Store) {
     assert_eq!(left, ["view_timeline", "purge", "purge_audit"]);
 }
 
+async fn the_audit_log_is_a_chain_purged_only_from_its_start(store: &impl Store) {
+    let step = "the_audit_log_is_a_chain_purged_only_from_its_start";
+    let verified = |label: &'static str| async move {
+        let report = crate::inbox::verify_chain(store).await.expect("verify");
+        assert_eq!(report.broken, None, "{step}: {label}: {report:?}");
+        report
+    };
+    assert_eq!(verified("empty").await.entries, 0);
+    for (i, time) in [10, 11, 12, 20, 21].into_iter().enumerate() {
+        let target = format!("s-{i}");
+        act(store, crate::Action::ViewTimeline { target }, at(time))
+            .await
+            .expect("view");
+    }
+    let chain = store.audit_chain(0, 100).await.expect("chain");
+    assert_eq!(chain.len(), 5, "{step}");
+    assert_eq!(
+        chain[0].prev_hash, "",
+        "{step}: the first entry chains to nothing"
+    );
+    for pair in chain.windows(2) {
+        assert_eq!(
+            pair[1].prev_hash, pair[0].hash,
+            "{step}: each chains to the one before"
+        );
+    }
+    for entry in &chain {
+        assert_eq!(
+            entry.hash,
+            crate::audit_hash(&entry.prev_hash, entry),
+            "{step}"
+        );
+    }
+    assert_eq!(
+        store
+            .last_audit("view_timeline")
+            .await
+            .expect("last")
+            .map(|e| e.id),
+        Some(chain[4].id),
+        "{step}: the newest entry of an action"
+    );
+    assert_eq!(
+        store.last_audit("rekey").await.expect("last"),
+        None,
+        "{step}"
+    );
+    let report = verified("five entries").await;
+    assert_eq!(report.entries, 5);
+    assert_eq!(report.newest, Some((chain[4].id, chain[4].hash.clone())));
+    assert_eq!(store.audit_anchor().await.expect("anchor"), None, "{step}");
+
+    // A purge deletes from the start, up to the first entry within retention, and leaves the
+    // hash of the last one it deleted as the anchor the first remaining entry chains to.
+    let purge = crate::Action::PurgeAudit { before: at(12) };
+    assert_eq!(
+        store.preview(&purge, at(30)).await.expect("preview"),
+        2,
+        "{step}"
+    );
+    assert_eq!(act(store, purge, at(30)).await.expect("purge"), 2, "{step}");
+    assert_eq!(
+        store.audit_anchor().await.expect("anchor"),
+        Some(chain[1].hash.clone()),
+        "{step}: the anchor is the last purged entry's hash"
+    );
+    let report = verified("after a purge").await;
+    assert_eq!(
+        report.entries, 4,
+        "{step}: three kept and the purge's own entry"
+    );
+    // Nothing more to purge: no new anchor, the purge still recorded.
+    let purge = crate::Action::PurgeAudit { before: at(12) };
+    assert_eq!(act(store, purge, at(31)).await.expect("purge"), 0, "{step}");
+    assert_eq!(
+        store.audit_anchor().await.expect("anchor"),
+        Some(chain[1].hash.clone()),
+        "{step}"
+    );
+    // Everything purged: the next entry chains to the anchor.
+    let purge = crate::Action::PurgeAudit { before: at(1_000) };
+    assert_eq!(
+        act(store, purge, at(1_000)).await.expect("purge"),
+        5,
+        "{step}"
+    );
+    let left = store.audit_chain(0, 100).await.expect("chain");
+    assert_eq!(left.len(), 1, "{step}: only the purge's own entry");
+    assert_eq!(
+        Some(left[0].prev_hash.clone()),
+        store.audit_anchor().await.expect("anchor"),
+        "{step}: it chains to the anchor"
+    );
+    act(
+        store,
+        crate::Action::SignIn {
+            role: "viewer".into(),
+        },
+        at(1_001),
+    )
+    .await
+    .expect("sign in");
+    assert_eq!(verified("after a whole purge").await.entries, 2);
+}
+
 async fn replay_and_discard(store: &impl Store) {
     let step = "replay_and_discard";
     let mut other = delivery("r3");
@@ -487,9 +597,13 @@ async fn replay_and_discard(store: &impl Store) {
     let replayed = store.claim(req("w", at(2_001), 10)).await.expect("claim");
     assert_eq!(replayed.len(), 1);
     assert_eq!(
-        (replayed[0].record.id, replayed[0].record.attempts),
-        (claims[1].record.id, 1),
-        "{step}: due again with a fresh count"
+        (
+            replayed[0].record.id,
+            replayed[0].record.attempts,
+            replayed[0].record.round_attempts()
+        ),
+        (claims[1].record.id, 2, 1),
+        "{step}: due again, its count going on, a new round of attempts"
     );
 }
 
@@ -716,19 +830,12 @@ async fn pauses_hold_back_claims(store: &impl Store) {
         && p.paused_by == "tester"
         && p.reason.as_deref() == Some("EHR down")
         && p.paused_at == at(1)));
-    // Workers skip the paused kinds in the claim itself.
-    let claims = store
-        .claim(ClaimRequest {
-            paused: &[EventKind::Completed],
-            ..req("w", at(5), 10)
-        })
-        .await
-        .expect("claim");
-    assert_eq!(claims.len(), 1);
-    assert_eq!(
-        claims[0].record.kind,
-        EventKind::Failed,
-        "{step}: a paused kind stays"
+    // The claim itself reads the pauses: a worker that has not seen them yet (`paused`
+    // empty) claims nothing while the whole inbox is paused.
+    let claims = store.claim(req("w", at(5), 10)).await.expect("claim");
+    assert!(
+        claims.is_empty(),
+        "{step}: paused at once, for every worker"
     );
     assert_eq!(
         act(store, crate::Action::Resume { kind: None }, at(6))
@@ -742,6 +849,20 @@ async fn pauses_hold_back_claims(store: &impl Store) {
             .expect("resume"),
         0
     );
+    // A paused kind stays, whether or not the worker names it.
+    for paused in [&[][..], &[EventKind::Completed][..]] {
+        let claims = store
+            .claim(ClaimRequest {
+                paused,
+                ..req("w", at(8), 10)
+            })
+            .await
+            .expect("claim");
+        assert!(
+            claims.iter().all(|c| c.record.kind == EventKind::Failed),
+            "{step}: a paused kind stays"
+        );
+    }
     assert_eq!(store.pauses().await.expect("pauses").len(), 1);
 }
 
@@ -1414,9 +1535,15 @@ async fn retry_dead_rows(store: &impl Store) {
     );
     let row = store.get(a.id).await.expect("get").expect("row");
     assert_eq!(
-        (row.state, row.attempts, row.run_after),
-        (State::Pending, 0, at(2)),
-        "retry: one row"
+        (
+            row.state,
+            row.attempts,
+            row.round_start,
+            row.run_after,
+            row.last_error.as_deref()
+        ),
+        (State::Pending, 1, 1, at(2), Some("handler_failed")),
+        "retry: one row, its attempt count and last error kept, a new round begun"
     );
     assert_eq!(
         retry(store, Selection::Dead, at(3)).await.expect("retry"),

@@ -387,10 +387,15 @@ impl Console {
 
     /// The audit log's actor for `who`, from where the request came.
     fn actor(&self, who: Who, extensions: &axum::http::Extensions) -> crate::Actor {
+        self.actor_of(who.token, extensions)
+    }
+
+    /// The audit log's actor for the holder of token `token`, from where the request came.
+    fn actor_of(&self, token: usize, extensions: &axum::http::Extensions) -> crate::Actor {
         let origin = extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map_or_else(|| "console".to_owned(), |c| format!("console {}", c.0.ip()));
-        crate::Actor::new(self.tokens[who.token].name.clone(), origin)
+        crate::Actor::new(self.tokens[token].name.clone(), origin)
     }
 }
 
@@ -597,6 +602,7 @@ async fn login(
     OriginalUri(original): OriginalUri,
     uri: Uri,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let base = base(&original, &uri);
@@ -612,6 +618,17 @@ async fn login(
             &nonce,
         );
     };
+    // Every sign-in is in the audit log; one that cannot be recorded does not happen.
+    let signed_in = crate::Action::SignIn {
+        role: console.tokens[token].role.as_str().to_owned(),
+    };
+    if let Err(err) = console
+        .inbox
+        .act(&console.actor_of(token, &extensions), signed_in)
+        .await
+    {
+        return unavailable(&err, "record the sign-in");
+    }
     let mut response = see_other(&home(&base));
     let path = if base.is_empty() { "/" } else { base.as_str() };
     let cookie = format!(
@@ -1439,6 +1456,7 @@ fn verdict(
                     "this process's worker has stalled (worker_stalled)"
                 }
                 crate::Problem::TooManyDead => "too many dead letters (too_many_dead)",
+                crate::Problem::ShuttingDown => "this process is shutting down (shutting_down)",
             }
             .to_owned()
         })
@@ -1543,6 +1561,7 @@ mod tests {
             completed_at: None,
             snoozes: 0,
             key_id: None,
+            round_start: 0,
         };
         let html = rows_table(&[row], UnixMillis(1_000), "/admin", Some("csrf"), "none");
         assert!(!html.contains("<script>"), "{html}");

@@ -1,5 +1,5 @@
-//! `Inbox::health`: whether the inbox can take deliveries and notes are flowing, for liveness
-//! and readiness probes.
+//! `Inbox::readiness`: whether this process can store deliveries (for a load balancer's
+//! readiness probe), and `Inbox::health`: whether notes are flowing (for alerting).
 
 use std::time::Duration;
 
@@ -80,6 +80,8 @@ pub enum Problem {
     WorkerStalled,
     /// More dead rows than [`max_dead`](HealthThresholds::max_dead).
     TooManyDead,
+    /// This process is shutting down ([`Inbox::shutting_down`]).
+    ShuttingDown,
 }
 
 impl Problem {
@@ -91,6 +93,7 @@ impl Problem {
             Self::OldestUnfinishedTooOld => "oldest_unfinished_too_old",
             Self::WorkerStalled => "worker_stalled",
             Self::TooManyDead => "too_many_dead",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -137,7 +140,39 @@ impl Health {
     }
 }
 
+/// What [`Inbox::readiness`] found. Serializes to the JSON the readiness route answers:
+/// `{"ready":true,"problems":[]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Readiness {
+    /// Whether this process can store deliveries.
+    pub ready: bool,
+    /// Why not: `store_unwritable` or `shutting_down` (empty when ready).
+    pub problems: Vec<Problem>,
+}
+
 impl Inbox {
+    /// Whether this process can store deliveries now: its store commits (the latest write and
+    /// the write probe, as in [`health`](Self::health)) and it is not
+    /// [shutting down](Self::shutting_down). Nothing else: a backlog, a stalled worker or dead
+    /// letters do not make a receiver unready, because Suki sends each webhook once — a
+    /// receiver taken out of the load balancer while it could still store would lose notes.
+    /// Wire it to the readiness probe; [`health`](Self::health) is for alerting.
+    pub async fn readiness(&self, thresholds: &HealthThresholds) -> Readiness {
+        self.probe_writes(thresholds).await;
+        let mut problems = Vec::new();
+        if !self.writes().writable(thresholds.write_failure_window) {
+            problems.push(Problem::StoreUnwritable);
+        }
+        if self.is_draining() {
+            problems.push(Problem::ShuttingDown);
+        }
+        Readiness {
+            ready: problems.is_empty(),
+            problems,
+        }
+    }
+
     /// Checks that the store can commit (the latest write, and a one-row write probe at most
     /// every [`write_probe_every`](HealthThresholds::write_probe_every)), the counts (O(1)),
     /// the age of the oldest unfinished row (an index read), the dead rows and this process's
@@ -258,9 +293,13 @@ impl Inbox {
     }
 }
 
-/// An axum router answering `GET /` with [`Inbox::health`]'s JSON: 200 when healthy, 503
-/// otherwise (feature `axum`). Mount it where your probes look:
-/// `Router::new().nest("/healthz", suki_ambient_inbox::health_router(inbox, Default::default()))`.
+/// An axum router for probes (feature `axum`): `GET /` and `GET /status` answer
+/// [`Inbox::health`]'s JSON, 200 when healthy and 503 otherwise (for alerting: a backlog, a
+/// stalled worker, dead letters); `GET /ready` answers [`Inbox::readiness`]'s, 503 only when
+/// this process cannot store deliveries or is shutting down (for a load balancer's readiness
+/// probe). Mount it where your probes look:
+/// `Router::new().nest("/healthz", suki_ambient_inbox::health_router(inbox, Default::default()))`
+/// serves `/healthz`, `/healthz/status` and `/healthz/ready`.
 #[cfg(feature = "axum")]
 pub fn health_router(inbox: Inbox, thresholds: HealthThresholds) -> axum::Router {
     use std::sync::{Arc, Mutex, PoisonError};
@@ -272,44 +311,66 @@ pub fn health_router(inbox: Inbox, thresholds: HealthThresholds) -> axum::Router
     /// probes costs a lock and a copy per request, not a check.
     type Answer = (tokio::time::Instant, StatusCode, axum::body::Bytes);
     let last: Arc<Mutex<Option<Answer>>> = Arc::default();
-    axum::Router::new().route(
-        "/",
-        axum::routing::get(move || {
-            let (inbox, last) = (inbox.clone(), Arc::clone(&last));
-            async move {
-                let cached = last
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .as_ref()
-                    .filter(|(at, _, _)| at.elapsed() < thresholds.counts_max_age)
-                    .map(|(_, status, body)| (*status, body.clone()));
-                let (status, body) = match cached {
-                    Some(answer) => answer,
-                    None => {
-                        let health = inbox.health(&thresholds).await;
-                        let status = if health.is_healthy() {
-                            StatusCode::OK
-                        } else {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        };
-                        let body = axum::body::Bytes::from(
-                            serde_json::to_string(&health).unwrap_or_else(|_| "{}".to_owned()),
-                        );
-                        *last.lock().unwrap_or_else(PoisonError::into_inner) =
-                            Some((tokio::time::Instant::now(), status, body.clone()));
-                        (status, body)
-                    }
-                };
-                (
-                    status,
-                    [
-                        (header::CONTENT_TYPE, "application/json"),
-                        (header::CACHE_CONTROL, "no-store"),
-                    ],
-                    body,
-                )
-                    .into_response()
-            }
-        }),
-    )
+    let ready_inbox = inbox.clone();
+    let status = axum::routing::get(move || {
+        let (inbox, last) = (inbox.clone(), Arc::clone(&last));
+        async move {
+            let cached = last
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .filter(|(at, _, _)| at.elapsed() < thresholds.counts_max_age)
+                .map(|(_, status, body)| (*status, body.clone()));
+            let (status, body) = match cached {
+                Some(answer) => answer,
+                None => {
+                    let health = inbox.health(&thresholds).await;
+                    let status = if health.is_healthy() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    let body = axum::body::Bytes::from(
+                        serde_json::to_string(&health).unwrap_or_else(|_| "{}".to_owned()),
+                    );
+                    *last.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some((tokio::time::Instant::now(), status, body.clone()));
+                    (status, body)
+                }
+            };
+            (
+                status,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                body,
+            )
+                .into_response()
+        }
+    });
+    let ready = axum::routing::get(move || {
+        let inbox = ready_inbox.clone();
+        async move {
+            let readiness = inbox.readiness(&thresholds).await;
+            let code = if readiness.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (
+                code,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                serde_json::to_string(&readiness).unwrap_or_else(|_| "{}".to_owned()),
+            )
+                .into_response()
+        }
+    });
+    axum::Router::new()
+        .route("/", status.clone())
+        .route("/status", status)
+        .route("/ready", ready)
 }

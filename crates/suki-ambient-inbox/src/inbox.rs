@@ -48,13 +48,21 @@ struct Inner {
     wake: Arc<Notify>,
     /// When a worker of this process last went round its loop (ms; 0: never).
     worker_seen: Arc<AtomicU64>,
+    /// Set by [`Inbox::shutting_down`]: readiness fails so that load balancers send no more.
+    draining: Arc<std::sync::atomic::AtomicBool>,
     /// Whether the store's latest write succeeded (health's `store_unwritable`).
     writes: Arc<Writes>,
     /// The counts health checks share, and when they were read.
     health_cache: Arc<HealthCache>,
     /// The keys that seal stored bodies (`None`: bodies in clear).
     keys: Option<Arc<dyn crate::KeyProvider>>,
+    /// How long audit entries are kept at least ([`Inbox::with_audit_floor`]).
+    audit_floor: Duration,
 }
+
+/// The audit log's retention floor by default: six years (HIPAA's retention for such
+/// records), 2,192 days.
+pub const AUDIT_FLOOR: Duration = Duration::from_secs(2_192 * 86_400);
 
 /// The counts health checks share (held while they are read).
 pub(crate) type HealthCache =
@@ -188,9 +196,11 @@ impl Inbox {
                 writer: tokio::sync::Mutex::new(()),
                 wake: Arc::new(Notify::new()),
                 worker_seen: Arc::new(AtomicU64::new(0)),
+                draining: Arc::default(),
                 writes: Arc::default(),
                 health_cache: Arc::default(),
                 keys: None,
+                audit_floor: AUDIT_FLOOR,
             }),
         }
     }
@@ -219,11 +229,26 @@ impl Inbox {
                 writer: tokio::sync::Mutex::new(()),
                 wake: Arc::clone(&self.inner.wake),
                 worker_seen: Arc::clone(&self.inner.worker_seen),
+                draining: Arc::clone(&self.inner.draining),
                 writes: Arc::clone(&self.inner.writes),
                 health_cache: Arc::default(),
                 keys,
+                audit_floor: self.inner.audit_floor,
             }),
         }
+    }
+
+    /// This inbox keeping audit entries at least `floor` ([`AUDIT_FLOOR`], six years, by
+    /// default): an [`Action::PurgeAudit`] that would delete a younger entry is refused. A floor
+    /// other than the last recorded is itself recorded in the audit log (`audit_floor`) before
+    /// the first purge that uses it. Call it before cloning the inbox.
+    #[must_use]
+    pub fn with_audit_floor(self, floor: Duration) -> Self {
+        let mut inbox = self.rebuilt(Arc::clone(&self.inner.clock), self.inner.keys.clone());
+        if let Some(inner) = Arc::get_mut(&mut inbox.inner) {
+            inner.audit_floor = floor;
+        }
+        inbox
     }
 
     /// This inbox sealing the bodies it stores with `keys`' current key, and opening them with
@@ -530,7 +555,20 @@ impl Inbox {
     /// pause or resume: 1 when it changed the pause, 0 when it was already so). Workers of
     /// this process wake at once for rows made due; others within their poll interval (on
     /// Postgres at once).
+    ///
+    /// Refused ([`StoreError::Refused`]) before anything is written: an actor with no name, an
+    /// [`Action::PurgeAudit`] within the audit log's retention floor
+    /// ([`with_audit_floor`](Self::with_audit_floor)).
     pub async fn act(&self, actor: &Actor, action: Action) -> Result<u64, StoreError> {
+        if actor.name.trim().is_empty() {
+            return Err(StoreError::Refused(
+                "an operator action needs an actor's name".to_owned(),
+            ));
+        }
+        if let Action::PurgeAudit { before } = &action {
+            self.check_audit_floor(*before)?;
+            self.record_audit_floor().await?;
+        }
         let n = self
             .inner
             .store
@@ -555,9 +593,89 @@ impl Inbox {
     }
 
     /// How many rows `action` would change now: the dry run of [`act`](Self::act), which
-    /// changes and records nothing.
+    /// changes and records nothing (refused as `act` would be).
     pub async fn preview(&self, action: &Action) -> Result<u64, StoreError> {
+        if let Action::PurgeAudit { before } = action {
+            self.check_audit_floor(*before)?;
+        }
         self.inner.store.preview(action, self.now()).await
+    }
+
+    /// The audit log's retention floor in force.
+    pub fn audit_floor(&self) -> Duration {
+        self.inner.audit_floor
+    }
+
+    fn check_audit_floor(&self, before: UnixMillis) -> Result<(), StoreError> {
+        let floor = u64::try_from(self.inner.audit_floor.as_millis()).unwrap_or(u64::MAX);
+        let latest = self.now().0.saturating_sub(floor);
+        if before.0 > latest {
+            return Err(StoreError::Refused(format!(
+                "the audit log keeps entries at least {} days (its retention floor); \
+                 purge only before {latest} (a lower floor is set with Inbox::with_audit_floor)",
+                self.inner.audit_floor.as_secs() / 86_400
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records the retention floor in force when it is not the last one recorded.
+    async fn record_audit_floor(&self) -> Result<(), StoreError> {
+        let days = self.inner.audit_floor.as_secs() / 86_400;
+        let action = Action::AuditFloor { days };
+        let (_, detail) = action.describe();
+        let last = self.inner.store.last_audit(action.name()).await?;
+        if last.and_then(|e| e.detail) != detail {
+            self.inner
+                .store
+                .act(crate::Act {
+                    action: &action,
+                    actor: &Actor::application(),
+                    now: self.now(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records in the audit log (`keys_changed`, as the application) the body keys this inbox
+    /// holds, by id, when they differ from the last recorded; whether it recorded. The worker
+    /// calls it when it starts, so a key added, retired or dropped shows in the log.
+    pub async fn record_keys(&self) -> Result<bool, StoreError> {
+        let (current, others) = match &self.inner.keys {
+            None => (None, Vec::new()),
+            Some(keys) => {
+                let current = keys.current().map(|k| k.id().to_owned());
+                let others = keys
+                    .ids()
+                    .into_iter()
+                    .filter(|id| Some(id) != current.as_ref())
+                    .collect();
+                (current, others)
+            }
+        };
+        let action = Action::KeysSeen { current, others };
+        let (target, detail) = action.describe();
+        let last = self.inner.store.last_audit(action.name()).await?;
+        let unchanged = match last {
+            Some(entry) => entry.target == target && entry.detail == detail,
+            // Nothing recorded yet: an inbox that never had keys need not say so.
+            None => self.inner.keys.is_none(),
+        };
+        if unchanged {
+            return Ok(false);
+        }
+        self.act(&Actor::application(), action).await?;
+        Ok(true)
+    }
+
+    /// Walks the audit log's hash chain from its oldest entry (or the latest purge's anchor)
+    /// to its newest: the first entry that does not chain to the one before it, or whose
+    /// fields no longer match its hash, is [`AuditVerification::broken`]. Entries written
+    /// before the chain existed are counted, not checked. (An entry deleted from the end
+    /// leaves no break: compare [`AuditVerification::newest`] with a copy kept elsewhere.)
+    pub async fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
+        verify_chain(&*self.inner.store).await
     }
 
     /// Everything known about a session or an encounter id: its rows (at most 100), their
@@ -579,23 +697,40 @@ impl Inbox {
     /// A body whose key this inbox does not have is left as it is and counted in
     /// [`RekeyReport::missing_key`]: never dropped. Fails with [`StoreError::Unsupported`]
     /// without keys.
+    ///
+    /// Recorded in the audit log as `actor`'s `rekey`, with its counts, when it ends (also
+    /// when a page fails: what it did until then).
     pub async fn rekey(
+        &self,
+        actor: &Actor,
+        batch: u32,
+        progress: impl FnMut(&RekeyReport),
+    ) -> Result<RekeyReport, StoreError> {
+        let mut report = RekeyReport::default();
+        let outcome = self.rekey_pages(batch, progress, &mut report).await;
+        if report.examined > 0 || outcome.is_ok() {
+            self.act(actor, Action::Rekey(report)).await?;
+        }
+        outcome.map(|()| report)
+    }
+
+    async fn rekey_pages(
         &self,
         batch: u32,
         mut progress: impl FnMut(&RekeyReport),
-    ) -> Result<RekeyReport, StoreError> {
+        report: &mut RekeyReport,
+    ) -> Result<(), StoreError> {
         let current = self
             .inner
             .keys
             .as_ref()
             .and_then(|k| k.current())
             .ok_or(StoreError::Unsupported("rekey without keys"))?;
-        let mut report = RekeyReport::default();
         let mut after = 0;
         loop {
             let page = self.inner.store.bodies(after, batch.max(1)).await?;
             let Some(last) = page.last() else {
-                return Ok(report);
+                return Ok(());
             };
             after = last.id;
             let mut resealed = Vec::new();
@@ -626,7 +761,7 @@ impl Inbox {
                 });
             }
             report.resealed += self.inner.store.reseal(&resealed).await?;
-            progress(&report);
+            progress(report);
         }
     }
 
@@ -662,18 +797,102 @@ impl Inbox {
     }
 
     /// Deletes done rows completed more than `older_than` ago; how many.
+    /// Recorded in the audit log (as the application's `purge`) when it deleted any.
     pub async fn purge(&self, older_than: Duration) -> Result<u64, StoreError> {
         let before = UnixMillis(
             self.now()
                 .0
                 .saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX)),
         );
-        self.inner.store.purge(before).await
+        self.act(&Actor::application(), Action::Purge { before })
+            .await
+    }
+
+    /// Marks this process as shutting down: [`readiness`](Self::readiness) fails from now on,
+    /// so a load balancer sends no more deliveries, while those it still sends are stored as
+    /// before. Call it when your server starts its graceful shutdown.
+    pub fn shutting_down(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
     }
 
     pub(crate) fn now(&self) -> UnixMillis {
         self.inner.clock.now()
     }
+}
+
+/// Walks the audit chain of `store` ([`Inbox::verify_audit`]).
+pub(crate) async fn verify_chain(
+    store: &(impl crate::ReadModel + ?Sized),
+) -> Result<AuditVerification, StoreError> {
+    let anchor = store.audit_anchor().await?.unwrap_or_default();
+    let mut report = AuditVerification::default();
+    let mut expected = anchor;
+    let mut chained = false;
+    let mut after = 0;
+    loop {
+        let page = store.audit_chain(after, 500).await?;
+        let Some(last) = page.last() else {
+            return Ok(report);
+        };
+        after = last.id;
+        for entry in page {
+            report.entries += 1;
+            if entry.hash.is_empty() && !chained {
+                report.unchained += 1;
+                expected = String::new();
+                report.newest = Some((entry.id, entry.hash));
+                continue;
+            }
+            chained = true;
+            let reason = if entry.hash.is_empty() {
+                Some("no hash after the chain began")
+            } else if entry.prev_hash != expected {
+                Some("does not chain to the entry before it (an entry was removed or inserted)")
+            } else if crate::audit_hash(&entry.prev_hash, &entry) != entry.hash {
+                Some("its fields do not match its hash (it was changed)")
+            } else {
+                None
+            };
+            if let Some(reason) = reason
+                && report.broken.is_none()
+            {
+                report.broken = Some(BrokenLink {
+                    id: entry.id,
+                    reason,
+                });
+            }
+            expected = entry.hash.clone();
+            report.newest = Some((entry.id, entry.hash));
+        }
+    }
+}
+
+/// What [`Inbox::verify_audit`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct AuditVerification {
+    /// Entries read.
+    pub entries: u64,
+    /// Of them, entries written before the chain existed (not checked).
+    pub unchained: u64,
+    /// The first broken link, if any.
+    pub broken: Option<BrokenLink>,
+    /// The newest entry's id and hash (keep it elsewhere to detect entries removed from the
+    /// end).
+    pub newest: Option<(i64, String)>,
+}
+
+/// Where the audit chain breaks ([`AuditVerification::broken`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BrokenLink {
+    /// The entry.
+    pub id: i64,
+    /// What is wrong with it.
+    pub reason: &'static str,
 }
 
 /// What [`Inbox::rekey`] did.

@@ -75,10 +75,13 @@ pub use handler::{
 };
 #[cfg(feature = "axum")]
 pub use health::health_router;
-pub use health::{Health, HealthStatus, HealthThresholds, Problem};
+pub use health::{Health, HealthStatus, HealthThresholds, Problem, Readiness};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use inbox::InboxPool;
-pub use inbox::{Inbox, InboxBuilder, InboxStatus, RekeyReport, dedup_key};
+pub use inbox::{
+    AUDIT_FLOOR, AuditVerification, BrokenLink, Inbox, InboxBuilder, InboxStatus, RekeyReport,
+    dedup_key,
+};
 pub use migrate::{Dialect, HISTORY_TABLE, MigrateError, Migration, migrations};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, TransactionalHandler};
@@ -98,7 +101,7 @@ pub use store::{
     DeadGroup, DeliveryQueue, DeliveryRecord, ExpectationCounts, Expectations, FailedAttempt,
     HourCount, Lead, Lease, NewDelivery, NewExpectation, Next, Operations, Pause, ReadModel,
     Resealed, Selection, Source, State, Store, StoreError, StoredBody, TimelineEvent, Trace,
-    Wakeups,
+    Wakeups, audit_hash,
 };
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 

@@ -80,6 +80,8 @@ const SQLITE: &[Migration] = &[
     migration!("sqlite", 6, "0006", "operators"),
     migration!("sqlite", 7, "0007", "body_keys"),
     migration!("sqlite", 8, "0008", "fetched"),
+    migration!("sqlite", 9, "0009", "audit_chain"),
+    migration!("sqlite", 10, "0010", "retry_rounds"),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -92,6 +94,8 @@ const POSTGRES: &[Migration] = &[
     migration!("postgres", 7, "0007", "operators"),
     migration!("postgres", 8, "0008", "body_keys"),
     migration!("postgres", 9, "0009", "fetched"),
+    migration!("postgres", 10, "0010", "audit_chain"),
+    migration!("postgres", 11, "0011", "retry_rounds"),
 ];
 
 /// The inbox's migrations for `dialect`, in the order they apply.

@@ -9,7 +9,8 @@ use crate::store::{DeliveryRecord, StoreError};
 macro_rules! columns {
     () => {
         "id, dedup_key, source, kind, session_id, encounter_id, generated_at, received_at, \
-         state, attempts, run_after, lease_owner, fence, last_error, completed_at, snoozes, key_id"
+         state, attempts, run_after, lease_owner, fence, last_error, completed_at, snoozes, key_id, \
+         round_start"
     };
 }
 
@@ -47,7 +48,9 @@ pub(crate) const CLAIM_SQLITE: &str = concat!(
      SET state = 'running', lease_owner = $1, lease_expires = $2, run_after = $2, \
          fence = fence + 1, attempts = attempts + 1, updated_at = $3 \
      WHERE id IN (SELECT id FROM suki_inbox_deliveries \
-                  WHERE state IN ('pending', 'running') AND run_after <= $3 /*paused*/ \
+                  WHERE state IN ('pending', 'running') AND run_after <= $3 \
+                  AND NOT EXISTS (SELECT 1 FROM suki_inbox_pauses AS p \
+                                  WHERE p.scope = '*' OR p.scope = kind) /*paused*/ \
                   ORDER BY run_after, id LIMIT $4) \
      RETURNING ",
     columns!(),
@@ -64,7 +67,7 @@ pub(crate) const HEARTBEAT: &str = "UPDATE suki_inbox_deliveries \
      WHERE id = $1 AND fence = $2 AND state = 'running'";
 
 pub(crate) const COMPLETE: &str = "UPDATE suki_inbox_deliveries \
-     SET state = 'done', completed_at = $3, updated_at = $3, run_after = $3, \
+     SET state = 'done', completed_at = $3, updated_at = $3, run_after = $3, last_error = NULL, \
          attempt_detail = $4, lease_owner = NULL, lease_expires = NULL, fetched = NULL \
      WHERE id = $1 AND fence = $2 AND state = 'running'";
 
@@ -322,6 +325,7 @@ pub(crate) struct Row {
     last_error: Option<String>,
     completed_at: Option<i64>,
     snoozes: i32,
+    round_start: i32,
     key_id: Option<String>,
 }
 
@@ -367,6 +371,8 @@ impl TryFrom<Row> for DeliveryRecord {
             snoozes: u32::try_from(row.snoozes)
                 .map_err(|_| StoreError::Corrupt("negative snoozes"))?,
             key_id: row.key_id,
+            round_start: u32::try_from(row.round_start)
+                .map_err(|_| StoreError::Corrupt("negative round start"))?,
         })
     }
 }
@@ -393,6 +399,10 @@ pub trait SqlDialect: sealed::Sealed + Send + Sync + 'static {
     /// claimers never read the same due rows).
     #[doc(hidden)]
     const BEGIN_WRITE: &'static str;
+    /// What serializes appends to the audit log's hash chain within a write transaction
+    /// (SQLite's `BEGIN IMMEDIATE` already does).
+    #[doc(hidden)]
+    const LOCK_AUDIT: Option<&'static str>;
     /// The `n`th (from 1) parameter of a statement whose parameters each appear once, in
     /// order: Postgres numbers them (`$n`); SQLite takes them anonymous (`?`), because binding
     /// numbered ones looks each name up in a list (quadratic in a group commit's 2,560).
@@ -459,6 +469,7 @@ impl SqlDialect for SqliteDialect {
     const CLAIM: &'static str = CLAIM_SQLITE;
     const CLAIM_EXPECTATIONS: &'static str = CLAIM_EXPECTATIONS_SQLITE;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const LOCK_AUDIT: Option<&'static str> = None;
     fn placeholder(sql: &mut String, _n: usize) {
         sql.push('?');
     }
@@ -499,6 +510,8 @@ impl SqlDialect for PostgresDialect {
     const CLAIM: &'static str = CLAIM_POSTGRES;
     const CLAIM_EXPECTATIONS: &'static str = CLAIM_EXPECTATIONS_POSTGRES;
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const LOCK_AUDIT: Option<&'static str> =
+        Some("LOCK TABLE suki_inbox_audit IN SHARE ROW EXCLUSIVE MODE");
     fn placeholder(sql: &mut String, n: usize) {
         use std::fmt::Write as _;
         let _ = write!(sql, "${n}");
@@ -673,11 +686,12 @@ impl<'a> Params<'a> {
 fn change(action: &crate::Action) -> Option<(&'static str, &'static str)> {
     match action {
         crate::Action::Retry(_) => Some((
-            "state = 'pending', attempts = 0, snoozes = 0, run_after = {now}, updated_at = {now}",
+            "state = 'pending', round_start = attempts, snoozes = 0, run_after = {now}, \
+             updated_at = {now}",
             "retried",
         )),
         crate::Action::Replay { .. } => Some((
-            "state = 'pending', attempts = 0, snoozes = 0, completed_at = NULL, \
+            "state = 'pending', round_start = attempts, snoozes = 0, completed_at = NULL, \
              run_after = {now}, updated_at = {now}",
             "replayed",
         )),
@@ -752,42 +766,6 @@ fn selection<'a>(
     sql
 }
 
-/// An action's target and detail, as the audit log keeps them.
-fn describe(action: &crate::Action) -> (Option<String>, Option<String>) {
-    use crate::{Action, Selection};
-    let kind_or_all = |kind: &Option<EventKind>| {
-        kind.as_ref()
-            .map_or_else(|| "all".to_owned(), |k| format!("kind {k}"))
-    };
-    match action {
-        Action::Retry(Selection::Id(id)) => (Some(format!("row {id}")), None),
-        Action::Retry(Selection::DeadMatching(f)) => {
-            let mut detail = Vec::new();
-            if let Some(code) = &f.code {
-                detail.push(format!("code {code}"));
-            }
-            if let Some(prefix) = &f.code_prefix {
-                detail.push(format!("code prefix {prefix}"));
-            }
-            if let Some(since) = f.since {
-                detail.push(format!("since {}", since.0));
-            }
-            (Some("dead".to_owned()), Some(detail.join(", ")))
-        }
-        Action::Retry(_) => (Some("dead".to_owned()), None),
-        Action::Replay { since, kind } => (
-            Some(kind_or_all(kind)),
-            Some(format!("completed since {}", since.0)),
-        ),
-        Action::Discard { id, reason } => (Some(format!("row {id}")), Some(reason.clone())),
-        Action::Pause { kind, reason } => (Some(kind_or_all(kind)), reason.clone()),
-        Action::Resume { kind } => (Some(kind_or_all(kind)), None),
-        Action::Purge { before } => (None, Some(format!("done before {}", before.0))),
-        Action::PurgeAudit { before } => (None, Some(format!("entries before {}", before.0))),
-        Action::ViewTimeline { target } => (Some(target.clone()), None),
-    }
-}
-
 /// The stored scope of a pause: a kind, or `*` for the whole inbox.
 fn pause_scope(kind: Option<&EventKind>) -> &'static str {
     kind.map_or("*", |k| k.as_str())
@@ -809,25 +787,6 @@ fn history_insert(n: usize, placeholder: fn(&mut String, usize)) -> String {
         }
         sql.push(')');
     }
-    sql
-}
-
-/// Keeps the latest 10 worker events of each of `n` rows.
-fn history_trim(n: usize, placeholder: fn(&mut String, usize)) -> String {
-    let mut sql = String::from(
-        "DELETE FROM suki_inbox_history AS o WHERE o.actor IS NULL AND o.delivery_id IN (",
-    );
-    for i in 0..n {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        placeholder(&mut sql, i + 1);
-    }
-    sql.push_str(
-        ") AND o.id <= (SELECT h.id FROM suki_inbox_history AS h \
-         WHERE h.delivery_id = o.delivery_id AND h.actor IS NULL \
-         ORDER BY h.id DESC LIMIT 1 OFFSET 10)",
-    );
     sql
 }
 
@@ -876,15 +835,42 @@ pub(crate) const PAUSE: &str = "INSERT INTO suki_inbox_pauses (scope, paused_at,
 
 pub(crate) const RESUME: &str = "DELETE FROM suki_inbox_pauses WHERE scope = $1";
 
-pub(crate) const AUDIT: &str = "SELECT id, at, actor, origin, action, target, rows, detail \
-     FROM suki_inbox_audit WHERE at >= $1 ORDER BY id LIMIT $2";
+pub(crate) const AUDIT: &str = "SELECT id, at, actor, origin, action, target, rows, detail, \
+     prev_hash, hash FROM suki_inbox_audit WHERE at >= $1 ORDER BY id LIMIT $2";
+
+pub(crate) const AUDIT_CHAIN: &str = "SELECT id, at, actor, origin, action, target, rows, \
+     detail, prev_hash, hash FROM suki_inbox_audit WHERE id > $1 ORDER BY id LIMIT $2";
+
+pub(crate) const LAST_AUDIT: &str = "SELECT id, at, actor, origin, action, target, rows, \
+     detail, prev_hash, hash FROM suki_inbox_audit WHERE action = $1 ORDER BY id DESC LIMIT 1";
+
+/// The newest entry's hash (what the next entry chains to).
+pub(crate) const AUDIT_HEAD: &str = "SELECT hash FROM suki_inbox_audit ORDER BY id DESC LIMIT 1";
+
+/// The latest audit purge's anchor.
+pub(crate) const AUDIT_ANCHOR: &str =
+    "SELECT anchor FROM suki_inbox_audit_purges ORDER BY id DESC LIMIT 1";
 
 pub(crate) const AUDIT_INSERT: &str = "INSERT INTO suki_inbox_audit \
-     (at, actor, origin, action, target, rows, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     (at, actor, origin, action, target, rows, detail, prev_hash, hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
-pub(crate) const PURGE_AUDIT: &str = "DELETE FROM suki_inbox_audit WHERE at < $1";
+/// The first entry an audit purge keeps: the oldest within retention.
+pub(crate) const AUDIT_FIRST_KEPT: &str = "SELECT MIN(id) FROM suki_inbox_audit WHERE at >= $1";
 
-pub(crate) const COUNT_AUDIT_BEFORE: &str = "SELECT COUNT(*) FROM suki_inbox_audit WHERE at < $1";
+/// The last entry an audit purge deletes (the newest before the first kept), with its hash.
+pub(crate) const AUDIT_LAST_PURGED: &str =
+    "SELECT id, hash FROM suki_inbox_audit WHERE id < $1 ORDER BY id DESC LIMIT 1";
+
+/// An audit purge's record, written before its delete (the delete trigger lets through only
+/// entries up to the latest record's `through_id`).
+pub(crate) const AUDIT_PURGE_RECORD: &str = "INSERT INTO suki_inbox_audit_purges \
+     (at, before_at, through_id, anchor) VALUES ($1, $2, $3, $4)";
+
+pub(crate) const PURGE_AUDIT: &str = "DELETE FROM suki_inbox_audit WHERE id <= $1";
+
+pub(crate) const COUNT_AUDIT_BEFORE: &str = "SELECT COUNT(*) FROM suki_inbox_audit WHERE id < \
+     COALESCE((SELECT MIN(id) FROM suki_inbox_audit WHERE at >= $1), 9223372036854775807)";
 
 /// The timeline's columns, in [`HistoryRow`]'s order.
 macro_rules! history_columns {
@@ -937,6 +923,8 @@ pub(crate) struct AuditRow {
     target: Option<String>,
     rows: i64,
     detail: Option<String>,
+    prev_hash: String,
+    hash: String,
 }
 
 impl TryFrom<AuditRow> for crate::AuditEntry {
@@ -951,6 +939,8 @@ impl TryFrom<AuditRow> for crate::AuditEntry {
             target: row.target,
             rows: u64::try_from(row.rows).unwrap_or(0),
             detail: row.detail,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
         })
     }
 }
@@ -1684,6 +1674,36 @@ sql_impl! {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    async fn audit_chain(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+        let sql = self.sql(AUDIT_CHAIN);
+        let rows: Vec<AuditRow> = sqlx::query_as(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn audit_anchor(&self) -> Result<Option<String>, StoreError> {
+        let sql = self.sql(AUDIT_ANCHOR);
+        sqlx::query_scalar(&sql).fetch_optional(&self.pool).await.db()
+    }
+
+    async fn last_audit(&self, action: &str) -> Result<Option<crate::AuditEntry>, StoreError> {
+        let sql = self.sql(LAST_AUDIT);
+        let row: Option<AuditRow> = sqlx::query_as(&sql)
+            .bind(action)
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        row.map(TryInto::try_into).transpose()
+    }
+
     async fn key_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
         let sql = self.sql(KEY_COUNTS);
         let rows: Vec<(Option<String>, i64)> =
@@ -1758,15 +1778,45 @@ sql_impl! {
                 D::rows_affected(&done)
             }
             Action::PurgeAudit { before } => {
-                let sql = self.sql(PURGE_AUDIT);
-                let done = sqlx::query(&sql)
+                if let Some(lock) = D::LOCK_AUDIT {
+                    sqlx::query(&self.sql(lock)).execute(&mut *tx).await.db()?;
+                }
+                let first_kept: Option<i64> = sqlx::query_scalar(&self.sql(AUDIT_FIRST_KEPT))
                     .bind(stored(*before))
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await
                     .db()?;
-                D::rows_affected(&done)
+                let last: Option<(i64, String)> =
+                    sqlx::query_as(&self.sql(AUDIT_LAST_PURGED))
+                        .bind(first_kept.unwrap_or(i64::MAX))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .db()?;
+                match last {
+                    None => 0,
+                    Some((through, anchor)) => {
+                        sqlx::query(&self.sql(AUDIT_PURGE_RECORD))
+                            .bind(now)
+                            .bind(stored(*before))
+                            .bind(through)
+                            .bind(anchor.as_str())
+                            .execute(&mut *tx)
+                            .await
+                            .db()?;
+                        let done = sqlx::query(&self.sql(PURGE_AUDIT))
+                            .bind(through)
+                            .execute(&mut *tx)
+                            .await
+                            .db()?;
+                        D::rows_affected(&done)
+                    }
+                }
             }
-            Action::ViewTimeline { .. } => 0,
+            Action::ViewTimeline { .. }
+            | Action::SignIn { .. }
+            | Action::Rekey(_)
+            | Action::KeysSeen { .. }
+            | Action::AuditFloor { .. } => 0,
             Action::Retry(_) | Action::Replay { .. } | Action::Discard { .. } => {
                 let Some((set, event)) = change(act.action) else {
                     return Err(StoreError::Unsupported("this action"));
@@ -1794,19 +1844,9 @@ sql_impl! {
                     Action::Discard { reason, .. } => Some(reason.as_str()),
                     _ => None,
                 };
-                // A row made due again starts a new round of attempts: its timeline keeps the
-                // latest 10 of the earlier ones, so that the round's first 9 need no trim
-                // (migration 0006/0007's trigger) to stay within 20.
-                let trim = matches!(act.action, Action::Retry(_) | Action::Replay { .. });
+                // A row made due again keeps its attempt count and its timeline (the trigger
+                // of migration 0006/0007 keeps its latest 20 worker events).
                 for chunk in ids.chunks(200) {
-                    if trim {
-                        let sql = self.sql(history_trim(chunk.len(), D::placeholder));
-                        let mut query = sqlx::query(&sql);
-                        for id in chunk {
-                            query = query.bind(*id);
-                        }
-                        query.execute(&mut *tx).await.db()?;
-                    }
                     let sql = self.sql(history_insert(chunk.len(), D::placeholder));
                     let mut query = sqlx::query(&sql);
                     for id in chunk {
@@ -1822,16 +1862,57 @@ sql_impl! {
                 u64::try_from(ids.len()).unwrap_or(u64::MAX)
             }
         };
-        let (target, detail) = describe(act.action);
+        // The retention purge the worker runs hourly is recorded when it deleted something.
+        if rows == 0
+            && matches!(act.action, Action::Purge { .. })
+            && *act.actor == crate::Actor::application()
+        {
+            tx.commit().await.db()?;
+            return Ok(rows);
+        }
+        let (target, detail) = act.action.describe();
+        // The chain: appends are serialized (Postgres: a lock held to the commit; SQLite's
+        // write transaction is already exclusive), each chained to the newest entry's hash,
+        // or to the latest purge's anchor when the log is empty.
+        if let Some(lock) = D::LOCK_AUDIT {
+            sqlx::query(&self.sql(lock)).execute(&mut *tx).await.db()?;
+        }
+        let head: Option<String> = sqlx::query_scalar(&self.sql(AUDIT_HEAD))
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+        let prev_hash = match head {
+            Some(hash) => hash,
+            None => sqlx::query_scalar(&self.sql(AUDIT_ANCHOR))
+                .fetch_optional(&mut *tx)
+                .await
+                .db()?
+                .unwrap_or_default(),
+        };
+        let entry = crate::AuditEntry {
+            id: 0,
+            at: act.now,
+            actor: act.actor.name.clone(),
+            origin: act.actor.origin.clone(),
+            action: act.action.name().to_owned(),
+            target,
+            rows,
+            detail,
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let hash = crate::audit_hash(&prev_hash, &entry);
         let sql = self.sql(AUDIT_INSERT);
         sqlx::query(&sql)
             .bind(now)
-            .bind(act.actor.name.as_str())
-            .bind(act.actor.origin.as_str())
-            .bind(act.action.name())
-            .bind(target.as_deref())
+            .bind(entry.actor.as_str())
+            .bind(entry.origin.as_str())
+            .bind(entry.action.as_str())
+            .bind(entry.target.as_deref())
             .bind(i64::try_from(rows).unwrap_or(i64::MAX))
-            .bind(detail.as_deref())
+            .bind(entry.detail.as_deref())
+            .bind(prev_hash.as_str())
+            .bind(hash.as_str())
             .execute(&mut *tx)
             .await
             .db()?;
@@ -1855,7 +1936,11 @@ sql_impl! {
                     _ => paused,
                 }
             }
-            Action::ViewTimeline { .. } => 0,
+            Action::ViewTimeline { .. }
+            | Action::SignIn { .. }
+            | Action::Rekey(_)
+            | Action::KeysSeen { .. }
+            | Action::AuditFloor { .. } => 0,
             Action::PurgeAudit { before } => {
                 let sql = self.sql(COUNT_AUDIT_BEFORE);
                 sqlx::query_scalar(&sql)
@@ -1909,12 +1994,14 @@ pub(crate) const CLAIM_POSTGRES: &str = "UPDATE suki_inbox_deliveries AS d \
      SET state = 'running', lease_owner = $1, lease_expires = $2, run_after = $2, \
          fence = d.fence + 1, attempts = d.attempts + 1, updated_at = $3 \
      FROM (SELECT id FROM suki_inbox_deliveries \
-           WHERE state IN ('pending', 'running') AND run_after <= $3 /*paused*/ \
+           WHERE state IN ('pending', 'running') AND run_after <= $3 \
+                  AND NOT EXISTS (SELECT 1 FROM suki_inbox_pauses AS p \
+                                  WHERE p.scope = '*' OR p.scope = kind) /*paused*/ \
            ORDER BY run_after, id LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
      WHERE d.id = due.id \
      RETURNING d.id, d.dedup_key, d.source, d.kind, d.session_id, d.encounter_id, \
          d.generated_at, d.received_at, d.state, d.attempts, d.run_after, d.lease_owner, \
-         d.fence, d.last_error, d.completed_at, d.snoozes, d.key_id, d.body";
+         d.fence, d.last_error, d.completed_at, d.snoozes, d.key_id, d.round_start, d.body";
 
 /// What identifies a file (device and inode on Unix; elsewhere only that it exists).
 #[derive(Clone, Debug, PartialEq, Eq)]

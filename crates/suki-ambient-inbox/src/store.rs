@@ -188,6 +188,16 @@ pub struct DeliveryRecord {
     pub snoozes: u32,
     /// The id of the key its body is sealed with (`None`: in clear).
     pub key_id: Option<String>,
+    /// The attempts made before an operator last made it due again (retry, replay): the
+    /// attempts a worker allows count from here, while `attempts` and the timeline go on.
+    pub round_start: u32,
+}
+
+impl DeliveryRecord {
+    /// Attempts made since an operator last made it due again (all of them if never).
+    pub fn round_attempts(&self) -> u32 {
+        self.attempts.saturating_sub(self.round_start)
+    }
 }
 
 /// A row claimed by a worker: its record and body. `Debug` shows the body's length only.
@@ -370,11 +380,33 @@ pub enum Action {
         /// The session or encounter id looked up.
         target: String,
     },
+    /// Records a sign-in to the console (changes nothing).
+    SignIn {
+        /// The role signed in as (`viewer`, `operator`).
+        role: String,
+    },
+    /// Records what a re-seal of the stored bodies did ([`Inbox::rekey`](crate::Inbox::rekey);
+    /// changes nothing itself).
+    Rekey(crate::RekeyReport),
+    /// Records the body keys a process started with, when they differ from the last recorded
+    /// (changes nothing): key ids only.
+    KeysSeen {
+        /// The key that seals new bodies (`None`: bodies stored in clear).
+        current: Option<String>,
+        /// The other keys it can open with.
+        others: Vec<String>,
+    },
+    /// Records the audit log's retention floor in force, when it differs from the last recorded
+    /// (changes nothing).
+    AuditFloor {
+        /// The floor, in days.
+        days: u64,
+    },
 }
 
 impl Action {
     /// Its name in the audit log (`retry`, `replay`, `discard`, `pause`, `resume`, `purge`,
-    /// `purge_audit`, `view_timeline`).
+    /// `purge_audit`, `view_timeline`, `sign_in`, `rekey`, `keys_changed`, `audit_floor`).
     pub fn name(&self) -> &'static str {
         match self {
             Self::Retry(_) => "retry",
@@ -385,7 +417,76 @@ impl Action {
             Self::Purge { .. } => "purge",
             Self::PurgeAudit { .. } => "purge_audit",
             Self::ViewTimeline { .. } => "view_timeline",
+            Self::SignIn { .. } => "sign_in",
+            Self::Rekey(_) => "rekey",
+            Self::KeysSeen { .. } => "keys_changed",
+            Self::AuditFloor { .. } => "audit_floor",
         }
+    }
+
+    /// Its target and detail, as the audit log keeps them (for a [`Store`] of your own).
+    pub fn describe(&self) -> (Option<String>, Option<String>) {
+        let action = self;
+        let kind_or_all = |kind: &Option<EventKind>| {
+            kind.as_ref()
+                .map_or_else(|| "all".to_owned(), |k| format!("kind {k}"))
+        };
+        match action {
+            Self::Retry(Selection::Id(id)) => (Some(format!("row {id}")), None),
+            Self::Retry(Selection::DeadMatching(f)) => {
+                let mut detail = Vec::new();
+                if let Some(code) = &f.code {
+                    detail.push(format!("code {code}"));
+                }
+                if let Some(prefix) = &f.code_prefix {
+                    detail.push(format!("code prefix {prefix}"));
+                }
+                if let Some(since) = f.since {
+                    detail.push(format!("since {}", since.0));
+                }
+                (Some("dead".to_owned()), Some(detail.join(", ")))
+            }
+            Self::Retry(_) => (Some("dead".to_owned()), None),
+            Self::Replay { since, kind } => (
+                Some(kind_or_all(kind)),
+                Some(format!("completed since {}", since.0)),
+            ),
+            Self::Discard { id, reason } => (Some(format!("row {id}")), Some(reason.clone())),
+            Self::Pause { kind, reason } => (Some(kind_or_all(kind)), reason.clone()),
+            Self::Resume { kind } => (Some(kind_or_all(kind)), None),
+            Self::Purge { before } => (None, Some(format!("done before {}", before.0))),
+            Self::PurgeAudit { before } => (None, Some(format!("entries before {}", before.0))),
+            Self::ViewTimeline { target } => (Some(target.clone()), None),
+            Self::SignIn { role } => (None, Some(format!("role {role}"))),
+            Self::Rekey(report) => (
+                None,
+                Some(format!(
+                    "examined {}, resealed {}, already current {}, key missing {}",
+                    report.examined, report.resealed, report.current, report.missing_key
+                )),
+            ),
+            Self::KeysSeen { current, others } => (
+                Some(
+                    current
+                        .clone()
+                        .unwrap_or_else(|| "none (bodies in clear)".to_owned()),
+                ),
+                (!others.is_empty()).then(|| format!("also opens with {}", others.join(", "))),
+            ),
+            Self::AuditFloor { days } => (None, Some(format!("retention floor {days} days"))),
+        }
+    }
+
+    /// Whether it only records something (it changes no row, pause or entry).
+    pub fn records_only(&self) -> bool {
+        matches!(
+            self,
+            Self::ViewTimeline { .. }
+                | Self::SignIn { .. }
+                | Self::Rekey(_)
+                | Self::KeysSeen { .. }
+                | Self::AuditFloor { .. }
+        )
     }
 }
 
@@ -489,6 +590,40 @@ pub struct AuditEntry {
     pub rows: u64,
     /// The reason or filter given.
     pub detail: Option<String>,
+    /// The hash of the entry before it in the chain (`""` for the first entry, and for
+    /// entries written before the chain existed).
+    pub prev_hash: String,
+    /// Its own hash ([`audit_hash`] of `prev_hash` and its fields; `""` for entries written
+    /// before the chain existed).
+    pub hash: String,
+}
+
+/// The hash that chains an audit entry to the one before it: SHA-256, in lowercase hex, over
+/// `prev_hash` and the entry's `at`, `actor`, `origin`, `action`, `target`, `rows` and `detail`
+/// (each length-prefixed; its `id`, `prev_hash` and `hash` fields are not read). A [`Store`] of
+/// your own computes it for each entry it appends, from the newest entry's hash (or the latest
+/// purge's anchor, [`ReadModel::audit_anchor`], when none is left).
+pub fn audit_hash(prev_hash: &str, entry: &AuditEntry) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_be_bytes());
+        hash.update(bytes);
+    };
+    field(prev_hash.as_bytes());
+    field(&entry.at.0.to_be_bytes());
+    field(entry.actor.as_bytes());
+    field(entry.origin.as_bytes());
+    field(entry.action.as_bytes());
+    for optional in [&entry.target, &entry.detail] {
+        match optional {
+            // A tag, so that `None` and `Some("")` differ.
+            None => field(b"\0"),
+            Some(text) => field(format!("\x01{text}").as_bytes()),
+        }
+    }
+    field(&entry.rows.to_be_bytes());
+    hex::encode(hash.finalize())
 }
 
 /// The inbox at a glance.
@@ -558,6 +693,10 @@ pub enum StoreError {
         /// Where it was looked for.
         url: String,
     },
+    /// An operator action the inbox refuses as given (e.g. an audit purge within the audit
+    /// log's retention floor, an actor with no name): the reason names no stored value.
+    #[error("refused: {0}")]
+    Refused(String),
     /// The store did not answer in time (e.g. a database locked by another process).
     #[error("the inbox store did not answer within {0:?}")]
     Timeout(Duration),
@@ -833,6 +972,25 @@ pub trait ReadModel: Send + Sync + 'static {
 
     /// Audit entries at or after `since`, oldest first, at most `limit`.
     async fn audit(&self, since: UnixMillis, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Up to `limit` audit entries with an id above `after`, in id order (the chain, a page at
+    /// a time, for [`Inbox::verify_audit`](crate::Inbox::verify_audit)).
+    async fn audit_chain(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let _ = (after, limit);
+        Err(StoreError::Unsupported("an audit chain"))
+    }
+
+    /// The hash the oldest remaining audit entry chains to: the last purged entry's, as the
+    /// latest audit purge recorded it (`None`: never purged).
+    async fn audit_anchor(&self) -> Result<Option<String>, StoreError> {
+        Err(StoreError::Unsupported("an audit chain"))
+    }
+
+    /// The newest audit entry of `action` ([`Action::name`]), if any.
+    async fn last_audit(&self, action: &str) -> Result<Option<AuditEntry>, StoreError> {
+        let _ = action;
+        Err(StoreError::Unsupported("an audit chain"))
+    }
 
     /// Stored bodies by the key that seals them (`None`: in clear), erased ones left out (a
     /// scan: for `inbox status` and the console, not for probes).

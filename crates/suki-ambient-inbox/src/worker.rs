@@ -239,6 +239,10 @@ impl InboxWorker {
     ) -> Result<(), StoreError> {
         let mut shutdown = std::pin::pin!(shutdown);
         self.take_back().await;
+        // A key added, retired or dropped since the last start shows in the audit log.
+        if let Err(err) = self.inbox.record_keys().await {
+            tracing::warn!(error = %err, "suki inbox: could not record the body keys in the audit log");
+        }
         let mut pool = Pool::new(&self);
         let mut paused = Paused::default();
         let mut last_purge: Option<tokio::time::Instant> = None;
@@ -742,7 +746,7 @@ impl Job {
         // A sealed body is opened with its key; one whose key is missing fails the attempt
         // (retried, then dead: visible, never dropped) until the key is given back.
         let body = self.inbox.open_body(record, claim.body.clone());
-        let outcome = if record.attempts > self.options.max_attempts {
+        let outcome = if record.round_attempts() > self.options.max_attempts {
             // Claimed again after the last attempt crashed the worker: stop here.
             Outcome::Failed(Failure::permanent("attempts_exhausted"))
         } else {
@@ -814,13 +818,15 @@ impl Job {
                 if failure.snooze.is_some() {
                     tracing::warn!(id = record.id, kind, snoozes = record.snoozes, reason = %failure.code, "suki inbox row snoozed too often: this snooze counts as a failed attempt");
                 }
-                let next = if failure.permanent || record.attempts >= self.options.max_attempts {
+                let next = if failure.permanent
+                    || record.round_attempts() >= self.options.max_attempts
+                {
                     tracing::warn!(id = record.id, kind, attempts = record.attempts, error = %failure.code, "suki inbox row is dead");
                     crate::metrics::attempt("dead");
                     Next::Dead
                 } else {
                     let delay = backoff(
-                        record.attempts,
+                        record.round_attempts(),
                         self.options.base_delay,
                         self.options.max_delay,
                         failure.retry_after,

@@ -531,7 +531,7 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
     let shot = c.screenshot().await.expect("screenshot");
     std::fs::write(out.join("console-operators.png"), &shot).expect("write screenshot");
 
-    // Every action is in the audit log, under the token's name.
+    // Every action is in the audit log, under the token's name, the sign-in first.
     let audit = inbox.audit(UnixMillis(0), 100).await.expect("audit");
     let actions: Vec<(&str, &str, u64)> = audit
         .iter()
@@ -540,6 +540,7 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
     assert_eq!(
         actions,
         [
+            ("on-call", "sign_in", 0),
             ("on-call", "view_timeline", 0),
             ("on-call", "view_timeline", 0),
             ("on-call", "pause", 1),

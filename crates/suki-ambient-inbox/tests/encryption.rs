@@ -228,7 +228,10 @@ async fn rekey_reseals_under_the_new_key_and_the_old_one_can_go() {
         .clone()
         .with_keys(Keys::new([key(2), key(1)]).expect("keys"));
     let mut pages = 0;
-    let report = rotated.rekey(2, |_| pages += 1).await.expect("rekey");
+    let report = rotated
+        .rekey(&suki_ambient_inbox::Actor::application(), 2, |_| pages += 1)
+        .await
+        .expect("rekey");
     assert_eq!(
         (
             report.examined,
@@ -248,7 +251,10 @@ async fn rekey_reseals_under_the_new_key_and_the_old_one_can_go() {
             (Some(key(9).id().to_owned()), 1)
         ]
     );
-    let again = rotated.rekey(100, |_| {}).await.expect("again");
+    let again = rotated
+        .rekey(&suki_ambient_inbox::Actor::application(), 100, |_| {})
+        .await
+        .expect("again");
     assert_eq!(
         (again.resealed, again.current),
         (0, 6),
@@ -262,7 +268,13 @@ async fn rekey_reseals_under_the_new_key_and_the_old_one_can_go() {
         seen,
         ["clear", "old-11", "old-12", "old-13", "old-14", "old-15"]
     );
-    assert!(plain.rekey(10, |_| {}).await.is_err(), "rekey needs keys");
+    assert!(
+        plain
+            .rekey(&suki_ambient_inbox::Actor::application(), 10, |_| {})
+            .await
+            .is_err(),
+        "rekey needs keys"
+    );
 }
 
 #[cfg(feature = "postgres")]
@@ -279,7 +291,10 @@ async fn rekey_on_postgres_loses_no_row() {
     let rotated = plain
         .clone()
         .with_keys(Keys::new([key(2), key(1)]).expect("keys"));
-    let report = rotated.rekey(2, |_| {}).await.expect("rekey");
+    let report = rotated
+        .rekey(&suki_ambient_inbox::Actor::application(), 2, |_| {})
+        .await
+        .expect("rekey");
     assert_eq!((report.resealed, report.missing_key), (4, 0));
     assert_eq!(
         rotated.key_counts().await.expect("counts"),

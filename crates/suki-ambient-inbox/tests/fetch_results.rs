@@ -80,10 +80,16 @@ async fn a_503_burst_longer_than_the_clients_retries_is_recovered_by_the_worker(
         .find(|r| r.kind == suki_ambient_core::EventKind::Completed)
         .expect("completed row");
     assert_eq!(completed.attempts, 2);
-    let error = completed
-        .last_error
-        .as_deref()
-        .expect("the burst's error is kept");
+    assert_eq!(completed.last_error, None, "done: no stale error");
+    let trace = inbox
+        .trace(completed.session_id.as_ref().expect("session").as_str())
+        .await
+        .expect("trace");
+    let error = trace
+        .events
+        .iter()
+        .find_map(|e| e.code.as_deref())
+        .expect("the burst's error is kept in the timeline");
     assert!(
         error.starts_with("fetch_") && error.contains("503"),
         "{error}"

@@ -91,6 +91,16 @@ async fn a_database_locked_by_another_process_turns_health_red_then_green() {
         ),
     );
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let ready = format!("{route}/ready");
+    let answer = reqwest::get(&ready).await.expect("get");
+    assert_eq!(answer.status(), 503, "it cannot store: not ready");
+    assert!(
+        answer
+            .text()
+            .await
+            .expect("body")
+            .contains("store_unwritable")
+    );
     let answer = reqwest::get(&route).await.expect("get");
     assert_eq!(answer.status(), 503);
     assert!(
@@ -108,6 +118,58 @@ async fn a_database_locked_by_another_process_turns_health_red_then_green() {
     let health = until(&inbox, Health::is_healthy).await;
     assert!(health.is_healthy(), "green again, no restart: {health:?}");
     assert_eq!(reqwest::get(&route).await.expect("get").status(), 200);
+    assert_eq!(reqwest::get(&ready).await.expect("get").status(), 200);
+    server.abort();
+}
+
+/// Suki sends each webhook once: a receiver that can store stays ready whatever waits behind
+/// it (an EHR down for an hour), and only health (for alerting) turns red; readiness fails
+/// when the process shuts down.
+#[cfg(feature = "axum")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_turns_health_red_but_never_readiness() {
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    // A row received long ago and still pending: the backlog is far past 15 minutes.
+    inbox
+        .ingest(suki_ambient_inbox::conformance::delivery("old"))
+        .await
+        .expect("stored");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/healthz", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().nest(
+        "/healthz",
+        suki_ambient_inbox::health_router(
+            inbox.clone(),
+            HealthThresholds {
+                counts_max_age: Duration::ZERO,
+                ..eager()
+            },
+        ),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    for path in ["", "/status"] {
+        let answer = reqwest::get(format!("{base}{path}")).await.expect("get");
+        assert_eq!(answer.status(), 503, "{path}");
+        let body = answer.text().await.expect("body");
+        assert!(body.contains("oldest_unfinished_too_old"), "{body}");
+    }
+    let answer = reqwest::get(format!("{base}/ready")).await.expect("get");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.text().await.expect("body"),
+        r#"{"ready":true,"problems":[]}"#
+    );
+    inbox.shutting_down();
+    let answer = reqwest::get(format!("{base}/ready")).await.expect("get");
+    assert_eq!(answer.status(), 503);
+    assert!(answer.text().await.expect("body").contains("shutting_down"));
+    // Still storing what is sent meanwhile.
+    inbox.ingest(delivery("late")).await.expect("stored");
     server.abort();
 }
 

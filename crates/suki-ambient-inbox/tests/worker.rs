@@ -173,10 +173,20 @@ async fn the_worker_processes_each_row_once_and_retries_failures() {
         .find(|r| r.dedup_key == "b/completed")
         .expect("b");
     assert_eq!(b.attempts, 3);
+    assert_eq!(b.last_error, None, "done: no stale error");
+    let codes: Vec<_> = inbox
+        .trace(b.session_id.as_ref().expect("session").as_str())
+        .await
+        .expect("trace")
+        .events
+        .into_iter()
+        .filter(|e| e.delivery_id == b.id)
+        .filter_map(|e| e.code)
+        .collect();
     assert_eq!(
-        b.last_error.as_deref(),
-        Some("handler_failed"),
-        "the code, never the error text"
+        codes,
+        ["handler_failed", "handler_failed"],
+        "the timeline keeps the code, never the error text"
     );
     assert_eq!(counting.total(), 5);
 }
@@ -234,6 +244,43 @@ async fn permanent_errors_and_the_last_attempt_go_dead_and_can_be_retried() {
     );
     assert_eq!(by_key("permanent/completed").attempts, 1);
     assert_eq!(by_key("flaky/completed").attempts, 3);
+    // Retried while still failing: a new round of three attempts, the count going on (4, 5,
+    // 6), then dead again.
+    let flaky = by_key("flaky/completed").id;
+    assert_eq!(inbox.retry(Selection::Id(flaky)).await.expect("retry"), 1);
+    assert_eq!(
+        worker()
+            .drain(Duration::from_secs(10))
+            .await
+            .expect("drain"),
+        3
+    );
+    let row = inbox.get(flaky).await.expect("get").expect("row");
+    assert_eq!(
+        (row.state, row.attempts, row.round_start),
+        (State::Dead, 6, 3)
+    );
+    let timeline: Vec<(String, Option<u32>)> = inbox
+        .trace("flaky")
+        .await
+        .expect("trace")
+        .events
+        .into_iter()
+        .map(|e| (e.event, e.attempt))
+        .collect();
+    let expected: Vec<(String, Option<u32>)> = [
+        ("retry", Some(1)),
+        ("retry", Some(2)),
+        ("dead", Some(3)),
+        ("retried", None),
+        ("retry", Some(4)),
+        ("retry", Some(5)),
+        ("dead", Some(6)),
+    ]
+    .into_iter()
+    .map(|(e, a)| (e.to_owned(), a))
+    .collect();
+    assert_eq!(timeline, expected, "retry keeps the history");
     healed.store(true, Ordering::SeqCst);
     assert_eq!(inbox.retry(Selection::Dead).await.expect("retry"), 2);
     assert_eq!(
@@ -816,5 +863,14 @@ async fn a_panicking_handler_fails_its_attempt_and_is_retried() {
     assert_eq!(attempts, 2);
     let row = inbox.list(None, 1).await.expect("list").remove(0);
     assert_eq!((row.state, row.attempts), (State::Done, 2));
-    assert_eq!(row.last_error.as_deref(), Some("handler_panicked"));
+    assert_eq!(row.last_error, None, "done: no stale error");
+    let codes: Vec<_> = inbox
+        .trace(row.session_id.as_ref().expect("session").as_str())
+        .await
+        .expect("trace")
+        .events
+        .into_iter()
+        .filter_map(|e| e.code)
+        .collect();
+    assert_eq!(codes, ["handler_panicked"], "the timeline keeps it");
 }
