@@ -133,9 +133,9 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(err) => {
                         // Out of descriptors or a reset before accept: wait a moment, go on.
                         tracing::warn!(error = %err, "accept failed");
@@ -147,7 +147,10 @@ impl Server {
             };
             let connection = http.serve_connection(
                 TokioIo::new(stream),
-                TowerToHyperService::new(service.clone()),
+                TowerToHyperService::new(WithPeer {
+                    inner: service.clone(),
+                    peer,
+                }),
             );
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
@@ -157,6 +160,38 @@ impl Server {
             });
         }
         let _ = tokio::time::timeout(self.shutdown_grace, graceful.shutdown()).await;
+    }
+}
+
+/// A service that gives each request its connection's peer address, as axum's
+/// [`ConnectInfo`](axum::extract::ConnectInfo) (what `axum::serve` with
+/// `into_make_service_with_connect_info` does), so handlers and rate limits see the client.
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: std::net::SocketAddr,
+}
+
+impl<S> tower_service::Service<http::Request<Incoming>> for WithPeer<S>
+where
+    S: tower_service::Service<http::Request<Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Incoming>) -> Self::Future {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        self.inner.call(request)
     }
 }
 

@@ -45,8 +45,9 @@ struct Console {
     tokens: Vec<Token>,
     /// The signed-in browsers: cookie value → when it expires and whose token signed in.
     sessions: std::sync::Mutex<HashMap<String, (Instant, usize)>>,
-    /// When the sign-ins and bearer requests with a wrong token of the last minute failed.
-    failures: std::sync::Mutex<VecDeque<Instant>>,
+    /// When the sign-ins and bearer requests with a wrong token of the last minute failed, per
+    /// client ([`client_of`]).
+    failures: std::sync::Mutex<HashMap<Client, VecDeque<Instant>>>,
 }
 
 /// A token the console accepts, as values derived from it.
@@ -151,11 +152,36 @@ struct Who {
 
 /// How long a sign-in lasts.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
-/// The most signed-in browsers at once (the oldest sign-in goes first).
-const MAX_SESSIONS: usize = 256;
-/// Wrong tokens allowed per minute; past that, sign-ins are refused (429) until the minute
-/// has passed.
+/// The most signed-in browsers at once per role (a new sign-in pushes out the oldest of its own
+/// role only: viewers cannot sign operators out).
+const MAX_SESSIONS_PER_ROLE: usize = 128;
+/// Wrong tokens allowed per client per minute; past that, the client's sign-ins and bearer
+/// requests are refused (429) until the minute has passed. Other clients are not affected.
 const MAX_FAILURES_PER_MINUTE: usize = 10;
+/// The most clients whose failures are remembered (past it, those whose last failure is oldest
+/// are forgotten first).
+const MAX_FAILING_CLIENTS: usize = 4096;
+
+/// Whom a rate limit counts: the peer's IPv4 address, or its IPv6 /64 (one host holds a
+/// whole /64); `None` when the server gives no peer address (then all clients share one limit).
+type Client = Option<std::net::IpAddr>;
+
+/// The client of a request, from the connection's peer address (axum's `ConnectInfo`; a
+/// reverse proxy's clients all count as the proxy).
+fn client_of(extensions: &axum::http::Extensions) -> Client {
+    let ip = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?
+        .0
+        .ip();
+    Some(match ip {
+        std::net::IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(octets))
+        }
+        v4 => v4,
+    })
+}
 
 /// The console's axum router, to `nest` where the application wants it (e.g. `/admin/suki`).
 /// `access` is the tokens that open it: a plain token (one operator), or an [`Access`] with
@@ -212,29 +238,38 @@ async fn guard(
 ) -> Response {
     let is_login = request.method() == axum::http::Method::POST && request.uri().path() == "/login";
     let auth = console.authorized(request.headers());
-    let response = if is_login {
-        if console.too_many_failures() {
-            let nonce = nonce();
-            let mut refused = html(
-                StatusCode::TOO_MANY_REQUESTS,
-                page_shell(
-                    "Suki inbox console",
-                    &nonce,
-                    "<p class=\"bad\">Too many wrong tokens: try again in a minute.</p>",
-                ),
+    let client = client_of(request.extensions());
+    let bearer = request.headers().contains_key(header::AUTHORIZATION);
+    // A limited client's sign-ins and bearer requests are refused before any token is looked
+    // at, the right one too: a guess that succeeds must not answer differently.
+    let response = if (is_login || bearer) && console.too_many_failures(client) {
+        let nonce = nonce();
+        let mut refused = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            page_shell(
+                "Suki inbox console",
                 &nonce,
-            );
-            refused
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-            refused
-        } else {
-            next.run(request).await
-        }
+                "<p class=\"bad\">Too many wrong tokens: try again in a minute.</p>",
+            ),
+            &nonce,
+        );
+        refused
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        refused
+    } else if is_login {
+        next.run(request).await
+    } else if bearer && auth.is_none() {
+        // A wrong bearer token.
+        console.failed(client);
+        let base = base(&original, request.uri());
+        let nonce = nonce();
+        html(
+            StatusCode::UNAUTHORIZED,
+            login_page(&base, &nonce, false),
+            &nonce,
+        )
     } else if auth.is_none() {
-        if request.headers().contains_key(header::AUTHORIZATION) {
-            console.failed();
-        }
         let base = base(&original, request.uri());
         let nonce = nonce();
         html(
@@ -314,11 +349,14 @@ impl Console {
         );
         let value = derive(&self.tokens[token].session_key, &seed);
         let now = Instant::now();
+        let role = self.tokens[token].role;
         let mut sessions = lock(&self.sessions);
         sessions.retain(|_, (expires, _)| *expires > now);
-        if sessions.len() >= MAX_SESSIONS
+        let of_role = |t: &usize| self.tokens[*t].role == role;
+        if sessions.values().filter(|(_, t)| of_role(t)).count() >= MAX_SESSIONS_PER_ROLE
             && let Some(oldest) = sessions
                 .iter()
+                .filter(|(_, (_, t))| of_role(t))
                 .min_by_key(|(_, (expires, _))| *expires)
                 .map(|(k, _)| k.clone())
         {
@@ -333,25 +371,45 @@ impl Console {
         lock(&self.sessions).remove(cookie);
     }
 
-    /// Counts a wrong token.
-    fn failed(&self) {
+    /// Counts a wrong token from `client`.
+    fn failed(&self, client: Client) {
         let mut failures = lock(&self.failures);
-        failures.push_back(Instant::now());
-        if failures.len() > 4 * MAX_FAILURES_PER_MINUTE {
-            failures.pop_front();
+        if !failures.contains_key(&client) && failures.len() >= MAX_FAILING_CLIENTS {
+            let minute = Duration::from_secs(60);
+            failures.retain(|_, at| at.back().is_some_and(|last| last.elapsed() <= minute));
+            if failures.len() >= MAX_FAILING_CLIENTS
+                && let Some(stalest) = failures
+                    .iter()
+                    .min_by_key(|(_, at)| at.back().copied())
+                    .map(|(c, _)| *c)
+            {
+                failures.remove(&stalest);
+            }
+        }
+        let at = failures.entry(client).or_default();
+        at.push_back(Instant::now());
+        if at.len() > MAX_FAILURES_PER_MINUTE {
+            at.pop_front();
         }
     }
 
-    /// Whether the wrong tokens of the last minute reached the limit.
-    fn too_many_failures(&self) -> bool {
+    /// Whether `client`'s wrong tokens of the last minute reached the limit.
+    fn too_many_failures(&self, client: Client) -> bool {
         let mut failures = lock(&self.failures);
-        while failures
+        let Some(at) = failures.get_mut(&client) else {
+            return false;
+        };
+        while at
             .front()
             .is_some_and(|at| at.elapsed() > Duration::from_secs(60))
         {
-            failures.pop_front();
+            at.pop_front();
         }
-        failures.len() >= MAX_FAILURES_PER_MINUTE
+        let limited = at.len() >= MAX_FAILURES_PER_MINUTE;
+        if at.is_empty() {
+            failures.remove(&client);
+        }
+        limited
     }
 
     /// Which of the console's tokens `presented` is (constant time in its content: every token
@@ -610,7 +668,7 @@ async fn login(
     let token = console.token(form.token.trim());
     let Some(token) = token.filter(|_| same_origin(&headers)) else {
         tracing::warn!("suki console: a sign-in with a wrong token");
-        console.failed();
+        console.failed(client_of(&extensions));
         let nonce = nonce();
         return html(
             StatusCode::UNAUTHORIZED,

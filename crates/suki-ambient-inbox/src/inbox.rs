@@ -559,12 +559,14 @@ impl Inbox {
     /// Refused ([`StoreError::Refused`]) before anything is written: an actor with no name, an
     /// [`Action::PurgeAudit`] within the audit log's retention floor
     /// ([`with_audit_floor`](Self::with_audit_floor)).
+    ///
+    /// What an operator typed is bounded and cleaned here, whoever calls (the console, the CLI,
+    /// your code): the actor's name to 64 characters and its origin to 128, a reason to 500, an
+    /// id looked up to 128, a code filter to 64; control and invisible characters are shown
+    /// escaped (`\u{202e}`). A discard needs a reason.
     pub async fn act(&self, actor: &Actor, action: Action) -> Result<u64, StoreError> {
-        if actor.name.trim().is_empty() {
-            return Err(StoreError::Refused(
-                "an operator action needs an actor's name".to_owned(),
-            ));
-        }
+        let (actor, action) = bounded(actor, action)?;
+        let actor = &actor;
         if let Action::PurgeAudit { before } = &action {
             self.check_audit_floor(*before)?;
             self.record_audit_floor().await?;
@@ -822,6 +824,50 @@ impl Inbox {
     pub(crate) fn now(&self) -> UnixMillis {
         self.inner.clock.now()
     }
+}
+
+/// The most characters of an operator's reason ([`Inbox::act`]).
+pub(crate) const MAX_REASON: usize = 500;
+
+/// `actor` and `action` bounded and cleaned as [`Inbox::act`] says; refused when a name or a
+/// discard's reason is empty.
+fn bounded(actor: &Actor, action: Action) -> Result<(Actor, Action), StoreError> {
+    use crate::display::clean;
+    let refused = |why: &str| StoreError::Refused(why.to_owned());
+    let name = clean(actor.name.trim(), 64);
+    if name.is_empty() {
+        return Err(refused("an operator action needs an actor's name"));
+    }
+    let actor = Actor::new(name, clean(actor.origin.trim(), 128));
+    let text = |t: &str, max: usize| clean(t.trim(), max);
+    let action = match action {
+        Action::Discard { id, reason } => {
+            let reason = text(&reason, MAX_REASON);
+            if reason.is_empty() {
+                return Err(refused("a discard needs a reason"));
+            }
+            Action::Discard { id, reason }
+        }
+        Action::Pause { kind, reason } => Action::Pause {
+            kind,
+            reason: reason
+                .map(|r| text(&r, MAX_REASON))
+                .filter(|r| !r.is_empty()),
+        },
+        Action::ViewTimeline { target } => Action::ViewTimeline {
+            target: text(&target, 128),
+        },
+        Action::SignIn { role } => Action::SignIn {
+            role: text(&role, 32),
+        },
+        Action::Retry(crate::Selection::DeadMatching(mut filter)) => {
+            filter.code = filter.code.map(|c| text(&c, 64));
+            filter.code_prefix = filter.code_prefix.map(|c| text(&c, 64));
+            Action::Retry(crate::Selection::DeadMatching(filter))
+        }
+        other => other,
+    };
+    Ok((actor, action))
 }
 
 /// Walks the audit chain of `store` ([`Inbox::verify_audit`]).

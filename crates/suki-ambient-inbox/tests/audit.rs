@@ -177,6 +177,60 @@ async fn the_audit_purge_keeps_its_floor_and_records_a_lower_one() {
     assert!(matches!(nobody, Err(StoreError::Refused(_))), "{nobody:?}");
 }
 
+/// Whoever calls `Inbox::act` (the console, the CLI, an application's own admin page), what an
+/// operator typed is bounded and cleaned before it is stored.
+#[tokio::test]
+async fn operator_input_is_bounded_and_cleaned_in_the_library() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (inbox, _url, _clock) = sqlite(dir.path()).await;
+    let long = format!("{}\u{202e}\n", "r".repeat(10_000));
+    let actor = Actor::new(format!("{}\u{7}", "a".repeat(1_000)), "o".repeat(1_000));
+    inbox
+        .act(
+            &actor,
+            Action::Pause {
+                kind: None,
+                reason: Some(long.clone()),
+            },
+        )
+        .await
+        .expect("pause");
+    inbox
+        .act(&actor, Action::ViewTimeline { target: long })
+        .await
+        .expect("view");
+    let entries = inbox.audit(UnixMillis(0), 10).await.expect("audit");
+    for entry in &entries {
+        assert!(entry.actor.chars().count() <= 65, "{}", entry.actor.len());
+        assert!(entry.origin.chars().count() <= 129);
+        for text in [&entry.detail, &entry.target].into_iter().flatten() {
+            assert!(text.chars().count() <= 501, "{}", text.len());
+            assert!(!text.chars().any(char::is_control), "no control characters");
+        }
+    }
+    assert_eq!(
+        inbox.pauses().await.expect("pauses")[0]
+            .reason
+            .as_ref()
+            .map(|r| r.chars().count()),
+        Some(501),
+        "500 characters and the ellipsis"
+    );
+    let no_reason = inbox
+        .act(
+            &operator(),
+            Action::Discard {
+                id: 1,
+                reason: " \n ".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(no_reason, Err(StoreError::Refused(_))),
+        "{no_reason:?}"
+    );
+}
+
 #[tokio::test]
 async fn purges_rekeys_and_key_changes_are_recorded() {
     let dir = tempfile::tempdir().expect("dir");

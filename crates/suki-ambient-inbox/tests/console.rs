@@ -573,7 +573,13 @@ async fn serve_console(inbox: Inbox) -> (String, tokio::task::JoinHandle<std::io
     let base = format!("http://{}/admin/suki", listener.local_addr().expect("addr"));
     (
         base,
-        tokio::spawn(async move { axum::serve(listener, app).await }),
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+        }),
     )
 }
 
@@ -718,9 +724,102 @@ async fn sign_ins_expire_sign_out_revokes_and_wrong_tokens_are_limited() {
     assert_eq!(
         limited.status(),
         429,
-        "even the right token waits out the minute"
+        "even the right token waits out the minute, from that client"
     );
     assert_eq!(limited.headers()["retry-after"], "60");
     assert_secured(&limited, "429");
+
+    // The limit is per client: the operator at another address is not locked out.
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .expect("http")
+    };
+    let operator = from([127, 0, 0, 2]);
+    let answer = operator
+        .post(format!("{base}/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(answer.status(), 303, "another client signs in");
+
+    // Wrong bearer tokens count and are limited the same way, per client.
+    let guesser = from([127, 0, 0, 3]);
+    for _ in 0..10 {
+        let answer = guesser
+            .get(base.clone())
+            .bearer_auth("wrong-token-yyyyyyyy")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(answer.status(), 401);
+    }
+    let answer = guesser
+        .get(base.clone())
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(answer.status(), 429, "the guesser waits out the minute");
+    let answer = operator
+        .get(base.clone())
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(answer.status(), 200, "others are not affected");
+    server.abort();
+}
+
+/// A viewer signing in again and again pushes out only viewers' older sign-ins, never an
+/// operator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_cannot_sign_operators_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let (base, server) = serve_console(inbox.clone()).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    let sign_in = |token: &'static str| {
+        http.post(format!("{base}/login"))
+            .form(&[("token", token)])
+            .send()
+    };
+    let cookie = |answer: reqwest::Response| {
+        answer.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned()
+    };
+    let operator = cookie(sign_in(TOKEN).await.expect("sign in"));
+    let first_viewer = cookie(sign_in(VIEWER_TOKEN).await.expect("sign in"));
+    for _ in 0..200 {
+        assert_eq!(sign_in(VIEWER_TOKEN).await.expect("sign in").status(), 303);
+    }
+    let status = |cookie: String| http.get(base.clone()).header("cookie", cookie).send();
+    assert_eq!(status(operator).await.expect("get").status(), 200);
+    assert_eq!(
+        status(first_viewer).await.expect("get").status(),
+        401,
+        "the oldest viewer's sign-in went"
+    );
+    let sign_ins = inbox
+        .audit(suki_ambient_core::UnixMillis(0), 1_000)
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|e| e.action == "sign_in")
+        .count();
+    assert_eq!(sign_ins, 202, "every sign-in is recorded");
     server.abort();
 }
