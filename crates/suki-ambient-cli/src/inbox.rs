@@ -716,14 +716,7 @@ pub(crate) async fn expect(
             .0
             .saturating_add(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX)),
     );
-    let new = inbox
-        .store()
-        .register(suki_ambient_inbox::NewExpectation {
-            expected: &expected,
-            first_check,
-            now: UnixMillis::now(),
-        })
-        .await?;
+    let new = inbox.register_expected(&expected, first_check).await?;
     let session = clean(expected.session_id.as_str(), MAX_TEXT);
     if json {
         println!(

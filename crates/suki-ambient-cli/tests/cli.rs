@@ -699,7 +699,9 @@ async fn inbox_trace_controls_and_audit() {
         .iter()
         .map(|k| delivery(k))
         .collect();
-    inbox.store().insert(&rows).await.unwrap();
+    for row in rows {
+        inbox.ingest(row).await.unwrap();
+    }
     let handler = |event: WebhookEvent, _meta: InboxMeta| async move {
         match event.session_id().map(|s| s.as_str().to_owned()).as_deref() {
             Some("session-auth-1" | "session-auth-2") => {
@@ -1009,7 +1011,7 @@ async fn inbox_output_escapes_control_characters() {
         "evil\u{1b}]0;pwned\u{7}\u{1b}[2J",
     ));
     row.dedup_key = "evil\u{1b}[2J/completed".to_owned();
-    inbox.store().insert(&[row]).await.unwrap();
+    inbox.ingest(row).await.unwrap();
     let list = run(&["inbox", "--url", &url, "list"], None, b"");
     let show = run(&["inbox", "--url", &url, "show", "1"], None, b"");
     for out in [&list, &show] {

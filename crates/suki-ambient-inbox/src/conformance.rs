@@ -665,6 +665,10 @@ async fn bodies_are_erased_after_their_retention(store: &impl Store) {
         .expect("insert");
     let claims = store.claim(req("w", at(1), 3)).await.expect("claim");
     complete_each(store, &claims, &[100, 200, 1_000]).await;
+    // A re-seal that read the bodies before an erase (the race of `inbox rekey` with the
+    // hourly erase) never writes an erased body back.
+    let read_before = store.bodies(0, 10).await.expect("bodies");
+    assert_eq!(read_before.len(), 3);
     let mut keys = store.key_counts().await.expect("keys");
     keys.sort();
     assert_eq!(
@@ -688,6 +692,25 @@ async fn bodies_are_erased_after_their_retention(store: &impl Store) {
     );
     let bodies = store.bodies(0, 10).await.expect("bodies");
     assert_eq!(bodies.len(), 1, "{step}: erased bodies are not re-sealed");
+    let stale: Vec<crate::Resealed> = read_before
+        .iter()
+        .map(|b| crate::Resealed {
+            id: b.id,
+            was: b.key_id.clone(),
+            key_id: "k2".into(),
+            body: b.body.clone(),
+        })
+        .collect();
+    assert_eq!(
+        store.reseal(&stale).await.expect("reseal"),
+        1,
+        "{step}: only the body not erased is re-sealed"
+    );
+    assert_eq!(
+        store.key_counts().await.expect("keys"),
+        [(Some("k2".to_owned()), 1)],
+        "{step}: the erased bodies stay erased"
+    );
     let row = store
         .get(claims[0].record.id)
         .await

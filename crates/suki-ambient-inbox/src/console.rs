@@ -1240,10 +1240,10 @@ async fn dashboard(
     let health = inbox.health(&crate::HealthThresholds::default()).await;
     let status = inbox.status().await?;
     let hours = inbox
-        .store()
+        .backend()
         .hourly(UnixMillis(now.0.saturating_sub(DAY)))
         .await?;
-    let expectations = inbox.store().expectation_counts().await?;
+    let expectations = inbox.backend().expectation_counts().await?;
     let dead = inbox.list(Some(State::Dead), 100).await?;
     // Every row being retried, however many new rows are pending in front of it.
     let stuck = inbox.retrying(STUCK_SHOWN).await?;
@@ -1515,6 +1515,9 @@ fn verdict(
                 }
                 crate::Problem::TooManyDead => "too many dead letters (too_many_dead)",
                 crate::Problem::ShuttingDown => "this process is shutting down (shutting_down)",
+                crate::Problem::BodyKeysMissing => {
+                    "stored bodies are sealed under a key this process does not hold (body_keys_missing)"
+                }
             }
             .to_owned()
         })

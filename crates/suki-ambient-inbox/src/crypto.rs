@@ -77,10 +77,19 @@ impl BodyKey {
 
     /// `plain` sealed under this key with `aad` (the inbox uses the row's dedup key): the format
     /// byte, the nonce, then the ciphertext and its tag, as the inbox stores a body.
+    /// Empty only when AWS-LC has no randomness or the body is past AES-GCM's 64 GiB limit
+    /// (the inbox's own writes then fail rather than store it).
     pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
-        // A fresh random nonce from the thread's CSPRNG (ChaCha12, seeded and reseeded from the
-        // OS): AWS-LC's own generator costs twice the encryption, a system call per body as much.
-        let nonce: [u8; NONCE_LEN] = rand::random();
+        self.try_seal(aad, plain).unwrap_or_default()
+    }
+
+    /// [`seal`](Self::seal), `None` where it would be empty.
+    pub(crate) fn try_seal(&self, aad: &[u8], plain: &[u8]) -> Option<Vec<u8>> {
+        // A fresh random nonce from AWS-LC's own generator (its CTR-DRBG, seeded from the OS):
+        // the module that encrypts also makes its nonces, as a FIPS reading asks.
+        let mut nonce = [0u8; NONCE_LEN];
+        // No randomness: nothing sealed, never a predictable nonce.
+        aws_lc_rs::rand::fill(&mut nonce).ok()?;
         // Encrypted in place in the stored body's own buffer: one allocation, no copy.
         let mut out = Vec::with_capacity(1 + NONCE_LEN + plain.len() + TAG_LEN);
         out.push(FORMAT_AES_256_GCM);
@@ -93,9 +102,9 @@ impl BodyKey {
         ) {
             Ok(tag) => out.extend_from_slice(tag.as_ref()),
             // AES-GCM fails only past its length limit (64 GiB); bodies are kilobytes.
-            Err(_) => out.clear(),
+            Err(_) => return None,
         }
-        out
+        Some(out)
     }
 
     /// What [`seal`](Self::seal) sealed, if this key and `aad` open it (`None`: another key,
@@ -147,7 +156,9 @@ pub enum KeyError {
 /// Where the inbox's body keys come from: the one that encrypts new bodies, and any by id to
 /// decrypt. Implement it to take keys from a KMS (cache them: it is called for every row).
 pub trait KeyProvider: Send + Sync + 'static {
-    /// The key new bodies are encrypted with; `None` stores them in clear.
+    /// The key new bodies are encrypted with. `None`: none now (a KMS not answering): an inbox
+    /// given this provider then refuses to store (503 to Suki, health red) rather than store a
+    /// body in clear.
     fn current(&self) -> Option<Arc<BodyKey>>;
 
     /// The key with this id, if this provider has it.

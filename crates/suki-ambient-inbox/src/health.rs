@@ -82,6 +82,10 @@ pub enum Problem {
     TooManyDead,
     /// This process is shutting down ([`Inbox::shutting_down`]).
     ShuttingDown,
+    /// Stored bodies are sealed under a key this process does not hold: their rows will fail
+    /// (`body_key_missing_<id>`) until the key is given back ([`Inbox::with_keys`]). Read at
+    /// most every 10 minutes.
+    BodyKeysMissing,
 }
 
 impl Problem {
@@ -94,6 +98,7 @@ impl Problem {
             Self::WorkerStalled => "worker_stalled",
             Self::TooManyDead => "too_many_dead",
             Self::ShuttingDown => "shutting_down",
+            Self::BodyKeysMissing => "body_keys_missing",
         }
     }
 }
@@ -192,6 +197,9 @@ impl Inbox {
         if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
             problems.push(Problem::WorkerStalled);
         }
+        if self.body_keys_missing().await {
+            problems.push(Problem::BodyKeysMissing);
+        }
         let mut paused = Vec::new();
         let (reachable, oldest, dead) = match self.recent_status(thresholds.counts_max_age).await {
             Some((status, pauses)) => {
@@ -278,7 +286,7 @@ impl Inbox {
         }
         let result = match tokio::time::timeout(
             thresholds.write_probe_timeout,
-            self.store().probe(self.now()),
+            self.backend().probe(self.now()),
         )
         .await
         {

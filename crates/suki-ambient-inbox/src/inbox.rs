@@ -58,6 +58,9 @@ struct Inner {
     keys: Option<Arc<dyn crate::KeyProvider>>,
     /// How long audit entries are kept at least ([`Inbox::with_audit_floor`]).
     audit_floor: Duration,
+    /// Whether stored bodies are sealed under keys this inbox does not hold, and when that
+    /// was last read (health's `body_keys_missing`; a scan, so at most every 10 minutes).
+    pub(crate) keys_missing: tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>>,
 }
 
 /// The audit log's retention floor by default: six years (HIPAA's retention for such
@@ -201,6 +204,7 @@ impl Inbox {
                 health_cache: Arc::default(),
                 keys: None,
                 audit_floor: AUDIT_FLOOR,
+                keys_missing: tokio::sync::Mutex::default(),
             }),
         }
     }
@@ -234,6 +238,7 @@ impl Inbox {
                 health_cache: Arc::default(),
                 keys,
                 audit_floor: self.inner.audit_floor,
+                keys_missing: tokio::sync::Mutex::default(),
             }),
         }
     }
@@ -287,24 +292,24 @@ impl Inbox {
 
     /// What an attempt fetched, sealed for keeping as bodies are (under the current key, the
     /// dedup key and `fetched` as associated data; clear without keys): a byte of key id
-    /// length (0: clear), the key id, then the sealed or clear bytes.
-    pub(crate) fn seal_fetched(&self, dedup_key: &str, plain: &[u8]) -> Vec<u8> {
-        match self.inner.keys.as_ref().and_then(|k| k.current()) {
-            Some(key) if !key.id().is_empty() && key.id().len() <= 255 => {
-                let sealed = key.seal(&fetched_aad(dedup_key), plain);
-                let mut out = Vec::with_capacity(1 + key.id().len() + sealed.len());
-                out.push(u8::try_from(key.id().len()).unwrap_or(0));
-                out.extend_from_slice(key.id().as_bytes());
-                out.extend_from_slice(&sealed);
-                out
-            }
-            _ => {
-                let mut out = Vec::with_capacity(1 + plain.len());
-                out.push(0);
-                out.extend_from_slice(plain);
-                out
-            }
-        }
+    /// length (0: clear), the key id, then the sealed or clear bytes. `None` when the inbox has
+    /// keys but no usable current one: nothing is kept in clear.
+    pub(crate) fn seal_fetched(&self, dedup_key: &str, plain: &[u8]) -> Option<Vec<u8>> {
+        let Some(keys) = self.inner.keys.as_ref() else {
+            let mut out = Vec::with_capacity(1 + plain.len());
+            out.push(0);
+            out.extend_from_slice(plain);
+            return Some(out);
+        };
+        let key = keys
+            .current()
+            .filter(|k| !k.id().is_empty() && k.id().len() <= 255)?;
+        let sealed = key.try_seal(&fetched_aad(dedup_key), plain)?;
+        let mut out = Vec::with_capacity(1 + key.id().len() + sealed.len());
+        out.push(u8::try_from(key.id().len()).ok()?);
+        out.extend_from_slice(key.id().as_bytes());
+        out.extend_from_slice(&sealed);
+        Some(out)
     }
 
     /// [`seal_fetched`](Self::seal_fetched)'s bytes opened; `None` when its key is not held or
@@ -352,8 +357,34 @@ impl Inbox {
         &self.inner.health_cache
     }
 
-    /// The store.
-    pub fn store(&self) -> &dyn Store {
+    /// What the store can tell (counts, rows, timelines, expectations, the audit log): read
+    /// only. Everything that writes goes through the inbox's own methods, so that every body is
+    /// sealed on the one path that writes it ([`ingest`](Self::ingest)) and every operator
+    /// action is audited ([`act`](Self::act)).
+    pub fn store(&self) -> &dyn crate::ReadModel {
+        &*self.inner.store
+    }
+
+    /// Registers `session` as expected, first checked at `first_check` (what
+    /// [`Reconciler::register`](crate::Reconciler::register) does with its grace period);
+    /// `false` when it was already registered.
+    pub async fn register_expected(
+        &self,
+        session: &crate::ExpectedSession,
+        first_check: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .store
+            .register(crate::NewExpectation {
+                expected: session,
+                first_check,
+                now: self.now(),
+            })
+            .await
+    }
+
+    /// The whole store, for the inbox's own parts (worker, reconciler, console).
+    pub(crate) fn backend(&self) -> &dyn Store {
         &*self.inner.store
     }
 
@@ -435,7 +466,22 @@ impl Inbox {
         // `DeliveryQueue::insert_with_key`): sealing on each request's task instead cost a second
         // copy of every body, allocated on one thread and freed on another (ingest at c=64 on
         // SQLite: 0.95x of clear against 0.98x; docs/benchmarks.md).
-        let key = self.inner.keys.as_ref().and_then(|k| k.current());
+        // An inbox given keys never stores a body in clear: without a current key the write is
+        // refused (the receiver answers 503, health turns red), never done in clear.
+        let key = match self.inner.keys.as_ref() {
+            None => None,
+            Some(keys) => match keys.current() {
+                Some(key) => Some(key),
+                None => {
+                    let refused = Err(StoreError::NoCurrentKey);
+                    self.wrote(&refused);
+                    tracing::error!(
+                        "suki inbox refuses to store bodies: its key provider has no current key"
+                    );
+                    return refused;
+                }
+            },
+        };
         let result = self
             .inner
             .store
@@ -755,11 +801,14 @@ impl Inbox {
                     report.missing_key += 1;
                     continue;
                 };
+                let sealed = current
+                    .try_seal(stored.dedup_key.as_bytes(), &plain)
+                    .ok_or(StoreError::SealFailed)?;
                 resealed.push(crate::Resealed {
                     id: stored.id,
                     was: stored.key_id,
                     key_id: current.id().to_owned(),
-                    body: bytes::Bytes::from(current.seal(stored.dedup_key.as_bytes(), &plain)),
+                    body: bytes::Bytes::from(sealed),
                 });
             }
             report.resealed += self.inner.store.reseal(&resealed).await?;
@@ -815,6 +864,35 @@ impl Inbox {
     /// before. Call it when your server starts its graceful shutdown.
     pub fn shutting_down(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether stored bodies are sealed under a key this inbox does not hold: read at most every
+    /// 10 minutes (a scan of the bodies' key ids, given at most 500 ms; the last answer is kept
+    /// when it takes longer or fails).
+    pub(crate) async fn body_keys_missing(&self) -> bool {
+        const EVERY: Duration = Duration::from_secs(600);
+        let mut last = self.inner.keys_missing.lock().await;
+        if let Some((at, missing)) = *last
+            && at.elapsed() < EVERY
+        {
+            return missing;
+        }
+        let held: Vec<String> = self
+            .inner
+            .keys
+            .as_ref()
+            .map(|k| k.ids())
+            .unwrap_or_default();
+        let read =
+            tokio::time::timeout(Duration::from_millis(500), self.inner.store.key_counts()).await;
+        let missing = match read {
+            Ok(Ok(counts)) => counts
+                .iter()
+                .any(|(id, _)| id.as_ref().is_some_and(|id| !held.contains(id))),
+            _ => last.map(|(_, missing)| missing).unwrap_or(false),
+        };
+        *last = Some((tokio::time::Instant::now(), missing));
+        missing
     }
 
     pub(crate) fn is_draining(&self) -> bool {

@@ -222,14 +222,7 @@ impl Reconciler {
     /// was already registered.
     pub async fn register(&self, session: ExpectedSession) -> Result<bool, StoreError> {
         let first_check = UnixMillis(session.ended_at.0.saturating_add(millis(self.grace)));
-        self.inbox
-            .store()
-            .register(crate::NewExpectation {
-                expected: &session,
-                first_check,
-                now: self.inbox.now(),
-            })
-            .await
+        self.inbox.register_expected(&session, first_check).await
     }
 
     /// Runs on a new task: checks what is due every `every` (e.g. 30 s) until
@@ -267,7 +260,7 @@ impl Reconciler {
         loop {
             let claims = self
                 .inbox
-                .store()
+                .backend()
                 .claim_expectations(crate::ClaimRequest {
                     owner: &self.owner,
                     now: self.inbox.now(),
@@ -318,7 +311,7 @@ impl Reconciler {
             // The pass's bookkeeping in one transaction.
             let recorded = self
                 .inbox
-                .store()
+                .backend()
                 .finish_checks(self.inbox.now(), &finished)
                 .await?;
             for (check, recorded) in finished.iter().zip(recorded) {
@@ -334,7 +327,7 @@ impl Reconciler {
     pub async fn sweep(&self, window: Duration) -> Result<CheckReport, StoreError> {
         let now = self.inbox.now();
         let since = UnixMillis(now.0.saturating_sub(millis(window)));
-        self.inbox.store().sweep(since, now).await?;
+        self.inbox.backend().sweep(since, now).await?;
         self.check_due().await
     }
 

@@ -799,8 +799,10 @@ pub(crate) const BODIES: &str = "SELECT id, dedup_key, key_id, body FROM suki_in
      WHERE id > $1 AND body_erased_at IS NULL ORDER BY id LIMIT $2";
 
 /// A body re-sealed, if the row's key is still the one it was read with.
+/// (Never a body erased meanwhile: an erased row's key id is cleared, which matches a body read
+/// in clear.)
 pub(crate) const RESEAL: &str = "UPDATE suki_inbox_deliveries SET body = $1, key_id = $2 \
-     WHERE id = $3 AND key_id IS NOT DISTINCT FROM $4";
+     WHERE id = $3 AND key_id IS NOT DISTINCT FROM $4 AND body_erased_at IS NULL";
 
 pub(crate) const TRACE_BY_SESSION: &str = concat!(
     "SELECT ",
@@ -1104,7 +1106,10 @@ sql_impl! {
                 // A body to seal is sealed into an argument the statement owns: no copy of it.
                 query = match key.filter(|_| d.key_id.is_none()) {
                     Some(key) => query
-                        .bind(key.seal(d.dedup_key.as_bytes(), &d.body))
+                        .bind(
+                            key.try_seal(d.dedup_key.as_bytes(), &d.body)
+                                .ok_or(StoreError::SealFailed)?,
+                        )
                         .bind(Some(key.id())),
                     None => query.bind(&d.body[..]).bind(d.key_id.as_deref()),
                 };

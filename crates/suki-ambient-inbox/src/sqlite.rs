@@ -87,6 +87,9 @@ impl SqlStore<SqliteDialect> {
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            // What is deleted or replaced (an erased body, a purged row, a body re-sealed) is
+            // overwritten with zeros in the file, not left in its free pages.
+            .pragma("secure_delete", "ON")
             .busy_timeout(BUSY_TIMEOUT);
         // An in-memory database exists once per connection: keep it to one.
         let max = if memory {

@@ -130,12 +130,15 @@ pub struct NewDelivery {
 impl NewDelivery {
     /// This delivery with its body sealed under `key` and its key id set, unless it is sealed
     /// already.
-    pub(crate) fn sealed_with(mut self, key: &crate::BodyKey) -> Self {
+    pub(crate) fn sealed_with(mut self, key: &crate::BodyKey) -> Result<Self, StoreError> {
         if self.key_id.is_none() {
-            self.body = Bytes::from(key.seal(self.dedup_key.as_bytes(), &self.body));
+            let sealed = key
+                .try_seal(self.dedup_key.as_bytes(), &self.body)
+                .ok_or(StoreError::SealFailed)?;
+            self.body = Bytes::from(sealed);
             self.key_id = Some(key.id().to_owned());
         }
-        self
+        Ok(self)
     }
 }
 
@@ -693,6 +696,15 @@ pub enum StoreError {
         /// Where it was looked for.
         url: String,
     },
+    /// The inbox was given keys ([`Inbox::with_keys`](crate::Inbox::with_keys)) but its
+    /// provider has no current key: bodies are not stored in clear instead, the delivery is
+    /// refused (503 to Suki, health red) until the provider has one.
+    #[error("the inbox's key provider has no current key: bodies are not stored in clear")]
+    NoCurrentKey,
+    /// A body could not be sealed (AWS-LC had no randomness): the delivery is refused (503)
+    /// rather than stored in clear or empty.
+    #[error("a body could not be sealed")]
+    SealFailed,
     /// An operator action the inbox refuses as given (e.g. an audit purge within the audit
     /// log's retention floor, an actor with no name): the reason names no stored value.
     #[error("refused: {0}")]
@@ -807,8 +819,10 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     ) -> Result<Vec<Stored>, StoreError> {
         match key {
             Some(key) if batch.iter().any(|d| d.key_id.is_none()) => {
-                let sealed: Vec<NewDelivery> =
-                    batch.iter().map(|d| d.clone().sealed_with(key)).collect();
+                let sealed = batch
+                    .iter()
+                    .map(|d| d.clone().sealed_with(key))
+                    .collect::<Result<Vec<NewDelivery>, StoreError>>()?;
                 self.insert(&sealed).await
             }
             _ => self.insert(batch).await,

@@ -145,7 +145,7 @@ impl Paused {
             return;
         }
         self.read_at = Some(tokio::time::Instant::now());
-        if let Ok(pauses) = worker.inbox.store().pauses().await {
+        if let Ok(pauses) = worker.inbox.backend().pauses().await {
             let all = pauses.iter().any(|p| p.kind.is_none());
             let kinds: Vec<_> = pauses.into_iter().filter_map(|p| p.kind).collect();
             if all != self.all || kinds != self.kinds {
@@ -206,7 +206,7 @@ impl InboxWorker {
         inbox: Inbox,
         handler: impl crate::TransactionalHandler,
     ) -> Result<InboxWorkerBuilder, StoreError> {
-        if inbox.store().postgres().is_none() {
+        if inbox.backend().postgres().is_none() {
             return Err(StoreError::NotPostgres);
         }
         Ok(InboxWorkerBuilder::new(
@@ -316,7 +316,7 @@ impl InboxWorker {
             now,
             until: UnixMillis(now.0.saturating_add(MAINTENANCE_LEASE_MS)),
         };
-        let leading = match self.inbox.store().lead(lead).await {
+        let leading = match self.inbox.backend().lead(lead).await {
             Ok(leading) => leading,
             Err(err) => {
                 tracing::warn!(error = %err, "suki inbox worker could not take the maintenance lease");
@@ -351,7 +351,7 @@ impl InboxWorker {
         }
         match self
             .inbox
-            .store()
+            .backend()
             .release_owner(&self.options.owner, self.inbox.now())
             .await
         {
@@ -391,7 +391,7 @@ impl InboxWorker {
                 continue;
             }
             if n == 0 {
-                let counts = self.inbox.store().counts().await?;
+                let counts = self.inbox.backend().counts().await?;
                 let left = tokio::time::Instant::now() < until;
                 if counts.pending + counts.running == 0 || !left {
                     return Ok(attempts);
@@ -679,7 +679,7 @@ impl Pool {
         for lease in leftover {
             match worker
                 .inbox
-                .store()
+                .backend()
                 .release(lease, worker.inbox.now())
                 .await
             {
@@ -903,7 +903,10 @@ impl Job {
         let Some(plain) = kept.take_now().filter(|p| p.len() <= MOST) else {
             return;
         };
-        let blob = self.inbox.seal_fetched(&record.dedup_key, &plain);
+        // With keys but no current one, nothing is kept in clear: fetched again next time.
+        let Some(blob) = self.inbox.seal_fetched(&record.dedup_key, &plain) else {
+            return;
+        };
         if let Err(err) = store.keep_fetched(lease, &blob).await {
             tracing::warn!(id = record.id, error = %err, "suki inbox could not keep what the attempt fetched; the next attempt fetches it again");
         }
@@ -927,7 +930,7 @@ impl Job {
                 }
             }
             #[cfg(feature = "postgres")]
-            Runner::Transactional(handler) => match self.inbox.store().postgres() {
+            Runner::Transactional(handler) => match self.inbox.backend().postgres() {
                 Some(store) => {
                     crate::postgres::attempt(
                         &**handler,
@@ -954,7 +957,7 @@ async fn listen(inbox: Inbox, pause: Duration) {
     // flooding the log; the poll carries the work meanwhile.
     let mut wait = pause.max(Duration::from_millis(100));
     loop {
-        match inbox.store().subscribe().await {
+        match inbox.backend().subscribe().await {
             Ok(None) => return,
             Ok(Some(mut wakeups)) => {
                 wait = pause.max(Duration::from_millis(100));

@@ -11,7 +11,10 @@ use std::time::Duration;
 use fantoccini::{ClientBuilder, Locator};
 use suki_ambient_core::{HandlerError, UnixMillis, WebhookEvent};
 use suki_ambient_inbox::conformance::{delivery, expected};
-use suki_ambient_inbox::{CheckOutcome, Inbox, InboxMeta, InboxWorker, Permanent, Source, State};
+use suki_ambient_inbox::{
+    CheckOutcome, DeliveryQueue as _, Expectations as _, Inbox, InboxMeta, InboxWorker, Permanent,
+    Source, State,
+};
 
 const TOKEN: &str = "console-test-token-6f1c2a";
 const VIEWER_TOKEN: &str = "console-viewer-token-93be07";
@@ -42,7 +45,10 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
     let now = UnixMillis::now();
     // The reconciler's side: five sessions expected; two webhooks arrive, one is recovered by a
     // poll, one is still awaited, one was given up.
-    let store = inbox.store();
+    // Seeded from outside, through a store of its own on the same file.
+    let store = suki_ambient_inbox::SqliteStore::connect(&common::sqlite_url(dir, "inbox.db"))
+        .await
+        .expect("store");
     for key in ["ok-1", "ok-2", "lost-1", "waiting-1", "quiet-1"] {
         let next_check = if key == "quiet-1" {
             now

@@ -48,8 +48,7 @@ async fn a_paused_inbox_stores_but_no_worker_claims_until_resumed() {
     };
     assert_eq!(inbox.act(&operator(), pause).await.expect("pause"), 1);
     inbox
-        .store()
-        .insert(&[delivery("a")])
+        .ingest(delivery("a"))
         .await
         .expect("stored while paused");
     let (seen, handler) = recorder();
@@ -128,11 +127,8 @@ async fn a_running_worker_stops_claiming_a_paused_kind_within_a_poll() {
     failed.body = bytes::Bytes::from_static(
         br#"{"status":"failure","session_id":"session-f","encounter_id":"encounter","error_code":"x","error_detail":"y"}"#,
     );
-    inbox
-        .store()
-        .insert(&[delivery("c"), failed])
-        .await
-        .expect("insert");
+    inbox.ingest(delivery("c")).await.expect("insert");
+    inbox.ingest(failed).await.expect("insert");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while seen.lock().expect("lock").is_empty() {
         assert!(std::time::Instant::now() < deadline, "the failed event");
@@ -164,11 +160,7 @@ async fn a_running_worker_stops_claiming_a_paused_kind_within_a_poll() {
 async fn a_snooze_spends_no_attempt_until_the_bound_then_counts() {
     let dir = tempfile::tempdir().expect("dir");
     let inbox = inbox(&dir).await;
-    inbox
-        .store()
-        .insert(&[delivery("s")])
-        .await
-        .expect("insert");
+    inbox.ingest(delivery("s")).await.expect("insert");
     let calls = Arc::new(Mutex::new(0u32));
     let handler = {
         let calls = Arc::clone(&calls);
@@ -227,7 +219,9 @@ async fn a_rate_limited_worker_processes_everything() {
     let dir = tempfile::tempdir().expect("dir");
     let inbox = inbox(&dir).await;
     let rows: Vec<_> = (0..6).map(|i| delivery(&format!("r{i}"))).collect();
-    inbox.store().insert(&rows).await.expect("insert");
+    for row in rows {
+        inbox.ingest(row).await.expect("insert");
+    }
     let (seen, handler) = recorder();
     InboxWorker::builder(inbox.clone(), handler)
         .concurrency(6)

@@ -78,6 +78,14 @@ async fn drain(inbox: &Inbox) -> Vec<String> {
     seen.lock().expect("lock").clone()
 }
 
+/// The SQLite database file and its WAL in `dir`, each with its bytes.
+fn scan(dir: &std::path::Path) -> Vec<(&'static str, Vec<u8>)> {
+    ["inbox.db", "inbox.db-wal"]
+        .into_iter()
+        .map(|file| (file, std::fs::read(dir.join(file)).unwrap_or_default()))
+        .collect()
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -87,11 +95,25 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_body_is_nowhere_in_the_sqlite_files_and_is_processed() {
+    let marker = format!("PHI-MARKER-{:016x}", fastrand::u64(..));
+    // The positive control: without keys the same scan finds the marker, so its absence below
+    // means something.
+    let control = tempfile::tempdir().expect("dir");
+    let plain = Inbox::connect(&common::sqlite_url(control.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    deliver(&plain, event(1, &marker)).await;
+    assert!(
+        scan(control.path())
+            .iter()
+            .any(|(_, b)| contains(b, &marker)),
+        "the scan finds a body stored in clear"
+    );
+
     let dir = tempfile::tempdir().expect("dir");
     let url = common::sqlite_url(dir.path(), "inbox.db");
     let keys = Keys::new([key(1)]).expect("keys");
     let inbox = Inbox::connect(&url).await.expect("inbox").with_keys(keys);
-    let marker = format!("PHI-MARKER-{:016x}", fastrand::u64(..));
     deliver(&inbox, event(1, &marker)).await;
     let row = inbox.list(None, 1).await.expect("list").remove(0);
     assert_eq!(row.key_id.as_deref(), Some(key(1).id()));
@@ -119,6 +141,21 @@ async fn a_missing_key_fails_visibly_and_rotation_keeps_old_rows_readable() {
     // A worker given only a new key: the clear row is processed, the sealed one fails with a
     // code naming the missing key, and stays (a dead letter once its attempts are spent).
     let wrong = plain.clone().with_keys(Keys::new([key(2)]).expect("keys"));
+    let thresholds = suki_ambient_inbox::HealthThresholds::default();
+    let health = wrong.health(&thresholds).await;
+    assert!(
+        health
+            .problems
+            .contains(&suki_ambient_inbox::Problem::BodyKeysMissing),
+        "health names the missing key before any row fails: {health:?}"
+    );
+    assert!(
+        !old.health(&thresholds)
+            .await
+            .problems
+            .contains(&suki_ambient_inbox::Problem::BodyKeysMissing),
+        "the inbox holding the key is fine"
+    );
     assert_eq!(drain(&wrong).await, ["clear-1"]);
     let rows = wrong.list(None, 10).await.expect("list");
     let sealed = rows
@@ -304,4 +341,84 @@ async fn rekey_on_postgres_loses_no_row() {
     let mut seen = drain(&new_only).await;
     seen.sort();
     assert_eq!(seen, ["clear", "old-21", "old-22", "old-23"]);
+}
+
+/// An erased body leaves no trace in the file (`secure_delete`) once the WAL is checkpointed;
+/// the positive control is the same body found before the erase.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_body_is_overwritten_in_the_sqlite_file() {
+    use suki_ambient_inbox::sqlx::{self, Connection as _};
+    let dir = tempfile::tempdir().expect("dir");
+    let url = common::sqlite_url(dir.path(), "inbox.db");
+    let inbox = Inbox::connect(&url).await.expect("inbox");
+    let marker = format!("PHI-MARKER-{:016x}", fastrand::u64(..));
+    deliver(&inbox, event(7, &marker)).await;
+    assert_eq!(drain(&inbox).await, [marker.clone()]);
+    let checkpoint = || async {
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connect");
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await
+            .expect("checkpoint");
+    };
+    checkpoint().await;
+    assert!(
+        scan(dir.path()).iter().any(|(_, b)| contains(b, &marker)),
+        "before the erase, the body is in the file"
+    );
+    assert_eq!(inbox.erase_bodies(Duration::ZERO).await.expect("erase"), 1);
+    checkpoint().await;
+    for (file, bytes) in scan(dir.path()) {
+        assert!(
+            !contains(&bytes, &marker),
+            "{file} still holds the erased body"
+        );
+    }
+}
+
+/// A key provider with no current key (a KMS that does not answer): the delivery is refused
+/// with 503 and health turns red; nothing is stored in clear.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_current_key_refuses_the_write_instead_of_storing_in_clear() {
+    struct Unavailable;
+    impl suki_ambient_inbox::KeyProvider for Unavailable {
+        fn current(&self) -> Option<Arc<BodyKey>> {
+            None
+        }
+        fn key(&self, _id: &str) -> Option<Arc<BodyKey>> {
+            None
+        }
+        fn ids(&self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox")
+        .with_keys(Unavailable);
+    let endpoint = WebhookEndpoint::inbox(
+        Verifier::builder()
+            .secret(SECRET)
+            .build()
+            .expect("verifier"),
+        inbox.clone(),
+    );
+    let body = event(8, "PHI-not-stored");
+    let headers =
+        SignedHeaders::new(&WebhookSecret::from(SECRET), UnixMillis::now(), &body).to_header_map();
+    let answer = endpoint.handle(&headers, Bytes::from(body)).await;
+    assert_eq!(answer.status.as_u16(), 503, "Suki is told to try again");
+    assert_eq!(inbox.status().await.expect("status").counts.pending, 0);
+    let health = inbox
+        .health(&suki_ambient_inbox::HealthThresholds::default())
+        .await;
+    assert!(!health.store_writable, "visible: {health:?}");
+    for (file, bytes) in scan(dir.path()) {
+        assert!(!contains(&bytes, "PHI-not-stored"), "{file}");
+    }
 }

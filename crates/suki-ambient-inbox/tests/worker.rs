@@ -365,9 +365,13 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
     let inbox = sqlite_inbox(&dir).await.with_clock(clock.clone());
     let endpoint = WebhookEndpoint::inbox(verifier(), inbox.clone());
     post(&endpoint, "orphan").await;
-    // A worker claims the row and dies (no heartbeat, no completion).
-    let claim = inbox
-        .store()
+    // A worker (another process: its own store on the same file) claims the row and dies (no
+    // heartbeat, no completion).
+    let crashed =
+        suki_ambient_inbox::SqliteStore::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+            .await
+            .expect("store");
+    let claim = crashed
         .claim(suki_ambient_inbox::ClaimRequest {
             owner: "crashed",
             now: clock.now_millis(),
@@ -408,8 +412,7 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // The crashed worker coming back cannot overwrite the result.
     assert!(
-        !inbox
-            .store()
+        !crashed
             .fail(suki_ambient_inbox::FailedAttempt {
                 lease: claim.lease(),
                 now: clock.now_millis(),
