@@ -166,6 +166,21 @@ struct ReconcilerGuide;
 #[doc = include_str!("../../../docs/client.md")]
 struct ClientGuide;
 
+/// The code in `docs/fhir.md` compiles.
+#[cfg(all(doctest, feature = "fhir", feature = "inbox"))]
+#[doc = include_str!("../../../docs/fhir.md")]
+struct FhirGuide;
+
+/// The code in `docs/operations.md` compiles.
+#[cfg(all(doctest, feature = "axum", feature = "console", feature = "metrics"))]
+#[doc = include_str!("../../../docs/operations.md")]
+struct OperationsGuide;
+
+/// The code in `docs/security.md` compiles.
+#[cfg(all(doctest, feature = "inbox"))]
+#[doc = include_str!("../../../docs/security.md")]
+struct SecurityGuide;
+
 /// The code in `docs/sandbox.md` compiles.
 #[cfg(all(doctest, feature = "sandbox"))]
 #[doc = include_str!("../../../docs/sandbox.md")]
