@@ -51,7 +51,8 @@ pub(crate) enum Action {
         /// A session id or an encounter id.
         id: String,
     },
-    /// Make a dead row (or the dead rows that match) due now, with a fresh attempt count.
+    /// Make a dead row (or the dead rows that match) due now, with a new round of attempts (its
+    /// attempt count and timeline kept).
     Retry {
         /// The row id.
         #[arg(conflicts_with_all = ["dead", "code", "since"], required_unless_present = "dead")]
@@ -518,7 +519,7 @@ pub(crate) async fn run(
             let what = kind.as_ref().map_or("the inbox", |k| k.as_str());
             print_pause(true, changed, json, || {
                 if changed {
-                    format!("paused {what}: workers stop claiming within one poll interval")
+                    format!("paused {what}: no worker claims it from now on")
                 } else {
                     format!("{what} was already paused")
                 }

@@ -589,7 +589,8 @@ impl Inbox {
         self.inner.store.get(id).await
     }
 
-    /// Makes the selected rows due now with a fresh attempt count; how many. Recorded in the
+    /// Makes the selected rows due now with a new round of attempts (their count and timeline
+    /// kept); how many. Recorded in the
     /// audit log as the [application](Actor::application)'s action; an operator's goes through
     /// [`act`](Self::act) with their name.
     pub async fn retry(&self, which: Selection) -> Result<u64, StoreError> {

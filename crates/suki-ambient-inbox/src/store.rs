@@ -306,7 +306,7 @@ impl DeadFilter {
     }
 }
 
-/// Who does an operator [`Action`]: a name (the console token's, the OS user of the CLI, or
+/// Who does an operator [`Action`]: a name (the console token's, the CLI's `--actor`, or
 /// the application's) and where from. Recorded in the audit log and the rows' timelines.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Actor {
@@ -337,7 +337,8 @@ impl Actor {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Action {
-    /// Makes the selected rows due now with a fresh attempt count.
+    /// Makes the selected rows due now with a new round of attempts (their count and timeline
+    /// kept: [`DeliveryRecord::round_start`]).
     Retry(Selection),
     /// Makes the rows completed since `since` (optionally of one kind) due again (after a
     /// handler bug); discarded rows stay discarded.
