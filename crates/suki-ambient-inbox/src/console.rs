@@ -259,17 +259,11 @@ async fn guard(
         refused
     } else if is_login {
         next.run(request).await
-    } else if bearer && auth.is_none() {
-        // A wrong bearer token.
-        console.failed(client);
-        let base = base(&original, request.uri());
-        let nonce = nonce();
-        html(
-            StatusCode::UNAUTHORIZED,
-            login_page(&base, &nonce, false),
-            &nonce,
-        )
     } else if auth.is_none() {
+        if bearer {
+            // A wrong bearer token.
+            console.failed(client);
+        }
         let base = base(&original, request.uri());
         let nonce = nonce();
         html(

@@ -33,8 +33,8 @@ fn event(session: u32, marker: &str) -> Vec<u8> {
     event.to_string().into_bytes()
 }
 
-/// Stores `body` through the endpoint, as Suki's delivery would be.
-async fn deliver(inbox: &Inbox, body: Vec<u8>) {
+/// Posts `body` to the endpoint, as Suki's delivery would be; the answer's status.
+async fn post(inbox: &Inbox, body: Vec<u8>) -> u16 {
     let endpoint = WebhookEndpoint::inbox(
         Verifier::builder()
             .secret(SECRET)
@@ -44,8 +44,16 @@ async fn deliver(inbox: &Inbox, body: Vec<u8>) {
     );
     let headers =
         SignedHeaders::new(&WebhookSecret::from(SECRET), UnixMillis::now(), &body).to_header_map();
-    let answer = endpoint.handle(&headers, Bytes::from(body)).await;
-    assert_eq!(answer.status.as_u16(), 200);
+    endpoint
+        .handle(&headers, Bytes::from(body))
+        .await
+        .status
+        .as_u16()
+}
+
+/// Stores `body` through the endpoint.
+async fn deliver(inbox: &Inbox, body: Vec<u8>) {
+    assert_eq!(post(inbox, body).await, 200);
 }
 
 /// Drains `inbox` with a handler that records each event's `additional_info` marker, until no
@@ -401,18 +409,11 @@ async fn no_current_key_refuses_the_write_instead_of_storing_in_clear() {
         .await
         .expect("inbox")
         .with_keys(Unavailable);
-    let endpoint = WebhookEndpoint::inbox(
-        Verifier::builder()
-            .secret(SECRET)
-            .build()
-            .expect("verifier"),
-        inbox.clone(),
+    assert_eq!(
+        post(&inbox, event(8, "PHI-not-stored")).await,
+        503,
+        "Suki is told to try again"
     );
-    let body = event(8, "PHI-not-stored");
-    let headers =
-        SignedHeaders::new(&WebhookSecret::from(SECRET), UnixMillis::now(), &body).to_header_map();
-    let answer = endpoint.handle(&headers, Bytes::from(body)).await;
-    assert_eq!(answer.status.as_u16(), 503, "Suki is told to try again");
     assert_eq!(inbox.status().await.expect("status").counts.pending, 0);
     let health = inbox
         .health(&suki_ambient_inbox::HealthThresholds::default())

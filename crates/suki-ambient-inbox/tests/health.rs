@@ -51,6 +51,30 @@ async fn until(inbox: &Inbox, pred: impl Fn(&Health) -> bool) -> Health {
     }
 }
 
+/// Serves `inbox`'s health routes at `/healthz` on loopback, checking at every request; the
+/// URL of `/healthz` and the server's task.
+#[cfg(feature = "axum")]
+async fn serve_health(inbox: &Inbox) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let route = format!("http://{}/healthz", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().nest(
+        "/healthz",
+        suki_ambient_inbox::health_router(
+            inbox.clone(),
+            HealthThresholds {
+                counts_max_age: Duration::ZERO,
+                ..eager()
+            },
+        ),
+    );
+    (
+        route,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    )
+}
+
 #[cfg(feature = "axum")] // also asks the health route
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_locked_by_another_process_turns_health_red_then_green() {
@@ -76,21 +100,7 @@ async fn a_database_locked_by_another_process_turns_health_red_then_green() {
         "{json}"
     );
     // The route a load balancer asks: 503, so it stops sending Suki's traffic here.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let route = format!("http://{}/healthz", listener.local_addr().expect("addr"));
-    let app = axum::Router::new().nest(
-        "/healthz",
-        suki_ambient_inbox::health_router(
-            inbox.clone(),
-            HealthThresholds {
-                counts_max_age: Duration::ZERO,
-                ..eager()
-            },
-        ),
-    );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (route, server) = serve_health(&inbox).await;
     let ready = format!("{route}/ready");
     let answer = reqwest::get(&ready).await.expect("get");
     assert_eq!(answer.status(), 503, "it cannot store: not ready");
@@ -137,21 +147,7 @@ async fn a_backlog_turns_health_red_but_never_readiness() {
         .ingest(suki_ambient_inbox::conformance::delivery("old"))
         .await
         .expect("stored");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/healthz", listener.local_addr().expect("addr"));
-    let app = axum::Router::new().nest(
-        "/healthz",
-        suki_ambient_inbox::health_router(
-            inbox.clone(),
-            HealthThresholds {
-                counts_max_age: Duration::ZERO,
-                ..eager()
-            },
-        ),
-    );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (base, server) = serve_health(&inbox).await;
     for path in ["", "/status"] {
         let answer = reqwest::get(format!("{base}{path}")).await.expect("get");
         assert_eq!(answer.status(), 503, "{path}");
