@@ -362,7 +362,7 @@ async fn an_erased_body_is_overwritten_in_the_sqlite_file() {
     let inbox = Inbox::connect(&url).await.expect("inbox");
     let marker = format!("PHI-MARKER-{:016x}", fastrand::u64(..));
     deliver(&inbox, event(7, &marker)).await;
-    assert_eq!(drain(&inbox).await, [marker.clone()]);
+    assert_eq!(drain(&inbox).await, std::slice::from_ref(&marker));
     let checkpoint = || async {
         let mut conn = sqlx::SqliteConnection::connect(&url)
             .await
