@@ -76,7 +76,16 @@ async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
     let rows = inbox.list(Some(State::Done), 10).await.expect("list");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].attempts, 2);
-    let error = rows[0].last_error.as_deref().expect("the 503 is kept");
+    assert_eq!(rows[0].last_error, None, "done: no stale error");
+    let trace = inbox
+        .trace(session.session_id.as_str())
+        .await
+        .expect("trace");
+    let error = trace
+        .events
+        .iter()
+        .find_map(|e| e.code.clone())
+        .expect("the 503 is kept in the timeline");
     assert!(error.starts_with("fhir_503"), "{error}");
     let notes = sandbox.fhir_resources(Some("DocumentReference"));
     assert_eq!(notes.len(), 1);
