@@ -219,7 +219,7 @@ fn ago(ago: Duration) -> UnixMillis {
     UnixMillis(
         UnixMillis::now()
             .0
-            .saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
+            .saturating_sub(suki_ambient_core::time::millis(ago)),
     )
 }
 
@@ -715,7 +715,7 @@ pub(crate) async fn expect(
         expected
             .ended_at
             .0
-            .saturating_add(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX)),
+            .saturating_add(suki_ambient_core::time::millis(grace)),
     );
     let new = inbox.register_expected(&expected, first_check).await?;
     let session = clean(expected.session_id.as_str(), MAX_TEXT);

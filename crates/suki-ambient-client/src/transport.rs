@@ -57,7 +57,10 @@ impl AmbientClient {
         async move {
             let result = self.attempts(&url, template, deadline).await;
             let span = tracing::Span::current();
-            span.record("latency_ms", started.elapsed().as_millis() as u64);
+            span.record(
+                "latency_ms",
+                suki_ambient_core::time::millis(started.elapsed()),
+            );
             match &result {
                 Ok(_) => tracing::debug!("suki api call succeeded"),
                 Err(err) => tracing::warn!(error = %err, "suki api call failed"),
@@ -111,7 +114,7 @@ impl AmbientClient {
                         Some(resume) if deadline.is_none_or(|d| resume < d) => {}
                         _ => return Err(err),
                     }
-                    tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
+                    tracing::debug!(attempt, delay_ms = suki_ambient_core::time::millis(delay), error = %err, "retrying");
                     crate::metrics::retry(|| crate::metrics::outcome(&err));
                     tokio::time::sleep(delay).await;
                 }

@@ -197,7 +197,7 @@ impl MemoryReplayGuard {
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+    crate::time::millis(ttl)
 }
 
 impl State {

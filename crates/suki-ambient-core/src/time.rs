@@ -15,13 +15,41 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct UnixMillis(pub u64);
 
+/// `d` in whole milliseconds, saturating at `u64::MAX` (a `Duration` holds more): the one
+/// conversion every part of the SDK uses for times and timeouts it stores or logs.
+///
+/// ```
+/// use std::time::Duration;
+/// use suki_ambient_core::time::{UnixMillis, millis};
+///
+/// assert_eq!(millis(Duration::from_secs(2)), 2_000);
+/// assert_eq!(millis(Duration::MAX), u64::MAX);
+/// assert_eq!(UnixMillis(5).saturating_sub(Duration::from_millis(9)), UnixMillis(0));
+/// assert_eq!(UnixMillis(u64::MAX - 1).saturating_add(Duration::MAX), UnixMillis(u64::MAX));
+/// ```
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl UnixMillis {
     /// The system clock now.
     pub fn now() -> Self {
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
-        Self(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        Self(millis(since))
+    }
+
+    /// `d` later, saturating.
+    #[must_use]
+    pub fn saturating_add(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(millis(d)))
+    }
+
+    /// `d` earlier, saturating at 0.
+    #[must_use]
+    pub fn saturating_sub(self, d: Duration) -> Self {
+        Self(self.0.saturating_sub(millis(d)))
     }
 
     /// The number of milliseconds.
@@ -86,8 +114,7 @@ impl FixedClock {
 
     /// Moves the time forward.
     pub fn advance(&self, by: Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        self.0.fetch_add(millis(by), Ordering::SeqCst);
     }
 }
 

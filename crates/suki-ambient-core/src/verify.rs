@@ -160,9 +160,7 @@ impl VerifierBuilder {
         Ok(Verifier {
             inner: Arc::new(Inner {
                 keys: self.secrets.iter().map(keyed).collect(),
-                tolerance_ms: self
-                    .tolerance
-                    .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                tolerance_ms: self.tolerance.map(crate::time::millis),
                 clock: self.clock,
                 max_body_bytes: self.max_body_bytes,
                 body_timeout: self.body_timeout,

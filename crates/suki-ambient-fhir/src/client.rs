@@ -285,7 +285,7 @@ impl FhirClient {
                 Some(resume) if deadline.is_none_or(|d| resume < d) => {}
                 _ => return Err(err),
             }
-            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying the fhir request");
+            tracing::debug!(attempt, delay_ms = suki_ambient_core::time::millis(delay), error = %err, "retrying the fhir request");
             tokio::time::sleep(delay).await;
         }
     }

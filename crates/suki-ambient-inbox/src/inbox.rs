@@ -656,7 +656,7 @@ impl Inbox {
     }
 
     fn check_audit_floor(&self, before: UnixMillis) -> Result<(), StoreError> {
-        let floor = u64::try_from(self.inner.audit_floor.as_millis()).unwrap_or(u64::MAX);
+        let floor = suki_ambient_core::time::millis(self.inner.audit_floor);
         let latest = self.now().0.saturating_sub(floor);
         if before.0 > latest {
             return Err(StoreError::Refused(format!(
@@ -841,21 +841,14 @@ impl Inbox {
     /// `body_retention`.)
     pub async fn erase_bodies(&self, older_than: Duration) -> Result<u64, StoreError> {
         let now = self.now();
-        let before = UnixMillis(
-            now.0
-                .saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX)),
-        );
+        let before = now.saturating_sub(older_than);
         self.inner.store.erase_bodies(before, now).await
     }
 
     /// Deletes done rows completed more than `older_than` ago; how many.
     /// Recorded in the audit log (as the application's `purge`) when it deleted any.
     pub async fn purge(&self, older_than: Duration) -> Result<u64, StoreError> {
-        let before = UnixMillis(
-            self.now()
-                .0
-                .saturating_sub(u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX)),
-        );
+        let before = self.now().saturating_sub(older_than);
         self.act(&Actor::application(), Action::Purge { before })
             .await
     }

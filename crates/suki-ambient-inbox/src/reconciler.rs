@@ -221,7 +221,7 @@ impl Reconciler {
     /// grace period after it ended, unless its webhook reaches the inbox first. `false` when it
     /// was already registered.
     pub async fn register(&self, session: ExpectedSession) -> Result<bool, StoreError> {
-        let first_check = UnixMillis(session.ended_at.0.saturating_add(millis(self.grace)));
+        let first_check = session.ended_at.saturating_add(self.grace);
         self.inbox.register_expected(&session, first_check).await
     }
 
@@ -326,7 +326,7 @@ impl Reconciler {
     /// that no stored event resolved (given-up ones included), then checks what is due.
     pub async fn sweep(&self, window: Duration) -> Result<CheckReport, StoreError> {
         let now = self.inbox.now();
-        let since = UnixMillis(now.0.saturating_sub(millis(window)));
+        let since = now.saturating_sub(window);
         self.inbox.backend().sweep(since, now).await?;
         self.check_due().await
     }
@@ -422,7 +422,7 @@ impl Reconciler {
     fn again(&self, expected: &ExpectationRecord, seen: &str) -> CheckOutcome {
         let now = self.inbox.now();
         let age = now.0.saturating_sub(expected.ended_at.0);
-        if age >= millis(self.give_up) {
+        if age >= suki_ambient_core::time::millis(self.give_up) {
             return CheckOutcome::GaveUp {
                 status: seen.to_owned(),
             };
@@ -432,7 +432,7 @@ impl Reconciler {
         let delay = backoff(expected.checks, self.base, self.cap, None).max(MIN_RECHECK);
         CheckOutcome::Again {
             status: seen.to_owned(),
-            next_check: UnixMillis(now.0.saturating_add(millis(delay))),
+            next_check: now.saturating_add(delay),
         }
     }
 }
@@ -458,8 +458,4 @@ enum Polled {
     Ended(Box<WebhookEvent>, String),
     /// Not ended (or the poll failed): what to record.
     Checked(CheckOutcome),
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1099,11 +1099,7 @@ pub struct ClaimRequest<'a> {
 impl ClaimRequest<'_> {
     /// When the lease ends.
     pub fn until(&self) -> UnixMillis {
-        UnixMillis(
-            self.now
-                .0
-                .saturating_add(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX)),
-        )
+        self.now.saturating_add(self.lease)
     }
 }
 

@@ -798,16 +798,14 @@ impl Job {
                     .snooze
                     .unwrap_or_default()
                     .min(self.options.longest_snooze);
-                tracing::info!(id = record.id, kind, snoozes = record.snoozes + 1, reason = %failure.code, retry_in_ms = after.as_millis() as u64, "suki inbox handler snoozed a row");
+                tracing::info!(id = record.id, kind, snoozes = record.snoozes + 1, reason = %failure.code, retry_in_ms = suki_ambient_core::time::millis(after), "suki inbox handler snoozed a row");
                 crate::metrics::attempt("snoozed");
                 store
                     .fail(crate::FailedAttempt {
                         lease,
                         now,
                         next: Next::Snooze(UnixMillis(
-                            now.0.saturating_add(
-                                u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
-                            ),
+                            now.0.saturating_add(suki_ambient_core::time::millis(after)),
                         )),
                         error: &failure.code,
                         detail,
@@ -831,12 +829,9 @@ impl Job {
                         self.options.max_delay,
                         failure.retry_after,
                     );
-                    tracing::info!(id = record.id, kind, attempt = record.attempts, error = %failure.code, retry_in_ms = delay.as_millis() as u64, "suki inbox attempt failed; retrying later");
+                    tracing::info!(id = record.id, kind, attempt = record.attempts, error = %failure.code, retry_in_ms = suki_ambient_core::time::millis(delay), "suki inbox attempt failed; retrying later");
                     crate::metrics::attempt("retry");
-                    Next::RetryAt(UnixMillis(
-                        now.0
-                            .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
-                    ))
+                    Next::RetryAt(now.saturating_add(delay))
                 };
                 store
                     .fail(crate::FailedAttempt {
@@ -1006,7 +1001,7 @@ async fn heartbeat(
             inbox
                 .now()
                 .0
-                .saturating_add(u64::try_from(length.as_millis()).unwrap_or(u64::MAX)),
+                .saturating_add(suki_ambient_core::time::millis(length)),
         );
         match store.heartbeat(lease, until).await {
             Ok(true) => {}

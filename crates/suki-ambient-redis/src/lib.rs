@@ -116,7 +116,7 @@ impl RedisReplayGuard {
 }
 
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    suki_ambient_core::time::millis(d).max(1)
 }
 
 fn unavailable(reason: &str) -> ReplayError {

@@ -108,7 +108,7 @@ async fn act(
             "kind": d.kind.as_str(),
             "receiver_status": d.status,
             "receiver_body": d.body,
-            "elapsed_ms": d.elapsed.as_millis() as u64,
+            "elapsed_ms": suki_ambient_core::time::millis(d.elapsed),
         }))
         .into_response(),
         Err(SandboxError::UnknownSession) => {
