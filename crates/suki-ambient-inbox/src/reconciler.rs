@@ -9,8 +9,7 @@ use futures_util::StreamExt as _;
 use suki_ambient_client::AmbientClient;
 use suki_ambient_core::api::SessionStatus;
 use suki_ambient_core::{
-    ErrorCode, EventKind, Links, SessionCompleted, SessionEnded, SessionFailed, UnixMillis,
-    WebhookEvent,
+    ErrorCode, EventKind, Links, SessionCompleted, SessionEnded, SessionFailed, WebhookEvent,
 };
 
 use crate::expect::{CheckOutcome, ExpectationRecord, ExpectedSession, FinishedCheck, SessionKind};
