@@ -97,14 +97,20 @@ async fn a_write_that_failed_part_way_resumes_without_creating_anything_twice() 
         .await
         .expect_err("503");
     assert!(err.is_retryable(), "{err}");
-    assert_eq!(sandbox.fhir_resources(None).len(), 2);
+    // The note and the Composition at least; a MedicationRequest sent beside the Conditions may
+    // have been created too (creates after the note go 4 at a time).
+    assert!(sandbox.fhir_resources(None).len() >= 2);
     assert!(sandbox.fhir_resources(Some("Provenance")).is_empty());
     sandbox.clear_faults();
     let resumed = fhir
         .write(&common::typical_bundle("s-resume"))
         .await
         .expect("resumed");
-    assert_eq!((resumed.created(), resumed.matched()), (7, 2));
+    assert_eq!(resumed.created() + resumed.matched(), 9, "nothing twice");
+    assert!(
+        resumed.matched() >= 2,
+        "the note and the Composition matched"
+    );
     assert_eq!(sandbox.fhir_resources(None).len(), 9);
     provenance_targets_resolve(&sandbox);
     sandbox.shutdown().await;
