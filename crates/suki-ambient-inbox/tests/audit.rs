@@ -3,6 +3,8 @@
 //! entries are hash-chained and `verify_audit` names the first broken link; purges, re-seals,
 //! key changes and sign-ins are recorded.
 
+#![cfg(feature = "sqlite")]
+
 mod common;
 
 use std::time::Duration;
