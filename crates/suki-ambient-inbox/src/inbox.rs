@@ -671,20 +671,36 @@ impl Inbox {
     /// Records the retention floor in force when it is not the last one recorded.
     async fn record_audit_floor(&self) -> Result<(), StoreError> {
         let days = self.inner.audit_floor.as_secs() / 86_400;
-        let action = Action::AuditFloor { days };
-        let (_, detail) = action.describe();
-        let last = self.inner.store.last_audit(action.name()).await?;
-        if last.and_then(|e| e.detail) != detail {
-            self.inner
-                .store
-                .act(crate::Act {
-                    action: &action,
-                    actor: &Actor::application(),
-                    now: self.now(),
-                })
-                .await?;
+        self.record_if_changed(Action::AuditFloor { days }, true)
+            .await
+            .map(drop)
+    }
+
+    /// Records `action` (as the application) when its target and detail differ from the last
+    /// entry of its kind, or when there is none and `first_is_news`; whether it recorded.
+    async fn record_if_changed(
+        &self,
+        action: Action,
+        first_is_news: bool,
+    ) -> Result<bool, StoreError> {
+        let (target, detail) = action.describe();
+        let unchanged = match self.inner.store.last_audit(action.name()).await? {
+            Some(entry) => entry.target == target && entry.detail == detail,
+            None => !first_is_news,
+        };
+        if unchanged {
+            return Ok(false);
         }
-        Ok(())
+        // Straight to the store: `act` itself records the floor before a purge.
+        self.inner
+            .store
+            .act(crate::Act {
+                action: &action,
+                actor: &Actor::application(),
+                now: self.now(),
+            })
+            .await?;
+        Ok(true)
     }
 
     /// Records in the audit log (`keys_changed`, as the application) the body keys this inbox
@@ -703,19 +719,12 @@ impl Inbox {
                 (current, others)
             }
         };
-        let action = Action::KeysSeen { current, others };
-        let (target, detail) = action.describe();
-        let last = self.inner.store.last_audit(action.name()).await?;
-        let unchanged = match last {
-            Some(entry) => entry.target == target && entry.detail == detail,
-            // Nothing recorded yet: an inbox that never had keys need not say so.
-            None => self.inner.keys.is_none(),
-        };
-        if unchanged {
-            return Ok(false);
-        }
-        self.act(&Actor::application(), action).await?;
-        Ok(true)
+        // Nothing recorded yet: an inbox that never had keys need not say so.
+        self.record_if_changed(
+            Action::KeysSeen { current, others },
+            self.inner.keys.is_some(),
+        )
+        .await
     }
 
     /// Walks the audit log's hash chain from its oldest entry (or the latest purge's anchor)
