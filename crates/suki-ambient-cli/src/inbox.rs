@@ -648,8 +648,7 @@ pub(crate) async fn run(
                         .into(),
                 ));
             };
-            let mut access =
-                suki_ambient_inbox::console::Access::new().operator(operator_name, operator);
+            let mut access = suki_ambient_console::Access::new().operator(operator_name, operator);
             if let Some(viewer) = token("SUKI_CONSOLE_VIEWER_TOKEN")? {
                 access = access.viewer(viewer_name, viewer);
             }
@@ -660,7 +659,7 @@ pub(crate) async fn run(
                 "inbox console on http://{}/ (Ctrl-C to stop)",
                 listener.local_addr()?
             );
-            let app = suki_ambient_inbox::console::router(inbox, access);
+            let app = suki_ambient_console::router(inbox, access);
             // Idle and half-sent connections are closed, and at most 128 are served at once:
             // they cannot lock a signed-in person out.
             suki_ambient_axum::Server::new()

@@ -89,6 +89,21 @@ pub enum Problem {
 }
 
 impl Problem {
+    /// What it means, in a few words for the person on call (the console's verdict).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::StoreUnwritable => "the store cannot commit writes",
+            Self::StoreUnreachable => "the store does not answer",
+            Self::OldestUnfinishedTooOld => "the oldest unfinished row waits too long",
+            Self::WorkerStalled => "this process's worker has stalled",
+            Self::TooManyDead => "too many dead letters",
+            Self::ShuttingDown => "this process is shutting down",
+            Self::BodyKeysMissing => {
+                "stored bodies are sealed under a key this process does not hold"
+            }
+        }
+    }
+
     /// Its snake_case name, as serialized (`store_unwritable`).
     pub fn as_str(self) -> &'static str {
         match self {

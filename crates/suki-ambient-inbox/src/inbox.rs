@@ -902,7 +902,9 @@ impl Inbox {
         self.inner.draining.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn now(&self) -> UnixMillis {
+    /// The inbox's clock: the system's, or the one given to
+    /// [`with_clock`](Self::with_clock) (a test's fixed clock).
+    pub fn now(&self) -> UnixMillis {
         self.inner.clock.now()
     }
 }

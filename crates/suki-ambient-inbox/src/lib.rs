@@ -40,8 +40,6 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-#[cfg(feature = "console")]
-pub mod console;
 pub mod crypto;
 pub mod display;
 mod expect;

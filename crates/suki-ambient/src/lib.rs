@@ -130,6 +130,9 @@ pub mod redis {
 /// [`suki_ambient_inbox`].
 #[cfg(any(feature = "inbox", feature = "postgres", feature = "console"))]
 pub mod inbox {
+    /// The inbox console (feature `console`): see [`suki_ambient_console`].
+    #[cfg(feature = "console")]
+    pub use suki_ambient_console as console;
     pub use suki_ambient_inbox::*;
 }
 

@@ -1,9 +1,6 @@
 //! The console in a real browser: headless Chromium (driven through chromedriver) signs in,
 //! sees the seeded inbox, a screenshot is taken, the retry button of a dead row is clicked and
 //! the row goes back to pending. Without the token nothing is served.
-#![cfg(all(feature = "console", feature = "sqlite"))]
-
-mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,6 +12,10 @@ use suki_ambient_inbox::{
     CheckOutcome, DeliveryQueue as _, Expectations as _, Inbox, InboxMeta, InboxWorker, Permanent,
     Source, State,
 };
+
+fn sqlite_url(dir: &std::path::Path, name: &str) -> String {
+    format!("sqlite://{}", dir.join(name).display())
+}
 
 const TOKEN: &str = "console-test-token-6f1c2a";
 const VIEWER_TOKEN: &str = "console-viewer-token-93be07";
@@ -39,14 +40,14 @@ fn free_port() -> u16 {
 /// A seeded inbox: three done rows (one recovered by a poll), two dead ones, one waiting for
 /// its retry behind 300 new pending rows; five expected sessions.
 async fn seeded(dir: &std::path::Path) -> Inbox {
-    let inbox = Inbox::connect(&common::sqlite_url(dir, "inbox.db"))
+    let inbox = Inbox::connect(&sqlite_url(dir, "inbox.db"))
         .await
         .expect("inbox");
     let now = UnixMillis::now();
     // The reconciler's side: five sessions expected; two webhooks arrive, one is recovered by a
     // poll, one is still awaited, one was given up.
     // Seeded from outside, through a store of its own on the same file.
-    let store = suki_ambient_inbox::SqliteStore::connect(&common::sqlite_url(dir, "inbox.db"))
+    let store = suki_ambient_inbox::SqliteStore::connect(&sqlite_url(dir, "inbox.db"))
         .await
         .expect("store");
     for key in ["ok-1", "ok-2", "lost-1", "waiting-1", "quiet-1"] {
@@ -566,9 +567,9 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
 async fn serve_console(inbox: Inbox) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
     let app = axum::Router::new().nest(
         "/admin/suki",
-        suki_ambient_inbox::console::router(
+        suki_ambient_console::router(
             inbox,
-            suki_ambient_inbox::console::Access::new()
+            suki_ambient_console::Access::new()
                 .operator("on-call", TOKEN)
                 .viewer("support", VIEWER_TOKEN),
         ),
@@ -609,7 +610,7 @@ fn assert_secured(answer: &reqwest::Response, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_is_authenticated_first_and_carries_the_headers() {
     let dir = tempfile::tempdir().expect("dir");
-    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+    let inbox = Inbox::connect(&sqlite_url(dir.path(), "inbox.db"))
         .await
         .expect("inbox");
     let (base, server) = serve_console(inbox).await;
@@ -665,7 +666,7 @@ async fn every_answer_is_authenticated_first_and_carries_the_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_ins_expire_sign_out_revokes_and_wrong_tokens_are_limited() {
     let dir = tempfile::tempdir().expect("dir");
-    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+    let inbox = Inbox::connect(&sqlite_url(dir.path(), "inbox.db"))
         .await
         .expect("inbox");
     let (base, server) = serve_console(inbox).await;
@@ -785,7 +786,7 @@ async fn sign_ins_expire_sign_out_revokes_and_wrong_tokens_are_limited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_cannot_sign_operators_out() {
     let dir = tempfile::tempdir().expect("dir");
-    let inbox = Inbox::connect(&common::sqlite_url(dir.path(), "inbox.db"))
+    let inbox = Inbox::connect(&sqlite_url(dir.path(), "inbox.db"))
         .await
         .expect("inbox");
     let (base, server) = serve_console(inbox.clone()).await;
