@@ -153,8 +153,8 @@ pub(crate) async fn attempt(
     }
     // Last, so the row is locked only from here to the commit; a claim that took the row over
     // changed the token, and this matches nothing.
-    let complete = store.sql(crate::sql::COMPLETE);
-    let completed = sqlx::query(&complete)
+    let complete = &store.sql.queue.complete;
+    let completed = sqlx::query(complete)
         .bind(lease.id)
         .bind(lease.fence)
         .bind(crate::sql::stored(now))

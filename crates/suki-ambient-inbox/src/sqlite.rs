@@ -180,7 +180,6 @@ fn is_memory(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::{CLAIM_SQLITE, LIST_DEAD, LIST_RETRYING, OLDEST_UNFINISHED};
 
     /// SQLite plans without statistics: each frequent query must reach its own partial index,
     /// not a scan of the table or of every row of a state (a claim once sorted every due row).
@@ -189,11 +188,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let url = format!("sqlite://{}", dir.path().join("plan.db").display());
         let store = SqliteStore::connect(&url).await.expect("store");
+        let sql = &store.sql;
         for (query, index) in [
-            (CLAIM_SQLITE, "suki_inbox_deliveries_unfinished "),
-            (OLDEST_UNFINISHED, "suki_inbox_deliveries_unfinished_age"),
-            (LIST_RETRYING, "suki_inbox_deliveries_retrying"),
-            (LIST_DEAD, "suki_inbox_deliveries_dead"),
+            (&sql.queue.claim, "suki_inbox_deliveries_unfinished "),
+            (
+                &sql.read.oldest_unfinished,
+                "suki_inbox_deliveries_unfinished_age",
+            ),
+            (&sql.read.list_retrying, "suki_inbox_deliveries_retrying"),
+            (&sql.read.list_dead, "suki_inbox_deliveries_dead"),
         ] {
             let rows: Vec<(i64, i64, i64, String)> =
                 sqlx::query_as(&format!("EXPLAIN QUERY PLAN {query}"))
