@@ -7,8 +7,11 @@
 //! restart or a 503 burst from Suki's API delays a note but does not lose it.
 //!
 //! - SQLite (feature `sqlite`, the default; bundled) for one host: `sqlite://suki-inbox.db`.
-//! - Postgres (feature `postgres`) for a fleet: fleet-wide deduplication, `SKIP LOCKED`
-//!   claims, and a [`TransactionalHandler`] whose writes commit with the row's completion.
+//! - Postgres (feature `postgres`) for a fleet: fleet-wide deduplication and `SKIP LOCKED`
+//!   claims.
+//!
+//! On both, a [`TransactionalHandler`] writes in the transaction that completes the row, so its
+//! effect happens exactly once.
 //!
 //! The inbox stores the verified webhook body (ids, status, links), never fetched note
 //! content; the bodies of done rows are erased after 7 days and the rows purged after 30 (by
@@ -52,6 +55,7 @@ mod reconciler;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod store;
+mod transaction;
 mod worker;
 
 #[cfg(feature = "testing")]
@@ -82,7 +86,7 @@ pub use inbox::{
 };
 pub use migrate::{Dialect, HISTORY_TABLE, MigrateError, Migration, migrations};
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresStore, TransactionalHandler};
+pub use postgres::PostgresStore;
 pub use reconciler::{
     CheckReport, Reconciler, ReconcilerBuilder, ReconcilerHandle, polled_event, polled_kind,
 };
@@ -101,6 +105,7 @@ pub use store::{
     Resealed, Selection, Source, State, Store, StoreError, StoredBody, TimelineEvent, Trace,
     Wakeups, audit_hash,
 };
+pub use transaction::{StoreTransaction, TransactionalHandler, Transactions};
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 
 /// sqlx, for [`Inbox::from_pool`]'s pools and the `TransactionalHandler`'s connection type.

@@ -81,10 +81,7 @@ impl SqlStore<PostgresDialect> {
             Err(e) => return Err(e),
         };
         if !create {
-            let table = match schema {
-                Some(schema) => format!("\"{schema}\".suki_inbox_deliveries"),
-                None => "suki_inbox_deliveries".to_owned(),
-            };
+            let table = crate::sql::Tables::new(schema).deliveries;
             let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
                 .bind(table)
                 .fetch_one(&pool)
@@ -98,81 +95,5 @@ impl SqlStore<PostgresDialect> {
             }
         }
         Self::from_pool_with(pool, settings).await
-    }
-}
-
-/// A handler that writes in the transaction that completes the row: its writes and the
-/// completion commit together, or neither does. A worker that lost its lease (another worker
-/// took the row over) finds the fencing token changed at completion and rolls back, so each
-/// stored event's effect happens exactly once.
-///
-/// Keep the transaction short: the row is locked from the completion to the commit.
-#[async_trait::async_trait]
-pub trait TransactionalHandler: Send + Sync + 'static {
-    /// Processes one event, writing through `tx` (do not commit it: the worker does).
-    async fn handle(
-        &self,
-        event: suki_ambient_core::WebhookEvent,
-        meta: crate::InboxMeta,
-        tx: &mut sqlx::PgConnection,
-    ) -> Result<(), suki_ambient_core::HandlerError>;
-}
-
-/// One attempt of the transactional runner: begin, the handler's writes, the fenced
-/// completion, commit.
-pub(crate) async fn attempt(
-    handler: &dyn TransactionalHandler,
-    store: &PostgresStore,
-    event: suki_ambient_core::WebhookEvent,
-    meta: crate::InboxMeta,
-    lease: crate::Lease,
-    now: suki_ambient_core::UnixMillis,
-) -> crate::worker::Outcome {
-    use crate::worker::{Failure, Outcome};
-    use futures_util::FutureExt as _;
-    let store_failed = |err: sqlx::Error| {
-        tracing::warn!(error = %err, "suki inbox transaction failed");
-        Outcome::Failed(Failure::retryable("store_error"))
-    };
-    let mut tx = match store.pool().begin().await {
-        Ok(tx) => tx,
-        Err(err) => return store_failed(err),
-    };
-    let fetched = meta.fetched.clone();
-    let run = std::panic::AssertUnwindSafe(handler.handle(event, meta, &mut tx)).catch_unwind();
-    match run.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
-            let _ = tx.rollback().await;
-            return Outcome::Failed(Failure::classify(&err));
-        }
-        Err(_) => {
-            let _ = tx.rollback().await;
-            return Outcome::Failed(Failure::retryable("handler_panicked"));
-        }
-    }
-    // Last, so the row is locked only from here to the commit; a claim that took the row over
-    // changed the token, and this matches nothing.
-    let complete = &store.sql.queue.complete;
-    let completed = sqlx::query(complete)
-        .bind(lease.id)
-        .bind(lease.fence)
-        .bind(crate::sql::stored(now))
-        .bind(fetched.take())
-        .execute(&mut *tx)
-        .await;
-    match completed {
-        Ok(done) if done.rows_affected() == 1 => match tx.commit().await {
-            Ok(()) => Outcome::Committed,
-            Err(err) => store_failed(err),
-        },
-        Ok(_) => {
-            let _ = tx.rollback().await;
-            Outcome::Fenced
-        }
-        Err(err) => {
-            let _ = tx.rollback().await;
-            store_failed(err)
-        }
     }
 }

@@ -681,9 +681,20 @@ pub enum StoreError {
     #[error("the SQLite pool is not durable enough for the inbox: {0}")]
     NotDurable(&'static str),
     /// The transactional handler needs a store whose completion can join the handler's
-    /// transaction (the Postgres store).
-    #[error("the transactional handler needs a Postgres inbox")]
-    NotPostgres,
+    /// transaction ([`Store::transactions`]); this one has none.
+    #[error("the transactional handler needs a store with transactions (SQLite or Postgres)")]
+    NoTransactions,
+    /// The transactional handler writes through another connection type than the store's
+    /// transactions hand out (e.g. a `PgConnection` handler on a SQLite inbox).
+    #[error(
+        "the transactional handler writes through {handler}, but the store's transactions are {store}"
+    )]
+    ConnectionMismatch {
+        /// The connection type the store's transactions hand out.
+        store: &'static str,
+        /// The connection type the handler takes.
+        handler: &'static str,
+    },
     /// The inbox's group commit was dropped before it answered (the runtime is shutting down).
     #[error("the inbox is shut down")]
     Closed,
@@ -790,12 +801,11 @@ pub trait Store: DeliveryQueue + Expectations + ReadModel + Operations {
         Ok(())
     }
 
-    /// This store as the Postgres store, whose completion can commit in the transaction of a
+    /// The store's transactions, when its completion can commit in the transaction of a
     /// [`TransactionalHandler`](crate::TransactionalHandler): the capability that exactly-once
-    /// processing needs. A store that wraps a [`PostgresStore`](crate::PostgresStore) returns
-    /// it; `None` by default.
-    #[cfg(feature = "postgres")]
-    fn postgres(&self) -> Option<&crate::PostgresStore> {
+    /// processing needs. The built-in stores have it; a store that wraps one returns the
+    /// inner store's; `None` by default.
+    fn transactions(&self) -> Option<&dyn crate::Transactions> {
         None
     }
 }

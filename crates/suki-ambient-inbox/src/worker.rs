@@ -47,8 +47,7 @@ const DEFAULT_LONGEST_SNOOZE: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Clone)]
 pub(crate) enum Runner {
     Plain(Arc<dyn InboxHandler>),
-    #[cfg(feature = "postgres")]
-    Transactional(Arc<dyn crate::TransactionalHandler>),
+    Transactional(Arc<dyn crate::transaction::ErasedTransactional>),
 }
 
 /// Processes what an [`Inbox`] holds: claims due rows, calls the handler, and completes,
@@ -194,21 +193,30 @@ impl InboxWorker {
         InboxWorkerBuilder::new(inbox, Runner::Plain(Arc::new(handler)))
     }
 
-    /// A worker whose handler writes in the transaction that completes the row (Postgres
-    /// only): the application's writes and the completion commit together, so each stored
-    /// event's effect happens exactly once even when workers crash or lose their lease.
+    /// A worker whose handler writes in the transaction that completes the row: the
+    /// application's writes and the completion commit together, so each stored event's effect
+    /// happens exactly once even when workers crash or lose their lease.
     ///
-    /// Works however the inbox was built ([`Inbox::connect`], [`Inbox::from_pool`],
-    /// [`Inbox::from_store`] with a [`PostgresStore`](crate::PostgresStore) or a store that
-    /// [exposes one](crate::Store::postgres)); fails with [`StoreError::NotPostgres`] otherwise.
-    #[cfg(feature = "postgres")]
-    pub fn transactional(
+    /// Works on both built-in stores however the inbox was built ([`Inbox::connect`],
+    /// [`Inbox::from_pool`], [`Inbox::from_store`]), with a handler that takes the store's
+    /// connection (`sqlx::PgConnection` or `sqlx::SqliteConnection`), and on a store of your
+    /// own that [has transactions](crate::Store::transactions). Fails with
+    /// [`StoreError::NoTransactions`] when the store has none, and with
+    /// [`StoreError::ConnectionMismatch`] when the handler takes another connection type.
+    pub fn transactional<C: Send + 'static>(
         inbox: Inbox,
-        handler: impl crate::TransactionalHandler,
+        handler: impl crate::TransactionalHandler<C>,
     ) -> Result<InboxWorkerBuilder, StoreError> {
-        if inbox.backend().postgres().is_none() {
-            return Err(StoreError::NotPostgres);
+        let Some(transactions) = inbox.backend().transactions() else {
+            return Err(StoreError::NoTransactions);
+        };
+        if transactions.connection_type() != std::any::TypeId::of::<C>() {
+            return Err(StoreError::ConnectionMismatch {
+                store: transactions.connection_name(),
+                handler: std::any::type_name::<C>(),
+            });
         }
+        let handler = crate::transaction::Erased(handler, std::marker::PhantomData);
         Ok(InboxWorkerBuilder::new(
             inbox,
             Runner::Transactional(Arc::new(handler)),
@@ -715,10 +723,8 @@ pub(crate) enum Outcome {
     Done,
     Failed(Failure),
     /// The row was completed in the handler's transaction (transactional runner).
-    #[cfg(feature = "postgres")]
     Committed,
     /// The transactional completion found another worker's token: nothing was written.
-    #[cfg(feature = "postgres")]
     Fenced,
 }
 
@@ -780,12 +786,10 @@ impl Job {
             self.keep(&store, record, lease, &kept).await;
         }
         let written = match outcome {
-            #[cfg(feature = "postgres")]
             Outcome::Committed => {
                 crate::metrics::attempt("done");
                 Ok(true)
             }
-            #[cfg(feature = "postgres")]
             Outcome::Fenced => Ok(false),
             Outcome::Done => {
                 crate::metrics::attempt("done");
@@ -908,8 +912,6 @@ impl Job {
     }
 
     async fn attempt(&self, event: WebhookEvent, meta: InboxMeta, lease: Lease) -> Outcome {
-        #[cfg(not(feature = "postgres"))]
-        let _ = lease;
         if let Some(limit) = &self.options.rate_limit {
             limit.wait().await;
         }
@@ -924,10 +926,9 @@ impl Job {
                     Err(_) => Outcome::Failed(Failure::retryable("handler_panicked")),
                 }
             }
-            #[cfg(feature = "postgres")]
-            Runner::Transactional(handler) => match self.inbox.backend().postgres() {
+            Runner::Transactional(handler) => match self.inbox.backend().transactions() {
                 Some(store) => {
-                    crate::postgres::attempt(
+                    crate::transaction::attempt(
                         &**handler,
                         store,
                         event,
@@ -937,8 +938,8 @@ impl Job {
                     )
                     .await
                 }
-                // Checked when the worker was built; a store cannot change its kind.
-                None => Outcome::Failed(Failure::retryable("not_postgres")),
+                // Checked when the worker was built; a store cannot lose its transactions.
+                None => Outcome::Failed(Failure::retryable("no_transactions")),
             },
         }
     }

@@ -23,7 +23,7 @@ const UNIQUE: usize = 10_000;
 struct Effects;
 
 #[async_trait]
-impl TransactionalHandler for Effects {
+impl TransactionalHandler<PgConnection> for Effects {
     async fn handle(
         &self,
         _event: WebhookEvent,
@@ -148,7 +148,7 @@ struct Slow {
 }
 
 #[async_trait]
-impl TransactionalHandler for Slow {
+impl TransactionalHandler<PgConnection> for Slow {
     async fn handle(
         &self,
         event: WebhookEvent,

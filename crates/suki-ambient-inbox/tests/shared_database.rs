@@ -384,16 +384,18 @@ mod postgres {
         let sqlite = Inbox::connect(&common::sqlite_url(dir.path(), "x.db"))
             .await
             .expect("sqlite");
+        // A Postgres handler on a SQLite inbox is refused when the worker is built.
         assert!(matches!(
             InboxWorker::transactional(sqlite, Noop).map(|_| ()),
-            Err(StoreError::NotPostgres)
+            Err(StoreError::ConnectionMismatch { store, handler })
+                if store.contains("Sqlite") && handler.contains("PgConnection")
         ));
     }
 
     struct Noop;
 
     #[async_trait::async_trait]
-    impl suki_ambient_inbox::TransactionalHandler for Noop {
+    impl suki_ambient_inbox::TransactionalHandler<sqlx::PgConnection> for Noop {
         async fn handle(
             &self,
             _event: suki_ambient_core::WebhookEvent,

@@ -877,3 +877,27 @@ async fn a_panicking_handler_fails_its_attempt_and_is_retried() {
         .collect();
     assert_eq!(codes, ["handler_panicked"], "the timeline keeps it");
 }
+
+/// A transactional handler needs a store with transactions: a store of one's own without them
+/// is refused when the worker is built, not at the first row.
+#[tokio::test]
+async fn a_transactional_worker_on_a_store_without_transactions_is_refused() {
+    struct Writes;
+    #[async_trait]
+    impl suki_ambient_inbox::TransactionalHandler<sqlx::SqliteConnection> for Writes {
+        async fn handle(
+            &self,
+            _event: WebhookEvent,
+            _meta: InboxMeta,
+            _tx: &mut sqlx::SqliteConnection,
+        ) -> Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::from_store(Switchable::open(&dir).await);
+    assert!(matches!(
+        InboxWorker::transactional(inbox, Writes).map(|_| ()),
+        Err(StoreError::NoTransactions)
+    ));
+}

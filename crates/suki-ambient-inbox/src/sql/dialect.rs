@@ -5,8 +5,6 @@
 
 #[cfg(feature = "postgres")]
 use super::Db as _;
-#[cfg(feature = "postgres")]
-use super::SqlStore;
 use super::Tables;
 #[cfg(feature = "sqlite")]
 use super::rows::{COLUMNS, EXPECTATION_COLUMNS};
@@ -57,12 +55,6 @@ pub trait SqlDialect: sealed::Sealed + Send + Sync + 'static {
     fn subscribe(
         pool: &sqlx::Pool<Self::Db>,
     ) -> futures_util::future::BoxFuture<'_, Result<Option<Box<dyn crate::Wakeups>>, StoreError>>;
-    /// The store as the Postgres store, whose completions can join a handler's transaction.
-    #[cfg(feature = "postgres")]
-    #[doc(hidden)]
-    fn as_postgres(store: &SqlStore<Self>) -> Option<&crate::PostgresStore>
-    where
-        Self: Sized;
 }
 
 mod sealed {
@@ -136,10 +128,6 @@ impl SqlDialect for SqliteDialect {
     {
         // One host: the inbox wakes the workers of its own process; others poll.
         Box::pin(std::future::ready(Ok(None)))
-    }
-    #[cfg(feature = "postgres")]
-    fn as_postgres(_: &SqlStore<Self>) -> Option<&crate::PostgresStore> {
-        None
     }
 }
 
@@ -234,8 +222,5 @@ impl SqlDialect for PostgresDialect {
             listener.listen(NOTIFY_CHANNEL).await.db()?;
             Ok(Some(Box::new(Listener(listener)) as Box<dyn crate::Wakeups>))
         })
-    }
-    fn as_postgres(store: &SqlStore<Self>) -> Option<&crate::PostgresStore> {
-        Some(store)
     }
 }

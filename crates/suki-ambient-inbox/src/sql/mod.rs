@@ -12,6 +12,7 @@ mod operations;
 mod queue;
 mod read;
 mod rows;
+mod transaction;
 
 use std::sync::Arc;
 
@@ -226,9 +227,8 @@ sql_impl! {
             D::migrate(&self.pool, self.schema.as_deref()).await
         }
 
-        #[cfg(feature = "postgres")]
-        fn postgres(&self) -> Option<&crate::PostgresStore> {
-            D::as_postgres(self)
+        fn transactions(&self) -> Option<&dyn crate::Transactions> {
+            Some(self)
         }
     }
 }
