@@ -45,6 +45,7 @@
 
 pub mod crypto;
 pub mod display;
+mod error;
 mod expect;
 mod handler;
 mod health;
@@ -67,6 +68,7 @@ mod postgres;
 mod sqlite;
 
 pub use crypto::{BodyKey, KeyError, KeyProvider, Keys};
+pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 pub use expect::{
     CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, FinishedCheck, Resolution,
     SessionKind,
@@ -84,7 +86,7 @@ pub use inbox::{
     AUDIT_FLOOR, AuditVerification, BrokenLink, Inbox, InboxBuilder, InboxStatus, RekeyReport,
     dedup_key,
 };
-pub use migrate::{Dialect, HISTORY_TABLE, MigrateError, Migration, migrations};
+pub use migrate::{Dialect, HISTORY_TABLE, Migration, migrations};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use reconciler::{
@@ -99,11 +101,10 @@ pub use sql::{SqlDialect, SqlStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DatabaseError, DeadFilter,
-    DeadGroup, DeliveryQueue, DeliveryRecord, ExpectationCounts, Expectations, FailedAttempt,
-    HourCount, Lead, Lease, NewDelivery, NewExpectation, Next, Operations, Pause, ReadModel,
-    Resealed, Selection, Source, State, Store, StoreError, StoredBody, TimelineEvent, Trace,
-    Wakeups, audit_hash,
+    Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DeadFilter, DeadGroup,
+    DeliveryQueue, DeliveryRecord, ExpectationCounts, Expectations, FailedAttempt, HourCount, Lead,
+    Lease, NewDelivery, NewExpectation, Next, Operations, Pause, ReadModel, Resealed, Selection,
+    Source, State, Store, StoredBody, TimelineEvent, Trace, Wakeups, audit_hash,
 };
 pub use transaction::{StoreTransaction, TransactionalHandler, Transactions};
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};

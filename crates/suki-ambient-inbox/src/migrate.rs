@@ -120,38 +120,6 @@ const LEGACY: [(i64, &str); 4] = [
     (4, "suki_inbox_probe"),
 ];
 
-/// Why a migration run failed.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MigrateError {
-    /// A migration's statements failed (the database's message names no stored value).
-    #[error("inbox migration {version} failed: {source}")]
-    Failed {
-        /// The version that failed.
-        version: i64,
-        /// The database's error.
-        #[source]
-        source: crate::store::DatabaseError,
-    },
-    /// A recorded migration's SQL differs from this build's: the schema was made by another
-    /// build of this version, or the file was edited after it was applied.
-    #[error("inbox migration {version} was applied with different SQL (checksum mismatch)")]
-    Changed {
-        /// The version whose checksum differs.
-        version: i64,
-    },
-    /// The schema is newer than this build knows: run the newer SDK (a downgrade is refused).
-    #[error(
-        "the inbox schema is at version {found}, newer than this build's {known}: upgrade the SDK"
-    )]
-    TooNew {
-        /// The newest version recorded.
-        found: i64,
-        /// The newest this build knows.
-        known: i64,
-    },
-}
-
 /// A Postgres schema (namespace) name the inbox accepts: letters, digits and `_`, not starting
 /// with a digit, at most 63 bytes; quoted wherever it is used.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -166,9 +134,9 @@ pub(crate) fn valid_schema(name: &str) -> bool {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod run {
-    use super::{HISTORY_TABLE, LEGACY, MigrateError, Migration};
+    use super::{HISTORY_TABLE, LEGACY, Migration};
+    use crate::MigrateError;
     use crate::StoreError;
-    use crate::store::DatabaseError;
 
     /// What the history says: (version, checksum) in order.
     type Applied = Vec<(i64, String)>;
@@ -211,7 +179,7 @@ mod run {
         move |e| {
             MigrateError::Failed {
                 version,
-                source: DatabaseError::new(e),
+                source: crate::sql::database_error(e),
             }
             .into()
         }

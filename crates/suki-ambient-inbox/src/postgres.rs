@@ -73,7 +73,7 @@ impl SqlStore<PostgresDialect> {
         {
             Ok(pool) => pool,
             // 3D000 invalid_catalog_name: no such database.
-            Err(StoreError::Database(e)) if !create && e.code().as_deref() == Some("3D000") => {
+            Err(StoreError::Database(e)) if !create && e.code() == Some("3D000") => {
                 return Err(StoreError::NotFound {
                     url: crate::inbox::redact_url(url),
                 });

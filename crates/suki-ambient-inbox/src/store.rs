@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use suki_ambient_core::{EncounterId, EventKind, SessionId, Stored, UnixMillis};
 
+use crate::StoreError;
 use crate::expect::{ExpectationRecord, ExpectedSession, FinishedCheck};
 
 /// Where a row came from.
@@ -643,141 +644,6 @@ pub struct Counts {
     pub dead: u64,
     /// When the oldest pending or running row was received (ms), if any.
     pub oldest_unfinished_received_at: Option<UnixMillis>,
-}
-
-/// A store operation failed. Cheap to clone: a failed group commit gives every caller whose
-/// delivery it held the same error, source included.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The database failed or could not be reached (its message names no stored value).
-    #[error("inbox database error: {0}")]
-    Database(DatabaseError),
-    /// The schema could not be created or migrated.
-    #[error(transparent)]
-    Migrate(#[from] crate::migrate::MigrateError),
-    /// A stored value is not one this version writes.
-    #[error("inbox row is corrupt: {0}")]
-    Corrupt(&'static str),
-    /// The URL names no store this build supports.
-    #[error(
-        "unsupported inbox URL (expected sqlite://… or postgres://…, with the matching feature)"
-    )]
-    UnsupportedUrl,
-    /// The Postgres schema name is not one the inbox accepts.
-    #[error(
-        "invalid inbox schema name {schema:?} (letters, digits and _, not starting with a digit, \
-         at most 63 bytes)"
-    )]
-    InvalidSchema {
-        /// The name given.
-        schema: String,
-    },
-    /// A setting this store does not take (e.g. a Postgres schema for a SQLite inbox).
-    #[error("inbox setting not supported here: {0}")]
-    Unsupported(&'static str),
-    /// A SQLite pool given to the inbox does not keep what the inbox promises: each commit on
-    /// disk before the 200 (WAL and `synchronous=FULL`).
-    #[error("the SQLite pool is not durable enough for the inbox: {0}")]
-    NotDurable(&'static str),
-    /// The transactional handler needs a store whose completion can join the handler's
-    /// transaction ([`Store::transactions`]); this one has none.
-    #[error("the transactional handler needs a store with transactions (SQLite or Postgres)")]
-    NoTransactions,
-    /// The transactional handler writes through another connection type than the store's
-    /// transactions hand out (e.g. a `PgConnection` handler on a SQLite inbox).
-    #[error(
-        "the transactional handler writes through {handler}, but the store's transactions are {store}"
-    )]
-    ConnectionMismatch {
-        /// The connection type the store's transactions hand out.
-        store: &'static str,
-        /// The connection type the handler takes.
-        handler: &'static str,
-    },
-    /// The inbox's group commit was dropped before it answered (the runtime is shutting down).
-    #[error("the inbox is shut down")]
-    Closed,
-    /// The worker's task panicked (a bug: handlers' panics are caught and retried).
-    #[error("the inbox worker's task panicked")]
-    WorkerPanicked,
-    /// No inbox exists there: [`Inbox::open`](crate::Inbox::open) creates none (a wrong path,
-    /// database or schema). `url` is shown without its password.
-    #[error("no inbox at {url}")]
-    NotFound {
-        /// Where it was looked for.
-        url: String,
-    },
-    /// The inbox was given keys ([`Inbox::with_keys`](crate::Inbox::with_keys)) but its
-    /// provider has no current key: bodies are not stored in clear instead, the delivery is
-    /// refused (503 to Suki, health red) until the provider has one.
-    #[error("the inbox's key provider has no current key: bodies are not stored in clear")]
-    NoCurrentKey,
-    /// A body could not be sealed (AWS-LC had no randomness): the delivery is refused (503)
-    /// rather than stored in clear or empty.
-    #[error("a body could not be sealed")]
-    SealFailed,
-    /// An operator action the inbox refuses as given (e.g. an audit purge within the audit
-    /// log's retention floor, an actor with no name): the reason names no stored value.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// The store did not answer in time (e.g. a database locked by another process).
-    #[error("the inbox store did not answer within {0:?}")]
-    Timeout(Duration),
-    /// The SQLite database file was deleted or replaced under the running process: what it
-    /// writes now reaches no file anyone will read.
-    #[error("the inbox database file was deleted or replaced since it was opened")]
-    FileGone,
-}
-
-/// A database's error, opaque: the inbox's API does not depend on its driver's types. Its
-/// message and [`code`](Self::code) name no stored value; the driver's error is its
-/// [`source`](std::error::Error::source) chain.
-#[derive(Clone)]
-pub struct DatabaseError(std::sync::Arc<dyn std::error::Error + Send + Sync>);
-
-impl DatabaseError {
-    /// Wraps a database driver's error (for a [`Store`] of your own).
-    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self(std::sync::Arc::new(error))
-    }
-
-    /// The code the database reported, when it did: Postgres's SQLSTATE (`"40001"`), SQLite's
-    /// extended result code (`"5"`: busy).
-    pub fn code(&self) -> Option<String> {
-        match self.0.downcast_ref::<sqlx::Error>() {
-            Some(sqlx::Error::Database(e)) => e.code().map(|c| c.into_owned()),
-            _ => None,
-        }
-    }
-
-    /// Whether no connection could be had in time (the pool is exhausted or the server down).
-    pub fn is_pool_timeout(&self) -> bool {
-        matches!(
-            self.0.downcast_ref::<sqlx::Error>(),
-            Some(sqlx::Error::PoolTimedOut)
-        )
-    }
-}
-
-impl fmt::Display for DatabaseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Debug for DatabaseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("DatabaseError")
-            .field(&format_args!("{}", self.0))
-            .finish()
-    }
-}
-
-impl std::error::Error for DatabaseError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
 }
 
 /// What an inbox needs from a database: the [`DeliveryQueue`], the reconciler's

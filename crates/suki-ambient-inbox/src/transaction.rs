@@ -13,7 +13,8 @@ use std::marker::PhantomData;
 use async_trait::async_trait;
 use suki_ambient_core::{HandlerError, UnixMillis, WebhookEvent};
 
-use crate::store::{Lease, StoreError};
+use crate::StoreError;
+use crate::store::Lease;
 
 /// A store whose row completion can join a transaction the application writes in.
 #[async_trait]

@@ -493,7 +493,8 @@ impl Switchable {
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Database(
-                suki_ambient_inbox::DatabaseError::new(sqlx::Error::PoolTimedOut),
+                suki_ambient_inbox::DatabaseError::new(sqlx::Error::PoolTimedOut)
+                    .with_kind(suki_ambient_inbox::DatabaseErrorKind::PoolTimeout),
             ))
         } else {
             Ok(())

@@ -8,7 +8,7 @@ use super::Db as _;
 use super::Tables;
 #[cfg(feature = "sqlite")]
 use super::rows::{COLUMNS, EXPECTATION_COLUMNS};
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// What differs between the SQL databases the inbox supports; everything else is shared SQL
 /// (both take `$N` placeholders). Sealed: the built-in dialects are [`SqliteDialect`] and

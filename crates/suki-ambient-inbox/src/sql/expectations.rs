@@ -5,7 +5,7 @@ use suki_ambient_core::UnixMillis;
 
 use super::rows::ExpectationRow;
 use super::{Db as _, SqlDialect, Tables, sql_impl, stored};
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// The most checks one statement records.
 const FINISH_CHUNK: usize = 200;

@@ -23,7 +23,7 @@ pub use dialect::SqlDialect;
 pub use dialect::SqliteDialect;
 pub(crate) use rows::stored;
 
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// The inbox's tables as the statements name them: `suki_inbox_…`, or `"schema".suki_inbox_…`
 /// when the tables are in a schema other than the connection's own (Postgres).
@@ -152,7 +152,25 @@ pub(crate) trait Db<T> {
 
 impl<T> Db<T> for Result<T, sqlx::Error> {
     fn db(self) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::Database(crate::store::DatabaseError::new(e)))
+        self.map_err(|e| StoreError::Database(database_error(e)))
+    }
+}
+
+/// sqlx's error as the inbox's opaque one, its code and kind read once here (the only place
+/// that looks inside a sqlx error).
+pub(crate) fn database_error(error: sqlx::Error) -> crate::DatabaseError {
+    let code = match &error {
+        sqlx::Error::Database(e) => e.code().map(std::borrow::Cow::into_owned),
+        _ => None,
+    };
+    let kind = match error {
+        sqlx::Error::PoolTimedOut => crate::DatabaseErrorKind::PoolTimeout,
+        _ => crate::DatabaseErrorKind::Other,
+    };
+    let error = crate::DatabaseError::new(error).with_kind(kind);
+    match code {
+        Some(code) => error.with_code(code),
+        None => error,
     }
 }
 

@@ -4,7 +4,7 @@
 use suki_ambient_core::{EventKind, UnixMillis};
 
 use super::{Db as _, Params, SqlDialect, Tables, Value, sql_impl, stored};
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// The operations' statements, with their tables.
 pub(crate) struct OpsSql {

@@ -5,7 +5,7 @@ use suki_ambient_core::{EncounterId, SessionId, UnixMillis};
 
 use super::rows::ClaimRow;
 use super::{Db as _, SqlDialect, Tables, sql_impl, stored};
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// The queue's statements, with their tables.
 pub(crate) struct QueueSql {

@@ -8,7 +8,7 @@ use super::rows::{
     HistoryRow, PauseRow, Row, millis,
 };
 use super::{Db as _, SqlDialect, Tables, sql_impl, stored};
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// The read model's statements, with their tables.
 pub(crate) struct ReadSql {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use suki_ambient_core::UnixMillis;
 
 use super::{Db as _, SqlDialect, SqlStore, Statements, stored};
-use crate::store::{Lease, StoreError};
+use crate::StoreError;
+use crate::store::Lease;
 use crate::transaction::{StoreTransaction, Transactions};
 
 /// An open transaction of a [`SqlStore`].
