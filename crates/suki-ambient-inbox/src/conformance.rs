@@ -24,7 +24,7 @@ use suki_ambient_core::{EventKind, Stored, UnixMillis};
 use suki_ambient_core::{EncounterId, SessionId};
 
 use crate::expect::{CheckOutcome, ExpectedSession, Resolution, SessionKind};
-use crate::store::{
+use crate::{
     Claim, ClaimRequest, FailedAttempt, Lease, NewDelivery, NewExpectation, Next, Selection,
     Source, State, Store,
 };
@@ -418,7 +418,7 @@ async fn operators_act_with_an_audit_entry(store: &impl Store) {
 async fn the_audit_log_is_a_chain_purged_only_from_its_start(store: &impl Store) {
     let step = "the_audit_log_is_a_chain_purged_only_from_its_start";
     let verified = |label: &'static str| async move {
-        let report = crate::inbox::verify_chain(store).await.expect("verify");
+        let report = crate::operate::verify_chain(store).await.expect("verify");
         assert_eq!(report.broken, None, "{step}: {label}: {report:?}");
         report
     };

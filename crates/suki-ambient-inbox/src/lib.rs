@@ -52,7 +52,11 @@ mod health;
 mod inbox;
 pub mod metrics;
 mod migrate;
+mod open;
+mod operate;
 mod reconciler;
+mod records;
+mod settings;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod store;
@@ -80,17 +84,22 @@ pub use handler::{
 #[cfg(feature = "axum")]
 pub use health::health_router;
 pub use health::{Health, HealthStatus, HealthThresholds, Problem, Readiness};
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use inbox::InboxPool;
-pub use inbox::{
-    AUDIT_FLOOR, AuditVerification, BrokenLink, Inbox, InboxBuilder, InboxStatus, RekeyReport,
-    dedup_key,
-};
+pub use inbox::{AUDIT_FLOOR, Inbox, dedup_key};
 pub use migrate::{Dialect, HISTORY_TABLE, Migration, migrations};
+pub use open::InboxBuilder;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use open::InboxPool;
+pub use operate::{AuditVerification, BrokenLink};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use reconciler::{
     CheckReport, Reconciler, ReconcilerBuilder, ReconcilerHandle, polled_event, polled_kind,
+};
+pub use records::{
+    Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DeadFilter, DeadGroup,
+    DeliveryRecord, ExpectationCounts, FailedAttempt, HourCount, InboxStatus, Lead, Lease,
+    NewDelivery, NewExpectation, Next, Pause, RekeyReport, Resealed, Selection, Source, State,
+    StoredBody, TimelineEvent, Trace, audit_hash,
 };
 #[cfg(feature = "postgres")]
 pub use sql::PostgresDialect;
@@ -101,12 +110,10 @@ pub use sql::{SqlDialect, SqlStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DeadFilter, DeadGroup,
-    DeliveryQueue, DeliveryRecord, ExpectationCounts, Expectations, FailedAttempt, HourCount, Lead,
-    Lease, NewDelivery, NewExpectation, Next, Operations, Pause, ReadModel, Resealed, Selection,
-    Source, State, Store, StoredBody, TimelineEvent, Trace, Wakeups, audit_hash,
+    DeliveryQueue, Expectations, Operations, ReadModel, Store, StoreTransaction, Transactions,
+    Wakeups,
 };
-pub use transaction::{StoreTransaction, TransactionalHandler, Transactions};
+pub use transaction::TransactionalHandler;
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
 
 /// sqlx, for [`Inbox::from_pool`]'s pools and the `TransactionalHandler`'s connection type.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::StoreError;
-use crate::inbox::Settings;
+use crate::settings::Settings;
 use crate::sql::{Db as _, PostgresDialect, SqlStore};
 
 /// The Postgres store: many receivers and workers on one database; deduplication is
@@ -75,7 +75,7 @@ impl SqlStore<PostgresDialect> {
             // 3D000 invalid_catalog_name: no such database.
             Err(StoreError::Database(e)) if !create && e.code() == Some("3D000") => {
                 return Err(StoreError::NotFound {
-                    url: crate::inbox::redact_url(url),
+                    url: crate::settings::redact_url(url),
                 });
             }
             Err(e) => return Err(e),
@@ -90,7 +90,7 @@ impl SqlStore<PostgresDialect> {
             if !exists {
                 pool.close().await;
                 return Err(StoreError::NotFound {
-                    url: crate::inbox::redact_url(url),
+                    url: crate::settings::redact_url(url),
                 });
             }
         }

@@ -13,8 +13,8 @@ use suki_ambient_core::{
 };
 
 use crate::expect::{CheckOutcome, ExpectationRecord, ExpectedSession, FinishedCheck, SessionKind};
-use crate::store::{NewDelivery, Source};
 use crate::{Inbox, StoreError, backoff};
+use crate::{NewDelivery, Source};
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_BASE: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@ use sqlx::sqlite::{
 };
 
 use crate::StoreError;
-use crate::inbox::Settings;
+use crate::settings::Settings;
 use crate::sql::{Db as _, FileId, SqlStore, SqliteDialect};
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -43,7 +43,7 @@ impl SqlStore<SqliteDialect> {
             .create_if_missing(create);
         if !create {
             let not_found = || StoreError::NotFound {
-                url: crate::inbox::redact_url(url),
+                url: crate::settings::redact_url(url),
             };
             if is_memory(url) || !options.get_filename().is_file() {
                 return Err(not_found());

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 pub(crate) use crate::handler::Failure;
 use crate::handler::{InboxHandler, InboxMeta};
-use crate::store::{Claim, Lease, Next, Store};
+use crate::{Claim, Lease, Next, Store};
 use crate::{Inbox, StoreError};
 
 /// Defaults of [`InboxWorkerBuilder`].
@@ -928,19 +928,64 @@ impl Job {
             }
             Runner::Transactional(handler) => match self.inbox.backend().transactions() {
                 Some(store) => {
-                    crate::transaction::attempt(
-                        &**handler,
-                        store,
-                        event,
-                        meta,
-                        lease,
-                        self.inbox.now(),
-                    )
-                    .await
+                    transactional_attempt(&**handler, store, event, meta, lease, self.inbox.now())
+                        .await
                 }
                 // Checked when the worker was built; a store cannot lose its transactions.
                 None => Outcome::Failed(Failure::retryable("no_transactions")),
             },
+        }
+    }
+}
+
+/// One attempt of the transactional runner: begin, the handler's writes, the fenced
+/// completion, commit.
+async fn transactional_attempt(
+    handler: &dyn crate::transaction::ErasedTransactional,
+    store: &dyn crate::Transactions,
+    event: WebhookEvent,
+    meta: crate::InboxMeta,
+    lease: crate::Lease,
+    now: suki_ambient_core::UnixMillis,
+) -> Outcome {
+    use futures_util::FutureExt as _;
+    let store_failed = |err: StoreError| {
+        tracing::warn!(error = %err, "suki inbox transaction failed");
+        Outcome::Failed(Failure::retryable("store_error"))
+    };
+    let mut tx = match store.begin().await {
+        Ok(tx) => tx,
+        Err(err) => return store_failed(err),
+    };
+    let fetched = meta.fetched.clone();
+    let run =
+        std::panic::AssertUnwindSafe(handler.handle(event, meta, tx.connection())).catch_unwind();
+    let failed = match run.await {
+        Ok(Some(Ok(()))) => None,
+        Ok(Some(Err(err))) => Some(Failure::classify(&err)),
+        // Checked when the worker was built; a store cannot change its connection type.
+        Ok(None) => Some(Failure::retryable("transaction_connection")),
+        Err(_) => Some(Failure::retryable("handler_panicked")),
+    };
+    if let Some(failure) = failed {
+        let _ = tx.rollback().await;
+        return Outcome::Failed(failure);
+    }
+    // Last, so the row is locked only from here to the commit; a claim that took the row over
+    // changed the token, and this matches nothing.
+    let detail = fetched.take();
+    match tx.complete(lease, now, detail.as_deref()).await {
+        Ok(true) => match tx.commit().await {
+            Ok(()) => Outcome::Committed,
+            Err(err) => store_failed(err),
+        },
+        Ok(false) => {
+            let _ = tx.rollback().await;
+            Outcome::Fenced
+        }
+        Err(err) => {
+            let _ = tx.rollback().await;
+            store_failed(err)
         }
     }
 }

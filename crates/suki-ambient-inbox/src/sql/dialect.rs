@@ -120,7 +120,7 @@ impl SqlDialect for SqliteDialect {
         pool: &'a sqlx::SqlitePool,
         _schema: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(crate::migrate::sqlite(pool))
+        Box::pin(super::migrate::sqlite(pool))
     }
     fn subscribe(
         _pool: &sqlx::SqlitePool,
@@ -211,7 +211,7 @@ impl SqlDialect for PostgresDialect {
         pool: &'a sqlx::PgPool,
         schema: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(crate::migrate::postgres(pool, schema))
+        Box::pin(super::migrate::postgres(pool, schema))
     }
     fn subscribe(
         pool: &sqlx::PgPool,

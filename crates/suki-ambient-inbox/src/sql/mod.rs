@@ -8,6 +8,7 @@
 
 mod dialect;
 mod expectations;
+mod migrate;
 mod operations;
 mod queue;
 mod read;

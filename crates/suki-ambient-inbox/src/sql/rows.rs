@@ -2,8 +2,8 @@
 
 use suki_ambient_core::{EncounterId, EventKind, SessionId, UnixMillis};
 
+use crate::DeliveryRecord;
 use crate::StoreError;
-use crate::store::DeliveryRecord;
 
 /// The record's columns, in [`Row`]'s order.
 pub(super) const COLUMNS: &str = "id, dedup_key, source, kind, session_id, encounter_id, \

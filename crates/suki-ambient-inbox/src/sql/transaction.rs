@@ -8,9 +8,9 @@ use std::sync::Arc;
 use suki_ambient_core::UnixMillis;
 
 use super::{Db as _, SqlDialect, SqlStore, Statements, stored};
+use crate::Lease;
 use crate::StoreError;
-use crate::store::Lease;
-use crate::transaction::{StoreTransaction, Transactions};
+use crate::{StoreTransaction, Transactions};
 
 /// An open transaction of a [`SqlStore`].
 struct SqlTransaction<D: SqlDialect> {

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""No module circles inside a crate.
+
+For each crate under crates/, each top-level module of its src/ (a file `x.rs` or a folder
+`x/`, whose files count as one module) is a node; a path `crate::x::…`, or `crate::Name` where
+the crate root re-exports `Name` from `x`, is an edge to `x`. Within a folder module, its files
+are checked the same way among themselves (`super::name` from a child to a sibling). Comments
+(and so doc links) are ignored. Exits 1 and names the modules of every circle found.
+"""
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def code(path):
+    """The file's text without comments (line comments and doc comments)."""
+    out = []
+    for line in path.read_text().splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith("//"):
+            continue
+        out.append(re.sub(r"\s//.*$", "", line))
+    return "\n".join(out)
+
+
+def paths(text, prefix):
+    """Every path after `prefix::` (e.g. `crate`), grouped imports expanded one level."""
+    found = []
+    for m in re.finditer(prefix + r"::(\{[^}]*\}|\w+)", text):
+        part = m.group(1)
+        if part.startswith("{"):
+            found += [p.strip().split("::")[0] for p in part[1:-1].split(",") if p.strip()]
+        else:
+            found.append(part)
+    return [re.sub(r"\W.*$", "", p) for p in found if p]
+
+
+def reexports(root_text):
+    """Name → module for the root's `pub use module::{…}` / `pub use module::Name`."""
+    names = {}
+    for m in re.finditer(r"pub(?:\(crate\))?\s+use\s+(\w+)::(\{[^}]*\}|\w+)", root_text):
+        module, part = m.group(1), m.group(2)
+        items = part[1:-1].split(",") if part.startswith("{") else [part]
+        for item in items:
+            item = item.strip()
+            if not item:
+                continue
+            alias = re.split(r"\s+as\s+", item)
+            names[alias[-1].split("::")[-1].strip()] = module
+    return names
+
+
+def sccs(graph):
+    """The strongly connected components of more than one node (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def check(src, root_file, prefix, label):
+    """Circles among the modules of `src` (whose root is `root_file`), `prefix` naming the root."""
+    modules = {}
+    for f in src.iterdir():
+        if f.is_file() and f.suffix == ".rs" and f != root_file:
+            modules[f.stem] = [f]
+        elif f.is_dir():
+            modules[f.name] = sorted(f.rglob("*.rs"))
+    names = reexports(code(root_file))
+    graph = {}
+    for module, files in modules.items():
+        edges = set()
+        for f in files:
+            for name in paths(code(f), prefix):
+                target = name if name in modules else names.get(name)
+                if target and target != module and target in modules:
+                    edges.add(target)
+        graph[module] = edges
+    found = [f"{label}: {' <-> '.join(c)}" for c in sccs(graph)]
+    # Folder modules: their children among themselves.
+    for f in src.iterdir():
+        if f.is_dir() and (f / "mod.rs").exists():
+            found += check(f, f / "mod.rs", "super", f"{label}/{f.name}")
+    return found
+
+
+def main():
+    circles = []
+    for crate in sorted((ROOT / "crates").iterdir()):
+        src = crate / "src"
+        for root in ("lib.rs", "main.rs"):
+            if (src / root).exists():
+                circles += check(src, src / root, "crate", crate.name)
+                break
+    for circle in circles:
+        print(f"module circle: {circle}")
+    if circles:
+        sys.exit(1)
+    print("no module circles")
+
+
+if __name__ == "__main__":
+    main()
