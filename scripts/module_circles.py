@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """No module circles inside a crate.
 
+Usage: module_circles.py [crate folder name …] (all crates when none is named).
+
 For each crate under crates/, each top-level module of its src/ (a file `x.rs` or a folder
 `x/`, whose files count as one module) is a node; a path `crate::x::…`, or `crate::Name` where
 the crate root re-exports `Name` from `x`, is an edge to `x`. Within a folder module, its files
 are checked the same way among themselves (`super::name` from a child to a sibling). Comments
-(and so doc links) are ignored. Exits 1 and names the modules of every circle found.
+(and so doc links) and unit tests are ignored. Exits 1 and names the modules of every circle found.
 """
 import pathlib
 import re
@@ -15,9 +17,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def code(path):
-    """The file's text without comments (line comments and doc comments)."""
+    """The file's text without comments (line comments and doc comments) and without its unit
+    tests (a `#[cfg(test)] mod tests` and what follows it): what a module's tests use is not a
+    dependency of the module."""
     out = []
-    for line in path.read_text().splitlines():
+    text = re.split(r"#\[cfg\(test\)\]\s*mod tests\b", path.read_text())[0]
+    for line in text.splitlines():
         stripped = line.lstrip()
         if stripped.startswith("//"):
             continue
@@ -88,10 +93,10 @@ def check(src, root_file, prefix, label):
     """Circles among the modules of `src` (whose root is `root_file`), `prefix` naming the root."""
     modules = {}
     for f in src.iterdir():
-        if f.is_file() and f.suffix == ".rs" and f != root_file:
-            modules[f.stem] = [f]
+        if f.is_file() and f.suffix == ".rs" and f != root_file and f.name != "mod.rs":
+            modules.setdefault(f.stem, []).append(f)
         elif f.is_dir():
-            modules[f.name] = sorted(f.rglob("*.rs"))
+            modules.setdefault(f.name, []).extend(sorted(f.rglob("*.rs")))
     names = reexports(code(root_file))
     graph = {}
     for module, files in modules.items():
@@ -104,15 +109,22 @@ def check(src, root_file, prefix, label):
         graph[module] = edges
     found = [f"{label}: {' <-> '.join(c)}" for c in sccs(graph)]
     # Folder modules: their children among themselves.
+    # (A folder `x/` is the module `x`, whose root is `x/mod.rs` or `x.rs` beside it.)
     for f in src.iterdir():
-        if f.is_dir() and (f / "mod.rs").exists():
-            found += check(f, f / "mod.rs", "super", f"{label}/{f.name}")
+        if f.is_dir():
+            root = f / "mod.rs" if (f / "mod.rs").exists() else src / f"{f.name}.rs"
+            if root.exists():
+                found += check(f, root, "super", f"{label}/{f.name}")
     return found
 
 
 def main():
+    """Checks the crates named on the command line (folder names under crates/), or all."""
+    wanted = set(sys.argv[1:])
     circles = []
     for crate in sorted((ROOT / "crates").iterdir()):
+        if wanted and crate.name not in wanted:
+            continue
         src = crate / "src"
         for root in ("lib.rs", "main.rs"):
             if (src / root).exists():

@@ -691,11 +691,10 @@ pub(crate) async fn run(
 /// An RFC 3339 time (`2026-11-30T10:00:00Z`), or how long ago (`10m`).
 pub(crate) fn parse_time(text: &str) -> Result<UnixMillis, String> {
     if let Ok(at) = humantime::parse_rfc3339_weak(text) {
-        let ms = at
+        let since = at
             .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|_| format!("{text}: before 1970"))?
-            .as_millis();
-        return Ok(UnixMillis(u64::try_from(ms).unwrap_or(u64::MAX)));
+            .map_err(|_| format!("{text}: before 1970"))?;
+        return Ok(UnixMillis(suki_ambient_core::time::millis(since)));
     }
     parse_age(text).map(ago).map_err(|_| {
         format!("{text}: expected an RFC 3339 time (2026-11-30T10:00:00Z) or an age (10m)")
