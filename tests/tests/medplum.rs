@@ -347,3 +347,77 @@ async fn the_write_back_reaches_medplum_once_through_a_token_expiry() {
     server.abort();
     sandbox.shutdown().await;
 }
+
+/// A session's note with a U+FEFF in a section title, a LOINC code and a diagnosis code.
+fn with_byte_order_marks(session: &str) -> TransactionBundle {
+    let mut content: Value = serde_json::from_str(include_str!(
+        "../../testdata/fhir/session-content-typical.json"
+    ))
+    .expect("content");
+    let section = &mut content["summary"][0];
+    section["title"] = Value::from("\u{FEFF}CHIEF COMPLAINT");
+    section["loinc_code"] = Value::from("10154-3\u{FEFF}");
+    let mut data: Value = serde_json::from_str(include_str!(
+        "../../testdata/fhir/session-structured-data-typical.json"
+    ))
+    .expect("structured data");
+    data["structured_data"]["diagnoses"]["values"][0]["codes"][0]["code"] =
+        Value::from("\u{FEFF}I10");
+    let content: NoteContent = serde_json::from_value(content).expect("content");
+    let data: StructuredData = serde_json::from_value(data).expect("structured data");
+    let session = SessionId::from(session);
+    let note =
+        SessionNote::new(&session, &content, UnixMillis(1_764_460_800_000)).structured_data(&data);
+    let ehr = EhrContext::new(Reference::parse("Patient/p-1").expect("patient"));
+    transaction(&note, &ehr, &Mapping::default()).expect("maps")
+}
+
+/// Hostile values reach a validating server as FHIR wants them: a session id with a comma is
+/// one search value in `ifNoneExist` (it once ORed two, matched another session's note and lost
+/// its own), and U+FEFF is removed from codes and titles (one made the whole transaction fail
+/// validation, dead forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci)"]
+async fn ids_are_escaped_and_codes_cleaned_for_a_validating_server() {
+    let medplum = Medplum::start(&["--transactions", "on"]);
+    let fhir = client(&medplum, BearerToken::new(medplum.token.as_str()));
+
+    // `s-b` first; then `s-a,s-b`, whose identifiers unescaped read as `s-a` OR `s-b/…`.
+    let b = fhir
+        .write(&typical("s-b", "Patient/p-1", false))
+        .await
+        .expect("s-b");
+    assert_eq!(b.created(), 3);
+    let a = fhir
+        .write(&typical("s-a,s-b", "Patient/p-1", false))
+        .await
+        .expect("s-a,s-b");
+    assert_eq!((a.created(), a.matched()), (3, 0), "its own resources");
+    let again = fhir
+        .write(&typical("s-a,s-b", "Patient/p-1", false))
+        .await
+        .expect("again");
+    assert_eq!((again.created(), again.matched()), (0, 3), "matched, once");
+    let all = medplum.get("DocumentReference?_count=100").await;
+    assert_eq!(
+        all["entry"].as_array().map(Vec::len),
+        Some(2),
+        "one note each"
+    );
+
+    // Byte-order marks in a title and codes: the typical session is written whole.
+    let session = "s-bom";
+    let written = fhir
+        .write(&with_byte_order_marks(session))
+        .await
+        .expect("a validating server takes it");
+    assert_eq!(written.created(), 9);
+    let conditions = medplum.of_session("Condition", session).await;
+    assert!(
+        conditions
+            .iter()
+            .flat_map(|c| c["code"]["coding"].as_array().cloned().unwrap_or_default())
+            .any(|coding| coding["code"] == "I10"),
+        "{conditions:?}"
+    );
+}

@@ -120,7 +120,7 @@ pub(crate) enum Action {
         /// Only entries within this long (e.g. `30d`; default: all).
         #[arg(long, value_parser = parse_age)]
         since: Option<Duration>,
-        /// At most this many.
+        /// At most this many, the newest (it says when there are more).
         #[arg(long, default_value_t = 1000)]
         limit: u32,
         /// Walk the log's hash chain instead: exits 1 and names the first entry that does not
@@ -597,7 +597,15 @@ pub(crate) async fn run(
         }
         Action::Audit { since, limit, .. } => {
             let since = since.map_or(UnixMillis(0), ago);
-            let entries = inbox.audit(since, limit).await?;
+            // Newest first; one more than asked, to say whether older entries were left out.
+            let mut entries = inbox.audit(since, limit.saturating_add(1)).await?;
+            let more = entries.len() > limit as usize;
+            entries.truncate(limit as usize);
+            if more {
+                eprintln!(
+                    "(the newest {limit} shown; older entries exist: raise --limit or narrow --since)"
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string(&entries)?);
             } else {

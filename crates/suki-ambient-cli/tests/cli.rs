@@ -887,9 +887,22 @@ async fn inbox_trace_controls_and_audit() {
         ("view_timeline", 0),
     ]
     .iter()
+    .rev() // newest first
     .map(|(a, n)| ("alice".to_owned(), (*a).to_owned(), *n))
     .collect();
     assert_eq!(actions, expected);
+    // A limit keeps the newest, and says that older ones exist.
+    let limited = inbox_cmd(&["audit", "--limit", "2"]);
+    let table = stdout(&limited);
+    assert!(
+        table.contains("view_timeline") && table.contains("resume") && !table.contains("retry"),
+        "{table}"
+    );
+    assert!(
+        stderr(&limited).contains("older entries exist"),
+        "{}",
+        stderr(&limited)
+    );
     assert!(
         audit
             .as_array()
@@ -927,7 +940,7 @@ async fn inbox_trace_controls_and_audit() {
     let named = nameless(&["--actor", "bob", "resume"]);
     assert!(named.status.success(), "{}", stderr(&named));
     let last = inbox.audit(UnixMillis(0), 100).await.unwrap();
-    assert_eq!(last.last().map(|e| e.actor.as_str()), Some("bob"));
+    assert_eq!(last.first().map(|e| e.actor.as_str()), Some("bob"));
 }
 
 /// `inbox rekey` re-seals bodies under the first key of SUKI_INBOX_KEYS; `status` shows the

@@ -192,6 +192,7 @@ impl AmbientClientBuilder {
                 max_response_bytes: self.max_response_bytes,
             }),
             provider_id,
+            retry: None,
         })
     }
 }

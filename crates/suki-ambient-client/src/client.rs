@@ -59,6 +59,8 @@ pub struct AmbientClient {
     /// `sdp_provider_id`, kept outside `inner` so that [`for_provider`](Self::for_provider) is a
     /// cheap clone.
     pub(crate) provider_id: Option<HeaderValue>,
+    /// This handle's retry policy, when [`with_retry`](Self::with_retry) gave one.
+    pub(crate) retry: Option<RetryPolicy>,
 }
 
 pub(crate) struct Inner {
@@ -76,7 +78,7 @@ impl fmt::Debug for AmbientClient {
         f.debug_struct("AmbientClient")
             .field("base_url", &self.inner.base_url.as_str())
             .field("provider_id", &self.provider_id.is_some())
-            .field("retry", &self.inner.retry)
+            .field("retry", &self.retry.unwrap_or(self.inner.retry))
             .finish_non_exhaustive()
     }
 }
@@ -125,7 +127,20 @@ impl AmbientClient {
         Ok(Self {
             inner: Arc::clone(&self.inner),
             provider_id: Some(provider_header(provider_id.as_ref())?),
+            retry: self.retry,
         })
+    }
+
+    /// This client (its connections, token and provider) with another retry policy: a cheap
+    /// clone. The reconciler checks with `RetryPolicy::default().max_attempts(1)`, so that a
+    /// throttled session (a `429` with `Retry-After: 30`) is rescheduled rather than waited on.
+    #[must_use]
+    pub fn with_retry(&self, retry: RetryPolicy) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            provider_id: self.provider_id.clone(),
+            retry: Some(retry),
+        }
     }
 
     /// The `sdp_provider_id` this client sends, if any.

@@ -77,7 +77,7 @@ impl AmbientClient {
         template: &'static str,
         deadline: Option<Instant>,
     ) -> Result<Bytes, ClientError> {
-        let retry = self.inner.retry;
+        let retry = self.retry.unwrap_or(self.inner.retry);
         let mut attempt = 0u32;
         let mut relogged = false;
         loop {

@@ -479,8 +479,10 @@ pub(crate) async fn dashboard(
     let pauses = inbox.pauses().await?;
     let groups = inbox.dead_groups(50).await?;
     let keys = inbox.key_counts().await?;
+    // What operators changed, newest first (views and sign-ins cannot push it out), one more
+    // than is shown to say whether there are more.
     let recent = inbox
-        .audit(UnixMillis(now.0.saturating_sub(7 * DAY)), 1_000)
+        .audit_changes(UnixMillis(now.0.saturating_sub(7 * DAY)), AUDIT_SHOWN + 1)
         .await?;
     let health = inbox
         .health(&suki_ambient_inbox::HealthThresholds::default())

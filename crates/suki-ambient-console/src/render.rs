@@ -254,6 +254,11 @@ pub(crate) fn replay_form(base: &str) -> String {
 }
 
 /// The latest operator actions, newest first.
+/// How many of the latest operator actions the page lists.
+pub(crate) const AUDIT_SHOWN: u32 = 20;
+
+/// The latest operator actions (`entries` newest first, one more than is shown when there are
+/// more).
 pub(crate) fn audit_table(entries: &[suki_ambient_inbox::AuditEntry], now: UnixMillis) -> String {
     if entries.is_empty() {
         return "<p class=\"muted\">None in the last 7 days.</p>".to_owned();
@@ -261,7 +266,7 @@ pub(crate) fn audit_table(entries: &[suki_ambient_inbox::AuditEntry], now: UnixM
     let mut t = String::from(
         "<table id=\"audit\"><thead><tr><th>when</th><th>who</th><th>from</th><th>action</th><th>target</th><th>rows</th></tr></thead><tbody>",
     );
-    for e in entries.iter().rev().take(20) {
+    for e in entries.iter().take(AUDIT_SHOWN as usize) {
         let _ = write!(
             t,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -274,6 +279,11 @@ pub(crate) fn audit_table(entries: &[suki_ambient_inbox::AuditEntry], now: UnixM
         );
     }
     t.push_str("</tbody></table>");
+    if entries.len() > AUDIT_SHOWN as usize {
+        t.push_str(
+            "<p class=\"muted\" id=\"audit-more\">Older actions: <code>suki-ambient inbox audit</code>.</p>",
+        );
+    }
     t
 }
 

@@ -540,8 +540,10 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
 
     // Every action is in the audit log, under the token's name, the sign-in first.
     let audit = inbox.audit(UnixMillis(0), 100).await.expect("audit");
+    // (Newest first: read oldest first here.)
     let actions: Vec<(&str, &str, u64)> = audit
         .iter()
+        .rev()
         .map(|e| (e.actor.as_str(), e.action.as_str(), e.rows))
         .collect();
     assert_eq!(
@@ -828,5 +830,60 @@ async fn viewers_cannot_sign_operators_out() {
         .filter(|e| e.action == "sign_in")
         .count();
     assert_eq!(sign_ins, 202, "every sign-in is recorded");
+    server.abort();
+}
+
+/// The latest operator actions are the newest ones, and a viewer's many timeline views cannot
+/// push an operator's action out of the list; the page says when older ones exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_actions_are_the_newest_and_views_do_not_hide_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let operator = suki_ambient_inbox::Actor::new("on-call", "test");
+    let viewer = suki_ambient_inbox::Actor::new("support", "test");
+    for i in 0..25 {
+        let kind = Some(suki_ambient_core::EventKind::Completed);
+        let action = if i % 2 == 0 {
+            suki_ambient_inbox::Action::Pause {
+                kind,
+                reason: Some(format!("step {i}")),
+            }
+        } else {
+            suki_ambient_inbox::Action::Resume { kind }
+        };
+        inbox.act(&operator, action).await.expect("act");
+    }
+    for _ in 0..1_000 {
+        let view = suki_ambient_inbox::Action::ViewTimeline {
+            target: "s-1".into(),
+        };
+        inbox.act(&viewer, view).await.expect("view");
+    }
+    let (base, server) = serve_console(inbox).await;
+    let page = reqwest::Client::new()
+        .get(base)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("page");
+    let table = page
+        .split("<table id=\"audit\">")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .expect("the latest actions");
+    assert_eq!(table.matches("<tr><td>").count(), 20, "{table}");
+    assert!(!table.contains("view_timeline"), "{table}");
+    // The newest of the 25 (a pause, the 25th) comes first.
+    let first = table.split("<tr><td>").nth(1).expect("a row");
+    assert!(first.contains("pause"), "{first}");
+    assert!(
+        page.contains("id=\"audit-more\""),
+        "older actions are said to exist"
+    );
     server.abort();
 }

@@ -221,6 +221,24 @@ impl FhirClient {
             entry.resource_type = Some(summary.resource_type);
             entry.part = Some(part);
         }
+        // A 200 that wrote nothing is not success: every entry sent must be answered, with 2xx.
+        let sent = bundle.summaries().len();
+        if result.entries.len() != sent {
+            return Err(FhirError::EntryCount {
+                sent,
+                answered: result.entries.len(),
+            });
+        }
+        if let Some(failed) = result
+            .entries
+            .iter()
+            .find(|e| !(200..300).contains(&e.status))
+        {
+            return Err(FhirError::Entry {
+                status: failed.status,
+                resource_type: failed.resource_type.unwrap_or("resource"),
+            });
+        }
         tracing::debug!(
             created = result.created(),
             matched = result.matched(),

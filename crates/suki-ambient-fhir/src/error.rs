@@ -51,6 +51,25 @@ pub enum FhirError {
         /// The differing resources.
         references: Vec<String>,
     },
+    /// A `transaction-response` that does not answer every entry sent (none, or fewer or more
+    /// than the Bundle's): what was written is unknown. Retryable: every entry is a conditional
+    /// create, so posting the Bundle again writes nothing twice.
+    #[error("the FHIR server answered {answered} entries for the {sent} sent")]
+    EntryCount {
+        /// Entries in the Bundle.
+        sent: usize,
+        /// Entries in the answer.
+        answered: usize,
+    },
+    /// An entry of a `transaction-response` answered a status other than 2xx: that resource was
+    /// not written. Retryable when the status is (429, 503…).
+    #[error("the FHIR server answered {status} for a {resource_type} entry")]
+    Entry {
+        /// The entry's HTTP status.
+        status: u16,
+        /// The entry's resource type.
+        resource_type: &'static str,
+    },
     /// The server's CapabilityStatement is unreadable, or declares no way to write the note.
     #[error("the FHIR server's capabilities: {0}")]
     Capabilities(&'static str),
@@ -75,7 +94,10 @@ impl FhirError {
         match self {
             Self::Server { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
             Self::Transport(err) => err.is_retryable(),
-            Self::Token { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            Self::Token { status, .. } | Self::Entry { status, .. } => {
+                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            Self::EntryCount { .. } => true,
             Self::Auth { .. }
             | Self::Answer
             | Self::Capabilities(_)
@@ -100,6 +122,8 @@ impl FhirError {
             }
             Self::Transport(_) => "fhir_transport".to_owned(),
             Self::Answer => "fhir_bad_answer".to_owned(),
+            Self::EntryCount { .. } => "fhir_entry_count".to_owned(),
+            Self::Entry { status, .. } => format!("fhir_entry_{status}"),
             Self::Capabilities(_) => "fhir_capabilities".to_owned(),
             Self::Conflict { .. } => "fhir_conflict".to_owned(),
             Self::Token { status, code } => format!("fhir_token_{status}_{code}"),

@@ -6,8 +6,11 @@ use std::borrow::Cow;
 use sha2::{Digest, Sha256};
 
 /// `text` as a FHIR `string` (`[ \r\n\t\S]+`), or `None` when nothing is left: control
-/// characters other than tab, CR and LF are dropped (XML cannot carry them either), other
-/// whitespace (no-break space, line separators) becomes a space, and the ends are trimmed.
+/// characters other than tab, CR and LF are dropped (XML cannot carry them either), and so is
+/// U+FEFF (a byte-order mark: whitespace to the JavaScript-style `\s` validators read R4's
+/// regexes with, so one in a code or a title fails a strict server's check of the whole
+/// transaction); other whitespace (no-break space, line separators) becomes a space, and the
+/// ends are trimmed.
 /// Borrows `text` when it needs no change (most text: a note section is not copied to be
 /// checked).
 pub(crate) fn fhir_text(text: &str) -> Option<Cow<'_, str>> {
@@ -23,6 +26,7 @@ pub(crate) fn fhir_text(text: &str) -> Option<Cow<'_, str>> {
     for c in trimmed.chars() {
         match c {
             ' ' | '\t' | '\n' | '\r' => out.push(c),
+            '\u{FEFF}' => {}
             c if c.is_whitespace() => out.push(' '),
             c if c.is_control() || is_xml_excluded(c) => {}
             c => out.push(c),
@@ -47,6 +51,7 @@ fn plain_ascii(bytes: &[u8]) -> bool {
 fn needs_change(c: char) -> bool {
     match c {
         ' ' | '\t' | '\n' | '\r' => false,
+        '\u{FEFF}' => true,
         c => c.is_whitespace() || c.is_control() || is_xml_excluded(c),
     }
 }
@@ -87,8 +92,10 @@ pub(crate) fn push_xhtml_json(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(b"</div>");
 }
 
-/// `text` percent-encoded for a search value inside `ifNoneExist`: everything but RFC 3986's
-/// unreserved characters, `:` and `/` (as in `identifier=urn:suki:session|abc/note`).
+/// `text` as one search value inside `ifNoneExist` or a search: first FHIR-escaped (`,` `|` `$`
+/// and `\` get a `\` before them, so that a value with a comma is not read as two values ORed,
+/// nor one with a bar as a system), then percent-encoded: everything but RFC 3986's unreserved
+/// characters, `:` and `/` (as in `identifier=urn:suki:session|abc/note`).
 pub(crate) fn search_value(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     push_search_value(&mut out, text);
@@ -99,6 +106,9 @@ pub(crate) fn search_value(text: &str) -> String {
 pub(crate) fn push_search_value(out: &mut String, text: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in text.bytes() {
+        if matches!(b, b',' | b'|' | b'$' | b'\\') {
+            out.push_str("%5C");
+        }
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/') {
             out.push(char::from(b));
         } else {
@@ -143,6 +153,10 @@ mod tests {
         );
         assert_eq!(fhir_text(" \u{0007} "), None);
         assert_eq!(fhir_text("\u{FFFF}"), None);
+        // A byte-order mark is whitespace to the validators' `\s`: removed, not a space.
+        assert_eq!(fhir_text("\u{FEFF}J45.909").as_deref(), Some("J45.909"));
+        assert_eq!(fhir_text("Plan\u{FEFF} A").as_deref(), Some("Plan A"));
+        assert_eq!(fhir_text("\u{FEFF}"), None);
     }
 
     /// The narrative of `text`, as the XHTML string it is (the JSON string read back).
@@ -169,7 +183,11 @@ mod tests {
 
     #[test]
     fn search_values_and_uuids() {
-        assert_eq!(search_value("a b|c/d:e"), "a%20b%7Cc/d:e");
+        assert_eq!(search_value("a b|c/d:e"), "a%20b%5C%7Cc/d:e");
+        // FHIR's search escapes: a comma is not an OR, a bar not a system, `$` not a
+        // composite, and a backslash is itself.
+        assert_eq!(search_value("s-1,s-2/note"), "s-1%5C%2Cs-2/note");
+        assert_eq!(search_value("a$b\\c"), "a%5C%24b%5C%5Cc");
         let a = urn_uuid("s-1/note");
         assert_eq!(a, urn_uuid("s-1/note"));
         assert_ne!(a, urn_uuid("s-2/note"));

@@ -131,3 +131,79 @@ async fn a_slow_ehr_times_out_retryably_and_a_later_post_completes_once() {
     assert_eq!(sandbox.fhir_resources(None).len(), 9);
     sandbox.shutdown().await;
 }
+
+/// An EHR that answers every transaction with `answer` (status 200).
+async fn ehr_answering(answer: serde_json::Value) -> (String, tokio::task::JoinHandle<()>) {
+    let body = answer.to_string();
+    let app = axum::Router::new().route(
+        "/fhir",
+        axum::routing::post(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/fhir+json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/fhir", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, server)
+}
+
+fn response(statuses: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": statuses
+            .iter()
+            .map(|s| serde_json::json!({"response": {"status": s}}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// A 200 `transaction-response` that wrote nothing is not success: no entries, fewer than sent,
+/// or an entry whose status is not 2xx is an error with a code (a dead letter in the inbox),
+/// retryable where posting again may succeed.
+#[tokio::test]
+async fn an_answer_that_wrote_nothing_is_an_error_with_a_code() {
+    let sent = bundle("s-hostile").len();
+    let mut entry_400 = vec!["201 Created"; sent];
+    entry_400[2] = "400 Bad Request";
+    let mut entry_503 = vec!["200 OK"; sent];
+    entry_503[0] = "503";
+    let cases: Vec<(serde_json::Value, &str, bool)> = vec![
+        (response(&[]), "fhir_entry_count", true),
+        (
+            response(&vec!["201 Created"; sent - 1]),
+            "fhir_entry_count",
+            true,
+        ),
+        (response(&entry_400), "fhir_entry_400", false),
+        (response(&entry_503), "fhir_entry_503", true),
+    ];
+    for (answer, code, retryable) in cases {
+        let (base, server) = ehr_answering(answer).await;
+        let fhir = FhirClient::builder(base)
+            .auth(BearerToken::new("t"))
+            .build()
+            .expect("client");
+        let err = fhir
+            .post(&bundle("s-hostile"))
+            .await
+            .expect_err("not success");
+        assert_eq!(err.code(), code, "{err:?}");
+        assert_eq!(err.is_retryable(), retryable, "{err:?}");
+        server.abort();
+    }
+    // A full answer of 2xx entries is success.
+    let (base, server) = ehr_answering(response(&vec!["201 Created"; sent])).await;
+    let fhir = FhirClient::builder(base)
+        .auth(BearerToken::new("t"))
+        .build()
+        .expect("client");
+    let done = fhir.post(&bundle("s-hostile")).await.expect("success");
+    assert_eq!(done.created(), sent);
+    server.abort();
+}

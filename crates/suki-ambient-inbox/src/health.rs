@@ -23,15 +23,19 @@ pub struct HealthThresholds {
     /// 5 s; checks in between use the latest result, and every write the inbox makes counts
     /// too), so that a flood of probes costs the store one small write per interval.
     pub write_probe_every: Duration,
-    /// How long the write probe may take before the store counts as unwritable (default 3 s:
-    /// a database locked by another process makes it wait).
+    /// How long the store may take to answer a check before it counts as down (default 1 s):
+    /// the write probe (then `store_unwritable`: a database locked by another process makes it
+    /// wait) and the read of the counts (then `store_unreachable`: a server that is down makes
+    /// the pool wait for a connection) run at once, each within it, so that a check answers
+    /// within about this long whatever the store does.
     pub write_probe_timeout: Duration,
     /// How old the counts a check reports may be (default 1 s): checks within it share one read
     /// of the store, so that a flood of probes costs the store at most one read a second.
     pub counts_max_age: Duration,
     /// A write of the inbox (an ingest, a claim, a completion) that failed keeps health red
-    /// for this long unless one succeeds after it (default 60 s): the probe is a tiny write
-    /// that can still succeed while a delivery cannot be stored (a full disk).
+    /// for this long unless one succeeds after it (default 60 s; a failed ingest, only an ingest
+    /// that succeeds after it): the probe is a tiny write that can still succeed while a
+    /// delivery cannot be stored (a full disk), and so can a claim.
     pub write_failure_window: Duration,
 }
 
@@ -42,7 +46,7 @@ impl Default for HealthThresholds {
             max_worker_heartbeat: Duration::from_secs(60),
             max_dead: None,
             write_probe_every: Duration::from_secs(5),
-            write_probe_timeout: Duration::from_secs(3),
+            write_probe_timeout: Duration::from_secs(1),
             write_failure_window: Duration::from_secs(60),
             counts_max_age: Duration::from_secs(1),
         }
@@ -201,7 +205,27 @@ impl Inbox {
     /// It turns red by itself when the store stops committing, and green again with the first
     /// write that succeeds, with no restart.
     pub async fn health(&self, thresholds: &HealthThresholds) -> Health {
-        self.probe_writes(thresholds).await;
+        // The probe, the counts and the key check at once, each bounded: a check answers within
+        // about `write_probe_timeout` however the store fails.
+        let bound = thresholds.write_probe_timeout;
+        let (_, recent, keys_missing) = tokio::join!(
+            self.probe_writes(thresholds),
+            async {
+                match tokio::time::timeout(bound, self.recent_status(thresholds.counts_max_age))
+                    .await
+                {
+                    Ok(recent) => recent,
+                    Err(_) => {
+                        tracing::error!(
+                            timeout_ms = suki_ambient_core::time::millis(bound),
+                            "suki inbox health check: the store did not answer in time"
+                        );
+                        None
+                    }
+                }
+            },
+            self.body_keys_missing(),
+        );
         let mut problems = Vec::new();
         let writable = self.writes().writable(thresholds.write_failure_window);
         crate::metrics::store_writable(writable);
@@ -212,11 +236,11 @@ impl Inbox {
         if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
             problems.push(Problem::WorkerStalled);
         }
-        if self.body_keys_missing().await {
+        if keys_missing {
             problems.push(Problem::BodyKeysMissing);
         }
         let mut paused = Vec::new();
-        let (reachable, oldest, dead) = match self.recent_status(thresholds.counts_max_age).await {
+        let (reachable, oldest, dead) = match recent {
             Some((status, pauses)) => {
                 paused = pauses
                     .iter()

@@ -80,6 +80,10 @@ pub(crate) struct Writes {
 struct WriteState {
     last_ok: Option<std::time::Instant>,
     last_failed: Option<std::time::Instant>,
+    /// The latest ingest that succeeded, and that failed: another write succeeding (a claim on
+    /// a full disk) does not make a failed ingest good.
+    ingest_ok: Option<std::time::Instant>,
+    ingest_failed: Option<std::time::Instant>,
     /// The latest probe failed.
     probe_failed: bool,
 }
@@ -95,6 +99,17 @@ impl Writes {
         }
     }
 
+    fn record_ingest(&self, ok: bool) {
+        self.record(ok);
+        let mut state = lock(&self.state);
+        let now = std::time::Instant::now();
+        if ok {
+            state.ingest_ok = Some(now);
+        } else {
+            state.ingest_failed = Some(now);
+        }
+    }
+
     pub(crate) fn record_probe(&self, ok: bool) {
         lock(&self.state).probe_failed = !ok;
     }
@@ -103,11 +118,13 @@ impl Writes {
     /// failed within `window` without one succeeding after it.
     pub(crate) fn writable(&self, window: Duration) -> bool {
         let state = lock(&self.state);
-        let failing = match (state.last_failed, state.last_ok) {
-            (Some(failed), ok) => failed.elapsed() < window && ok.is_none_or(|ok| ok < failed),
-            (None, _) => false,
+        let failing = |failed: Option<std::time::Instant>, ok: Option<std::time::Instant>| {
+            failed
+                .is_some_and(|failed| failed.elapsed() < window && ok.is_none_or(|ok| ok < failed))
         };
-        !(failing || state.probe_failed)
+        !(failing(state.last_failed, state.last_ok)
+            || failing(state.ingest_failed, state.ingest_ok)
+            || state.probe_failed)
     }
 }
 
@@ -414,7 +431,7 @@ impl Inbox {
                 Some(key) => Some(key),
                 None => {
                     let refused = Err(StoreError::NoCurrentKey);
-                    self.wrote(&refused);
+                    self.inner.writes.record_ingest(false);
                     tracing::error!(
                         "suki inbox refuses to store bodies: its key provider has no current key"
                     );
@@ -427,7 +444,7 @@ impl Inbox {
             .store
             .insert_with_key(deliveries, key.as_deref())
             .await;
-        self.wrote(&result);
+        self.inner.writes.record_ingest(result.is_ok());
         let stored = result?;
         for (delivery, stored) in deliveries.iter().zip(&stored) {
             if *stored == Stored::Accepted {
@@ -629,4 +646,30 @@ fn fetched_aad(dedup_key: &str) -> Vec<u8> {
     aad.extend_from_slice(dedup_key.as_bytes());
     aad.extend_from_slice(b"\0fetched");
     aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed ingest keeps the store unwritable until an ingest succeeds: a claim or a probe
+    /// that succeeds meanwhile (a full disk takes those) does not make it good.
+    #[test]
+    fn only_an_ingest_clears_a_failed_ingest() {
+        let writes = Writes::default();
+        let window = Duration::from_secs(60);
+        assert!(writes.writable(window));
+        writes.record_ingest(false);
+        assert!(!writes.writable(window));
+        writes.record(true);
+        writes.record_probe(true);
+        assert!(!writes.writable(window), "a claim is not an ingest");
+        writes.record_ingest(true);
+        assert!(writes.writable(window));
+        // Another write's failure is cleared by any write that succeeds.
+        writes.record(false);
+        assert!(!writes.writable(window));
+        writes.record(true);
+        assert!(writes.writable(window));
+    }
 }

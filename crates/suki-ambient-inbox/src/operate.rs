@@ -259,13 +259,24 @@ impl Inbox {
         self.inner.store.dead_groups(limit).await
     }
 
-    /// The audit log's entries at or after `since`, oldest first, at most `limit`.
+    /// The audit log's entries at or after `since`, newest first, at most `limit`.
     pub async fn audit(
         &self,
         since: UnixMillis,
         limit: u32,
     ) -> Result<Vec<crate::AuditEntry>, StoreError> {
         self.inner.store.audit(since, limit).await
+    }
+
+    /// What operators changed at or after `since`, newest first, at most `limit`: the audit log
+    /// without the actions that only looked (timeline views, sign-ins), so that a viewer's many
+    /// views cannot push an operator's action out of a short list (the console's).
+    pub async fn audit_changes(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+        self.inner.store.audit_changes(since, limit).await
     }
 
     /// Erases the stored bodies of done rows completed more than `older_than` ago, keeping

@@ -140,10 +140,14 @@ impl fmt::Debug for ReconcilerBuilder {
 impl Reconciler {
     /// A reconciler polling through `client`, storing into `inbox`. Defaults: grace 5 min,
     /// back-off 30 s doubling up to 15 min (full jitter), give up after 24 h, 4 checks at once.
+    ///
+    /// Each check is one request: `client`'s retries are not used (a check that fails, a `429`
+    /// with `Retry-After: 30` included, is rescheduled with the reconciler's back-off instead of
+    /// holding the pass while it waits).
     pub fn builder(client: AmbientClient, inbox: Inbox) -> ReconcilerBuilder {
         ReconcilerBuilder {
             reconciler: Self {
-                client,
+                client: client.with_retry(suki_ambient_client::RetryPolicy::none()),
                 inbox,
                 grace: DEFAULT_GRACE,
                 base: DEFAULT_BASE,
@@ -272,17 +276,22 @@ impl Reconciler {
             if claims.is_empty() {
                 return Ok(report);
             }
-            // `concurrency` checks at a time, their results in the claims' order.
+            // `concurrency` checks at a time; each ended session's event is stored as soon as its
+            // check ends (concurrent ones share a group commit), never held for the pass's
+            // slowest check.
             let claimed = &claims;
-            let polled: Vec<Polled> = futures_util::stream::iter(0..claims.len())
-                .map(|i| self.check(&claimed[i]))
-                .buffered(self.concurrency)
-                .collect()
-                .await;
-            // The pass's ended sessions stored together: one transaction for their events.
-            let outcomes = self.store_ended(&claims, polled).await;
+            let mut outcomes: Vec<(usize, (CheckOutcome, bool))> =
+                futures_util::stream::iter(0..claims.len())
+                    .map(|i| async move {
+                        let polled = self.check(&claimed[i]).await;
+                        (i, self.store_ended(&claimed[i], polled).await)
+                    })
+                    .buffer_unordered(self.concurrency)
+                    .collect()
+                    .await;
+            outcomes.sort_by_key(|(i, _)| *i);
             let mut finished = Vec::with_capacity(claims.len());
-            for (claim, (outcome, recorded)) in claims.iter().zip(outcomes) {
+            for (claim, (_, (outcome, recorded))) in claims.iter().zip(outcomes) {
                 report.checked += 1;
                 match &outcome {
                     CheckOutcome::Recovered { .. } => report.recovered += 1,
@@ -362,60 +371,44 @@ impl Reconciler {
         Polled::Checked(self.again(expected, &seen))
     }
 
-    /// Stores the events of the sessions a pass found ended, in one transaction (each resolves
-    /// its expectation as `poll` through the store's rule); what each check concluded, and
-    /// whether storing its event already recorded it.
+    /// Stores the event of a session a check found ended (it resolves its expectation as
+    /// `poll` through the store's rule; concurrent ones share the inbox's group commit); what
+    /// the check concluded, and whether storing its event already recorded it.
     async fn store_ended(
         &self,
-        claims: &[ExpectationRecord],
-        polled: Vec<Polled>,
-    ) -> Vec<(CheckOutcome, bool)> {
+        expected: &ExpectationRecord,
+        polled: Polled,
+    ) -> (CheckOutcome, bool) {
+        let (event, status) = match polled {
+            Polled::Checked(checked) => return (checked, false),
+            Polled::Ended(event, status) => (event, status),
+        };
         let now = self.inbox.now();
-        let deliveries: Vec<NewDelivery> = claims
-            .iter()
-            .zip(&polled)
-            .filter_map(|(expected, polled)| match polled {
-                Polled::Ended(event, _) => Some(NewDelivery {
-                    dedup_key: crate::inbox::event_key(expected.session_id.as_str(), event.kind()),
-                    source: Source::Poll,
-                    kind: event.kind(),
-                    session_id: Some(expected.session_id.clone()),
-                    encounter_id: Some(expected.encounter_id.clone()),
-                    generated_at: now,
-                    received_at: now,
-                    body: event.to_vec().into(),
-                    key_id: None,
-                }),
-                Polled::Checked(_) => None,
-            })
-            .collect();
-        let mut stored = if deliveries.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.inbox.ingest_batch(&deliveries).await
+        let delivery = NewDelivery {
+            dedup_key: crate::inbox::event_key(expected.session_id.as_str(), event.kind()),
+            source: Source::Poll,
+            kind: event.kind(),
+            session_id: Some(expected.session_id.clone()),
+            encounter_id: Some(expected.encounter_id.clone()),
+            generated_at: now,
+            received_at: now,
+            body: event.to_vec().into(),
+            key_id: None,
+        };
+        match self.inbox.ingest(delivery).await {
+            // The insert resolved the expectation with the event's kind as its status (the
+            // store's rule and migration 0005/0006's trigger): nothing left to record unless
+            // Suki spelled the status otherwise.
+            Ok(suki_ambient_core::Stored::Accepted) => {
+                let recorded = status == event.kind().as_str();
+                (CheckOutcome::Recovered { status }, recorded)
+            }
+            Ok(_) => (CheckOutcome::AlreadyStored { status }, false),
+            Err(err) => {
+                tracing::warn!(error = %err, session_id = %expected.session_id, "suki reconciler could not store a polled event");
+                (self.again(expected, "store_error"), false)
+            }
         }
-        .map(Vec::into_iter);
-        if let Err(err) = &stored {
-            tracing::warn!(error = %err, sessions = deliveries.len(), "suki reconciler could not store polled events");
-        }
-        claims
-            .iter()
-            .zip(polled)
-            .map(|(expected, polled)| match polled {
-                Polled::Checked(checked) => (checked, false),
-                Polled::Ended(event, status) => match stored.as_mut().map(Iterator::next) {
-                    // The insert resolved the expectation with the event's kind as its status
-                    // (the store's rule and migration 0005/0006's trigger): nothing left to
-                    // record unless Suki spelled the status otherwise.
-                    Ok(Some(suki_ambient_core::Stored::Accepted)) => {
-                        let recorded = status == event.kind().as_str();
-                        (CheckOutcome::Recovered { status }, recorded)
-                    }
-                    Ok(Some(_)) => (CheckOutcome::AlreadyStored { status }, false),
-                    Ok(None) | Err(_) => (self.again(expected, "store_error"), false),
-                },
-            })
-            .collect()
     }
 
     fn again(&self, expected: &ExpectationRecord, seen: &str) -> CheckOutcome {

@@ -227,8 +227,23 @@ pub trait ReadModel: Send + Sync + 'static {
     /// The pauses in force.
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
 
-    /// Audit entries at or after `since`, oldest first, at most `limit`.
+    /// Audit entries at or after `since`, **newest first**, at most `limit`.
     async fn audit(&self, since: UnixMillis, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// [`audit`](Self::audit) without the entries of actions that only looked
+    /// ([`Action::ViewTimeline`], [`Action::SignIn`]), newest first: what operators changed,
+    /// which a flood of views cannot push out of a short list. By default `audit`'s page,
+    /// filtered (it may then hold fewer than `limit` when views crowd it); the built-in stores
+    /// filter in the query.
+    async fn audit_changes(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut entries = self.audit(since, limit).await?;
+        entries.retain(|e| !matches!(e.action.as_str(), "view_timeline" | "sign_in"));
+        Ok(entries)
+    }
 
     /// Up to `limit` audit entries with an id above `after`, in id order (the chain, a page at
     /// a time, for [`Inbox::verify_audit`](crate::Inbox::verify_audit)).

@@ -145,7 +145,8 @@ async fn the_audit_purge_keeps_its_floor_and_records_a_lower_one() {
             .expect("purge"),
         3
     );
-    let entries = lowered.audit(UnixMillis(0), 100).await.expect("audit");
+    let mut entries = lowered.audit(UnixMillis(0), 100).await.expect("audit");
+    entries.reverse(); // newest first: read oldest first here
     let actions: Vec<_> = entries.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -263,7 +264,8 @@ async fn purges_rekeys_and_key_changes_are_recorded() {
         .expect("purge");
     let (k1, k2) = (key(1).id().to_owned(), key(2).id().to_owned());
     let also = format!("also opens with {k1}");
-    let entries = inbox.audit(UnixMillis(0), 100).await.expect("audit");
+    let mut entries = inbox.audit(UnixMillis(0), 100).await.expect("audit");
+    entries.reverse(); // newest first: read oldest first here
     let seen: Vec<_> = entries
         .iter()
         .map(|e| {

@@ -98,7 +98,7 @@ async fn a_paused_inbox_stores_but_no_worker_claims_until_resumed() {
         .into_iter()
         .map(|e| e.action)
         .collect();
-    assert_eq!(actions, ["pause", "resume"]);
+    assert_eq!(actions, ["resume", "pause"], "newest first");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,8 +117,8 @@ async fn a_scripted_run_emits_the_documented_metrics_and_no_ids() {
         .await
         .expect("drain");
 
-    // The reconciler: one lost webhook recovered; its status poll answered 503 once first
-    // (one client retry).
+    // The reconciler: one lost webhook recovered; its status poll answered 503 once first (the
+    // check is rescheduled, not retried by the client; the sweep checks it again at once).
     let client = AmbientClient::builder()
         .base_url(sandbox.base_url())
         .token(sandbox.issue_token(None))
@@ -142,6 +142,11 @@ async fn a_scripted_run_emits_the_documented_metrics_and_no_ids() {
     sandbox.complete(&lost.session_id).await.expect("complete");
     sandbox.inject(Fault::status(503).on("/api/v1/ambient/session/").times(1));
     let report = reconciler.check_due().await.expect("check");
+    assert_eq!((report.again, report.recovered), (1, 0));
+    let report = reconciler
+        .sweep(Duration::from_secs(3_600))
+        .await
+        .expect("sweep");
     assert_eq!(report.recovered, 1);
     let health = inbox.health(&HealthThresholds::default()).await;
     assert!(health.is_healthy(), "{health:?}");
@@ -172,7 +177,8 @@ async fn a_scripted_run_emits_the_documented_metrics_and_no_ids() {
             "suki_client_requests_total{route=/api/v1/ambient/session/{id}/status,status=2xx}",
             1.0,
         ),
-        ("suki_client_retries_total{reason=503}", 1.0),
+        ("suki_reconciler_checks_total{result=again}", 1.0),
+        ("suki_client_retries_total{reason=503}", 0.0),
     ];
     for (name, value) in expected {
         assert_eq!(get(name), value, "{name} in {m:#?}");

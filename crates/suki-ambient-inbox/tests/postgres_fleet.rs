@@ -394,5 +394,5 @@ async fn a_pause_holds_for_every_worker_of_the_fleet() {
     worker.shutdown().await.expect("shutdown");
     let audit = b.audit(UnixMillis(0), 10).await.expect("audit");
     let actions: Vec<_> = audit.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["pause", "resume"]);
+    assert_eq!(actions, ["resume", "pause"], "newest first");
 }

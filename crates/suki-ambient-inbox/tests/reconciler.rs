@@ -505,3 +505,85 @@ async fn a_hostile_status_is_stored_cleaned_and_short() {
     );
     server.abort();
 }
+
+/// A client with the default retry policy (which waits out a `Retry-After`).
+fn waiting_client(sandbox: &suki_ambient_sandbox::SandboxHandle) -> AmbientClient {
+    AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .auth_shared(Arc::new(PartnerLogin::new(
+            DEFAULT_PARTNER_ID,
+            DEFAULT_PARTNER_TOKEN,
+        )))
+        .build()
+        .expect("client")
+}
+
+/// A session answering 429 with `Retry-After: 30` is checked once and rescheduled, not waited
+/// on (the client's own policy would wait 30 s, twice, holding the pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_session_is_rescheduled_not_waited_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (sandbox, clock, inbox) = sandbox_and_inbox(dir.path()).await;
+    let reconciler = Reconciler::builder(waiting_client(&sandbox), inbox.clone())
+        .grace(Duration::ZERO)
+        .build();
+    let ids = lost_sessions(&sandbox, &reconciler, clock.now(), 1).await;
+    let route = format!("/api/v1/ambient/session/{}/status", ids[0]);
+    sandbox.inject(
+        Fault::status(429)
+            .retry_after("30")
+            .on(route.as_str())
+            .times(10),
+    );
+    let report = reconciler.check_due().await.expect("check");
+    assert_eq!((report.checked, report.again), (1, 1), "{report:?}");
+    assert_eq!(sandbox.requests(&route), 1, "one request: rescheduled");
+    let record = inbox
+        .store()
+        .expectation(&ids[0])
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(record.last_status.as_deref(), Some("429"));
+    assert!(record.next_check > clock.now());
+    sandbox.shutdown().await;
+}
+
+/// The sessions a pass recovers are stored as their checks end: a check that takes long does
+/// not hold back the events found meanwhile (a pass of 512 once stored nothing for 90 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_check_holds_back_no_recovered_event() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (sandbox, clock, inbox) = sandbox_and_inbox(dir.path()).await;
+    let reconciler = Reconciler::builder(waiting_client(&sandbox), inbox.clone())
+        .grace(Duration::ZERO)
+        .concurrency(4)
+        .build();
+    let ids = lost_sessions(&sandbox, &reconciler, clock.now(), 4).await;
+    sandbox.inject(
+        Fault::latency(Duration::from_secs(30))
+            .on(format!("/api/v1/ambient/session/{}/status", ids[0]).as_str())
+            .times(1),
+    );
+    let recovered = async {
+        loop {
+            let rows = inbox.list(None, 10).await.expect("list");
+            if rows.len() == 3 {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        report = reconciler.check_due() => {
+            panic!("the pass ended before its recovered events were seen: {report:?}")
+        }
+        rows = recovered => {
+            assert!(rows.iter().all(|r| r.source == Source::Poll));
+            assert!(rows
+                .iter()
+                .all(|r| r.session_id.as_ref() != Some(&ids[0])));
+        }
+    }
+    sandbox.shutdown().await;
+}

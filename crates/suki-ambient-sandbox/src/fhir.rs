@@ -242,11 +242,47 @@ fn fhir_json(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// A search on one parameter: `identifier=[system|]value` or `_tag=[system|]code`.
+/// A search on one parameter: `identifier=[system|]value` or `_tag=[system|]code`, with FHIR's
+/// escapes: unescaped commas separate values any of which matches (as on a real server), `\,`
+/// `\|` `\$` `\\` are the characters themselves.
 struct Search {
     tag: bool,
-    system: Option<String>,
-    value: String,
+    /// The values, ORed: each with its system when it names one.
+    values: Vec<(Option<String>, String)>,
+}
+
+/// `text` split at each unescaped `sep`, the pieces still escaped.
+fn split_unescaped(text: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == sep => {
+                parts.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// `text` with FHIR's search escapes removed (`\x` is `x`).
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut escaped = false;
+    for c in text.chars() {
+        if !escaped && c == '\\' {
+            escaped = true;
+        } else {
+            out.push(c);
+            escaped = false;
+        }
+    }
+    out
 }
 
 impl Search {
@@ -264,14 +300,19 @@ impl Search {
             _ => return Err("only identifier and _tag are supported"),
         };
         let value = percent_decode(value).ok_or("a value that is not percent-encoded UTF-8")?;
-        let (system, value) = match value.split_once('|') {
-            Some((system, value)) => (Some(system.to_owned()), value.to_owned()),
-            None => (None, value),
-        };
-        if value.is_empty() {
-            return Err("an empty search value");
+        let mut values = Vec::new();
+        for alternative in split_unescaped(&value, ',') {
+            let (system, value) = match split_unescaped(alternative, '|').as_slice() {
+                [value] => (None, unescape(value)),
+                [system, value] => (Some(unescape(system)), unescape(value)),
+                _ => return Err("a value with more than one unescaped |"),
+            };
+            if value.is_empty() {
+                return Err("an empty search value");
+            }
+            values.push((system, value));
         }
-        Ok(Self { tag, system, value })
+        Ok(Self { tag, values })
     }
 
     fn matches(&self, resource: &Value) -> bool {
@@ -287,11 +328,12 @@ impl Search {
             _ => Vec::new(),
         };
         items.iter().any(|item| {
-            item[key].as_str() == Some(self.value.as_str())
-                && self
-                    .system
-                    .as_deref()
-                    .is_none_or(|s| item["system"].as_str() == Some(s))
+            self.values.iter().any(|(system, value)| {
+                item[key].as_str() == Some(value.as_str())
+                    && system
+                        .as_deref()
+                        .is_none_or(|s| item["system"].as_str() == Some(s))
+            })
         })
     }
 }
@@ -805,8 +847,17 @@ mod tests {
     #[test]
     fn searches_parse_and_match() {
         let s = Search::parse("identifier=urn:suki:session%7Cs-1%2Fnote").expect("parses");
-        assert_eq!(s.system.as_deref(), Some("urn:suki:session"));
-        assert_eq!(s.value, "s-1/note");
+        assert_eq!(
+            s.values,
+            [(Some("urn:suki:session".to_owned()), "s-1/note".to_owned())]
+        );
+        // FHIR's escapes: an unescaped comma ORs two values, an escaped one is a comma.
+        let or = Search::parse("identifier=urn:x|a,b").expect("parses");
+        assert!(or.matches(&json!({"identifier": [{"value": "b"}]})));
+        let one = Search::parse("identifier=urn:x|a%5C%2Cb").expect("parses");
+        assert_eq!(one.values, [(Some("urn:x".to_owned()), "a,b".to_owned())]);
+        assert!(!one.matches(&json!({"identifier": [{"system": "urn:x", "value": "b"}]})));
+        assert!(one.matches(&json!({"identifier": [{"system": "urn:x", "value": "a,b"}]})));
         assert!(s.matches(
             &json!({"identifier": [{"system": "urn:suki:session", "value": "s-1/note"}]})
         ));

@@ -91,13 +91,30 @@ pub(super) async fn operators_act_with_an_audit_entry(store: &impl Store) {
     assert_eq!(
         summary,
         [
-            ("retry", 2, "tester", "conformance"),
-            ("retry", 1, "tester", "conformance"),
             ("view_timeline", 0, "tester", "conformance"),
+            ("retry", 1, "tester", "conformance"),
+            ("retry", 2, "tester", "conformance"),
         ],
-        "{step}: every action in the audit log"
+        "{step}: every action in the audit log, newest first"
     );
-    assert_eq!(audit[2].target.as_deref(), Some("session-d1"));
+    assert_eq!(audit[0].target.as_deref(), Some("session-d1"));
+    assert_eq!(
+        store.audit(at(0), 2).await.expect("audit")[0].action,
+        "view_timeline",
+        "{step}: a limit keeps the newest"
+    );
+    let changes: Vec<_> = store
+        .audit_changes(at(0), 2)
+        .await
+        .expect("changes")
+        .into_iter()
+        .map(|e| (e.action, e.rows))
+        .collect();
+    assert_eq!(
+        changes,
+        [("retry".to_owned(), 1), ("retry".to_owned(), 2)],
+        "{step}: what changed, newest first, views left out"
+    );
     assert_eq!(
         store.audit(at(12), 100).await.expect("audit").len(),
         1,
@@ -140,7 +157,11 @@ pub(super) async fn operators_act_with_an_audit_entry(store: &impl Store) {
         .into_iter()
         .map(|e| e.action)
         .collect();
-    assert_eq!(left, ["view_timeline", "purge", "purge_audit"]);
+    assert_eq!(
+        left,
+        ["purge_audit", "purge", "view_timeline"],
+        "newest first"
+    );
 }
 
 pub(super) async fn the_audit_log_is_a_chain_purged_only_from_its_start(store: &impl Store) {

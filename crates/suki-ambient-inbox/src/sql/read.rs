@@ -38,7 +38,10 @@ pub(crate) struct ReadSql {
     /// Dead rows by code, through the dead rows' partial index.
     dead_groups: String,
     pauses: String,
+    /// Newest first.
     audit: String,
+    /// Newest first, without what only looked (timeline views, sign-ins).
+    audit_changes: String,
     audit_chain: String,
     last_audit: String,
     /// The latest audit purge's anchor.
@@ -102,7 +105,11 @@ impl ReadSql {
             pauses: format!(
                 "SELECT scope, paused_at, paused_by, reason FROM {pauses} ORDER BY scope"
             ),
-            audit: format!("{entries} WHERE at >= $1 ORDER BY id LIMIT $2"),
+            audit: format!("{entries} WHERE at >= $1 ORDER BY id DESC LIMIT $2"),
+            audit_changes: format!(
+                "{entries} WHERE at >= $1 AND action NOT IN ('view_timeline', 'sign_in') \
+                 ORDER BY id DESC LIMIT $2"
+            ),
             audit_chain: format!("{entries} WHERE id > $1 ORDER BY id LIMIT $2"),
             last_audit: format!("{entries} WHERE action = $1 ORDER BY id DESC LIMIT 1"),
             audit_anchor: format!("SELECT anchor FROM {audit_purges} ORDER BY id DESC LIMIT 1"),
@@ -349,6 +356,20 @@ sql_impl! {
     ) -> Result<Vec<crate::AuditEntry>, StoreError> {
         let sql = &self.sql.read.audit;
         let rows: Vec<AuditRow> = sqlx::query_as(sql)
+            .bind(stored(since))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn audit_changes(
+        &self,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(&self.sql.read.audit_changes)
             .bind(stored(since))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
