@@ -43,7 +43,7 @@ pub(crate) struct Inner {
     pub(crate) wake: Arc<Notify>,
     /// When a worker of this process last went round its loop (ms; 0: never).
     pub(crate) worker_seen: Arc<AtomicU64>,
-    /// Set by [`Inbox::shutting_down`]: readiness fails so that load balancers send no more.
+    /// Set by [`Inbox::shutting_down`](crate::Inbox::shutting_down): readiness fails so that load balancers send no more.
     pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
     /// Whether the store's latest write succeeded (health's `store_unwritable`).
     pub(crate) writes: Arc<Writes>,
@@ -51,7 +51,7 @@ pub(crate) struct Inner {
     pub(crate) health_cache: Arc<HealthCache>,
     /// The keys that seal stored bodies (`None`: bodies in clear).
     pub(crate) keys: Option<Arc<dyn crate::KeyProvider>>,
-    /// How long audit entries are kept at least ([`Inbox::with_audit_floor`]).
+    /// How long audit entries are kept at least ([`Inbox::with_audit_floor`](crate::Inbox::with_audit_floor)).
     pub(crate) audit_floor: Duration,
     /// Whether stored bodies are sealed under keys this inbox does not hold, and when that
     /// was last read (health's `body_keys_missing`; a scan, so at most every 10 minutes).
@@ -142,7 +142,7 @@ impl fmt::Debug for Inbox {
 }
 
 impl Inbox {
-    /// An inbox over another [`Store`].
+    /// An inbox over another [`Store`](crate::Store).
     pub fn from_store(store: impl Store) -> Self {
         Self::with_store(Arc::new(store))
     }
@@ -201,7 +201,7 @@ impl Inbox {
     }
 
     /// This inbox keeping audit entries at least `floor` ([`AUDIT_FLOOR`], six years, by
-    /// default): an [`Action::PurgeAudit`] that would delete a younger entry is refused. A floor
+    /// default): an [`Action::PurgeAudit`](crate::Action::PurgeAudit) that would delete a younger entry is refused. A floor
     /// other than the last recorded is itself recorded in the audit log (`audit_floor`) before
     /// the first purge that uses it. Call it before cloning the inbox.
     #[must_use]

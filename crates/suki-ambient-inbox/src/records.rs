@@ -307,7 +307,7 @@ impl DeadFilter {
     }
 }
 
-/// Who does an operator [`Action`]: a name (the console token's, the CLI's `--actor`, or
+/// Who does an operator [`Action`](crate::Action): a name (the console token's, the CLI's `--actor`, or
 /// the application's) and where from. Recorded in the audit log and the rows' timelines.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Actor {
@@ -429,7 +429,7 @@ impl Action {
         }
     }
 
-    /// Its target and detail, as the audit log keeps them (for a [`Store`] of your own).
+    /// Its target and detail, as the audit log keeps them (for a [`Store`](crate::Store) of your own).
     pub fn describe(&self) -> (Option<String>, Option<String>) {
         let action = self;
         let kind_or_all = |kind: &Option<EventKind>| {
@@ -495,7 +495,7 @@ impl Action {
     }
 }
 
-/// An action to do ([`Operations::act`]).
+/// An action to do ([`Operations::act`](crate::Operations::act)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Act<'a> {
     /// What.
@@ -506,7 +506,7 @@ pub struct Act<'a> {
     pub now: UnixMillis,
 }
 
-/// A pause in force ([`ReadModel::pauses`]).
+/// A pause in force ([`ReadModel::pauses`](crate::ReadModel::pauses)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Pause {
     /// The kind paused, or `None` for the whole inbox.
@@ -519,7 +519,7 @@ pub struct Pause {
     pub reason: Option<String>,
 }
 
-/// One event of a row's timeline ([`ReadModel::trace`]): an attempt and its outcome, or an
+/// One event of a row's timeline ([`ReadModel::trace`](crate::ReadModel::trace)): an attempt and its outcome, or an
 /// operator's action. Codes, statuses and names only, never content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TimelineEvent {
@@ -547,7 +547,7 @@ pub struct TimelineEvent {
     pub actor: Option<String>,
 }
 
-/// Everything the inbox knows about one session or encounter ([`ReadModel::trace`]).
+/// Everything the inbox knows about one session or encounter ([`ReadModel::trace`](crate::ReadModel::trace)).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Trace {
     /// Its rows, oldest first.
@@ -565,7 +565,7 @@ impl Trace {
     }
 }
 
-/// Dead rows with one error code ([`ReadModel::dead_groups`]).
+/// Dead rows with one error code ([`ReadModel::dead_groups`](crate::ReadModel::dead_groups)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeadGroup {
     /// The code (`None`: none recorded).
@@ -576,7 +576,7 @@ pub struct DeadGroup {
     pub latest: UnixMillis,
 }
 
-/// An entry of the audit log ([`ReadModel::audit`]).
+/// An entry of the audit log ([`ReadModel::audit`](crate::ReadModel::audit)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
     /// Its number, in order.
@@ -587,7 +587,7 @@ pub struct AuditEntry {
     pub actor: String,
     /// From where.
     pub origin: String,
-    /// What ([`Action::name`]).
+    /// What ([`Action::name`](crate::Action::name)).
     pub action: String,
     /// On what: a row id, a selection, a kind, a window, an id looked up.
     pub target: Option<String>,
@@ -605,9 +605,9 @@ pub struct AuditEntry {
 
 /// The hash that chains an audit entry to the one before it: SHA-256, in lowercase hex, over
 /// `prev_hash` and the entry's `at`, `actor`, `origin`, `action`, `target`, `rows` and `detail`
-/// (each length-prefixed; its `id`, `prev_hash` and `hash` fields are not read). A [`Store`] of
+/// (each length-prefixed; its `id`, `prev_hash` and `hash` fields are not read). A [`Store`](crate::Store) of
 /// your own computes it for each entry it appends, from the newest entry's hash (or the latest
-/// purge's anchor, [`ReadModel::audit_anchor`], when none is left).
+/// purge's anchor, [`ReadModel::audit_anchor`](crate::ReadModel::audit_anchor), when none is left).
 pub fn audit_hash(prev_hash: &str, entry: &AuditEntry) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
@@ -646,7 +646,7 @@ pub struct Counts {
     pub oldest_unfinished_received_at: Option<UnixMillis>,
 }
 
-/// A row's stored body ([`ReadModel::bodies`]); `Debug` shows its length only.
+/// A row's stored body ([`ReadModel::bodies`](crate::ReadModel::bodies)); `Debug` shows its length only.
 #[derive(Clone)]
 pub struct StoredBody {
     /// The row.
@@ -669,7 +669,7 @@ impl fmt::Debug for StoredBody {
     }
 }
 
-/// A body re-sealed under another key ([`Operations::reseal`]).
+/// A body re-sealed under another key ([`Operations::reseal`](crate::Operations::reseal)).
 #[derive(Clone)]
 pub struct Resealed {
     /// The row.
@@ -692,8 +692,8 @@ impl fmt::Debug for Resealed {
     }
 }
 
-/// A claim of due rows or due expectations ([`DeliveryQueue::claim`],
-/// [`Expectations::claim_expectations`]).
+/// A claim of due rows or due expectations ([`DeliveryQueue::claim`](crate::DeliveryQueue::claim),
+/// [`Expectations::claim_expectations`](crate::Expectations::claim_expectations)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClaimRequest<'a> {
     /// Who claims (the worker's or reconciler's owner name).
@@ -715,7 +715,7 @@ impl ClaimRequest<'_> {
     }
 }
 
-/// A failed attempt to record ([`DeliveryQueue::fail`]).
+/// A failed attempt to record ([`DeliveryQueue::fail`](crate::DeliveryQueue::fail)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailedAttempt<'a> {
     /// The row and the claim that held it.
@@ -730,7 +730,7 @@ pub struct FailedAttempt<'a> {
     pub detail: Option<&'a str>,
 }
 
-/// An expected session to register ([`Expectations::register`]).
+/// An expected session to register ([`Expectations::register`](crate::Expectations::register)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewExpectation<'a> {
     /// The session.
@@ -741,7 +741,7 @@ pub struct NewExpectation<'a> {
     pub now: UnixMillis,
 }
 
-/// A request for a fleet-wide chore's lease ([`DeliveryQueue::lead`]).
+/// A request for a fleet-wide chore's lease ([`DeliveryQueue::lead`](crate::DeliveryQueue::lead)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lead<'a> {
     /// The chore (`"maintenance"`).
@@ -754,7 +754,7 @@ pub struct Lead<'a> {
     pub until: UnixMillis,
 }
 
-/// Rows received within one hour that are now in one state ([`ReadModel::hourly`]).
+/// Rows received within one hour that are now in one state ([`ReadModel::hourly`](crate::ReadModel::hourly)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HourCount {
     /// The hour's start (Unix ms, a multiple of 3,600,000).
@@ -765,7 +765,7 @@ pub struct HourCount {
     pub count: u64,
 }
 
-/// Expectations by resolution ([`ReadModel::expectation_counts`]).
+/// Expectations by resolution ([`ReadModel::expectation_counts`](crate::ReadModel::expectation_counts)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExpectationCounts {
     /// All of them.
@@ -780,7 +780,7 @@ pub struct ExpectationCounts {
     pub gave_up: u64,
 }
 
-/// [`Inbox::status`]: the counts and how long the oldest unfinished row has waited.
+/// [`Inbox::status`](crate::Inbox::status): the counts and how long the oldest unfinished row has waited.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct InboxStatus {
     /// Rows by state.
@@ -790,7 +790,7 @@ pub struct InboxStatus {
     pub oldest_unfinished_age: Option<Duration>,
 }
 
-/// What [`Inbox::rekey`] did.
+/// What [`Inbox::rekey`](crate::Inbox::rekey) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct RekeyReport {

@@ -1,5 +1,5 @@
-//! The store contract: what an inbox needs from a database ([`Store`] = [`DeliveryQueue`] +
-//! [`Expectations`] + [`ReadModel`] + [`Operations`]), the wake-ups, and the transaction
+//! The store contract: what an inbox needs from a database ([`Store`](crate::Store) = [`DeliveryQueue`](crate::DeliveryQueue) +
+//! [`Expectations`](crate::Expectations) + [`ReadModel`](crate::ReadModel) + [`Operations`](crate::Operations)), the wake-ups, and the transaction
 //! capability exactly-once processing needs. The values it passes are in `records.rs`.
 
 use std::any::{Any, TypeId};
@@ -12,8 +12,8 @@ use crate::StoreError;
 use crate::expect::{ExpectationRecord, FinishedCheck};
 use crate::records::*;
 
-/// What an inbox needs from a database: the [`DeliveryQueue`], the reconciler's
-/// [`Expectations`] and the [`ReadModel`] that status, health, the console and the CLI read,
+/// What an inbox needs from a database: the [`DeliveryQueue`](crate::DeliveryQueue), the reconciler's
+/// [`Expectations`](crate::Expectations) and the [`ReadModel`](crate::ReadModel) that status, health, the console and the CLI read,
 /// plus the schema's migrations and, for exactly-once processing, the Postgres capability.
 /// Both built-in stores (`sqlite`, `postgres`) pass [`conformance::run`](crate::conformance::run)
 /// (feature `testing`); another engine implements the four traits and runs the same suite.
@@ -47,7 +47,7 @@ pub trait Store: DeliveryQueue + Expectations + ReadModel + Operations {
 pub trait DeliveryQueue: Send + Sync + 'static {
     /// Inserts `batch` in one durable transaction; per delivery, whether it was new or its
     /// dedup key existed (also within the batch). A terminal event resolves its session's
-    /// expectation in the same transaction (see [`Store`]).
+    /// expectation in the same transaction (see [`Store`](crate::Store)).
     async fn insert(&self, batch: &[NewDelivery]) -> Result<Vec<Stored>, StoreError>;
 
     /// [`insert`](Self::insert), sealing under `key` (when there is one) the body of each
@@ -231,7 +231,7 @@ pub trait ReadModel: Send + Sync + 'static {
     async fn audit(&self, since: UnixMillis, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// [`audit`](Self::audit) without the entries of actions that only looked
-    /// ([`Action::ViewTimeline`], [`Action::SignIn`]), newest first: what operators changed,
+    /// ([`Action::ViewTimeline`](crate::Action::ViewTimeline), [`Action::SignIn`](crate::Action::SignIn)), newest first: what operators changed,
     /// which a flood of views cannot push out of a short list. By default `audit`'s page,
     /// filtered (it may then hold fewer than `limit` when views crowd it); the built-in stores
     /// filter in the query.
@@ -258,7 +258,7 @@ pub trait ReadModel: Send + Sync + 'static {
         Err(StoreError::Unsupported("an audit chain"))
     }
 
-    /// The newest audit entry of `action` ([`Action::name`]), if any.
+    /// The newest audit entry of `action` ([`Action::name`](crate::Action::name)), if any.
     async fn last_audit(&self, action: &str) -> Result<Option<AuditEntry>, StoreError> {
         let _ = action;
         Err(StoreError::Unsupported("an audit chain"))
@@ -291,7 +291,7 @@ pub trait Operations: Send + Sync + 'static {
     async fn reseal(&self, bodies: &[Resealed]) -> Result<u64, StoreError>;
 }
 
-/// Wake-ups from a store ([`DeliveryQueue::subscribe`]).
+/// Wake-ups from a store ([`DeliveryQueue::subscribe`](crate::DeliveryQueue::subscribe)).
 #[async_trait]
 pub trait Wakeups: Send {
     /// Waits for the next signal that something may be due. An error ends this subscription
@@ -306,7 +306,7 @@ pub trait Transactions: Send + Sync {
     async fn begin(&self) -> Result<Box<dyn StoreTransaction>, StoreError>;
 
     /// The type of the transaction's [connection](StoreTransaction::connection), which a
-    /// [`TransactionalHandler`] names; the worker checks it when it is built.
+    /// [`TransactionalHandler`](crate::TransactionalHandler) names; the worker checks it when it is built.
     fn connection_type(&self) -> TypeId;
 
     /// That type's name, for the error when a handler names another.
