@@ -66,7 +66,9 @@ async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
         .build()
     };
 
-    // The EHR answers 503 to both of the FHIR client's attempts: the row is retried.
+    // The EHR answers 503 to both of the FHIR client's attempts at the write (its statement
+    // read before): the row is retried.
+    ehr.plan().await.expect("the statement");
     sandbox.inject(Fault::status(503).on("/fhir").times(2));
     let attempts = worker()
         .drain(Duration::from_secs(20))
@@ -123,6 +125,115 @@ async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
     assert_eq!(dead[0].last_error.as_deref(), Some("fhir_422_unknown"));
     assert_eq!(sandbox.fhir_resources(Some("DocumentReference")).len(), 1);
 
+    server.abort();
+    sandbox.shutdown().await;
+}
+
+/// Structured data is part of the note: a 503 burst on it (past the client's own retries)
+/// retries the row instead of writing the note without its diagnoses; the note fetched on the
+/// first attempt is kept, not fetched again; the row ends done with every Condition in the EHR
+/// and its outcome (each resource's EHR id) in the timeline. A session whose structured data
+/// is gone (404) is written without it, and the outcome says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_data_that_fails_retries_the_row_and_the_outcome_names_the_ehr_ids() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+        .await
+        .expect("inbox");
+    let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
+    let suki = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .retry(RetryPolicy::none())
+        .build()
+        .expect("suki client");
+    let ehr = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(BearerToken::new(sandbox.fhir_token()))
+        .build()
+        .expect("fhir client");
+    let worker = || {
+        InboxWorker::builder(
+            inbox.clone(),
+            FetchResults::new(suki.clone(), FhirWriteBack::new(ehr.clone(), resolve)),
+        )
+        .backoff(Duration::from_millis(1), Duration::from_millis(10))
+        .build()
+    };
+
+    let session = sandbox.create_session(None);
+    let id = session.session_id.as_str().to_owned();
+    sandbox
+        .complete(&session.session_id)
+        .await
+        .expect("deliver");
+    sandbox.inject(
+        Fault::status(503)
+            .on(format!("/api/v1/ambient/session/{id}/structured-data"))
+            .times(1),
+    );
+    let attempts = worker()
+        .drain(Duration::from_secs(20))
+        .await
+        .expect("drain");
+    assert_eq!(attempts, 2, "the 503, then written");
+    let trace = inbox.trace(&id).await.expect("trace");
+    let codes: Vec<&str> = trace
+        .events
+        .iter()
+        .filter_map(|e| e.code.as_deref())
+        .collect();
+    assert!(
+        codes
+            .iter()
+            .any(|c| c.starts_with("fetch_structured_data_503")),
+        "{codes:?}"
+    );
+    assert_eq!(
+        sandbox.requests(&format!("/api/v1/ambient/session/{id}/content")),
+        1,
+        "the note fetched on the first attempt is kept"
+    );
+    let conditions = sandbox.fhir_resources(Some("Condition"));
+    assert!(!conditions.is_empty(), "the diagnoses are in the EHR");
+    let done = trace
+        .events
+        .iter()
+        .find(|e| e.event == "done")
+        .and_then(|e| e.detail.clone())
+        .expect("the outcome is in the timeline");
+    let note_id = sandbox.fhir_resources(Some("DocumentReference"))[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let condition_id = conditions[0]["id"].as_str().expect("id").to_owned();
+    assert!(
+        done.contains(&format!("DocumentReference/{note_id} created"))
+            && done.contains(&format!("Condition/{condition_id} created")),
+        "{done}"
+    );
+
+    // Gone for good: the note alone, said in the outcome.
+    let gone = sandbox.create_session(None);
+    let gone_id = gone.session_id.as_str().to_owned();
+    sandbox.complete(&gone.session_id).await.expect("deliver");
+    sandbox.inject(
+        Fault::status(404)
+            .on(format!("/api/v1/ambient/session/{gone_id}/structured-data"))
+            .times(1),
+    );
+    worker()
+        .drain(Duration::from_secs(20))
+        .await
+        .expect("drain");
+    let trace = inbox.trace(&gone_id).await.expect("trace");
+    let done = trace
+        .events
+        .iter()
+        .find(|e| e.event == "done")
+        .and_then(|e| e.detail.clone())
+        .expect("done");
+    assert!(done.contains("structured data absent (404)"), "{done}");
     server.abort();
     sandbox.shutdown().await;
 }
@@ -202,10 +313,11 @@ async fn a_session_without_a_note_leaves_a_task_or_a_communication() {
     }
 }
 
-/// `NoNote::Task` on an EHR that takes no Task: the row is a dead letter saying so, not a
-/// silent success.
+/// `NoNote::Task` on an EHR that takes no Task: a WARN, the skip counted, and the row's outcome
+/// saying so (Suki's code, and why nothing was written); not a loop, not a dead letter that
+/// retrying would never clear.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_no_note_resource_the_ehr_cannot_take_is_a_dead_letter() {
+async fn a_no_note_resource_the_ehr_cannot_take_is_recorded_not_looped() {
     let dir = tempfile::tempdir().expect("dir");
     let sandbox = Sandbox::builder()
         .fhir(
@@ -242,11 +354,23 @@ async fn a_no_note_resource_the_ehr_cannot_take_is_a_dead_letter() {
     .drain(Duration::from_secs(20))
     .await
     .expect("drain");
-    let dead = inbox.list(Some(State::Dead), 10).await.expect("list");
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        dead[0].last_error.as_deref(),
-        Some("fhir_no_note_not_writable")
+    let done = inbox.list(Some(State::Done), 10).await.expect("list");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].attempts, 1, "not a loop");
+    let trace = inbox
+        .trace(session.session_id.as_str())
+        .await
+        .expect("trace");
+    let outcome = trace
+        .events
+        .iter()
+        .find(|e| e.event == "done")
+        .and_then(|e| e.detail.clone())
+        .expect("the outcome");
+    assert!(
+        outcome.contains("Task x1 skipped: server does not support create of Task")
+            && outcome.contains("no note: failed (ERROR_CODE_TRANSCRIPTION)"),
+        "{outcome}"
     );
     assert!(sandbox.fhir_resources(None).is_empty());
     server.abort();

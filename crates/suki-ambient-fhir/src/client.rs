@@ -35,6 +35,18 @@ pub trait FhirAuth: Send + Sync + 'static {
         let _ = token;
         false
     }
+
+    /// Called before each write: `wanted` are the SMART scopes the client's write plan may use
+    /// (each type it writes: `system/Condition.c`, `system/Condition.rs`…), `needed` those this
+    /// write uses. An auth that derives its scopes from the plan asks for `wanted` from its next
+    /// token on; one that knows what the server granted returns
+    /// [`FhirError::ScopeMissing`] naming the first scope needed and not granted (a dead
+    /// letter `fhir_scope_missing`, rather than a `403` on every row). The default (a fixed
+    /// token) accepts.
+    async fn plan_scopes(&self, wanted: &[String], needed: &[String]) -> Result<(), FhirError> {
+        let _ = (wanted, needed);
+        Ok(())
+    }
 }
 
 /// A fixed bearer token. `Debug` does not show it; it is zeroized when dropped.
@@ -71,6 +83,100 @@ pub struct TransactionResult {
     /// Resources an earlier write left that this one retired (marked `entered-in-error`) or
     /// replaced, as `Type/id`: see [`OnConflict::Supersede`](crate::OnConflict::Supersede).
     pub corrected: Vec<String>,
+    /// Parts of the session deliberately not written, with why (a server that cannot create
+    /// the type, or a strategy that writes the note alone). Every other part is in `entries`:
+    /// a write that could not write a part it planned is an error, never a result.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A part of a session a write left out on purpose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Skipped {
+    /// The resource type (`Condition`…).
+    pub resource_type: &'static str,
+    /// How many resources of the type the session had.
+    pub count: usize,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// Why a part of a session was not written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The server's CapabilityStatement declares no create of the type.
+    NotSupported,
+    /// The strategy writes the DocumentReference alone
+    /// ([`WriteStrategy::DocumentReferenceOnly`](crate::WriteStrategy::DocumentReferenceOnly)).
+    DocumentOnly,
+}
+
+impl SkipReason {
+    /// The metric label: `not_supported`, `document_only`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotSupported => "not_supported",
+            Self::DocumentOnly => "document_only",
+        }
+    }
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = self.resource_type;
+        match self.reason {
+            SkipReason::NotSupported => write!(
+                f,
+                "{kind} x{} skipped: server does not support create of {kind}",
+                self.count
+            ),
+            SkipReason::DocumentOnly => write!(
+                f,
+                "{kind} x{} skipped: the strategy writes the DocumentReference only",
+                self.count
+            ),
+        }
+    }
+}
+
+/// What the write did, resource by resource, ids and statuses only (the row's outcome in the
+/// inbox's timeline): `DocumentReference/12 created, Condition/7 matched, superseded
+/// DocumentReference/3, MedicationRequest x1 skipped: …`.
+impl fmt::Display for TransactionResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        let mut sep = |f: &mut fmt::Formatter<'_>| {
+            let text = if first { "" } else { ", " };
+            first = false;
+            f.write_str(text)
+        };
+        for entry in &self.entries {
+            sep(f)?;
+            let what = match entry.status {
+                201 => "created",
+                200 => "matched",
+                _ => "answered",
+            };
+            match entry
+                .location
+                .as_deref()
+                .and_then(crate::correct::resource_ref)
+            {
+                Some(at) => write!(f, "{at} {what}")?,
+                None => write!(f, "{} {what}", entry.resource_type.unwrap_or("resource"))?,
+            }
+        }
+        for old in &self.corrected {
+            sep(f)?;
+            write!(f, "superseded {old}")?;
+        }
+        for skipped in &self.skipped {
+            sep(f)?;
+            write!(f, "{skipped}")?;
+        }
+        Ok(())
+    }
 }
 
 /// One entry's answer: its status line and where the resource is.
@@ -113,13 +219,15 @@ pub struct FhirClient {
 pub(crate) struct Inner {
     http: reqwest::Client,
     pub(crate) base: Url,
-    auth: Box<dyn FhirAuth>,
+    pub(crate) auth: Box<dyn FhirAuth>,
     retry: RetryPolicy,
     timeout: Duration,
     pub(crate) deadline: Duration,
     max_response_bytes: u64,
     pub(crate) strategy: WriteStrategy,
     pub(crate) capabilities: CapabilityCache,
+    /// The last plan whose skipped parts were said with a WARN.
+    pub(crate) warned_plan: std::sync::Mutex<Vec<(&'static str, crate::CreateMode)>>,
     /// `[base]/<Type>` of each resource type written.
     type_urls: Vec<(&'static str, Url)>,
 }
@@ -147,6 +255,7 @@ pub struct FhirClientBuilder {
     max_response_bytes: u64,
     strategy: WriteStrategy,
     capabilities_ttl: Duration,
+    capabilities_recheck: Duration,
 }
 
 impl fmt::Debug for dyn FhirAuth {
@@ -162,6 +271,8 @@ pub(crate) struct Call<'a> {
     pub(crate) body: Option<Bytes>,
     /// The `If-None-Exist` header of a conditional create.
     pub(crate) if_none_exist: Option<&'a str>,
+    /// Sent without a token first, with one only when the server answers 401.
+    pub(crate) public: bool,
     /// Whether a failed attempt may be sent again: a plain create may not (it could create the
     /// resource twice; the caller searches again instead).
     pub(crate) retry: bool,
@@ -187,6 +298,7 @@ impl FhirClient {
             max_response_bytes: 4 * 1024 * 1024,
             strategy: WriteStrategy::Auto,
             capabilities_ttl: Duration::from_secs(60 * 60),
+            capabilities_recheck: Duration::from_secs(60),
         }
     }
 
@@ -198,7 +310,15 @@ impl FhirClient {
     /// Posts `bundle` to the base URL as one transaction, whatever the client's strategy; `Ok`
     /// with each entry's answer.
     pub async fn post(&self, bundle: &TransactionBundle) -> Result<TransactionResult, FhirError> {
-        let deadline = self.deadline();
+        self.post_until(bundle, self.deadline()).await
+    }
+
+    /// [`post`](Self::post) within `deadline`.
+    pub(crate) async fn post_until(
+        &self,
+        bundle: &TransactionBundle,
+        deadline: Option<Instant>,
+    ) -> Result<TransactionResult, FhirError> {
         let answer = self
             .call(
                 &Call {
@@ -206,6 +326,7 @@ impl FhirClient {
                     url: self.inner.base.clone(),
                     body: Some(bundle.body()),
                     if_none_exist: None,
+                    public: false,
                     retry: true,
                 },
                 deadline,
@@ -313,9 +434,18 @@ impl FhirClient {
     async fn attempt(&self, call: &Call<'_>) -> Result<Answer, (FhirError, Option<Duration>)> {
         let inner = &self.inner;
         let mut refreshed = false;
+        let mut public = call.public;
         let response = loop {
-            let token = inner.auth.bearer().await.map_err(|e| (e, None))?;
+            let token = if public {
+                Zeroizing::new(String::new())
+            } else {
+                inner.auth.bearer().await.map_err(|e| (e, None))?
+            };
             let response = self.send(call, &token).await?;
+            if matches!(response.status().as_u16(), 401 | 403) && public {
+                public = false;
+                continue;
+            }
             if response.status().as_u16() == 401
                 && !refreshed
                 && inner.auth.rejected(token.as_str()).await
@@ -446,6 +576,17 @@ impl FhirClientBuilder {
         self
     }
 
+    /// How old the CapabilityStatement may be when the plan made from it leaves parts of a
+    /// session out (a type the server declared no create of), before it is read again (default
+    /// one minute, at most the [`capabilities_ttl`](Self::capabilities_ttl)): a server back
+    /// from maintenance or upgraded gets every part again within that time. A server that
+    /// refuses a write its statement allowed makes it read again at once, whatever its age.
+    #[must_use]
+    pub fn capabilities_recheck(mut self, age: Duration) -> Self {
+        self.capabilities_recheck = age;
+        self
+    }
+
     /// Retries (default: the SDK client's, 4 attempts with back-off and `Retry-After`).
     #[must_use]
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
@@ -499,7 +640,11 @@ impl FhirClientBuilder {
                 deadline: self.deadline,
                 max_response_bytes: self.max_response_bytes,
                 strategy: self.strategy,
-                capabilities: CapabilityCache::new(self.capabilities_ttl),
+                capabilities: CapabilityCache::new(
+                    self.capabilities_ttl,
+                    self.capabilities_recheck.min(self.capabilities_ttl),
+                ),
+                warned_plan: std::sync::Mutex::new(Vec::new()),
                 type_urls: crate::write::TYPES
                     .iter()
                     .map(|kind| (*kind, join(&base, kind)))
@@ -568,6 +713,7 @@ fn parse_answer(bytes: &[u8]) -> Option<TransactionResult> {
     Some(TransactionResult {
         entries,
         corrected: Vec::new(),
+        skipped: Vec::new(),
     })
 }
 

@@ -56,6 +56,7 @@ impl FhirClient {
         plan: &WritePlan,
         result: &mut TransactionResult,
         policy: OnConflict,
+        deadline: Option<std::time::Instant>,
     ) -> Result<(), FhirError> {
         let matched: Vec<usize> = (0..result.entries.len())
             .filter(|&i| {
@@ -66,7 +67,6 @@ impl FhirClient {
         if matched.is_empty() {
             return Ok(());
         }
-        let deadline = self.deadline();
         let mut note_changed = false;
         let mut conflicts = Vec::new();
         for i in matched {
@@ -171,6 +171,7 @@ impl FhirClient {
                 url: self.url(location, None),
                 body: Some(body.into()),
                 if_none_exist: None,
+                public: false,
                 retry: true,
             },
             deadline,

@@ -73,6 +73,27 @@ pub enum FhirError {
     /// The server's CapabilityStatement is unreadable, or declares no way to write the note.
     #[error("the FHIR server's capabilities: {0}")]
     Capabilities(&'static str),
+    /// The server's CapabilityStatement could not be read, now or within the last 30 s (a
+    /// failure is remembered that long, so that a server that is down is asked once, not by
+    /// every write): `code` is the read's error code (`fhir_503_transient`, `fhir_timeout`,
+    /// `fhir_capabilities` for a statement that is not one).
+    #[error("the FHIR server's CapabilityStatement could not be read ({code})")]
+    Metadata {
+        /// The read's error code.
+        code: String,
+        /// Whether reading it again later may succeed.
+        retryable: bool,
+        /// How long the failure is still remembered: a retry sooner meets it again.
+        retry_in: std::time::Duration,
+    },
+    /// The token endpoint granted fewer scopes than the write plan needs: `scope` is the first
+    /// one missing (`system/Condition.c`). Ask the EHR's administrator to grant it, or write
+    /// less (`WriteStrategy::DocumentReferenceOnly`).
+    #[error("the token grants no {scope}, which the write plan needs")]
+    ScopeMissing {
+        /// The scope needed and not granted.
+        scope: String,
+    },
     /// The authorization server refused or failed to issue a token (SMART Backend Services);
     /// `code` is its OAuth `error` (`invalid_client`, `invalid_scope`…), cleaned, or `unknown`.
     #[error("the token endpoint answered {status} ({code})")]
@@ -98,11 +119,22 @@ impl FhirError {
                 matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
             }
             Self::EntryCount { .. } => true,
+            Self::Metadata { retryable, .. } => *retryable,
             Self::Auth { .. }
             | Self::Answer
             | Self::Capabilities(_)
             | Self::Conflict { .. }
+            | Self::ScopeMissing { .. }
             | Self::Config(_) => false,
+        }
+    }
+
+    /// How long to wait before trying again, when the error says (a remembered failure to read
+    /// the CapabilityStatement).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Metadata { retry_in, .. } if !retry_in.is_zero() => Some(*retry_in),
+            _ => None,
         }
     }
 
@@ -125,6 +157,8 @@ impl FhirError {
             Self::EntryCount { .. } => "fhir_entry_count".to_owned(),
             Self::Entry { status, .. } => format!("fhir_entry_{status}"),
             Self::Capabilities(_) => "fhir_capabilities".to_owned(),
+            Self::Metadata { code, .. } => code.clone(),
+            Self::ScopeMissing { .. } => "fhir_scope_missing".to_owned(),
             Self::Conflict { .. } => "fhir_conflict".to_owned(),
             Self::Token { status, code } => format!("fhir_token_{status}_{code}"),
             Self::Config(_) => "fhir_config".to_owned(),

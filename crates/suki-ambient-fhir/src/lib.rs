@@ -55,6 +55,7 @@ mod correct;
 mod error;
 mod json;
 mod map;
+pub mod metrics;
 mod smart;
 mod text;
 mod write;
@@ -62,7 +63,8 @@ mod write;
 mod writeback;
 
 pub use client::{
-    BearerToken, EntryResult, FhirAuth, FhirClient, FhirClientBuilder, TransactionResult,
+    BearerToken, EntryResult, FhirAuth, FhirClient, FhirClientBuilder, SkipReason, Skipped,
+    TransactionResult,
 };
 pub use context::{DocStatus, EhrContext, Mapping, NoteType, Reference, SessionNote};
 pub use correct::OnConflict;

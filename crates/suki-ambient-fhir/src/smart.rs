@@ -241,13 +241,17 @@ impl SmartKey {
 /// (401) it is fetched again once before the request fails. Tokens and keys are never logged;
 /// `Debug` shows `***` for them.
 ///
+/// The scopes asked for are derived from the client's write plan unless given
+/// ([`scopes`](SmartBackendAuthBuilder::scopes)), and the scope the token endpoint grants is
+/// checked against what each write needs: a gap fails the write with
+/// [`FhirError::ScopeMissing`] (`fhir_scope_missing`, naming the scope) before anything is sent.
+///
 /// ```no_run
 /// use suki_ambient_fhir::{FhirClient, SmartBackendAuth, SmartKey};
 ///
 /// # fn main() -> Result<(), suki_ambient_fhir::FhirError> {
 /// let key = SmartKey::from_pem_file("/run/secrets/ehr-key.pem", "suki-2026-12")?;
 /// let auth = SmartBackendAuth::builder("https://ehr.example/fhir/R4", "my-client-id", key)
-///     .scopes("system/DocumentReference.c system/DocumentReference.rs")
 ///     .build()?;
 /// let ehr = FhirClient::builder("https://ehr.example/fhir/R4").auth(auth).build()?;
 /// # let _ = ehr;
@@ -264,7 +268,8 @@ struct SmartInner {
     fhir_base: Url,
     client_id: String,
     key: SmartKey,
-    scopes: String,
+    /// The scopes given to the builder; `None`: derived from the write plan.
+    scopes: Option<String>,
     timeout: Duration,
     state: tokio::sync::Mutex<TokenState>,
     fetched: AtomicU64,
@@ -273,8 +278,16 @@ struct SmartInner {
 #[derive(Default)]
 struct TokenState {
     endpoint: Option<Url>,
-    token: Option<(Zeroizing<String>, Instant)>,
+    /// The token, until when it is used, and the scope granted (`None`: the answer named
+    /// none, so what was asked for, RFC 6749 §5.1).
+    token: Option<(Zeroizing<String>, Instant, Option<String>)>,
+    /// Derived scopes: every scope a write plan wanted so far (it only grows, so that
+    /// sessions with and without, say, orders do not make the token change back and forth).
+    derived: Vec<String>,
 }
+
+/// What a token is asked for before any plan is known: the note alone.
+const FIRST_SCOPES: &str = "system/DocumentReference.c system/DocumentReference.rs";
 
 impl fmt::Debug for SmartBackendAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -294,7 +307,7 @@ pub struct SmartBackendAuthBuilder {
     fhir_base: String,
     client_id: String,
     key: SmartKey,
-    scopes: String,
+    scopes: Option<String>,
     token_endpoint: Option<String>,
     timeout: Duration,
 }
@@ -310,7 +323,7 @@ impl SmartBackendAuth {
             fhir_base: fhir_base_url.into(),
             client_id: client_id.into(),
             key,
-            scopes: "system/DocumentReference.c system/DocumentReference.rs".to_owned(),
+            scopes: None,
             token_endpoint: None,
             timeout: Duration::from_secs(30),
         }
@@ -363,7 +376,43 @@ impl SmartBackendAuth {
     }
 
     /// A fresh access token and how long it lives.
-    async fn fetch(&self, endpoint: &Url) -> Result<(Zeroizing<String>, Duration), FhirError> {
+    /// The scopes a token is asked for now.
+    fn asked(&self, state: &TokenState) -> String {
+        match &self.inner.scopes {
+            Some(scopes) => scopes.clone(),
+            None if state.derived.is_empty() => FIRST_SCOPES.to_owned(),
+            None => state.derived.join(" "),
+        }
+    }
+
+    /// The cached token, or a fresh one: with the scope granted (or asked for).
+    async fn token(
+        &self,
+        state: &mut TokenState,
+    ) -> Result<(Zeroizing<String>, String), FhirError> {
+        let asked = self.asked(state);
+        if let Some((token, until, granted)) = &state.token
+            && Instant::now() < *until
+        {
+            return Ok((token.clone(), granted.clone().unwrap_or(asked)));
+        }
+        let endpoint = self.endpoint(state).await?;
+        let (token, lifetime, granted) = self.fetch(&endpoint, &asked).await?;
+        // Used until shortly before it expires: a fifth of its life early, at most a minute.
+        let early = (lifetime / 5).min(Duration::from_secs(60));
+        state.token = Some((
+            token.clone(),
+            Instant::now() + lifetime - early,
+            granted.clone(),
+        ));
+        Ok((token, granted.unwrap_or(asked)))
+    }
+
+    async fn fetch(
+        &self,
+        endpoint: &Url,
+        scopes: &str,
+    ) -> Result<(Zeroizing<String>, Duration, Option<String>), FhirError> {
         let inner = &self.inner;
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -381,7 +430,7 @@ impl SmartBackendAuth {
         let assertion = Zeroizing::new(inner.key.sign(&claims)?);
         let mut form = Zeroizing::new(String::with_capacity(assertion.len() + 256));
         form.push_str("grant_type=client_credentials&scope=");
-        form_value(&mut form, &inner.scopes);
+        form_value(&mut form, scopes);
         form.push_str(
             "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=",
         );
@@ -428,11 +477,17 @@ impl SmartBackendAuth {
             .as_u64()
             .unwrap_or(DEFAULT_TOKEN_LIFETIME)
             .min(24 * 60 * 60);
+        // The scope granted, when the answer names it (a list of scope tokens, nothing else).
+        let granted = answer["scope"]
+            .as_str()
+            .filter(|s| s.len() <= 8 * 1024 && s.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+            .map(str::to_owned);
         inner.fetched.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(lifetime_s = lifetime, "smart: access token fetched");
         Ok((
             Zeroizing::new(token.to_owned()),
             Duration::from_secs(lifetime),
+            granted,
         ))
     }
 }
@@ -442,17 +497,37 @@ impl FhirAuth for SmartBackendAuth {
     async fn bearer(&self) -> Result<Zeroizing<String>, FhirError> {
         // One fetch at a time: concurrent requests wait for it rather than each asking.
         let mut state = self.inner.state.lock().await;
-        if let Some((token, until)) = &state.token
-            && Instant::now() < *until
-        {
-            return Ok(token.clone());
+        Ok(self.token(&mut state).await?.0)
+    }
+
+    /// Derived scopes grow to what the plan wants (a token asked with fewer is dropped); the
+    /// scope granted must cover what this write needs.
+    async fn plan_scopes(&self, wanted: &[String], needed: &[String]) -> Result<(), FhirError> {
+        let mut state = self.inner.state.lock().await;
+        if self.inner.scopes.is_none() {
+            let before = state.derived.len();
+            for scope in wanted {
+                if !state.derived.contains(scope) {
+                    state.derived.push(scope.clone());
+                }
+            }
+            if state.derived.len() != before {
+                state.token = None;
+            }
         }
-        let endpoint = self.endpoint(&mut state).await?;
-        let (token, lifetime) = self.fetch(&endpoint).await?;
-        // Used until shortly before it expires: a fifth of its life early, at most a minute.
-        let early = (lifetime / 5).min(Duration::from_secs(60));
-        state.token = Some((token.clone(), Instant::now() + lifetime - early));
-        Ok(token)
+        let (_, granted) = self.token(&mut state).await?;
+        match needed.iter().find(|scope| !granted_covers(&granted, scope)) {
+            Some(scope) => {
+                tracing::warn!(
+                    scope = %scope,
+                    "suki fhir: the token endpoint did not grant a scope the write plan needs"
+                );
+                Err(FhirError::ScopeMissing {
+                    scope: scope.clone(),
+                })
+            }
+            None => Ok(()),
+        }
     }
 
     async fn rejected(&self, token: &str) -> bool {
@@ -460,7 +535,7 @@ impl FhirAuth for SmartBackendAuth {
         if state
             .token
             .as_ref()
-            .is_some_and(|(cached, _)| cached.as_str() == token)
+            .is_some_and(|(cached, _, _)| cached.as_str() == token)
         {
             state.token = None;
         }
@@ -469,13 +544,17 @@ impl FhirAuth for SmartBackendAuth {
 }
 
 impl SmartBackendAuthBuilder {
-    /// The scopes asked for, space-separated (default
-    /// `system/DocumentReference.c system/DocumentReference.rs`; add `system/Composition.c`,
-    /// `system/Condition.c`, `system/MedicationRequest.c`, `system/Provenance.c` for the other
-    /// resources, or the `.write` forms of SMART v1).
+    /// The scopes asked for, space-separated, instead of those derived from the write plan.
+    ///
+    /// By default they are derived: `system/<Type>.c` and `system/<Type>.rs` for each type
+    /// the [`FhirClient`](crate::FhirClient)'s plan writes (`suki-ambient fhir capabilities`
+    /// prints them), and `system/DocumentReference.c system/DocumentReference.rs` before the
+    /// first plan. Either way, a token whose granted `scope` lacks one a write needs fails
+    /// that write with [`FhirError::ScopeMissing`] (SMART v1 `.write`/`.read`/`.*` and v2
+    /// `.cruds` forms, and `system/*`, are understood).
     #[must_use]
     pub fn scopes(mut self, scopes: impl Into<String>) -> Self {
-        self.scopes = scopes.into();
+        self.scopes = Some(scopes.into());
         self
     }
 
@@ -503,10 +582,16 @@ impl SmartBackendAuthBuilder {
                 "the SMART client id is empty or too long".into(),
             ));
         }
-        let scopes = self.scopes.split_whitespace().collect::<Vec<_>>().join(" ");
-        if scopes.is_empty() {
-            return Err(FhirError::Config("no SMART scope given".into()));
-        }
+        let scopes = match self.scopes {
+            Some(given) => {
+                let scopes = given.split_whitespace().collect::<Vec<_>>().join(" ");
+                if scopes.is_empty() {
+                    return Err(FhirError::Config("no SMART scope given".into()));
+                }
+                Some(scopes)
+            }
+            None => None,
+        };
         let endpoint = self
             .token_endpoint
             .as_deref()
@@ -529,11 +614,46 @@ impl SmartBackendAuthBuilder {
                 state: tokio::sync::Mutex::new(TokenState {
                     endpoint,
                     token: None,
+                    derived: Vec::new(),
                 }),
                 fetched: AtomicU64::new(0),
             }),
         })
     }
+}
+
+/// Whether the granted scopes (space-separated) cover `needed` (`system/<Type>.<c|rs>`): a
+/// `system/` scope of the type or `*`, with SMART v2 permissions (`cruds`, in order) that
+/// include every letter needed, or SMART v1 `write` (c), `read` (rs) or `*`. A v2 scope with a
+/// query (`?category=…`) grants part of a type only and is not taken as covering it.
+pub(crate) fn granted_covers(granted: &str, needed: &str) -> bool {
+    let Some((kind, wanted)) = needed
+        .strip_prefix("system/")
+        .and_then(|rest| rest.split_once('.'))
+    else {
+        return false;
+    };
+    granted.split_whitespace().any(|scope| {
+        let Some((their_kind, perms)) = scope
+            .strip_prefix("system/")
+            .and_then(|rest| rest.split_once('.'))
+        else {
+            return false;
+        };
+        if their_kind != kind && their_kind != "*" {
+            return false;
+        }
+        match perms {
+            "*" => true,
+            "write" => wanted.chars().all(|c| matches!(c, 'c' | 'u' | 'd')),
+            "read" => wanted.chars().all(|c| matches!(c, 'r' | 's')),
+            v2 => {
+                !v2.is_empty()
+                    && v2.chars().all(|c| "cruds".contains(c))
+                    && wanted.chars().all(|c| v2.contains(c))
+            }
+        }
+    })
 }
 
 /// A token endpoint: `https` (or `http` when the FHIR server itself is `http`, as a local test
@@ -573,6 +693,35 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn granted_scopes_are_read_in_v1_and_v2_forms() {
+        let covers = granted_covers;
+        assert!(covers("system/Condition.crs", "system/Condition.c"));
+        assert!(covers("system/Condition.crs", "system/Condition.rs"));
+        assert!(covers("system/Condition.cruds", "system/Condition.rs"));
+        assert!(covers("system/*.cs system/*.r", "system/Condition.c"));
+        assert!(covers(
+            "launch system/Condition.write",
+            "system/Condition.c"
+        ));
+        assert!(covers("system/Condition.read", "system/Condition.rs"));
+        assert!(covers("system/*.*", "system/Task.rs"));
+        assert!(!covers("system/Condition.read", "system/Condition.c"));
+        assert!(!covers("system/Condition.r", "system/Condition.rs"));
+        assert!(!covers(
+            "system/DocumentReference.crs",
+            "system/Condition.c"
+        ));
+        assert!(!covers("user/Condition.crs", "system/Condition.c"));
+        assert!(!covers(
+            "system/Condition.c?category=x",
+            "system/Condition.c"
+        ));
+        assert!(!covers("system/Condition.", "system/Condition.c"));
+        assert!(!covers("", "system/Condition.c"));
+        assert!(!covers("system/Condition.crs", "Condition.c"));
+    }
 
     #[test]
     fn endpoints_are_never_a_downgrade() {

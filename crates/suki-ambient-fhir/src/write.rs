@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{Answer, Call, EntryResult, FhirClient, TransactionResult};
+use suki_ambient_client::ClientError;
+
+use crate::client::{
+    Answer, Call, EntryResult, FhirClient, SkipReason, Skipped, TransactionResult,
+};
 use crate::context::is_id;
 use crate::correct::resource_ref;
 use crate::{FhirError, TransactionBundle};
@@ -274,44 +278,122 @@ impl WritePlan {
                     ));
                 };
                 if caps.transaction {
+                    // A transaction's entries are conditional creates: only where the server
+                    // declares conditionalCreate for every type it takes is `ifNoneExist`
+                    // honoured (otherwise a re-post creates everything again).
+                    let blind: Vec<&str> = TYPES
+                        .iter()
+                        .copied()
+                        .filter(|t| caps.of(t).create && !caps.of(t).conditional_create)
+                        .collect();
+                    if caps.of("DocumentReference").conditional_create && blind.is_empty() {
+                        reasons.push(
+                            "transaction: the CapabilityStatement lists the transaction interaction and conditionalCreate"
+                                .into(),
+                        );
+                        return Ok(Self {
+                            strategy,
+                            transaction: true,
+                            creates: Vec::new(),
+                            reasons,
+                        });
+                    }
+                    reasons.push(format!(
+                        "per-resource: transactions are listed, but no conditionalCreate for {}: ifNoneExist would not be honoured",
+                        if blind.is_empty() { "DocumentReference".to_owned() } else { blind.join(", ") }
+                    ));
+                } else {
                     reasons.push(
-                        "transaction: the CapabilityStatement lists the transaction interaction"
+                        "per-resource: the CapabilityStatement lists no transaction interaction"
                             .into(),
                     );
-                    return Ok(Self {
-                        strategy,
-                        transaction: true,
-                        creates: Vec::new(),
-                        reasons,
-                    });
                 }
-                reasons.push(
-                    "per-resource: the CapabilityStatement lists no transaction interaction".into(),
-                );
-                if !caps.of("DocumentReference").create {
-                    return Err(FhirError::Capabilities(
-                        "the server declares no create of DocumentReference",
-                    ));
-                }
-                let mut creates = Vec::new();
-                for kind in TYPES {
-                    if caps.of(kind).create {
-                        let mode = mode_of(kind, &mut reasons);
-                        creates.push((kind, mode));
-                    } else {
-                        reasons.push(format!("{kind}: not written (no create declared)"));
-                        creates.push((kind, CreateMode::Skip));
-                    }
-                }
-                Self {
-                    strategy,
-                    transaction: false,
-                    creates,
-                    reasons,
-                }
+                Self::listed(strategy, caps, reasons)?
             }
         };
         Ok(plan)
+    }
+}
+
+impl WritePlan {
+    /// A create per resource of each type `caps` lists with `create`, in order; the others
+    /// skipped. `Err` when the DocumentReference cannot be created.
+    fn listed(
+        strategy: WriteStrategy,
+        caps: &Capabilities,
+        mut reasons: Vec<String>,
+    ) -> Result<Self, FhirError> {
+        if !caps.of("DocumentReference").create {
+            return Err(FhirError::Capabilities(
+                "the server declares no create of DocumentReference",
+            ));
+        }
+        let mut creates = Vec::new();
+        for kind in TYPES {
+            if !caps.of(kind).create {
+                reasons.push(format!("{kind}: not written (no create declared)"));
+                creates.push((kind, CreateMode::Skip));
+            } else if caps.of(kind).conditional_create {
+                creates.push((kind, CreateMode::Conditional));
+            } else {
+                reasons.push(format!(
+                    "{kind}: no conditionalCreate declared: search (by patient and identifier), then create"
+                ));
+                creates.push((kind, CreateMode::SearchFirst));
+            }
+        }
+        Ok(Self {
+            strategy,
+            transaction: false,
+            creates,
+            reasons,
+        })
+    }
+
+    /// The plan after a transaction was refused as a whole: the same resources one at a time,
+    /// as `caps` lists them (or all of them with `If-None-Exist` when they are unknown).
+    pub(crate) fn without_transaction(
+        strategy: WriteStrategy,
+        caps: Option<&Capabilities>,
+    ) -> Result<Self, FhirError> {
+        let reasons = vec!["per-resource: the server refused the transaction".to_owned()];
+        match caps {
+            Some(caps) => Self::listed(strategy, caps, reasons),
+            None => Ok(Self {
+                strategy,
+                transaction: false,
+                creates: TYPES
+                    .iter()
+                    .map(|t| (*t, CreateMode::Conditional))
+                    .collect(),
+                reasons,
+            }),
+        }
+    }
+
+    /// Whether the plan writes `kind`.
+    pub fn writes(&self, kind: &str) -> bool {
+        self.transaction || self.mode(kind) != CreateMode::Skip
+    }
+
+    /// The SMART v2 scopes a write of `types` with this plan needs: `system/<Type>.c` for each
+    /// type it creates and `system/<Type>.rs` for each (a matched create is read back and
+    /// compared; a search-first create and a correction search), in the order of a
+    /// per-resource write.
+    pub fn scopes_for<'a>(&self, types: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let types: Vec<&str> = types.into_iter().collect();
+        TYPES
+            .iter()
+            .filter(|t| types.contains(t) && self.writes(t))
+            .flat_map(|t| [format!("system/{t}.c"), format!("system/{t}.rs")])
+            .collect()
+    }
+
+    /// The scopes of every type the plan may write (a session's resources, and the
+    /// `Communication`/`Task` of a session without a note): what a SMART auth that derives its
+    /// scopes asks for.
+    pub fn scopes(&self) -> Vec<String> {
+        self.scopes_for(TYPES)
     }
 }
 
@@ -325,12 +407,13 @@ impl fmt::Display for WritePlan {
             for (kind, mode) in &self.creates {
                 let how = match mode {
                     CreateMode::Conditional => "POST with If-None-Exist (identifier)",
-                    CreateMode::SearchFirst => "search by identifier, then POST",
+                    CreateMode::SearchFirst => "search by patient and identifier, then POST",
                     CreateMode::Skip => "not written",
                 };
                 writeln!(f, "  {kind:<18} {how}")?;
             }
         }
+        writeln!(f, "scopes needed (SMART): {}", self.scopes().join(" "))?;
         writeln!(f, "why:")?;
         for reason in &self.reasons {
             writeln!(f, "  - {reason}")?;
@@ -339,33 +422,134 @@ impl fmt::Display for WritePlan {
     }
 }
 
-/// The server's CapabilityStatement, kept for a while.
+/// How long a failed read of the CapabilityStatement is remembered: writes in that time fail
+/// with its error at once instead of each asking a server that is down.
+const ERROR_TTL: Duration = Duration::from_secs(30);
+
+/// A read's answer, shared by every caller that waited for it.
+type ReadAnswer = Result<Arc<Capabilities>, Arc<FhirError>>;
+type Read = futures_util::future::Shared<futures_util::future::BoxFuture<'static, ReadAnswer>>;
+
+/// The server's CapabilityStatement, kept for a while: one read in flight at a time (the
+/// others share it, each within its own deadline), no lock held across the read, a failure
+/// remembered for [`ERROR_TTL`].
 pub(crate) struct CapabilityCache {
     ttl: Duration,
-    cached: tokio::sync::Mutex<Option<(Instant, Arc<Capabilities>)>>,
+    /// How old a statement may be when a plan made from it leaves parts of a session out.
+    recheck: Duration,
+    state: std::sync::Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// The last read's answer and when it came.
+    last: Option<(Instant, ReadAnswer)>,
+    /// The read in flight.
+    flight: Option<Read>,
 }
 
 impl CapabilityCache {
-    pub(crate) fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, recheck: Duration) -> Self {
         Self {
             ttl,
-            cached: tokio::sync::Mutex::new(None),
+            recheck,
+            state: std::sync::Mutex::new(CacheState::default()),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the statement: the next plan reads it again (the server refused what it
+    /// declared).
+    pub(crate) fn forget(&self) {
+        self.lock().last = None;
+    }
+
+    /// Forgets the statement if it was read longer than `age` ago.
+    fn forget_older_than(&self, age: Duration) {
+        let mut state = self.lock();
+        if state
+            .last
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() >= age)
+        {
+            state.last = None;
+        }
+    }
+}
+
+/// A remembered failure (read at `at`), as the caller's own error.
+fn again(err: &FhirError, at: Instant) -> FhirError {
+    FhirError::Metadata {
+        code: err.code(),
+        retryable: err.is_retryable(),
+        retry_in: ERROR_TTL.saturating_sub(at.elapsed()),
     }
 }
 
 impl FhirClient {
     /// The server's CapabilityStatement (`GET [base]/metadata`), read at most once per
-    /// [`capabilities_ttl`](crate::FhirClientBuilder::capabilities_ttl) (concurrent callers
-    /// wait for one read).
+    /// [`capabilities_ttl`](crate::FhirClientBuilder::capabilities_ttl); concurrent callers
+    /// share one read, and a failed read is answered from memory for 30 s. A statement that is
+    /// not JSON, not a CapabilityStatement or too large is a retryable error (a server in
+    /// maintenance answers such pages).
     pub async fn capabilities(&self) -> Result<Arc<Capabilities>, FhirError> {
+        self.capabilities_until(self.deadline()).await
+    }
+
+    pub(crate) async fn capabilities_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<Capabilities>, FhirError> {
         let cache = &self.inner.capabilities;
-        let mut cached = cache.cached.lock().await;
-        if let Some((at, caps)) = cached.as_ref()
-            && at.elapsed() < cache.ttl
-        {
-            return Ok(Arc::clone(caps));
-        }
+        let read = {
+            let mut state = cache.lock();
+            match &state.last {
+                Some((at, Ok(caps))) if at.elapsed() < cache.ttl => return Ok(Arc::clone(caps)),
+                Some((at, Err(err))) if at.elapsed() < ERROR_TTL => return Err(again(err, *at)),
+                _ => {}
+            }
+            match &state.flight {
+                Some(read) => read.clone(),
+                None => {
+                    use futures_util::FutureExt as _;
+                    let client = self.clone();
+                    let read: Read = async move {
+                        let answer = client
+                            .read_capabilities()
+                            .await
+                            .map(Arc::new)
+                            .map_err(Arc::new);
+                        let mut state = client.inner.capabilities.lock();
+                        state.last = Some((Instant::now(), answer.clone()));
+                        state.flight = None;
+                        answer
+                    }
+                    .boxed()
+                    .shared();
+                    state.flight = Some(read.clone());
+                    read
+                }
+            }
+        };
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let answer = match left {
+            Some(left) => tokio::time::timeout(left, read).await.map_err(|_| {
+                FhirError::Transport(ClientError::Timeout {
+                    kind: suki_ambient_client::TimeoutKind::Deadline,
+                })
+            })?,
+            None => read.await,
+        };
+        answer.map_err(|err| again(&err, Instant::now()))
+    }
+
+    /// One read of `[base]/metadata`, with the client's retries.
+    async fn read_capabilities(&self) -> Result<Capabilities, FhirError> {
         let answer = self
             .call(
                 &Call {
@@ -373,27 +557,49 @@ impl FhirClient {
                     url: self.url("metadata", None),
                     body: None,
                     if_none_exist: None,
+                    // Read without a token first (SMART servers serve it openly): no token is
+                    // asked for before the plan says which scopes it needs.
+                    public: true,
                     retry: true,
                 },
                 self.deadline(),
             )
-            .await?;
-        let caps = Arc::new(Capabilities::parse(&answer.body)?);
-        *cached = Some((Instant::now(), Arc::clone(&caps)));
-        Ok(caps)
+            .await
+            .map_err(|err| match err {
+                // An answer past the limit is a server's error page more often than a statement.
+                FhirError::Transport(ClientError::ResponseTooLarge { .. }) => FhirError::Metadata {
+                    code: "fhir_capabilities".into(),
+                    retryable: true,
+                    retry_in: std::time::Duration::ZERO,
+                },
+                err => err,
+            })?;
+        Capabilities::parse(&answer.body).map_err(|_| FhirError::Metadata {
+            code: "fhir_capabilities".into(),
+            retryable: true,
+            retry_in: std::time::Duration::ZERO,
+        })
     }
 
     /// What [`write`](Self::write) does on this server with the client's strategy, and why
     /// (reads the CapabilityStatement unless the strategy is [`WriteStrategy::Transaction`]).
     pub async fn plan(&self) -> Result<WritePlan, FhirError> {
+        self.plan_until(self.deadline()).await
+    }
+
+    async fn plan_until(&self, deadline: Option<Instant>) -> Result<WritePlan, FhirError> {
         let strategy = self.inner.strategy;
         if strategy == WriteStrategy::Transaction {
             return WritePlan::new(strategy, None);
         }
-        match self.capabilities().await {
+        match self.capabilities_until(deadline).await {
             Ok(caps) => WritePlan::new(strategy, Some(&caps)),
-            // Explicit strategies do without: If-None-Exist, as US Core servers SHALL support.
-            Err(err) if strategy != WriteStrategy::Auto && !err.is_retryable() => {
+            // Explicit strategies do without a statement the server does not serve or that
+            // cannot be read: If-None-Exist, as US Core servers SHALL support.
+            Err(err)
+                if strategy != WriteStrategy::Auto
+                    && (!err.is_retryable() || err.code() == "fhir_capabilities") =>
+            {
                 tracing::debug!(error = %err, "no CapabilityStatement; creating with If-None-Exist");
                 WritePlan::new(strategy, None)
             }
@@ -418,49 +624,108 @@ impl FhirClient {
         bundle: &TransactionBundle,
         on_conflict: crate::OnConflict,
     ) -> Result<TransactionResult, FhirError> {
-        let mut plan = self.plan().await?;
-        let mut result = if plan.transaction {
-            match self.post(bundle).await {
-                Ok(result) => result,
-                // A transaction refused as a whole wrote nothing: `auto` writes the resources one
-                // at a time instead (Medplum, for one, takes at most 8 conditional entries in a
-                // transaction; other servers cap a transaction's size).
-                Err(FhirError::Server { status, code })
-                    if plan.strategy == WriteStrategy::Auto
-                        && matches!(status, 400 | 413 | 422)
-                        && code != "conflict" =>
-                {
+        // One deadline for the whole write: the statement, the token, the writes, the
+        // correction.
+        let deadline = self.deadline();
+        let work = self.write_until(bundle, on_conflict, deadline);
+        match deadline {
+            Some(end) => tokio::time::timeout_at(end.into(), work)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(FhirError::Transport(ClientError::Timeout {
+                        kind: suki_ambient_client::TimeoutKind::Deadline,
+                    }))
+                }),
+            None => work.await,
+        }
+    }
+
+    async fn write_until(
+        &self,
+        bundle: &TransactionBundle,
+        on_conflict: crate::OnConflict,
+        deadline: Option<Instant>,
+    ) -> Result<TransactionResult, FhirError> {
+        let mut plan = self.plan_until(deadline).await?;
+        if !plan.transaction
+            && plan.strategy != WriteStrategy::DocumentReferenceOnly
+            && bundle
+                .summaries()
+                .iter()
+                .any(|s| plan.mode(s.resource_type) == CreateMode::Skip)
+        {
+            // A plan that leaves parts out is not kept for the statement's whole lifetime: the
+            // server may take them again after its maintenance or upgrade.
+            let cache = &self.inner.capabilities;
+            cache.forget_older_than(cache.recheck);
+            plan = self.plan_until(deadline).await?;
+        }
+        self.check_scopes(bundle, &plan).await?;
+        let mut replanned = false;
+        let mut result = loop {
+            let written = if plan.transaction {
+                self.post_until(bundle, deadline).await
+            } else {
+                self.write_each(bundle, &plan, deadline).await
+            };
+            match written {
+                Ok(result) => break result,
+                Err(err) if !replanned && stale_plan(&plan, &err) => {
+                    // The server refused what its statement declared (a type's create, the
+                    // transaction): it changed, or the statement was never right. Read it
+                    // again and plan anew, once, within this attempt. Nothing was written by
+                    // a refused transaction; a per-resource write resumes idempotently.
+                    replanned = true;
                     tracing::warn!(
-                        status,
-                        code = %code,
-                        "suki fhir: the server refused the transaction; writing one resource at a time"
+                        error = %err.code(),
+                        transaction = plan.transaction,
+                        "suki fhir: the server refused a write its CapabilityStatement allowed; reading it again and planning anew"
                     );
-                    let caps = self.capabilities().await?;
-                    plan = WritePlan::new(WriteStrategy::PerResource, Some(&caps))?;
-                    self.write_each(bundle, &plan).await?
+                    self.inner.capabilities.forget();
+                    let fresh = self.plan_until(deadline).await?;
+                    plan = if plan.transaction && fresh.transaction {
+                        // Still listed, yet refused (Medplum, for one, takes at most 8
+                        // conditional entries in a transaction; other servers cap its size):
+                        // the same resources one at a time, as the statement lists the types.
+                        let caps = self.capabilities_until(deadline).await.ok();
+                        WritePlan::without_transaction(plan.strategy, caps.as_deref())?
+                    } else {
+                        fresh
+                    };
+                    self.check_scopes(bundle, &plan).await?;
                 }
                 Err(err) => return Err(err),
             }
-        } else {
-            self.write_each(bundle, &plan).await?
         };
-        self.reconcile(bundle, &plan, &mut result, on_conflict)
+        self.reconcile(bundle, &plan, &mut result, on_conflict, deadline)
             .await?;
         Ok(result)
+    }
+
+    /// Asks the auth for the scopes the plan needs, and checks those this write needs were
+    /// granted.
+    async fn check_scopes(
+        &self,
+        bundle: &TransactionBundle,
+        plan: &WritePlan,
+    ) -> Result<(), FhirError> {
+        let needed = plan.scopes_for(bundle.summaries().iter().map(|s| s.resource_type));
+        self.inner.auth.plan_scopes(&plan.scopes(), &needed).await
     }
 
     /// A create per resource, as `plan` says: the DocumentReference first (the note is what
     /// matters most when the EHR fails part-way), then the Composition, Conditions and
     /// MedicationRequests, [`CONCURRENT_CREATES`] at a time (nothing among them refers to
-    /// another), then the Provenance naming the ids the server gave.
+    /// another), then the Provenance naming the ids the server gave. The parts the plan skips
+    /// are listed in the result's `skipped`, counted and said with a WARN once per plan.
     async fn write_each(
         &self,
         bundle: &TransactionBundle,
         plan: &WritePlan,
+        deadline: Option<Instant>,
     ) -> Result<TransactionResult, FhirError> {
         use futures_util::{StreamExt, TryStreamExt};
 
-        let deadline = self.deadline();
         let planned: Vec<(usize, &'static str, CreateMode)> = bundle
             .summaries()
             .iter()
@@ -468,6 +733,7 @@ impl FhirClient {
             .map(|(index, s)| (index, s.resource_type, plan.mode(s.resource_type)))
             .filter(|(_, _, mode)| *mode != CreateMode::Skip)
             .collect();
+        let skipped = self.skipped(bundle, plan);
         let mut entries = Vec::with_capacity(planned.len());
         let (first, rest): (Vec<_>, Vec<_>) = planned
             .iter()
@@ -505,6 +771,7 @@ impl FhirClient {
         let result = TransactionResult {
             entries,
             corrected: Vec::new(),
+            skipped,
         };
         tracing::debug!(
             created = result.created(),
@@ -512,6 +779,51 @@ impl FhirClient {
             "fhir resources written one by one"
         );
         Ok(result)
+    }
+
+    /// The parts of `bundle` that `plan` leaves out, by type; counted in
+    /// `suki_fhir_resources_skipped_total` and said with a WARN when the plan is new.
+    fn skipped(&self, bundle: &TransactionBundle, plan: &WritePlan) -> Vec<Skipped> {
+        let reason = if plan.strategy == WriteStrategy::DocumentReferenceOnly {
+            SkipReason::DocumentOnly
+        } else {
+            SkipReason::NotSupported
+        };
+        let mut skipped: Vec<Skipped> = Vec::new();
+        for summary in bundle.summaries() {
+            let kind = summary.resource_type;
+            if plan.mode(kind) != CreateMode::Skip {
+                continue;
+            }
+            match skipped.iter_mut().find(|s| s.resource_type == kind) {
+                Some(part) => part.count += 1,
+                None => skipped.push(Skipped {
+                    resource_type: kind,
+                    count: 1,
+                    reason,
+                }),
+            }
+        }
+        for part in &skipped {
+            crate::metrics::skipped(part.resource_type, part.reason, part.count);
+        }
+        if !skipped.is_empty() {
+            let mut warned = self
+                .inner
+                .warned_plan
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *warned != plan.creates {
+                warned.clone_from(&plan.creates);
+                let parts: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    skipped = %parts.join("; "),
+                    strategy = %plan.strategy,
+                    "suki fhir: parts of each session are not written to this EHR (said once per plan)"
+                );
+            }
+        }
+        skipped
     }
 
     /// Creates entry `index` of `bundle` as `mode` says.
@@ -570,6 +882,7 @@ impl FhirClient {
                     url: self.url(kind, None),
                     body: Some(body),
                     if_none_exist: conditional.then_some(query),
+                    public: false,
                     // A plain create is not sent twice: the worker's retry searches again.
                     retry: conditional,
                 },
@@ -603,6 +916,7 @@ impl FhirClient {
                     url: self.url(path, query),
                     body: None,
                     if_none_exist: None,
+                    public: false,
                     retry: true,
                 },
                 deadline,
@@ -638,6 +952,26 @@ fn search_ids(bundle: &Value, kind: &str) -> Result<Vec<String>, FhirError> {
         .filter(|id| is_id(id))
         .map(str::to_owned)
         .collect())
+}
+
+/// Whether `err` says the plan no longer fits the server: a type's create refused as not
+/// allowed or not supported (403, 404, 405, 501, `not-supported`), or, for `auto`, the
+/// transaction refused as a whole (400, 405, 413, 422, 501; not a conflict).
+fn stale_plan(plan: &WritePlan, err: &FhirError) -> bool {
+    if plan.strategy == WriteStrategy::Transaction {
+        return false;
+    }
+    match err {
+        FhirError::Server { code, .. } if code == "not-supported" => true,
+        FhirError::Server { status, code } if plan.transaction => {
+            plan.strategy == WriteStrategy::Auto
+                && matches!(status, 400 | 405 | 413 | 422 | 501)
+                && code != "conflict"
+        }
+        FhirError::Server { status, .. } => matches!(status, 403 | 404 | 405 | 501),
+        FhirError::Auth { status: 403 } => !plan.transaction,
+        _ => false,
+    }
 }
 
 /// `kind/id` of a created (or matched) resource: from the `Location` header

@@ -9,7 +9,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use suki_ambient_client::SessionResults;
+use suki_ambient_client::{ClientError, SessionResults};
 use suki_ambient_core::{
     EncounterId, EventKind, HandlerError, LinkKind, SessionCompleted, SessionEnded, SessionFailed,
     SessionId,
@@ -230,11 +230,14 @@ impl<R: EhrResolver> FhirWriteBack<R> {
     }
 
     /// Writes `bundle`: `Ok`, or the row's error (retryable or a dead letter, with its code).
+    /// The outcome (each resource's id and what happened to it, the parts skipped and why, and
+    /// `also`) is recorded in the row's timeline.
     async fn write(
         &self,
         bundle: &TransactionBundle,
         session: &SessionId,
         meta: &InboxMeta,
+        also: &[&str],
     ) -> Result<(), HandlerError> {
         match self.client.write_with(bundle, self.on_conflict).await {
             Ok(result) => {
@@ -244,8 +247,10 @@ impl<R: EhrResolver> FhirWriteBack<R> {
                     created = result.created(),
                     matched = result.matched(),
                     corrected = result.corrected.len(),
+                    skipped = result.skipped.len(),
                     "suki fhir: session written to the EHR"
                 );
+                meta.record(&outcome(&result, also));
                 Ok(())
             }
             Err(err) => Err(row_error(&err, session, meta)),
@@ -254,24 +259,33 @@ impl<R: EhrResolver> FhirWriteBack<R> {
 
     /// A session that ended without a note: the WARN, and what [`NoNote`] writes.
     async fn no_note(&self, session: SessionRef, code: Option<&str>) -> Result<(), HandlerError> {
-        // Suki's code, kept to an identifier (it is logged and written to the chart).
-        let code: Option<String> = code.map(|c| {
-            c.chars()
-                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                .take(64)
-                .collect()
-        });
-        let code = code.as_deref();
+        // Suki's code, kept to an identifier (it is logged and written to the chart); never
+        // empty: a timed-out or cancelled session says so.
+        let code: String = code
+            .map(|c| {
+                c.chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                    .take(64)
+                    .collect::<String>()
+            })
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| no_note_code(session.kind).to_owned());
+        let code = Some(code.as_str());
         tracing::warn!(
             id = session.meta.id,
             session = %session.session_id,
             encounter = %session.encounter_id,
             kind = %session.kind,
-            code = code.unwrap_or(""),
+            code = code.unwrap_or_default(),
             "suki fhir: the session ended without a note; the visit needs documenting another way"
         );
+        crate::metrics::no_note(session.kind);
+        let said = format!("no note: {} ({})", session.kind, code.unwrap_or_default());
         let resource = match self.no_note {
-            NoNote::Warn => return Ok(()),
+            NoNote::Warn => {
+                session.meta.record(&said);
+                return Ok(());
+            }
             NoNote::Communication => NoNoteResource::Communication,
             NoNote::Task => NoNoteResource::Task,
         };
@@ -283,20 +297,72 @@ impl<R: EhrResolver> FhirWriteBack<R> {
         let ehr = self.resolver.resolve(session).await?;
         let bundle = no_note(&id, kind, code, meta.generated_at, &ehr, resource);
         match self.client.write_with(&bundle, self.on_conflict).await {
-            // An EHR that declares no create of the resource: said, not skipped quietly.
-            Ok(result) if result.entries.is_empty() => {
-                tracing::warn!(
-                    id = meta.id,
-                    session = %id,
-                    "suki fhir: the EHR takes no {} (its CapabilityStatement); nothing written to the chart",
-                    if resource == NoNoteResource::Task { "Task" } else { "Communication" }
-                );
-                Err(Box::new(Permanent("fhir_no_note_not_writable")))
+            // An EHR that declares no create of the resource: said (the WARN, the skip counted,
+            // the row's outcome), and the row ends; retrying would not change the EHR.
+            Ok(result) => {
+                if result.entries.is_empty() {
+                    tracing::warn!(
+                        id = meta.id,
+                        session = %id,
+                        "suki fhir: the EHR takes no {} (its CapabilityStatement); nothing written to the chart",
+                        if resource == NoNoteResource::Task { "Task" } else { "Communication" }
+                    );
+                }
+                meta.record(&outcome(&result, &[&said]));
+                Ok(())
             }
-            Ok(_) => Ok(()),
             Err(err) => Err(row_error(&err, &id, &meta)),
         }
     }
+}
+
+/// The row's outcome: what the write did, then `also`.
+fn outcome(result: &crate::TransactionResult, also: &[&str]) -> String {
+    let mut text = result.to_string();
+    for extra in also {
+        if !text.is_empty() {
+            text.push_str("; ");
+        }
+        text.push_str(extra);
+    }
+    text
+}
+
+/// Suki's code for a session that ended without a note and without a code of its own.
+fn no_note_code(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::TimedOut => "timeout",
+        EventKind::Cancelled => "cancelled",
+        EventKind::Failed => "failed",
+        _ => "no_note",
+    }
+}
+
+/// The row's error when the structured data could not be fetched and is not absent: retried
+/// when the failure is (a 503, a timeout), else a dead letter naming the link.
+fn structured_failure(err: &ClientError, session: &SessionId, meta: &InboxMeta) -> HandlerError {
+    let what = match (err.status(), err.code()) {
+        (Some(status), Some(code)) => format!("{status}_{code}"),
+        (Some(status), None) => status.to_string(),
+        (None, _) => match err {
+            ClientError::Timeout { .. } => "timeout".to_owned(),
+            ClientError::Decode { .. } => "decode".to_owned(),
+            _ => "transport".to_owned(),
+        },
+    };
+    let code = format!("fetch_structured_data_{what}");
+    tracing::warn!(
+        id = meta.id,
+        session = %session,
+        error = %code,
+        retryable = err.is_retryable(),
+        "suki fhir: the structured data could not be fetched; the note is not written without it"
+    );
+    Box::new(if err.is_retryable() {
+        Coded::retryable(&code)
+    } else {
+        Coded::permanent(&code)
+    })
 }
 
 /// The row's error for a failed write: retryable or permanent, with the error's code.
@@ -309,10 +375,10 @@ fn row_error(err: &FhirError, session: &SessionId, meta: &InboxMeta) -> HandlerE
         retryable = err.is_retryable(),
         "suki fhir: writing the session to the EHR failed"
     );
-    Box::new(if err.is_retryable() {
-        Coded::retryable(&code)
-    } else {
-        Coded::permanent(&code)
+    Box::new(match (err.is_retryable(), err.retry_after()) {
+        (true, Some(after)) => Coded::retryable(&code).retry_after(after),
+        (true, None) => Coded::retryable(&code),
+        (false, _) => Coded::permanent(&code),
     })
 }
 
@@ -330,20 +396,24 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
             Some(Err(err)) => return Err(Box::new(err)),
             None => return Err(Box::new(Permanent("fhir_no_note"))),
         };
-        // Structured data is optional: when its fetch failed the note is written without its
-        // Conditions and orders, said with a WARN.
-        let structured = match results.structured_data {
-            Some(Ok(structured)) => Some(structured),
-            Some(Err(err)) => {
+        // Structured data is part of the note when the event links it: a transient failure
+        // retries the row (what was fetched is kept for the next attempt), a permanent one that
+        // is not an absence is a dead letter naming it; only a link that is absent (none, or
+        // 404/410) writes the note without diagnoses and orders, recorded in the outcome.
+        let (structured, absent) = match results.structured_data {
+            Some(Ok(structured)) => (Some(structured), None),
+            Some(Err(err)) if matches!(err.status(), Some(404 | 410)) => {
                 tracing::warn!(
                     id = meta.id,
                     session = %event.session_id,
-                    error = %err,
-                    "suki fhir: structured data could not be fetched (optional link); writing the note without diagnoses and orders"
+                    status = err.status().unwrap_or_default(),
+                    "suki fhir: Suki has no structured data for the session; writing the note without diagnoses and orders"
                 );
-                None
+                let status = err.status().unwrap_or_default();
+                (None, Some(format!("structured data absent ({status})")))
             }
-            None => None,
+            Some(Err(err)) => return Err(structured_failure(&err, &event.session_id, &meta)),
+            None => (None, Some("structured data not linked".to_owned())),
         };
         let session = SessionRef {
             kind: EventKind::Completed,
@@ -363,7 +433,8 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
             Err(MapError::EmptyNote) => return Err(Box::new(Permanent("fhir_empty_note"))),
             Err(_) => return Err(Box::new(Permanent("fhir_mapping"))),
         };
-        self.write(&bundle, &event.session_id, &meta).await
+        let also: Vec<&str> = absent.as_deref().into_iter().collect();
+        self.write(&bundle, &event.session_id, &meta, &also).await
     }
 
     async fn on_failed(&self, event: SessionFailed, meta: InboxMeta) -> Result<(), HandlerError> {
@@ -395,8 +466,9 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
         self.no_note(session, None).await
     }
 
-    /// The note is required; the structured data is optional (the note is written without
-    /// diagnoses and orders when it fails); nothing else is fetched.
+    /// The note is required; the structured data is fetched as optional so that its absence
+    /// (404/410) writes the note without diagnoses and orders, while its other failures retry
+    /// the row or make it a dead letter (`fetch_structured_data_…`); nothing else is fetched.
     fn links(&self) -> Option<LinkNeeds> {
         Some(LinkNeeds::required(&[LinkKind::Contents]).optional(&[LinkKind::StructuredData]))
     }

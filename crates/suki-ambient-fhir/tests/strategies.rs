@@ -5,8 +5,8 @@
 mod common;
 
 use suki_ambient_fhir::{
-    BearerToken, CreateMode, FhirAuth, FhirClient, FhirError, SmartBackendAuth, SmartKey,
-    WriteStrategy,
+    BearerToken, CreateMode, FhirAuth, FhirClient, FhirError, SkipReason, SmartBackendAuth,
+    SmartKey, WriteStrategy,
 };
 use suki_ambient_sandbox::{Fault, FhirOptions, Sandbox, SandboxHandle};
 
@@ -167,8 +167,8 @@ async fn smart_backend_tokens_are_cached_and_fetched_again_once_after_a_401() {
             .start()
             .await
             .expect("sandbox");
+        // The scopes are derived from the plan.
         let auth = SmartBackendAuth::builder(sandbox.fhir_base_url(), "suki-backend", key)
-            .scopes("system/DocumentReference.c system/Provenance.c")
             .build()
             .expect("auth");
         let debug = format!("{auth:?}");
@@ -195,6 +195,52 @@ async fn smart_backend_tokens_are_cached_and_fetched_again_once_after_a_401() {
         assert_eq!(sandbox.fhir_resources(Some("DocumentReference")).len(), 3);
         sandbox.shutdown().await;
     }
+}
+
+/// The EHR's administrator granted the client the note's scopes only, while the plan writes
+/// Conditions too: the write fails before anything is sent, naming the scope, and the plan
+/// printed says which scopes it needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_granted_narrower_than_the_plan_fail_naming_the_scope() {
+    let key =
+        SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1").expect("key");
+    let sandbox = Sandbox::builder()
+        .fhir(
+            FhirOptions::default()
+                .transactions(false)
+                .smart_client("suki-backend", &key.jwks())
+                .smart_grants("system/DocumentReference.c system/DocumentReference.rs"),
+        )
+        .start()
+        .await
+        .expect("sandbox");
+    let auth = SmartBackendAuth::builder(sandbox.fhir_base_url(), "suki-backend", key)
+        .build()
+        .expect("auth");
+    let fhir = client(&sandbox, WriteStrategy::Auto, auth.clone());
+    let plan = fhir.plan().await.expect("plan");
+    assert_eq!(
+        auth.tokens_fetched(),
+        0,
+        "the statement is read without a token"
+    );
+    let printed = plan.to_string();
+    assert!(
+        printed.contains("system/Condition.c system/Condition.rs"),
+        "{printed}"
+    );
+    let err = fhir
+        .write(&common::typical_bundle("s-scopes"))
+        .await
+        .expect_err("a scope is missing");
+    assert!(
+        matches!(&err, FhirError::ScopeMissing { scope } if scope == "system/Composition.c"),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "fhir_scope_missing");
+    assert!(!err.is_retryable());
+    assert!(sandbox.fhir_resources(None).is_empty(), "nothing written");
+    sandbox.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,5 +305,104 @@ async fn auto_writes_only_what_the_server_can_create() {
         .await
         .expect_err("refused");
     assert_eq!(err.code(), "fhir_405_not-supported");
+    sandbox.shutdown().await;
+}
+
+/// The EHR's capabilities change under a running client with a statement cached for an hour:
+/// per-resource, then the note alone (maintenance), then per-resource again. The refused
+/// Composition makes the client read the statement again within the same write; a plan that
+/// leaves parts out is checked again after its recheck age; nothing is ever silently dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_that_change_mid_run_are_read_again_and_skips_are_recorded() {
+    let sandbox = Sandbox::builder()
+        .fhir(FhirOptions::default().transactions(false))
+        .start()
+        .await
+        .expect("sandbox");
+    let fhir = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(bearer(&sandbox))
+        .capabilities_recheck(std::time::Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let first = fhir
+        .write(&common::typical_bundle("s-cap-1"))
+        .await
+        .expect("written");
+    assert_eq!((first.created(), first.skipped.len()), (9, 0));
+
+    // Maintenance: the note alone. The cached plan's Composition is refused (405): the
+    // statement is read again and the write re-planned in the same call.
+    sandbox.set_fhir_writable(Some(&["DocumentReference"]));
+    let second = fhir
+        .write(&common::typical_bundle("s-cap-2"))
+        .await
+        .expect("written after re-planning");
+    assert_eq!(second.entries.len(), 1, "{second}");
+    let skipped: Vec<(&str, usize, SkipReason)> = second
+        .skipped
+        .iter()
+        .map(|s| (s.resource_type, s.count, s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![
+            ("Composition", 1, SkipReason::NotSupported),
+            ("Condition", 4, SkipReason::NotSupported),
+            ("MedicationRequest", 2, SkipReason::NotSupported),
+            ("Provenance", 1, SkipReason::NotSupported),
+        ]
+    );
+    let outcome = second.to_string();
+    assert!(
+        outcome.contains("DocumentReference/")
+            && outcome
+                .contains("Condition x4 skipped: server does not support create of Condition"),
+        "{outcome}"
+    );
+    assert_eq!(sandbox.requests("/fhir/metadata"), 2);
+
+    // Back to per-resource: past the recheck age, a plan that skips is made again.
+    sandbox.set_fhir_writable(None);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let third = fhir
+        .write(&common::typical_bundle("s-cap-3"))
+        .await
+        .expect("written");
+    assert_eq!((third.created(), third.skipped.len()), (9, 0), "{third}");
+    assert_eq!(sandbox.requests("/fhir/metadata"), 3);
+    sandbox.shutdown().await;
+}
+
+/// A server that lists transactions but declares no conditional create, and whose answers are
+/// lost after it wrote: `auto` does not rely on `ifNoneExist` (it writes one resource at a
+/// time, searching first), and never sends a create again without searching: one copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_conditional_create_lost_answers_leave_one_copy() {
+    let sandbox = Sandbox::builder()
+        .fhir(FhirOptions::default().conditional_create(false))
+        .start()
+        .await
+        .expect("sandbox");
+    let fhir = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox));
+    let plan = fhir.plan().await.expect("plan");
+    assert!(!plan.transaction, "{plan}");
+    assert_eq!(plan.mode("DocumentReference"), CreateMode::SearchFirst);
+    sandbox.inject(Fault::lose_answer().on("/fhir/DocumentReference").times(1));
+    sandbox.inject(Fault::lose_answer().on("/fhir/Condition").times(2));
+    let mut failures = 0;
+    let written = loop {
+        match fhir.write(&common::typical_bundle("s-lost")).await {
+            Ok(written) => break written,
+            Err(err) => {
+                assert!(err.is_retryable(), "{err:?}");
+                failures += 1;
+                assert!(failures < 5, "written within a few attempts");
+            }
+        }
+    };
+    assert!(failures >= 1);
+    assert_eq!(written.entries.len(), 9);
+    assert_eq!(sandbox.fhir_resources(None).len(), 9, "one copy of each");
+    provenance_targets_resolve(&sandbox);
     sandbox.shutdown().await;
 }

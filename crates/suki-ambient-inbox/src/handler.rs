@@ -34,6 +34,8 @@ pub struct InboxMeta {
     pub received_at: UnixMillis,
     /// What this attempt fetched, for the row's timeline (written by [`FetchResults`]).
     pub(crate) fetched: FetchLog,
+    /// What the handler did, for the row's timeline ([`record`](Self::record)).
+    pub(crate) outcome: FetchLog,
     /// The links an earlier attempt fetched, and what this one fetched (kept if it fails).
     pub(crate) kept: Kept,
 }
@@ -43,7 +45,32 @@ impl InboxMeta {
     pub fn source(&self) -> Source {
         self.source
     }
+
+    /// Records what the handler did with the row (`DocumentReference/12 created, Condition/7
+    /// matched`), for the row's timeline: `suki-ambient inbox trace`, `--json` and the console
+    /// show it with the attempt, whether it ended done or failed. A later call replaces an
+    /// earlier one. Ids, statuses and codes only, never content: the text is kept to printable
+    /// ASCII and 2,000 characters.
+    pub fn record(&self, outcome: &str) {
+        let clean: String = outcome
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+            .take(MAX_OUTCOME)
+            .collect();
+        self.outcome.set(clean);
+    }
+
+    /// What the attempt fetched and what the handler recorded, as the row's attempt detail.
+    pub(crate) fn take_detail(&self) -> Option<String> {
+        match (self.fetched.take(), self.outcome.take()) {
+            (Some(fetched), Some(outcome)) => Some(format!("{fetched}; {outcome}")),
+            (fetched, outcome) => fetched.or(outcome),
+        }
+    }
 }
+
+/// The longest outcome [`InboxMeta::record`] keeps, in characters.
+pub(crate) const MAX_OUTCOME: usize = 2_000;
 
 /// What an attempt fetched: links and their answers (`contents 200, transcripts 503`), shared
 /// between the handler's copy of [`InboxMeta`] and the worker. Compares equal always: it is

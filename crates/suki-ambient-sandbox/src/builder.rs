@@ -173,6 +173,7 @@ impl SandboxBuilder {
             admin_token,
             fhir: Mutex::new(crate::fhir::FhirStore::default()),
             fhir_token,
+            fhir_writable: Mutex::new(self.fhir_options.writable.clone()),
             fhir_options: self.fhir_options,
             loopback_hosts_only: addr.ip().is_loopback() && !self.any_host,
             base_url: format!("http://{addr}/"),

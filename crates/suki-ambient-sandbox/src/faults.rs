@@ -30,6 +30,8 @@ pub struct Fault {
     pub(crate) retry_after: Option<String>,
     pub(crate) latency: Duration,
     pub(crate) drop_connection: bool,
+    /// Serve the request, then cut the connection instead of answering.
+    pub(crate) lose_answer: bool,
     pub(crate) budget: Budget,
 }
 
@@ -50,6 +52,7 @@ impl Fault {
             retry_after: None,
             latency: Duration::ZERO,
             drop_connection: false,
+            lose_answer: false,
             budget: Budget::Times(1),
         }
     }
@@ -71,6 +74,17 @@ impl Fault {
     pub fn drop_connection() -> Self {
         Self {
             drop_connection: true,
+            ..Self::new()
+        }
+    }
+
+    /// Serve a write (any method but `GET` and `HEAD`) as usual, then cut the connection
+    /// instead of answering: the work was done, but the client never hears of it (as when a
+    /// request times out after the server committed). Clients that send the write again
+    /// blindly make a copy; idempotent ones do not.
+    pub fn lose_answer() -> Self {
+        Self {
+            lose_answer: true,
             ..Self::new()
         }
     }
@@ -117,8 +131,13 @@ impl Fault {
 
     /// Whether this fault fires for `path`, spending its budget if so. The sandbox's own admin
     /// routes (`/sandbox/`) are never faulted: the route that clears faults must always work.
-    pub(crate) fn fire(&mut self, path: &str) -> bool {
+    pub(crate) fn fire(&mut self, method: &axum::http::Method, path: &str) -> bool {
         if path.starts_with("/sandbox/") || !path.starts_with(&self.prefix) {
+            return false;
+        }
+        if self.lose_answer
+            && (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+        {
             return false;
         }
         match &mut self.budget {

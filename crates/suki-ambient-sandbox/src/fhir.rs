@@ -39,6 +39,8 @@ pub struct FhirOptions {
     pub(crate) smart_token_ttl: Duration,
     /// The resource types a create is taken for (`None`: those of a session).
     pub(crate) writable: Option<Vec<String>>,
+    /// The scopes its token endpoint grants at most (`None`: what is asked for).
+    pub(crate) smart_grants: Option<Vec<String>>,
 }
 
 impl Default for FhirOptions {
@@ -49,6 +51,7 @@ impl Default for FhirOptions {
             smart_clients: Vec::new(),
             smart_token_ttl: Duration::from_secs(300),
             writable: None,
+            smart_grants: None,
         }
     }
 }
@@ -103,12 +106,13 @@ impl FhirOptions {
         self
     }
 
-    /// Whether a create of `kind` is taken (any type, unless `writable` says otherwise).
-    fn takes(&self, kind: &str) -> bool {
-        match &self.writable {
-            Some(types) => types.iter().any(|t| t == kind),
-            None => true,
-        }
+    /// The token endpoint grants only those of the asked scopes that are among `scopes`
+    /// (space-separated), and says so in its answer's `scope`: an EHR whose administrator
+    /// granted the client fewer scopes than it asks for. Default: what is asked for.
+    #[must_use]
+    pub fn smart_grants(mut self, scopes: &str) -> Self {
+        self.smart_grants = Some(scopes.split_whitespace().map(str::to_owned).collect());
+        self
     }
 
     /// The lifetime of the access tokens its token endpoint issues (default 5 minutes).
@@ -431,7 +435,7 @@ async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
                 "request.url must be the resource's type",
             );
         }
-        if !state.fhir_options.takes(kind) {
+        if !state.fhir_takes(kind) {
             return outcome(
                 StatusCode::BAD_REQUEST,
                 "not-supported",
@@ -439,6 +443,8 @@ async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
             );
         }
         let matched = match request["ifNoneExist"].as_str() {
+            // A server without conditional create ignores it, as its statement says.
+            _ if !state.fhir_options.conditional_create => None,
             None => None,
             Some(query) => {
                 let search = match Search::parse(query) {
@@ -540,7 +546,7 @@ async fn create(
             "the resource's type is not the URL's",
         );
     }
-    if !state.fhir_options.takes(&kind) {
+    if !state.fhir_takes(&kind) {
         return outcome(
             StatusCode::METHOD_NOT_ALLOWED,
             "not-supported",
@@ -727,7 +733,7 @@ async fn metadata(State(state): State<AppState>) -> Response {
     };
     let resources: Vec<Value> = WRITABLE
         .iter()
-        .filter(|kind| options.takes(kind))
+        .filter(|kind| state.fhir_takes(kind))
         .map(|kind| {
         json!({
             "type": kind,

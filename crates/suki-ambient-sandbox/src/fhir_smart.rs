@@ -96,7 +96,15 @@ pub(crate) async fn token(State(state): State<AppState>, body: Bytes) -> Respons
             "access_token": access,
             "token_type": "bearer",
             "expires_in": ttl.as_secs(),
-            "scope": scope.split_whitespace().collect::<Vec<_>>().join(" "),
+            "scope": scope
+                .split_whitespace()
+                .filter(|s| state
+                    .fhir_options
+                    .smart_grants
+                    .as_ref()
+                    .is_none_or(|grants| grants.iter().any(|g| g == s)))
+                .collect::<Vec<_>>()
+                .join(" "),
         })
         .to_string(),
     )

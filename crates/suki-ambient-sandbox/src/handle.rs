@@ -145,6 +145,18 @@ impl SandboxControl {
         self.shared.fhir().expire_tokens();
     }
 
+    /// Changes the resource types the FHIR server creates from now on (`None`: any), its
+    /// CapabilityStatement included: an EHR upgraded or in maintenance, whose capabilities
+    /// change under a running client.
+    pub fn set_fhir_writable(&self, types: Option<&[&str]>) {
+        *self
+            .shared
+            .fhir_writable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            types.map(|types| types.iter().map(|t| (*t).to_owned()).collect());
+    }
+
     /// How many access tokens the SMART token endpoint has issued.
     pub fn fhir_tokens_issued(&self) -> u64 {
         self.shared.fhir().tokens_issued

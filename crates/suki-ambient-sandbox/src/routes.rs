@@ -112,13 +112,14 @@ fn is_loopback_host(host: &str) -> bool {
 /// Counts requests and applies injected faults before anything else.
 async fn faults(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
+    let method = request.method().clone();
     let fired = {
         let mut world = state.world();
         world.requests.count(&path);
         let fired = world
             .faults
             .iter_mut()
-            .find_map(|f| f.fire(&path).then(|| f.clone()));
+            .find_map(|f| f.fire(&method, &path).then(|| f.clone()));
         world.faults.retain(|f| !f.spent());
         fired
     };
@@ -128,19 +129,13 @@ async fn faults(State(state): State<AppState>, request: Request, next: Next) -> 
     if !fault.latency.is_zero() {
         tokio::time::sleep(fault.latency).await;
     }
+    if fault.lose_answer {
+        // The work is done; the answer never arrives.
+        let _ = next.run(request).await;
+        return cut_response();
+    }
     if fault.drop_connection {
-        // Promise a body, then fail the stream: the connection is cut mid-response.
-        let stream = futures_util::stream::once(async {
-            Err::<bytes::Bytes, std::io::Error>(std::io::Error::other(
-                "sandbox fault: connection dropped",
-            ))
-        });
-        let mut response = Response::new(Body::from_stream(stream));
-        response.headers_mut().insert(
-            header::CONTENT_LENGTH,
-            header::HeaderValue::from_static("100"),
-        );
-        return response;
+        return cut_response();
     }
     match fault.status {
         Some(status) => {
@@ -168,6 +163,21 @@ async fn faults(State(state): State<AppState>, request: Request, next: Next) -> 
         }
         None => next.run(request).await,
     }
+}
+
+/// A response whose head promises a body that fails: the connection is cut mid-response.
+fn cut_response() -> Response {
+    let stream = futures_util::stream::once(async {
+        Err::<bytes::Bytes, std::io::Error>(std::io::Error::other(
+            "sandbox fault: connection dropped",
+        ))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(
+        header::CONTENT_LENGTH,
+        header::HeaderValue::from_static("100"),
+    );
+    response
 }
 
 /// Reads and drops what is left of `request`'s body (at most 8 MiB), before an answer that does

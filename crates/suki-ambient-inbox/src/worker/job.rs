@@ -33,9 +33,10 @@ impl Job {
             generated_at: record.generated_at,
             received_at: record.received_at,
             fetched: crate::handler::FetchLog::default(),
+            outcome: crate::handler::FetchLog::default(),
             kept: crate::handler::Kept::default(),
         };
-        let fetched = meta.fetched.clone();
+        let noted = meta.clone();
         let kept = meta.kept.clone();
         // Only a row that failed before can have kept anything (a first attempt reads nothing).
         if record.attempts > 1 || record.last_error.is_some() {
@@ -72,7 +73,7 @@ impl Job {
         };
         let now = self.inbox.now();
         let kind = record.kind.as_str();
-        let detail = fetched.take();
+        let detail = noted.take_detail();
         let detail = detail.as_deref();
         if matches!(outcome, Outcome::Failed(_)) {
             self.keep(&store, record, lease, &kept).await;
@@ -249,7 +250,7 @@ async fn transactional_attempt(
         Ok(tx) => tx,
         Err(err) => return store_failed(err),
     };
-    let fetched = meta.fetched.clone();
+    let noted = meta.clone();
     let run =
         std::panic::AssertUnwindSafe(handler.handle(event, meta, tx.connection())).catch_unwind();
     let failed = match run.await {
@@ -265,7 +266,7 @@ async fn transactional_attempt(
     }
     // Last, so the row is locked only from here to the commit; a claim that took the row over
     // changed the token, and this matches nothing.
-    let detail = fetched.take();
+    let detail = noted.take_detail();
     match tx.complete(lease, now, detail.as_deref()).await {
         Ok(true) => match tx.commit().await {
             Ok(()) => Outcome::Committed,
