@@ -204,7 +204,12 @@ impl FhirClient {
             {
                 continue;
             }
-            let bundle_json = self.get_json(kind, Some(&query), deadline).await?;
+            // Scoped to the chart, as vendor servers require of clinical searches.
+            let scoped = match bundle.chart_param(kind) {
+                Some(chart) => format!("{chart}&{query}"),
+                None => query.clone(),
+            };
+            let bundle_json = self.get_json(kind, Some(&scoped), deadline).await?;
             for entry in bundle_json["entry"]
                 .as_array()
                 .map(Vec::as_slice)
@@ -279,7 +284,14 @@ impl FhirClient {
             _ => CreateMode::Conditional,
         };
         let (status, location) = self
-            .create(kind, body.into(), &query, mode, deadline)
+            .create(
+                kind,
+                body.into(),
+                &query,
+                bundle.chart_param(kind).as_deref(),
+                mode,
+                deadline,
+            )
             .await?;
         if !conflict.retired {
             self.retire(&conflict.location, &conflict.existing, deadline)

@@ -43,6 +43,8 @@ pub struct TransactionBundle {
     provenance: ProvenanceParts,
     /// The session (as written in identifiers and tags).
     session: String,
+    /// The chart: the `subject` of every resource (`Patient/123`).
+    subject: String,
 }
 
 /// The Provenance's own values (its targets are the other entries).
@@ -103,6 +105,34 @@ impl TransactionBundle {
     /// The session, as its identifiers and tags name it.
     pub(crate) fn session(&self) -> Option<&str> {
         Some(self.session.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// The search parameter that scopes a search of `kind` to this session's chart
+    /// (`patient=Patient/123`, or `subject=…` when the subject is not a Patient), encoded;
+    /// `None` for a Provenance, which has no subject of its own (it is found by its tag).
+    pub(crate) fn chart_param(&self, kind: &str) -> Option<String> {
+        if kind == "Provenance" || self.subject.is_empty() {
+            return None;
+        }
+        let name = if self.subject_is_patient() {
+            "patient"
+        } else {
+            "subject"
+        };
+        Some(format!(
+            "{name}={}",
+            crate::text::search_value(&self.subject)
+        ))
+    }
+
+    fn subject_is_patient(&self) -> bool {
+        let parts: Vec<&str> = self.subject.rsplit('/').collect();
+        let at = if parts.len() >= 4 && parts[1] == "_history" {
+            3
+        } else {
+            1
+        };
+        parts.get(at) == Some(&"Patient")
     }
 
     /// The summaries of the entries, shared (the per-resource writer walks them).
@@ -457,6 +487,7 @@ pub fn transaction(
             practitioner: practitioner.map(str::to_owned),
         },
         session: session.into_owned(),
+        subject: ehr.patient.as_str().to_owned(),
     })
 }
 
@@ -743,5 +774,6 @@ pub(crate) fn no_note(
             practitioner: None,
         },
         session: session.into_owned(),
+        subject: ehr.patient.as_str().to_owned(),
     }
 }

@@ -759,7 +759,14 @@ impl FhirClient {
             let body = bundle.provenance_for(&targets);
             let summary = &bundle.summaries()[index];
             let (status, location) = self
-                .create(kind, body, &summary.if_none_exist, mode, deadline)
+                .create(
+                    kind,
+                    body,
+                    &summary.if_none_exist,
+                    bundle.chart_param(kind).as_deref(),
+                    mode,
+                    deadline,
+                )
                 .await?;
             entries.push(EntryResult {
                 resource_type: Some(kind),
@@ -841,6 +848,7 @@ impl FhirClient {
                 kind,
                 bundle.resource(index),
                 &summary.if_none_exist,
+                bundle.chart_param(kind).as_deref(),
                 mode,
                 deadline,
             )
@@ -854,16 +862,23 @@ impl FhirClient {
     }
 
     /// Creates one resource unless its identifier (`query`) exists: `(201 or 200, Type/id)`.
+    /// A search (before a plain create, or after a match that did not say where) is scoped to
+    /// the chart (`chart`: `patient=…`), as vendor servers require.
     pub(crate) async fn create(
         &self,
         kind: &'static str,
         body: bytes::Bytes,
         query: &str,
+        chart: Option<&str>,
         mode: CreateMode,
         deadline: Option<Instant>,
     ) -> Result<(u16, String), FhirError> {
+        let search = match chart {
+            Some(chart) => std::borrow::Cow::Owned(format!("{chart}&{query}")),
+            None => std::borrow::Cow::Borrowed(query),
+        };
         if mode == CreateMode::SearchFirst {
-            match self.search(kind, query, deadline).await?.as_slice() {
+            match self.search(kind, &search, deadline).await?.as_slice() {
                 [] => {}
                 [id] => return Ok((200, format!("{kind}/{id}"))),
                 _ => {
@@ -894,7 +909,7 @@ impl FhirClient {
             return Ok((status, location));
         }
         // A server that matched without saying where (no Location, no resource): ask it.
-        match self.search(kind, query, deadline).await?.as_slice() {
+        match self.search(kind, &search, deadline).await?.as_slice() {
             [id] => Ok((status, format!("{kind}/{id}"))),
             _ => Err(FhirError::Answer),
         }

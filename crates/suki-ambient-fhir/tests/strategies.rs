@@ -118,11 +118,13 @@ async fn a_write_that_failed_part_way_resumes_without_creating_anything_twice() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_conditional_create_a_search_comes_first() {
+    // A vendor-like server: every clinical search must name the patient.
     let sandbox = Sandbox::builder()
         .fhir(
             FhirOptions::default()
                 .transactions(false)
-                .conditional_create(false),
+                .conditional_create(false)
+                .patient_searches(true),
         )
         .start()
         .await

@@ -41,6 +41,8 @@ pub struct FhirOptions {
     pub(crate) writable: Option<Vec<String>>,
     /// The scopes its token endpoint grants at most (`None`: what is asked for).
     pub(crate) smart_grants: Option<Vec<String>>,
+    /// Searches (but of Provenance) must name the patient.
+    pub(crate) patient_searches: bool,
 }
 
 impl Default for FhirOptions {
@@ -52,6 +54,7 @@ impl Default for FhirOptions {
             smart_token_ttl: Duration::from_secs(300),
             writable: None,
             smart_grants: None,
+            patient_searches: false,
         }
     }
 }
@@ -112,6 +115,15 @@ impl FhirOptions {
     #[must_use]
     pub fn smart_grants(mut self, scopes: &str) -> Self {
         self.smart_grants = Some(scopes.split_whitespace().map(str::to_owned).collect());
+        self
+    }
+
+    /// Whether a search must name the patient (`patient=` or `subject=`; default no): a
+    /// clinical search without one is refused (`400 required`), as vendor servers refuse them.
+    /// Provenance, which has no subject, is searched by tag alone.
+    #[must_use]
+    pub fn patient_searches(mut self, required: bool) -> Self {
+        self.patient_searches = required;
         self
     }
 
@@ -253,6 +265,8 @@ struct Search {
     tag: bool,
     /// The values, ORed: each with its system when it names one.
     values: Vec<(Option<String>, String)>,
+    /// `patient=` or `subject=`: the chart the resource must be in (ANDed).
+    chart: Option<String>,
 }
 
 /// `text` split at each unescaped `sep`, the pieces still escaped.
@@ -293,15 +307,26 @@ impl Search {
     /// The search a query string (`identifier=urn:x|abc`) asks for: `Err` names what the sandbox
     /// does not support.
     fn parse(query: &str) -> Result<Self, &'static str> {
-        let mut params = query.split('&').filter(|p| !p.is_empty());
-        let (Some(param), None) = (params.next(), params.next()) else {
-            return Err("exactly one search parameter, identifier or _tag, is supported");
-        };
-        let (name, value) = param.split_once('=').ok_or("a parameter without a value")?;
-        let tag = match name {
-            "identifier" => false,
-            "_tag" => true,
-            _ => return Err("only identifier and _tag are supported"),
+        let mut chart = None;
+        let mut token = None;
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = param.split_once('=').ok_or("a parameter without a value")?;
+            match name {
+                "patient" | "subject" if chart.is_none() => {
+                    let value =
+                        percent_decode(value).ok_or("a value that is not percent-encoded UTF-8")?;
+                    chart = Some(unescape(&value));
+                }
+                "identifier" | "_tag" if token.is_none() => token = Some((name == "_tag", value)),
+                _ => {
+                    return Err(
+                        "one identifier or _tag, and at most one patient or subject, are supported",
+                    );
+                }
+            }
+        }
+        let Some((tag, value)) = token else {
+            return Err("a search needs an identifier or _tag");
         };
         let value = percent_decode(value).ok_or("a value that is not percent-encoded UTF-8")?;
         let mut values = Vec::new();
@@ -316,10 +341,19 @@ impl Search {
             }
             values.push((system, value));
         }
-        Ok(Self { tag, values })
+        Ok(Self { tag, values, chart })
     }
 
     fn matches(&self, resource: &Value) -> bool {
+        if let Some(chart) = &self.chart {
+            let subject = resource["subject"]["reference"]
+                .as_str()
+                .or_else(|| resource["for"]["reference"].as_str())
+                .unwrap_or_default();
+            if subject != chart && !subject.ends_with(&format!("/{chart}")) {
+                return false;
+            }
+        }
         let (list, key) = if self.tag {
             (&resource["meta"]["tag"], "code")
         } else {
@@ -814,6 +848,18 @@ async fn search(
         store.list(Some(&kind))
     } else {
         match Search::parse(&query) {
+            // As vendor servers: a clinical search names the patient.
+            Ok(search)
+                if search.chart.is_none()
+                    && state.fhir_options.patient_searches
+                    && kind != "Provenance" =>
+            {
+                return outcome(
+                    StatusCode::BAD_REQUEST,
+                    "required",
+                    "a search of this type needs the patient (patient= or subject=)",
+                );
+            }
             Ok(search) => store
                 .matching(&kind, &search)
                 .into_iter()
@@ -879,5 +925,21 @@ mod tests {
         assert!(Search::parse("identifier=a&identifier=b").is_err());
         assert!(Search::parse("identifier=%ZZ").is_err());
         assert!(Search::parse("identifier=").is_err());
+        // Scoped to a chart: ANDed with the identifier.
+        let scoped = Search::parse("patient=Patient/p-1&identifier=urn:x|a").expect("parses");
+        assert!(
+            scoped.matches(&json!({"subject": {"reference": "Patient/p-1"},
+            "identifier": [{"system": "urn:x", "value": "a"}]}))
+        );
+        assert!(
+            !scoped.matches(&json!({"subject": {"reference": "Patient/p-2"},
+            "identifier": [{"system": "urn:x", "value": "a"}]}))
+        );
+        assert!(
+            scoped.matches(&json!({"for": {"reference": "https://ehr/Patient/p-1"},
+            "identifier": [{"system": "urn:x", "value": "a"}]}))
+        );
+        assert!(Search::parse("patient=Patient/p-1").is_err());
+        assert!(Search::parse("patient=Patient/1&subject=Patient/1&identifier=a").is_err());
     }
 }
