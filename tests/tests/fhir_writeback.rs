@@ -238,6 +238,90 @@ async fn structured_data_that_fails_retries_the_row_and_the_outcome_names_the_eh
     sandbox.shutdown().await;
 }
 
+/// A lost webhook recovered by the reconciler is placed like a delivered one: the partner's
+/// context registered with the expected session (sealed under the inbox's keys) comes back in
+/// the recovered event's `additional_info`, and the resolver finds the chart in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_session_is_placed_with_its_registered_context() {
+    use suki_ambient::inbox::{BodyKey, ExpectedSession, Keys, Permanent, Reconciler};
+    use suki_ambient::sandbox::WebhookFault;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("i.db");
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let inbox = Inbox::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("inbox")
+        .with_keys(Keys::new([BodyKey::new([7; 32])]).expect("keys"));
+    let suki = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .build()
+        .expect("suki client");
+    let session = sandbox.create_session(None);
+    sandbox.set_webhook_url(Some("http://127.0.0.1:9/unused".into()));
+    sandbox.inject_webhook(WebhookFault::lose());
+    sandbox
+        .complete(&session.session_id)
+        .await
+        .expect("complete");
+    let marker = "Patient/ctx-marker-2f9c";
+    let mut info = serde_json::Map::new();
+    info.insert("ehr_patient".into(), marker.into());
+    let reconciler = Reconciler::builder(suki.clone(), inbox.clone())
+        .grace(Duration::ZERO)
+        .build();
+    reconciler
+        .register(
+            ExpectedSession::ambient(
+                session.session_id.clone(),
+                session.encounter_id.clone(),
+                suki_ambient::UnixMillis::now(),
+            )
+            .additional_info(info),
+        )
+        .await
+        .expect("register");
+    let report = reconciler.check_due().await.expect("check");
+    assert_eq!(report.recovered, 1);
+
+    let ehr = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(BearerToken::new(sandbox.fhir_token()))
+        .build()
+        .expect("fhir client");
+    // The partner's resolver: the chart comes from additional_info, as for a delivered event.
+    let placed = |session: SessionRef| async move {
+        let patient = session
+            .info("ehr_patient")
+            .ok_or(Permanent("no_ehr_patient"))?;
+        Ok::<_, HandlerError>(EhrContext::new(Reference::parse(patient)?))
+    };
+    InboxWorker::builder(
+        inbox.clone(),
+        FetchResults::new(suki, FhirWriteBack::new(ehr, placed)),
+    )
+    .build()
+    .drain(Duration::from_secs(20))
+    .await
+    .expect("drain");
+    let done = inbox.list(Some(State::Done), 10).await.expect("list");
+    assert_eq!(done.len(), 1, "placed, not a dead letter no_ehr_patient");
+    let notes = sandbox.fhir_resources(Some("DocumentReference"));
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["subject"]["reference"], marker);
+    // Sealed at rest: the context is nowhere in the database in clear.
+    drop(inbox);
+    let mut bytes = std::fs::read(&db).expect("db");
+    if let Ok(wal) = std::fs::read(dir.path().join("i.db-wal")) {
+        bytes.extend(wal);
+    }
+    assert!(
+        !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        "the registered context is stored sealed"
+    );
+    sandbox.shutdown().await;
+}
+
 /// Sessions without a note are not silent: with `NoNote::Task` a failed session leaves a
 /// requested Task in the chart, and a cancelled one with `NoNote::Communication` a
 /// Communication; each once, on an EHR that takes no transactions.

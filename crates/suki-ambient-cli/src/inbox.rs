@@ -716,7 +716,14 @@ pub(crate) async fn expect(
     grace: Duration,
     json: bool,
 ) -> Result<ExitCode, Failure> {
-    let inbox = open(url).await?;
+    let mut inbox = open(url).await?;
+    // The context is sealed like a body: under the inbox's keys when they are given.
+    if expected.additional_info.is_some()
+        && let Some(keys) = suki_ambient_inbox::Keys::from_env("SUKI_INBOX_KEYS")
+            .map_err(|e| Failure(format!("SUKI_INBOX_KEYS: {e}")))?
+    {
+        inbox = inbox.with_keys(keys);
+    }
     let first_check = UnixMillis(
         expected
             .ended_at

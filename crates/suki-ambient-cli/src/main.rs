@@ -189,6 +189,12 @@ enum ReconcileCommand {
         /// A form-filling session (default ambient).
         #[arg(long)]
         form_filling: bool,
+        /// The partner's context, a JSON object (what you send Suki as `additional_info`,
+        /// e.g. `{"ehr_patient":"Patient/123"}`): the recovered event carries it, so that the
+        /// session is placed in the chart like a delivered one. Sealed under SUKI_INBOX_KEYS
+        /// when set.
+        #[arg(long)]
+        additional_info: Option<String>,
         /// How long after its end the first status check comes.
         #[arg(long, value_parser = inbox::parse_age, default_value = "5m")]
         grace: Duration,
@@ -467,6 +473,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     ended_at,
                     provider,
                     form_filling,
+                    additional_info,
                     grace,
                     json,
                 }),
@@ -486,6 +493,11 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             }
             if form_filling {
                 expected = expected.form_filling();
+            }
+            if let Some(text) = additional_info {
+                let info: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+                    .map_err(|_| Failure("--additional-info must be a JSON object".into()))?;
+                expected = expected.additional_info(info);
             }
             inbox::expect(&url, expected, grace, json).await
         }

@@ -59,8 +59,10 @@ impl fmt::Display for Resolution {
 }
 
 /// A session the integrator expects a webhook for: tell the reconciler when a session is
-/// submitted (where your front end sees the session end).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// submitted (where your front end sees the session end). `Debug` shows the ids, not the
+/// `additional_info`.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExpectedSession {
     /// The session.
     pub session_id: SessionId,
@@ -72,6 +74,29 @@ pub struct ExpectedSession {
     pub kind: SessionKind,
     /// When the session ended (was submitted).
     pub ended_at: UnixMillis,
+    /// The partner's context, as the webhook's `additional_info` would carry it (the EHR's
+    /// patient and encounter…): a recovered session's event carries it, so that it is placed in
+    /// the chart like a delivered one. Stored sealed like a body.
+    pub additional_info: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl fmt::Debug for ExpectedSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpectedSession")
+            .field("session_id", &self.session_id)
+            .field("encounter_id", &self.encounter_id)
+            .field("provider_id", &self.provider_id)
+            .field("kind", &self.kind)
+            .field("ended_at", &self.ended_at)
+            .field(
+                "additional_info",
+                &self
+                    .additional_info
+                    .as_ref()
+                    .map(|i| format!("{} keys", i.len())),
+            )
+            .finish()
+    }
 }
 
 impl ExpectedSession {
@@ -83,7 +108,16 @@ impl ExpectedSession {
             provider_id: None,
             kind: SessionKind::Ambient,
             ended_at,
+            additional_info: None,
         }
+    }
+
+    /// The partner's context (what it sends Suki as `additional_info`): the event the
+    /// reconciler recovers carries it, as the webhook would have.
+    #[must_use]
+    pub fn additional_info(mut self, info: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.additional_info = Some(info);
+        self
     }
 
     /// Polls its status as this provider (`sdp_provider_id`).
@@ -128,6 +162,33 @@ pub struct ExpectationRecord {
     pub resolution: Option<Resolution>,
     /// When it was resolved.
     pub resolved_at: Option<UnixMillis>,
+    /// The partner's context, sealed as the inbox stored it (not serialized, `Debug` shows its
+    /// size only).
+    #[serde(skip)]
+    pub context: Option<SealedContext>,
+}
+
+/// An expected session's context as stored: sealed under the inbox's keys (or in clear without
+/// them). `Debug` shows its size only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedContext(Vec<u8>);
+
+impl SealedContext {
+    /// The stored bytes, as a store read them.
+    pub fn from_stored(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// The stored bytes, as a store writes them.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SealedContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedContext({} bytes)", self.0.len())
+    }
 }
 
 impl ExpectationRecord {

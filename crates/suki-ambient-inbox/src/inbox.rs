@@ -252,6 +252,26 @@ impl Inbox {
     /// length (0: clear), the key id, then the sealed or clear bytes. `None` when the inbox has
     /// keys but no usable current one: nothing is kept in clear.
     pub(crate) fn seal_fetched(&self, dedup_key: &str, plain: &[u8]) -> Option<Vec<u8>> {
+        self.seal_blob(&fetched_aad(dedup_key), plain)
+    }
+
+    /// The partner's context of an expected session (its `additional_info`, JSON), sealed as
+    /// [`seal_fetched`](Self::seal_fetched) seals, with the session and `context` as associated
+    /// data. `Err(NoCurrentKey)` when the inbox has keys but no usable current one: the context
+    /// is never stored in clear then.
+    pub(crate) fn seal_context(&self, session: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.seal_blob(&context_aad(session), plain)
+            .ok_or(StoreError::NoCurrentKey)
+    }
+
+    /// [`seal_context`](Self::seal_context)'s bytes opened; `None` when its key is not held.
+    pub(crate) fn open_context(&self, session: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.open_blob(&context_aad(session), sealed)
+    }
+
+    /// `plain` sealed under the current key with `aad`, or in clear without keys (see
+    /// [`seal_fetched`](Self::seal_fetched) for the layout).
+    fn seal_blob(&self, aad: &[u8], plain: &[u8]) -> Option<Vec<u8>> {
         let Some(keys) = self.inner.keys.as_ref() else {
             let mut out = Vec::with_capacity(1 + plain.len());
             out.push(0);
@@ -261,7 +281,7 @@ impl Inbox {
         let key = keys
             .current()
             .filter(|k| !k.id().is_empty() && k.id().len() <= 255)?;
-        let sealed = key.try_seal(&fetched_aad(dedup_key), plain)?;
+        let sealed = key.try_seal(aad, plain)?;
         let mut out = Vec::with_capacity(1 + key.id().len() + sealed.len());
         out.push(u8::try_from(key.id().len()).ok()?);
         out.extend_from_slice(key.id().as_bytes());
@@ -272,6 +292,10 @@ impl Inbox {
     /// [`seal_fetched`](Self::seal_fetched)'s bytes opened; `None` when its key is not held or
     /// it does not open (the links are then fetched again).
     pub(crate) fn open_fetched(&self, dedup_key: &str, kept: &[u8]) -> Option<Vec<u8>> {
+        self.open_blob(&fetched_aad(dedup_key), kept)
+    }
+
+    fn open_blob(&self, aad: &[u8], kept: &[u8]) -> Option<Vec<u8>> {
         let (&len, rest) = kept.split_first()?;
         if len == 0 {
             return Some(rest.to_vec());
@@ -282,7 +306,7 @@ impl Inbox {
             .keys
             .as_ref()?
             .key(std::str::from_utf8(id).ok()?)?;
-        key.open(&fetched_aad(dedup_key), sealed)
+        key.open(aad, sealed)
     }
 
     /// A worker of this process is alive (it calls this each time round its loop).
@@ -330,12 +354,24 @@ impl Inbox {
         session: &crate::ExpectedSession,
         first_check: UnixMillis,
     ) -> Result<bool, StoreError> {
+        let context = match &session.additional_info {
+            None => None,
+            Some(info) => {
+                let plain = serde_json::to_vec(info).map_err(|_| {
+                    StoreError::Refused(
+                        "the expected session's additional_info cannot be written as JSON".into(),
+                    )
+                })?;
+                Some(self.seal_context(session.session_id.as_str(), &plain)?)
+            }
+        };
         self.inner
             .store
             .register(crate::NewExpectation {
                 expected: session,
                 first_check,
                 now: self.now(),
+                context: context.as_deref(),
             })
             .await
     }
@@ -641,6 +677,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The associated data of a row's kept links: its dedup key and `fetched` (so that they cannot
 /// pass for its body, or for another row's).
+/// The associated data of an expected session's sealed context.
+fn context_aad(session: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(session.len() + 16);
+    aad.extend_from_slice(b"expect/");
+    aad.extend_from_slice(session.as_bytes());
+    aad.extend_from_slice(b"\0context");
+    aad
+}
+
 fn fetched_aad(dedup_key: &str) -> Vec<u8> {
     let mut aad = Vec::with_capacity(dedup_key.len() + 8);
     aad.extend_from_slice(dedup_key.as_bytes());

@@ -75,7 +75,7 @@ pub use crypto::{BodyKey, KeyError, KeyProvider, Keys};
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 pub use expect::{
     CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, FinishedCheck, Resolution,
-    SessionKind,
+    SealedContext, SessionKind,
 };
 pub use handler::{
     Coded, FetchResults, InboxHandler, InboxMeta, LinkNeeds, Permanent, ResultsHandler, RetryAfter,

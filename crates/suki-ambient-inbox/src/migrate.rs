@@ -82,6 +82,7 @@ const SQLITE: &[Migration] = &[
     migration!("sqlite", 8, "0008", "fetched"),
     migration!("sqlite", 9, "0009", "audit_chain"),
     migration!("sqlite", 10, "0010", "retry_rounds"),
+    migration!("sqlite", 11, "0011", "expectation_context"),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -96,6 +97,7 @@ const POSTGRES: &[Migration] = &[
     migration!("postgres", 9, "0009", "fetched"),
     migration!("postgres", 10, "0010", "audit_chain"),
     migration!("postgres", 11, "0011", "retry_rounds"),
+    migration!("postgres", 12, "0012", "expectation_context"),
 ];
 
 /// The inbox's migrations for `dialect`, in the order they apply.

@@ -358,7 +358,8 @@ impl Reconciler {
             // short, printable value only.
             Ok(answer) => match polled_kind(&answer.status).and_then(|k| polled_event(expected, k))
             {
-                Some(event) => {
+                Some(mut event) => {
+                    self.restore_context(expected, &mut event);
                     let status = crate::display::clean(answer.status.as_str(), STATUS_TEXT);
                     return Polled::Ended(Box::new(event), status);
                 }
@@ -369,6 +370,35 @@ impl Reconciler {
                 .map_or_else(|| "unreachable".to_owned(), |s| s.to_string()),
         };
         Polled::Checked(self.again(expected, &seen))
+    }
+
+    /// Gives a recovered event the partner's context registered with its session, as the
+    /// webhook would have carried it. A context that does not open (its key is no longer
+    /// held) is said with a WARN and left out: the handler then sees the event without it.
+    fn restore_context(&self, expected: &ExpectationRecord, event: &mut WebhookEvent) {
+        let Some(sealed) = &expected.context else {
+            return;
+        };
+        let info = self
+            .inbox
+            .open_context(expected.session_id.as_str(), sealed.as_bytes())
+            .and_then(|plain| {
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&plain).ok()
+            });
+        let Some(info) = info else {
+            tracing::warn!(
+                session_id = %expected.session_id,
+                "suki reconciler: the session's registered context does not open (its key is not held); the recovered event goes without it"
+            );
+            return;
+        };
+        match event {
+            WebhookEvent::Completed(done) => done.additional_info = Some(info),
+            WebhookEvent::TimedOut(ended) | WebhookEvent::Cancelled(ended) => {
+                ended.additional_info = Some(info);
+            }
+            _ => {}
+        }
     }
 
     /// Stores the event of a session a check found ended (it resolves its expectation as

@@ -739,6 +739,9 @@ pub struct NewExpectation<'a> {
     pub first_check: UnixMillis,
     /// The caller's clock.
     pub now: UnixMillis,
+    /// The partner's context (`additional_info`), sealed as bodies are (or in clear without
+    /// keys): stored as it is, handed back in [`ExpectationRecord::context`](crate::ExpectationRecord::context).
+    pub context: Option<&'a [u8]>,
 }
 
 /// A request for a fleet-wide chore's lease ([`DeliveryQueue::lead`](crate::DeliveryQueue::lead)).

@@ -9,7 +9,8 @@ pub(super) async fn expectations_are_resolved_by_stored_events(store: &impl Stor
             .register(NewExpectation {
                 expected: &expected("a"),
                 first_check: at(300_000),
-                now: at(0)
+                now: at(0),
+                context: Some(b"\0{\"ehr_patient\":\"Patient/1\"}"),
             })
             .await
             .expect("expect"),
@@ -20,7 +21,8 @@ pub(super) async fn expectations_are_resolved_by_stored_events(store: &impl Stor
             .register(NewExpectation {
                 expected: &expected("a"),
                 first_check: at(1),
-                now: at(1)
+                now: at(1),
+                context: None,
             })
             .await
             .expect("expect"),
@@ -38,6 +40,11 @@ pub(super) async fn expectations_are_resolved_by_stored_events(store: &impl Stor
     assert_eq!(
         (a.provider_id.as_deref(), a.kind),
         (Some("provider-1"), SessionKind::Ambient)
+    );
+    assert_eq!(
+        a.context.as_ref().map(crate::SealedContext::as_bytes),
+        Some(&b"\0{\"ehr_patient\":\"Patient/1\"}"[..]),
+        "the context is kept as given"
     );
     // The webhook's insert resolves it, in the same statement.
     let mut webhook = delivery("a");
@@ -59,6 +66,7 @@ pub(super) async fn expectations_are_resolved_by_stored_events(store: &impl Stor
             expected: &expected("b"),
             first_check: at(300_000),
             now: at(0),
+            context: None,
         })
         .await
         .expect("expect");
@@ -94,6 +102,7 @@ pub(super) async fn expectations_are_resolved_by_stored_events(store: &impl Stor
             expected: &expected("c"),
             first_check: at(300_000),
             now: at(9),
+            context: None,
         })
         .await
         .expect("expect");
@@ -125,6 +134,7 @@ pub(super) async fn expectation_checks_are_leased_and_fenced(store: &impl Store)
                 expected: &expected(key),
                 first_check: at(100),
                 now: at(0),
+                context: None,
             })
             .await
             .expect("expect");
@@ -262,7 +272,8 @@ pub(super) async fn hourly_counts_and_resolutions(store: &impl Store) {
                 .register(NewExpectation {
                     expected: &expected(key),
                     first_check: at(0),
-                    now: at(0)
+                    now: at(0),
+                    context: None,
                 })
                 .await
                 .expect("expect")
@@ -312,6 +323,7 @@ pub(super) async fn a_pass_records_its_checks_at_once(store: &impl Store) {
                 expected: &expected(key),
                 first_check: at(100),
                 now: at(0),
+                context: None,
             })
             .await
             .expect("expect");

@@ -193,7 +193,7 @@ impl SqlDialect for PostgresDialect {
              WHERE e.session_id = due.session_id \
              RETURNING e.session_id, e.encounter_id, e.provider_id, e.kind, e.ended_at, \
                  e.next_check, e.checks, e.last_status, e.lease_owner, e.fence, e.resolution, \
-                 e.resolved_at"
+                 e.resolved_at, e.context"
         )
     }
     fn lock_audit(t: &Tables) -> Option<String> {

@@ -39,9 +39,9 @@ impl ExpectSql {
             expect: format!(
                 "INSERT INTO {expectations} \
                  (session_id, encounter_id, provider_id, kind, ended_at, next_check, created_at, \
-                  resolution, resolved_at) \
+                  resolution, resolved_at, context) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, {stored_resolution}, \
-                 CASE WHEN {stored_resolution} IS NULL THEN NULL ELSE $7 END) \
+                 CASE WHEN {stored_resolution} IS NULL THEN NULL ELSE $7 END, $8) \
                  ON CONFLICT (session_id) DO NOTHING"
             ),
             claim: D::claim_expectations(t),
@@ -121,6 +121,7 @@ sql_impl! {
             .bind(stored(e.ended_at))
             .bind(stored(new.first_check))
             .bind(stored(new.now))
+            .bind(new.context)
             .execute(&self.pool)
             .await
             .db()?;

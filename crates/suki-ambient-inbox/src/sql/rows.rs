@@ -12,7 +12,8 @@ pub(super) const COLUMNS: &str = "id, dedup_key, source, kind, session_id, encou
 
 /// The expectation columns, in [`ExpectationRow`]'s order.
 pub(super) const EXPECTATION_COLUMNS: &str = "session_id, encounter_id, provider_id, kind, \
-     ended_at, next_check, checks, last_status, lease_owner, fence, resolution, resolved_at";
+     ended_at, next_check, checks, last_status, lease_owner, fence, resolution, resolved_at, \
+     context";
 
 /// The timeline's columns, in [`HistoryRow`]'s order.
 pub(super) const HISTORY_COLUMNS: &str =
@@ -36,6 +37,7 @@ pub(super) struct ExpectationRow {
     pub(super) fence: i64,
     pub(super) resolution: Option<String>,
     pub(super) resolved_at: Option<i64>,
+    pub(super) context: Option<Vec<u8>>,
 }
 
 impl TryFrom<ExpectationRow> for crate::ExpectationRecord {
@@ -55,6 +57,7 @@ impl TryFrom<ExpectationRow> for crate::ExpectationRecord {
             fence: row.fence,
             resolution: row.resolution.map(|r| r.parse()).transpose()?,
             resolved_at: row.resolved_at.map(millis).transpose()?,
+            context: row.context.map(crate::SealedContext::from_stored),
         })
     }
 }
