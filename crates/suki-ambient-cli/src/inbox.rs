@@ -34,8 +34,12 @@ pub(crate) enum Action {
     /// Rows, newest first.
     List {
         /// Only rows in this state.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, conflicts_with = "kind")]
         state: Option<StateArg>,
+        /// Only sessions that ended without a note, of this kind (the visits to document
+        /// another way), newest first.
+        #[arg(long, value_enum)]
+        kind: Option<NoNoteArg>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -166,6 +170,24 @@ impl From<StateArg> for State {
             StateArg::Running => State::Running,
             StateArg::Done => State::Done,
             StateArg::Dead => State::Dead,
+        }
+    }
+}
+
+/// A kind of session without a note, for `--kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NoNoteArg {
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl From<NoNoteArg> for EventKind {
+    fn from(k: NoNoteArg) -> Self {
+        match k {
+            NoNoteArg::Failed => EventKind::Failed,
+            NoNoteArg::TimedOut => EventKind::TimedOut,
+            NoNoteArg::Cancelled => EventKind::Cancelled,
         }
     }
 }
@@ -389,8 +411,11 @@ pub(crate) async fn run(
                 }
             }
         }
-        Action::List { state, limit } => {
-            let rows = inbox.list(state.map(State::from), limit).await?;
+        Action::List { state, kind, limit } => {
+            let rows = match kind {
+                Some(kind) => inbox.without_note(kind.into(), limit).await?,
+                None => inbox.list(state.map(State::from), limit).await?,
+            };
             if json {
                 println!("{}", serde_json::to_string(&rows)?);
             } else {

@@ -572,6 +572,55 @@ async fn send_to_a_missing_route_is_not_delivered_and_prints_no_credentials() {
     );
 }
 
+/// `inbox list --kind`: the sessions that ended without a note, by kind.
+#[tokio::test]
+async fn inbox_list_kind_shows_sessions_without_a_note() {
+    use suki_ambient_core::{
+        Bytes, SignedHeaders, UnixMillis, Verifier, WebhookEndpoint, WebhookSecret,
+    };
+    use suki_ambient_inbox::Inbox;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+    let inbox = Inbox::connect(&url).await.unwrap();
+    let endpoint = WebhookEndpoint::inbox(
+        Verifier::builder().secret("s").build().unwrap(),
+        inbox.clone(),
+    );
+    for event in [
+        suki_ambient_core::testing::completed("ok-1", "enc"),
+        suki_ambient_core::testing::failed("failed-1", "enc"),
+        suki_ambient_core::testing::cancelled("cancelled-1", "enc"),
+    ] {
+        let body = event.to_vec();
+        let headers =
+            SignedHeaders::new(&WebhookSecret::from("s"), UnixMillis::now(), &body).to_header_map();
+        assert_eq!(
+            endpoint.handle(&headers, Bytes::from(body)).await.status,
+            200
+        );
+    }
+    let list = |kind: &str| {
+        run(
+            &["inbox", "--url", url.as_str(), "list", "--kind", kind],
+            None,
+            b"",
+        )
+    };
+    let failed = list("failed");
+    assert!(failed.status.success(), "{}", stderr(&failed));
+    let text = stdout(&failed);
+    assert!(
+        text.contains("failed-1") && !text.contains("ok-1") && !text.contains("cancelled-1"),
+        "{text}"
+    );
+    assert!(stdout(&list("cancelled")).contains("cancelled-1"));
+    assert!(!stdout(&list("timed-out")).contains("-1"));
+    assert!(
+        !list("completed").status.success(),
+        "only kinds without a note"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbox_status_list_show_retry_and_purge() {
     use suki_ambient_core::{

@@ -493,6 +493,10 @@ pub(crate) async fn dashboard(
         .hourly(UnixMillis(now.0.saturating_sub(DAY)))
         .await?;
     let expectations = inbox.store().expectation_counts().await?;
+    // Visits Suki made no note for: documented another way, so a person should see them.
+    let without_note = inbox
+        .count_without_note(UnixMillis(now.0.saturating_sub(DAY)))
+        .await?;
     let dead = inbox.list(Some(State::Dead), 100).await?;
     // Every row being retried, however many new rows are pending in front of it.
     let stuck = inbox.retrying(STUCK_SHOWN).await?;
@@ -552,12 +556,17 @@ pub(crate) async fn dashboard(
     body.push_str(&pause_panel(&pauses, now, base, csrf));
     let _ = write!(
         body,
-        "<h2>Inbox</h2><div class=\"cards\">{}{}{}{}{}</div>",
+        "<h2>Inbox</h2><div class=\"cards\">{}{}{}{}{}{}</div>",
         card(c.pending.to_string(), "pending", ""),
         card(c.running.to_string(), "running", ""),
         card(c.done.to_string(), "done", ""),
         card(c.dead.to_string(), "dead", dead_class),
         card(oldest, "oldest unfinished", oldest_class),
+        card(
+            without_note.to_string(),
+            "sessions without a note (24 h)",
+            if without_note > 0 { "bad" } else { "ok" }
+        ),
     );
     // Stored bodies: encrypted under which key, or in clear.
     let mut bodies = String::new();

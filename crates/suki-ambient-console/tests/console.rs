@@ -61,6 +61,7 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
                 expected: &expected(key),
                 first_check: next_check,
                 now,
+                context: None,
             })
             .await
             .expect("expect");
@@ -105,6 +106,14 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
         })
         .collect();
     store.insert(&rows).await.expect("insert");
+    // A session Suki made no note for (it failed): counted on the page.
+    let mut no_note = delivery("nonote-1");
+    no_note.kind = suki_ambient_core::EventKind::Failed;
+    no_note.received_at = now;
+    no_note.body = suki_ambient_core::testing::failed("session-nonote-1", "encounter")
+        .to_vec()
+        .into();
+    store.insert(&[no_note]).await.expect("insert");
     let handler = |event: WebhookEvent, _meta: InboxMeta| async move {
         let id = event
             .session_id()
@@ -142,7 +151,7 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
     let dir = tempfile::tempdir().expect("dir");
     let inbox = seeded(dir.path()).await;
     let counts = inbox.status().await.expect("status").counts;
-    assert_eq!((counts.done, counts.dead, counts.pending), (3, 2, 301));
+    assert_eq!((counts.done, counts.dead, counts.pending), (4, 2, 301));
     let expectations = inbox.store().expectation_counts().await.expect("counts");
     assert_eq!(
         (
@@ -220,6 +229,10 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
         "{text}"
     );
     assert!(!text.contains("session-new-1"), "new rows are not stuck");
+    assert!(
+        text.contains("<b class=\"bad\">1</b><span>sessions without a note (24 h)</span>"),
+        "{text}"
+    );
     assert!(
         !text.contains("success") && !text.contains("encounter\""),
         "never a body: {text}"

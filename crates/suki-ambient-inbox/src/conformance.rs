@@ -85,6 +85,7 @@ where
     counts_list_and_purge(&fresh().await).await;
     counts_follow_every_change(&fresh().await).await;
     retrying_rows_behind_any_backlog(&fresh().await).await;
+    sessions_without_a_note_are_listed_and_counted(&fresh().await).await;
     the_probe_writes(&fresh().await).await;
     one_worker_holds_the_maintenance_lease(&fresh().await).await;
     a_pass_records_its_checks_at_once(&fresh().await).await;

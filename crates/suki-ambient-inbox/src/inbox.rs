@@ -562,6 +562,23 @@ impl Inbox {
         }
     }
 
+    /// The rows of sessions that ended without a note, of `kind` (`Failed`, `TimedOut` or
+    /// `Cancelled`), newest first: the visits to document another way (`suki-ambient inbox
+    /// list --kind failed`).
+    pub async fn without_note(
+        &self,
+        kind: suki_ambient_core::EventKind,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.inner.store.without_note(kind, limit).await
+    }
+
+    /// How many sessions without a note (failed, timed out, cancelled) were received since
+    /// `since` (the console's "sessions without a note (24 h)").
+    pub async fn count_without_note(&self, since: UnixMillis) -> Result<u64, StoreError> {
+        self.inner.store.count_without_note(since).await
+    }
+
     /// Rows, newest first, optionally of one state.
     pub async fn list(
         &self,

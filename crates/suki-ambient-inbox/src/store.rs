@@ -192,6 +192,25 @@ pub trait ReadModel: Send + Sync + 'static {
     /// however many new rows are pending, the latest change first (an index read).
     async fn retrying(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError>;
 
+    /// The rows of sessions that ended without a note, of `kind` (`Failed`, `TimedOut` or
+    /// `Cancelled`; another kind is [`StoreError::Refused`]), newest first (an index read).
+    /// The default, for stores that predate it, is [`StoreError::Unsupported`].
+    async fn without_note(
+        &self,
+        kind: suki_ambient_core::EventKind,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let _ = (kind, limit);
+        Err(StoreError::Unsupported("listing sessions without a note"))
+    }
+
+    /// How many sessions that ended without a note (failed, timed out, cancelled) were
+    /// received since `since` (an index read). The default is [`StoreError::Unsupported`].
+    async fn count_without_note(&self, since: UnixMillis) -> Result<u64, StoreError> {
+        let _ = since;
+        Err(StoreError::Unsupported("counting sessions without a note"))
+    }
+
     /// Rows, newest first, optionally of one state.
     async fn list(
         &self,

@@ -216,6 +216,58 @@ pub(super) async fn retrying_rows_behind_any_backlog(store: &impl Store) {
     assert_eq!(store.retrying(1).await.expect("retrying").len(), 1, "limit");
 }
 
+/// Sessions that ended without a note are listed by kind, newest first, and counted since a
+/// time; a completed session is not among them, and asking for completed ones is refused.
+pub(super) async fn sessions_without_a_note_are_listed_and_counted(store: &impl Store) {
+    let mut rows = Vec::new();
+    for (key, kind, received) in [
+        ("f-1", EventKind::Failed, 1_000),
+        ("c-1", EventKind::Cancelled, 2_000),
+        ("f-2", EventKind::Failed, 3_000),
+        ("t-1", EventKind::TimedOut, 4_000),
+        ("ok-1", EventKind::Completed, 5_000),
+    ] {
+        let mut row = delivery(key);
+        row.kind = kind;
+        row.received_at = at(received);
+        rows.push(row);
+    }
+    store.insert(&rows).await.expect("insert");
+    let failed = store
+        .without_note(EventKind::Failed, 10)
+        .await
+        .expect("without note");
+    let keys: Vec<&str> = failed.iter().map(|r| r.dedup_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["f-2", "f-1"],
+        "without_note: failed ones, newest first"
+    );
+    assert_eq!(
+        store
+            .without_note(EventKind::TimedOut, 10)
+            .await
+            .expect("timed out")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .without_note(EventKind::Failed, 1)
+            .await
+            .expect("limit")
+            .len(),
+        1
+    );
+    assert!(matches!(
+        store.without_note(EventKind::Completed, 10).await,
+        Err(crate::StoreError::Refused(_))
+    ));
+    assert_eq!(store.count_without_note(at(0)).await.expect("count"), 4);
+    assert_eq!(store.count_without_note(at(2_000)).await.expect("count"), 3);
+    assert_eq!(store.count_without_note(at(9_000)).await.expect("count"), 0);
+}
+
 /// The health probe writes and succeeds on a healthy store, again and again.
 pub(super) async fn the_probe_writes(store: &impl Store) {
     store.probe(at(1)).await.expect("the_probe_writes: first");

@@ -17,6 +17,10 @@ pub(crate) struct ReadSql {
     /// bound parameter cannot select a partial index).
     pub(crate) list_dead: String,
     list_all: String,
+    /// Sessions without a note of one kind, newest first, through the partial index of
+    /// migration 0011/0012 (its predicate spelled out, for SQLite's planner).
+    list_without_note: String,
+    count_without_note: String,
     get: String,
     /// The counts the triggers of migration 0004 keep (a few rows, whatever the table's size).
     count_states: String,
@@ -71,6 +75,14 @@ impl ReadSql {
             list_state: format!("{rows} WHERE state = $1 ORDER BY id DESC LIMIT $2"),
             list_dead: format!("{rows} WHERE state = 'dead' ORDER BY id DESC LIMIT $1"),
             list_all: format!("{rows} ORDER BY id DESC LIMIT $1"),
+            list_without_note: format!(
+                "{rows} WHERE kind IN ('failed', 'timed_out', 'cancelled') AND kind = $1 \
+                 ORDER BY received_at DESC, id DESC LIMIT $2"
+            ),
+            count_without_note: format!(
+                "SELECT COUNT(*) FROM {deliveries} \
+                 WHERE kind IN ('failed', 'timed_out', 'cancelled') AND received_at >= $1"
+            ),
             get: format!("{rows} WHERE id = $1"),
             count_states: format!(
                 "SELECT state, CAST(SUM(n) AS BIGINT) FROM {counts} GROUP BY state"
@@ -160,6 +172,38 @@ sql_impl! {
             .await
             .db()?;
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn without_note(
+        &self,
+        kind: suki_ambient_core::EventKind,
+        limit: u32,
+    ) -> Result<Vec<crate::DeliveryRecord>, StoreError> {
+        use suki_ambient_core::EventKind;
+        if !matches!(
+            kind,
+            EventKind::Failed | EventKind::TimedOut | EventKind::Cancelled
+        ) {
+            return Err(StoreError::Refused(
+                "only failed, timed-out and cancelled sessions are without a note".into(),
+            ));
+        }
+        let rows: Vec<Row> = sqlx::query_as(&self.sql.read.list_without_note)
+            .bind(kind.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn count_without_note(&self, since: UnixMillis) -> Result<u64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as(&self.sql.read.count_without_note)
+            .bind(stored(since))
+            .fetch_one(&self.pool)
+            .await
+            .db()?;
+        Ok(u64::try_from(n).unwrap_or_default())
     }
 
     async fn list(
