@@ -87,6 +87,8 @@ pub struct TransactionResult {
     /// the type, or a strategy that writes the note alone). Every other part is in `entries`:
     /// a write that could not write a part it planned is an error, never a result.
     pub skipped: Vec<Skipped>,
+    /// The write stopped at a note the EHR already had, different, under `OnConflict::Keep`.
+    pub(crate) kept: bool,
 }
 
 /// A part of a session a write left out on purpose.
@@ -273,6 +275,8 @@ pub(crate) struct Call<'a> {
     pub(crate) if_none_exist: Option<&'a str>,
     /// Sent without a token first, with one only when the server answers 401.
     pub(crate) public: bool,
+    /// The `If-Match` header of a versioned update (`W/"3"`).
+    pub(crate) if_match: Option<&'a str>,
     /// Whether a failed attempt may be sent again: a plain create may not (it could create the
     /// resource twice; the caller searches again instead).
     pub(crate) retry: bool,
@@ -327,6 +331,7 @@ impl FhirClient {
                     body: Some(bundle.body()),
                     if_none_exist: None,
                     public: false,
+                    if_match: None,
                     retry: true,
                 },
                 deadline,
@@ -540,6 +545,15 @@ impl FhirClient {
             })?;
             request = request.header("If-None-Exist", value);
         }
+        if let Some(version) = call.if_match {
+            let value = HeaderValue::from_str(version).map_err(|_| {
+                (
+                    FhirError::Config("a version is not a header value".into()),
+                    None,
+                )
+            })?;
+            request = request.header(reqwest::header::IF_MATCH, value);
+        }
         if let Some(body) = &call.body {
             request = request
                 .header(CONTENT_TYPE, "application/fhir+json")
@@ -714,6 +728,7 @@ fn parse_answer(bytes: &[u8]) -> Option<TransactionResult> {
         entries,
         corrected: Vec::new(),
         skipped: Vec::new(),
+        kept: false,
     })
 }
 

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::client::{Call, FhirClient, TransactionResult};
+use crate::client::{Call, EntryResult, FhirClient, TransactionResult};
 use crate::text::search_value;
 use crate::write::{CreateMode, WritePlan};
 use crate::{FhirError, IDENTIFIER_SYSTEM, TransactionBundle};
@@ -45,6 +45,125 @@ struct Conflict {
     existing: Value,
     /// Whether it is already retired (`entered-in-error`): superseded before, or by the EHR.
     retired: bool,
+    /// Whether it is in another chart (another patient or encounter): retired as
+    /// `entered-in-error`; otherwise the note changed, and an old note is `superseded`.
+    moved: bool,
+}
+
+/// Why an earlier resource is retired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retire {
+    /// The note changed: a DocumentReference becomes `superseded` (a Composition, which has no
+    /// such status in R4, `entered-in-error`).
+    Superseded,
+    /// It is in the wrong chart, or no longer said: `entered-in-error` (a Condition's
+    /// `verificationStatus`).
+    EnteredInError,
+}
+
+impl FhirClient {
+    /// Decides, before anything else of the session is written, on the note a create matched
+    /// (`entry`, a `200`): when it is in another chart or its content differs, `Fail` is the
+    /// conflict now (nothing else written), `Keep` stops the write here (`Ok(true)`: what the
+    /// EHR has stays); `Supersede`, a new note, or a retired one go on (`Ok(false)`).
+    pub(crate) async fn decide_on_note(
+        &self,
+        bundle: &TransactionBundle,
+        entry: &EntryResult,
+        policy: OnConflict,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<bool, FhirError> {
+        if entry.status != 200 || policy == OnConflict::Supersede {
+            return Ok(false);
+        }
+        let (Some(part), Some(location)) = (entry.part, entry.location.as_deref()) else {
+            return Ok(false);
+        };
+        let location = resource_ref(location).ok_or(FhirError::Answer)?;
+        let existing = self.read(&location, deadline).await?;
+        let ours: Value =
+            serde_json::from_slice(&bundle.resource(part)).map_err(|_| FhirError::Answer)?;
+        // A note superseded before: what counts is the session's current note (a correction
+        // of a correction), if any is left.
+        let current = if is_retired(&existing) {
+            self.live_of_session(bundle, bundle.session(), "DocumentReference", deadline)
+                .await?
+        } else {
+            vec![(location, existing)]
+        };
+        let mut differing = Vec::new();
+        for (location, existing) in current {
+            if !(refs(&ours) == refs(&existing)
+                && self.same_note(&ours, &existing, deadline).await?)
+            {
+                differing.push(location);
+            }
+        }
+        let Some(location) = differing.first().cloned() else {
+            return Ok(false);
+        };
+        if policy == OnConflict::Keep {
+            tracing::info!(resource = %location, "suki fhir: the EHR has a different note under this session's identifier; kept as it is, nothing else written");
+            return Ok(true);
+        }
+        tracing::warn!(
+            resources = %differing.join(", "),
+            "suki fhir: the EHR has a different note under this session's identifier (another chart, or a changed note); nothing written"
+        );
+        Err(FhirError::Conflict {
+            references: differing,
+        })
+    }
+
+    /// Whether the EHR's note (`existing`) holds the text this write's (`ours`) does: compared
+    /// inline when the EHR echoes `data`; by `Attachment.hash` when it keeps that; by reading
+    /// the `Binary` its `attachment.url` names (under the base URL only: a token is never sent
+    /// elsewhere). A note that cannot be compared is not taken as unchanged.
+    async fn same_note(
+        &self,
+        ours: &Value,
+        existing: &Value,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<bool, FhirError> {
+        let our_data = note_data(ours);
+        if let Some(theirs) = note_data(existing) {
+            return Ok(Some(theirs) == our_data);
+        }
+        let attachment = &existing["content"][0]["attachment"];
+        if let (Some(theirs), Some(our_hash)) = (
+            attachment["hash"].as_str(),
+            ours["content"][0]["attachment"]["hash"].as_str(),
+        ) {
+            return Ok(theirs.trim() == our_hash);
+        }
+        if let Some(binary) = attachment["url"]
+            .as_str()
+            .and_then(|url| self.binary_at(url))
+        {
+            let binary = self.read(&binary, deadline).await?;
+            if binary["resourceType"] == "Binary"
+                && let Some(data) = binary["data"].as_str()
+            {
+                let theirs: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+                return Ok(Some(theirs) == our_data);
+            }
+        }
+        tracing::warn!(
+            "suki fhir: the EHR's note cannot be compared (no data, hash or readable Binary); taken as changed"
+        );
+        Ok(false)
+    }
+
+    /// `Binary/id` of an attachment URL that names a Binary of this server (relative, or
+    /// under the base URL).
+    fn binary_at(&self, url: &str) -> Option<String> {
+        let base = self.base_url().as_str().trim_end_matches('/');
+        let absolute = url.starts_with("http://") || url.starts_with("https://");
+        if absolute && !url.starts_with(&format!("{base}/")) {
+            return None;
+        }
+        resource_ref(url).filter(|r| r.starts_with("Binary/"))
+    }
 }
 
 impl FhirClient {
@@ -80,13 +199,11 @@ impl FhirClient {
             let existing = self.read(&location, deadline).await?;
             let ours: Value =
                 serde_json::from_slice(&bundle.resource(part)).map_err(|_| FhirError::Answer)?;
-            let content_differs = kind == "DocumentReference"
-                && note_data(&ours) != note_data(&existing)
-                && note_data(&existing).is_some();
+            let content_differs =
+                kind == "DocumentReference" && !self.same_note(&ours, &existing, deadline).await?;
             note_changed |= content_differs;
-            let differs = refs(&ours) != refs(&existing)
-                || content_differs
-                || (kind == "Composition" && note_changed);
+            let moved = refs(&ours) != refs(&existing);
+            let differs = moved || content_differs || (kind == "Composition" && note_changed);
             let retired = is_retired(&existing);
             if retired && policy != OnConflict::Supersede {
                 tracing::info!(resource = %location, "suki fhir: the EHR retired this resource (entered-in-error); it is not written again");
@@ -98,6 +215,7 @@ impl FhirClient {
                     location,
                     existing,
                     retired,
+                    moved,
                 });
             }
         }
@@ -140,12 +258,110 @@ impl FhirClient {
             changed = true;
         }
         for (location, existing) in &stale {
-            self.retire(location, existing, deadline).await?;
+            self.retire(location, existing, Retire::EnteredInError, deadline)
+                .await?;
             result.corrected.push(location.clone());
             changed = true;
         }
+        // One current note: every live earlier version of the note and its Composition (a
+        // correction of a correction) is retired too, not only the one the create matched.
+        for kind in ["DocumentReference", "Composition"] {
+            if let Some(keep) = result
+                .entries
+                .iter()
+                .find(|e| e.resource_type == Some(kind))
+                .and_then(|e| e.location.as_deref().and_then(resource_ref))
+                && conflicts
+                    .iter()
+                    .any(|c| result.entries[c.entry].resource_type == Some(kind))
+            {
+                let reason = if conflicts.iter().any(|c| c.moved) {
+                    Retire::EnteredInError
+                } else {
+                    Retire::Superseded
+                };
+                for (location, existing) in self
+                    .live_of_session(bundle, bundle.session(), kind, deadline)
+                    .await?
+                {
+                    if location != keep {
+                        self.retire(&location, &existing, reason, deadline).await?;
+                        result.corrected.push(location);
+                        changed = true;
+                    }
+                }
+            }
+        }
         self.rewrite_provenance(bundle, result, changed, deadline)
             .await
+    }
+
+    /// A re-recorded visit (the context's `replaces`): the earlier session's live note and
+    /// Composition are superseded, and its Conditions and orders retired (the new session
+    /// carries its own for what still holds), so that the chart has one current note.
+    pub(crate) async fn retire_replaced(
+        &self,
+        bundle: &TransactionBundle,
+        result: &mut TransactionResult,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(), FhirError> {
+        let Some(earlier) = bundle.replaces() else {
+            return Ok(());
+        };
+        if Some(earlier) == bundle.session() {
+            return Ok(());
+        }
+        for (kind, reason) in [
+            ("DocumentReference", Retire::Superseded),
+            ("Composition", Retire::Superseded),
+            ("Condition", Retire::EnteredInError),
+            ("MedicationRequest", Retire::EnteredInError),
+        ] {
+            for (location, existing) in self
+                .live_of_session(bundle, Some(earlier), kind, deadline)
+                .await?
+            {
+                self.retire(&location, &existing, reason, deadline).await?;
+                tracing::info!(resource = %location, "suki fhir: the replaced session's resource is retired");
+                result.corrected.push(location);
+            }
+        }
+        Ok(())
+    }
+
+    /// The live (not retired) `kind` resources of `session` in this write's chart, found by
+    /// the session's tag: `(Type/id, resource)`.
+    async fn live_of_session(
+        &self,
+        bundle: &TransactionBundle,
+        session: Option<&str>,
+        kind: &str,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<(String, Value)>, FhirError> {
+        let Some(session) = session else {
+            return Ok(Vec::new());
+        };
+        let tag = format!("_tag={IDENTIFIER_SYSTEM}|{}", search_value(session));
+        let query = match bundle.chart_param(kind) {
+            Some(chart) => format!("{chart}&{tag}"),
+            None => tag,
+        };
+        let found = self.get_json(kind, Some(&query), deadline).await?;
+        if found["resourceType"] != "Bundle" {
+            return Err(FhirError::Answer);
+        }
+        Ok(found["entry"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| &e["resource"])
+            .filter(|r| r["resourceType"] == kind && !is_retired(r))
+            .filter_map(|r| {
+                let id = r["id"].as_str().filter(|id| crate::context::is_id(id))?;
+                Some((format!("{kind}/{id}"), r.clone()))
+            })
+            .collect())
     }
 
     /// `GET [base]/Type/id`.
@@ -157,14 +373,16 @@ impl FhirClient {
         self.get_json(location, None, deadline).await
     }
 
-    /// `PUT [base]/Type/id` with `resource`.
+    /// `PUT [base]/Type/id` with `resource`, versioned (`If-Match`) when `version` is given.
     async fn update(
         &self,
         location: &str,
         resource: &Value,
+        version: Option<&str>,
         deadline: Option<std::time::Instant>,
     ) -> Result<(), FhirError> {
         let body = serde_json::to_vec(resource).map_err(|_| FhirError::Answer)?;
+        let if_match = version.map(|v| format!("W/\"{v}\""));
         self.call(
             &Call {
                 method: Method::PUT,
@@ -172,6 +390,7 @@ impl FhirClient {
                 body: Some(body.into()),
                 if_none_exist: None,
                 public: false,
+                if_match: if_match.as_deref(),
                 retry: true,
             },
             deadline,
@@ -294,7 +513,12 @@ impl FhirClient {
             )
             .await?;
         if !conflict.retired {
-            self.retire(&conflict.location, &conflict.existing, deadline)
+            let reason = if conflict.moved {
+                Retire::EnteredInError
+            } else {
+                Retire::Superseded
+            };
+            self.retire(&conflict.location, &conflict.existing, reason, deadline)
                 .await?;
         }
         tracing::info!(old = %conflict.location, new = %location, "suki fhir: resource superseded");
@@ -305,12 +529,15 @@ impl FhirClient {
         Ok(())
     }
 
-    /// Marks `existing` (at `location`) `entered-in-error`. A server that refuses the update
-    /// (4xx) keeps it, with a WARN; a retryable failure fails the write.
+    /// Retires `existing` (at `location`) as `reason` says, with `If-Match` on the version read:
+    /// a `412` (someone, a clinician, changed it since) fails the write permanently
+    /// (`fhir_412_…`: a clinician's edit is never overwritten); a server that refuses the
+    /// update otherwise (4xx) keeps it, with a WARN; a retryable failure fails the write.
     async fn retire(
         &self,
         location: &str,
         existing: &Value,
+        reason: Retire,
         deadline: Option<std::time::Instant>,
     ) -> Result<(), FhirError> {
         let mut retired = existing.clone();
@@ -329,14 +556,29 @@ impl FhirClient {
                         }]}),
                     );
                 }
+                "DocumentReference" if reason == Retire::Superseded => {
+                    fields.insert("status".into(), Value::from("superseded"));
+                }
                 _ => {
                     fields.insert("status".into(), Value::from("entered-in-error"));
                 }
             }
         }
-        match self.update(location, &retired, deadline).await {
+        let version = existing["meta"]["versionId"]
+            .as_str()
+            .filter(|v| crate::context::is_id(v));
+        match self.update(location, &retired, version, deadline).await {
             Ok(()) => Ok(()),
-            Err(err) if err.is_retryable() || matches!(err, FhirError::Auth { status: 401 }) => {
+            Err(err)
+                if err.is_retryable()
+                    || matches!(
+                        err,
+                        FhirError::Auth { status: 401 } | FhirError::Server { status: 412, .. }
+                    ) =>
+            {
+                if matches!(err, FhirError::Server { status: 412, .. }) {
+                    tracing::warn!(resource = %location, "suki fhir: the resource changed since it was read (a clinician's edit?); it is not overwritten");
+                }
                 Err(err)
             }
             Err(err) => {
@@ -395,7 +637,10 @@ impl FhirClient {
             fields.insert("id".into(), Value::from(id));
         }
         tracing::info!(provenance = %location, "suki fhir: the Provenance names the session's resources again");
-        self.update(&location, &rewritten, deadline).await
+        let version = existing["meta"]["versionId"]
+            .as_str()
+            .filter(|v| crate::context::is_id(v));
+        self.update(&location, &rewritten, version, deadline).await
     }
 }
 
@@ -471,15 +716,11 @@ fn set_identifier_value(resource: &mut Value, value: &str) {
     }
 }
 
-/// 12 hex digits naming a resource's version: its chart and, for a note, its text.
+/// 12 hex digits naming a resource's version: all of its content (its chart, its text, a
+/// Composition's sections, a Condition's codes), as this crate wrote it.
 fn version_of(resource: &Value) -> String {
-    let (subject, encounter) = refs(resource);
-    let mut hash = Sha256::new();
-    for part in [subject, encounter, note_data(resource)] {
-        hash.update(part.unwrap_or_default().as_bytes());
-        hash.update(b"\n");
-    }
-    hash.finalize()[..6]
+    let bytes = serde_json::to_vec(resource).unwrap_or_default();
+    Sha256::digest(&bytes)[..6]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

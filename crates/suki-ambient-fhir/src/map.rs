@@ -45,6 +45,8 @@ pub struct TransactionBundle {
     session: String,
     /// The chart: the `subject` of every resource (`Patient/123`).
     subject: String,
+    /// The earlier session whose note this one replaces ([`EhrContext::replaces`]).
+    replaces: Option<String>,
 }
 
 /// The Provenance's own values (its targets are the other entries).
@@ -105,6 +107,11 @@ impl TransactionBundle {
     /// The session, as its identifiers and tags name it.
     pub(crate) fn session(&self) -> Option<&str> {
         Some(self.session.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// The earlier session whose note this one replaces, when the context says so.
+    pub(crate) fn replaces(&self) -> Option<&str> {
+        self.replaces.as_deref()
     }
 
     /// The search parameter that scopes a search of `kind` to this session's chart
@@ -349,6 +356,16 @@ pub fn transaction(
                                 j.base64(text.as_bytes());
                                 j.key("size");
                                 j.integer(i64::try_from(note_bytes).unwrap_or(i64::MAX));
+                                // R4's Attachment.hash (SHA-1, base64): what a server that keeps
+                                // the note in a Binary still answers, to compare a correction.
+                                j.key("hash");
+                                j.base64(
+                                    aws_lc_rs::digest::digest(
+                                        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                                        text.as_bytes(),
+                                    )
+                                    .as_ref(),
+                                );
                                 j.field("title", "Suki Ambient note");
                                 j.field("creation", shared.at);
                             });
@@ -488,6 +505,7 @@ pub fn transaction(
         },
         session: session.into_owned(),
         subject: ehr.patient.as_str().to_owned(),
+        replaces: ehr.replaces.as_ref().map(|s| s.as_str().to_owned()),
     })
 }
 
@@ -775,5 +793,6 @@ pub(crate) fn no_note(
         },
         session: session.into_owned(),
         subject: ehr.patient.as_str().to_owned(),
+        replaces: None,
     }
 }

@@ -560,6 +560,7 @@ impl FhirClient {
                     // Read without a token first (SMART servers serve it openly): no token is
                     // asked for before the plan says which scopes it needs.
                     public: true,
+                    if_match: None,
                     retry: true,
                 },
                 self.deadline(),
@@ -626,8 +627,21 @@ impl FhirClient {
     ) -> Result<TransactionResult, FhirError> {
         // One deadline for the whole write: the statement, the token, the writes, the
         // correction.
+        self.write_checked(bundle, on_conflict, true).await
+    }
+
+    /// [`write_with`](Self::write_with); `check_first`: on a transaction server, the note is
+    /// written (or matched) alone first and a conflict decided on it before the rest is
+    /// written. The write-back skips that on a row's first attempt (nothing of the session
+    /// can be in the EHR yet): one request less.
+    pub(crate) async fn write_checked(
+        &self,
+        bundle: &TransactionBundle,
+        on_conflict: crate::OnConflict,
+        check_first: bool,
+    ) -> Result<TransactionResult, FhirError> {
         let deadline = self.deadline();
-        let work = self.write_until(bundle, on_conflict, deadline);
+        let work = self.write_until(bundle, on_conflict, check_first, deadline);
         match deadline {
             Some(end) => tokio::time::timeout_at(end.into(), work)
                 .await
@@ -644,6 +658,7 @@ impl FhirClient {
         &self,
         bundle: &TransactionBundle,
         on_conflict: crate::OnConflict,
+        check_first: bool,
         deadline: Option<Instant>,
     ) -> Result<TransactionResult, FhirError> {
         let mut plan = self.plan_until(deadline).await?;
@@ -661,12 +676,35 @@ impl FhirClient {
             plan = self.plan_until(deadline).await?;
         }
         self.check_scopes(bundle, &plan).await?;
+        if check_first
+            && plan.transaction
+            && let Some(index) = bundle
+                .summaries()
+                .iter()
+                .position(|s| s.resource_type == "DocumentReference")
+        {
+            // The note alone first: a conflict is decided before anything else is written.
+            let note = self
+                .create_entry(bundle, index, CreateMode::Conditional, deadline)
+                .await?;
+            if self
+                .decide_on_note(bundle, &note, on_conflict, deadline)
+                .await?
+            {
+                return Ok(TransactionResult {
+                    entries: vec![note],
+                    corrected: Vec::new(),
+                    skipped: Vec::new(),
+                    kept: true,
+                });
+            }
+        }
         let mut replanned = false;
         let mut result = loop {
             let written = if plan.transaction {
                 self.post_until(bundle, deadline).await
             } else {
-                self.write_each(bundle, &plan, deadline).await
+                self.write_each(bundle, &plan, on_conflict, deadline).await
             };
             match written {
                 Ok(result) => break result,
@@ -697,8 +735,13 @@ impl FhirClient {
                 Err(err) => return Err(err),
             }
         };
+        if result.kept {
+            // Kept: the note the EHR has stays, and nothing else was written.
+            return Ok(result);
+        }
         self.reconcile(bundle, &plan, &mut result, on_conflict, deadline)
             .await?;
+        self.retire_replaced(bundle, &mut result, deadline).await?;
         Ok(result)
     }
 
@@ -722,6 +765,7 @@ impl FhirClient {
         &self,
         bundle: &TransactionBundle,
         plan: &WritePlan,
+        on_conflict: crate::OnConflict,
         deadline: Option<Instant>,
     ) -> Result<TransactionResult, FhirError> {
         use futures_util::{StreamExt, TryStreamExt};
@@ -740,13 +784,28 @@ impl FhirClient {
             .filter(|(_, kind, _)| *kind != "Provenance")
             .map(|(index, kind, mode)| (*index, *kind == "DocumentReference", *mode))
             .partition(|(_, note, _)| *note);
-        for phase in [first, rest] {
+        for (at, phase) in [first, rest].into_iter().enumerate() {
             let written: Vec<EntryResult> = futures_util::stream::iter(phase)
                 .map(|(index, _, mode)| self.create_entry(bundle, index, mode, deadline))
                 .buffered(CONCURRENT_CREATES)
                 .try_collect()
                 .await?;
             entries.extend(written);
+            // The note is decided on before anything else is written: a conflict (another
+            // chart, a changed note) writes nothing more; `Keep` stops here.
+            if at == 0
+                && let Some(note) = entries.first()
+                && self
+                    .decide_on_note(bundle, note, on_conflict, deadline)
+                    .await?
+            {
+                return Ok(TransactionResult {
+                    entries,
+                    corrected: Vec::new(),
+                    skipped,
+                    kept: true,
+                });
+            }
         }
         if let Some(&(index, kind, mode)) =
             planned.iter().find(|(_, kind, _)| *kind == "Provenance")
@@ -779,6 +838,7 @@ impl FhirClient {
             entries,
             corrected: Vec::new(),
             skipped,
+            kept: false,
         };
         tracing::debug!(
             created = result.created(),
@@ -898,6 +958,7 @@ impl FhirClient {
                     body: Some(body),
                     if_none_exist: conditional.then_some(query),
                     public: false,
+                    if_match: None,
                     // A plain create is not sent twice: the worker's retry searches again.
                     retry: conditional,
                 },
@@ -932,6 +993,7 @@ impl FhirClient {
                     body: None,
                     if_none_exist: None,
                     public: false,
+                    if_match: None,
                     retry: true,
                 },
                 deadline,

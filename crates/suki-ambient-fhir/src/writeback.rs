@@ -239,7 +239,11 @@ impl<R: EhrResolver> FhirWriteBack<R> {
         meta: &InboxMeta,
         also: &[&str],
     ) -> Result<(), HandlerError> {
-        match self.client.write_with(bundle, self.on_conflict).await {
+        match self
+            .client
+            .write_checked(bundle, self.on_conflict, meta.attempt > 1)
+            .await
+        {
             Ok(result) => {
                 tracing::info!(
                     id = meta.id,
@@ -296,7 +300,11 @@ impl<R: EhrResolver> FhirWriteBack<R> {
         );
         let ehr = self.resolver.resolve(session).await?;
         let bundle = no_note(&id, kind, code, meta.generated_at, &ehr, resource);
-        match self.client.write_with(&bundle, self.on_conflict).await {
+        match self
+            .client
+            .write_checked(&bundle, self.on_conflict, meta.attempt > 1)
+            .await
+        {
             // An EHR that declares no create of the resource: said (the WARN, the skip counted,
             // the row's outcome), and the row ends; retrying would not change the EHR.
             Ok(result) => {

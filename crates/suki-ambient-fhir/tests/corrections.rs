@@ -1,9 +1,11 @@
 //! Corrections: a session written again to another chart, or with a changed note, is a
-//! conflict: by default the write fails (`fhir_conflict`, nothing new written); `Keep` leaves
-//! the chart as it is; `Supersede` writes new resources that replace the old ones, marks the old
-//! ones entered-in-error, retires the diagnoses the new note no longer has and points the
-//! Provenance at the new resources; writing the corrected session again creates nothing. On a
-//! server that takes transactions and on one that takes creates only.
+//! conflict decided on the note before anything else is written: by default the write fails
+//! (`fhir_conflict`, nothing new written to either chart); `Keep` leaves the chart as it is;
+//! `Supersede` writes new resources that replace the old ones, marks the old note `superseded`
+//! (a changed note) or `entered-in-error` (the wrong chart), retires the diagnoses the new note
+//! no longer has and every earlier live version, and points the Provenance at the new
+//! resources; writing the corrected session again creates nothing. On a server that takes
+//! transactions, one that takes creates only, and one that keeps notes in a `Binary`.
 
 mod common;
 
@@ -19,6 +21,23 @@ use suki_ambient_sandbox::{FhirOptions, Sandbox, SandboxHandle};
 /// The typical session for `patient`; `changed` edits the note's first section and drops the
 /// first diagnosis.
 fn bundle(session: &str, patient: &str, changed: bool) -> TransactionBundle {
+    bundle_with(
+        session,
+        patient,
+        changed.then_some("Corrected by the clinician."),
+        None,
+    )
+}
+
+/// The typical session for `patient`, its first section's text `edit` (and its first diagnosis
+/// dropped) when given, replacing `replaces`' note when given.
+fn bundle_with(
+    session: &str,
+    patient: &str,
+    edit: Option<&str>,
+    replaces: Option<&str>,
+) -> TransactionBundle {
+    let changed = edit.is_some();
     let mut content: NoteContent = serde_json::from_str(include_str!(
         "../../../testdata/fhir/session-content-typical.json"
     ))
@@ -33,7 +52,7 @@ fn bundle(session: &str, patient: &str, changed: bool) -> TransactionBundle {
             .iter_mut()
             .find(|s| s.content.is_some())
             .expect("a section with text");
-        section.content = Some("Corrected by the clinician.".into());
+        section.content = edit.map(Into::into);
         structured
             .structured_data
             .diagnoses
@@ -45,8 +64,11 @@ fn bundle(session: &str, patient: &str, changed: bool) -> TransactionBundle {
     let session = SessionId::from(session);
     let note = SessionNote::new(&session, &content, UnixMillis(1_764_460_800_000))
         .structured_data(&structured);
-    let ehr = EhrContext::new(Reference::parse(patient).expect("patient"))
+    let mut ehr = EhrContext::new(Reference::parse(patient).expect("patient"))
         .encounter(Reference::parse("Encounter/e-1").expect("encounter"));
+    if let Some(earlier) = replaces {
+        ehr = ehr.replaces(SessionId::from(earlier));
+    }
     transaction(&note, &ehr, &Mapping::default()).expect("maps")
 }
 
@@ -68,7 +90,9 @@ fn status(resource: &Value) -> &str {
 fn live<'a>(resources: &'a [Value], kind: &str) -> Vec<&'a Value> {
     resources
         .iter()
-        .filter(|r| r["resourceType"] == kind && status(r) != "entered-in-error")
+        .filter(|r| {
+            r["resourceType"] == kind && !matches!(status(r), "entered-in-error" | "superseded")
+        })
         .collect()
 }
 
@@ -105,7 +129,8 @@ async fn a_session_moved_to_another_chart_fails_keeps_or_is_superseded() {
         let written = sandbox.fhir_resources(None).len();
         assert_eq!(written, 9);
 
-        // The same session, now for the right patient: a conflict, nothing new.
+        // The same session, now for the right patient: a conflict decided on the note, nothing
+        // new in either chart.
         let corrected = bundle("s-move", "Patient/right", false);
         let err = fhir.write(&corrected).await.expect_err("conflict");
         assert_eq!(err.code(), "fhir_conflict");
@@ -113,7 +138,7 @@ async fn a_session_moved_to_another_chart_fails_keeps_or_is_superseded() {
         let FhirError::Conflict { references } = &err else {
             panic!("{err:?}")
         };
-        assert_eq!(references.len(), 8, "every resource but the Provenance");
+        assert_eq!(references.len(), 1, "the note: {references:?}");
         assert!(
             references[0].starts_with("DocumentReference/"),
             "{references:?}"
@@ -191,14 +216,23 @@ async fn a_changed_note_supersedes_the_note_and_retires_what_it_no_longer_says()
     let FhirError::Conflict { references } = &err else {
         panic!("{err:?}")
     };
-    // The note, its Composition, and the diagnosis the new note dropped.
-    assert_eq!(references.len(), 3, "{references:?}");
+    // Decided on the note, before anything else is written.
+    assert_eq!(references.len(), 1, "{references:?}");
+    assert!(references[0].starts_with("DocumentReference/"));
+    assert_eq!(sandbox.fhir_resources(None).len(), 9, "nothing written");
     fhir.write_with(&changed, OnConflict::Supersede)
         .await
         .expect("superseded");
     let all = sandbox.fhir_resources(None);
     assert_eq!(live(&all, "DocumentReference").len(), 1);
     assert_eq!(live(&all, "Composition").len(), 1);
+    assert_eq!(
+        all.iter()
+            .filter(|r| r["resourceType"] == "DocumentReference" && status(r) == "superseded")
+            .count(),
+        1,
+        "a changed note is superseded, not entered-in-error"
+    );
     assert_eq!(
         live(&all, "Condition").len(),
         3,
@@ -217,4 +251,187 @@ async fn a_changed_note_supersedes_the_note_and_retires_what_it_no_longer_says()
         .expect("again");
     assert_eq!(sandbox.fhir_resources(None).len(), count, "nothing twice");
     sandbox.shutdown().await;
+}
+
+/// Three successive corrections of one session, on a server that keeps notes in a `Binary`
+/// (no `data` and no `hash` on a read): each is seen as a change (never a silent success),
+/// and the chart ends with exactly one current note and one current Composition, holding the
+/// last text; writing the last one again creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successive_corrections_of_a_binary_backed_note_leave_one_current_note() {
+    for transactions in [true, false] {
+        let sandbox = Sandbox::builder()
+            .fhir(
+                FhirOptions::default()
+                    .transactions(transactions)
+                    .externalize_notes(true),
+            )
+            .start()
+            .await
+            .expect("sandbox");
+        let fhir = client(&sandbox, WriteStrategy::Auto);
+        fhir.write(&bundle("s-bin", "Patient/p-1", false))
+            .await
+            .expect("first write");
+        let stored = sandbox.fhir_resources(Some("DocumentReference"));
+        assert!(
+            stored[0]["content"][0]["attachment"]["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("Binary/"))
+                && stored[0]["content"][0]["attachment"].get("data").is_none(),
+            "the server keeps the note in a Binary"
+        );
+        for (round, text) in ["Second text.", "Third text.", "Fourth text."]
+            .into_iter()
+            .enumerate()
+        {
+            let changed = bundle_with("s-bin", "Patient/p-1", Some(text), None);
+            let err = fhir
+                .write(&changed)
+                .await
+                .expect_err("a change, not unchanged");
+            assert_eq!(err.code(), "fhir_conflict", "round {round}");
+            fhir.write_with(&changed, OnConflict::Supersede)
+                .await
+                .expect("superseded");
+            let all = sandbox.fhir_resources(None);
+            let notes = live(&all, "DocumentReference");
+            assert_eq!(notes.len(), 1, "round {round}: one current note");
+            assert_eq!(live(&all, "Composition").len(), 1, "round {round}");
+            // The current note holds this round's text (in its Binary).
+            let url = notes[0]["content"][0]["attachment"]["url"]
+                .as_str()
+                .expect("url");
+            let id = url.trim_start_matches("Binary/");
+            let binary = all
+                .iter()
+                .find(|r| r["resourceType"] == "Binary" && r["id"] == id)
+                .expect("the Binary");
+            let decoded = base64_decode(binary["data"].as_str().expect("data"));
+            assert!(decoded.contains(text), "round {round}");
+        }
+        let count = sandbox.fhir_resources(None).len();
+        let last = bundle_with("s-bin", "Patient/p-1", Some("Fourth text."), None);
+        fhir.write_with(&last, OnConflict::Supersede)
+            .await
+            .expect("again");
+        fhir.write(&last)
+            .await
+            .expect("again, fail policy: unchanged");
+        assert_eq!(sandbox.fhir_resources(None).len(), count, "nothing twice");
+        sandbox.shutdown().await;
+    }
+}
+
+fn base64_decode(text: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .expect("base64"),
+    )
+    .expect("utf-8")
+}
+
+/// The patient changes between two attempts of a row: the first wrote the note to the wrong
+/// chart and failed on the rest; the second is decided on the note before anything else is
+/// written: a conflict, and the full note text (the Composition) reaches neither chart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_changed_between_attempts_writes_nothing_to_either_chart() {
+    let sandbox = Sandbox::builder()
+        .fhir(FhirOptions::default().transactions(false))
+        .start()
+        .await
+        .expect("sandbox");
+    let fhir = client(&sandbox, WriteStrategy::Auto);
+    fhir.plan().await.expect("the statement");
+    sandbox.inject(
+        suki_ambient_sandbox::Fault::status(503)
+            .on("/fhir/Composition")
+            .times(4),
+    );
+    fhir.write(&bundle("s-moved", "Patient/wrong", false))
+        .await
+        .expect_err("the EHR failed part-way");
+    let written = sandbox.fhir_resources(None).len();
+    assert!(
+        sandbox.fhir_resources(Some("Composition")).is_empty(),
+        "part-way: no Composition"
+    );
+    let err = fhir
+        .write(&bundle("s-moved", "Patient/right", false))
+        .await
+        .expect_err("conflict");
+    assert_eq!(err.code(), "fhir_conflict");
+    let all = sandbox.fhir_resources(None);
+    assert_eq!(all.len(), written, "nothing written to either chart");
+    assert!(sandbox.fhir_resources(Some("Composition")).is_empty());
+    assert!(
+        all.iter()
+            .all(|r| r["subject"]["reference"] == "Patient/wrong")
+    );
+    sandbox.shutdown().await;
+}
+
+/// A retirement is a versioned update: when the EHR answers `412` (the resource changed since
+/// it was read, a clinician's edit), the correction fails permanently instead of overwriting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retirement_refused_as_changed_since_read_is_permanent() {
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let fhir = client(&sandbox, WriteStrategy::Auto);
+    fhir.write(&bundle("s-412", "Patient/p-1", false))
+        .await
+        .expect("first write");
+    sandbox.inject(
+        suki_ambient_sandbox::Fault::status(412)
+            .method("PUT")
+            .on("/fhir/DocumentReference/")
+            .times(1),
+    );
+    let err = fhir
+        .write_with(&bundle("s-412", "Patient/p-1", true), OnConflict::Supersede)
+        .await
+        .expect_err("412");
+    assert!(err.code().starts_with("fhir_412"), "{}", err.code());
+    assert!(!err.is_retryable());
+    sandbox.shutdown().await;
+}
+
+/// A re-recorded visit: the new session's note replaces the earlier session's, which is
+/// superseded with its Composition, and the earlier session's diagnoses are retired (the new
+/// session carries its own): one current note and one set of Conditions in the chart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_recorded_visit_leaves_one_current_note() {
+    for transactions in [true, false] {
+        let sandbox = Sandbox::builder()
+            .fhir(FhirOptions::default().transactions(transactions))
+            .start()
+            .await
+            .expect("sandbox");
+        let fhir = client(&sandbox, WriteStrategy::Auto);
+        fhir.write(&bundle("s-first", "Patient/p-1", false))
+            .await
+            .expect("first session");
+        let again = bundle_with(
+            "s-second",
+            "Patient/p-1",
+            Some("Re-recorded."),
+            Some("s-first"),
+        );
+        let result = fhir.write(&again).await.expect("second session");
+        assert!(!result.corrected.is_empty(), "{result}");
+        let all = sandbox.fhir_resources(None);
+        let notes = live(&all, "DocumentReference");
+        assert_eq!(notes.len(), 1, "one current note");
+        assert_eq!(
+            notes[0]["identifier"][0]["value"], "s-second/note",
+            "the new session's"
+        );
+        assert_eq!(live(&all, "Composition").len(), 1);
+        assert_eq!(live(&all, "Condition").len(), 3, "the new session's only");
+        let count = all.len();
+        fhir.write(&again).await.expect("again");
+        assert_eq!(sandbox.fhir_resources(None).len(), count, "nothing twice");
+        sandbox.shutdown().await;
+    }
 }

@@ -171,7 +171,9 @@ impl SandboxBuilder {
             token_ttl: self.token_ttl,
             require_provider_id: self.require_provider_id,
             admin_token,
-            fhir: Mutex::new(crate::fhir::FhirStore::default()),
+            fhir: Mutex::new(crate::fhir::FhirStore::new(
+                self.fhir_options.externalize_notes,
+            )),
             fhir_token,
             fhir_writable: Mutex::new(self.fhir_options.writable.clone()),
             fhir_options: self.fhir_options,

@@ -32,6 +32,8 @@ pub struct Fault {
     pub(crate) drop_connection: bool,
     /// Serve the request, then cut the connection instead of answering.
     pub(crate) lose_answer: bool,
+    /// Only requests of this method (`None`: any).
+    pub(crate) method: Option<String>,
     pub(crate) budget: Budget,
 }
 
@@ -53,6 +55,7 @@ impl Fault {
             latency: Duration::ZERO,
             drop_connection: false,
             lose_answer: false,
+            method: None,
             budget: Budget::Times(1),
         }
     }
@@ -110,6 +113,13 @@ impl Fault {
         self
     }
 
+    /// Only requests of `method` (`PUT`…; default any).
+    #[must_use]
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_ascii_uppercase());
+        self
+    }
+
     /// Apply to the next `n` matching requests (default 1).
     #[must_use]
     pub fn times(mut self, n: u64) -> Self {
@@ -138,6 +148,9 @@ impl Fault {
         if self.lose_answer
             && (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
         {
+            return false;
+        }
+        if self.method.as_deref().is_some_and(|m| m != method.as_str()) {
             return false;
         }
         match &mut self.budget {

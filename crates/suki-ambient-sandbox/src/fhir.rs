@@ -43,6 +43,8 @@ pub struct FhirOptions {
     pub(crate) smart_grants: Option<Vec<String>>,
     /// Searches (but of Provenance) must name the patient.
     pub(crate) patient_searches: bool,
+    /// DocumentReference notes are kept in a `Binary`.
+    pub(crate) externalize_notes: bool,
 }
 
 impl Default for FhirOptions {
@@ -55,6 +57,7 @@ impl Default for FhirOptions {
             writable: None,
             smart_grants: None,
             patient_searches: false,
+            externalize_notes: false,
         }
     }
 }
@@ -127,6 +130,15 @@ impl FhirOptions {
         self
     }
 
+    /// Whether a created DocumentReference's note is kept in a `Binary` (default no): a read
+    /// answers `content.attachment.url` (`Binary/<id>`) instead of echoing `data` or `hash`, as
+    /// Epic- and Oracle-class servers do.
+    #[must_use]
+    pub fn externalize_notes(mut self, externalize: bool) -> Self {
+        self.externalize_notes = externalize;
+        self
+    }
+
     /// The lifetime of the access tokens its token endpoint issues (default 5 minutes).
     #[must_use]
     pub fn smart_token_ttl(mut self, ttl: Duration) -> Self {
@@ -145,6 +157,8 @@ pub(crate) struct FhirStore {
     pub(crate) jtis: HashSet<String>,
     /// How many SMART tokens were issued.
     pub(crate) tokens_issued: u64,
+    /// Notes go to a `Binary` ([`FhirOptions::externalize_notes`]).
+    pub(crate) externalize: bool,
 }
 
 #[derive(Debug)]
@@ -155,6 +169,14 @@ struct Stored {
 }
 
 impl FhirStore {
+    /// An empty store; `externalize`: notes go to a `Binary`.
+    pub(crate) fn new(externalize: bool) -> Self {
+        Self {
+            externalize,
+            ..Self::default()
+        }
+    }
+
     /// The resources of `kind` (all kinds for `None`), as stored (with `id` and `meta`).
     pub(crate) fn list(&self, kind: Option<&str>) -> Vec<Value> {
         self.resources
@@ -169,8 +191,38 @@ impl FhirStore {
         self.tokens.clear();
     }
 
-    /// Stores `resource` as a new `kind` with a fresh id; its `Type/id`.
+    /// Stores `resource` as a new `kind` with a fresh id; its `Type/id`. With
+    /// [`FhirOptions::externalize_notes`], a DocumentReference's inline note goes to a
+    /// `Binary`, and the attachment keeps its `url` (no `data`, no `hash`).
     fn insert(&mut self, kind: String, id: String, mut resource: Value) -> String {
+        if self.externalize && kind == "DocumentReference" {
+            let contents = resource["content"].as_array().cloned().unwrap_or_default();
+            let mut moved = Vec::with_capacity(contents.len());
+            for mut content in contents {
+                let attachment = &mut content["attachment"];
+                if let Some(data) = attachment["data"].as_str().map(str::to_owned) {
+                    let binary_id = new_id();
+                    let mut binary = json!({
+                        "resourceType": "Binary",
+                        "contentType": attachment["contentType"].clone(),
+                        "data": data,
+                    });
+                    stamp(&mut binary, &binary_id, 1);
+                    self.resources.push(Stored {
+                        kind: "Binary".into(),
+                        id: binary_id.clone(),
+                        resource: binary,
+                    });
+                    if let Value::Object(fields) = attachment {
+                        fields.remove("data");
+                        fields.remove("hash");
+                        fields.insert("url".into(), Value::String(format!("Binary/{binary_id}")));
+                    }
+                }
+                moved.push(content);
+            }
+            resource["content"] = Value::Array(moved);
+        }
         stamp(&mut resource, &id, 1);
         let location = format!("{kind}/{id}");
         self.resources.push(Stored { kind, id, resource });
@@ -699,6 +751,7 @@ impl FhirStore {
 async fn update(
     State(state): State<AppState>,
     Path((kind, id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut resource: Value = match serde_json::from_slice(&body) {
@@ -725,11 +778,27 @@ async fn update(
     else {
         return outcome(StatusCode::NOT_FOUND, "not-found", "no such resource");
     };
-    let version = stored.resource["meta"]["versionId"]
+    let current = stored.resource["meta"]["versionId"]
         .as_str()
         .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(1)
-        + 1;
+        .unwrap_or(1);
+    // Versioned updates (R4 "Managing Resource Contention"): `If-Match: W/"<versionId>"`.
+    if let Some(wanted) = headers.get(header::IF_MATCH) {
+        let wanted = wanted
+            .to_str()
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches("W/")
+            .trim_matches('"');
+        if wanted != current.to_string() {
+            return outcome(
+                StatusCode::PRECONDITION_FAILED,
+                "conflict",
+                "the resource changed since the version given in If-Match",
+            );
+        }
+    }
+    let version = current + 1;
     stamp(&mut resource, &id, version);
     stored.resource = resource.clone();
     drop(store);
