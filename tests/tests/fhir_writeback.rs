@@ -322,6 +322,112 @@ async fn a_recovered_session_is_placed_with_its_registered_context() {
     sandbox.shutdown().await;
 }
 
+/// A visit recorded in two sessions of one encounter: the second session's note is the
+/// encounter-level content (both sessions'), which supersedes the first session's note; the
+/// chart ends with one current note holding both halves and the diagnoses of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_of_one_encounter_leave_one_current_note_with_both() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+        .await
+        .expect("inbox");
+    let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
+    let suki = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .build()
+        .expect("suki client");
+    let ehr = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(BearerToken::new(sandbox.fhir_token()))
+        .build()
+        .expect("fhir client");
+    let worker = || {
+        InboxWorker::builder(
+            inbox.clone(),
+            FetchResults::new(suki.clone(), FhirWriteBack::new(ehr.clone(), resolve)),
+        )
+        .build()
+    };
+    let first = sandbox.create_session(None);
+    sandbox.complete(&first.session_id).await.expect("deliver");
+    worker()
+        .drain(Duration::from_secs(20))
+        .await
+        .expect("drain");
+    let second = sandbox.create_session(Some(&first.encounter_id));
+    sandbox.complete(&second.session_id).await.expect("deliver");
+    worker()
+        .drain(Duration::from_secs(20))
+        .await
+        .expect("drain");
+    assert_eq!(
+        inbox.list(Some(State::Done), 10).await.expect("list").len(),
+        2
+    );
+
+    let retired = |r: &serde_json::Value| {
+        matches!(
+            r["status"].as_str(),
+            Some("superseded" | "entered-in-error")
+        ) || r["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
+    };
+    let notes: Vec<serde_json::Value> = sandbox
+        .fhir_resources(Some("DocumentReference"))
+        .into_iter()
+        .filter(|r| !retired(r))
+        .collect();
+    assert_eq!(notes.len(), 1, "one current note");
+    assert_eq!(
+        notes[0]["identifier"][0]["value"],
+        format!("{}/note", second.session_id)
+    );
+    let text = {
+        use base64::Engine as _;
+        let data = notes[0]["content"][0]["attachment"]["data"]
+            .as_str()
+            .expect("data");
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .expect("base64"),
+        )
+        .expect("utf-8")
+    };
+    let mut diagnoses = 0;
+    for session in [&first.session_id, &second.session_id] {
+        let own = suki.session_content(session, false).await.expect("content");
+        let section = own
+            .summary
+            .iter()
+            .find_map(|s| s.content.clone())
+            .expect("a section with text");
+        let line = section.lines().next().expect("a line").trim().to_owned();
+        assert!(
+            text.contains(&line),
+            "the current note holds {session}'s note"
+        );
+        diagnoses += suki
+            .session_structured_data(session)
+            .await
+            .expect("structured")
+            .structured_data
+            .diagnoses
+            .map_or(0, |d| d.values.len());
+    }
+    let conditions = sandbox
+        .fhir_resources(Some("Condition"))
+        .into_iter()
+        .filter(|r| !retired(r))
+        .count();
+    assert_eq!(
+        conditions, diagnoses,
+        "the diagnoses of both sessions, once"
+    );
+    server.abort();
+    sandbox.shutdown().await;
+}
+
 /// Sessions without a note are not silent: with `NoNote::Task` a failed session leaves a
 /// requested Task in the chart, and a cancelled one with `NoNote::Communication` a
 /// Communication; each once, on an EHR that takes no transactions.

@@ -346,9 +346,63 @@ fn no_note_code(kind: EventKind) -> &'static str {
     }
 }
 
-/// The row's error when the structured data could not be fetched and is not absent: retried
+/// An optional link's answer, as the note needs it.
+enum Part<T> {
+    Fetched(T),
+    /// Suki has none: the status (404, 410).
+    Absent(u16),
+    /// The event does not link it.
+    NotLinked,
+    /// Not fetched for this event (a single-session encounter's encounter content).
+    NotAsked,
+}
+
+impl<T> Part<T> {
+    /// What the outcome says of a part the note goes without.
+    fn absence(&self, what: &str) -> Option<String> {
+        match self {
+            Self::Absent(status) => Some(format!("{what} absent ({status})")),
+            Self::NotLinked => Some(format!("{what} not linked")),
+            Self::Fetched(_) | Self::NotAsked => None,
+        }
+    }
+}
+
+/// An optional link's answer: fetched, or absent (404/410, or not linked: the note goes
+/// without it, said); any other failure is the row's error (retried when transient, else a
+/// dead letter `fetch_<link>_<code>`).
+fn optional_part<T>(
+    link: &str,
+    answer: Option<Result<T, ClientError>>,
+    session: &SessionId,
+    meta: &InboxMeta,
+) -> Result<Part<T>, HandlerError> {
+    match answer {
+        Some(Ok(value)) => Ok(Part::Fetched(value)),
+        Some(Err(err)) if matches!(err.status(), Some(404 | 410)) => {
+            let status = err.status().unwrap_or_default();
+            tracing::warn!(
+                id = meta.id,
+                session = %session,
+                link,
+                status,
+                "suki fhir: Suki has no such part for the session; the note is written without it"
+            );
+            Ok(Part::Absent(status))
+        }
+        Some(Err(err)) => Err(link_failure(link, &err, session, meta)),
+        None => Ok(Part::NotLinked),
+    }
+}
+
+/// The row's error when an optional link could not be fetched and is not absent: retried
 /// when the failure is (a 503, a timeout), else a dead letter naming the link.
-fn structured_failure(err: &ClientError, session: &SessionId, meta: &InboxMeta) -> HandlerError {
+fn link_failure(
+    link: &str,
+    err: &ClientError,
+    session: &SessionId,
+    meta: &InboxMeta,
+) -> HandlerError {
     let what = match (err.status(), err.code()) {
         (Some(status), Some(code)) => format!("{status}_{code}"),
         (Some(status), None) => status.to_string(),
@@ -358,13 +412,14 @@ fn structured_failure(err: &ClientError, session: &SessionId, meta: &InboxMeta) 
             _ => "transport".to_owned(),
         },
     };
-    let code = format!("fetch_structured_data_{what}");
+    let code = format!("fetch_{link}_{what}");
     tracing::warn!(
         id = meta.id,
         session = %session,
         error = %code,
         retryable = err.is_retryable(),
-        "suki fhir: the structured data could not be fetched; the note is not written without it"
+        link,
+        "suki fhir: a part of the note could not be fetched; the note is not written without it"
     );
     Box::new(if err.is_retryable() {
         Coded::retryable(&code)
@@ -398,30 +453,68 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
         results: SessionResults,
         meta: InboxMeta,
     ) -> Result<(), HandlerError> {
-        let content = match results.contents {
+        let session_content = match results.contents {
             Some(Ok(content)) => content,
             // A required link that failed never reaches the handler; an optional one may.
             Some(Err(err)) => return Err(Box::new(err)),
             None => return Err(Box::new(Permanent("fhir_no_note"))),
         };
-        // Structured data is part of the note when the event links it: a transient failure
-        // retries the row (what was fetched is kept for the next attempt), a permanent one that
-        // is not an absence is a dead letter naming it; only a link that is absent (none, or
-        // 404/410) writes the note without diagnoses and orders, recorded in the outcome.
-        let (structured, absent) = match results.structured_data {
-            Some(Ok(structured)) => (Some(structured), None),
-            Some(Err(err)) if matches!(err.status(), Some(404 | 410)) => {
-                tracing::warn!(
-                    id = meta.id,
-                    session = %event.session_id,
-                    status = err.status().unwrap_or_default(),
-                    "suki fhir: Suki has no structured data for the session; writing the note without diagnoses and orders"
-                );
-                let status = err.status().unwrap_or_default();
-                (None, Some(format!("structured data absent ({status})")))
+        let mut said: Vec<String> = Vec::new();
+        // An encounter recorded in several sessions: the current note is the encounter-level
+        // content (every session's), replacing the encounter's previous note; a session's own
+        // content covers that session only. Without it (not linked, 404/410) the session's own
+        // note is written, as for a single-session encounter.
+        let several = event.sessions.len() > 1;
+        let encounter = if several {
+            optional_part(
+                "encounter_content",
+                results.encounter_content,
+                &event.session_id,
+                &meta,
+            )?
+        } else {
+            Part::NotAsked
+        };
+        let (content, structured, encounter_note) = match encounter {
+            Part::Fetched(content) => {
+                said.push(format!(
+                    "note: the encounter's ({} sessions)",
+                    event.sessions.len()
+                ));
+                let structured = optional_part(
+                    "encounter_structured_data",
+                    results.encounter_structured_data,
+                    &event.session_id,
+                    &meta,
+                )?;
+                (content, structured, true)
             }
-            Some(Err(err)) => return Err(structured_failure(&err, &event.session_id, &meta)),
-            None => (None, Some("structured data not linked".to_owned())),
+            other => {
+                if let Some(why) = other.absence("encounter content") {
+                    said.push(why);
+                }
+                // Structured data is part of the note when the event links it: a transient
+                // failure retries the row (what was fetched is kept for the next attempt), a
+                // permanent one that is not an absence is a dead letter naming it; only a link
+                // that is absent (none, or 404/410) writes the note without diagnoses and
+                // orders, recorded in the outcome.
+                let structured = optional_part(
+                    "structured_data",
+                    results.structured_data,
+                    &event.session_id,
+                    &meta,
+                )?;
+                (session_content, structured, false)
+            }
+        };
+        let structured = match structured {
+            Part::Fetched(structured) => Some(structured),
+            other => {
+                if let Some(why) = other.absence("structured data") {
+                    said.push(why);
+                }
+                None
+            }
         };
         let session = SessionRef {
             kind: EventKind::Completed,
@@ -431,7 +524,14 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
             additional_info: event.additional_info.clone(),
             meta: meta.clone(),
         };
-        let ehr = self.resolver.resolve(session).await?;
+        let previous = session.previous_session().cloned();
+        let mut ehr = self.resolver.resolve(session).await?;
+        if encounter_note
+            && ehr.replaces.is_none()
+            && let Some(previous) = previous
+        {
+            ehr = ehr.replaces(previous);
+        }
         let mut note = SessionNote::new(&event.session_id, &content, meta.generated_at);
         if let Some(structured) = &structured {
             note = note.structured_data(structured);
@@ -441,7 +541,7 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
             Err(MapError::EmptyNote) => return Err(Box::new(Permanent("fhir_empty_note"))),
             Err(_) => return Err(Box::new(Permanent("fhir_mapping"))),
         };
-        let also: Vec<&str> = absent.as_deref().into_iter().collect();
+        let also: Vec<&str> = said.iter().map(String::as_str).collect();
         self.write(&bundle, &event.session_id, &meta, &also).await
     }
 
@@ -476,8 +576,16 @@ impl<R: EhrResolver> ResultsHandler for FhirWriteBack<R> {
 
     /// The note is required; the structured data is fetched as optional so that its absence
     /// (404/410) writes the note without diagnoses and orders, while its other failures retry
-    /// the row or make it a dead letter (`fetch_structured_data_…`); nothing else is fetched.
+    /// the row or make it a dead letter (`fetch_structured_data_…`); for an encounter of
+    /// several sessions, the encounter's content and structured data too; nothing else.
     fn links(&self) -> Option<LinkNeeds> {
-        Some(LinkNeeds::required(&[LinkKind::Contents]).optional(&[LinkKind::StructuredData]))
+        Some(
+            LinkNeeds::required(&[LinkKind::Contents])
+                .optional(&[LinkKind::StructuredData])
+                .encounter(&[
+                    LinkKind::EncounterContent,
+                    LinkKind::EncounterStructuredData,
+                ]),
+        )
     }
 }

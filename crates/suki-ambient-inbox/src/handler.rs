@@ -550,6 +550,8 @@ pub trait ResultsHandler: Send + Sync + 'static {
 pub struct LinkNeeds {
     required: Vec<LinkKind>,
     optional: Vec<LinkKind>,
+    /// Optional links fetched only for an encounter of several sessions.
+    encounter: Vec<LinkKind>,
 }
 
 impl LinkNeeds {
@@ -576,9 +578,31 @@ impl LinkNeeds {
         self
     }
 
+    /// `links` (`EncounterContent`, `EncounterStructuredData`) are fetched as optional ones, but
+    /// only when the event's encounter has more than one session (its `sessions` lists
+    /// several): a single-session encounter's note is the session's own, and costs Suki no
+    /// second request.
+    #[must_use]
+    pub fn encounter(mut self, links: &[LinkKind]) -> Self {
+        for link in links {
+            if !self.required.contains(link) && !self.encounter.contains(link) {
+                self.encounter.push(*link);
+                if !self.optional.contains(link) {
+                    self.optional.push(*link);
+                }
+            }
+        }
+        self
+    }
+
     /// Whether `link` is required.
     pub fn is_required(&self, link: LinkKind) -> bool {
         self.required.contains(&link)
+    }
+
+    /// Whether `link` is fetched only for encounters of several sessions.
+    pub fn is_encounter_only(&self, link: LinkKind) -> bool {
+        self.encounter.contains(&link)
     }
 
     /// Every link named, required first.
@@ -685,6 +709,8 @@ pub struct FetchResults<H> {
     optional: Vec<LinkKind>,
     /// The links fetched: the handler's [`LinkNeeds`], or every kind.
     fetch: Vec<LinkKind>,
+    /// Those fetched only for an encounter of several sessions ([`LinkNeeds::encounter`]).
+    encounter_only: Vec<LinkKind>,
 }
 
 impl<H> fmt::Debug for FetchResults<H> {
@@ -701,7 +727,7 @@ impl<H: ResultsHandler> FetchResults<H> {
     /// Fetches with `client`, then calls `handler`: the links the handler declares
     /// ([`ResultsHandler::links`]), or every link the event carries, all required.
     pub fn new(client: AmbientClient, handler: H) -> Self {
-        let (fetch, optional) = match handler.links() {
+        let (fetch, optional, encounter_only) = match handler.links() {
             Some(needs) => {
                 let all = needs.all();
                 let optional = all
@@ -709,15 +735,21 @@ impl<H: ResultsHandler> FetchResults<H> {
                     .copied()
                     .filter(|l| !needs.is_required(*l))
                     .collect();
-                (all, optional)
+                let encounter_only = all
+                    .iter()
+                    .copied()
+                    .filter(|l| needs.is_encounter_only(*l))
+                    .collect();
+                (all, optional, encounter_only)
             }
-            None => (LinkKind::ALL.to_vec(), Vec::new()),
+            None => (LinkKind::ALL.to_vec(), Vec::new(), Vec::new()),
         };
         Self {
             client,
             handler,
             optional,
             fetch,
+            encounter_only,
         }
     }
 
@@ -837,9 +869,19 @@ impl<H: ResultsHandler> InboxHandler for FetchResults<H> {
                 // What an earlier attempt fetched is not fetched again (a retry the handler
                 // caused, such as an EHR down, costs Suki nothing).
                 let earlier = meta.kept.earlier();
+                // Encounter-level links only for an encounter of several sessions.
+                let fetch: Vec<LinkKind> = if done.sessions.len() > 1 {
+                    self.fetch.clone()
+                } else {
+                    self.fetch
+                        .iter()
+                        .copied()
+                        .filter(|l| !self.encounter_only.contains(l))
+                        .collect()
+                };
                 let (results, answered) = self
                     .client
-                    .fetch_results_keeping(&done, &self.fetch, &earlier)
+                    .fetch_results_keeping(&done, &fetch, &earlier)
                     .await;
                 meta.kept.set_now(answered);
                 let mut detail = fetched(&results);
