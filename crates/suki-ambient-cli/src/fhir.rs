@@ -63,6 +63,24 @@ pub(crate) enum Action {
         #[arg(long, value_enum, default_value_t = Strategy::Auto)]
         strategy: Strategy,
     },
+    /// The onboarding test for a new EHR: write one probe DocumentReference (labelled, status
+    /// entered-in-error, no clinical content) for a test patient, twice with If-None-Exist, read
+    /// it back, and print whether the server returns Location, honours If-None-Exist, keeps
+    /// identifiers, and inlines the note or keeps it in a Binary. Exits 1 when the write-back
+    /// cannot work safely there (identifiers not kept). Auth as `post`.
+    Check {
+        /// The FHIR server's base URL.
+        #[arg(long, value_name = "URL")]
+        fhir_url: String,
+        /// A test patient (`Patient/123`): the probe is written to its chart.
+        #[arg(long)]
+        patient: String,
+        #[command(flatten)]
+        smart: SmartArgs,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the public JWK Set of a SMART Backend Services private key (PEM), to register
     /// with the EHR.
     Jwks {
@@ -280,6 +298,41 @@ pub(crate) async fn run(action: Action) -> Result<ExitCode, Failure> {
             let plan = client.plan().await.map_err(|e| Failure(e.to_string()))?;
             print!("{plan}");
             Ok(ExitCode::SUCCESS)
+        }
+        Action::Check {
+            fhir_url,
+            patient,
+            smart,
+            json,
+        } => {
+            let patient =
+                Reference::parse(&patient).map_err(|e| Failure(format!("--patient: {e}")))?;
+            let client =
+                authed(FhirClient::builder(fhir_url.as_str()), &fhir_url, &smart)?.build()?;
+            let report = client
+                .check(&patient)
+                .await
+                .map_err(|e| Failure(e.to_string()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "probe": report.probe,
+                        "returns_location": report.returns_location,
+                        "honours_if_none_exist": report.honours_if_none_exist,
+                        "keeps_identifiers": report.keeps_identifiers,
+                        "content": report.content,
+                        "keeps_hash": report.keeps_hash,
+                    })
+                );
+            } else {
+                print!("{report}");
+            }
+            Ok(if report.keeps_identifiers {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Action::Jwks { key, kid } => {
             let key = SmartKey::from_pem_file(&key, kid)?;

@@ -1655,5 +1655,31 @@ async fn fhir_smart_keys_capabilities_and_a_per_resource_post() {
         "{}",
         stdout(&corrected)
     );
+
+    // The onboarding probe, with the same SMART client: a labelled, entered-in-error note.
+    let check = run(args(&[
+        "fhir",
+        "check",
+        "--fhir-url",
+        &base,
+        "--patient",
+        "Patient/probe-1",
+        "--smart-client-id",
+        "cli-client",
+        "--smart-kid",
+        "cli-key",
+        "--smart-key",
+        &key_arg,
+    ]))
+    .await
+    .expect("join");
+    assert!(check.status.success(), "{}", stderr(&check));
+    let text = stdout(&check);
+    assert!(
+        text.contains("honours If-None-Exist:             yes")
+            && text.contains("keeps identifiers (patient search): yes")
+            && text.contains("keeps the note:                    inline"),
+        "{text}"
+    );
     sandbox.shutdown().await;
 }

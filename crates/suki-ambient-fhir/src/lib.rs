@@ -56,6 +56,7 @@ mod error;
 mod json;
 mod map;
 pub mod metrics;
+mod probe;
 mod smart;
 mod text;
 mod write;
@@ -70,6 +71,7 @@ pub use context::{DocStatus, EhrContext, Mapping, NoteType, Reference, SessionNo
 pub use correct::OnConflict;
 pub use error::{FhirError, MapError};
 pub use map::{EntrySummary, TransactionBundle, transaction};
+pub use probe::{Onboarding, PROBE_SYSTEM};
 pub use smart::{SmartBackendAuth, SmartBackendAuthBuilder, SmartKey};
 pub use write::{Capabilities, CreateMode, ResourceCapability, WritePlan, WriteStrategy};
 #[cfg(feature = "inbox")]

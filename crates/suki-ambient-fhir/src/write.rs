@@ -676,6 +676,7 @@ impl FhirClient {
             plan = self.plan_until(deadline).await?;
         }
         self.check_scopes(bundle, &plan).await?;
+        let mut note_created = None;
         if check_first
             && plan.transaction
             && let Some(index) = bundle
@@ -698,6 +699,7 @@ impl FhirClient {
                     kept: true,
                 });
             }
+            note_created = (note.status == 201).then_some(note.part);
         }
         let mut replanned = false;
         let mut result = loop {
@@ -738,6 +740,12 @@ impl FhirClient {
         if result.kept {
             // Kept: the note the EHR has stays, and nothing else was written.
             return Ok(result);
+        }
+        // The note this write created alone, matched again by the transaction: created.
+        if let Some(part) = note_created
+            && let Some(entry) = result.entries.iter_mut().find(|e| e.part == part)
+        {
+            entry.status = 201;
         }
         self.reconcile(bundle, &plan, &mut result, on_conflict, deadline)
             .await?;

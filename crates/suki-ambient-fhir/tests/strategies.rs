@@ -408,3 +408,51 @@ async fn without_conditional_create_lost_answers_leave_one_copy() {
     provenance_targets_resolve(&sandbox);
     sandbox.shutdown().await;
 }
+
+/// `FhirClient::check`, the onboarding probe, tells the servers apart: a conditional-create
+/// server that inlines notes, one that ignores `If-None-Exist`, one that keeps notes in a
+/// Binary and requires the patient in searches. The probe is entered-in-error and labelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_onboarding_probe_reports_what_the_server_does() {
+    let patient = suki_ambient_fhir::Reference::parse("Patient/test-1").expect("patient");
+    for (options, honours, content) in [
+        (FhirOptions::default(), true, "inline"),
+        (
+            FhirOptions::default().conditional_create(false),
+            false,
+            "inline",
+        ),
+        (
+            FhirOptions::default()
+                .externalize_notes(true)
+                .patient_searches(true),
+            true,
+            "binary",
+        ),
+    ] {
+        let sandbox = Sandbox::builder()
+            .fhir(options)
+            .start()
+            .await
+            .expect("sandbox");
+        let report = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox))
+            .check(&patient)
+            .await
+            .expect("checked");
+        assert!(report.returns_location, "{report}");
+        assert_eq!(report.honours_if_none_exist, honours, "{report}");
+        assert!(report.keeps_identifiers, "{report}");
+        assert_eq!(report.content, content, "{report}");
+        let probes = sandbox.fhir_resources(Some("DocumentReference"));
+        assert_eq!(probes.len(), if honours { 1 } else { 2 });
+        for probe in probes {
+            assert_eq!(probe["status"], "entered-in-error");
+            assert_eq!(
+                probe["identifier"][0]["system"],
+                suki_ambient_fhir::PROBE_SYSTEM
+            );
+            assert_eq!(probe["subject"]["reference"], "Patient/test-1");
+        }
+        sandbox.shutdown().await;
+    }
+}

@@ -28,9 +28,10 @@
 //!
 //! Where a note belongs is the integrator's knowledge: here the partner put the EHR's references
 //! in the session's `additional_info` when it started the session (`ehr_patient`,
-//! `ehr_encounter`, `ehr_practitioner`); a later session of the same encounter replaces the note
-//! of the one before it. A real resolver may await: look the encounter up in your scheduling
-//! data, or `GET [base]/Encounter?identifier=…` with your own client.
+//! `ehr_encounter`, `ehr_practitioner`). A later session of the same encounter is written as
+//! the encounter's note (every session's content), replacing the one before it: the write-back
+//! does that itself. A real resolver may await: look the encounter up in your scheduling data,
+//! or `GET [base]/Encounter?identifier=…` with your own client.
 
 use std::process::ExitCode;
 
@@ -58,10 +59,6 @@ async fn place(session: SessionRef) -> Result<EhrContext, HandlerError> {
     }
     if let Some(practitioner) = session.info("ehr_practitioner") {
         ehr = ehr.practitioner(reference(practitioner)?);
-    }
-    // The encounter's sessions so far, in order: this note replaces the one before it.
-    if let Some(previous) = session.previous_session() {
-        ehr = ehr.replaces(previous.clone());
     }
     Ok(ehr)
 }
