@@ -421,3 +421,69 @@ async fn ids_are_escaped_and_codes_cleaned_for_a_validating_server() {
         "{conditions:?}"
     );
 }
+
+/// Corrections on a validating server: a changed note superseded (versioned updates, status
+/// `superseded`), a second correction, and a re-recorded visit replacing the first session,
+/// each leave exactly one current note of the encounter; searches carry the patient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci)"]
+async fn corrections_on_medplum_leave_one_current_note() {
+    use suki_ambient::fhir::OnConflict;
+
+    let medplum = Medplum::start(&["--transactions", "off"]);
+    let fhir = client(&medplum, BearerToken::new(medplum.token.as_str()));
+    let edited = |session: &str, text: &str, replaces: Option<&str>| {
+        let mut content: NoteContent = serde_json::from_str(include_str!(
+            "../../testdata/fhir/session-content-typical.json"
+        ))
+        .expect("content");
+        let section = content
+            .summary
+            .iter_mut()
+            .find(|s| s.content.is_some())
+            .expect("a section with text");
+        section.content = Some(text.to_owned());
+        let session = SessionId::from(session);
+        let note = SessionNote::new(&session, &content, UnixMillis(1_764_460_800_000));
+        let mut ehr = EhrContext::new(Reference::parse("Patient/p-9").expect("patient"))
+            .encounter(Reference::parse("Encounter/e-9").expect("encounter"));
+        if let Some(earlier) = replaces {
+            ehr = ehr.replaces(SessionId::from(earlier));
+        }
+        transaction(&note, &ehr, &Mapping::default()).expect("maps")
+    };
+    let current = |notes: Vec<Value>| -> Vec<Value> {
+        notes
+            .into_iter()
+            .filter(|n| n["status"] == "current")
+            .collect()
+    };
+    fhir.write(&edited("s-fix", "First.", None))
+        .await
+        .expect("written");
+    for text in ["Second.", "Third."] {
+        let err = fhir
+            .write(&edited("s-fix", text, None))
+            .await
+            .expect_err("a changed note is a conflict");
+        assert_eq!(err.code(), "fhir_conflict");
+        fhir.write_with(&edited("s-fix", text, None), OnConflict::Supersede)
+            .await
+            .expect("superseded");
+        let notes = medplum.of_session("DocumentReference", "s-fix").await;
+        assert_eq!(current(notes.clone()).len(), 1, "{text}: one current note");
+        assert!(notes.iter().any(|n| n["status"] == "superseded"));
+    }
+    // A re-recorded visit replaces the first session's note.
+    fhir.write(&edited("s-again", "Re-recorded.", Some("s-fix")))
+        .await
+        .expect("written");
+    assert!(
+        current(medplum.of_session("DocumentReference", "s-fix").await).is_empty(),
+        "the replaced session's note is superseded"
+    );
+    assert_eq!(
+        current(medplum.of_session("DocumentReference", "s-again").await).len(),
+        1
+    );
+}

@@ -422,6 +422,10 @@ impl fmt::Display for WritePlan {
     }
 }
 
+/// A statement read more recently than this is not read again when the server refuses a write
+/// it allowed (at most the client's `capabilities_recheck`).
+const REREAD_AFTER: Duration = Duration::from_secs(5);
+
 /// How long a failed read of the CapabilityStatement is remembered: writes in that time fail
 /// with its error at once instead of each asking a server that is down.
 const ERROR_TTL: Duration = Duration::from_secs(30);
@@ -446,6 +450,9 @@ struct CacheState {
     last: Option<(Instant, ReadAnswer)>,
     /// The read in flight.
     flight: Option<Read>,
+    /// The server refused a transaction although this statement lists them (a cap on a
+    /// transaction's size, say): `auto` writes one resource at a time until it is read again.
+    transaction_refused: bool,
 }
 
 impl CapabilityCache {
@@ -463,10 +470,13 @@ impl CapabilityCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Forgets the statement: the next plan reads it again (the server refused what it
-    /// declared).
-    pub(crate) fn forget(&self) {
-        self.lock().last = None;
+    /// Remembers, for the statement held, that the server refused a transaction.
+    fn refuse_transaction(&self) {
+        self.lock().transaction_refused = true;
+    }
+
+    fn transaction_refused(&self) -> bool {
+        self.lock().transaction_refused
     }
 
     /// Forgets the statement if it was read longer than `age` ago.
@@ -527,6 +537,7 @@ impl FhirClient {
                         let mut state = client.inner.capabilities.lock();
                         state.last = Some((Instant::now(), answer.clone()));
                         state.flight = None;
+                        state.transaction_refused = false;
                         answer
                     }
                     .boxed()
@@ -594,6 +605,13 @@ impl FhirClient {
             return WritePlan::new(strategy, None);
         }
         match self.capabilities_until(deadline).await {
+            Ok(caps)
+                if strategy == WriteStrategy::Auto
+                    && caps.transaction
+                    && self.inner.capabilities.transaction_refused() =>
+            {
+                WritePlan::without_transaction(strategy, Some(&caps))
+            }
             Ok(caps) => WritePlan::new(strategy, Some(&caps)),
             // Explicit strategies do without a statement the server does not serve or that
             // cannot be read: If-None-Exist, as US Core servers SHALL support.
@@ -721,12 +739,17 @@ impl FhirClient {
                         transaction = plan.transaction,
                         "suki fhir: the server refused a write its CapabilityStatement allowed; reading it again and planning anew"
                     );
-                    self.inner.capabilities.forget();
+                    // Read again unless just read (a server that keeps refusing what it
+                    // declares is not asked for its statement on every write).
+                    let cache = &self.inner.capabilities;
+                    cache.forget_older_than(cache.recheck.min(REREAD_AFTER));
                     let fresh = self.plan_until(deadline).await?;
                     plan = if plan.transaction && fresh.transaction {
                         // Still listed, yet refused (Medplum, for one, takes at most 8
                         // conditional entries in a transaction; other servers cap its size):
-                        // the same resources one at a time, as the statement lists the types.
+                        // the same resources one at a time, as the statement lists the types,
+                        // and so until the statement is read again.
+                        cache.refuse_transaction();
                         let caps = self.capabilities_until(deadline).await.ok();
                         WritePlan::without_transaction(plan.strategy, caps.as_deref())?
                     } else {

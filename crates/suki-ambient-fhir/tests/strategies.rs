@@ -335,6 +335,8 @@ async fn capabilities_that_change_mid_run_are_read_again_and_skips_are_recorded(
     // Maintenance: the note alone. The cached plan's Composition is refused (405): the
     // statement is read again and the write re-planned in the same call.
     sandbox.set_fhir_writable(Some(&["DocumentReference"]));
+    // (A statement read within the recheck age is not read again on a refusal.)
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let second = fhir
         .write(&common::typical_bundle("s-cap-2"))
         .await
