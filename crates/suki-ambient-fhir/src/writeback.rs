@@ -274,17 +274,16 @@ impl<R: EhrResolver> FhirWriteBack<R> {
             })
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| no_note_code(session.kind).to_owned());
-        let code = Some(code.as_str());
         tracing::warn!(
             id = session.meta.id,
             session = %session.session_id,
             encounter = %session.encounter_id,
             kind = %session.kind,
-            code = code.unwrap_or_default(),
+            code = %code,
             "suki fhir: the session ended without a note; the visit needs documenting another way"
         );
         crate::metrics::no_note(session.kind);
-        let said = format!("no note: {} ({})", session.kind, code.unwrap_or_default());
+        let said = format!("no note: {} ({code})", session.kind);
         let resource = match self.no_note {
             NoNote::Warn => {
                 session.meta.record(&said);
@@ -299,7 +298,14 @@ impl<R: EhrResolver> FhirWriteBack<R> {
             session.meta.clone(),
         );
         let ehr = self.resolver.resolve(session).await?;
-        let bundle = no_note(&id, kind, code, meta.generated_at, &ehr, resource);
+        let bundle = no_note(
+            &id,
+            kind,
+            Some(code.as_str()),
+            meta.generated_at,
+            &ehr,
+            resource,
+        );
         match self
             .client
             .write_checked(&bundle, self.on_conflict, meta.attempt > 1)
