@@ -2,17 +2,15 @@
 //! `metrics` feature; without it these calls compile to nothing. Labels are fixed
 //! vocabularies, never an id or a payload value.
 
-use crate::SkipReason;
-
 /// Counter: resources of a session deliberately not written, by `type` (`Condition`…) and
 /// `reason` (`not_supported`: the server declares no create of the type; `document_only`: the
 /// strategy writes the note alone).
 pub const FHIR_RESOURCES_SKIPPED: &str = "suki_fhir_resources_skipped_total";
 
 #[inline]
-pub(crate) fn skipped(kind: &'static str, reason: SkipReason, count: usize) {
+pub(crate) fn skipped(kind: &'static str, reason: &'static str, count: usize) {
     #[cfg(feature = "metrics")]
-    metrics::counter!(FHIR_RESOURCES_SKIPPED, "type" => kind, "reason" => reason.as_str())
+    metrics::counter!(FHIR_RESOURCES_SKIPPED, "type" => kind, "reason" => reason)
         .increment(count as u64);
     #[cfg(not(feature = "metrics"))]
     let _ = (kind, reason, count);

@@ -903,7 +903,7 @@ impl FhirClient {
             }
         }
         for part in &skipped {
-            crate::metrics::skipped(part.resource_type, part.reason, part.count);
+            crate::metrics::skipped(part.resource_type, part.reason.as_str(), part.count);
         }
         if !skipped.is_empty() {
             let mut warned = self
