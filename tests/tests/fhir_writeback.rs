@@ -566,3 +566,203 @@ async fn a_no_note_resource_the_ehr_cannot_take_is_recorded_not_looped() {
     server.abort();
     sandbox.shutdown().await;
 }
+
+/// Issue 39's "done when", as a test: a Postgres fleet (two workers and a reconciler on one
+/// inbox) writing to a SMART-protected EHR without transactions, with Suki 503 bursts, EHR
+/// 503 bursts, 30 % of the webhooks lost (the partner registered every session with its
+/// context), and the EHR's tokens revoked all along. Every note lands once, with its
+/// diagnoses, in its own chart (recovered ones too), and `inbox trace` names each session's EHR
+/// ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Postgres (SUKI_POSTGRES_URL; bash .ci/run starts one)"]
+async fn a_postgres_fleet_through_outages_places_every_note_once_with_its_diagnoses() {
+    use suki_ambient::fhir::{SmartBackendAuth, SmartKey};
+    use suki_ambient::inbox::{ExpectedSession, Permanent, Reconciler, Source};
+    use suki_ambient::sandbox::WebhookFault;
+
+    const SESSIONS: usize = 30;
+    let url = std::env::var("SUKI_POSTGRES_URL").expect("SUKI_POSTGRES_URL (bash .ci/run)");
+    let schema = format!("suki_done_{:08x}", fastrand::u32(..));
+    let inbox = Inbox::builder(url.as_str())
+        .schema(schema.as_str())
+        .connect()
+        .await
+        .expect("inbox");
+    let key =
+        SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1").expect("key");
+    let sandbox = Sandbox::builder()
+        .fhir(
+            FhirOptions::default()
+                .transactions(false)
+                .smart_client("fleet", &key.jwks()),
+        )
+        .start()
+        .await
+        .expect("sandbox");
+    let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
+    let suki = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(3)
+                .base_delay(Duration::from_millis(2)),
+        )
+        .build()
+        .expect("suki client");
+    let auth = SmartBackendAuth::builder(sandbox.fhir_base_url(), "fleet", key)
+        .build()
+        .expect("auth");
+    let ehr = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(auth)
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(2)
+                .base_delay(Duration::from_millis(2)),
+        )
+        .build()
+        .expect("fhir client");
+    let place = |session: SessionRef| async move {
+        let patient = session
+            .info("ehr_patient")
+            .ok_or(Permanent("no_ehr_patient"))?;
+        let encounter = session
+            .info("ehr_encounter")
+            .ok_or(Permanent("no_ehr_patient"))?;
+        Ok::<_, HandlerError>(
+            EhrContext::new(Reference::parse(patient)?).encounter(Reference::parse(encounter)?),
+        )
+    };
+
+    // Sessions end; 30 % of their webhooks are lost; the partner registered each one.
+    sandbox.inject_webhook(WebhookFault::lose().share(0.3));
+    let reconciler = Reconciler::builder(suki.clone(), inbox.clone())
+        .grace(Duration::ZERO)
+        .build();
+    let mut sessions = Vec::new();
+    for n in 0..SESSIONS {
+        let session = sandbox.create_session(None);
+        let mut info = serde_json::Map::new();
+        info.insert("ehr_patient".into(), format!("Patient/p-{n}").into());
+        info.insert("ehr_encounter".into(), format!("Encounter/e-{n}").into());
+        assert!(sandbox.set_additional_info(&session.session_id, info.clone()));
+        reconciler
+            .register(
+                ExpectedSession::ambient(
+                    session.session_id.clone(),
+                    session.encounter_id.clone(),
+                    suki_ambient::UnixMillis::now(),
+                )
+                .additional_info(info),
+            )
+            .await
+            .expect("register");
+        sandbox
+            .complete(&session.session_id)
+            .await
+            .expect("complete");
+        sessions.push((n, session));
+    }
+
+    // Outages while the fleet works: Suki and the EHR answer 503 in bursts, tokens are
+    // revoked every 50 ms.
+    sandbox.inject(
+        Fault::status(503)
+            .on("/api/v1/ambient/session/")
+            .share(0.15),
+    );
+    sandbox.inject(Fault::status(503).on("/fhir/").share(0.1));
+    let revoking = {
+        let sandbox = sandbox.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                sandbox.expire_fhir_tokens();
+            }
+        })
+    };
+    let worker = |owner: &str| {
+        InboxWorker::builder(
+            inbox.clone(),
+            FetchResults::new(suki.clone(), FhirWriteBack::new(ehr.clone(), place)),
+        )
+        .owner(owner)
+        .backoff(Duration::from_millis(2), Duration::from_millis(50))
+        .build()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        reconciler.check_due().await.expect("check");
+        let (a, b) = tokio::join!(
+            worker("fleet-1").drain(Duration::from_secs(5)),
+            worker("fleet-2").drain(Duration::from_secs(5))
+        );
+        a.expect("drain");
+        b.expect("drain");
+        let counts = inbox.status().await.expect("status").counts;
+        if counts.done as usize == SESSIONS {
+            break;
+        }
+        assert_eq!(counts.dead, 0, "no dead letter");
+        assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+    }
+    revoking.abort();
+    sandbox.clear_faults();
+
+    let retired = |r: &serde_json::Value| {
+        matches!(
+            r["status"].as_str(),
+            Some("superseded" | "entered-in-error")
+        ) || r["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
+    };
+    let notes = sandbox.fhir_resources(Some("DocumentReference"));
+    let conditions = sandbox.fhir_resources(Some("Condition"));
+    assert_eq!(notes.len(), SESSIONS, "every note once");
+    let mut recovered = 0;
+    for (n, session) in &sessions {
+        let id = session.session_id.as_str();
+        let note: Vec<&serde_json::Value> = notes
+            .iter()
+            .filter(|r| r["identifier"][0]["value"] == format!("{id}/note") && !retired(r))
+            .collect();
+        assert_eq!(note.len(), 1, "{id}: one note");
+        assert_eq!(note[0]["subject"]["reference"], format!("Patient/p-{n}"));
+        let diagnoses = suki
+            .session_structured_data(&session.session_id)
+            .await
+            .expect("structured")
+            .structured_data
+            .diagnoses
+            .map_or(0, |d| d.values.len());
+        let written = conditions
+            .iter()
+            .filter(|c| {
+                c["identifier"][0]["value"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with(&format!("{id}/condition/")))
+            })
+            .count();
+        assert_eq!(written, diagnoses, "{id}: its diagnoses, once");
+        let trace = inbox.trace(id).await.expect("trace");
+        if trace.deliveries.iter().any(|d| d.source == Source::Poll) {
+            recovered += 1;
+        }
+        let done = trace
+            .events
+            .iter()
+            .find(|e| e.event == "done")
+            .and_then(|e| e.detail.clone())
+            .expect("an outcome");
+        let note_id = note[0]["id"].as_str().expect("id");
+        assert!(
+            done.contains(&format!("DocumentReference/{note_id} ")),
+            "{id}: {done}"
+        );
+    }
+    assert!(
+        recovered > 0,
+        "some sessions were recovered by the reconciler"
+    );
+    server.abort();
+    sandbox.shutdown().await;
+}

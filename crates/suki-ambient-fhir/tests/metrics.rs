@@ -59,6 +59,9 @@ async fn skipped_parts_are_counted_by_type_and_reason() {
         counted.get("type=MedicationRequest,reason=not_supported"),
         Some(&4)
     );
-    assert_eq!(counted.get("type=Composition,reason=not_supported"), Some(&2));
+    assert_eq!(
+        counted.get("type=Composition,reason=not_supported"),
+        Some(&2)
+    );
     sandbox.shutdown().await;
 }

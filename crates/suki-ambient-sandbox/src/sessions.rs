@@ -39,6 +39,7 @@ impl SandboxControl {
                 status: SessionStatus::Running,
                 generated: None,
                 event: None,
+                additional_info: None,
             },
         );
         world
@@ -49,6 +50,22 @@ impl SandboxControl {
         SandboxSession {
             session_id: SessionId(session_id),
             encounter_id: EncounterId(encounter_id),
+        }
+    }
+
+    /// Sets the `additional_info` the partner gave Suki for a running session: its completed
+    /// webhook carries it (instead of the sandbox's own). `false` for an unknown session.
+    pub fn set_additional_info(
+        &self,
+        id: &SessionId,
+        info: serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        match self.shared.world().sessions.get_mut(id.as_str()) {
+            Some(session) => {
+                session.additional_info = Some(info);
+                true
+            }
+            None => false,
         }
     }
 
@@ -68,6 +85,7 @@ impl SandboxControl {
         session.status = SessionStatus::Completed;
         let kind = session.kind;
         let encounter_id = session.encounter_id.clone();
+        let info = session.additional_info.clone();
         world.completed += 1;
         let sessions = world
             .encounters
@@ -77,9 +95,11 @@ impl SandboxControl {
         let mut event = sample::completed(id.as_str(), &encounter_id);
         if let WebhookEvent::Completed(done) = &mut event {
             done.sessions = sessions;
-            done.additional_info = serde_json::json!({"priority": "normal", "source": "sandbox"})
-                .as_object()
-                .cloned();
+            done.additional_info = info.or_else(|| {
+                serde_json::json!({"priority": "normal", "source": "sandbox"})
+                    .as_object()
+                    .cloned()
+            });
             if kind == SessionKind::FormFilling {
                 done.links = Links::for_form_filling(id);
             }

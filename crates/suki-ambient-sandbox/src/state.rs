@@ -21,6 +21,8 @@ pub(crate) struct Session {
     pub(crate) generated: Option<Generated>,
     /// The webhook of its end, kept for a redelivery.
     pub(crate) event: Option<suki_ambient_core::WebhookEvent>,
+    /// The partner's `additional_info`, when it gave one (`None`: the sandbox's own).
+    pub(crate) additional_info: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug)]
