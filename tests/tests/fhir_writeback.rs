@@ -212,6 +212,19 @@ async fn structured_data_that_fails_retries_the_row_and_the_outcome_names_the_eh
             && done.contains(&format!("Condition/{condition_id} created")),
         "{done}"
     );
+    // As `inbox trace` and the console show it: whole, not cut at 128 characters.
+    let shown: Vec<String> =
+        suki_ambient::inbox::display::timeline(&trace, suki_ambient::UnixMillis::now())
+            .into_iter()
+            .map(|line| line.what)
+            .collect();
+    assert!(
+        shown.iter().any(
+            |line| line.contains(&format!("Condition/{condition_id} created"))
+                && line.contains("Provenance/")
+        ),
+        "{shown:?}"
+    );
 
     // Gone for good: the note alone, said in the outcome.
     let gone = sandbox.create_session(None);

@@ -41,6 +41,10 @@ pub fn next_run(row: &DeliveryRecord, now: UnixMillis) -> String {
 /// The most characters of one piece of outside text kept for display or storage.
 pub const MAX_TEXT: usize = 128;
 
+/// The most characters of an attempt's detail shown: the links fetched and the handler's
+/// recorded outcome (at most 2,000).
+pub const MAX_DETAIL: usize = 2_400;
+
 /// Text from outside (an id, a status, an error code: from a webhook, the API or the store) as
 /// it may be printed or stored: control characters (the escape sequences that retitle or clear a
 /// terminal among them) and other invisible or bidirectional-override characters are shown as
@@ -142,12 +146,14 @@ pub fn timeline(trace: &crate::Trace, now: UnixMillis) -> Vec<TimelineLine> {
             what.push_str(&format!(" {}", clean(code, MAX_TEXT)));
         }
         if let Some(detail) = &e.detail {
-            let label = if e.actor.is_some() {
-                "reason"
+            // An operator's reason; or what the attempt fetched, then what the handler
+            // recorded (`InboxMeta::record`: the FHIR write-back's EHR ids), kept whole.
+            let (label, limit) = if e.actor.is_some() {
+                ("reason", MAX_TEXT)
             } else {
-                "fetched"
+                ("fetched", MAX_DETAIL)
             };
-            what.push_str(&format!("; {label}: {}", clean(detail, MAX_TEXT)));
+            what.push_str(&format!("; {label}: {}", clean(detail, limit)));
         }
         if let Some(next) = e.next_run {
             what.push_str(&format!("; next run {}", relative(next, now)));
