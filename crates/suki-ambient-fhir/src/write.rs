@@ -943,7 +943,17 @@ impl FhirClient {
                 mode,
                 deadline,
             )
-            .await?;
+            .await
+            .inspect_err(|err| {
+                // The part the plan meant to write and could not: named, with the code the row
+                // keeps (retried when transient, else a dead letter).
+                tracing::warn!(
+                    part = kind,
+                    error = %err.code(),
+                    retryable = err.is_retryable(),
+                    "suki fhir: a planned part of the session could not be written"
+                );
+            })?;
         Ok(EntryResult {
             resource_type: Some(kind),
             status,
