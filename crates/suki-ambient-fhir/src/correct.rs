@@ -347,20 +347,9 @@ impl FhirClient {
             None => tag,
         };
         let found = self.get_json(kind, Some(&query), deadline).await?;
-        if found["resourceType"] != "Bundle" {
-            return Err(FhirError::Answer);
-        }
-        Ok(found["entry"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .map(|e| &e["resource"])
-            .filter(|r| r["resourceType"] == kind && !is_retired(r))
-            .filter_map(|r| {
-                let id = r["id"].as_str().filter(|id| crate::context::is_id(id))?;
-                Some((format!("{kind}/{id}"), r.clone()))
-            })
+        Ok(crate::write::search_matches(&found, kind)?
+            .filter(|(_, r)| !is_retired(r))
+            .map(|(id, r)| (format!("{kind}/{id}"), r.clone()))
             .collect())
     }
 
@@ -415,7 +404,6 @@ impl FhirClient {
             .iter()
             .map(|s| s.if_none_exist.as_str())
             .collect();
-        let query = format!("_tag={IDENTIFIER_SYSTEM}|{}", search_value(session));
         let mut stale = Vec::new();
         for kind in ["Condition", "MedicationRequest"] {
             if !result.entries.iter().any(|e| e.resource_type == Some(kind))
@@ -423,25 +411,13 @@ impl FhirClient {
             {
                 continue;
             }
-            // Scoped to the chart, as vendor servers require of clinical searches.
-            let scoped = match bundle.chart_param(kind) {
-                Some(chart) => format!("{chart}&{query}"),
-                None => query.clone(),
-            };
-            let bundle_json = self.get_json(kind, Some(&scoped), deadline).await?;
-            for entry in bundle_json["entry"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            for (location, resource) in self
+                .live_of_session(bundle, Some(session), kind, deadline)
+                .await?
             {
-                let resource = &entry["resource"];
-                let (Some(id), Some(value)) = (resource["id"].as_str(), identifier_value(resource))
-                else {
+                let Some(value) = identifier_value(&resource) else {
                     continue;
                 };
-                if resource["resourceType"] != kind || is_retired(resource) {
-                    continue;
-                }
                 let query = format!("identifier={IDENTIFIER_SYSTEM}|{}", search_value(value));
                 // Ours, or one that superseded ours (`<ours>/<version>`).
                 let named = ours.iter().any(|o| {
@@ -451,7 +427,7 @@ impl FhirClient {
                             .is_some_and(|rest| rest.starts_with('/'))
                 });
                 if !named {
-                    stale.push((format!("{kind}/{id}"), resource.clone()));
+                    stale.push((location, resource));
                 }
             }
         }

@@ -1056,6 +1056,17 @@ impl FhirClient {
 
 /// The ids of a searchset Bundle's `kind` entries (`Err` when it is not a Bundle).
 fn search_ids(bundle: &Value, kind: &str) -> Result<Vec<String>, FhirError> {
+    Ok(search_matches(bundle, kind)?
+        .map(|(id, _)| id.to_owned())
+        .collect())
+}
+
+/// A searchset Bundle's matches of `kind`: each one's id (a valid FHIR id) and resource;
+/// `Err` when it is not a Bundle.
+pub(crate) fn search_matches<'a>(
+    bundle: &'a Value,
+    kind: &'a str,
+) -> Result<impl Iterator<Item = (&'a str, &'a Value)>, FhirError> {
     if bundle["resourceType"] != "Bundle" {
         return Err(FhirError::Answer);
     }
@@ -1064,12 +1075,10 @@ fn search_ids(bundle: &Value, kind: &str) -> Result<Vec<String>, FhirError> {
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .filter(|e| e["resource"]["resourceType"] == kind)
         .filter(|e| e["search"]["mode"].as_str().is_none_or(|m| m == "match"))
-        .filter_map(|e| e["resource"]["id"].as_str())
-        .filter(|id| is_id(id))
-        .map(str::to_owned)
-        .collect())
+        .map(|e| &e["resource"])
+        .filter(move |r| r["resourceType"] == kind)
+        .filter_map(|r| Some((r["id"].as_str().filter(|id| is_id(id))?, r))))
 }
 
 /// Whether `err` says the plan no longer fits the server: a type's create refused as not
