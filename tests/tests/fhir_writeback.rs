@@ -26,6 +26,63 @@ async fn resolve(session: SessionRef) -> Result<EhrContext, HandlerError> {
         .encounter(Reference::parse(&format!("Encounter/{encounter}"))?))
 }
 
+/// A receiver with a SQLite inbox for `sandbox`'s webhooks, Suki's client (with `retry`) and
+/// the EHR's (the sandbox's FHIR server, its fixed token).
+struct Rig {
+    _dir: tempfile::TempDir,
+    sandbox: suki_ambient::sandbox::SandboxHandle,
+    inbox: Inbox,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    suki: AmbientClient,
+    ehr: FhirClient,
+}
+
+impl Rig {
+    async fn new(sandbox: suki_ambient::sandbox::SandboxHandle, retry: RetryPolicy) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
+            .await
+            .expect("inbox");
+        let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
+        let suki = AmbientClient::builder()
+            .base_url(sandbox.base_url())
+            .token(sandbox.issue_token(None))
+            .retry(retry)
+            .build()
+            .expect("suki client");
+        let ehr = FhirClient::builder(sandbox.fhir_base_url())
+            .auth(BearerToken::new(sandbox.fhir_token()))
+            .build()
+            .expect("fhir client");
+        Self {
+            _dir: dir,
+            sandbox,
+            inbox,
+            server,
+            suki,
+            ehr,
+        }
+    }
+
+    /// A worker writing with `FhirWriteBack` and the test's resolver.
+    fn worker(&self) -> InboxWorker {
+        InboxWorker::builder(
+            self.inbox.clone(),
+            FetchResults::new(
+                self.suki.clone(),
+                FhirWriteBack::new(self.ehr.clone(), resolve),
+            ),
+        )
+        .backoff(Duration::from_millis(1), Duration::from_millis(10))
+        .build()
+    }
+
+    async fn stop(self) {
+        self.server.abort();
+        self.sandbox.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
     let dir = tempfile::tempdir().expect("dir");
@@ -136,30 +193,13 @@ async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
 /// is gone (404) is written without it, and the outcome says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structured_data_that_fails_retries_the_row_and_the_outcome_names_the_ehr_ids() {
-    let dir = tempfile::tempdir().expect("dir");
-    let sandbox = Sandbox::builder().start().await.expect("sandbox");
-    let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
-        .await
-        .expect("inbox");
-    let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
-    let suki = AmbientClient::builder()
-        .base_url(sandbox.base_url())
-        .token(sandbox.issue_token(None))
-        .retry(RetryPolicy::none())
-        .build()
-        .expect("suki client");
-    let ehr = FhirClient::builder(sandbox.fhir_base_url())
-        .auth(BearerToken::new(sandbox.fhir_token()))
-        .build()
-        .expect("fhir client");
-    let worker = || {
-        InboxWorker::builder(
-            inbox.clone(),
-            FetchResults::new(suki.clone(), FhirWriteBack::new(ehr.clone(), resolve)),
-        )
-        .backoff(Duration::from_millis(1), Duration::from_millis(10))
-        .build()
-    };
+    let rig = Rig::new(
+        Sandbox::builder().start().await.expect("sandbox"),
+        RetryPolicy::none(),
+    )
+    .await;
+    let (sandbox, inbox) = (&rig.sandbox, &rig.inbox);
+    let worker = || rig.worker();
 
     let session = sandbox.create_session(None);
     let id = session.session_id.as_str().to_owned();
@@ -247,8 +287,7 @@ async fn structured_data_that_fails_retries_the_row_and_the_outcome_names_the_eh
         .and_then(|e| e.detail.clone())
         .expect("done");
     assert!(done.contains("structured data absent (404)"), "{done}");
-    server.abort();
-    sandbox.shutdown().await;
+    rig.stop().await;
 }
 
 /// A lost webhook recovered by the reconciler is placed like a delivered one: the partner's
@@ -340,28 +379,13 @@ async fn a_recovered_session_is_placed_with_its_registered_context() {
 /// chart ends with one current note holding both halves and the diagnoses of both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sessions_of_one_encounter_leave_one_current_note_with_both() {
-    let dir = tempfile::tempdir().expect("dir");
-    let sandbox = Sandbox::builder().start().await.expect("sandbox");
-    let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
-        .await
-        .expect("inbox");
-    let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
-    let suki = AmbientClient::builder()
-        .base_url(sandbox.base_url())
-        .token(sandbox.issue_token(None))
-        .build()
-        .expect("suki client");
-    let ehr = FhirClient::builder(sandbox.fhir_base_url())
-        .auth(BearerToken::new(sandbox.fhir_token()))
-        .build()
-        .expect("fhir client");
-    let worker = || {
-        InboxWorker::builder(
-            inbox.clone(),
-            FetchResults::new(suki.clone(), FhirWriteBack::new(ehr.clone(), resolve)),
-        )
-        .build()
-    };
+    let rig = Rig::new(
+        Sandbox::builder().start().await.expect("sandbox"),
+        RetryPolicy::default(),
+    )
+    .await;
+    let (sandbox, inbox, suki) = (&rig.sandbox, &rig.inbox, &rig.suki);
+    let worker = || rig.worker();
     let first = sandbox.create_session(None);
     sandbox.complete(&first.session_id).await.expect("deliver");
     worker()
@@ -437,8 +461,7 @@ async fn two_sessions_of_one_encounter_leave_one_current_note_with_both() {
         conditions, diagnoses,
         "the diagnoses of both sessions, once"
     );
-    server.abort();
-    sandbox.shutdown().await;
+    rig.stop().await;
 }
 
 /// Sessions without a note are not silent: with `NoNote::Task` a failed session leaves a
