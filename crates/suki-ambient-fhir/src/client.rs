@@ -497,7 +497,14 @@ impl FhirClient {
         let prefix = read_prefix(response, 64 * 1024)
             .await
             .map_err(|e| (FhirError::Transport(e), None))?;
-        let err = if status == 401 || status == 403 {
+        let err = if status == 401 && refreshed {
+            // A token fetched just now, refused too: revoked at once (an EHR revoking tokens
+            // all along), or not valid there yet. The auth works (it issued one): later.
+            tracing::warn!(
+                "suki fhir: the server refused a freshly issued token too; the write is retried later"
+            );
+            FhirError::FreshTokenRefused
+        } else if status == 401 || status == 403 {
             FhirError::Auth { status }
         } else {
             FhirError::Server {

@@ -94,6 +94,12 @@ pub enum FhirError {
         /// The scope needed and not granted.
         scope: String,
     },
+    /// The server refused a token the auth had just issued afresh after it refused the cached
+    /// one (a 401 twice): revoked at once, or not yet valid there. Retryable (the auth works:
+    /// it issued a token); a server that never takes its tokens ends the row a dead letter
+    /// after its attempts (`fhir_401_fresh_token`).
+    #[error("the FHIR server refused a freshly issued token (401)")]
+    FreshTokenRefused,
     /// The authorization server refused or failed to issue a token (SMART Backend Services);
     /// `code` is its OAuth `error` (`invalid_client`, `invalid_scope`…), cleaned, or `unknown`.
     #[error("the token endpoint answered {status} ({code})")]
@@ -118,7 +124,7 @@ impl FhirError {
             Self::Token { status, .. } | Self::Entry { status, .. } => {
                 matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
             }
-            Self::EntryCount { .. } => true,
+            Self::EntryCount { .. } | Self::FreshTokenRefused => true,
             Self::Metadata { retryable, .. } => *retryable,
             Self::Auth { .. }
             | Self::Answer
@@ -159,6 +165,7 @@ impl FhirError {
             Self::Capabilities(_) => "fhir_capabilities".to_owned(),
             Self::Metadata { code, .. } => code.clone(),
             Self::ScopeMissing { .. } => "fhir_scope_missing".to_owned(),
+            Self::FreshTokenRefused => "fhir_401_fresh_token".to_owned(),
             Self::Conflict { .. } => "fhir_conflict".to_owned(),
             Self::Token { status, code } => format!("fhir_token_{status}_{code}"),
             Self::Config(_) => "fhir_config".to_owned(),
