@@ -438,7 +438,7 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
         "{text}"
     );
     assert!(
-        text.contains("<b class=\"bad\">306</b><span>bodies in clear</span>"),
+        text.contains("<b class=\"bad\">307</b><span>bodies in clear</span>"),
         "the seeded inbox has no keys: {text}"
     );
     let dead_id = inbox.list(Some(State::Dead), 10).await.expect("list")[0].id;
@@ -541,7 +541,7 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
         .await
         .expect("click");
     let preview = page_shows(&c, "id=\"replay-count\"").await;
-    assert!(preview.contains("This would make 3 row(s)"), "{preview}");
+    assert!(preview.contains("This would make 4 row(s)"), "{preview}");
     click_until(&c, "#replay-confirm", || async {
         inbox.status().await.expect("status").counts.done == 1
     })
@@ -569,7 +569,7 @@ async fn operators_find_a_visit_pause_replay_retry_a_group_and_discard_in_headle
             ("on-call", "resume", 1),
             ("on-call", "retry", 2),
             ("on-call", "discard", 1),
-            ("on-call", "replay", 3),
+            ("on-call", "replay", 4),
         ]
     );
     assert!(audit.iter().all(|e| e.origin.starts_with("console")));
