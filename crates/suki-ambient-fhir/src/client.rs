@@ -87,8 +87,21 @@ pub struct TransactionResult {
     /// the type, or a strategy that writes the note alone). Every other part is in `entries`:
     /// a write that could not write a part it planned is an error, never a result.
     pub skipped: Vec<Skipped>,
-    /// The write stopped at a note the EHR already had, different, under `OnConflict::Keep`.
-    pub(crate) kept: bool,
+    /// What was decided on the note before the rest was written.
+    pub(crate) note: NoteCheck,
+}
+
+/// What a write decided on the note it matched before writing the rest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum NoteCheck {
+    /// Nothing decided (a new note, a retired one, `Supersede`, no check): the correction
+    /// looks at it.
+    #[default]
+    Open,
+    /// Read and compared: the EHR's note is this write's, in this chart. Not read again.
+    Unchanged,
+    /// Different, under `OnConflict::Keep`: the write stopped there.
+    Kept,
 }
 
 /// A part of a session a write left out on purpose.
@@ -735,7 +748,7 @@ fn parse_answer(bytes: &[u8]) -> Option<TransactionResult> {
         entries,
         corrected: Vec::new(),
         skipped: Vec::new(),
-        kept: false,
+        note: NoteCheck::Open,
     })
 }
 

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::client::{Call, EntryResult, FhirClient, TransactionResult};
+use crate::client::{Call, EntryResult, FhirClient, NoteCheck, TransactionResult};
 use crate::text::search_value;
 use crate::write::{CreateMode, WritePlan};
 use crate::{FhirError, IDENTIFIER_SYSTEM, TransactionBundle};
@@ -64,20 +64,21 @@ enum Retire {
 impl FhirClient {
     /// Decides, before anything else of the session is written, on the note a create matched
     /// (`entry`, a `200`): when it is in another chart or its content differs, `Fail` is the
-    /// conflict now (nothing else written), `Keep` stops the write here (`Ok(true)`: what the
-    /// EHR has stays); `Supersede`, a new note, or a retired one go on (`Ok(false)`).
+    /// conflict now (nothing else written), `Keep` stops the write here (`Kept`: what the EHR
+    /// has stays); the same note is `Unchanged`; `Supersede`, a new note, or a retired one go
+    /// on (`Open`).
     pub(crate) async fn decide_on_note(
         &self,
         bundle: &TransactionBundle,
         entry: &EntryResult,
         policy: OnConflict,
         deadline: Option<std::time::Instant>,
-    ) -> Result<bool, FhirError> {
+    ) -> Result<NoteCheck, FhirError> {
         if entry.status != 200 || policy == OnConflict::Supersede {
-            return Ok(false);
+            return Ok(NoteCheck::Open);
         }
         let (Some(part), Some(location)) = (entry.part, entry.location.as_deref()) else {
-            return Ok(false);
+            return Ok(NoteCheck::Open);
         };
         let location = resource_ref(location).ok_or(FhirError::Answer)?;
         let existing = self.read(&location, deadline).await?;
@@ -85,7 +86,8 @@ impl FhirClient {
             serde_json::from_slice(&bundle.resource(part)).map_err(|_| FhirError::Answer)?;
         // A note superseded before: what counts is the session's current note (a correction
         // of a correction), if any is left.
-        let current = if is_retired(&existing) {
+        let retired = is_retired(&existing);
+        let current = if retired {
             self.live_of_session(bundle, bundle.session(), "DocumentReference", deadline)
                 .await?
         } else {
@@ -100,11 +102,15 @@ impl FhirClient {
             }
         }
         let Some(location) = differing.first().cloned() else {
-            return Ok(false);
+            return Ok(if retired {
+                NoteCheck::Open
+            } else {
+                NoteCheck::Unchanged
+            });
         };
         if policy == OnConflict::Keep {
             tracing::info!(resource = %location, "suki fhir: the EHR has a different note under this session's identifier; kept as it is, nothing else written");
-            return Ok(true);
+            return Ok(NoteCheck::Kept);
         }
         tracing::warn!(
             resources = %differing.join(", "),
@@ -180,7 +186,13 @@ impl FhirClient {
         let matched: Vec<usize> = (0..result.entries.len())
             .filter(|&i| {
                 let e = &result.entries[i];
-                e.status == 200 && e.resource_type != Some("Provenance") && e.part.is_some()
+                // A note decided unchanged before the rest was written is not read again.
+                let decided = e.resource_type == Some("DocumentReference")
+                    && result.note == NoteCheck::Unchanged;
+                e.status == 200
+                    && e.resource_type != Some("Provenance")
+                    && e.part.is_some()
+                    && !decided
             })
             .collect();
         if matched.is_empty() {

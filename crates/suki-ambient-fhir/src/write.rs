@@ -13,7 +13,7 @@ use serde_json::Value;
 use suki_ambient_client::ClientError;
 
 use crate::client::{
-    Answer, Call, EntryResult, FhirClient, SkipReason, Skipped, TransactionResult,
+    Answer, Call, EntryResult, FhirClient, NoteCheck, SkipReason, Skipped, TransactionResult,
 };
 use crate::context::is_id;
 use crate::correct::resource_ref;
@@ -695,6 +695,7 @@ impl FhirClient {
         }
         self.check_scopes(bundle, &plan).await?;
         let mut note_created = None;
+        let mut note_check = NoteCheck::Open;
         if check_first
             && plan.transaction
             && let Some(index) = bundle
@@ -706,15 +707,15 @@ impl FhirClient {
             let note = self
                 .create_entry(bundle, index, CreateMode::Conditional, deadline)
                 .await?;
-            if self
+            note_check = self
                 .decide_on_note(bundle, &note, on_conflict, deadline)
-                .await?
-            {
+                .await?;
+            if note_check == NoteCheck::Kept {
                 return Ok(TransactionResult {
                     entries: vec![note],
                     corrected: Vec::new(),
                     skipped: Vec::new(),
-                    kept: true,
+                    note: NoteCheck::Kept,
                 });
             }
             note_created = (note.status == 201).then_some(note.part);
@@ -760,9 +761,12 @@ impl FhirClient {
                 Err(err) => return Err(err),
             }
         };
-        if result.kept {
+        if result.note == NoteCheck::Kept {
             // Kept: the note the EHR has stays, and nothing else was written.
             return Ok(result);
+        }
+        if note_check == NoteCheck::Unchanged {
+            result.note = NoteCheck::Unchanged;
         }
         // The note this write created alone, matched again by the transaction: created.
         if let Some(part) = note_created
@@ -815,6 +819,7 @@ impl FhirClient {
             .filter(|(_, kind, _)| *kind != "Provenance")
             .map(|(index, kind, mode)| (*index, *kind == "DocumentReference", *mode))
             .partition(|(_, note, _)| *note);
+        let mut note_check = NoteCheck::Open;
         for (at, phase) in [first, rest].into_iter().enumerate() {
             let written: Vec<EntryResult> = futures_util::stream::iter(phase)
                 .map(|(index, _, mode)| self.create_entry(bundle, index, mode, deadline))
@@ -826,16 +831,18 @@ impl FhirClient {
             // chart, a changed note) writes nothing more; `Keep` stops here.
             if at == 0
                 && let Some(note) = entries.first()
-                && self
-                    .decide_on_note(bundle, note, on_conflict, deadline)
-                    .await?
             {
-                return Ok(TransactionResult {
-                    entries,
-                    corrected: Vec::new(),
-                    skipped,
-                    kept: true,
-                });
+                note_check = self
+                    .decide_on_note(bundle, note, on_conflict, deadline)
+                    .await?;
+                if note_check == NoteCheck::Kept {
+                    return Ok(TransactionResult {
+                        entries,
+                        corrected: Vec::new(),
+                        skipped,
+                        note: NoteCheck::Kept,
+                    });
+                }
             }
         }
         if let Some(&(index, kind, mode)) =
@@ -869,7 +876,7 @@ impl FhirClient {
             entries,
             corrected: Vec::new(),
             skipped,
-            kept: false,
+            note: note_check,
         };
         tracing::debug!(
             created = result.created(),
