@@ -279,6 +279,7 @@ impl PartnerLogin {
                     status,
                     message: crate::error::ServerMessage(code.clone()),
                     code,
+                    retry_after: None,
                 }
             });
         }

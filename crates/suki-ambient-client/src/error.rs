@@ -54,6 +54,8 @@ pub enum ClientError {
         code: String,
         /// The full message (may carry a server-side detail: not shown by `Display` or `Debug`).
         message: ServerMessage,
+        /// The server's `Retry-After`, when it sent one: the earliest time to ask again.
+        retry_after: Option<std::time::Duration>,
     },
     /// Authentication failed: the token was refused after one fresh login, or the login failed.
     #[error("authentication failed ({status}: {code})")]
@@ -136,6 +138,26 @@ impl ClientError {
             } => code == "content_not_ready",
             Self::Api { status, .. } => is_retryable_status(*status),
             _ => false,
+        }
+    }
+
+    /// Whether the error says the API itself is unavailable, not that this call is wrong: a
+    /// transport error, a timeout, or `408`, `429`, `500`, `502`, `503`, `504`. The inbox's
+    /// worker then makes the row wait for the API (its circuit breaker) without spending an
+    /// attempt.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Transport { .. } | Self::Timeout { .. } => true,
+            Self::Api { status, .. } => *status == 408 || is_retryable_status(*status),
+            _ => false,
+        }
+    }
+
+    /// The server's `Retry-After` (seconds or an HTTP date), when it sent one with the error.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 

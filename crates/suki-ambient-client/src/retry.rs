@@ -27,13 +27,15 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 4 attempts, 200 ms base delay, 5 s maximum back-off, `Retry-After` honoured up to 30 s.
+    /// 4 attempts, 200 ms base delay, 5 s maximum back-off, a `Retry-After` of up to 2 s
+    /// waited within the call (a longer one ends the call: the error carries it, for the caller
+    /// to reschedule).
     fn default() -> Self {
         Self {
             max_attempts: 4,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(5),
-            max_retry_after: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(2),
         }
     }
 }
@@ -65,11 +67,19 @@ impl RetryPolicy {
         self
     }
 
-    /// The longest `Retry-After` honoured; a longer one is cut to this.
+    /// The longest `Retry-After` waited within a call (default 2 s): a longer one ends the
+    /// call with the server's error, which carries it
+    /// ([`ClientError::retry_after`](crate::ClientError::retry_after)) for the caller to
+    /// honour (the inbox's worker reschedules the row).
     #[must_use]
     pub fn max_retry_after(mut self, delay: Duration) -> Self {
         self.max_retry_after = delay;
         self
+    }
+
+    /// The longest `Retry-After` waited within a call.
+    pub fn longest_retry_after(&self) -> Duration {
+        self.max_retry_after
     }
 
     /// The configured number of attempts.

@@ -13,6 +13,7 @@ use crate::AmbientClient;
 use crate::auth::{AuthContext, Token, error_id};
 use crate::error::{ClientError, ServerMessage, TimeoutKind};
 use crate::retry::parse_retry_after;
+use tower::retry::budget::Budget as _;
 
 const TOKEN_HEADER: HeaderName = HeaderName::from_static("sdp_suki_token");
 const PROVIDER_HEADER: HeaderName = HeaderName::from_static("sdp_provider_id");
@@ -80,6 +81,7 @@ impl AmbientClient {
         let retry = self.retry.unwrap_or(self.inner.retry);
         let mut attempt = 0u32;
         let mut relogged = false;
+        self.inner.budget.deposit();
         loop {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
@@ -105,6 +107,17 @@ impl AmbientClient {
                 Err(Failure::Error(err, retry_after)) => {
                     crate::metrics::request(template, || crate::metrics::outcome(&err));
                     if !err.is_retryable() || attempt >= retry.attempts() {
+                        return Err(err);
+                    }
+                    // A `Retry-After` longer than the policy's is the caller's to honour (the
+                    // inbox reschedules the row), not slept here; and quick retries stay within
+                    // the client's budget, so that an outage does not get several requests for
+                    // each call.
+                    if retry_after.is_some_and(|after| after > retry.longest_retry_after()) {
+                        return Err(err);
+                    }
+                    if !self.inner.budget.withdraw() {
+                        crate::metrics::retry(|| "budget_spent".into());
                         return Err(err);
                     }
                     let delay = retry.delay(attempt, retry_after);
@@ -240,6 +253,7 @@ impl AmbientClient {
                 status,
                 code,
                 message: ServerMessage(message),
+                retry_after,
             }
         };
         Err(Failure::Error(err, retry_after))

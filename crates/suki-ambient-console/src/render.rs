@@ -397,6 +397,7 @@ mod tests {
             snoozes: 0,
             key_id: None,
             round_start: 0,
+            waiting_for: None,
         };
         let html = rows_table(&[row], UnixMillis(1_000), "/admin", Some("csrf"), "none");
         assert!(!html.contains("<script>"), "{html}");

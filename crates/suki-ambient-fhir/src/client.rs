@@ -14,6 +14,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION
 use reqwest::{Method, Url};
 use suki_ambient_client::toolkit::{parse_retry_after, read_capped, read_prefix, redirect_policy};
 use suki_ambient_client::{ClientError, RetryPolicy};
+use tower::retry::budget::Budget as _;
 use zeroize::Zeroizing;
 
 use crate::write::{CapabilityCache, WriteStrategy};
@@ -245,6 +246,8 @@ pub(crate) struct Inner {
     pub(crate) warned_plan: std::sync::Mutex<Vec<(&'static str, crate::CreateMode)>>,
     /// `[base]/<Type>` of each resource type written.
     type_urls: Vec<(&'static str, Url)>,
+    /// Quick retries allowed (the SDK client's budget).
+    budget: tower::retry::budget::TpsBudget,
 }
 
 impl fmt::Debug for FhirClient {
@@ -411,6 +414,7 @@ impl FhirClient {
     ) -> Result<Answer, FhirError> {
         let retry = self.inner.retry;
         let attempts = if call.retry { retry.attempts() } else { 1 };
+        self.inner.budget.deposit();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -435,6 +439,14 @@ impl FhirClient {
             };
             if !err.is_retryable() || attempt >= attempts {
                 tracing::warn!(attempt, method = %call.method, error = %err, "fhir request failed");
+                return Err(err);
+            }
+            // A long `Retry-After` is the row's to honour, not slept here; quick retries stay
+            // within the client's budget (an outage gets about one request per write).
+            if retry_after.is_some_and(|after| after > retry.longest_retry_after())
+                || !self.inner.budget.withdraw()
+            {
+                tracing::warn!(attempt, method = %call.method, error = %err, "fhir request failed; not retried within the call");
                 return Err(err);
             }
             let delay = retry.delay(attempt, retry_after);
@@ -523,6 +535,7 @@ impl FhirClient {
             FhirError::Server {
                 status,
                 code: outcome_code(&prefix),
+                retry_after,
             }
         };
         Err((err, retry_after))
@@ -684,6 +697,7 @@ impl FhirClientBuilder {
                     .map(|kind| (*kind, join(&base, kind)))
                     .collect(),
                 base,
+                budget: suki_ambient_client::toolkit::retry_budget(),
             }),
         })
     }

@@ -28,6 +28,8 @@ pub enum FhirError {
         status: u16,
         /// The first issue's code.
         code: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<std::time::Duration>,
     },
     /// The server refused the credentials (401, 403).
     #[error("the FHIR server refused the credentials ({status})")]
@@ -140,14 +142,37 @@ impl FhirError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Self::Metadata { retry_in, .. } if !retry_in.is_zero() => Some(*retry_in),
+            Self::Server { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+
+    /// Whether the error says the FHIR server (or its token endpoint) is unavailable, not that
+    /// this write is wrong: a transport error or timeout, `408`, `429` or `5xx`, an answer
+    /// that is not one (a 2xx of garbage, a transaction half answered), credentials the
+    /// server refuses (`401`/`403` to a token it issued, a token endpoint failing), a
+    /// CapabilityStatement that cannot be read. `FhirWriteBack` then makes the row wait for the
+    /// EHR (its circuit breaker) without spending an attempt; the row's own errors (a 4xx
+    /// about the resource, a conflict, a missing scope) still count.
+    pub fn is_outage(&self) -> bool {
+        let unavailable = |status: u16| status == 408 || status == 429 || status >= 500;
+        match self {
+            Self::Server { status, .. } | Self::Entry { status, .. } => unavailable(*status),
+            Self::Transport(err) => err.is_outage() || matches!(err, suki_ambient_client::ClientError::Decode { .. }),
+            Self::Token { status, .. } => unavailable(*status) || matches!(status, 400 | 401),
+            Self::Auth { .. } | Self::FreshTokenRefused | Self::Answer | Self::EntryCount { .. } => true,
+            Self::Metadata { retryable, .. } => *retryable,
+            Self::Conflict { .. }
+            | Self::Capabilities(_)
+            | Self::ScopeMissing { .. }
+            | Self::Config(_) => false,
         }
     }
 
     /// A short code for logs and dead letters: `fhir_503_transient`, `fhir_401`, `fhir_timeout`…
     pub fn code(&self) -> String {
         match self {
-            Self::Server { status, code } => format!("fhir_{status}_{code}"),
+            Self::Server { status, code, .. } => format!("fhir_{status}_{code}"),
             Self::Auth { status } => format!("fhir_{status}"),
             Self::Transport(suki_ambient_client::ClientError::Timeout { .. }) => {
                 "fhir_timeout".to_owned()

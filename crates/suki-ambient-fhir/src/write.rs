@@ -993,6 +993,7 @@ impl FhirClient {
                     return Err(FhirError::Server {
                         status: 412,
                         code: "duplicate".into(),
+                        retry_after: None,
                     });
                 }
             }
@@ -1097,7 +1098,7 @@ fn stale_plan(plan: &WritePlan, err: &FhirError) -> bool {
     }
     match err {
         FhirError::Server { code, .. } if code == "not-supported" => true,
-        FhirError::Server { status, code } if plan.transaction => {
+        FhirError::Server { status, code, .. } if plan.transaction => {
             plan.strategy == WriteStrategy::Auto
                 && matches!(status, 400 | 405 | 413 | 422 | 501)
                 && code != "conflict"

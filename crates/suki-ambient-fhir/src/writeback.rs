@@ -14,7 +14,7 @@ use suki_ambient_core::{
     EncounterId, EventKind, HandlerError, LinkKind, SessionCompleted, SessionEnded, SessionFailed,
     SessionId,
 };
-use suki_ambient_inbox::{Coded, InboxMeta, LinkNeeds, Permanent, ResultsHandler};
+use suki_ambient_inbox::{Coded, InboxMeta, LinkNeeds, Permanent, ResultsHandler, Unavailable};
 
 use crate::map::{NoNoteResource, no_note};
 use crate::{
@@ -176,6 +176,8 @@ pub enum NoNote {
 /// ```
 pub struct FhirWriteBack<R> {
     client: FhirClient,
+    /// The EHR's name for its breaker: `ehr:<host>`.
+    destination: String,
     resolver: R,
     mapping: Mapping,
     no_note: NoNote,
@@ -196,8 +198,15 @@ impl<R> fmt::Debug for FhirWriteBack<R> {
 impl<R: EhrResolver> FhirWriteBack<R> {
     /// Writes with `client` what `resolver` places, with the default [`Mapping`].
     pub fn new(client: FhirClient, resolver: R) -> Self {
+        let url = client.base_url();
+        let destination = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("ehr:{host}:{port}"),
+            (Some(host), None) => format!("ehr:{host}"),
+            (None, _) => "ehr".to_owned(),
+        };
         Self {
             client,
+            destination,
             resolver,
             mapping: Mapping::default(),
             no_note: NoNote::default(),
@@ -239,6 +248,8 @@ impl<R: EhrResolver> FhirWriteBack<R> {
         meta: &InboxMeta,
         also: &[&str],
     ) -> Result<(), HandlerError> {
+        // The EHR's breaker: while the EHR is down, the row waits (no attempt, no request).
+        meta.reach(&self.destination).await?;
         match self
             .client
             .write_checked(bundle, self.on_conflict, meta.attempt > 1)
@@ -257,7 +268,7 @@ impl<R: EhrResolver> FhirWriteBack<R> {
                 meta.record(&outcome(&result, also));
                 Ok(())
             }
-            Err(err) => Err(row_error(&err, session, meta)),
+            Err(err) => Err(row_error(&err, session, meta, &self.destination)),
         }
     }
 
@@ -298,6 +309,7 @@ impl<R: EhrResolver> FhirWriteBack<R> {
             session.meta.clone(),
         );
         let ehr = self.resolver.resolve(session).await?;
+        meta.reach(&self.destination).await?;
         let bundle = no_note(
             &id,
             kind,
@@ -325,7 +337,7 @@ impl<R: EhrResolver> FhirWriteBack<R> {
                 meta.record(&outcome(&result, &[&said]));
                 Ok(())
             }
-            Err(err) => Err(row_error(&err, &id, &meta)),
+            Err(err) => Err(row_error(&err, &id, &meta, &self.destination)),
         }
     }
 }
@@ -419,6 +431,14 @@ fn link_failure(
         },
     };
     let code = format!("fetch_{link}_{what}");
+    if err.is_outage() {
+        // Suki's API is unavailable: the row waits for it (its breaker), no attempt spent.
+        let unavailable = Unavailable::new("suki", &code);
+        return Box::new(match err.retry_after() {
+            Some(after) => unavailable.retry_after(after),
+            None => unavailable,
+        });
+    }
     tracing::warn!(
         id = meta.id,
         session = %session,
@@ -434,9 +454,29 @@ fn link_failure(
     })
 }
 
-/// The row's error for a failed write: retryable or permanent, with the error's code.
-fn row_error(err: &FhirError, session: &SessionId, meta: &InboxMeta) -> HandlerError {
+/// The row's error for a failed write: the EHR unavailable (the row waits for it without
+/// spending an attempt), or retryable or permanent, with the error's code.
+fn row_error(
+    err: &FhirError,
+    session: &SessionId,
+    meta: &InboxMeta,
+    destination: &str,
+) -> HandlerError {
     let code = err.code();
+    if err.is_outage() {
+        tracing::warn!(
+            id = meta.id,
+            session = %session,
+            error = %code,
+            destination,
+            "suki fhir: the EHR is unavailable; the row waits for it"
+        );
+        let unavailable = Unavailable::new(destination, &code);
+        return Box::new(match err.retry_after() {
+            Some(after) => unavailable.retry_after(after),
+            None => unavailable,
+        });
+    }
     tracing::warn!(
         id = meta.id,
         session = %session,

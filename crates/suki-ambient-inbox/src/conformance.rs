@@ -193,6 +193,7 @@ fn failed(lease: Lease, now: UnixMillis, next: Next, error: &str) -> FailedAttem
         next,
         error,
         detail: None,
+        waiting_for: None,
     }
 }
 

@@ -38,6 +38,8 @@ pub struct InboxMeta {
     pub(crate) outcome: FetchLog,
     /// The links an earlier attempt fetched, and what this one fetched (kept if it fails).
     pub(crate) kept: Kept,
+    /// The worker's breakers, and the destinations this attempt reached.
+    pub(crate) passage: crate::flow::Passage,
 }
 
 impl InboxMeta {
@@ -58,6 +60,17 @@ impl InboxMeta {
             .take(MAX_OUTCOME)
             .collect();
         self.outcome.set(clean);
+    }
+
+    /// Asks the worker's breaker for `destination` (`suki`, `ehr:<host>`, or a name of your
+    /// own) before calling it: `Ok` when it may be called now (it answers, or this attempt is
+    /// the one probe the fleet sends while it is down); [`Unavailable`](crate::Unavailable)
+    /// when it is down, which the handler returns as its error, so that the row waits for the
+    /// destination without spending an attempt and nothing is sent. The worker counts a
+    /// destination the attempt reached as answering unless the attempt ends `Unavailable` for
+    /// it. [`FetchResults`] and `FhirWriteBack` ask for theirs.
+    pub async fn reach(&self, destination: &str) -> Result<(), crate::Unavailable> {
+        self.passage.enter(destination).await
     }
 
     /// What the attempt fetched and what the handler recorded, as the row's attempt detail.
@@ -350,6 +363,10 @@ pub(crate) struct Failure {
     pub(crate) retry_after: Option<Duration>,
     /// The handler snoozed the row for this long.
     pub(crate) snooze: Option<Duration>,
+    /// A destination the row needs is unavailable: the row waits for it, no attempt spent.
+    pub(crate) waiting_for: Option<String>,
+    /// The breaker said so before any request: the row waits until then.
+    pub(crate) gated_until: Option<UnixMillis>,
 }
 
 impl Failure {
@@ -359,15 +376,25 @@ impl Failure {
             permanent: false,
             retry_after: None,
             snooze: None,
+            waiting_for: None,
+            gated_until: None,
         }
     }
 
     pub(crate) fn permanent(code: impl Into<String>) -> Self {
         Self {
-            code: code.into(),
             permanent: true,
-            retry_after: None,
-            snooze: None,
+            ..Self::retryable(code)
+        }
+    }
+
+    /// The row waits for `destination`.
+    pub(crate) fn unavailable(u: &crate::Unavailable) -> Self {
+        Self {
+            retry_after: u.retry_after_value(),
+            waiting_for: Some(u.destination().to_owned()),
+            gated_until: u.gated_until(),
+            ..Self::retryable(u.code())
         }
     }
 
@@ -375,6 +402,9 @@ impl Failure {
     pub(crate) fn classify(err: &HandlerError) -> Self {
         if let Some(link) = Self::from_link(err) {
             return link;
+        }
+        if let Some(u) = err.downcast_ref::<crate::Unavailable>() {
+            return Self::unavailable(u);
         }
         if let Some(p) = err.downcast_ref::<Permanent>() {
             return Self::permanent(p.0);
@@ -412,6 +442,8 @@ impl Failure {
     fn client(err: &ClientError) -> Self {
         Self {
             permanent: !err.is_retryable(),
+            waiting_for: err.is_outage().then(|| SUKI.to_owned()),
+            retry_after: err.retry_after(),
             ..Self::retryable(format!("client_{}", client_code(err)))
         }
     }
@@ -615,6 +647,9 @@ impl LinkNeeds {
     }
 }
 
+/// The destination name of Suki's API, for its breaker.
+pub(crate) const SUKI: &str = "suki";
+
 /// The dead-letter code of an event of unknown status.
 pub(crate) const UNKNOWN_STATUS: &str = "unknown_status";
 
@@ -784,6 +819,8 @@ impl<H: ResultsHandler> FetchResults<H> {
             link: kind.key(),
             code: client_code(err),
             permanent: !err.is_retryable(),
+            outage: err.is_outage(),
+            retry_after: err.retry_after(),
         };
         crate::metrics::link_failure(failed.link, err.status(), failed.permanent);
         if failed.permanent {
@@ -841,6 +878,9 @@ struct LinkFailed {
     link: &'static str,
     code: String,
     permanent: bool,
+    /// Suki's API did not answer (or answered 5xx, 429, 408): the row waits for it.
+    outage: bool,
+    retry_after: Option<Duration>,
 }
 
 impl fmt::Display for LinkFailed {
@@ -856,6 +896,8 @@ impl Failure {
         let link = err.downcast_ref::<LinkFailed>()?;
         Some(Self {
             permanent: link.permanent,
+            waiting_for: link.outage.then(|| SUKI.to_owned()),
+            retry_after: link.retry_after,
             ..Self::retryable(format!("fetch_{}_{}", link.link, link.code))
         })
     }
@@ -879,6 +921,13 @@ impl<H: ResultsHandler> InboxHandler for FetchResults<H> {
                         .filter(|l| !self.encounter_only.contains(l))
                         .collect()
                 };
+                // Suki's breaker is asked only when something is to be fetched.
+                let all_kept = fetch.iter().all(|kind| {
+                    done.links.get(*kind).is_empty() || earlier.iter().any(|(k, _)| k == kind)
+                });
+                if !all_kept {
+                    meta.reach(SUKI).await?;
+                }
                 let (results, answered) = self
                     .client
                     .fetch_results_keeping(&done, &fetch, &earlier)

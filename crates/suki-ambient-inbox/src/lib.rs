@@ -59,6 +59,7 @@ mod records;
 mod settings;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+mod flow;
 mod store;
 mod transaction;
 mod worker;
@@ -72,6 +73,7 @@ mod postgres;
 mod sqlite;
 
 pub use crypto::{BodyKey, KeyError, KeyProvider, Keys};
+pub use flow::Unavailable;
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 pub use expect::{
     CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, FinishedCheck, Resolution,
@@ -97,7 +99,7 @@ pub use reconciler::{
 };
 pub use records::{
     Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DeadFilter, DeadGroup,
-    DeliveryRecord, ExpectationCounts, FailedAttempt, HourCount, InboxStatus, Lead, Lease,
+    DeliveryRecord, DestinationDown, DestinationRecord, ExpectationCounts, FailedAttempt, HourCount, InboxStatus, Lead, Lease,
     NewDelivery, NewExpectation, Next, Pause, RekeyReport, Resealed, Selection, Source, State,
     StoredBody, TimelineEvent, Trace, audit_hash,
 };

@@ -136,3 +136,35 @@ pub(crate) fn check(result: &CheckOutcome) {
     #[cfg(not(feature = "metrics"))]
     let _ = result;
 }
+
+/// Gauge: 1 while destination `destination` (`suki`, `ehr:<host>`) answers, 0 while its
+/// breaker is open (rows that need it wait without spending attempts).
+pub const DESTINATION_UP: &str = "suki_destination_up";
+/// Gauge: rows this worker is processing now (its adaptive concurrency limit is
+/// `suki_worker_concurrency_limit`).
+pub const WORKER_IN_FLIGHT: &str = "suki_worker_in_flight";
+/// Gauge: how many rows this worker may process at once now.
+pub const WORKER_LIMIT: &str = "suki_worker_concurrency_limit";
+
+#[inline]
+pub(crate) fn destination_up(name: &str, up: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(DESTINATION_UP, "destination" => name.to_owned()).set(if up {
+        1.0
+    } else {
+        0.0
+    });
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, up);
+}
+
+#[inline]
+pub(crate) fn in_flight(running: usize, limit: usize) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::gauge!(WORKER_IN_FLIGHT).set(running as f64);
+        metrics::gauge!(WORKER_LIMIT).set(limit as f64);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (running, limit);
+}

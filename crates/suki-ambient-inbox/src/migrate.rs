@@ -83,6 +83,7 @@ const SQLITE: &[Migration] = &[
     migration!("sqlite", 9, "0009", "audit_chain"),
     migration!("sqlite", 10, "0010", "retry_rounds"),
     migration!("sqlite", 11, "0011", "expectation_context"),
+    migration!("sqlite", 12, "0012", "destinations"),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -98,6 +99,7 @@ const POSTGRES: &[Migration] = &[
     migration!("postgres", 10, "0010", "audit_chain"),
     migration!("postgres", 11, "0011", "retry_rounds"),
     migration!("postgres", 12, "0012", "expectation_context"),
+    migration!("postgres", 13, "0013", "destinations"),
 ];
 
 /// The inbox's migrations for `dialect`, in the order they apply.

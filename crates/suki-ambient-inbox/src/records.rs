@@ -195,6 +195,8 @@ pub struct DeliveryRecord {
     /// The attempts made before an operator last made it due again (retry, replay): the
     /// attempts a worker allows count from here, while `attempts` and the timeline go on.
     pub round_start: u32,
+    /// The destination it waits for (pending without spending attempts while it is down).
+    pub waiting_for: Option<String>,
 }
 
 impl DeliveryRecord {
@@ -253,6 +255,10 @@ pub enum Next {
     /// Back to `pending`, due at the given time, without spending the attempt (the handler
     /// asked for it: [`Snooze`](crate::Snooze)); counted in the row's snoozes.
     Snooze(UnixMillis),
+    /// Back to `pending`, due at the given time, without spending the attempt or a snooze: a
+    /// destination the row needs is down ([`FailedAttempt::waiting_for`] names it; an outage
+    /// is not the row's failure). Its timeline says `waiting`.
+    Wait(UnixMillis),
 }
 
 /// Which rows to retry.
@@ -728,6 +734,45 @@ pub struct FailedAttempt<'a> {
     pub error: &'a str,
     /// What the attempt fetched (links and answers), for the row's timeline.
     pub detail: Option<&'a str>,
+    /// With [`Next::Wait`]: the destination the row waits for (kept with the row until its
+    /// next outcome, so that the destination's return makes it due at once).
+    pub waiting_for: Option<&'a str>,
+}
+
+/// A destination the worker calls (Suki's API, an EHR) as the store shares it between the
+/// workers of a fleet ([`ReadModel::destinations`](crate::ReadModel::destinations)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DestinationRecord {
+    /// Its name: `suki`, or `ehr:<host>`.
+    pub name: String,
+    /// Whether it answers.
+    pub up: bool,
+    /// Why it is down: the error code of the failures that opened its breaker.
+    pub reason: Option<String>,
+    /// Since when it is down.
+    pub down_since: Option<UnixMillis>,
+    /// When the next probe may be sent (while down).
+    pub next_probe: UnixMillis,
+    /// Probes sent since it went down, all failed.
+    pub probes: u32,
+    /// Rows waiting for it (pending, no attempt spent).
+    pub waiting: u64,
+    /// When a worker last changed it.
+    pub updated_at: UnixMillis,
+}
+
+/// A destination found down ([`DeliveryQueue::destination_down`](crate::DeliveryQueue::destination_down)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestinationDown<'a> {
+    /// The destination.
+    pub name: &'a str,
+    /// Why: an error code, never content.
+    pub reason: &'a str,
+    /// The caller's clock.
+    pub now: UnixMillis,
+    /// When the next probe may be sent.
+    pub next_probe: UnixMillis,
 }
 
 /// An expected session to register ([`Expectations::register`](crate::Expectations::register)).

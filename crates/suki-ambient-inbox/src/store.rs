@@ -141,6 +141,31 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Records that destination `down.name` does not answer (its breaker opened, or a probe
+    /// failed): down since `down.now` unless it was already, the next probe not before
+    /// `down.next_probe`, any probe lease given up. The default records nothing: each worker
+    /// then keeps its breakers to itself.
+    async fn destination_down(&self, down: DestinationDown<'_>) -> Result<(), StoreError> {
+        let _ = down;
+        Ok(())
+    }
+
+    /// Records that destination `name` answers again, and makes the rows waiting for it due at
+    /// `now`; how many. The default: nothing recorded, 0.
+    async fn destination_up(&self, name: &str, now: UnixMillis) -> Result<u64, StoreError> {
+        let _ = (name, now);
+        Ok(0)
+    }
+
+    /// Takes the right to send the one probe of destination `probe.task` (down, its next
+    /// probe due at `probe.now`, no other probe lease running) until `probe.until`: `true`
+    /// for one worker of the fleet at a time. The default answers `true` (each worker probes
+    /// on its own schedule).
+    async fn take_probe(&self, probe: Lead<'_>) -> Result<bool, StoreError> {
+        let _ = probe;
+        Ok(true)
+    }
+
     /// A signal that another process stored a delivery (Postgres `LISTEN`), so that idle
     /// workers claim at once rather than at their next poll; `None` (the default) when the
     /// store has none, and workers poll. A signal may be lost (a dropped connection): workers
@@ -209,6 +234,13 @@ pub trait ReadModel: Send + Sync + 'static {
     async fn count_without_note(&self, since: UnixMillis) -> Result<u64, StoreError> {
         let _ = since;
         Err(StoreError::Unsupported("counting sessions without a note"))
+    }
+
+    /// The destinations workers found down (and those back up since), with the rows waiting
+    /// for each: for status, health and the console, and for the workers of a fleet to share
+    /// their breakers. The default: none (a store that shares no breakers).
+    async fn destinations(&self) -> Result<Vec<DestinationRecord>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Rows, newest first, optionally of one state.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use suki_ambient_core::{UnixMillis, WebhookEvent};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub(crate) use crate::handler::Failure;
@@ -20,8 +20,10 @@ use crate::{Claim, Lease, Next, Store};
 use crate::{Inbox, StoreError};
 use job::Job;
 
-/// Defaults of [`InboxWorkerBuilder`].
+/// Defaults of [`InboxWorkerBuilder`]: the adaptive limit starts at 16 rows at once and grows
+/// up to 256.
 const DEFAULT_CONCURRENCY: usize = 16;
+const DEFAULT_MAX_CONCURRENCY: usize = 256;
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_ATTEMPTS: u32 = 12;
 const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(1);
@@ -83,6 +85,7 @@ pub struct InboxWorker {
     inbox: Inbox,
     runner: Runner,
     options: Options,
+    breakers: Arc<crate::flow::Breakers>,
 }
 
 #[derive(Clone, Debug)]
@@ -90,7 +93,11 @@ struct Options {
     owner: String,
     /// The owner was named by the application (so a restart can take its rows back).
     stable_owner: bool,
+    /// Rows at once: where the adaptive limit starts, or the fixed number.
     concurrency: usize,
+    /// The adaptive limit's cap; `None`: fixed at `concurrency`.
+    max_concurrency: Option<usize>,
+    breaker: crate::flow::BreakerSettings,
     lease: Duration,
     heartbeat: Duration,
     max_attempts: u32,
@@ -256,6 +263,7 @@ impl InboxWorker {
         }
         let mut pool = Pool::new(&self);
         let mut paused = Paused::default();
+        let mut synced: Option<tokio::time::Instant> = None;
         let mut last_purge: Option<tokio::time::Instant> = None;
         let mut last_chores: Option<tokio::time::Instant> = None;
         let mut failing: Option<StoreError>;
@@ -283,6 +291,11 @@ impl InboxWorker {
             let mut wake = std::pin::pin!(wake);
             wake.as_mut().enable();
             paused.refresh(&self).await;
+            // The fleet's breakers, read once per poll interval.
+            if synced.is_none_or(|at| at.elapsed() >= self.options.poll) {
+                synced = Some(tokio::time::Instant::now());
+                self.breakers.sync().await;
+            }
             let claimed = if paused.all {
                 Ok(0)
             } else {
@@ -448,6 +461,8 @@ impl InboxWorkerBuilder {
                 owner: default_owner(),
                 stable_owner: false,
                 concurrency: DEFAULT_CONCURRENCY,
+                max_concurrency: Some(DEFAULT_MAX_CONCURRENCY),
+                breaker: crate::flow::BreakerSettings::default(),
                 lease: DEFAULT_LEASE,
                 heartbeat: DEFAULT_LEASE / 3,
                 max_attempts: DEFAULT_MAX_ATTEMPTS,
@@ -465,13 +480,48 @@ impl InboxWorkerBuilder {
         }
     }
 
-    /// How many rows are processed at once (default 16, at least 1). Handlers mostly wait on
-    /// the network (Suki's API, your EHR): with a 20 ms API, 16 take 200 sessions a second from
-    /// webhook to results at a p99 under 30 ms, where 4 (the default before) fell behind (p99
-    /// 1.7 s; `bench/inbox_e2e`).
+    /// Processes exactly `n` rows at once (at least 1), instead of the adaptive limit.
+    ///
+    /// By default the limit adapts (AIMD): it starts at 16 and, while due rows are waiting
+    /// for room and the handler's latency holds, grows by one per completed row (then by one
+    /// per round once it first shrank), up to 256 ([`max_concurrency`](Self::max_concurrency));
+    /// it shrinks by a tenth when a destination fails (an outage, a 503, a timeout) and by a
+    /// twentieth when latency passes twice its recent best. Handlers mostly wait on the
+    /// network: with an EHR answering in 150 ms, a session's writes take ~350 ms, and 100
+    /// sessions a second need ~35 at once (`bench/inbox_e2e`). `SUKI_WORKER_CONCURRENCY` in
+    /// the examples sets this.
     #[must_use]
     pub fn concurrency(mut self, n: usize) -> Self {
         self.options.concurrency = n.max(1);
+        self.options.max_concurrency = None;
+        self
+    }
+
+    /// The adaptive limit's cap (default 256; at least its start, 16 or
+    /// [`concurrency`](Self::concurrency)'s), keeping the limit adaptive.
+    #[must_use]
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.options.max_concurrency = Some(n.max(1));
+        self.options.concurrency = self.options.concurrency.min(n.max(1));
+        self
+    }
+
+    /// The destinations' circuit breakers: `failures` consecutive failures of a destination
+    /// (Suki's API, an EHR: transport errors, timeouts, 5xx, 429, 408) open its breaker
+    /// (default 5); while it is open the rows that need it wait without spending attempts,
+    /// and one probe (one row, for the whole fleet) is sent after `probe_every` (default 5 s),
+    /// doubled after each failed probe up to `longest_probe` (default 60 s; a `Retry-After`
+    /// is honoured up to it), jittered. A probe that succeeds closes it and makes the waiting
+    /// rows due at once.
+    #[must_use]
+    pub fn breaker(mut self, failures: u32, probe_every: Duration, longest_probe: Duration) -> Self {
+        let probe_every = probe_every.max(Duration::from_millis(10));
+        self.options.breaker = crate::flow::BreakerSettings {
+            threshold: failures.max(1),
+            probe_every,
+            longest_probe: longest_probe.max(probe_every),
+            ..self.options.breaker
+        };
         self
     }
 
@@ -592,10 +642,20 @@ impl InboxWorkerBuilder {
 
     /// The worker.
     pub fn build(self) -> InboxWorker {
+        let mut breaker = self.options.breaker;
+        // A probe outlives neither the row's lease nor the longest back-off.
+        breaker.probe_lease = self.options.lease;
+        let breakers = Arc::new(crate::flow::Breakers::new(
+            self.inbox.clone(),
+            self.options.owner.clone(),
+            breaker,
+            self.options.max_delay,
+        ));
         InboxWorker {
             inbox: self.inbox,
             runner: self.runner,
             options: self.options,
+            breakers,
         }
     }
 }
@@ -605,10 +665,11 @@ fn default_owner() -> String {
     format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
 }
 
-/// The rows a worker is running: their tasks and leases (to release on shutdown).
+/// The rows a worker is running: their tasks and leases (to release on shutdown), and the
+/// limit on how many at once.
 struct Pool {
     tasks: JoinSet<()>,
-    permits: Arc<Semaphore>,
+    limiter: Arc<Mutex<Limiter>>,
     held: Arc<Mutex<HashMap<i64, Lease>>>,
 }
 
@@ -616,13 +677,20 @@ impl Pool {
     fn new(worker: &InboxWorker) -> Self {
         Self {
             tasks: JoinSet::new(),
-            permits: Arc::new(Semaphore::new(worker.options.concurrency)),
+            limiter: Arc::new(Mutex::new(Limiter::new(
+                worker.options.concurrency,
+                worker.options.max_concurrency,
+            ))),
             held: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
+    fn room(&self) -> usize {
+        lock(&self.limiter).room()
+    }
+
     fn has_room(&self) -> bool {
-        self.permits.available_permits() > 0
+        self.room() > 0
     }
 
     /// Claims as many due rows as there is room for and starts them; how many.
@@ -632,8 +700,10 @@ impl Pool {
         paused: &[suki_ambient_core::EventKind],
     ) -> Result<usize, StoreError> {
         while self.tasks.try_join_next().is_some() {}
-        let room = self.permits.available_permits();
+        let room = self.room();
         if room == 0 {
+            // Rows may be due that there is no room for: a backlog, if the limit may grow.
+            lock(&self.limiter).backlog = true;
             return Ok(0);
         }
         let store = worker.inbox.store_arc();
@@ -649,24 +719,30 @@ impl Pool {
         worker.inbox.wrote(&claims);
         let claims = claims?;
         let n = claims.len();
+        {
+            let mut limiter = lock(&self.limiter);
+            // A full claim: more rows were due than there was room for.
+            limiter.backlog = n == room;
+            limiter.running += n;
+            crate::metrics::in_flight(limiter.running, limiter.limit());
+        }
         for claim in claims {
-            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-                // Cannot happen (claims ≤ room); give the row back rather than overrun.
-                let _ = store.release(claim.lease(), worker.inbox.now()).await;
-                continue;
-            };
             lock(&self.held).insert(claim.record.id, claim.lease());
             let held = Arc::clone(&self.held);
+            let limiter = Arc::clone(&self.limiter);
             let job = Job {
                 inbox: worker.inbox.clone(),
                 runner: worker.runner.clone(),
                 options: worker.options.clone(),
+                breakers: Arc::clone(&worker.breakers),
             };
             self.tasks.spawn(async move {
                 let id = claim.record.id;
-                job.run(claim).await;
+                // Counted out even when the task is aborted at shutdown.
+                let done = Finished(limiter);
+                let sample = job.run(claim).await;
                 lock(&held).remove(&id);
-                drop(permit);
+                lock(&done.0).sample(sample);
             });
         }
         Ok(n)
@@ -707,6 +783,111 @@ impl Pool {
             }
         }
         result
+    }
+}
+
+/// Counts a row out of the limiter when its task ends, however it ends.
+struct Finished(Arc<Mutex<Limiter>>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let mut limiter = lock(&self.0);
+        limiter.running = limiter.running.saturating_sub(1);
+        crate::metrics::in_flight(limiter.running, limiter.limit());
+    }
+}
+
+/// How many rows a worker runs at once: fixed, or adaptive (additive increase while rows wait
+/// for room and latency holds, multiplicative decrease when a destination fails or latency
+/// doubles), like TCP's congestion window or Netflix's `concurrency-limits` AIMD.
+#[derive(Debug)]
+struct Limiter {
+    running: usize,
+    limit: f64,
+    /// `None`: fixed.
+    max: Option<usize>,
+    /// The latest claim filled the room: rows are waiting for it.
+    backlog: bool,
+    /// Growing by one per completion until the first decrease, then by one per round.
+    slow_start: bool,
+    /// The best latency of this window and of the one before (the baseline).
+    best: Option<Duration>,
+    best_before: Option<Duration>,
+    samples: u32,
+    last_decrease: Option<std::time::Instant>,
+}
+
+/// Samples per window of the latency baseline.
+const WINDOW: u32 = 500;
+
+impl Limiter {
+    fn new(start: usize, max: Option<usize>) -> Self {
+        Self {
+            running: 0,
+            limit: start.max(1) as f64,
+            max: max.map(|m| m.max(start.max(1))),
+            backlog: false,
+            slow_start: true,
+            best: None,
+            best_before: None,
+            samples: 0,
+            last_decrease: None,
+        }
+    }
+
+    fn limit(&self) -> usize {
+        self.limit as usize
+    }
+
+    fn room(&self) -> usize {
+        self.limit().saturating_sub(self.running)
+    }
+
+    fn baseline(&self) -> Option<Duration> {
+        match (self.best, self.best_before) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn sample(&mut self, sample: job::Sample) {
+        let Some(max) = self.max else {
+            return;
+        };
+        match sample {
+            job::Sample::Nothing => {}
+            job::Sample::Overloaded => self.decrease(0.9),
+            job::Sample::Ran(latency) => {
+                let baseline = self.baseline();
+                self.samples += 1;
+                self.best = Some(self.best.map_or(latency, |b| b.min(latency)));
+                if self.samples >= WINDOW {
+                    self.samples = 0;
+                    self.best_before = self.best.take();
+                }
+                let rising = baseline
+                    .is_some_and(|b| latency > b.saturating_mul(2) + Duration::from_millis(20));
+                if rising {
+                    self.decrease(0.95);
+                } else if self.backlog && self.running + 1 >= self.limit() {
+                    self.limit += if self.slow_start { 1.0 } else { 1.0 / self.limit };
+                    self.limit = self.limit.min(max as f64);
+                }
+            }
+        }
+    }
+
+    /// Shrinks the limit by `factor`, at most once per baseline latency (the rows that
+    /// failed together count once).
+    fn decrease(&mut self, factor: f64) {
+        let now = std::time::Instant::now();
+        let every = self.baseline().unwrap_or(Duration::from_millis(100));
+        if self.last_decrease.is_some_and(|at| now.duration_since(at) < every) {
+            return;
+        }
+        self.last_decrease = Some(now);
+        self.slow_start = false;
+        self.limit = (self.limit * factor).max(1.0);
     }
 }
 

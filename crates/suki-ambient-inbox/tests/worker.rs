@@ -419,6 +419,7 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
                 next: Next::Dead,
                 error: "late",
                 detail: None,
+                waiting_for: None,
             })
             .await
             .expect("fail")

@@ -178,7 +178,8 @@ impl SqlDialect for PostgresDialect {
              WHERE d.id = due.id \
              RETURNING d.id, d.dedup_key, d.source, d.kind, d.session_id, d.encounter_id, \
                  d.generated_at, d.received_at, d.state, d.attempts, d.run_after, d.lease_owner, \
-                 d.fence, d.last_error, d.completed_at, d.snoozes, d.key_id, d.round_start, d.body"
+                 d.fence, d.last_error, d.completed_at, d.snoozes, d.key_id, d.round_start, \
+                 d.waiting_for, d.body"
         )
     }
     fn claim_expectations(t: &Tables) -> String {

@@ -39,6 +39,7 @@ pub struct Tables {
     pub(crate) counts: String,
     pub(crate) probe: String,
     pub(crate) leases: String,
+    pub(crate) destinations: String,
 }
 
 impl Tables {
@@ -59,6 +60,7 @@ impl Tables {
             counts: name("counts"),
             probe: name("probe"),
             leases: name("leases"),
+            destinations: name("destinations"),
         }
     }
 }

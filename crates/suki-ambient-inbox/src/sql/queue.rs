@@ -34,6 +34,18 @@ pub(crate) struct QueueSql {
     probe: String,
     /// Takes or renews a chore's lease: `$1` task, `$2` owner, `$3` now, `$4` until.
     lead: String,
+    /// A wait for a destination that is down: back to pending, the attempt not spent.
+    fail_wait: String,
+    /// A destination down: `$1` name, `$2` reason, `$3` now, `$4` next probe.
+    destination_down: String,
+    /// A destination back: `$1` name, `$2` now.
+    destination_up: String,
+    /// The rows waiting for a destination made due: `$1` name, `$2` now.
+    resume_waiting: String,
+    /// The probe's lease: `$1` name, `$2` owner, `$3` now, `$4` until.
+    take_probe: String,
+    /// Every destination recorded, with the rows waiting for it.
+    pub(super) destinations: String,
 }
 
 impl QueueSql {
@@ -43,6 +55,7 @@ impl QueueSql {
             history,
             probe,
             leases,
+            destinations,
             ..
         } = t;
         // Each statement that ends a lease matches only the lease it was given.
@@ -61,32 +74,35 @@ impl QueueSql {
                 "UPDATE {deliveries} \
                  SET state = 'done', completed_at = $3, updated_at = $3, run_after = $3, \
                      last_error = NULL, attempt_detail = $4, lease_owner = NULL, \
-                     lease_expires = NULL, fetched = NULL \
+                     lease_expires = NULL, fetched = NULL, waiting_for = NULL \
                  {leased}"
             ),
             fail_retry: format!(
                 "UPDATE {deliveries} \
                  SET state = 'pending', run_after = $3, last_error = $4, updated_at = $5, \
-                     attempt_detail = $6, lease_owner = NULL, lease_expires = NULL \
+                     attempt_detail = $6, lease_owner = NULL, lease_expires = NULL, \
+                     waiting_for = NULL \
                  {leased}"
             ),
             fail_snooze: format!(
                 "UPDATE {deliveries} \
                  SET state = 'pending', run_after = $3, last_error = $4, updated_at = $5, \
                      attempt_detail = $6, attempts = attempts - 1, snoozes = snoozes + 1, \
-                     lease_owner = NULL, lease_expires = NULL \
+                     lease_owner = NULL, lease_expires = NULL, waiting_for = NULL \
                  {leased}"
             ),
             fail_dead: format!(
                 "UPDATE {deliveries} \
                  SET state = 'dead', last_error = $3, updated_at = $4, run_after = $4, \
-                     attempt_detail = $5, lease_owner = NULL, lease_expires = NULL \
+                     attempt_detail = $5, lease_owner = NULL, lease_expires = NULL, \
+                     waiting_for = NULL \
                  {leased}"
             ),
             release: format!(
                 "UPDATE {deliveries} \
                  SET state = 'pending', run_after = $3, updated_at = $3, attempts = attempts - 1, \
-                     attempt_detail = NULL, lease_owner = NULL, lease_expires = NULL \
+                     attempt_detail = NULL, lease_owner = NULL, lease_expires = NULL, \
+                     waiting_for = NULL \
                  {leased}"
             ),
             release_owner: format!(
@@ -111,6 +127,46 @@ impl QueueSql {
             lead: format!(
                 "UPDATE {leases} SET owner = $2, expires_at = $4 \
                  WHERE name = $1 AND (owner = $2 OR owner IS NULL OR expires_at <= $3)"
+            ),
+            fail_wait: format!(
+                "UPDATE {deliveries} \
+                 SET state = 'pending', run_after = $3, last_error = $4, updated_at = $5, \
+                     attempt_detail = $6, attempts = attempts - 1, waiting_for = $7, \
+                     lease_owner = NULL, lease_expires = NULL \
+                 {leased}"
+            ),
+            destination_down: format!(
+                "INSERT INTO {destinations} AS d \
+                     (name, up, reason, down_since, next_probe, probes, updated_at) \
+                 VALUES ($1, FALSE, $2, $3, $4, 0, $3) \
+                 ON CONFLICT (name) DO UPDATE SET \
+                     reason = excluded.reason, \
+                     down_since = CASE WHEN d.up THEN excluded.down_since ELSE d.down_since END, \
+                     probes = CASE WHEN d.up THEN 0 ELSE d.probes + 1 END, \
+                     up = FALSE, next_probe = excluded.next_probe, probe_owner = NULL, \
+                     probe_expires = 0, updated_at = excluded.updated_at"
+            ),
+            destination_up: format!(
+                "UPDATE {destinations} \
+                 SET up = TRUE, reason = NULL, down_since = NULL, probes = 0, \
+                     probe_owner = NULL, probe_expires = 0, updated_at = $2 \
+                 WHERE name = $1"
+            ),
+            resume_waiting: format!(
+                "UPDATE {deliveries} SET run_after = $2 \
+                 WHERE waiting_for = $1 AND state = 'pending' AND run_after > $2"
+            ),
+            take_probe: format!(
+                "UPDATE {destinations} SET probe_owner = $2, probe_expires = $4 \
+                 WHERE name = $1 AND NOT up AND next_probe <= $3 \
+                   AND (probe_owner IS NULL OR probe_expires <= $3)"
+            ),
+            destinations: format!(
+                "SELECT d.name, d.up, d.reason, d.down_since, d.next_probe, d.probes, \
+                     d.updated_at, \
+                     (SELECT count(*) FROM {deliveries} w \
+                       WHERE w.waiting_for = d.name AND w.state = 'pending') AS waiting \
+                 FROM {destinations} d ORDER BY d.name"
             ),
         }
     }
@@ -150,6 +206,46 @@ sql_impl! {
             .bind(lead.owner)
             .bind(stored(lead.now))
             .bind(stored(lead.until))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    async fn destination_down(&self, down: crate::DestinationDown<'_>) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.queue.destination_down)
+            .bind(down.name)
+            .bind(down.reason)
+            .bind(stored(down.now))
+            .bind(stored(down.next_probe))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn destination_up(&self, name: &str, now: UnixMillis) -> Result<u64, StoreError> {
+        sqlx::query(&self.sql.queue.destination_up)
+            .bind(name)
+            .bind(stored(now))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        let resumed = sqlx::query(&self.sql.queue.resume_waiting)
+            .bind(name)
+            .bind(stored(now))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        Ok(D::rows_affected(&resumed))
+    }
+
+    async fn take_probe(&self, probe: crate::Lead<'_>) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.sql.queue.take_probe)
+            .bind(probe.task)
+            .bind(probe.owner)
+            .bind(stored(probe.now))
+            .bind(stored(probe.until))
             .execute(&self.pool)
             .await
             .db()?;
@@ -295,8 +391,23 @@ sql_impl! {
             next,
             error,
             detail,
+            ..
         } = attempt;
         let done = match next {
+            crate::Next::Wait(at) => {
+                let sql = &self.sql.queue.fail_wait;
+                sqlx::query(sql)
+                    .bind(lease.id)
+                    .bind(lease.fence)
+                    .bind(stored(at))
+                    .bind(error)
+                    .bind(stored(now))
+                    .bind(detail)
+                    .bind(attempt.waiting_for)
+                    .execute(&self.pool)
+                    .await
+                    .db()?
+            }
             crate::Next::RetryAt(at) | crate::Next::Snooze(at) => {
                 let sql = if matches!(next, crate::Next::Snooze(_)) {
                     &self.sql.queue.fail_snooze

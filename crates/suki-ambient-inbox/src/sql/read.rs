@@ -387,6 +387,30 @@ sql_impl! {
             .collect()
     }
 
+    async fn destinations(&self) -> Result<Vec<crate::DestinationRecord>, StoreError> {
+        type DestinationRow = (String, bool, Option<String>, Option<i64>, i64, i32, i64, i64);
+        let rows: Vec<DestinationRow> = sqlx::query_as(&self.sql.queue.destinations)
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        rows.into_iter()
+            .map(
+                |(name, up, reason, down_since, next_probe, probes, updated_at, waiting)| {
+                    Ok(crate::DestinationRecord {
+                        name,
+                        up,
+                        reason,
+                        down_since: down_since.map(millis).transpose()?,
+                        next_probe: millis(next_probe)?,
+                        probes: u32::try_from(probes).unwrap_or(0),
+                        waiting: u64::try_from(waiting).unwrap_or(0),
+                        updated_at: millis(updated_at)?,
+                    })
+                },
+            )
+            .collect()
+    }
+
     async fn pauses(&self) -> Result<Vec<crate::Pause>, StoreError> {
         let sql = &self.sql.read.pauses;
         let rows: Vec<PauseRow> = sqlx::query_as(sql).fetch_all(&self.pool).await.db()?;

@@ -8,7 +8,7 @@ use crate::StoreError;
 /// The record's columns, in [`Row`]'s order.
 pub(super) const COLUMNS: &str = "id, dedup_key, source, kind, session_id, encounter_id, \
      generated_at, received_at, state, attempts, run_after, lease_owner, fence, last_error, \
-     completed_at, snoozes, key_id, round_start";
+     completed_at, snoozes, key_id, round_start, waiting_for";
 
 /// The expectation columns, in [`ExpectationRow`]'s order.
 pub(super) const EXPECTATION_COLUMNS: &str = "session_id, encounter_id, provider_id, kind, \
@@ -83,6 +83,7 @@ pub(super) struct Row {
     pub(super) snoozes: i32,
     pub(super) round_start: i32,
     pub(super) key_id: Option<String>,
+    pub(super) waiting_for: Option<String>,
 }
 
 /// A claimed row: the record and its body.
@@ -129,6 +130,7 @@ impl TryFrom<Row> for DeliveryRecord {
             key_id: row.key_id,
             round_start: u32::try_from(row.round_start)
                 .map_err(|_| StoreError::Corrupt("negative round start"))?,
+            waiting_for: row.waiting_for,
         })
     }
 }

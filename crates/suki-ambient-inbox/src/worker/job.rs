@@ -8,6 +8,18 @@ pub(super) struct Job {
     pub(super) inbox: Inbox,
     pub(super) runner: Runner,
     pub(super) options: Options,
+    pub(super) breakers: Arc<crate::flow::Breakers>,
+}
+
+/// What an attempt tells the concurrency limiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sample {
+    /// The handler ran for this long, and no destination failed.
+    Ran(Duration),
+    /// A destination failed (overload or outage): fewer at once.
+    Overloaded,
+    /// Nothing to learn: the row waited for a breaker, or its body did not open.
+    Nothing,
 }
 
 /// How an attempt ended.
@@ -21,10 +33,26 @@ pub(crate) enum Outcome {
 }
 
 impl Job {
-    pub(super) async fn run(self, claim: Claim) {
+    pub(super) async fn run(self, claim: Claim) -> Sample {
         let lease = claim.lease();
         let record = &claim.record;
         let store = self.inbox.store_arc();
+        let passage = crate::flow::Passage {
+            breakers: Some(Arc::clone(&self.breakers)),
+            ..Default::default()
+        };
+        // A row that waits for a destination is not attempted while the destination is down
+        // (unless it is the one probe): back to waiting, no attempt spent, nothing sent.
+        if let Some(destination) = &record.waiting_for {
+            match self.breakers.gate(destination).await {
+                crate::flow::Gate::Wait { until, reason } => {
+                    self.wait(&store, record, lease, destination, until, &reason)
+                        .await;
+                    return Sample::Nothing;
+                }
+                crate::flow::Gate::Pass | crate::flow::Gate::Probe => passage.mark(destination),
+            }
+        }
         let meta = InboxMeta {
             id: record.id,
             dedup_key: record.dedup_key.clone(),
@@ -35,6 +63,7 @@ impl Job {
             fetched: crate::handler::FetchLog::default(),
             outcome: crate::handler::FetchLog::default(),
             kept: crate::handler::Kept::default(),
+            passage: passage.clone(),
         };
         let noted = meta.clone();
         let kept = meta.kept.clone();
@@ -42,6 +71,7 @@ impl Job {
         if record.attempts > 1 || record.last_error.is_some() {
             self.load_kept(&store, record, &kept).await;
         }
+        let mut ran = None;
         // A sealed body is opened with its key; one whose key is missing fails the attempt
         // (retried, then dead: visible, never dropped) until the key is given back.
         let body = self.inbox.open_body(record, claim.body.clone());
@@ -65,8 +95,10 @@ impl Job {
                         self.options.lease,
                     )));
                     let stopwatch = suki_ambient_core::metrics::Stopwatch::start();
+                    let started = std::time::Instant::now();
                     let outcome = self.attempt(event, meta.clone(), lease).await;
                     stopwatch.record_handler(record.kind.as_str());
+                    ran = Some(started.elapsed());
                     outcome
                 }
             }
@@ -78,7 +110,50 @@ impl Job {
         if matches!(outcome, Outcome::Failed(_)) {
             self.keep(&store, record, lease, &kept).await;
         }
+        // The destinations the attempt reached answered, but the one it waits for.
+        let waiting_for = match &outcome {
+            Outcome::Failed(failure) => failure.waiting_for.as_deref(),
+            _ => None,
+        };
+        for destination in passage.reached() {
+            if Some(destination.as_str()) != waiting_for {
+                self.breakers.success(&destination).await;
+            }
+        }
+        let sample = match (&outcome, ran) {
+            (Outcome::Failed(f), _) if f.waiting_for.is_some() && f.gated_until.is_none() => {
+                Sample::Overloaded
+            }
+            (Outcome::Failed(f), _) if f.gated_until.is_some() => Sample::Nothing,
+            (_, Some(ran)) => Sample::Ran(ran),
+            (_, None) => Sample::Nothing,
+        };
         let written = match outcome {
+            Outcome::Failed(failure) if failure.waiting_for.is_some() => {
+                let destination = failure.waiting_for.as_deref().unwrap_or_default();
+                let until = match failure.gated_until {
+                    Some(until) => until,
+                    None => {
+                        self.breakers
+                            .failure(destination, &failure.code, failure.retry_after)
+                            .await
+                    }
+                };
+                // Never further off than the longest back-off.
+                let until = until.min(now.saturating_add(self.options.max_delay));
+                tracing::info!(id = record.id, kind, destination, error = %failure.code, retry_in_ms = until.0.saturating_sub(now.0), "suki inbox row waits for a destination; no attempt spent");
+                crate::metrics::attempt("waiting");
+                store
+                    .fail(crate::FailedAttempt {
+                        lease,
+                        now,
+                        next: Next::Wait(until),
+                        error: &failure.code,
+                        detail,
+                        waiting_for: Some(destination),
+                    })
+                    .await
+            }
             Outcome::Committed => {
                 crate::metrics::attempt("done");
                 Ok(true)
@@ -106,6 +181,7 @@ impl Job {
                         )),
                         error: &failure.code,
                         detail,
+                        waiting_for: None,
                     })
                     .await
             }
@@ -137,6 +213,7 @@ impl Job {
                         next,
                         error: &failure.code,
                         detail,
+                        waiting_for: None,
                     })
                     .await
             }
@@ -152,6 +229,38 @@ impl Job {
             Err(err) => {
                 tracing::error!(id = record.id, kind, error = %err, "suki inbox could not record an attempt; the row is retried when its lease expires")
             }
+        }
+        sample
+    }
+
+    /// Puts a row back to wait for `destination` without running it: pending until `until`,
+    /// no attempt spent, its error kept.
+    async fn wait(
+        &self,
+        store: &Arc<dyn crate::Store>,
+        record: &crate::DeliveryRecord,
+        lease: Lease,
+        destination: &str,
+        until: UnixMillis,
+        reason: &str,
+    ) {
+        let now = self.inbox.now();
+        let until = until.min(now.saturating_add(self.options.max_delay));
+        let detail = format!("not attempted: {destination} is down ({reason})");
+        let error = record.last_error.as_deref().unwrap_or(reason);
+        let written = store
+            .fail(crate::FailedAttempt {
+                lease,
+                now,
+                next: Next::Wait(until),
+                error,
+                detail: Some(&detail),
+                waiting_for: Some(destination),
+            })
+            .await;
+        self.inbox.wrote(&written);
+        if let Err(err) = written {
+            tracing::warn!(id = record.id, error = %err, "suki inbox could not put a row back to wait; it comes back when its lease expires");
         }
     }
 
