@@ -29,6 +29,7 @@ use crate::{
     Source, State, Store,
 };
 
+mod destinations;
 mod expectations;
 mod operations;
 mod queue;
@@ -98,6 +99,7 @@ where
     bodies_are_erased_after_their_retention(&fresh().await).await;
     bodies_are_sealed_as_they_are_written(&fresh().await).await;
     what_an_attempt_fetched_is_kept_until_done(&fresh().await).await;
+    destinations::a_wait_spends_no_attempt_and_names_its_destination(&fresh().await).await;
     concurrent_claims_never_overlap(Arc::new(fresh().await), 8, 200).await;
 }
 

@@ -533,7 +533,7 @@ pub struct TimelineEvent {
     pub delivery_id: i64,
     /// When it happened (an attempt: when it ended).
     pub at: UnixMillis,
-    /// What: an attempt's outcome (`done`, `retry`, `dead`, `snoozed`, `released`,
+    /// What: an attempt's outcome (`done`, `retry`, `dead`, `snoozed`, `waiting`, `released`,
     /// `interrupted`, `lease_expired`) or an action (`retried`, `replayed`, `discarded`).
     pub event: String,
     /// When the attempt started.

@@ -79,16 +79,23 @@ async fn a_503_burst_longer_than_the_clients_retries_is_recovered_by_the_worker(
         .iter()
         .find(|r| r.kind == suki_ambient_core::EventKind::Completed)
         .expect("completed row");
-    assert_eq!(completed.attempts, 2);
+    assert_eq!(
+        completed.attempts, 1,
+        "Suki's outage spent no attempt: the row waited for it"
+    );
     assert_eq!(completed.last_error, None, "done: no stale error");
     let trace = inbox
         .trace(completed.session_id.as_ref().expect("session").as_str())
         .await
         .expect("trace");
-    let error = trace
+    let waited = trace
         .events
         .iter()
-        .find_map(|e| e.code.as_deref())
+        .find(|e| e.event == "waiting")
+        .expect("the wait is in the timeline");
+    let error = waited
+        .code
+        .as_deref()
         .expect("the burst's error is kept in the timeline");
     assert!(
         error.starts_with("fetch_") && error.contains("503"),
@@ -105,7 +112,7 @@ async fn a_503_burst_longer_than_the_clients_retries_is_recovered_by_the_worker(
         .map(|e| (e.event.as_str(), e.detail.as_deref().unwrap_or("")))
         .collect();
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!(events[0].0, "retry");
+    assert_eq!(events[0].0, "waiting");
     assert!(events[0].1.contains("contents 503"), "{events:?}");
     assert_eq!(events[1].0, "done");
     assert!(
