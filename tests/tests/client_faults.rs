@@ -28,7 +28,9 @@ async fn a_thousand_fetches_through_faults() {
     // Faults are tried in order; shares are conditional so the overall rates are 15% 503,
     // 15% 429 with Retry-After, 5% dropped connections, 5% latency spikes.
     sandbox.inject(Fault::status(503).share(0.15));
-    sandbox.inject(Fault::status(429).retry_after("1").share(0.15 / 0.85));
+    // (`Retry-After: 0`: a longer one than the policy's 100 ms would end the call, for the
+    // caller to reschedule.)
+    sandbox.inject(Fault::status(429).retry_after("0").share(0.15 / 0.85));
     sandbox.inject(Fault::drop_connection().share(0.05 / 0.70));
     sandbox.inject(Fault::latency(Duration::from_millis(50)).share(0.05 / 0.65));
 
@@ -41,7 +43,10 @@ async fn a_thousand_fetches_through_faults() {
                 .max_attempts(20)
                 .base_delay(Duration::from_millis(5))
                 .max_delay(Duration::from_millis(50))
-                .max_retry_after(Duration::from_millis(100)),
+                .max_retry_after(Duration::from_millis(100))
+                // A third of the calls fail: the budget lets each retry (the default, a tenth,
+                // is for outages, which the inbox's breakers wait out).
+                .retry_budget(1_000),
         )
         .deadline(Duration::from_secs(20))
         .build()

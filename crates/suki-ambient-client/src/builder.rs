@@ -190,7 +190,7 @@ impl AmbientClientBuilder {
                 timeout: self.timeout,
                 deadline: self.deadline,
                 max_response_bytes: self.max_response_bytes,
-                budget: crate::client::retry_budget(),
+                budget: self.retry.budget(1),
             }),
             provider_id,
             retry: None,

@@ -71,14 +71,8 @@ pub(crate) struct Inner {
     pub(crate) timeout: Duration,
     pub(crate) deadline: Duration,
     pub(crate) max_response_bytes: u64,
-    /// Quick retries allowed: 10 % of the calls, plus one a second.
+    /// Quick retries allowed ([`RetryPolicy::retry_budget`]), plus one a second.
     pub(crate) budget: tower::retry::budget::TpsBudget,
-}
-
-/// The client's retry budget: over ten seconds, quick retries up to 10 % of the calls plus one
-/// a second, so that an outage gets about one request per call, not one per attempt.
-pub fn retry_budget() -> tower::retry::budget::TpsBudget {
-    tower::retry::budget::TpsBudget::new(Duration::from_secs(10), 1, 0.1)
 }
 
 impl fmt::Debug for AmbientClient {

@@ -54,7 +54,6 @@ pub use retry::RetryPolicy;
 /// (the FHIR write-back posts to the EHR with them): the same redirect rule, body cap and
 /// `Retry-After` reading.
 pub mod toolkit {
-    pub use crate::client::retry_budget;
     pub use crate::retry::parse_retry_after;
     pub use crate::transport::{read_capped, read_prefix, redirect_allowed, redirect_policy};
 }

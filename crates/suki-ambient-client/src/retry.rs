@@ -24,6 +24,8 @@ pub struct RetryPolicy {
     base_delay: Duration,
     max_delay: Duration,
     max_retry_after: Duration,
+    /// Quick retries allowed, in percent of the calls (over ten seconds).
+    budget_percent: u32,
 }
 
 impl Default for RetryPolicy {
@@ -36,6 +38,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(2),
+            budget_percent: 10,
         }
     }
 }
@@ -75,6 +78,28 @@ impl RetryPolicy {
     pub fn max_retry_after(mut self, delay: Duration) -> Self {
         self.max_retry_after = delay;
         self
+    }
+
+    /// Quick retries allowed, in percent of the calls made over the last ten seconds (default
+    /// 10; at most 100,000): a **retry budget**, shared by the clones of a client, so that an
+    /// outage gets about one request per call instead of one per attempt (the inbox's worker
+    /// retries the row later). The SDK client adds a reserve of one retry a second, so that a
+    /// client making few calls still retries a lone failure; the FHIR client has none (a write
+    /// that fails is the row's to retry).
+    #[must_use]
+    pub fn retry_budget(mut self, percent: u32) -> Self {
+        self.budget_percent = percent.min(100_000);
+        self
+    }
+
+    /// The budget of [`retry_budget`](Self::retry_budget), over `ttl`, with `reserve_per_second`
+    /// retries a second allowed whatever the calls.
+    pub fn budget(&self, reserve_per_second: u32) -> tower::retry::budget::TpsBudget {
+        tower::retry::budget::TpsBudget::new(
+            Duration::from_secs(10),
+            reserve_per_second,
+            self.budget_percent as f32 / 100.0,
+        )
     }
 
     /// The longest `Retry-After` waited within a call.

@@ -201,6 +201,27 @@ async fn retry_after_is_honoured() {
     );
 }
 
+/// A `Retry-After` longer than the policy's is not slept within the call: the call ends at
+/// once with the server's error, which carries it, and is an outage (the inbox's worker makes
+/// the row wait that long, for Suki's breaker).
+#[tokio::test]
+async fn a_long_retry_after_is_the_callers_to_honour() {
+    let server = MockServer::start().await;
+    get("/api/v1/ambient/session/s/status")
+        .respond_with(error(503, "service_unavailable").insert_header("Retry-After", "10"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    let err = client(&server)
+        .session_status(&SessionId::from("s"))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "not slept");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(10)));
+    assert!(err.is_outage() && err.is_retryable(), "{err:?}");
+}
+
 #[tokio::test]
 async fn not_found_and_forbidden_are_not_retried() {
     let server = MockServer::start().await;

@@ -697,7 +697,10 @@ impl FhirClientBuilder {
                     .map(|kind| (*kind, join(&base, kind)))
                     .collect(),
                 base,
-                budget: suki_ambient_client::toolkit::retry_budget(),
+                // Quick retries: 10 % of the requests over ten seconds, no reserve: a write
+                // that fails is the inbox row's to retry (it waits for the EHR's breaker), so
+                // an outage gets one request per write.
+                budget: self.retry.budget(0),
             }),
         })
     }

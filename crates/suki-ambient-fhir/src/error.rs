@@ -158,9 +158,14 @@ impl FhirError {
         let unavailable = |status: u16| status == 408 || status == 429 || status >= 500;
         match self {
             Self::Server { status, .. } | Self::Entry { status, .. } => unavailable(*status),
-            Self::Transport(err) => err.is_outage() || matches!(err, suki_ambient_client::ClientError::Decode { .. }),
+            Self::Transport(err) => {
+                err.is_outage() || matches!(err, suki_ambient_client::ClientError::Decode { .. })
+            }
             Self::Token { status, .. } => unavailable(*status) || matches!(status, 400 | 401),
-            Self::Auth { .. } | Self::FreshTokenRefused | Self::Answer | Self::EntryCount { .. } => true,
+            Self::Auth { .. }
+            | Self::FreshTokenRefused
+            | Self::Answer
+            | Self::EntryCount { .. } => true,
             Self::Metadata { retryable, .. } => *retryable,
             Self::Conflict { .. }
             | Self::Capabilities(_)

@@ -20,7 +20,9 @@ fn client(sandbox: &SandboxHandle, token: &str) -> FhirClient {
         .retry(
             RetryPolicy::default()
                 .max_attempts(3)
-                .base_delay(Duration::from_millis(10)),
+                .base_delay(Duration::from_millis(10))
+                // Every failure retried within the call (the default budget retries a tenth).
+                .retry_budget(1_000),
         )
         .build()
         .expect("client")
@@ -66,6 +68,44 @@ async fn a_503_is_retried_and_a_lasting_one_is_retryable() {
     let err = fhir.post(&bundle("s-422")).await.expect_err("422");
     assert!(!err.is_retryable());
     assert_eq!(sandbox.requests("/fhir"), 5 + 1, "not retried");
+    sandbox.shutdown().await;
+}
+
+/// With the default retry budget (a tenth of the writes, no reserve), an EHR that is down gets
+/// about one request per write, not one per attempt; a long `Retry-After` ends the write at
+/// once, carrying it (the inbox's row waits that long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_gets_about_one_request_per_write() {
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let fhir = FhirClient::builder(sandbox.fhir_base_url())
+        .auth(BearerToken::new(sandbox.fhir_token()))
+        .retry(RetryPolicy::default().base_delay(Duration::from_millis(1)))
+        .build()
+        .expect("client");
+    sandbox.inject(Fault::status(503).on("/fhir").times(1_000));
+    for i in 0..20 {
+        let err = fhir
+            .post(&bundle(&format!("s-down-{i}")))
+            .await
+            .expect_err("down");
+        assert!(err.is_outage(), "{err:?}");
+    }
+    let sent = sandbox.requests("/fhir");
+    assert!(
+        (20..=22).contains(&sent),
+        "{sent} requests for 20 writes (4 attempts each would be 80)"
+    );
+    sandbox.clear_faults();
+    sandbox.inject(
+        Fault::status(503)
+            .retry_after("10")
+            .on("/fhir")
+            .times(1_000),
+    );
+    let started = std::time::Instant::now();
+    let err = fhir.post(&bundle("s-later")).await.expect_err("down");
+    assert!(started.elapsed() < Duration::from_secs(5), "not slept");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(10)));
     sandbox.shutdown().await;
 }
 
@@ -115,7 +155,8 @@ async fn a_slow_ehr_times_out_retryably_and_a_later_post_completes_once() {
         .retry(
             RetryPolicy::default()
                 .max_attempts(2)
-                .base_delay(Duration::from_millis(10)),
+                .base_delay(Duration::from_millis(10))
+                .retry_budget(1_000),
         )
         .build()
         .expect("client");

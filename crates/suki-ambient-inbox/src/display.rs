@@ -29,6 +29,43 @@ pub fn relative(at: UnixMillis, now: UnixMillis) -> String {
     }
 }
 
+/// The time of day of `at`, UTC: `10:02 UTC`.
+pub fn time_of_day(at: UnixMillis) -> String {
+    let secs = at.0 / 1_000 % 86_400;
+    format!("{:02}:{:02} UTC", secs / 3_600, secs % 3_600 / 60)
+}
+
+/// A destination for the person on call: `EHR fhir.example unreachable since 10:02 UTC
+/// (fhir_503_transient, 20m 4s), 143 notes waiting, next probe in 20s`, or `Suki's API: up`.
+pub fn destination(d: &crate::DestinationRecord, now: UnixMillis) -> String {
+    let name = match d.name.strip_prefix("ehr:") {
+        Some(host) => format!("EHR {}", clean(host, 80)),
+        None if d.name == "suki" => "Suki's API".to_owned(),
+        None => clean(&d.name, 80),
+    };
+    if d.up {
+        return format!("{name}: up");
+    }
+    let since = d.down_since.unwrap_or(d.updated_at);
+    let mut text = format!(
+        "{name} unreachable since {} ({}, {})",
+        time_of_day(since),
+        clean_or_dash(d.reason.as_deref()),
+        short(Duration::from_millis(now.0.saturating_sub(since.0)))
+    );
+    text.push_str(&format!(
+        ", {} note{} waiting",
+        d.waiting,
+        if d.waiting == 1 { "" } else { "s" }
+    ));
+    if d.next_probe > now {
+        text.push_str(&format!(", next probe {}", relative(d.next_probe, now)));
+    } else {
+        text.push_str(", probing");
+    }
+    text
+}
+
 /// A row's next run: when a pending row is due, when a running row's lease ends, `-` otherwise.
 pub fn next_run(row: &DeliveryRecord, now: UnixMillis) -> String {
     match row.state {

@@ -110,9 +110,9 @@ pub(crate) struct BreakerSettings {
 impl Default for BreakerSettings {
     fn default() -> Self {
         Self {
-            threshold: 5,
-            probe_every: Duration::from_secs(5),
-            longest_probe: Duration::from_secs(60),
+            threshold: 3,
+            probe_every: Duration::from_secs(1),
+            longest_probe: Duration::from_secs(30),
             probe_lease: Duration::from_secs(60),
         }
     }
@@ -126,10 +126,7 @@ pub(crate) enum Gate {
     /// Call it: this attempt is the destination's probe.
     Probe,
     /// Do not call it; wait until then.
-    Wait {
-        until: UnixMillis,
-        reason: String,
-    },
+    Wait { until: UnixMillis, reason: String },
 }
 
 /// One destination's breaker, as this worker sees it.
@@ -180,16 +177,19 @@ impl fmt::Debug for Breakers {
 
 /// `at` plus `after`.
 fn plus(at: UnixMillis, after: Duration) -> UnixMillis {
-    UnixMillis(
-        at.0
-            .saturating_add(suki_ambient_core::time::millis(after)),
-    )
+    UnixMillis(at.0.saturating_add(suki_ambient_core::time::millis(after)))
 }
 
-/// `d` scaled by a factor drawn in [0.8, 1.2]: rows and workers that failed together do not
+/// Rows waiting for a probe come back spread over half a second after it.
+fn spread() -> Duration {
+    Duration::from_millis(fastrand::u64(50..500))
+}
+
+/// `d` scaled by a factor drawn in [0.9, 1.0]: never later than asked (a probe interval is a
+/// promise of how soon a return is seen), and workers and rows that failed together do not
 /// come back together.
 fn jittered(d: Duration) -> Duration {
-    d.mul_f64(0.8 + 0.4 * fastrand::f64())
+    d.mul_f64(0.9 + 0.1 * fastrand::f64())
 }
 
 impl Breakers {
@@ -247,9 +247,9 @@ impl Breakers {
                             *next_probe
                         };
                         return Gate::Wait {
-                            // Spread over a second after the probe, so that the probe's
-                            // answer is known when most of them come back.
-                            until: plus(at, Duration::from_millis(fastrand::u64(200..1_200))),
+                            // Spread after the probe, so that the probe's answer is known
+                            // when most of them come back.
+                            until: plus(at, spread()),
                             reason: reason.clone(),
                         };
                     }
@@ -295,7 +295,7 @@ impl Breakers {
                     *next_probe = plus(now, wait);
                 }
                 Gate::Wait {
-                    until: plus(now, wait + Duration::from_millis(fastrand::u64(200..1_200))),
+                    until: plus(now, wait + spread()),
                     reason,
                 }
             }
@@ -324,12 +324,16 @@ impl Breakers {
         let now = self.inbox.now();
         crate::metrics::destination_up(destination, true);
         match self.inbox.backend().destination_up(destination, now).await {
-            Ok(resumed) => tracing::warn!(
-                destination,
-                down_for_s = now.0.saturating_sub(since.0) / 1_000,
-                resumed,
-                "suki inbox: a destination answers again; the rows waiting for it are due now"
-            ),
+            Ok(resumed) => {
+                // The rows made due are claimed now, not at the next poll.
+                self.inbox.wake().notify_waiters();
+                tracing::warn!(
+                    destination,
+                    down_for_s = now.0.saturating_sub(since.0) / 1_000,
+                    resumed,
+                    "suki inbox: a destination answers again; the rows waiting for it are due now"
+                )
+            }
             Err(err) => tracing::warn!(
                 destination,
                 error = %err,
@@ -417,7 +421,35 @@ impl Breakers {
                 tracing::warn!(destination, error = %err, "suki inbox could not record a destination down in the store");
             }
         }
-        plus(until, Duration::from_millis(fastrand::u64(200..1_200)))
+        plus(until, spread())
+    }
+
+    /// A probe this worker took and did not send (the row stopped before calling the
+    /// destination): given back, so that another row sends it now.
+    pub(crate) async fn release_probe(&self, destination: &str) {
+        let now = self.inbox.now();
+        let reason = match self.lock().get_mut(destination) {
+            Some(Breaker::Open {
+                probing_until,
+                next_probe,
+                reason,
+                ..
+            }) if probing_until.is_some() => {
+                *probing_until = None;
+                *next_probe = now;
+                reason.clone()
+            }
+            _ => return,
+        };
+        let down = crate::DestinationDown {
+            name: destination,
+            reason: &reason,
+            now,
+            next_probe: now,
+        };
+        if let Err(err) = self.inbox.backend().destination_down(down).await {
+            tracing::warn!(destination, error = %err, "suki inbox could not give a probe back; another worker probes when its lease ends");
+        }
     }
 
     /// Takes what the store says of each destination: one found down by another worker is
@@ -479,7 +511,11 @@ impl Breakers {
 #[derive(Clone, Default)]
 pub(crate) struct Passage {
     pub(crate) breakers: Option<Arc<Breakers>>,
+    /// The destinations the handler asked for and was let through.
     pub(crate) reached: Arc<Mutex<Vec<String>>>,
+    /// The destination the row waited for, let through before the handler ran (as its probe,
+    /// or because it is back).
+    pub(crate) granted: Option<String>,
 }
 
 impl Passage {
@@ -490,7 +526,7 @@ impl Passage {
             .clone()
     }
 
-    pub(crate) fn mark(&self, destination: &str) {
+    fn mark(&self, destination: &str) {
         let mut reached = self
             .reached
             .lock()
@@ -503,6 +539,12 @@ impl Passage {
     /// Whether the attempt may call `destination` now; `Unavailable` (said by the breaker,
     /// nothing sent) when not.
     pub(crate) async fn enter(&self, destination: &str) -> Result<(), Unavailable> {
+        if self.granted.as_deref() == Some(destination)
+            || self.reached().iter().any(|d| d == destination)
+        {
+            self.mark(destination);
+            return Ok(());
+        }
         if let Some(breakers) = &self.breakers {
             match breakers.gate(destination).await {
                 Gate::Pass | Gate::Probe => {}

@@ -90,6 +90,10 @@ pub enum Problem {
     /// (`body_key_missing_<id>`) until the key is given back ([`Inbox::with_keys`]). Read at
     /// most every 10 minutes.
     BodyKeysMissing,
+    /// A destination the worker calls (Suki's API, an EHR) is down (its breaker is open):
+    /// notes wait for it without spending attempts ([`Health::destinations`] says which, since
+    /// when, and how many). Never a readiness failure: webhooks keep being stored.
+    DestinationDown,
 }
 
 impl Problem {
@@ -105,6 +109,7 @@ impl Problem {
             Self::BodyKeysMissing => {
                 "stored bodies are sealed under a key this process does not hold"
             }
+            Self::DestinationDown => "a destination the notes need is down; they wait for it",
         }
     }
 
@@ -118,6 +123,7 @@ impl Problem {
             Self::TooManyDead => "too_many_dead",
             Self::ShuttingDown => "shutting_down",
             Self::BodyKeysMissing => "body_keys_missing",
+            Self::DestinationDown => "destination_down",
         }
     }
 }
@@ -155,6 +161,21 @@ pub struct Health {
     pub problems: Vec<Problem>,
     /// What an operator paused: `"all"` or event kinds (empty when nothing is).
     pub paused: Vec<String>,
+    /// The destinations the workers found down, and those back since (each with the rows
+    /// waiting for it), and a line for the person on call each.
+    pub destinations: Vec<DestinationHealth>,
+}
+
+/// A destination as [`Health`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DestinationHealth {
+    /// What the store records of it.
+    #[serde(flatten)]
+    pub record: crate::DestinationRecord,
+    /// `EHR fhir.example unreachable since 10:02 UTC (fhir_503_transient, 4m 0s), 143 notes
+    /// waiting, next probe in 20s`.
+    pub summary: String,
 }
 
 impl Health {
@@ -208,7 +229,7 @@ impl Inbox {
         // The probe, the counts and the key check at once, each bounded: a check answers within
         // about `write_probe_timeout` however the store fails.
         let bound = thresholds.write_probe_timeout;
-        let (_, recent, keys_missing) = tokio::join!(
+        let (_, recent, keys_missing, destinations) = tokio::join!(
             self.probe_writes(thresholds),
             async {
                 match tokio::time::timeout(bound, self.recent_status(thresholds.counts_max_age))
@@ -225,8 +246,26 @@ impl Inbox {
                 }
             },
             self.body_keys_missing(),
+            async {
+                tokio::time::timeout(bound, self.destinations())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default()
+            },
         );
         let mut problems = Vec::new();
+        let now = self.now();
+        let destinations: Vec<DestinationHealth> = destinations
+            .into_iter()
+            .map(|record| DestinationHealth {
+                summary: crate::display::destination(&record, now),
+                record,
+            })
+            .collect();
+        if destinations.iter().any(|d| !d.record.up) {
+            problems.push(Problem::DestinationDown);
+        }
         let writable = self.writes().writable(thresholds.write_failure_window);
         crate::metrics::store_writable(writable);
         if !writable {
@@ -285,6 +324,7 @@ impl Inbox {
             dead,
             worker_heartbeat_seconds: worker.map(|a| a.as_secs_f64()),
             problems,
+            destinations,
         }
     }
 }

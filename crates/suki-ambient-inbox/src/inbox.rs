@@ -551,6 +551,14 @@ impl Inbox {
         Ok(status)
     }
 
+    /// The destinations the workers found down (Suki's API, an EHR), and those back up since,
+    /// each with the rows waiting for it (pending, no attempt spent), from the store that
+    /// the workers of a fleet share. An open breaker is never a readiness failure: webhooks
+    /// keep being stored while the notes wait.
+    pub async fn destinations(&self) -> Result<Vec<crate::DestinationRecord>, StoreError> {
+        self.inner.store.destinations().await
+    }
+
     /// `counts` with the age of the oldest unfinished row as of now.
     pub(crate) fn status_of(&self, counts: Counts) -> InboxStatus {
         let oldest_unfinished_age = counts

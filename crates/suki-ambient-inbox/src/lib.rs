@@ -47,6 +47,7 @@ pub mod crypto;
 pub mod display;
 mod error;
 mod expect;
+mod flow;
 mod handler;
 mod health;
 mod inbox;
@@ -59,7 +60,6 @@ mod records;
 mod settings;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
-mod flow;
 mod store;
 mod transaction;
 mod worker;
@@ -73,19 +73,19 @@ mod postgres;
 mod sqlite;
 
 pub use crypto::{BodyKey, KeyError, KeyProvider, Keys};
-pub use flow::Unavailable;
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 pub use expect::{
     CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, FinishedCheck, Resolution,
     SealedContext, SessionKind,
 };
+pub use flow::Unavailable;
 pub use handler::{
     Coded, FetchResults, InboxHandler, InboxMeta, LinkNeeds, Permanent, ResultsHandler, RetryAfter,
     Snooze,
 };
 #[cfg(feature = "axum")]
 pub use health::health_router;
-pub use health::{Health, HealthStatus, HealthThresholds, Problem, Readiness};
+pub use health::{DestinationHealth, Health, HealthStatus, HealthThresholds, Problem, Readiness};
 pub use inbox::{AUDIT_FLOOR, Inbox, dedup_key};
 pub use migrate::{Dialect, HISTORY_TABLE, Migration, migrations};
 pub use open::InboxBuilder;
@@ -99,9 +99,9 @@ pub use reconciler::{
 };
 pub use records::{
     Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DeadFilter, DeadGroup,
-    DeliveryRecord, DestinationDown, DestinationRecord, ExpectationCounts, FailedAttempt, HourCount, InboxStatus, Lead, Lease,
-    NewDelivery, NewExpectation, Next, Pause, RekeyReport, Resealed, Selection, Source, State,
-    StoredBody, TimelineEvent, Trace, audit_hash,
+    DeliveryRecord, DestinationDown, DestinationRecord, ExpectationCounts, FailedAttempt,
+    HourCount, InboxStatus, Lead, Lease, NewDelivery, NewExpectation, Next, Pause, RekeyReport,
+    Resealed, Selection, Source, State, StoredBody, TimelineEvent, Trace, audit_hash,
 };
 #[cfg(feature = "postgres")]
 pub use sql::PostgresDialect;

@@ -508,13 +508,19 @@ impl InboxWorkerBuilder {
 
     /// The destinations' circuit breakers: `failures` consecutive failures of a destination
     /// (Suki's API, an EHR: transport errors, timeouts, 5xx, 429, 408) open its breaker
-    /// (default 5); while it is open the rows that need it wait without spending attempts,
-    /// and one probe (one row, for the whole fleet) is sent after `probe_every` (default 5 s),
-    /// doubled after each failed probe up to `longest_probe` (default 60 s; a `Retry-After`
-    /// is honoured up to it), jittered. A probe that succeeds closes it and makes the waiting
-    /// rows due at once.
+    /// (default 3); while it is open the rows that need it wait without spending attempts,
+    /// and one probe (one row, for the whole fleet) is sent after `probe_every` (default 1 s),
+    /// doubled after each failed probe up to `longest_probe` (default 30 s; a `Retry-After`
+    /// is honoured up to it), drawn in the last tenth of the interval. A probe that succeeds
+    /// closes it and makes the waiting rows due at once. Before it opens, a row that met a
+    /// failure waits a fifth of `probe_every` (or its `Retry-After`), no attempt spent.
     #[must_use]
-    pub fn breaker(mut self, failures: u32, probe_every: Duration, longest_probe: Duration) -> Self {
+    pub fn breaker(
+        mut self,
+        failures: u32,
+        probe_every: Duration,
+        longest_probe: Duration,
+    ) -> Self {
         let probe_every = probe_every.max(Duration::from_millis(10));
         self.options.breaker = crate::flow::BreakerSettings {
             threshold: failures.max(1),
@@ -870,7 +876,11 @@ impl Limiter {
                 if rising {
                     self.decrease(0.95);
                 } else if self.backlog && self.running + 1 >= self.limit() {
-                    self.limit += if self.slow_start { 1.0 } else { 1.0 / self.limit };
+                    self.limit += if self.slow_start {
+                        1.0
+                    } else {
+                        1.0 / self.limit
+                    };
                     self.limit = self.limit.min(max as f64);
                 }
             }
@@ -882,7 +892,10 @@ impl Limiter {
     fn decrease(&mut self, factor: f64) {
         let now = std::time::Instant::now();
         let every = self.baseline().unwrap_or(Duration::from_millis(100));
-        if self.last_decrease.is_some_and(|at| now.duration_since(at) < every) {
+        if self
+            .last_decrease
+            .is_some_and(|at| now.duration_since(at) < every)
+        {
             return;
         }
         self.last_decrease = Some(now);

@@ -17,7 +17,12 @@ pub(super) async fn a_wait_spends_no_attempt_and_names_its_destination(store: &i
             store
                 .fail(FailedAttempt {
                     waiting_for: Some("ehr:fhir.example"),
-                    ..failed(c.lease(), at(20), Next::Wait(at(5_000)), "fhir_503_transient")
+                    ..failed(
+                        c.lease(),
+                        at(20),
+                        Next::Wait(at(5_000)),
+                        "fhir_503_transient"
+                    )
                 })
                 .await
                 .expect("wait"),
@@ -32,15 +37,27 @@ pub(super) async fn a_wait_spends_no_attempt_and_names_its_destination(store: &i
     assert_eq!(row.state, State::Pending, "{step}");
     assert_eq!(row.attempts, 0, "{step}: the wait spent no attempt");
     assert_eq!(row.snoozes, 0, "{step}: nor a snooze");
-    assert_eq!(row.waiting_for.as_deref(), Some("ehr:fhir.example"), "{step}");
-    assert_eq!(row.last_error.as_deref(), Some("fhir_503_transient"), "{step}");
+    assert_eq!(
+        row.waiting_for.as_deref(),
+        Some("ehr:fhir.example"),
+        "{step}"
+    );
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("fhir_503_transient"),
+        "{step}"
+    );
     assert_eq!(row.run_after, at(5_000), "{step}");
     let events = timeline(store, "session-w1", row.id).await;
     assert_eq!(events.len(), 1, "{step}: {events:?}");
     assert_eq!(events[0].0, "waiting", "{step}");
     assert_eq!(events[0].2.as_deref(), Some("fhir_503_transient"), "{step}");
     assert!(
-        store.claim(req("w", at(100), 2)).await.expect("claim").is_empty(),
+        store
+            .claim(req("w", at(100), 2))
+            .await
+            .expect("claim")
+            .is_empty(),
         "{step}: not due before its time"
     );
 
@@ -59,7 +76,11 @@ pub(super) async fn a_wait_spends_no_attempt_and_names_its_destination(store: &i
     assert!(!down[0].up, "{step}");
     assert_eq!(down[0].down_since, Some(at(20)), "{step}");
     assert_eq!(down[0].waiting, 2, "{step}");
-    assert_eq!(down[0].reason.as_deref(), Some("fhir_503_transient"), "{step}");
+    assert_eq!(
+        down[0].reason.as_deref(),
+        Some("fhir_503_transient"),
+        "{step}"
+    );
 
     // One probe at a time, not before its time.
     let probe = |owner, now, until| Lead {
@@ -69,12 +90,24 @@ pub(super) async fn a_wait_spends_no_attempt_and_names_its_destination(store: &i
         until: at(until),
     };
     assert!(
-        !store.take_probe(probe("a", 500, 2_000)).await.expect("probe"),
+        !store
+            .take_probe(probe("a", 500, 2_000))
+            .await
+            .expect("probe"),
         "{step}: not before the next probe's time"
     );
-    assert!(store.take_probe(probe("a", 1_000, 2_000)).await.expect("probe"), "{step}");
     assert!(
-        !store.take_probe(probe("b", 1_100, 2_100)).await.expect("probe"),
+        store
+            .take_probe(probe("a", 1_000, 2_000))
+            .await
+            .expect("probe"),
+        "{step}"
+    );
+    assert!(
+        !store
+            .take_probe(probe("b", 1_100, 2_100))
+            .await
+            .expect("probe"),
         "{step}: one probe at a time in the fleet"
     );
     // The probe failed: further off, still down since the start, the lease given up.
@@ -92,12 +125,27 @@ pub(super) async fn a_wait_spends_no_attempt_and_names_its_destination(store: &i
     assert_eq!(down[0].probes, 1, "{step}");
     assert_eq!(down[0].next_probe, at(3_000), "{step}");
     assert!(
-        !store.take_probe(probe("b", 2_000, 4_000)).await.expect("probe"),
+        !store
+            .take_probe(probe("b", 2_000, 4_000))
+            .await
+            .expect("probe"),
         "{step}"
     );
-    assert!(store.take_probe(probe("b", 3_000, 4_000)).await.expect("probe"), "{step}");
+    assert!(
+        store
+            .take_probe(probe("b", 3_000, 4_000))
+            .await
+            .expect("probe"),
+        "{step}"
+    );
     // An expired probe lease is taken over.
-    assert!(store.take_probe(probe("c", 4_000, 5_000)).await.expect("probe"), "{step}");
+    assert!(
+        store
+            .take_probe(probe("c", 4_000, 5_000))
+            .await
+            .expect("probe"),
+        "{step}"
+    );
 
     // Back: its waiting rows are due now.
     assert_eq!(
@@ -126,7 +174,10 @@ pub(super) async fn a_wait_spends_no_attempt_and_names_its_destination(store: &i
         .await
         .expect("get")
         .expect("row");
-    assert_eq!(done.waiting_for, None, "{step}: waits for nothing once done");
+    assert_eq!(
+        done.waiting_for, None,
+        "{step}: waits for nothing once done"
+    );
     assert!(
         !store
             .take_probe(probe("d", 9_000, 10_000))

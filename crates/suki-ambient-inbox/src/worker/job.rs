@@ -37,7 +37,7 @@ impl Job {
         let lease = claim.lease();
         let record = &claim.record;
         let store = self.inbox.store_arc();
-        let passage = crate::flow::Passage {
+        let mut passage = crate::flow::Passage {
             breakers: Some(Arc::clone(&self.breakers)),
             ..Default::default()
         };
@@ -50,7 +50,9 @@ impl Job {
                         .await;
                     return Sample::Nothing;
                 }
-                crate::flow::Gate::Pass | crate::flow::Gate::Probe => passage.mark(destination),
+                crate::flow::Gate::Pass | crate::flow::Gate::Probe => {
+                    passage.granted = Some(destination.clone());
+                }
             }
         }
         let meta = InboxMeta {
@@ -115,9 +117,22 @@ impl Job {
             Outcome::Failed(failure) => failure.waiting_for.as_deref(),
             _ => None,
         };
-        for destination in passage.reached() {
+        let reached = passage.reached();
+        for destination in &reached {
             if Some(destination.as_str()) != waiting_for {
-                self.breakers.success(&destination).await;
+                self.breakers.success(destination).await;
+            }
+        }
+        // Let through before the handler ran, and not asked for by it: the handler got
+        // through (the destination answered it), unless it stopped waiting for another one.
+        if let Some(granted) = &passage.granted
+            && !reached.contains(granted)
+            && Some(granted.as_str()) != waiting_for
+        {
+            if waiting_for.is_some() {
+                self.breakers.release_probe(granted).await;
+            } else {
+                self.breakers.success(granted).await;
             }
         }
         let sample = match (&outcome, ran) {
