@@ -367,9 +367,11 @@ pub(crate) async fn run(
             let status = inbox.status().await?;
             let pauses = inbox.pauses().await?;
             let keys = inbox.key_counts().await?;
+            let destinations = inbox.destinations().await?;
             if json {
                 let mut value = serde_json::to_value(&status)?;
                 value["paused"] = serde_json::to_value(&pauses)?;
+                value["destinations"] = serde_json::to_value(&destinations)?;
                 value["bodies"] = keys
                     .iter()
                     .map(|(key, n)| serde_json::json!({ "key_id": key, "rows": n }))
@@ -408,6 +410,14 @@ pub(crate) async fn run(
                             println!("bodies encrypted under key {}: {n}", clean(key, 32))
                         }
                     }
+                }
+                // The destinations the workers found down (and back since).
+                for d in &destinations {
+                    println!(
+                        "{} {}",
+                        if d.up { "UP      " } else { "DOWN    " },
+                        suki_ambient_inbox::display::destination(d, UnixMillis::now())
+                    );
                 }
             }
         }

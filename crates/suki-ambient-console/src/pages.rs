@@ -568,6 +568,12 @@ pub(crate) async fn dashboard(
             if without_note > 0 { "bad" } else { "ok" }
         ),
     );
+    let destinations: Vec<(bool, &str)> = health
+        .destinations
+        .iter()
+        .map(|d| (d.record.up, d.summary.as_str()))
+        .collect();
+    body.push_str(&destinations_panel(&destinations));
     // Stored bodies: encrypted under which key, or in clear.
     let mut bodies = String::new();
     for (key, n) in &keys {

@@ -293,6 +293,26 @@ pub(crate) const STUCK_SHOWN: u32 = 200;
 /// The page's top line: `failing` when health has a problem (the pipeline cannot do its job),
 /// `degraded` when something needs a person (dead letters, rows being retried, sessions given
 /// up), else `healthy`; with the reasons in plain words.
+/// The destinations the workers found down (and back since): one line each for the person on
+/// call, down first; nothing when every destination answers and none was ever down.
+pub(crate) fn destinations_panel(destinations: &[(bool, &str)]) -> String {
+    if destinations.is_empty() {
+        return String::new();
+    }
+    let mut sorted = destinations.to_vec();
+    sorted.sort_by_key(|(up, _)| *up);
+    let mut items = String::new();
+    for (up, summary) in sorted {
+        let _ = write!(
+            items,
+            "<li class=\"{}\">{}</li>",
+            if up { "ok" } else { "bad" },
+            esc(summary)
+        );
+    }
+    format!("<h2>Destinations</h2><ul class=\"destinations\" id=\"destinations\">{items}</ul>")
+}
+
 pub(crate) fn verdict(
     problems: &[suki_ambient_inbox::Problem],
     paused: &[String],
@@ -372,6 +392,26 @@ mod tests {
             verdict(&[], &[], 0, 200, 0).1,
             ["200+ row(s) being retried"]
         );
+    }
+
+    #[test]
+    fn destinations_are_listed_down_first_and_escaped() {
+        assert_eq!(destinations_panel(&[]), "");
+        let html = destinations_panel(&[
+            (true, "Suki's API: up"),
+            (
+                false,
+                "EHR <x> unreachable since 10:02 UTC, 3 notes waiting",
+            ),
+        ]);
+        let down = html.find("unreachable").expect("down shown");
+        let up = html
+            .find("Suki&#39;s API")
+            .or_else(|| html.find("Suki"))
+            .expect("up shown");
+        assert!(down < up, "down first: {html}");
+        assert!(html.contains("EHR &lt;x&gt;"), "{html}");
+        assert!(html.contains("class=\"bad\""), "{html}");
     }
 
     #[test]
