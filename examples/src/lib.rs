@@ -50,6 +50,30 @@ pub fn exit(message: &str) -> ! {
     std::process::exit(1)
 }
 
+/// `worker` with the concurrency `SUKI_WORKER_CONCURRENCY` asks for: a number fixes how many
+/// rows are processed at once; unset or `auto`, the limit adapts (from 16, up to
+/// `SUKI_WORKER_MAX_CONCURRENCY`, default 256). Anything else ends the program with a one-line
+/// error.
+pub fn worker_concurrency(
+    worker: suki_ambient::inbox::InboxWorkerBuilder,
+) -> suki_ambient::inbox::InboxWorkerBuilder {
+    let number = |name: &str, value: String| match value.parse::<usize>() {
+        Ok(n) if n > 0 => n,
+        _ => exit(&format!(
+            "{name} must be a positive number (or `auto`), not {value:?}"
+        )),
+    };
+    let worker = match env("SUKI_WORKER_MAX_CONCURRENCY") {
+        Some(max) => worker.max_concurrency(number("SUKI_WORKER_MAX_CONCURRENCY", max)),
+        None => worker,
+    };
+    match env("SUKI_WORKER_CONCURRENCY") {
+        None => worker,
+        Some(auto) if auto.eq_ignore_ascii_case("auto") => worker,
+        Some(n) => worker.concurrency(number("SUKI_WORKER_CONCURRENCY", n)),
+    }
+}
+
 /// A non-empty environment variable.
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

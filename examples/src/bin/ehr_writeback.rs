@@ -11,8 +11,9 @@
 //!
 //! Env: `SUKI_WEBHOOK_SECRET` (required); `SUKI_TOKEN` or `SUKI_PARTNER_ID` and
 //! `SUKI_PARTNER_TOKEN`; `SUKI_API_BASE_URL` (default Suki staging); `SUKI_INBOX_URL` (default
-//! `sqlite://suki-inbox.db`); `SUKI_INBOX_KEYS` (bodies sealed at rest); `BIND` (default
-//! `127.0.0.1:3000`), `RUST_LOG`. The EHR:
+//! `sqlite://suki-inbox.db`); `SUKI_INBOX_KEYS` (bodies sealed at rest);
+//! `SUKI_WORKER_CONCURRENCY` (sessions at once: a number, or `auto`, the default: adaptive up to
+//! `SUKI_WORKER_MAX_CONCURRENCY`, 256); `BIND` (default `127.0.0.1:3000`), `RUST_LOG`. The EHR:
 //!
 //! - `FHIR_BASE_URL` (required): its FHIR R4 endpoint.
 //! - `FHIR_TOKEN`: a fixed bearer token; or SMART Backend Services: `FHIR_SMART_CLIENT_ID`,
@@ -111,11 +112,16 @@ async fn main() -> ExitCode {
 
     let inbox = examples::inbox().await;
 
-    let worker = InboxWorker::builder(
-        inbox.clone(),
-        FetchResults::new(suki, FhirWriteBack::new(ehr, place).on_no_note(no_note)),
+    // SUKI_WORKER_CONCURRENCY: a fixed number of sessions at once, or `auto` (the default:
+    // the limit adapts to the backlog and the EHR's latency, up to
+    // SUKI_WORKER_MAX_CONCURRENCY, 256 by default).
+    let worker = examples::worker_concurrency(
+        InboxWorker::builder(
+            inbox.clone(),
+            FetchResults::new(suki, FhirWriteBack::new(ehr, place).on_no_note(no_note)),
+        )
+        .owner("ehr_writeback"),
     )
-    .owner("ehr_writeback")
     .build()
     .spawn();
 

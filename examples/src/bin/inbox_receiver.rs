@@ -13,8 +13,8 @@
 //! login, renewed before expiry) or `SUKI_TOKEN` (a static token); `SUKI_API_BASE_URL`
 //! (default Suki staging), `SUKI_INBOX_URL` (default `sqlite://suki-inbox.db`; or
 //! `postgres://…` with the package's `postgres` feature), `SUKI_WORKER_NAME` (default `inbox_receiver`: one
-//! running receiver per name), `SUKI_WORKER_CONCURRENCY` (sessions processed at once, default
-//! the worker's 16), `SUKI_INBOX_KEYS` (base64 keys, comma-separated, the current one first:
+//! running receiver per name), `SUKI_WORKER_CONCURRENCY` (sessions processed at once: a
+//! number, or `auto`, the default: adaptive up to `SUKI_WORKER_MAX_CONCURRENCY`, 256), `SUKI_INBOX_KEYS` (base64 keys, comma-separated, the current one first:
 //! bodies are sealed at rest; in clear without it, with one WARN at start), `BIND` (default
 //! `127.0.0.1:3000`), `RUST_LOG`.
 //!
@@ -88,7 +88,6 @@ impl ResultsHandler for Notes {
 #[tokio::main]
 async fn main() -> ExitCode {
     let verifier = examples::start();
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     // Partner login (renewed before expiry) or a static token; the inbox, sealed with
     // SUKI_INBOX_KEYS (see `examples::suki_client` and `examples::inbox`).
     let client = examples::suki_client();
@@ -108,18 +107,13 @@ async fn main() -> ExitCode {
         }
     };
     let name = std::env::var("SUKI_WORKER_NAME").unwrap_or_else(|_| "inbox_receiver".into());
-    let mut worker =
-        InboxWorker::builder(inbox.clone(), FetchResults::new(client, Notes)).owner(name);
-    if let Some(n) = env("SUKI_WORKER_CONCURRENCY") {
-        match n.parse::<usize>() {
-            Ok(n) if n > 0 => worker = worker.concurrency(n),
-            _ => {
-                eprintln!("error: SUKI_WORKER_CONCURRENCY must be a positive number, not {n:?}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    let worker = worker.build().spawn();
+    // SUKI_WORKER_CONCURRENCY: a fixed number of rows at once, or `auto` (the default: the
+    // limit adapts to the backlog and the latency, up to SUKI_WORKER_MAX_CONCURRENCY).
+    let worker = examples::worker_concurrency(
+        InboxWorker::builder(inbox.clone(), FetchResults::new(client, Notes)).owner(name),
+    )
+    .build()
+    .spawn();
 
     let listener = examples::listen().await;
     let endpoint = WebhookEndpoint::inbox(verifier, inbox.clone());
