@@ -107,3 +107,6 @@ pub async fn fresh_database(admin: &str) -> String {
     let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
     format!("{base}/{name}")
 }
+
+/// A FHIR server stand-in answering after a fixed latency (the write-back benchmarks).
+pub mod ehr_standin;

@@ -123,18 +123,19 @@ async fn a_completed_session_reaches_the_ehr_once_through_a_503() {
         .build()
     };
 
-    // The EHR answers 503 to both of the FHIR client's attempts at the write (its statement
-    // read before): the row is retried.
+    // The EHR answers 503 to two writes (its statement read before): the FHIR client does not
+    // retry them within the call (its retry budget), and the row waits for the EHR twice,
+    // spending no attempt.
     ehr.plan().await.expect("the statement");
     sandbox.inject(Fault::status(503).on("/fhir").times(2));
     let attempts = worker()
         .drain(Duration::from_secs(20))
         .await
         .expect("drain");
-    assert_eq!(attempts, 2, "the 503s, then written");
+    assert_eq!(attempts, 3, "two waits for the EHR, then written");
     let rows = inbox.list(Some(State::Done), 10).await.expect("list");
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].attempts, 2);
+    assert_eq!(rows[0].attempts, 1, "the outage spent no attempt");
     assert_eq!(rows[0].last_error, None, "done: no stale error");
     let trace = inbox
         .trace(session.session_id.as_str())

@@ -319,14 +319,25 @@ async fn inbox_steps(sandbox: &SandboxHandle) -> Result<bool, Failure> {
         .into_iter()
         .next()
         .ok_or_else(|| Failure("the inbox lost the delivery".into()))?;
+    // An outage is not the row's failure: it waited for Suki's API (its circuit breaker),
+    // spending no attempt, and the timeline keeps each wait's code.
+    let trace = inbox.trace(session.session_id.as_str()).await?;
+    let waits: Vec<&str> = trace
+        .events
+        .iter()
+        .filter(|e| e.event == "waiting")
+        .filter_map(|e| e.code.as_deref())
+        .collect();
     println!(
-        "      inbox: row {} is {} after {} attempts (attempt 1 failed with {}, kept as a code: no content)",
+        "      inbox: row {} is {} after {} attempt(s): it waited {} time(s) for Suki's API ({}, kept \
+         as a code: no content), spending no attempt",
         row.id,
         row.state,
         row.attempts,
-        row.last_error.as_deref().unwrap_or("-")
+        waits.len(),
+        waits.first().copied().unwrap_or("-")
     );
-    let retried = processed.load(Ordering::SeqCst) == 2 && row.attempts == 2;
+    let retried = processed.load(Ordering::SeqCst) == 2 && row.attempts == 1 && !waits.is_empty();
 
     let lost = lost_webhook_step(sandbox, &client, &inbox, &processed, worker).await?;
     let status = inbox.status().await?;
