@@ -342,6 +342,19 @@ async fn run_ehr(
         .map(|(id, at)| handled[id].saturating_duration_since(*at))
         .collect();
     latencies.sort();
+    if std::env::var("BENCH_DEBUG").is_ok() {
+        let mut buckets: std::collections::BTreeMap<u128, (Duration, u128)> = Default::default();
+        for (id, at) in &sent {
+            let offset = at.duration_since(start).as_millis() % 10_000 / 250 * 250;
+            let l = handled[id].saturating_duration_since(*at);
+            let b = buckets.entry(offset).or_default();
+            b.0 = b.0.max(l);
+            b.1 = handled[id].duration_since(start).as_millis() % 10_000;
+        }
+        for (offset, (max, done)) in buckets {
+            println!("  sent at +{offset} ms: max {max:?} (one done at +{done})");
+        }
+    }
     EhrRun {
         latencies,
         refused: ehr.refused(),

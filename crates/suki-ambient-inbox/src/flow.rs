@@ -180,9 +180,9 @@ fn plus(at: UnixMillis, after: Duration) -> UnixMillis {
     UnixMillis(at.0.saturating_add(suki_ambient_core::time::millis(after)))
 }
 
-/// Rows waiting for a probe come back spread over half a second after it.
+/// Rows waiting for a probe come back spread over a quarter of a second after it.
 fn spread() -> Duration {
-    Duration::from_millis(fastrand::u64(50..500))
+    Duration::from_millis(fastrand::u64(20..250))
 }
 
 /// `d` scaled by a factor drawn in [0.9, 1.0]: never later than asked (a probe interval is a
@@ -214,12 +214,14 @@ impl Breakers {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The probe interval after `probes` failed probes, at least `retry_after`.
+    /// The probe interval after `probes` failed probes (doubled after every fourth one, so
+    /// that a short outage is seen ending soon and a long one is asked less and less), at
+    /// least `retry_after`.
     fn interval(&self, probes: u32, retry_after: Option<Duration>) -> Duration {
         let grown = self
             .settings
             .probe_every
-            .saturating_mul(1u32 << probes.min(16))
+            .saturating_mul(1u32 << (probes / 4).min(16))
             .min(self.settings.longest_probe);
         let wanted = retry_after.map_or(grown, |after| grown.max(after));
         jittered(wanted).min(self.settings.longest_probe.max(self.settings.probe_every))
@@ -300,6 +302,27 @@ impl Breakers {
                 }
             }
         }
+    }
+
+    /// How long until the rows waiting for an open breaker's next probe are due (its time
+    /// plus the spread), when that is sooner than `within`: an idle worker wakes then, not at
+    /// its next poll.
+    pub(crate) fn next_wake(&self, within: Duration) -> Duration {
+        let now = self.inbox.now();
+        self.lock()
+            .values()
+            .filter_map(|b| match b {
+                Breaker::Open { next_probe, .. } if *next_probe > now => {
+                    Some(Duration::from_millis(next_probe.0 - now.0) + Duration::from_millis(260))
+                }
+                _ => None,
+            })
+            .fold(within, Duration::min)
+    }
+
+    /// Whether `destination`'s breaker is open here.
+    pub(crate) fn is_open(&self, destination: &str) -> bool {
+        matches!(self.lock().get(destination), Some(Breaker::Open { .. }))
     }
 
     /// `destination` answered (a probe or any call): closes its breaker.

@@ -318,7 +318,8 @@ impl InboxWorker {
             tokio::select! {
                 () = &mut shutdown => break,
                 () = &mut wake, if idle => {}
-                () = tokio::time::sleep(self.options.poll), if idle => {}
+                // The poll, or sooner when a destination's next probe is due before it.
+                () = tokio::time::sleep(self.breakers.next_wake(self.options.poll)), if idle => {}
                 Some(_) = pool.tasks.join_next(), if !pool.tasks.is_empty() => {}
             }
         }
@@ -510,7 +511,7 @@ impl InboxWorkerBuilder {
     /// (Suki's API, an EHR: transport errors, timeouts, 5xx, 429, 408) open its breaker
     /// (default 3); while it is open the rows that need it wait without spending attempts,
     /// and one probe (one row, for the whole fleet) is sent after `probe_every` (default 1 s),
-    /// doubled after each failed probe up to `longest_probe` (default 30 s; a `Retry-After`
+    /// doubled after every fourth failed probe up to `longest_probe` (default 30 s; a `Retry-After`
     /// is honoured up to it), drawn in the last tenth of the interval. A probe that succeeds
     /// closes it and makes the waiting rows due at once. Before it opens, a row that met a
     /// failure waits a fifth of `probe_every` (or its `Retry-After`), no attempt spent.
@@ -862,7 +863,13 @@ impl Limiter {
         };
         match sample {
             job::Sample::Nothing => {}
-            job::Sample::Overloaded => self.decrease(0.9),
+            // A destination failed: fewer at once, but an outage is the breaker's to wait out,
+            // so the limit grows back fast (slow start) once it answers again.
+            job::Sample::Overloaded => self.decrease(0.9, false),
+            job::Sample::Resumed(latency) => {
+                self.slow_start = true;
+                self.sample(job::Sample::Ran(latency));
+            }
             job::Sample::Ran(latency) => {
                 let baseline = self.baseline();
                 self.samples += 1;
@@ -874,7 +881,7 @@ impl Limiter {
                 let rising = baseline
                     .is_some_and(|b| latency > b.saturating_mul(2) + Duration::from_millis(20));
                 if rising {
-                    self.decrease(0.95);
+                    self.decrease(0.95, true);
                 } else if self.backlog && self.running + 1 >= self.limit() {
                     self.limit += if self.slow_start {
                         1.0
@@ -887,11 +894,15 @@ impl Limiter {
         }
     }
 
-    /// Shrinks the limit by `factor`, at most once per baseline latency (the rows that
-    /// failed together count once).
-    fn decrease(&mut self, factor: f64) {
+    /// Shrinks the limit by `factor`, at most once per baseline latency (and at least a
+    /// second apart: the rows that failed together count once); `settle` ends the slow start
+    /// (latency rose: the limit is found).
+    fn decrease(&mut self, factor: f64, settle: bool) {
         let now = std::time::Instant::now();
-        let every = self.baseline().unwrap_or(Duration::from_millis(100));
+        let every = self
+            .baseline()
+            .unwrap_or(Duration::from_millis(100))
+            .max(Duration::from_secs(1));
         if self
             .last_decrease
             .is_some_and(|at| now.duration_since(at) < every)
@@ -899,7 +910,9 @@ impl Limiter {
             return;
         }
         self.last_decrease = Some(now);
-        self.slow_start = false;
+        if settle {
+            self.slow_start = false;
+        }
         self.limit = (self.limit * factor).max(1.0);
     }
 }

@@ -16,8 +16,12 @@ pub(super) struct Job {
 pub(super) enum Sample {
     /// The handler ran for this long, and no destination failed.
     Ran(Duration),
-    /// A destination failed (overload or outage): fewer at once.
+    /// A destination failed while it was thought up (an overload, not an outage its breaker
+    /// waits out): fewer at once.
     Overloaded,
+    /// Ran for this long, after waiting for a destination that is back: the backlog an
+    /// outage left is worked off (the limit grows fast again).
+    Resumed(Duration),
     /// Nothing to learn: the row waited for a breaker, or its body did not open.
     Nothing,
 }
@@ -140,9 +144,11 @@ impl Job {
                 Sample::Overloaded
             }
             (Outcome::Failed(f), _) if f.gated_until.is_some() => Sample::Nothing,
+            (_, Some(ran)) if passage.granted.is_some() => Sample::Resumed(ran),
             (_, Some(ran)) => Sample::Ran(ran),
             (_, None) => Sample::Nothing,
         };
+        let waited_for = waiting_for.map(str::to_owned);
         let written = match outcome {
             Outcome::Failed(failure) if failure.waiting_for.is_some() => {
                 let destination = failure.waiting_for.as_deref().unwrap_or_default();
@@ -154,8 +160,15 @@ impl Job {
                             .await
                     }
                 };
-                // Never further off than the longest back-off.
-                let until = until.min(now.saturating_add(self.options.max_delay));
+                // Never further off than the longest back-off; and due now if the
+                // destination came back while this attempt was deciding to wait (its return
+                // made the waiting rows due before this one was among them).
+                let until = if failure.gated_until.is_some() && !self.breakers.is_open(destination)
+                {
+                    now
+                } else {
+                    until.min(now.saturating_add(self.options.max_delay))
+                };
                 tracing::info!(id = record.id, kind, destination, error = %failure.code, retry_in_ms = until.0.saturating_sub(now.0), "suki inbox row waits for a destination; no attempt spent");
                 crate::metrics::attempt("waiting");
                 store
@@ -234,6 +247,13 @@ impl Job {
             }
         };
         self.inbox.wrote(&written);
+        // An outage is the breaker's to wait out, not a reason for fewer at once.
+        let sample = match (&sample, &waited_for) {
+            (Sample::Overloaded, Some(destination)) if self.breakers.is_open(destination) => {
+                Sample::Nothing
+            }
+            _ => sample,
+        };
         match written {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
@@ -260,7 +280,12 @@ impl Job {
         reason: &str,
     ) {
         let now = self.inbox.now();
-        let until = until.min(now.saturating_add(self.options.max_delay));
+        // Due now if the destination came back meanwhile (see `run`).
+        let until = if self.breakers.is_open(destination) {
+            until.min(now.saturating_add(self.options.max_delay))
+        } else {
+            now
+        };
         let detail = format!("not attempted: {destination} is down ({reason})");
         let error = record.last_error.as_deref().unwrap_or(reason);
         let written = store
