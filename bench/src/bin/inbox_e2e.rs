@@ -15,7 +15,7 @@
 //! Everything runs in this process (sandbox, stand-in, receiver, worker, load), on loopback.
 //!
 //! ```sh
-//! cargo run --release -p bench --bin inbox_e2e -- [SECONDS_PER_RATE] [ehr]
+//! cargo run --release -p bench --bin inbox_e2e -- [SECONDS_PER_RATE] [ehr]   # BENCH_DEBUG=1: latency by send time
 //! ```
 
 use std::collections::HashMap;
@@ -210,7 +210,7 @@ impl suki_ambient::Clock for Scaled {
 /// transactions when `transactions`), with the client's default strategy:
 /// `rate` sessions/s for `seconds`; `concurrency` fixed or (`None`) adaptive; the EHR down
 /// `outage.1` of every `outage.0`; the inbox's clock `scale` times the wall clock's.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one bench run's knobs, named at each call")]
 async fn run_ehr(
     sandbox: &SandboxHandle,
     dir: &std::path::Path,
