@@ -111,7 +111,7 @@ async fn until_done(
 async fn an_ehr_down_for_30_s_costs_no_attempt_and_is_probed_once_per_interval() {
     const SESSIONS: usize = 20;
     const OUTAGE: Duration = Duration::from_secs(30);
-    const PROBE: Duration = Duration::from_secs(3);
+    const PROBE: Duration = Duration::from_secs(2);
     let dir = tempfile::tempdir().expect("dir");
     let sandbox = Sandbox::builder().start().await.expect("sandbox");
     let inbox = sqlite_inbox(&dir).await;

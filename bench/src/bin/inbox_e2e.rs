@@ -210,7 +210,10 @@ impl suki_ambient::Clock for Scaled {
 /// transactions when `transactions`), with the client's default strategy:
 /// `rate` sessions/s for `seconds`; `concurrency` fixed or (`None`) adaptive; the EHR down
 /// `outage.1` of every `outage.0`; the inbox's clock `scale` times the wall clock's.
-#[expect(clippy::too_many_arguments, reason = "one bench run's knobs, named at each call")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one bench run's knobs, named at each call"
+)]
 async fn run_ehr(
     sandbox: &SandboxHandle,
     dir: &std::path::Path,

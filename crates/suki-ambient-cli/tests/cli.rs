@@ -312,7 +312,8 @@ fn the_demo_runs_the_whole_flow() {
         "answered 200 {\"status\":\"duplicate\"}: the handler ran once",
         "3 done, 0 pending, 0 dead",
         "1 delivery pending on disk",
-        "processed on attempt 2",
+        "it waited 1 time(s) for Suki's API (fetch_",
+        "spending no attempt",
         "processed",
         "mismatch",
         "duplicate",
@@ -619,6 +620,46 @@ async fn inbox_list_kind_shows_sessions_without_a_note() {
         !list("completed").status.success(),
         "only kinds without a note"
     );
+}
+
+/// `inbox status`: a destination the workers found down, with why, since when and how many
+/// notes wait (and `destinations` in `--json`).
+#[tokio::test]
+async fn inbox_status_shows_a_destination_down() {
+    use suki_ambient_core::UnixMillis;
+    use suki_ambient_inbox::{DeliveryQueue as _, DestinationDown, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
+    // What a worker records when the EHR's breaker opens.
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let now = UnixMillis::now();
+    store
+        .destination_down(DestinationDown {
+            name: "ehr:fhir.example",
+            reason: "fhir_503_transient",
+            now,
+            next_probe: UnixMillis(now.0 + 20_000),
+        })
+        .await
+        .unwrap();
+    let out = run(&["inbox", "--url", url.as_str(), "status"], None, b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("DOWN     EHR fhir.example unreachable since")
+            && text.contains("(fhir_503_transient")
+            && text.contains("0 notes waiting, next probe in"),
+        "{text}"
+    );
+    let out = run(
+        &["inbox", "--url", url.as_str(), "--json", "status"],
+        None,
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["destinations"][0]["name"], "ehr:fhir.example");
+    assert_eq!(json["destinations"][0]["up"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
