@@ -66,27 +66,21 @@ impl ResultsHandler for Recorder {
     }
 }
 
-/// One run: `rate` sessions/s for `seconds`, a fresh inbox and worker (`concurrency`: `None`
-/// for the default). The latencies, sorted.
-async fn run(
-    sandbox: &SandboxHandle,
-    dir: &std::path::Path,
-    rate: u32,
-    seconds: u32,
-    concurrency: Option<usize>,
-) -> Vec<Duration> {
-    let n = (rate * seconds) as usize;
-    let events: Vec<WebhookEvent> = (0..n)
+/// `n` completed sessions whose webhooks the bench sends itself.
+fn completed(sandbox: &SandboxHandle, n: usize) -> Vec<WebhookEvent> {
+    (0..n)
         .map(|_| {
             let s = sandbox.create_session(None);
             sandbox.complete_silently(&s.session_id).expect("complete")
         })
-        .collect();
-    let url = format!(
-        "sqlite://{}",
-        dir.join(format!("e2e-{rate}-{concurrency:?}.db")).display()
-    );
-    let inbox = Inbox::connect(&url).await.expect("inbox");
+        .collect()
+}
+
+/// A receiver storing `sandbox`'s webhooks into `inbox`, made the sandbox's webhook URL.
+async fn receiver(
+    sandbox: &SandboxHandle,
+    inbox: &Inbox,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let verifier = sandbox.verifier_builder().build().expect("verifier");
     let endpoint = WebhookEndpoint::inbox(verifier, inbox.clone());
     let app = axum::Router::new().nest("/webhooks/suki", suki_ambient::axum::router(endpoint));
@@ -94,25 +88,19 @@ async fn run(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
     sandbox.set_webhook_url(Some(format!("http://{addr}/webhooks/suki")));
+    tokio::spawn(async move { axum::serve(listener, app).await })
+}
 
-    let client = AmbientClient::builder()
-        .base_url(sandbox.base_url())
-        .token(sandbox.issue_token(None))
-        .build()
-        .expect("client");
-    let recorder = Recorder::default();
-    let mut worker =
-        InboxWorker::builder(inbox.clone(), FetchResults::new(client, recorder.clone()));
-    if let Some(c) = concurrency {
-        worker = worker.concurrency(c);
-    }
-    let worker = worker.build().spawn();
-
-    let start = Instant::now();
+/// Sends `events` at `rate` a second from `start`, each acknowledged; when each was sent.
+async fn send(
+    sandbox: &SandboxHandle,
+    events: Vec<WebhookEvent>,
+    rate: u32,
+    start: Instant,
+) -> HashMap<String, Instant> {
     let every = Duration::from_secs(1) / rate;
-    let mut sent = HashMap::with_capacity(n);
+    let mut sent = HashMap::with_capacity(events.len());
     let mut sends = tokio::task::JoinSet::new();
     for (i, event) in events.into_iter().enumerate() {
         let at = start + every * u32::try_from(i).expect("i");
@@ -128,10 +116,50 @@ async fn run(
     while let Some(done) = sends.join_next().await {
         done.expect("send task");
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
+    sent
+}
+
+/// Waits (up to `within`) until `recorder` holds `n` sessions.
+async fn until_recorded(recorder: &Recorder, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
     while recorder.0.lock().expect("lock").len() < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// One run: `rate` sessions/s for `seconds`, a fresh inbox and worker (`concurrency`: `None`
+/// for the default). The latencies, sorted.
+async fn run(
+    sandbox: &SandboxHandle,
+    dir: &std::path::Path,
+    rate: u32,
+    seconds: u32,
+    concurrency: Option<usize>,
+) -> Vec<Duration> {
+    let n = (rate * seconds) as usize;
+    let events = completed(sandbox, n);
+    let url = format!(
+        "sqlite://{}",
+        dir.join(format!("e2e-{rate}-{concurrency:?}.db")).display()
+    );
+    let inbox = Inbox::connect(&url).await.expect("inbox");
+    let server = receiver(sandbox, &inbox).await;
+
+    let client = AmbientClient::builder()
+        .base_url(sandbox.base_url())
+        .token(sandbox.issue_token(None))
+        .build()
+        .expect("client");
+    let recorder = Recorder::default();
+    let mut worker =
+        InboxWorker::builder(inbox.clone(), FetchResults::new(client, recorder.clone()));
+    if let Some(c) = concurrency {
+        worker = worker.concurrency(c);
+    }
+    let worker = worker.build().spawn();
+
+    let sent = send(sandbox, events, rate, Instant::now()).await;
+    until_recorded(&recorder, n, Duration::from_secs(120)).await;
     worker.shutdown().await.expect("shutdown");
     server.abort();
     let handled = recorder.0.lock().expect("lock").clone();
@@ -229,12 +257,7 @@ async fn run_ehr(
     // else one conditional create per resource.
     let (base, ehr) = EhrStandIn::start(Duration::from_millis(150), transactions).await;
     let n = (rate * seconds) as usize;
-    let events: Vec<WebhookEvent> = (0..n)
-        .map(|_| {
-            let s = sandbox.create_session(None);
-            sandbox.complete_silently(&s.session_id).expect("complete")
-        })
-        .collect();
+    let events = completed(sandbox, n);
     let url = format!(
         "sqlite://{}",
         dir.join(format!("ehr-{}.db", fastrand::u32(..))).display()
@@ -247,15 +270,7 @@ async fn run_ehr(
             factor: scale,
         });
     }
-    let verifier = sandbox.verifier_builder().build().expect("verifier");
-    let endpoint = WebhookEndpoint::inbox(verifier, inbox.clone());
-    let app = axum::Router::new().nest("/webhooks/suki", suki_ambient::axum::router(endpoint));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    sandbox.set_webhook_url(Some(format!("http://{addr}/webhooks/suki")));
+    let server = receiver(sandbox, &inbox).await;
     let suki = AmbientClient::builder()
         .base_url(sandbox.base_url())
         .token(sandbox.issue_token(None))
@@ -298,31 +313,12 @@ async fn run_ehr(
             }
         })
     });
-    let every = Duration::from_secs(1) / rate;
-    let mut sent = HashMap::with_capacity(n);
-    let mut sends = tokio::task::JoinSet::new();
-    for (i, event) in events.into_iter().enumerate() {
-        let at = start + every * u32::try_from(i).expect("i");
-        tokio::time::sleep_until(at.into()).await;
-        let id = event.session_id().expect("session").as_str().to_owned();
-        sent.insert(id, at);
-        let control = sandbox.control();
-        sends.spawn(async move {
-            let delivery = control.deliver(&event).await.expect("delivered");
-            assert!(delivery.acknowledged(), "the receiver answered 200");
-        });
-    }
-    while let Some(done) = sends.join_next().await {
-        done.expect("send task");
-    }
+    let sent = send(sandbox, events, rate, start).await;
     if let Some(down) = down_for {
         tokio::time::sleep_until((start + down).into()).await;
         ehr.set_down(false);
     }
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while at.0.lock().expect("lock").len() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_recorded(&at, n, Duration::from_secs(180)).await;
     if let Some(flapping) = flapping {
         flapping.abort();
     }
