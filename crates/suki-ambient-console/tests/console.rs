@@ -297,6 +297,53 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
     server.abort();
 }
 
+/// A destination the workers found down: the verdict says so and "Destinations" names it,
+/// since when, why and how many notes wait, in the browser (screenshot
+/// `console-destinations.png` in the target's test folder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromedriver (bash .ci/run installs them)"]
+async fn the_console_in_headless_chromium_shows_a_destination_down() {
+    use suki_ambient_inbox::{DeliveryQueue as _, DestinationDown};
+    let dir = tempfile::tempdir().expect("dir");
+    let inbox = Inbox::connect(&sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("inbox");
+    let store = suki_ambient_inbox::SqliteStore::connect(&sqlite_url(dir.path(), "inbox.db"))
+        .await
+        .expect("store");
+    let now = UnixMillis::now();
+    store
+        .destination_down(DestinationDown {
+            name: "ehr:fhir.example",
+            reason: "fhir_503_transient",
+            now: UnixMillis(now.0 - 4 * 60_000),
+            next_probe: UnixMillis(now.0 + 20_000),
+        })
+        .await
+        .expect("down");
+    let (base, server) = serve_console(inbox.clone()).await;
+    let (driver, c) = browser().await;
+    sign_in(&c, &base, TOKEN).await;
+    let source = page_shows(&c, "Destinations").await;
+    assert!(
+        source.contains("EHR fhir.example unreachable since")
+            && source.contains("fhir_503_transient, 4m")
+            && source.contains("0 notes waiting, next probe in"),
+        "{source}"
+    );
+    assert!(
+        source.contains("destination_down"),
+        "the verdict names it: {source}"
+    );
+    let shot = c.screenshot().await.expect("screenshot");
+    assert!(shot.starts_with(b"\x89PNG") && shot.len() > 10_000);
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(out.join("console-destinations.png"), &shot).expect("write screenshot");
+    c.close().await.expect("close");
+    drop(driver);
+    server.abort();
+}
+
 /// Headless Chromium through chromedriver.
 async fn browser() -> (Driver, fantoccini::Client) {
     let port = free_port();
