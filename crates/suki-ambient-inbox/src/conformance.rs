@@ -94,6 +94,7 @@ where
     a_snooze_spends_no_attempt(&fresh().await).await;
     operators_act_with_an_audit_entry(&fresh().await).await;
     the_audit_log_is_a_chain_purged_only_from_its_start(&fresh().await).await;
+    a_keyed_chain_and_the_floor_hold_in_the_store(&fresh().await).await;
     replay_and_discard(&fresh().await).await;
     pauses_hold_back_claims(&fresh().await).await;
     bodies_are_erased_after_their_retention(&fresh().await).await;
@@ -168,6 +169,7 @@ async fn act(
             action: &action,
             actor: &crate::Actor::new("tester", "conformance"),
             now,
+            audit_key: None,
         })
         .await
 }

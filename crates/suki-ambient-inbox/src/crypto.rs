@@ -32,6 +32,8 @@ const TAG_LEN: usize = 16;
 pub struct BodyKey {
     id: String,
     cipher: LessSafeKey,
+    /// The audit key derived from it ([`AuditKey::derived`](crate::AuditKey)).
+    audit: Arc<crate::AuditKey>,
 }
 
 impl BodyKey {
@@ -50,24 +52,20 @@ impl BodyKey {
             // PANIC: AES-256-GCM takes any 32-byte key; AWS-LC refuses only other lengths.
             Err(_) => unreachable!("a 32-byte AES-256-GCM key is always accepted"),
         };
-        Self { id, cipher }
+        let audit = Arc::new(crate::AuditKey::derived(&key));
+        Self { id, cipher, audit }
+    }
+
+    /// The audit key derived from this key (HKDF-SHA-256 under a label of its own, so it
+    /// reveals nothing of this key): what chains the audit log when no
+    /// [`SUKI_AUDIT_KEY`](crate::AuditKey::from_env) is given.
+    pub fn audit_key(&self) -> Arc<crate::AuditKey> {
+        Arc::clone(&self.audit)
     }
 
     /// A key from its base64 (standard or URL-safe, padded or not).
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let text = text.trim();
-        let decoded = Zeroizing::new(
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
-                .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(text))
-                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
-                .map_err(|_| KeyError::NotBase64)?,
-        );
-        let bytes: [u8; 32] = decoded[..]
-            .try_into()
-            .map_err(|_| KeyError::WrongLength(decoded.len()))?;
-        Ok(Self::new(bytes))
+        decode_key(text).map(|bytes| Self::new(*bytes))
     }
 
     /// The key's id, as stored with the rows it encrypts.
@@ -133,6 +131,23 @@ impl fmt::Debug for BodyKey {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
+}
+
+/// A 32-byte key from its base64 (standard or URL-safe, padded or not), wiped when dropped.
+pub(crate) fn decode_key(text: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let text = text.trim();
+    let decoded = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(text))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+            .map_err(|_| KeyError::NotBase64)?,
+    );
+    let bytes: [u8; 32] = decoded[..]
+        .try_into()
+        .map_err(|_| KeyError::WrongLength(decoded.len()))?;
+    Ok(Zeroizing::new(bytes))
 }
 
 /// A key could not be read. Its message names no key material.

@@ -55,7 +55,15 @@ pub(crate) struct Inner {
     pub(crate) audit_floor: Duration,
     /// Whether stored bodies are sealed under keys this inbox does not hold, and when that
     /// was last read (health's `body_keys_missing`; a scan, so at most every 10 minutes).
-    pub(crate) keys_missing: tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>>,
+    pub(crate) keys_missing: tokio::sync::Mutex<Option<(tokio::time::Instant, Option<bool>)>>,
+    /// The audit key given explicitly ([`Inbox::with_audit_key`](crate::Inbox::with_audit_key)).
+    pub(crate) audit_key: Option<Arc<crate::AuditKey>>,
+    /// Whether what an attempt fetched is kept in clear by an inbox without keys.
+    pub(crate) keep_fetched_in_clear: bool,
+    /// Whether the store holds sealed rows (a keyless inbox then refuses to write), once seen.
+    pub(crate) sealed_seen: std::sync::atomic::AtomicBool,
+    /// When the store was last found to hold no sealed row (read again after a second).
+    pub(crate) clear_checked: Mutex<Option<std::time::Instant>>,
 }
 
 /// The audit log's retention floor by default: six years (HIPAA's retention for such
@@ -162,6 +170,10 @@ impl Inbox {
                 keys: None,
                 audit_floor: AUDIT_FLOOR,
                 keys_missing: tokio::sync::Mutex::default(),
+                audit_key: None,
+                keep_fetched_in_clear: false,
+                sealed_seen: std::sync::atomic::AtomicBool::new(false),
+                clear_checked: Mutex::new(None),
             }),
         }
     }
@@ -176,41 +188,46 @@ impl Inbox {
     /// [`FixedClock`](suki_ambient_core::FixedClock)). Call it before cloning the inbox.
     #[must_use]
     pub fn with_clock(self, clock: impl Clock) -> Self {
-        self.rebuilt(Arc::new(clock), self.inner.keys.clone())
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        self.rebuilt(|inner| inner.clock = clock)
     }
 
-    /// This inbox's store, wake-ups and health, with a clock and keys of its own and a group
-    /// commit of its own.
-    fn rebuilt(&self, clock: Arc<dyn Clock>, keys: Option<Arc<dyn crate::KeyProvider>>) -> Self {
+    /// This inbox's store, wake-ups and health, with its settings changed by `change` and a
+    /// group commit of its own.
+    fn rebuilt(&self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Inner {
+            store: Arc::clone(&self.inner.store),
+            clock: Arc::clone(&self.inner.clock),
+            queue: Mutex::new(Queue::default()),
+            writer: tokio::sync::Mutex::new(()),
+            wake: Arc::clone(&self.inner.wake),
+            worker_seen: Arc::clone(&self.inner.worker_seen),
+            draining: Arc::clone(&self.inner.draining),
+            writes: Arc::clone(&self.inner.writes),
+            health_cache: Arc::default(),
+            keys: self.inner.keys.clone(),
+            audit_floor: self.inner.audit_floor,
+            keys_missing: tokio::sync::Mutex::default(),
+            audit_key: self.inner.audit_key.clone(),
+            keep_fetched_in_clear: self.inner.keep_fetched_in_clear,
+            sealed_seen: std::sync::atomic::AtomicBool::new(false),
+            clear_checked: Mutex::new(None),
+        };
+        change(&mut inner);
         Self {
-            inner: Arc::new(Inner {
-                store: Arc::clone(&self.inner.store),
-                clock,
-                queue: Mutex::new(Queue::default()),
-                writer: tokio::sync::Mutex::new(()),
-                wake: Arc::clone(&self.inner.wake),
-                worker_seen: Arc::clone(&self.inner.worker_seen),
-                draining: Arc::clone(&self.inner.draining),
-                writes: Arc::clone(&self.inner.writes),
-                health_cache: Arc::default(),
-                keys,
-                audit_floor: self.inner.audit_floor,
-                keys_missing: tokio::sync::Mutex::default(),
-            }),
+            inner: Arc::new(inner),
         }
     }
 
     /// This inbox keeping audit entries at least `floor` ([`AUDIT_FLOOR`], six years, by
-    /// default): an [`Action::PurgeAudit`](crate::Action::PurgeAudit) that would delete a younger entry is refused. A floor
-    /// other than the last recorded is itself recorded in the audit log (`audit_floor`) before
-    /// the first purge that uses it. Call it before cloning the inbox.
+    /// default): an [`Action::PurgeAudit`](crate::Action::PurgeAudit) that would delete a younger entry is refused, by
+    /// the inbox and by the database itself (the built-in stores record the floor in
+    /// `suki_inbox_audit_floors` and a trigger refuses a purge within it). A floor other than
+    /// the last recorded is itself recorded in the audit log (`audit_floor`) before the first
+    /// purge that uses it. Call it before cloning the inbox.
     #[must_use]
     pub fn with_audit_floor(self, floor: Duration) -> Self {
-        let mut inbox = self.rebuilt(Arc::clone(&self.inner.clock), self.inner.keys.clone());
-        if let Some(inner) = Arc::get_mut(&mut inbox.inner) {
-            inner.audit_floor = floor;
-        }
-        inbox
+        self.rebuilt(|inner| inner.audit_floor = floor)
     }
 
     /// This inbox sealing the bodies it stores with `keys`' current key, and opening them with
@@ -218,11 +235,68 @@ impl Inbox {
     /// the row's dedup key as associated data, the key's id stored with the row). Rows stored
     /// in clear before stay readable; `suki-ambient inbox rekey` seals them. A row whose key
     /// the provider does not have fails its attempt with `body_key_missing_<id>` and stays
-    /// (retried, then dead, never dropped) until the key is given back.
+    /// (retried, then dead, never dropped) until the key is given back. What an attempt
+    /// fetched is sealed the same way; the audit log is chained under the audit key derived
+    /// from the current key unless [`with_audit_key`](Self::with_audit_key) gives one.
     ///
     /// Give the worker's inbox the same keys as the receiver's.
     pub fn with_keys(self, keys: impl crate::KeyProvider) -> Self {
-        self.rebuilt(Arc::clone(&self.inner.clock), Some(Arc::new(keys)))
+        let keys: Arc<dyn crate::KeyProvider> = Arc::new(keys);
+        self.rebuilt(|inner| inner.keys = Some(keys))
+    }
+
+    /// This inbox chaining its audit log under `key` (`SUKI_AUDIT_KEY`:
+    /// [`AuditKey::from_env`](crate::AuditKey::from_env)) rather than the key derived from its
+    /// body keys: each entry's MAC, which a database user cannot recompute without it
+    /// ([`audit`](crate::audit)). Keep it outside the database, as the body keys; give every
+    /// process of the inbox the same one. A new key is recorded in the chain (`audit_key`)
+    /// when the worker starts.
+    #[must_use]
+    pub fn with_audit_key(self, key: crate::AuditKey) -> Self {
+        let key = Arc::new(key);
+        self.rebuilt(|inner| inner.audit_key = Some(key))
+    }
+
+    /// Whether an inbox **without** body keys keeps what a failed attempt fetched (the note,
+    /// its structured data and transcript: PHI) in its database for the next attempt (default
+    /// `false`: the next attempt fetches it again). With keys it is always kept, sealed. Turn
+    /// it on only where PHI at rest in clear in this database is acceptable.
+    #[must_use]
+    pub fn keep_fetched_in_clear(self, keep: bool) -> Self {
+        self.rebuilt(|inner| inner.keep_fetched_in_clear = keep)
+    }
+
+    /// The audit keys this inbox holds.
+    pub(crate) fn audit_keys(&self) -> crate::audit::AuditKeys {
+        crate::audit::AuditKeys {
+            explicit: self.inner.audit_key.clone(),
+            body: self.inner.keys.clone(),
+        }
+    }
+
+    /// Refuses a write of a process without body keys to an inbox whose store holds sealed
+    /// rows ([`StoreError::NoCurrentKey`]): a row it wrote would be the one in clear.
+    pub(crate) async fn refuse_clear_beside_sealed(&self) -> Result<(), StoreError> {
+        if self.inner.keys.is_some() {
+            return Ok(());
+        }
+        if !self.inner.sealed_seen.load(Ordering::Relaxed) {
+            // Read at most once a second: an index lookup, not one per write.
+            if lock(&self.inner.clear_checked)
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+            {
+                return Ok(());
+            }
+            if !self.inner.store.has_sealed().await? {
+                *lock(&self.inner.clear_checked) = Some(std::time::Instant::now());
+                return Ok(());
+            }
+            self.inner.sealed_seen.store(true, Ordering::Relaxed);
+        }
+        tracing::error!(
+            "suki inbox refuses to write in clear: the inbox holds sealed bodies and this process has no keys (SUKI_INBOX_KEYS)"
+        );
+        Err(StoreError::NoCurrentKey)
     }
 
     /// A stored body as it was received: opened with its key when sealed. `Err` is the
@@ -251,7 +325,11 @@ impl Inbox {
     /// dedup key and `fetched` as associated data; clear without keys): a byte of key id
     /// length (0: clear), the key id, then the sealed or clear bytes. `None` when the inbox has
     /// keys but no usable current one: nothing is kept in clear.
+    /// Without keys nothing is kept unless [`keep_fetched_in_clear`](Self::keep_fetched_in_clear).
     pub(crate) fn seal_fetched(&self, dedup_key: &str, plain: &[u8]) -> Option<Vec<u8>> {
+        if self.inner.keys.is_none() && !self.inner.keep_fetched_in_clear {
+            return None;
+        }
         self.seal_blob(&fetched_aad(dedup_key), plain)
     }
 
@@ -362,6 +440,7 @@ impl Inbox {
                         "the expected session's additional_info cannot be written as JSON".into(),
                     )
                 })?;
+                self.refuse_clear_beside_sealed().await?;
                 Some(self.seal_context(session.session_id.as_str(), &plain)?)
             }
         };
@@ -462,7 +541,13 @@ impl Inbox {
         // An inbox given keys never stores a body in clear: without a current key the write is
         // refused (the receiver answers 503, health turns red), never done in clear.
         let key = match self.inner.keys.as_ref() {
-            None => None,
+            None => {
+                if let Err(refused) = self.refuse_clear_beside_sealed().await {
+                    self.inner.writes.record_ingest(false);
+                    return Err(refused);
+                }
+                None
+            }
             Some(keys) => match keys.current() {
                 Some(key) => Some(key),
                 None => {
@@ -615,32 +700,42 @@ impl Inbox {
     }
 
     /// Whether stored bodies are sealed under a key this inbox does not hold: read at most every
-    /// 10 minutes (a scan of the bodies' key ids, given at most 500 ms; the last answer is kept
-    /// when it takes longer or fails).
-    pub(crate) async fn body_keys_missing(&self) -> bool {
+    /// 10 minutes (the bodies' key ids, through an index, given at most 500 ms). A read that
+    /// fails or takes longer answers `Unknown`, or `Missing` when that was the last answer:
+    /// never `Ok` unread. An inbox without keys answers `NotConfigured`.
+    pub(crate) async fn body_keys_missing(&self) -> crate::KeyCheck {
+        use crate::KeyCheck;
         const EVERY: Duration = Duration::from_secs(600);
+        let Some(keys) = self.inner.keys.as_ref() else {
+            return KeyCheck::NotConfigured;
+        };
         let mut last = self.inner.keys_missing.lock().await;
-        if let Some((at, missing)) = *last
+        if let Some((at, Some(missing))) = *last
             && at.elapsed() < EVERY
         {
-            return missing;
+            return if missing {
+                KeyCheck::Missing
+            } else {
+                KeyCheck::Ok
+            };
         }
-        let held: Vec<String> = self
-            .inner
-            .keys
-            .as_ref()
-            .map(|k| k.ids())
-            .unwrap_or_default();
+        let held = keys.ids();
         let read =
             tokio::time::timeout(Duration::from_millis(500), self.inner.store.key_counts()).await;
         let missing = match read {
-            Ok(Ok(counts)) => counts
-                .iter()
-                .any(|(id, _)| id.as_ref().is_some_and(|id| !held.contains(id))),
-            _ => last.map(|(_, missing)| missing).unwrap_or(false),
+            Ok(Ok(counts)) => Some(
+                counts
+                    .iter()
+                    .any(|(id, _)| id.as_ref().is_some_and(|id| !held.contains(id))),
+            ),
+            _ => last.and_then(|(_, missing)| missing).filter(|m| *m),
         };
         *last = Some((tokio::time::Instant::now(), missing));
-        missing
+        match missing {
+            Some(true) => KeyCheck::Missing,
+            Some(false) => KeyCheck::Ok,
+            None => KeyCheck::Unknown,
+        }
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -709,6 +804,14 @@ fn context_aad(session: &str) -> Vec<u8> {
     aad.extend_from_slice(session.as_bytes());
     aad.extend_from_slice(b"\0context");
     aad
+}
+
+/// The id of the key a kept blob ([`Inbox::seal_fetched`]) is sealed with (`Some("")`: in
+/// clear; `None`: not a blob).
+pub(crate) fn blob_key_id(kept: &[u8]) -> Option<&str> {
+    let (&len, rest) = kept.split_first()?;
+    let id = rest.get(..usize::from(len))?;
+    std::str::from_utf8(id).ok()
 }
 
 fn fetched_aad(dedup_key: &str) -> Vec<u8> {

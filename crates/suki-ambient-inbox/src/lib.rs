@@ -43,6 +43,7 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod audit;
 pub mod crypto;
 pub mod display;
 mod error;
@@ -72,6 +73,7 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use audit::{AuditCheckpoint, AuditKey, AuditVerification, BrokenLink, audit_mac};
 pub use crypto::{BodyKey, KeyError, KeyProvider, Keys};
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 pub use expect::{
@@ -85,13 +87,14 @@ pub use handler::{
 };
 #[cfg(feature = "axum")]
 pub use health::health_router;
-pub use health::{DestinationHealth, Health, HealthStatus, HealthThresholds, Problem, Readiness};
+pub use health::{
+    DestinationHealth, Health, HealthStatus, HealthThresholds, KeyCheck, Problem, Readiness,
+};
 pub use inbox::{AUDIT_FLOOR, Inbox, dedup_key};
 pub use migrate::{Dialect, HISTORY_TABLE, Migration, migrations};
 pub use open::InboxBuilder;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use open::InboxPool;
-pub use operate::{AuditVerification, BrokenLink};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use reconciler::{

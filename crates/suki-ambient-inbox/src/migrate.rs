@@ -84,6 +84,7 @@ const SQLITE: &[Migration] = &[
     migration!("sqlite", 10, "0010", "retry_rounds"),
     migration!("sqlite", 11, "0011", "expectation_context"),
     migration!("sqlite", 12, "0012", "destinations"),
+    migration!("sqlite", 13, "0013", "side_doors"),
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -100,6 +101,7 @@ const POSTGRES: &[Migration] = &[
     migration!("postgres", 11, "0011", "retry_rounds"),
     migration!("postgres", 12, "0012", "expectation_context"),
     migration!("postgres", 13, "0013", "destinations"),
+    migration!("postgres", 14, "0014", "side_doors"),
 ];
 
 /// The inbox's migrations for `dialect`, in the order they apply.

@@ -9,7 +9,7 @@ use suki_ambient_core::UnixMillis;
 /// The most rows [`Inbox::trace`] returns.
 const TRACE_LIMIT: u32 = 100;
 
-use crate::{Action, Actor, Inbox, RekeyReport, Selection, StoreError};
+use crate::{Action, Actor, AuditVerification, Inbox, RekeyReport, Selection, StoreError};
 
 impl Inbox {
     /// Makes the selected rows due now with a new round of attempts (their count and timeline
@@ -41,6 +41,7 @@ impl Inbox {
             self.check_audit_floor(*before)?;
             self.record_audit_floor().await?;
         }
+        let audit_key = self.audit_keys().current();
         let n = self
             .inner
             .store
@@ -48,6 +49,7 @@ impl Inbox {
                 action: &action,
                 actor,
                 now: self.now(),
+                audit_key: audit_key.as_deref(),
             })
             .await?;
         if matches!(
@@ -115,12 +117,14 @@ impl Inbox {
             return Ok(false);
         }
         // Straight to the store: `act` itself records the floor before a purge.
+        let audit_key = self.audit_keys().current();
         self.inner
             .store
             .act(crate::Act {
                 action: &action,
                 actor: &Actor::application(),
                 now: self.now(),
+                audit_key: audit_key.as_deref(),
             })
             .await?;
         Ok(true)
@@ -143,20 +147,56 @@ impl Inbox {
             }
         };
         // Nothing recorded yet: an inbox that never had keys need not say so.
-        self.record_if_changed(
-            Action::KeysSeen { current, others },
-            self.inner.keys.is_some(),
-        )
-        .await
+        let keys = self
+            .record_if_changed(
+                Action::KeysSeen { current, others },
+                self.inner.keys.is_some(),
+            )
+            .await?;
+        // The audit key (by id) the chain continues under: a rotation shows in the chain.
+        let audit = self.audit_keys().current();
+        let audit = self
+            .record_if_changed(
+                Action::AuditKeySeen {
+                    id: audit.as_ref().map(|k| k.id().to_owned()),
+                },
+                audit.is_some(),
+            )
+            .await?;
+        Ok(keys || audit)
     }
 
-    /// Walks the audit log's hash chain from its oldest entry (or the latest purge's anchor)
-    /// to its newest: the first entry that does not chain to the one before it, or whose
-    /// fields no longer match its hash, is [`AuditVerification::broken`]. Entries written
-    /// before the chain existed are counted, not checked. (An entry deleted from the end
-    /// leaves no break: compare [`AuditVerification::newest`] with a copy kept elsewhere.)
+    /// Walks the audit log's chain from its oldest entry (or the latest purge's anchor) to its
+    /// newest, checking each keyed entry's MAC with the audit key that made it (this inbox's,
+    /// explicit or derived from its body keys): the first entry that does not chain to the one
+    /// before it, whose fields no longer match its MAC or hash, with no hash after the chain
+    /// began, with a plain hash after the chain was keyed, or under a key not held, is
+    /// [`AuditVerification::broken`]; so is a chain with no MAC at all when this inbox holds an
+    /// audit key. Entries written before the chain existed are counted, not checked. An entry
+    /// deleted from the end leaves no break: keep [`audit_checkpoint`](Self::audit_checkpoint)
+    /// elsewhere and check with [`verify_audit_since`](Self::verify_audit_since).
     pub async fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
-        verify_chain(&*self.inner.store).await
+        crate::audit::verify_chain(&*self.inner.store, &self.audit_keys(), None).await
+    }
+
+    /// [`verify_audit`](Self::verify_audit), and the `checkpoint` kept from an earlier
+    /// [`audit_checkpoint`](Self::audit_checkpoint): its entry must still be there with the
+    /// same hash (unless the audit purge removed it), or entries were removed from the end.
+    pub async fn verify_audit_since(
+        &self,
+        checkpoint: &crate::AuditCheckpoint,
+    ) -> Result<AuditVerification, StoreError> {
+        crate::audit::verify_chain(&*self.inner.store, &self.audit_keys(), Some(checkpoint)).await
+    }
+
+    /// The newest audit entry's id and hash, to keep outside the database (`None`: the log is
+    /// empty).
+    pub async fn audit_checkpoint(&self) -> Result<Option<crate::AuditCheckpoint>, StoreError> {
+        let newest = self.inner.store.audit(UnixMillis(0), 1).await?;
+        Ok(newest.into_iter().next().map(|e| crate::AuditCheckpoint {
+            id: e.id,
+            hash: e.hash,
+        }))
     }
 
     /// Everything known about a session or an encounter id: its rows (at most 100), their
@@ -217,10 +257,22 @@ impl Inbox {
             let mut resealed = Vec::new();
             for stored in page {
                 report.examined += 1;
-                if stored.key_id.as_deref() == Some(current.id()) {
+                // What a failed attempt fetched is re-sealed with its body (or dropped when it
+                // no longer opens: the next attempt fetches it again).
+                let fetched_current = stored
+                    .fetched
+                    .as_deref()
+                    .is_none_or(|kept| crate::inbox::blob_key_id(kept) == Some(current.id()));
+                if stored.key_id.as_deref() == Some(current.id()) && fetched_current {
                     report.current += 1;
                     continue;
                 }
+                let fetched = stored
+                    .fetched
+                    .as_deref()
+                    .and_then(|kept| self.open_fetched(&stored.dedup_key, kept))
+                    .and_then(|plain| self.seal_fetched(&stored.dedup_key, &plain))
+                    .map(bytes::Bytes::from);
                 let plain = match stored.key_id.as_deref() {
                     None => Some(stored.body.to_vec()),
                     Some(id) => self
@@ -242,6 +294,7 @@ impl Inbox {
                     was: stored.key_id,
                     key_id: current.id().to_owned(),
                     body: bytes::Bytes::from(sealed),
+                    fetched,
                 });
             }
             report.resealed += self.inner.store.reseal(&resealed).await?;
@@ -339,75 +392,4 @@ fn bounded(actor: &Actor, action: Action) -> Result<(Actor, Action), StoreError>
         other => other,
     };
     Ok((actor, action))
-}
-
-/// Walks the audit chain of `store` ([`Inbox::verify_audit`]).
-pub(crate) async fn verify_chain(
-    store: &(impl crate::ReadModel + ?Sized),
-) -> Result<AuditVerification, StoreError> {
-    let anchor = store.audit_anchor().await?.unwrap_or_default();
-    let mut report = AuditVerification::default();
-    let mut expected = anchor;
-    let mut chained = false;
-    let mut after = 0;
-    loop {
-        let page = store.audit_chain(after, 500).await?;
-        let Some(last) = page.last() else {
-            return Ok(report);
-        };
-        after = last.id;
-        for entry in page {
-            report.entries += 1;
-            if entry.hash.is_empty() && !chained {
-                report.unchained += 1;
-                expected = String::new();
-                report.newest = Some((entry.id, entry.hash));
-                continue;
-            }
-            chained = true;
-            let reason = if entry.hash.is_empty() {
-                Some("no hash after the chain began")
-            } else if entry.prev_hash != expected {
-                Some("does not chain to the entry before it (an entry was removed or inserted)")
-            } else if crate::audit_hash(&entry.prev_hash, &entry) != entry.hash {
-                Some("its fields do not match its hash (it was changed)")
-            } else {
-                None
-            };
-            if let Some(reason) = reason
-                && report.broken.is_none()
-            {
-                report.broken = Some(BrokenLink {
-                    id: entry.id,
-                    reason,
-                });
-            }
-            expected = entry.hash.clone();
-            report.newest = Some((entry.id, entry.hash));
-        }
-    }
-}
-
-/// What [`Inbox::verify_audit`] found.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct AuditVerification {
-    /// Entries read.
-    pub entries: u64,
-    /// Of them, entries written before the chain existed (not checked).
-    pub unchained: u64,
-    /// The first broken link, if any.
-    pub broken: Option<BrokenLink>,
-    /// The newest entry's id and hash (keep it elsewhere to detect entries removed from the
-    /// end).
-    pub newest: Option<(i64, String)>,
-}
-
-/// Where the audit chain breaks ([`AuditVerification::broken`]).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct BrokenLink {
-    /// The entry.
-    pub id: i64,
-    /// What is wrong with it.
-    pub reason: &'static str,
 }

@@ -413,11 +413,42 @@ pub enum Action {
         /// The floor, in days.
         days: u64,
     },
+    /// Records the audit key the chain continues under, by id, when it differs from the last
+    /// recorded (changes nothing): a rotation, in the chain itself.
+    AuditKeySeen {
+        /// The key's id (`None`: entries chained by a plain hash).
+        id: Option<String>,
+    },
+    /// Makes one completed row due again (as [`Replay`](Self::Replay) does for a window);
+    /// a discarded row or one whose body was erased is not.
+    ReplayRow {
+        /// The row.
+        id: i64,
+    },
+    /// Records a reconciliation sweep run by an operator (`suki-ambient reconcile`; changes
+    /// nothing itself: the events it stored went through the inbox's write path).
+    Reconciled {
+        /// Sessions that ended at or after this time.
+        since: UnixMillis,
+        /// Sessions checked.
+        checked: u64,
+        /// Events stored.
+        stored: u64,
+    },
+    /// Records an expected session registered by an operator (`suki-ambient reconcile
+    /// expect`).
+    Expected {
+        /// The session.
+        session: String,
+        /// Whether it was new.
+        new: bool,
+    },
 }
 
 impl Action {
     /// Its name in the audit log (`retry`, `replay`, `discard`, `pause`, `resume`, `purge`,
-    /// `purge_audit`, `view_timeline`, `sign_in`, `rekey`, `keys_changed`, `audit_floor`).
+    /// `purge_audit`, `view_timeline`, `sign_in`, `rekey`, `keys_changed`, `audit_floor`,
+    /// `audit_key`, `reconcile`, `expect`).
     pub fn name(&self) -> &'static str {
         match self {
             Self::Retry(_) => "retry",
@@ -432,6 +463,10 @@ impl Action {
             Self::Rekey(_) => "rekey",
             Self::KeysSeen { .. } => "keys_changed",
             Self::AuditFloor { .. } => "audit_floor",
+            Self::AuditKeySeen { .. } => "audit_key",
+            Self::ReplayRow { .. } => "replay",
+            Self::Reconciled { .. } => "reconcile",
+            Self::Expected { .. } => "expect",
         }
     }
 
@@ -485,6 +520,40 @@ impl Action {
                 (!others.is_empty()).then(|| format!("also opens with {}", others.join(", "))),
             ),
             Self::AuditFloor { days } => (None, Some(format!("retention floor {days} days"))),
+            Self::AuditKeySeen { id } => (
+                Some(
+                    id.clone()
+                        .unwrap_or_else(|| "none (plain hashes)".to_owned()),
+                ),
+                None,
+            ),
+            Self::ReplayRow { id } => (Some(format!("row {id}")), None),
+            Self::Reconciled {
+                since,
+                checked,
+                stored,
+            } => (
+                None,
+                Some(format!(
+                    "ended since {}, checked {checked}, stored {stored}",
+                    since.0
+                )),
+            ),
+            Self::Expected { session, new } => (
+                Some(format!("session {session}")),
+                (!new).then(|| "already expected".to_owned()),
+            ),
+        }
+    }
+
+    /// The rows an action that only records ([`records_only`](Self::records_only)) reports in
+    /// its audit entry: what a re-seal re-sealed, what a sweep stored, an expectation added.
+    pub fn recorded_rows(&self) -> u64 {
+        match self {
+            Self::Rekey(report) => report.resealed,
+            Self::Reconciled { stored, .. } => *stored,
+            Self::Expected { new, .. } => u64::from(*new),
+            _ => 0,
         }
     }
 
@@ -497,6 +566,9 @@ impl Action {
                 | Self::Rekey(_)
                 | Self::KeysSeen { .. }
                 | Self::AuditFloor { .. }
+                | Self::AuditKeySeen { .. }
+                | Self::Reconciled { .. }
+                | Self::Expected { .. }
         )
     }
 }
@@ -510,6 +582,10 @@ pub struct Act<'a> {
     pub actor: &'a Actor,
     /// The caller's clock.
     pub now: UnixMillis,
+    /// The key its audit entry is chained with ([`audit_mac`](crate::audit_mac)); `None`: a
+    /// plain hash. A store refuses to append an entry without a key to a chain whose newest
+    /// entry is keyed ([`StoreError::Refused`]).
+    pub audit_key: Option<&'a crate::AuditKey>,
 }
 
 /// A pause in force ([`ReadModel::pauses`](crate::ReadModel::pauses)).
@@ -604,8 +680,10 @@ pub struct AuditEntry {
     /// The hash of the entry before it in the chain (`""` for the first entry, and for
     /// entries written before the chain existed).
     pub prev_hash: String,
-    /// Its own hash ([`audit_hash`] of `prev_hash` and its fields; `""` for entries written
-    /// before the chain existed).
+    /// Its own hash: its MAC under the inbox's audit key
+    /// ([`audit_mac`](crate::audit_mac): `hmac-sha256:<key id>:<hex>`), or, without one, the
+    /// [`audit_hash`] of `prev_hash` and its fields; `""` for entries written before the chain
+    /// existed.
     pub hash: String,
 }
 
@@ -617,23 +695,7 @@ pub struct AuditEntry {
 pub fn audit_hash(prev_hash: &str, entry: &AuditEntry) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        hash.update((bytes.len() as u64).to_be_bytes());
-        hash.update(bytes);
-    };
-    field(prev_hash.as_bytes());
-    field(&entry.at.0.to_be_bytes());
-    field(entry.actor.as_bytes());
-    field(entry.origin.as_bytes());
-    field(entry.action.as_bytes());
-    for optional in [&entry.target, &entry.detail] {
-        match optional {
-            // A tag, so that `None` and `Some("")` differ.
-            None => field(b"\0"),
-            Some(text) => field(format!("\x01{text}").as_bytes()),
-        }
-    }
-    field(&entry.rows.to_be_bytes());
+    crate::audit::entry_fields(prev_hash, entry, |bytes| hash.update(bytes));
     hex::encode(hash.finalize())
 }
 
@@ -663,6 +725,8 @@ pub struct StoredBody {
     pub key_id: Option<String>,
     /// The stored bytes.
     pub body: Bytes,
+    /// What a failed attempt fetched and kept, as stored (its key id inside).
+    pub fetched: Option<Bytes>,
 }
 
 impl fmt::Debug for StoredBody {
@@ -671,6 +735,7 @@ impl fmt::Debug for StoredBody {
             .field("id", &self.id)
             .field("key_id", &self.key_id)
             .field("body_len", &self.body.len())
+            .field("fetched_len", &self.fetched.as_ref().map(Bytes::len))
             .finish()
     }
 }
@@ -686,6 +751,9 @@ pub struct Resealed {
     pub key_id: String,
     /// The sealed bytes.
     pub body: Bytes,
+    /// What a failed attempt fetched, re-sealed under the same key (`None`: none kept, or one
+    /// that no longer opens: dropped, and fetched again by the next attempt).
+    pub fetched: Option<Bytes>,
 }
 
 impl fmt::Debug for Resealed {

@@ -122,7 +122,9 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     async fn purge(&self, before: UnixMillis) -> Result<u64, StoreError>;
 
     /// Erases the bodies of done rows completed before `before` (an empty body, no key, erased
-    /// at `now`), their metadata and timelines kept; how many.
+    /// at `now`), their metadata and timelines kept, and what dead rows last changed before
+    /// `before` kept of an attempt's fetch ([`keep_fetched`](Self::keep_fetched); their
+    /// bodies stay, for a retry); how many bodies.
     async fn erase_bodies(&self, before: UnixMillis, now: UnixMillis) -> Result<u64, StoreError>;
 
     /// Proves the store can still commit a write (a one-row update), so that health turns red
@@ -322,6 +324,16 @@ pub trait ReadModel: Send + Sync + 'static {
     /// Up to `limit` stored bodies of rows with an id above `after`, in id order (for
     /// re-sealing them under another key, a page at a time).
     async fn bodies(&self, after: i64, limit: u32) -> Result<Vec<StoredBody>, StoreError>;
+
+    /// Whether any stored body is sealed (an inbox without keys then refuses to write rather
+    /// than add a row in clear). Answer it from an index: it is read before writes.
+    async fn has_sealed(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .key_counts()
+            .await?
+            .iter()
+            .any(|(id, n)| id.is_some() && *n > 0))
+    }
 }
 
 /// Operators' actions: each in one transaction with its audit entry and the changed rows'

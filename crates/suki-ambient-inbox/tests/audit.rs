@@ -59,12 +59,22 @@ async fn sqlite_refuses_deletes_and_updates_of_the_audit_log() {
     let mut conn = sqlx::SqliteConnection::connect(&url)
         .await
         .expect("connect");
+    sqlx::raw_sql(
+        "INSERT INTO suki_inbox_audit_purges (at, before_at, through_id, anchor) \
+         VALUES (0, 0, 0, '')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a purge record that deletes nothing");
     for statement in [
         "DELETE FROM suki_inbox_audit",
         "DELETE FROM suki_inbox_audit WHERE id = 1",
         "UPDATE suki_inbox_audit SET actor = 'mallory'",
+        // A purge record that deletes nothing is let in (below); changing it is not.
+        "UPDATE suki_inbox_audit_purges SET through_id = 99",
+        // One that would delete entries younger than its horizon, or within the floor, is not.
         "INSERT INTO suki_inbox_audit_purges (at, before_at, through_id, anchor) \
-         VALUES (0, 0, 1, '') ; UPDATE suki_inbox_audit_purges SET through_id = 99",
+         VALUES (0, 0, 1, '')",
         "DELETE FROM suki_inbox_audit_purges",
     ] {
         let refused = sqlx::raw_sql(statement).execute(&mut conn).await;
@@ -253,7 +263,21 @@ async fn purges_rekeys_and_key_changes_are_recorded() {
         inbox.purge(Duration::from_secs(60)).await.expect("purge"),
         0
     );
-    inbox
+    // The chain is keyed now (under the key derived from the current body key): a process
+    // without keys may not continue it with plain hashes.
+    let keyless = inbox
+        .act(
+            &operator(),
+            Action::Purge {
+                before: UnixMillis(NOW),
+            },
+        )
+        .await;
+    assert!(
+        matches!(keyless, Err(StoreError::Refused(_))),
+        "{keyless:?}"
+    );
+    rotated
         .act(
             &operator(),
             Action::Purge {
@@ -263,6 +287,9 @@ async fn purges_rekeys_and_key_changes_are_recorded() {
         .await
         .expect("purge");
     let (k1, k2) = (key(1).id().to_owned(), key(2).id().to_owned());
+    // The audit key rotates with the body key it is derived from, in the chain itself.
+    let a1 = key(1).audit_key().id().to_owned();
+    let a2 = key(2).audit_key().id().to_owned();
     let also = format!("also opens with {k1}");
     let mut entries = inbox.audit(UnixMillis(0), 100).await.expect("audit");
     entries.reverse(); // newest first: read oldest first here
@@ -281,7 +308,9 @@ async fn purges_rekeys_and_key_changes_are_recorded() {
         seen,
         [
             ("keys_changed", "application", k1.as_str(), "-"),
+            ("audit_key", "application", a1.as_str(), "-"),
             ("keys_changed", "application", k2.as_str(), also.as_str()),
+            ("audit_key", "application", a2.as_str(), "-"),
             (
                 "rekey",
                 "alice",
@@ -291,7 +320,11 @@ async fn purges_rekeys_and_key_changes_are_recorded() {
             ("purge", "alice", "-", "done before 1893456000000"),
         ]
     );
-    assert_eq!(inbox.verify_audit().await.expect("verify").broken, None);
+    let report = rotated.verify_audit().await.expect("verify");
+    assert_eq!(report.broken, None, "checked with both derived keys");
+    assert_eq!(report.keyed, 6, "every entry");
+    // Without the keys, the MACs cannot be checked: never reported intact.
+    assert!(inbox.verify_audit().await.expect("verify").broken.is_some());
 }
 
 #[cfg(feature = "postgres")]

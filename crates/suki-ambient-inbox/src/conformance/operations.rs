@@ -143,6 +143,11 @@ pub(super) async fn operators_act_with_an_audit_entry(store: &impl Store) {
         "{step}: a purged row's timeline goes with it"
     );
     assert_eq!(store.audit(at(0), 100).await.expect("audit").len(), 4);
+    // The suite's clock is in 2023: a floor of 0 days lets its purges through the store's own
+    // check of the floor (six years when none is recorded).
+    act(store, crate::Action::AuditFloor { days: 0 }, at(35))
+        .await
+        .expect("floor");
     assert_eq!(
         act(store, crate::Action::PurgeAudit { before: at(12) }, at(40))
             .await
@@ -159,7 +164,7 @@ pub(super) async fn operators_act_with_an_audit_entry(store: &impl Store) {
         .collect();
     assert_eq!(
         left,
-        ["purge_audit", "purge", "view_timeline"],
+        ["purge_audit", "audit_floor", "purge", "view_timeline"],
         "newest first"
     );
 }
@@ -167,7 +172,9 @@ pub(super) async fn operators_act_with_an_audit_entry(store: &impl Store) {
 pub(super) async fn the_audit_log_is_a_chain_purged_only_from_its_start(store: &impl Store) {
     let step = "the_audit_log_is_a_chain_purged_only_from_its_start";
     let verified = |label: &'static str| async move {
-        let report = crate::operate::verify_chain(store).await.expect("verify");
+        let report = crate::audit::verify_chain(store, &crate::audit::AuditKeys::default(), None)
+            .await
+            .expect("verify");
         assert_eq!(report.broken, None, "{step}: {label}: {report:?}");
         report
     };
@@ -218,6 +225,9 @@ pub(super) async fn the_audit_log_is_a_chain_purged_only_from_its_start(store: &
 
     // A purge deletes from the start, up to the first entry within retention, and leaves the
     // hash of the last one it deleted as the anchor the first remaining entry chains to.
+    act(store, crate::Action::AuditFloor { days: 0 }, at(25))
+        .await
+        .expect("floor");
     let purge = crate::Action::PurgeAudit { before: at(12) };
     assert_eq!(
         store.preview(&purge, at(30)).await.expect("preview"),
@@ -232,8 +242,8 @@ pub(super) async fn the_audit_log_is_a_chain_purged_only_from_its_start(store: &
     );
     let report = verified("after a purge").await;
     assert_eq!(
-        report.entries, 4,
-        "{step}: three kept and the purge's own entry"
+        report.entries, 5,
+        "{step}: three kept, the floor's entry and the purge's own"
     );
     // Nothing more to purge: no new anchor, the purge still recorded.
     let purge = crate::Action::PurgeAudit { before: at(12) };
@@ -247,7 +257,7 @@ pub(super) async fn the_audit_log_is_a_chain_purged_only_from_its_start(store: &
     let purge = crate::Action::PurgeAudit { before: at(1_000) };
     assert_eq!(
         act(store, purge, at(1_000)).await.expect("purge"),
-        5,
+        6,
         "{step}"
     );
     let left = store.audit_chain(0, 100).await.expect("chain");
@@ -478,5 +488,92 @@ pub(super) async fn retry_dead_rows(store: &impl Store) {
             .expect("retry"),
         0,
         "retry: a running row is left alone"
+    );
+}
+
+pub(super) async fn a_keyed_chain_and_the_floor_hold_in_the_store(store: &impl Store) {
+    let step = "a_keyed_chain_and_the_floor_hold_in_the_store";
+    let key = crate::AuditKey::new([7; 32]);
+    let keyed = |action: crate::Action, now: UnixMillis| {
+        let key = &key;
+        async move {
+            store
+                .act(crate::Act {
+                    action: &action,
+                    actor: &crate::Actor::new("tester", "conformance"),
+                    now,
+                    audit_key: Some(key),
+                })
+                .await
+        }
+    };
+    act(
+        store,
+        crate::Action::ViewTimeline {
+            target: "plain".into(),
+        },
+        at(1),
+    )
+    .await
+    .expect("a plain entry");
+    keyed(
+        crate::Action::ViewTimeline {
+            target: "keyed".into(),
+        },
+        at(2),
+    )
+    .await
+    .expect("a keyed entry");
+    let chain = store.audit_chain(0, 10).await.expect("chain");
+    assert_eq!(chain.len(), 2, "{step}");
+    assert_eq!(
+        chain[1].hash,
+        key.mac(&chain[0].hash, &chain[1]),
+        "{step}: the entry's hash is its MAC under the act's key, chained to the one before"
+    );
+    // A writer without the key cannot continue the keyed chain with a plain hash.
+    let refused = act(
+        store,
+        crate::Action::ViewTimeline { target: "x".into() },
+        at(3),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(crate::StoreError::Refused(_))),
+        "{step}: a keyless append to a keyed chain is refused: {refused:?}"
+    );
+    assert_eq!(
+        store.audit_chain(0, 10).await.expect("chain").len(),
+        2,
+        "{step}"
+    );
+    let keys = crate::audit::AuditKeys {
+        explicit: Some(std::sync::Arc::new(crate::AuditKey::new([7; 32]))),
+        body: None,
+    };
+    let report = crate::audit::verify_chain(store, &keys, None)
+        .await
+        .expect("verify");
+    assert_eq!(report.broken, None, "{step}: {report:?}");
+    assert_eq!((report.keyed, report.unkeyed), (1, 1), "{step}");
+
+    // The floor, recorded, is enforced by the store itself: a purge within it is refused even
+    // when it comes straight to the store (not through `Inbox::act`'s own check).
+    let now = UnixMillis::now();
+    keyed(crate::Action::AuditFloor { days: 30 }, now)
+        .await
+        .expect("floor");
+    let within = crate::Action::PurgeAudit {
+        before: now.saturating_sub(std::time::Duration::from_secs(86_400)),
+    };
+    let refused = keyed(within, now).await;
+    assert!(
+        refused.is_err(),
+        "{step}: a purge within the recorded floor is refused by the store: {refused:?}"
+    );
+    assert_eq!(
+        store.audit_chain(0, 10).await.expect("chain").len(),
+        3,
+        "{step}"
     );
 }

@@ -257,6 +257,7 @@ pub(super) async fn bodies_are_erased_after_their_retention(store: &impl Store) 
             was: b.key_id.clone(),
             key_id: "k2".into(),
             body: b.body.clone(),
+            fetched: None,
         })
         .collect();
     assert_eq!(

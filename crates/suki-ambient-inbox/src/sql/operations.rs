@@ -24,6 +24,8 @@ pub(crate) struct OpsSql {
     /// only entries up to the latest record's `through_id`).
     audit_purge_record: String,
     purge_audit: String,
+    /// The audit log's retention floor in force, for the database's own check of purges.
+    audit_floor_record: String,
     count_audit_before: String,
     /// A body re-sealed, if the row's key is still the one it was read with. (Never a body
     /// erased meanwhile: an erased row's key id is cleared, which matches a body read in clear.)
@@ -37,6 +39,7 @@ impl OpsSql {
             pauses,
             audit,
             audit_purges,
+            audit_floors,
             ..
         } = t;
         Self {
@@ -62,12 +65,13 @@ impl OpsSql {
                  VALUES ($1, $2, $3, $4)"
             ),
             purge_audit: format!("DELETE FROM {audit} WHERE id <= $1"),
+            audit_floor_record: format!("INSERT INTO {audit_floors} (at, days) VALUES ($1, $2)"),
             count_audit_before: format!(
                 "SELECT COUNT(*) FROM {audit} WHERE id < \
                  COALESCE((SELECT MIN(id) FROM {audit} WHERE at >= $1), 9223372036854775807)"
             ),
             reseal: format!(
-                "UPDATE {deliveries} SET body = $1, key_id = $2 \
+                "UPDATE {deliveries} SET body = $1, key_id = $2, fetched = $5 \
                  WHERE id = $3 AND key_id IS NOT DISTINCT FROM $4 AND body_erased_at IS NULL"
             ),
         }
@@ -83,14 +87,14 @@ fn change(action: &crate::Action) -> Option<(&'static str, &'static str)> {
              updated_at = {now}",
             "retried",
         )),
-        crate::Action::Replay { .. } => Some((
+        crate::Action::Replay { .. } | crate::Action::ReplayRow { .. } => Some((
             "state = 'pending', round_start = attempts, snoozes = 0, completed_at = NULL, \
              run_after = {now}, updated_at = {now}",
             "replayed",
         )),
         crate::Action::Discard { .. } => Some((
             "state = 'done', last_error = 'discarded', completed_at = {now}, \
-             run_after = {now}, updated_at = {now}",
+             run_after = {now}, updated_at = {now}, fetched = NULL",
             "discarded",
         )),
         _ => None,
@@ -132,6 +136,14 @@ fn selection<'a>(
                 sql.push_str(" AND updated_at >= ");
                 params.push(&mut sql, Value::Int(stored(since)), placeholder);
             }
+        }
+        Action::ReplayRow { id } => {
+            sql.push_str("id = ");
+            params.push(&mut sql, Value::Int(*id), placeholder);
+            sql.push_str(
+                " AND state = 'done' AND (last_error IS NULL OR last_error <> 'discarded') \
+                 AND body_erased_at IS NULL",
+            );
         }
         Action::Replay { since, kind } => {
             sql.push_str("state = 'done' AND completed_at >= ");
@@ -259,12 +271,20 @@ sql_impl! {
                     }
                 }
             }
-            Action::ViewTimeline { .. }
-            | Action::SignIn { .. }
-            | Action::Rekey(_)
-            | Action::KeysSeen { .. }
-            | Action::AuditFloor { .. } => 0,
-            Action::Retry(_) | Action::Replay { .. } | Action::Discard { .. } => {
+            Action::AuditFloor { days } => {
+                // The floor the database itself enforces on audit purges (migration 0013/0014).
+                sqlx::query(&self.sql.ops.audit_floor_record)
+                    .bind(now)
+                    .bind(i64::try_from(*days).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+                0
+            }
+            Action::Retry(_)
+            | Action::Replay { .. }
+            | Action::ReplayRow { .. }
+            | Action::Discard { .. } => {
                 let Some((set, event)) = change(act.action) else {
                     return Err(StoreError::Unsupported("this action"));
                 };
@@ -307,6 +327,7 @@ sql_impl! {
                 }
                 u64::try_from(ids.len()).unwrap_or(u64::MAX)
             }
+            action => action.recorded_rows(),
         };
         // The retention purge the worker runs hourly is recorded when it deleted something.
         if rows == 0
@@ -327,6 +348,15 @@ sql_impl! {
             .fetch_optional(&mut *tx)
             .await
             .db()?;
+        // A process without the audit key may not continue a keyed chain with plain hashes:
+        // that would read as a rewrite (and would be one's cover).
+        if act.audit_key.is_none() && head.as_deref().is_some_and(crate::audit::is_keyed) {
+            return Err(StoreError::Refused(
+                "the audit log is chained under an audit key this process does not hold: \
+                 give it SUKI_AUDIT_KEY or the inbox's SUKI_INBOX_KEYS"
+                    .to_owned(),
+            ));
+        }
         let prev_hash = match head {
             Some(hash) => hash,
             None => sqlx::query_scalar(&self.sql.read.audit_anchor)
@@ -347,7 +377,7 @@ sql_impl! {
             prev_hash: String::new(),
             hash: String::new(),
         };
-        let hash = crate::audit_hash(&prev_hash, &entry);
+        let hash = crate::audit_mac(act.audit_key, &prev_hash, &entry);
         let sql = &self.sql.ops.audit_insert;
         sqlx::query(sql)
             .bind(now)
@@ -382,11 +412,7 @@ sql_impl! {
                     _ => paused,
                 }
             }
-            Action::ViewTimeline { .. }
-            | Action::SignIn { .. }
-            | Action::Rekey(_)
-            | Action::KeysSeen { .. }
-            | Action::AuditFloor { .. } => 0,
+            action if action.records_only() => 0,
             Action::PurgeAudit { before } => {
                 let sql = &self.sql.ops.count_audit_before;
                 sqlx::query_scalar(sql)
@@ -422,6 +448,7 @@ sql_impl! {
                 .bind(b.key_id.as_str())
                 .bind(b.id)
                 .bind(b.was.as_deref())
+                .bind(b.fetched.as_deref())
                 .execute(&mut *tx)
                 .await
                 .db()?;

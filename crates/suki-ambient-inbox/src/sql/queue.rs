@@ -22,6 +22,8 @@ pub(crate) struct QueueSql {
     release_owner: String,
     /// The body retention: done rows keep their metadata, not their bodies.
     erase_bodies: String,
+    /// What dead rows fetched, past the body retention (their bodies stay, for a retry).
+    erase_dead_fetched: String,
     /// What a failed attempt fetched, kept with the row it holds.
     keep_fetched: String,
     /// What an earlier attempt kept.
@@ -115,6 +117,10 @@ impl QueueSql {
                 "UPDATE {deliveries} \
                  SET body = $1, key_id = NULL, body_erased_at = $2, fetched = NULL \
                  WHERE state = 'done' AND completed_at < $3 AND body_erased_at IS NULL"
+            ),
+            erase_dead_fetched: format!(
+                "UPDATE {deliveries} SET fetched = NULL \
+                 WHERE state = 'dead' AND updated_at < $1 AND fetched IS NOT NULL"
             ),
             keep_fetched: format!("UPDATE {deliveries} SET fetched = $3 {leased}"),
             fetched: format!("SELECT fetched FROM {deliveries} WHERE id = $1"),
@@ -496,6 +502,11 @@ sql_impl! {
         let done = sqlx::query(sql)
             .bind(empty)
             .bind(stored(now))
+            .bind(stored(before))
+            .execute(&self.pool)
+            .await
+            .db()?;
+        sqlx::query(&self.sql.queue.erase_dead_fetched)
             .bind(stored(before))
             .execute(&self.pool)
             .await

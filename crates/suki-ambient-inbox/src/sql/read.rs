@@ -54,6 +54,8 @@ pub(crate) struct ReadSql {
     key_counts: String,
     /// A page of stored bodies in id order.
     bodies: String,
+    /// Whether any stored body is sealed (through the key index).
+    has_sealed: String,
 }
 
 impl ReadSql {
@@ -130,8 +132,12 @@ impl ReadSql {
                  WHERE body_erased_at IS NULL GROUP BY key_id"
             ),
             bodies: format!(
-                "SELECT id, dedup_key, key_id, body FROM {deliveries} \
+                "SELECT id, dedup_key, key_id, body, fetched FROM {deliveries} \
                  WHERE id > $1 AND body_erased_at IS NULL ORDER BY id LIMIT $2"
+            ),
+            has_sealed: format!(
+                "SELECT id FROM {deliveries} \
+                 WHERE key_id IS NOT NULL AND body_erased_at IS NULL LIMIT 1"
             ),
         }
     }
@@ -488,7 +494,8 @@ sql_impl! {
 
     async fn bodies(&self, after: i64, limit: u32) -> Result<Vec<crate::StoredBody>, StoreError> {
         let sql = &self.sql.read.bodies;
-        let rows: Vec<(i64, String, Option<String>, Vec<u8>)> = sqlx::query_as(sql)
+        type Row = (i64, String, Option<String>, Vec<u8>, Option<Vec<u8>>);
+        let rows: Vec<Row> = sqlx::query_as(sql)
             .bind(after)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -496,13 +503,23 @@ sql_impl! {
             .db()?;
         Ok(rows
             .into_iter()
-            .map(|(id, dedup_key, key_id, body)| crate::StoredBody {
+            .map(|(id, dedup_key, key_id, body, fetched)| crate::StoredBody {
                 id,
                 dedup_key,
                 key_id,
                 body: bytes::Bytes::from(body),
+                fetched: fetched.map(bytes::Bytes::from),
             })
             .collect())
+    }
+
+    async fn has_sealed(&self) -> Result<bool, StoreError> {
+        let sql = &self.sql.read.has_sealed;
+        let row: Option<i64> = sqlx::query_scalar(sql)
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        Ok(row.is_some())
     }
 }
 }
