@@ -41,13 +41,13 @@ pub(crate) enum Action {
         fhir_url: String,
         /// How to write: from the server's CapabilityStatement (auto), one transaction, one
         /// create per resource, or the DocumentReference only.
-        #[arg(long, value_enum, default_value_t = Strategy::Auto)]
+        #[arg(long, value_enum, ignore_case = true, default_value_t = Strategy::Auto)]
         strategy: Strategy,
         #[command(flatten)]
         smart: SmartArgs,
         /// When the server already has different resources under the session's identifiers
         /// (another chart, a changed note): fail (the default), keep them, or supersede them.
-        #[arg(long, value_enum, default_value_t = Conflict::Fail)]
+        #[arg(long, value_enum, ignore_case = true, default_value_t = Conflict::Fail)]
         on_conflict: Conflict,
         /// JSON output.
         #[arg(long)]
@@ -60,7 +60,7 @@ pub(crate) enum Action {
         #[arg(long, value_name = "URL")]
         base_url: String,
         /// The strategy to explain.
-        #[arg(long, value_enum, default_value_t = Strategy::Auto)]
+        #[arg(long, value_enum, ignore_case = true, default_value_t = Strategy::Auto)]
         strategy: Strategy,
     },
     /// The onboarding test for a new EHR: write one probe DocumentReference (labelled, status
@@ -95,7 +95,7 @@ pub(crate) enum Action {
     /// existing file is never overwritten) and print its public JWK Set.
     Keygen {
         /// RS384 (RSA 2048) or ES384 (EC P-384).
-        #[arg(long, value_enum, default_value_t = Alg::Es384)]
+        #[arg(long, value_enum, ignore_case = true, default_value_t = Alg::Es384)]
         alg: Alg,
         /// The key id to register it under.
         #[arg(long)]
@@ -187,7 +187,7 @@ pub(crate) struct BundleArgs {
     #[arg(long)]
     at: Option<String>,
     /// The note's document status.
-    #[arg(long, value_enum, default_value_t = Status::Preliminary)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Status::Preliminary)]
     doc_status: Status,
     /// The note's LOINC type code (default 11506-3 Progress note).
     #[arg(long, value_name = "LOINC")]

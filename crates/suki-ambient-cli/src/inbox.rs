@@ -34,11 +34,11 @@ pub(crate) enum Action {
     /// Rows, newest first.
     List {
         /// Only rows in this state.
-        #[arg(long, value_enum, conflicts_with = "kind")]
+        #[arg(long, value_enum, ignore_case = true, conflicts_with = "kind")]
         state: Option<StateArg>,
         /// Only sessions that ended without a note, of this kind (the visits to document
         /// another way), newest first.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, ignore_case = true)]
         kind: Option<NoNoteArg>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
@@ -74,14 +74,17 @@ pub(crate) enum Action {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Make the rows processed within --since due again (after a handler bug was fixed);
-    /// discarded rows stay discarded.
+    /// Make the rows processed within --since (or the one row --id) due again (after a
+    /// handler bug was fixed); discarded rows stay discarded.
     Replay {
         /// How far back (by when they were processed), e.g. `2h`.
-        #[arg(long, value_parser = parse_age)]
-        since: Duration,
+        #[arg(long, value_parser = parse_age, required_unless_present = "id", conflicts_with = "id")]
+        since: Option<Duration>,
+        /// One done row, by id.
+        #[arg(long)]
+        id: Option<i64>,
         /// Only rows of this kind (completed, failed, timed_out, cancelled, unknown).
-        #[arg(long, value_parser = parse_kind)]
+        #[arg(long, value_parser = parse_kind, conflicts_with = "id")]
         kind: Option<EventKind>,
         /// Show how many rows it would replay; change nothing.
         #[arg(long)]
@@ -127,10 +130,19 @@ pub(crate) enum Action {
         /// At most this many, the newest (it says when there are more).
         #[arg(long, default_value_t = 1000)]
         limit: u32,
-        /// Walk the log's hash chain instead: exits 1 and names the first entry that does not
-        /// chain to the one before it or no longer matches its hash.
-        #[arg(long, conflicts_with_all = ["since"])]
+        /// Walk the log's chain instead, checking each entry's MAC with the audit key
+        /// (SUKI_AUDIT_KEY, or derived from SUKI_INBOX_KEYS): exits 1 and names the first entry
+        /// that was changed, removed, blanked or re-chained without the key.
+        #[arg(long, conflicts_with_all = ["since", "checkpoint"])]
         verify: bool,
+        /// With --verify: also compare with a checkpoint kept from `--checkpoint` (a file):
+        /// entries removed from the end since are found.
+        #[arg(long, requires = "verify")]
+        since_checkpoint: Option<std::path::PathBuf>,
+        /// Print the newest entry's id and MAC as JSON, to keep outside the database (for
+        /// `--verify --since-checkpoint FILE` later).
+        #[arg(long, conflicts_with_all = ["since"])]
+        checkpoint: bool,
     },
     /// Serve the inbox console (dashboard, timelines, dead letters, retry, replay, discard,
     /// pause) until Ctrl-C. The operator's token comes from SUKI_CONSOLE_TOKEN, an optional
@@ -194,7 +206,7 @@ impl From<NoNoteArg> for EventKind {
 
 /// An event kind's stored spelling (`completed`, `failed`, `timed_out`, `cancelled`, `unknown`).
 pub(crate) fn parse_kind(text: &str) -> Result<EventKind, String> {
-    EventKind::parse(text)
+    EventKind::parse(&text.to_ascii_lowercase().replace('-', "_"))
         .ok_or_else(|| "expected completed, failed, timed_out, cancelled or unknown".to_owned())
 }
 
@@ -275,13 +287,61 @@ pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 7d, 12h, 30m)"))
 }
 
-/// Opens the inbox at `url` if there is one (never creating it).
-async fn open(url: &str) -> Result<Inbox, Failure> {
-    Inbox::open(url).await.map_err(|e| match e {
+/// Opens the inbox at `url` if there is one (never creating it), with the keys of the
+/// environment: SUKI_INBOX_KEYS seals what the CLI writes (as the application's inbox does; a
+/// CLI without them refuses to write beside sealed rows) and SUKI_AUDIT_KEY chains the audit
+/// log (else the key derived from SUKI_INBOX_KEYS).
+pub(crate) async fn open(url: &str) -> Result<Inbox, Failure> {
+    let mut inbox = Inbox::open(url).await.map_err(|e| match e {
         StoreError::NotFound { .. } => Failure(format!(
             "{e} (check the path or database; `suki-ambient inbox --url URL init` creates one)"
         )),
         e => Failure(format!("cannot open the inbox: {e}")),
+    })?;
+    if let Some(keys) = suki_ambient_inbox::Keys::from_env("SUKI_INBOX_KEYS")
+        .map_err(|e| Failure(format!("SUKI_INBOX_KEYS: {e}")))?
+    {
+        inbox = inbox.with_keys(keys);
+    }
+    if let Some(key) = suki_ambient_inbox::AuditKey::from_env("SUKI_AUDIT_KEY")
+        .map_err(|e| Failure(format!("SUKI_AUDIT_KEY: {e}")))?
+    {
+        inbox = inbox.with_audit_key(key);
+    }
+    Ok(inbox)
+}
+
+/// A write refused for want of keys, said for the CLI's user.
+fn keys_needed(err: StoreError) -> Failure {
+    match err {
+        StoreError::NoCurrentKey => Failure(
+            "this inbox holds sealed bodies and SUKI_INBOX_KEYS is not set: the CLI writes \
+             nothing in clear beside them (set SUKI_INBOX_KEYS to the inbox's keys, as the \
+             application's)"
+                .into(),
+        ),
+        err => Failure(err.to_string()),
+    }
+}
+
+/// Why `inbox retry ID` changed nothing: the row's state, and what to do instead.
+async fn why_not_retried(inbox: &Inbox, id: i64) -> Result<String, Failure> {
+    let Some(row) = inbox.get(id).await? else {
+        return Ok(format!("row {id} was not retried: there is no row {id}"));
+    };
+    let state = row.state.as_str();
+    Ok(match row.state {
+        State::Done if row.last_error.as_deref() == Some("discarded") => {
+            format!("row {id} was not retried: it was discarded and its body has been erased since")
+        }
+        State::Done => format!(
+            "row {id} was not retried: it is done (retry takes dead or pending rows); to run it \
+             again, `suki-ambient inbox replay --id {id}`"
+        ),
+        State::Running => format!(
+            "row {id} was not retried: it is running now (a worker holds it); wait for its outcome"
+        ),
+        _ => format!("row {id} was not retried: it is {state}"),
     })
 }
 
@@ -500,20 +560,26 @@ pub(crate) async fn run(
                 json,
             )
             .await?;
-            if n == 0 && id.is_some() {
-                return Ok(ExitCode::FAILURE);
+            if n == 0
+                && let Some(id) = id
+            {
+                return Err(Failure(why_not_retried(&inbox, id).await?));
             }
         }
         Action::Replay {
             since,
+            id,
             kind,
             dry_run,
         } => {
-            let action = suki_ambient_inbox::Action::Replay {
-                since: ago(since),
-                kind,
+            let action = match (id, since) {
+                (Some(id), _) => suki_ambient_inbox::Action::ReplayRow { id },
+                (None, since) => suki_ambient_inbox::Action::Replay {
+                    since: ago(since.unwrap_or_default()),
+                    kind,
+                },
             };
-            act(
+            let n = act(
                 &inbox,
                 actor,
                 action,
@@ -522,6 +588,19 @@ pub(crate) async fn run(
                 json,
             )
             .await?;
+            if n == 0
+                && let Some(id) = id
+            {
+                let why = match inbox.get(id).await? {
+                    None => "there is no such row".to_owned(),
+                    Some(row) if row.state != State::Done => format!(
+                        "it is {} (replay takes done rows; `inbox retry {id}` takes dead ones)",
+                        row.state.as_str()
+                    ),
+                    Some(_) => "it was discarded, or its body was erased".to_owned(),
+                };
+                return Err(Failure(format!("row {id} was not replayed: {why}")));
+            }
         }
         Action::Discard { id, reason } => {
             let reason = clean(reason.trim(), 500);
@@ -573,16 +652,13 @@ pub(crate) async fn run(
             });
         }
         Action::Rekey { batch } => {
-            let keys = suki_ambient_inbox::Keys::from_env("SUKI_INBOX_KEYS")
-                .map_err(|e| Failure(format!("SUKI_INBOX_KEYS: {e}")))?
-                .ok_or_else(|| {
-                    Failure(
-                        "set SUKI_INBOX_KEYS to the inbox's keys (base64, comma-separated, the \
-                         new current key first)"
-                            .into(),
-                    )
-                })?;
-            let inbox = inbox.with_keys(keys);
+            if std::env::var_os("SUKI_INBOX_KEYS").is_none() {
+                return Err(Failure(
+                    "set SUKI_INBOX_KEYS to the inbox's keys (base64, comma-separated, the new \
+                     current key first)"
+                        .into(),
+                ));
+            }
             let report = inbox
                 .rekey(&cli_actor(actor)?, batch, |r| {
                     if !json {
@@ -605,15 +681,45 @@ pub(crate) async fn run(
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Action::Audit { verify: true, .. } => {
-            let report = inbox.verify_audit().await?;
+        Action::Audit {
+            checkpoint: true, ..
+        } => match inbox.audit_checkpoint().await? {
+            Some(checkpoint) => println!("{}", serde_json::to_string(&checkpoint)?),
+            None => return Err(Failure("the audit log is empty: no checkpoint".into())),
+        },
+        Action::Audit {
+            verify: true,
+            since_checkpoint,
+            ..
+        } => {
+            let report = match since_checkpoint {
+                None => inbox.verify_audit().await?,
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        Failure(format!(
+                            "cannot read the checkpoint {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    let checkpoint: suki_ambient_inbox::AuditCheckpoint =
+                        serde_json::from_str(text.trim()).map_err(|_| {
+                            Failure(format!(
+                                "{} is not a checkpoint (`inbox audit --checkpoint` writes one)",
+                                path.display()
+                            ))
+                        })?;
+                    inbox.verify_audit_since(&checkpoint).await?
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 match &report.broken {
                     None => println!(
-                        "audit chain intact: {} entries ({} written before the chain, not checked); newest {}",
+                        "audit chain intact: {} entries ({} checked by MAC, {} by plain hash before the chain was keyed, {} written before the chain); newest {}",
                         report.entries,
+                        report.keyed,
+                        report.unkeyed,
                         report.unchained,
                         report
                             .newest
@@ -624,6 +730,11 @@ pub(crate) async fn run(
                         "audit chain BROKEN at entry #{}: {} ({} entries read)",
                         broken.id, broken.reason, report.entries
                     ),
+                }
+                if report.broken.is_none() && report.keyed == 0 && report.entries > 0 {
+                    println!(
+                        "warning: no entry is keyed: a database user could rewrite and re-chain this log unseen (give the inbox SUKI_INBOX_KEYS or SUKI_AUDIT_KEY)"
+                    );
                 }
             }
             if report.broken.is_some() {
@@ -661,7 +772,10 @@ pub(crate) async fn run(
                         clean_or_dash(e.target.as_deref()),
                         e.detail
                             .as_deref()
-                            .map(|d| format!("({})", clean(d, MAX_TEXT)))
+                            .map(|d| format!(
+                                "({})",
+                                suki_ambient_inbox::display::human_times(&clean(d, MAX_TEXT))
+                            ))
                             .unwrap_or_default()
                     );
                 }
@@ -747,17 +861,16 @@ pub(crate) fn parse_time(text: &str) -> Result<UnixMillis, String> {
 /// `reconcile expect`: registers an expected session.
 pub(crate) async fn expect(
     url: &str,
+    actor: Option<&str>,
     expected: suki_ambient_inbox::ExpectedSession,
     grace: Duration,
     json: bool,
 ) -> Result<ExitCode, Failure> {
-    let mut inbox = open(url).await?;
-    // The context is sealed like a body: under the inbox's keys when they are given.
-    if expected.additional_info.is_some()
-        && let Some(keys) = suki_ambient_inbox::Keys::from_env("SUKI_INBOX_KEYS")
-            .map_err(|e| Failure(format!("SUKI_INBOX_KEYS: {e}")))?
-    {
-        inbox = inbox.with_keys(keys);
+    let actor = cli_actor(actor)?;
+    // The context is sealed like a body, under SUKI_INBOX_KEYS (`open`).
+    let inbox = open(url).await?;
+    if expected.additional_info.is_some() {
+        inbox.ensure_can_seal().await.map_err(keys_needed)?;
     }
     let first_check = UnixMillis(
         expected
@@ -765,8 +878,20 @@ pub(crate) async fn expect(
             .0
             .saturating_add(suki_ambient_core::time::millis(grace)),
     );
-    let new = inbox.register_expected(&expected, first_check).await?;
+    let new = inbox
+        .register_expected(&expected, first_check)
+        .await
+        .map_err(keys_needed)?;
     let session = clean(expected.session_id.as_str(), MAX_TEXT);
+    inbox
+        .act(
+            &actor,
+            suki_ambient_inbox::Action::Expected {
+                session: session.clone(),
+                new,
+            },
+        )
+        .await?;
     if json {
         println!(
             "{}",
@@ -787,6 +912,7 @@ pub(crate) async fn expect(
 /// is a terminal, then a summary (ids and statuses only).
 pub(crate) async fn reconcile(
     url: &str,
+    actor: Option<&str>,
     since: Duration,
     client: suki_ambient_client::AmbientClient,
     concurrency: usize,
@@ -795,8 +921,12 @@ pub(crate) async fn reconcile(
     use std::io::{IsTerminal, Write};
     use suki_ambient_inbox::{CheckOutcome, Reconciler};
 
+    let actor = cli_actor(actor)?;
+    // Recovered events go through the inbox's one write path: sealed under SUKI_INBOX_KEYS,
+    // and refused (before any status is checked) by a CLI without keys beside sealed rows.
     let inbox = open(url).await?;
-    let mut reconciler = Reconciler::builder(client, inbox).concurrency(concurrency);
+    inbox.ensure_can_seal().await.map_err(keys_needed)?;
+    let mut reconciler = Reconciler::builder(client, inbox.clone()).concurrency(concurrency);
     if !json && std::io::stdout().is_terminal() {
         reconciler = reconciler.on_check(|expected, result| {
             // The status is the API's text and the id the integrator's: printed cleaned.
@@ -821,6 +951,16 @@ pub(crate) async fn reconcile(
         });
     }
     let report = reconciler.build().sweep(since).await?;
+    inbox
+        .act(
+            &actor,
+            suki_ambient_inbox::Action::Reconciled {
+                since: ago(since),
+                checked: report.checked,
+                stored: report.recovered,
+            },
+        )
+        .await?;
     if json {
         println!(
             "{}",

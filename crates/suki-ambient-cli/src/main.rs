@@ -101,7 +101,7 @@ enum Command {
         #[arg(long)]
         session: String,
         /// What to fetch.
-        #[arg(long, value_enum, default_value_t = What::All)]
+        #[arg(long, value_enum, ignore_case = true, default_value_t = What::All)]
         what: What,
         /// Sent as `sdp_provider_id`.
         #[arg(long)]
@@ -198,6 +198,9 @@ enum ReconcileCommand {
         /// How long after its end the first status check comes.
         #[arg(long, value_parser = inbox::parse_age, default_value = "5m")]
         grace: Duration,
+        /// Who registers it, as the audit log records it (required).
+        #[arg(long, env = "SUKI_ACTOR")]
+        actor: Option<String>,
         /// JSON output.
         #[arg(long)]
         json: bool,
@@ -218,6 +221,9 @@ struct SweepArgs {
     /// Status checks at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Who runs the sweep, as the audit log records it (required).
+    #[arg(long, env = "SUKI_ACTOR")]
+    actor: Option<String>,
     /// JSON summary.
     #[arg(long)]
     json: bool,
@@ -231,7 +237,7 @@ pub(crate) struct ApiArgs {
     #[arg(long, conflicts_with = "env", required_unless_present = "env")]
     pub(crate) base_url: Option<String>,
     /// One of Suki's environments.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     pub(crate) env: Option<Env>,
     /// Log in as this partner, with the partner token from SUKI_PARTNER_TOKEN (instead of
     /// SUKI_TOKEN).
@@ -269,6 +275,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -288,6 +295,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A closed pipe (`suki-ambient inbox status | head`) ends the program quietly, as it ends
+/// `ls`: Rust's `println!` panics when stdout is closed, and that panic (only that one) exits
+/// with success instead of printing a backtrace. (Resetting SIGPIPE would need `unsafe`, which
+/// the workspace forbids.)
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 async fn run(command: Command) -> Result<ExitCode, Failure> {
@@ -475,6 +502,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     form_filling,
                     additional_info,
                     grace,
+                    actor,
                     json,
                 }),
             ..
@@ -499,7 +527,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     .map_err(|_| Failure("--additional-info must be a JSON object".into()))?;
                 expected = expected.additional_info(info);
             }
-            inbox::expect(&url, expected, grace, json).await
+            inbox::expect(&url, actor.as_deref(), expected, grace, json).await
         }
         Command::Reconcile {
             command: None,
@@ -509,11 +537,20 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     since,
                     api,
                     concurrency,
+                    actor,
                     json,
                 },
         } => {
             let url = url.ok_or_else(|| Failure("--url (or SUKI_INBOX_URL) is required".into()))?;
-            inbox::reconcile(&url, since, net::client(&api)?, concurrency, json).await
+            inbox::reconcile(
+                &url,
+                actor.as_deref(),
+                since,
+                net::client(&api)?,
+                concurrency,
+                json,
+            )
+            .await
         }
     }
 }

@@ -589,12 +589,20 @@ pub(crate) async fn dashboard(
         };
         bodies.push_str(&card(n.to_string(), &label, class));
     }
-    if !bodies.is_empty() {
-        let _ = write!(
-            body,
-            "<h2>Bodies at rest</h2><div class=\"cards\" id=\"bodies\">{bodies}</div>"
-        );
-    }
+    // Whether every stored body opens with a key this process holds: a console without the
+    // inbox's keys (the CLI's, without SUKI_INBOX_KEYS) says so, and fails nothing for it.
+    let key_check = health.key_check;
+    let key_class = match key_check {
+        suki_ambient_inbox::KeyCheck::Missing => "bad",
+        suki_ambient_inbox::KeyCheck::Ok => "ok",
+        _ => "",
+    };
+    let _ = write!(
+        body,
+        "<h2>Bodies at rest</h2><div class=\"cards\" id=\"bodies\">{bodies}</div>\
+         <p id=\"key-check\" class=\"{key_class}\">key check: {}</p>",
+        key_check.as_str()
+    );
     let _ = write!(
         body,
         "<h2>Reconciler</h2><div class=\"cards\">{}{}{}{}{}</div>",

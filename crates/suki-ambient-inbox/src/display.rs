@@ -35,6 +35,38 @@ pub fn time_of_day(at: UnixMillis) -> String {
     format!("{:02}:{:02} UTC", secs / 3_600, secs % 3_600 / 60)
 }
 
+/// `at` as a UTC date and time to the second: `2026-12-07T10:02:00Z`.
+pub fn date_time(at: UnixMillis) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(at.0);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// `text` (an audit entry's detail) with each epoch-milliseconds time in it (12 to 14 digits)
+/// written as a UTC date and time: `completed since 1796688000000` reads
+/// `completed since 2026-12-07T00:00:00Z`. (The stored detail, and `--json`, keep the
+/// milliseconds.)
+pub fn human_times(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        match digits.parse::<u64>() {
+            Ok(ms) if (12..=14).contains(&digits.len()) => out.push_str(&date_time(UnixMillis(ms))),
+            _ => out.push_str(digits),
+        }
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
 /// A destination for the person on call: `EHR fhir.example unreachable since 10:02 UTC
 /// (fhir_503_transient, 20m 4s), 143 notes waiting, next probe in 20s`, or `Suki's API: up`.
 pub fn destination(d: &crate::DestinationRecord, now: UnixMillis) -> String {
@@ -235,6 +267,18 @@ pub fn timeline(trace: &crate::Trace, now: UnixMillis) -> Vec<TimelineLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_details_show_dates_not_milliseconds() {
+        assert_eq!(
+            super::human_times("completed since 1796688000000, row 12"),
+            "completed since 2026-12-07T00:00:00Z, row 12"
+        );
+        assert_eq!(
+            super::human_times("retention floor 2192 days"),
+            "retention floor 2192 days"
+        );
+    }
 
     #[test]
     fn durations_print_briefly() {

@@ -71,7 +71,11 @@ pub enum StoreError {
     /// The inbox was given keys ([`Inbox::with_keys`](crate::Inbox::with_keys)) but its
     /// provider has no current key: bodies are not stored in clear instead, the delivery is
     /// refused (503 to Suki, health red) until the provider has one.
-    #[error("the inbox's key provider has no current key: bodies are not stored in clear")]
+    #[error(
+        "no current body key: this inbox seals what it stores (it was given keys, or holds sealed \
+         rows), and nothing is written in clear (give this process the inbox's keys, e.g. \
+         SUKI_INBOX_KEYS)"
+    )]
     NoCurrentKey,
     /// A body could not be sealed (AWS-LC had no randomness): the delivery is refused (503)
     /// rather than stored in clear or empty.

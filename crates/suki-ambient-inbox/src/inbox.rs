@@ -274,6 +274,18 @@ impl Inbox {
         }
     }
 
+    /// Whether this inbox may write what it must seal: `Err(NoCurrentKey)` when it has keys
+    /// but no current one, or has none while its store holds sealed rows (a row it wrote would
+    /// be the one in clear). Every write checks this itself; call it to fail early (the CLI
+    /// does before a sweep).
+    pub async fn ensure_can_seal(&self) -> Result<(), StoreError> {
+        match self.inner.keys.as_ref() {
+            Some(keys) if keys.current().is_none() => Err(StoreError::NoCurrentKey),
+            Some(_) => Ok(()),
+            None => self.refuse_clear_beside_sealed().await,
+        }
+    }
+
     /// Refuses a write of a process without body keys to an inbox whose store holds sealed
     /// rows ([`StoreError::NoCurrentKey`]): a row it wrote would be the one in clear.
     pub(crate) async fn refuse_clear_beside_sealed(&self) -> Result<(), StoreError> {
