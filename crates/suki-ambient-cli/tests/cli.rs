@@ -927,6 +927,7 @@ async fn inbox_trace_controls_and_audit() {
             "--ended-at",
             "10m",
         ])
+        .env("SUKI_ACTOR", "alice")
         .output()
         .unwrap();
     assert!(expect.status.success(), "{}", stderr(&expect));
@@ -974,6 +975,7 @@ async fn inbox_trace_controls_and_audit() {
         ("pause", 1),
         ("pause", 0),
         ("resume", 1),
+        ("expect", 1),
         ("view_timeline", 0),
     ]
     .iter()
@@ -1297,6 +1299,7 @@ async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal
     let out = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .env("SUKI_TOKEN", &token)
+        .env("SUKI_ACTOR", "tester")
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -1322,7 +1325,10 @@ async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal
 
     // Not a terminal: the summary only; --json for scripts. Nothing left to recover.
     let mut cmd = Command::new(BIN);
-    cmd.args(&args[1..]).arg("--json").env("SUKI_TOKEN", &token);
+    cmd.args(&args[1..])
+        .arg("--json")
+        .env("SUKI_TOKEN", &token)
+        .env("SUKI_ACTOR", "tester");
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
