@@ -947,3 +947,54 @@ async fn the_latest_actions_are_the_newest_and_views_do_not_hide_them() {
     );
     server.abort();
 }
+
+/// The key check: a console holding the inbox's keys checks that every stored body opens;
+/// one without body keys (the CLI's, given only SUKI_AUDIT_KEY) says "not configured" and
+/// fails nothing for it; one holding other keys says "missing" and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_check_with_without_and_with_the_wrong_keys() {
+    use suki_ambient_inbox::{AuditKey, BodyKey, Keys};
+    let dir = tempfile::tempdir().expect("dir");
+    let url = sqlite_url(dir.path(), "inbox.db");
+    let sealed = Inbox::connect(&url)
+        .await
+        .expect("inbox")
+        .with_keys(Keys::new([BodyKey::new([1; 32])]).expect("keys"));
+    let mut delivery = suki_ambient_inbox::conformance::delivery("s-1/completed");
+    delivery.received_at = UnixMillis::now();
+    sealed.ingest(delivery).await.expect("ingest");
+    let page = |inbox: Inbox| async move {
+        let (base, server) = serve_console(inbox).await;
+        let page = reqwest::Client::new()
+            .get(base)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("page");
+        server.abort();
+        page
+    };
+    let with_keys = page(sealed.clone()).await;
+    assert!(with_keys.contains("key check: ok"), "{with_keys}");
+    assert!(!with_keys.contains("body_keys_missing"), "{with_keys}");
+
+    let audit_only = Inbox::open(&url)
+        .await
+        .expect("open")
+        .with_audit_key(AuditKey::new([3; 32]));
+    let without = page(audit_only).await;
+    assert!(without.contains("key check: not configured"), "{without}");
+    assert!(!without.contains("Failing"), "{without}");
+
+    let wrong = Inbox::open(&url)
+        .await
+        .expect("open")
+        .with_keys(Keys::new([BodyKey::new([2; 32])]).expect("keys"));
+    let missing = page(wrong).await;
+    assert!(missing.contains("key check: missing"), "{missing}");
+    assert!(missing.contains("Failing"), "{missing}");
+    assert!(missing.contains("body_keys_missing"), "{missing}");
+}
