@@ -30,6 +30,10 @@ use crate::client::{FhirAuth, clean_code, parse_base};
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(290);
 /// The lifetime assumed when the token answer gives none.
 const DEFAULT_TOKEN_LIFETIME: u64 = 300;
+/// The shortest lifetime a token is cached for: an answer of `expires_in: 0` (or a few
+/// seconds) would otherwise cost a token request per write. A token the EHR refuses before
+/// then is fetched again once (401), as any refused token is.
+const MIN_TOKEN_LIFETIME: u64 = 30;
 /// The largest token answer or SMART configuration read.
 const MAX_ANSWER: u64 = 64 * 1024;
 
@@ -270,6 +274,8 @@ struct SmartInner {
     key: SmartKey,
     /// The scopes given to the builder; `None`: derived from the write plan.
     scopes: Option<String>,
+    /// Whether the token endpoint must be on the FHIR server's origin.
+    same_origin: bool,
     timeout: Duration,
     state: tokio::sync::Mutex<TokenState>,
     fetched: AtomicU64,
@@ -309,6 +315,7 @@ pub struct SmartBackendAuthBuilder {
     key: SmartKey,
     scopes: Option<String>,
     token_endpoint: Option<String>,
+    same_origin: bool,
     timeout: Duration,
 }
 
@@ -325,6 +332,7 @@ impl SmartBackendAuth {
             key,
             scopes: None,
             token_endpoint: None,
+            same_origin: false,
             timeout: Duration::from_secs(30),
         }
     }
@@ -370,7 +378,7 @@ impl SmartBackendAuth {
         let endpoint = config["token_endpoint"].as_str().ok_or_else(|| {
             FhirError::Config("the SMART configuration names no token_endpoint".into())
         })?;
-        let endpoint = token_endpoint(endpoint, &inner.fhir_base)?;
+        let endpoint = token_endpoint(endpoint, &inner.fhir_base, inner.same_origin)?;
         state.endpoint = Some(endpoint.clone());
         Ok(endpoint)
     }
@@ -473,22 +481,18 @@ impl SmartBackendAuth {
         {
             return Err(bad("not_bearer"));
         }
-        let lifetime = answer["expires_in"]
-            .as_u64()
-            .unwrap_or(DEFAULT_TOKEN_LIFETIME)
-            .min(24 * 60 * 60);
+        let lifetime = token_lifetime(answer["expires_in"].as_u64());
         // The scope granted, when the answer names it (a list of scope tokens, nothing else).
         let granted = answer["scope"]
             .as_str()
             .filter(|s| s.len() <= 8 * 1024 && s.chars().all(|c| c.is_ascii_graphic() || c == ' '))
             .map(str::to_owned);
         inner.fetched.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(lifetime_s = lifetime, "smart: access token fetched");
-        Ok((
-            Zeroizing::new(token.to_owned()),
-            Duration::from_secs(lifetime),
-            granted,
-        ))
+        tracing::debug!(
+            lifetime_s = lifetime.as_secs(),
+            "smart: access token fetched"
+        );
+        Ok((Zeroizing::new(token.to_owned()), lifetime, granted))
     }
 }
 
@@ -565,6 +569,20 @@ impl SmartBackendAuthBuilder {
         self
     }
 
+    /// Refuse a token endpoint on another origin (scheme, host and port) than the FHIR
+    /// server's ([`FhirError::Config`]). Off by default: EHRs commonly keep their
+    /// authorization server on a host of its own (Oracle Health's is
+    /// `authorization.cerner.com` for `fhir-ehr.cerner.com`; Epic's shares the host), and
+    /// SMART's discovery document is what names it. Either way the endpoint must be `https`
+    /// (`http` only for an `http` FHIR server), carry no credentials, and is never followed
+    /// through a redirect. Turn it on where the EHR's token endpoint is on its own origin, so
+    /// that a tampered discovery document cannot send the signed assertion elsewhere.
+    #[must_use]
+    pub fn require_same_origin_token_endpoint(mut self, required: bool) -> Self {
+        self.same_origin = required;
+        self
+    }
+
     /// The timeout of a discovery or token request (default 30 s).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -595,7 +613,7 @@ impl SmartBackendAuthBuilder {
         let endpoint = self
             .token_endpoint
             .as_deref()
-            .map(|url| token_endpoint(url, &fhir_base))
+            .map(|url| token_endpoint(url, &fhir_base, self.same_origin))
             .transpose()?;
         // The token endpoint is not followed elsewhere: a redirect is an error.
         let http = reqwest::Client::builder()
@@ -610,6 +628,7 @@ impl SmartBackendAuthBuilder {
                 client_id,
                 key: self.key,
                 scopes,
+                same_origin: self.same_origin,
                 timeout: self.timeout,
                 state: tokio::sync::Mutex::new(TokenState {
                     endpoint,
@@ -656,9 +675,20 @@ pub(crate) fn granted_covers(granted: &str, needed: &str) -> bool {
     })
 }
 
+/// How long a token answered with `expires_in` is kept: 5 minutes when it says nothing, at
+/// least 30 s (`expires_in: 0` would cost a token request per write) and at most a day.
+fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    Duration::from_secs(
+        expires_in
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+            .clamp(MIN_TOKEN_LIFETIME, 24 * 60 * 60),
+    )
+}
+
 /// A token endpoint: `https` (or `http` when the FHIR server itself is `http`, as a local test
-/// server: never a downgrade), with a host, without credentials.
-fn token_endpoint(text: &str, fhir_base: &Url) -> Result<Url, FhirError> {
+/// server: never a downgrade), with a host, without credentials; on the FHIR server's origin
+/// when `same_origin`.
+fn token_endpoint(text: &str, fhir_base: &Url, same_origin: bool) -> Result<Url, FhirError> {
     let url = Url::parse(text.trim())
         .map_err(|_| FhirError::Config("the token endpoint is not a URL".into()))?;
     let scheme_ok =
@@ -667,6 +697,12 @@ fn token_endpoint(text: &str, fhir_base: &Url) -> Result<Url, FhirError> {
     {
         return Err(FhirError::Config(
             "the token endpoint must be https (http only for an http FHIR server), with a host, without credentials".into(),
+        ));
+    }
+    if same_origin && url.origin() != fhir_base.origin() {
+        return Err(FhirError::Config(
+            "the token endpoint is not on the FHIR server's origin (require_same_origin_token_endpoint)"
+                .into(),
         ));
     }
     Ok(url)
@@ -724,14 +760,31 @@ mod tests {
     }
 
     #[test]
+    fn short_token_lifetimes_are_kept_thirty_seconds() {
+        assert_eq!(token_lifetime(Some(0)), Duration::from_secs(30));
+        assert_eq!(token_lifetime(Some(5)), Duration::from_secs(30));
+        assert_eq!(token_lifetime(None), Duration::from_secs(300));
+        assert_eq!(token_lifetime(Some(3_600)), Duration::from_secs(3_600));
+        assert_eq!(token_lifetime(Some(u64::MAX)), Duration::from_secs(86_400));
+    }
+
+    #[test]
     fn endpoints_are_never_a_downgrade() {
         let https = Url::parse("https://ehr.example/fhir").expect("url");
         let http = Url::parse("http://127.0.0.1:1/fhir").expect("url");
-        assert!(token_endpoint("https://auth.example/token", &https).is_ok());
-        assert!(token_endpoint("http://auth.example/token", &https).is_err());
-        assert!(token_endpoint("http://127.0.0.1:1/token", &http).is_ok());
-        assert!(token_endpoint("https://u:p@auth.example/token", &https).is_err());
-        assert!(token_endpoint("file:///etc/passwd", &http).is_err());
+        assert!(token_endpoint("https://auth.example/token", &https, false).is_ok());
+        assert!(token_endpoint("http://auth.example/token", &https, false).is_err());
+        assert!(token_endpoint("http://127.0.0.1:1/token", &http, false).is_ok());
+        // Another origin is refused only when asked to be.
+        assert!(token_endpoint("https://auth.example/token", &https, true).is_err());
+        let same = format!(
+            "{}://{}/oauth2/token",
+            https.scheme(),
+            https.host_str().unwrap_or("")
+        );
+        assert!(token_endpoint(&same, &https, true).is_ok());
+        assert!(token_endpoint("https://u:p@auth.example/token", &https, false).is_err());
+        assert!(token_endpoint("file:///etc/passwd", &http, false).is_err());
         let mut form = String::new();
         form_value(&mut form, "system/DocumentReference.c a+b");
         assert_eq!(form, "system%2FDocumentReference.c%20a%2Bb");

@@ -199,6 +199,27 @@ async fn smart_backend_tokens_are_cached_and_fetched_again_once_after_a_401() {
     }
 }
 
+/// A token endpoint on another origin than the FHIR server's is refused when the client asks
+/// for the same origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_elsewhere_is_refused_when_the_same_origin_is_required() {
+    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    // The same server on another origin than its token endpoint's is refused when asked.
+    let strict = SmartBackendAuth::builder(
+        sandbox.fhir_base_url(),
+        "suki-backend",
+        SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k2").expect("key"),
+    )
+    .token_endpoint("https://auth.example/token")
+    .require_same_origin_token_endpoint(true)
+    .build();
+    assert!(
+        matches!(strict, Err(suki_ambient_fhir::FhirError::Config(_))),
+        "{strict:?}"
+    );
+    sandbox.shutdown().await;
+}
+
 /// The EHR's administrator granted the client the note's scopes only, while the plan writes
 /// Conditions too: the write fails before anything is sent, naming the scope, and the plan
 /// printed says which scopes it needs.
