@@ -40,9 +40,15 @@ struct Rig {
 impl Rig {
     async fn new(sandbox: suki_ambient::sandbox::SandboxHandle, retry: RetryPolicy) -> Self {
         let dir = tempfile::tempdir().expect("dir");
+        // Sealed, as in production: what a failed attempt fetched is kept for the next one
+        // (an inbox without keys keeps nothing in clear).
         let inbox = Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
             .await
-            .expect("inbox");
+            .expect("inbox")
+            .with_keys(
+                suki_ambient::inbox::Keys::new([suki_ambient::inbox::BodyKey::new([5; 32])])
+                    .expect("keys"),
+            );
         let server = integration_tests::serve_inbox(&sandbox, &inbox).await;
         let suki = AmbientClient::builder()
             .base_url(sandbox.base_url())

@@ -13,9 +13,13 @@
 //! On both, a [`TransactionalHandler`] writes in the transaction that completes the row, so its
 //! effect happens exactly once.
 //!
-//! The inbox stores the verified webhook body (ids, status, links), never fetched note
-//! content; the bodies of done rows are erased after 7 days and the rows purged after 30 (by
-//! default); with keys ([`Inbox::with_keys`]) bodies are encrypted at rest ([`crypto`]).
+//! The inbox stores the verified webhook body (ids, status, links, the partner's
+//! `additional_info`); fetched note content only for a row whose handler failed after fetching
+//! (kept for its next attempt, sealed; without keys only with
+//! [`Inbox::keep_fetched_in_clear`]); the bodies of done rows are erased after 7 days and the
+//! rows purged after 30 (by default); with keys ([`Inbox::with_keys`]) bodies are encrypted at
+//! rest ([`crypto`]) and the audit log is chained under a key held outside the database
+//! ([`audit`]).
 //!
 //! # Example
 //!

@@ -84,6 +84,10 @@ type CheckCallback = Arc<dyn Fn(&ExpectationRecord, &CheckOutcome) + Send + Sync
 /// ([`register`](Self::register)); after a grace period it polls the status of those no webhook
 /// resolved, and an ended one's event goes into the inbox with `source = poll` and the same
 /// deduplication key as its webhook, so the handler runs once whichever arrives first.
+///
+/// Cheap to clone (its parts are shared): keep one where your application submits sessions,
+/// to [`register`](Self::register) them, and [`spawn`](Self::spawn) a clone to poll.
+#[derive(Clone)]
 pub struct Reconciler {
     client: AmbientClient,
     inbox: Inbox,
