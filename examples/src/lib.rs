@@ -111,13 +111,19 @@ pub fn suki_client() -> suki_ambient::client::AmbientClient {
 
 /// The durable inbox at `SUKI_INBOX_URL` (default `sqlite://suki-inbox.db`), its bodies sealed
 /// at rest with the keys of `SUKI_INBOX_KEYS` (base64, comma-separated, the current one first);
-/// in clear without it, said once with a WARN.
+/// in clear without it, said once with a WARN. Its audit log is chained under `SUKI_AUDIT_KEY`
+/// when set (else under the key derived from the body keys).
 pub async fn inbox() -> suki_ambient::inbox::Inbox {
-    use suki_ambient::inbox::{Inbox, Keys};
+    use suki_ambient::inbox::{AuditKey, Inbox, Keys};
     let url = env("SUKI_INBOX_URL").unwrap_or_else(|| "sqlite://suki-inbox.db".into());
-    let inbox = Inbox::connect(&url)
+    let mut inbox = Inbox::connect(&url)
         .await
         .unwrap_or_else(|e| exit(&format!("cannot open the inbox: {e}")));
+    match AuditKey::from_env("SUKI_AUDIT_KEY") {
+        Ok(Some(key)) => inbox = inbox.with_audit_key(key),
+        Ok(None) => {}
+        Err(e) => exit(&format!("SUKI_AUDIT_KEY: {e}")),
+    }
     match Keys::from_env("SUKI_INBOX_KEYS") {
         Ok(Some(keys)) => inbox.with_keys(keys),
         Ok(None) => {

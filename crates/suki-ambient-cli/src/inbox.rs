@@ -866,9 +866,9 @@ pub(crate) async fn expect(
     grace: Duration,
     json: bool,
 ) -> Result<ExitCode, Failure> {
-    let actor = cli_actor(actor)?;
     // The context is sealed like a body, under SUKI_INBOX_KEYS (`open`).
     let inbox = open(url).await?;
+    let actor = cli_actor(actor)?;
     if expected.additional_info.is_some() {
         inbox.ensure_can_seal().await.map_err(keys_needed)?;
     }
@@ -921,10 +921,10 @@ pub(crate) async fn reconcile(
     use std::io::{IsTerminal, Write};
     use suki_ambient_inbox::{CheckOutcome, Reconciler};
 
-    let actor = cli_actor(actor)?;
     // Recovered events go through the inbox's one write path: sealed under SUKI_INBOX_KEYS,
     // and refused (before any status is checked) by a CLI without keys beside sealed rows.
     let inbox = open(url).await?;
+    let actor = cli_actor(actor)?;
     inbox.ensure_can_seal().await.map_err(keys_needed)?;
     let mut reconciler = Reconciler::builder(client, inbox.clone()).concurrency(concurrency);
     if !json && std::io::stdout().is_terminal() {

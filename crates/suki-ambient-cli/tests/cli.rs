@@ -987,7 +987,7 @@ async fn inbox_trace_controls_and_audit() {
     let limited = inbox_cmd(&["audit", "--limit", "2"]);
     let table = stdout(&limited);
     assert!(
-        table.contains("view_timeline") && table.contains("resume") && !table.contains("retry"),
+        table.contains("view_timeline") && table.contains("expect") && !table.contains("retry"),
         "{table}"
     );
     assert!(
@@ -1011,7 +1011,7 @@ async fn inbox_trace_controls_and_audit() {
     let verified = inbox_cmd(&["audit", "--verify"]);
     assert!(verified.status.success(), "{}", stderr(&verified));
     assert!(
-        stdout(&verified).starts_with("audit chain intact: 11 entries"),
+        stdout(&verified).starts_with("audit chain intact: 12 entries"),
         "{}",
         stdout(&verified)
     );

@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::{hkdf, hmac};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -33,7 +34,7 @@ pub struct BodyKey {
     id: String,
     cipher: LessSafeKey,
     /// The audit key derived from it ([`AuditKey::derived`](crate::AuditKey)).
-    audit: Arc<crate::AuditKey>,
+    audit: Arc<AuditKey>,
 }
 
 impl BodyKey {
@@ -52,14 +53,14 @@ impl BodyKey {
             // PANIC: AES-256-GCM takes any 32-byte key; AWS-LC refuses only other lengths.
             Err(_) => unreachable!("a 32-byte AES-256-GCM key is always accepted"),
         };
-        let audit = Arc::new(crate::AuditKey::derived(&key));
+        let audit = Arc::new(AuditKey::derived(&key));
         Self { id, cipher, audit }
     }
 
     /// The audit key derived from this key (HKDF-SHA-256 under a label of its own, so it
     /// reveals nothing of this key): what chains the audit log when no
     /// [`SUKI_AUDIT_KEY`](crate::AuditKey::from_env) is given.
-    pub fn audit_key(&self) -> Arc<crate::AuditKey> {
+    pub fn audit_key(&self) -> Arc<AuditKey> {
         Arc::clone(&self.audit)
     }
 
@@ -132,6 +133,88 @@ impl fmt::Debug for BodyKey {
             .finish_non_exhaustive()
     }
 }
+
+/// What starts a keyed audit entry's hash.
+pub(crate) const MAC_PREFIX: &str = "hmac-sha256:";
+
+/// One 32-byte audit key. Its [`id`](Self::id) (16 hex digits of a SHA-256 of the key under a
+/// label of its own) is written in each MAC it makes, so that a rotation shows in the chain and
+/// older entries are checked with the key that chained them; the key is never shown (`Debug`
+/// prints the id), and AWS-LC wipes its copy when it is dropped.
+pub struct AuditKey {
+    id: String,
+    key: hmac::Key,
+}
+
+impl AuditKey {
+    /// A key from its 32 bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        let bytes = Zeroizing::new(bytes);
+        let mut hash = Sha256::new();
+        hash.update(b"suki-ambient-inbox audit key id\0");
+        hash.update(&bytes[..]);
+        let id = hex::encode(&hash.finalize()[..8]);
+        Self {
+            id,
+            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes[..]),
+        }
+    }
+
+    /// A key from its base64 (standard or URL-safe, padded or not), as `SUKI_AUDIT_KEY` holds it.
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        decode_key(text).map(|bytes| Self::new(*bytes))
+    }
+
+    /// The key in the environment variable `var` (e.g. `SUKI_AUDIT_KEY`); `Ok(None)` when it is
+    /// unset or empty.
+    pub fn from_env(var: &str) -> Result<Option<Self>, KeyError> {
+        match std::env::var(var) {
+            Ok(text) if !text.trim().is_empty() => Self::from_base64(&text).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The audit key derived from a body key's bytes: HKDF-SHA-256 with a label of its own.
+    pub(crate) fn derived(body_key: &[u8; 32]) -> Self {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"suki-ambient-inbox").extract(body_key);
+        let mut out = Zeroizing::new([0u8; 32]);
+        let filled = prk
+            .expand(&[b"audit chain v1"], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut out[..]));
+        // PANIC: HKDF-SHA-256 expands to at most 255 × 32 bytes; 32 are always given.
+        assert!(filled.is_ok(), "HKDF-SHA-256 expands 32 bytes");
+        Self::new(*out)
+    }
+
+    /// The key's id, as each MAC it makes names it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// HMAC-SHA-256 under this key of what `feed` gives, as `hmac-sha256:<id>:<hex>`.
+    pub(crate) fn tag(&self, feed: impl FnOnce(&mut dyn FnMut(&[u8]))) -> String {
+        let mut context = hmac::Context::with_key(&self.key);
+        feed(&mut |bytes| context.update(bytes));
+        let tag = context.sign();
+        format!("{MAC_PREFIX}{}:{}", self.id, hex::encode(tag.as_ref()))
+    }
+}
+
+impl fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for AuditKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for AuditKey {}
 
 /// A 32-byte key from its base64 (standard or URL-safe, padded or not), wiped when dropped.
 pub(crate) fn decode_key(text: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {

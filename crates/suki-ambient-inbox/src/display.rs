@@ -42,7 +42,7 @@ pub fn date_time(at: UnixMillis) -> String {
 }
 
 /// `text` (an audit entry's detail) with each epoch-milliseconds time in it (12 to 14 digits)
-/// written as a UTC date and time: `completed since 1796688000000` reads
+/// written as a UTC date and time: `completed since 1796601600000` reads
 /// `completed since 2026-12-07T00:00:00Z`. (The stored detail, and `--json`, keep the
 /// milliseconds.)
 pub fn human_times(text: &str) -> String {
@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn audit_details_show_dates_not_milliseconds() {
         assert_eq!(
-            super::human_times("completed since 1796688000000, row 12"),
+            super::human_times("completed since 1796601600000, row 12"),
             "completed since 2026-12-07T00:00:00Z, row 12"
         );
         assert_eq!(

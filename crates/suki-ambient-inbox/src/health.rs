@@ -165,36 +165,7 @@ pub struct Health {
     /// waiting for it), and a line for the person on call each.
     pub destinations: Vec<DestinationHealth>,
     /// Whether every stored body opens with a key this process holds.
-    pub key_check: KeyCheck,
-}
-
-/// Whether the stored bodies are sealed under keys this process holds ([`Health::key_check`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum KeyCheck {
-    /// This process holds no body keys (e.g. the CLI's console without `SUKI_INBOX_KEYS`): not
-    /// checked, and not a problem.
-    NotConfigured,
-    /// Every stored body is in clear or under a key it holds.
-    Ok,
-    /// Some are sealed under a key it does not hold (the problem `body_keys_missing`).
-    Missing,
-    /// The check did not answer in time (an index read, bounded to 500 ms): not known, never
-    /// taken for `ok`.
-    Unknown,
-}
-
-impl KeyCheck {
-    /// `not configured`, `ok`, `missing`, `unknown`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotConfigured => "not configured",
-            Self::Ok => "ok",
-            Self::Missing => "missing",
-            Self::Unknown => "unknown",
-        }
-    }
+    pub key_check: crate::KeyCheck,
 }
 
 /// A destination as [`Health`] shows it.
@@ -306,7 +277,7 @@ impl Inbox {
         if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
             problems.push(Problem::WorkerStalled);
         }
-        if keys_missing == KeyCheck::Missing {
+        if keys_missing == crate::KeyCheck::Missing {
             problems.push(Problem::BodyKeysMissing);
         }
         let mut paused = Vec::new();

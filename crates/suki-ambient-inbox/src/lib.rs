@@ -77,8 +77,8 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use audit::{AuditCheckpoint, AuditKey, AuditVerification, BrokenLink, audit_mac};
-pub use crypto::{BodyKey, KeyError, KeyProvider, Keys};
+pub use audit::{AuditCheckpoint, AuditVerification, BrokenLink, audit_mac};
+pub use crypto::{AuditKey, BodyKey, KeyError, KeyProvider, Keys};
 pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
 pub use expect::{
     CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, FinishedCheck, Resolution,
@@ -91,9 +91,7 @@ pub use handler::{
 };
 #[cfg(feature = "axum")]
 pub use health::health_router;
-pub use health::{
-    DestinationHealth, Health, HealthStatus, HealthThresholds, KeyCheck, Problem, Readiness,
-};
+pub use health::{DestinationHealth, Health, HealthStatus, HealthThresholds, Problem, Readiness};
 pub use inbox::{AUDIT_FLOOR, Inbox, dedup_key};
 pub use migrate::{Dialect, HISTORY_TABLE, Migration, migrations};
 pub use open::InboxBuilder;
@@ -107,8 +105,8 @@ pub use reconciler::{
 pub use records::{
     Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DeadFilter, DeadGroup,
     DeliveryRecord, DestinationDown, DestinationRecord, ExpectationCounts, FailedAttempt,
-    HourCount, InboxStatus, Lead, Lease, NewDelivery, NewExpectation, Next, Pause, RekeyReport,
-    Resealed, Selection, Source, State, StoredBody, TimelineEvent, Trace, audit_hash,
+    HourCount, InboxStatus, KeyCheck, Lead, Lease, NewDelivery, NewExpectation, Next, Pause,
+    RekeyReport, Resealed, Selection, Source, State, StoredBody, TimelineEvent, Trace, audit_hash,
 };
 #[cfg(feature = "postgres")]
 pub use sql::PostgresDialect;

@@ -695,8 +695,67 @@ pub struct AuditEntry {
 pub fn audit_hash(prev_hash: &str, entry: &AuditEntry) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    crate::audit::entry_fields(prev_hash, entry, |bytes| hash.update(bytes));
+    entry_fields(prev_hash, entry, &mut |bytes| hash.update(bytes));
     hex::encode(hash.finalize())
+}
+
+impl crate::AuditKey {
+    /// The MAC that chains `entry` to the entry before it (whose hash is `prev_hash`):
+    /// `hmac-sha256:<id>:<hex>` over what [`audit_hash`] reads.
+    pub fn mac(&self, prev_hash: &str, entry: &AuditEntry) -> String {
+        self.tag(|update| entry_fields(prev_hash, entry, update))
+    }
+}
+
+/// Feeds `entry`'s chained fields to `update`, each length-prefixed (what both the plain hash
+/// and the MAC cover).
+fn entry_fields(prev_hash: &str, entry: &AuditEntry, update: &mut dyn FnMut(&[u8])) {
+    let mut field = |bytes: &[u8]| {
+        update(&(bytes.len() as u64).to_be_bytes());
+        update(bytes);
+    };
+    field(prev_hash.as_bytes());
+    field(&entry.at.0.to_be_bytes());
+    field(entry.actor.as_bytes());
+    field(entry.origin.as_bytes());
+    field(entry.action.as_bytes());
+    for optional in [&entry.target, &entry.detail] {
+        match optional {
+            // A tag, so that `None` and `Some("")` differ.
+            None => field(b"\0"),
+            Some(text) => field(format!("\x01{text}").as_bytes()),
+        }
+    }
+    field(&entry.rows.to_be_bytes());
+}
+
+/// Whether the stored bodies are sealed under keys this process holds ([`Health::key_check`](crate::Health::key_check)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum KeyCheck {
+    /// This process holds no body keys (e.g. the CLI's console without `SUKI_INBOX_KEYS`): not
+    /// checked, and not a problem.
+    NotConfigured,
+    /// Every stored body is in clear or under a key it holds.
+    Ok,
+    /// Some are sealed under a key it does not hold (the problem `body_keys_missing`).
+    Missing,
+    /// The check did not answer in time (an index read, bounded to 500 ms): not known, never
+    /// taken for `ok`.
+    Unknown,
+}
+
+impl KeyCheck {
+    /// `not configured`, `ok`, `missing`, `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not configured",
+            Self::Ok => "ok",
+            Self::Missing => "missing",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 /// The inbox at a glance.
