@@ -262,11 +262,11 @@ impl PartnerLogin {
         span.record("status", status);
         // A login answer is a token (an error a short JSON): 64 KiB is plenty.
         let bytes = if (200..300).contains(&status) {
-            crate::transport::read_capped(response, LOGIN_BODY_BYTES)
+            crate::limits::read_capped(response, LOGIN_BODY_BYTES)
                 .instrument(span)
                 .await?
         } else {
-            crate::transport::read_prefix(response, crate::transport::ERROR_BODY_BYTES)
+            crate::limits::read_prefix(response, crate::limits::ERROR_BODY_BYTES)
                 .instrument(span)
                 .await?
         };

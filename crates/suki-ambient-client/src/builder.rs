@@ -9,8 +9,35 @@ use reqwest::Url;
 use crate::auth::{StaticToken, TokenProvider};
 use crate::client::{AmbientClient, Environment, Inner, provider_header};
 use crate::error::ClientError;
+use crate::limits::redirect_policy;
 use crate::retry::RetryPolicy;
-use crate::transport::redirect_policy;
+
+impl AmbientClient {
+    /// Starts a builder: an environment or base URL and auth are required; retries, timeouts and
+    /// the HTTP client have defaults.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use suki_ambient_client::{AmbientClient, Environment, PartnerLogin, RetryPolicy};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = AmbientClient::builder()
+    ///     .environment(Environment::Production)
+    ///     .auth(PartnerLogin::new("partner-id", "partner-idp-jwt"))
+    ///     .retry(RetryPolicy::default().max_attempts(6))
+    ///     .timeout(Duration::from_secs(10)) // per attempt
+    ///     .deadline(Duration::from_secs(60)) // per call, retries included
+    ///     .build()?;
+    /// assert_eq!(client.base_url().as_str(), "https://sdp.suki.ai/");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder() -> AmbientClientBuilder {
+        AmbientClientBuilder::new()
+    }
+}
 
 /// The default of [`AmbientClientBuilder::max_response_bytes`].
 pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;

@@ -9,7 +9,6 @@ use reqwest::Url;
 use reqwest::header::HeaderValue;
 
 use crate::auth::TokenProvider;
-use crate::builder::AmbientClientBuilder;
 use crate::error::ClientError;
 use crate::retry::RetryPolicy;
 
@@ -86,31 +85,6 @@ impl fmt::Debug for AmbientClient {
 }
 
 impl AmbientClient {
-    /// Starts a builder: an environment or base URL and auth are required; retries, timeouts and
-    /// the HTTP client have defaults.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use suki_ambient_client::{AmbientClient, Environment, PartnerLogin, RetryPolicy};
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let client = AmbientClient::builder()
-    ///     .environment(Environment::Production)
-    ///     .auth(PartnerLogin::new("partner-id", "partner-idp-jwt"))
-    ///     .retry(RetryPolicy::default().max_attempts(6))
-    ///     .timeout(Duration::from_secs(10)) // per attempt
-    ///     .deadline(Duration::from_secs(60)) // per call, retries included
-    ///     .build()?;
-    /// assert_eq!(client.base_url().as_str(), "https://sdp.suki.ai/");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn builder() -> AmbientClientBuilder {
-        AmbientClientBuilder::new()
-    }
-
     /// The API base URL.
     pub fn base_url(&self) -> &Url {
         &self.inner.base_url

@@ -10,7 +10,7 @@ use suki_ambient_core::{EncounterId, Link, SessionId};
 
 use crate::AmbientClient;
 use crate::error::ClientError;
-use crate::transport::{same_origin, within_base};
+use crate::limits::{same_origin, within_base};
 
 impl AmbientClient {
     /// The URL of `route` for `id`, with an optional query pair, under the base URL.

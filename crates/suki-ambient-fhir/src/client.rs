@@ -3,7 +3,7 @@
 //! and `Retry-After`, the response body cap, redirects only under the base URL), a bearer token
 //! from a [`FhirAuth`] (fetched again once on a 401), and typed errors from `OperationOutcome`s.
 //! How the resources are written (one transaction, or one create each) is the
-//! [`WriteStrategy`]'s: see `write.rs`.
+//! [`WriteStrategy`]'s: see `write.rs` and `capabilities.rs`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use suki_ambient_client::{ClientError, RetryPolicy};
 use tower::retry::budget::Budget as _;
 use zeroize::Zeroizing;
 
-use crate::write::{CapabilityCache, WriteStrategy};
+use crate::capabilities::{CapabilityCache, WriteStrategy};
 use crate::{FhirError, TransactionBundle};
 
 /// Where the bearer token for the EHR comes from. [`BearerToken`] is a fixed one,
@@ -177,7 +177,7 @@ impl fmt::Display for TransactionResult {
             match entry
                 .location
                 .as_deref()
-                .and_then(crate::correct::resource_ref)
+                .and_then(crate::capabilities::resource_ref)
             {
                 Some(at) => write!(f, "{at} {what}")?,
                 None => write!(f, "{} {what}", entry.resource_type.unwrap_or("resource"))?,
@@ -692,7 +692,7 @@ impl FhirClientBuilder {
                     self.capabilities_recheck.min(self.capabilities_ttl),
                 ),
                 warned_plan: std::sync::Mutex::new(Vec::new()),
-                type_urls: crate::write::TYPES
+                type_urls: crate::capabilities::TYPES
                     .iter()
                     .map(|kind| (*kind, join(&base, kind)))
                     .collect(),

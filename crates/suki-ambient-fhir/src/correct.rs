@@ -9,31 +9,11 @@ use reqwest::Method;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::capabilities::{CreateMode, OnConflict, resource_ref};
 use crate::client::{Call, EntryResult, FhirClient, NoteCheck, TransactionResult};
 use crate::text::search_value;
-use crate::write::{CreateMode, WritePlan};
+use crate::write::WritePlan;
 use crate::{FhirError, IDENTIFIER_SYSTEM, TransactionBundle};
-
-/// What [`FhirClient::write_with`] (and the write-back) does when the EHR already has
-/// resources under a session's identifiers that differ from what the write would make: another
-/// patient or encounter, another note text, or (when the note changed) diagnoses and orders the
-/// new note no longer has.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OnConflict {
-    /// The write fails with [`FhirError::Conflict`] naming the resources (a dead letter
-    /// `fhir_conflict` in the inbox): someone decides. The default.
-    #[default]
-    Fail,
-    /// What the EHR has stays; the write succeeds (said with an INFO).
-    Keep,
-    /// Each differing resource is superseded: a new one (identifier `<old>/<12 hex>`, from its
-    /// content) is created — a DocumentReference or Composition with `relatesTo` `replaces`
-    /// the old one — and the old one is marked `entered-in-error` (a PUT; a server that
-    /// refuses it keeps it, with a WARN). Diagnoses and orders the new note no longer has are
-    /// marked too, and the Provenance is rewritten to name the new resources.
-    Supersede,
-}
 
 /// A resource an earlier write left that differs from this write's.
 struct Conflict {
@@ -632,24 +612,6 @@ impl FhirClient {
     }
 }
 
-/// `Type/id` of a reference or location (`[base]/Type/id[/_history/v]`).
-pub(crate) fn resource_ref(text: &str) -> Option<String> {
-    let path = text.split(['?', '#']).next()?;
-    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    let n = parts.len();
-    let (kind, id) = if n >= 4 && parts[n - 2] == "_history" {
-        (parts[n - 4], parts[n - 3])
-    } else if n >= 2 {
-        (parts[n - 2], parts[n - 1])
-    } else {
-        return None;
-    };
-    let kind_ok = kind.starts_with(|c: char| c.is_ascii_uppercase())
-        && kind.len() <= 64
-        && kind.chars().all(|c| c.is_ascii_alphanumeric());
-    (kind_ok && crate::context::is_id(id)).then(|| format!("{kind}/{id}"))
-}
-
 /// The chart a resource is in: its subject (`for` of a Task) and encounter, as `Type/id`.
 fn refs(resource: &Value) -> (Option<String>, Option<String>) {
     let reference = |v: &Value| v["reference"].as_str().and_then(resource_ref);
@@ -708,10 +670,7 @@ fn set_identifier_value(resource: &mut Value, value: &str) {
 /// Composition's sections, a Condition's codes), as this crate wrote it.
 fn version_of(resource: &Value) -> String {
     let bytes = serde_json::to_vec(resource).unwrap_or_default();
-    Sha256::digest(&bytes)[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(&bytes)[..6])
 }
 
 #[cfg(test)]

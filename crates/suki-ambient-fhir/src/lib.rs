@@ -49,6 +49,7 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod capabilities;
 mod client;
 mod context;
 mod correct;
@@ -63,17 +64,17 @@ mod write;
 #[cfg(feature = "inbox")]
 mod writeback;
 
+pub use capabilities::{Capabilities, CreateMode, OnConflict, ResourceCapability, WriteStrategy};
 pub use client::{
     BearerToken, EntryResult, FhirAuth, FhirClient, FhirClientBuilder, SkipReason, Skipped,
     TransactionResult,
 };
 pub use context::{DocStatus, EhrContext, Mapping, NoteType, Reference, SessionNote};
-pub use correct::OnConflict;
 pub use error::{FhirError, MapError};
 pub use map::{EntrySummary, TransactionBundle, transaction};
 pub use probe::{Onboarding, PROBE_SYSTEM};
 pub use smart::{SmartBackendAuth, SmartBackendAuthBuilder, SmartKey};
-pub use write::{Capabilities, CreateMode, ResourceCapability, WritePlan, WriteStrategy};
+pub use write::WritePlan;
 #[cfg(feature = "inbox")]
 pub use writeback::{EhrResolver, FhirWriteBack, NoNote, SessionRef};
 

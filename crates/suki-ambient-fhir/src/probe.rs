@@ -9,8 +9,8 @@ use std::time::Instant;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::capabilities::resource_ref;
 use crate::client::{Call, FhirClient};
-use crate::correct::resource_ref;
 use crate::text::search_value;
 use crate::{FhirError, Reference};
 
@@ -90,7 +90,7 @@ impl FhirClient {
         let mut nonce = [0u8; 8];
         aws_lc_rs::rand::fill(&mut nonce)
             .map_err(|_| FhirError::Config("no random bytes for the probe".into()))?;
-        let value: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let value = hex::encode(nonce);
         let text = "suki-ambient onboarding probe: not a clinical note";
         let probe = json!({
             "resourceType": "DocumentReference",

@@ -433,16 +433,21 @@ impl SmartBackendAuth {
             "sub": inner.client_id,
             "aud": endpoint.as_str(),
             "exp": (now + ASSERTION_LIFETIME).as_secs(),
-            "jti": hex(&jti),
+            "jti": hex::encode(jti),
         });
         let assertion = Zeroizing::new(inner.key.sign(&claims)?);
-        let mut form = Zeroizing::new(String::with_capacity(assertion.len() + 256));
-        form.push_str("grant_type=client_credentials&scope=");
-        form_value(&mut form, scopes);
-        form.push_str(
-            "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=",
+        // Sized up front so that the assertion is never copied into a buffer left behind.
+        let form = Zeroizing::new(
+            form_urlencoded::Serializer::new(String::with_capacity(3 * assertion.len() + 256))
+                .append_pair("grant_type", "client_credentials")
+                .append_pair("scope", scopes)
+                .append_pair(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                )
+                .append_pair("client_assertion", &assertion)
+                .finish(),
         );
-        form_value(&mut form, &assertion);
         let response = inner
             .http
             .post(endpoint.clone())
@@ -708,24 +713,6 @@ fn token_endpoint(text: &str, fhir_base: &Url, same_origin: bool) -> Result<Url,
     Ok(url)
 }
 
-/// `value` form-urlencoded onto `out` (unreserved characters kept, everything else `%XX`).
-fn form_value(out: &mut String, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,9 +772,6 @@ mod tests {
         assert!(token_endpoint(&same, &https, true).is_ok());
         assert!(token_endpoint("https://u:p@auth.example/token", &https, false).is_err());
         assert!(token_endpoint("file:///etc/passwd", &http, false).is_err());
-        let mut form = String::new();
-        form_value(&mut form, "system/DocumentReference.c a+b");
-        assert_eq!(form, "system%2FDocumentReference.c%20a%2Bb");
     }
 
     #[test]

@@ -104,41 +104,42 @@ pub(crate) fn search_value(text: &str) -> String {
 
 /// [`search_value`], appended to `out`.
 pub(crate) fn push_search_value(out: &mut String, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in text.bytes() {
-        if matches!(b, b',' | b'|' | b'$' | b'\\') {
-            out.push_str("%5C");
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    /// Everything but RFC 3986's unreserved characters, `:` and `/`.
+    const SEARCH: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':')
+        .remove(b'/');
+    let mut escaped = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        if matches!(c, ',' | '|' | '$' | '\\') {
+            escaped.push('\\');
         }
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
+        escaped.push(c);
     }
+    out.extend(utf8_percent_encode(&escaped, SEARCH));
 }
 
 /// A `urn:uuid:` for `name`, the same every time (a name-based UUID from SHA-256, version 8
 /// layout): Bundle entries' `fullUrl`s, so that a Bundle is byte-for-byte the same on every
 /// attempt.
 pub(crate) fn urn_uuid(name: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(name.as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x80; // version 8 (custom)
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
-    let mut out = String::with_capacity(45);
-    out.push_str("urn:uuid:");
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
-    out
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        hex::encode(&b[..4]),
+        hex::encode(&b[4..6]),
+        hex::encode(&b[6..8]),
+        hex::encode(&b[8..10]),
+        hex::encode(&b[10..])
+    )
 }
 
 #[cfg(test)]

@@ -2,196 +2,28 @@
 //! header, or a search by identifier first), chosen by the integrator or read from the server's
 //! CapabilityStatement (`GET [base]/metadata`, cached).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use reqwest::Method;
 use serde_json::Value;
 
 use suki_ambient_client::ClientError;
 
+use crate::capabilities::CreateMode;
+use crate::capabilities::{
+    Capabilities, ERROR_TTL, REREAD_AFTER, Read, TYPES, WriteStrategy, again, resource_ref,
+};
 use crate::client::{
     Answer, Call, EntryResult, FhirClient, NoteCheck, SkipReason, Skipped, TransactionResult,
 };
 use crate::context::is_id;
-use crate::correct::resource_ref;
 use crate::{FhirError, TransactionBundle};
-
-/// How a session's resources are written to the EHR ([`FhirClientBuilder::strategy`]).
-///
-/// [`FhirClientBuilder::strategy`]: crate::FhirClientBuilder::strategy
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WriteStrategy {
-    /// Read the server's CapabilityStatement (once an hour) and choose: a transaction when the
-    /// server takes them (and, when it refuses one as a whole with a 400, 413 or 422, the same
-    /// resources one at a time); otherwise a create per resource the server can create, each
-    /// with `If-None-Exist` where it declares `conditionalCreate`, or after a search by
-    /// identifier where it does not. A server that cannot create `DocumentReference` is an
-    /// error.
-    #[default]
-    Auto,
-    /// One transaction Bundle of conditional creates (all or nothing).
-    Transaction,
-    /// A create per resource, in order: DocumentReference, Composition, Conditions,
-    /// MedicationRequests, then the Provenance naming the ids the server gave them (US Core's
-    /// "Writing Clinical Notes": individual POSTs).
-    PerResource,
-    /// The DocumentReference only (Oracle Health Millennium documents no other write).
-    DocumentReferenceOnly,
-}
-
-impl WriteStrategy {
-    /// The name used by the CLI and `FHIR_STRATEGY`: `auto`, `transaction`, `per-resource`,
-    /// `document-only`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Transaction => "transaction",
-            Self::PerResource => "per-resource",
-            Self::DocumentReferenceOnly => "document-only",
-        }
-    }
-}
-
-impl std::str::FromStr for WriteStrategy {
-    type Err = FhirError;
-
-    fn from_str(text: &str) -> Result<Self, FhirError> {
-        match text.trim() {
-            "auto" => Ok(Self::Auto),
-            "transaction" => Ok(Self::Transaction),
-            "per-resource" => Ok(Self::PerResource),
-            "document-only" => Ok(Self::DocumentReferenceOnly),
-            _ => Err(FhirError::Config(
-                "the strategy is one of auto, transaction, per-resource, document-only".into(),
-            )),
-        }
-    }
-}
-
-impl fmt::Display for WriteStrategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// How many creates of a per-resource write are in flight at once (after the note, before the
 /// Provenance): few enough to be a good citizen of the EHR.
 pub(crate) const CONCURRENT_CREATES: usize = 4;
-
-/// The resource types a session may write, in the order of a per-resource write (the last two
-/// for a session with no note).
-pub(crate) const TYPES: [&str; 7] = [
-    "DocumentReference",
-    "Composition",
-    "Condition",
-    "MedicationRequest",
-    "Provenance",
-    "Communication",
-    "Task",
-];
-
-/// What a server's CapabilityStatement says about the writes this crate makes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Capabilities {
-    /// Its FHIR version (`4.0.1`), when given.
-    pub fhir_version: Option<String>,
-    /// Whether it takes transaction Bundles (`rest.interaction` has `transaction`).
-    pub transaction: bool,
-    /// Per resource type this crate writes: whether it can be created, conditionally.
-    pub resources: BTreeMap<String, ResourceCapability>,
-}
-
-/// What a server can do with one resource type.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ResourceCapability {
-    /// `interaction` has `create`.
-    pub create: bool,
-    /// `conditionalCreate` is true: the server honours `If-None-Exist`.
-    pub conditional_create: bool,
-}
-
-impl Capabilities {
-    /// Reads a CapabilityStatement (JSON). `Err` when it is not one or has no server part.
-    pub fn parse(json: &[u8]) -> Result<Self, FhirError> {
-        let statement: Value = serde_json::from_slice(json)
-            .map_err(|_| FhirError::Capabilities("the metadata is not JSON"))?;
-        if statement["resourceType"] != "CapabilityStatement" {
-            return Err(FhirError::Capabilities(
-                "the metadata is not a CapabilityStatement",
-            ));
-        }
-        let rests = statement["rest"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let Some(rest) = rests
-            .iter()
-            .find(|r| r["mode"] == "server")
-            .or_else(|| rests.first())
-        else {
-            return Err(FhirError::Capabilities(
-                "the CapabilityStatement has no rest part",
-            ));
-        };
-        let has = |interactions: &Value, code: &str| {
-            interactions
-                .as_array()
-                .is_some_and(|list| list.iter().any(|i| i["code"] == code))
-        };
-        let mut resources = BTreeMap::new();
-        for resource in rest["resource"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let Some(kind) = resource["type"].as_str() else {
-                continue;
-            };
-            if let Some(kind) = TYPES.iter().find(|t| **t == kind) {
-                resources.insert(
-                    (*kind).to_owned(),
-                    ResourceCapability {
-                        create: has(&resource["interaction"], "create"),
-                        conditional_create: resource["conditionalCreate"] == true,
-                    },
-                );
-            }
-        }
-        Ok(Self {
-            fhir_version: statement["fhirVersion"]
-                .as_str()
-                .filter(|v| v.len() <= 16)
-                .map(str::to_owned),
-            transaction: has(&rest["interaction"], "transaction"),
-            resources,
-        })
-    }
-
-    fn of(&self, kind: &str) -> ResourceCapability {
-        self.resources.get(kind).copied().unwrap_or_default()
-    }
-}
-
-/// How one resource type is created without a transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CreateMode {
-    /// `POST [base]/Type` with `If-None-Exist: identifier=…`: the server matches atomically.
-    Conditional,
-    /// `GET [base]/Type?identifier=…`, then a plain `POST` when nothing matched. Two writers of
-    /// the same session at the same instant could both create (the inbox's lease makes that a
-    /// crash-and-lease-expiry case); a later write then finds two and fails visibly
-    /// (`fhir_412_duplicate`).
-    SearchFirst,
-    /// Not written: the server cannot create this type.
-    Skip,
-}
 
 /// What a write will do, and why: the strategy's decision for one server
 /// ([`FhirClient::plan`]). `Display` prints it for `suki-ambient fhir capabilities`.
@@ -419,85 +251,6 @@ impl fmt::Display for WritePlan {
             writeln!(f, "  - {reason}")?;
         }
         Ok(())
-    }
-}
-
-/// A statement read more recently than this is not read again when the server refuses a write
-/// it allowed (at most the client's `capabilities_recheck`).
-const REREAD_AFTER: Duration = Duration::from_secs(5);
-
-/// How long a failed read of the CapabilityStatement is remembered: writes in that time fail
-/// with its error at once instead of each asking a server that is down.
-const ERROR_TTL: Duration = Duration::from_secs(30);
-
-/// A read's answer, shared by every caller that waited for it.
-type ReadAnswer = Result<Arc<Capabilities>, Arc<FhirError>>;
-type Read = futures_util::future::Shared<futures_util::future::BoxFuture<'static, ReadAnswer>>;
-
-/// The server's CapabilityStatement, kept for a while: one read in flight at a time (the
-/// others share it, each within its own deadline), no lock held across the read, a failure
-/// remembered for [`ERROR_TTL`].
-pub(crate) struct CapabilityCache {
-    ttl: Duration,
-    /// How old a statement may be when a plan made from it leaves parts of a session out.
-    recheck: Duration,
-    state: std::sync::Mutex<CacheState>,
-}
-
-#[derive(Default)]
-struct CacheState {
-    /// The last read's answer and when it came.
-    last: Option<(Instant, ReadAnswer)>,
-    /// The read in flight.
-    flight: Option<Read>,
-    /// The server refused a transaction although this statement lists them (a cap on a
-    /// transaction's size, say): `auto` writes one resource at a time until it is read again.
-    transaction_refused: bool,
-}
-
-impl CapabilityCache {
-    pub(crate) fn new(ttl: Duration, recheck: Duration) -> Self {
-        Self {
-            ttl,
-            recheck,
-            state: std::sync::Mutex::new(CacheState::default()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Remembers, for the statement held, that the server refused a transaction.
-    fn refuse_transaction(&self) {
-        self.lock().transaction_refused = true;
-    }
-
-    fn transaction_refused(&self) -> bool {
-        self.lock().transaction_refused
-    }
-
-    /// Forgets the statement if it was read longer than `age` ago.
-    fn forget_older_than(&self, age: Duration) {
-        let mut state = self.lock();
-        if state
-            .last
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() >= age)
-        {
-            state.last = None;
-        }
-    }
-}
-
-/// A remembered failure (read at `at`), as the caller's own error.
-fn again(err: &FhirError, at: Instant) -> FhirError {
-    FhirError::Metadata {
-        code: err.code(),
-        retryable: err.is_retryable(),
-        retry_in: ERROR_TTL.saturating_sub(at.elapsed()),
     }
 }
 

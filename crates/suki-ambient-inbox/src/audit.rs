@@ -162,8 +162,9 @@ pub(crate) async fn verify_chain(
                 Some("no hash after the chain began (blanked)")
             } else if entry.prev_hash != expected {
                 Some("does not chain to the entry before it (an entry was removed or inserted)")
-            } else if let Some(rest) = entry.hash.strip_prefix(MAC_PREFIX) {
+            } else if is_keyed(&entry.hash) {
                 report.keyed += 1;
+                let rest = &entry.hash[MAC_PREFIX.len()..];
                 let id = rest.split_once(':').map_or("", |(id, _)| id);
                 match keys.find(id) {
                     None => Some("its MAC is under an audit key this check does not hold"),

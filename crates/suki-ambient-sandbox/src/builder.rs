@@ -7,7 +7,7 @@ use std::time::Duration;
 use suki_ambient_core::WebhookSecret;
 use tokio::sync::oneshot;
 
-use crate::fhir::FhirOptions;
+use crate::fhir_store::FhirOptions;
 use crate::handle::{SandboxControl, SandboxError, SandboxHandle};
 use crate::state::{Shared, World};
 use crate::{DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, routes};
@@ -171,7 +171,7 @@ impl SandboxBuilder {
             token_ttl: self.token_ttl,
             require_provider_id: self.require_provider_id,
             admin_token,
-            fhir: Mutex::new(crate::fhir::FhirStore::new(
+            fhir: Mutex::new(crate::fhir_store::FhirStore::new(
                 self.fhir_options.externalize_notes,
             )),
             fhir_token,

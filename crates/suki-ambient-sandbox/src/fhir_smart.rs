@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use crate::fhir::percent_decode;
+use crate::fhir_store::percent_decode;
 use crate::routes::AppState;
 
 /// The most `jti`s remembered (then the oldest half is forgotten: the assertions they belong to

@@ -4,7 +4,8 @@ use suki_ambient_core::api::SessionStatus;
 use suki_ambient_core::{EncounterId, Links, SessionId, WebhookEvent, sample};
 
 use crate::handle::{SandboxControl, SandboxError};
-use crate::state::{Session, SessionKind, new_id};
+use crate::state::{Session, SessionKind};
+use crate::synth::new_id;
 use crate::{Delivery, synth};
 
 /// Ids of a sandbox session.

@@ -96,11 +96,11 @@ pub(crate) struct Shared {
     pub(crate) webhook_url: Mutex<Option<String>>,
     pub(crate) http: reqwest::Client,
     /// The FHIR server's resources (apart from the world: a transaction holds it while it runs).
-    pub(crate) fhir: Mutex<crate::fhir::FhirStore>,
+    pub(crate) fhir: Mutex<crate::fhir_store::FhirStore>,
     /// The bearer token the FHIR server asks for.
     pub(crate) fhir_token: String,
     /// What the FHIR server takes, and its SMART clients.
-    pub(crate) fhir_options: crate::fhir::FhirOptions,
+    pub(crate) fhir_options: crate::fhir_store::FhirOptions,
     /// The resource types it creates now (`None`: any): `FhirOptions::writable`, changed at
     /// run time by `SandboxHandle::set_fhir_writable`.
     pub(crate) fhir_writable: Mutex<Option<Vec<String>>>,
@@ -121,22 +121,10 @@ impl Shared {
             .is_none_or(|types| types.iter().any(|t| t == kind))
     }
 
-    pub(crate) fn fhir(&self) -> MutexGuard<'_, crate::fhir::FhirStore> {
+    pub(crate) fn fhir(&self) -> MutexGuard<'_, crate::fhir_store::FhirStore> {
         // A transaction is planned before anything is stored: a panic cannot leave half of one.
         self.fhir.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// A fresh random id shaped like a UUID v4.
-pub(crate) fn new_id() -> String {
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        fastrand::u32(..),
-        fastrand::u16(..),
-        fastrand::u16(..0x1000),
-        fastrand::u16(0x8000..0xc000),
-        fastrand::u64(..1 << 48)
-    )
 }
 
 #[cfg(test)]

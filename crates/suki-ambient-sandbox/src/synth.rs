@@ -191,3 +191,15 @@ pub(crate) fn generate(index: u64, session_id: &str, base_url: &str) -> Generate
         form,
     }
 }
+
+/// A fresh random id shaped like a UUID v4.
+pub(crate) fn new_id() -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        fastrand::u32(..),
+        fastrand::u16(..),
+        fastrand::u16(..0x1000),
+        fastrand::u16(0x8000..0xc000),
+        fastrand::u64(..1 << 48)
+    )
+}

@@ -186,9 +186,7 @@ impl Parts {
         let mut name = String::with_capacity(kind.len() + 16);
         name.push_str(kind);
         name.push('/');
-        for byte in &digest[..6] {
-            name.push_str(&format!("{byte:02x}"));
-        }
+        name.push_str(&hex::encode(&digest[..6]));
         let n = self.seen.entry(name.clone()).or_insert(0);
         *n += 1;
         if *n > 1 {
