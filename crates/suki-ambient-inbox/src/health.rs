@@ -231,7 +231,7 @@ impl Inbox {
         // The probe, the counts and the key check at once, each bounded: a check answers within
         // about `write_probe_timeout` however the store fails.
         let bound = thresholds.write_probe_timeout;
-        let (_, recent, keys_missing, destinations) = tokio::join!(
+        let (_, recent, key_check, destinations) = tokio::join!(
             self.probe_writes(thresholds),
             async {
                 match tokio::time::timeout(bound, self.recent_status(thresholds.counts_max_age))
@@ -247,7 +247,7 @@ impl Inbox {
                     }
                 }
             },
-            self.body_keys_missing(),
+            self.key_check(),
             async {
                 tokio::time::timeout(bound, self.destinations())
                     .await
@@ -277,7 +277,7 @@ impl Inbox {
         if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
             problems.push(Problem::WorkerStalled);
         }
-        if keys_missing == crate::KeyCheck::Missing {
+        if key_check == crate::KeyCheck::Missing {
             problems.push(Problem::BodyKeysMissing);
         }
         let mut paused = Vec::new();
@@ -327,7 +327,7 @@ impl Inbox {
             worker_heartbeat_seconds: worker.map(|a| a.as_secs_f64()),
             problems,
             destinations,
-            key_check: keys_missing,
+            key_check,
         }
     }
 }

@@ -54,7 +54,7 @@ pub(crate) struct Inner {
     /// How long audit entries are kept at least ([`Inbox::with_audit_floor`](crate::Inbox::with_audit_floor)).
     pub(crate) audit_floor: Duration,
     /// Whether stored bodies are sealed under keys this inbox does not hold, and when that
-    /// was last read (health's `body_keys_missing`; a scan, so at most every 10 minutes).
+    /// was last read (health's `key_check`; an index read, at most every 10 minutes).
     pub(crate) keys_missing: tokio::sync::Mutex<Option<(tokio::time::Instant, Option<bool>)>>,
     /// The audit key given explicitly ([`Inbox::with_audit_key`](crate::Inbox::with_audit_key)).
     pub(crate) audit_key: Option<Arc<crate::AuditKey>>,
@@ -279,10 +279,22 @@ impl Inbox {
     /// be the one in clear). Every write checks this itself; call it to fail early (the CLI
     /// does before a sweep).
     pub async fn ensure_can_seal(&self) -> Result<(), StoreError> {
+        self.sealing_key().await.map(drop)
+    }
+
+    /// The key this inbox seals what it writes with (`None`: in clear, for an inbox without
+    /// keys whose store holds no sealed row); `Err(NoCurrentKey)` when it has keys but no
+    /// current one, or has none beside sealed rows. Every write asks it: it never writes clear
+    /// where it should seal.
+    pub(crate) async fn sealing_key(&self) -> Result<Option<Arc<crate::BodyKey>>, StoreError> {
         match self.inner.keys.as_ref() {
-            Some(keys) if keys.current().is_none() => Err(StoreError::NoCurrentKey),
-            Some(_) => Ok(()),
-            None => self.refuse_clear_beside_sealed().await,
+            Some(keys) => keys.current().map(Some).ok_or_else(|| {
+                tracing::error!(
+                    "suki inbox refuses to store bodies: its key provider has no current key"
+                );
+                StoreError::NoCurrentKey
+            }),
+            None => self.refuse_clear_beside_sealed().await.map(|()| None),
         }
     }
 
@@ -552,25 +564,12 @@ impl Inbox {
         // SQLite: 0.95x of clear against 0.98x; docs/benchmarks.md).
         // An inbox given keys never stores a body in clear: without a current key the write is
         // refused (the receiver answers 503, health turns red), never done in clear.
-        let key = match self.inner.keys.as_ref() {
-            None => {
-                if let Err(refused) = self.refuse_clear_beside_sealed().await {
-                    self.inner.writes.record_ingest(false);
-                    return Err(refused);
-                }
-                None
+        let key = match self.sealing_key().await {
+            Ok(key) => key,
+            Err(refused) => {
+                self.inner.writes.record_ingest(false);
+                return Err(refused);
             }
-            Some(keys) => match keys.current() {
-                Some(key) => Some(key),
-                None => {
-                    let refused = Err(StoreError::NoCurrentKey);
-                    self.inner.writes.record_ingest(false);
-                    tracing::error!(
-                        "suki inbox refuses to store bodies: its key provider has no current key"
-                    );
-                    return refused;
-                }
-            },
         };
         let result = self
             .inner
@@ -715,7 +714,7 @@ impl Inbox {
     /// 10 minutes (the bodies' key ids, through an index, given at most 500 ms). A read that
     /// fails or takes longer answers `Unknown`, or `Missing` when that was the last answer:
     /// never `Ok` unread. An inbox without keys answers `NotConfigured`.
-    pub(crate) async fn body_keys_missing(&self) -> crate::KeyCheck {
+    pub(crate) async fn key_check(&self) -> crate::KeyCheck {
         use crate::KeyCheck;
         const EVERY: Duration = Duration::from_secs(600);
         let Some(keys) = self.inner.keys.as_ref() else {
