@@ -556,7 +556,7 @@ impl FhirClient {
         on_conflict: crate::OnConflict,
         deadline: Option<Instant>,
     ) -> Result<TransactionResult, FhirError> {
-        use futures_util::{StreamExt, TryStreamExt};
+        use futures_util::StreamExt;
 
         let planned: Vec<(usize, &'static str, CreateMode)> = bundle
             .summaries()
@@ -574,12 +574,30 @@ impl FhirClient {
             .partition(|(_, note, _)| *note);
         let mut note_check = NoteCheck::Open;
         for (at, phase) in [first, rest].into_iter().enumerate() {
-            let written: Vec<EntryResult> = futures_util::stream::iter(phase)
-                .map(|(index, _, mode)| self.create_entry(bundle, index, mode, deadline))
-                .buffered(CONCURRENT_CREATES)
-                .try_collect()
-                .await?;
-            entries.extend(written);
+            // At most CONCURRENT_CREATES at once, in order. After a failure no new create is
+            // started, but those already sent are waited for: the write ends only when nothing
+            // of it can still land in the EHR after its outcome was reported.
+            let mut queue = phase.into_iter();
+            let mut running = futures_util::stream::FuturesOrdered::new();
+            let mut failed = None;
+            loop {
+                while failed.is_none() && running.len() < CONCURRENT_CREATES {
+                    let Some((index, _, mode)) = queue.next() else {
+                        break;
+                    };
+                    running.push_back(self.create_entry(bundle, index, mode, deadline));
+                }
+                match running.next().await {
+                    Some(Ok(entry)) => entries.push(entry),
+                    Some(Err(err)) => {
+                        failed.get_or_insert(err);
+                    }
+                    None => break,
+                }
+            }
+            if let Some(err) = failed {
+                return Err(err);
+            }
             // The note is decided on before anything else is written: a conflict (another
             // chart, a changed note) writes nothing more; `Keep` stops here.
             if at == 0
