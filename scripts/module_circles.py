@@ -7,7 +7,7 @@ For each crate under crates/, each top-level module of its src/ (a file `x.rs` o
 `x/`, whose files count as one module) is a node; a path `crate::x::…`, or `crate::Name` where
 the crate root re-exports `Name` from `x`, is an edge to `x`. Within a folder module, its files
 are checked the same way among themselves (`super::name` from a child to a sibling). Comments
-(and so doc links) and unit tests are ignored. Exits 1 and names the modules of every circle found.
+(and so doc links) and unit tests (a `mod tests` block, or a folder's `tests.rs`) are ignored. Exits 1 and names the modules of every circle found.
 """
 import pathlib
 import re
@@ -96,7 +96,10 @@ def check(src, root_file, prefix, label):
         if f.is_file() and f.suffix == ".rs" and f != root_file and f.name != "mod.rs":
             modules.setdefault(f.stem, []).append(f)
         elif f.is_dir():
-            modules.setdefault(f.name, []).extend(sorted(f.rglob("*.rs")))
+            # A folder's `tests.rs` is its unit tests (`#[cfg(test)] mod tests;`): not a dependency.
+            modules.setdefault(f.name, []).extend(
+                p for p in sorted(f.rglob("*.rs")) if p.name != "tests.rs"
+            )
     names = reexports(code(root_file))
     graph = {}
     for module, files in modules.items():

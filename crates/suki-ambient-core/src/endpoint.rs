@@ -254,7 +254,7 @@ impl<H: EventHandler> WebhookEndpoint<H> {
     /// exceeded the limit while reading), logged at WARN like every rejection
     /// ([`log_rejection`](crate::adapter::log_rejection)).
     pub fn reject(&self, err: WebhookError) -> EndpointResponse {
-        crate::adapter::log_rejection(&err, &self.verifier);
+        crate::rejection::log_rejection(&err, &self.verifier);
         EndpointResponse::rejection(&err)
     }
 

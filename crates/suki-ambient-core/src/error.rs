@@ -122,7 +122,7 @@ impl PayloadError {
                 Segment::Seq { index } => path.push_str(&format!("[{index}]")),
                 Segment::Map { key } | Segment::Enum { variant: key } => {
                     path.push('.');
-                    path.push_str(crate::json::known_field(key).unwrap_or("<key>"));
+                    path.push_str(crate::fields::known_field(key).unwrap_or("<key>"));
                 }
                 Segment::Unknown => path.push_str(".?"),
             }
@@ -149,7 +149,7 @@ impl PayloadError {
             .to_string()
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next())
-            .and_then(crate::json::known_field);
+            .and_then(crate::fields::known_field);
         Self {
             category,
             line: err.line(),

@@ -36,11 +36,14 @@ mod body;
 mod endpoint;
 mod error;
 mod event;
+mod fields;
 mod handler;
+mod headers;
 mod ids;
 mod json;
 mod links;
 mod redact;
+mod rejection;
 mod replay;
 mod secret;
 mod sign;
@@ -63,10 +66,11 @@ pub use event::{
     ErrorCode, EventKind, IdempotencyKey, SessionCompleted, SessionEnded, SessionFailed,
     UnknownEvent, WebhookEvent,
 };
-pub use handler::{EventHandler, HandlerError, NoopHandler};
-pub use ids::{EncounterId, SessionId, SessionKind};
 #[doc(hidden)]
-pub use json::KNOWN_FIELDS;
+pub use fields::KNOWN_FIELDS;
+pub use handler::{EventHandler, HandlerError, NoopHandler};
+pub use headers::{GENERATED_AT_HEADER, SIGNATURE_HEADER};
+pub use ids::{EncounterId, SessionId, SessionKind};
 pub use json::decode_json;
 pub use links::{Link, LinkKind, Links};
 pub use replay::{Freshness, MemoryReplayGuard, ReplayError, ReplayGuard, ReplayKey};
@@ -75,8 +79,8 @@ pub use sign::{SIGNATURE_LEN, Signature, SignedHeaders, sign};
 pub use sink::{DeliverySink, SinkError, Stored};
 pub use time::{Clock, FixedClock, SystemClock, UnixMillis};
 pub use verify::{
-    DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, GENERATED_AT_HEADER,
-    SIGNATURE_HEADER, Verified, VerifiedDelivery, Verifier, VerifierBuilder, WebhookMeta,
+    DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, Verified, VerifiedDelivery,
+    Verifier, VerifierBuilder, WebhookMeta,
 };
 
 #[doc(no_inline)]

@@ -9,8 +9,6 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::{EncounterId, SessionId};
-
 /// A link object: `{href, method, name, type}`.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct Link {
@@ -109,56 +107,6 @@ pub struct Links {
 }
 
 impl Links {
-    /// The six documented links of an Ambient session, relative to the API base URL, built
-    /// from the [route table](crate::api::Route) (what the sandbox sends, and a way to fetch by
-    /// ids alone).
-    pub fn for_session(session_id: &SessionId, encounter_id: &EncounterId) -> Self {
-        use crate::api::Route;
-        Self::from_routes(
-            &[
-                Route::SessionContent,
-                Route::EncounterContent,
-                Route::SessionStructuredData,
-                Route::EncounterStructuredData,
-                Route::SessionStatus,
-                Route::SessionTranscript,
-            ],
-            session_id,
-            encounter_id.as_str(),
-        )
-    }
-
-    /// The two links of a form-filling session (`status` and `structured_data`), relative to the
-    /// API base URL.
-    pub fn for_form_filling(session_id: &SessionId) -> Self {
-        use crate::api::Route;
-        Self::from_routes(
-            &[Route::FormFillingStatus, Route::FormFillingStructuredData],
-            session_id,
-            "",
-        )
-    }
-
-    fn from_routes(
-        routes: &[crate::api::Route],
-        session_id: &SessionId,
-        encounter_id: &str,
-    ) -> Self {
-        use crate::api::RouteId;
-        let mut links = Self::default();
-        for &route in routes {
-            let Some(kind) = route.link_kind() else {
-                continue;
-            };
-            let id = match route.id() {
-                RouteId::Encounter => encounter_id,
-                _ => session_id.as_str(),
-            };
-            links.push(kind, Link::get(route.path(id), kind.key()));
-        }
-        links
-    }
-
     /// The links under a documented key (empty when absent).
     pub fn get(&self, kind: LinkKind) -> &[Link] {
         &self.known[kind.index()]

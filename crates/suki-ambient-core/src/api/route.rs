@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::LinkKind;
+use crate::{EncounterId, Link, LinkKind, Links, SessionId};
 
 /// One endpoint of Suki's API.
 ///
@@ -188,6 +188,53 @@ fn encode_segment(id: &str, out: &mut String) {
         } else {
             out.push_str(&format!("%{byte:02X}"));
         }
+    }
+}
+
+/// Building `_links` from the route table (the links live below the routes).
+impl Links {
+    /// The six documented links of an Ambient session, relative to the API base URL, built
+    /// from the [route table](Route) (what the sandbox sends, and a way to fetch by
+    /// ids alone).
+    pub fn for_session(session_id: &SessionId, encounter_id: &EncounterId) -> Self {
+        Self::from_routes(
+            &[
+                Route::SessionContent,
+                Route::EncounterContent,
+                Route::SessionStructuredData,
+                Route::EncounterStructuredData,
+                Route::SessionStatus,
+                Route::SessionTranscript,
+            ],
+            session_id,
+            encounter_id.as_str(),
+        )
+    }
+
+    /// The two links of a form-filling session (`status` and `structured_data`), relative to the
+    /// API base URL.
+    pub fn for_form_filling(session_id: &SessionId) -> Self {
+        Self::from_routes(
+            &[Route::FormFillingStatus, Route::FormFillingStructuredData],
+            session_id,
+            "",
+        )
+    }
+
+    fn from_routes(routes: &[Route], session_id: &SessionId, encounter_id: &str) -> Self {
+        use RouteId;
+        let mut links = Self::default();
+        for &route in routes {
+            let Some(kind) = route.link_kind() else {
+                continue;
+            };
+            let id = match route.id() {
+                RouteId::Encounter => encounter_id,
+                _ => session_id.as_str(),
+            };
+            links.push(kind, Link::get(route.path(id), kind.key()));
+        }
+        links
     }
 }
 
