@@ -15,6 +15,8 @@ use crate::text::{fhir_text, push_search_value, push_xhtml_json, search_value, u
 use crate::{IDENTIFIER_SYSTEM, MapError};
 
 mod coded;
+#[cfg(test)]
+mod golden;
 use coded::*;
 
 const LOINC: &str = "http://loinc.org";
