@@ -600,7 +600,8 @@ impl FhirClient {
         }
         let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
         let mut rewritten: Value =
-            serde_json::from_slice(&bundle.provenance_for(&refs)).map_err(|_| FhirError::Answer)?;
+            serde_json::from_slice(&bundle.provenance_for(&refs).map_err(FhirError::Mapping)?)
+                .map_err(|_| FhirError::Answer)?;
         if let (Value::Object(fields), Some(id)) = (&mut rewritten, location.split('/').nth(1)) {
             fields.insert("id".into(), Value::from(id));
         }

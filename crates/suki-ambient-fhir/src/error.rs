@@ -13,6 +13,9 @@ pub enum MapError {
     /// A code system given by the integrator is not an absolute URI.
     #[error("the IMO code system is not an absolute URI")]
     CodeSystem,
+    /// A resource could not be written as JSON (serde_json refused a value).
+    #[error("a resource could not be written as JSON")]
+    Json,
 }
 
 /// Why a transaction could not be written to the FHIR server. Messages name statuses and FHIR
@@ -114,6 +117,9 @@ pub enum FhirError {
     /// The client or the token source is misconfigured.
     #[error("FHIR client configuration: {0}")]
     Config(String),
+    /// A resource to post could not be mapped (see [`MapError`]).
+    #[error("the resource could not be mapped: {0}")]
+    Mapping(MapError),
 }
 
 impl FhirError {
@@ -133,7 +139,8 @@ impl FhirError {
             | Self::Capabilities(_)
             | Self::Conflict { .. }
             | Self::ScopeMissing { .. }
-            | Self::Config(_) => false,
+            | Self::Config(_)
+            | Self::Mapping(_) => false,
         }
     }
 
@@ -170,7 +177,8 @@ impl FhirError {
             Self::Conflict { .. }
             | Self::Capabilities(_)
             | Self::ScopeMissing { .. }
-            | Self::Config(_) => false,
+            | Self::Config(_)
+            | Self::Mapping(_) => false,
         }
     }
 
@@ -199,6 +207,7 @@ impl FhirError {
             Self::Conflict { .. } => "fhir_conflict".to_owned(),
             Self::Token { status, code } => format!("fhir_token_{status}_{code}"),
             Self::Config(_) => "fhir_config".to_owned(),
+            Self::Mapping(_) => "fhir_mapping".to_owned(),
         }
     }
 }

@@ -6,12 +6,16 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use suki_ambient_core::UnixMillis;
 use suki_ambient_core::api::{Code, CodeSystem, Diagnosis, MedicationOrder};
 
 use crate::context::{EhrContext, Mapping, SessionNote};
-use crate::json::Json;
-use crate::text::{fhir_text, push_search_value, push_xhtml_json, search_value, urn_uuid};
+use crate::resources::{
+    self as r, Base64, BundleEntry, BundleRequest, CodeableConcept, Coding, Identifier, Meta,
+    Reference,
+};
+use crate::text::{Xhtml, fhir_text, push_search_value, search_value, urn_uuid};
 use crate::{IDENTIFIER_SYSTEM, MapError};
 
 mod coded;
@@ -37,6 +41,9 @@ const V3_OBSERVATION_VALUE: &str = "http://terminology.hl7.org/CodeSystem/v3-Obs
 #[derive(Clone)]
 pub struct TransactionBundle {
     json: bytes::Bytes,
+    /// Where each entry's resource is in `json`, found when first asked for (only the
+    /// per-resource writes and corrections need them).
+    spans: std::sync::OnceLock<Vec<(usize, usize)>>,
     entries: Vec<EntrySummary>,
     conditions: usize,
     medication_requests: usize,
@@ -71,8 +78,6 @@ pub struct EntrySummary {
     /// The conditional create's query (`identifier=urn:suki:session|…`, or `_tag=…` for the
     /// Provenance).
     pub if_none_exist: String,
-    /// Where the resource's JSON is in the Bundle's.
-    span: (usize, usize),
 }
 
 impl TransactionBundle {
@@ -151,17 +156,21 @@ impl TransactionBundle {
 
     /// Entry `index`'s resource alone, as JSON (a slice of the Bundle's bytes: no copy).
     pub(crate) fn resource(&self, index: usize) -> bytes::Bytes {
-        let (start, end) = self.entries[index].span;
-        self.json.slice(start..end)
+        let spans = self.spans.get_or_init(|| resource_spans(&self.json));
+        spans
+            .get(index)
+            .map(|&(start, end)| self.json.slice(start..end))
+            .unwrap_or_default()
     }
 
     /// The Provenance alone, its targets the literal references `targets` (`Type/id`: what the
     /// server gave the other resources), as JSON.
-    pub(crate) fn provenance_for(&self, targets: &[&str]) -> bytes::Bytes {
-        let mut j = Json::with_capacity(1024 + targets.iter().map(|t| t.len() + 20).sum::<usize>());
+    pub(crate) fn provenance_for(&self, targets: &[&str]) -> Result<bytes::Bytes, MapError> {
         let p = &self.provenance;
-        provenance(&mut j, &p.tag, targets, &p.at, p.practitioner.as_deref());
-        bytes::Bytes::from(j.into_bytes())
+        let provenance = provenance(&p.tag, targets, &p.at, p.practitioner.as_deref());
+        serde_json::to_vec(&provenance)
+            .map(bytes::Bytes::from)
+            .map_err(|_| MapError::Json)
     }
 }
 
@@ -200,14 +209,24 @@ struct Shared<'a> {
     at: &'a str,
 }
 
-impl Shared<'_> {
-    /// `subject` and, when known, `encounter` (Composition, Condition, MedicationRequest).
-    fn subject_and_encounter(&self, j: &mut Json) {
-        j.key("subject");
-        literal(j, self.patient);
-        if let Some(encounter) = self.encounter {
-            j.key("encounter");
-            literal(j, encounter);
+impl<'a> Shared<'a> {
+    /// `subject`: the patient.
+    fn subject(&self) -> Reference<'a> {
+        Reference::to(self.patient)
+    }
+
+    /// `encounter`, when known.
+    fn encounter(&self) -> Option<Reference<'a>> {
+        self.encounter.map(Reference::to)
+    }
+
+    /// `meta` with the AIAST security label (the content is AI-asserted) and the session's tag
+    /// (`urn:suki:session|<session>`: every resource of a session is found by one `_tag`
+    /// search).
+    fn ai_meta(&self) -> Meta<'a> {
+        Meta {
+            tag: [session_tag(self.session)],
+            security: Some([aiast()]),
         }
     }
 }
@@ -218,7 +237,8 @@ impl Shared<'_> {
 /// left out too (each resource needs its `code` or `medication`). `Err` when no section has
 /// text ([`MapError::EmptyNote`]) or the IMO system is not an absolute URI.
 ///
-/// The JSON is written as the mapping goes (see `json.rs`): mapping a typical 16 KiB session
+/// The resources are serde structs (`resources.rs`) borrowing the cleaned text; the note's
+/// base64 and narrative are encoded straight into the JSON: mapping a typical 16 KiB session
 /// costs a small fraction of fetching it.
 pub fn transaction(
     note: &SessionNote<'_>,
@@ -252,28 +272,16 @@ pub fn transaction(
         at: &at,
     };
     let practitioner = ehr.practitioner.as_ref().map(|p| p.as_str());
-    let note_type_code = code_token(&mapping.note_type.code);
-    let note_type_display = fhir_text(&mapping.note_type.display);
-    let note_type = |j: &mut Json| {
-        j.object(|j| {
-            j.key("coding");
-            j.array(|j| {
-                j.object(|j| {
-                    j.field("system", LOINC);
-                    j.field_opt("code", note_type_code.as_deref());
-                    j.field_opt("display", note_type_display.as_deref());
-                })
-            });
-        })
-    };
-    let authors = |j: &mut Json| {
-        j.array(|j| {
-            if let Some(practitioner) = practitioner {
-                literal(j, practitioner);
-            }
-            suki(j);
-        })
-    };
+    let note_type = CodeableConcept::of(Coding {
+        system: Cow::Borrowed(LOINC),
+        code: code_token(&mapping.note_type.code),
+        display: fhir_text(&mapping.note_type.display),
+    });
+    let authors: Vec<Reference<'_>> = practitioner
+        .map(Reference::to)
+        .into_iter()
+        .chain([suki()])
+        .collect();
 
     // The note: the sections in order, as UTF-8 text.
     let mut text = String::with_capacity(sections.iter().map(|s| s.text.len() + 64).sum());
@@ -288,220 +296,176 @@ pub fn transaction(
     text.truncate(text.trim_end().len());
     text.push('\n');
     let note_bytes = text.len();
+    // R4's Attachment.hash (SHA-1, base64): what a server that keeps the note in a Binary
+    // still answers, to compare a correction.
+    let hash = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        text.as_bytes(),
+    );
 
-    // Sized for the note twice over (base64 and XHTML) and the rest: no regrowth.
-    let mut json = Json::with_capacity(note_bytes * 3 + 16 * 1024);
-    let mut entries = Vec::new();
-    let mut provenance_tag = String::new();
-    let (mut conditions, mut medication_requests) = (0, 0);
-    json.object(|j| {
-        j.field("resourceType", "Bundle");
-        j.field("type", "transaction");
-        j.key("entry");
-        j.array(|j| {
-            entry(
-                j,
-                &mut entries,
-                &session,
-                "note",
-                "DocumentReference",
-                |j, id| {
-                    ai_meta(j, shared.session);
-                    j.key("identifier");
-                    j.array(|j| identifier(j, id));
-                    j.field("status", "current");
-                    j.field("docStatus", mapping.doc_status.as_str());
-                    j.key("type");
-                    note_type(j);
-                    j.key("category");
-                    j.array(|j| {
-                    concept(
-                        j,
-                        "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category",
-                        "clinical-note",
-                        "Clinical Note",
-                    )
-                });
-                    j.key("subject");
-                    literal(j, shared.patient);
-                    j.field("date", shared.at);
-                    j.key("author");
-                    authors(j);
-                    if let Some(earlier) = &ehr.replaces {
-                        let earlier = fhir_text(earlier.as_str()).unwrap_or(Cow::Borrowed("-"));
-                        j.key("relatesTo");
-                        j.array(|j| {
-                            j.object(|j| {
-                                j.field("code", "replaces");
-                                j.key("target");
-                                j.object(|j| {
-                                    j.field("type", "DocumentReference");
-                                    j.key("identifier");
-                                    j.object(|j| {
-                                        j.field("system", IDENTIFIER_SYSTEM);
-                                        j.key("value");
-                                        j.string_of(&[&earlier, "/note"]);
-                                    });
-                                });
-                            })
-                        });
-                    }
-                    j.field("description", "Suki Ambient note (AI-generated draft)");
-                    j.key("content");
-                    j.array(|j| {
-                        j.object(|j| {
-                            j.key("attachment");
-                            j.object(|j| {
-                                j.field("contentType", "text/plain; charset=utf-8");
-                                j.field("language", "en-US");
-                                j.key("data");
-                                j.base64(text.as_bytes());
-                                j.key("size");
-                                j.integer(i64::try_from(note_bytes).unwrap_or(i64::MAX));
-                                // R4's Attachment.hash (SHA-1, base64): what a server that keeps
-                                // the note in a Binary still answers, to compare a correction.
-                                j.key("hash");
-                                j.base64(
-                                    aws_lc_rs::digest::digest(
-                                        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-                                        text.as_bytes(),
-                                    )
-                                    .as_ref(),
-                                );
-                                j.field("title", "Suki Ambient note");
-                                j.field("creation", shared.at);
-                            });
+    // The entries' identifiers (`<session>/<part>`; the Conditions' and MedicationRequests'
+    // from their content: a reordered list names the same resources), then what each entry
+    // says, then the resources, which borrow both.
+    let structured = note.structured.map(|s| &s.structured_data);
+    let diagnoses = structured
+        .and_then(|s| s.diagnoses.as_ref())
+        .map_or(&[][..], |d| &d.values[..]);
+    let orders = structured
+        .and_then(|s| s.orders.as_ref())
+        .and_then(|o| o.medication_orders.as_ref())
+        .map_or(&[][..], |m| &m.partial_values[..]);
+    let mut parts = Parts::default();
+    let conditions: Vec<(Condition<'_>, String)> = diagnoses
+        .iter()
+        .filter_map(|diagnosis| Condition::of(diagnosis, mapping))
+        .map(|c| {
+            let part = parts.name("condition", &c.content_key());
+            (c, format!("{session}/{part}"))
+        })
+        .collect();
+    let requests: Vec<(MedicationRequest<'_>, String)> = orders
+        .iter()
+        .filter_map(|order| MedicationRequest::of(order, mapping))
+        .map(|m| {
+            let part = parts.name("medication", &m.content_key());
+            (m, format!("{session}/{part}"))
+        })
+        .collect();
+    let note_id = format!("{session}/note");
+    let composition_id = format!("{session}/composition");
+    let tag = format!("{session}/provenance");
+
+    let mut entries = vec![entry("DocumentReference", &note_id)];
+    if mapping.composition {
+        entries.push(entry("Composition", &composition_id));
+    }
+    entries.extend(conditions.iter().map(|(_, id)| entry("Condition", id)));
+    entries.extend(
+        requests
+            .iter()
+            .map(|(_, id)| entry("MedicationRequest", id)),
+    );
+    // Suki as the author of everything above.
+    let provenance_entry = EntrySummary {
+        resource_type: "Provenance",
+        full_url: urn_uuid(&tag),
+        if_none_exist: format!("_tag={IDENTIFIER_SYSTEM}|{}", search_value(&tag)),
+    };
+
+    let earlier = ehr
+        .replaces
+        .as_ref()
+        .map(|e| fhir_text(e.as_str()).unwrap_or(Cow::Borrowed("-")));
+    let mut resources = Vec::with_capacity(entries.len() + 1);
+    resources.push(r::Resource::DocumentReference(r::DocumentReference {
+        resource_type: "DocumentReference",
+        meta: shared.ai_meta(),
+        identifier: [identifier(&note_id)],
+        status: "current",
+        doc_status: mapping.doc_status.as_str(),
+        kind: &note_type,
+        category: [CodeableConcept::of(Coding::constant(
+            "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category",
+            "clinical-note",
+            "Clinical Note",
+        ))],
+        subject: shared.subject(),
+        date: shared.at,
+        author: &authors,
+        relates_to: earlier.map(|earlier| {
+            [r::RelatesTo {
+                code: "replaces",
+                target: Reference::logical(
+                    "DocumentReference",
+                    Identifier {
+                        system: IDENTIFIER_SYSTEM,
+                        value: Cow::Owned(format!("{earlier}/note")),
+                    },
+                    None,
+                ),
+            }]
+        }),
+        description: "Suki Ambient note (AI-generated draft)",
+        content: [r::DocumentContent {
+            attachment: r::Attachment {
+                content_type: "text/plain; charset=utf-8",
+                language: "en-US",
+                data: Base64(text.as_bytes()),
+                size: note_bytes as u64,
+                hash: Base64(hash.as_ref()),
+                title: "Suki Ambient note",
+                creation: shared.at,
+            },
+        }],
+        context: shared.encounter().map(|encounter| r::DocumentContext {
+            encounter: [encounter],
+        }),
+    }));
+    if mapping.composition {
+        resources.push(r::Resource::Composition(r::Composition {
+            resource_type: "Composition",
+            meta: shared.ai_meta(),
+            identifier: identifier(&composition_id),
+            status: mapping.doc_status.as_str(),
+            kind: &note_type,
+            subject: shared.subject(),
+            encounter: shared.encounter(),
+            date: shared.at,
+            author: &authors,
+            title: "Suki Ambient note",
+            section: sections
+                .iter()
+                .map(|section| r::Section {
+                    title: section.title.as_deref(),
+                    code: section.loinc.as_deref().map(|loinc| {
+                        CodeableConcept::of(Coding {
+                            system: Cow::Borrowed(LOINC),
+                            code: Some(Cow::Borrowed(loinc)),
+                            display: None,
                         })
-                    });
-                    if let Some(encounter) = shared.encounter {
-                        j.key("context");
-                        j.object(|j| {
-                            j.key("encounter");
-                            j.array(|j| literal(j, encounter));
-                        });
-                    }
-                },
-            );
-
-            if mapping.composition {
-                entry(
-                    j,
-                    &mut entries,
-                    &session,
-                    "composition",
-                    "Composition",
-                    |j, id| {
-                        ai_meta(j, shared.session);
-                        j.key("identifier");
-                        identifier(j, id);
-                        j.field("status", mapping.doc_status.as_str());
-                        j.key("type");
-                        note_type(j);
-                        shared.subject_and_encounter(j);
-                        j.field("date", shared.at);
-                        j.key("author");
-                        authors(j);
-                        j.field("title", "Suki Ambient note");
-                        j.key("section");
-                        j.array(|j| {
-                            for section in &sections {
-                                j.object(|j| {
-                                    j.field_opt("title", section.title.as_deref());
-                                    if let Some(loinc) = &section.loinc {
-                                        j.key("code");
-                                        j.object(|j| {
-                                            j.key("coding");
-                                            j.array(|j| {
-                                                j.object(|j| {
-                                                    j.field("system", LOINC);
-                                                    j.field("code", loinc);
-                                                })
-                                            });
-                                        });
-                                    }
-                                    j.key("text");
-                                    j.object(|j| {
-                                        j.field("status", "generated");
-                                        j.key("div");
-                                        j.string_with(|out| push_xhtml_json(out, &section.text));
-                                    });
-                                });
-                            }
-                        });
+                    }),
+                    text: r::Narrative {
+                        status: "generated",
+                        div: r::Xhtml(Xhtml(&section.text)),
                     },
-                );
-            }
-
-            let structured = note.structured.map(|s| &s.structured_data);
-            let diagnoses = structured
-                .and_then(|s| s.diagnoses.as_ref())
-                .map_or(&[][..], |d| &d.values[..]);
-            // Identifiers from content: a reordered list names the same resources.
-            let mut parts = Parts::default();
-            for diagnosis in diagnoses {
-                let Some(condition) = Condition::of(diagnosis, mapping) else {
-                    continue;
-                };
-                conditions += 1;
-                let part = parts.name("condition", &condition.content_key());
-                entry(j, &mut entries, &session, &part, "Condition", |j, id| {
-                    condition.write(j, id, &shared);
-                });
-            }
-            let orders = structured
-                .and_then(|s| s.orders.as_ref())
-                .and_then(|o| o.medication_orders.as_ref())
-                .map_or(&[][..], |m| &m.partial_values[..]);
-            for order in orders {
-                let Some(request) = MedicationRequest::of(order, mapping) else {
-                    continue;
-                };
-                medication_requests += 1;
-                let part = parts.name("medication", &request.content_key());
-                entry(
-                    j,
-                    &mut entries,
-                    &session,
-                    &part,
-                    "MedicationRequest",
-                    |j, id| {
-                        request.write(j, id, &shared);
-                    },
-                );
-            }
-
-            // Suki as the author of everything above.
-            let tag = format!("{session}/provenance");
-            let full_url = urn_uuid(&tag);
-            let if_none_exist = format!("_tag={IDENTIFIER_SYSTEM}|{}", search_value(&tag));
-            let targets: Vec<&str> = entries.iter().map(|e| e.full_url.as_str()).collect();
-            let mut span = (0, 0);
-            j.object(|j| {
-                j.field("fullUrl", &full_url);
-                j.key("resource");
-                span.0 = j.position();
-                provenance(j, &tag, &targets, shared.at, practitioner);
-                span.1 = j.position();
-                request(j, "Provenance", &if_none_exist);
-            });
-            entries.push(EntrySummary {
-                resource_type: "Provenance",
-                full_url,
-                if_none_exist,
-                span,
-            });
-            provenance_tag = tag;
-        });
-    });
+                })
+                .collect(),
+        }));
+    }
+    resources.extend(
+        conditions
+            .iter()
+            .map(|(c, id)| r::Resource::Condition(c.resource(id, &shared))),
+    );
+    resources.extend(
+        requests
+            .iter()
+            .map(|(m, id)| r::Resource::MedicationRequest(m.resource(id, &shared))),
+    );
+    let targets: Vec<&str> = entries.iter().map(|e| e.full_url.as_str()).collect();
+    resources.push(r::Resource::Provenance(provenance(
+        &tag,
+        &targets,
+        shared.at,
+        practitioner,
+    )));
+    // Sized for the note twice over (base64 and XHTML) and the rest: no regrowth.
+    let json = bundle_json(
+        entries.iter().chain([&provenance_entry]),
+        resources,
+        note_bytes * 3 + 16 * 1024,
+    )?;
+    entries.push(provenance_entry);
 
     Ok(TransactionBundle {
-        json: bytes::Bytes::from(json.into_bytes()),
+        json,
+        spans: std::sync::OnceLock::new(),
         entries,
-        conditions,
-        medication_requests,
+        conditions: conditions.len(),
+        medication_requests: requests.len(),
         note_bytes,
         provenance: ProvenanceParts {
-            tag: provenance_tag,
+            tag,
             at,
             practitioner: practitioner.map(str::to_owned),
         },
@@ -511,168 +475,141 @@ pub fn transaction(
     })
 }
 
-/// The Provenance naming Suki Ambient the author of `targets` (references), recorded `at`, on
-/// behalf of `practitioner`; tagged `tag` (R4's Provenance has no identifier).
-fn provenance(j: &mut Json, tag: &str, targets: &[&str], at: &str, practitioner: Option<&str>) {
-    j.object(|j| {
-        j.field("resourceType", "Provenance");
-        j.key("meta");
-        j.object(|j| session_tag(j, tag));
-        j.key("target");
-        j.array(|j| {
-            for target in targets {
-                literal(j, target);
-            }
-        });
-        j.field("recorded", at);
-        j.key("reason");
-        j.array(|j| {
-            concept(
-                j,
-                V3_OBSERVATION_VALUE,
-                "AIAST",
-                "Artificial Intelligence asserted",
-            )
-        });
-        j.key("agent");
-        j.array(|j| {
-            j.object(|j| {
-                j.key("type");
-                concept(
-                    j,
-                    "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                    "author",
-                    "Author",
-                );
-                j.key("who");
-                suki(j);
-                if let Some(practitioner) = practitioner {
-                    j.key("onBehalfOf");
-                    literal(j, practitioner);
-                }
-            })
-        });
-    });
-}
-
-/// A CodeableConcept of one constant coding.
-fn concept(j: &mut Json, system: &'static str, code: &'static str, display: &'static str) {
-    j.object(|j| {
-        j.key("coding");
-        j.array(|j| concept_coding(j, system, code, display));
-    });
-}
-
-/// `meta` with the AIAST security label (the content is AI-asserted) and the session's tag
-/// (`urn:suki:session|<session>`: every resource of a session is found by one `_tag` search).
-fn ai_meta(j: &mut Json, session: &str) {
-    j.key("meta");
-    j.object(|j| {
-        session_tag(j, session);
-        j.key("security");
-        j.array(|j| {
-            concept_coding(
-                j,
-                V3_OBSERVATION_VALUE,
-                "AIAST",
-                "Artificial Intelligence asserted",
-            )
-        });
-    });
-}
-
-/// `tag`: one coding `urn:suki:session|<code>`.
-fn session_tag(j: &mut Json, code: &str) {
-    j.key("tag");
-    j.array(|j| {
-        j.object(|j| {
-            j.field("system", IDENTIFIER_SYSTEM);
-            j.field("code", code);
-        })
-    });
-}
-
-/// One constant coding.
-fn concept_coding(j: &mut Json, system: &'static str, code: &'static str, display: &'static str) {
-    j.object(|j| {
-        j.field("system", system);
-        j.field("code", code);
-        j.field("display", display);
-    });
-}
-
-/// The identifier `urn:suki:session|<id>`.
-fn identifier(j: &mut Json, id: &str) {
-    j.object(|j| {
-        j.field("system", IDENTIFIER_SYSTEM);
-        j.field("value", id);
-    });
-}
-
-/// An entry for the part `part` of `session`, a `resource_type` whose members `resource`
-/// writes (given the identifier's value), created unless its identifier exists; its summary
-/// goes to `entries`.
-fn entry(
-    j: &mut Json,
-    entries: &mut Vec<EntrySummary>,
-    session: &str,
-    part: &str,
-    resource_type: &'static str,
-    resource: impl FnOnce(&mut Json, &str),
-) {
-    let id = format!("{session}/{part}");
-    let full_url = urn_uuid(&id);
+/// The entry of a `resource_type` whose identifier's value is `id`: created unless that
+/// identifier exists.
+fn entry(resource_type: &'static str, id: &str) -> EntrySummary {
     let mut if_none_exist = String::with_capacity(32 + id.len());
     if_none_exist.push_str("identifier=");
     if_none_exist.push_str(IDENTIFIER_SYSTEM);
     if_none_exist.push('|');
-    push_search_value(&mut if_none_exist, &id);
-    let mut span = (0, 0);
-    j.object(|j| {
-        j.field("fullUrl", &full_url);
-        j.key("resource");
-        span.0 = j.position();
-        j.object(|j| {
-            j.field("resourceType", resource_type);
-            resource(j, &id);
-        });
-        span.1 = j.position();
-        request(j, resource_type, &if_none_exist);
-    });
-    entries.push(EntrySummary {
+    push_search_value(&mut if_none_exist, id);
+    EntrySummary {
         resource_type,
-        full_url,
+        full_url: urn_uuid(id),
         if_none_exist,
-        span,
-    });
+    }
 }
 
-/// An entry's `request`: a conditional create.
-fn request(j: &mut Json, resource_type: &'static str, if_none_exist: &str) {
-    j.key("request");
-    j.object(|j| {
-        j.field("method", "POST");
-        j.field("url", resource_type);
-        j.field("ifNoneExist", if_none_exist);
-    });
+/// The transaction Bundle of `resources`, each in the entry `entries` describes, as JSON
+/// (`capacity`: the expected size).
+fn bundle_json<'a>(
+    entries: impl Iterator<Item = &'a EntrySummary>,
+    resources: Vec<r::Resource<'a>>,
+    capacity: usize,
+) -> Result<bytes::Bytes, MapError> {
+    let bundle = r::Bundle {
+        resource_type: "Bundle",
+        kind: "transaction",
+        entry: entries
+            .zip(resources)
+            .map(|(entry, resource)| BundleEntry {
+                full_url: &entry.full_url,
+                resource,
+                request: BundleRequest {
+                    method: "POST",
+                    url: entry.resource_type,
+                    if_none_exist: &entry.if_none_exist,
+                },
+            })
+            .collect(),
+    };
+    let mut json = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut json, &bundle).map_err(|_| MapError::Json)?;
+    Ok(bytes::Bytes::from(json))
 }
 
-/// A literal reference (`Patient/123`, `urn:uuid:…`).
-fn literal(j: &mut Json, reference: &str) {
-    j.object(|j| j.field("reference", reference));
+/// Where each entry's resource is in a Bundle's JSON (read back: serde_json hands out each
+/// resource's own bytes, borrowed from `json`).
+fn resource_spans(json: &[u8]) -> Vec<(usize, usize)> {
+    #[derive(serde::Deserialize)]
+    struct Entries<'a> {
+        #[serde(borrow)]
+        entry: Vec<Entry<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry<'a> {
+        #[serde(borrow)]
+        resource: &'a RawValue,
+    }
+    let Ok(bundle) = serde_json::from_slice::<Entries<'_>>(json) else {
+        return Vec::new();
+    };
+    let base = json.as_ptr() as usize;
+    bundle
+        .entry
+        .iter()
+        .map(|e| {
+            let start = e.resource.get().as_ptr() as usize - base;
+            (start, start + e.resource.get().len())
+        })
+        .collect()
+}
+
+/// The Provenance naming Suki Ambient the author of `targets` (references), recorded `at`, on
+/// behalf of `practitioner`; tagged `tag` (R4's Provenance has no identifier).
+fn provenance<'a>(
+    tag: &'a str,
+    targets: &[&'a str],
+    at: &'a str,
+    practitioner: Option<&'a str>,
+) -> r::Provenance<'a> {
+    r::Provenance {
+        resource_type: "Provenance",
+        meta: Meta {
+            tag: [session_tag(tag)],
+            security: None,
+        },
+        target: targets.iter().map(|t| Reference::to(t)).collect(),
+        recorded: at,
+        reason: [CodeableConcept::of(aiast())],
+        agent: [r::ProvenanceAgent {
+            kind: CodeableConcept::of(Coding::constant(
+                "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                "author",
+                "Author",
+            )),
+            who: suki(),
+            on_behalf_of: practitioner.map(Reference::to),
+        }],
+    }
+}
+
+/// The AIAST security label: artificial intelligence asserted.
+fn aiast() -> Coding<'static> {
+    Coding::constant(
+        V3_OBSERVATION_VALUE,
+        "AIAST",
+        "Artificial Intelligence asserted",
+    )
+}
+
+/// A `tag`'s coding `urn:suki:session|<code>`.
+fn session_tag(code: &str) -> Coding<'_> {
+    Coding {
+        system: Cow::Borrowed(IDENTIFIER_SYSTEM),
+        code: Some(Cow::Borrowed(code)),
+        display: None,
+    }
+}
+
+/// The identifier `urn:suki:session|<id>`.
+fn identifier(id: &str) -> Identifier<'_> {
+    Identifier {
+        system: IDENTIFIER_SYSTEM,
+        value: Cow::Borrowed(id),
+    }
 }
 
 /// Suki Ambient, the authoring software: a logical reference (it needs no Device in the EHR).
-fn suki(j: &mut Json) {
-    j.object(|j| {
-        j.field("type", "Device");
-        j.key("identifier");
-        j.object(|j| {
-            j.field("system", SUKI_DEVICE);
-            j.field("value", "suki-ambient");
-        });
-        j.field("display", "Suki Ambient (AI scribe)");
-    });
+fn suki() -> Reference<'static> {
+    Reference::logical(
+        "Device",
+        Identifier {
+            system: SUKI_DEVICE,
+            value: Cow::Borrowed("suki-ambient"),
+        },
+        Some("Suki Ambient (AI scribe)"),
+    )
 }
 
 /// `at` as a FHIR `instant` (UTC, milliseconds), clamped to the years FHIR can write (to
@@ -704,7 +641,7 @@ pub(crate) fn no_note(
     at: UnixMillis,
     ehr: &EhrContext,
     resource: NoNoteResource,
-) -> TransactionBundle {
+) -> Result<TransactionBundle, MapError> {
     let session = fhir_text(session.as_str()).unwrap_or(Cow::Borrowed("-"));
     let at = instant(at);
     let code = code.and_then(code_token);
@@ -732,58 +669,42 @@ pub(crate) fn no_note(
         NoNoteResource::Communication => "Communication",
         NoNoteResource::Task => "Task",
     };
-    let mut json = Json::with_capacity(2048);
-    let mut entries = Vec::new();
-    json.object(|j| {
-        j.field("resourceType", "Bundle");
-        j.field("type", "transaction");
-        j.key("entry");
-        j.array(|j| {
-            entry(j, &mut entries, &session, "no-note", kind_name, |j, id| {
-                j.key("identifier");
-                j.array(|j| identifier(j, id));
-                match resource {
-                    NoNoteResource::Communication => {
-                        j.field("status", "completed");
-                        j.field("priority", "routine");
-                        shared.subject_and_encounter(j);
-                        j.field("sent", shared.at);
-                        if let Some(practitioner) = practitioner {
-                            j.key("recipient");
-                            j.array(|j| literal(j, practitioner));
-                        }
-                        j.key("sender");
-                        suki(j);
-                        j.key("payload");
-                        j.array(|j| j.object(|j| j.field("contentString", &message)));
-                    }
-                    NoNoteResource::Task => {
-                        j.field("status", "requested");
-                        j.field("intent", "order");
-                        j.field("priority", "routine");
-                        j.key("code");
-                        j.object(|j| j.field("text", "Document the visit"));
-                        j.field("description", &message);
-                        j.key("for");
-                        literal(j, shared.patient);
-                        if let Some(encounter) = shared.encounter {
-                            j.key("encounter");
-                            literal(j, encounter);
-                        }
-                        j.field("authoredOn", shared.at);
-                        j.key("requester");
-                        suki(j);
-                        if let Some(practitioner) = practitioner {
-                            j.key("owner");
-                            literal(j, practitioner);
-                        }
-                    }
-                }
-            });
-        });
-    });
-    TransactionBundle {
-        json: bytes::Bytes::from(json.into_bytes()),
+    let id = format!("{session}/no-note");
+    let entries = vec![entry(kind_name, &id)];
+    let resource = match resource {
+        NoNoteResource::Communication => r::Resource::Communication(r::Communication {
+            resource_type: "Communication",
+            identifier: [identifier(&id)],
+            status: "completed",
+            priority: "routine",
+            subject: shared.subject(),
+            encounter: shared.encounter(),
+            sent: shared.at,
+            recipient: practitioner.map(|p| [Reference::to(p)]),
+            sender: suki(),
+            payload: [r::Payload {
+                content_string: &message,
+            }],
+        }),
+        NoNoteResource::Task => r::Resource::Task(r::Task {
+            resource_type: "Task",
+            identifier: [identifier(&id)],
+            status: "requested",
+            intent: "order",
+            priority: "routine",
+            code: CodeableConcept::text("Document the visit"),
+            description: &message,
+            patient: shared.subject(),
+            encounter: shared.encounter(),
+            authored_on: shared.at,
+            requester: suki(),
+            owner: practitioner.map(Reference::to),
+        }),
+    };
+    let json = bundle_json(entries.iter(), vec![resource], 2048)?;
+    Ok(TransactionBundle {
+        json,
+        spans: std::sync::OnceLock::new(),
         entries,
         conditions: 0,
         medication_requests: 0,
@@ -796,5 +717,5 @@ pub(crate) fn no_note(
         session: session.into_owned(),
         subject: ehr.patient.as_str().to_owned(),
         replaces: None,
-    }
+    })
 }

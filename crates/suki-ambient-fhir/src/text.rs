@@ -2,6 +2,7 @@
 //! deterministic `urn:uuid`s.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use sha2::{Digest, Sha256};
 
@@ -62,34 +63,50 @@ fn is_xml_excluded(c: char) -> bool {
     matches!(c, '\u{FFFE}' | '\u{FFFF}')
 }
 
-/// The opening of every narrative `div`, inside a JSON string literal.
-const DIV_OPEN_JSON: &str = "<div xmlns=\\\"http://www.w3.org/1999/xhtml\\\">";
+/// Cleaned text as a narrative `div` (its `Display` writes the XHTML): one `<p>` per paragraph
+/// (blank lines between), line breaks within one as `<br/>`, `&`, `<` and `>` escaped;
+/// well-formed XHTML with its namespace and no named entities (FHIR's txt-1 and txt-2). Written
+/// through serde's `collect_str`, it goes into the JSON without an intermediate `String`.
+pub(crate) struct Xhtml<'a>(pub(crate) &'a str);
 
-/// The narrative `div` of cleaned `text`, appended to `out` as the inside of a JSON string: one
-/// `<p>` per paragraph (blank lines between), line breaks within one as `<br/>`, everything
-/// escaped for XHTML and then for JSON in one pass; well-formed XHTML with its namespace and no
-/// named entities (FHIR's txt-1 and txt-2).
-pub(crate) fn push_xhtml_json(out: &mut Vec<u8>, text: &str) {
-    out.extend_from_slice(DIV_OPEN_JSON.as_bytes());
-    let mut in_paragraph = false;
-    // `lines` ends lines at `\n` and `\r\n` (a lone `\r` stays: XML allows it).
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() {
-            if in_paragraph {
-                out.extend_from_slice(b"</p>");
-                in_paragraph = false;
+impl fmt::Display for Xhtml<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<div xmlns=\"http://www.w3.org/1999/xhtml\">")?;
+        let mut in_paragraph = false;
+        // `lines` ends lines at `\n` and `\r\n` (a lone `\r` stays: XML allows it).
+        for line in self.0.lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                if in_paragraph {
+                    f.write_str("</p>")?;
+                    in_paragraph = false;
+                }
+                continue;
             }
-            continue;
+            f.write_str(if in_paragraph { "<br/>" } else { "<p>" })?;
+            in_paragraph = true;
+            write_xml_text(f, line)?;
         }
-        out.extend_from_slice(if in_paragraph { b"<br/>" } else { b"<p>" });
-        in_paragraph = true;
-        crate::json::push_escaped::<true>(out, line.as_bytes());
+        if in_paragraph {
+            f.write_str("</p>")?;
+        }
+        f.write_str("</div>")
     }
-    if in_paragraph {
-        out.extend_from_slice(b"</p>");
+}
+
+/// `text` escaped for XML text: `&amp;`, `&lt;`, `&gt;`; the runs between written whole.
+fn write_xml_text(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    let mut start = 0;
+    for at in memchr::memchr3_iter(b'&', b'<', b'>', text.as_bytes()) {
+        f.write_str(&text[start..at])?;
+        f.write_str(match text.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            _ => "&gt;",
+        })?;
+        start = at + 1;
     }
-    out.extend_from_slice(b"</div>");
+    f.write_str(&text[start..])
 }
 
 /// `text` as one search value inside `ifNoneExist` or a search: first FHIR-escaped (`,` `|` `$`
@@ -160,12 +177,9 @@ mod tests {
         assert_eq!(fhir_text("\u{FEFF}"), None);
     }
 
-    /// The narrative of `text`, as the XHTML string it is (the JSON string read back).
+    /// The narrative of `text`.
     fn xhtml(text: &str) -> String {
-        let mut json = vec![b'"'];
-        push_xhtml_json(&mut json, text);
-        json.push(b'"');
-        serde_json::from_slice(&json).expect("a JSON string")
+        Xhtml(text).to_string()
     }
 
     #[test]

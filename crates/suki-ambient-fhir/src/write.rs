@@ -624,7 +624,9 @@ impl FhirClient {
                 .iter()
                 .filter_map(|e| e.location.as_deref())
                 .collect();
-            let body = bundle.provenance_for(&targets);
+            let body = bundle
+                .provenance_for(&targets)
+                .map_err(FhirError::Mapping)?;
             let summary = &bundle.summaries()[index];
             let (status, location) = self
                 .create(

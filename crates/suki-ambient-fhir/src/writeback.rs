@@ -317,7 +317,8 @@ impl<R: EhrResolver> FhirWriteBack<R> {
             meta.generated_at,
             &ehr,
             resource,
-        );
+        )
+        .map_err(|_| -> HandlerError { Box::new(Permanent("fhir_mapping")) })?;
         match self
             .client
             .write_checked(&bundle, self.on_conflict, meta.attempt > 1)

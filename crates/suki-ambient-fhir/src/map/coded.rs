@@ -43,52 +43,43 @@ impl<'a> Condition<'a> {
         key
     }
 
-    pub(super) fn write(&self, j: &mut Json, id: &str, shared: &Shared<'_>) {
-        ai_meta(j, shared.session);
-        let extensions = [
+    /// The Condition, its identifier `id`.
+    pub(super) fn resource(&'a self, id: &'a str, shared: &Shared<'a>) -> r::Condition<'a> {
+        let extension = [
             ("laterality_indicator", self.laterality),
             ("post_coord_lex_flag", self.post_coordination),
-        ];
-        if extensions.iter().any(|(_, value)| value.is_some()) {
-            j.key("extension");
-            j.array(|j| {
-                for (name, value) in extensions {
-                    if let Some(value) = value {
-                        j.object(|j| {
-                            j.key("url");
-                            j.string_of(&[EXTENSION_BASE, name]);
-                            j.key("valueInteger");
-                            j.integer(value.clamp(-2_147_483_648, 2_147_483_647));
-                        });
-                    }
-                }
-            });
-        }
-        j.key("identifier");
-        j.array(|j| identifier(j, id));
-        j.key("verificationStatus");
-        concept(
-            j,
-            "http://terminology.hl7.org/CodeSystem/condition-ver-status",
-            "provisional",
-            "Provisional",
-        );
-        j.key("category");
-        j.array(|j| {
-            concept(
-                j,
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some(r::Extension {
+                url: format!("{EXTENSION_BASE}{name}"),
+                value_integer: value?.clamp(-2_147_483_648, 2_147_483_647),
+            })
+        })
+        .collect();
+        r::Condition {
+            resource_type: "Condition",
+            meta: shared.ai_meta(),
+            extension,
+            identifier: [identifier(id)],
+            verification_status: CodeableConcept::of(Coding::constant(
+                "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                "provisional",
+                "Provisional",
+            )),
+            category: [CodeableConcept::of(Coding::constant(
                 "http://terminology.hl7.org/CodeSystem/condition-category",
                 "encounter-diagnosis",
                 "Encounter Diagnosis",
-            )
-        });
-        j.key("code");
-        codeable(j, &self.coding, self.text.as_deref());
-        shared.subject_and_encounter(j);
-        j.field("recordedDate", shared.at);
-        if let Some(note) = &self.note {
-            j.key("note");
-            j.array(|j| j.object(|j| j.field("text", note)));
+            ))],
+            code: CodeableConcept {
+                coding: self.coding.clone(),
+                text: self.text.as_deref(),
+            },
+            subject: shared.subject(),
+            encounter: shared.encounter(),
+            recorded_date: shared.at,
+            note: self.note.as_deref().map(|text| [r::Annotation { text }]),
         }
     }
 }
@@ -137,37 +128,28 @@ impl<'a> MedicationRequest<'a> {
         key
     }
 
-    pub(super) fn write(&self, j: &mut Json, id: &str, shared: &Shared<'_>) {
-        ai_meta(j, shared.session);
-        j.key("identifier");
-        j.array(|j| identifier(j, id));
-        j.field("status", "draft");
-        j.field("intent", "proposal");
-        j.key("medicationCodeableConcept");
-        codeable(j, &self.coding, self.name.as_deref());
-        shared.subject_and_encounter(j);
-        j.field("authoredOn", shared.at);
-        if !self.dosage.is_empty() || self.route.is_some() {
-            j.key("dosageInstruction");
-            j.array(|j| {
-                j.object(|j| {
-                    if !self.dosage.is_empty() {
-                        j.key("text");
-                        let mut pieces: Vec<&str> = Vec::with_capacity(self.dosage.len() * 2);
-                        for (i, part) in self.dosage.iter().enumerate() {
-                            if i > 0 {
-                                pieces.push(", ");
-                            }
-                            pieces.push(part);
-                        }
-                        j.string_of(&pieces);
-                    }
-                    if let Some(route) = &self.route {
-                        j.key("route");
-                        j.object(|j| j.field("text", route));
-                    }
-                })
-            });
+    /// The MedicationRequest, its identifier `id`.
+    pub(super) fn resource(&'a self, id: &'a str, shared: &Shared<'a>) -> r::MedicationRequest<'a> {
+        let dosage = (!self.dosage.is_empty() || self.route.is_some()).then(|| {
+            [r::Dosage {
+                text: (!self.dosage.is_empty()).then(|| self.dosage.join(", ")),
+                route: self.route.as_deref().map(CodeableConcept::text),
+            }]
+        });
+        r::MedicationRequest {
+            resource_type: "MedicationRequest",
+            meta: shared.ai_meta(),
+            identifier: [identifier(id)],
+            status: "draft",
+            intent: "proposal",
+            medication_codeable_concept: CodeableConcept {
+                coding: self.coding.clone(),
+                text: self.name.as_deref(),
+            },
+            subject: shared.subject(),
+            encounter: shared.encounter(),
+            authored_on: shared.at,
+            dosage_instruction: dosage,
         }
     }
 }
@@ -201,36 +183,10 @@ pub(super) fn push_codings(key: &mut Vec<u8>, coding: &[Coding<'_>]) {
     for c in coding {
         key.extend_from_slice(c.system.as_bytes());
         key.push(b'|');
-        key.extend_from_slice(c.code.as_bytes());
+        key.extend_from_slice(c.code.as_deref().unwrap_or_default().as_bytes());
         key.push(b'\n');
     }
     key.push(b'\n');
-}
-
-/// One coding, cleaned.
-pub(super) struct Coding<'a> {
-    system: Cow<'a, str>,
-    code: Cow<'a, str>,
-    display: Option<Cow<'a, str>>,
-}
-
-/// A CodeableConcept of `coding` (left out when empty) and `text`.
-pub(super) fn codeable(j: &mut Json, coding: &[Coding<'_>], text: Option<&str>) {
-    j.object(|j| {
-        if !coding.is_empty() {
-            j.key("coding");
-            j.array(|j| {
-                for c in coding {
-                    j.object(|j| {
-                        j.field("system", &c.system);
-                        j.field("code", &c.code);
-                        j.field_opt("display", c.display.as_deref());
-                    });
-                }
-            });
-        }
-        j.field_opt("text", text);
-    });
 }
 
 /// Suki's codes as codings, ICD-10-CM and SNOMED CT first (the systems US Core binds), then IMO,
@@ -259,7 +215,7 @@ pub(super) fn codings<'a>(codes: &'a [Code], mapping: &'a Mapping) -> Vec<Coding
             };
             Some(Coding {
                 system,
-                code,
+                code: Some(code),
                 display: c.description.as_deref().and_then(fhir_text),
             })
         })

@@ -42,7 +42,11 @@ fn all_bytes(bundle: &TransactionBundle) -> Vec<u8> {
         out.extend_from_slice(&bundle.resource(index));
     }
     out.push(b'\n');
-    out.extend_from_slice(&bundle.provenance_for(&["DocumentReference/1", "Condition/2"]));
+    out.extend_from_slice(
+        &bundle
+            .provenance_for(&["DocumentReference/1", "Condition/2"])
+            .expect("json"),
+    );
     out
 }
 
@@ -147,7 +151,8 @@ fn golden_no_note_resources() {
             UnixMillis(1_764_460_800_123),
             &ehr(),
             resource,
-        );
+        )
+        .expect("maps");
         golden(name, &all_bytes(&bundle));
     }
 }
