@@ -38,9 +38,9 @@ pub(crate) enum Resource<'a> {
     Condition(Condition<'a>),
     MedicationRequest(MedicationRequest<'a>),
     Provenance(Provenance<'a>),
-    #[cfg_attr(not(feature = "inbox"), allow(dead_code))]
+    #[cfg(feature = "inbox")]
     Communication(Communication<'a>),
-    #[cfg_attr(not(feature = "inbox"), allow(dead_code))]
+    #[cfg(feature = "inbox")]
     Task(Task<'a>),
 }
 
@@ -361,6 +361,7 @@ pub(crate) struct ProvenanceAgent<'a> {
 }
 
 /// `Communication`: a completed message (a session that ended without a note).
+#[cfg(feature = "inbox")]
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Communication<'a> {
@@ -379,6 +380,7 @@ pub(crate) struct Communication<'a> {
 }
 
 /// `Communication.payload`.
+#[cfg(feature = "inbox")]
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Payload<'a> {
@@ -386,6 +388,7 @@ pub(crate) struct Payload<'a> {
 }
 
 /// `Task`: a requested task (a session that ended without a note).
+#[cfg(feature = "inbox")]
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Task<'a> {
