@@ -52,13 +52,13 @@ pub use results::SessionResults;
 pub use retry::RetryPolicy;
 
 /// The building blocks of this client's transport, for the SDK's own clients of other HTTP APIs
-/// (the FHIR write-back posts to the EHR with them): the same redirect rule, body cap and
-/// `Retry-After` reading.
+/// (the FHIR write-back posts to the EHR with them): the same redirect rule, body cap,
+/// `Retry-After` reading and retry loop.
 ///
 /// **Internal: not part of this crate's public API and not covered by its semver promise.** It
 /// is public only so that `suki-ambient-fhir` can share it; it may change in any release.
 #[doc(hidden)]
 pub mod toolkit {
     pub use crate::limits::{read_capped, read_prefix, redirect_allowed, redirect_policy};
-    pub use crate::retry::parse_retry_after;
+    pub use crate::retry::{Exhausted, Failed, GaveUp, parse_retry_after, retrying};
 }

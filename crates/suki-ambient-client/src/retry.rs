@@ -1,6 +1,8 @@
 //! `RetryPolicy`: bounded retries with exponential back-off, full jitter and `Retry-After`.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use tower::retry::budget::Budget;
 
 /// How GET calls are retried after connect errors, timeouts, 429, 500, 502, 503 and 504.
 ///
@@ -129,6 +131,106 @@ impl RetryPolicy {
     }
 }
 
+/// A failed attempt, as [`retrying`] sees it: the error, whether sending again may succeed, and
+/// the server's `Retry-After`.
+#[derive(Debug)]
+pub struct Failed<E> {
+    /// The attempt's error.
+    pub error: E,
+    /// Whether another attempt may succeed (a timeout, a connect error, 408, 429, 5xx).
+    pub retryable: bool,
+    /// The server's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+/// Why [`retrying`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GaveUp {
+    /// The error is not one to retry.
+    NotRetryable,
+    /// The attempts allowed are spent.
+    Attempts,
+    /// The server asked for a longer wait than the policy waits within a call: the caller's
+    /// to honour (the inbox reschedules the row).
+    RetryAfter,
+    /// The retry budget is spent: an outage gets about one request per call.
+    Budget,
+    /// The next attempt would start after the call's deadline.
+    Deadline,
+}
+
+/// The last attempt's error, why there was no other, and how many attempts were made.
+#[derive(Debug)]
+pub struct Exhausted<E> {
+    /// The last attempt's error.
+    pub error: E,
+    /// Why no other attempt was made.
+    pub reason: GaveUp,
+    /// Attempts made (1-based count).
+    pub attempts: u32,
+}
+
+/// The retry loop of both of the SDK's HTTP clients (Suki's API and the EHR's FHIR server):
+/// `attempt(n)` (`n` from 1) until it succeeds or `policy` says stop, with at most `attempts`
+/// attempts (1 for a request that must not be sent twice), each retry taken from `budget`,
+/// none starting after `deadline`. Before each retry `on_retry(error, n, delay)` is called
+/// (for logs and metrics) and the loop sleeps `delay` ([`RetryPolicy::delay`]).
+///
+/// # Errors
+/// [`Exhausted`]: the last error and why it was the last.
+pub async fn retrying<T, E, A>(
+    policy: &RetryPolicy,
+    attempts: u32,
+    budget: &impl Budget,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut(u32) -> A,
+    mut on_retry: impl FnMut(&E, u32, Duration),
+) -> Result<T, Exhausted<E>>
+where
+    A: Future<Output = Result<T, Failed<E>>>,
+{
+    budget.deposit();
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let failed = match attempt(n).await {
+            Ok(value) => return Ok(value),
+            Err(failed) => failed,
+        };
+        let delay = policy.delay(n, failed.retry_after);
+        let reason = if !failed.retryable {
+            Some(GaveUp::NotRetryable)
+        } else if n >= attempts {
+            Some(GaveUp::Attempts)
+        } else if failed
+            .retry_after
+            .is_some_and(|after| after > policy.longest_retry_after())
+        {
+            Some(GaveUp::RetryAfter)
+        } else if !budget.withdraw() {
+            Some(GaveUp::Budget)
+        } else if Instant::now()
+            .checked_add(delay)
+            .is_none_or(|resume| deadline.is_some_and(|d| resume >= d))
+        {
+            // A wait that passes the deadline (or any representable time: a server's
+            // `Retry-After` is input) ends the call with the server's error.
+            Some(GaveUp::Deadline)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(Exhausted {
+                error: failed.error,
+                reason,
+                attempts: n,
+            });
+        }
+        on_retry(&failed.error, n, delay);
+        tokio::time::sleep(delay).await;
+    }
+}
+
 /// Parses `Retry-After`: delay-seconds or an HTTP date (relative to now). `None` when absent or
 /// unreadable.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
@@ -220,5 +322,104 @@ mod tests {
     fn at_least_one_attempt() {
         assert_eq!(RetryPolicy::default().max_attempts(0).attempts(), 1);
         assert_eq!(RetryPolicy::none().attempts(), 1);
+    }
+
+    /// `retrying` with a failing attempt: how many attempts ran and why it stopped.
+    async fn run_failing(
+        policy: RetryPolicy,
+        attempts: u32,
+        retryable: bool,
+        retry_after: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> (u32, GaveUp, u32) {
+        let budget = policy.budget(100);
+        let ran = std::sync::atomic::AtomicU32::new(0);
+        let mut retries = 0;
+        let stopped = retrying(
+            &policy,
+            attempts,
+            &budget,
+            deadline,
+            |_| async {
+                ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err::<(), _>(Failed {
+                    error: "503",
+                    retryable,
+                    retry_after,
+                })
+            },
+            |_, _, _| retries += 1,
+        )
+        .await
+        .expect_err("always fails");
+        assert_eq!(stopped.error, "503");
+        assert_eq!(stopped.attempts, ran.into_inner());
+        (stopped.attempts, stopped.reason, retries)
+    }
+
+    #[tokio::test]
+    async fn the_shared_loop_stops_for_each_reason() {
+        let quick = RetryPolicy::default()
+            .base_delay(Duration::from_millis(1))
+            .max_delay(Duration::from_millis(2));
+        assert_eq!(
+            run_failing(quick, 3, true, None, None).await,
+            (3, GaveUp::Attempts, 2)
+        );
+        assert_eq!(
+            run_failing(quick, 3, false, None, None).await,
+            (1, GaveUp::NotRetryable, 0)
+        );
+        assert_eq!(
+            run_failing(quick, 3, true, Some(Duration::from_secs(60)), None).await,
+            (1, GaveUp::RetryAfter, 0)
+        );
+        let soon = Some(Instant::now() + Duration::from_millis(40));
+        assert_eq!(
+            run_failing(quick, 3, true, Some(Duration::from_secs(1)), soon).await,
+            (1, GaveUp::Deadline, 0)
+        );
+        // A budget of 0 % and no reserve: the first retry is refused.
+        let spent = quick.retry_budget(0);
+        let budget = spent.budget(0);
+        let stopped = retrying(
+            &spent,
+            3,
+            &budget,
+            None,
+            |_| async {
+                Err::<(), _>(Failed {
+                    error: (),
+                    retryable: true,
+                    retry_after: None,
+                })
+            },
+            |_, _, _| {},
+        )
+        .await
+        .expect_err("fails");
+        assert_eq!((stopped.attempts, stopped.reason), (1, GaveUp::Budget));
+        // Success on the second attempt.
+        let budget = quick.budget(1);
+        let value = retrying(
+            &quick,
+            3,
+            &budget,
+            None,
+            |n| async move {
+                if n < 2 {
+                    Err(Failed {
+                        error: (),
+                        retryable: true,
+                        retry_after: None,
+                    })
+                } else {
+                    Ok(n)
+                }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        assert_eq!(value.ok(), Some(2));
     }
 }

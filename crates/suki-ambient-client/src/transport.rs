@@ -13,8 +13,7 @@ use crate::AmbientClient;
 use crate::auth::{AuthContext, Token, error_id};
 use crate::error::{ClientError, ServerMessage, TimeoutKind};
 use crate::limits::{ERROR_BODY_BYTES, read_capped, read_prefix, redirect_allowed, within_base};
-use crate::retry::parse_retry_after;
-use tower::retry::budget::Budget as _;
+use crate::retry::{Failed, GaveUp, parse_retry_after, retrying};
 
 const TOKEN_HEADER: HeaderName = HeaderName::from_static("sdp_suki_token");
 const PROVIDER_HEADER: HeaderName = HeaderName::from_static("sdp_provider_id");
@@ -80,60 +79,68 @@ impl AmbientClient {
         deadline: Option<Instant>,
     ) -> Result<Bytes, ClientError> {
         let retry = self.retry.unwrap_or(self.inner.retry);
-        let mut attempt = 0u32;
-        let mut relogged = false;
-        self.inner.budget.deposit();
-        loop {
-            attempt += 1;
-            tracing::Span::current().record("attempt", attempt);
-            match self.bounded_attempt(url, deadline).await {
-                Ok(bytes) => {
-                    crate::metrics::request(template, || "2xx".into());
-                    return Ok(bytes);
+        // One fresh login per call (an attempt's future may not borrow the loop's state
+        // mutably: a flag shared by reference).
+        let relogged = std::sync::atomic::AtomicBool::new(false);
+        let relogged = &relogged;
+        let result = retrying(
+            &retry,
+            retry.attempts(),
+            &self.inner.budget,
+            deadline,
+            |attempt| async move {
+                tracing::Span::current().record("attempt", attempt);
+                loop {
+                    match self.bounded_attempt(url, deadline).await {
+                        Ok(bytes) => {
+                            crate::metrics::request(template, || "2xx".into());
+                            return Ok(bytes);
+                        }
+                        Err(Failure::Refused(token)) => {
+                            crate::metrics::request(template, || "401".into());
+                            let refused = ClientError::Auth {
+                                status: 401,
+                                code: "invalid_sdp_token".to_owned(),
+                            };
+                            if relogged.load(std::sync::atomic::Ordering::Relaxed)
+                                || !self.inner.auth.invalidate(&token).await
+                            {
+                                return Err(Failed {
+                                    error: refused,
+                                    retryable: false,
+                                    retry_after: None,
+                                });
+                            }
+                            // One fresh login and one more try in the same attempt, outside
+                            // the retry budget.
+                            crate::metrics::retry(|| "token_refused".into());
+                            relogged.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(Failure::Error(error, retry_after)) => {
+                            crate::metrics::request(template, || crate::metrics::outcome(&error));
+                            return Err(Failed {
+                                retryable: error.is_retryable(),
+                                error,
+                                retry_after,
+                            });
+                        }
+                    }
                 }
-                Err(Failure::Refused(token)) => {
-                    crate::metrics::request(template, || "401".into());
-                    let refused = ClientError::Auth {
-                        status: 401,
-                        code: "invalid_sdp_token".to_owned(),
-                    };
-                    if relogged || !self.inner.auth.invalidate(&token).await {
-                        return Err(refused);
-                    }
-                    // One fresh login and one more try, outside the retry budget.
-                    crate::metrics::retry(|| "token_refused".into());
-                    relogged = true;
-                    attempt -= 1;
-                }
-                Err(Failure::Error(err, retry_after)) => {
-                    crate::metrics::request(template, || crate::metrics::outcome(&err));
-                    if !err.is_retryable() || attempt >= retry.attempts() {
-                        return Err(err);
-                    }
-                    // A `Retry-After` longer than the policy's is the caller's to honour (the
-                    // inbox reschedules the row), not slept here; and quick retries stay within
-                    // the client's budget, so that an outage does not get several requests for
-                    // each call.
-                    if retry_after.is_some_and(|after| after > retry.longest_retry_after()) {
-                        return Err(err);
-                    }
-                    if !self.inner.budget.withdraw() {
-                        crate::metrics::retry(|| "budget_spent".into());
-                        return Err(err);
-                    }
-                    let delay = retry.delay(attempt, retry_after);
-                    // A wait that passes the deadline (or any representable time: a server's
-                    // `Retry-After` is input) ends the call with the server's error.
-                    match Instant::now().checked_add(delay) {
-                        Some(resume) if deadline.is_none_or(|d| resume < d) => {}
-                        _ => return Err(err),
-                    }
-                    tracing::debug!(attempt, delay_ms = suki_ambient_core::time::millis(delay), error = %err, "retrying");
-                    crate::metrics::retry(|| crate::metrics::outcome(&err));
-                    tokio::time::sleep(delay).await;
-                }
+            },
+            |error, attempt, delay| {
+                tracing::debug!(attempt, delay_ms = suki_ambient_core::time::millis(delay), error = %error, "retrying");
+                crate::metrics::retry(|| crate::metrics::outcome(error));
+            },
+        )
+        .await;
+        result.map_err(|stopped| {
+            // Quick retries stay within the client's budget, so that an outage does not get
+            // several requests for each call.
+            if stopped.reason == GaveUp::Budget {
+                crate::metrics::retry(|| "budget_spent".into());
             }
-        }
+            stopped.error
+        })
     }
 
     /// One attempt under one timer: the attempt's timeout or the call's deadline, whichever

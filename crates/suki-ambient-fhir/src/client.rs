@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, Url};
-use suki_ambient_client::toolkit::{parse_retry_after, read_capped, read_prefix, redirect_policy};
+use suki_ambient_client::toolkit::{
+    Failed, GaveUp, parse_retry_after, read_capped, read_prefix, redirect_policy, retrying,
+};
 use suki_ambient_client::{ClientError, RetryPolicy};
-use tower::retry::budget::Budget as _;
 use zeroize::Zeroizing;
 
 use crate::capabilities::{CapabilityCache, WriteStrategy};
@@ -414,49 +415,54 @@ impl FhirClient {
     ) -> Result<Answer, FhirError> {
         let retry = self.inner.retry;
         let attempts = if call.retry { retry.attempts() } else { 1 };
-        self.inner.budget.deposit();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result = match deadline {
-                Some(end) => {
-                    let left = end.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, self.attempt(call)).await {
-                        Ok(result) => result,
-                        Err(_) => Err((
-                            FhirError::Transport(ClientError::Timeout {
-                                kind: suki_ambient_client::TimeoutKind::Deadline,
-                            }),
-                            None,
-                        )),
+        let result = retrying(
+            &retry,
+            attempts,
+            &self.inner.budget,
+            deadline,
+            |_| async move {
+                let result = match deadline {
+                    Some(end) => {
+                        let left = end.saturating_duration_since(Instant::now());
+                        tokio::time::timeout(left, self.attempt(call))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err((
+                                    FhirError::Transport(ClientError::Timeout {
+                                        kind: suki_ambient_client::TimeoutKind::Deadline,
+                                    }),
+                                    None,
+                                ))
+                            })
                     }
+                    None => self.attempt(call).await,
+                };
+                result.map_err(|(error, retry_after)| Failed {
+                    retryable: error.is_retryable(),
+                    error,
+                    retry_after,
+                })
+            },
+            |error, attempt, delay| {
+                tracing::debug!(attempt, delay_ms = suki_ambient_core::time::millis(delay), error = %error, "retrying the fhir request");
+            },
+        )
+        .await;
+        result.map_err(|stopped| {
+            let (attempt, method, error) = (stopped.attempts, &call.method, &stopped.error);
+            match stopped.reason {
+                GaveUp::NotRetryable | GaveUp::Attempts => {
+                    tracing::warn!(attempt, %method, %error, "fhir request failed");
                 }
-                None => self.attempt(call).await,
-            };
-            let (err, retry_after) = match result {
-                Ok(answer) => return Ok(answer),
-                Err(failure) => failure,
-            };
-            if !err.is_retryable() || attempt >= attempts {
-                tracing::warn!(attempt, method = %call.method, error = %err, "fhir request failed");
-                return Err(err);
+                // A long `Retry-After` is the row's to honour, not slept here; quick retries
+                // stay within the client's budget (an outage gets about one request per write).
+                GaveUp::RetryAfter | GaveUp::Budget => {
+                    tracing::warn!(attempt, %method, %error, "fhir request failed; not retried within the call");
+                }
+                GaveUp::Deadline => {}
             }
-            // A long `Retry-After` is the row's to honour, not slept here; quick retries stay
-            // within the client's budget (an outage gets about one request per write).
-            if retry_after.is_some_and(|after| after > retry.longest_retry_after())
-                || !self.inner.budget.withdraw()
-            {
-                tracing::warn!(attempt, method = %call.method, error = %err, "fhir request failed; not retried within the call");
-                return Err(err);
-            }
-            let delay = retry.delay(attempt, retry_after);
-            match Instant::now().checked_add(delay) {
-                Some(resume) if deadline.is_none_or(|d| resume < d) => {}
-                _ => return Err(err),
-            }
-            tracing::debug!(attempt, delay_ms = suki_ambient_core::time::millis(delay), error = %err, "retrying the fhir request");
-            tokio::time::sleep(delay).await;
-        }
+            stopped.error
+        })
     }
 
     /// One attempt under the attempt's timeout (and, after a 401 the auth answers with a fresh
