@@ -620,7 +620,7 @@ async fn a_no_note_resource_the_ehr_cannot_take_is_recorded_not_looped() {
 #[ignore = "needs Postgres (SUKI_POSTGRES_URL; bash .ci/run starts one)"]
 async fn a_postgres_fleet_through_outages_places_every_note_once_with_its_diagnoses() {
     use suki_ambient::fhir::{SmartBackendAuth, SmartKey};
-    use suki_ambient::inbox::{ExpectedSession, Permanent, Reconciler, Source};
+    use suki_ambient::inbox::{ExpectedSession, Permanent, Reconciler, ops::Source};
     use suki_ambient::sandbox::WebhookFault;
 
     const SESSIONS: usize = 30;

@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use suki_ambient::inbox::{Inbox, InboxMeta, InboxWorker, NewDelivery, Source, sqlx};
+use suki_ambient::inbox::{Inbox, InboxMeta, InboxWorker, ops::Source, sqlx, store::NewDelivery};
 use suki_ambient::{Bytes, HandlerError, UnixMillis, WebhookEvent};
 
 /// Fills the inbox with `rows` pending rows, due now (the counting triggers run as usual).

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use suki_ambient::inbox::{Inbox, InboxMeta, InboxWorker, NewDelivery, Source};
+use suki_ambient::inbox::{Inbox, InboxMeta, InboxWorker, ops::Source, store::NewDelivery};
 use suki_ambient::{
     Bytes, HandlerError, NoopHandler, UnixMillis, Verifier, WebhookEndpoint, WebhookEvent,
 };
@@ -384,7 +384,7 @@ macro_rules! raw_insert {
                 tx.commit().await.expect("commit");
             }
             async fn insert_batch(&self, rows: &[NewDelivery]) {
-                suki_ambient::inbox::DeliveryQueue::insert(self, rows)
+                suki_ambient::inbox::store::DeliveryQueue::insert(self, rows)
                     .await
                     .expect("insert");
             }

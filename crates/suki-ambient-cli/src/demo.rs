@@ -16,8 +16,8 @@ use suki_ambient_fhir::{
 };
 use suki_ambient_inbox::Permanent;
 use suki_ambient_inbox::{
-    ExpectedSession, FetchResults, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution,
-    ResultsHandler,
+    ExpectedSession, FetchResults, Inbox, InboxMeta, InboxWorker, Reconciler, ResultsHandler,
+    ops::Resolution,
 };
 use suki_ambient_sandbox::{
     DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Fate, Fault, Sandbox, SandboxHandle, WebhookFault,

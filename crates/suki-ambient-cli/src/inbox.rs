@@ -8,7 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use suki_ambient_core::{EncounterId, EventKind, SessionId, UnixMillis};
 use suki_ambient_inbox::display::{MAX_TEXT, clean, clean_or_dash, next_run, relative, short};
 use suki_ambient_inbox::{
-    Actor, DeadFilter, DeliveryRecord, Dialect, Inbox, Selection, State, StoreError,
+    Actor, DeliveryRecord, Inbox, Selection, State, StoreError, ops::DeadFilter, store::Dialect,
 };
 
 use crate::Failure;
@@ -364,7 +364,7 @@ async fn init(url: &str, json: bool) -> Result<ExitCode, Failure> {
 
 /// `migrations`: the inbox's migrations (names and checksums, or their SQL).
 fn migrations(dialect: Dialect, print: bool, json: bool) -> ExitCode {
-    let all = suki_ambient_inbox::migrations(dialect);
+    let all = suki_ambient_inbox::store::migrations(dialect);
     if print {
         for m in all {
             println!(
@@ -701,7 +701,7 @@ pub(crate) async fn run(
                             path.display()
                         ))
                     })?;
-                    let checkpoint: suki_ambient_inbox::AuditCheckpoint =
+                    let checkpoint: suki_ambient_inbox::audit::AuditCheckpoint =
                         serde_json::from_str(text.trim()).map_err(|_| {
                             Failure(format!(
                                 "{} is not a checkpoint (`inbox audit --checkpoint` writes one)",
@@ -919,7 +919,7 @@ pub(crate) async fn reconcile(
     json: bool,
 ) -> Result<ExitCode, Failure> {
     use std::io::{IsTerminal, Write};
-    use suki_ambient_inbox::{CheckOutcome, Reconciler};
+    use suki_ambient_inbox::{Reconciler, ops::CheckOutcome};
 
     // Recovered events go through the inbox's one write path: sealed under SUKI_INBOX_KEYS,
     // and refused (before any status is checked) by a CLI without keys beside sealed rows.

@@ -627,7 +627,7 @@ async fn inbox_list_kind_shows_sessions_without_a_note() {
 #[tokio::test]
 async fn inbox_status_shows_a_destination_down() {
     use suki_ambient_core::UnixMillis;
-    use suki_ambient_inbox::{DeliveryQueue as _, DestinationDown, SqliteStore};
+    use suki_ambient_inbox::{SqliteStore, ops::DestinationDown, store::DeliveryQueue as _};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
     // What a worker records when the EHR's breaker opens.
@@ -1204,18 +1204,18 @@ fn inbox_migrations_print_the_sql_in_order_without_an_inbox() {
     for (args, dialect) in [
         (
             &["inbox", "migrations", "--print"][..],
-            suki_ambient_inbox::Dialect::Sqlite,
+            suki_ambient_inbox::store::Dialect::Sqlite,
         ),
         (
             &["inbox", "migrations", "--print", "--postgres"][..],
-            suki_ambient_inbox::Dialect::Postgres,
+            suki_ambient_inbox::store::Dialect::Postgres,
         ),
     ] {
         let out = run(args, None, b"");
         assert!(out.status.success(), "{}", stderr(&out));
         let text = stdout(&out);
         let mut at = 0;
-        for m in suki_ambient_inbox::migrations(dialect) {
+        for m in suki_ambient_inbox::store::migrations(dialect) {
             let header = format!(
                 "-- suki-ambient-inbox {} (sha256 {})",
                 m.file_name(),
@@ -1248,7 +1248,7 @@ fn inbox_migrations_print_the_sql_in_order_without_an_inbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_recovers_a_lost_webhook_with_a_line_per_session_on_a_terminal() {
     use suki_ambient_core::UnixMillis;
-    use suki_ambient_inbox::{ExpectedSession, Inbox, Reconciler, Resolution};
+    use suki_ambient_inbox::{ExpectedSession, Inbox, Reconciler, ops::Resolution};
     use suki_ambient_sandbox::{Sandbox, WebhookFault};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("inbox.db").display());

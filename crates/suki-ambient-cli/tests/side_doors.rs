@@ -515,7 +515,7 @@ async fn verify_reports_a_rechained_log_and_a_cut_end() {
         if entry.actor == "alice" {
             entry.actor = "mallory".into();
         }
-        let hash = suki_ambient_inbox::audit_hash(&prev, &entry);
+        let hash = suki_ambient_inbox::audit::audit_hash(&prev, &entry);
         sql.push_str(&format!(
             "UPDATE suki_inbox_audit SET actor = '{}', prev_hash = '{prev}', hash = '{hash}' \
              WHERE id = {};",

@@ -212,7 +212,7 @@ pub(crate) struct GroupForm {
 /// "Retry this group": the dead rows with exactly this code.
 pub(crate) async fn retry_group(post: Post, Form(form): Form<GroupForm>) -> Response {
     let action = suki_ambient_inbox::Action::Retry(Selection::DeadMatching(
-        suki_ambient_inbox::DeadFilter::new().code(form.code),
+        suki_ambient_inbox::ops::DeadFilter::new().code(form.code),
     ));
     post.operate(form.csrf.as_deref(), Ok(action)).await
 }
@@ -593,8 +593,8 @@ pub(crate) async fn dashboard(
     // inbox's keys (the CLI's, without SUKI_INBOX_KEYS) says so, and fails nothing for it.
     let key_check = health.key_check;
     let key_class = match key_check {
-        suki_ambient_inbox::KeyCheck::Missing => "bad",
-        suki_ambient_inbox::KeyCheck::Ok => "ok",
+        suki_ambient_inbox::ops::KeyCheck::Missing => "bad",
+        suki_ambient_inbox::ops::KeyCheck::Ok => "ok",
         _ => "",
     };
     let _ = write!(

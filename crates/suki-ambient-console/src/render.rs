@@ -15,7 +15,7 @@ pub(crate) const SERIES: [(&str, &str); 3] = [
 ];
 
 /// Deliveries per hour over the last 24 h, stacked by outcome, as an SVG.
-pub(crate) fn chart(hours: &[suki_ambient_inbox::HourCount], now: UnixMillis) -> String {
+pub(crate) fn chart(hours: &[suki_ambient_inbox::ops::HourCount], now: UnixMillis) -> String {
     let last = now.0 / 3_600_000 * 3_600_000;
     let first = last - 23 * 3_600_000;
     let mut bins = [[0u64; 3]; 24];
@@ -163,7 +163,7 @@ pub(crate) fn query_escape(text: &str) -> String {
 
 /// What is paused, with the buttons to resume; the button to pause the whole inbox.
 pub(crate) fn pause_panel(
-    pauses: &[suki_ambient_inbox::Pause],
+    pauses: &[suki_ambient_inbox::ops::Pause],
     now: UnixMillis,
     base: &str,
     csrf: Option<&str>,
@@ -207,7 +207,7 @@ pub(crate) fn pause_panel(
 
 /// Dead letters by code, with "retry this group" for an operator.
 pub(crate) fn groups_table(
-    groups: &[suki_ambient_inbox::DeadGroup],
+    groups: &[suki_ambient_inbox::ops::DeadGroup],
     now: UnixMillis,
     base: &str,
     csrf: Option<&str>,
@@ -259,7 +259,10 @@ pub(crate) const AUDIT_SHOWN: u32 = 20;
 
 /// The latest operator actions (`entries` newest first, one more than is shown when there are
 /// more).
-pub(crate) fn audit_table(entries: &[suki_ambient_inbox::AuditEntry], now: UnixMillis) -> String {
+pub(crate) fn audit_table(
+    entries: &[suki_ambient_inbox::ops::AuditEntry],
+    now: UnixMillis,
+) -> String {
     if entries.is_empty() {
         return "<p class=\"muted\">None in the last 7 days.</p>".to_owned();
     }
@@ -314,7 +317,7 @@ pub(crate) fn destinations_panel(destinations: &[(bool, &str)]) -> String {
 }
 
 pub(crate) fn verdict(
-    problems: &[suki_ambient_inbox::Problem],
+    problems: &[suki_ambient_inbox::ops::Problem],
     paused: &[String],
     dead: u64,
     retrying: usize,
@@ -377,7 +380,7 @@ mod tests {
             ]
         );
         let (v, why) = verdict(
-            &[suki_ambient_inbox::Problem::StoreUnwritable],
+            &[suki_ambient_inbox::ops::Problem::StoreUnwritable],
             &[],
             2,
             5,
@@ -419,7 +422,7 @@ mod tests {
         let row = DeliveryRecord {
             id: 7,
             dedup_key: "k".to_owned(),
-            source: suki_ambient_inbox::Source::Webhook,
+            source: suki_ambient_inbox::ops::Source::Webhook,
             kind: suki_ambient_core::EventKind::Completed,
             session_id: Some(suki_ambient_core::SessionId::from(
                 "<script>alert('x')</script>",
@@ -455,7 +458,7 @@ mod tests {
     #[test]
     fn the_chart_stacks_each_hour_by_outcome() {
         let now = UnixMillis(100 * 3_600_000 + 5);
-        let hour = |h: u64, state, count| suki_ambient_inbox::HourCount {
+        let hour = |h: u64, state, count| suki_ambient_inbox::ops::HourCount {
             hour_start: UnixMillis(h * 3_600_000),
             state,
             count,

@@ -9,8 +9,8 @@ use fantoccini::{ClientBuilder, Locator};
 use suki_ambient_core::{HandlerError, UnixMillis, WebhookEvent};
 use suki_ambient_inbox::conformance::{delivery, expected};
 use suki_ambient_inbox::{
-    CheckOutcome, DeliveryQueue as _, Expectations as _, Inbox, InboxMeta, InboxWorker, Permanent,
-    Source, State,
+    Inbox, InboxMeta, InboxWorker, Permanent, State, ops::CheckOutcome, ops::Source,
+    store::DeliveryQueue as _, store::Expectations as _,
 };
 
 fn sqlite_url(dir: &std::path::Path, name: &str) -> String {
@@ -57,7 +57,7 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
             UnixMillis(now.0 + 3_600_000)
         };
         store
-            .register(suki_ambient_inbox::NewExpectation {
+            .register(suki_ambient_inbox::store::NewExpectation {
                 expected: &expected(key),
                 first_check: next_check,
                 now,
@@ -67,7 +67,7 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
             .expect("expect");
     }
     let quiet = store
-        .claim_expectations(suki_ambient_inbox::ClaimRequest {
+        .claim_expectations(suki_ambient_inbox::store::ClaimRequest {
             owner: "seed",
             now,
             lease: Duration::from_secs(60),
@@ -84,7 +84,7 @@ async fn seeded(dir: &std::path::Path) -> Inbox {
         store
             .finish_checks(
                 now,
-                &[suki_ambient_inbox::FinishedCheck {
+                &[suki_ambient_inbox::store::FinishedCheck {
                     lease: quiet[0].lease(),
                     outcome: gave_up,
                 }]
@@ -303,7 +303,7 @@ async fn the_console_in_headless_chromium_shows_the_inbox_and_retries_a_dead_row
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and chromedriver (bash .ci/run installs them)"]
 async fn the_console_in_headless_chromium_shows_a_destination_down() {
-    use suki_ambient_inbox::{DeliveryQueue as _, DestinationDown};
+    use suki_ambient_inbox::{ops::DestinationDown, store::DeliveryQueue as _};
     let dir = tempfile::tempdir().expect("dir");
     let inbox = Inbox::connect(&sqlite_url(dir.path(), "inbox.db"))
         .await

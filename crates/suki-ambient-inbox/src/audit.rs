@@ -6,21 +6,23 @@
 //! The audit key is `SUKI_AUDIT_KEY` ([`AuditKey::from_env`]), or, without one, derived with
 //! HKDF-SHA-256 from the inbox's current body key under a label of its own
 //! ([`BodyKey::audit_key`](crate::BodyKey::audit_key)). An inbox with neither chains its entries
-//! with plain SHA-256 ([`audit_hash`](crate::audit_hash)), which shows accidents but not an
+//! with plain SHA-256 ([`audit_hash`]), which shows accidents but not an
 //! insider who recomputes it. A keyed entry's hash is `hmac-sha256:<key id>:<64 hex digits>`.
 
 use std::sync::Arc;
 
 use crate::crypto::{AuditKey, MAC_PREFIX};
-use crate::{AuditEntry, StoreError};
+use crate::{StoreError, records::AuditEntry};
 
-/// The hash a [`Store`](crate::Store) writes for an entry it appends: its MAC under `key`
-/// ([`AuditKey::mac`]) when the inbox holds an audit key ([`Act::audit_key`](crate::Act)),
-/// else its plain [`audit_hash`](crate::audit_hash).
+pub use crate::records::audit_hash;
+
+/// The hash a [`Store`](crate::store::Store) writes for an entry it appends: its MAC under `key`
+/// ([`AuditKey::mac`]) when the inbox holds an audit key ([`Act::audit_key`](crate::store::Act)),
+/// else its plain [`audit_hash`].
 pub fn audit_mac(key: Option<&AuditKey>, prev_hash: &str, entry: &AuditEntry) -> String {
     match key {
         Some(key) => key.mac(prev_hash, entry),
-        None => crate::audit_hash(prev_hash, entry),
+        None => crate::records::audit_hash(prev_hash, entry),
     }
 }
 
@@ -114,7 +116,7 @@ pub struct BrokenLink {
 /// Walks the audit chain of `store` with `keys`, and checks `checkpoint` when given
 /// ([`Inbox::verify_audit`](crate::Inbox::verify_audit)).
 pub(crate) async fn verify_chain(
-    store: &(impl crate::ReadModel + ?Sized),
+    store: &(impl crate::seam::ReadModel + ?Sized),
     keys: &AuditKeys,
     checkpoint: Option<&AuditCheckpoint>,
 ) -> Result<AuditVerification, StoreError> {
@@ -175,7 +177,7 @@ pub(crate) async fn verify_chain(
                 }
             } else if report.keyed > 0 {
                 Some("a plain hash after the chain was keyed (rewritten without the key)")
-            } else if crate::audit_hash(&entry.prev_hash, &entry) != entry.hash {
+            } else if crate::records::audit_hash(&entry.prev_hash, &entry) != entry.hash {
                 report.unkeyed += 1;
                 Some("its fields do not match its hash (it was changed)")
             } else {

@@ -25,8 +25,9 @@ use suki_ambient_core::{EncounterId, SessionId};
 
 use crate::expect::{CheckOutcome, ExpectedSession, Resolution, SessionKind};
 use crate::{
-    Claim, ClaimRequest, FailedAttempt, Lease, NewDelivery, NewExpectation, Next, Selection,
-    Source, State, Store,
+    Selection, State, records::Claim, records::ClaimRequest, records::FailedAttempt,
+    records::Lease, records::NewDelivery, records::NewExpectation, records::Next, records::Source,
+    seam::Store,
 };
 
 mod destinations;
@@ -165,7 +166,7 @@ async fn act(
     now: UnixMillis,
 ) -> Result<u64, crate::StoreError> {
     store
-        .act(crate::Act {
+        .act(crate::records::Act {
             action: &action,
             actor: &crate::Actor::new("tester", "conformance"),
             now,
@@ -201,17 +202,17 @@ fn failed(lease: Lease, now: UnixMillis, next: Next, error: &str) -> FailedAttem
     }
 }
 
-/// Records one check through [`Expectations::finish_checks`](crate::Expectations::finish_checks).
+/// Records one check through [`Expectations::finish_checks`](crate::store::Expectations::finish_checks).
 async fn finish(
     store: &impl Store,
-    lease: crate::ExpectationLease,
+    lease: crate::expect::ExpectationLease,
     now: UnixMillis,
     outcome: &CheckOutcome,
 ) -> bool {
     let done = store
         .finish_checks(
             now,
-            &[crate::FinishedCheck {
+            &[crate::expect::FinishedCheck {
                 lease,
                 outcome: outcome.clone(),
             }],

@@ -69,7 +69,7 @@ pub fn human_times(text: &str) -> String {
 
 /// A destination for the person on call: `EHR fhir.example unreachable since 10:02 UTC
 /// (fhir_503_transient, 20m 4s), 143 notes waiting, next probe in 20s`, or `Suki's API: up`.
-pub fn destination(d: &crate::DestinationRecord, now: UnixMillis) -> String {
+pub fn destination(d: &crate::records::DestinationRecord, now: UnixMillis) -> String {
     let name = match d.name.strip_prefix("ehr:") {
         Some(host) => format!("EHR {}", clean(host, 80)),
         None if d.name == "suki" => "Suki's API".to_owned(),
@@ -157,11 +157,11 @@ pub struct TimelineLine {
     pub what: String,
 }
 
-/// A [`Trace`](crate::Trace) as lines in time order, for the CLI's `inbox trace` and the
+/// A [`Trace`](crate::ops::Trace) as lines in time order, for the CLI's `inbox trace` and the
 /// console: each row's reception, its attempts and their outcomes, operators' actions, and
 /// the reconciler's expectation (registered, checks, resolution). Ids, codes and statuses
 /// only.
-pub fn timeline(trace: &crate::Trace, now: UnixMillis) -> Vec<TimelineLine> {
+pub fn timeline(trace: &crate::records::Trace, now: UnixMillis) -> Vec<TimelineLine> {
     let mut lines = Vec::new();
     for d in &trace.deliveries {
         lines.push(TimelineLine {

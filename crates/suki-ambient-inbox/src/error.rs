@@ -41,7 +41,7 @@ pub enum StoreError {
     #[error("the SQLite pool is not durable enough for the inbox: {0}")]
     NotDurable(&'static str),
     /// The transactional handler needs a store whose completion can join the handler's
-    /// transaction ([`Store::transactions`](crate::Store::transactions)); this one has none.
+    /// transaction ([`Store::transactions`](crate::store::Store::transactions)); this one has none.
     #[error("the transactional handler needs a store with transactions (SQLite or Postgres)")]
     NoTransactions,
     /// The transactional handler writes through another connection type than the store's
@@ -117,7 +117,7 @@ pub enum DatabaseErrorKind {
 }
 
 impl DatabaseError {
-    /// Wraps a database driver's error (for a [`Store`](crate::Store) of your own), of kind
+    /// Wraps a database driver's error (for a [`Store`](crate::store::Store) of your own), of kind
     /// [`DatabaseErrorKind::Other`] and with no code.
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self {

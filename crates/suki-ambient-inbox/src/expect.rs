@@ -210,7 +210,7 @@ pub struct ExpectationLease {
     pub fence: i64,
 }
 
-/// A check to record ([`Expectations::finish_checks`](crate::Expectations::finish_checks)): the lease it
+/// A check to record ([`Expectations::finish_checks`](crate::store::Expectations::finish_checks)): the lease it
 /// held and what it concluded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FinishedCheck {

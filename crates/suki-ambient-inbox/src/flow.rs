@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use suki_ambient_core::UnixMillis;
 
-use crate::{Inbox, Lead};
+use crate::{Inbox, records::Lead};
 
 /// A handler error: a destination the row needs (Suki's API, the EHR) is unavailable (a
 /// transport error, a timeout, 5xx, 429 or 408, an answer that is not one, credentials refused
@@ -434,7 +434,7 @@ impl Breakers {
             }
         };
         if let Some(next_probe) = record {
-            let down = crate::DestinationDown {
+            let down = crate::records::DestinationDown {
                 name: destination,
                 reason: code,
                 now,
@@ -464,7 +464,7 @@ impl Breakers {
             }
             _ => return,
         };
-        let down = crate::DestinationDown {
+        let down = crate::records::DestinationDown {
             name: destination,
             reason: &reason,
             now,

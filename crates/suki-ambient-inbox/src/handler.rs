@@ -14,7 +14,7 @@ use suki_ambient_core::{
     UnknownEvent, WebhookEvent,
 };
 
-use crate::Source;
+use crate::records::Source;
 
 /// What the worker knows about the row it is processing.
 #[derive(Clone, Debug, PartialEq, Eq)]

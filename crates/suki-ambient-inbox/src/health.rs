@@ -165,7 +165,7 @@ pub struct Health {
     /// waiting for it), and a line for the person on call each.
     pub destinations: Vec<DestinationHealth>,
     /// Whether every stored body opens with a key this process holds.
-    pub key_check: crate::KeyCheck,
+    pub key_check: crate::records::KeyCheck,
 }
 
 /// A destination as [`Health`] shows it.
@@ -174,7 +174,7 @@ pub struct Health {
 pub struct DestinationHealth {
     /// What the store records of it.
     #[serde(flatten)]
-    pub record: crate::DestinationRecord,
+    pub record: crate::records::DestinationRecord,
     /// `EHR fhir.example unreachable since 10:02 UTC (fhir_503_transient, 4m 0s), 143 notes
     /// waiting, next probe in 20s`.
     pub summary: String,
@@ -277,7 +277,7 @@ impl Inbox {
         if worker.is_some_and(|age| age > thresholds.max_worker_heartbeat) {
             problems.push(Problem::WorkerStalled);
         }
-        if key_check == crate::KeyCheck::Missing {
+        if key_check == crate::records::KeyCheck::Missing {
             problems.push(Problem::BodyKeysMissing);
         }
         let mut paused = Vec::new();
@@ -338,7 +338,7 @@ impl Inbox {
     async fn recent_status(
         &self,
         max_age: Duration,
-    ) -> Option<(crate::InboxStatus, Vec<crate::Pause>)> {
+    ) -> Option<(crate::records::InboxStatus, Vec<crate::records::Pause>)> {
         let mut last = self.health_cache().lock().await;
         let fresh = last.as_ref().is_some_and(|(at, _)| at.elapsed() < max_age);
         if !fresh {

@@ -12,7 +12,10 @@ use suki_ambient_core::{
 use tokio::sync::{Notify, oneshot};
 
 use crate::StoreError;
-use crate::{Counts, DeliveryRecord, InboxStatus, NewDelivery, Source, State, Store};
+use crate::{
+    DeliveryRecord, State, records::Counts, records::InboxStatus, records::NewDelivery,
+    records::Source, seam::Store,
+};
 
 /// The most deliveries one group commit writes in one transaction.
 const MAX_BATCH: usize = 256;
@@ -71,8 +74,12 @@ pub(crate) struct Inner {
 pub const AUDIT_FLOOR: Duration = Duration::from_secs(2_192 * 86_400);
 
 /// The counts health checks share (held while they are read).
-pub(crate) type HealthCache =
-    tokio::sync::Mutex<Option<(tokio::time::Instant, Option<(Counts, Vec<crate::Pause>)>)>>;
+pub(crate) type HealthCache = tokio::sync::Mutex<
+    Option<(
+        tokio::time::Instant,
+        Option<(Counts, Vec<crate::records::Pause>)>,
+    )>,
+>;
 
 /// What the inbox knows of its store's writes: when its own writes (ingests, claims,
 /// completions) last failed and last succeeded, and the health check's write probe.
@@ -150,7 +157,7 @@ impl fmt::Debug for Inbox {
 }
 
 impl Inbox {
-    /// An inbox over another [`Store`](crate::Store).
+    /// An inbox over another [`Store`](crate::store::Store).
     pub fn from_store(store: impl Store) -> Self {
         Self::with_store(Arc::new(store))
     }
@@ -444,7 +451,7 @@ impl Inbox {
     /// only. Everything that writes goes through the inbox's own methods, so that every body is
     /// sealed on the one path that writes it ([`ingest`](Self::ingest)) and every operator
     /// action is audited ([`act`](Self::act)).
-    pub fn store(&self) -> &dyn crate::ReadModel {
+    pub fn store(&self) -> &dyn crate::seam::ReadModel {
         &*self.inner.store
     }
 
@@ -470,7 +477,7 @@ impl Inbox {
         };
         self.inner
             .store
-            .register(crate::NewExpectation {
+            .register(crate::records::NewExpectation {
                 expected: session,
                 first_check,
                 now: self.now(),
@@ -651,7 +658,7 @@ impl Inbox {
     /// each with the rows waiting for it (pending, no attempt spent), from the store that
     /// the workers of a fleet share. An open breaker is never a readiness failure: webhooks
     /// keep being stored while the notes wait.
-    pub async fn destinations(&self) -> Result<Vec<crate::DestinationRecord>, StoreError> {
+    pub async fn destinations(&self) -> Result<Vec<crate::records::DestinationRecord>, StoreError> {
         self.inner.store.destinations().await
     }
 
@@ -714,8 +721,8 @@ impl Inbox {
     /// 10 minutes (the bodies' key ids, through an index, given at most 500 ms). A read that
     /// fails or takes longer answers `Unknown`, or `Missing` when that was the last answer:
     /// never `Ok` unread. An inbox without keys answers `NotConfigured`.
-    pub(crate) async fn key_check(&self) -> crate::KeyCheck {
-        use crate::KeyCheck;
+    pub(crate) async fn key_check(&self) -> crate::records::KeyCheck {
+        use crate::records::KeyCheck;
         const EVERY: Duration = Duration::from_secs(600);
         let Some(keys) = self.inner.keys.as_ref() else {
             return KeyCheck::NotConfigured;

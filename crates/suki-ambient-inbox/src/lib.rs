@@ -60,12 +60,14 @@ pub mod metrics;
 mod migrate;
 mod open;
 mod operate;
+pub mod ops;
 mod reconciler;
 mod records;
+mod seam;
 mod settings;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
-mod store;
+pub mod store;
 mod transaction;
 mod worker;
 
@@ -77,13 +79,11 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use audit::{AuditCheckpoint, AuditVerification, BrokenLink, audit_mac};
-pub use crypto::{AuditKey, BodyKey, KeyError, KeyProvider, Keys};
-pub use error::{DatabaseError, DatabaseErrorKind, MigrateError, StoreError};
-pub use expect::{
-    CheckOutcome, ExpectationLease, ExpectationRecord, ExpectedSession, FinishedCheck, Resolution,
-    SealedContext, SessionKind,
-};
+// The application's names. A store author's are in `store`, an operator's reads and reports in
+// `ops`, the audit log's in `audit`, the keys' in `crypto`.
+pub use crypto::{AuditKey, BodyKey, KeyProvider, Keys};
+pub use error::{MigrateError, StoreError};
+pub use expect::{ExpectedSession, SessionKind};
 pub use flow::Unavailable;
 pub use handler::{
     Coded, FetchResults, InboxHandler, InboxMeta, LinkNeeds, Permanent, ResultsHandler, RetryAfter,
@@ -91,37 +91,19 @@ pub use handler::{
 };
 #[cfg(feature = "axum")]
 pub use health::health_router;
-pub use health::{DestinationHealth, Health, HealthStatus, HealthThresholds, Problem, Readiness};
-pub use inbox::{AUDIT_FLOOR, Inbox, dedup_key};
-pub use migrate::{Dialect, HISTORY_TABLE, Migration, migrations};
+pub use health::{Health, HealthStatus, HealthThresholds};
+pub use inbox::Inbox;
 pub use open::InboxBuilder;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use open::InboxPool;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
-pub use reconciler::{
-    CheckReport, Reconciler, ReconcilerBuilder, ReconcilerHandle, polled_event, polled_kind,
-};
-pub use records::{
-    Act, Action, Actor, AuditEntry, Claim, ClaimRequest, Counts, DeadFilter, DeadGroup,
-    DeliveryRecord, DestinationDown, DestinationRecord, ExpectationCounts, FailedAttempt,
-    HourCount, InboxStatus, KeyCheck, Lead, Lease, NewDelivery, NewExpectation, Next, Pause,
-    RekeyReport, Resealed, Selection, Source, State, StoredBody, TimelineEvent, Trace, audit_hash,
-};
-#[cfg(feature = "postgres")]
-pub use sql::PostgresDialect;
-#[cfg(feature = "sqlite")]
-pub use sql::SqliteDialect;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use sql::{SqlDialect, SqlStore};
+pub use reconciler::{Reconciler, ReconcilerBuilder, ReconcilerHandle};
+pub use records::{Action, Actor, DeliveryRecord, Selection, State};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use store::{
-    DeliveryQueue, Expectations, Operations, ReadModel, Store, StoreTransaction, Transactions,
-    Wakeups,
-};
 pub use transaction::TransactionalHandler;
-pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle, backoff};
+pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle};
 
 /// sqlx, for [`Inbox::from_pool`]'s pools and the `TransactionalHandler`'s connection type.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -2,7 +2,7 @@
 //! facade with the `metrics` feature; without it these calls compile to nothing. Labels are
 //! fixed vocabularies, never an id or a payload value.
 
-use crate::{CheckOutcome, InboxStatus, Source};
+use crate::{expect::CheckOutcome, records::InboxStatus, records::Source};
 
 /// Counter: deliveries newly stored, by `source` (`webhook`, `poll`, `manual`).
 pub const INBOX_ENQUEUED: &str = "suki_inbox_enqueued_total";

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::settings::Settings;
-use crate::{Inbox, Store, StoreError};
+use crate::{Inbox, StoreError, seam::Store};
 
 impl Inbox {
     /// Opens the inbox at `url` and creates or migrates its schema: `sqlite://path` (feature
@@ -132,7 +132,7 @@ impl InboxBuilder {
 
     /// Whether to create or upgrade the schema when connecting (default `true`). With `false`
     /// you apply the migrations yourself: [`Inbox::migrate`], or the `.sql` files with your own
-    /// tool ([`migrations`](crate::migrations)).
+    /// tool ([`migrations`](crate::store::migrations)).
     pub fn migrate(mut self, migrate: bool) -> Self {
         self.settings.migrate = migrate;
         self

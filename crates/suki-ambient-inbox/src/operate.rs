@@ -9,7 +9,9 @@ use suki_ambient_core::UnixMillis;
 /// The most rows [`Inbox::trace`] returns.
 const TRACE_LIMIT: u32 = 100;
 
-use crate::{Action, Actor, AuditVerification, Inbox, RekeyReport, Selection, StoreError};
+use crate::{
+    Action, Actor, Inbox, Selection, StoreError, audit::AuditVerification, records::RekeyReport,
+};
 
 impl Inbox {
     /// Makes the selected rows due now with a new round of attempts (their count and timeline
@@ -45,7 +47,7 @@ impl Inbox {
         let n = self
             .inner
             .store
-            .act(crate::Act {
+            .act(crate::records::Act {
                 action: &action,
                 actor,
                 now: self.now(),
@@ -120,7 +122,7 @@ impl Inbox {
         let audit_key = self.audit_keys().current();
         self.inner
             .store
-            .act(crate::Act {
+            .act(crate::records::Act {
                 action: &action,
                 actor: &Actor::application(),
                 now: self.now(),
@@ -184,24 +186,29 @@ impl Inbox {
     /// same hash (unless the audit purge removed it), or entries were removed from the end.
     pub async fn verify_audit_since(
         &self,
-        checkpoint: &crate::AuditCheckpoint,
+        checkpoint: &crate::audit::AuditCheckpoint,
     ) -> Result<AuditVerification, StoreError> {
         crate::audit::verify_chain(&*self.inner.store, &self.audit_keys(), Some(checkpoint)).await
     }
 
     /// The newest audit entry's id and hash, to keep outside the database (`None`: the log is
     /// empty).
-    pub async fn audit_checkpoint(&self) -> Result<Option<crate::AuditCheckpoint>, StoreError> {
+    pub async fn audit_checkpoint(
+        &self,
+    ) -> Result<Option<crate::audit::AuditCheckpoint>, StoreError> {
         let newest = self.inner.store.audit(UnixMillis(0), 1).await?;
-        Ok(newest.into_iter().next().map(|e| crate::AuditCheckpoint {
-            id: e.id,
-            hash: e.hash,
-        }))
+        Ok(newest
+            .into_iter()
+            .next()
+            .map(|e| crate::audit::AuditCheckpoint {
+                id: e.id,
+                hash: e.hash,
+            }))
     }
 
     /// Everything known about a session or an encounter id: its rows (at most 100), their
     /// timelines and its expected sessions. Empty when nothing is known.
-    pub async fn trace(&self, id: &str) -> Result<crate::Trace, StoreError> {
+    pub async fn trace(&self, id: &str) -> Result<crate::records::Trace, StoreError> {
         self.inner.store.trace(id, TRACE_LIMIT).await
     }
 
@@ -289,7 +296,7 @@ impl Inbox {
                 let sealed = current
                     .try_seal(stored.dedup_key.as_bytes(), &plain)
                     .ok_or(StoreError::SealFailed)?;
-                resealed.push(crate::Resealed {
+                resealed.push(crate::records::Resealed {
                     id: stored.id,
                     was: stored.key_id,
                     key_id: current.id().to_owned(),
@@ -303,12 +310,15 @@ impl Inbox {
     }
 
     /// The pauses in force.
-    pub async fn pauses(&self) -> Result<Vec<crate::Pause>, StoreError> {
+    pub async fn pauses(&self) -> Result<Vec<crate::records::Pause>, StoreError> {
         self.inner.store.pauses().await
     }
 
     /// Dead rows grouped by error code, the group that died latest first.
-    pub async fn dead_groups(&self, limit: u32) -> Result<Vec<crate::DeadGroup>, StoreError> {
+    pub async fn dead_groups(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::records::DeadGroup>, StoreError> {
         self.inner.store.dead_groups(limit).await
     }
 
@@ -317,7 +327,7 @@ impl Inbox {
         &self,
         since: UnixMillis,
         limit: u32,
-    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+    ) -> Result<Vec<crate::records::AuditEntry>, StoreError> {
         self.inner.store.audit(since, limit).await
     }
 
@@ -328,7 +338,7 @@ impl Inbox {
         &self,
         since: UnixMillis,
         limit: u32,
-    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+    ) -> Result<Vec<crate::records::AuditEntry>, StoreError> {
         self.inner.store.audit_changes(since, limit).await
     }
 

@@ -47,10 +47,10 @@ impl SqlStore<PostgresDialect> {
         pool: PgPool,
         settings: &Settings,
     ) -> Result<Self, StoreError> {
-        let schema = settings.schema_for(crate::Dialect::Postgres)?;
+        let schema = settings.schema_for(crate::migrate::Dialect::Postgres)?;
         let store = Self::new(pool, schema);
         if settings.migrate {
-            crate::Store::migrate(&store).await?;
+            crate::seam::Store::migrate(&store).await?;
         }
         Ok(store)
     }
@@ -60,7 +60,7 @@ impl SqlStore<PostgresDialect> {
         create: bool,
         settings: &Settings,
     ) -> Result<Self, StoreError> {
-        let schema = settings.schema_for(crate::Dialect::Postgres)?;
+        let schema = settings.schema_for(crate::migrate::Dialect::Postgres)?;
         let pool = match PgPoolOptions::new()
             // A ping before each use would double the round trips of every statement; a
             // broken connection fails its statement instead, which the callers handle.

@@ -13,8 +13,8 @@ use suki_ambient_core::{
 };
 
 use crate::expect::{CheckOutcome, ExpectationRecord, ExpectedSession, FinishedCheck, SessionKind};
-use crate::{Inbox, StoreError, backoff};
-use crate::{NewDelivery, Source};
+use crate::{Inbox, StoreError, worker::backoff};
+use crate::{records::NewDelivery, records::Source};
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_BASE: Duration = Duration::from_secs(30);
@@ -268,7 +268,7 @@ impl Reconciler {
             let claims = self
                 .inbox
                 .backend()
-                .claim_expectations(crate::ClaimRequest {
+                .claim_expectations(crate::records::ClaimRequest {
                     owner: &self.owner,
                     now: self.inbox.now(),
                     lease: self.lease,

@@ -398,7 +398,7 @@ pub enum Action {
     },
     /// Records what a re-seal of the stored bodies did ([`Inbox::rekey`](crate::Inbox::rekey);
     /// changes nothing itself).
-    Rekey(crate::RekeyReport),
+    Rekey(crate::records::RekeyReport),
     /// Records the body keys a process started with, when they differ from the last recorded
     /// (changes nothing): key ids only.
     KeysSeen {
@@ -470,7 +470,7 @@ impl Action {
         }
     }
 
-    /// Its target and detail, as the audit log keeps them (for a [`Store`](crate::Store) of your own).
+    /// Its target and detail, as the audit log keeps them (for a [`Store`](crate::store::Store) of your own).
     pub fn describe(&self) -> (Option<String>, Option<String>) {
         let action = self;
         let kind_or_all = |kind: &Option<EventKind>| {
@@ -573,7 +573,7 @@ impl Action {
     }
 }
 
-/// An action to do ([`Operations::act`](crate::Operations::act)).
+/// An action to do ([`Operations::act`](crate::store::Operations::act)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Act<'a> {
     /// What.
@@ -582,13 +582,13 @@ pub struct Act<'a> {
     pub actor: &'a Actor,
     /// The caller's clock.
     pub now: UnixMillis,
-    /// The key its audit entry is chained with ([`audit_mac`](crate::audit_mac)); `None`: a
+    /// The key its audit entry is chained with ([`audit_mac`](crate::audit::audit_mac)); `None`: a
     /// plain hash. A store refuses to append an entry without a key to a chain whose newest
     /// entry is keyed ([`StoreError::Refused`]).
     pub audit_key: Option<&'a crate::AuditKey>,
 }
 
-/// A pause in force ([`ReadModel::pauses`](crate::ReadModel::pauses)).
+/// A pause in force ([`ReadModel::pauses`](crate::store::ReadModel::pauses)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Pause {
     /// The kind paused, or `None` for the whole inbox.
@@ -601,7 +601,7 @@ pub struct Pause {
     pub reason: Option<String>,
 }
 
-/// One event of a row's timeline ([`ReadModel::trace`](crate::ReadModel::trace)): an attempt and its outcome, or an
+/// One event of a row's timeline ([`ReadModel::trace`](crate::store::ReadModel::trace)): an attempt and its outcome, or an
 /// operator's action. Codes, statuses and names only, never content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TimelineEvent {
@@ -629,7 +629,7 @@ pub struct TimelineEvent {
     pub actor: Option<String>,
 }
 
-/// Everything the inbox knows about one session or encounter ([`ReadModel::trace`](crate::ReadModel::trace)).
+/// Everything the inbox knows about one session or encounter ([`ReadModel::trace`](crate::store::ReadModel::trace)).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Trace {
     /// Its rows, oldest first.
@@ -647,7 +647,7 @@ impl Trace {
     }
 }
 
-/// Dead rows with one error code ([`ReadModel::dead_groups`](crate::ReadModel::dead_groups)).
+/// Dead rows with one error code ([`ReadModel::dead_groups`](crate::store::ReadModel::dead_groups)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeadGroup {
     /// The code (`None`: none recorded).
@@ -658,7 +658,7 @@ pub struct DeadGroup {
     pub latest: UnixMillis,
 }
 
-/// An entry of the audit log ([`ReadModel::audit`](crate::ReadModel::audit)).
+/// An entry of the audit log ([`ReadModel::audit`](crate::store::ReadModel::audit)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
     /// Its number, in order.
@@ -681,7 +681,7 @@ pub struct AuditEntry {
     /// entries written before the chain existed).
     pub prev_hash: String,
     /// Its own hash: its MAC under the inbox's audit key
-    /// ([`audit_mac`](crate::audit_mac): `hmac-sha256:<key id>:<hex>`), or, without one, the
+    /// ([`audit_mac`](crate::audit::audit_mac): `hmac-sha256:<key id>:<hex>`), or, without one, the
     /// [`audit_hash`] of `prev_hash` and its fields; `""` for entries written before the chain
     /// existed.
     pub hash: String,
@@ -689,9 +689,9 @@ pub struct AuditEntry {
 
 /// The hash that chains an audit entry to the one before it: SHA-256, in lowercase hex, over
 /// `prev_hash` and the entry's `at`, `actor`, `origin`, `action`, `target`, `rows` and `detail`
-/// (each length-prefixed; its `id`, `prev_hash` and `hash` fields are not read). A [`Store`](crate::Store) of
+/// (each length-prefixed; its `id`, `prev_hash` and `hash` fields are not read). A [`Store`](crate::store::Store) of
 /// your own computes it for each entry it appends, from the newest entry's hash (or the latest
-/// purge's anchor, [`ReadModel::audit_anchor`](crate::ReadModel::audit_anchor), when none is left).
+/// purge's anchor, [`ReadModel::audit_anchor`](crate::store::ReadModel::audit_anchor), when none is left).
 pub fn audit_hash(prev_hash: &str, entry: &AuditEntry) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
@@ -773,7 +773,7 @@ pub struct Counts {
     pub oldest_unfinished_received_at: Option<UnixMillis>,
 }
 
-/// A row's stored body ([`ReadModel::bodies`](crate::ReadModel::bodies)); `Debug` shows its length only.
+/// A row's stored body ([`ReadModel::bodies`](crate::store::ReadModel::bodies)); `Debug` shows its length only.
 #[derive(Clone)]
 pub struct StoredBody {
     /// The row.
@@ -799,7 +799,7 @@ impl fmt::Debug for StoredBody {
     }
 }
 
-/// A body re-sealed under another key ([`Operations::reseal`](crate::Operations::reseal)).
+/// A body re-sealed under another key ([`Operations::reseal`](crate::store::Operations::reseal)).
 #[derive(Clone)]
 pub struct Resealed {
     /// The row.
@@ -825,8 +825,8 @@ impl fmt::Debug for Resealed {
     }
 }
 
-/// A claim of due rows or due expectations ([`DeliveryQueue::claim`](crate::DeliveryQueue::claim),
-/// [`Expectations::claim_expectations`](crate::Expectations::claim_expectations)).
+/// A claim of due rows or due expectations ([`DeliveryQueue::claim`](crate::store::DeliveryQueue::claim),
+/// [`Expectations::claim_expectations`](crate::store::Expectations::claim_expectations)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClaimRequest<'a> {
     /// Who claims (the worker's or reconciler's owner name).
@@ -848,7 +848,7 @@ impl ClaimRequest<'_> {
     }
 }
 
-/// A failed attempt to record ([`DeliveryQueue::fail`](crate::DeliveryQueue::fail)).
+/// A failed attempt to record ([`DeliveryQueue::fail`](crate::store::DeliveryQueue::fail)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailedAttempt<'a> {
     /// The row and the claim that held it.
@@ -867,7 +867,7 @@ pub struct FailedAttempt<'a> {
 }
 
 /// A destination the worker calls (Suki's API, an EHR) as the store shares it between the
-/// workers of a fleet ([`ReadModel::destinations`](crate::ReadModel::destinations)).
+/// workers of a fleet ([`ReadModel::destinations`](crate::store::ReadModel::destinations)).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct DestinationRecord {
@@ -889,7 +889,7 @@ pub struct DestinationRecord {
     pub updated_at: UnixMillis,
 }
 
-/// A destination found down ([`DeliveryQueue::destination_down`](crate::DeliveryQueue::destination_down)).
+/// A destination found down ([`DeliveryQueue::destination_down`](crate::store::DeliveryQueue::destination_down)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DestinationDown<'a> {
     /// The destination.
@@ -902,7 +902,7 @@ pub struct DestinationDown<'a> {
     pub next_probe: UnixMillis,
 }
 
-/// An expected session to register ([`Expectations::register`](crate::Expectations::register)).
+/// An expected session to register ([`Expectations::register`](crate::store::Expectations::register)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NewExpectation<'a> {
     /// The session.
@@ -912,11 +912,11 @@ pub struct NewExpectation<'a> {
     /// The caller's clock.
     pub now: UnixMillis,
     /// The partner's context (`additional_info`), sealed as bodies are (or in clear without
-    /// keys): stored as it is, handed back in [`ExpectationRecord::context`](crate::ExpectationRecord::context).
+    /// keys): stored as it is, handed back in [`ExpectationRecord::context`](crate::store::ExpectationRecord::context).
     pub context: Option<&'a [u8]>,
 }
 
-/// A request for a fleet-wide chore's lease ([`DeliveryQueue::lead`](crate::DeliveryQueue::lead)).
+/// A request for a fleet-wide chore's lease ([`DeliveryQueue::lead`](crate::store::DeliveryQueue::lead)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lead<'a> {
     /// The chore (`"maintenance"`).
@@ -929,7 +929,7 @@ pub struct Lead<'a> {
     pub until: UnixMillis,
 }
 
-/// Rows received within one hour that are now in one state ([`ReadModel::hourly`](crate::ReadModel::hourly)).
+/// Rows received within one hour that are now in one state ([`ReadModel::hourly`](crate::store::ReadModel::hourly)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HourCount {
     /// The hour's start (Unix ms, a multiple of 3,600,000).
@@ -940,7 +940,7 @@ pub struct HourCount {
     pub count: u64,
 }
 
-/// Expectations by resolution ([`ReadModel::expectation_counts`](crate::ReadModel::expectation_counts)).
+/// Expectations by resolution ([`ReadModel::expectation_counts`](crate::store::ReadModel::expectation_counts)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExpectationCounts {
     /// All of them.

@@ -29,16 +29,21 @@ impl Settings {
     /// The schema setting, checked for `dialect`: SQLite keeps the inbox in its file and takes
     /// none; a Postgres schema name must be one the inbox accepts.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    pub(crate) fn schema_for(&self, dialect: crate::Dialect) -> Result<Option<&str>, StoreError> {
+    pub(crate) fn schema_for(
+        &self,
+        dialect: crate::migrate::Dialect,
+    ) -> Result<Option<&str>, StoreError> {
         match (&self.schema, dialect) {
             (None, _) => Ok(None),
-            (Some(_), crate::Dialect::Sqlite) => Err(StoreError::Unsupported(
+            (Some(_), crate::migrate::Dialect::Sqlite) => Err(StoreError::Unsupported(
                 "a schema (SQLite keeps the inbox in its database file)",
             )),
-            (Some(schema), crate::Dialect::Postgres) if crate::migrate::valid_schema(schema) => {
+            (Some(schema), crate::migrate::Dialect::Postgres)
+                if crate::migrate::valid_schema(schema) =>
+            {
                 Ok(Some(schema))
             }
-            (Some(schema), crate::Dialect::Postgres) => Err(StoreError::InvalidSchema {
+            (Some(schema), crate::migrate::Dialect::Postgres) => Err(StoreError::InvalidSchema {
                 schema: schema.clone(),
             }),
         }

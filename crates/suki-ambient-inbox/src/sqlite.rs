@@ -37,7 +37,7 @@ impl SqlStore<SqliteDialect> {
         create: bool,
         settings: &Settings,
     ) -> Result<Self, StoreError> {
-        settings.schema_for(crate::Dialect::Sqlite)?;
+        settings.schema_for(crate::migrate::Dialect::Sqlite)?;
         let options = SqliteConnectOptions::from_str(url)
             .db()?
             .create_if_missing(create);
@@ -109,7 +109,7 @@ impl SqlStore<SqliteDialect> {
             .db()?;
         let mut store = Self::new(pool, None);
         if settings.migrate {
-            crate::Store::migrate(&store).await?;
+            crate::seam::Store::migrate(&store).await?;
         }
         if !memory {
             store.file = FileId::of(&path).map(|id| (path, id));
@@ -131,7 +131,7 @@ impl SqlStore<SqliteDialect> {
         pool: SqlitePool,
         settings: &Settings,
     ) -> Result<Self, StoreError> {
-        settings.schema_for(crate::Dialect::Sqlite)?;
+        settings.schema_for(crate::migrate::Dialect::Sqlite)?;
         let mut conn = pool.acquire().await.db()?;
         let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&mut *conn)
@@ -163,7 +163,7 @@ impl SqlStore<SqliteDialect> {
         }
         let mut store = Self::new(pool, None);
         if settings.migrate {
-            crate::Store::migrate(&store).await?;
+            crate::seam::Store::migrate(&store).await?;
         }
         if let Some(file) = file {
             let path = std::path::PathBuf::from(file);

@@ -1,7 +1,7 @@
 //! The transaction capability: a store whose completion can commit in the same transaction as
 //! the application's own writes, and the [`TransactionalHandler`] that writes in it.
 //!
-//! The worker asks the store for it ([`Store::transactions`](crate::Store::transactions)), begins
+//! The worker asks the store for it ([`Store::transactions`](crate::store::Store::transactions)), begins
 //! a transaction per attempt, hands the handler the transaction's connection, completes the row
 //! (fenced) in the same transaction, and commits, so the handler's writes and the row's
 //! completion happen together or not at all. Both built-in stores have it: Postgres

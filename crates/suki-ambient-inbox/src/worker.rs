@@ -16,8 +16,8 @@ pub(crate) use crate::handler::Failure;
 
 mod job;
 use crate::handler::{InboxHandler, InboxMeta};
-use crate::{Claim, Lease, Next, Store};
 use crate::{Inbox, StoreError};
+use crate::{records::Claim, records::Lease, records::Next, seam::Store};
 use job::Job;
 
 /// Defaults of [`InboxWorkerBuilder`]: the adaptive limit starts at 16 rows at once and grows
@@ -40,7 +40,7 @@ const CHORES_EVERY: Duration = Duration::from_secs(15);
 const LISTEN_RETRY_CAP: Duration = Duration::from_secs(60);
 /// How long the maintenance lease lasts once taken or renewed: three rounds of chores.
 const MAINTENANCE_LEASE_MS: u64 = 3 * CHORES_EVERY.as_secs() * 1_000;
-/// The fleet-wide chores' lease ([`DeliveryQueue::lead`](crate::DeliveryQueue::lead)).
+/// The fleet-wide chores' lease ([`DeliveryQueue::lead`](crate::store::DeliveryQueue::lead)).
 const MAINTENANCE: &str = "maintenance";
 /// How often done rows past the retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
@@ -210,7 +210,7 @@ impl InboxWorker {
     /// Works on both built-in stores however the inbox was built ([`Inbox::connect`],
     /// [`Inbox::from_pool`], [`Inbox::from_store`]), with a handler that takes the store's
     /// connection (`sqlx::PgConnection` or `sqlx::SqliteConnection`), and on a store of your
-    /// own that [has transactions](crate::Store::transactions). Fails with
+    /// own that [has transactions](crate::store::Store::transactions). Fails with
     /// [`StoreError::NoTransactions`] when the store has none, and with
     /// [`StoreError::ConnectionMismatch`] when the handler takes another connection type.
     pub fn transactional<C: Send + 'static>(
@@ -335,7 +335,7 @@ impl InboxWorker {
     /// chores to later.
     async fn lead(&self) -> bool {
         let now = self.inbox.now();
-        let lead = crate::Lead {
+        let lead = crate::records::Lead {
             task: MAINTENANCE,
             owner: &self.options.owner,
             now,
@@ -715,7 +715,7 @@ impl Pool {
         }
         let store = worker.inbox.store_arc();
         let claims = store
-            .claim(crate::ClaimRequest {
+            .claim(crate::records::ClaimRequest {
                 owner: &worker.options.owner,
                 now: worker.inbox.now(),
                 lease: worker.options.lease,

@@ -154,14 +154,14 @@ async fn a_missing_key_fails_visibly_and_rotation_keeps_old_rows_readable() {
     assert!(
         health
             .problems
-            .contains(&suki_ambient_inbox::Problem::BodyKeysMissing),
+            .contains(&suki_ambient_inbox::ops::Problem::BodyKeysMissing),
         "health names the missing key before any row fails: {health:?}"
     );
     assert!(
         !old.health(&thresholds)
             .await
             .problems
-            .contains(&suki_ambient_inbox::Problem::BodyKeysMissing),
+            .contains(&suki_ambient_inbox::ops::Problem::BodyKeysMissing),
         "the inbox holding the key is fine"
     );
     assert_eq!(drain(&wrong).await, ["clear-1"]);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnectOptions;
 use suki_ambient_core::UnixMillis;
-use suki_ambient_inbox::NewDelivery;
+use suki_ambient_inbox::store::NewDelivery;
 use suki_ambient_inbox::{Health, HealthThresholds, Inbox, SqliteStore};
 
 /// Probes at every check, and gives up on a probe after 1 s.
@@ -35,7 +35,7 @@ fn unwritable(health: &Health) -> bool {
         && !health.store_writable
         && health
             .problems
-            .contains(&suki_ambient_inbox::Problem::StoreUnwritable)
+            .contains(&suki_ambient_inbox::ops::Problem::StoreUnwritable)
 }
 
 /// Checks health until `pred` holds (a few seconds at most); the last answer.
@@ -286,7 +286,7 @@ async fn health_answers_while_the_store_does_not() {
     assert!(
         health
             .problems
-            .contains(&suki_ambient_inbox::Problem::StoreUnreachable),
+            .contains(&suki_ambient_inbox::ops::Problem::StoreUnreachable),
         "{health:?}"
     );
     sqlx::query("ROLLBACK")

@@ -13,7 +13,7 @@
 mod common;
 
 use suki_ambient_inbox::sqlx::{self, Connection as _};
-use suki_ambient_inbox::{Action, Actor, AuditEntry, Inbox, Keys, audit_hash};
+use suki_ambient_inbox::{Action, Actor, Inbox, Keys, audit::audit_hash, ops::AuditEntry};
 
 fn keys() -> Keys {
     Keys::new([suki_ambient_inbox::BodyKey::new([9; 32])]).expect("keys")
@@ -218,7 +218,7 @@ async fn truncation(url: &str, mut db: Db) {
     assert_eq!(broken.id, checkpoint.id);
     assert!(broken.reason.contains("gone"), "{}", broken.reason);
     // And an entry changed since the checkpoint (with its MAC put back as it was) is named.
-    let changed = suki_ambient_inbox::AuditCheckpoint {
+    let changed = suki_ambient_inbox::audit::AuditCheckpoint {
         id: 3,
         hash: "hmac-sha256:0:0".into(),
     };

@@ -32,11 +32,11 @@ async fn connecting_twice_migrates_once() {
     let url = common::fresh_postgres().await;
     let a = PostgresStore::connect(&url).await.expect("first");
     let b = PostgresStore::connect(&url).await.expect("second");
-    suki_ambient_inbox::DeliveryQueue::insert(&a, &[conformance::delivery("x")])
+    suki_ambient_inbox::store::DeliveryQueue::insert(&a, &[conformance::delivery("x")])
         .await
         .expect("insert");
     assert_eq!(
-        suki_ambient_inbox::ReadModel::list(&b, None, 5)
+        suki_ambient_inbox::store::ReadModel::list(&b, None, 5)
             .await
             .expect("list")
             .len(),

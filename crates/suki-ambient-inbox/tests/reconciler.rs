@@ -16,7 +16,8 @@ use suki_ambient_core::{
     Clock, EncounterId, EventKind, FixedClock, HandlerError, SessionId, UnixMillis, WebhookEvent,
 };
 use suki_ambient_inbox::{
-    ExpectedSession, Inbox, InboxMeta, InboxWorker, Reconciler, Resolution, Source, polled_kind,
+    ExpectedSession, Inbox, InboxMeta, InboxWorker, Reconciler, ops::Resolution, ops::Source,
+    ops::polled_kind,
 };
 use suki_ambient_sandbox::{
     DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, Fate, Fault, Sandbox, WebhookFault,

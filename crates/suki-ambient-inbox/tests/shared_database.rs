@@ -6,7 +6,7 @@
 mod common;
 
 use suki_ambient_inbox::conformance::delivery;
-use suki_ambient_inbox::{Dialect, Inbox, StoreError, migrations};
+use suki_ambient_inbox::{Inbox, StoreError, store::Dialect, store::migrations};
 
 /// The history of an inbox of this version: every migration, the first `adopted` adopted.
 fn expected_history(dialect: Dialect, adopted: i64) -> Vec<(i64, bool)> {
@@ -21,8 +21,8 @@ const APP_VERSIONS: &str = "SELECT version FROM _sqlx_migrations ORDER BY versio
 
 /// What releases before 0.2 did: the inbox's versions 1-4 through sqlx's migrator, recorded in
 /// `_sqlx_migrations`.
-fn earlier_release(dialect: suki_ambient_inbox::Dialect) -> sqlx::migrate::Migrator {
-    let migrations = suki_ambient_inbox::migrations(dialect)[..4]
+fn earlier_release(dialect: suki_ambient_inbox::store::Dialect) -> sqlx::migrate::Migrator {
+    let migrations = suki_ambient_inbox::store::migrations(dialect)[..4]
         .iter()
         .map(|m| {
             sqlx::migrate::Migration::new(
@@ -137,7 +137,7 @@ mod sqlite {
         let dir = tempfile::tempdir().expect("dir");
         let pool = app_pool(dir.path()).await;
         // What earlier releases did: the inbox's versions 1-4 in `_sqlx_migrations`.
-        earlier_release(suki_ambient_inbox::Dialect::Sqlite)
+        earlier_release(suki_ambient_inbox::store::Dialect::Sqlite)
             .run(&pool)
             .await
             .expect("the earlier release's migrations");
@@ -178,7 +178,11 @@ mod sqlite {
             "{err}"
         );
         sqlx::query("UPDATE suki_inbox_migrations SET checksum = $1 WHERE version = 2")
-            .bind(suki_ambient_inbox::migrations(suki_ambient_inbox::Dialect::Sqlite)[1].checksum())
+            .bind(
+                suki_ambient_inbox::store::migrations(suki_ambient_inbox::store::Dialect::Sqlite)
+                    [1]
+                .checksum(),
+            )
             .execute(&conn)
             .await
             .expect("untamper");
@@ -359,7 +363,7 @@ mod postgres {
     async fn an_inbox_of_an_earlier_release_is_adopted() {
         let url = common::fresh_postgres().await;
         let pool = PgPool::connect(&url).await.expect("pool");
-        earlier_release(suki_ambient_inbox::Dialect::Postgres)
+        earlier_release(suki_ambient_inbox::store::Dialect::Postgres)
             .run(&pool)
             .await
             .expect("the earlier release's migrations");

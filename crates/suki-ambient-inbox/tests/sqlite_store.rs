@@ -37,12 +37,12 @@ async fn reopening_keeps_rows_and_does_not_migrate_twice() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("inbox.db").display());
     let store = SqliteStore::connect(&url).await.expect("open");
-    suki_ambient_inbox::DeliveryQueue::insert(&store, &[conformance::delivery("kept")])
+    suki_ambient_inbox::store::DeliveryQueue::insert(&store, &[conformance::delivery("kept")])
         .await
         .expect("insert");
     drop(store);
     let store = SqliteStore::connect(&url).await.expect("reopen");
-    let rows = suki_ambient_inbox::ReadModel::list(&store, None, 10)
+    let rows = suki_ambient_inbox::store::ReadModel::list(&store, None, 10)
         .await
         .expect("list");
     assert_eq!(rows.len(), 1);

@@ -16,10 +16,11 @@ use suki_ambient_core::{
     WebhookEvent, WebhookSecret,
 };
 use suki_ambient_inbox::{
-    Claim, ClaimRequest, Counts, DeliveryQueue, DeliveryRecord, ExpectationRecord, Expectations,
-    FailedAttempt, FinishedCheck, Inbox, InboxMeta, InboxWorker, Lease, NewDelivery,
-    NewExpectation, Next, Permanent, ReadModel, RetryAfter, Selection, SqliteStore, State, Store,
-    StoreError, backoff,
+    DeliveryRecord, Inbox, InboxMeta, InboxWorker, Permanent, RetryAfter, Selection, SqliteStore,
+    State, StoreError, ops::Counts, store::Claim, store::ClaimRequest, store::DeliveryQueue,
+    store::ExpectationRecord, store::Expectations, store::FailedAttempt, store::FinishedCheck,
+    store::Lease, store::NewDelivery, store::NewExpectation, store::Next, store::ReadModel,
+    store::Store, store::backoff,
 };
 
 const SECRET: &str = "inbox-test-secret";
@@ -140,7 +141,7 @@ async fn the_worker_processes_each_row_once_and_retries_failures() {
             async move {
                 let n = counting.record(&meta);
                 assert_eq!(meta.attempt, n, "the attempt number");
-                assert_eq!(meta.source(), suki_ambient_inbox::Source::Webhook);
+                assert_eq!(meta.source(), suki_ambient_inbox::ops::Source::Webhook);
                 // Session b fails twice (retryably), then succeeds.
                 if event.session_id().map(|s| s.as_str()) == Some("b") && n <= 2 {
                     return Err::<(), HandlerError>("temporary".into());
@@ -372,7 +373,7 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
             .await
             .expect("store");
     let claim = crashed
-        .claim(suki_ambient_inbox::ClaimRequest {
+        .claim(suki_ambient_inbox::store::ClaimRequest {
             owner: "crashed",
             now: clock.now_millis(),
             lease: Duration::from_secs(60),
@@ -413,7 +414,7 @@ async fn a_row_left_by_a_crashed_worker_is_taken_over_after_its_lease() {
     // The crashed worker coming back cannot overwrite the result.
     assert!(
         !crashed
-            .fail(suki_ambient_inbox::FailedAttempt {
+            .fail(suki_ambient_inbox::store::FailedAttempt {
                 lease: claim.lease(),
                 now: clock.now_millis(),
                 next: Next::Dead,
@@ -494,8 +495,8 @@ impl Switchable {
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Database(
-                suki_ambient_inbox::DatabaseError::new(sqlx::Error::PoolTimedOut)
-                    .with_kind(suki_ambient_inbox::DatabaseErrorKind::PoolTimeout),
+                suki_ambient_inbox::store::DatabaseError::new(sqlx::Error::PoolTimedOut)
+                    .with_kind(suki_ambient_inbox::store::DatabaseErrorKind::PoolTimeout),
             ))
         } else {
             Ok(())
@@ -621,19 +622,23 @@ impl ReadModel for Switchable {
     async fn hourly(
         &self,
         since: suki_ambient_core::UnixMillis,
-    ) -> Result<Vec<suki_ambient_inbox::HourCount>, StoreError> {
+    ) -> Result<Vec<suki_ambient_inbox::ops::HourCount>, StoreError> {
         self.check()?;
         self.inner.hourly(since).await
     }
 
     async fn expectation_counts(
         &self,
-    ) -> Result<suki_ambient_inbox::ExpectationCounts, StoreError> {
+    ) -> Result<suki_ambient_inbox::ops::ExpectationCounts, StoreError> {
         self.check()?;
         self.inner.expectation_counts().await
     }
 
-    async fn trace(&self, id: &str, limit: u32) -> Result<suki_ambient_inbox::Trace, StoreError> {
+    async fn trace(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<suki_ambient_inbox::ops::Trace, StoreError> {
         self.check()?;
         self.inner.trace(id, limit).await
     }
@@ -641,12 +646,12 @@ impl ReadModel for Switchable {
     async fn dead_groups(
         &self,
         limit: u32,
-    ) -> Result<Vec<suki_ambient_inbox::DeadGroup>, StoreError> {
+    ) -> Result<Vec<suki_ambient_inbox::ops::DeadGroup>, StoreError> {
         self.check()?;
         self.inner.dead_groups(limit).await
     }
 
-    async fn pauses(&self) -> Result<Vec<suki_ambient_inbox::Pause>, StoreError> {
+    async fn pauses(&self) -> Result<Vec<suki_ambient_inbox::ops::Pause>, StoreError> {
         self.check()?;
         self.inner.pauses().await
     }
@@ -655,7 +660,7 @@ impl ReadModel for Switchable {
         &self,
         since: UnixMillis,
         limit: u32,
-    ) -> Result<Vec<suki_ambient_inbox::AuditEntry>, StoreError> {
+    ) -> Result<Vec<suki_ambient_inbox::ops::AuditEntry>, StoreError> {
         self.check()?;
         self.inner.audit(since, limit).await
     }
@@ -669,15 +674,15 @@ impl ReadModel for Switchable {
         &self,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<suki_ambient_inbox::StoredBody>, StoreError> {
+    ) -> Result<Vec<suki_ambient_inbox::store::StoredBody>, StoreError> {
         self.check()?;
         self.inner.bodies(after, limit).await
     }
 }
 
 #[async_trait]
-impl suki_ambient_inbox::Operations for Switchable {
-    async fn act(&self, act: suki_ambient_inbox::Act<'_>) -> Result<u64, StoreError> {
+impl suki_ambient_inbox::store::Operations for Switchable {
+    async fn act(&self, act: suki_ambient_inbox::store::Act<'_>) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.act(act).await
     }
@@ -691,7 +696,10 @@ impl suki_ambient_inbox::Operations for Switchable {
         self.inner.preview(action, now).await
     }
 
-    async fn reseal(&self, bodies: &[suki_ambient_inbox::Resealed]) -> Result<u64, StoreError> {
+    async fn reseal(
+        &self,
+        bodies: &[suki_ambient_inbox::store::Resealed],
+    ) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.reseal(bodies).await
     }

@@ -2,7 +2,7 @@
 //! are shared (down, one probe at a time, up again making their waiting rows due).
 
 use super::*;
-use crate::{DestinationDown, Lead};
+use crate::{records::DestinationDown, records::Lead};
 
 pub(super) async fn a_wait_spends_no_attempt_and_names_its_destination(store: &impl Store) {
     let step = "a_wait_spends_no_attempt_and_names_its_destination";

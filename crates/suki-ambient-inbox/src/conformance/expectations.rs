@@ -42,7 +42,9 @@ pub(super) async fn expectations_are_resolved_by_stored_events(store: &impl Stor
         (Some("provider-1"), SessionKind::Ambient)
     );
     assert_eq!(
-        a.context.as_ref().map(crate::SealedContext::as_bytes),
+        a.context
+            .as_ref()
+            .map(crate::expect::SealedContext::as_bytes),
         Some(&b"\0{\"ehr_patient\":\"Patient/1\"}"[..]),
         "the context is kept as given"
     );
@@ -340,15 +342,15 @@ pub(super) async fn a_pass_records_its_checks_at_once(store: &impl Store) {
     let mut stale = claims[1].lease();
     stale.fence -= 1;
     let checks = [
-        crate::FinishedCheck {
+        crate::expect::FinishedCheck {
             lease: claims[0].lease(),
             outcome: again.clone(),
         },
-        crate::FinishedCheck {
+        crate::expect::FinishedCheck {
             lease: stale,
             outcome: again.clone(),
         },
-        crate::FinishedCheck {
+        crate::expect::FinishedCheck {
             lease: claims[2].lease(),
             outcome: CheckOutcome::GaveUp {
                 status: "running".to_owned(),

@@ -29,7 +29,7 @@ pub(super) async fn operators_act_with_an_audit_entry(store: &impl Store) {
     assert_eq!(groups.len(), 3, "{step}: one group per code");
     assert!(groups.iter().all(|g| g.count == 1));
     let by_prefix = crate::Action::Retry(Selection::DeadMatching(
-        crate::DeadFilter::new().code_prefix("fetch_contents_"),
+        crate::records::DeadFilter::new().code_prefix("fetch_contents_"),
     ));
     assert_eq!(
         store.preview(&by_prefix, at(10)).await.expect("preview"),
@@ -47,7 +47,9 @@ pub(super) async fn operators_act_with_an_audit_entry(store: &impl Store) {
         "{step}: by prefix"
     );
     let exact = crate::Action::Retry(Selection::DeadMatching(
-        crate::DeadFilter::new().code("handler_failed").since(at(0)),
+        crate::records::DeadFilter::new()
+            .code("handler_failed")
+            .since(at(0)),
     ));
     assert_eq!(
         act(store, exact, at(11)).await.expect("retry"),
@@ -200,7 +202,7 @@ pub(super) async fn the_audit_log_is_a_chain_purged_only_from_its_start(store: &
     for entry in &chain {
         assert_eq!(
             entry.hash,
-            crate::audit_hash(&entry.prev_hash, entry),
+            crate::records::audit_hash(&entry.prev_hash, entry),
             "{step}"
         );
     }
@@ -498,7 +500,7 @@ pub(super) async fn a_keyed_chain_and_the_floor_hold_in_the_store(store: &impl S
         let key = &key;
         async move {
             store
-                .act(crate::Act {
+                .act(crate::records::Act {
                     action: &action,
                     actor: &crate::Actor::new("tester", "conformance"),
                     now,

@@ -250,9 +250,9 @@ pub(super) async fn bodies_are_erased_after_their_retention(store: &impl Store) 
     );
     let bodies = store.bodies(0, 10).await.expect("bodies");
     assert_eq!(bodies.len(), 1, "{step}: erased bodies are not re-sealed");
-    let stale: Vec<crate::Resealed> = read_before
+    let stale: Vec<crate::records::Resealed> = read_before
         .iter()
-        .map(|b| crate::Resealed {
+        .map(|b| crate::records::Resealed {
             id: b.id,
             was: b.key_id.clone(),
             key_id: "k2".into(),
@@ -714,7 +714,7 @@ pub(super) async fn a_restarted_owner_takes_its_rows_back(store: &impl Store) {
 /// The maintenance lease has one holder at a time: renewed by its holder, refused to another
 /// until it expires, then taken over (and the old holder refused).
 pub(super) async fn one_worker_holds_the_maintenance_lease(store: &impl Store) {
-    let lead = |owner, now, until| crate::Lead {
+    let lead = |owner, now, until| crate::records::Lead {
         task: "maintenance",
         owner,
         now: at(now),

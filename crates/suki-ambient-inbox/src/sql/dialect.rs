@@ -12,7 +12,7 @@ use crate::StoreError;
 
 /// What differs between the SQL databases the inbox supports; everything else is shared SQL
 /// (both take `$N` placeholders). Sealed: the built-in dialects are [`SqliteDialect`] and
-/// [`PostgresDialect`]; another engine implements [`Store`](crate::Store) itself and runs the
+/// [`PostgresDialect`]; another engine implements [`Store`](crate::store::Store) itself and runs the
 /// [conformance suite](crate::conformance).
 pub trait SqlDialect: sealed::Sealed + Send + Sync + 'static {
     /// The sqlx database.
@@ -54,7 +54,10 @@ pub trait SqlDialect: sealed::Sealed + Send + Sync + 'static {
     #[doc(hidden)]
     fn subscribe(
         pool: &sqlx::Pool<Self::Db>,
-    ) -> futures_util::future::BoxFuture<'_, Result<Option<Box<dyn crate::Wakeups>>, StoreError>>;
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<Option<Box<dyn crate::seam::Wakeups>>, StoreError>,
+    >;
 }
 
 mod sealed {
@@ -124,8 +127,10 @@ impl SqlDialect for SqliteDialect {
     }
     fn subscribe(
         _pool: &sqlx::SqlitePool,
-    ) -> futures_util::future::BoxFuture<'_, Result<Option<Box<dyn crate::Wakeups>>, StoreError>>
-    {
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<Option<Box<dyn crate::seam::Wakeups>>, StoreError>,
+    > {
         // One host: the inbox wakes the workers of its own process; others poll.
         Box::pin(std::future::ready(Ok(None)))
     }
@@ -141,7 +146,7 @@ struct Listener(sqlx::postgres::PgListener);
 
 #[cfg(feature = "postgres")]
 #[async_trait::async_trait]
-impl crate::Wakeups for Listener {
+impl crate::seam::Wakeups for Listener {
     async fn wait(&mut self) -> Result<(), StoreError> {
         // `None`: the connection dropped (notifications may have been lost meanwhile). Waking
         // is right either way: the claim that follows finds what a lost one announced, and the
@@ -216,12 +221,16 @@ impl SqlDialect for PostgresDialect {
     }
     fn subscribe(
         pool: &sqlx::PgPool,
-    ) -> futures_util::future::BoxFuture<'_, Result<Option<Box<dyn crate::Wakeups>>, StoreError>>
-    {
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<Option<Box<dyn crate::seam::Wakeups>>, StoreError>,
+    > {
         Box::pin(async move {
             let mut listener = sqlx::postgres::PgListener::connect_with(pool).await.db()?;
             listener.listen(NOTIFY_CHANNEL).await.db()?;
-            Ok(Some(Box::new(Listener(listener)) as Box<dyn crate::Wakeups>))
+            Ok(Some(
+                Box::new(Listener(listener)) as Box<dyn crate::seam::Wakeups>
+            ))
         })
     }
 }

@@ -109,8 +109,8 @@ impl ExpectSql {
 }
 
 sql_impl! {
-    crate::Expectations {
-    async fn register(&self, new: crate::NewExpectation<'_>) -> Result<bool, StoreError> {
+    crate::seam::Expectations {
+    async fn register(&self, new: crate::records::NewExpectation<'_>) -> Result<bool, StoreError> {
         let e = new.expected;
         let sql = &self.sql.expect.expect;
         let done = sqlx::query(sql)
@@ -130,8 +130,8 @@ sql_impl! {
 
     async fn claim_expectations(
         &self,
-        request: crate::ClaimRequest<'_>,
-    ) -> Result<Vec<crate::ExpectationRecord>, StoreError> {
+        request: crate::records::ClaimRequest<'_>,
+    ) -> Result<Vec<crate::expect::ExpectationRecord>, StoreError> {
         let sql = &self.sql.expect.claim;
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
         let rows: Vec<ExpectationRow> = sqlx::query_as(sql)
@@ -149,7 +149,7 @@ sql_impl! {
     async fn finish_checks(
         &self,
         now: UnixMillis,
-        checks: &[crate::FinishedCheck],
+        checks: &[crate::expect::FinishedCheck],
     ) -> Result<Vec<bool>, StoreError> {
         if checks.is_empty() {
             return Ok(Vec::new());
@@ -167,12 +167,12 @@ sql_impl! {
             let mut query = sqlx::query_scalar::<_, String>(&sql);
             for check in chunk {
                 let (kind, next, status) = match &check.outcome {
-                    crate::CheckOutcome::Again { status, next_check } => {
+                    crate::expect::CheckOutcome::Again { status, next_check } => {
                         ("again", Some(stored(*next_check)), status)
                     }
-                    crate::CheckOutcome::Recovered { status }
-                    | crate::CheckOutcome::AlreadyStored { status } => ("stored", None, status),
-                    crate::CheckOutcome::GaveUp { status } => ("gave_up", None, status),
+                    crate::expect::CheckOutcome::Recovered { status }
+                    | crate::expect::CheckOutcome::AlreadyStored { status } => ("stored", None, status),
+                    crate::expect::CheckOutcome::GaveUp { status } => ("gave_up", None, status),
                 };
                 query = query
                     .bind(check.lease.session_id.as_str())

@@ -167,7 +167,7 @@ pub(crate) async fn sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
         .map_err(failed(0))?;
     run_in::<sqlx::Sqlite>(
         &mut tx,
-        crate::migrate::migrations(crate::Dialect::Sqlite),
+        crate::migrate::migrations(crate::migrate::Dialect::Sqlite),
         "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = $1 AND type IN ('table', 'index')",
         str::to_owned,
     )
@@ -214,7 +214,7 @@ pub(crate) async fn postgres(pool: &sqlx::PgPool, schema: Option<&str>) -> Resul
     }
     run_in::<sqlx::Postgres>(
         &mut tx,
-        crate::migrate::migrations(crate::Dialect::Postgres),
+        crate::migrate::migrations(crate::migrate::Dialect::Postgres),
         "SELECT to_regclass($1) IS NOT NULL",
         |name| format!("\"{schema}\".{name}"),
     )
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn the_history_is_compared_with_this_build() {
-        let known = crate::migrate::migrations(crate::Dialect::Sqlite);
+        let known = crate::migrate::migrations(crate::migrate::Dialect::Sqlite);
         let all: Applied = known.iter().map(|m| (m.version, m.checksum())).collect();
         assert!(pending(&all, known).expect("current").is_empty());
         assert_eq!(

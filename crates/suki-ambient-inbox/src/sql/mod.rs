@@ -163,16 +163,16 @@ impl<T> Db<T> for Result<T, sqlx::Error> {
 
 /// sqlx's error as the inbox's opaque one, its code and kind read once here (the only place
 /// that looks inside a sqlx error).
-pub(crate) fn database_error(error: sqlx::Error) -> crate::DatabaseError {
+pub(crate) fn database_error(error: sqlx::Error) -> crate::error::DatabaseError {
     let code = match &error {
         sqlx::Error::Database(e) => e.code().map(std::borrow::Cow::into_owned),
         _ => None,
     };
     let kind = match error {
-        sqlx::Error::PoolTimedOut => crate::DatabaseErrorKind::PoolTimeout,
-        _ => crate::DatabaseErrorKind::Other,
+        sqlx::Error::PoolTimedOut => crate::error::DatabaseErrorKind::PoolTimeout,
+        _ => crate::error::DatabaseErrorKind::Other,
     };
-    let error = crate::DatabaseError::new(error).with_kind(kind);
+    let error = crate::error::DatabaseError::new(error).with_kind(kind);
     match code {
         Some(code) => error.with_code(code),
         None => error,
@@ -245,12 +245,12 @@ macro_rules! sql_impl {
 use sql_impl;
 
 sql_impl! {
-    crate::Store {
+    crate::seam::Store {
         async fn migrate(&self) -> Result<(), StoreError> {
             D::migrate(&self.pool, self.schema.as_deref()).await
         }
 
-        fn transactions(&self) -> Option<&dyn crate::Transactions> {
+        fn transactions(&self) -> Option<&dyn crate::seam::Transactions> {
             Some(self)
         }
     }

@@ -195,8 +195,8 @@ fn history_insert(t: &Tables, n: usize, placeholder: fn(&mut String, usize)) -> 
 }
 
 sql_impl! {
-    crate::Operations {
-    async fn act(&self, act: crate::Act<'_>) -> Result<u64, StoreError> {
+    crate::seam::Operations {
+    async fn act(&self, act: crate::records::Act<'_>) -> Result<u64, StoreError> {
         use crate::Action;
         let now = stored(act.now);
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
@@ -365,7 +365,7 @@ sql_impl! {
                 .db()?
                 .unwrap_or_default(),
         };
-        let entry = crate::AuditEntry {
+        let entry = crate::records::AuditEntry {
             id: 0,
             at: act.now,
             actor: act.actor.name.clone(),
@@ -377,7 +377,7 @@ sql_impl! {
             prev_hash: String::new(),
             hash: String::new(),
         };
-        let hash = crate::audit_mac(act.audit_key, &prev_hash, &entry);
+        let hash = crate::audit::audit_mac(act.audit_key, &prev_hash, &entry);
         let sql = &self.sql.ops.audit_insert;
         sqlx::query(sql)
             .bind(now)
@@ -435,7 +435,7 @@ sql_impl! {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    async fn reseal(&self, bodies: &[crate::Resealed]) -> Result<u64, StoreError> {
+    async fn reseal(&self, bodies: &[crate::records::Resealed]) -> Result<u64, StoreError> {
         if bodies.is_empty() {
             return Ok(0);
         }

@@ -204,8 +204,8 @@ impl QueueSql {
 }
 
 sql_impl! {
-    crate::DeliveryQueue {
-    async fn lead(&self, lead: crate::Lead<'_>) -> Result<bool, StoreError> {
+    crate::seam::DeliveryQueue {
+    async fn lead(&self, lead: crate::records::Lead<'_>) -> Result<bool, StoreError> {
         let sql = &self.sql.queue.lead;
         let done = sqlx::query(sql)
             .bind(lead.task)
@@ -218,7 +218,7 @@ sql_impl! {
         Ok(D::rows_affected(&done) == 1)
     }
 
-    async fn destination_down(&self, down: crate::DestinationDown<'_>) -> Result<(), StoreError> {
+    async fn destination_down(&self, down: crate::records::DestinationDown<'_>) -> Result<(), StoreError> {
         sqlx::query(&self.sql.queue.destination_down)
             .bind(down.name)
             .bind(down.reason)
@@ -246,7 +246,7 @@ sql_impl! {
         Ok(D::rows_affected(&resumed))
     }
 
-    async fn take_probe(&self, probe: crate::Lead<'_>) -> Result<bool, StoreError> {
+    async fn take_probe(&self, probe: crate::records::Lead<'_>) -> Result<bool, StoreError> {
         let done = sqlx::query(&self.sql.queue.take_probe)
             .bind(probe.task)
             .bind(probe.owner)
@@ -258,20 +258,20 @@ sql_impl! {
         Ok(D::rows_affected(&done) == 1)
     }
 
-    async fn subscribe(&self) -> Result<Option<Box<dyn crate::Wakeups>>, StoreError> {
+    async fn subscribe(&self) -> Result<Option<Box<dyn crate::seam::Wakeups>>, StoreError> {
         D::subscribe(&self.pool).await
     }
 
     async fn insert(
         &self,
-        batch: &[crate::NewDelivery],
+        batch: &[crate::records::NewDelivery],
     ) -> Result<Vec<suki_ambient_core::Stored>, StoreError> {
         self.insert_with_key(batch, None).await
     }
 
     async fn insert_with_key(
         &self,
-        batch: &[crate::NewDelivery],
+        batch: &[crate::records::NewDelivery],
         key: Option<&crate::BodyKey>,
     ) -> Result<Vec<suki_ambient_core::Stored>, StoreError> {
         if batch.is_empty() {
@@ -337,8 +337,8 @@ sql_impl! {
 
     async fn claim(
         &self,
-        request: crate::ClaimRequest<'_>,
-    ) -> Result<Vec<crate::Claim>, StoreError> {
+        request: crate::records::ClaimRequest<'_>,
+    ) -> Result<Vec<crate::records::Claim>, StoreError> {
         let sql = &self.sql.queue.claim;
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.db()?;
         let rows: Vec<ClaimRow> = sqlx::query_as(sql)
@@ -352,7 +352,7 @@ sql_impl! {
         tx.commit().await.db()?;
         rows.into_iter()
             .map(|r| {
-                Ok(crate::Claim {
+                Ok(crate::records::Claim {
                     body: bytes::Bytes::from(r.body),
                     record: r.row.try_into()?,
                 })
@@ -360,7 +360,7 @@ sql_impl! {
             .collect()
     }
 
-    async fn heartbeat(&self, lease: crate::Lease, until: UnixMillis) -> Result<bool, StoreError> {
+    async fn heartbeat(&self, lease: crate::records::Lease, until: UnixMillis) -> Result<bool, StoreError> {
         let sql = &self.sql.queue.heartbeat;
         let done = sqlx::query(sql)
             .bind(lease.id)
@@ -374,7 +374,7 @@ sql_impl! {
 
     async fn complete(
         &self,
-        lease: crate::Lease,
+        lease: crate::records::Lease,
         now: UnixMillis,
         detail: Option<&str>,
     ) -> Result<bool, StoreError> {
@@ -390,8 +390,8 @@ sql_impl! {
         Ok(D::rows_affected(&done) == 1)
     }
 
-    async fn fail(&self, attempt: crate::FailedAttempt<'_>) -> Result<bool, StoreError> {
-        let crate::FailedAttempt {
+    async fn fail(&self, attempt: crate::records::FailedAttempt<'_>) -> Result<bool, StoreError> {
+        let crate::records::FailedAttempt {
             lease,
             now,
             next,
@@ -400,7 +400,7 @@ sql_impl! {
             ..
         } = attempt;
         let done = match next {
-            crate::Next::Wait(at) => {
+            crate::records::Next::Wait(at) => {
                 let sql = &self.sql.queue.fail_wait;
                 sqlx::query(sql)
                     .bind(lease.id)
@@ -414,8 +414,8 @@ sql_impl! {
                     .await
                     .db()?
             }
-            crate::Next::RetryAt(at) | crate::Next::Snooze(at) => {
-                let sql = if matches!(next, crate::Next::Snooze(_)) {
+            crate::records::Next::RetryAt(at) | crate::records::Next::Snooze(at) => {
+                let sql = if matches!(next, crate::records::Next::Snooze(_)) {
                     &self.sql.queue.fail_snooze
                 } else {
                     &self.sql.queue.fail_retry
@@ -431,7 +431,7 @@ sql_impl! {
                     .await
                     .db()?
             }
-            crate::Next::Dead => {
+            crate::records::Next::Dead => {
                 let sql = &self.sql.queue.fail_dead;
                 sqlx::query(sql)
                     .bind(lease.id)
@@ -447,7 +447,7 @@ sql_impl! {
         Ok(D::rows_affected(&done) == 1)
     }
 
-    async fn release(&self, lease: crate::Lease, now: UnixMillis) -> Result<bool, StoreError> {
+    async fn release(&self, lease: crate::records::Lease, now: UnixMillis) -> Result<bool, StoreError> {
         let sql = &self.sql.queue.release;
         let done = sqlx::query(sql)
             .bind(lease.id)
@@ -470,7 +470,7 @@ sql_impl! {
         Ok(D::rows_affected(&done))
     }
 
-    async fn keep_fetched(&self, lease: crate::Lease, fetched: &[u8]) -> Result<bool, StoreError> {
+    async fn keep_fetched(&self, lease: crate::records::Lease, fetched: &[u8]) -> Result<bool, StoreError> {
         let sql = &self.sql.queue.keep_fetched;
         let done = sqlx::query(sql)
             .bind(lease.id)

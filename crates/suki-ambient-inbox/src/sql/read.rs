@@ -144,8 +144,8 @@ impl ReadSql {
 }
 
 sql_impl! {
-    crate::ReadModel {
-    async fn counts(&self) -> Result<crate::Counts, StoreError> {
+    crate::seam::ReadModel {
+    async fn counts(&self) -> Result<crate::records::Counts, StoreError> {
         let (count_states, oldest) = (&self.sql.read.count_states, &self.sql.read.oldest_unfinished);
         let states: Vec<(String, i64)> = sqlx::query_as(count_states)
             .fetch_all(&self.pool)
@@ -155,7 +155,7 @@ sql_impl! {
             .fetch_one(&self.pool)
             .await
             .db()?;
-        let mut counts = crate::Counts::default();
+        let mut counts = crate::records::Counts::default();
         for (state, n) in states {
             let n = u64::try_from(n).unwrap_or(0);
             match state.parse::<crate::State>()? {
@@ -260,7 +260,7 @@ sql_impl! {
     async fn expectation(
         &self,
         session_id: &SessionId,
-    ) -> Result<Option<crate::ExpectationRecord>, StoreError> {
+    ) -> Result<Option<crate::expect::ExpectationRecord>, StoreError> {
         let sql = &self.sql.read.get_expectation;
         let row: Option<ExpectationRow> = sqlx::query_as(sql)
             .bind(session_id.as_str())
@@ -270,7 +270,7 @@ sql_impl! {
         row.map(TryInto::try_into).transpose()
     }
 
-    async fn expectations(&self, limit: u32) -> Result<Vec<crate::ExpectationRecord>, StoreError> {
+    async fn expectations(&self, limit: u32) -> Result<Vec<crate::expect::ExpectationRecord>, StoreError> {
         let sql = &self.sql.read.list_expectations;
         let rows: Vec<ExpectationRow> = sqlx::query_as(sql)
             .bind(i64::from(limit))
@@ -280,7 +280,7 @@ sql_impl! {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    async fn hourly(&self, since: UnixMillis) -> Result<Vec<crate::HourCount>, StoreError> {
+    async fn hourly(&self, since: UnixMillis) -> Result<Vec<crate::records::HourCount>, StoreError> {
         let sql = &self.sql.read.hourly;
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(sql)
             .bind(stored(since))
@@ -289,7 +289,7 @@ sql_impl! {
             .db()?;
         rows.into_iter()
             .map(|(hour, state, n)| {
-                Ok(crate::HourCount {
+                Ok(crate::records::HourCount {
                     hour_start: UnixMillis(u64::try_from(hour).unwrap_or(0) * 3_600_000),
                     state: state.parse()?,
                     count: u64::try_from(n).unwrap_or(0),
@@ -298,11 +298,11 @@ sql_impl! {
             .collect()
     }
 
-    async fn expectation_counts(&self) -> Result<crate::ExpectationCounts, StoreError> {
+    async fn expectation_counts(&self) -> Result<crate::records::ExpectationCounts, StoreError> {
         let sql = &self.sql.read.count_resolutions;
         let rows: Vec<(Option<String>, i64)> =
             sqlx::query_as(sql).fetch_all(&self.pool).await.db()?;
-        let mut counts = crate::ExpectationCounts::default();
+        let mut counts = crate::records::ExpectationCounts::default();
         for (resolution, n) in rows {
             let n = u64::try_from(n).unwrap_or(0);
             counts.expected += n;
@@ -316,7 +316,7 @@ sql_impl! {
         Ok(counts)
     }
 
-    async fn trace(&self, id: &str, limit: u32) -> Result<crate::Trace, StoreError> {
+    async fn trace(&self, id: &str, limit: u32) -> Result<crate::records::Trace, StoreError> {
         let mut rows: Vec<Row> = Vec::new();
         for sql in [&self.sql.read.trace_by_session, &self.sql.read.trace_by_encounter] {
             let found: Vec<Row> = sqlx::query_as(sql)
@@ -348,7 +348,7 @@ sql_impl! {
                 events.push(row.try_into()?);
             }
         }
-        let mut expectations: Vec<crate::ExpectationRecord> = Vec::new();
+        let mut expectations: Vec<crate::expect::ExpectationRecord> = Vec::new();
         for sql in [&self.sql.read.get_expectation, &self.sql.read.expectations_by_encounter] {
             let found: Vec<ExpectationRow> = sqlx::query_as(sql)
                 .bind(id)
@@ -356,7 +356,7 @@ sql_impl! {
                 .await
                 .db()?;
             for row in found {
-                let record: crate::ExpectationRecord = row.try_into()?;
+                let record: crate::expect::ExpectationRecord = row.try_into()?;
                 if !expectations
                     .iter()
                     .any(|e| e.session_id == record.session_id)
@@ -365,7 +365,7 @@ sql_impl! {
                 }
             }
         }
-        Ok(crate::Trace {
+        Ok(crate::records::Trace {
             deliveries: rows
                 .into_iter()
                 .map(TryInto::try_into)
@@ -375,7 +375,7 @@ sql_impl! {
         })
     }
 
-    async fn dead_groups(&self, limit: u32) -> Result<Vec<crate::DeadGroup>, StoreError> {
+    async fn dead_groups(&self, limit: u32) -> Result<Vec<crate::records::DeadGroup>, StoreError> {
         let sql = &self.sql.read.dead_groups;
         let rows: Vec<(Option<String>, i64, i64)> = sqlx::query_as(sql)
             .bind(i64::from(limit))
@@ -384,7 +384,7 @@ sql_impl! {
             .db()?;
         rows.into_iter()
             .map(|(code, count, latest)| {
-                Ok(crate::DeadGroup {
+                Ok(crate::records::DeadGroup {
                     code,
                     count: u64::try_from(count).unwrap_or(0),
                     latest: millis(latest)?,
@@ -393,7 +393,7 @@ sql_impl! {
             .collect()
     }
 
-    async fn destinations(&self) -> Result<Vec<crate::DestinationRecord>, StoreError> {
+    async fn destinations(&self) -> Result<Vec<crate::records::DestinationRecord>, StoreError> {
         type DestinationRow = (String, bool, Option<String>, Option<i64>, i64, i32, i64, i64);
         let rows: Vec<DestinationRow> = sqlx::query_as(&self.sql.queue.destinations)
             .fetch_all(&self.pool)
@@ -402,7 +402,7 @@ sql_impl! {
         rows.into_iter()
             .map(
                 |(name, up, reason, down_since, next_probe, probes, updated_at, waiting)| {
-                    Ok(crate::DestinationRecord {
+                    Ok(crate::records::DestinationRecord {
                         name,
                         up,
                         reason,
@@ -417,7 +417,7 @@ sql_impl! {
             .collect()
     }
 
-    async fn pauses(&self) -> Result<Vec<crate::Pause>, StoreError> {
+    async fn pauses(&self) -> Result<Vec<crate::records::Pause>, StoreError> {
         let sql = &self.sql.read.pauses;
         let rows: Vec<PauseRow> = sqlx::query_as(sql).fetch_all(&self.pool).await.db()?;
         rows.into_iter().map(TryInto::try_into).collect()
@@ -427,7 +427,7 @@ sql_impl! {
         &self,
         since: UnixMillis,
         limit: u32,
-    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+    ) -> Result<Vec<crate::records::AuditEntry>, StoreError> {
         let sql = &self.sql.read.audit;
         let rows: Vec<AuditRow> = sqlx::query_as(sql)
             .bind(stored(since))
@@ -442,7 +442,7 @@ sql_impl! {
         &self,
         since: UnixMillis,
         limit: u32,
-    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+    ) -> Result<Vec<crate::records::AuditEntry>, StoreError> {
         let rows: Vec<AuditRow> = sqlx::query_as(&self.sql.read.audit_changes)
             .bind(stored(since))
             .bind(i64::from(limit))
@@ -456,7 +456,7 @@ sql_impl! {
         &self,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+    ) -> Result<Vec<crate::records::AuditEntry>, StoreError> {
         let sql = &self.sql.read.audit_chain;
         let rows: Vec<AuditRow> = sqlx::query_as(sql)
             .bind(after)
@@ -472,7 +472,7 @@ sql_impl! {
         sqlx::query_scalar(sql).fetch_optional(&self.pool).await.db()
     }
 
-    async fn last_audit(&self, action: &str) -> Result<Option<crate::AuditEntry>, StoreError> {
+    async fn last_audit(&self, action: &str) -> Result<Option<crate::records::AuditEntry>, StoreError> {
         let sql = &self.sql.read.last_audit;
         let row: Option<AuditRow> = sqlx::query_as(sql)
             .bind(action)
@@ -492,7 +492,7 @@ sql_impl! {
             .collect())
     }
 
-    async fn bodies(&self, after: i64, limit: u32) -> Result<Vec<crate::StoredBody>, StoreError> {
+    async fn bodies(&self, after: i64, limit: u32) -> Result<Vec<crate::records::StoredBody>, StoreError> {
         let sql = &self.sql.read.bodies;
         type Row = (i64, String, Option<String>, Vec<u8>, Option<Vec<u8>>);
         let rows: Vec<Row> = sqlx::query_as(sql)
@@ -503,7 +503,7 @@ sql_impl! {
             .db()?;
         Ok(rows
             .into_iter()
-            .map(|(id, dedup_key, key_id, body, fetched)| crate::StoredBody {
+            .map(|(id, dedup_key, key_id, body, fetched)| crate::records::StoredBody {
                 id,
                 dedup_key,
                 key_id,

@@ -40,7 +40,7 @@ pub(super) struct ExpectationRow {
     pub(super) context: Option<Vec<u8>>,
 }
 
-impl TryFrom<ExpectationRow> for crate::ExpectationRecord {
+impl TryFrom<ExpectationRow> for crate::expect::ExpectationRecord {
     type Error = StoreError;
     fn try_from(row: ExpectationRow) -> Result<Self, StoreError> {
         Ok(Self {
@@ -57,7 +57,7 @@ impl TryFrom<ExpectationRow> for crate::ExpectationRecord {
             fence: row.fence,
             resolution: row.resolution.map(|r| r.parse()).transpose()?,
             resolved_at: row.resolved_at.map(millis).transpose()?,
-            context: row.context.map(crate::SealedContext::from_stored),
+            context: row.context.map(crate::expect::SealedContext::from_stored),
         })
     }
 }
@@ -149,7 +149,7 @@ pub(super) struct HistoryRow {
     pub(super) actor: Option<String>,
 }
 
-impl TryFrom<HistoryRow> for crate::TimelineEvent {
+impl TryFrom<HistoryRow> for crate::records::TimelineEvent {
     type Error = StoreError;
     fn try_from(row: HistoryRow) -> Result<Self, StoreError> {
         Ok(Self {
@@ -182,7 +182,7 @@ pub(super) struct AuditRow {
     pub(super) hash: String,
 }
 
-impl TryFrom<AuditRow> for crate::AuditEntry {
+impl TryFrom<AuditRow> for crate::records::AuditEntry {
     type Error = StoreError;
     fn try_from(row: AuditRow) -> Result<Self, StoreError> {
         Ok(Self {
@@ -209,7 +209,7 @@ pub(super) struct PauseRow {
     pub(super) reason: Option<String>,
 }
 
-impl TryFrom<PauseRow> for crate::Pause {
+impl TryFrom<PauseRow> for crate::records::Pause {
     type Error = StoreError;
     fn try_from(row: PauseRow) -> Result<Self, StoreError> {
         Ok(Self {

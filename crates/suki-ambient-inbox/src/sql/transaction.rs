@@ -8,9 +8,9 @@ use std::sync::Arc;
 use suki_ambient_core::UnixMillis;
 
 use super::{Db as _, SqlDialect, SqlStore, Statements, stored};
-use crate::Lease;
 use crate::StoreError;
-use crate::{StoreTransaction, Transactions};
+use crate::records::Lease;
+use crate::{seam::StoreTransaction, seam::Transactions};
 
 /// An open transaction of a [`SqlStore`].
 struct SqlTransaction<D: SqlDialect> {

@@ -172,7 +172,7 @@ impl Job {
                 tracing::info!(id = record.id, kind, destination, error = %failure.code, retry_in_ms = until.0.saturating_sub(now.0), "suki inbox row waits for a destination; no attempt spent");
                 crate::metrics::attempt("waiting");
                 store
-                    .fail(crate::FailedAttempt {
+                    .fail(crate::records::FailedAttempt {
                         lease,
                         now,
                         next: Next::Wait(until),
@@ -201,7 +201,7 @@ impl Job {
                 tracing::info!(id = record.id, kind, snoozes = record.snoozes + 1, reason = %failure.code, retry_in_ms = suki_ambient_core::time::millis(after), "suki inbox handler snoozed a row");
                 crate::metrics::attempt("snoozed");
                 store
-                    .fail(crate::FailedAttempt {
+                    .fail(crate::records::FailedAttempt {
                         lease,
                         now,
                         next: Next::Snooze(UnixMillis(
@@ -235,7 +235,7 @@ impl Job {
                     Next::RetryAt(now.saturating_add(delay))
                 };
                 store
-                    .fail(crate::FailedAttempt {
+                    .fail(crate::records::FailedAttempt {
                         lease,
                         now,
                         next,
@@ -272,7 +272,7 @@ impl Job {
     /// no attempt spent, its error kept.
     async fn wait(
         &self,
-        store: &Arc<dyn crate::Store>,
+        store: &Arc<dyn crate::seam::Store>,
         record: &crate::DeliveryRecord,
         lease: Lease,
         destination: &str,
@@ -289,7 +289,7 @@ impl Job {
         let detail = format!("not attempted: {destination} is down ({reason})");
         let error = record.last_error.as_deref().unwrap_or(reason);
         let written = store
-            .fail(crate::FailedAttempt {
+            .fail(crate::records::FailedAttempt {
                 lease,
                 now,
                 next: Next::Wait(until),
@@ -308,7 +308,7 @@ impl Job {
     /// a key not held) only means the links are fetched again.
     async fn load_kept(
         &self,
-        store: &Arc<dyn crate::Store>,
+        store: &Arc<dyn crate::seam::Store>,
         record: &crate::DeliveryRecord,
         kept: &crate::handler::Kept,
     ) {
@@ -334,7 +334,7 @@ impl Job {
     /// Keeps, sealed like the body, what a failed attempt fetched, for the next attempt.
     async fn keep(
         &self,
-        store: &Arc<dyn crate::Store>,
+        store: &Arc<dyn crate::seam::Store>,
         record: &crate::DeliveryRecord,
         lease: Lease,
         kept: &crate::handler::Kept,
@@ -384,10 +384,10 @@ impl Job {
 /// completion, commit.
 async fn transactional_attempt(
     handler: &dyn crate::transaction::ErasedTransactional,
-    store: &dyn crate::Transactions,
+    store: &dyn crate::seam::Transactions,
     event: WebhookEvent,
     meta: crate::InboxMeta,
-    lease: crate::Lease,
+    lease: crate::records::Lease,
     now: suki_ambient_core::UnixMillis,
 ) -> Outcome {
     use futures_util::FutureExt as _;
