@@ -152,7 +152,15 @@ async fn an_ehr_down_for_30_s_costs_no_attempt_and_is_probed_once_per_interval()
     tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
     let status = inbox.status().await.expect("status");
     assert_eq!(status.counts.dead, 0, "no dead letter during the outage");
-    let waiting = inbox.destinations().await.expect("destinations");
+    // Between two probes every note waits (a probe's row runs for a moment).
+    let settle = Instant::now() + Duration::from_secs(3);
+    let waiting = loop {
+        let waiting = inbox.destinations().await.expect("destinations");
+        if waiting[0].waiting == SESSIONS as u64 || Instant::now() > settle {
+            break waiting;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(waiting[0].waiting, SESSIONS as u64, "{waiting:?}");
     let summary = &inbox.health(&Default::default()).await.destinations[0].summary;
     assert!(
@@ -261,16 +269,24 @@ async fn an_ehr_refusing_every_token_opens_its_breaker() {
     complete(&sandbox, SESSIONS).await;
     let down = until_down(&inbox, Duration::from_secs(10)).await;
     assert_eq!(down.reason.as_deref(), Some("fhir_401"));
-    // The writes already in flight when the breaker opened land within a moment (later on a
-    // loaded machine): they count as before it opened, not as probes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let opened = sandbox.requests("/fhir") - before;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let started = Instant::now();
+    let mut timeline = Vec::new();
+    let mut last = opened;
+    while started.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = sandbox.requests("/fhir") - before;
+        if now != last {
+            timeline.push((started.elapsed().as_millis(), now - last));
+            last = now;
+        }
+    }
     let probes = sandbox.requests("/fhir") - before - opened;
-    // Default breaker: probes after 1, 2 and 4 s (the last tenth of each interval).
+    // Default breaker: a probe a second (jittered to 0.9–1 s) for the first four failed
+    // probes, then every 2 s, 4 s…: at most 6 in 6 s, and one more already in flight.
     assert!(
-        probes <= 4,
-        "{probes} requests in 6 s while open: probed, not hammered"
+        probes <= 7,
+        "{probes} requests in 6 s while open: probed, not hammered (ms, requests: {timeline:?})"
     );
     assert!(
         opened <= SESSIONS as u64,
@@ -279,7 +295,15 @@ async fn an_ehr_refusing_every_token_opens_its_breaker() {
     let status = inbox.status().await.expect("status");
     assert_eq!(status.counts.dead, 0, "no note dead by time alone");
     assert_eq!(status.counts.done, 0);
-    let rows = inbox.list(Some(State::Pending), 100).await.expect("list");
+    // Between two probes every row is pending (a probe's row runs for a moment).
+    let settle = Instant::now() + Duration::from_secs(3);
+    let rows = loop {
+        let rows = inbox.list(Some(State::Pending), 100).await.expect("list");
+        if rows.len() == SESSIONS || Instant::now() > settle {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(rows.len(), SESSIONS);
     // Every row waits without an attempt spent, with the EHR's refusal as its last error (a
     // row whose attempt timed out on a loaded machine waits the same way, with that code).
