@@ -20,7 +20,13 @@ bless=false
 mkdir -p api
 changed=()
 for crate in "${crates[@]}"; do
-    current=$(cargo public-api -p "$crate" --all-features -sss --color never 2>/dev/null)
+    log=$(mktemp)
+    if ! current=$(cargo public-api -p "$crate" --all-features -sss --color never 2>"$log"); then
+        cat "$log" >&2
+        echo "error: cargo public-api failed for $crate (above)" >&2
+        exit 1
+    fi
+    rm -f "$log"
     if $bless; then
         printf '%s\n' "$current" > "api/$crate.txt"
         echo "api/$crate.txt: $(wc -l < "api/$crate.txt") items"
