@@ -284,7 +284,7 @@ impl fmt::Debug for dyn FhirAuth {
 }
 
 /// One request to the FHIR server.
-pub(crate) struct Call<'a> {
+pub(crate) struct FhirRequest<'a> {
     pub(crate) method: Method,
     pub(crate) url: Url,
     pub(crate) body: Option<Bytes>,
@@ -300,7 +300,7 @@ pub(crate) struct Call<'a> {
 }
 
 /// A 2xx answer.
-pub(crate) struct Answer {
+pub(crate) struct FhirResponse {
     pub(crate) status: u16,
     /// The `Location` header, when short and visible ASCII.
     pub(crate) location: Option<String>,
@@ -342,7 +342,7 @@ impl FhirClient {
     ) -> Result<TransactionResult, FhirError> {
         let answer = self
             .call(
-                &Call {
+                &FhirRequest {
                     method: Method::POST,
                     url: self.inner.base.clone(),
                     body: Some(bundle.body()),
@@ -410,9 +410,9 @@ impl FhirClient {
     /// the error of the last attempt.
     pub(crate) async fn call(
         &self,
-        call: &Call<'_>,
+        call: &FhirRequest<'_>,
         deadline: Option<Instant>,
-    ) -> Result<Answer, FhirError> {
+    ) -> Result<FhirResponse, FhirError> {
         let retry = self.inner.retry;
         let attempts = if call.retry { retry.attempts() } else { 1 };
         let result = retrying(
@@ -467,7 +467,10 @@ impl FhirClient {
 
     /// One attempt under the attempt's timeout (and, after a 401 the auth answers with a fresh
     /// token, a second send); `Err` with the server's `Retry-After`.
-    async fn attempt(&self, call: &Call<'_>) -> Result<Answer, (FhirError, Option<Duration>)> {
+    async fn attempt(
+        &self,
+        call: &FhirRequest<'_>,
+    ) -> Result<FhirResponse, (FhirError, Option<Duration>)> {
         let inner = &self.inner;
         let mut refreshed = false;
         let mut public = call.public;
@@ -519,7 +522,7 @@ impl FhirClient {
             let body = read_capped(response, inner.max_response_bytes)
                 .await
                 .map_err(|e| (FhirError::Transport(e), None))?;
-            return Ok(Answer {
+            return Ok(FhirResponse {
                 status,
                 location,
                 body,
@@ -550,7 +553,7 @@ impl FhirClient {
     /// Sends `call` once with `token`.
     async fn send(
         &self,
-        call: &Call<'_>,
+        call: &FhirRequest<'_>,
         token: &str,
     ) -> Result<reqwest::Response, (FhirError, Option<Duration>)> {
         let inner = &self.inner;

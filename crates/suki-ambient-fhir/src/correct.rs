@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::capabilities::{CreateMode, OnConflict, resource_ref};
-use crate::client::{Call, EntryResult, FhirClient, NoteCheck, TransactionResult};
+use crate::client::{EntryResult, FhirClient, FhirRequest, NoteCheck, TransactionResult};
 use crate::text::search_value;
 use crate::write::WritePlan;
 use crate::{FhirError, IDENTIFIER_SYSTEM, TransactionBundle};
@@ -365,7 +365,7 @@ impl FhirClient {
         let body = serde_json::to_vec(resource).map_err(|_| FhirError::Answer)?;
         let if_match = version.map(|v| format!("W/\"{v}\""));
         self.call(
-            &Call {
+            &FhirRequest {
                 method: Method::PUT,
                 url: self.url(location, None),
                 body: Some(body.into()),

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::capabilities::resource_ref;
-use crate::client::{Call, FhirClient};
+use crate::client::{FhirClient, FhirRequest};
 use crate::text::search_value;
 use crate::{FhirError, Reference};
 
@@ -174,9 +174,9 @@ impl FhirClient {
         body: &bytes::Bytes,
         query: &str,
         deadline: Option<Instant>,
-    ) -> Result<crate::client::Answer, FhirError> {
+    ) -> Result<crate::client::FhirResponse, FhirError> {
         self.call(
-            &Call {
+            &FhirRequest {
                 method: Method::POST,
                 url: self.url("DocumentReference", None),
                 body: Some(body.clone()),

@@ -16,7 +16,8 @@ use crate::capabilities::{
     Capabilities, ERROR_TTL, REREAD_AFTER, Read, TYPES, WriteStrategy, again, resource_ref,
 };
 use crate::client::{
-    Answer, Call, EntryResult, FhirClient, NoteCheck, SkipReason, Skipped, TransactionResult,
+    EntryResult, FhirClient, FhirRequest, FhirResponse, NoteCheck, SkipReason, Skipped,
+    TransactionResult,
 };
 use crate::context::is_id;
 use crate::{FhirError, TransactionBundle};
@@ -316,7 +317,7 @@ impl FhirClient {
     async fn read_capabilities(&self) -> Result<Capabilities, FhirError> {
         let answer = self
             .call(
-                &Call {
+                &FhirRequest {
                     method: Method::GET,
                     url: self.url("metadata", None),
                     body: None,
@@ -774,7 +775,7 @@ impl FhirClient {
         let conditional = mode == CreateMode::Conditional;
         let answer = self
             .call(
-                &Call {
+                &FhirRequest {
                     method: Method::POST,
                     url: self.url(kind, None),
                     body: Some(body),
@@ -809,7 +810,7 @@ impl FhirClient {
     ) -> Result<Value, FhirError> {
         let answer = self
             .call(
-                &Call {
+                &FhirRequest {
                     method: Method::GET,
                     url: self.url(path, query),
                     body: None,
@@ -884,7 +885,7 @@ fn stale_plan(plan: &WritePlan, err: &FhirError) -> bool {
 
 /// `kind/id` of a created (or matched) resource: from the `Location` header
 /// (`[base]/Type/id/_history/v`), else from the returned resource's `id`.
-fn created_at(answer: &Answer, kind: &str) -> Option<String> {
+fn created_at(answer: &FhirResponse, kind: &str) -> Option<String> {
     let of_kind = |reference: String| {
         reference
             .split_once('/')
@@ -990,7 +991,7 @@ mod tests {
 
     #[test]
     fn locations_and_searches_are_read_defensively() {
-        let answer = |location: Option<&str>, body: &str| Answer {
+        let answer = |location: Option<&str>, body: &str| FhirResponse {
             status: 201,
             location: location.map(str::to_owned),
             body: bytes::Bytes::from(body.to_owned()),

@@ -209,3 +209,22 @@ pub enum MigrateError {
         known: i64,
     },
 }
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// sqlx's error as the inbox's opaque one, its code and kind read once here (the only place
+/// that looks inside a sqlx error).
+pub(crate) fn database_error(error: sqlx::Error) -> crate::error::DatabaseError {
+    let code = match &error {
+        sqlx::Error::Database(e) => e.code().map(std::borrow::Cow::into_owned),
+        _ => None,
+    };
+    let kind = match error {
+        sqlx::Error::PoolTimedOut => crate::error::DatabaseErrorKind::PoolTimeout,
+        _ => crate::error::DatabaseErrorKind::Other,
+    };
+    let error = crate::error::DatabaseError::new(error).with_kind(kind);
+    match code {
+        Some(code) => error.with_code(code),
+        None => error,
+    }
+}

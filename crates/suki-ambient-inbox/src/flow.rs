@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use suki_ambient_core::UnixMillis;
 
-use crate::{Inbox, records::Lead};
+use crate::{Inbox, records::ChoreLease};
 
 /// A handler error: a destination the row needs (Suki's API, the EHR) is unavailable (a
 /// transport error, a timeout, 5xx, 429 or 408, an answer that is not one, credentials refused
@@ -266,7 +266,7 @@ impl Breakers {
         let taken = self
             .inbox
             .backend()
-            .take_probe(Lead {
+            .take_probe(ChoreLease {
                 task: destination,
                 owner: &self.owner,
                 now,

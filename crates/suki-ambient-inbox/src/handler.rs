@@ -37,7 +37,7 @@ pub struct InboxMeta {
     /// What the handler did, for the row's timeline ([`record`](Self::record)).
     pub(crate) outcome: FetchLog,
     /// The links an earlier attempt fetched, and what this one fetched (kept if it fails).
-    pub(crate) kept: Kept,
+    pub(crate) kept: FetchedLinks,
     /// The worker's breakers, and the destinations this attempt reached.
     pub(crate) passage: crate::flow::Passage,
 }
@@ -125,16 +125,16 @@ impl fmt::Debug for FetchLog {
 /// [`FetchResults`] so that it does not fetch them again), and what this attempt fetched (kept
 /// by the worker, sealed like the body, when the attempt fails). Compares equal always.
 #[derive(Clone, Default)]
-pub(crate) struct Kept(Arc<Mutex<KeptLinks>>);
+pub(crate) struct FetchedLinks(Arc<Mutex<FetchedParts>>);
 
 #[derive(Default)]
-struct KeptLinks {
+struct FetchedParts {
     earlier: Vec<(LinkKind, bytes::Bytes)>,
     now: Vec<(LinkKind, bytes::Bytes)>,
 }
 
-impl Kept {
-    fn lock(&self) -> std::sync::MutexGuard<'_, KeptLinks> {
+impl FetchedLinks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FetchedParts> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -186,17 +186,17 @@ impl Kept {
     }
 }
 
-impl PartialEq for Kept {
+impl PartialEq for FetchedLinks {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for Kept {}
+impl Eq for FetchedLinks {}
 
-impl fmt::Debug for Kept {
+impl fmt::Debug for FetchedLinks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Kept")
+        f.write_str("FetchedLinks")
     }
 }
 

@@ -918,7 +918,7 @@ pub struct NewExpectation<'a> {
 
 /// A request for a fleet-wide chore's lease ([`DeliveryQueue::lead`](crate::store::DeliveryQueue::lead)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lead<'a> {
+pub struct ChoreLease<'a> {
     /// The chore (`"maintenance"`).
     pub task: &'a str,
     /// Who asks (the worker's owner name).

@@ -138,7 +138,7 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// that one worker of a fleet purges and refreshes gauges, not every one. A store without
     /// leases answers `true` (every worker does the chores); the conformance suite expects one
     /// holder at a time.
-    async fn lead(&self, lead: Lead<'_>) -> Result<bool, StoreError> {
+    async fn lead(&self, lead: ChoreLease<'_>) -> Result<bool, StoreError> {
         let _ = lead;
         Ok(true)
     }
@@ -163,7 +163,7 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// probe due at `probe.now`, no other probe lease running) until `probe.until`: `true`
     /// for one worker of the fleet at a time. The default answers `true` (each worker probes
     /// on its own schedule).
-    async fn take_probe(&self, probe: Lead<'_>) -> Result<bool, StoreError> {
+    async fn take_probe(&self, probe: ChoreLease<'_>) -> Result<bool, StoreError> {
         let _ = probe;
         Ok(true)
     }

@@ -8,7 +8,7 @@ pub use crate::expect::{ExpectationLease, ExpectationRecord, FinishedCheck, Seal
 pub use crate::inbox::{AUDIT_FLOOR, dedup_key};
 pub use crate::migrate::{Dialect, HISTORY_TABLE, Migration, migrations};
 pub use crate::records::{
-    Act, Claim, ClaimRequest, FailedAttempt, Lead, Lease, NewDelivery, NewExpectation, Next,
+    Act, ChoreLease, Claim, ClaimRequest, FailedAttempt, Lease, NewDelivery, NewExpectation, Next,
     Resealed, StoredBody,
 };
 pub use crate::seam::{

@@ -335,7 +335,7 @@ impl InboxWorker {
     /// chores to later.
     async fn lead(&self) -> bool {
         let now = self.inbox.now();
-        let lead = crate::records::Lead {
+        let lead = crate::records::ChoreLease {
             task: MAINTENANCE,
             owner: &self.options.owner,
             now,

@@ -2,7 +2,7 @@
 //! are shared (down, one probe at a time, up again making their waiting rows due).
 
 use super::*;
-use crate::{records::DestinationDown, records::Lead};
+use crate::{records::ChoreLease, records::DestinationDown};
 
 pub(super) async fn a_wait_spends_no_attempt_and_names_its_destination(store: &impl Store) {
     let step = "a_wait_spends_no_attempt_and_names_its_destination";
@@ -83,7 +83,7 @@ pub(super) async fn a_wait_spends_no_attempt_and_names_its_destination(store: &i
     );
 
     // One probe at a time, not before its time.
-    let probe = |owner, now, until| Lead {
+    let probe = |owner, now, until| ChoreLease {
         task: "ehr:fhir.example",
         owner,
         now: at(now),

@@ -714,7 +714,7 @@ pub(super) async fn a_restarted_owner_takes_its_rows_back(store: &impl Store) {
 /// The maintenance lease has one holder at a time: renewed by its holder, refused to another
 /// until it expires, then taken over (and the old holder refused).
 pub(super) async fn one_worker_holds_the_maintenance_lease(store: &impl Store) {
-    let lead = |owner, now, until| crate::records::Lead {
+    let lead = |owner, now, until| crate::records::ChoreLease {
         task: "maintenance",
         owner,
         now: at(now),

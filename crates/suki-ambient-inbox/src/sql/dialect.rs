@@ -123,7 +123,7 @@ impl SqlDialect for SqliteDialect {
         pool: &'a sqlx::SqlitePool,
         _schema: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(super::migrate::sqlite(pool))
+        Box::pin(crate::migrate::run::sqlite(pool))
     }
     fn subscribe(
         _pool: &sqlx::SqlitePool,
@@ -217,7 +217,7 @@ impl SqlDialect for PostgresDialect {
         pool: &'a sqlx::PgPool,
         schema: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(super::migrate::postgres(pool, schema))
+        Box::pin(crate::migrate::run::postgres(pool, schema))
     }
     fn subscribe(
         pool: &sqlx::PgPool,

@@ -8,7 +8,6 @@
 
 mod dialect;
 mod expectations;
-mod migrate;
 mod operations;
 mod queue;
 mod read;
@@ -157,25 +156,7 @@ pub(crate) trait Db<T> {
 
 impl<T> Db<T> for Result<T, sqlx::Error> {
     fn db(self) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::Database(database_error(e)))
-    }
-}
-
-/// sqlx's error as the inbox's opaque one, its code and kind read once here (the only place
-/// that looks inside a sqlx error).
-pub(crate) fn database_error(error: sqlx::Error) -> crate::error::DatabaseError {
-    let code = match &error {
-        sqlx::Error::Database(e) => e.code().map(std::borrow::Cow::into_owned),
-        _ => None,
-    };
-    let kind = match error {
-        sqlx::Error::PoolTimedOut => crate::error::DatabaseErrorKind::PoolTimeout,
-        _ => crate::error::DatabaseErrorKind::Other,
-    };
-    let error = crate::error::DatabaseError::new(error).with_kind(kind);
-    match code {
-        Some(code) => error.with_code(code),
-        None => error,
+        self.map_err(|e| StoreError::Database(crate::error::database_error(e)))
     }
 }
 

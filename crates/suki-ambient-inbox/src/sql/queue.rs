@@ -205,7 +205,7 @@ impl QueueSql {
 
 sql_impl! {
     crate::seam::DeliveryQueue {
-    async fn lead(&self, lead: crate::records::Lead<'_>) -> Result<bool, StoreError> {
+    async fn lead(&self, lead: crate::records::ChoreLease<'_>) -> Result<bool, StoreError> {
         let sql = &self.sql.queue.lead;
         let done = sqlx::query(sql)
             .bind(lead.task)
@@ -246,7 +246,7 @@ sql_impl! {
         Ok(D::rows_affected(&resumed))
     }
 
-    async fn take_probe(&self, probe: crate::records::Lead<'_>) -> Result<bool, StoreError> {
+    async fn take_probe(&self, probe: crate::records::ChoreLease<'_>) -> Result<bool, StoreError> {
         let done = sqlx::query(&self.sql.queue.take_probe)
             .bind(probe.task)
             .bind(probe.owner)

@@ -68,7 +68,7 @@ impl Job {
             received_at: record.received_at,
             fetched: crate::handler::FetchLog::default(),
             outcome: crate::handler::FetchLog::default(),
-            kept: crate::handler::Kept::default(),
+            kept: crate::handler::FetchedLinks::default(),
             passage: passage.clone(),
         };
         let noted = meta.clone();
@@ -310,13 +310,13 @@ impl Job {
         &self,
         store: &Arc<dyn crate::seam::Store>,
         record: &crate::DeliveryRecord,
-        kept: &crate::handler::Kept,
+        kept: &crate::handler::FetchedLinks,
     ) {
         match store.fetched(record.id).await {
             Ok(Some(blob)) => match self
                 .inbox
                 .open_fetched(&record.dedup_key, &blob)
-                .and_then(|plain| crate::handler::Kept::decode(&plain))
+                .and_then(|plain| crate::handler::FetchedLinks::decode(&plain))
             {
                 Some(links) => kept.set_earlier(links),
                 None => tracing::debug!(
@@ -337,7 +337,7 @@ impl Job {
         store: &Arc<dyn crate::seam::Store>,
         record: &crate::DeliveryRecord,
         lease: Lease,
-        kept: &crate::handler::Kept,
+        kept: &crate::handler::FetchedLinks,
     ) {
         /// Larger answers are fetched again rather than kept.
         const MOST: usize = 8 * 1024 * 1024;

@@ -1,7 +1,7 @@
 //! Running the inbox's migrations on the built-in stores: in the inbox's own history table
 //! (`suki_inbox_migrations`), under a lock, refusing a changed or newer schema, adopting an inbox
 //! that an earlier release recorded in `_sqlx_migrations`. The migrations themselves (their SQL,
-//! for your own tools) are `crate::migrate`.
+//! for your own tools) are in this module's parent.
 
 use crate::MigrateError;
 use crate::StoreError;
@@ -58,7 +58,7 @@ fn failed(version: i64) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| {
         MigrateError::Failed {
             version,
-            source: crate::sql::database_error(e),
+            source: crate::error::database_error(e),
         }
         .into()
     }

@@ -19,6 +19,11 @@
 //! and `_sqlx_migrations` is left untouched (see docs/inbox.md to remove the inbox's old rows
 //! from it).
 
+/// Running them on the built-in stores (their history table, the lock, adopting an earlier
+/// release's inbox).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod run;
+
 use sha2::{Digest as _, Sha256};
 
 /// The SQL dialect of a set of migrations.
@@ -59,7 +64,7 @@ macro_rules! migration {
             version: $version,
             description: $name,
             sql: include_str!(concat!(
-                "../migrations/",
+                "../../migrations/",
                 $dialect,
                 "/",
                 $prefix,
