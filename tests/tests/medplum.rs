@@ -487,3 +487,40 @@ async fn corrections_on_medplum_leave_one_current_note() {
         1
     );
 }
+
+/// The hand-written client assertion (`SmartKey::sign`) checked by an independent verifier:
+/// Node's `crypto.verify` in the Medplum stand-in takes an RS384 and an ES384 assertion against
+/// the JWKS `SmartKey::jwks` exported, and refuses one signed by a key it was not given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci)"]
+async fn an_independent_verifier_takes_both_assertions_and_refuses_a_stranger() {
+    for alg in ["RS384", "ES384"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let key =
+            SmartKey::from_pem(&SmartKey::generate_pem(alg).expect("key"), "k1").expect("key");
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, key.jwks()).expect("jwks");
+        let medplum = Medplum::start(&[
+            "--smart-client",
+            "suki-backend",
+            "--smart-jwks",
+            jwks.to_str().expect("path"),
+        ]);
+        let auth = SmartBackendAuth::builder(medplum.base.as_str(), "suki-backend", key)
+            .scopes("system/*.c system/*.rs")
+            .build()
+            .expect("auth");
+        let token = auth.bearer().await;
+        assert!(token.is_ok_and(|t| !t.is_empty()), "{alg}: a token");
+        // The same kid, another key: refused.
+        let stranger =
+            SmartKey::from_pem(&SmartKey::generate_pem(alg).expect("key"), "k1").expect("key");
+        let refused = SmartBackendAuth::builder(medplum.base.as_str(), "suki-backend", stranger)
+            .scopes("system/*.c system/*.rs")
+            .build()
+            .expect("auth")
+            .bearer()
+            .await;
+        assert!(refused.is_err(), "{alg}: a stranger's assertion is refused");
+    }
+}
