@@ -75,9 +75,9 @@ mod worker;
 pub mod conformance;
 
 #[cfg(feature = "postgres")]
-mod postgres;
+mod postgres_store;
 #[cfg(feature = "sqlite")]
-mod sqlite;
+mod sqlite_store;
 
 // The application's names. A store author's are in `store`, an operator's reads and reports in
 // `ops`, the audit log's in `audit`, the keys' in `crypto`.
@@ -97,11 +97,11 @@ pub use open::InboxBuilder;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use open::InboxPool;
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres_store::PostgresStore;
 pub use reconciler::{Reconciler, ReconcilerBuilder, ReconcilerHandle};
 pub use records::{Action, Actor, DeliveryRecord, Selection, State};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite_store::SqliteStore;
 pub use transaction::TransactionalHandler;
 pub use worker::{InboxWorker, InboxWorkerBuilder, WorkerHandle};
 
