@@ -4,12 +4,26 @@
 // CapabilityStatement, a bearer token, and a SMART Backend Services token endpoint (RS384/ES384
 // client assertions checked against registered JWKs).
 //
-//   node server.mjs [--transactions on|off] [--token T] [--smart-client ID --smart-jwks FILE]
-//                   [--token-ttl SECONDS]
+//   node server.mjs [--transactions on|off] [--conditional-create on|off] [--token T]
+//                   [--smart-client ID --smart-jwks FILE] [--smart-grants 'SCOPE …']
+//                   [--token-ttl SECONDS] [--writable Type,Type] [--patient-searches]
+//                   [--externalize-notes]
+//
+// The knobs are those real EHRs differ in: transactions refused; `If-None-Exist` ignored; fewer
+// scopes granted than asked; only some resource types creatable; searches that must name the
+// patient; notes kept in a `Binary` (read back as `attachment.url`).
 //
 // Prints `listening on http://127.0.0.1:PORT/fhir` once ready, on a free loopback port. Stops when
-// its standard input closes. `POST /admin/expire-tokens` forgets the issued SMART tokens (an
-// EHR's token lifetime ending mid-run). Test scaffolding: not part of the SDK.
+// its standard input closes. The test's controls, outside `/fhir` and never faulted:
+//   POST /admin/expire-tokens   forgets the issued SMART tokens (a token lifetime ending mid-run)
+//   POST /admin/writable        {"types": [...] | null}: what creates are taken from now on
+//   POST /admin/faults          {"prefix", "method"?, "status"?, "retryAfter"?, "latencyMs"?,
+//                               "loseAnswer"?, "times"? | "share"?}: answer matching requests
+//                               with a status, late, or serve them and cut the connection
+//   DELETE /admin/faults        clears them
+//   GET /admin/state            {"tokensIssued", "requests": {path: count}}
+//   GET /admin/resources?type=T every resource (of type T), as stored
+// Test scaffolding: not part of the SDK.
 
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -35,6 +49,10 @@ const fixedToken = arg('--token', crypto.randomBytes(16).toString('hex'));
 const smartClient = arg('--smart-client', undefined);
 const smartKeys = smartClient ? JSON.parse(fs.readFileSync(arg('--smart-jwks'), 'utf8')).keys : [];
 const tokenTtl = Number(arg('--token-ttl', '300'));
+const conditionalCreate = arg('--conditional-create', 'on') === 'on';
+const smartGrants = arg('--smart-grants', undefined)?.split(/\s+/).filter(Boolean);
+const patientSearches = args.includes('--patient-searches');
+const externalizeNotes = args.includes('--externalize-notes');
 
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
@@ -47,6 +65,11 @@ const repo = new MemoryRepository();
 const issued = new Map(); // token -> expiry (ms)
 const jtis = new Set();
 const TYPES = ['DocumentReference', 'Composition', 'Condition', 'MedicationRequest', 'Provenance', 'Communication', 'Task'];
+let writable = arg('--writable', undefined)?.split(',') ?? null; // null: every type of TYPES
+const takes = (type) => (writable ?? TYPES).includes(type);
+let faults = [];
+let tokensIssued = 0;
+const requests = new Map(); // path -> count
 const MAX_BODY = 8 * 1024 * 1024;
 let base = '';
 
@@ -56,6 +79,8 @@ const outcome = (code, diagnostics) => ({
 });
 
 function send(res, status, body, headers = {}) {
+  // A lost answer (fault `loseAnswer`): the work is done, the connection is cut instead.
+  if (res.loseAnswer) return res.socket?.destroy();
   res.writeHead(status, { 'content-type': 'application/fhir+json', ...headers });
   res.end(JSON.stringify(body));
 }
@@ -73,10 +98,10 @@ function capabilityStatement() {
       {
         mode: 'server',
         interaction: transactions ? [{ code: 'transaction' }, { code: 'batch' }] : [{ code: 'batch' }],
-        resource: TYPES.map((type) => ({
+        resource: TYPES.filter(takes).map((type) => ({
           type,
           interaction: ['create', 'read', 'update', 'search-type'].map((code) => ({ code })),
-          conditionalCreate: true,
+          conditionalCreate,
           searchParam: [
             { name: 'identifier', type: 'token' },
             { name: '_tag', type: 'token' },
@@ -146,9 +171,12 @@ async function token(req, res, body) {
   const jti = checkAssertion(form.get('client_assertion') ?? '', `${base}/auth/token`);
   if (!jti) return json(401, { error: 'invalid_client' });
   jtis.add(jti);
+  tokensIssued += 1;
+  const asked = (form.get('scope') ?? '').split(/\s+/).filter(Boolean);
+  const granted = smartGrants ? asked.filter((s) => smartGrants.includes(s)) : asked;
   const access = crypto.randomBytes(24).toString('hex');
   issued.set(access, Date.now() + tokenTtl * 1000);
-  return json(200, { access_token: access, token_type: 'bearer', expires_in: tokenTtl, scope: form.get('scope') ?? '' });
+  return json(200, { access_token: access, token_type: 'bearer', expires_in: tokenTtl, scope: granted.join(' ') });
 }
 
 function authorized(req) {
@@ -156,6 +184,83 @@ function authorized(req) {
   if (presented === fixedToken) return true;
   const until = issued.get(presented);
   return until !== undefined && Date.now() < until;
+}
+
+/** The first fault matching the request, its budget spent; or undefined. */
+function fault(method, path) {
+  for (const f of faults) {
+    if (!path.startsWith(f.prefix)) continue;
+    if (f.method && f.method !== method) continue;
+    if (f.loseAnswer && (method === 'GET' || method === 'HEAD')) continue;
+    if (f.share !== undefined) {
+      if (Math.random() < f.share) return f;
+      continue;
+    }
+    if (f.times > 0) {
+      f.times -= 1;
+      return f;
+    }
+  }
+  return undefined;
+}
+
+/** The test's controls (never faulted, never counted). */
+async function admin(req, res, path, url, text) {
+  if (req.method === 'POST' && path === '/admin/expire-tokens') {
+    issued.clear();
+    return send(res, 200, { expired: true });
+  }
+  if (req.method === 'POST' && path === '/admin/writable') {
+    writable = JSON.parse(text).types ?? null;
+    return send(res, 200, { writable });
+  }
+  if (req.method === 'POST' && path === '/admin/faults') {
+    const f = JSON.parse(text);
+    faults.push({ times: 1, ...f, method: f.method?.toUpperCase() });
+    return send(res, 200, { faults: faults.length });
+  }
+  if (req.method === 'DELETE' && path === '/admin/faults') {
+    faults = [];
+    return send(res, 200, { faults: 0 });
+  }
+  if (req.method === 'GET' && path === '/admin/state') {
+    return send(res, 200, { tokensIssued, requests: Object.fromEntries(requests) });
+  }
+  if (req.method === 'GET' && path === '/admin/resources') {
+    const type = url.searchParams.get('type');
+    const found = [];
+    for (const t of type ? [type] : [...TYPES, 'Binary']) {
+      const bundle = await repo.searchResources({ resourceType: t, count: 10000 });
+      found.push(...bundle);
+    }
+    return send(res, 200, found);
+  }
+  return send(res, 404, outcome('not-found', 'no such control'));
+}
+
+/**
+ * A created DocumentReference's inline notes moved to Binary resources (`--externalize-notes`):
+ * after the create, so that a conditional create that matched makes no Binary. The resource as
+ * now stored.
+ */
+async function externalize(resource) {
+  if (!externalizeNotes || resource?.resourceType !== 'DocumentReference' || !resource.id) return resource;
+  let moved = false;
+  const stored = structuredClone(resource);
+  for (const content of stored.content ?? []) {
+    const attachment = content.attachment ?? {};
+    if (typeof attachment.data !== 'string') continue;
+    const binary = await repo.createResource({
+      resourceType: 'Binary',
+      contentType: attachment.contentType ?? 'text/plain',
+      data: attachment.data,
+    });
+    delete attachment.data;
+    delete attachment.hash;
+    attachment.url = `Binary/${binary.id}`;
+    moved = true;
+  }
+  return moved ? repo.updateResource(stored) : resource;
 }
 
 async function handle(req, res) {
@@ -168,11 +273,16 @@ async function handle(req, res) {
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString('utf8');
-  if (req.method === 'POST' && url.pathname === '/admin/expire-tokens') {
-    issued.clear();
-    return send(res, 200, { expired: true });
-  }
+  if (url.pathname.startsWith('/admin/')) return admin(req, res, url.pathname, url, text);
   if (!url.pathname.startsWith('/fhir')) return send(res, 404, outcome('not-found', 'not under /fhir'));
+  requests.set(url.pathname, (requests.get(url.pathname) ?? 0) + 1);
+  const injected = fault(req.method, url.pathname);
+  if (injected?.latencyMs) await new Promise((resolve) => setTimeout(resolve, injected.latencyMs));
+  if (injected?.status) {
+    const headers = injected.retryAfter ? { 'retry-after': injected.retryAfter } : {};
+    return send(res, injected.status, outcome('transient', 'a fault the test injected'), headers);
+  }
+  if (injected?.loseAnswer) res.loseAnswer = true;
   const path = url.pathname.slice('/fhir'.length) || '/';
   if (req.method === 'GET' && path === '/metadata') return send(res, 200, capabilityStatement());
   if (req.method === 'GET' && path === '/.well-known/smart-configuration') {
@@ -194,8 +304,33 @@ async function handle(req, res) {
       return send(res, 400, outcome('structure', 'the body is not JSON'));
     }
   }
-  if (req.method === 'POST' && path === '/' && body?.type === 'transaction' && !transactions) {
-    return send(res, 400, outcome('not-supported', 'this server takes no transactions: create each resource'));
+  const type = /^\/([A-Z][A-Za-z]*)$/.exec(path)?.[1];
+  const headers = { ...req.headers };
+  if (req.method === 'POST' && path === '/' && body?.type === 'transaction') {
+    if (!transactions) {
+      return send(res, 400, outcome('not-supported', 'this server takes no transactions: create each resource'));
+    }
+    for (const entry of body.entry ?? []) {
+      if (entry.request?.method === 'POST' && !takes(entry.request.url)) {
+        return send(res, 400, outcome('not-supported', 'this server takes no create of this resource type'));
+      }
+      if (!conditionalCreate) delete entry.request?.ifNoneExist;
+    }
+  }
+  if (req.method === 'POST' && type && !takes(type)) {
+    return send(res, 405, outcome('not-supported', 'this server takes no create of this resource type'));
+  }
+  if (!conditionalCreate) delete headers['if-none-exist'];
+  if (
+    patientSearches &&
+    req.method === 'GET' &&
+    type &&
+    type !== 'Provenance' &&
+    url.search.length > 1 &&
+    !url.searchParams.has('patient') &&
+    !url.searchParams.has('subject')
+  ) {
+    return send(res, 400, outcome('required', 'a search of this type needs the patient (patient= or subject=)'));
   }
   if (['POST', 'PUT'].includes(req.method) && body) {
     const issues = invalid(body);
@@ -203,7 +338,7 @@ async function handle(req, res) {
       return send(res, 400, { resourceType: 'OperationOutcome', issue: issues });
     }
   }
-  const [result, resource] = await router.handleRequest(
+  let [result, resource] = await router.handleRequest(
     {
       method: req.method,
       url: path + url.search,
@@ -211,17 +346,34 @@ async function handle(req, res) {
       params: {},
       query: {},
       body,
-      headers: req.headers,
+      headers,
       config: { transactions },
     },
     repo
   );
   const status = getStatus(result);
-  const headers = {};
-  if (isOk(result) && resource?.id && resource.resourceType !== 'Bundle' && ['POST', 'PUT'].includes(req.method)) {
-    headers.location = `${base}/${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId ?? '1'}`;
+  if (externalizeNotes && req.method === 'POST' && status === 201 && type) {
+    resource = await externalize(resource);
   }
-  return send(res, status, resource ?? result, headers);
+  if (externalizeNotes && req.method === 'POST' && path === '/' && resource?.resourceType === 'Bundle') {
+    for (const entry of resource.entry ?? []) {
+      const created = /^201/.test(entry.response?.status ?? '');
+      const at = /DocumentReference\/([^/]+)/.exec(entry.response?.location ?? '');
+      if (created && at) {
+        await externalize(await repo.readResource('DocumentReference', at[1]));
+      }
+    }
+  }
+  const answer = {};
+  if (isOk(result) && resource?.id && resource.resourceType !== 'Bundle' && ['POST', 'PUT'].includes(req.method)) {
+    answer.location = `${base}/${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId ?? '1'}`;
+    if (/return=minimal/.test(req.headers.prefer ?? '')) {
+      if (res.loseAnswer) return res.socket?.destroy();
+      res.writeHead(status, answer);
+      return res.end();
+    }
+  }
+  return send(res, status, resource ?? result, answer);
 }
 
 const server = http.createServer((req, res) => {

@@ -7,11 +7,10 @@
 //! These tests need Node.js and the server's packages (`npm ci --prefix tests/medplum`, which
 //! `.ci/run` does): `cargo test -p integration-tests --test medplum -- --include-ignored`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use medplum_ehr::{Medplum, Options};
 use serde_json::Value;
 use suki_ambient::api::{NoteContent, StructuredData};
 use suki_ambient::client::AmbientClient;
@@ -22,99 +21,6 @@ use suki_ambient::fhir::{
 use suki_ambient::inbox::{FetchResults, Inbox, InboxWorker, State};
 use suki_ambient::sandbox::{Fault, Sandbox};
 use suki_ambient::{HandlerError, SessionId, UnixMillis};
-
-const NEEDS: &str = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)";
-
-/// A running Medplum test server: its base URL and fixed token; stopped when dropped.
-struct Medplum {
-    child: Child,
-    base: String,
-    token: String,
-}
-
-impl Drop for Medplum {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Medplum {
-    fn start(args: &[&str]) -> Self {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/medplum");
-        assert!(
-            std::path::Path::new(dir)
-                .join("node_modules/@medplum/fhir-router")
-                .exists(),
-            "{NEEDS}"
-        );
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{NEEDS}: {e}"));
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut line = || lines.next().expect("a line").expect("utf-8");
-        let base = line()
-            .strip_prefix("listening on ")
-            .expect("listening on URL")
-            .to_owned();
-        let token = line().strip_prefix("token ").expect("token").to_owned();
-        Self { child, base, token }
-    }
-
-    /// `GET [base]/<path>` with the fixed token, as JSON.
-    async fn get(&self, path: &str) -> Value {
-        let response = reqwest::Client::new()
-            .get(format!("{}/{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("get");
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        response.json().await.expect("json")
-    }
-
-    /// The resources of `kind` of session `session` (its tag).
-    async fn of_session(&self, kind: &str, session: &str) -> Vec<Value> {
-        let found = self
-            .get(&format!(
-                "{kind}?_tag=urn:suki:session|{session}&_count=100"
-            ))
-            .await;
-        found["entry"]
-            .as_array()
-            .map(|e| e.iter().map(|e| e["resource"].clone()).collect())
-            .unwrap_or_default()
-    }
-
-    /// Every Provenance target of `session` names a resource the server has.
-    async fn provenance_resolves(&self, session: &str) {
-        let found = self
-            .get(&format!(
-                "Provenance?_tag=urn:suki:session|{session}/provenance"
-            ))
-            .await;
-        let entries = found["entry"].as_array().expect("a Provenance");
-        assert_eq!(entries.len(), 1);
-        for target in entries[0]["resource"]["target"]
-            .as_array()
-            .expect("targets")
-        {
-            let reference = target["reference"].as_str().expect("reference");
-            assert!(!reference.starts_with("urn:"), "{reference}");
-            let resource = self.get(reference).await;
-            assert!(resource["id"].is_string(), "{reference} resolves");
-        }
-    }
-}
 
 fn typical(session: &str, patient: &str, structured: bool) -> TransactionBundle {
     let content: NoteContent = serde_json::from_str(include_str!(
@@ -136,7 +42,7 @@ fn typical(session: &str, patient: &str, structured: bool) -> TransactionBundle 
 }
 
 fn client(medplum: &Medplum, auth: impl FhirAuth) -> FhirClient {
-    FhirClient::builder(medplum.base.as_str())
+    FhirClient::builder(medplum.base_url())
         .auth(auth)
         .strategy(WriteStrategy::Auto)
         .build()
@@ -147,8 +53,8 @@ fn client(medplum: &Medplum, auth: impl FhirAuth) -> FhirClient {
 #[ignore = "needs Node.js and tests/medplum's packages (npm ci)"]
 async fn medplum_takes_each_note_once_with_and_without_transactions() {
     for mode in ["on", "off"] {
-        let medplum = Medplum::start(&["--transactions", mode]);
-        let fhir = client(&medplum, BearerToken::new(medplum.token.as_str()));
+        let medplum = Medplum::start(Options::default().transactions(mode == "on"));
+        let fhir = client(&medplum, BearerToken::new(medplum.token()));
         let plan = fhir.plan().await.expect("plan");
         assert_eq!(plan.transaction, mode == "on", "{plan}");
 
@@ -179,8 +85,8 @@ async fn medplum_takes_each_note_once_with_and_without_transactions() {
 
         // A transaction asked for where the server refuses it: an error, nothing written.
         if mode == "off" {
-            let forced = FhirClient::builder(medplum.base.as_str())
-                .auth(BearerToken::new(medplum.token.as_str()))
+            let forced = FhirClient::builder(medplum.base_url())
+                .auth(BearerToken::new(medplum.token()))
                 .strategy(WriteStrategy::Transaction)
                 .build()
                 .expect("client");
@@ -216,17 +122,12 @@ async fn the_write_back_reaches_medplum_once_through_a_token_expiry() {
     let dir = tempfile::tempdir().expect("dir");
     let pem = SmartKey::generate_pem("RS384").expect("key");
     let key = SmartKey::from_pem(&pem, "medplum-key").expect("key");
-    let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, key.jwks()).expect("jwks");
-    let medplum = Medplum::start(&[
-        "--transactions",
-        "off",
-        "--smart-client",
-        "suki-backend",
-        "--smart-jwks",
-        jwks.to_str().expect("path"),
-    ]);
-    let auth = SmartBackendAuth::builder(medplum.base.as_str(), "suki-backend", key)
+    let medplum = Medplum::start(
+        Options::default()
+            .transactions(false)
+            .smart_client("suki-backend", &key.jwks()),
+    );
+    let auth = SmartBackendAuth::builder(medplum.base_url(), "suki-backend", key)
         .scopes("system/*.c system/*.rs")
         .build()
         .expect("auth");
@@ -278,15 +179,7 @@ async fn the_write_back_reaches_medplum_once_through_a_token_expiry() {
                 .times(100),
         );
         if round == 2 {
-            let expired = reqwest::Client::new()
-                .post(format!(
-                    "{}/admin/expire-tokens",
-                    medplum.base.trim_end_matches("/fhir")
-                ))
-                .send()
-                .await
-                .expect("expire");
-            assert!(expired.status().is_success());
+            medplum.expire_tokens().await;
         }
         sandbox
             .complete(&session.session_id)
@@ -379,8 +272,8 @@ fn with_byte_order_marks(session: &str) -> TransactionBundle {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js and tests/medplum's packages (npm ci)"]
 async fn ids_are_escaped_and_codes_cleaned_for_a_validating_server() {
-    let medplum = Medplum::start(&["--transactions", "on"]);
-    let fhir = client(&medplum, BearerToken::new(medplum.token.as_str()));
+    let medplum = Medplum::start(Options::default());
+    let fhir = client(&medplum, BearerToken::new(medplum.token()));
 
     // `s-b` first; then `s-a,s-b`, whose identifiers unescaped read as `s-a` OR `s-b/…`.
     let b = fhir
@@ -430,8 +323,8 @@ async fn ids_are_escaped_and_codes_cleaned_for_a_validating_server() {
 async fn corrections_on_medplum_leave_one_current_note() {
     use suki_ambient::fhir::OnConflict;
 
-    let medplum = Medplum::start(&["--transactions", "off"]);
-    let fhir = client(&medplum, BearerToken::new(medplum.token.as_str()));
+    let medplum = Medplum::start(Options::default().transactions(false));
+    let fhir = client(&medplum, BearerToken::new(medplum.token()));
     let edited = |session: &str, text: &str, replaces: Option<&str>| {
         let mut content: NoteContent = serde_json::from_str(include_str!(
             "../../testdata/fhir/session-content-typical.json"
@@ -495,18 +388,10 @@ async fn corrections_on_medplum_leave_one_current_note() {
 #[ignore = "needs Node.js and tests/medplum's packages (npm ci)"]
 async fn an_independent_verifier_takes_both_assertions_and_refuses_a_stranger() {
     for alg in ["RS384", "ES384"] {
-        let dir = tempfile::tempdir().expect("dir");
         let key =
             SmartKey::from_pem(&SmartKey::generate_pem(alg).expect("key"), "k1").expect("key");
-        let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, key.jwks()).expect("jwks");
-        let medplum = Medplum::start(&[
-            "--smart-client",
-            "suki-backend",
-            "--smart-jwks",
-            jwks.to_str().expect("path"),
-        ]);
-        let auth = SmartBackendAuth::builder(medplum.base.as_str(), "suki-backend", key)
+        let medplum = Medplum::start(Options::default().smart_client("suki-backend", &key.jwks()));
+        let auth = SmartBackendAuth::builder(medplum.base_url(), "suki-backend", key)
             .scopes("system/*.c system/*.rs")
             .build()
             .expect("auth");
@@ -515,7 +400,7 @@ async fn an_independent_verifier_takes_both_assertions_and_refuses_a_stranger() 
         // The same kid, another key: refused.
         let stranger =
             SmartKey::from_pem(&SmartKey::generate_pem(alg).expect("key"), "k1").expect("key");
-        let refused = SmartBackendAuth::builder(medplum.base.as_str(), "suki-backend", stranger)
+        let refused = SmartBackendAuth::builder(medplum.base_url(), "suki-backend", stranger)
             .scopes("system/*.c system/*.rs")
             .build()
             .expect("auth")

@@ -1,8 +1,10 @@
 //! The client CPU of writing a session to the EHR one resource at a time (`PerResource`: nine
 //! creates with `If-None-Exist`, then the Provenance naming the ids the server gave) against
 //! writing it as one transaction, in the same run: the typical 16 KiB session (four
-//! Conditions, two MedicationRequests: nine resources) written to the sandbox's FHIR server in
-//! a child process, so that only the client's CPU is counted (this process's threads, from
+//! Conditions, two MedicationRequests: nine resources) written to a stub EHR in a child process
+//! (it answers each create `201` with a fresh id and stores nothing: the sandbox's FHIR server
+//! takes transactions only, and a real server's growing store is not what is measured here),
+//! so that only the client's CPU is counted (this process's threads, from
 //! `/proc/self/task/*/schedstat`). Blocks of the two strategies take turns (ABBA); every write
 //! is a first write (new session ids: all creates). Target: per-resource ≤ 1.5× the
 //! transaction.
@@ -30,7 +32,6 @@ use suki_ambient::fhir::{
     BearerToken, EhrContext, FhirClient, Mapping, Reference, SessionNote, TransactionBundle,
     TransactionResult, WriteStrategy, transaction,
 };
-use suki_ambient::sandbox::{MAX_FHIR_RESOURCES, Sandbox};
 use suki_ambient::{SessionId, UnixMillis};
 
 const CONTENT: &str = include_str!("../../../testdata/fhir/session-content-typical.json");
@@ -56,9 +57,9 @@ fn threads_cpu() -> Duration {
 fn serve() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let sandbox = Sandbox::builder().start().await.expect("sandbox");
-        println!("{}", sandbox.fhir_base_url());
-        println!("{}", sandbox.fhir_token());
+        let base = stub_ehr().await;
+        println!("{base}");
+        println!("{STUB_TOKEN}");
         println!("{}", h2c_not_found().await);
         // Until the parent closes our stdin.
         let _ = tokio::task::spawn_blocking(|| {
@@ -66,8 +67,128 @@ fn serve() {
             let _ = std::io::stdin().read_line(&mut line);
         })
         .await;
-        sandbox.shutdown().await;
     });
+}
+
+/// The stub EHR's bearer token (it does not check it: nothing is at stake).
+const STUB_TOKEN: &str = "bench-token";
+
+/// A stub FHIR server for the measurement: a CapabilityStatement with transactions and
+/// conditional create; `POST /fhir` answers a transaction with `201 Created` and a fresh id for
+/// each entry; `POST /fhir/{type}` answers `201` with a fresh `Location` (no body under
+/// `Prefer: return=minimal`, else the resource as sent); anything else is `404`. Every write is
+/// a first write, so nothing needs storing or matching. Its base URL.
+async fn stub_ehr() -> String {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Clone)]
+    struct Stub {
+        base: Arc<str>,
+        ids: Arc<AtomicU64>,
+    }
+    const TYPES: [&str; 5] = [
+        "DocumentReference",
+        "Composition",
+        "Condition",
+        "MedicationRequest",
+        "Provenance",
+    ];
+    let fhir_json = |status: StatusCode, body: String| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/fhir+json")],
+            body,
+        )
+            .into_response()
+    };
+    let metadata = move || async move {
+        let resources: Vec<serde_json::Value> = TYPES
+            .iter()
+            .map(|kind| {
+                serde_json::json!({
+                    "type": kind,
+                    "interaction": [{"code": "create"}, {"code": "read"}, {"code": "search-type"}],
+                    "conditionalCreate": true,
+                })
+            })
+            .collect();
+        fhir_json(
+            StatusCode::OK,
+            serde_json::json!({
+                "resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
+                "fhirVersion": "4.0.1", "format": ["json"],
+                "rest": [{"mode": "server", "interaction": [{"code": "transaction"}], "resource": resources}],
+            })
+            .to_string(),
+        )
+    };
+    let transaction = move |State(stub): State<Stub>, body: bytes::Bytes| async move {
+        let bundle: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let entries: Vec<serde_json::Value> = bundle["entry"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| {
+                let id = stub.ids.fetch_add(1, Ordering::Relaxed);
+                let kind = entry["request"]["url"].as_str().unwrap_or("Basic");
+                serde_json::json!({"response": {
+                    "status": "201 Created",
+                    "location": format!("{kind}/{id}/_history/1"),
+                }})
+            })
+            .collect();
+        fhir_json(
+            StatusCode::OK,
+            serde_json::json!({"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
+                .to_string(),
+        )
+    };
+    let create = move |State(stub): State<Stub>,
+                       Path(kind): Path<String>,
+                       headers: HeaderMap,
+                       body: bytes::Bytes| async move {
+        let id = stub.ids.fetch_add(1, Ordering::Relaxed);
+        let location = format!("{}/{kind}/{id}/_history/1", stub.base);
+        let minimal = headers
+            .get("prefer")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("return=minimal"));
+        let mut answer = if minimal {
+            StatusCode::CREATED.into_response()
+        } else {
+            fhir_json(
+                StatusCode::CREATED,
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        };
+        if let Ok(value) = location.parse() {
+            answer.headers_mut().insert(header::LOCATION, value);
+        }
+        answer
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/fhir", listener.local_addr().expect("addr"));
+    let stub = Stub {
+        base: Arc::from(base.as_str()),
+        ids: Arc::new(AtomicU64::new(1)),
+    };
+    let app = axum::Router::new()
+        .route("/fhir/metadata", get(metadata))
+        .route("/fhir", post(transaction))
+        .route("/fhir/{kind}", post(create))
+        .with_state(stub);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
 }
 
 /// A bare HTTP/2 server (prior knowledge, no TLS) that answers every request 404 with a few
@@ -106,12 +227,6 @@ fn main() {
     }
     let blocks: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(8);
     let per_block: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
-    // Nine resources a session, both strategies, within the sandbox's bound.
-    assert!(
-        blocks * per_block * 9 < MAX_FHIR_RESOURCES,
-        "at most {} sessions in all",
-        MAX_FHIR_RESOURCES / 9
-    );
     let mut child = Command::new(std::env::current_exe().expect("own path"))
         .arg("serve")
         .stdin(Stdio::piped())

@@ -1576,8 +1576,10 @@ async fn fhir_post_writes_a_session_once() {
 
 /// `fhir keygen` makes a SMART key (never over an existing file) whose JWKS `fhir jwks` prints
 /// again; `fhir capabilities` explains the per-resource plan of an EHR without transactions;
-/// `fhir post --strategy per-resource` with SMART writes the session once.
+/// `fhir post --strategy per-resource` with SMART writes the session once. The EHR is the
+/// Medplum stand-in (`tests/medplum`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn fhir_smart_keys_capabilities_and_a_per_resource_post() {
     let dir = tempfile::tempdir().expect("dir");
     let key = dir.path().join("ehr.pem");
@@ -1621,16 +1623,12 @@ async fn fhir_smart_keys_capabilities_and_a_per_resource_post() {
     .expect("join");
     assert_eq!(stdout(&printed).trim(), jwks.trim());
 
-    let sandbox = suki_ambient_sandbox::Sandbox::builder()
-        .fhir(
-            suki_ambient_sandbox::FhirOptions::default()
-                .transactions(false)
-                .smart_client("cli-client", jwks.trim()),
-        )
-        .start()
-        .await
-        .expect("sandbox");
-    let base = sandbox.fhir_base_url();
+    let ehr = medplum_ehr::Medplum::start(
+        medplum_ehr::Options::default()
+            .transactions(false)
+            .smart_client("cli-client", jwks.trim()),
+    );
+    let base = ehr.base_url().to_owned();
     let caps = run(args(&["fhir", "capabilities", "--base-url", &base]))
         .await
         .expect("join");
@@ -1672,8 +1670,8 @@ async fn fhir_smart_keys_capabilities_and_a_per_resource_post() {
     assert_eq!(last_line(&first), "3 created, 0 already there");
     let second = run(post.clone()).await.expect("join");
     assert_eq!(last_line(&second), "0 created, 3 already there");
-    assert_eq!(sandbox.fhir_resources(None).len(), 3);
-    assert_eq!(sandbox.fhir_tokens_issued(), 2, "one token per run");
+    assert_eq!(ehr.resources(None).await.len(), 3);
+    assert_eq!(ehr.tokens_issued().await, 2, "one token per run");
 
     // The same session for another patient: refused, then superseded on request.
     let moved: Vec<String> = post
@@ -1728,5 +1726,4 @@ async fn fhir_smart_keys_capabilities_and_a_per_resource_post() {
             && text.contains("keeps the note:                    inline"),
         "{text}"
     );
-    sandbox.shutdown().await;
 }

@@ -9,6 +9,7 @@
 
 mod common;
 
+use medplum_ehr::{Fault, Medplum, Options};
 use serde_json::Value;
 use suki_ambient_core::api::{NoteContent, StructuredData};
 use suki_ambient_core::{SessionId, UnixMillis};
@@ -16,7 +17,6 @@ use suki_ambient_fhir::{
     BearerToken, EhrContext, FhirClient, FhirError, Mapping, OnConflict, Reference, SessionNote,
     TransactionBundle, WriteStrategy, transaction,
 };
-use suki_ambient_sandbox::{FhirOptions, Sandbox, SandboxHandle};
 
 /// The typical session for `patient`; `changed` edits the note's first section and drops the
 /// first diagnosis.
@@ -72,8 +72,8 @@ fn bundle_with(
     transaction(&note, &ehr, &Mapping::default()).expect("maps")
 }
 
-fn client(sandbox: &SandboxHandle, strategy: WriteStrategy) -> FhirClient {
-    common::client(sandbox, strategy, BearerToken::new(sandbox.fhir_token()))
+fn client(ehr: &Medplum, strategy: WriteStrategy) -> FhirClient {
+    common::client(ehr, strategy, BearerToken::new(ehr.token()))
 }
 
 fn status(resource: &Value) -> &str {
@@ -97,8 +97,8 @@ fn live<'a>(resources: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 /// Every Provenance target resolves to a live resource.
-fn provenance_names_live_resources(sandbox: &SandboxHandle) {
-    let all = sandbox.fhir_resources(None);
+async fn provenance_names_live_resources(ehr: &Medplum) {
+    let all = ehr.resources(None).await;
     let provenance = live(&all, "Provenance");
     assert_eq!(provenance.len(), 1);
     for target in provenance[0]["target"].as_array().expect("targets") {
@@ -115,18 +115,15 @@ fn provenance_names_live_resources(sandbox: &SandboxHandle) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn a_session_moved_to_another_chart_fails_keeps_or_is_superseded() {
     for transactions in [true, false] {
-        let sandbox = Sandbox::builder()
-            .fhir(FhirOptions::default().transactions(transactions))
-            .start()
-            .await
-            .expect("sandbox");
-        let fhir = client(&sandbox, WriteStrategy::Auto);
+        let ehr = Medplum::start(Options::default().transactions(transactions));
+        let fhir = client(&ehr, WriteStrategy::Auto);
         fhir.write(&bundle("s-move", "Patient/wrong", false))
             .await
             .expect("first write");
-        let written = sandbox.fhir_resources(None).len();
+        let written = ehr.resources(None).await.len();
         assert_eq!(written, 9);
 
         // The same session, now for the right patient: a conflict decided on the note, nothing
@@ -144,13 +141,13 @@ async fn a_session_moved_to_another_chart_fails_keeps_or_is_superseded() {
             "{references:?}"
         );
         assert!(!err.to_string().contains("Patient/"), "{err}");
-        assert_eq!(sandbox.fhir_resources(None).len(), written);
+        assert_eq!(ehr.resources(None).await.len(), written);
 
         // Keep: success, the chart unchanged.
         fhir.write_with(&corrected, OnConflict::Keep)
             .await
             .expect("kept");
-        assert_eq!(sandbox.fhir_resources(None).len(), written);
+        assert_eq!(ehr.resources(None).await.len(), written);
 
         // Supersede: new resources for the right patient; the old ones retired.
         let result = fhir
@@ -158,7 +155,7 @@ async fn a_session_moved_to_another_chart_fails_keeps_or_is_superseded() {
             .await
             .expect("superseded");
         assert_eq!(result.corrected.len(), 8);
-        let all = sandbox.fhir_resources(None);
+        let all = ehr.resources(None).await;
         let notes = live(&all, "DocumentReference");
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0]["subject"]["reference"], "Patient/right");
@@ -187,27 +184,23 @@ async fn a_session_moved_to_another_chart_fails_keeps_or_is_superseded() {
             }
         }
         assert_eq!(live(&all, "Condition").len(), 4);
-        provenance_names_live_resources(&sandbox);
+        provenance_names_live_resources(&ehr).await;
 
         // Again (a retried row): nothing new; and with the default policy too.
-        let count = sandbox.fhir_resources(None).len();
+        let count = ehr.resources(None).await.len();
         fhir.write_with(&corrected, OnConflict::Supersede)
             .await
             .expect("again");
         fhir.write(&corrected).await.expect("again, fail policy");
-        assert_eq!(sandbox.fhir_resources(None).len(), count);
-        sandbox.shutdown().await;
+        assert_eq!(ehr.resources(None).await.len(), count);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn a_changed_note_supersedes_the_note_and_retires_what_it_no_longer_says() {
-    let sandbox = Sandbox::builder()
-        .fhir(FhirOptions::default().transactions(false))
-        .start()
-        .await
-        .expect("sandbox");
-    let fhir = client(&sandbox, WriteStrategy::Auto);
+    let ehr = Medplum::start(Options::default().transactions(false));
+    let fhir = client(&ehr, WriteStrategy::Auto);
     fhir.write(&bundle("s-edit", "Patient/p-1", false))
         .await
         .expect("first write");
@@ -219,11 +212,11 @@ async fn a_changed_note_supersedes_the_note_and_retires_what_it_no_longer_says()
     // Decided on the note, before anything else is written.
     assert_eq!(references.len(), 1, "{references:?}");
     assert!(references[0].starts_with("DocumentReference/"));
-    assert_eq!(sandbox.fhir_resources(None).len(), 9, "nothing written");
+    assert_eq!(ehr.resources(None).await.len(), 9, "nothing written");
     fhir.write_with(&changed, OnConflict::Supersede)
         .await
         .expect("superseded");
-    let all = sandbox.fhir_resources(None);
+    let all = ehr.resources(None).await;
     assert_eq!(live(&all, "DocumentReference").len(), 1);
     assert_eq!(live(&all, "Composition").len(), 1);
     assert_eq!(
@@ -244,13 +237,12 @@ async fn a_changed_note_supersedes_the_note_and_retires_what_it_no_longer_says()
         .collect::<Vec<_>>();
     assert_eq!(retired.len(), 1);
     assert!(retired[0].get("clinicalStatus").is_none(), "con-5");
-    provenance_names_live_resources(&sandbox);
+    provenance_names_live_resources(&ehr).await;
     let count = all.len();
     fhir.write_with(&changed, OnConflict::Supersede)
         .await
         .expect("again");
-    assert_eq!(sandbox.fhir_resources(None).len(), count, "nothing twice");
-    sandbox.shutdown().await;
+    assert_eq!(ehr.resources(None).await.len(), count, "nothing twice");
 }
 
 /// Three successive corrections of one session, on a server that keeps notes in a `Binary`
@@ -258,22 +250,19 @@ async fn a_changed_note_supersedes_the_note_and_retires_what_it_no_longer_says()
 /// and the chart ends with exactly one current note and one current Composition, holding the
 /// last text; writing the last one again creates nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn successive_corrections_of_a_binary_backed_note_leave_one_current_note() {
     for transactions in [true, false] {
-        let sandbox = Sandbox::builder()
-            .fhir(
-                FhirOptions::default()
-                    .transactions(transactions)
-                    .externalize_notes(true),
-            )
-            .start()
-            .await
-            .expect("sandbox");
-        let fhir = client(&sandbox, WriteStrategy::Auto);
+        let ehr = Medplum::start(
+            Options::default()
+                .transactions(transactions)
+                .externalize_notes(true),
+        );
+        let fhir = client(&ehr, WriteStrategy::Auto);
         fhir.write(&bundle("s-bin", "Patient/p-1", false))
             .await
             .expect("first write");
-        let stored = sandbox.fhir_resources(Some("DocumentReference"));
+        let stored = ehr.resources(Some("DocumentReference")).await;
         assert!(
             stored[0]["content"][0]["attachment"]["url"]
                 .as_str()
@@ -294,7 +283,7 @@ async fn successive_corrections_of_a_binary_backed_note_leave_one_current_note()
             fhir.write_with(&changed, OnConflict::Supersede)
                 .await
                 .expect("superseded");
-            let all = sandbox.fhir_resources(None);
+            let all = ehr.resources(None).await;
             let notes = live(&all, "DocumentReference");
             assert_eq!(notes.len(), 1, "round {round}: one current note");
             assert_eq!(live(&all, "Composition").len(), 1, "round {round}");
@@ -310,7 +299,7 @@ async fn successive_corrections_of_a_binary_backed_note_leave_one_current_note()
             let decoded = base64_decode(binary["data"].as_str().expect("data"));
             assert!(decoded.contains(text), "round {round}");
         }
-        let count = sandbox.fhir_resources(None).len();
+        let count = ehr.resources(None).await.len();
         let last = bundle_with("s-bin", "Patient/p-1", Some("Fourth text."), None);
         fhir.write_with(&last, OnConflict::Supersede)
             .await
@@ -318,8 +307,7 @@ async fn successive_corrections_of_a_binary_backed_note_leave_one_current_note()
         fhir.write(&last)
             .await
             .expect("again, fail policy: unchanged");
-        assert_eq!(sandbox.fhir_resources(None).len(), count, "nothing twice");
-        sandbox.shutdown().await;
+        assert_eq!(ehr.resources(None).await.len(), count, "nothing twice");
     }
 }
 
@@ -337,25 +325,19 @@ fn base64_decode(text: &str) -> String {
 /// chart and failed on the rest; the second is decided on the note before anything else is
 /// written: a conflict, and the full note text (the Composition) reaches neither chart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn a_patient_changed_between_attempts_writes_nothing_to_either_chart() {
-    let sandbox = Sandbox::builder()
-        .fhir(FhirOptions::default().transactions(false))
-        .start()
-        .await
-        .expect("sandbox");
-    let fhir = client(&sandbox, WriteStrategy::Auto);
+    let ehr = Medplum::start(Options::default().transactions(false));
+    let fhir = client(&ehr, WriteStrategy::Auto);
     fhir.plan().await.expect("the statement");
-    sandbox.inject(
-        suki_ambient_sandbox::Fault::status(503)
-            .on("/fhir/Composition")
-            .times(4),
-    );
+    ehr.inject(Fault::status(503).on("/fhir/Composition").times(4))
+        .await;
     fhir.write(&bundle("s-moved", "Patient/wrong", false))
         .await
         .expect_err("the EHR failed part-way");
-    let written = sandbox.fhir_resources(None).len();
+    let written = ehr.resources(None).await.len();
     assert!(
-        sandbox.fhir_resources(Some("Composition")).is_empty(),
+        ehr.resources(Some("Composition")).await.is_empty(),
         "part-way: no Composition"
     );
     let err = fhir
@@ -363,52 +345,49 @@ async fn a_patient_changed_between_attempts_writes_nothing_to_either_chart() {
         .await
         .expect_err("conflict");
     assert_eq!(err.code(), "fhir_conflict");
-    let all = sandbox.fhir_resources(None);
+    let all = ehr.resources(None).await;
     assert_eq!(all.len(), written, "nothing written to either chart");
-    assert!(sandbox.fhir_resources(Some("Composition")).is_empty());
+    assert!(ehr.resources(Some("Composition")).await.is_empty());
     assert!(
         all.iter()
             .all(|r| r["subject"]["reference"] == "Patient/wrong")
     );
-    sandbox.shutdown().await;
 }
 
 /// A retirement is a versioned update: when the EHR answers `412` (the resource changed since
 /// it was read, a clinician's edit), the correction fails permanently instead of overwriting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn a_retirement_refused_as_changed_since_read_is_permanent() {
-    let sandbox = Sandbox::builder().start().await.expect("sandbox");
-    let fhir = client(&sandbox, WriteStrategy::Auto);
+    let ehr = Medplum::start(Options::default());
+    let fhir = client(&ehr, WriteStrategy::Auto);
     fhir.write(&bundle("s-412", "Patient/p-1", false))
         .await
         .expect("first write");
-    sandbox.inject(
-        suki_ambient_sandbox::Fault::status(412)
+    ehr.inject(
+        Fault::status(412)
             .method("PUT")
             .on("/fhir/DocumentReference/")
             .times(1),
-    );
+    )
+    .await;
     let err = fhir
         .write_with(&bundle("s-412", "Patient/p-1", true), OnConflict::Supersede)
         .await
         .expect_err("412");
     assert!(err.code().starts_with("fhir_412"), "{}", err.code());
     assert!(!err.is_retryable());
-    sandbox.shutdown().await;
 }
 
 /// A re-recorded visit: the new session's note replaces the earlier session's, which is
 /// superseded with its Composition, and the earlier session's diagnoses are retired (the new
 /// session carries its own): one current note and one set of Conditions in the chart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn a_re_recorded_visit_leaves_one_current_note() {
     for transactions in [true, false] {
-        let sandbox = Sandbox::builder()
-            .fhir(FhirOptions::default().transactions(transactions))
-            .start()
-            .await
-            .expect("sandbox");
-        let fhir = client(&sandbox, WriteStrategy::Auto);
+        let ehr = Medplum::start(Options::default().transactions(transactions));
+        let fhir = client(&ehr, WriteStrategy::Auto);
         fhir.write(&bundle("s-first", "Patient/p-1", false))
             .await
             .expect("first session");
@@ -420,7 +399,7 @@ async fn a_re_recorded_visit_leaves_one_current_note() {
         );
         let result = fhir.write(&again).await.expect("second session");
         assert!(!result.corrected.is_empty(), "{result}");
-        let all = sandbox.fhir_resources(None);
+        let all = ehr.resources(None).await;
         let notes = live(&all, "DocumentReference");
         assert_eq!(notes.len(), 1, "one current note");
         assert_eq!(
@@ -431,7 +410,6 @@ async fn a_re_recorded_visit_leaves_one_current_note() {
         assert_eq!(live(&all, "Condition").len(), 3, "the new session's only");
         let count = all.len();
         fhir.write(&again).await.expect("again");
-        assert_eq!(sandbox.fhir_resources(None).len(), count, "nothing twice");
-        sandbox.shutdown().await;
+        assert_eq!(ehr.resources(None).await.len(), count, "nothing twice");
     }
 }

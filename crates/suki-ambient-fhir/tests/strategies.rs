@@ -1,26 +1,26 @@
-//! Write strategies against the sandbox's FHIR server made into different EHRs: one that takes
+//! Write strategies against the Medplum stand-in made into different EHRs: one that takes
 //! transactions, one that refuses them (creates only), one without conditional create; and SMART
 //! Backend Services tokens, refreshed once when the EHR refuses an expired one.
 
 mod common;
 
+use medplum_ehr::{Fault, Medplum, Options};
 use suki_ambient_fhir::{
     BearerToken, CreateMode, FhirAuth, FhirClient, FhirError, SkipReason, SmartBackendAuth,
     SmartKey, WriteStrategy,
 };
-use suki_ambient_sandbox::{Fault, FhirOptions, Sandbox, SandboxHandle};
 
-fn client(sandbox: &SandboxHandle, strategy: WriteStrategy, auth: impl FhirAuth) -> FhirClient {
-    common::client(sandbox, strategy, auth)
+fn client(ehr: &Medplum, strategy: WriteStrategy, auth: impl FhirAuth) -> FhirClient {
+    common::client(ehr, strategy, auth)
 }
 
-fn bearer(sandbox: &SandboxHandle) -> BearerToken {
-    BearerToken::new(sandbox.fhir_token())
+fn bearer(ehr: &Medplum) -> BearerToken {
+    BearerToken::new(ehr.token())
 }
 
 /// Every stored reference between the written resources names a resource the server has.
-fn provenance_targets_resolve(sandbox: &SandboxHandle) {
-    let provenances = sandbox.fhir_resources(Some("Provenance"));
+async fn provenance_targets_resolve(ehr: &Medplum) {
+    let provenances = ehr.resources(Some("Provenance")).await;
     assert_eq!(provenances.len(), 1);
     let targets = provenances[0]["target"].as_array().expect("targets");
     assert_eq!(targets.len(), 8, "every other resource");
@@ -28,8 +28,8 @@ fn provenance_targets_resolve(sandbox: &SandboxHandle) {
         let reference = target["reference"].as_str().expect("reference");
         let (kind, id) = reference.split_once('/').expect("Type/id");
         assert!(
-            sandbox
-                .fhir_resources(Some(kind))
+            ehr.resources(Some(kind))
+                .await
                 .iter()
                 .any(|r| r["id"] == id),
             "{reference} resolves"
@@ -38,13 +38,10 @@ fn provenance_targets_resolve(sandbox: &SandboxHandle) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn auto_writes_one_resource_at_a_time_where_transactions_are_refused() {
-    let sandbox = Sandbox::builder()
-        .fhir(FhirOptions::default().transactions(false))
-        .start()
-        .await
-        .expect("sandbox");
-    let fhir = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox));
+    let ehr = Medplum::start(Options::default().transactions(false));
+    let fhir = client(&ehr, WriteStrategy::Auto, bearer(&ehr));
     let plan = fhir.plan().await.expect("plan");
     assert!(!plan.transaction, "{plan}");
     assert_eq!(plan.mode("DocumentReference"), CreateMode::Conditional);
@@ -63,35 +60,32 @@ async fn auto_writes_one_resource_at_a_time_where_transactions_are_refused() {
         .await
         .expect("again");
     assert_eq!((again.created(), again.matched()), (0, 9));
-    assert_eq!(sandbox.fhir_resources(None).len(), 9);
-    provenance_targets_resolve(&sandbox);
+    assert_eq!(ehr.resources(None).await.len(), 9);
+    provenance_targets_resolve(&ehr).await;
     assert_eq!(
-        sandbox.requests("/fhir/metadata"),
+        ehr.requests("/fhir/metadata").await,
         1,
         "the statement is cached"
     );
 
     // A transaction asked for is refused, permanently.
-    let err = client(&sandbox, WriteStrategy::Transaction, bearer(&sandbox))
+    let err = client(&ehr, WriteStrategy::Transaction, bearer(&ehr))
         .write(&common::typical_bundle("s-each-2"))
         .await
         .expect_err("no transactions here");
     assert_eq!(err.code(), "fhir_400_not-supported");
     assert!(!err.is_retryable());
-    sandbox.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn a_write_that_failed_part_way_resumes_without_creating_anything_twice() {
-    let sandbox = Sandbox::builder()
-        .fhir(FhirOptions::default().transactions(false))
-        .start()
-        .await
-        .expect("sandbox");
-    let fhir = client(&sandbox, WriteStrategy::PerResource, bearer(&sandbox));
+    let ehr = Medplum::start(Options::default().transactions(false));
+    let fhir = client(&ehr, WriteStrategy::PerResource, bearer(&ehr));
     // The note and the Composition are written, then the Conditions fail for longer than the
     // client's retries.
-    sandbox.inject(Fault::status(503).on("/fhir/Condition").times(100));
+    ehr.inject(Fault::status(503).on("/fhir/Condition").times(100))
+        .await;
     let err = fhir
         .write(&common::typical_bundle("s-resume"))
         .await
@@ -99,9 +93,9 @@ async fn a_write_that_failed_part_way_resumes_without_creating_anything_twice() 
     assert!(err.is_retryable(), "{err}");
     // The note and the Composition at least; a MedicationRequest sent beside the Conditions may
     // have been created too (creates after the note go 4 at a time).
-    assert!(sandbox.fhir_resources(None).len() >= 2);
-    assert!(sandbox.fhir_resources(Some("Provenance")).is_empty());
-    sandbox.clear_faults();
+    assert!(ehr.resources(None).await.len() >= 2);
+    assert!(ehr.resources(Some("Provenance")).await.is_empty());
+    ehr.clear_faults().await;
     let resumed = fhir
         .write(&common::typical_bundle("s-resume"))
         .await
@@ -111,25 +105,21 @@ async fn a_write_that_failed_part_way_resumes_without_creating_anything_twice() 
         resumed.matched() >= 2,
         "the note and the Composition matched"
     );
-    assert_eq!(sandbox.fhir_resources(None).len(), 9);
-    provenance_targets_resolve(&sandbox);
-    sandbox.shutdown().await;
+    assert_eq!(ehr.resources(None).await.len(), 9);
+    provenance_targets_resolve(&ehr).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn without_conditional_create_a_search_comes_first() {
     // A vendor-like server: every clinical search must name the patient.
-    let sandbox = Sandbox::builder()
-        .fhir(
-            FhirOptions::default()
-                .transactions(false)
-                .conditional_create(false)
-                .patient_searches(true),
-        )
-        .start()
-        .await
-        .expect("sandbox");
-    let fhir = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox));
+    let ehr = Medplum::start(
+        Options::default()
+            .transactions(false)
+            .conditional_create(false)
+            .patient_searches(true),
+    );
+    let fhir = client(&ehr, WriteStrategy::Auto, bearer(&ehr));
     let plan = fhir.plan().await.expect("plan");
     assert_eq!(plan.mode("Condition"), CreateMode::SearchFirst, "{plan}");
     for _ in 0..2 {
@@ -137,40 +127,32 @@ async fn without_conditional_create_a_search_comes_first() {
             .await
             .expect("written");
     }
-    assert_eq!(sandbox.fhir_resources(None).len(), 9, "nothing twice");
-    provenance_targets_resolve(&sandbox);
+    assert_eq!(ehr.resources(None).await.len(), 9, "nothing twice");
+    provenance_targets_resolve(&ehr).await;
 
     // The note alone, for an EHR that takes DocumentReference only.
-    let only = client(
-        &sandbox,
-        WriteStrategy::DocumentReferenceOnly,
-        bearer(&sandbox),
-    )
-    .write(&common::typical_bundle("s-doc-only"))
-    .await
-    .expect("written");
+    let only = client(&ehr, WriteStrategy::DocumentReferenceOnly, bearer(&ehr))
+        .write(&common::typical_bundle("s-doc-only"))
+        .await
+        .expect("written");
     assert_eq!(only.entries.len(), 1);
     assert_eq!(
-        sandbox.fhir_resources(Some("DocumentReference")).len(),
+        ehr.resources(Some("DocumentReference")).await.len(),
         2,
         "one note more"
     );
-    assert_eq!(sandbox.fhir_resources(None).len(), 10);
-    sandbox.shutdown().await;
+    assert_eq!(ehr.resources(None).await.len(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn smart_backend_tokens_are_cached_and_fetched_again_once_after_a_401() {
     for alg in ["RS384", "ES384"] {
         let pem = SmartKey::generate_pem(alg).expect("key");
         let key = SmartKey::from_pem(&pem, "sandbox-key").expect("key");
-        let sandbox = Sandbox::builder()
-            .fhir(FhirOptions::default().smart_client("suki-backend", &key.jwks()))
-            .start()
-            .await
-            .expect("sandbox");
+        let ehr = Medplum::start(Options::default().smart_client("suki-backend", &key.jwks()));
         // The scopes are derived from the plan.
-        let auth = SmartBackendAuth::builder(sandbox.fhir_base_url(), "suki-backend", key)
+        let auth = SmartBackendAuth::builder(ehr.base_url(), "suki-backend", key)
             .build()
             .expect("auth");
         let debug = format!("{auth:?}");
@@ -178,35 +160,35 @@ async fn smart_backend_tokens_are_cached_and_fetched_again_once_after_a_401() {
             !debug.contains("PRIVATE") && debug.contains("***"),
             "{debug}"
         );
-        let fhir = client(&sandbox, WriteStrategy::Auto, auth.clone());
+        let fhir = client(&ehr, WriteStrategy::Auto, auth.clone());
         fhir.write(&common::typical_bundle("s-smart-1"))
             .await
             .expect("written");
         fhir.write(&common::typical_bundle("s-smart-2"))
             .await
             .expect("written");
-        assert_eq!(sandbox.fhir_tokens_issued(), 1, "cached");
+        assert_eq!(ehr.tokens_issued().await, 1, "cached");
         // The EHR forgets the token mid-run: the next write gets a 401, a fresh token, and
         // goes through.
-        sandbox.expire_fhir_tokens();
+        ehr.expire_tokens().await;
         fhir.write(&common::typical_bundle("s-smart-3"))
             .await
             .expect("written after a refresh");
-        assert_eq!(sandbox.fhir_tokens_issued(), 2);
+        assert_eq!(ehr.tokens_issued().await, 2);
         assert_eq!(auth.tokens_fetched(), 2);
-        assert_eq!(sandbox.fhir_resources(Some("DocumentReference")).len(), 3);
-        sandbox.shutdown().await;
+        assert_eq!(ehr.resources(Some("DocumentReference")).await.len(), 3);
     }
 }
 
 /// A token endpoint on another origin than the FHIR server's is refused when the client asks
 /// for the same origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn a_token_endpoint_elsewhere_is_refused_when_the_same_origin_is_required() {
-    let sandbox = Sandbox::builder().start().await.expect("sandbox");
+    let ehr = Medplum::start(Options::default());
     // The same server on another origin than its token endpoint's is refused when asked.
     let strict = SmartBackendAuth::builder(
-        sandbox.fhir_base_url(),
+        ehr.base_url(),
         "suki-backend",
         SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k2").expect("key"),
     )
@@ -217,30 +199,26 @@ async fn a_token_endpoint_elsewhere_is_refused_when_the_same_origin_is_required(
         matches!(strict, Err(suki_ambient_fhir::FhirError::Config(_))),
         "{strict:?}"
     );
-    sandbox.shutdown().await;
 }
 
 /// The EHR's administrator granted the client the note's scopes only, while the plan writes
 /// Conditions too: the write fails before anything is sent, naming the scope, and the plan
 /// printed says which scopes it needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn scopes_granted_narrower_than_the_plan_fail_naming_the_scope() {
     let key =
         SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1").expect("key");
-    let sandbox = Sandbox::builder()
-        .fhir(
-            FhirOptions::default()
-                .transactions(false)
-                .smart_client("suki-backend", &key.jwks())
-                .smart_grants("system/DocumentReference.c system/DocumentReference.rs"),
-        )
-        .start()
-        .await
-        .expect("sandbox");
-    let auth = SmartBackendAuth::builder(sandbox.fhir_base_url(), "suki-backend", key)
+    let ehr = Medplum::start(
+        Options::default()
+            .transactions(false)
+            .smart_client("suki-backend", &key.jwks())
+            .smart_grants("system/DocumentReference.c system/DocumentReference.rs"),
+    );
+    let auth = SmartBackendAuth::builder(ehr.base_url(), "suki-backend", key)
         .build()
         .expect("auth");
-    let fhir = client(&sandbox, WriteStrategy::Auto, auth.clone());
+    let fhir = client(&ehr, WriteStrategy::Auto, auth.clone());
     let plan = fhir.plan().await.expect("plan");
     assert_eq!(
         auth.tokens_fetched(),
@@ -262,25 +240,21 @@ async fn scopes_granted_narrower_than_the_plan_fail_naming_the_scope() {
     );
     assert_eq!(err.code(), "fhir_scope_missing");
     assert!(!err.is_retryable());
-    assert!(sandbox.fhir_resources(None).is_empty(), "nothing written");
-    sandbox.shutdown().await;
+    assert!(ehr.resources(None).await.is_empty(), "nothing written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn a_key_the_ehr_does_not_know_is_refused_permanently() {
     let registered =
         SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1").expect("key");
     let other =
         SmartKey::from_pem(&SmartKey::generate_pem("ES384").expect("key"), "k1").expect("key");
-    let sandbox = Sandbox::builder()
-        .fhir(FhirOptions::default().smart_client("suki-backend", &registered.jwks()))
-        .start()
-        .await
-        .expect("sandbox");
-    let auth = SmartBackendAuth::builder(sandbox.fhir_base_url(), "suki-backend", other)
+    let ehr = Medplum::start(Options::default().smart_client("suki-backend", &registered.jwks()));
+    let auth = SmartBackendAuth::builder(ehr.base_url(), "suki-backend", other)
         .build()
         .expect("auth");
-    let err = client(&sandbox, WriteStrategy::Transaction, auth)
+    let err = client(&ehr, WriteStrategy::Transaction, auth)
         .write(&common::typical_bundle("s-smart-bad"))
         .await
         .expect_err("refused");
@@ -290,24 +264,20 @@ async fn a_key_the_ehr_does_not_know_is_refused_permanently() {
     );
     assert_eq!(err.code(), "fhir_token_401_invalid_client");
     assert!(!err.is_retryable());
-    assert!(sandbox.fhir_resources(None).is_empty());
-    sandbox.shutdown().await;
+    assert!(ehr.resources(None).await.is_empty());
 }
 
 /// An EHR that takes the DocumentReference alone (as Oracle Health Millennium documents):
 /// `auto` writes the note and leaves the rest out, saying so in its plan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn auto_writes_only_what_the_server_can_create() {
-    let sandbox = Sandbox::builder()
-        .fhir(
-            FhirOptions::default()
-                .transactions(false)
-                .writable(&["DocumentReference"]),
-        )
-        .start()
-        .await
-        .expect("sandbox");
-    let fhir = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox));
+    let ehr = Medplum::start(
+        Options::default()
+            .transactions(false)
+            .writable(&["DocumentReference"]),
+    );
+    let fhir = client(&ehr, WriteStrategy::Auto, bearer(&ehr));
     let plan = fhir.plan().await.expect("plan");
     assert_eq!(plan.mode("DocumentReference"), CreateMode::Conditional);
     assert_eq!(plan.mode("Condition"), CreateMode::Skip);
@@ -321,14 +291,13 @@ async fn auto_writes_only_what_the_server_can_create() {
         .await
         .expect("written");
     assert_eq!(written.entries.len(), 1);
-    assert_eq!(sandbox.fhir_resources(None).len(), 1);
+    assert_eq!(ehr.resources(None).await.len(), 1);
     // Per-resource asked for anyway: the server's refusal of a Composition is permanent.
-    let err = client(&sandbox, WriteStrategy::PerResource, bearer(&sandbox))
+    let err = client(&ehr, WriteStrategy::PerResource, bearer(&ehr))
         .write(&common::typical_bundle("s-doc-ehr-2"))
         .await
         .expect_err("refused");
     assert_eq!(err.code(), "fhir_405_not-supported");
-    sandbox.shutdown().await;
 }
 
 /// The EHR's capabilities change under a running client with a statement cached for an hour:
@@ -336,14 +305,11 @@ async fn auto_writes_only_what_the_server_can_create() {
 /// Composition makes the client read the statement again within the same write; a plan that
 /// leaves parts out is checked again after its recheck age; nothing is ever silently dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn capabilities_that_change_mid_run_are_read_again_and_skips_are_recorded() {
-    let sandbox = Sandbox::builder()
-        .fhir(FhirOptions::default().transactions(false))
-        .start()
-        .await
-        .expect("sandbox");
-    let fhir = FhirClient::builder(sandbox.fhir_base_url())
-        .auth(bearer(&sandbox))
+    let ehr = Medplum::start(Options::default().transactions(false));
+    let fhir = FhirClient::builder(ehr.base_url())
+        .auth(bearer(&ehr))
         .capabilities_recheck(std::time::Duration::from_millis(300))
         .build()
         .expect("client");
@@ -355,7 +321,7 @@ async fn capabilities_that_change_mid_run_are_read_again_and_skips_are_recorded(
 
     // Maintenance: the note alone. The cached plan's Composition is refused (405): the
     // statement is read again and the write re-planned in the same call.
-    sandbox.set_fhir_writable(Some(&["DocumentReference"]));
+    ehr.set_writable(Some(&["DocumentReference"])).await;
     // (A statement read within the recheck age is not read again on a refusal.)
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let second = fhir
@@ -384,36 +350,34 @@ async fn capabilities_that_change_mid_run_are_read_again_and_skips_are_recorded(
                 .contains("Condition x4 skipped: server does not support create of Condition"),
         "{outcome}"
     );
-    assert_eq!(sandbox.requests("/fhir/metadata"), 2);
+    assert_eq!(ehr.requests("/fhir/metadata").await, 2);
 
     // Back to per-resource: past the recheck age, a plan that skips is made again.
-    sandbox.set_fhir_writable(None);
+    ehr.set_writable(None).await;
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let third = fhir
         .write(&common::typical_bundle("s-cap-3"))
         .await
         .expect("written");
     assert_eq!((third.created(), third.skipped.len()), (9, 0), "{third}");
-    assert_eq!(sandbox.requests("/fhir/metadata"), 3);
-    sandbox.shutdown().await;
+    assert_eq!(ehr.requests("/fhir/metadata").await, 3);
 }
 
 /// A server that lists transactions but declares no conditional create, and whose answers are
 /// lost after it wrote: `auto` does not rely on `ifNoneExist` (it writes one resource at a
 /// time, searching first), and never sends a create again without searching: one copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn without_conditional_create_lost_answers_leave_one_copy() {
-    let sandbox = Sandbox::builder()
-        .fhir(FhirOptions::default().conditional_create(false))
-        .start()
-        .await
-        .expect("sandbox");
-    let fhir = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox));
+    let ehr = Medplum::start(Options::default().conditional_create(false));
+    let fhir = client(&ehr, WriteStrategy::Auto, bearer(&ehr));
     let plan = fhir.plan().await.expect("plan");
     assert!(!plan.transaction, "{plan}");
     assert_eq!(plan.mode("DocumentReference"), CreateMode::SearchFirst);
-    sandbox.inject(Fault::lose_answer().on("/fhir/DocumentReference").times(1));
-    sandbox.inject(Fault::lose_answer().on("/fhir/Condition").times(2));
+    ehr.inject(Fault::lose_answer().on("/fhir/DocumentReference").times(1))
+        .await;
+    ehr.inject(Fault::lose_answer().on("/fhir/Condition").times(2))
+        .await;
     let mut failures = 0;
     let written = loop {
         match fhir.write(&common::typical_bundle("s-lost")).await {
@@ -427,38 +391,34 @@ async fn without_conditional_create_lost_answers_leave_one_copy() {
     };
     assert!(failures >= 1);
     assert_eq!(written.entries.len(), 9);
-    assert_eq!(sandbox.fhir_resources(None).len(), 9, "one copy of each");
-    provenance_targets_resolve(&sandbox);
-    sandbox.shutdown().await;
+    assert_eq!(ehr.resources(None).await.len(), 9, "one copy of each");
+    provenance_targets_resolve(&ehr).await;
 }
 
 /// `FhirClient::check`, the onboarding probe, tells the servers apart: a conditional-create
 /// server that inlines notes, one that ignores `If-None-Exist`, one that keeps notes in a
 /// Binary and requires the patient in searches. The probe is entered-in-error and labelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and tests/medplum's packages (npm ci --prefix tests/medplum)"]
 async fn the_onboarding_probe_reports_what_the_server_does() {
     let patient = suki_ambient_fhir::Reference::parse("Patient/test-1").expect("patient");
     for (options, honours, content) in [
-        (FhirOptions::default(), true, "inline"),
+        (Options::default(), true, "inline"),
         (
-            FhirOptions::default().conditional_create(false),
+            Options::default().conditional_create(false),
             false,
             "inline",
         ),
         (
-            FhirOptions::default()
+            Options::default()
                 .externalize_notes(true)
                 .patient_searches(true),
             true,
             "binary",
         ),
     ] {
-        let sandbox = Sandbox::builder()
-            .fhir(options)
-            .start()
-            .await
-            .expect("sandbox");
-        let report = client(&sandbox, WriteStrategy::Auto, bearer(&sandbox))
+        let ehr = Medplum::start(options);
+        let report = client(&ehr, WriteStrategy::Auto, bearer(&ehr))
             .check(&patient)
             .await
             .expect("checked");
@@ -466,7 +426,7 @@ async fn the_onboarding_probe_reports_what_the_server_does() {
         assert_eq!(report.honours_if_none_exist, honours, "{report}");
         assert!(report.keeps_identifiers, "{report}");
         assert_eq!(report.content, content, "{report}");
-        let probes = sandbox.fhir_resources(Some("DocumentReference"));
+        let probes = ehr.resources(Some("DocumentReference")).await;
         assert_eq!(probes.len(), if honours { 1 } else { 2 });
         for probe in probes {
             assert_eq!(probe["status"], "entered-in-error");
@@ -476,6 +436,5 @@ async fn the_onboarding_probe_reports_what_the_server_does() {
             );
             assert_eq!(probe["subject"]["reference"], "Patient/test-1");
         }
-        sandbox.shutdown().await;
     }
 }

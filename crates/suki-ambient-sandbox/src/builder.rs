@@ -7,7 +7,6 @@ use std::time::Duration;
 use suki_ambient_core::WebhookSecret;
 use tokio::sync::oneshot;
 
-use crate::fhir_store::FhirOptions;
 use crate::handle::{SandboxControl, SandboxError, SandboxHandle};
 use crate::state::{Shared, World};
 use crate::{DEFAULT_PARTNER_ID, DEFAULT_PARTNER_TOKEN, routes};
@@ -23,7 +22,6 @@ pub struct SandboxBuilder {
     require_provider_id: bool,
     admin_token: Option<String>,
     fhir_token: Option<String>,
-    fhir_options: FhirOptions,
     any_host: bool,
 }
 
@@ -57,7 +55,6 @@ impl Sandbox {
             require_provider_id: false,
             admin_token: None,
             fhir_token: None,
-            fhir_options: FhirOptions::default(),
             any_host: false,
         }
     }
@@ -120,14 +117,6 @@ impl SandboxBuilder {
         self
     }
 
-    /// How the FHIR server behaves: an EHR that refuses transactions, ignores `If-None-Exist`,
-    /// or issues SMART Backend Services tokens (default: transactions and conditional creates,
-    /// the fixed token only).
-    pub fn fhir(mut self, options: FhirOptions) -> Self {
-        self.fhir_options = options;
-        self
-    }
-
     /// Accept any `Host` header. By default a sandbox bound to a loopback address answers only
     /// requests whose `Host` is a loopback name (`localhost`, `127.0.0.1`, `[::1]`), so that a web
     /// page cannot reach it through DNS rebinding; one bound elsewhere on purpose accepts any.
@@ -171,12 +160,8 @@ impl SandboxBuilder {
             token_ttl: self.token_ttl,
             require_provider_id: self.require_provider_id,
             admin_token,
-            fhir: Mutex::new(crate::fhir_store::FhirStore::new(
-                self.fhir_options.externalize_notes,
-            )),
+            fhir: Mutex::new(crate::fhir_store::FhirStore::default()),
             fhir_token,
-            fhir_writable: Mutex::new(self.fhir_options.writable.clone()),
-            fhir_options: self.fhir_options,
             loopback_hosts_only: addr.ip().is_loopback() && !self.any_host,
             base_url: format!("http://{addr}/"),
             webhook_url: Mutex::new(self.webhook_url),

@@ -1,12 +1,13 @@
-//! A minimal FHIR R4 server standing in for the EHR: transaction Bundles of POSTs with
-//! conditional create (`ifNoneExist` by `identifier` or `_tag`), creates of one resource (with
-//! the `If-None-Exist` header), search by identifier or tag, reads, a CapabilityStatement that
-//! says which of these it takes; a bearer token, fixed or issued by its SMART Backend Services
-//! token endpoint; bounded. Faults apply to it like to the API (`Fault::on("/fhir")`).
-//! [`FhirOptions`] makes it an EHR that refuses transactions, or ignores `If-None-Exist`.
+//! The sandbox's EHR: the small FHIR R4 server the demo writes its note to. It takes what the
+//! SDK's default write-back sends and nothing more: transaction Bundles of POSTs with conditional
+//! create (`ifNoneExist` by `identifier` or `_tag`), a conditional create of one resource (the
+//! note alone, written first when the EHR may have the session already), versioned updates (what a later session of
+//! the encounter replaces is retired), searches by identifier or tag, reads, and a
+//! CapabilityStatement saying so; a fixed bearer token; bounded. Faults apply to it like to the
+//! API (`Fault::on("/fhir")`). EHRs that differ (no transactions, no conditional create, SMART
+//! Backend Services, corrections) are the tests' Medplum stand-in's (`tests/medplum`).
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -36,17 +37,11 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
     // What a client reads before it has a token, as on any FHIR server.
     Router::new()
         .route("/fhir/metadata", get(metadata))
-        .route(
-            "/fhir/.well-known/smart-configuration",
-            get(smart_configuration),
-        )
-        .route("/fhir/auth/token", post(crate::fhir_smart::token))
-        .layer(DefaultBodyLimit::max(64 * 1024))
         .merge(protected)
 }
 
 /// Every FHIR route needs `Authorization: Bearer <token>`, as an EHR would: the sandbox's
-/// fixed FHIR token, or one its SMART token endpoint issued and has not expired.
+/// FHIR token.
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
@@ -61,14 +56,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
             .zip(expected)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
-    let issued = !same
-        && !presented.is_empty()
-        && state
-            .fhir()
-            .tokens
-            .get(presented)
-            .is_some_and(|until| Instant::now() < *until);
-    if !same && !issued {
+    if !same {
         crate::routes::drain(request).await;
         return outcome(
             StatusCode::UNAUTHORIZED,
@@ -119,13 +107,6 @@ enum Plan {
 }
 
 async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
-    if !state.fhir_options.transactions {
-        return outcome(
-            StatusCode::BAD_REQUEST,
-            "not-supported",
-            "this server takes no transactions: create each resource",
-        );
-    }
     let bundle: Value = match serde_json::from_slice(&body) {
         Ok(bundle) => bundle,
         Err(_) => return outcome(StatusCode::BAD_REQUEST, "structure", "the body is not JSON"),
@@ -168,16 +149,7 @@ async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
                 "request.url must be the resource's type",
             );
         }
-        if !state.fhir_takes(kind) {
-            return outcome(
-                StatusCode::BAD_REQUEST,
-                "not-supported",
-                "this server takes no create of this resource type",
-            );
-        }
         let matched = match request["ifNoneExist"].as_str() {
-            // A server without conditional create ignores it, as its statement says.
-            _ if !state.fhir_options.conditional_create => None,
             None => None,
             Some(query) => {
                 let search = match Search::parse(query) {
@@ -256,9 +228,10 @@ async fn transaction(State(state): State<AppState>, body: Bytes) -> Response {
     )
 }
 
-/// `POST /fhir/{kind}`: creates one resource, unless `If-None-Exist` (when honoured) matches
-/// one (`200` with it) or several (`412`). References to the kinds this server stores must name
-/// a resource it has; a `urn:uuid` placeholder outside a transaction is refused.
+/// `POST /fhir/{kind}`: creates one resource, unless `If-None-Exist` matches one (`200` with
+/// it) or several (`412`). The write-back sends a session's note alone this way when it writes
+/// a session the EHR may already have (a replay, a second attempt), to decide a conflict on the
+/// note before anything else is written.
 async fn create(
     State(state): State<AppState>,
     Path(kind): Path<String>,
@@ -279,19 +252,11 @@ async fn create(
             "the resource's type is not the URL's",
         );
     }
-    if !state.fhir_takes(&kind) {
-        return outcome(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
-            "this server takes no create of this resource type",
-        );
-    }
     let minimal = headers
         .get("prefer")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("return=minimal"));
     let condition = match headers.get("if-none-exist") {
-        Some(_) if !state.fhir_options.conditional_create => None,
         Some(value) => match value
             .to_str()
             .map_err(|_| "not ASCII")
@@ -322,9 +287,6 @@ async fn create(
                 );
             }
         }
-    }
-    if let Err(why) = store.check_references(&resource) {
-        return outcome(StatusCode::BAD_REQUEST, "invalid", why);
     }
     if store.resources.len() >= MAX_FHIR_RESOURCES {
         return outcome(
@@ -364,7 +326,10 @@ fn created(
 }
 
 /// `PUT /fhir/{kind}/{id}`: replaces a resource the server has (a new version); a resource it
-/// does not have is `404` (no create by update here).
+/// does not have is `404` (no create by update here). The write-back retires what a later
+/// session of the encounter replaces this way (a versioned update, `If-Match`), so the demo's
+/// EHR takes it: without it the SDK's default write would fail here on a visit's second
+/// session.
 async fn update(
     State(state): State<AppState>,
     Path((kind, id)): Path<(String, String)>,
@@ -385,9 +350,6 @@ async fn update(
         );
     }
     let mut store = state.fhir();
-    if let Err(why) = store.check_references(&resource) {
-        return outcome(StatusCode::BAD_REQUEST, "invalid", why);
-    }
     let Some(stored) = store
         .resources
         .iter_mut()
@@ -426,26 +388,20 @@ async fn update(
     response
 }
 
-/// `GET /fhir/metadata`: the CapabilityStatement, as the options make the server.
-async fn metadata(State(state): State<AppState>) -> Response {
-    let options = &state.fhir_options;
-    let interactions: Vec<Value> = if options.transactions {
-        vec![json!({"code": "transaction"})]
-    } else {
-        Vec::new()
-    };
+/// `GET /fhir/metadata`: the CapabilityStatement: transactions, and for each type of a
+/// session conditional create (in a transaction), search and read.
+async fn metadata() -> Response {
     let resources: Vec<Value> = WRITABLE
         .iter()
-        .filter(|kind| state.fhir_takes(kind))
         .map(|kind| {
-        json!({
-            "type": kind,
-            "interaction": [{"code": "create"}, {"code": "read"}, {"code": "update"}, {"code": "search-type"}],
-            "conditionalCreate": options.conditional_create,
-            "searchParam": [{"name": "identifier", "type": "token"}, {"name": "_tag", "type": "token"}],
+            json!({
+                "type": kind,
+                "interaction": [{"code": "create"}, {"code": "read"}, {"code": "update"}, {"code": "search-type"}],
+                "conditionalCreate": true,
+                "searchParam": [{"name": "identifier", "type": "token"}, {"name": "_tag", "type": "token"}],
+            })
         })
-    })
-    .collect();
+        .collect();
     fhir_json(
         StatusCode::OK,
         &json!({
@@ -455,27 +411,9 @@ async fn metadata(State(state): State<AppState>) -> Response {
             "kind": "instance",
             "fhirVersion": "4.0.1",
             "format": ["json"],
-            "rest": [{"mode": "server", "interaction": interactions, "resource": resources}],
+            "rest": [{"mode": "server", "interaction": [{"code": "transaction"}], "resource": resources}],
         }),
     )
-}
-
-/// `GET /fhir/.well-known/smart-configuration`: where the SMART token endpoint is.
-async fn smart_configuration(State(state): State<AppState>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({
-            "token_endpoint": format!("{}fhir/auth/token", state.base_url),
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-            "scopes_supported": ["system/*.c", "system/*.rs", "system/*.write", "system/*.read"],
-            "capabilities": ["client-confidential-asymmetric"],
-        })
-        .to_string(),
-    )
-        .into_response()
 }
 
 /// Every `reference` naming an entry's `fullUrl` now names the resource it became (created or
@@ -517,18 +455,6 @@ async fn search(
         store.list(Some(&kind))
     } else {
         match Search::parse(&query) {
-            // As vendor servers: a clinical search names the patient.
-            Ok(search)
-                if search.chart.is_none()
-                    && state.fhir_options.patient_searches
-                    && kind != "Provenance" =>
-            {
-                return outcome(
-                    StatusCode::BAD_REQUEST,
-                    "required",
-                    "a search of this type needs the patient (patient= or subject=)",
-                );
-            }
             Ok(search) => store
                 .matching(&kind, &search)
                 .into_iter()

@@ -123,13 +123,11 @@ impl SandboxControl {
         &self.shared.base_url
     }
 
-    /// The base URL of the sandbox's FHIR R4 server, e.g. `http://127.0.0.1:40123/fhir`: it
-    /// takes transaction Bundles (`POST`, conditional create by `identifier` or `_tag`),
-    /// creates (`POST /fhir/{type}`, with `If-None-Exist`), searches
-    /// (`GET /fhir/{type}?identifier=…`) and reads, with `Authorization: Bearer`
-    /// [`fhir_token`](Self::fhir_token) or a token of its SMART endpoint; it serves its
-    /// CapabilityStatement at `/fhir/metadata`. [`FhirOptions`](crate::FhirOptions) shape it;
-    /// `Fault::status(503).on("/fhir")` makes it fail.
+    /// The base URL of the sandbox's FHIR R4 server, e.g. `http://127.0.0.1:40123/fhir`: the
+    /// demo's EHR. It takes transaction Bundles (`POST`, conditional create by `identifier` or
+    /// `_tag`), searches (`GET /fhir/{type}?identifier=…`) and reads, with
+    /// `Authorization: Bearer` [`fhir_token`](Self::fhir_token); it serves its
+    /// CapabilityStatement at `/fhir/metadata`. `Fault::status(503).on("/fhir")` makes it fail.
     pub fn fhir_base_url(&self) -> String {
         format!("{}fhir", self.shared.base_url)
     }
@@ -137,29 +135,6 @@ impl SandboxControl {
     /// The bearer token the FHIR server requires.
     pub fn fhir_token(&self) -> &str {
         &self.shared.fhir_token
-    }
-
-    /// Expires every access token the SMART token endpoint has issued: the next request with
-    /// one gets a 401 (an EHR's token lifetime ending mid-run).
-    pub fn expire_fhir_tokens(&self) {
-        self.shared.fhir().expire_tokens();
-    }
-
-    /// Changes the resource types the FHIR server creates from now on (`None`: any), its
-    /// CapabilityStatement included: an EHR upgraded or in maintenance, whose capabilities
-    /// change under a running client.
-    pub fn set_fhir_writable(&self, types: Option<&[&str]>) {
-        *self
-            .shared
-            .fhir_writable
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            types.map(|types| types.iter().map(|t| (*t).to_owned()).collect());
-    }
-
-    /// How many access tokens the SMART token endpoint has issued.
-    pub fn fhir_tokens_issued(&self) -> u64 {
-        self.shared.fhir().tokens_issued
     }
 
     /// What was written to the FHIR server: every resource of `resource_type` (every resource

@@ -34,7 +34,6 @@ mod builder;
 mod delivery;
 mod faults;
 mod fhir;
-mod fhir_smart;
 mod fhir_store;
 mod handle;
 mod routes;
@@ -43,7 +42,7 @@ mod state;
 mod synth;
 
 pub use faults::{Fault, MAX_FAULT_LATENCY, MAX_WEBHOOK_DELAY, WebhookFault};
-pub use fhir_store::{FhirOptions, MAX_FHIR_RESOURCES};
+pub use fhir_store::MAX_FHIR_RESOURCES;
 
 /// The most faults a sandbox keeps at once (the oldest goes first).
 pub const MAX_FAULTS: usize = 1024;

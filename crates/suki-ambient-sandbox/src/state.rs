@@ -99,26 +99,12 @@ pub(crate) struct Shared {
     pub(crate) fhir: Mutex<crate::fhir_store::FhirStore>,
     /// The bearer token the FHIR server asks for.
     pub(crate) fhir_token: String,
-    /// What the FHIR server takes, and its SMART clients.
-    pub(crate) fhir_options: crate::fhir_store::FhirOptions,
-    /// The resource types it creates now (`None`: any): `FhirOptions::writable`, changed at
-    /// run time by `SandboxHandle::set_fhir_writable`.
-    pub(crate) fhir_writable: Mutex<Option<Vec<String>>>,
 }
 
 impl Shared {
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         // The world stays consistent between statements; a panic elsewhere does not corrupt it.
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Whether the FHIR server takes a create of `kind` now.
-    pub(crate) fn fhir_takes(&self, kind: &str) -> bool {
-        self.fhir_writable
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|t| t == kind))
     }
 
     pub(crate) fn fhir(&self) -> MutexGuard<'_, crate::fhir_store::FhirStore> {

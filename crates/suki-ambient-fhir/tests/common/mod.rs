@@ -29,17 +29,18 @@ pub(crate) fn typical_bundle(session: &str) -> TransactionBundle {
     transaction(&note, &ehr, &Mapping::default()).expect("maps")
 }
 
-/// A FHIR client of the sandbox's server with `strategy` and `auth`, two quick attempts.
+/// A FHIR client of the test EHR (Medplum's stand-in) with `strategy` and `auth`, two quick
+/// attempts.
 #[allow(
     dead_code,
     reason = "each test binary uses what it needs of the shared module"
 )]
 pub(crate) fn client(
-    sandbox: &suki_ambient_sandbox::SandboxHandle,
+    ehr: &medplum_ehr::Medplum,
     strategy: suki_ambient_fhir::WriteStrategy,
     auth: impl suki_ambient_fhir::FhirAuth,
 ) -> suki_ambient_fhir::FhirClient {
-    suki_ambient_fhir::FhirClient::builder(sandbox.fhir_base_url())
+    suki_ambient_fhir::FhirClient::builder(ehr.base_url())
         .auth(auth)
         .strategy(strategy)
         .retry(
