@@ -51,6 +51,22 @@ async fn rig(
     (server, ehr, worker)
 }
 
+/// Reads `read` every 20 ms until `done` holds of what it read, or 3 s have passed; the last
+/// value read. (Counts are read between two probes: a probe's row runs for a moment.)
+async fn settled<T, Fut: std::future::Future<Output = T>>(
+    mut read: impl FnMut() -> Fut,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        let value = read().await;
+        if done(&value) || Instant::now() > until {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn sqlite_inbox(dir: &tempfile::TempDir) -> Inbox {
     Inbox::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
         .await
@@ -152,17 +168,20 @@ async fn an_ehr_down_for_30_s_costs_no_attempt_and_is_probed_once_per_interval()
     tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
     let status = inbox.status().await.expect("status");
     assert_eq!(status.counts.dead, 0, "no dead letter during the outage");
-    // Between two probes every note waits (a probe's row runs for a moment).
-    let settle = Instant::now() + Duration::from_secs(3);
-    let waiting = loop {
-        let waiting = inbox.destinations().await.expect("destinations");
-        if waiting[0].waiting == SESSIONS as u64 || Instant::now() > settle {
-            break waiting;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // Between two probes every note waits (a probe's row runs for a moment): the count and
+    // the health summary read together.
+    let (waiting, summary) = settled(
+        || async {
+            let waiting = inbox.destinations().await.expect("destinations");
+            let health = inbox.health(&Default::default()).await;
+            (waiting, health.destinations[0].summary.clone())
+        },
+        |(waiting, summary)| {
+            waiting[0].waiting == SESSIONS as u64 && summary.contains("20 notes waiting")
+        },
+    )
+    .await;
     assert_eq!(waiting[0].waiting, SESSIONS as u64, "{waiting:?}");
-    let summary = &inbox.health(&Default::default()).await.destinations[0].summary;
     assert!(
         summary.contains("unreachable since") && summary.contains("20 notes waiting"),
         "{summary}"
@@ -296,14 +315,11 @@ async fn an_ehr_refusing_every_token_opens_its_breaker() {
     assert_eq!(status.counts.dead, 0, "no note dead by time alone");
     assert_eq!(status.counts.done, 0);
     // Between two probes every row is pending (a probe's row runs for a moment).
-    let settle = Instant::now() + Duration::from_secs(3);
-    let rows = loop {
-        let rows = inbox.list(Some(State::Pending), 100).await.expect("list");
-        if rows.len() == SESSIONS || Instant::now() > settle {
-            break rows;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let rows = settled(
+        || async { inbox.list(Some(State::Pending), 100).await.expect("list") },
+        |rows| rows.len() == SESSIONS,
+    )
+    .await;
     assert_eq!(rows.len(), SESSIONS);
     // Every row waits without an attempt spent, with the EHR's refusal as its last error (a
     // row whose attempt timed out on a loaded machine waits the same way, with that code).

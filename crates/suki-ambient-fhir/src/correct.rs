@@ -63,7 +63,8 @@ impl FhirClient {
         let location = resource_ref(location).ok_or(FhirError::Answer)?;
         let existing = self.read(&location, deadline).await?;
         let ours: Value =
-            serde_json::from_slice(&bundle.resource(part)).map_err(|_| FhirError::Answer)?;
+            serde_json::from_slice(&bundle.resource(part).map_err(FhirError::Mapping)?)
+                .map_err(|_| FhirError::Answer)?;
         // A note superseded before: what counts is the session's current note (a correction
         // of a correction), if any is left.
         let retired = is_retired(&existing);
@@ -190,7 +191,8 @@ impl FhirClient {
             let location = resource_ref(location).ok_or(FhirError::Answer)?;
             let existing = self.read(&location, deadline).await?;
             let ours: Value =
-                serde_json::from_slice(&bundle.resource(part)).map_err(|_| FhirError::Answer)?;
+                serde_json::from_slice(&bundle.resource(part).map_err(FhirError::Mapping)?)
+                    .map_err(|_| FhirError::Answer)?;
             let content_differs =
                 kind == "DocumentReference" && !self.same_note(&ours, &existing, deadline).await?;
             note_changed |= content_differs;
@@ -441,7 +443,8 @@ impl FhirClient {
             return Ok(());
         };
         let mut ours: Value =
-            serde_json::from_slice(&bundle.resource(part)).map_err(|_| FhirError::Answer)?;
+            serde_json::from_slice(&bundle.resource(part).map_err(FhirError::Mapping)?)
+                .map_err(|_| FhirError::Answer)?;
         let old_value = identifier_value(&ours).unwrap_or_default().to_owned();
         let new_value = format!("{old_value}/{}", version_of(&ours));
         set_identifier_value(&mut ours, &new_value);

@@ -155,12 +155,14 @@ impl TransactionBundle {
     }
 
     /// Entry `index`'s resource alone, as JSON (a slice of the Bundle's bytes: no copy).
-    pub(crate) fn resource(&self, index: usize) -> bytes::Bytes {
+    /// `MapError::Json` if the Bundle has no such entry (not expected of a Bundle this crate
+    /// wrote: said at the source rather than sent as an empty body).
+    pub(crate) fn resource(&self, index: usize) -> Result<bytes::Bytes, MapError> {
         let spans = self.spans.get_or_init(|| resource_spans(&self.json));
         spans
             .get(index)
             .map(|&(start, end)| self.json.slice(start..end))
-            .unwrap_or_default()
+            .ok_or(MapError::Json)
     }
 
     /// The Provenance alone, its targets the literal references `targets` (`Type/id`: what the

@@ -718,7 +718,7 @@ impl FhirClient {
         let (status, location) = self
             .create(
                 kind,
-                bundle.resource(index),
+                bundle.resource(index).map_err(FhirError::Mapping)?,
                 &summary.if_none_exist,
                 bundle.chart_param(kind).as_deref(),
                 mode,

@@ -39,7 +39,7 @@ fn all_bytes(bundle: &TransactionBundle) -> Vec<u8> {
     let mut out = bundle.to_json();
     for index in 0..bundle.len() {
         out.push(b'\n');
-        out.extend_from_slice(&bundle.resource(index));
+        out.extend_from_slice(&bundle.resource(index).expect("an entry"));
     }
     out.push(b'\n');
     out.extend_from_slice(
