@@ -1,11 +1,12 @@
 //! The sandbox's EHR: the small FHIR R4 server the demo writes its note to. It takes what the
-//! SDK's default write-back sends and nothing more: transaction Bundles of POSTs with conditional
-//! create (`ifNoneExist` by `identifier` or `_tag`), a conditional create of one resource (the
-//! note alone, written first when the EHR may have the session already), versioned updates (what a later session of
-//! the encounter replaces is retired), searches by identifier or tag, reads, and a
-//! CapabilityStatement saying so; a fixed bearer token; bounded. Faults apply to it like to the
-//! API (`Fault::on("/fhir")`). EHRs that differ (no transactions, no conditional create, SMART
-//! Backend Services, corrections) are the tests' Medplum stand-in's (`tests/medplum`).
+//! SDK's default write-back sends and nothing more: transaction Bundles of POSTs with
+//! conditional create (`ifNoneExist` by `identifier` or `_tag`), a conditional create of one
+//! resource (the note alone, written first when the EHR may have the session already),
+//! versioned updates (what a later session of the encounter replaces is retired), searches by
+//! identifier or tag, reads, and a CapabilityStatement saying so; a fixed bearer token; bounded.
+//! Faults apply to it like to the API (`Fault::on("/fhir")`). EHRs that differ (no
+//! transactions, no conditional create, SMART Backend Services, notes in a `Binary`) are the
+//! tests' Medplum stand-in's (`tests/medplum`).
 
 use std::collections::HashMap;
 
