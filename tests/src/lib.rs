@@ -164,3 +164,17 @@ pub async fn replay_all(inbox: &suki_ambient::inbox::Inbox) {
         .await
         .expect("replay");
 }
+
+/// Panics, showing where, if any of `markers` (secrets, tokens, payload text) appears in
+/// `everything` (captured logs, errors, `Debug` output, responses).
+pub fn assert_no_marker<'a>(everything: &str, markers: impl IntoIterator<Item = &'a str>) {
+    for marker in markers {
+        if let Some(at) = everything.find(marker) {
+            let from = at.saturating_sub(300);
+            panic!(
+                "{marker} leaked:\n...{}...",
+                &everything[from..(at + marker.len() + 100).min(everything.len())]
+            );
+        }
+    }
+}

@@ -69,16 +69,10 @@ async fn no_key_assertion_token_or_note_in_logs_errors_or_debug() {
         "the FHIR client's events were captured"
     );
     let everything = format!("{logs}\n{}", shown.join("\n"));
-    for marker in [PHI, medplum.token(), "eyJ"]
-        .into_iter()
-        .chain(pem_body.iter().map(String::as_str))
-    {
-        if let Some(at) = everything.find(marker) {
-            let from = at.saturating_sub(300);
-            panic!(
-                "{marker} leaked:\n...{}...",
-                &everything[from..(at + marker.len() + 100).min(everything.len())]
-            );
-        }
-    }
+    integration_tests::assert_no_marker(
+        &everything,
+        [PHI, medplum.token(), "eyJ"]
+            .into_iter()
+            .chain(pem_body.iter().map(String::as_str)),
+    );
 }
